@@ -1,0 +1,3 @@
+from latent_reward.cli import main
+
+main()

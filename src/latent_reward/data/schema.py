@@ -1,0 +1,65 @@
+"""The normalized record every loader produces."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+Message = dict[str, str]
+
+
+def group_key(prompt_messages: list[Message]) -> str:
+    """A stable id for a prompt (the conversation before the rated response).
+
+    Derived from the content so that the same prompt gets the same group in every file
+    (AlpacaEval and the best-of-n set share their 805 prompts, for example).
+    """
+    payload = json.dumps([[m["role"], m["content"]] for m in prompt_messages], ensure_ascii=False)
+    return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One rated response in its conversation.
+
+    `messages` ends with the rated assistant turn; everything before it is the prompt.
+    `group` identifies the prompt: all splits are by group.
+    """
+
+    id: str
+    group: str
+    messages: list[Message]
+    rating: float
+    aspects: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_messages(self) -> list[Message]:
+        return self.messages[:-1]
+
+    @property
+    def response(self) -> str:
+        return self.messages[-1]["content"]
+
+
+def make_example(
+    source: str,
+    index: str | int,
+    prompt_messages: list[Message],
+    response: str,
+    rating: float,
+    aspects: dict[str, float] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Example:
+    """Build an Example whose group comes from the prompt and whose id is `source:index`."""
+    messages = [*prompt_messages, {"role": "assistant", "content": response}]
+    return Example(
+        id=f"{source}:{index}",
+        group=group_key(prompt_messages),
+        messages=messages,
+        rating=float(rating),
+        aspects=dict(aspects or {}),
+        meta=dict(meta or {}),
+    )

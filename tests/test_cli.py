@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from conftest import build_model, build_tokenizer, write_jsonl
+from test_extract import run_cli
+
+
+def assert_clean_error(result, text):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def arena_file(tmp_path):
+    return write_jsonl(tmp_path / "a.jsonl", [{"question": f"q{i} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(6)])
+
+
+def test_bad_inputs_get_one_line_and_exit_2(tiny_model_dir, arena_file, tmp_path):
+    base = ["extract", "--model", str(tiny_model_dir)]
+    assert_clean_error(run_cli(*base, "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")), "not found")
+    assert_clean_error(run_cli("data", "inspect", str(write_jsonl(tmp_path / "x.jsonl", [{"a": 1}]))), "cannot tell the data format")
+    bad_rating = write_jsonl(tmp_path / "r.jsonl", [{"question": "q", "answer": "a", "score": "high"}])
+    assert_clean_error(run_cli(*base, "--data", str(bad_rating), "--out", str(tmp_path / "o")), "not a number")
+    assert_clean_error(run_cli(*base, "--data", str(arena_file), "--layers", "0,99", "--out", str(tmp_path / "o")), "out of range")
+    assert_clean_error(run_cli(*base, "--data", str(arena_file), "--positions", "middle", "--out", str(tmp_path / "o")), "unknown position")
+    assert_clean_error(run_cli(*base, "--data", str(arena_file), "--format", "weird", "--out", str(tmp_path / "o")), "unknown format")
+    assert not (tmp_path / "o").exists()  # nothing was written by the refused runs
+
+
+def test_model_without_chat_template_needs_the_fallback_flag(arena_file, tmp_path):
+    folder = tmp_path / "base-model"
+    tokenizer = build_tokenizer(chat_template=None)
+    build_model(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    common = ["extract", "--model", str(folder), "--data", str(arena_file), "--positions", "eot"]
+    assert_clean_error(run_cli(*common, "--out", str(tmp_path / "o")), "no chat template")
+    result = run_cli(*common, "--fallback-template", "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["model"]["chat_template"] == "fallback"
+
+
+def test_existing_store_from_other_inputs_is_kept(tiny_model_dir, arena_file, tmp_path):
+    common = ["extract", "--model", str(tiny_model_dir), "--data", str(arena_file), "--out", str(tmp_path / "o")]
+    assert run_cli(*common, "--positions", "eot").returncode == 0
+    before = (tmp_path / "o" / "manifest.json").read_text()
+    assert_clean_error(run_cli(*common, "--positions", "user_end"), "holds a store made from other inputs")
+    assert (tmp_path / "o" / "manifest.json").read_text() == before
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["command"] == "extract" and "torch" in run["versions"]
+
+
+def test_data_inspect_and_models_commands(arena_file):
+    result = run_cli("data", "inspect", str(arena_file))
+    assert result.returncode == 0, result.stderr
+    assert "arena" in result.stdout and "rating histogram" in result.stdout
+    result = run_cli("models")
+    assert result.returncode == 0 and "smollm2-135m-instruct" in result.stdout

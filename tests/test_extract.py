@@ -1,0 +1,143 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import synthetic_examples, write_jsonl
+from latent_reward.activations import ActivationStore, ExtractConfig, extract
+from latent_reward.errors import UserError
+from latent_reward.models.chat import render_example
+
+ALL_POSITIONS = ("user_end", "assistant_start", "response_last", "eot", "response_mean", "response_tokens")
+
+
+def direct_states(loaded, messages):
+    """Every layer's full sequence from a plain unbatched forward, with the last block un-normed."""
+    rendered = render_example(loaded.tokenizer, messages)
+    captured = {}
+    handle = loaded.model.model.layers[-1].register_forward_hook(lambda m, a, out: captured.setdefault("raw", out))
+    with torch.no_grad():
+        out = loaded.model(torch.tensor([rendered.input_ids]), output_hidden_states=True)
+    handle.remove()
+    layers = list(out.hidden_states[:-1]) + [captured["raw"]]
+    return rendered, torch.stack([h[0] for h in layers], dim=1).numpy(), out  # [seq, n_layers+1, d]
+
+
+def test_stored_states_equal_a_direct_forward_pass(tiny, tmp_path):
+    examples = synthetic_examples()
+    config = ExtractConfig(positions=ALL_POSITIONS, token_layers=(1, 3), logprobs=True, batch_tokens=200, shard_size=5)
+    store = extract(tiny, examples, tmp_path / "store", config, progress=False).store
+    assert store.layers == [0, 1, 2, 3] and len(store) == len(examples)
+    assert store.array("eot").shape == (len(examples), 4, 32) and store.array("eot").dtype == np.float16
+    assert store.ids == [e.id for e in examples]
+    np.testing.assert_array_equal(store.ratings, [e.rating for e in examples])
+    for index, example in enumerate(examples):
+        rendered, states, out = direct_states(tiny, example.messages)
+        s = rendered.spans
+        expected = {"user_end": states[s.user_end], "assistant_start": states[s.assistant_start],
+                    "response_last": states[s.response_last], "eot": states[s.eot],
+                    "response_mean": states[s.response_start : s.response_end].mean(0)}
+        for name, value in expected.items():
+            np.testing.assert_allclose(store.array(name)[index], value, rtol=2e-3, atol=2e-3, err_msg=name)
+        np.testing.assert_allclose(store.token_states(index), states[s.response_start : s.response_end][:, [1, 3]], rtol=2e-3, atol=2e-3)
+        logprobs = torch.log_softmax(out.logits[0], -1)
+        targets = torch.tensor(rendered.input_ids[s.response_start : s.response_end])
+        reference = logprobs[s.response_start - 1 : s.response_end - 1].gather(1, targets[:, None]).mean().item()
+        assert store.stat("logprob_mean")[index] == pytest.approx(reference, rel=1e-4)
+    # The last index is the raw block output: the model's final norm maps it to transformers' last entry.
+    normed = tiny.model.model.norm(torch.tensor(store.array("eot")[:, -1].astype(np.float32)))
+    assert not np.allclose(store.array("eot")[:, -1], normed.detach().numpy(), atol=1e-2)
+    assert "BEFORE the final norm" in store.manifest["residual_convention"]
+
+
+def test_prompt_sharing_saves_tokens_and_changes_nothing(tiny, tmp_path):
+    examples = synthetic_examples(n_prompts=4, per_prompt=4)
+    shared = extract(tiny, examples, tmp_path / "a", ExtractConfig(share_prompts=True), progress=False).store
+    separate = extract(tiny, examples, tmp_path / "b", ExtractConfig(share_prompts=False), progress=False).store
+    assert shared.manifest["stats"]["tokens_saved_by_prompt_sharing"] > 0
+    assert separate.manifest["stats"]["tokens_saved_by_prompt_sharing"] == 0
+    assert shared.manifest["stats"]["tokens"] == separate.manifest["stats"]["tokens"]
+    for position in shared.positions:
+        np.testing.assert_allclose(shared.array(position), separate.array(position), rtol=2e-3, atol=2e-3)
+
+
+def test_layer_subset_reads_only_those_layers(tiny, tmp_path):
+    store = extract(tiny, synthetic_examples(2, 2), tmp_path / "s", ExtractConfig(layers=(0, 2), positions=("eot",)), progress=False).store
+    assert store.layers == [0, 2] and store.positions == ["eot"]
+    assert store.array("eot", layers=[2]).shape == (4, 1, 32)
+    with pytest.raises(UserError, match="layer 1 is not in the store"):
+        store.array("eot", layers=[1])
+    with pytest.raises(UserError, match="out of range"):
+        extract(tiny, synthetic_examples(2, 2), tmp_path / "t", ExtractConfig(layers=(9,)), progress=False)
+
+
+def test_refuses_a_folder_holding_another_store(tiny, tmp_path):
+    examples = synthetic_examples(2, 2)
+    extract(tiny, examples, tmp_path / "s", ExtractConfig(positions=("eot",)), progress=False)
+    with pytest.raises(UserError, match="different positions"):
+        extract(tiny, examples, tmp_path / "s", ExtractConfig(positions=("user_end",)), progress=False)
+    with pytest.raises(UserError, match="different .*data"):
+        extract(tiny, examples[:3], tmp_path / "s", ExtractConfig(positions=("eot",)), progress=False)
+    # the refused runs left the store as it was
+    assert ActivationStore.open(tmp_path / "s").positions == ["eot"]
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "latent_reward", *args], capture_output=True, text=True, **kwargs)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
+    records = [{"question": f"question {i}: " + "the quick brown fox " * (1 + i % 5), "answer": "paris is the capital " * (1 + i % 7),
+                "score": i % 10 + 1} for i in range(40)]
+    data = write_jsonl(tmp_path / "arena.jsonl", records)
+    common = ["extract", "--model", str(tiny_model_dir), "--data", str(data), "--shard-size", "4", "--batch-tokens", "128",
+              "--positions", "user_end,eot,response_tokens"]
+    reference = run_cli(*common, "--out", str(tmp_path / "whole"))
+    assert reference.returncode == 0, reference.stderr
+    # Kill the second run as soon as it has written a couple of shards, then run it again.
+    out = tmp_path / "resumed"
+    process = subprocess.Popen([sys.executable, "-m", "latent_reward", *common, "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "shards").glob("*.safetensors"))) < 2:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(list((out / "shards").glob("*.safetensors")))
+    assert 2 <= done_before < 10
+    assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
+    with pytest.raises(UserError, match="unfinished"):
+        ActivationStore.open(out)
+    resumed = run_cli(*common, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{done_before} reused" in resumed.stdout.replace("\n", " ")
+    whole, again = ActivationStore.open(tmp_path / "whole"), ActivationStore.open(out)
+    for position in ("user_end", "eot"):
+        np.testing.assert_array_equal(whole.array(position), again.array(position))
+    for index in (0, 17, 39):
+        np.testing.assert_array_equal(whole.token_states(index), again.token_states(index))
+    assert (out / "run.json").exists()
+
+
+def test_two_accelerate_processes_write_one_store(tiny_model_dir, tmp_path):
+    records = [{"question": f"q{i} the quick brown fox", "answer": "paris " * (1 + i % 6), "score": i % 10} for i in range(24)]
+    data = write_jsonl(tmp_path / "arena.jsonl", records)
+    common = ["--model", str(tiny_model_dir), "--data", str(data), "--shard-size", "3", "--positions", "assistant_start,eot"]
+    single = run_cli("extract", *common, "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launched = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                               "-m", "latent_reward", "extract", *common, "--out", str(tmp_path / "two")],
+                              capture_output=True, text=True, env=env, timeout=300)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    one, two = ActivationStore.open(tmp_path / "one"), ActivationStore.open(tmp_path / "two")
+    assert two.manifest["n_shards"] == 8
+    for position in ("assistant_start", "eot"):
+        np.testing.assert_allclose(one.array(position), two.array(position), rtol=2e-3, atol=2e-3)
