@@ -102,7 +102,7 @@ def extract(
     layers: Annotated[str, typer.Option(help="'all' or comma-separated residual indices (0 = embeddings).")] = "all",
     token_layers: Annotated[Optional[str], typer.Option(help="Layers kept for every response token (with response_tokens; default: the last).")] = None,
     max_tokens: Annotated[int, typer.Option(min=8, help="Truncate longer examples (keeps the prompt's end and the response's start).")] = 1024,
-    batch_tokens: Annotated[int, typer.Option(min=64, help="Padded tokens per forward pass.")] = 4096,
+    batch_tokens: Annotated[int, typer.Option(min=64, help="Padded tokens per forward pass.")] = 1024,
     shard_size: Annotated[int, typer.Option(min=1, help="Examples per shard (the unit of resumption).")] = 256,
     share_prompts: Annotated[bool, typer.Option(help="Run each prompt once for all its responses.")] = True,
     logprobs: Annotated[bool, typer.Option(help="Also store the model's mean log-probability of each response.")] = False,
@@ -147,6 +147,111 @@ def extract(
         f"{result.seconds:.1f} s, {rate:,.0f} tokens/s; {stats['truncated']} truncated; "
         f"{stats['tokens_saved_by_prompt_sharing']:,} prompt tokens saved by sharing; skipped records: {dataset.skipped or 'none'})"
     )
+
+
+ProbesOpt = Annotated[str, typer.Option(help="Comma-separated probe types: ridge, sgd, mlp, mean_diff, pairwise.")]
+TargetOpt = Annotated[str, typer.Option(help="What to predict: rating, or an aspect the data has.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for the split, controls and bootstrap.")]
+BootOpt = Annotated[int, typer.Option(min=100, help="Bootstrap resamples (prompts) for the intervals.")]
+
+
+def _sweep_options(probes: str, target: str, seed: int, n_boot: int, positions: Optional[str]):
+    from latent_reward.activations import parse_positions
+    from latent_reward.experiments.sweep import SweepOptions
+
+    chosen = tuple(p.strip() for p in probes.split(",") if p.strip())
+    return SweepOptions(probes=chosen, target=target, seed=seed, n_boot=n_boot,
+                        positions=parse_positions(positions) if positions else None)
+
+
+@app.command()
+def sweep(
+    store: Annotated[Path, typer.Option("--store", help="An activation store made by extract.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the report.")],
+    probes: ProbesOpt = "ridge",
+    target: TargetOpt = "rating",
+    seed: SeedOpt = 0,
+    n_boot: BootOpt = 1000,
+    positions: Annotated[Optional[str], typer.Option(help="Positions to sweep (default: all in the store).")] = None,
+    random_init_store: Annotated[Optional[Path], typer.Option(help="A store of the random-init control, same data.")] = None,
+    sgd_grid: Annotated[bool, typer.Option(help="Train the SGD probe over batch sizes x schedules at the best cell.")] = True,
+) -> None:
+    """Fit probes at every layer x position, score baselines and controls, and write the report."""
+    from latent_reward.activations import ActivationStore
+    from latent_reward.experiments.pipeline import ReportInputs, report_from_stores
+    from latent_reward.runinfo import write_run_json
+
+    started = time.perf_counter()
+    options = _sweep_options(probes, target, seed, n_boot, positions)
+    inputs = ReportInputs(ActivationStore.open(store), ActivationStore.open(random_init_store) if random_init_store else None,
+                          options, sgd_grid)
+    extra = {"command": "sweep", "options": {"store": str(store), "probes": probes, "target": target, "seed": seed}}
+    html, readout = report_from_stores(inputs, out, extra)
+    best_probe_folder = readout.sweep.best_probe.save(out / "best_probe")
+    write_run_json(out, "sweep", extra["options"], {"total": time.perf_counter() - started, **readout.timings})
+    _print_headline(readout, html, best_probe_folder)
+
+
+def _print_headline(readout, html: Path, probe_folder: Path) -> None:
+    best = readout.sweep.best
+    ci = best["test_ci"]
+    console.print(
+        f"best cell: {best['probe']} @ {best['position']} layer {best['layer']}: test r = {best['test']['pearson']:.3f} "
+        f"[{ci['pearson']['low']:.3f}, {ci['pearson']['high']:.3f}], within-prompt accuracy = {best['test']['within_acc']:.3f}"
+        + (f" [{ci['within_acc']['low']:.3f}, {ci['within_acc']['high']:.3f}]" if "within_acc" in ci else ""))
+    console.print(f"report: {html}\nbest probe: {probe_folder}")
+
+
+@app.command()
+def run(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for stores, probes and the report.")] = Path("runs/latest"),
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled name, Hub id or local folder.")] = "smollm2-135m-instruct",
+    data: DataOpt = DEFAULT_DATA,
+    split: SplitOpt = None,
+    format: FormatOpt = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N examples (0 or none: all).")] = 600,
+    max_tokens: Annotated[int, typer.Option(min=8, help="Truncate longer examples.")] = 512,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16 (bfloat16: ~2.3x faster on this kind of CPU).")] = "bfloat16",
+    probes: ProbesOpt = "ridge",
+    target: TargetOpt = "rating",
+    seed: SeedOpt = 0,
+    n_boot: BootOpt = 1000,
+    random_init_control: Annotated[bool, typer.Option(help="Also extract and probe a randomly initialised copy of the model.")] = True,
+    logprobs: Annotated[bool, typer.Option(help="Store the mean log-probability of each response (a baseline).")] = True,
+    fallback_template: Annotated[bool, typer.Option(help="Use the plain User:/Assistant: format for models without a chat template.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
+    prompt_field: PromptFieldOpt = None,
+    response_field: ResponseFieldOpt = None,
+    rating_field: RatingFieldOpt = None,
+    group_field: GroupFieldOpt = None,
+) -> None:
+    """The main job: extract (reusing a matching store), sweep, baselines and controls, report."""
+    from latent_reward.config import ExtractConfig
+    from latent_reward.experiments.pipeline import ReportInputs, extract_or_reuse, report_from_stores
+    from latent_reward.runinfo import write_run_json
+
+    started = time.perf_counter()
+    options = _sweep_options(probes, target, seed, n_boot, None)
+    dataset = _load_data(data, split, format, limit, prompt_field, response_field, rating_field, group_field)
+    config = ExtractConfig(max_tokens=max_tokens, logprobs=logprobs)
+    model_options = {"device": device, "allow_fallback_template": fallback_template}
+    timings = {}
+    store, timings["extract"] = extract_or_reuse(model, dataset.examples, out / "store", config, data, dtype, **model_options)
+    random_store = None
+    if random_init_control:
+        random_store, timings["extract_random_init"] = extract_or_reuse(
+            model, dataset.examples, out / "store-random-init", config.model_copy(update={"logprobs": False}), data, dtype,
+            random_init_seed=seed, **model_options)
+    run_options = {"model": model, "data": data, "split": split, "limit": limit, "max_tokens": max_tokens, "dtype": dtype,
+                   "probes": probes, "target": target, "seed": seed, "random_init_control": random_init_control}
+    extra = {"command": "run", "options": run_options}
+    html, readout = report_from_stores(ReportInputs(store, random_store, options), out / "report",
+                                       {**extra, "timings_extract": timings})
+    probe_folder = readout.sweep.best_probe.save(out / "best_probe")
+    timings.update(readout.timings, total=time.perf_counter() - started)
+    write_run_json(out, "run", run_options, timings, {"skipped_records": dataset.skipped})
+    console.print(f"done in {timings['total']:.0f} s")
+    _print_headline(readout, html, probe_folder)
 
 
 def _quiet_libraries() -> None:

@@ -16,7 +16,7 @@ class ExtractConfig(BaseModel):
     layers: tuple[int, ...] | None = None  # None: every layer 0..n_layers
     token_layers: tuple[int, ...] = ()  # layers kept for every response token (response_tokens)
     max_tokens: int = Field(1024, ge=8)
-    batch_tokens: int = Field(4096, ge=64, description="padded tokens per forward pass")
+    batch_tokens: int = Field(1024, ge=64, description="padded tokens per forward pass")
     shard_size: int = Field(256, ge=1, description="examples per shard (the unit of resumption)")
     share_prompts: bool = True  # run a prompt once for all its responses (KV-cache reuse)
     logprobs: bool = False  # the model's mean log-probability of each response (needs the LM head)

@@ -59,6 +59,7 @@ def extract(
     out: str | Path,
     config: ExtractConfig | None = None,
     progress: bool = True,
+    source: str | None = None,
 ) -> ExtractResult:
     """Read the residual stream at the configured positions for every example into `out`.
 
@@ -83,12 +84,13 @@ def extract(
         "model_identity": loaded.info.identity,
         "random_init_seed": loaded.info.random_init_seed,
         "chat_template": loaded.info.chat_template,
+        "dtype": loaded.info.dtype,
         "data": data_fingerprint(examples),
         "n_examples": len(examples),
         **config.fingerprint_fields(),
     }
     if rank == 0:
-        _prepare_folder(out, fingerprint, examples, loaded, layers, positions, token_layers)
+        _prepare_folder(out, fingerprint, examples, loaded, layers, positions, token_layers, source)
     if state is not None:
         state.wait_for_everyone()
 
@@ -160,7 +162,8 @@ def _write_shard(path: Path, tensors: dict[str, np.ndarray]) -> None:
     os.replace(temporary, path)
 
 
-def _prepare_folder(out: Path, fingerprint: dict, examples: list[Example], loaded: LoadedModel, layers, positions, token_layers) -> None:
+def _prepare_folder(out: Path, fingerprint: dict, examples: list[Example], loaded: LoadedModel, layers, positions, token_layers,
+                    source: str | None) -> None:
     manifest_path = out / MANIFEST
     if manifest_path.exists():
         existing = json.loads(manifest_path.read_text())
@@ -186,6 +189,7 @@ def _prepare_folder(out: Path, fingerprint: dict, examples: list[Example], loade
         "format_version": 1,
         "status": "incomplete",
         "fingerprint": fingerprint,
+        "data_source": source,
         "model": loaded.info.as_dict(),
         "positions": list(positions),
         "layers": list(layers),

@@ -8,10 +8,23 @@ from typing import Any
 import numpy as np
 
 from latent_reward.data.formats import Dataset
+from latent_reward.data.schema import Example
 
 
 def summarize(dataset: Dataset, bins: int = 10) -> dict[str, Any]:
-    examples = dataset.examples
+    return {
+        "source": dataset.source,
+        "format": dataset.format,
+        "records": dataset.n_records,
+        **summarize_examples(dataset.examples, bins),
+        "skipped": dataset.skipped,
+    }
+
+
+def summarize_examples(examples: list[Example], bins: int = 10) -> dict[str, Any]:
+    """Counts and the rating distribution of Examples (or of a store's example records)."""
+    examples = [e if isinstance(e, Example) else Example(**{k: e[k] for k in ("id", "group", "messages", "rating", "aspects", "meta")})
+                for e in examples]
     ratings = np.array([e.rating for e in examples])
     per_group = Counter(e.group for e in examples)
     sizes = np.array(list(per_group.values()))
@@ -23,9 +36,6 @@ def summarize(dataset: Dataset, bins: int = 10) -> dict[str, Any]:
         histogram = [(float((edges[i] + edges[i + 1]) / 2), int(c)) for i, c in enumerate(counts)]
     generators = Counter(e.meta.get("generator") for e in examples if e.meta.get("generator"))
     return {
-        "source": dataset.source,
-        "format": dataset.format,
-        "records": dataset.n_records,
         "examples": len(examples),
         "groups": len(per_group),
         "responses_per_group": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
@@ -35,5 +45,4 @@ def summarize(dataset: Dataset, bins: int = 10) -> dict[str, Any]:
         "aspects": sorted({name for e in examples for name in e.aspects}),
         "generators": len(generators),
         "multi_turn": sum(len(e.messages) > 2 for e in examples),
-        "skipped": dataset.skipped,
     }

@@ -1,0 +1,53 @@
+"""`latent-reward run`: extract (reusing a matching store), the random-init control, sweep, baselines, report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latent_reward.activations.extract import extract
+from latent_reward.activations.store import MANIFEST, ActivationStore
+from latent_reward.config import ExtractConfig
+from latent_reward.data.summary import summarize_examples
+from latent_reward.experiments.readout import reward_readout
+from latent_reward.experiments.sweep import SweepOptions
+from latent_reward.models.loading import load_model
+from latent_reward.report.html import write_report
+
+
+@dataclass
+class ReportInputs:
+    store: ActivationStore
+    random_init_store: ActivationStore | None
+    options: SweepOptions
+    sgd_grid: bool = True
+
+
+def report_from_stores(inputs: ReportInputs, out: Path, extra: dict[str, Any], progress: bool = True) -> tuple[Path, Any]:
+    """Sweep + baselines + controls on existing stores, then the report in `out`."""
+    readout = reward_readout(inputs.store, inputs.options, inputs.random_init_store, inputs.sgd_grid, progress)
+    summary = {"source": inputs.store.manifest.get("data_source") or "data", **summarize_examples(inputs.store.examples)}
+    html = write_report(readout, inputs.store, out, summary, extra)
+    return html, readout
+
+
+def extract_or_reuse(model: str, examples, folder: Path, config: ExtractConfig, source: str, dtype: str,
+                     random_init_seed: int | None = None, **model_options) -> tuple[ActivationStore, float]:
+    """An extraction into `folder`; a finished store made from the same inputs is reused as it is."""
+    tick = time.perf_counter()
+    if (folder / MANIFEST).exists():
+        try:
+            store = ActivationStore.open(folder)
+        except Exception:  # unfinished: extraction below resumes it
+            store = None
+        if store is not None and store.manifest["fingerprint"]["n_examples"] == len(examples):
+            from latent_reward.activations.extract import data_fingerprint
+
+            if store.manifest["fingerprint"]["data"] == data_fingerprint(examples) and \
+                    store.manifest["fingerprint"]["random_init_seed"] == random_init_seed:
+                return store, time.perf_counter() - tick
+    loaded = load_model(model, dtype=dtype, random_init_seed=random_init_seed, **model_options)
+    result = extract(loaded, examples, folder, config, source=source)
+    return result.store, time.perf_counter() - tick

@@ -1,0 +1,43 @@
+"""A nonlinear probe: an MLP trained on the same loop as the SGD probe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from latent_reward.probes.base import unit
+from latent_reward.probes.sgd import TrainConfig, TrainedProbe
+
+
+class MLPProbe(TrainedProbe):
+    kind = "mlp"
+
+    def __init__(self, config: TrainConfig | None = None, hidden: int = 256, depth: int = 1, dropout: float = 0.1, **options):
+        super().__init__(config, **options)
+        self.hidden, self.depth, self.dropout = hidden, depth, dropout
+
+    def build(self, d_model: int) -> torch.nn.Module:
+        layers: list[torch.nn.Module] = []
+        width = d_model
+        for _ in range(self.depth):
+            layers += [torch.nn.Linear(width, self.hidden), torch.nn.GELU(), torch.nn.Dropout(self.dropout)]
+            width = self.hidden
+        layers.append(torch.nn.Linear(width, 1))
+        return torch.nn.Sequential(*layers)
+
+    @property
+    def direction(self) -> np.ndarray:
+        """The average input gradient at the training mean: the MLP's best linear summary."""
+        x = torch.zeros((1, len(self.standardizer.mean)), dtype=torch.float32, requires_grad=True)
+        self.network.eval()
+        self.network(x).sum().backward()
+        return unit(x.grad[0].numpy().astype(np.float64) / self.standardizer.scale)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "hidden": self.hidden, "depth": self.depth, "dropout": self.dropout}
+
+    def _restore(self, tensors, state) -> None:
+        self.hidden, self.depth, self.dropout = state["hidden"], state["depth"], state["dropout"]
+        super()._restore(tensors, state)

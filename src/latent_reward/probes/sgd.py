@@ -1,0 +1,159 @@
+"""Probes trained with minibatches (the seed's SGD probe, and the MLP on the same loop).
+
+Options: batch size, learning rate, weight decay, optimizer, learning-rate schedule (constant,
+linear warmup + cosine, one-cycle, reduce-on-plateau), epochs, early stopping on a validation
+split. Targets are z-scored on the training rows; predictions are returned on the rating's scale.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from latent_reward.probes.base import Probe, Standardizer, unit
+
+SCHEDULES = ("constant", "warmup_cosine", "onecycle", "plateau")
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    optimizer: str = Field("adamw", pattern="^(adamw|sgd)$")
+    schedule: str = Field("warmup_cosine", pattern="^(" + "|".join(SCHEDULES) + ")$")
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(40, ge=1)
+    patience: int = Field(6, ge=1, description="epochs without validation improvement before stopping")
+    seed: int = 0
+
+
+def _scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    if config.schedule == "warmup_cosine":
+        warmup = max(1, int(config.warmup_fraction * total))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def train_regressor(network: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None, y_val: np.ndarray | None,
+                    config: TrainConfig) -> dict[str, Any]:
+    """Minibatch MSE training with early stopping on the validation rows (if given).
+
+    Returns a history: train/validation loss per epoch, the best epoch, and the epochs run.
+    The network keeps the weights of its best validation epoch.
+    """
+    generator = torch.Generator().manual_seed(config.seed)
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    has_val = x_val is not None and len(x_val) > 0
+    xv = torch.as_tensor(x_val, dtype=torch.float32) if has_val else None
+    yv = torch.as_tensor(y_val, dtype=torch.float32) if has_val else None
+    if config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(network.parameters(), lr=config.lr, weight_decay=config.weight_decay, momentum=0.9)
+    steps_per_epoch = math.ceil(len(xt) / config.batch_size)
+    scheduler = _scheduler(optimizer, config, steps_per_epoch)
+    history: dict[str, Any] = {"train_loss": [], "val_loss": []}
+    best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+    for epoch in range(config.epochs):
+        network.train()
+        order = torch.randperm(len(xt), generator=generator)
+        total = 0.0
+        for start in range(0, len(xt), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            loss = torch.nn.functional.mse_loss(network(xt[rows]).squeeze(-1), yt[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if config.schedule != "plateau":
+                scheduler.step()
+            total += loss.item() * len(rows)
+        history["train_loss"].append(total / len(xt))
+        network.eval()
+        with torch.no_grad():
+            monitored = torch.nn.functional.mse_loss(network(xv).squeeze(-1), yv).item() if has_val else history["train_loss"][-1]
+        history["val_loss"].append(monitored)
+        if config.schedule == "plateau":
+            scheduler.step(monitored)
+        if monitored < best_loss - 1e-6:
+            best_loss, best_epoch, stale = monitored, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    network.load_state_dict(best_state)
+    history.update(best_epoch=best_epoch, epochs_run=len(history["train_loss"]))
+    return history
+
+
+class TrainedProbe(Probe):
+    """Shared by the SGD linear probe and the MLP: z-scored inputs and targets, one training loop."""
+
+    def __init__(self, config: TrainConfig | None = None, **options):
+        super().__init__()
+        self.config = config or TrainConfig(**options)
+        self.network: torch.nn.Module | None = None
+        self.y_mean, self.y_scale = 0.0, 1.0
+
+    def build(self, d_model: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def fit(self, x, y, groups=None, x_val=None, y_val=None) -> TrainedProbe:
+        torch.manual_seed(self.config.seed)
+        self.standardizer = Standardizer.fit(x)
+        y = np.asarray(y, dtype=np.float64)
+        self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
+        self.network = self.build(np.asarray(x).shape[1])
+        val = (self.standardizer.transform(x_val), (np.asarray(y_val) - self.y_mean) / self.y_scale) if x_val is not None else (None, None)
+        history = train_regressor(self.network, self.standardizer.transform(x), (y - self.y_mean) / self.y_scale, *val, self.config)
+        self.info.update(config=self.config.model_dump(), best_epoch=history["best_epoch"], epochs_run=history["epochs_run"],
+                         final_val_loss=min(history["val_loss"]))
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        self.network.eval()
+        with torch.no_grad():
+            z = self.network(torch.as_tensor(self.standardizer.transform(x), dtype=torch.float32)).squeeze(-1).numpy()
+        return z.astype(np.float64) * self.y_scale + self.y_mean
+
+    def _tensors(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self.network.state_dict().items()}
+
+    def _state(self) -> dict[str, Any]:
+        return {"config": self.config.model_dump(), "y_mean": self.y_mean, "y_scale": self.y_scale, "d_model": int(self.standardizer.mean.shape[0])}
+
+    def _restore(self, tensors, state) -> None:
+        self.config = TrainConfig(**state["config"])
+        self.y_mean, self.y_scale = state["y_mean"], state["y_scale"]
+        self.network = self.build(state["d_model"])
+        self.network.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()})
+
+
+class SGDProbe(TrainedProbe):
+    """A linear probe trained with minibatches."""
+
+    kind = "sgd"
+
+    def build(self, d_model: int) -> torch.nn.Module:
+        return torch.nn.Linear(d_model, 1)
+
+    @property
+    def direction(self) -> np.ndarray:
+        return unit(self.network.weight.detach().numpy()[0].astype(np.float64) / self.standardizer.scale)

@@ -1,0 +1,107 @@
+"""Write the report folder: report.html (figures embedded), PNGs, results.json and CSV tables."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from latent_reward.activations.store import ActivationStore, atomic_write_text
+from latent_reward.experiments.readout import Readout
+from latent_reward.report import figures
+from latent_reward.report.answers import answers
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _fmt(entry: dict[str, Any], metric: str) -> tuple[str, str]:
+    value = entry["test"].get(metric)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a", ""
+    interval = entry.get("test_ci", {}).get(metric)
+    return f"{value:.3f}", (f"[{interval['low']:.3f}, {interval['high']:.3f}]" if interval else "")
+
+
+def build_results(readout: Readout, store: ActivationStore, extra: dict[str, Any]) -> dict[str, Any]:
+    model = store.manifest["model"]
+    masks = readout.sweep.masks
+    return _jsonable({
+        "answers": answers(readout, model["name"], model["n_layers"]),
+        "best": readout.sweep.best,
+        "comparisons": readout.comparisons,
+        "partial_r_given_length": readout.partial_r_given_length,
+        "sgd_grid": readout.sgd_grid.to_dict(orient="records") if readout.sgd_grid is not None else None,
+        "splits": {name: int(mask.sum()) for name, mask in masks.items()},
+        "model": model,
+        "store": {"folder": str(store.folder), "fingerprint": store.manifest["fingerprint"], "stats": store.manifest.get("stats")},
+        "timings": readout.timings,
+        **extra,
+    })
+
+
+def write_report(readout: Readout, store: ActivationStore, out: str | Path, data_summary: dict[str, Any],
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write the report into `out`; returns the HTML path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = build_results(readout, store, {"data": data_summary, **(extra or {})})
+    table = readout.sweep.table
+    paths = {
+        "comparison": figures.comparison_bars(readout, out, "comparison"),
+        "heatmap_pearson": figures.heatmap(table, "test_pearson", "ridge: test Pearson r", out, "heatmap_pearson"),
+        "heatmap_within": figures.heatmap(table, "test_within_acc", "ridge: test within-prompt accuracy", out, "heatmap_within_acc", 0.5),
+        "curves_pearson": figures.layer_curves(readout, "pearson", out, "layers_pearson"),
+        "curves_within": figures.layer_curves(readout, "within_acc", out, "layers_within_acc"),
+        "scatter": figures.scatter(readout, out, "scatter"),
+        "probe_kinds": figures.probe_kinds(readout, out, "probe_kinds"),
+        "sgd_grid": figures.sgd_grid(readout, out, "sgd_grid"),
+        "ratings": figures.rating_histogram(store.ratings, out, "ratings"),
+    }
+    embedded = {name: ("data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()) if path else None
+                for name, path in paths.items()}
+    best = readout.sweep.best
+    rows = [{"name": f"probe: {best['probe']} @ {best['position']} layer {best['layer']}", "entry": best}]
+    rows += [{"name": name, "entry": entry} for name, entry in readout.comparisons.items()]
+    comparison_rows = []
+    for row in rows:
+        r, r_ci = _fmt(row["entry"], "pearson")
+        acc, acc_ci = _fmt(row["entry"], "within_acc")
+        comparison_rows.append({"name": row["name"], "r": r, "r_ci": r_ci, "acc": acc, "acc_ci": acc_ci})
+    pd.DataFrame(comparison_rows).to_csv(out / "comparisons.csv", index=False)
+    table.to_csv(out / "sweep.csv", index=False)
+    readout.sweep.curves.to_csv(out / "layer_curves.csv", index=False)
+    if readout.sgd_grid is not None:
+        readout.sgd_grid.to_csv(out / "sgd_grid.csv", index=False)
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("latent_reward.report", "templates"),
+                                     autoescape=jinja2.select_autoescape(["html", "j2"]))
+    summary_keys = ("source", "format", "records", "examples", "groups", "responses_per_group", "rating", "aspects", "skipped")
+    html = environment.get_template("report.html.j2").render(
+        model=results["model"], answers=results["answers"], figures=embedded, comparison_rows=comparison_rows,
+        sgd_rows=results["sgd_grid"] or [], splits=results["splits"],
+        data={**data_summary, "source_name": Path(str(data_summary.get("source", "data"))).name},
+        data_rows=[(k, data_summary.get(k)) for k in summary_keys if k in data_summary] + [
+            ("truncated", (store.manifest.get("stats") or {}).get("truncated"))],
+        reproduce=json.dumps({k: results.get(k) for k in ("command", "options", "versions")} | {"fingerprint": results["store"]["fingerprint"]}, indent=1),
+        timings=", ".join(f"{k} {v:.1f}" for k, v in results["timings"].items()),
+    )
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1))
+    atomic_write_text(out / "report.html", html)
+    return out / "report.html"
