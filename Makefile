@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= HuggingFaceH4/ultrafeedback_binarized
 MODEL ?= smollm2-135m-instruct
-LIMIT ?= 400
+LIMIT ?= 600
 OUT ?= runs/demo
 
 .PHONY: venv demo test test-fast install-qwen benchmarks clean
@@ -26,7 +26,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(BIN)/latent-reward extract --model $(MODEL) --data $(DATA) --limit $(LIMIT) --out $(OUT)
+	$(BIN)/latent-reward run --model $(MODEL) --data $(DATA) --limit $(LIMIT) --out $(OUT)
 
 test: venv
 	$(BIN)/python -m pytest -q
@@ -41,6 +41,7 @@ install-qwen: venv
 
 benchmarks: venv
 	$(BIN)/python benchmarks/extract_throughput.py
+	$(BIN)/python benchmarks/probe_sweep.py --store $(OUT)/store
 
 clean:
 	rm -rf $(VENV) runs

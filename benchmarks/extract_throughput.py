@@ -22,7 +22,7 @@ import torch
 
 from latent_reward.activations import plan
 from latent_reward.activations.forward import ResidualReader
-from latent_reward.activations.positions import POSITIONS
+from latent_reward.positions import POSITIONS
 from latent_reward.data import load_dataset
 from latent_reward.models import load_model, render_example
 

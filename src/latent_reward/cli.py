@@ -218,6 +218,7 @@ def run(
     n_boot: BootOpt = 1000,
     random_init_control: Annotated[bool, typer.Option(help="Also extract and probe a randomly initialised copy of the model.")] = True,
     logprobs: Annotated[bool, typer.Option(help="Store the mean log-probability of each response (a baseline).")] = True,
+    trajectory: Annotated[bool, typer.Option(help="Reward token by token on held-out responses (runs the model again on ~320 responses).")] = True,
     fallback_template: Annotated[bool, typer.Option(help="Use the plain User:/Assistant: format for models without a chat template.")] = False,
     device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
     prompt_field: PromptFieldOpt = None,
@@ -228,6 +229,7 @@ def run(
     """The main job: extract (reusing a matching store), sweep, baselines and controls, report."""
     from latent_reward.config import ExtractConfig
     from latent_reward.experiments.pipeline import ReportInputs, extract_or_reuse, report_from_stores
+    from latent_reward.models import load_model
     from latent_reward.runinfo import write_run_json
 
     started = time.perf_counter()
@@ -245,13 +247,128 @@ def run(
     run_options = {"model": model, "data": data, "split": split, "limit": limit, "max_tokens": max_tokens, "dtype": dtype,
                    "probes": probes, "target": target, "seed": seed, "random_init_control": random_init_control}
     extra = {"command": "run", "options": run_options}
-    html, readout = report_from_stores(ReportInputs(store, random_store, options), out / "report",
+    trajectory_model = load_model(model, dtype=dtype, **model_options) if trajectory else None
+    html, readout = report_from_stores(ReportInputs(store, random_store, options, trajectory_model=trajectory_model), out / "report",
                                        {**extra, "timings_extract": timings})
     probe_folder = readout.sweep.best_probe.save(out / "best_probe")
     timings.update(readout.timings, total=time.perf_counter() - started)
     write_run_json(out, "run", run_options, timings, {"skipped_records": dataset.skipped})
     console.print(f"done in {timings['total']:.0f} s")
     _print_headline(readout, html, probe_folder)
+
+
+@app.command("prompt-only")
+def prompt_only_command(
+    store: Annotated[Path, typer.Option("--store", help="A store with user_end / assistant_start states.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for prompt_only.json and its figure.")],
+    random_init_store: Annotated[Optional[Path], typer.Option(help="The random-init control's store, same data.")] = None,
+    target: TargetOpt = "rating",
+    seed: SeedOpt = 0,
+    n_boot: BootOpt = 1000,
+) -> None:
+    """Expected reward from the user's input alone: probes on each prompt's states predict its mean rating."""
+    from latent_reward.activations import ActivationStore
+    from latent_reward.experiments.prompt_only import prompt_only
+    from latent_reward.experiments.sweep import SweepOptions, sweep as run_sweep
+    from latent_reward.report.html import write_json
+
+    opened = ActivationStore.open(store)
+    response_level = run_sweep(opened, SweepOptions(target=target, seed=seed, n_boot=200, control=False), progress=False)
+    result = prompt_only(opened, response_level, ActivationStore.open(random_init_store) if random_init_store else None,
+                         target, seed, n_boot)
+    if result is None:
+        raise UserError("the store has neither user_end nor assistant_start states; extract with those positions")
+    out.mkdir(parents=True, exist_ok=True)
+    result.curves.to_csv(out / "prompt_only_curves.csv", index=False)
+    write_json(out / "prompt_only.json", {"best": result.best, "baselines": result.baselines,
+                                          "variance_between_fraction": result.variance_between_fraction,
+                                          "decomposition": result.decomposition.to_dict(orient="records"),
+                                          "top_prompts": result.top_prompts, "bottom_prompts": result.bottom_prompts})
+    r = result.best["test_pearson"]
+    console.print(f"best: {result.best['position']} layer {result.best['layer']}: test r with the prompt's mean rating = "
+                  f"{r['value']:.3f} [{r['low']:.3f}, {r['high']:.3f}]; baselines: "
+                  + ", ".join(f"{k} {v['value']:.3f}" for k, v in result.baselines.items())
+                  + f"; {result.variance_between_fraction:.0%} of the variance lies between prompts. Written to {out}")
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The user's message.")],
+    probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder (e.g. runs/demo/best_probe).")],
+    model: Annotated[Optional[str], typer.Option(help="Model (default: the one the probe was trained on).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 200,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
+    seed: SeedOpt = 0,
+    html: Annotated[Optional[Path], typer.Option(help="Also write the colored reply as an HTML page here.")] = None,
+) -> None:
+    """Generate a reply and stream each token colored by the probe's live estimate of its reward."""
+    from rich.text import Text
+
+    from latent_reward.experiments.generate import generate_with_estimates
+    from latent_reward.models import load_model
+    from latent_reward.probes import Probe
+    from latent_reward.report.lens import color, lens_page
+
+    loaded_probe = Probe.load(probe)
+    name = model or loaded_probe.info.get("model")
+    if not name:
+        raise UserError("the probe does not record its model; pass --model")
+    loaded = load_model(name, dtype=loaded_probe.info.get("model_dtype") or "float32",
+                        allow_fallback_template=loaded_probe.info.get("chat_template") == "fallback")
+    low, high = loaded_probe.info.get("rating_range") or (0.0, 1.0)
+
+    def show(token: str, estimate: float) -> None:
+        r, g, b = color(estimate, low, high)
+        console.print(Text(token, style=f"black on rgb({r},{g},{b})"), end="")
+
+    reply = generate_with_estimates(loaded, loaded_probe, [{"role": "user", "content": prompt}], max_new_tokens, temperature,
+                                    seed, show)
+    console.print()
+    final = f"{reply.estimates[-1]:.2f}" if reply.estimates else "n/a"
+    console.print(f"estimate before the reply: {reply.before:.2f}; at its end: {final} "
+                  f"(probe: {loaded_probe.kind} @ {loaded_probe.info['position']} layer {loaded_probe.info['layer']})")
+    if html:
+        from latent_reward.activations.store import atomic_write_text
+
+        atomic_write_text(html, lens_page(f"{name}: {prompt[:80]}", [{"caption": prompt, "tokens": reply.tokens, "estimates": reply.estimates}], low, high))
+        console.print(f"written: {html}")
+
+
+@app.command()
+def score(
+    probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the store, scores.csv and score.json.")],
+    data: DataOpt = DEFAULT_DATA,
+    split: SplitOpt = None,
+    format: FormatOpt = None,
+    limit: LimitOpt = None,
+    model: Annotated[Optional[str], typer.Option(help="Model (default: the one the probe was trained on).")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="Reference model for the DPO implicit reward baseline.")] = None,
+    normalization: Annotated[str, typer.Option(help="Implicit reward: sum, mean or none (reference-free).")] = "sum",
+    n_boot: BootOpt = 1000,
+    seed: SeedOpt = 0,
+) -> None:
+    """Score conversations with a probe: pair accuracy, best-of-n, or how well it tracks the data's ratings."""
+    from latent_reward.experiments.reward_model import NORMALIZATIONS, run_scoring
+
+    if normalization not in NORMALIZATIONS:
+        raise UserError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
+    dataset = _load_data(data, split, format, limit, None, None, None, None)
+    summary = run_scoring(probe, dataset, out, model, reference, normalization, n_boot, seed)
+    for line in summary["lines"]:
+        console.print(line)
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Folders written by `latent-reward run` (or their report folders).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for compare.html, compare.json and the figure.")] = Path("runs/compare"),
+) -> None:
+    """Side by side: several models (or datasets) on the same questions."""
+    from latent_reward.experiments.compare import compare_runs
+
+    html = compare_runs(runs, out)
+    console.print(f"comparison: {html}")
 
 
 def _quiet_libraries() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from latent_reward.activations.positions import DEFAULT_POSITIONS
+from latent_reward.positions import DEFAULT_POSITIONS
 
 
 class ExtractConfig(BaseModel):

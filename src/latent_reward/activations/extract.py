@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from latent_reward import __version__
 from latent_reward.activations.forward import ResidualReader, as_float16
 from latent_reward.activations.plan import Unit, make_batches, make_shards, make_units
-from latent_reward.activations.positions import TOKEN_POSITION
+from latent_reward.positions import TOKEN_POSITION
 from latent_reward.activations.store import EXAMPLES, MANIFEST, SHARDS, ActivationStore, atomic_write_text
 from latent_reward.config import ExtractConfig
 from latent_reward.data.schema import Example
@@ -106,13 +107,16 @@ def extract(
     try:
         for shard_index, shard in todo:
             tick = time.perf_counter()
-            tensors = _run_shard(reader, shard, rendered, config)
+
+            def advance(n_examples: int, n_tokens: int) -> None:
+                nonlocal tokens_done
+                tokens_done += n_tokens
+                bar.update(n_examples)
+                bar.set_postfix(tok_s=f"{tokens_done / max(forward_seconds + time.perf_counter() - tick, 1e-9):,.0f}")
+
+            tensors = _run_shard(reader, shard, rendered, config, advance)
             forward_seconds += time.perf_counter() - tick
             _write_shard(_shard_path(out, shard_index), tensors)
-            n = len(tensors["example_index"])
-            tokens_done += int(tensors["n_tokens"].sum())
-            bar.update(n)
-            bar.set_postfix(tok_s=f"{tokens_done / max(forward_seconds, 1e-9):,.0f}")
     finally:
         reader.close()
         bar.close()
@@ -130,13 +134,15 @@ def _shard_path(out: Path, index: int) -> Path:
     return out / SHARDS / f"shard-{index:05d}.safetensors"
 
 
-def _run_shard(reader: ResidualReader, shard: list[Unit], rendered: list[RenderedExample], config: ExtractConfig) -> dict[str, np.ndarray]:
+def _run_shard(reader: ResidualReader, shard: list[Unit], rendered: list[RenderedExample], config: ExtractConfig,
+               advance: Callable[[int, int], None]) -> dict[str, np.ndarray]:
     pieces: dict[str, list] = {}
     order: list[int] = []
     tokens: list[torch.Tensor] = []
     logprobs: list[float] = []
     for batch in make_batches(shard, config.batch_tokens):
         states = reader.run(batch, rendered)
+        advance(len(states.example_index), sum(len(rendered[i].input_ids) for i in states.example_index))
         order.extend(states.example_index)
         for name, values in states.positions.items():
             pieces.setdefault(name, []).append(values)

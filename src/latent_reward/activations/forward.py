@@ -31,6 +31,15 @@ def decoder_layers(model) -> torch.nn.ModuleList:
     raise UserError(f"cannot find the transformer blocks of {type(model).__name__}")
 
 
+def cache_kwarg(module) -> str:
+    """transformers 5 renamed `past_key_values` to `cache` (the old name is deprecated)."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+def output_cache(output):
+    return output.cache if "cache" in output else output.past_key_values
+
+
 @dataclass
 class BatchStates:
     """States read from one batch, rows in the batch's example order."""
@@ -58,7 +67,7 @@ class ResidualReader:
         self.positions = positions
         self.logprobs = logprobs
         self.device = next(model.parameters()).device
-        self._cache_kwarg = "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
+        self._cache_kwarg = cache_kwarg(self.base)
         self._requests: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._mean_mask: torch.Tensor | None = None
         self._token_mask: torch.Tensor | None = None
@@ -128,7 +137,7 @@ class ResidualReader:
             position_ids=prompt_positions.to(device), use_cache=True,
         )
         prompt_states = self._take()
-        cache = out.cache if "cache" in out else out.past_key_values
+        cache = output_cache(out)
         prompt_last_hidden = out.last_hidden_state[:, -1] if self.logprobs else None
 
         # Pass 2: responses (and the end-of-turn token), each on its unit's cache rows.

@@ -140,7 +140,7 @@ class ActivationStore:
 
     def token_states(self, index: int) -> np.ndarray:
         """float16 [n_response_tokens, n_token_layers, d_model] for example `index`."""
-        if "response_tokens" not in self.manifest.get("token_layers_stored", ["response_tokens"]) and not self.manifest.get("token_layers"):
+        if not self.manifest.get("token_layers"):
             raise UserError("the store holds no per-token states; extract with --positions ...,response_tokens")
         for shard, order in zip(self._shards, self._row_order):
             hits = np.flatnonzero(order == index)
@@ -165,3 +165,28 @@ class ActivationStore:
 
     def iter_shards(self) -> Iterator[dict[str, np.ndarray]]:
         yield from self._shards
+
+
+def write_store(folder: str | Path, states: dict[str, np.ndarray], examples: list[dict[str, Any]], layers: list[int],
+                manifest: dict[str, Any] | None = None, stats: dict[str, np.ndarray] | None = None) -> ActivationStore:
+    """A complete store from arrays already in memory (states[position]: [n, n_layers, d]).
+
+    For activations computed elsewhere, and for tests with planted signals. `examples` are dicts
+    with id, group, rating, aspects, meta and messages, in row order.
+    """
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    (folder / SHARDS).mkdir(parents=True, exist_ok=True)
+    n = len(examples)
+    tensors = {name: np.ascontiguousarray(values, dtype=np.float16) for name, values in states.items()}
+    tensors["example_index"] = np.arange(n, dtype=np.int64)
+    for name, values in (stats or {}).items():
+        tensors[name] = np.ascontiguousarray(values)
+    save_file(tensors, str(folder / SHARDS / "shard-00000.safetensors"))
+    atomic_write_text(folder / EXAMPLES, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples))
+    full = {"format": "latent-reward activation store", "format_version": 1, "status": "complete",
+            "positions": list(states), "layers": list(layers), "token_layers": [], "n_examples": n, "n_shards": 1,
+            "fingerprint": {"n_examples": n}, **(manifest or {})}
+    atomic_write_text(folder / MANIFEST, json.dumps(full, indent=1))
+    return ActivationStore.open(folder)

@@ -57,7 +57,7 @@ def text_statistics(texts: list[str], tokens: np.ndarray) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
-def _tfidf(texts: list[str], train: np.ndarray):
+def tfidf_features(texts: list[str], train: np.ndarray):
     vectorizer = TfidfVectorizer(max_features=20000, ngram_range=(1, 2), sublinear_tf=True, min_df=2)
     vectorizer.fit([t for t, keep in zip(texts, train) if keep])
     return vectorizer.transform(texts)
@@ -81,12 +81,12 @@ def generator_identity(data: SplitData) -> np.ndarray | None:
 
 
 def tfidf_response(data: SplitData) -> np.ndarray:
-    return grouped_ridge(_tfidf(data.responses, data.masks["train"]), data.y, data.groups, data.masks, scale=False)
+    return grouped_ridge(tfidf_features(data.responses, data.masks["train"]), data.y, data.groups, data.masks, scale=False)
 
 
 def tfidf_prompt_and_response(data: SplitData) -> np.ndarray:
     train = data.masks["train"]
-    features = sparse.hstack([_tfidf(data.prompts, train), _tfidf(data.responses, train)]).tocsr()
+    features = sparse.hstack([tfidf_features(data.prompts, train), tfidf_features(data.responses, train)]).tocsr()
     return grouped_ridge(features, data.y, data.groups, data.masks, scale=False)
 
 

@@ -20,7 +20,7 @@ def pearson(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def spearman(y: np.ndarray, p: np.ndarray) -> float:
-    if np.std(y) == 0 or np.std(p) == 0:
+    if np.ptp(y) == 0 or np.ptp(p) == 0:
         return 0.0
     return float(stats.spearmanr(y, p).statistic)
 
@@ -71,7 +71,7 @@ def within_prompt_spearman(y: np.ndarray, p: np.ndarray, groups: np.ndarray, min
     values = []
     for group in np.unique(groups):
         rows = groups == group
-        if rows.sum() >= min_size and np.std(y[rows]) > 0 and np.std(p[rows]) > 0:
+        if rows.sum() >= min_size and np.ptp(y[rows]) > 0 and np.ptp(p[rows]) > 0:
             values.append(stats.spearmanr(y[rows], p[rows]).statistic)
     return float(np.mean(values)) if values else float("nan")
 

@@ -13,7 +13,8 @@ from latent_reward.config import ExtractConfig
 from latent_reward.data.summary import summarize_examples
 from latent_reward.experiments.readout import reward_readout
 from latent_reward.experiments.sweep import SweepOptions
-from latent_reward.models.loading import load_model
+from latent_reward.experiments.trajectory import reward_trajectories
+from latent_reward.models.loading import LoadedModel, load_model
 from latent_reward.report.html import write_report
 
 
@@ -23,11 +24,16 @@ class ReportInputs:
     random_init_store: ActivationStore | None
     options: SweepOptions
     sgd_grid: bool = True
+    trajectory_model: LoadedModel | None = None  # the store's model, for token-by-token trajectories
 
 
 def report_from_stores(inputs: ReportInputs, out: Path, extra: dict[str, Any], progress: bool = True) -> tuple[Path, Any]:
-    """Sweep + baselines + controls on existing stores, then the report in `out`."""
+    """Sweep + baselines + controls (+ trajectories when a model is given) on existing stores, then the report."""
     readout = reward_readout(inputs.store, inputs.options, inputs.random_init_store, inputs.sgd_grid, progress)
+    if inputs.trajectory_model is not None:
+        tick = time.perf_counter()
+        readout.trajectory = reward_trajectories(inputs.trajectory_model, inputs.store, readout.sweep, seed=inputs.options.seed)
+        readout.timings["trajectory"] = time.perf_counter() - tick
     summary = {"source": inputs.store.manifest.get("data_source") or "data", **summarize_examples(inputs.store.examples)}
     html = write_report(readout, inputs.store, out, summary, extra)
     return html, readout

@@ -12,8 +12,10 @@ import pandas as pd
 from latent_reward.activations.store import ActivationStore
 from latent_reward.evaluation.baselines import SplitData, run_baselines
 from latent_reward.evaluation.metrics import all_metrics, bootstrap_ci, partial_correlation
+from latent_reward.experiments.prompt_only import PromptOnlyResult, prompt_only
 from latent_reward.experiments.sgd_settings import sgd_settings_grid
 from latent_reward.experiments.sweep import SweepOptions, SweepResult, sweep
+from latent_reward.experiments.trajectory import TrajectoryResult
 
 
 @dataclass
@@ -23,7 +25,9 @@ class Readout:
     sgd_grid: pd.DataFrame | None
     partial_r_given_length: float
     random_init: SweepResult | None
+    prompt_only: PromptOnlyResult | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    trajectory: TrajectoryResult | None = None
 
 
 def split_data(store: ActivationStore, result: SweepResult) -> SplitData:
@@ -69,10 +73,12 @@ def reward_readout(store: ActivationStore, options: SweepOptions, random_init_st
     best_row = result.table[(result.table.position == best["position"]) & (result.table.layer == best["layer"])
                             & (result.table.probe == best["probe"])].iloc[0]
     if "control_test_pearson" in best_row:
-        comparisons["shuffled-within-prompt control"] = {
-            "kind": "control",
-            "test": {"pearson": float(best_row["control_test_pearson"]), "within_acc": float(best_row["control_test_within_acc"])},
-            "test_ci": {},
+        comparisons["control: ratings shuffled within prompt"] = {
+            "kind": "control", "test_ci": {},
+            "test": {"pearson": float(best_row["control_within_shuffle_test_pearson"]), "within_acc": float(best_row["control_test_within_acc"])},
+        }
+        comparisons["control: ratings shuffled across responses"] = {
+            "kind": "control", "test_ci": {}, "test": {"pearson": float(best_row["control_test_pearson"])},
         }
     random_result = None
     if random_init_store is not None:
@@ -95,4 +101,7 @@ def reward_readout(store: ActivationStore, options: SweepOptions, random_init_st
         x = store.array(best["position"], layers=[store.layers[index]])[result.keep, 0].astype(np.float32)
         grid = sgd_settings_grid(x, y, groups, result.masks, options.train)
         timings["sgd_grid"] = time.perf_counter() - tick
-    return Readout(result, comparisons, grid, partial, random_result, timings)
+    tick = time.perf_counter()
+    expected = prompt_only(store, result, random_init_store, options.target, options.seed, options.n_boot)
+    timings["prompt_only"] = time.perf_counter() - tick
+    return Readout(result, comparisons, grid, partial, random_result, expected, timings)

@@ -1,4 +1,4 @@
-"""The layer x position x probe sweep, with the shuffled-within-prompt control in every cell."""
+"""The layer x position x probe sweep, with two shuffled-rating controls in every cell."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from latent_reward.activations.store import ActivationStore
 from latent_reward.data.splits import split_masks
 from latent_reward.errors import UserError
-from latent_reward.evaluation.controls import shuffle_within_groups
+from latent_reward.evaluation.controls import shuffle_all, shuffle_within_groups
 from latent_reward.evaluation.metrics import all_metrics, bootstrap_ci
 from latent_reward.probes import MeanDiffProbe, MLPProbe, PairwiseProbe, Probe, SGDProbe, TrainConfig, fit_ridge_all_layers
 
@@ -62,19 +62,24 @@ def _fit_other(kind: str, x, y, groups, x_val, y_val, train: TrainConfig) -> Pro
     return probe.fit(x, y, groups, x_val, y_val)
 
 
-def _cell_row(position: str, layer: int, kind: str, y, predictions, groups, masks, control=None) -> dict[str, Any]:
+def _cell_row(position: str, layer: int, kind: str, y, predictions, groups, masks, controls=None) -> dict[str, Any]:
+    """Metrics of one cell. `controls`: ((y_within, predictions), (y_global, predictions)) from probes
+    trained on ratings shuffled within each prompt and across all responses."""
     row: dict[str, Any] = {"position": position, "layer": layer, "probe": kind}
     for split in ("val", "test"):
         rows = masks[split]
         for name, value in all_metrics(y[rows], predictions[rows], groups[rows]).items():
             row[f"{split}_{name}"] = value
-    if control is not None:
-        y_control, control_predictions = control
+    if controls is not None:
         rows = masks["test"]
-        metrics = all_metrics(y_control[rows], control_predictions[rows], groups[rows])
-        row["control_test_pearson"], row["control_test_within_acc"] = metrics["pearson"], metrics["within_acc"]
-        row["selectivity_pearson"] = row["test_pearson"] - metrics["pearson"]
-        row["selectivity_within_acc"] = row["test_within_acc"] - metrics["within_acc"]
+        (y_within, within_predictions), (y_global, global_predictions) = controls
+        within = all_metrics(y_within[rows], within_predictions[rows], groups[rows])
+        overall = all_metrics(y_global[rows], global_predictions[rows], groups[rows])
+        row["control_test_within_acc"] = within["within_acc"]  # ratings shuffled within each prompt
+        row["control_within_shuffle_test_pearson"] = within["pearson"]  # keeps prompt-level signal
+        row["control_test_pearson"] = overall["pearson"]  # ratings shuffled across all responses
+        row["selectivity_pearson"] = row["test_pearson"] - overall["pearson"]
+        row["selectivity_within_acc"] = row["test_within_acc"] - within["within_acc"]
     return row
 
 
@@ -96,8 +101,13 @@ def sweep(store: ActivationStore, options: SweepOptions | None = None, progress:
     if len(np.unique(groups)) < 6:
         raise UserError("the sweep needs at least 6 prompts (groups) to split into train, validation and test")
     masks = split_masks(groups, options.seed)
-    y_control = shuffle_within_groups(y, groups, options.seed)
+    y_within = shuffle_within_groups(y, groups, options.seed)
+    y_global = shuffle_all(y, options.seed)
     positions = options.positions or tuple(store.positions)
+    manifest_model = store.manifest.get("model", {})
+    model_info = {"model": manifest_model.get("name"), "model_dtype": manifest_model.get("dtype"),
+                  "chat_template": manifest_model.get("chat_template"),
+                  "max_tokens": store.manifest.get("fingerprint", {}).get("max_tokens")}
     rows, probes, cell_predictions = [], {}, {}
     cells = len(positions) * len(store.layers) * len(options.probes)
     bar = tqdm(total=cells, desc="sweep", unit="cell", disable=not progress, dynamic_ncols=True)
@@ -105,23 +115,23 @@ def sweep(store: ActivationStore, options: SweepOptions | None = None, progress:
         x = store.array(position)[keep].astype(np.float32)
         train = masks["train"]
         for kind in options.probes:
+            control_targets = (y_within, y_global) if options.control else ()
             if kind == "ridge":  # real and control targets share every decomposition
-                targets = np.column_stack([y, y_control]) if options.control else y
-                fitted, *rest = fit_ridge_all_layers(x[train], targets[train], groups[train])
-                controls = rest[0] if rest else None
+                fitted = fit_ridge_all_layers(x[train], np.column_stack([y, *control_targets])[train], groups[train])
             for index, layer in enumerate(store.layers):
                 if kind == "ridge":
-                    probe = fitted[index]
-                    control_probe = controls[index] if controls else None
+                    probe, control_probes = fitted[0][index], [column[index] for column in fitted[1:]]
                 else:
                     val = masks["val"]
-                    probe = _fit_other(kind, x[train, index], y[train], groups[train], x[val, index], y[val], options.train)
-                    control_probe = (_fit_other(kind, x[train, index], y_control[train], groups[train], x[val, index],
-                                                y_control[val], options.train) if options.control else None)
-                probe.info.update(position=position, layer=layer, target=options.target)
+                    probe, *control_probes = [
+                        _fit_other(kind, x[train, index], target[train], groups[train], x[val, index], target[val], options.train)
+                        for target in (y, *control_targets)]
+                probe.info.update(position=position, layer=layer, target=options.target, train_groups=sorted(set(groups[train])),
+                                  rating_range=[float(np.quantile(y[train], 0.05)), float(np.quantile(y[train], 0.95))],
+                                  **model_info)
                 predictions = probe.predict(x[:, index])
-                control = (y_control, control_probe.predict(x[:, index])) if control_probe is not None else None
-                rows.append(_cell_row(position, layer, kind, y, predictions, groups, masks, control))
+                controls = [(target, control.predict(x[:, index])) for target, control in zip(control_targets, control_probes)]
+                rows.append(_cell_row(position, layer, kind, y, predictions, groups, masks, controls or None))
                 probes[(position, layer, kind)] = probe
                 cell_predictions[(position, layer, kind)] = predictions
                 bar.update(1)
@@ -140,8 +150,8 @@ def sweep(store: ActivationStore, options: SweepOptions | None = None, progress:
         "test_ci": {name: interval.as_dict() for name, interval in intervals.items()},
     }
     if options.control:
-        best["control_test_pearson"] = float(best_row["control_test_pearson"])
-        best["control_test_within_acc"] = float(best_row["control_test_within_acc"])
+        for name in ("control_test_pearson", "control_test_within_acc", "control_within_shuffle_test_pearson"):
+            best[name] = float(best_row[name])
     curves = _ridge_curves(table, cell_predictions, y, groups, masks, options) if "ridge" in options.probes else pd.DataFrame()
     rows_index = np.flatnonzero(keep)
     return SweepResult(

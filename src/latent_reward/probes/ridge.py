@@ -39,12 +39,14 @@ def _solve_all_penalties(xs: torch.Tensor, y: torch.Tensor, alphas: torch.Tensor
     if n >= d:
         eigenvalues, vectors = torch.linalg.eigh(xs.transpose(1, 2) @ xs)  # [L, d], [L, d, d]
         projected = vectors.transpose(1, 2) @ (xs.transpose(1, 2) @ y)  # V^T X^T y: [L, d, T]
-        shrink = 1.0 / (eigenvalues.clamp(min=0)[:, None, :, None] + alphas[None, :, None, None])  # [L, A, d, 1]
-        return vectors[:, None] @ (shrink * projected[:, None])
-    eigenvalues, vectors = torch.linalg.eigh(xs @ xs.transpose(1, 2))  # [L, n], [L, n, n]
-    projected = vectors.transpose(1, 2) @ y  # U^T y: [L, n, T]
-    shrink = 1.0 / (eigenvalues.clamp(min=0)[:, None, :, None] + alphas[None, :, None, None])
-    return xs.transpose(1, 2)[:, None] @ (vectors[:, None] @ (shrink * projected[:, None]))
+        basis = vectors  # weights = V diag(1 / (e + alpha)) V^T X^T y
+    else:
+        eigenvalues, vectors = torch.linalg.eigh(xs @ xs.transpose(1, 2))  # [L, n], [L, n, n]
+        projected = vectors.transpose(1, 2) @ y  # U^T y: [L, n, T]
+        basis = xs.transpose(1, 2) @ vectors  # weights = X^T U diag(1 / (e + alpha)) U^T y
+    shrink = 1.0 / (eigenvalues.clamp(min=0)[:, None, :, None] + alphas[None, :, None, None])  # [L, A, k, 1]
+    # einsum keeps this one batched matmul per layer (a broadcast @ would copy the basis once per penalty)
+    return torch.einsum("ldk,lakt->ladt", basis, shrink * projected[:, None])
 
 
 def _as_targets(y: np.ndarray) -> torch.Tensor:
@@ -70,7 +72,7 @@ def ridge_cv_all_layers(
         mean, scale = _standardize_batch(xt, train_rows)
         y_mean = yt[train_rows].mean(dim=0)
         weights = _solve_all_penalties((xt[:, train_rows] - mean) / scale, yt[train_rows] - y_mean, factors * len(train_rows))
-        predictions = ((xt[:, held_rows] - mean) / scale)[:, None] @ weights + y_mean  # [L, A, m, T]
+        predictions = torch.einsum("lmd,ladt->lamt", (xt[:, held_rows] - mean) / scale, weights) + y_mean
         squared_error += ((predictions - yt[held_rows]) ** 2).sum(dim=2)
     mse = (squared_error / len(yt)).numpy()
     best = np.asarray(alpha_factors)[mse.argmin(axis=1)]  # [L, T]

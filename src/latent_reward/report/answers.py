@@ -29,7 +29,8 @@ def answers(readout: Readout, model_name: str, n_layers: int) -> list[dict[str, 
     out = []
 
     strongest_r, strongest_acc = _strongest(readout, "pearson"), _strongest(readout, "within_acc")
-    control = readout.comparisons.get("shuffled-within-prompt control", {}).get("test", {})
+    within_control = readout.comparisons.get("control: ratings shuffled within prompt", {}).get("test", {})
+    global_control = readout.comparisons.get("control: ratings shuffled across responses", {}).get("test", {})
     random_init = readout.comparisons.get("random-init model")
     text = (f"The best cell (chosen on validation) is a {best['probe']} probe at {best['position']}, layer {best['layer']} "
             f"of {n_layers}: test Pearson r = {_ci(probe_entry, 'pearson')}, within-prompt accuracy = "
@@ -40,9 +41,10 @@ def answers(readout: Readout, model_name: str, n_layers: int) -> list[dict[str, 
         text += f" Strongest by within-prompt accuracy: {strongest_acc[0]}, {_ci(strongest_acc[1], 'within_acc')}."
     if random_init:
         text += f" A randomly initialised copy of the model reaches r = {_ci(random_init, 'pearson')}."
-    if control:
-        text += (f" With ratings shuffled within each prompt, the same probe gets r = {control['pearson']:.3f} and "
-                 f"within-prompt accuracy {control['within_acc']:.3f}.")
+    if within_control and global_control:
+        text += (f" Trained on controls, the same probe gets r = {global_control['pearson']:.3f} with ratings shuffled across "
+                 f"all responses, and within-prompt accuracy {within_control['within_acc']:.3f} (chance 0.5) with ratings "
+                 f"shuffled within each prompt (r = {within_control['pearson']:.3f} there: each prompt's mean rating is kept).")
     text += f" Controlling for response length, the probe's partial correlation with the rating is {readout.partial_r_given_length:.3f}."
     verdict = _verdict(best, strongest_r, strongest_acc)
     out.append({"question": f"Does {model_name} encode the reward of its responses?", "answer": verdict + " " + text})
@@ -58,6 +60,18 @@ def answers(readout: Readout, model_name: str, n_layers: int) -> list[dict[str, 
         if layer0:
             where += f" At layer 0 (token embeddings, no context) r = {_ci(layer0, 'pearson')}."
         out.append({"question": "Where is it?", "answer": where})
+
+    if readout.prompt_only is not None:
+        out.append({"question": "Does the model expect a reward before it has written anything?",
+                    "answer": prompt_only_answer(readout)})
+
+    if readout.trajectory is not None:
+        result = readout.trajectory
+        parts = [f"{name}: {'separates from ' + format(value, '.0%') + ' of the response on' if value is not None else 'does not separate'}"
+                 for name, value in result.separation.items()]
+        out.append({"question": "How does the expected reward move token by token?", "answer": (
+            f"At layer {result.layer}, over {result.n_test} held-out responses, the estimate for high- and low-rated "
+            f"responses (top vs bottom third; 95% intervals do not overlap): " + "; ".join(parts) + ".")})
 
     table = readout.sweep.table
     kinds = table.probe.unique()
@@ -104,3 +118,21 @@ def _verdict(best: dict[str, Any], strongest_r, strongest_acc) -> str:
         return (f"The states predict the rating (r = {probe_r:.2f}), but a baseline without the model's states "
                 f"matches the probe ({', '.join(sorted(set(matched)))}): this alone does not show the model represents reward.")
     return f"Yes, beyond every baseline run here: the states predict the rating (r = {probe_r:.2f})."
+
+
+def prompt_only_answer(readout: Readout) -> str:
+    result = readout.prompt_only
+    best = result.best
+    r = best["test_pearson"]
+    text = (f"From the states before the response, a ridge probe at {best['position']}, layer {best['layer']} "
+            f"({best['relative_depth']:.0%} of depth), predicts a held-out prompt's mean rating with r = {r['value']:.3f} "
+            f"[{r['low']:.3f}, {r['high']:.3f}] ({result.n_prompts['test']} test prompts).")
+    if result.baselines:
+        text += " Prompt-only baselines: " + "; ".join(
+            f"{name} r = {b['value']:.3f} [{b['low']:.3f}, {b['high']:.3f}]" for name, b in result.baselines.items()) + "."
+    text += f" {result.variance_between_fraction:.0%} of the rating's variance lies between prompts."
+    if not result.decomposition.empty:
+        text += " Response-level probes, split into prompt means and within-prompt deviations (test r): " + "; ".join(
+            f"{row.position} (layer {int(row.layer)}): {row.between_prompt_r:.3f} between, {row.within_prompt_r:.3f} within"
+            for row in result.decomposition.itertuples()) + "."
+    return text

@@ -48,13 +48,14 @@ def layer_curves(readout: Readout, metric: str, folder: Path, name: str) -> Path
     reference = _strongest_baseline(readout, metric)
     if reference:
         axis.axhline(reference[1], color="k", ls="--", lw=1, label=f"best baseline: {reference[0]}")
-    control = readout.comparisons.get("shuffled-within-prompt control", {}).get("test", {}).get(metric)
+    name = "control: ratings shuffled across responses" if metric == "pearson" else "control: ratings shuffled within prompt"
+    control = readout.comparisons.get(name, {}).get("test", {}).get(metric)
     if control is not None:
-        axis.axhline(control, color="grey", ls=":", lw=1, label="shuffled control (best cell)")
+        axis.axhline(control, color="grey", ls=":", lw=1, label=f"{name} (best cell)")
     axis.set_xlabel("relative depth (layer / n_layers)")
     axis.set_ylabel({"pearson": "test Pearson r", "within_acc": "test within-prompt accuracy"}[metric])
     axis.set_title("ridge probe by layer, 95% intervals over prompts")
-    axis.legend(fontsize=7, ncol=2)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _save(figure, folder, name)
 
 
@@ -141,4 +142,63 @@ def rating_histogram(ratings: np.ndarray, folder: Path, name: str) -> Path:
         axis.hist(ratings, bins=20)
     axis.set_xlabel("rating")
     axis.set_ylabel("responses")
+    return _save(figure, folder, name)
+
+
+def prompt_only_curves(readout: Readout, folder: Path, name: str) -> Path | None:
+    result = readout.prompt_only
+    if result is None:
+        return None
+    figure, axis = plt.subplots(figsize=(7, 3.4))
+    n_layers = readout.sweep.n_layers
+    for position, rows in result.curves.groupby("position", sort=False):
+        depth = rows["layer"] / n_layers
+        axis.plot(depth, rows["pearson"], label=f"probe at {position}", lw=1.5)
+        axis.fill_between(depth, rows["pearson_low"], rows["pearson_high"], alpha=0.15)
+    for index, (label, entry) in enumerate(result.baselines.items()):
+        axis.axhline(entry["value"], color=f"C{index + 3}", ls="--", lw=1, label=label)
+    axis.axhline(0, color="k", lw=0.6)
+    axis.set_xlabel("relative depth (layer / n_layers)")
+    axis.set_ylabel("test r with the prompt's mean rating")
+    axis.set_title("expected reward from the user's input alone")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return _save(figure, folder, name)
+
+
+def decomposition_bars(readout: Readout, folder: Path, name: str) -> Path | None:
+    result = readout.prompt_only
+    if result is None or result.decomposition.empty:
+        return None
+    table = result.decomposition
+    figure, axis = plt.subplots(figsize=(6.5, 3))
+    positions = np.arange(len(table))
+    for offset, column, label in ((-0.27, "response_r", "all test responses"), (0, "between_prompt_r", "prompt means"),
+                                  (0.27, "within_prompt_r", "within prompts")):
+        axis.bar(positions + offset, table[column], width=0.27, label=label)
+    axis.set_xticks(positions, [f"{p}\n(layer {l})" for p, l in zip(table.position, table.layer)], fontsize=7)
+    axis.axhline(0, color="k", lw=0.6)
+    axis.set_ylabel("test Pearson r")
+    axis.set_title("where each position's response-level r comes from")
+    axis.legend(fontsize=7)
+    return _save(figure, folder, name)
+
+
+def trajectory_curves(readout: Readout, folder: Path, name: str) -> Path | None:
+    result = readout.trajectory
+    if result is None:
+        return None
+    probes = list(dict.fromkeys(result.curves.probe))
+    figure, axes = plt.subplots(1, len(probes), figsize=(5 * len(probes), 3.3), squeeze=False)
+    for axis, probe in zip(axes[0], probes):
+        for group, colour in (("high", "C2"), ("low", "C3")):
+            rows = result.curves[(result.curves.probe == probe) & (result.curves.group == group)]
+            axis.plot(rows["bin"], rows["mean"], color=colour, label=f"{group}-rated responses")
+            axis.fill_between(rows["bin"], rows["low"], rows["high"], color=colour, alpha=0.2)
+        split = result.separation.get(probe)
+        if split is not None:
+            axis.axvline(split, color="k", ls=":", lw=1, label=f"separate from {split:.0%}")
+        axis.set_xlabel("relative position in the response")
+        axis.set_ylabel("probe estimate")
+        axis.set_title(f"{probe}, layer {result.layer}")
+        axis.legend(fontsize=7)
     return _save(figure, folder, name)

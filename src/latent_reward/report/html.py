@@ -16,6 +16,7 @@ from latent_reward.activations.store import ActivationStore, atomic_write_text
 from latent_reward.experiments.readout import Readout
 from latent_reward.report import figures
 from latent_reward.report.answers import answers
+from latent_reward.report.lens import lens_html
 
 
 def _jsonable(value: Any) -> Any:
@@ -32,12 +33,43 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def write_json(path: Path, payload: Any) -> None:
+    atomic_write_text(path, json.dumps(_jsonable(payload), indent=1))
+
+
 def _fmt(entry: dict[str, Any], metric: str) -> tuple[str, str]:
     value = entry["test"].get(metric)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a", ""
     interval = entry.get("test_ci", {}).get(metric)
     return f"{value:.3f}", (f"[{interval['low']:.3f}, {interval['high']:.3f}]" if interval else "")
+
+
+def _prompt_only_json(readout: Readout) -> dict[str, Any] | None:
+    result = readout.prompt_only
+    if result is None:
+        return None
+    return {"best": result.best, "baselines": result.baselines, "variance_between_fraction": result.variance_between_fraction,
+            "decomposition": result.decomposition.to_dict(orient="records"), "top_prompts": result.top_prompts,
+            "bottom_prompts": result.bottom_prompts, "n_prompts": result.n_prompts}
+
+
+def _trajectory_json(readout: Readout) -> dict[str, Any] | None:
+    result = readout.trajectory
+    if result is None:
+        return None
+    return {"layer": result.layer, "separation": result.separation, "n_test": result.n_test, "n_train": result.n_train,
+            "lens": result.lens}
+
+
+def _lens_blocks(readout: Readout) -> list[dict[str, str]]:
+    result = readout.trajectory
+    if result is None or not result.lens:
+        return []
+    values = np.concatenate([item["estimates"] for item in result.lens])
+    low, high = np.quantile(values, [0.05, 0.95])
+    return [{"caption": f"{item['kind']}: rating {item['rating']:g}, final estimate {item['estimates'][-1]:.2f} ({item['id']})",
+             "html": lens_html(item["tokens"], item["estimates"], low, high)} for item in result.lens]
 
 
 def build_results(readout: Readout, store: ActivationStore, extra: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +81,8 @@ def build_results(readout: Readout, store: ActivationStore, extra: dict[str, Any
         "comparisons": readout.comparisons,
         "partial_r_given_length": readout.partial_r_given_length,
         "sgd_grid": readout.sgd_grid.to_dict(orient="records") if readout.sgd_grid is not None else None,
+        "prompt_only": _prompt_only_json(readout),
+        "trajectory": _trajectory_json(readout),
         "splits": {name: int(mask.sum()) for name, mask in masks.items()},
         "model": model,
         "store": {"folder": str(store.folder), "fingerprint": store.manifest["fingerprint"], "stats": store.manifest.get("stats")},
@@ -74,6 +108,9 @@ def write_report(readout: Readout, store: ActivationStore, out: str | Path, data
         "probe_kinds": figures.probe_kinds(readout, out, "probe_kinds"),
         "sgd_grid": figures.sgd_grid(readout, out, "sgd_grid"),
         "ratings": figures.rating_histogram(store.ratings, out, "ratings"),
+        "prompt_only": figures.prompt_only_curves(readout, out, "prompt_only"),
+        "decomposition": figures.decomposition_bars(readout, out, "decomposition"),
+        "trajectory": figures.trajectory_curves(readout, out, "trajectory"),
     }
     embedded = {name: ("data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()) if path else None
                 for name, path in paths.items()}
@@ -90,18 +127,21 @@ def write_report(readout: Readout, store: ActivationStore, out: str | Path, data
     readout.sweep.curves.to_csv(out / "layer_curves.csv", index=False)
     if readout.sgd_grid is not None:
         readout.sgd_grid.to_csv(out / "sgd_grid.csv", index=False)
+    if readout.prompt_only is not None:
+        readout.prompt_only.curves.to_csv(out / "prompt_only_curves.csv", index=False)
     environment = jinja2.Environment(loader=jinja2.PackageLoader("latent_reward.report", "templates"),
                                      autoescape=jinja2.select_autoescape(["html", "j2"]))
     summary_keys = ("source", "format", "records", "examples", "groups", "responses_per_group", "rating", "aspects", "skipped")
     html = environment.get_template("report.html.j2").render(
         model=results["model"], answers=results["answers"], figures=embedded, comparison_rows=comparison_rows,
-        sgd_rows=results["sgd_grid"] or [], splits=results["splits"],
+        sgd_rows=results["sgd_grid"] or [], splits=results["splits"], prompt_only=results["prompt_only"],
+        lens_blocks=_lens_blocks(readout),
         data={**data_summary, "source_name": Path(str(data_summary.get("source", "data"))).name},
         data_rows=[(k, data_summary.get(k)) for k in summary_keys if k in data_summary] + [
             ("truncated", (store.manifest.get("stats") or {}).get("truncated"))],
         reproduce=json.dumps({k: results.get(k) for k in ("command", "options", "versions")} | {"fingerprint": results["store"]["fingerprint"]}, indent=1),
         timings=", ".join(f"{k} {v:.1f}" for k, v in results["timings"].items()),
     )
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1))
+    write_json(out / "results.json", results)
     atomic_write_text(out / "report.html", html)
     return out / "report.html"
