@@ -64,17 +64,20 @@ def test_fallback_format_is_the_documented_one():
 
 def test_truncation_keeps_prompt_end_and_response_start():
     tokenizer = build_tokenizer()
-    messages = [{"role": "user", "content": "the quick brown fox " * 10 + "what?"},
-                {"role": "assistant", "content": "paris is the capital " * 10}]
-    full = render_example(tokenizer, messages)
-    cut = render_example(tokenizer, messages, max_tokens=40)
+    prompt = {"role": "user", "content": "the quick brown fox " * 10 + "what?"}
+    long_reply = [prompt, {"role": "assistant", "content": "paris is the capital " * 10}]
+    full = render_example(tokenizer, long_reply)
+    cut = render_example(tokenizer, long_reply, max_tokens=40)
     assert not full.truncated and cut.truncated and len(cut.input_ids) == 40
     s, f = cut.spans, full.spans
-    assert cut.input_ids[: s.assistant_start + 1] == full.input_ids[f.assistant_start + 1 - (s.assistant_start + 1) : f.assistant_start + 1]
+    assert s.response_start == 30  # the prompt keeps its last 3/4 of the budget
+    assert cut.input_ids[:30] == full.input_ids[f.response_start - 30 : f.response_start]
     n_response = s.response_end - s.response_start
     assert cut.input_ids[s.response_start : s.response_end] == full.input_ids[f.response_start : f.response_start + n_response]
     assert cut.input_ids[s.eot] == full.input_ids[f.eot]
-    assert s.assistant_start + 1 >= 20  # the prompt keeps at least half the budget
+    # a short reply to the same prompt sees exactly the same prompt tokens
+    short = render_example(tokenizer, [prompt, {"role": "assistant", "content": "paris"}], max_tokens=40)
+    assert short.truncated and short.input_ids[: short.spans.assistant_start + 1] == cut.input_ids[: s.assistant_start + 1]
 
 
 def test_templates_that_drop_the_response_are_rejected():

@@ -59,3 +59,24 @@ def test_data_inspect_and_models_commands(arena_file):
     assert "arena" in result.stdout and "rating histogram" in result.stdout
     result = run_cli("models")
     assert result.returncode == 0 and "smollm2-135m-instruct" in result.stdout
+
+
+def test_run_reuses_matching_stores_and_redoes_changed_ones(tiny_model_dir, tmp_path):
+    records = [{"question": f"question {i // 3} the quick fox", "answer": "paris is the capital " * (1 + i % 5),
+                "score": float((i * 7) % 10)} for i in range(36)]
+    data = write_jsonl(tmp_path / "arena.jsonl", records)
+    common = ["run", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(tmp_path / "r"), "--n-boot", "100",
+              "--dtype", "float32"]
+    first = run_cli(*common)
+    assert first.returncode == 0, first.stderr
+    results = json.loads((tmp_path / "r" / "report" / "results.json").read_text())
+    assert results["answers"][0]["question"].startswith("Does ")
+    assert {"prompt_only", "trajectory", "best"} <= set(results)
+    assert "random-init model" in results["comparisons"]
+    shards = sorted((tmp_path / "r" / "store" / "shards").glob("*.safetensors"))
+    stamps = [p.stat().st_mtime_ns for p in shards]
+    again = run_cli(*common)
+    assert again.returncode == 0, again.stderr
+    assert [p.stat().st_mtime_ns for p in shards] == stamps  # reused, not recomputed
+    changed = run_cli(*common, "--max-tokens", "64")
+    assert changed.returncode == 2 and "holds a store made from other inputs" in changed.stderr

@@ -31,6 +31,8 @@ PromptFieldOpt = Annotated[Optional[str], typer.Option(help="Generic files: the 
 ResponseFieldOpt = Annotated[Optional[str], typer.Option(help="Generic files: the response column.")]
 RatingFieldOpt = Annotated[Optional[str], typer.Option(help="Generic files: the rating column.")]
 GroupFieldOpt = Annotated[Optional[str], typer.Option(help="Generic files: a prompt-id column (default: the prompt text).")]
+FallbackOpt = Annotated[bool, typer.Option(help="Use the plain User:/Assistant: format for models without a chat template.")]
+DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda or cpu.")]
 
 
 def _load_data(data, split, format, limit, prompt_field, response_field, rating_field, group_field):
@@ -106,9 +108,9 @@ def extract(
     shard_size: Annotated[int, typer.Option(min=1, help="Examples per shard (the unit of resumption).")] = 256,
     share_prompts: Annotated[bool, typer.Option(help="Run each prompt once for all its responses.")] = True,
     logprobs: Annotated[bool, typer.Option(help="Also store the model's mean log-probability of each response.")] = False,
-    fallback_template: Annotated[bool, typer.Option(help="Use the plain User:/Assistant: format for models without a chat template.")] = False,
+    fallback_template: FallbackOpt = False,
     random_init: Annotated[Optional[int], typer.Option(help="Use a randomly initialised copy of the model with this seed (a control).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
+    device: DeviceOpt = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
     device_map: Annotated[Optional[str], typer.Option(help="transformers device_map for large models, e.g. auto.")] = None,
     prompt_field: PromptFieldOpt = None,
@@ -219,8 +221,8 @@ def run(
     random_init_control: Annotated[bool, typer.Option(help="Also extract and probe a randomly initialised copy of the model.")] = True,
     logprobs: Annotated[bool, typer.Option(help="Store the mean log-probability of each response (a baseline).")] = True,
     trajectory: Annotated[bool, typer.Option(help="Reward token by token on held-out responses (runs the model again on ~320 responses).")] = True,
-    fallback_template: Annotated[bool, typer.Option(help="Use the plain User:/Assistant: format for models without a chat template.")] = False,
-    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
+    fallback_template: FallbackOpt = False,
+    device: DeviceOpt = None,
     prompt_field: PromptFieldOpt = None,
     response_field: ResponseFieldOpt = None,
     rating_field: RatingFieldOpt = None,

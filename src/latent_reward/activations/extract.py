@@ -35,6 +35,19 @@ def data_fingerprint(examples: list[Example]) -> str:
     return digest.hexdigest()
 
 
+def request_fingerprint(examples: list[Example], config: ExtractConfig, model: str, dtype: str, random_init_seed: int | None) -> dict:
+    """The parts of a store's fingerprint known before the model is loaded."""
+    return {
+        "model": model,
+        "random_init_seed": random_init_seed,
+        "dtype": dtype,
+        "truncation_policy": 2,  # the prompt's cap depends on max_tokens alone (see models.chat)
+        "data": data_fingerprint(examples),
+        "n_examples": len(examples),
+        **config.fingerprint_fields(),
+    }
+
+
 @dataclass
 class ExtractResult:
     store: ActivationStore
@@ -81,14 +94,9 @@ def extract(
     rendered = [render_example(loaded.tokenizer, e.messages, config.max_tokens) for e in examples]
     render_seconds = time.perf_counter() - started
     fingerprint = {
-        "model": loaded.info.name,
+        **request_fingerprint(examples, config, loaded.info.name, loaded.info.dtype, loaded.info.random_init_seed),
         "model_identity": loaded.info.identity,
-        "random_init_seed": loaded.info.random_init_seed,
         "chat_template": loaded.info.chat_template,
-        "dtype": loaded.info.dtype,
-        "data": data_fingerprint(examples),
-        "n_examples": len(examples),
-        **config.fingerprint_fields(),
     }
     if rank == 0:
         _prepare_folder(out, fingerprint, examples, loaded, layers, positions, token_layers, source)

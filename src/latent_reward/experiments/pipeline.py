@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latent_reward.activations.extract import extract
+from latent_reward.activations.extract import extract, request_fingerprint
 from latent_reward.activations.store import MANIFEST, ActivationStore
 from latent_reward.config import ExtractConfig
 from latent_reward.data.summary import summarize_examples
@@ -41,19 +42,14 @@ def report_from_stores(inputs: ReportInputs, out: Path, extra: dict[str, Any], p
 
 def extract_or_reuse(model: str, examples, folder: Path, config: ExtractConfig, source: str, dtype: str,
                      random_init_seed: int | None = None, **model_options) -> tuple[ActivationStore, float]:
-    """An extraction into `folder`; a finished store made from the same inputs is reused as it is."""
+    """An extraction into `folder`; a finished store made from the same request (model name, data,
+    options) is reused without loading the model."""
     tick = time.perf_counter()
     if (folder / MANIFEST).exists():
-        try:
-            store = ActivationStore.open(folder)
-        except Exception:  # unfinished: extraction below resumes it
-            store = None
-        if store is not None and store.manifest["fingerprint"]["n_examples"] == len(examples):
-            from latent_reward.activations.extract import data_fingerprint
-
-            if store.manifest["fingerprint"]["data"] == data_fingerprint(examples) and \
-                    store.manifest["fingerprint"]["random_init_seed"] == random_init_seed:
-                return store, time.perf_counter() - tick
+        manifest = json.loads((folder / MANIFEST).read_text())
+        wanted = request_fingerprint(examples, config, model, dtype, random_init_seed)
+        if manifest.get("status") == "complete" and all(manifest["fingerprint"].get(k) == v for k, v in wanted.items()):
+            return ActivationStore.open(folder), time.perf_counter() - tick
     loaded = load_model(model, dtype=dtype, random_init_seed=random_init_seed, **model_options)
     result = extract(loaded, examples, folder, config, source=source)
     return result.store, time.perf_counter() - tick

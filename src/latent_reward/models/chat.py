@@ -75,10 +75,10 @@ def _char_to_token(offsets: list[tuple[int, int]], char: int) -> int:
 def render_example(tokenizer, messages: list[Message], max_tokens: int | None = None) -> RenderedExample:
     """Tokenize a conversation whose last message is the rated assistant turn, with its spans.
 
-    Truncation (when longer than `max_tokens`): keep the end of the prompt and as much of the
-    response's beginning as fits. Tokens are removed from the start of the prompt first, but the
-    prompt keeps at least `max_tokens // 2` tokens; then the response is cut at its end, keeping
-    the end-of-turn token(s). `truncated` reports whether anything was removed.
+    Truncation (`max_tokens`): the prompt keeps its last min(length, max_tokens - max_tokens // 4)
+    tokens, whatever the response (so all responses to a prompt share the same prompt tokens); the
+    response keeps as many of its first tokens as then fit; the end-of-turn token is always kept.
+    `truncated` reports whether anything was removed.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("latent-reward needs a fast tokenizer (character offsets) to locate token positions")
@@ -112,22 +112,25 @@ def render_example(tokenizer, messages: list[Message], max_tokens: int | None = 
 def _truncate(ids: list[int], spans: TokenSpans, max_tokens: int | None) -> RenderedExample:
     # The end-of-turn token is kept; whatever follows it (a trailing newline) is not needed.
     ids = ids[: spans.eot + 1]
-    if max_tokens is None or len(ids) <= max_tokens:
+    if max_tokens is None:
         return RenderedExample(ids, spans, truncated=False)
     if max_tokens < 8:
         raise UserError("--max-tokens must be at least 8")
     prompt_len, response_len = spans.response_start, spans.response_end - spans.response_start
     tail = len(ids) - spans.response_end  # the end-of-turn token
-    keep_prompt = min(prompt_len, max(max_tokens // 2, max_tokens - response_len - tail))
+    # The prompt's cap depends on max_tokens alone, never on the response, so every response to a
+    # prompt sees the same prompt tokens (and the prompt positions stay identical across them).
+    keep_prompt = min(prompt_len, max_tokens - max_tokens // 4)
     keep_response = max(1, min(response_len, max_tokens - keep_prompt - tail))
+    if keep_prompt == prompt_len and keep_response == response_len:
+        return RenderedExample(ids, spans, truncated=False)
     drop = prompt_len - keep_prompt
     new_ids = ids[drop:prompt_len] + ids[spans.response_start : spans.response_start + keep_response] + ids[spans.response_end :]
-    response_start = keep_prompt
     new_spans = TokenSpans(
         user_end=max(spans.user_end - drop, 0),
         assistant_start=spans.assistant_start - drop,
-        response_start=response_start,
-        response_end=response_start + keep_response,
-        eot=response_start + keep_response,
+        response_start=keep_prompt,
+        response_end=keep_prompt + keep_response,
+        eot=keep_prompt + keep_response,
     )
     return RenderedExample(new_ids, new_spans, truncated=True)

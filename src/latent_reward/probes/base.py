@@ -97,3 +97,39 @@ class Probe(ABC):
 def unit(vector: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(vector)
     return vector / norm if norm > 0 else vector
+
+
+class ProjectionProbe(Probe):
+    """A probe that scores by projection on one vector, mapped to the rating's scale by a one-variable
+    linear fit on the training rows (so R^2 and MAE mean something; correlations do not depend on it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vector: np.ndarray | None = None
+        self.slope, self.intercept = 1.0, 0.0
+
+    def _calibrate(self, xs: np.ndarray, y: np.ndarray) -> None:
+        projection = xs @ self.vector
+        self.slope, self.intercept = np.polyfit(projection, y, 1) if projection.std() > 0 else (0.0, float(y.mean()))
+
+    def predict(self, x) -> np.ndarray:
+        return self.slope * (self.standardizer.transform(x) @ self.vector) + self.intercept
+
+    @property
+    def direction(self) -> np.ndarray:
+        return unit(self.vector / self.standardizer.scale)
+
+    def _tensors(self) -> dict[str, np.ndarray]:
+        return {"vector": self.vector}
+
+    def _options(self) -> dict[str, Any]:
+        """Constructor options to save with the probe."""
+        return {}
+
+    def _state(self) -> dict[str, Any]:
+        return {"slope": float(self.slope), "intercept": float(self.intercept), "options": self._options()}
+
+    def _restore(self, tensors, state) -> None:
+        self.vector, self.slope, self.intercept = tensors["vector"], state["slope"], state["intercept"]
+        for name, value in state["options"].items():
+            setattr(self, name, value)

@@ -1,8 +1,4 @@
-"""Difference of means: the direction from low- to high-rated examples, with no fitting.
-
-Scored by projection; a one-variable linear fit on the training rows maps the projection to the
-rating's scale, so R^2 and MAE are meaningful (correlations do not depend on it).
-"""
+"""Difference of means: the direction from low- to high-rated examples, with no fitting."""
 
 from __future__ import annotations
 
@@ -10,17 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from latent_reward.probes.base import Probe, Standardizer, unit
+from latent_reward.probes.base import ProjectionProbe, Standardizer
 
 
-class MeanDiffProbe(Probe):
+class MeanDiffProbe(ProjectionProbe):
     kind = "mean_diff"
 
     def __init__(self, quantile: float = 1 / 3):
         super().__init__()
         self.quantile = quantile
-        self.vector: np.ndarray | None = None
-        self.slope, self.intercept = 1.0, 0.0
 
     def fit(self, x, y, groups=None, x_val=None, y_val=None) -> MeanDiffProbe:
         self.standardizer = Standardizer.fit(x)
@@ -30,22 +24,8 @@ class MeanDiffProbe(Probe):
         if not top.any() or not bottom.any() or (top == bottom).all():
             top, bottom = y > np.median(y), y <= np.median(y)
         self.vector = xs[top].mean(axis=0) - xs[bottom].mean(axis=0)
-        projection = xs @ self.vector
-        self.slope, self.intercept = np.polyfit(projection, y, 1) if projection.std() > 0 else (0.0, float(y.mean()))
+        self._calibrate(xs, y)
         return self
 
-    def predict(self, x) -> np.ndarray:
-        return self.slope * (self.standardizer.transform(x) @ self.vector) + self.intercept
-
-    @property
-    def direction(self) -> np.ndarray:
-        return unit(self.vector / self.standardizer.scale)
-
-    def _tensors(self) -> dict[str, np.ndarray]:
-        return {"vector": self.vector}
-
-    def _state(self) -> dict[str, Any]:
-        return {"slope": float(self.slope), "intercept": float(self.intercept), "quantile": self.quantile}
-
-    def _restore(self, tensors, state) -> None:
-        self.vector, self.slope, self.intercept, self.quantile = tensors["vector"], state["slope"], state["intercept"], state["quantile"]
+    def _options(self) -> dict[str, Any]:
+        return {"quantile": self.quantile}

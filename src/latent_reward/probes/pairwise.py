@@ -1,8 +1,7 @@
 """A linear Bradley-Terry probe trained on within-prompt pairs (higher- vs lower-rated response).
 
 Logistic regression without intercept on state differences (both orders), so only the ranking of
-responses to the same prompt teaches it; prompt-level variance cannot. A one-variable fit on the
-training rows maps its score to the rating's scale.
+responses to the same prompt teaches it; prompt-level variance cannot.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from latent_reward.errors import UserError
-from latent_reward.probes.base import Probe, Standardizer, unit
+from latent_reward.probes.base import ProjectionProbe, Standardizer
 
 
 def within_group_pairs(y: np.ndarray, groups: np.ndarray, max_pairs_per_group: int = 64, seed: int = 0) -> np.ndarray:
@@ -29,14 +28,12 @@ def within_group_pairs(y: np.ndarray, groups: np.ndarray, max_pairs_per_group: i
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-class PairwiseProbe(Probe):
+class PairwiseProbe(ProjectionProbe):
     kind = "pairwise"
 
     def __init__(self, c: float = 0.01):
         super().__init__()
         self.c = c
-        self.weights: np.ndarray | None = None
-        self.slope, self.intercept = 1.0, 0.0
 
     def fit(self, x, y, groups=None, x_val=None, y_val=None) -> PairwiseProbe:
         if groups is None:
@@ -50,25 +47,10 @@ class PairwiseProbe(Probe):
         differences = xs[pairs[:, 0]] - xs[pairs[:, 1]]
         features = np.concatenate([differences, -differences])
         labels = np.concatenate([np.ones(len(pairs)), np.zeros(len(pairs))])
-        model = LogisticRegression(C=self.c, fit_intercept=False, max_iter=2000).fit(features, labels)
-        self.weights = model.coef_[0]
-        score = xs @ self.weights
-        self.slope, self.intercept = np.polyfit(score, y, 1) if score.std() > 0 else (0.0, float(y.mean()))
+        self.vector = LogisticRegression(C=self.c, fit_intercept=False, max_iter=2000).fit(features, labels).coef_[0]
+        self._calibrate(xs, y)
         self.info["pairs"] = int(len(pairs))
         return self
 
-    def predict(self, x) -> np.ndarray:
-        return self.slope * (self.standardizer.transform(x) @ self.weights) + self.intercept
-
-    @property
-    def direction(self) -> np.ndarray:
-        return unit(self.weights / self.standardizer.scale)
-
-    def _tensors(self) -> dict[str, np.ndarray]:
-        return {"weights": self.weights}
-
-    def _state(self) -> dict[str, Any]:
-        return {"slope": float(self.slope), "intercept": float(self.intercept), "c": self.c}
-
-    def _restore(self, tensors, state) -> None:
-        self.weights, self.slope, self.intercept, self.c = tensors["weights"], state["slope"], state["intercept"], state["c"]
+    def _options(self) -> dict[str, Any]:
+        return {"c": self.c}
