@@ -141,3 +141,12 @@ def test_two_accelerate_processes_write_one_store(tiny_model_dir, tmp_path):
     assert two.manifest["n_shards"] == 8
     for position in ("assistant_start", "eot"):
         np.testing.assert_allclose(one.array(position), two.array(position), rtol=2e-3, atol=2e-3)
+
+
+def test_group_means_average_rows_of_each_group():
+    from latent_reward.activations.store import group_means
+
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    names, means = group_means(x, np.array(["b", "a", "b", "a", "c", "b"]))
+    assert list(names) == ["a", "b", "c"]
+    np.testing.assert_allclose(means, [[4, 5], [(0 + 4 + 10) / 3, (1 + 5 + 11) / 3], [8, 9]])

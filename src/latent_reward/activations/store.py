@@ -167,6 +167,15 @@ class ActivationStore:
         yield from self._shards
 
 
+def group_means(x: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of x's rows per group: (unique groups, means [n_groups, ...]) in sorted group order."""
+    names, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(names)))
+    sums = np.add.reduceat(np.asarray(x, dtype=np.float64)[order], starts, axis=0)
+    return names, (sums / np.bincount(inverse)[(slice(None),) + (None,) * (x.ndim - 1)]).astype(np.float32)
+
+
 def write_store(folder: str | Path, states: dict[str, np.ndarray], examples: list[dict[str, Any]], layers: list[int],
                 manifest: dict[str, Any] | None = None, stats: dict[str, np.ndarray] | None = None) -> ActivationStore:
     """A complete store from arrays already in memory (states[position]: [n, n_layers, d]).

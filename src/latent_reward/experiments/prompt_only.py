@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from latent_reward.activations.store import ActivationStore
+from latent_reward.activations.store import ActivationStore, group_means
 from latent_reward.data.splits import split_groups
 from latent_reward.evaluation.baselines import grouped_ridge, tfidf_features
 from latent_reward.evaluation.metrics import bootstrap_ci, pearson
@@ -46,12 +46,9 @@ def _group_table(store: ActivationStore, target: str):
     return keep, names, inverse, counts, means
 
 
-def _group_states(store: ActivationStore, position: str, keep: np.ndarray, inverse: np.ndarray, n_groups: int) -> np.ndarray:
-    """Mean state over each prompt's rows (identical unless truncation cut the prompt differently)."""
-    x = store.array(position)[keep].astype(np.float64)
-    sums = np.zeros((n_groups,) + x.shape[1:])
-    np.add.at(sums, inverse, x)
-    return (sums / np.bincount(inverse, minlength=n_groups)[:, None, None]).astype(np.float32)
+def _group_states(store: ActivationStore, position: str, keep: np.ndarray) -> np.ndarray:
+    """Each prompt's state (its rows agree up to float rounding from batching), in sorted group order."""
+    return group_means(store.array(position)[keep], store.groups[keep])[1]
 
 
 def _interval(y, p, n_boot, seed) -> dict[str, float]:
@@ -70,7 +67,7 @@ def prompt_only(store: ActivationStore, response_sweep: SweepResult | None = Non
     masks = {s: split == s for s in ("train", "val", "test")}
     rows, predictions = [], {}
     for position in positions:
-        x = _group_states(store, position, keep, inverse, len(names))
+        x = _group_states(store, position, keep)
         probes = fit_ridge_all_layers(x[masks["train"]], means[masks["train"]], names[masks["train"]])[0]
         for index, layer in enumerate(store.layers):
             p = probes[index].predict(x[:, index])
@@ -93,7 +90,7 @@ def prompt_only(store: ActivationStore, response_sweep: SweepResult | None = Non
         p = grouped_ridge(features, means, names, masks, scale=scale)
         baselines[name] = _interval(means[test], p[test], n_boot, seed)
     if random_init_store is not None and best_key[0] in random_init_store.positions:
-        x = _group_states(random_init_store, best_key[0], keep, inverse, len(names))
+        x = _group_states(random_init_store, best_key[0], keep)
         probes = fit_ridge_all_layers(x[masks["train"]], means[masks["train"]], names[masks["train"]])[0]
         val_r = [pearson(means[masks["val"]], probe.predict(x[masks["val"], i])) for i, probe in enumerate(probes)]
         chosen = int(np.argmax(val_r))

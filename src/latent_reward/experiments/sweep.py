@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from latent_reward.activations.store import ActivationStore
+from latent_reward.activations.store import ActivationStore, group_means
+from latent_reward.positions import PROMPT_POSITIONS
 from latent_reward.data.splits import split_masks
 from latent_reward.errors import UserError
 from latent_reward.evaluation.controls import shuffle_all, shuffle_within_groups
@@ -113,6 +114,11 @@ def sweep(store: ActivationStore, options: SweepOptions | None = None, progress:
     bar = tqdm(total=cells, desc="sweep", unit="cell", disable=not progress, dynamic_ncols=True)
     for position in positions:
         x = store.array(position)[keep].astype(np.float32)
+        if position in PROMPT_POSITIONS:
+            # States before the response are a function of the prompt alone; copies computed in
+            # different batches differ by float rounding, which must not pose as within-prompt signal.
+            names, means = group_means(x, groups)
+            x = means[np.searchsorted(names, groups)]
         train = masks["train"]
         for kind in options.probes:
             control_targets = (y_within, y_global) if options.control else ()
