@@ -152,3 +152,11 @@ def test_splits_are_by_group_deterministic_and_cover_everything():
     by_split = {name: set(np.array(groups)[mask]) for name, mask in masks.items()}
     assert not (by_split["train"] & by_split["val"]) and not (by_split["train"] & by_split["test"]) and not (by_split["val"] & by_split["test"])
     assert [len(by_split[n]) for n in ("train", "val", "test")] == [22, 7, 8]
+
+
+def test_prompts_option_keeps_whole_prompts():
+    dataset = load_dataset(str(SHARED_DATA / "arena_bench_v1_gpt4_scores.jsonl.gz"), prompts=3)
+    groups = {e.group for e in dataset.examples}
+    assert len(groups) == 3
+    everything = load_dataset(str(SHARED_DATA / "arena_bench_v1_gpt4_scores.jsonl.gz"))
+    assert len(dataset.examples) == sum(e.group in groups for e in everything.examples) >= 3 * 13

@@ -83,9 +83,12 @@ def load_dataset(
     format: str | None = None,
     fields: FieldMap | None = None,
     limit: int | None = None,
+    prompts: int | None = None,
 ) -> Dataset:
     """Load `source` (a local file or a Hub id) into Examples, choosing the loader automatically.
 
+    `limit` keeps the first N examples; `prompts` keeps every example of the first N prompts (in
+    order of first appearance), for files ordered by model or sample rather than by prompt.
     Records with a missing (null) rating, an empty response or an empty prompt are skipped and
     counted; a non-numeric rating or a missing required field is an error.
     """
@@ -95,7 +98,12 @@ def load_dataset(
     loader = _choose_loader(records[0], format, fields)
     skips: Counter[str] = Counter()
     examples = []
+    kept_groups: set[str] = set()
     for example in loader(records, skips):
+        if prompts is not None and example.group not in kept_groups:
+            if len(kept_groups) >= prompts:
+                continue
+            kept_groups.add(example.group)
         examples.append(example)
         if limit is not None and len(examples) >= limit:
             break

@@ -81,8 +81,11 @@ def answers(readout: Readout, model_name: str, n_layers: int) -> list[dict[str, 
                             for row in best_by_kind.itertuples())
         linear = best_by_kind[best_by_kind.probe.isin(["ridge", "sgd"])]["test_pearson"].max()
         mlp = best_by_kind[best_by_kind.probe == "mlp"]["test_pearson"].max() if "mlp" in kinds else np.nan
-        comparison = (f" The MLP is {'better' if mlp > linear + 0.02 else 'not better'} than the best linear probe "
-                      f"({mlp:.3f} vs {linear:.3f})." if not np.isnan(mlp) else "")
+        interval = best["test_ci"]["pearson"]
+        half_width = (interval["high"] - interval["low"]) / 2
+        comparison = (f" MLP {mlp:.3f} vs best linear {linear:.3f}: a difference "
+                      f"{'within' if abs(mlp - linear) < half_width else 'beyond'} the best cell's 95% interval half-width "
+                      f"({half_width:.2f})." if not np.isnan(mlp) else "")
         out.append({"question": "Linear or nonlinear?", "answer": f"Best cell per probe type (chosen on validation): {summary}.{comparison}"})
     grid = readout.sgd_grid
     if grid is not None and not grid.empty:
