@@ -128,3 +128,14 @@ def test_compare_two_runs(tmp_path):
     assert text.count("planted") >= 2 and "cannot" in text
     rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"]
     assert float(rows[0]["test r"].split()[0]) > float(rows[1]["test r"].split()[0])
+
+
+def test_report_shows_score_results_saved_in_the_run(tmp_path):
+    store = planted_store(tmp_path / "run" / "store")
+    (tmp_path / "run" / "score-pairs").mkdir()
+    (tmp_path / "run" / "score-pairs" / "score.json").write_text(json.dumps({
+        "data": "pairs.jsonl", "examples": 4,
+        "pair_accuracy": {"all": {"pairs": 2, "probe": {"value": 0.75, "low": 0.5, "high": 1.0}}}}))
+    html, _ = report_from_stores(ReportInputs(store, None, SweepOptions(n_boot=100), sgd_grid=False), tmp_path / "run" / "report", {})
+    text = html.read_text()
+    assert "The probe as a reward model" in text and "probe 0.750 [0.500, 1.000]" in text

@@ -72,6 +72,28 @@ def _lens_blocks(readout: Readout) -> list[dict[str, str]]:
              "html": lens_html(item["tokens"], item["estimates"], low, high)} for item in result.lens]
 
 
+def _score_tables(run_folder: Path) -> list[dict[str, Any]]:
+    """`score` results saved inside the run folder (pairs, best-of-n, transfer), as report tables."""
+    tables = []
+    for path in sorted(run_folder.glob("*/score.json")):
+        score = json.loads(path.read_text())
+        title = f"{Path(str(score.get('data'))).name} ({score.get('examples')} responses)"
+        rows = []
+        for subset, entry in (score.get("pair_accuracy") or {}).items():
+            rows.append([f"pair accuracy: {subset} ({entry['pairs']} pairs)"] + [
+                f"{k} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for k, v in entry.items() if k != "pairs"])
+        for name, entry in (score.get("transfer") or {}).items():
+            interval = entry["test_ci"].get("pearson", {})
+            rows.append([f"tracks ratings: {name}", f"r {entry['test']['pearson']:.3f} [{interval.get('low', float('nan')):.3f}, "
+                         f"{interval.get('high', float('nan')):.3f}]", f"within-prompt acc. {entry['test']['within_acc']:.3f}"])
+        bon = score.get("best_of_n")
+        if bon:
+            rows.append([f"best-of-{bon['samples_per_prompt']:.1f} over {bon['prompts']} prompts (mean rating of the pick)"] + [
+                f"{k} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for k, v in bon.items() if isinstance(v, dict)])
+        tables.append({"title": title, "rows": rows})
+    return tables
+
+
 def build_results(readout: Readout, store: ActivationStore, extra: dict[str, Any]) -> dict[str, Any]:
     model = store.manifest["model"]
     masks = readout.sweep.masks
@@ -135,7 +157,7 @@ def write_report(readout: Readout, store: ActivationStore, out: str | Path, data
     html = environment.get_template("report.html.j2").render(
         model=results["model"], answers=results["answers"], figures=embedded, comparison_rows=comparison_rows,
         sgd_rows=results["sgd_grid"] or [], splits=results["splits"], prompt_only=results["prompt_only"],
-        lens_blocks=_lens_blocks(readout),
+        lens_blocks=_lens_blocks(readout), score_tables=_score_tables(out.parent),
         data={**data_summary, "source_name": Path(str(data_summary.get("source", "data"))).name},
         data_rows=[(k, data_summary.get(k)) for k in summary_keys if k in data_summary] + [
             ("truncated", (store.manifest.get("stats") or {}).get("truncated"))],
