@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +161,6 @@ class ActivationStore:
             values = shard[name]
             out[np.asarray(order)] = values if columns is None else values[:, columns]
         return out
-
-    def iter_shards(self) -> Iterator[dict[str, np.ndarray]]:
-        yield from self._shards
 
 
 def group_means(x: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
