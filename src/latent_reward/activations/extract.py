@@ -131,7 +131,8 @@ def extract(
     if state is not None:
         state.wait_for_everyone()
     seconds = time.perf_counter() - started
-    if rank == 0:
+    already_complete = json.loads((out / MANIFEST).read_text()).get("status") == "complete"
+    if rank == 0 and not (already_complete and not todo):  # a run that reused everything keeps the measured timings
         _finish_manifest(out, shards, units, rendered, render_seconds, forward_seconds, seconds, tokens_done, config)
     if state is not None:
         state.wait_for_everyone()
