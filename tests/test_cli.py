@@ -2,8 +2,7 @@ import json
 
 import pytest
 
-from conftest import build_model, build_tokenizer, write_jsonl
-from test_extract import run_cli
+from helpers import build_model, build_tokenizer, run_cli, write_jsonl
 
 
 def assert_clean_error(result, text):
@@ -61,18 +60,49 @@ def test_data_inspect_and_models_commands(arena_file):
     assert result.returncode == 0 and "smollm2-135m-instruct" in result.stdout
 
 
+def test_usage_errors_are_one_line_with_exit_2(tmp_path):
+    for args, text in ((["extract", "--bogus"], "No such option: --bogus"), (["frobnicate"], "No such command"),
+                       (["run", "--limit", "0"], "--limit"), (["run", "--limit", "abc"], "--limit"),
+                       (["sweep", "--store", str(tmp_path)], "Missing option '--out'")):
+        assert_clean_error(run_cli(*args), text)
+
+
+def test_damaged_inputs_are_one_line_with_exit_2(tmp_path, arena_file):
+    (tmp_path / "file").write_text("x")
+    assert_clean_error(run_cli("run", "--data", arena_file, "--out", tmp_path / "file"), "is an existing file")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "probe.json").write_text("{oops")
+    assert_clean_error(run_cli("generate", "hi", "--probe", probe), "not a valid probe file")
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "manifest.json").write_text("[1, 2")
+    assert_clean_error(run_cli("sweep", "--store", store, "--out", tmp_path / "o"), "not a valid store manifest")
+
+
+def test_an_unreachable_model_fails_fast_and_briefly(tmp_path, arena_file):
+    import time
+
+    tick = time.perf_counter()
+    result = run_cli("extract", "--model", "no-such-org/no-such-model", "--data", arena_file, "--out", tmp_path / "o")
+    assert_clean_error(result, "cannot load model 'no-such-org/no-such-model'")
+    assert time.perf_counter() - tick < 25 and not (tmp_path / "o").exists()
+
+
 def test_run_reuses_matching_stores_and_redoes_changed_ones(tiny_model_dir, tmp_path):
     records = [{"question": f"question {i // 3} the quick fox", "answer": "paris is the capital " * (1 + i % 5),
                 "score": float((i * 7) % 10)} for i in range(36)]
     data = write_jsonl(tmp_path / "arena.jsonl", records)
     common = ["run", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(tmp_path / "r"), "--n-boot", "100",
-              "--dtype", "float32"]
+              "--dtype", "float32", "--permutations", "10", "--folds", "3", "--no-sgd-grid"]
     first = run_cli(*common)
     assert first.returncode == 0, first.stderr
     results = json.loads((tmp_path / "r" / "report" / "results.json").read_text())
     assert results["answers"][0]["question"].startswith("Does ")
-    assert {"prompt_only", "trajectory", "best"} <= set(results)
-    assert "random-init model" in results["comparisons"]
+    assert {"prompt_only", "trajectory", "readout"} <= set(results) and results["trajectory"] is not None
+    assert "random-init model" in {c["name"] for c in results["readout"]["comparisons"]}
+    run_json = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run_json["config"]["readout"]["folds"] == 3 and run_json["config"]["data"]["source"] == str(data)
     shards = sorted((tmp_path / "r" / "store" / "shards").glob("*.safetensors"))
     stamps = [p.stat().st_mtime_ns for p in shards]
     again = run_cli(*common)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.data import load_dataset
 from latent_reward.models import load_model

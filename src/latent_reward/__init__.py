@@ -1,3 +1,45 @@
-"""latent-reward: ask a chat model what reward it expects, by probing its residual stream."""
+"""latent-reward: ask a chat model what reward it expects, by probing its residual stream.
 
-__version__ = "0.1.0"
+    import latent_reward as lr
+    outcome = lr.run(lr.RunConfig(data=lr.DataSpec(source="../shared/data/ultrafeedback_binarized_subset_1200.jsonl")))
+    store = lr.extract(lr.load_model("smollm2-135m-instruct"), lr.load_dataset(FILE).examples, "runs/x/store")
+
+Names are imported on first use, so `import latent_reward` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.2.0"
+
+_PUBLIC = {
+    "load_model": "latent_reward.models.loading",
+    "load_dataset": "latent_reward.data.formats",
+    "extract": "latent_reward.activations.extract",
+    "ActivationStore": "latent_reward.activations.store",
+    "sweep": "latent_reward.experiments.sweep",
+    "SweepConfig": "latent_reward.experiments.sweep",
+    "reward_readout": "latent_reward.experiments.readout",
+    "ReadoutConfig": "latent_reward.experiments.readout",
+    "prompt_only": "latent_reward.experiments.prompt_only",
+    "Probe": "latent_reward.probes",
+    "ProbeSettings": "latent_reward.probes",
+    "DataSpec": "latent_reward.config",
+    "ModelSpec": "latent_reward.config",
+    "ExtractConfig": "latent_reward.config",
+    "run": "latent_reward.workflows.run",
+    "RunConfig": "latent_reward.workflows.run",
+    "RunResult": "latent_reward.experiments.run_result",
+    "UserError": "latent_reward.errors",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'latent_reward' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

@@ -1,25 +1,83 @@
-"""Run configuration: validated options with their defaults, shared by the CLI and the library."""
+"""Configuration shared by every command: which data, which model, what to extract.
+
+Each is a validated pydantic object with defaults; a workflow's config is built from these and
+saved whole to the run's `run.json`, so any result folder says exactly how to reproduce it.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from latent_reward.positions import DEFAULT_POSITIONS
+from latent_reward.errors import UserError
+from latent_reward.positions import POSITIONS
+
+if TYPE_CHECKING:
+    from latent_reward.data.formats import Dataset
+    from latent_reward.models.loading import LoadedModel
+
+DEFAULT_DATA = "HuggingFaceH4/ultrafeedback_binarized"
+DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
-class ExtractConfig(BaseModel):
-    """What to read out of the model, and how to batch it."""
-
+class Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    positions: tuple[str, ...] = DEFAULT_POSITIONS
+
+class DataSpec(Spec):
+    """Where rated conversations come from, and which of them to use."""
+
+    source: str = DEFAULT_DATA  # a local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hub dataset id
+    split: str | None = None  # Hub split (default: the dataset's rated split)
+    format: str | None = None  # force a loader instead of detecting it
+    limit: int | None = Field(None, ge=1)  # the first N examples
+    prompts: int | None = Field(None, ge=1)  # every response of the first N prompts
+    prompt_field: str | None = None  # generic tables: the columns to read
+    response_field: str | None = None
+    rating_field: str | None = None
+    group_field: str | None = None
+
+    def load(self) -> Dataset:
+        from latent_reward.data import FieldMap, load_dataset
+
+        named = [self.prompt_field, self.response_field, self.rating_field]
+        if any(named) and not all(named):
+            raise UserError("--prompt-field, --response-field and --rating-field go together")
+        fields = FieldMap(self.prompt_field, self.response_field, self.rating_field, self.group_field) if all(named) else None
+        return load_dataset(self.source, split=self.split, format=self.format, fields=fields, limit=self.limit,
+                            prompts=self.prompts)
+
+
+class ModelSpec(Spec):
+    """Which model, in which precision, on which device."""
+
+    name: str = DEFAULT_MODEL  # bundled name, Hub id or local folder
+    dtype: str = "bfloat16"
+    device: str | None = None
+    device_map: str | None = None
+    fallback_template: bool = False  # the plain User:/Assistant: format for models without a chat template
+    revision: str | None = None
+
+    def load(self, random_init_seed: int | None = None) -> LoadedModel:
+        from latent_reward.models.loading import load_model
+
+        return load_model(self.name, device=self.device, dtype=self.dtype, device_map=self.device_map,
+                          allow_fallback_template=self.fallback_template, random_init_seed=random_init_seed,
+                          revision=self.revision)
+
+
+class ExtractConfig(Spec):
+    """What to read out of the model, and how to batch it."""
+
+    positions: tuple[str, ...] = POSITIONS
     layers: tuple[int, ...] | None = None  # None: every layer 0..n_layers
     token_layers: tuple[int, ...] = ()  # layers kept for every response token (response_tokens)
     max_tokens: int = Field(1024, ge=8)
     batch_tokens: int = Field(1024, ge=64, description="padded tokens per forward pass")
     shard_size: int = Field(256, ge=1, description="examples per shard (the unit of resumption)")
     share_prompts: bool = True  # run a prompt once for all its responses (KV-cache reuse)
-    logprobs: bool = False  # the model's mean log-probability of each response (needs the LM head)
+    logprobs: bool = False  # the model's log-probability of each response (needs the LM head)
 
     def fingerprint_fields(self) -> dict:
         """Every option: batching changes the numbers too (float rounding), and a resumed run

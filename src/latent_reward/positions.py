@@ -1,32 +1,70 @@
-"""The named token positions (see DESIGN.md) and which forward pass each is read in."""
+"""The named token positions (see DESIGN.md): one table drives extraction, trajectories and the CLI.
+
+A position is read either in the prompt pass (states that exist before the response: shared by
+every response to the prompt) or in the response pass. Its rule maps an example's token spans to
+the token it reads (an index) or the tokens it averages (a (start, end) range). Adding a position is
+one entry here (plus a span field in `models.chat.TokenSpans` if it needs a new landmark).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
 from latent_reward.errors import UserError
 
-# Read in the prompt pass (shared by every response to the same prompt).
-PROMPT_POSITIONS = ("user_end", "assistant_start")
-# Read in the response pass.
-RESPONSE_POSITIONS = ("response_last", "eot", "response_mean")
-# Every response token, on chosen layers only (it is large): stored ragged.
-TOKEN_POSITION = "response_tokens"
 
-POSITIONS = (*PROMPT_POSITIONS, *RESPONSE_POSITIONS)
-DEFAULT_POSITIONS = POSITIONS
+@dataclass(frozen=True)
+class Position:
+    name: str
+    stage: Literal["prompt", "response"]  # the forward pass that reads it
+    reduce: Literal["token", "mean", "all"]  # one token's state, the mean over a range, or every token of it
+    rule: Callable[..., int | tuple[int, int]]  # TokenSpans -> token index ("token"), or (start, end) otherwise
+    description: str
+
+
+def _index(attribute: str) -> Callable[..., int]:
+    return lambda spans: getattr(spans, attribute)
+
+
+def _range(start: str, end: str) -> Callable[..., tuple[int, int]]:
+    return lambda spans: (getattr(spans, start), getattr(spans, end))
+
+
+TABLE: tuple[Position, ...] = (
+    Position("user_end", "prompt", "token", _index("user_end"), "last token of the user's message text"),
+    Position("assistant_start", "prompt", "token", _index("assistant_start"),
+             "last token of the generation prompt: the state right before the model writes"),
+    Position("response_last", "response", "token", _index("response_last"), "last token of the response text"),
+    Position("eot", "response", "token", _index("eot"), "the end-of-turn token after the response"),
+    Position("response_mean", "response", "mean", _range("response_start", "response_end"), "mean over the response tokens"),
+    Position("response_tokens", "response", "all", _range("response_start", "response_end"),
+             "every response token, on chosen layers only (large; for trajectories)"),
+)
+BY_NAME: dict[str, Position] = {p.name: p for p in TABLE}
+
+POSITIONS: tuple[str, ...] = tuple(p.name for p in TABLE if p.reduce != "all")  # stored as [n, layers, d]
+PROMPT_POSITIONS: tuple[str, ...] = tuple(p.name for p in TABLE if p.stage == "prompt" and p.reduce != "all")
+RESPONSE_POSITIONS: tuple[str, ...] = tuple(p.name for p in TABLE if p.stage == "response" and p.reduce != "all")
+TOKEN_POSITION = next(p.name for p in TABLE if p.reduce == "all")  # stored ragged: [tokens, token layers, d]
+
+
+def help_text() -> str:
+    """One line per position, for the CLI's --positions help."""
+    return "; ".join(f"{p.name}: {p.description}" for p in TABLE)
 
 
 def parse_positions(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """'user_end,eot' or a list -> validated tuple in the canonical order."""
+    """'user_end,eot' or a list -> validated tuple in the table's order."""
     names = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
-    unknown = [n for n in names if n not in (*POSITIONS, TOKEN_POSITION)]
+    unknown = [n for n in names if n not in BY_NAME]
     if unknown or not names:
-        raise UserError(
-            f"unknown position(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join((*POSITIONS, TOKEN_POSITION))}"
-        )
-    return tuple(p for p in (*POSITIONS, TOKEN_POSITION) if p in names)
+        raise UserError(f"unknown position(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(BY_NAME)}")
+    return tuple(p.name for p in TABLE if p.name in names)
 
 
-def parse_layers(text: str | list[int] | None, n_layers: int) -> tuple[int, ...]:
+def parse_layers(text: str | list[int] | tuple[int, ...] | None, n_layers: int) -> tuple[int, ...]:
     """'all', '0,5,10' or a list -> residual-stream indices 0 (embeddings) .. n_layers."""
     if text is None or text == "all":
         return tuple(range(n_layers + 1))

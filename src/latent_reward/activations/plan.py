@@ -79,7 +79,7 @@ def make_batches(units: list[Unit], batch_tokens: int) -> list[list[Unit]]:
     current: list[Unit] = []
     for unit in units:
         candidate = current + [unit]
-        if current and _padded_tokens(candidate) > batch_tokens:
+        if current and padded_tokens(candidate) > batch_tokens:
             batches.append(current)
             candidate = [unit]
         current = candidate
@@ -88,7 +88,8 @@ def make_batches(units: list[Unit], batch_tokens: int) -> list[list[Unit]]:
     return batches
 
 
-def _padded_tokens(units: list[Unit]) -> int:
+def padded_tokens(units: list[Unit]) -> int:
+    """Tokens one batch of these units computes, padding included (prompts left-padded, responses right-padded)."""
     prompt = len(units) * max(u.prompt_length for u in units)
     responses = sum(len(u.members) for u in units) * max(max(u.continuation_lengths) for u in units)
     return prompt + responses

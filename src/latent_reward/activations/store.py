@@ -1,39 +1,137 @@
 """The activation store: safetensors shards + examples.jsonl + manifest.json in one folder.
 
+This module is the one owner of the format: the manifest and its fingerprint, the example
+records, the shards and their integrity records. Extraction writes through it; everything else
+reads through `ActivationStore`.
+
 Layout
-    manifest.json      fingerprint (model, data, positions, layers, max_tokens), status, stats
-    examples.jsonl     one line per example, in dataset order: id, group, rating, aspects, meta
+    manifest.json      fingerprint (model, data, positions, layers, max_tokens), status, stats,
+                       and for a complete store each shard's size and SHA-256
+    examples.jsonl     one line per example, in dataset order: id, group, rating, aspects, meta, messages
     shards/shard-NNNNN.safetensors
         <position>               float16 [n, n_layers_stored, d_model]
         response_tokens          float16 [n_tokens, n_token_layers, d_model]   (optional)
         response_tokens_offsets  int64   [n + 1]                                (optional)
         example_index            int64   [n]  row of each example in examples.jsonl
-        n_tokens, response_tokens_count, truncated, logprob_mean               per-example stats
+        n_tokens, response_tokens_count, truncated, logprob_mean, logprob_sum   per-example stats
+    shards/shard-NNNNN.json      the shard's size and SHA-256, written right after the shard
+    .lock                        held by the process writing the store
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from latent_reward.data.schema import Example
 from latent_reward.errors import UserError
+from latent_reward.io import atomic_write_bytes, atomic_write_text, read_json, write_json
 
 MANIFEST = "manifest.json"
 EXAMPLES = "examples.jsonl"
 SHARDS = "shards"
-_DTYPES = {"F16": np.float16, "F32": np.float32, "I64": np.int64, "BOOL": np.bool_, "I32": np.int32}
+FORMAT = "latent-reward activation store"
+FORMAT_VERSION = 2
+_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I64": np.int64, "BOOL": np.bool_, "I32": np.int32}
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary name, then rename: a killed process never leaves half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+def shard_path(folder: Path, index: int) -> Path:
+    return Path(folder) / SHARDS / f"shard-{index:05d}.safetensors"
+
+
+def _record_path(shard: Path) -> Path:
+    return shard.with_suffix(".json")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_shard(folder: Path, index: int, tensors: dict[str, np.ndarray]) -> None:
+    """Write one shard atomically, then its integrity record (size and SHA-256)."""
+    from safetensors.numpy import save
+
+    data = save({name: np.ascontiguousarray(values) for name, values in tensors.items()})
+    path = shard_path(folder, index)
+    atomic_write_bytes(path, data)
+    write_json(_record_path(path), {"bytes": len(data), "sha256": sha256_bytes(data),
+                                    "examples": int(len(tensors["example_index"]))})
+
+
+def shard_problem(folder: Path, index: int, record: dict[str, Any] | None = None, checksum: bool = True) -> str | None:
+    """Why shard `index` cannot be used ('missing', 'truncated: ...', 'checksum mismatch'), or None if it is intact.
+
+    `record` is the manifest's entry for the shard (else its own integrity file is used).
+    """
+    path = shard_path(folder, index)
+    if not path.exists():
+        return "missing"
+    if record is None:
+        record_file = _record_path(path)
+        if not record_file.exists():
+            return "no integrity record (written by an interrupted run)"
+        try:
+            record = json.loads(record_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return "damaged integrity record"
+    size = path.stat().st_size
+    if size != record["bytes"]:
+        return f"{size:,} bytes on disk, {record['bytes']:,} expected"
+    if checksum and sha256_bytes(path.read_bytes()) != record["sha256"]:
+        return "checksum mismatch"
+    return None
+
+
+def shard_records(folder: Path, n_shards: int) -> list[dict[str, Any]]:
+    """The integrity records of shards 0..n-1, for the finished manifest."""
+    return [{"file": shard_path(folder, i).name, **read_json(_record_path(shard_path(folder, i)), "shard record")}
+            for i in range(n_shards)]
+
+
+def fingerprint_differences(manifest: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Keys of `wanted` whose value the stored fingerprint does not have."""
+    stored = manifest.get("fingerprint", {})
+    return [key for key, value in wanted.items() if stored.get(key) != value]
+
+
+def matching_complete_store(folder: Path, wanted: dict[str, Any]) -> bool:
+    """Whether `folder` holds a complete store whose fingerprint includes `wanted`."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return False
+    manifest = read_json(path, "store manifest")
+    return manifest.get("status") == "complete" and not fingerprint_differences(manifest, wanted)
+
+
+def new_manifest(fingerprint: dict[str, Any], model: dict[str, Any], positions, layers, token_layers, n_layers: int,
+                 source: str | None, versions: dict[str, str]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "status": "incomplete",
+        "fingerprint": fingerprint,
+        "data_source": source,
+        "model": model,
+        "positions": list(positions),
+        "layers": list(layers),
+        "token_layers": list(token_layers),
+        "residual_convention": (
+            "index 0 = input of the first block (embeddings); index i = raw output of block i; "
+            f"index {n_layers} = raw output of the last block, BEFORE the final norm "
+            "(transformers' last hidden_states entry has the norm applied)"
+        ),
+        "dtype": "float16",
+        "versions": versions,
+    }
+
+
+def write_examples(folder: Path, examples: list[Example]) -> None:
+    atomic_write_text(Path(folder) / EXAMPLES, "".join(json.dumps(e.to_record(), ensure_ascii=False) + "\n" for e in examples))
 
 
 def read_safetensors_memmap(path: Path) -> dict[str, np.ndarray]:
@@ -62,24 +160,33 @@ def read_safetensors_memmap(path: Path) -> dict[str, np.ndarray]:
 class ActivationStore:
     """Read side of a finished store. Open with `ActivationStore.open(folder)`."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], examples: list[dict[str, Any]]):
+    def __init__(self, folder: Path, manifest: dict[str, Any], examples: list[Example]):
         self.folder = folder
         self.manifest = manifest
         self._examples = examples
-        self._shards = [read_safetensors_memmap(p) for p in sorted((folder / SHARDS).glob("shard-*.safetensors"))]
+        self._shards = [read_safetensors_memmap(shard_path(folder, i)) for i in range(manifest["n_shards"])]
         self._row_order = [shard["example_index"] for shard in self._shards]
 
     @classmethod
-    def open(cls, folder: str | Path) -> ActivationStore:
+    def open(cls, folder: str | Path, verify: bool = False) -> ActivationStore:
+        """Open a complete store. Each shard's size is checked against the manifest (cheap);
+        `verify` also checks every shard's SHA-256."""
         folder = Path(folder)
-        manifest_path = folder / MANIFEST
-        if not manifest_path.exists():
+        if not (folder / MANIFEST).exists():
             raise UserError(f"{folder} is not an activation store (no {MANIFEST})")
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(folder / MANIFEST, "store manifest")
         if manifest.get("status") != "complete":
             raise UserError(f"the store in {folder} is unfinished; run the same extract command again to finish it")
-        with (folder / EXAMPLES).open(encoding="utf-8") as handle:
-            examples = [json.loads(line) for line in handle]
+        for index, record in enumerate(manifest.get("shards", [])):
+            problem = shard_problem(folder, index, record, checksum=verify)
+            if problem:
+                raise UserError(f"{shard_path(folder, index)} is damaged ({problem}); run the same extract command "
+                                "again to recompute it")
+        try:
+            with (folder / EXAMPLES).open(encoding="utf-8") as handle:
+                examples = [Example.from_record(json.loads(line)) for line in handle]
+        except (OSError, json.JSONDecodeError, KeyError) as error:
+            raise UserError(f"{folder / EXAMPLES} is damaged ({error}); run the same extract command again") from None
         return cls(folder, manifest, examples)
 
     # --- what the store holds -------------------------------------------------------------
@@ -91,38 +198,46 @@ class ActivationStore:
     def layers(self) -> list[int]:
         return list(self.manifest["layers"])
 
+    @property
+    def n_layers(self) -> int:
+        """The model's number of blocks (the last residual index)."""
+        return int(self.manifest["model"]["n_layers"])
+
     def __len__(self) -> int:
         return len(self._examples)
 
     @property
+    def examples(self) -> list[Example]:
+        return self._examples
+
+    @property
     def ids(self) -> list[str]:
-        return [e["id"] for e in self._examples]
+        return [e.id for e in self._examples]
 
     @property
     def groups(self) -> np.ndarray:
-        return np.array([e["group"] for e in self._examples])
+        return np.array([e.group for e in self._examples])
 
     @property
     def ratings(self) -> np.ndarray:
-        return np.array([e["rating"] for e in self._examples], dtype=np.float64)
+        return np.array([e.rating for e in self._examples], dtype=np.float64)
 
     @property
     def aspects(self) -> dict[str, np.ndarray]:
         """Per-aspect ratings (NaN where an example lacks the aspect)."""
-        names = sorted({name for e in self._examples for name in e["aspects"]})
-        return {n: np.array([e["aspects"].get(n, np.nan) for e in self._examples], dtype=np.float64) for n in names}
+        names = sorted({name for e in self._examples for name in e.aspects})
+        return {n: np.array([e.aspects.get(n, np.nan) for e in self._examples], dtype=np.float64) for n in names}
 
     @property
     def meta(self) -> list[dict[str, Any]]:
-        return [e["meta"] for e in self._examples]
+        return [e.meta for e in self._examples]
 
-    @property
-    def examples(self) -> list[dict[str, Any]]:
-        return self._examples
+    def has_stat(self, name: str) -> bool:
+        return bool(self._shards) and name in self._shards[0]
 
     def stat(self, name: str) -> np.ndarray:
         """A per-example statistic saved during extraction (n_tokens, truncated, logprob_mean...)."""
-        if not self._shards or name not in self._shards[0]:
+        if not self.has_stat(name):
             raise UserError(f"the store has no per-example statistic {name!r}")
         return self._gather(name)
 
@@ -161,37 +276,3 @@ class ActivationStore:
             values = shard[name]
             out[np.asarray(order)] = values if columns is None else values[:, columns]
         return out
-
-
-def group_means(x: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of x's rows per group: (unique groups, means [n_groups, ...]) in sorted group order."""
-    names, inverse = np.unique(groups, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(len(names)))
-    sums = np.add.reduceat(np.asarray(x, dtype=np.float64)[order], starts, axis=0)
-    return names, (sums / np.bincount(inverse)[(slice(None),) + (None,) * (x.ndim - 1)]).astype(np.float32)
-
-
-def write_store(folder: str | Path, states: dict[str, np.ndarray], examples: list[dict[str, Any]], layers: list[int],
-                manifest: dict[str, Any] | None = None, stats: dict[str, np.ndarray] | None = None) -> ActivationStore:
-    """A complete store from arrays already in memory (states[position]: [n, n_layers, d]).
-
-    For activations computed elsewhere, and for tests with planted signals. `examples` are dicts
-    with id, group, rating, aspects, meta and messages, in row order.
-    """
-    from safetensors.numpy import save_file
-
-    folder = Path(folder)
-    (folder / SHARDS).mkdir(parents=True, exist_ok=True)
-    n = len(examples)
-    tensors = {name: np.ascontiguousarray(values, dtype=np.float16) for name, values in states.items()}
-    tensors["example_index"] = np.arange(n, dtype=np.int64)
-    for name, values in (stats or {}).items():
-        tensors[name] = np.ascontiguousarray(values)
-    save_file(tensors, str(folder / SHARDS / "shard-00000.safetensors"))
-    atomic_write_text(folder / EXAMPLES, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples))
-    full = {"format": "latent-reward activation store", "format_version": 1, "status": "complete",
-            "positions": list(states), "layers": list(layers), "token_layers": [], "n_examples": n, "n_shards": 1,
-            "fingerprint": {"n_examples": n}, **(manifest or {})}
-    atomic_write_text(folder / MANIFEST, json.dumps(full, indent=1))
-    return ActivationStore.open(folder)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from latent_reward.data import generic, helpsteer, judged, pairs, ultrafeedback
-from latent_reward.data.records import read_records
+from latent_reward.data.records import default_hub_split, is_local, read_records
 from latent_reward.data.schema import Example
 from latent_reward.errors import UserError
 
@@ -99,14 +99,22 @@ def load_dataset(
     skips: Counter[str] = Counter()
     examples = []
     kept_groups: set[str] = set()
-    for example in loader(records, skips):
-        if prompts is not None and example.group not in kept_groups:
-            if len(kept_groups) >= prompts:
-                continue
-            kept_groups.add(example.group)
-        examples.append(example)
-        if limit is not None and len(examples) >= limit:
-            break
+    hub_split = None if is_local(source) else (split or default_hub_split(source))
+    try:
+        for example in loader(records, skips):
+            if prompts is not None and example.group not in kept_groups:
+                if len(kept_groups) >= prompts:
+                    continue
+                kept_groups.add(example.group)
+            if hub_split and "source_split" not in example.meta:
+                example = replace(example, meta={**example.meta, "source_split": hub_split})
+            examples.append(example)
+            if limit is not None and len(examples) >= limit:
+                break
+    except (TypeError, AttributeError, KeyError, IndexError) as error:
+        # The loaders check the fields they read; this catches shapes they do not expect.
+        raise UserError(f"{source}: a record's shape does not fit the {format or detect_format(records[0])} format "
+                        f"({type(error).__name__}: {error})") from None
     if not examples:
         reasons = ", ".join(f"{count} {reason}" for reason, count in skips.items()) or "none found"
         raise UserError(f"{source} has no usable rated responses ({reasons})")

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from latent_reward.data.fields import rated_example, require_fields, user_turn
+from latent_reward.data.fields import check_messages, rated_example, require_fields, split_of, user_turn
 from latent_reward.data.schema import Example, Message
-from latent_reward.errors import UserError
 
 
 def load(
@@ -31,8 +30,8 @@ def load(
             record[response_field],
             record[rating_field],
             skips,
-            meta={key: value for key, value in record.items()
-                  if key not in fields and isinstance(value, (str, int, float, bool))},
+            meta={**{key: value for key, value in record.items()
+                     if key not in fields and isinstance(value, (str, int, float, bool))}, **split_of(record)},
         )
         if example is not None:
             yield replace(example, group=str(record[group_field])) if group_field else example
@@ -41,6 +40,5 @@ def load(
 def _prompt_messages(prompt: Any, row_index: int) -> list[Message]:
     if isinstance(prompt, str):
         return user_turn(prompt)
-    if isinstance(prompt, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in prompt):
-        return [{"role": m["role"], "content": m["content"]} for m in prompt]
-    raise UserError(f"record {row_index}: the prompt field must be text or a list of {{role, content}} messages")
+    check_messages(prompt, f"record {row_index}")
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]

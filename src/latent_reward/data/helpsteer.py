@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from latent_reward.data.fields import rated_example, require_fields
+from latent_reward.data.fields import rated_example, require_fields, split_of, text_value
 from latent_reward.data.schema import Example, Message
 
 ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
@@ -22,11 +22,12 @@ def load(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator[Example
         example = rated_example(
             "helpsteer2",
             row_index,
-            parse_turns(record["prompt"]),
+            parse_turns(text_value(record["prompt"], "the prompt", f"HelpSteer2 record {row_index}")),
             record["response"],
             record["helpfulness"],
             skips,
             aspects={name: record.get(name) for name in ATTRIBUTES},
+            meta=split_of(record),
         )
         if example is not None:
             yield example

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from latent_reward.data.fields import rated_example, require_fields, user_turn
+from latent_reward.data.fields import parse_rating, rated_example, require_fields, split_of, user_turn
 from latent_reward.data.schema import Example
 
 
@@ -17,11 +17,11 @@ def load_arena(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator[E
         example = rated_example(
             "arena",
             row_index,
-            user_turn(record["question"]),
+            user_turn(record["question"], f"arena record {row_index}"),
             record["answer"],
             record["score"],
             skips,
-            meta={"generator": record.get("model"), "question_id": record.get("question_id")},
+            meta={"generator": record.get("model"), "question_id": record.get("question_id"), **split_of(record)},
         )
         if example is not None:
             yield example
@@ -36,13 +36,15 @@ def load_alpacaeval(records: list[dict[str, Any]], skips: Counter[str]) -> Itera
     """
     for row_index, record in enumerate(records):
         require_fields(record, ("instruction", "output"), f"AlpacaEval record {row_index}")
+        where = f"AlpacaEval record {row_index}"
         rating = record.get("p_win_vs_reference")
         if rating is None and record.get("preference") is not None:
-            rating = float(record["preference"]) - 1.0
+            preference = parse_rating(record["preference"], where)
+            rating = None if preference is None else preference - 1.0
         example = rated_example(
             "alpacaeval",
             row_index,
-            user_turn(record["instruction"]),
+            user_turn(record["instruction"], where),
             record["output"],
             rating,
             skips,
@@ -50,6 +52,7 @@ def load_alpacaeval(records: list[dict[str, Any]], skips: Counter[str]) -> Itera
                 "generator": record.get("generator"),
                 "subset": record.get("dataset"),
                 "sample_index": record.get("sample_index"),
+                **split_of(record),
             },
         )
         if example is not None:

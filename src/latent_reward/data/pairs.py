@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from latent_reward.data.fields import rated_example, require_fields, user_turn
+from latent_reward.data.fields import rated_example, require_fields, split_of, text_value, user_turn
 from latent_reward.data.schema import Example, Message
 from latent_reward.errors import UserError
 
@@ -22,7 +22,7 @@ def load_pairs(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator[E
     for row_index, record in enumerate(records):
         require_fields(record, ("prompt", "chosen", "rejected"), f"pair record {row_index}")
         yield from _pair_examples(
-            "pairs", row_index, user_turn(record["prompt"]), record, skips,
+            "pairs", row_index, user_turn(record["prompt"], f"pair record {row_index}"), record, skips,
             models={"chosen": record.get("chosen_model"), "rejected": record.get("rejected_model")},
         )
 
@@ -35,12 +35,14 @@ def load_hh_rlhf(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator
     """
     for row_index, record in enumerate(records):
         require_fields(record, ("chosen", "rejected"), f"HH-RLHF record {row_index}")
+        where = f"HH-RLHF record {row_index}"
         if "prompt" in record:
-            prompt_text, sides = record["prompt"], record
+            prompt_text, sides = text_value(record["prompt"], "the prompt", where), record
         else:
-            prompt_text, chosen, rejected = _split_transcripts(record["chosen"], record["rejected"])
+            prompt_text, chosen, rejected = _split_transcripts(text_value(record["chosen"], "chosen", where),
+                                                               text_value(record["rejected"], "rejected", where))
             sides = {"chosen": chosen, "rejected": rejected}
-        prompt = parse_transcript(prompt_text, where=f"HH-RLHF record {row_index}")
+        prompt = parse_transcript(prompt_text, where=where)
         yield from _pair_examples("hh_rlhf", row_index, prompt, sides, skips, models={})
 
 
@@ -62,7 +64,7 @@ def _pair_examples(
             rating,
             skips,
             meta={"pair": f"{source}:{row_index}", "side": side, "subset": record.get("subset"),
-                  "generator": models.get(side)},
+                  "generator": models.get(side), **split_of(record)},
         )
         examples.append(example)
     if all(example is not None for example in examples):

@@ -91,20 +91,33 @@ def _read_table(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _to_python(record: dict[str, Any]) -> dict[str, Any]:
-    """Parquet gives numpy arrays for list columns; loaders expect plain lists."""
-    return {key: (value.tolist() if hasattr(value, "tolist") else value) for key, value in record.items()}
+    """Parquet gives numpy arrays for list columns and NaN for empty cells; loaders expect lists and None."""
+    return {key: _plain(value) for key, value in record.items()}
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return None if isinstance(value, float) and value != value else value
+
+
+def default_hub_split(dataset_id: str) -> str:
+    return HUB_DEFAULT_SPLITS.get(dataset_id, "train")
 
 
 def _read_hub(dataset_id: str, split: str | None) -> list[dict[str, Any]]:
+    from latent_reward.hub import offline_if_unreachable
+
+    offline = offline_if_unreachable()
     import datasets
 
-    split = split or HUB_DEFAULT_SPLITS.get(dataset_id, "train")
+    split = split or default_hub_split(dataset_id)
     try:
         dataset = datasets.load_dataset(dataset_id, split=split)
     except Exception as error:  # offline, unknown id, unknown split: all end the same way
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
-            f"cannot load Hub dataset {dataset_id!r} split {split!r} ({first_line}); "
-            "offline, pass a local file with --data"
+            f"cannot load Hub dataset {dataset_id!r} split {split!r} "
+            + ("(the Hub cannot be reached and it is not cached); pass a local file with --data" if offline else f"({first_line})")
         ) from None
     return [_to_python(record) for record in dataset]

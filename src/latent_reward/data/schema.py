@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 Message = dict[str, str]
@@ -14,10 +15,15 @@ def group_key(prompt_messages: list[Message]) -> str:
     """A stable id for a prompt (the conversation before the rated response).
 
     Derived from the content so that the same prompt gets the same group in every file
-    (AlpacaEval and the best-of-n set share their 805 prompts, for example).
+    (AlpacaEval and the best-of-n set share their 805 prompts, for example). Whitespace runs and
+    case are normalized first, so copies that differ only in spacing or capitals are one prompt.
     """
-    payload = json.dumps([[m["role"], m["content"]] for m in prompt_messages], ensure_ascii=False)
+    payload = json.dumps([[m["role"], _normalize(m["content"])] for m in prompt_messages], ensure_ascii=False)
     return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,20 @@ class Example:
     @property
     def response(self) -> str:
         return self.messages[-1]["content"]
+
+    @property
+    def prompt_text(self) -> str:
+        """The conversation before the response as plain text (the turns joined by newlines)."""
+        return "\n".join(m["content"] for m in self.prompt_messages)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (one line of a store's examples.jsonl or of a rated-data file)."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Example:
+        return cls(id=record["id"], group=record["group"], messages=record["messages"], rating=float(record["rating"]),
+                   aspects=dict(record.get("aspects") or {}), meta=dict(record.get("meta") or {}))
 
 
 def make_example(

@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from latent_reward.data.formats import Dataset
 from latent_reward.data.schema import Example
 
 
-def summarize(dataset: Dataset, bins: int = 10) -> dict[str, Any]:
-    return {
-        "source": dataset.source,
-        "format": dataset.format,
-        "records": dataset.n_records,
-        **summarize_examples(dataset.examples, bins),
-        "skipped": dataset.skipped,
-    }
+class DataSummary(BaseModel):
+    source: str = ""
+    format: str = ""
+    records: int | None = None
+    examples: int
+    groups: int
+    responses_per_group: dict[str, float]
+    rating: dict[str, float]
+    rating_histogram: list[tuple[float, int]]
+    aspects: list[str]
+    generators: int
+    multi_turn: int
+    splits: dict[str, int] = {}  # examples per split the data names itself (e.g. train / eval)
+    skipped: dict[str, int] = {}
 
 
-def summarize_examples(examples: list[Example], bins: int = 10) -> dict[str, Any]:
-    """Counts and the rating distribution of Examples (or of a store's example records)."""
-    examples = [e if isinstance(e, Example) else Example(**{k: e[k] for k in ("id", "group", "messages", "rating", "aspects", "meta")})
-                for e in examples]
+def summarize(dataset: Dataset, bins: int = 10) -> DataSummary:
+    return summarize_examples(dataset.examples, bins, source=dataset.source, format=dataset.format, records=dataset.n_records,
+                              skipped=dataset.skipped)
+
+
+def summarize_examples(examples: list[Example], bins: int = 10, **extra) -> DataSummary:
+    """Counts and the rating distribution of Examples."""
     ratings = np.array([e.rating for e in examples])
     per_group = Counter(e.group for e in examples)
     sizes = np.array(list(per_group.values()))
@@ -35,14 +44,10 @@ def summarize_examples(examples: list[Example], bins: int = 10) -> dict[str, Any
         counts, edges = np.histogram(ratings, bins=bins)
         histogram = [(float((edges[i] + edges[i + 1]) / 2), int(c)) for i, c in enumerate(counts)]
     generators = Counter(e.meta.get("generator") for e in examples if e.meta.get("generator"))
-    return {
-        "examples": len(examples),
-        "groups": len(per_group),
-        "responses_per_group": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
-        "rating": {"min": float(ratings.min()), "mean": float(ratings.mean()), "max": float(ratings.max()),
-                   "std": float(ratings.std())},
-        "rating_histogram": histogram,
-        "aspects": sorted({name for e in examples for name in e.aspects}),
-        "generators": len(generators),
-        "multi_turn": sum(len(e.messages) > 2 for e in examples),
-    }
+    return DataSummary(
+        examples=len(examples), groups=len(per_group),
+        responses_per_group={"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
+        rating={"min": float(ratings.min()), "mean": float(ratings.mean()), "max": float(ratings.max()), "std": float(ratings.std())},
+        rating_histogram=histogram, aspects=sorted({name for e in examples for name in e.aspects}), generators=len(generators),
+        multi_turn=sum(len(e.messages) > 2 for e in examples),
+        splits=dict(Counter(str(e.meta["source_split"]) for e in examples if e.meta.get("source_split"))), **extra)

@@ -6,8 +6,9 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from latent_reward.data.fields import rated_example, require_fields, user_turn
+from latent_reward.data.fields import check_messages, rated_example, require_fields, split_of, user_turn
 from latent_reward.data.schema import Example, Message
+from latent_reward.errors import UserError
 
 ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 
@@ -19,11 +20,15 @@ def load_unbinarized(records: list[dict[str, Any]], skips: Counter[str]) -> Iter
     aspect ratings (1-5) and their mean (`fine-grained_score`) become aspects.
     """
     for row_index, record in enumerate(records):
-        require_fields(record, ("instruction", "completions"), f"UltraFeedback record {row_index}")
-        prompt = user_turn(record["instruction"])
-        for completion_index, completion in enumerate(record["completions"] or []):
-            annotations = completion.get("annotations") or {}
-            aspects = {name: (annotations.get(name) or {}).get("Rating") for name in ASPECTS}
+        where = f"UltraFeedback record {row_index}"
+        require_fields(record, ("instruction", "completions"), where)
+        prompt = user_turn(record["instruction"], where)
+        completions = record["completions"] or []
+        if not isinstance(completions, list) or not all(isinstance(c, dict) for c in completions):
+            raise UserError(f"{where}: completions must be a list of objects")
+        for completion_index, completion in enumerate(completions):
+            annotations = completion.get("annotations") if isinstance(completion.get("annotations"), dict) else {}
+            aspects = {name: _rating_of(annotations.get(name)) for name in ASPECTS}
             aspects["fine_grained"] = completion.get("fine-grained_score")
             example = rated_example(
                 "ultrafeedback",
@@ -33,7 +38,7 @@ def load_unbinarized(records: list[dict[str, Any]], skips: Counter[str]) -> Iter
                 completion.get("overall_score"),
                 skips,
                 aspects=aspects,
-                meta={"generator": completion.get("model"), "subset": record.get("source")},
+                meta={"generator": completion.get("model"), "subset": record.get("source"), **split_of(record)},
             )
             if example is not None:
                 yield example
@@ -49,7 +54,7 @@ def load_binarized(records: list[dict[str, Any]], skips: Counter[str]) -> Iterat
         where = f"ultrafeedback_binarized record {row_index}"
         require_fields(record, ("prompt", "chosen", "rejected", "score_chosen", "score_rejected"), where)
         for side in ("chosen", "rejected"):
-            prompt, response = _prompt_and_response(record["prompt"], record[side])
+            prompt, response = _prompt_and_response(record["prompt"], record[side], where)
             example = rated_example(
                 "ultrafeedback_binarized",
                 f"{row_index}.{side}",
@@ -57,17 +62,23 @@ def load_binarized(records: list[dict[str, Any]], skips: Counter[str]) -> Iterat
                 response,
                 record[f"score_{side}"],
                 skips,
-                meta={"pair": f"ultrafeedback_binarized:{row_index}", "side": side, "source_split": record.get("split")},
+                meta={"pair": f"ultrafeedback_binarized:{row_index}", "side": side, **split_of(record)},
             )
             if example is not None:
                 yield example
 
 
-def _prompt_and_response(prompt: str, completion: Any) -> tuple[list[Message], Any]:
+def _prompt_and_response(prompt: Any, completion: Any, where: str) -> tuple[list[Message], Any]:
     """Hub rows carry the whole conversation; flat rows carry the response text alone."""
     if isinstance(completion, list):
+        check_messages(completion, where)
         messages = [{"role": m["role"], "content": m["content"]} for m in completion]
         if messages and messages[-1]["role"] == "assistant":
             return messages[:-1], messages[-1]["content"]
         return messages, None
-    return user_turn(prompt), completion
+    return user_turn(prompt, where), completion
+
+
+def _rating_of(annotation: Any) -> Any:
+    """An aspect's rating from its annotation object ({"Rating": "4", ...}); None when absent."""
+    return annotation.get("Rating") if isinstance(annotation, dict) else None

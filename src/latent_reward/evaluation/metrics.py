@@ -1,8 +1,11 @@
-"""Metrics on held-out groups, and bootstrap intervals that resample prompts (groups).
+"""Metrics on held-out prompts, and bootstrap intervals that resample prompts (groups).
 
 Global metrics (Pearson, Spearman, R^2, MAE) can come from prompt difficulty alone; the
 within-prompt metrics (pairwise accuracy among responses to the same prompt, within-prompt
 Spearman) cannot, which is why both are always reported.
+
+Every interval resamples prompts with replacement: a resample is a weighting of the rows (a prompt
+drawn k times counts k times), so each statistic is computed from weighted sums without copying.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from latent_reward.evaluation.groups import group_index
+from latent_reward.evaluation.results import Interval, Scores
 
 
 def pearson(y: np.ndarray, p: np.ndarray) -> float:
@@ -34,27 +40,45 @@ def mae(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(np.abs(y - p)))
 
 
-def _group_index(groups: np.ndarray) -> tuple[np.ndarray, int]:
-    _, index = np.unique(groups, return_inverse=True)
-    return index, int(index.max()) + 1 if len(index) else 0
+_PAIR_CACHE: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
+
+
+def within_pairs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Every pair of rows of the same group: (first rows, second rows, group of each pair, number of groups).
+
+    Groups in sorted order; cached per groups array, since every metric of every predictor on the
+    same rows uses the same pairs.
+    """
+    groups = np.asarray(groups)
+    key = groups.tobytes() + str(groups.dtype).encode()
+    if key not in _PAIR_CACHE:
+        names, index = group_index(groups)
+        order = np.argsort(index, kind="stable")
+        bounds = np.searchsorted(index[order], np.arange(len(names) + 1))
+        first, second, owner = [], [], []
+        for g in range(len(names)):
+            rows = order[bounds[g] : bounds[g + 1]]
+            a, b = np.triu_indices(len(rows), k=1)
+            first.append(rows[a])
+            second.append(rows[b])
+            owner.append(np.full(len(a), g))
+        empty = np.zeros(0, dtype=np.int64)
+        pairs = (np.concatenate(first) if first else empty, np.concatenate(second) if second else empty,
+                 np.concatenate(owner) if owner else empty, len(names))
+        if len(_PAIR_CACHE) > 64:
+            _PAIR_CACHE.clear()
+        _PAIR_CACHE[key] = pairs
+    return _PAIR_CACHE[key]
 
 
 def pair_counts(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per group: (correctly ordered pairs, pairs with different ratings). Tied predictions count half."""
-    index, n_groups = _group_index(groups)
-    correct, total = np.zeros(n_groups), np.zeros(n_groups)
-    order = np.argsort(index, kind="stable")
-    bounds = np.searchsorted(index[order], np.arange(n_groups + 1))
-    for g in range(n_groups):
-        rows = order[bounds[g] : bounds[g + 1]]
-        if len(rows) < 2:
-            continue
-        dy = np.sign(y[rows][:, None] - y[rows][None, :])
-        dp = np.sign(p[rows][:, None] - p[rows][None, :])
-        upper = np.triu(np.ones_like(dy, dtype=bool), k=1) & (dy != 0)
-        total[g] = upper.sum()
-        correct[g] = (dy[upper] == dp[upper]).sum() + 0.5 * (dp[upper] == 0).sum()
-    return correct, total
+    """Per group (sorted order): (correctly ordered pairs, pairs with different ratings). Tied predictions count half."""
+    first, second, owner, n_groups = within_pairs(groups)
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    dy, dp = np.sign(y[first] - y[second]), np.sign(p[first] - p[second])
+    rated = dy != 0
+    correct = np.where(rated, (dy == dp) + 0.5 * (dp == 0), 0.0)
+    return np.bincount(owner, weights=correct, minlength=n_groups), np.bincount(owner, weights=rated, minlength=n_groups)
 
 
 def within_prompt_accuracy(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
@@ -66,90 +90,188 @@ def within_prompt_accuracy(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> 
     return float(correct.sum() / total.sum()) if total.sum() else float("nan")
 
 
+def group_spearman(y: np.ndarray, p: np.ndarray, groups: np.ndarray, min_size: int = 3) -> np.ndarray:
+    """Per group (sorted order): Spearman rho of predictions with ratings, NaN where undefined
+    (fewer than `min_size` responses, or no variation in either)."""
+    names, index = group_index(groups)
+    values = np.full(len(names), np.nan)
+    for g in range(len(names)):
+        rows = index == g
+        if rows.sum() >= min_size and np.ptp(y[rows]) > 0 and np.ptp(p[rows]) > 0:
+            values[g] = stats.spearmanr(y[rows], p[rows]).statistic
+    return values
+
+
 def within_prompt_spearman(y: np.ndarray, p: np.ndarray, groups: np.ndarray, min_size: int = 3) -> float:
     """Mean Spearman rho within prompts that have >= min_size responses with varying ratings."""
-    values = []
-    for group in np.unique(groups):
-        rows = groups == group
-        if rows.sum() >= min_size and np.ptp(y[rows]) > 0 and np.ptp(p[rows]) > 0:
-            values.append(stats.spearmanr(y[rows], p[rows]).statistic)
-    return float(np.mean(values)) if values else float("nan")
+    values = group_spearman(y, p, groups, min_size)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
-METRICS = {"pearson": pearson, "spearman": spearman, "r2": r2, "mae": mae}
+POINT_METRICS = {"pearson": pearson, "spearman": spearman, "r2": r2, "mae": mae}
+
+
+def metric(name: str, y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
+    """One metric by name (cheaper than all_metrics when only one is needed)."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    if name in POINT_METRICS:
+        return POINT_METRICS[name](y, p)
+    return within_prompt_accuracy(y, p, groups) if name == "within_acc" else within_prompt_spearman(y, p, groups)
 
 
 def all_metrics(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> dict[str, float]:
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
-    values = {name: fn(y, p) for name, fn in METRICS.items()}
+    values = {name: fn(y, p) for name, fn in POINT_METRICS.items()}
     values["within_acc"] = within_prompt_accuracy(y, p, groups)
     values["within_spearman"] = within_prompt_spearman(y, p, groups)
     return values
 
 
-@dataclass(frozen=True)
-class Interval:
-    value: float
-    low: float
-    high: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {"value": self.value, "low": self.low, "high": self.high}
-
-
 def bootstrap_counts(groups: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row weights [n_boot, n_rows] from resampling groups with replacement, and the group index."""
-    index, n_groups = _group_index(groups)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    """Row weights [n_boot, n_rows] from resampling groups with replacement, and the group weights [n_boot, n_groups]."""
+    _, index = group_index(groups)
+    n_groups = int(index.max()) + 1 if len(index) else 0
+    draws = np.random.default_rng(seed).integers(0, n_groups, size=(n_boot, n_groups))
     group_weights = np.stack([np.bincount(d, minlength=n_groups) for d in draws]).astype(np.float64)
     return group_weights[:, index], group_weights
 
 
-def bootstrap_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> dict[str, Interval]:
-    """95% intervals for Pearson r, R^2, MAE and within-prompt accuracy, resampling prompts.
+@dataclass(frozen=True)
+class Resampler:
+    """One set of prompt resamples, shared by every predictor scored on the same rows (so differences are paired)."""
 
-    Each resample is a weighted version of the test rows (a group drawn k times counts k times),
-    so every statistic is computed from weighted sums without copying data.
-    """
-    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
-    weights, group_weights = bootstrap_counts(groups, n_boot, seed)
-    n = weights.sum(1)
+    groups: np.ndarray
+    weights: np.ndarray  # [n_boot, n]
+    group_weights: np.ndarray  # [n_boot, n_groups]
 
-    def wmean(v):
-        return weights @ v / n
+    @classmethod
+    def make(cls, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> Resampler:
+        weights, group_weights = bootstrap_counts(np.asarray(groups), n_boot, seed)
+        return cls(np.asarray(groups), weights, group_weights)
 
-    my, mp = wmean(y), wmean(p)
-    cov = wmean(y * p) - my * mp
-    vy, vp = wmean(y * y) - my**2, wmean(p * p) - mp**2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        samples = {
-            "pearson": cov / np.sqrt(vy * vp),
-            "r2": 1 - wmean((y - p) ** 2) / vy,
-            "mae": wmean(np.abs(y - p)),
-        }
-        correct, total = pair_counts(y, p, groups)
-        if total.sum():
-            samples["within_acc"] = (group_weights @ correct) / (group_weights @ total)
-    point = {"pearson": pearson(y, p), "r2": r2(y, p), "mae": mae(y, p)}
-    if total.sum():
-        point["within_acc"] = float(correct.sum() / total.sum())
+    def samples(self, y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+        """Each metric's value in every resample: name -> [n_boot]."""
+        y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+        weights = self.weights
+        n = weights.sum(1)
+
+        def wmean(v):
+            return weights @ v / n
+
+        my, mp = wmean(y), wmean(p)
+        vy, vp = wmean(y * y) - my**2, wmean(p * p) - mp**2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = {"pearson": (wmean(y * p) - my * mp) / np.sqrt(vy * vp), "r2": 1 - wmean((y - p) ** 2) / vy,
+                   "mae": wmean(np.abs(y - p))}
+            correct, total = pair_counts(y, p, self.groups)
+            if total.sum():
+                out["within_acc"] = (self.group_weights @ correct) / (self.group_weights @ total)
+            per_group = group_spearman(y, p, self.groups)
+            defined = np.isfinite(per_group)
+            if defined.any():
+                out["within_spearman"] = (self.group_weights @ np.where(defined, per_group, 0)) / (self.group_weights @ defined)
+            out["spearman"] = self._weighted_spearman(y, p)
+        return out
+
+    def _weighted_spearman(self, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Spearman rho in each resample, from ranks of the full set (a close, cheap approximation)."""
+        ry, rp = stats.rankdata(y), stats.rankdata(p)
+        weights = self.weights
+        n = weights.sum(1)
+        my, mp = weights @ ry / n, weights @ rp / n
+        cov = weights @ (ry * rp) / n - my * mp
+        return cov / np.sqrt((weights @ (ry * ry) / n - my**2) * (weights @ (rp * rp) / n - mp**2))
+
+
+def quantile_interval(point: float, samples: np.ndarray, level: float = 0.95) -> Interval:
+    finite = samples[np.isfinite(samples)]  # a resample can be degenerate (one rating, no pairs)
+    if not finite.size or not np.isfinite(point):
+        return Interval.of(point)
     alpha = (1 - level) / 2
-    intervals = {}
-    for name, values in samples.items():
-        finite = values[np.isfinite(values)]  # a resample can be degenerate (one rating, no pairs)
-        low, high = (np.quantile(finite, [alpha, 1 - alpha]) if finite.size else (np.nan, np.nan))
-        intervals[name] = Interval(point[name], float(low), float(high))
-    return intervals
+    low, high = np.quantile(finite, [alpha, 1 - alpha])
+    return Interval.of(point, low, high)
 
 
-def partial_correlation(y: np.ndarray, p: np.ndarray, control: np.ndarray) -> float:
-    """Correlation of p with y after regressing the control (e.g. length) out of both."""
-    design = np.column_stack([np.ones_like(control, dtype=np.float64), control])
+def score(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0,
+          resampler: Resampler | None = None) -> Scores:
+    """Every metric with its 95% prompt-bootstrap interval."""
+    y, p, groups = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64), np.asarray(groups)
+    resampler = resampler or Resampler.make(groups, n_boot, seed)
+    points = all_metrics(y, p, groups)
+    samples = resampler.samples(y, p)
+    _, total = pair_counts(y, p, groups)
+    intervals = {name: quantile_interval(points[name], samples[name]) if name in samples else Interval.of(points[name])
+                 for name in points}
+    return Scores(n_examples=len(y), n_prompts=len(np.unique(groups)), n_pairs=int(total.sum()), **intervals)
+
+
+def bootstrap_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, Interval]:
+    """The intervals of `score` as a dict: metric name -> Interval (only the metrics defined on these rows)."""
+    scores = score(y, p, groups, n_boot, seed)
+    return {name: scores.metric(name) for name in ("pearson", "r2", "mae", "within_acc", "within_spearman", "spearman")
+            if scores.metric(name).low is not None}
+
+
+def partial_correlation(y: np.ndarray, p: np.ndarray, controls: np.ndarray) -> float:
+    """Correlation of p with y after regressing the controls ([n] or [n, k], e.g. length and text statistics) out of both."""
+    controls = np.asarray(controls, dtype=np.float64).reshape(len(y), -1)
+    design = np.column_stack([np.ones(len(y)), controls])
 
     def residual(v):
         coef, *_ = np.linalg.lstsq(design, v, rcond=None)
         return v - design @ coef
 
     return pearson(residual(np.asarray(y, dtype=np.float64)), residual(np.asarray(p, dtype=np.float64)))
+
+
+def icc1(y: np.ndarray, groups: np.ndarray) -> float:
+    """ANOVA intraclass correlation ICC(1) = (MSB - MSW) / (MSB + (k0 - 1) MSW): the share of the rating's
+    variance that lies between prompts, corrected for the chance spread of group means (the raw
+    between-group share is about (G - 1) / (N - 1) even with no prompt effect). k0 is the usual
+    average group size for unbalanced groups. Can be negative when there is no prompt effect."""
+    y = np.asarray(y, dtype=np.float64)
+    _, index = group_index(groups)
+    counts = np.bincount(index)
+    n, g = len(y), len(counts)
+    if g < 2 or n <= g:
+        return float("nan")
+    means = np.bincount(index, weights=y) / counts
+    msb = np.sum(counts * (means - y.mean()) ** 2) / (g - 1)
+    msw = np.sum((y - means[index]) ** 2) / (n - g)
+    k0 = (n - np.sum(counts**2) / n) / (g - 1)
+    denominator = msb + (k0 - 1) * msw
+    return float((msb - msw) / denominator) if denominator > 0 else float("nan")
+
+
+def icc1_interval(y: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> Interval:
+    """ICC(1) with a 95% interval from resampling prompts (each drawn prompt keeps all its responses)."""
+    y, groups = np.asarray(y, dtype=np.float64), np.asarray(groups)
+    names, index = group_index(groups)
+    rows_of = [np.flatnonzero(index == g) for g in range(len(names))]
+    rng = np.random.default_rng(seed)
+    samples = np.empty(n_boot)
+    for b in range(n_boot):
+        drawn = rng.integers(0, len(names), len(names))
+        rows = np.concatenate([rows_of[g] for g in drawn])
+        labels = np.repeat(np.arange(len(drawn)), [len(rows_of[g]) for g in drawn])
+        samples[b] = icc1(y[rows], labels)
+    return quantile_interval(icc1(y, groups), samples)
+
+
+def length_matched_accuracy(y: np.ndarray, p: np.ndarray, groups: np.ndarray, lengths: np.ndarray, resampler: Resampler,
+                            tolerance: float = 0.1) -> tuple[Interval, int]:
+    """Within-prompt accuracy over the pairs whose lengths differ by less than `tolerance` (relative to the
+    longer one): length cannot order these pairs. Returns the interval and the number of such pairs."""
+    first, second, owner, n_groups = within_pairs(groups)
+    y, p, lengths = (np.asarray(v, dtype=np.float64) for v in (y, p, lengths))
+    longer = np.maximum(lengths[first], lengths[second])
+    matched = np.abs(lengths[first] - lengths[second]) < tolerance * np.maximum(longer, 1)
+    dy, dp = np.sign(y[first] - y[second]), np.sign(p[first] - p[second])
+    counted = matched & (dy != 0)
+    correct = np.bincount(owner, weights=np.where(counted, (dy == dp) + 0.5 * (dp == 0), 0.0), minlength=n_groups)
+    total = np.bincount(owner, weights=counted, minlength=n_groups)
+    if not total.sum():
+        return Interval(), 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        samples = (resampler.group_weights @ correct) / (resampler.group_weights @ total)
+    return quantile_interval(correct.sum() / total.sum(), samples), int(total.sum())

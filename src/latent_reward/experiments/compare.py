@@ -1,93 +1,110 @@
-"""`latent-reward compare`: several runs (models, or datasets) side by side."""
+"""Several runs (models, or datasets) side by side, from their saved typed results.
+
+Models run on the same examples are also compared pairwise on those examples: the difference in
+the cross-fitted probe's r and within-prompt accuracy, with paired bootstrap intervals and paired
+permutation p-values over the shared prompts.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from latent_reward.activations.store import atomic_write_text
-from latent_reward.errors import UserError
+from latent_reward.evaluation.metrics import Resampler
+from latent_reward.evaluation.paired import paired_differences
+from latent_reward.evaluation.results import Cell, Interval, PairedDifference, Result, Scores, strongest
+from latent_reward.experiments.run_result import PREDICTIONS_FILE, RunResult
 
-# What a comparison of a handful of small bundled models can and cannot say, stated in every comparison page.
+# What a comparison of a handful of small bundled models can and cannot say, stated on every comparison page.
 CAVEAT = (
     "These models differ in more than their post-training: size, pretraining data, tokenizer and chat format all change "
     "together, and a base model is read through a plain fallback format it was never tuned on. A difference in probe "
     "accuracy is therefore a difference between these checkpoints, not an effect of DPO. None of the bundled models was "
     "trained online (RL with a reward model queried on its own samples), so this comparison cannot answer whether online "
-    "training would make a model represent expected reward more strongly; it can show whether an offline-DPO model's "
-    "readout exceeds a base model's and the text-only baselines on the same data."
+    "training would make a model represent expected reward more strongly; checkpoints trained from one starting point "
+    "(latent-reward train) can."
 )
 
 
-def _load_run(folder: Path) -> tuple[dict[str, Any], Path]:
-    for candidate in (folder / "report" / "results.json", folder / "results.json"):
+class CompareRow(Result):
+    run: str
+    label: str
+    model: str
+    data: str
+    n_layers: int
+    best: Cell | None  # the single split's validation-best cell
+    probe: Scores  # cross-fitted
+    prompt_only: Interval | None = None  # cross-fitted r with the prompt's mean rating
+    strongest_baseline: str | None = None  # by validation r
+    strongest_baseline_scores: Scores | None = None
+    random_init: Scores | None = None
+    pair_accuracy: Interval | None = None  # from a `score` run saved in the run folder
+    layer_curve: list[tuple[float, float | None]] = []  # (relative depth, validation r) at the best position
+
+
+class ModelDifference(Result):
+    first: str
+    second: str
+    examples: int
+    prompts: int
+    difference: dict[str, PairedDifference]  # first minus second
+
+
+class CompareResult(Result):
+    rows: list[CompareRow]
+    differences: list[ModelDifference] = []
+    caveat: str = CAVEAT
+
+
+def compare(folders: list[Path], n_boot: int = 1000, seed: int = 0) -> CompareResult:
+    runs = [(Path(folder), RunResult.load(folder)) for folder in folders]
+    rows = [_row(folder, result) for folder, result in runs]
+    differences = []
+    for i in range(len(runs)):
+        for j in range(i + 1, len(runs)):
+            difference = _paired(runs[i], runs[j], rows[i].label, rows[j].label, n_boot, seed)
+            if difference is not None:
+                differences.append(difference)
+    return CompareResult(rows=rows, differences=differences)
+
+
+def _row(folder: Path, result: RunResult) -> CompareRow:
+    readout = result.readout
+    model = result.model
+    best = readout.sweep.best
+    strongest_baseline = strongest(readout.comparisons, "pearson")
+    random_init = readout.comparison("random-init model")
+    pair = next((s.pair_accuracy[0].predictors.get("probe") for s in result.scores.values() if s.pair_accuracy), None)
+    curve = [(c.layer / max(model["n_layers"], 1), c.val.get("pearson")) for c in readout.sweep.cells("ridge", best.position)]
+    return CompareRow(
+        run=str(folder), label=f"{model['name']} ({Path(result.data.source).name})", model=model["name"], data=result.data.source,
+        n_layers=model["n_layers"], best=best, probe=readout.probe.scores,
+        prompt_only=result.prompt_only.cross_fitted.pearson if result.prompt_only else None,
+        strongest_baseline=strongest_baseline.name if strongest_baseline else None,
+        strongest_baseline_scores=strongest_baseline.scores if strongest_baseline else None,
+        random_init=random_init.scores if random_init else None, pair_accuracy=pair, layer_curve=curve)
+
+
+def _predictions(folder: Path) -> pd.DataFrame | None:
+    for candidate in (folder / PREDICTIONS_FILE, folder / "report" / PREDICTIONS_FILE):
         if candidate.exists():
-            return json.loads(candidate.read_text()), candidate.parent
-    raise UserError(f"{folder} holds no results.json; give folders written by `latent-reward run` or `sweep`")
-
-
-def _pair_accuracy(folder: Path) -> float | None:
-    for path in sorted(folder.glob("*/score.json")):
-        score = json.loads(path.read_text())
-        if "pair_accuracy" in score:
-            return score["pair_accuracy"]["all"]["probe"]["value"]
+            return pd.read_csv(candidate)
     return None
 
 
-def _fmt(entry: dict[str, Any] | None) -> str:
-    if not entry or entry.get("value") is None:
-        return "n/a"
-    return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
-
-
-def compare_runs(folders: list[Path], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows, curves = [], []
-    for folder in folders:
-        results, report = _load_run(Path(folder))
-        best, model = results["best"], results["model"]
-        label = f"{model['name']} ({Path(str(results.get('data', {}).get('source', ''))).name})"
-        comparisons = {k: v for k, v in results["comparisons"].items() if v.get("kind") == "baseline"}
-        strongest = max(comparisons.items(), key=lambda kv: kv[1]["test"].get("pearson") or -1, default=(None, None))
-        prompt_only = results.get("prompt_only") or {}
-        rows.append({
-            "run": label,
-            "best cell": f"{best['probe']} @ {best['position']} L{best['layer']} ({best['relative_depth']:.0%})",
-            "test r": _fmt(best["test_ci"].get("pearson")),
-            "within-prompt acc.": _fmt(best["test_ci"].get("within_acc")),
-            "prompt-only r": _fmt((prompt_only.get("best") or {}).get("test_pearson")),
-            "strongest baseline r": f"{strongest[0]}: {_fmt(strongest[1].get('test_ci', {}).get('pearson'))}" if strongest[0] else "n/a",
-            "random-init r": _fmt(results["comparisons"].get("random-init model", {}).get("test_ci", {}).get("pearson")),
-            "pair accuracy": f"{value:.3f}" if (value := _pair_accuracy(Path(folder))) is not None else "n/a",
-        })
-        layer_curves = pd.read_csv(report / "layer_curves.csv")
-        rows_at = layer_curves[layer_curves.position == best["position"]]
-        curves.append((label, rows_at["layer"] / model["n_layers"], rows_at["pearson"], best["position"]))
-    out.mkdir(parents=True, exist_ok=True)
-    figure, axis = plt.subplots(figsize=(7, 3.6))
-    for label, depth, r, position in curves:
-        axis.plot(depth, r, label=f"{label} @ {position}")
-    axis.set_xlabel("relative depth (layer / n_layers)")
-    axis.set_ylabel("test Pearson r (ridge)")
-    axis.legend(fontsize=7)
-    figure.savefig(out / "compare_layers.png", bbox_inches="tight")
-    plt.close(figure)
-    table = pd.DataFrame(rows)
-    table.to_csv(out / "compare.csv", index=False)
-    atomic_write_text(out / "compare.json", json.dumps({"runs": rows, "caveat": CAVEAT}, indent=1))
-    image = base64.b64encode((out / "compare_layers.png").read_bytes()).decode()
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>latent-reward comparison</title></head>"
-            f"<body style='font:15px system-ui;max-width:1080px;margin:2em auto'><h1>Comparing runs</h1>"
-            f"{table.to_html(index=False, escape=True)}<img src='data:image/png;base64,{image}' style='max-width:100%'>"
-            f"<h2>What this comparison can and cannot say</h2><p>{html.escape(CAVEAT)}</p></body></html>")
-    atomic_write_text(out / "compare.html", page)
-    return out / "compare.html"
+def _paired(first: tuple[Path, RunResult], second: tuple[Path, RunResult], label_a: str, label_b: str, n_boot: int,
+            seed: int) -> ModelDifference | None:
+    """Both runs' probes on the examples they share (same id and rating), paired by prompt."""
+    a, b = _predictions(first[0]), _predictions(second[0])
+    if a is None or b is None:
+        return None
+    merged = a.merge(b, on=["id", "group", "rating"], suffixes=("_a", "_b"))
+    if merged["group"].nunique() < 10:
+        return None
+    y, groups = merged["rating"].to_numpy(float), merged["group"].astype(str).to_numpy()
+    resampler = Resampler.make(groups, n_boot, seed)
+    difference = paired_differences(y, merged["probe_a"].to_numpy(float), merged["probe_b"].to_numpy(float), resampler, seed=seed)
+    return ModelDifference(first=label_a, second=label_b, examples=len(merged), prompts=int(np.unique(groups).size),
+                           difference=difference)

@@ -7,17 +7,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from latent_reward.activations.forward import cache_kwarg, decoder_layers, output_cache
+from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, stop_token_ids
+from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import Probe
-
-
-def _stop_ids(loaded: LoadedModel) -> set[int]:
-    ids = set()
-    for source in (loaded.model.generation_config.eos_token_id, loaded.tokenizer.eos_token_id):
-        if source is not None:
-            ids |= set(source) if isinstance(source, (list, tuple)) else {int(source)}
-    return ids
 
 
 @dataclass
@@ -37,18 +30,12 @@ def generate_with_estimates(loaded: LoadedModel, probe: Probe, messages: list[di
     The estimate for a token is read from the residual state at that token (index `probe.info["layer"]`),
     so it is the probe's reading "if the response ended here".
     """
-    layer = int(probe.info["layer"])
     captured: list[torch.Tensor] = []
-    blocks = decoder_layers(loaded.model)
-    if layer == 0:
-        handle = blocks[0].register_forward_pre_hook(lambda m, args, kwargs: captured.append((args[0] if args else kwargs["hidden_states"])[0, -1]),
-                                                     with_kwargs=True)
-    else:
-        handle = blocks[layer - 1].register_forward_hook(lambda m, a, out: captured.append((out[0] if isinstance(out, tuple) else out)[0, -1]))
+    handle = residual_hook(loaded.model, int(probe.info["layer"]), lambda hidden: captured.append(hidden[0, -1]))
     generator = torch.Generator().manual_seed(seed)
-    stop = _stop_ids(loaded)
+    stop = stop_token_ids(loaded.model, loaded.tokenizer)
     device = next(loaded.model.parameters()).device
-    ids = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = torch.tensor([prompt_token_ids(loaded.tokenizer, messages)])
     try:
         out = loaded.model(input_ids=ids.to(device), use_cache=True)
         result = Generation(before=float(probe.predict(captured[-1].float().cpu().numpy()[None])[0]))

@@ -1,140 +1,202 @@
 """Does the model expect a reward before it has written anything?
 
 Probes at `user_end` and `assistant_start` (states that exist before the response) predict each
-prompt's expected reward: the mean rating of its responses. One row per prompt, split by prompt
-exactly as the response-level sweep splits. Beside it: prompt-only baselines, how the rating's
-variance divides between and within prompts, and how much of each position's response-level r is
-between-prompt (prompt means) vs within-prompt (deviations from them).
+prompt's mean rating, one row per prompt. The ratings are off-policy: they belong to other models'
+responses, so this measures how well answers to a prompt tend to be rated, not the model's own
+expected reward. Beside it: prompt-only baselines, the intraclass correlation (how much of the
+rating's variance lies between prompts, corrected for chance), and how much of each response
+position's r is between prompts vs within them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
-import pandas as pd
+from pydantic import ConfigDict
 
-from latent_reward.activations.store import ActivationStore, group_means
-from latent_reward.data.splits import split_groups
-from latent_reward.evaluation.baselines import grouped_ridge, tfidf_features
-from latent_reward.evaluation.metrics import bootstrap_ci, pearson
-from latent_reward.experiments.sweep import SweepResult, target_values
+from latent_reward.activations.store import ActivationStore
+from latent_reward.data.splits import SplitPlan
+from latent_reward.errors import UserError
+from latent_reward.evaluation.baselines import TextData, prompt_text_baselines
+from latent_reward.evaluation.groups import group_means
+from latent_reward.evaluation.metrics import Resampler, icc1_interval, pearson, quantile_interval, score
+from latent_reward.evaluation.paired import paired_differences
+from latent_reward.evaluation.results import RANDOM_INIT, Cell, Comparison, Interval, Result, Scores
+from latent_reward.experiments.crossfit import cross_fit_arrays
+from latent_reward.experiments.sweep import SweepFit, plan_for
+from latent_reward.experiments.targets import Target, make_target
 from latent_reward.positions import PROMPT_POSITIONS
 from latent_reward.probes import fit_ridge_all_layers
 
+OFF_POLICY = ("The ratings belong to other models' responses (off-policy): a prompt's mean rating says how well answers to "
+              "it tend to be rated, which is not the model's own expected reward. An on-policy target needs the model's own "
+              "sampled replies rated by an independent judge (latent-reward respond + judge).")
 
-@dataclass
-class PromptOnlyResult:
-    curves: pd.DataFrame  # position, layer, test r (prompt means) with intervals
-    best: dict[str, Any]  # best (position, layer) on validation, test r with interval
-    baselines: dict[str, dict[str, float]]  # prompt length, TF-IDF on the prompt, random-init model
-    variance_between_fraction: float  # share of the rating's variance that lies between prompts
-    decomposition: pd.DataFrame  # per position: response-level r, r on prompt means, r within prompts
-    top_prompts: list[dict[str, Any]]  # held-out prompts the probe expects the most reward for
-    bottom_prompts: list[dict[str, Any]]
+
+class PromptOnlyConfig(Result):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target: str = "rating"
+    seed: int = 0
+    n_boot: int = 1000
+    folds: int = 5
+
+
+class LayerValue(Result):
+    position: str
+    layer: int
+    val: Interval  # Pearson r with the prompt's mean rating on the validation prompts
+
+
+class DecompositionRow(Result):
+    position: str
+    layer: int
+    response_r: float | None
+    between_prompt_r: float | None
+    within_prompt_r: float | None
+
+
+class PromptRow(Result):
+    prompt: str
+    expected_reward: float
+    mean_rating: float
+    responses: int
+
+
+class PromptOnlyResult(Result):
+    target: str
+    off_policy: str = OFF_POLICY
     n_prompts: dict[str, int]
+    curves: list[LayerValue]
+    best: Cell  # chosen on validation
+    best_test: Interval  # the single split's test prompts, once
+    cross_fitted: Scores  # every prompt tested once (cell chosen inside each fold)
+    fold_cells: list[Cell]
+    baselines: list[Comparison]  # cross-fitted on the same folds, paired against the probe
+    icc: Interval  # ICC(1) of the rating by prompt
+    raw_between_share: float  # the uncorrected between-prompt share of variance (biased upward; for reference)
+    decomposition: list[DecompositionRow] = []
+    top_prompts: list[PromptRow] = []
+    bottom_prompts: list[PromptRow] = []
 
 
-def _group_table(store: ActivationStore, target: str):
-    y = target_values(store, target)
-    keep = ~np.isnan(y)
-    groups = store.groups
-    names, inverse = np.unique(groups[keep], return_inverse=True)
-    counts = np.bincount(inverse)
-    means = np.bincount(inverse, weights=y[keep]) / counts
-    return keep, names, inverse, counts, means
+class _Prompts:
+    """One row per prompt: mean rating, text, response count, state means, split label."""
+
+    def __init__(self, store: ActivationStore, target: Target, plan: SplitPlan):
+        self.store, self.target = store, target
+        self.names, self.means = group_means(target.y, target.groups)
+        self.counts = np.bincount(np.searchsorted(self.names, target.groups), minlength=len(self.names))
+        first = {}
+        for row, group in zip(target.rows, target.groups):
+            first.setdefault(group, row)
+        self.texts = [store.examples[first[g]].prompt_text for g in self.names]
+        split = {g: name for name in ("train", "val", "test") for g in plan.groups_of(name, target.groups)}
+        labels = np.array([split[g] for g in self.names])
+        self.masks = {name: labels == name for name in ("train", "val", "test")}
+
+    def states(self, store: ActivationStore, position: str) -> np.ndarray:
+        """float32 [n_prompts, n_layers, d]: each prompt's state (its rows agree up to batching's float rounding)."""
+        return group_means(store.array(position)[self.target.keep], self.target.groups)[1].astype(np.float32)
 
 
-def _group_states(store: ActivationStore, position: str, keep: np.ndarray) -> np.ndarray:
-    """Each prompt's state (its rows agree up to float rounding from batching), in sorted group order."""
-    return group_means(store.array(position)[keep], store.groups[keep])[1]
-
-
-def _interval(y, p, n_boot, seed) -> dict[str, float]:
-    ci = bootstrap_ci(y, p, np.arange(len(y)).astype(str), n_boot, seed)["pearson"]
-    return ci.as_dict()
-
-
-def prompt_only(store: ActivationStore, response_sweep: SweepResult | None = None, random_init_store: ActivationStore | None = None,
-                target: str = "rating", seed: int = 0, n_boot: int = 1000) -> PromptOnlyResult | None:
-    positions = [p for p in PROMPT_POSITIONS if p in store.positions]
+def prompt_only(store: ActivationStore, config: PromptOnlyConfig | None = None, response_fit: SweepFit | None = None,
+                random_init_store: ActivationStore | None = None, progress: bool = False) -> PromptOnlyResult | None:
+    """None when the store has no state from before the response."""
+    config = config or PromptOnlyConfig()
+    positions = tuple(p for p in PROMPT_POSITIONS if p in store.positions)
     if not positions:
         return None
-    keep, names, inverse, counts, means = _group_table(store, target)
-    assignment = split_groups(names, seed)
-    split = np.array([assignment[n] for n in names])
-    masks = {s: split == s for s in ("train", "val", "test")}
-    rows, predictions = [], {}
-    for position in positions:
-        x = _group_states(store, position, keep)
-        probes = fit_ridge_all_layers(x[masks["train"]], means[masks["train"]], names[masks["train"]])[0]
-        for index, layer in enumerate(store.layers):
-            p = probes[index].predict(x[:, index])
-            predictions[(position, layer)] = p
-            interval = _interval(means[masks["test"]], p[masks["test"]], max(200, n_boot // 5), seed)
-            rows.append({"position": position, "layer": layer, "val_pearson": pearson(means[masks["val"]], p[masks["val"]]),
-                         "pearson": interval["value"], "pearson_low": interval["low"], "pearson_high": interval["high"]})
-    curves = pd.DataFrame(rows)
-    best_row = curves.loc[curves["val_pearson"].idxmax()]
-    best_key = (best_row["position"], int(best_row["layer"]))
+    target = response_fit.target if response_fit is not None else make_target(store, config.target)
+    if target.within:
+        raise UserError("prompt-only needs a rating target, not the within-prompt one")
+    plan = response_fit.plan if response_fit is not None else plan_for(store, target, config.seed)
+    prompts = _Prompts(store, target, plan)
+    y, names, masks = prompts.means, prompts.names, prompts.masks
+    curves, predictions = _single_split(store, prompts, positions, config)
+    best_value = max(curves, key=lambda c: c.val.value if c.val.value is not None else -np.inf)
+    best = Cell(position=best_value.position, layer=best_value.layer)
+    best_p = predictions[(best.position, best.layer)]
     test = masks["test"]
-    best_p = predictions[best_key]
-    best = {"position": best_key[0], "layer": best_key[1], "relative_depth": best_key[1] / max(store.layers),
-            "test_pearson": _interval(means[test], best_p[test], n_boot, seed)}
-
-    prompts = _prompt_texts(store, keep, inverse, len(names))
-    baselines = {}
-    lengths = np.array([[len(t), len(t.split()), np.log1p(len(t))] for t in prompts], dtype=np.float64)
-    for name, features, scale in (("prompt length", lengths, True), ("TF-IDF prompt", tfidf_features(prompts, masks["train"]), False)):
-        p = grouped_ridge(features, means, names, masks, scale=scale)
-        baselines[name] = _interval(means[test], p[test], n_boot, seed)
-    if random_init_store is not None and best_key[0] in random_init_store.positions:
-        x = _group_states(random_init_store, best_key[0], keep)
-        probes = fit_ridge_all_layers(x[masks["train"]], means[masks["train"]], names[masks["train"]])[0]
-        val_r = [pearson(means[masks["val"]], probe.predict(x[masks["val"], i])) for i, probe in enumerate(probes)]
-        chosen = int(np.argmax(val_r))
-        baselines["random-init model"] = _interval(means[test], probes[chosen].predict(x[test, chosen]), n_boot, seed)
-
-    y = target_values(store, target)[keep]
-    between = float(np.sum(counts * (means - y.mean()) ** 2) / np.sum((y - y.mean()) ** 2))
-    order = np.argsort(best_p[test])
-    test_index = np.flatnonzero(test)
-
-    def describe(i: int) -> dict[str, Any]:
-        return {"prompt": prompts[i][:300], "expected_reward": float(best_p[i]), "mean_rating": float(means[i]), "responses": int(counts[i])}
-
+    resampler = Resampler.make(names, config.n_boot, config.seed)
+    fitted = cross_fit_arrays(lambda p: prompts.states(store, p), list(store.layers), y, names, positions, config.folds,
+                              config.seed, progress=progress)
+    probe_p = fitted.predictions["probe"]
     return PromptOnlyResult(
-        curves=curves, best=best, baselines=baselines, variance_between_fraction=between,
-        decomposition=_decompose(response_sweep, keep, inverse) if response_sweep is not None else pd.DataFrame(),
-        top_prompts=[describe(test_index[i]) for i in order[::-1][:5]],
-        bottom_prompts=[describe(test_index[i]) for i in order[:5]],
-        n_prompts={s: int(m.sum()) for s, m in masks.items()},
+        target=target.name, n_prompts={name: int(mask.sum()) for name, mask in masks.items()}, curves=curves, best=best,
+        best_test=score(y[test], best_p[test], names[test], config.n_boot, config.seed).pearson,
+        cross_fitted=score(y, probe_p, names, resampler=resampler), fold_cells=fitted.cells["probe"],
+        baselines=_baselines(prompts, fitted.folds, probe_p, resampler, random_init_store, positions, config),
+        icc=icc1_interval(target.y, target.groups, config.n_boot, config.seed),
+        raw_between_share=float(np.sum(prompts.counts * (y - target.y.mean()) ** 2) / np.sum((target.y - target.y.mean()) ** 2)),
+        decomposition=_decompose(response_fit) if response_fit is not None else [],
+        top_prompts=_describe(prompts, probe_p, np.argsort(-probe_p)[:5]),
+        bottom_prompts=_describe(prompts, probe_p, np.argsort(probe_p)[:5]),
     )
 
 
-def _prompt_texts(store: ActivationStore, keep: np.ndarray, inverse: np.ndarray, n_groups: int) -> list[str]:
-    texts = [""] * n_groups
-    for example, group_index in zip((e for e, k in zip(store.examples, keep) if k), inverse):
-        if not texts[group_index]:
-            texts[group_index] = "\n".join(m["content"] for m in example["messages"][:-1])
-    return texts
+def _single_split(store, prompts: _Prompts, positions, config: PromptOnlyConfig):
+    """Ridge at every (position, layer), fitted on the training prompts, scored on validation."""
+    y, names, masks = prompts.means, prompts.names, prompts.masks
+    val = masks["val"]
+    resampler = Resampler.make(names[val], max(200, config.n_boot // 5), config.seed)
+    curves, predictions = [], {}
+    for position in positions:
+        x = prompts.states(store, position)
+        probes = fit_ridge_all_layers(x[masks["train"]], y[masks["train"]], names[masks["train"]])[0]
+        for index, layer in enumerate(store.layers):
+            p = probes[index].predict(x[:, index])
+            predictions[(position, layer)] = p
+            value = pearson(y[val], p[val])
+            curves.append(LayerValue(position=position, layer=layer,
+                                     val=quantile_interval(value, resampler.samples(y[val], p[val])["pearson"])))
+    return curves, predictions
 
 
-def _decompose(result: SweepResult, keep: np.ndarray, inverse: np.ndarray) -> pd.DataFrame:
-    """For each position's best ridge layer (by validation r): test r overall, on prompt means, within prompts."""
-    test = result.masks["test"]
-    y, groups = result.y[test], result.groups[test]
-    table = result.table[result.table.probe == "ridge"]
+def _baselines(prompts: _Prompts, folds, probe_p, resampler, random_init_store, positions, config) -> list[Comparison]:
+    y, names = prompts.means, prompts.names
+    data = TextData(y=y, groups=names, prompts=prompts.texts, responses=prompts.texts, generators=[None] * len(y))
+    found = {}
+    for name, fit_predict in prompt_text_baselines().items():
+        oof = np.empty(len(y))
+        for k in np.unique(folds):
+            oof[folds == k] = fit_predict(data, folds != k)[folds == k]
+        found[name] = oof
+    if random_init_store is not None and all(p in random_init_store.positions for p in positions):
+        random_target = make_target(random_init_store, prompts.target.name)
+        random_prompts = _Prompts(random_init_store, random_target, _plan_from_masks(prompts))
+        fitted = cross_fit_arrays(lambda p: random_prompts.states(random_init_store, p), list(random_init_store.layers), y, names,
+                                  positions, config.folds, config.seed, progress=False)
+        found[RANDOM_INIT] = fitted.predictions["probe"]
+    return [Comparison(name=name, kind="baseline", scores=score(y, p, names, resampler=resampler),
+                       versus_probe=paired_differences(y, probe_p, p, resampler, metrics=("pearson",), seed=config.seed))
+            for name, p in found.items()]
+
+
+def _plan_from_masks(prompts: _Prompts) -> SplitPlan:
+    """The same prompt-level split, expressed over the random-init store's rows."""
+    groups = prompts.target.groups
+    labels = {g: name for name, mask in prompts.masks.items() for g in prompts.names[mask]}
+    return SplitPlan({name: np.array([labels[g] == name for g in groups]) for name in prompts.masks}, "same as the model's")
+
+
+def _describe(prompts: _Prompts, predictions: np.ndarray, order: np.ndarray) -> list[PromptRow]:
+    return [PromptRow(prompt=prompts.texts[i][:300], expected_reward=float(predictions[i]), mean_rating=float(prompts.means[i]),
+                      responses=int(prompts.counts[i])) for i in order]
+
+
+def _decompose(fit: SweepFit) -> list[DecompositionRow]:
+    """For each position's validation-best ridge layer: test r overall, on prompt means, and within prompts."""
+    test = fit.plan.masks["test"]
+    y, groups = fit.target.y[test], fit.target.groups[test]
+    names, index = np.unique(groups, return_inverse=True)
+    counts = np.bincount(index)
+    multi = counts[index] > 1
     rows = []
-    for position, cells in table.groupby("position", sort=False):
-        layer = int(cells.loc[cells["val_pearson"].idxmax(), "layer"])
-        p = result.predictions[(position, layer, "ridge")][test]
-        names, index = np.unique(groups, return_inverse=True)
-        counts = np.bincount(index)
+    for position in dict.fromkeys(c.position for c in fit.result.cells("ridge")):
+        cell = fit.result.val_best("ridge", position)
+        p = fit.predictions[(position, cell.layer, "ridge")][test]
         y_mean, p_mean = np.bincount(index, weights=y) / counts, np.bincount(index, weights=p) / counts
-        multi = counts[index] > 1
-        rows.append({"position": position, "layer": layer, "response_r": pearson(y, p),
-                     "between_prompt_r": pearson(y_mean, p_mean),
-                     "within_prompt_r": pearson((y - y_mean[index])[multi], (p - p_mean[index])[multi])})
-    return pd.DataFrame(rows)
+        within = pearson((y - y_mean[index])[multi], (p - p_mean[index])[multi]) if multi.sum() > 2 else None
+        rows.append(DecompositionRow(position=position, layer=cell.layer, response_r=pearson(y, p),
+                                     between_prompt_r=pearson(y_mean, p_mean), within_prompt_r=within))
+    return rows

@@ -1,10 +1,13 @@
-"""The probe as a reward model: score conversations, pair accuracy, best-of-n, transfer across datasets."""
+"""The probe as a reward model: pair accuracy, best-of-n, and how well it tracks another dataset's ratings.
+
+Prompts the probe was trained or validated on never count (a probe saves both sets of prompts).
+Intervals resample prompts. Pair accuracy is also reported on length-matched pairs, where response
+length cannot decide the order.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -12,153 +15,138 @@ from latent_reward.activations.extract import extract
 from latent_reward.activations.store import ActivationStore
 from latent_reward.config import ExtractConfig
 from latent_reward.data.schema import Example
-from latent_reward.evaluation.metrics import all_metrics, bootstrap_ci, bootstrap_counts
+from latent_reward.evaluation.baselines import length_features
+from latent_reward.evaluation.metrics import Resampler, all_metrics, length_matched_accuracy, quantile_interval, score
+from latent_reward.evaluation.paired import paired_differences
+from latent_reward.evaluation.results import Interval, PairedDifference, Result, Scores
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import Probe
 
 NORMALIZATIONS = ("sum", "mean", "none")
+PROBE = "probe"
 
 
-@dataclass
-class Scored:
-    store: ActivationStore
-    scores: np.ndarray  # the probe's estimate per example, store row order
+class PairAccuracy(Result):
+    subset: str
+    pairs: int
+    prompts: int
+    predictors: dict[str, Interval]  # name -> accuracy (score(chosen) > score(rejected), ties half)
+    length_matched: dict[str, Interval] = {}  # the same over pairs whose lengths differ by < 10%
+    length_matched_pairs: int = 0
+    versus_probe: dict[str, PairedDifference] = {}  # name -> probe minus this predictor (all subsets only)
+
+
+class BestOfN(Result):
+    prompts: int
+    samples_per_prompt: float
+    picks: dict[str, Interval]  # mean rating of the sample each predictor picks (ties: the mean of the tied samples)
+
+
+class Transfer(Result):
+    examples: int
+    predictors: dict[str, Scores]  # rank metrics are what transfer across rating scales; see the report
+
+
+class ScoreResult(Result):
+    data: str
+    examples: int
+    excluded_prompts: int  # prompts the probe was trained or validated on
+    probe: dict
+    pair_accuracy: list[PairAccuracy] = []
+    best_of_n: BestOfN | None = None
+    transfer: Transfer | None = None
 
 
 def score_examples(loaded: LoadedModel, probe: Probe, examples: list[Example], folder: str | Path, logprobs: bool = True,
-                   progress: bool = True, source: str | None = None) -> Scored:
+                   progress: bool = True, source: str | None = None) -> tuple[ActivationStore, np.ndarray]:
     """Extract the probe's (position, layer) for `examples` into `folder` (resumable) and score them."""
     position, layer = probe.info["position"], int(probe.info["layer"])
     config = ExtractConfig(positions=(position,), layers=(layer,), max_tokens=probe.info.get("max_tokens") or 1024, logprobs=logprobs)
     store = extract(loaded, examples, folder, config, progress=progress, source=source).store
-    return Scored(store, probe.predict(store.array(position)[:, 0].astype(np.float32)))
+    return store, probe.predict(store.array(position)[:, 0].astype(np.float32))
 
 
-def implicit_reward(policy_logprob_mean: np.ndarray, reference_logprob_mean: np.ndarray | None, n_tokens: np.ndarray,
+def implicit_reward(policy_logprob_sum: np.ndarray, reference_logprob_sum: np.ndarray | None, n_tokens: np.ndarray | None = None,
                     normalization: str = "sum", beta: float = 1.0) -> np.ndarray:
-    """DPO's implicit reward beta * (log pi(y|x) - log pi_ref(y|x)).
+    """DPO's implicit reward beta * (log pi(y|x) - log pi_ref(y|x)), from each model's summed log-probability of the
+    response under its own tokenizer.
 
-    sum: over the response's tokens (DPO's own); mean: per-token averages; none: the policy's summed
-    log-probability alone (reference-free).
+    sum: DPO's own; mean: per-token averages (each model's sum over its own token count; `n_tokens` is
+    (policy tokens, reference tokens) stacked [2, n]); none: the policy's summed log-probability alone.
     """
-    if normalization == "none" or reference_logprob_mean is None:
-        return beta * policy_logprob_mean * n_tokens
+    if normalization == "none" or reference_logprob_sum is None:
+        return beta * policy_logprob_sum
     if normalization == "mean":
-        return beta * (policy_logprob_mean - reference_logprob_mean)
-    return beta * (policy_logprob_mean - reference_logprob_mean) * n_tokens
+        return beta * (policy_logprob_sum / n_tokens[0] - reference_logprob_sum / n_tokens[1])
+    return beta * (policy_logprob_sum - reference_logprob_sum)
 
 
-def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Accuracy (score(chosen) > score(rejected); ties count half) per subset and overall, with 95% intervals
-    resampling pairs."""
-    meta = store.meta
-    pairs = np.array([m.get("pair") or "" for m in meta])
-    if not all(pairs):
-        return {}
+def excluded_groups(probe: Probe) -> set[str]:
+    """Prompts the probe was trained or validated on."""
+    return set(probe.info.get("train_groups") or ()) | set(probe.info.get("validation_groups") or ())
+
+
+def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], keep: np.ndarray, n_boot: int = 1000,
+                  seed: int = 0) -> list[PairAccuracy]:
+    """Per subset and overall; intervals resample prompts (a prompt may have several pairs)."""
+    meta = [m for m, k in zip(store.meta, keep) if k]
+    if not meta or not all(m.get("pair") for m in meta):
+        return []
+    groups, y = store.groups[keep], store.ratings[keep]
     subsets = np.array([m.get("subset") or "all" for m in meta])
-    y = store.ratings
-    out: dict[str, Any] = {}
+    lengths = length_features([e.response for e, k in zip(store.examples, keep) if k])[:, 0]
+    out = []
     for subset in ["all", *sorted(set(subsets) - {"all"})]:
         rows = np.ones(len(y), bool) if subset == "all" else subsets == subset
-        out[subset] = {"pairs": int(rows.sum() // 2)}
+        resampler = Resampler.make(groups[rows], n_boot, seed)
+        entry = PairAccuracy(subset=subset, pairs=int(rows.sum() // 2), prompts=len(np.unique(groups[rows])), predictors={})
         for name, scores in predictors.items():
-            interval = bootstrap_ci(y[rows], scores[rows], pairs[rows], n_boot, seed)["within_acc"]
-            out[subset][name] = interval.as_dict()
+            s = scores[keep][rows]
+            samples = resampler.samples(y[rows], s)
+            entry.predictors[name] = quantile_interval(all_metrics(y[rows], s, groups[rows])["within_acc"], samples["within_acc"])
+            entry.length_matched[name], entry.length_matched_pairs = length_matched_accuracy(y[rows], s, groups[rows], lengths[rows], resampler)
+            if subset == "all" and name != PROBE and PROBE in predictors:
+                entry.versus_probe[name] = paired_differences(y[rows], predictors[PROBE][keep][rows], s, resampler,
+                                                              metrics=("within_acc",), seed=seed)["within_acc"]
+        out.append(entry)
     return out
 
 
-def best_of_n(store: ActivationStore, predictors: dict[str, np.ndarray], exclude_groups: set[str] = frozenset(),
-              n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
-    """Mean rating (e.g. GPT-4 win-rate vs the reference) of the sample each predictor picks per prompt,
-    beside a random pick (the prompt's mean) and the best possible pick. Prompts in `exclude_groups`
-    (used to train the probe) never count."""
-    groups, y = store.groups, store.ratings
-    keep = np.array([g not in exclude_groups for g in groups])
-    names, index = np.unique(groups[keep], return_inverse=True)
+def best_of_n(store: ActivationStore, predictors: dict[str, np.ndarray], keep: np.ndarray, n_boot: int = 1000,
+              seed: int = 0) -> BestOfN | None:
+    """Mean rating (e.g. GPT-4 win-rate vs the reference) of the sample each predictor picks per prompt, beside a
+    random pick (the prompt's mean) and the best possible pick. A tie between samples counts as their mean."""
+    groups, y = store.groups[keep], store.ratings[keep]
+    names, index = np.unique(groups, return_inverse=True)
     counts = np.bincount(index)
     if len(names) == 0 or counts.max() < 2:
         return None
-    values = y[keep]
-    picks: dict[str, np.ndarray] = {"random pick": np.bincount(index, weights=values) / counts,
-                                    "best possible": np.full(len(names), -np.inf)}
-    np.maximum.at(picks["best possible"], index, values)
+    picks = {"random pick": np.bincount(index, weights=y) / counts, "best possible": _pick(y, y, index, len(names))}
     for name, scores in predictors.items():
-        chosen = np.full(len(names), -1)
-        best_score = np.full(len(names), -np.inf)
-        for row, (g, s) in enumerate(zip(index, scores[keep])):
-            if s > best_score[g]:
-                best_score[g], chosen[g] = s, row
-        picks[f"{name} pick"] = values[chosen]
-    weights, _ = bootstrap_counts(names, n_boot, seed)
-    result = {"prompts": int(len(names)), "samples_per_prompt": float(counts.mean()), "excluded_prompts": len(set(groups[~keep]))}
-    for name, per_prompt in picks.items():
-        samples = weights @ per_prompt / weights.sum(1)
-        result[name] = {"value": float(per_prompt.mean()), "low": float(np.quantile(samples, 0.025)), "high": float(np.quantile(samples, 0.975))}
-    return result
+        picks[f"{name} pick"] = _pick(scores[keep], y, index, len(names))
+    weights, _ = _prompt_weights(names, n_boot, seed)
+    return BestOfN(prompts=len(names), samples_per_prompt=float(counts.mean()),
+                   picks={name: quantile_interval(v.mean(), weights @ v / weights.sum(1)) for name, v in picks.items()})
 
 
-def transfer_metrics(store: ActivationStore, scores: np.ndarray, exclude_groups: set[str] = frozenset(), n_boot: int = 1000,
-                     seed: int = 0) -> dict[str, Any]:
-    """How well the probe's scores track this dataset's ratings (prompts used in training excluded)."""
-    keep = np.array([g not in exclude_groups for g in store.groups])
-    y, groups, p = store.ratings[keep], store.groups[keep], scores[keep]
-    metrics = all_metrics(y, p, groups)
-    intervals = bootstrap_ci(y, p, groups, n_boot, seed)
-    return {"examples": int(keep.sum()), "test": metrics, "test_ci": {k: v.as_dict() for k, v in intervals.items()}}
+def _pick(scores: np.ndarray, ratings: np.ndarray, index: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per prompt: the mean rating of the samples with the highest score."""
+    top = np.full(n_groups, -np.inf)
+    np.maximum.at(top, index, scores)
+    chosen = scores == top[index]
+    return np.bincount(index, weights=ratings * chosen, minlength=n_groups) / np.bincount(index, weights=chosen, minlength=n_groups)
 
 
-def run_scoring(probe_folder: str | Path, dataset, out: str | Path, model: str | None = None, reference: str | None = None,
-                normalization: str = "sum", n_boot: int = 1000, seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """`latent-reward score`: scores.csv, score.json and summary lines for the console."""
-    import pandas as pd
+def _prompt_weights(names: np.ndarray, n_boot: int, seed: int):
+    resampler = Resampler.make(names, n_boot, seed)
+    return resampler.weights, resampler.group_weights
 
-    from latent_reward.models.loading import load_model
-    from latent_reward.report.html import write_json
 
-    out = Path(out)
-    probe = Probe.load(probe_folder)
-    name = model or probe.info.get("model")
-    dtype = probe.info.get("model_dtype") or "float32"
-    fallback = probe.info.get("chat_template") == "fallback"
-    loaded = load_model(name, dtype=dtype, allow_fallback_template=fallback)
-    scored = score_examples(loaded, probe, dataset.examples, out / "store", progress=progress, source=dataset.source)
-    store = scored.store
-    n_tokens = store.stat("response_tokens_count").astype(np.float64)
-    logprob = store.stat("logprob_mean").astype(np.float64)
-    predictors = {"probe": scored.scores, "response length": n_tokens, "mean log-prob": logprob}
-    if reference:
-        reference_model = load_model(reference, dtype=dtype, allow_fallback_template=fallback)
-        config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=probe.info.get("max_tokens") or 1024, logprobs=True)
-        reference_store = extract(reference_model, dataset.examples, out / "store-reference", config, progress=progress).store
-        predictors[f"DPO implicit reward ({normalization})"] = implicit_reward(
-            logprob, reference_store.stat("logprob_mean").astype(np.float64), n_tokens, normalization)
-    elif normalization == "none":
-        predictors["DPO implicit reward (none)"] = implicit_reward(logprob, None, n_tokens, "none")
-    exclude = set(probe.info.get("train_groups") or ())
-    summary: dict[str, Any] = {"probe": {k: v for k, v in probe.info.items() if k != "train_groups"}, "data": dataset.source,
-                               "examples": len(store), "excluded_training_prompts": len(exclude & set(store.groups))}
-    lines = [f"scored {len(store)} responses from {dataset.source} with {probe.kind} @ {probe.info['position']} "
-             f"layer {probe.info['layer']} of {name}"]
-    pairs = pair_accuracy(store, predictors, n_boot, seed)
-    if pairs:
-        summary["pair_accuracy"] = pairs
-        for subset, entry in pairs.items():
-            lines.append(f"{subset} ({entry['pairs']} pairs): " + ", ".join(
-                f"{k} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for k, v in entry.items() if k != "pairs"))
-    else:
-        summary["transfer"] = {name: transfer_metrics(store, values, exclude, n_boot, seed) for name, values in predictors.items()}
-        probe_entry = summary["transfer"]["probe"]
-        lines.append(f"tracks the ratings with r = {probe_entry['test']['pearson']:.3f} "
-                     f"[{probe_entry['test_ci']['pearson']['low']:.3f}, {probe_entry['test_ci']['pearson']['high']:.3f}], "
-                     f"within-prompt accuracy {probe_entry['test']['within_acc']:.3f} on {probe_entry['examples']} responses "
-                     f"(prompts used in training excluded)")
-        bon = best_of_n(store, predictors, exclude, n_boot, seed)
-        if bon:
-            summary["best_of_n"] = bon
-            lines.append(f"best-of-{bon['samples_per_prompt']:.1f} over {bon['prompts']} prompts, mean rating of the pick: " + ", ".join(
-                f"{k} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for k, v in bon.items() if isinstance(v, dict)))
-    frame = pd.DataFrame({"id": store.ids, "group": store.groups, "rating": store.ratings, **{k: v for k, v in predictors.items()}})
-    frame.to_csv(out / "scores.csv", index=False)
-    write_json(out / "score.json", summary)
-    summary["lines"] = lines + [f"written: {out / 'scores.csv'}, {out / 'score.json'}"]
-    return summary
+def transfer(store: ActivationStore, predictors: dict[str, np.ndarray], keep: np.ndarray, n_boot: int = 1000,
+             seed: int = 0) -> Transfer:
+    """How well each predictor ranks this dataset's ratings. Ratings on another scale make R^2 and MAE meaningless
+    here; the report shows the rank metrics (Spearman, within-prompt accuracy and Spearman)."""
+    y, groups = store.ratings[keep], store.groups[keep]
+    resampler = Resampler.make(groups, n_boot, seed)
+    return Transfer(examples=int(keep.sum()), predictors={name: score(y, s[keep], groups, resampler=resampler)
+                                                          for name, s in predictors.items()})

@@ -1,182 +1,156 @@
-"""The layer x position x probe sweep, with two shuffled-rating controls in every cell."""
+"""The layer x position x probe grid on one split by prompt: explored on validation, tested once.
+
+Every probe kind in the registry is fitted at every (position, layer) on the training prompts and
+scored on the validation prompts; the grid (heatmaps, layer curves, probe kinds) is shown on
+validation only. The best cell by validation Pearson r is scored on the test prompts once.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import pandas as pd
+from pydantic import ConfigDict
 from tqdm.auto import tqdm
 
-from latent_reward.activations.store import ActivationStore, group_means
-from latent_reward.positions import PROMPT_POSITIONS
-from latent_reward.data.splits import split_masks
+from latent_reward.activations.store import ActivationStore
+from latent_reward.data.splits import SplitPlan, plan_splits
 from latent_reward.errors import UserError
-from latent_reward.evaluation.controls import shuffle_all, shuffle_within_groups
-from latent_reward.evaluation.metrics import all_metrics, bootstrap_ci
-from latent_reward.probes import MeanDiffProbe, MLPProbe, PairwiseProbe, Probe, SGDProbe, TrainConfig, fit_ridge_all_layers
+from latent_reward.evaluation.metrics import Resampler, all_metrics, quantile_interval, score
+from latent_reward.evaluation.results import Cell, Interval, Result, Scores, finite
+from latent_reward.experiments.targets import Target, make_target
+from latent_reward.probes import Probe, ProbeSettings
 
-SWEEP_PROBES = ("ridge", "sgd", "mlp", "mean_diff", "pairwise")
 
+class SweepConfig(Result):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-@dataclass
-class SweepOptions:
     probes: tuple[str, ...] = ("ridge",)
-    positions: tuple[str, ...] | None = None  # None: all in the store
-    target: str = "rating"  # or an aspect name
+    positions: tuple[str, ...] | None = None  # None: every position in the store
+    target: str = "rating"  # rating, an aspect, or rating-within-prompt
     seed: int = 0
     n_boot: int = 1000
-    train: TrainConfig = field(default_factory=TrainConfig)
-    control: bool = True
+    settings: ProbeSettings = ProbeSettings()
+
+
+class GridCell(Result):
+    position: str
+    layer: int
+    probe: str
+    val: dict[str, float | None]  # every metric on the validation prompts
+    val_ci: dict[str, Interval] = {}  # ridge cells: Pearson r and within-prompt accuracy with intervals
+
+
+class SplitSummary(Result):
+    how: str
+    prompts: dict[str, int]
+    examples: dict[str, int]
+
+
+class SweepResult(Result):
+    target: str
+    n_layers: int
+    split: SplitSummary
+    grid: list[GridCell]
+    best: Cell  # chosen by validation Pearson r
+    best_validation: Scores
+    best_test: Scores  # the single split's test prompts, touched once for this cell
+
+    def cells(self, probe: str | None = None, position: str | None = None) -> list[GridCell]:
+        return [c for c in self.grid if (probe is None or c.probe == probe) and (position is None or c.position == position)]
+
+    def val_best(self, probe: str | None = None, position: str | None = None, metric: str = "pearson") -> GridCell | None:
+        cells = [c for c in self.cells(probe, position) if c.val.get(metric) is not None]
+        return max(cells, key=lambda c: c.val[metric]) if cells else None
 
 
 @dataclass
-class SweepResult:
-    table: pd.DataFrame  # one row per (position, layer, probe)
-    best: dict[str, Any]  # the cell chosen on validation, with test metrics and intervals
+class SweepFit:
+    """The sweep's typed result with what later steps need in memory."""
+
+    result: SweepResult
+    target: Target
+    plan: SplitPlan
     best_probe: Probe
-    test_predictions: dict[str, np.ndarray]  # "y", "prediction", "groups", "rows" for the best cell
-    curves: pd.DataFrame  # ridge test Pearson r / within-prompt accuracy with intervals per (position, layer)
-    predictions: dict[tuple[str, int, str], np.ndarray]  # every cell's predictions for the kept rows
-    groups: np.ndarray
-    keep: np.ndarray  # store rows with a target value
-    masks: dict[str, np.ndarray]
-    y: np.ndarray
-    seconds: float
-    n_layers: int
+    predictions: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict)  # every cell, kept rows
+
+    def cell_predictions(self, cell: Cell) -> np.ndarray:
+        return self.predictions[(cell.position, cell.layer, cell.probe)]
 
 
-def target_values(store: ActivationStore, target: str) -> np.ndarray:
-    if target == "rating":
-        return store.ratings
-    aspects = store.aspects
-    if target not in aspects:
-        raise UserError(f"unknown target {target!r}; the data has rating{''.join(', ' + a for a in aspects)}")
-    return aspects[target]
-
-
-def _fit_other(kind: str, x, y, groups, x_val, y_val, train: TrainConfig) -> Probe:
-    probe = {"sgd": lambda: SGDProbe(train), "mlp": lambda: MLPProbe(train), "mean_diff": MeanDiffProbe,
-             "pairwise": PairwiseProbe}[kind]()
-    return probe.fit(x, y, groups, x_val, y_val)
-
-
-def _cell_row(position: str, layer: int, kind: str, y, predictions, groups, masks, controls=None) -> dict[str, Any]:
-    """Metrics of one cell. `controls`: ((y_within, predictions), (y_global, predictions)) from probes
-    trained on ratings shuffled within each prompt and across all responses."""
-    row: dict[str, Any] = {"position": position, "layer": layer, "probe": kind}
-    for split in ("val", "test"):
-        rows = masks[split]
-        for name, value in all_metrics(y[rows], predictions[rows], groups[rows]).items():
-            row[f"{split}_{name}"] = value
-    if controls is not None:
-        rows = masks["test"]
-        (y_within, within_predictions), (y_global, global_predictions) = controls
-        within = all_metrics(y_within[rows], within_predictions[rows], groups[rows])
-        overall = all_metrics(y_global[rows], global_predictions[rows], groups[rows])
-        row["control_test_within_acc"] = within["within_acc"]  # ratings shuffled within each prompt
-        row["control_within_shuffle_test_pearson"] = within["pearson"]  # keeps prompt-level signal
-        row["control_test_pearson"] = overall["pearson"]  # ratings shuffled across all responses
-        row["selectivity_pearson"] = row["test_pearson"] - overall["pearson"]
-        row["selectivity_within_acc"] = row["test_within_acc"] - within["within_acc"]
-    return row
-
-
-def sweep(store: ActivationStore, options: SweepOptions | None = None, progress: bool = True) -> SweepResult:
-    """Fit every probe kind at every (position, layer) on the train groups; score val and test.
-
-    The best cell is chosen by validation Pearson r and reported on test with 95% intervals that
-    resample prompts.
-    """
-    options = options or SweepOptions()
-    unknown = [p for p in options.probes if p not in SWEEP_PROBES]
-    if unknown:
-        raise UserError(f"unknown probe(s) {', '.join(unknown)}; choose from {', '.join(SWEEP_PROBES)}")
-    started = time.perf_counter()
-    y_all = target_values(store, options.target)
-    keep = ~np.isnan(y_all)
-    groups = store.groups[keep]
-    y = y_all[keep]
-    if len(np.unique(groups)) < 6:
+def plan_for(store: ActivationStore, target: Target, seed: int) -> SplitPlan:
+    """Splits by prompt for the target's rows, honouring a held-out split the data names."""
+    source_splits = [store.examples[i].meta.get("source_split") for i in target.rows]
+    plan = plan_splits(target.groups, source_splits, seed)
+    if min(len(plan.groups_of(name, target.groups)) for name in ("train", "val", "test")) < 2:
         raise UserError("the sweep needs at least 6 prompts (groups) to split into train, validation and test")
-    masks = split_masks(groups, options.seed)
-    y_within = shuffle_within_groups(y, groups, options.seed)
-    y_global = shuffle_all(y, options.seed)
-    positions = options.positions or tuple(store.positions)
-    manifest_model = store.manifest.get("model", {})
-    model_info = {"model": manifest_model.get("name"), "model_dtype": manifest_model.get("dtype"),
-                  "chat_template": manifest_model.get("chat_template"),
-                  "max_tokens": store.manifest.get("fingerprint", {}).get("max_tokens")}
-    rows, probes, cell_predictions = [], {}, {}
-    cells = len(positions) * len(store.layers) * len(options.probes)
-    bar = tqdm(total=cells, desc="sweep", unit="cell", disable=not progress, dynamic_ncols=True)
+    return plan
+
+
+def sweep(store: ActivationStore, config: SweepConfig | None = None, progress: bool = True) -> SweepFit:
+    """Fit every probe kind at every (position, layer) on the train prompts; score validation; test the best once."""
+    config = config or SweepConfig()
+    unknown = [p for p in config.probes if p not in Probe.registry]
+    if unknown:
+        raise UserError(f"unknown probe(s) {', '.join(unknown)}; choose from {', '.join(Probe.registry)}")
+    target = make_target(store, config.target)
+    if len(np.unique(target.groups)) < 6:
+        raise UserError("the sweep needs at least 6 prompts (groups) to split into train, validation and test")
+    plan = plan_for(store, target, config.seed)
+    positions = target.positions(store, config.positions)
+    train, val = plan.masks["train"], plan.masks["val"]
+    y, groups = target.y, target.groups
+    val_resampler = Resampler.make(groups[val], max(200, config.n_boot // 5), config.seed)
+    grid, probes, predictions = [], {}, {}
+    info = _probe_info(store, target, plan)
+    bar = tqdm(total=len(positions) * len(store.layers) * len(config.probes), desc="sweep", unit="cell",
+               disable=not progress, dynamic_ncols=True)
     for position in positions:
-        x = store.array(position)[keep].astype(np.float32)
-        if position in PROMPT_POSITIONS:
-            # States before the response are a function of the prompt alone; copies computed in
-            # different batches differ by float rounding, which must not pose as within-prompt signal.
-            names, means = group_means(x, groups)
-            x = means[np.searchsorted(names, groups)]
-        train = masks["train"]
-        for kind in options.probes:
-            control_targets = (y_within, y_global) if options.control else ()
-            if kind == "ridge":  # real and control targets share every decomposition
-                fitted = fit_ridge_all_layers(x[train], np.column_stack([y, *control_targets])[train], groups[train])
+        x = target.states(store, position)
+        for kind in config.probes:
+            fitted = Probe.registry[kind].fit_layers(config.settings, x[train], y[train], groups[train])[0]
             for index, layer in enumerate(store.layers):
-                if kind == "ridge":
-                    probe, control_probes = fitted[0][index], [column[index] for column in fitted[1:]]
-                else:
-                    val = masks["val"]
-                    probe, *control_probes = [
-                        _fit_other(kind, x[train, index], target[train], groups[train], x[val, index], target[val], options.train)
-                        for target in (y, *control_targets)]
-                probe.info.update(position=position, layer=layer, target=options.target, train_groups=sorted(set(groups[train])),
-                                  rating_range=[float(np.quantile(y[train], 0.05)), float(np.quantile(y[train], 0.95))],
-                                  **model_info)
-                predictions = probe.predict(x[:, index])
-                controls = [(target, control.predict(x[:, index])) for target, control in zip(control_targets, control_probes)]
-                rows.append(_cell_row(position, layer, kind, y, predictions, groups, masks, controls or None))
-                probes[(position, layer, kind)] = probe
-                cell_predictions[(position, layer, kind)] = predictions
+                probe = fitted[index]
+                p = probe.predict(x[:, index])
+                probe.info.update(info, position=position, layer=layer)
+                probes[(position, layer, kind)], predictions[(position, layer, kind)] = probe, p
+                grid.append(_grid_cell(position, layer, kind, y[val], p[val], groups[val], val_resampler if kind == "ridge" else None))
                 bar.update(1)
     bar.close()
-    table = pd.DataFrame(rows)
-    best_row = table.loc[table["val_pearson"].idxmax()]
-    key = (best_row["position"], int(best_row["layer"]), best_row["probe"])
-    test = masks["test"]
-    predictions = cell_predictions[key]
-    intervals = bootstrap_ci(y[test], predictions[test], groups[test], options.n_boot, options.seed)
-    best = {
-        "position": key[0], "layer": key[1], "probe": key[2],
-        "relative_depth": key[1] / max(store.layers),
-        "val_pearson": float(best_row["val_pearson"]),
-        "test": {name: float(best_row[f"test_{name}"]) for name in ("pearson", "spearman", "r2", "mae", "within_acc", "within_spearman")},
-        "test_ci": {name: interval.as_dict() for name, interval in intervals.items()},
-    }
-    if options.control:
-        for name in ("control_test_pearson", "control_test_within_acc", "control_within_shuffle_test_pearson"):
-            best[name] = float(best_row[name])
-    curves = _ridge_curves(table, cell_predictions, y, groups, masks, options) if "ridge" in options.probes else pd.DataFrame()
-    rows_index = np.flatnonzero(keep)
-    return SweepResult(
-        table=table, best=best, best_probe=probes[key],
-        test_predictions={"y": y[test], "prediction": predictions[test], "groups": groups[test], "rows": rows_index[test]},
-        curves=curves, predictions=cell_predictions, groups=groups, keep=keep, masks=masks, y=y,
-        seconds=time.perf_counter() - started, n_layers=max(store.layers),
+    best_cell = max(grid, key=lambda c: c.val["pearson"] if c.val["pearson"] is not None else -np.inf)
+    best = Cell(position=best_cell.position, layer=best_cell.layer, probe=best_cell.probe)
+    key = (best.position, best.layer, best.probe)
+    test = plan.masks["test"]
+    result = SweepResult(
+        target=target.name, n_layers=store.n_layers, split=_split_summary(plan, groups), grid=grid, best=best,
+        best_validation=score(y[val], predictions[key][val], groups[val], config.n_boot, config.seed),
+        best_test=score(y[test], predictions[key][test], groups[test], config.n_boot, config.seed),
     )
+    return SweepFit(result, target, plan, probes[key], predictions)
 
 
-def _ridge_curves(table, cell_predictions, y, groups, masks, options: SweepOptions) -> pd.DataFrame:
-    test = masks["test"]
-    rows = []
-    for _, row in table[table["probe"] == "ridge"].iterrows():
-        key = (row["position"], int(row["layer"]), "ridge")
-        intervals = bootstrap_ci(y[test], cell_predictions[key][test], groups[test], max(200, options.n_boot // 5), options.seed)
-        entry = {"position": key[0], "layer": key[1]}
-        for name in ("pearson", "within_acc"):
-            if name in intervals:
-                entry.update({name: intervals[name].value, f"{name}_low": intervals[name].low, f"{name}_high": intervals[name].high})
-        rows.append(entry)
-    return pd.DataFrame(rows)
+def _grid_cell(position, layer, kind, y, p, groups, resampler: Resampler | None) -> GridCell:
+    values = {name: finite(value) for name, value in all_metrics(y, p, groups).items()}
+    intervals = {}
+    if resampler is not None:
+        samples = resampler.samples(y, p)
+        intervals = {name: quantile_interval(values[name] if values[name] is not None else np.nan, samples[name])
+                     for name in ("pearson", "within_acc") if name in samples}
+    return GridCell(position=position, layer=layer, probe=kind, val=values, val_ci=intervals)
+
+
+def _split_summary(plan: SplitPlan, groups: np.ndarray) -> SplitSummary:
+    return SplitSummary(how=plan.how, prompts={n: len(plan.groups_of(n, groups)) for n in plan.masks},
+                        examples={n: int(m.sum()) for n, m in plan.masks.items()})
+
+
+def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> dict:
+    """What a saved probe records: which model, and which prompts it may not be scored on (position and layer are added per cell)."""
+    model = store.manifest.get("model", {})
+    y_train = target.y[plan.masks["train"]]
+    return {"target": target.name, "model": model.get("name"),
+            "model_dtype": model.get("dtype"), "chat_template": model.get("chat_template"),
+            "max_tokens": store.manifest.get("fingerprint", {}).get("max_tokens"),
+            "train_groups": sorted(plan.groups_of("train", target.groups)),
+            "validation_groups": sorted(plan.groups_of("val", target.groups)),
+            "rating_range": [float(np.quantile(y_train, 0.05)), float(np.quantile(y_train, 0.95))]}

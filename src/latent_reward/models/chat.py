@@ -3,6 +3,11 @@
 Nothing about any particular template is assumed: the spans are derived from the rendering
 itself (where the prompt rendering ends, where the response text lies in the full rendering)
 and mapped to tokens through the fast tokenizer's character offsets.
+
+The prompt (everything up to and including the generation prompt) is tokenized on its own and the
+rest of the conversation is tokenized after it, as the model sees its own replies while it writes
+them. Tokenizing the whole text at once would let a response that starts with spaces or newlines
+merge into the prompt's last token, so the prompt's states would depend on the response.
 """
 
 from __future__ import annotations
@@ -57,8 +62,14 @@ class RenderedExample:
     truncated: bool
 
 
-def _render(tokenizer, messages: list[Message], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def render_prompt(tokenizer, messages: list[Message]) -> str:
+    """The conversation so far with the generation prompt: what the model continues from."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_token_ids(tokenizer, messages: list[Message]) -> list[int]:
+    """Token ids of `render_prompt`, tokenized on their own (the same ids `render_example` uses)."""
+    return tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
 
 
 def _char_to_token(offsets: list[tuple[int, int]], char: int) -> int:
@@ -82,31 +93,32 @@ def render_example(tokenizer, messages: list[Message], max_tokens: int | None = 
     """
     if not getattr(tokenizer, "is_fast", False):
         raise UserError("latent-reward needs a fast tokenizer (character offsets) to locate token positions")
-    prompt_text = _render(tokenizer, messages[:-1], add_generation_prompt=True)
-    full_text = _render(tokenizer, messages, add_generation_prompt=False)
+    prompt_text = render_prompt(tokenizer, messages[:-1])
+    full_text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
     if not full_text.startswith(prompt_text):
         raise UserError("the chat template renders the prompt differently with and without the response")
+    continuation = full_text[len(prompt_text):]
     response = messages[-1]["content"].strip()
-    response_char = full_text.find(response, len(prompt_text))
-    user_text = messages[-2]["content"].strip() if messages[-2]["role"] == "user" else None
+    response_char = continuation.find(response)
+    user_text = messages[-2]["content"].strip() if messages[-2]["role"] == "user" else ""
     user_char_end = prompt_text.rfind(user_text) + len(user_text) - 1 if user_text else len(prompt_text) - 1
-    if response_char < 0 or (user_text and user_char_end < len(user_text) - 1):
+    if response_char < 0 or not response or (user_text and user_char_end < len(user_text) - 1):
         raise UserError("cannot find the message text in the chat template's rendering")
-    encoding = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
-    assistant_start = _char_to_token(offsets, len(prompt_text) - 1)
-    response_start = max(_char_to_token(offsets, response_char), assistant_start + 1)
-    response_last = _char_to_token(offsets, response_char + len(response) - 1)
-    if response_last < response_start or response_last + 1 >= len(ids):
+    prompt = tokenizer(prompt_text, add_special_tokens=False, return_offsets_mapping=True)
+    rest = tokenizer(continuation, add_special_tokens=False, return_offsets_mapping=True)
+    n_prompt = len(prompt["input_ids"])
+    response_first = _char_to_token(rest["offset_mapping"], response_char)
+    response_last = _char_to_token(rest["offset_mapping"], response_char + len(response) - 1)
+    if response_last < response_first or response_last + 1 >= len(rest["input_ids"]):
         raise UserError("the chat template leaves no end-of-turn token after the response")
     spans = TokenSpans(
-        user_end=_char_to_token(offsets, user_char_end),
-        assistant_start=assistant_start,
-        response_start=response_start,
-        response_end=response_last + 1,
-        eot=response_last + 1,
+        user_end=_char_to_token(prompt["offset_mapping"], user_char_end),
+        assistant_start=n_prompt - 1,
+        response_start=n_prompt + response_first,
+        response_end=n_prompt + response_last + 1,
+        eot=n_prompt + response_last + 1,
     )
-    return _truncate(ids, spans, max_tokens)
+    return _truncate(prompt["input_ids"] + rest["input_ids"], spans, max_tokens)
 
 
 def _truncate(ids: list[int], spans: TokenSpans, max_tokens: int | None) -> RenderedExample:
@@ -116,21 +128,22 @@ def _truncate(ids: list[int], spans: TokenSpans, max_tokens: int | None) -> Rend
         return RenderedExample(ids, spans, truncated=False)
     if max_tokens < 8:
         raise UserError("--max-tokens must be at least 8")
-    prompt_len, response_len = spans.response_start, spans.response_end - spans.response_start
-    tail = len(ids) - spans.response_end  # the end-of-turn token
+    prompt_len = spans.prompt_length
+    before_response = spans.response_start - prompt_len  # template tokens between the prompt and the response
     # The prompt's cap depends on max_tokens alone, never on the response, so every response to a
     # prompt sees the same prompt tokens (and the prompt positions stay identical across them).
     keep_prompt = min(prompt_len, max_tokens - max_tokens // 4)
-    keep_response = max(1, min(response_len, max_tokens - keep_prompt - tail))
-    if keep_prompt == prompt_len and keep_response == response_len:
+    keep_response = max(1, min(spans.response_end - spans.response_start, max_tokens - keep_prompt - before_response - 1))
+    if keep_prompt == prompt_len and keep_response == spans.response_end - spans.response_start:
         return RenderedExample(ids, spans, truncated=False)
     drop = prompt_len - keep_prompt
-    new_ids = ids[drop:prompt_len] + ids[spans.response_start : spans.response_start + keep_response] + ids[spans.response_end :]
+    new_ids = ids[drop : spans.response_start + keep_response] + [ids[spans.eot]]
+    response_start = spans.response_start - drop
     new_spans = TokenSpans(
         user_end=max(spans.user_end - drop, 0),
         assistant_start=spans.assistant_start - drop,
-        response_start=keep_prompt,
-        response_end=keep_prompt + keep_response,
-        eot=keep_prompt + keep_response,
+        response_start=response_start,
+        response_end=response_start + keep_response,
+        eot=response_start + keep_response,
     )
     return RenderedExample(new_ids, new_spans, truncated=True)

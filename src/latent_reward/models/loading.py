@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ class ModelInfo:
     chat_template: str  # "model" or "fallback"
     dtype: str
     random_init_seed: int | None = None
+    # Known post-training data, as "dataset:split" (e.g. "ultrafeedback_binarized:train"); empty when unknown.
+    post_training: tuple[str, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,6 +45,16 @@ class LoadedModel:
     model: Any  # a transformers *ForCausalLM
     tokenizer: Any
     info: ModelInfo
+
+
+@dataclass(frozen=True)
+class _Source:
+    load_from: str
+    kind: str  # bundled / local / hub
+    identity: str | None
+    extra: dict[str, Any]
+    fallback_template: bool
+    post_training: tuple[str, ...] = ()
 
 
 def load_model(
@@ -58,79 +72,96 @@ def load_model(
     A model with no chat template gets the documented fallback format only when
     `allow_fallback_template` is set (bundled base models set it themselves).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    source = _resolve(name_or_path, revision, allow_fallback_template)
+    tokenizer, config, model = _from_pretrained(name_or_path, source, dtype, device_map, random_init_seed)
+    if device_map is None and device is not None:
+        try:
+            model.to(device)
+        except (RuntimeError, AssertionError) as error:
+            raise UserError(f"cannot move the model to {device!r}: {str(error).splitlines()[0]}") from None
+    model.eval()
+    template = "model"
+    if not tokenizer.chat_template:
+        if not source.fallback_template:
+            raise UserError(f"model {name_or_path!r} has no chat template; pass --fallback-template to use the "
+                            "documented plain 'User:/Assistant:' format")
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+        template = "fallback"
+    identity = source.identity or getattr(config, "_commit_hash", None) or (
+        str(Path(name_or_path).resolve()) if source.kind == "local" else name_or_path)
+    text_config = config.get_text_config()
+    info = ModelInfo(name=name_or_path, source=source.kind, identity=identity, architecture=type(model).__name__,
+                     n_layers=int(text_config.num_hidden_layers), d_model=int(text_config.hidden_size),
+                     vocab_size=int(text_config.vocab_size), chat_template=template, dtype=dtype,
+                     random_init_seed=random_init_seed, post_training=() if random_init_seed is not None else source.post_training)
+    return LoadedModel(model, tokenizer, info)
+
+
+def _resolve(name_or_path: str, revision: str | None, allow_fallback_template: bool) -> _Source:
     if name_or_path in BUNDLED:
-        folder, identity, source = _bundled_folder(name_or_path), None, "bundled"
-        identity = (folder / "SOURCE_SHA256").read_text().strip()
-        allow_fallback_template = allow_fallback_template or not BUNDLED[name_or_path].has_chat_template
-        load_from, extra = str(folder), {}
-    else:
-        source = "local" if Path(name_or_path).exists() else "hub"
-        load_from, extra = name_or_path, ({"revision": revision} if revision else {})
-        identity = None
+        bundled = BUNDLED[name_or_path]
+        folder = bundled_folder(name_or_path)
+        return _Source(str(folder), "bundled", (folder / "SOURCE_SHA256").read_text().strip(), {},
+                       allow_fallback_template or not bundled.has_chat_template, bundled.post_training)
+    if Path(name_or_path).exists():
+        if not Path(name_or_path).is_dir():
+            raise UserError(f"model {name_or_path!r} is a file; give a bundled name, a Hub id or a model folder")
+        return _Source(name_or_path, "local", None, {}, allow_fallback_template, _saved_post_training(Path(name_or_path)))
+    from latent_reward.hub import offline_if_unreachable
+
+    offline_if_unreachable()
+    return _Source(name_or_path, "hub", None, {"revision": revision} if revision else {}, allow_fallback_template)
+
+
+def _saved_post_training(folder: Path) -> tuple[str, ...]:
+    """A checkpoint trained by latent-reward records its training data in latent_reward.json."""
+    path = folder / "latent_reward.json"
+    if not path.exists():
+        return ()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(load_from, **extra)
-        config = _config(load_from, extra)
+        return tuple(json.loads(path.read_text()).get("post_training", ()))
+    except (OSError, json.JSONDecodeError):
+        return ()
+
+
+def _from_pretrained(name: str, source: _Source, dtype: str, device_map: str | None, random_init_seed: int | None):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.load_from, **source.extra)
+        config = AutoConfig.from_pretrained(source.load_from, **source.extra)
         if random_init_seed is not None:
             torch.manual_seed(random_init_seed)
             model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
         else:
-            model = AutoModelForCausalLM.from_pretrained(
-                load_from, dtype=DTYPES[dtype], device_map=device_map, **extra
-            )
-    except (OSError, ValueError) as error:
+            model = AutoModelForCausalLM.from_pretrained(source.load_from, dtype=DTYPES[dtype], device_map=device_map,
+                                                         **source.extra)
+    except (OSError, ValueError, KeyError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot load model {name_or_path!r}: {message}") from None
-    if device_map is None and device is not None:
-        model.to(device)
-    model.eval()
-    template = "model"
-    if not tokenizer.chat_template:
-        if not allow_fallback_template:
-            raise UserError(
-                f"model {name_or_path!r} has no chat template; pass --fallback-template to use the "
-                "documented plain 'User:/Assistant:' format"
-            )
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
-        template = "fallback"
-    if identity is None:
-        identity = getattr(config, "_commit_hash", None) or str(Path(name_or_path).resolve() if source == "local" else name_or_path)
-    text_config = config.get_text_config()
-    info = ModelInfo(
-        name=name_or_path,
-        source=source,
-        identity=identity,
-        architecture=type(model).__name__,
-        n_layers=int(text_config.num_hidden_layers),
-        d_model=int(text_config.hidden_size),
-        vocab_size=int(text_config.vocab_size),
-        chat_template=template,
-        dtype=dtype,
-        random_init_seed=random_init_seed,
-    )
-    return LoadedModel(model, tokenizer, info)
+        if source.kind == "hub":
+            from latent_reward.hub import offline_if_unreachable
+
+            if offline_if_unreachable():
+                message = "the Hugging Face Hub cannot be reached and the model is not in the local cache"
+        raise UserError(f"cannot load model {name!r}: {message}") from None
+    return tokenizer, config, model
 
 
-def _config(load_from: str, extra: dict[str, Any]):
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(load_from, **extra)
-
-
-def _bundled_folder(name: str) -> Path:
-    """A float32 safetensors copy of the bundled GGUF, made on first use.
+def bundled_folder(name: str) -> Path:
+    """A plain float32 safetensors checkpoint of the bundled GGUF, made on first use.
 
     Loading a GGUF dequantizes every tensor and parses its header (about 16 s for SmolLM2),
     and transformers refuses save_pretrained on a GGUF-loaded model, so the weights are written
-    with safetensors directly; later loads read this folder in about a second.
+    with safetensors directly; later loads read this folder in about a second. The config is saved
+    without the GGUF quantization entry, so the folder is an ordinary checkpoint that trainers accept.
     """
     gguf = gguf_path(name)
     digest = sha256_file(gguf)
     folder = cache_dir() / "models" / f"{name}-{digest[:12]}"
     if (folder / "SOURCE_SHA256").exists():
+        _plain_config(folder)
         return folder
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -143,10 +174,25 @@ def _bundled_folder(name: str) -> Path:
     save_model(model, str(staging / "model.safetensors"))
     model.config.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    _plain_config(staging, type(model).__name__)
     (staging / "SOURCE_SHA256").write_text(digest + "\n")
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     staging.rename(folder)
     return folder
+
+
+def _plain_config(folder: Path, architecture: str | None = None) -> None:
+    """Drop the GGUF quantization entry from config.json and name the architecture (idempotent)."""
+    from latent_reward.io import atomic_write_text
+
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    if "quantization_config" not in config and config.get("architectures"):
+        return
+    config.pop("quantization_config", None)
+    if not config.get("architectures"):
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        config["architectures"] = [architecture or MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[config["model_type"]]]
+    atomic_write_text(path, json.dumps(config, indent=2))

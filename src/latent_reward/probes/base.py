@@ -1,18 +1,23 @@
-"""The probe interface: fit / predict / save / load, and the direction in residual space."""
+"""The probe interface: fit / predict / save / load, the direction in residual space, and the registry.
+
+Every probe kind registers itself by subclassing `Probe` with a `kind` name; `Probe.create(kind,
+settings)` builds any of them, `Probe.load(folder)` restores any of them.
+"""
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from latent_reward.activations.store import atomic_write_text
 from latent_reward.errors import UserError
+from latent_reward.io import atomic_path, read_json, write_json
+from latent_reward.probes.settings import ProbeSettings
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Probe(ABC):
     """Predicts a rating from residual states [n, d_model] at one (layer, position)."""
 
     kind: ClassVar[str]
+    linear: ClassVar[bool] = True  # a linear function of the states (its direction is exact, not a summary)
     registry: ClassVar[dict[str, type[Probe]]] = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -47,17 +53,39 @@ class Probe(ABC):
         self.standardizer: Standardizer | None = None
         self.info: dict[str, Any] = {}  # layer, position, target, chosen hyperparameters...
 
+    @classmethod
+    def create(cls, kind: str, settings: ProbeSettings | None = None) -> Probe:
+        """A new, unfitted probe of a registered kind."""
+        if kind not in Probe.registry:
+            raise UserError(f"unknown probe {kind!r}; choose from {', '.join(Probe.registry)}")
+        return Probe.registry[kind].from_settings(settings or ProbeSettings())
+
+    @classmethod
     @abstractmethod
-    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
-            x_val: np.ndarray | None = None, y_val: np.ndarray | None = None) -> Probe: ...
+    def from_settings(cls, settings: ProbeSettings) -> Probe: ...
+
+    @classmethod
+    def fit_layers(cls, settings: ProbeSettings, x: np.ndarray, targets: np.ndarray, groups: np.ndarray) -> list[list[Probe]]:
+        """Probes for every target column of `targets` [n, T] and every layer of x [n, L, d]: probes[target][layer].
+
+        One fit per cell; kinds that can share work across layers and targets (ridge) override this.
+        """
+        targets = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
+        return [[cls.from_settings(settings).fit(x[:, layer], targets[:, t], groups) for layer in range(x.shape[1])]
+                for t in range(targets.shape[1])]
 
     @abstractmethod
-    def predict(self, x: np.ndarray) -> np.ndarray: ...
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> Probe:
+        """Fit on training rows x [n, d], ratings y [n], prompt ids `groups` [n] (for grouped CV / pairs)."""
+
+    @abstractmethod
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted ratings [n] for states x [n, d]."""
 
     @property
     @abstractmethod
     def direction(self) -> np.ndarray:
-        """A unit vector in the model's residual space along which the prediction increases."""
+        """A unit vector [d] in the model's residual space along which the prediction increases."""
 
     # --- persistence: probe.json (kind, info, hyperparameters) + tensors.safetensors -----------
     @abstractmethod
@@ -73,10 +101,9 @@ class Probe(ABC):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {**self._tensors(), "standardizer_mean": self.standardizer.mean, "standardizer_scale": self.standardizer.scale}
-        temporary = folder / "tensors.safetensors.tmp"
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(temporary))
-        temporary.replace(folder / "tensors.safetensors")
-        atomic_write_text(folder / "probe.json", json.dumps({"kind": self.kind, "info": self.info, "state": self._state()}, indent=1))
+        with atomic_path(folder / "tensors.safetensors") as temporary:
+            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(temporary))
+        write_json(folder / "probe.json", {"kind": self.kind, "info": self.info, "state": self._state()})
         return folder
 
     @staticmethod
@@ -84,13 +111,22 @@ class Probe(ABC):
         folder = Path(folder)
         if not (folder / "probe.json").exists():
             raise UserError(f"{folder} holds no saved probe (probe.json)")
-        meta = json.loads((folder / "probe.json").read_text())
-        tensors = load_file(str(folder / "tensors.safetensors"))
-        probe = Probe.registry[meta["kind"]].__new__(Probe.registry[meta["kind"]])
+        meta = read_json(folder / "probe.json", "probe file")
+        if not isinstance(meta, dict) or meta.get("kind") not in Probe.registry:
+            raise UserError(f"{folder / 'probe.json'} does not describe a probe of a known kind")
+        try:
+            tensors = load_file(str(folder / "tensors.safetensors"))
+        except (OSError, SafetensorError) as error:
+            raise UserError(f"cannot read the probe's weights in {folder} ({error})") from None
+        cls = Probe.registry[meta["kind"]]
+        probe = cls.__new__(cls)
         Probe.__init__(probe)
-        probe.info = meta["info"]
-        probe.standardizer = Standardizer(tensors.pop("standardizer_mean"), tensors.pop("standardizer_scale"))
-        probe._restore(tensors, meta["state"])
+        try:
+            probe.info = meta["info"]
+            probe.standardizer = Standardizer(tensors.pop("standardizer_mean"), tensors.pop("standardizer_scale"))
+            probe._restore(tensors, meta["state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise UserError(f"the probe in {folder} is damaged ({type(error).__name__}: {error})") from None
         return probe
 
 

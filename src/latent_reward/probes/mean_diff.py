@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from latent_reward.probes.base import ProjectionProbe, Standardizer
+from latent_reward.probes.settings import ProbeSettings
 
 
 class MeanDiffProbe(ProjectionProbe):
@@ -16,7 +17,11 @@ class MeanDiffProbe(ProjectionProbe):
         super().__init__()
         self.quantile = quantile
 
-    def fit(self, x, y, groups=None, x_val=None, y_val=None) -> MeanDiffProbe:
+    @classmethod
+    def from_settings(cls, settings: ProbeSettings) -> MeanDiffProbe:
+        return cls(settings.mean_diff_quantile)
+
+    def fit(self, x, y, groups=None) -> MeanDiffProbe:
         self.standardizer = Standardizer.fit(x)
         xs, y = self.standardizer.transform(x), np.asarray(y, dtype=np.float64)
         low, high = np.quantile(y, [self.quantile, 1 - self.quantile])

@@ -8,15 +8,21 @@ import numpy as np
 import torch
 
 from latent_reward.probes.base import unit
-from latent_reward.probes.sgd import TrainConfig, TrainedProbe
+from latent_reward.probes.settings import ProbeSettings, TrainConfig
+from latent_reward.probes.sgd import TrainedProbe
 
 
 class MLPProbe(TrainedProbe):
     kind = "mlp"
+    linear = False
 
     def __init__(self, config: TrainConfig | None = None, hidden: int = 256, depth: int = 1, dropout: float = 0.1, **options):
         super().__init__(config, **options)
         self.hidden, self.depth, self.dropout = hidden, depth, dropout
+
+    @classmethod
+    def from_settings(cls, settings: ProbeSettings) -> MLPProbe:
+        return cls(settings.train, hidden=settings.mlp_hidden, dropout=settings.mlp_dropout)
 
     def build(self, d_model: int) -> torch.nn.Module:
         layers: list[torch.nn.Module] = []

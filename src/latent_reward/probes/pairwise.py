@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from latent_reward.errors import UserError
 from latent_reward.probes.base import ProjectionProbe, Standardizer
+from latent_reward.probes.settings import ProbeSettings
 
 
 def within_group_pairs(y: np.ndarray, groups: np.ndarray, max_pairs_per_group: int = 64, seed: int = 0) -> np.ndarray:
@@ -35,7 +36,11 @@ class PairwiseProbe(ProjectionProbe):
         super().__init__()
         self.c = c
 
-    def fit(self, x, y, groups=None, x_val=None, y_val=None) -> PairwiseProbe:
+    @classmethod
+    def from_settings(cls, settings: ProbeSettings) -> PairwiseProbe:
+        return cls(settings.pairwise_c)
+
+    def fit(self, x, y, groups=None) -> PairwiseProbe:
         if groups is None:
             raise ValueError("the pairwise probe needs groups (prompts) to form pairs")
         y = np.asarray(y, dtype=np.float64)

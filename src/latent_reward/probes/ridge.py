@@ -15,9 +15,7 @@ import torch
 from sklearn.model_selection import GroupKFold
 
 from latent_reward.probes.base import Probe, Standardizer, unit
-
-# Penalties relative to the number of training rows: alpha = factor * n (features are z-scored).
-DEFAULT_ALPHA_FACTORS = tuple(float(a) for a in np.logspace(-3, 3, 13))
+from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS, ProbeSettings
 
 
 def _standardize_batch(x: torch.Tensor, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,17 +54,20 @@ def _as_targets(y: np.ndarray) -> torch.Tensor:
 
 def ridge_cv_all_layers(
     x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_factors=DEFAULT_ALPHA_FACTORS, n_folds: int = 5,
-) -> tuple[np.ndarray, np.ndarray]:
+    return_predictions: bool = False,
+):
     """Grouped k-fold CV for every layer (and every target) at once.
 
     x: [n, L, d] states, y: [n] or [n, T] targets, groups: [n]. Returns the best alpha factor
-    [L] (or [L, T]) and the CV mean squared error [L, A] (or [L, A, T]).
+    [L] (or [L, T]) and the CV mean squared error [L, A] (or [L, A, T]); with `return_predictions`
+    also the out-of-fold predictions at each layer's best penalty, [L, n] (or [L, n, T]).
     """
     xt = torch.as_tensor(np.ascontiguousarray(np.moveaxis(x, 1, 0)), dtype=torch.float64)  # [L, n, d]
     yt = _as_targets(y)
     factors = torch.as_tensor(alpha_factors, dtype=torch.float64)
     n_folds = min(n_folds, len(np.unique(groups)))
     squared_error = torch.zeros((xt.shape[0], len(alpha_factors), yt.shape[1]), dtype=torch.float64)
+    held_out = torch.zeros((xt.shape[0], len(alpha_factors), len(yt), yt.shape[1]), dtype=torch.float64) if return_predictions else None
     for train_rows, held_rows in GroupKFold(n_splits=n_folds).split(np.zeros(len(yt)), groups=groups):
         train_rows, held_rows = torch.as_tensor(train_rows), torch.as_tensor(held_rows)
         mean, scale = _standardize_batch(xt, train_rows)
@@ -74,9 +75,16 @@ def ridge_cv_all_layers(
         weights = _solve_all_penalties((xt[:, train_rows] - mean) / scale, yt[train_rows] - y_mean, factors * len(train_rows))
         predictions = torch.einsum("lmd,ladt->lamt", (xt[:, held_rows] - mean) / scale, weights) + y_mean
         squared_error += ((predictions - yt[held_rows]) ** 2).sum(dim=2)
+        if held_out is not None:
+            held_out[:, :, held_rows] = predictions
     mse = (squared_error / len(yt)).numpy()
-    best = np.asarray(alpha_factors)[mse.argmin(axis=1)]  # [L, T]
-    return (best[:, 0], mse[..., 0]) if np.asarray(y).ndim == 1 else (best, mse)
+    best_index = mse.argmin(axis=1)  # [L, T]
+    best = np.asarray(alpha_factors)[best_index]
+    single = np.asarray(y).ndim == 1
+    if not return_predictions:
+        return (best[:, 0], mse[..., 0]) if single else (best, mse)
+    chosen = np.take_along_axis(held_out.numpy(), best_index[:, None, None, :], axis=1)[:, 0]  # [L, n, T]
+    return (best[:, 0], mse[..., 0], chosen[..., 0]) if single else (best, mse, chosen)
 
 
 class RidgeProbe(Probe):
@@ -92,7 +100,16 @@ class RidgeProbe(Probe):
         self.weights: np.ndarray | None = None
         self.intercept = 0.0
 
-    def fit(self, x, y, groups=None, x_val=None, y_val=None) -> RidgeProbe:
+    @classmethod
+    def from_settings(cls, settings: ProbeSettings) -> RidgeProbe:
+        return cls(alpha_factors=settings.alpha_factors, n_folds=settings.cv_folds)
+
+    @classmethod
+    def fit_layers(cls, settings: ProbeSettings, x, targets, groups) -> list[list[RidgeProbe]]:
+        """Every layer and target from one batched grouped CV and one batched solve."""
+        return fit_ridge_all_layers(x, targets, groups, settings.alpha_factors, settings.cv_folds)
+
+    def fit(self, x, y, groups=None) -> RidgeProbe:
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         if self.alpha_factor is None:
             if groups is None:

@@ -1,8 +1,9 @@
 """Probes trained with minibatches (the seed's SGD probe, and the MLP on the same loop).
 
 Options: batch size, learning rate, weight decay, optimizer, learning-rate schedule (constant,
-linear warmup + cosine, one-cycle, reduce-on-plateau), epochs, early stopping on a validation
-split. Targets are z-scored on the training rows; predictions are returned on the rating's scale.
+linear warmup + cosine, one-cycle, reduce-on-plateau), epochs, early stopping on an inner split of
+the training prompts (never on the validation prompts that later choose between cells). Targets are
+z-scored on the training rows; predictions are returned on the rating's scale.
 """
 
 from __future__ import annotations
@@ -12,26 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
-
+from latent_reward.data.splits import inner_split
 from latent_reward.probes.base import Probe, Standardizer, unit
-
-SCHEDULES = ("constant", "warmup_cosine", "onecycle", "plateau")
-
-
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    optimizer: str = Field("adamw", pattern="^(adamw|sgd)$")
-    schedule: str = Field("warmup_cosine", pattern="^(" + "|".join(SCHEDULES) + ")$")
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    epochs: int = Field(40, ge=1)
-    patience: int = Field(6, ge=1, description="epochs without validation improvement before stopping")
-    seed: int = 0
-
+from latent_reward.probes.settings import ProbeSettings, TrainConfig
 
 def _scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     total = config.epochs * steps_per_epoch
@@ -53,7 +37,7 @@ def _scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
 
 def train_regressor(network: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None, y_val: np.ndarray | None,
                     config: TrainConfig) -> dict[str, Any]:
-    """Minibatch MSE training with early stopping on the validation rows (if given).
+    """Minibatch MSE training with early stopping on the held-out rows `x_val` (if given).
 
     Returns a history: train/validation loss per epoch, the best epoch, and the epochs run.
     The network keeps the weights of its best validation epoch.
@@ -112,17 +96,25 @@ class TrainedProbe(Probe):
         self.network: torch.nn.Module | None = None
         self.y_mean, self.y_scale = 0.0, 1.0
 
+    @classmethod
+    def from_settings(cls, settings: ProbeSettings) -> TrainedProbe:
+        return cls(settings.train)
+
     def build(self, d_model: int) -> torch.nn.Module:
         raise NotImplementedError
 
-    def fit(self, x, y, groups=None, x_val=None, y_val=None) -> TrainedProbe:
+    def fit(self, x, y, groups=None) -> TrainedProbe:
+        """Train on x, y; early stopping watches an inner split of the training prompts (`groups`;
+        without groups, of the rows)."""
         torch.manual_seed(self.config.seed)
-        self.standardizer = Standardizer.fit(x)
-        y = np.asarray(y, dtype=np.float64)
-        self.y_mean, self.y_scale = float(y.mean()), float(y.std() or 1.0)
-        self.network = self.build(np.asarray(x).shape[1])
-        val = (self.standardizer.transform(x_val), (np.asarray(y_val) - self.y_mean) / self.y_scale) if x_val is not None else (None, None)
-        history = train_regressor(self.network, self.standardizer.transform(x), (y - self.y_mean) / self.y_scale, *val, self.config)
+        x, y = np.asarray(x), np.asarray(y, dtype=np.float64)
+        held = inner_split(np.asarray(groups) if groups is not None else np.arange(len(y)).astype(str),
+                           self.config.inner_val_fraction, self.config.seed)
+        self.standardizer = Standardizer.fit(x[~held])
+        self.y_mean, self.y_scale = float(y[~held].mean()), float(y[~held].std() or 1.0)
+        self.network = self.build(x.shape[1])
+        xs, ys = self.standardizer.transform(x), (y - self.y_mean) / self.y_scale
+        history = train_regressor(self.network, xs[~held], ys[~held], xs[held], ys[held], self.config)
         self.info.update(config=self.config.model_dump(), best_epoch=history["best_epoch"], epochs_run=history["epochs_run"],
                          final_val_loss=min(history["val_loss"]))
         return self

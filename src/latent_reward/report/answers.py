@@ -1,141 +1,216 @@
-"""The report's plain-sentence answers, each with its number, interval and strongest baseline."""
+"""The report's plain-sentence answers, each with its number and interval, built from the typed results."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
-from latent_reward.experiments.readout import Readout
-
-
-def _ci(entry: dict[str, Any], metric: str) -> str:
-    value = entry["test"].get(metric)
-    interval = entry.get("test_ci", {}).get(metric)
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "n/a"
-    return f"{value:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]" if interval else f"{value:.3f}"
+from latent_reward.evaluation import results as names
+from latent_reward.evaluation.results import Comparison, Scores, strongest
+from latent_reward.experiments.readout import ReadoutResult
+from latent_reward.experiments.run_result import Answer, RunResult
+from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE
 
 
-def _strongest(readout: Readout, metric: str) -> tuple[str, dict[str, Any]] | None:
-    candidates = [(name, c) for name, c in readout.comparisons.items()
-                  if c["kind"] == "baseline" and not np.isnan(c["test"].get(metric, np.nan))]
-    return max(candidates, key=lambda item: item[1]["test"][metric]) if candidates else None
-
-
-def answers(readout: Readout, model_name: str, n_layers: int) -> list[dict[str, str]]:
-    best = readout.sweep.best
-    probe_entry = {"test": best["test"], "test_ci": best["test_ci"]}
-    out = []
-
-    strongest_r, strongest_acc = _strongest(readout, "pearson"), _strongest(readout, "within_acc")
-    within_control = readout.comparisons.get("control: ratings shuffled within prompt", {}).get("test", {})
-    global_control = readout.comparisons.get("control: ratings shuffled across responses", {}).get("test", {})
-    random_init = readout.comparisons.get("random-init model")
-    text = (f"The best cell (chosen on validation) is a {best['probe']} probe at {best['position']}, layer {best['layer']} "
-            f"of {n_layers}: test Pearson r = {_ci(probe_entry, 'pearson')}, within-prompt accuracy = "
-            f"{_ci(probe_entry, 'within_acc')} (chance 0.5).")
-    if strongest_r:
-        text += f" Strongest baseline by r: {strongest_r[0]}, r = {_ci(strongest_r[1], 'pearson')}."
-    if strongest_acc:
-        text += f" Strongest by within-prompt accuracy: {strongest_acc[0]}, {_ci(strongest_acc[1], 'within_acc')}."
-    if random_init:
-        text += f" A randomly initialised copy of the model reaches r = {_ci(random_init, 'pearson')}."
-    if within_control and global_control:
-        text += (f" Trained on controls, the same probe gets r = {global_control['pearson']:.3f} with ratings shuffled across "
-                 f"all responses, and within-prompt accuracy {within_control['within_acc']:.3f} (chance 0.5) with ratings "
-                 f"shuffled within each prompt (r = {within_control['pearson']:.3f} there: each prompt's mean rating is kept).")
-    text += f" Controlling for response length, the probe's partial correlation with the rating is {readout.partial_r_given_length:.3f}."
-    verdict = _verdict(best, strongest_r, strongest_acc)
-    out.append({"question": f"Does {model_name} encode the reward of its responses?", "answer": verdict + " " + text})
-
-    curves = readout.sweep.curves
-    if not curves.empty:
-        peaks = curves.loc[curves.groupby("position")["pearson"].idxmax()]
-        per_position = "; ".join(f"{row.position}: layer {int(row.layer)} ({row.layer / n_layers:.0%} of depth, r = {row.pearson:.3f})"
-                                 for row in peaks.itertuples())
-        layer0 = readout.comparisons.get("layer 0 (embeddings)")
-        where = (f"The readout peaks at {best['relative_depth']:.0%} of the model's depth at {best['position']}. "
-                 f"Peak per position (test r): {per_position}.")
-        if layer0:
-            where += f" At layer 0 (token embeddings, no context) r = {_ci(layer0, 'pearson')}."
-        out.append({"question": "Where is it?", "answer": where})
-
-    if readout.prompt_only is not None:
-        out.append({"question": "Does the model expect a reward before it has written anything?",
-                    "answer": prompt_only_answer(readout)})
-
-    if readout.trajectory is not None:
-        result = readout.trajectory
-        parts = [f"{name}: {'separates from ' + format(value, '.0%') + ' of the response on' if value is not None else 'does not separate'}"
-                 for name, value in result.separation.items()]
-        out.append({"question": "How does the expected reward move token by token?", "answer": (
-            f"At layer {result.layer}, over {result.n_test} held-out responses, the estimate for high- and low-rated "
-            f"responses (top vs bottom third; 95% intervals do not overlap): " + "; ".join(parts) + ".")})
-
-    table = readout.sweep.table
-    kinds = table.probe.unique()
-    if len(kinds) > 1:
-        best_by_kind = table.loc[table.groupby("probe")["val_pearson"].idxmax()]
-        summary = "; ".join(f"{row.probe}: test r {row.test_pearson:.3f} at {row.position} layer {int(row.layer)}"
-                            for row in best_by_kind.itertuples())
-        linear = best_by_kind[best_by_kind.probe.isin(["ridge", "sgd"])]["test_pearson"].max()
-        mlp = best_by_kind[best_by_kind.probe == "mlp"]["test_pearson"].max() if "mlp" in kinds else np.nan
-        interval = best["test_ci"]["pearson"]
-        half_width = (interval["high"] - interval["low"]) / 2
-        comparison = (f" MLP {mlp:.3f} vs best linear {linear:.3f}: a difference "
-                      f"{'within' if abs(mlp - linear) < half_width else 'beyond'} the best cell's 95% interval half-width "
-                      f"({half_width:.2f})." if not np.isnan(mlp) else "")
-        out.append({"question": "Linear or nonlinear?", "answer": f"Best cell per probe type (chosen on validation): {summary}.{comparison}"})
-    grid = readout.sgd_grid
-    if grid is not None and not grid.empty:
-        by_batch = grid.groupby("batch_size")["val_pearson"].mean()
-        by_schedule = grid.groupby("schedule")["val_pearson"].mean()
-        top = grid.loc[grid["val_pearson"].idxmax()]
-        out.append({"question": "What did the SGD settings change?", "answer": (
-            f"At the best cell, mean validation r by batch size: {', '.join(f'{b}: {v:.3f}' for b, v in by_batch.items())}; "
-            f"by schedule: {', '.join(f'{s}: {v:.3f}' for s, v in by_schedule.items())}. The best setting "
-            f"(batch {int(top.batch_size)}, {top.schedule}) reaches test r {top.test_pearson:.3f}; the closed-form ridge probe "
-            f"at the same cell reaches {_ridge_at_best(readout):.3f}.")})
+def answers(result: RunResult) -> list[Answer]:
+    """Answers first: the question, then one paragraph with its numbers."""
+    model = result.model["name"]
+    readout = result.readout
+    out = [Answer(question=f"Does {model} encode the reward of its responses?", answer=encodes_answer(readout)),
+           Answer(question="Where is it?", answer=where_answer(readout, result.model["n_layers"]))]
+    if readout.within_probe is not None:
+        out.append(Answer(question="Does it rank responses to the same prompt?", answer=within_answer(readout)))
+    if result.prompt_only is not None:
+        out.append(Answer(question="Does the model expect a reward before it has written anything?", answer=prompt_only_answer(result)))
+    if result.trajectory is not None:
+        out.append(Answer(question="How does the expected reward move token by token?", answer=trajectory_answer(result)))
+    if readout.linear_vs_nonlinear is not None:
+        out.append(Answer(question="Linear or nonlinear?", answer=nonlinear_answer(readout)))
+    if readout.sgd_grid:
+        out.append(Answer(question="What did the SGD settings change?", answer=sgd_answer(readout)))
+    if result.scores:
+        out.append(Answer(question="Does the probe work as a reward model?", answer=scores_answer(result)))
     return out
 
 
-def _ridge_at_best(readout: Readout) -> float:
-    best, table = readout.sweep.best, readout.sweep.table
-    rows = table[(table.probe == "ridge") & (table.position == best["position"]) & (table.layer == best["layer"])]
-    return float(rows["test_pearson"].iloc[0]) if len(rows) else float("nan")
+def _versus(comparison: Comparison, metric: str) -> str:
+    test = comparison.versus_probe.get(metric)
+    if test is None:
+        return ""
+    p = f", p = {test.p_value:.3f}" if test.p_value is not None else ""
+    return f"probe minus {comparison.name}: {test.difference:+.3f}{p}"
 
 
-def _verdict(best: dict[str, Any], strongest_r, strongest_acc) -> str:
-    probe_r, probe_low = best["test"]["pearson"], best["test_ci"]["pearson"]["low"]
-    if probe_low <= 0:
-        return "No clear evidence: the probe's interval includes zero."
-    # A baseline "matches" the probe when its point estimate reaches the probe's lower 95% bound.
-    matched = []
-    if strongest_r and strongest_r[1]["test"]["pearson"] >= probe_low:
-        matched.append(strongest_r[0])
-    accuracy_low = best["test_ci"].get("within_acc", {}).get("low")
-    if strongest_acc and accuracy_low is not None and strongest_acc[1]["test"]["within_acc"] >= accuracy_low:
-        matched.append(strongest_acc[0])
-    if matched:
-        return (f"The states predict the rating (r = {probe_r:.2f}), but a baseline without the model's states "
-                f"matches the probe ({', '.join(sorted(set(matched)))}): this alone does not show the model represents reward.")
-    return f"Yes, beyond every baseline run here: the states predict the rating (r = {probe_r:.2f})."
+def encodes_answer(readout: ReadoutResult) -> str:
+    probe = readout.probe.scores
+    verdict = readout.verdict
+    if verdict.kind == "encodes":
+        head = (f"Yes, within prompts and beyond every text baseline: the probe orders responses to the same prompt correctly "
+                f"{probe.within_acc} of the time (chance 0.5), and the paired differences with the text baselines exclude 0.")
+    elif verdict.kind == "baseline matches":
+        head = (f"Not shown: the states predict the rating (r = {probe.pearson}; within-prompt accuracy {probe.within_acc}), "
+                f"but {', '.join(verdict.not_beaten)} match{'es' if len(verdict.not_beaten) == 1 else ''} the probe within prompts "
+                "(the paired difference's interval includes 0), so this does not show the model represents more than the text does.")
+    else:
+        head = (f"No within-prompt evidence: within-prompt accuracy {probe.within_acc} does not exclude chance (0.5)"
+                + (" (the data has no prompt with two differently rated responses)" if not probe.within_acc.known else "")
+                + f". Global r = {probe.pearson} can come from prompt difficulty alone.")
+    parts = [head, f"Evaluation: {readout.evaluation}; {probe.n_examples} responses to {probe.n_prompts} prompts."]
+    cells = sorted({str(c) for c in readout.fold_cells})
+    parts.append(f"Cells chosen in the folds: {'; '.join(cells)}.")
+    for metric in ("pearson", "within_acc"):
+        best = strongest(readout.comparisons, metric, names.TEXT_BASELINES + (names.GENERATOR, names.LOGPROB))
+        if best is not None:
+            parts.append(f"Strongest baseline by validation {names.METRIC_LABELS[metric]}: {best.name}, "
+                         f"{best.scores.metric(metric)} ({_versus(best, metric)}).")
+    for name in (names.LAYER0, names.RANDOM_INIT):
+        comparison = readout.comparison(name)
+        if comparison is not None:
+            parts.append(f"{name.capitalize()}: r = {comparison.scores.pearson}, within-prompt accuracy "
+                         f"{comparison.scores.within_acc} ({_versus(comparison, 'within_acc')}).")
+    parts += _control_sentences(readout)
+    if readout.partial_r_given_length is not None:
+        parts.append(f"Controlling for length and text statistics, the probe's partial correlation with the rating is "
+                     f"{readout.partial_r_given_length:.3f}.")
+    if readout.length_matched_pairs:
+        parts.append(f"On the {readout.length_matched_pairs} within-prompt pairs whose lengths differ by less than 10%, accuracy is "
+                     f"{readout.length_matched}.")
+    if readout.seed_spread and len(readout.seed_spread.seeds) > 1:
+        r = [v for v in readout.seed_spread.pearson if v is not None]
+        acc = [v for v in readout.seed_spread.within_acc if v is not None]
+        parts.append(f"Across {len(readout.seed_spread.seeds)} fold seeds: r {min(r):.3f} to {max(r):.3f}"
+                     + (f", within-prompt accuracy {min(acc):.3f} to {max(acc):.3f}." if acc else "."))
+    for subset in readout.subsets:
+        parts.append(f"On the {subset.name} ({subset.scores.n_examples} responses): r = {subset.scores.pearson}, "
+                     f"within-prompt accuracy {subset.scores.within_acc}.")
+    return " ".join(parts)
 
 
-def prompt_only_answer(readout: Readout) -> str:
-    result = readout.prompt_only
-    best = result.best
-    r = best["test_pearson"]
-    text = (f"From the states before the response, a ridge probe at {best['position']}, layer {best['layer']} "
-            f"({best['relative_depth']:.0%} of depth), predicts a held-out prompt's mean rating with r = {r['value']:.3f} "
-            f"[{r['low']:.3f}, {r['high']:.3f}] ({result.n_prompts['test']} test prompts).")
-    if result.baselines:
-        text += " Prompt-only baselines: " + "; ".join(
-            f"{name} r = {b['value']:.3f} [{b['low']:.3f}, {b['high']:.3f}]" for name, b in result.baselines.items()) + "."
-    text += f" {result.variance_between_fraction:.0%} of the rating's variance lies between prompts."
-    if not result.decomposition.empty:
-        text += " Response-level probes, split into prompt means and within-prompt deviations (test r): " + "; ".join(
-            f"{row.position} (layer {int(row.layer)}): {row.between_prompt_r:.3f} between, {row.within_prompt_r:.3f} within"
-            for row in result.decomposition.itertuples()) + "."
+def _control_sentences(readout: ReadoutResult) -> list[str]:
+    out = []
+    for comparison in readout.comparisons:
+        if comparison.kind != "control":
+            continue
+        metric = "within_acc" if comparison.name == names.SHUFFLED_WITHIN else "pearson"
+        test = comparison.null.get(metric)
+        if test is None or test.observed is None:
+            continue
+        out.append(f"Trained on {test.n_permutations} sets of ratings shuffled {comparison.name.split('shuffled ')[-1]}, "
+                   f"probes reach {names.METRIC_LABELS[metric]} {test.null_mean:.3f} [{test.null_low:.3f}, {test.null_high:.3f}]; "
+                   f"the real probe's {test.observed:.3f} has permutation p = {test.p_value:.3f}.")
+    return out
+
+
+def where_answer(readout: ReadoutResult, n_layers: int) -> str:
+    sweep = readout.sweep
+    best = sweep.best
+    peaks = []
+    for position in dict.fromkeys(c.position for c in sweep.cells("ridge")):
+        cell = sweep.val_best("ridge", position)
+        if cell is not None:
+            peaks.append(f"{position}: layer {cell.layer} ({cell.layer / max(n_layers, 1):.0%} of depth, validation r = {cell.val['pearson']:.3f})")
+    text = (f"On the single split ({sweep.split.how}), the validation-best cell is {best} ({best.layer / max(n_layers, 1):.0%} "
+            f"of depth): validation r = {sweep.best_validation.pearson}; on the {sweep.split.prompts['test']} test prompts, touched "
+            f"once, r = {sweep.best_test.pearson} and within-prompt accuracy {sweep.best_test.within_acc}.")
+    if peaks:
+        text += " Best layer per position (ridge, validation): " + "; ".join(peaks) + "."
     return text
+
+
+def within_answer(readout: ReadoutResult) -> str:
+    probe = readout.within_probe
+    s = probe.scores
+    verdict = "ranks them above chance" if s.within_acc.above(0.5) else "shows no ranking beyond chance"
+    return (f"A probe trained only on within-prompt differences (each rating minus its prompt's mean; states centered per "
+            f"prompt), cross-fitted on {s.n_prompts} prompts with 2+ responses, {verdict}: within-prompt accuracy {s.within_acc}"
+            + (f", within-prompt Spearman {s.within_spearman}" if s.within_spearman.known else
+               " (within-prompt Spearman needs 3+ responses per prompt)") + ".")
+
+
+def prompt_only_answer(result: RunResult) -> str:
+    po = result.prompt_only
+    text = (f"A ridge probe on the states before the response, cross-fitted over {po.cross_fitted.n_prompts} prompts, predicts "
+            f"a prompt's mean rating with r = {po.cross_fitted.pearson}; on the single split the validation-best cell is "
+            f"{po.best.position} layer {po.best.layer}, test r = {po.best_test}.")
+    if po.baselines:
+        text += " Prompt-only baselines (cross-fitted): " + "; ".join(
+            f"{b.name} r = {b.scores.pearson} ({_versus(b, 'pearson')})" for b in po.baselines) + "."
+    text += (f" The intraclass correlation of the rating by prompt, ICC(1) = {po.icc}, is the share of its variance that lies "
+             f"between prompts (the raw between-prompt share, {po.raw_between_share:.2f}, is inflated by chance spread of group means).")
+    if po.decomposition:
+        text += " Response-level probes, split into prompt means and within-prompt deviations (test r): " + "; ".join(
+            f"{row.position} (layer {row.layer}): {_num(row.between_prompt_r)} between, {_num(row.within_prompt_r)} within"
+            for row in po.decomposition) + "."
+    return text + " " + po.off_policy
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def trajectory_answer(result: RunResult) -> str:
+    trajectory = result.trajectory
+    parts = []
+    for probe in (END_PROBE, TOKEN_PROBE):
+        relative, tokens = trajectory.curve(probe, "relative"), trajectory.curve(probe, "tokens")
+        if relative is None:
+            continue
+        where = (f"separates from {relative.separates_from:.0%} of the response on" if relative.separates_from is not None
+                 else "does not separate")
+        where_tokens = (f" (by token index: from token {tokens.separates_from:.0f})" if tokens and tokens.separates_from is not None
+                        else "")
+        parts.append(f"{probe}: {where}{where_tokens}")
+    text = (f"At layer {trajectory.layer}, for {trajectory.n_pairs} held-out prompts, each with its best- and worst-rated response, "
+            f"the paired difference of the estimates (better minus worse; simultaneous 95% bands over prompts): " + "; ".join(parts) + ".")
+    null = trajectory.null
+    if null is not None and null.observed is not None:
+        text += (f" Averaged over tokens, the end-of-response probe's difference is {null.observed:.3f}; probes pointing in "
+                 f"{null.n_permutations} random directions give {null.null_mean:.3f} [{null.null_low:.3f}, {null.null_high:.3f}] "
+                 f"(p = {null.p_value:.3f}).")
+    return text
+
+
+def nonlinear_answer(readout: ReadoutResult) -> str:
+    comparison = readout.linear_vs_nonlinear
+    text = (f"Validation-best linear cell {comparison.linear}: test r {comparison.linear_test.pearson}; validation-best MLP "
+            f"{comparison.nonlinear}: test r {comparison.nonlinear_test.pearson}.")
+    for metric, test in comparison.difference.items():
+        text += f" Linear minus MLP, {names.METRIC_LABELS[metric]}: {test.difference:+.3f} (paired, p = {test.p_value:.3f})."
+    return text
+
+
+def sgd_answer(readout: ReadoutResult) -> str:
+    grid = readout.sgd_grid
+    by_batch: dict[int, list[float]] = {}
+    by_schedule: dict[str, list[float]] = {}
+    for row in grid:
+        if row.val_pearson is not None:
+            by_batch.setdefault(row.batch_size, []).append(row.val_pearson)
+            by_schedule.setdefault(row.schedule, []).append(row.val_pearson)
+    top = max((r for r in grid if r.val_pearson is not None), key=lambda r: r.val_pearson)
+    ridge = readout.sweep.best_validation.pearson
+    return (f"At the best cell, mean validation r by batch size: "
+            + ", ".join(f"{b}: {sum(v) / len(v):.3f}" for b, v in by_batch.items())
+            + "; by schedule: " + ", ".join(f"{s}: {sum(v) / len(v):.3f}" for s, v in by_schedule.items())
+            + f". The best setting (batch {top.batch_size}, {top.schedule}) reaches validation r {top.val_pearson:.3f}; "
+              f"the closed-form ridge probe's validation r at its best cell is {ridge}. (Validation only: the test prompts stay untouched.)")
+
+
+def scores_answer(result: RunResult) -> str:
+    parts = []
+    for folder, score in result.scores.items():
+        if score.pair_accuracy:
+            overall = score.pair_accuracy[0]
+            parts.append(f"{folder}: pair accuracy {overall.predictors.get('probe')} over {overall.pairs} pairs "
+                         f"({score.excluded_prompts} training/validation prompts excluded); length-matched "
+                         f"{overall.length_matched.get('probe')} over {overall.length_matched_pairs} pairs")
+        if score.transfer:
+            probe = score.transfer.predictors.get("probe")
+            parts.append(f"{folder}: Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
+                         f"{score.transfer.examples} responses")
+        if score.best_of_n:
+            picks = score.best_of_n.picks
+            parts.append(f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the probe's pick {picks.get('probe pick')} vs "
+                         f"random {picks.get('random pick')}")
+    return "; ".join(parts) + "."
+
+
+def headline(scores: Scores) -> str:
+    return f"r = {scores.pearson}, within-prompt accuracy = {scores.within_acc}"

@@ -1,4 +1,8 @@
-"""The report's figures (matplotlib, written as PNG)."""
+"""The report's figures (matplotlib, written as PNG), drawn from the typed results alone.
+
+Each function takes a result and the output folder and returns the PNG path (None when the result
+lacks what the figure shows). File names are fixed plain slugs: see `FIGURES`.
+"""
 
 from __future__ import annotations
 
@@ -11,194 +15,243 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from latent_reward.experiments.readout import Readout  # noqa: E402
+from latent_reward.evaluation.results import CHANCE, METRIC_LABELS  # noqa: E402
+from latent_reward.experiments.compare import CompareResult  # noqa: E402
+from latent_reward.experiments.run_result import RunResult  # noqa: E402
+from latent_reward.io import atomic_path  # noqa: E402
 
 plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
 
 
 def _save(figure, folder: Path, name: str) -> Path:
-    path = folder / f"{name}.png"
-    figure.savefig(path, bbox_inches="tight")
+    path = Path(folder) / f"{name}.png"
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, bbox_inches="tight")
     plt.close(figure)
     return path
 
 
-def heatmap(table: pd.DataFrame, metric: str, title: str, folder: Path, name: str, center: float = 0.0) -> Path:
-    ridge = table[table.probe == "ridge"].pivot(index="position", columns="layer", values=metric)
-    ridge = ridge.reindex(list(dict.fromkeys(table.position)))  # the store's order, not alphabetical
+def comparison(result: RunResult, folder: Path) -> Path:
+    """Probe, baselines and controls: cross-fitted r and within-prompt accuracy with intervals."""
+    readout = result.readout
+    entries = [("probe (cross-fitted ridge)", readout.probe.scores, "C3")]
+    entries += [(c.name, c.scores, "C7" if c.kind == "control" else "C0") for c in readout.comparisons]
+    if readout.within_probe is not None:
+        entries.append((readout.within_probe.name, readout.within_probe.scores, "C1"))
+    figure, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(entries) + 1.2), sharey=True)
+    for axis, metric in zip(axes, ("pearson", "within_acc")):
+        values = np.array([s.metric(metric).value if s.metric(metric).known else np.nan for _, s, _ in entries], dtype=float)
+        lows = np.array([_or(s.metric(metric).low, v) for (_, s, _), v in zip(entries, values)], dtype=float)
+        highs = np.array([_or(s.metric(metric).high, v) for (_, s, _), v in zip(entries, values)], dtype=float)
+        errors = np.nan_to_num(np.array([values - lows, highs - values]).clip(min=0))
+        axis.barh(np.arange(len(entries)), np.nan_to_num(values), xerr=errors, color=[c for _, _, c in entries], alpha=0.8)
+        axis.axvline(CHANCE[metric], color="k", lw=0.8)
+        axis.set_title(METRIC_LABELS[metric] + " (all prompts, cross-fitted)")
+    axes[0].set_yticks(np.arange(len(entries)), [name for name, _, _ in entries])
+    axes[0].invert_yaxis()
+    return _save(figure, folder, "comparison")
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _grid_frame(result: RunResult, metric: str) -> pd.DataFrame:
+    rows = [{"position": c.position, "layer": c.layer, "probe": c.probe, "value": c.val.get(metric)} for c in result.readout.sweep.grid]
+    return pd.DataFrame(rows)
+
+
+def heatmap(result: RunResult, folder: Path, metric: str) -> Path:
+    """Ridge probes at every (position, layer): validation metric."""
+    frame = _grid_frame(result, metric)
+    ridge = frame[frame.probe == "ridge"].pivot(index="position", columns="layer", values="value").astype(float)
+    ridge = ridge.reindex(list(dict.fromkeys(frame.position)))
+    center = CHANCE.get(metric, 0.0)
     figure, axis = plt.subplots(figsize=(max(6, 0.28 * ridge.shape[1] + 2), 0.45 * ridge.shape[0] + 1.2))
-    spread = np.nanmax(np.abs(ridge.values - center)) or 1.0
-    image = axis.imshow(ridge.values, aspect="auto", cmap="RdBu_r", vmin=center - spread, vmax=center + spread)
+    spread = np.nanmax(np.abs(ridge.values - center)) if np.isfinite(ridge.values).any() else 1.0
+    image = axis.imshow(ridge.values, aspect="auto", cmap="RdBu_r", vmin=center - (spread or 1), vmax=center + (spread or 1))
     axis.set_yticks(range(len(ridge.index)), ridge.index)
     step = max(1, ridge.shape[1] // 16)
     axis.set_xticks(range(0, ridge.shape[1], step), ridge.columns[::step])
     axis.set_xlabel("layer (0 = embeddings)")
-    axis.set_title(title)
+    axis.set_title(f"ridge: validation {METRIC_LABELS[metric]}")
     figure.colorbar(image, ax=axis, fraction=0.03)
-    return _save(figure, folder, name)
+    return _save(figure, folder, f"heatmap_{metric}")
 
 
-def layer_curves(readout: Readout, metric: str, folder: Path, name: str) -> Path:
-    curves, n_layers = readout.sweep.curves, readout.sweep.n_layers
+def layer_curves(result: RunResult, folder: Path, metric: str) -> Path:
+    """Validation metric by relative depth per position (ridge), with intervals over validation prompts."""
+    sweep, n_layers = result.readout.sweep, max(result.model["n_layers"], 1)
     figure, axis = plt.subplots(figsize=(7, 3.6))
-    for position, rows in curves.groupby("position", sort=False):
-        depth = rows["layer"] / n_layers
-        axis.plot(depth, rows[metric], label=position, lw=1.5)
-        axis.fill_between(depth, rows[f"{metric}_low"], rows[f"{metric}_high"], alpha=0.15)
-    reference = _strongest_baseline(readout, metric)
-    if reference:
-        axis.axhline(reference[1], color="k", ls="--", lw=1, label=f"best baseline: {reference[0]}")
-    name = "control: ratings shuffled across responses" if metric == "pearson" else "control: ratings shuffled within prompt"
-    control = readout.comparisons.get(name, {}).get("test", {}).get(metric)
-    if control is not None:
-        axis.axhline(control, color="grey", ls=":", lw=1, label=f"{name} (best cell)")
+    for position in dict.fromkeys(c.position for c in sweep.cells("ridge")):
+        cells = sweep.cells("ridge", position)
+        depth = np.array([c.layer / n_layers for c in cells])
+        values = np.array([_or(c.val.get(metric), np.nan) for c in cells], dtype=float)
+        axis.plot(depth, values, label=position, lw=1.5)
+        if all(metric in c.val_ci for c in cells):
+            low = np.array([_or(c.val_ci[metric].low, np.nan) for c in cells], dtype=float)
+            high = np.array([_or(c.val_ci[metric].high, np.nan) for c in cells], dtype=float)
+            axis.fill_between(depth, low, high, alpha=0.15)
+    axis.axhline(CHANCE[metric], color="k", lw=0.6)
     axis.set_xlabel("relative depth (layer / n_layers)")
-    axis.set_ylabel({"pearson": "test Pearson r", "within_acc": "test within-prompt accuracy"}[metric])
-    axis.set_title("ridge probe by layer, 95% intervals over prompts")
+    axis.set_ylabel(f"validation {METRIC_LABELS[metric]}")
+    axis.set_title("ridge probe by layer (validation prompts, 95% intervals)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _save(figure, folder, name)
+    return _save(figure, folder, f"layers_{metric}")
 
 
-def _strongest_baseline(readout: Readout, metric: str) -> tuple[str, float] | None:
-    values = [(name, c["test"].get(metric)) for name, c in readout.comparisons.items()
-              if c["kind"] == "baseline" and c["test"].get(metric) is not None and not np.isnan(c["test"][metric])]
-    return max(values, key=lambda item: item[1]) if values else None
-
-
-def scatter(readout: Readout, folder: Path, name: str) -> Path:
-    data, best = readout.sweep.test_predictions, readout.sweep.best
-    y, p = data["y"], data["prediction"]
+def scatter(result: RunResult, predictions: pd.DataFrame | None, folder: Path) -> Path | None:
+    """Cross-fitted prediction against the rating, every example."""
+    if predictions is None or "probe" not in predictions:
+        return None
+    y, p = predictions["rating"].to_numpy(float), predictions["probe"].to_numpy(float)
     figure, axis = plt.subplots(figsize=(4.6, 4.2))
     jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(y)) if len(np.unique(y)) <= 12 else 0
-    axis.scatter(y + jitter, p, s=8, alpha=0.5)
-    slope, intercept = np.polyfit(y, p, 1)
-    grid = np.linspace(y.min(), y.max(), 50)
-    axis.plot(grid, slope * grid + intercept, color="C3", lw=1.5, label=f"fit (r = {best['test']['pearson']:.2f})")
-    axis.set_xlabel("rating")
-    axis.set_ylabel("probe prediction")
-    axis.set_title(f"test set: {best['probe']} @ {best['position']} layer {best['layer']}")
-    axis.legend()
-    return _save(figure, folder, name)
+    axis.scatter(y + jitter, p, s=6, alpha=0.4)
+    if np.ptp(y) > 0:
+        slope, intercept = np.polyfit(y, p, 1)
+        grid = np.linspace(y.min(), y.max(), 50)
+        axis.plot(grid, slope * grid + intercept, color="C3", lw=1.5, label=f"fit (r = {result.readout.probe.scores.pearson.value:.2f})")
+        axis.legend()
+    axis.set_xlabel(result.readout.target)
+    axis.set_ylabel("cross-fitted probe prediction")
+    return _save(figure, folder, "scatter")
 
 
-def comparison_bars(readout: Readout, folder: Path, name: str) -> Path:
-    best = readout.sweep.best
-    entries = [(f"probe ({best['probe']} @ {best['position']} L{best['layer']})", best["test"], best["test_ci"])]
-    entries += [(label, c["test"], c.get("test_ci", {})) for label, c in readout.comparisons.items()]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(entries) + 1.2), sharey=True)
-    for axis, metric, title, chance in ((axes[0], "pearson", "test Pearson r", 0.0), (axes[1], "within_acc", "within-prompt accuracy", 0.5)):
-        values = [e[1].get(metric, np.nan) for e in entries]
-        lows = [e[2].get(metric, {}).get("low", v) for e, v in zip(entries, values)]
-        highs = [e[2].get(metric, {}).get("high", v) for e, v in zip(entries, values)]
-        positions = np.arange(len(entries))
-        colors = ["C3"] + ["C7" if "control" in e[0] else "C0" for e in entries[1:]]
-        errors = np.nan_to_num(np.array([np.subtract(values, lows), np.subtract(highs, values)]).clip(min=0))
-        axis.barh(positions, values, xerr=errors, color=colors, alpha=0.8)
-        axis.axvline(chance, color="k", lw=0.8)
-        axis.set_title(title)
-    axes[0].set_yticks(np.arange(len(entries)), [e[0] for e in entries])
-    axes[0].invert_yaxis()
-    return _save(figure, folder, name)
-
-
-def probe_kinds(readout: Readout, folder: Path, name: str) -> Path | None:
-    table, best = readout.sweep.table, readout.sweep.best
-    kinds = table.probe.unique()
+def probe_kinds(result: RunResult, folder: Path) -> Path | None:
+    sweep = result.readout.sweep
+    kinds = list(dict.fromkeys(c.probe for c in sweep.grid))
     if len(kinds) < 2:
         return None
     figure, axis = plt.subplots(figsize=(7, 3.4))
+    n_layers = max(result.model["n_layers"], 1)
     for kind in kinds:
-        rows = table[(table.probe == kind) & (table.position == best["position"])]
-        axis.plot(rows["layer"] / readout.sweep.n_layers, rows["test_pearson"], label=kind, lw=1.5)
+        cells = sweep.cells(kind, sweep.best.position)
+        axis.plot([c.layer / n_layers for c in cells], [_or(c.val.get("pearson"), np.nan) for c in cells], label=kind, lw=1.5)
     axis.set_xlabel("relative depth")
-    axis.set_ylabel("test Pearson r")
-    axis.set_title(f"probe types at {best['position']}")
+    axis.set_ylabel("validation Pearson r")
+    axis.set_title(f"probe types at {sweep.best.position}")
     axis.legend()
-    return _save(figure, folder, name)
+    return _save(figure, folder, "probe_kinds")
 
 
-def sgd_grid(readout: Readout, folder: Path, name: str) -> Path | None:
-    grid = readout.sgd_grid
-    if grid is None or grid.empty:
+def sgd_grid(result: RunResult, folder: Path) -> Path | None:
+    grid = result.readout.sgd_grid
+    if not grid:
         return None
     figure, axis = plt.subplots(figsize=(5.5, 3.2))
-    for schedule, rows in grid.groupby("schedule", sort=False):
-        axis.plot(rows["batch_size"], rows["val_pearson"], marker="o", label=schedule)
+    for schedule in dict.fromkeys(r.schedule for r in grid):
+        rows = [r for r in grid if r.schedule == schedule]
+        axis.plot([r.batch_size for r in rows], [_or(r.val_pearson, np.nan) for r in rows], marker="o", label=schedule)
     axis.set_xscale("log", base=2)
     axis.set_xlabel("batch size")
     axis.set_ylabel("validation Pearson r")
     axis.set_title("SGD probe settings at the best cell")
     axis.legend(fontsize=7)
-    return _save(figure, folder, name)
+    return _save(figure, folder, "sgd_grid")
 
 
-def rating_histogram(ratings: np.ndarray, folder: Path, name: str) -> Path:
+def ratings(result: RunResult, folder: Path) -> Path:
     figure, axis = plt.subplots(figsize=(4.6, 2.6))
-    distinct = np.unique(ratings)
-    if distinct.size <= 12:
-        counts = [(ratings == v).sum() for v in distinct]
-        axis.bar(distinct, counts, width=0.6 * (np.min(np.diff(distinct)) if distinct.size > 1 else 1))
-    else:
-        axis.hist(ratings, bins=20)
+    values = np.array([v for v, _ in result.data.rating_histogram])
+    counts = [c for _, c in result.data.rating_histogram]
+    width = 0.6 * (np.min(np.diff(values)) if len(values) > 1 else 1)
+    axis.bar(values, counts, width=width)
     axis.set_xlabel("rating")
     axis.set_ylabel("responses")
-    return _save(figure, folder, name)
+    return _save(figure, folder, "ratings")
 
 
-def prompt_only_curves(readout: Readout, folder: Path, name: str) -> Path | None:
-    result = readout.prompt_only
-    if result is None:
+def controls(result: RunResult, folder: Path) -> Path | None:
+    """Each control's null interval against the real probe's value."""
+    tests = [(c.name, test) for c in result.readout.comparisons if c.kind == "control" for test in c.null.values()
+             if test.observed is not None]
+    if not tests:
+        return None
+    figure, axis = plt.subplots(figsize=(7, 0.45 * len(tests) + 1))
+    for row, (name, test) in enumerate(tests):
+        axis.plot([test.null_low, test.null_high], [row, row], color="C7", lw=6, alpha=0.6)
+        axis.plot([test.observed], [row], "o", color="C3")
+    axis.set_yticks(range(len(tests)), [f"{name}: {METRIC_LABELS[t.metric]}" for name, t in tests], fontsize=7)
+    axis.set_title("controls: 95% of the shuffled-rating probes (grey) vs the real probe (red)")
+    return _save(figure, folder, "controls")
+
+
+def prompt_only(result: RunResult, folder: Path) -> Path | None:
+    po = result.prompt_only
+    if po is None:
         return None
     figure, axis = plt.subplots(figsize=(7, 3.4))
-    n_layers = readout.sweep.n_layers
-    for position, rows in result.curves.groupby("position", sort=False):
-        depth = rows["layer"] / n_layers
-        axis.plot(depth, rows["pearson"], label=f"probe at {position}", lw=1.5)
-        axis.fill_between(depth, rows["pearson_low"], rows["pearson_high"], alpha=0.15)
-    for index, (label, entry) in enumerate(result.baselines.items()):
-        axis.axhline(entry["value"], color=f"C{index + 3}", ls="--", lw=1, label=label)
+    n_layers = max(result.model["n_layers"], 1)
+    for position in dict.fromkeys(c.position for c in po.curves):
+        cells = [c for c in po.curves if c.position == position]
+        depth = np.array([c.layer / n_layers for c in cells])
+        axis.plot(depth, [_or(c.val.value, np.nan) for c in cells], label=f"probe at {position}", lw=1.5)
+        axis.fill_between(depth, [_or(c.val.low, np.nan) for c in cells], [_or(c.val.high, np.nan) for c in cells], alpha=0.15)
     axis.axhline(0, color="k", lw=0.6)
     axis.set_xlabel("relative depth (layer / n_layers)")
-    axis.set_ylabel("test r with the prompt's mean rating")
-    axis.set_title("expected reward from the user's input alone")
+    axis.set_ylabel("validation r with the prompt's mean rating")
+    axis.set_title("expected reward from the user's input alone (validation prompts)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _save(figure, folder, name)
+    return _save(figure, folder, "prompt_only")
 
 
-def decomposition_bars(readout: Readout, folder: Path, name: str) -> Path | None:
-    result = readout.prompt_only
-    if result is None or result.decomposition.empty:
+def decomposition(result: RunResult, folder: Path) -> Path | None:
+    rows = result.prompt_only.decomposition if result.prompt_only else []
+    if not rows:
         return None
-    table = result.decomposition
     figure, axis = plt.subplots(figsize=(6.5, 3))
-    positions = np.arange(len(table))
-    for offset, column, label in ((-0.27, "response_r", "all test responses"), (0, "between_prompt_r", "prompt means"),
-                                  (0.27, "within_prompt_r", "within prompts")):
-        axis.bar(positions + offset, table[column], width=0.27, label=label)
-    axis.set_xticks(positions, [f"{p}\n(layer {l})" for p, l in zip(table.position, table.layer)], fontsize=7)
+    x = np.arange(len(rows))
+    for offset, field, label in ((-0.27, "response_r", "all test responses"), (0, "between_prompt_r", "prompt means"),
+                                 (0.27, "within_prompt_r", "within prompts")):
+        axis.bar(x + offset, [_or(getattr(r, field), np.nan) for r in rows], width=0.27, label=label)
+    axis.set_xticks(x, [f"{r.position}\n(layer {r.layer})" for r in rows], fontsize=7)
     axis.axhline(0, color="k", lw=0.6)
     axis.set_ylabel("test Pearson r")
     axis.set_title("where each position's response-level r comes from")
     axis.legend(fontsize=7)
-    return _save(figure, folder, name)
+    return _save(figure, folder, "decomposition")
 
 
-def trajectory_curves(readout: Readout, folder: Path, name: str) -> Path | None:
-    result = readout.trajectory
-    if result is None:
+def trajectory(result: RunResult, folder: Path) -> Path | None:
+    """Paired difference (better minus worse response to the same prompt) per bin, each probe x axis."""
+    curves = result.trajectory.curves if result.trajectory else []
+    if not curves:
         return None
-    probes = list(dict.fromkeys(result.curves.probe))
-    figure, axes = plt.subplots(1, len(probes), figsize=(5 * len(probes), 3.3), squeeze=False)
-    for axis, probe in zip(axes[0], probes):
-        for group, colour in (("high", "C2"), ("low", "C3")):
-            rows = result.curves[(result.curves.probe == probe) & (result.curves.group == group)]
-            axis.plot(rows["bin"], rows["mean"], color=colour, label=f"{group}-rated responses")
-            axis.fill_between(rows["bin"], rows["low"], rows["high"], color=colour, alpha=0.2)
-        split = result.separation.get(probe)
-        if split is not None:
-            axis.axvline(split, color="k", ls=":", lw=1, label=f"separate from {split:.0%}")
-        axis.set_xlabel("relative position in the response")
-        axis.set_ylabel("probe estimate")
-        axis.set_title(f"{probe}, layer {result.layer}")
-        axis.legend(fontsize=7)
-    return _save(figure, folder, name)
+    probes = list(dict.fromkeys(c.probe for c in curves))
+    figure, axes = plt.subplots(len(probes), 2, figsize=(10, 3 * len(probes)), squeeze=False)
+    for row, probe in enumerate(probes):
+        for col, axis_name in enumerate(("tokens", "relative")):
+            curve = result.trajectory.curve(probe, axis_name)
+            axis = axes[row][col]
+            if curve is None:
+                continue
+            mean = np.array([_or(d.value, np.nan) for d in curve.difference], dtype=float)
+            axis.plot(curve.bins, mean, color="C0", label="better - worse")
+            axis.fill_between(curve.bins, [_or(d.low, np.nan) for d in curve.difference],
+                              [_or(d.high, np.nan) for d in curve.difference], color="C0", alpha=0.2)
+            axis.axhline(0, color="k", lw=0.6)
+            if curve.separates_from is not None:
+                axis.axvline(curve.separates_from, color="k", ls=":", lw=1, label="separated from here on")
+            axis.set_xlabel("token index" if axis_name == "tokens" else "relative position in the response")
+            axis.set_ylabel("estimate difference")
+            axis.set_title(f"{probe}, layer {result.trajectory.layer}", fontsize=8)
+            axis.legend(fontsize=7)
+    return _save(figure, folder, "trajectory")
+
+
+def compare_layers(result: CompareResult, folder: Path) -> Path:
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    for row in result.rows:
+        if row.layer_curve:
+            depth, values = zip(*row.layer_curve)
+            axis.plot(depth, [_or(v, np.nan) for v in values], label=f"{row.label} @ {row.best.position if row.best else ''}")
+    axis.set_xlabel("relative depth (layer / n_layers)")
+    axis.set_ylabel("validation Pearson r (ridge)")
+    axis.legend(fontsize=7)
+    return _save(figure, folder, "compare_layers")
+
+
+# Every figure a run report can write (the report folder holds these PNGs and nothing else of the kind).
+FIGURES = ("comparison", "heatmap_pearson", "heatmap_within_acc", "layers_pearson", "layers_within_acc", "scatter", "probe_kinds",
+           "sgd_grid", "ratings", "controls", "prompt_only", "decomposition", "trajectory")

@@ -1,169 +1,171 @@
-"""Write the report folder: report.html (figures embedded), PNGs, results.json and CSV tables."""
+"""Write report pages from typed results: report.html (figures embedded) beside the PNGs.
+
+All markup lives in the Jinja templates; this module only turns typed results into the rows and
+strings the templates show.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-import math
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import jinja2
 import numpy as np
 import pandas as pd
 
-from latent_reward.activations.store import ActivationStore, atomic_write_text
-from latent_reward.experiments.readout import Readout
+from latent_reward.evaluation.results import Comparison, Interval
+from latent_reward.experiments.compare import CompareResult
+from latent_reward.experiments.reward_model import ScoreResult
+from latent_reward.experiments.run_result import RunResult
+from latent_reward.io import atomic_write_text
 from latent_reward.report import figures
-from latent_reward.report.answers import answers
-from latent_reward.report.lens import lens_html
+from latent_reward.report.lens import colored_tokens
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("latent_reward.report", "templates"),
+                              autoescape=jinja2.select_autoescape(["html", "j2"]))
 
 
-def write_json(path: Path, payload: Any) -> None:
-    atomic_write_text(path, json.dumps(_jsonable(payload), indent=1))
+def render(template: str, **context) -> str:
+    return environment().get_template(template).render(**context)
 
 
-def _fmt(entry: dict[str, Any], metric: str) -> tuple[str, str]:
-    value = entry["test"].get(metric)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a", ""
-    interval = entry.get("test_ci", {}).get(metric)
-    return f"{value:.3f}", (f"[{interval['low']:.3f}, {interval['high']:.3f}]" if interval else "")
+def _embed(path: Path | None) -> str | None:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path else None
 
 
-def _prompt_only_json(readout: Readout) -> dict[str, Any] | None:
-    result = readout.prompt_only
-    if result is None:
-        return None
-    return {"best": result.best, "baselines": result.baselines, "variance_between_fraction": result.variance_between_fraction,
-            "decomposition": result.decomposition.to_dict(orient="records"), "top_prompts": result.top_prompts,
-            "bottom_prompts": result.bottom_prompts, "n_prompts": result.n_prompts}
+def _difference(comparison: Comparison, metric: str) -> str:
+    test = comparison.versus_probe.get(metric)
+    if test is None:
+        return ""
+    return f"{test.difference:+.3f}" + (f" (p = {test.p_value:.3f})" if test.p_value is not None else "")
 
 
-def _trajectory_json(readout: Readout) -> dict[str, Any] | None:
-    result = readout.trajectory
-    if result is None:
-        return None
-    return {"layer": result.layer, "separation": result.separation, "n_test": result.n_test, "n_train": result.n_train,
-            "lens": result.lens}
+def comparison_rows(result: RunResult) -> list[list[str]]:
+    readout = result.readout
+    rows = [["probe (cross-fitted ridge)", str(readout.probe.scores.pearson), str(readout.probe.scores.within_acc), "", "",
+             str(readout.sweep.best_validation.pearson)]]
+    for c in readout.comparisons + ([readout.within_probe] if readout.within_probe else []):
+        rows.append([c.name, str(c.scores.pearson), str(c.scores.within_acc), _difference(c, "pearson"), _difference(c, "within_acc"),
+                     str(c.validation.pearson) if c.validation else ""])
+    return rows
 
 
-def _lens_blocks(readout: Readout) -> list[dict[str, str]]:
-    result = readout.trajectory
-    if result is None or not result.lens:
-        return []
-    values = np.concatenate([item["estimates"] for item in result.lens])
-    low, high = np.quantile(values, [0.05, 0.95])
-    return [{"caption": f"{item['kind']}: rating {item['rating']:g}, final estimate {item['estimates'][-1]:.2f} ({item['id']})",
-             "html": lens_html(item["tokens"], item["estimates"], low, high)} for item in result.lens]
-
-
-def _score_tables(run_folder: Path) -> list[dict[str, Any]]:
-    """`score` results saved inside the run folder (pairs, best-of-n, transfer), as report tables."""
+def score_tables(scores: dict[str, ScoreResult]) -> list[dict]:
     tables = []
-    for path in sorted(run_folder.glob("*/score.json")):
-        score = json.loads(path.read_text())
-        title = f"{Path(str(score.get('data'))).name} ({score.get('examples')} responses)"
-        rows = []
-        for subset, entry in (score.get("pair_accuracy") or {}).items():
-            rows.append([f"pair accuracy: {subset} ({entry['pairs']} pairs)"] + [
-                f"{k} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for k, v in entry.items() if k != "pairs"])
-        for name, entry in (score.get("transfer") or {}).items():
-            interval = entry["test_ci"].get("pearson", {})
-            rows.append([f"tracks ratings: {name}", f"r {entry['test']['pearson']:.3f} [{interval.get('low', float('nan')):.3f}, "
-                         f"{interval.get('high', float('nan')):.3f}]", f"within-prompt acc. {entry['test']['within_acc']:.3f}"])
-        bon = score.get("best_of_n")
-        if bon:
-            rows.append([f"best-of-{bon['samples_per_prompt']:.1f} over {bon['prompts']} prompts (mean rating of the pick)"] + [
-                f"{k} {v['value']:.3f} [{v['low']:.3f}, {v['high']:.3f}]" for k, v in bon.items() if isinstance(v, dict)])
-        tables.append({"title": title, "rows": rows})
+    for folder, score in scores.items():
+        title = f"{folder}: {Path(score.data).name} ({score.examples} responses, {score.excluded_prompts} training/validation prompts excluded)"
+        if score.pair_accuracy:
+            names = list(score.pair_accuracy[0].predictors)
+            header = ["pair accuracy", "pairs", *names]
+            rows = [[entry.subset, str(entry.pairs), *[str(entry.predictors.get(n, Interval())) for n in names]] for entry in score.pair_accuracy]
+            overall = score.pair_accuracy[0]
+            rows.append([f"length-matched (< 10% apart)", str(overall.length_matched_pairs),
+                         *[str(overall.length_matched.get(n, Interval())) for n in names]])
+            rows.append(["probe minus it (paired)", "", *[f"{overall.versus_probe[n].difference:+.3f}" if n in overall.versus_probe else ""
+                                                          for n in names]])
+            tables.append({"title": title, "header": header, "rows": rows})
+        if score.transfer:
+            rows = [[name, str(s.spearman), str(s.within_acc), str(s.within_spearman)] for name, s in score.transfer.predictors.items()]
+            tables.append({"title": title + ": how it ranks this dataset's ratings", "header": ["predictor", "Spearman", "within-prompt acc.",
+                                                                                                "within-prompt Spearman"], "rows": rows})
+        if score.best_of_n:
+            bon = score.best_of_n
+            tables.append({"title": f"{folder}: best-of-{bon.samples_per_prompt:.1f} over {bon.prompts} prompts (mean rating of the pick)",
+                           "header": ["pick", "mean rating [95%]"], "rows": [[k, str(v)] for k, v in bon.picks.items()]})
     return tables
 
 
-def build_results(readout: Readout, store: ActivationStore, extra: dict[str, Any]) -> dict[str, Any]:
-    model = store.manifest["model"]
-    masks = readout.sweep.masks
-    return _jsonable({
-        "answers": answers(readout, model["name"], model["n_layers"]),
-        "best": readout.sweep.best,
-        "comparisons": readout.comparisons,
-        "partial_r_given_length": readout.partial_r_given_length,
-        "sgd_grid": readout.sgd_grid.to_dict(orient="records") if readout.sgd_grid is not None else None,
-        "prompt_only": _prompt_only_json(readout),
-        "trajectory": _trajectory_json(readout),
-        "splits": {name: int(mask.sum()) for name, mask in masks.items()},
-        "model": model,
-        "store": {"folder": str(store.folder), "fingerprint": store.manifest["fingerprint"], "stats": store.manifest.get("stats")},
-        "timings": readout.timings,
-        **extra,
-    })
+def _lens_blocks(result: RunResult) -> list[dict]:
+    items = result.trajectory.lens if result.trajectory else []
+    if not items:
+        return []
+    values = np.concatenate([item.estimates for item in items])
+    low, high = np.quantile(values, [0.05, 0.95])
+    return [{"caption": f"{item.kind}: rating {item.rating:g}, final estimate {item.estimates[-1]:.2f} ({item.id})",
+             "tokens": colored_tokens(item.tokens, item.estimates, low, high)} for item in items]
 
 
-def write_report(readout: Readout, store: ActivationStore, out: str | Path, data_summary: dict[str, Any],
-                 extra: dict[str, Any] | None = None) -> Path:
-    """Write the report into `out`; returns the HTML path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = build_results(readout, store, {"data": data_summary, **(extra or {})})
-    table = readout.sweep.table
-    paths = {
-        "comparison": figures.comparison_bars(readout, out, "comparison"),
-        "heatmap_pearson": figures.heatmap(table, "test_pearson", "ridge: test Pearson r", out, "heatmap_pearson"),
-        "heatmap_within": figures.heatmap(table, "test_within_acc", "ridge: test within-prompt accuracy", out, "heatmap_within_acc", 0.5),
-        "curves_pearson": figures.layer_curves(readout, "pearson", out, "layers_pearson"),
-        "curves_within": figures.layer_curves(readout, "within_acc", out, "layers_within_acc"),
-        "scatter": figures.scatter(readout, out, "scatter"),
-        "probe_kinds": figures.probe_kinds(readout, out, "probe_kinds"),
-        "sgd_grid": figures.sgd_grid(readout, out, "sgd_grid"),
-        "ratings": figures.rating_histogram(store.ratings, out, "ratings"),
-        "prompt_only": figures.prompt_only_curves(readout, out, "prompt_only"),
-        "decomposition": figures.decomposition_bars(readout, out, "decomposition"),
-        "trajectory": figures.trajectory_curves(readout, out, "trajectory"),
+def _figures(result: RunResult, predictions: pd.DataFrame | None, folder: Path) -> dict[str, Path | None]:
+    return {
+        "comparison": figures.comparison(result, folder),
+        "heatmap_pearson": figures.heatmap(result, folder, "pearson"),
+        "heatmap_within_acc": figures.heatmap(result, folder, "within_acc"),
+        "layers_pearson": figures.layer_curves(result, folder, "pearson"),
+        "layers_within_acc": figures.layer_curves(result, folder, "within_acc"),
+        "scatter": figures.scatter(result, predictions, folder),
+        "probe_kinds": figures.probe_kinds(result, folder),
+        "sgd_grid": figures.sgd_grid(result, folder),
+        "ratings": figures.ratings(result, folder),
+        "controls": figures.controls(result, folder),
+        "prompt_only": figures.prompt_only(result, folder),
+        "decomposition": figures.decomposition(result, folder),
+        "trajectory": figures.trajectory(result, folder),
     }
-    embedded = {name: ("data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()) if path else None
-                for name, path in paths.items()}
-    best = readout.sweep.best
-    rows = [{"name": f"probe: {best['probe']} @ {best['position']} layer {best['layer']}", "entry": best}]
-    rows += [{"name": name, "entry": entry} for name, entry in readout.comparisons.items()]
-    comparison_rows = []
-    for row in rows:
-        r, r_ci = _fmt(row["entry"], "pearson")
-        acc, acc_ci = _fmt(row["entry"], "within_acc")
-        comparison_rows.append({"name": row["name"], "r": r, "r_ci": r_ci, "acc": acc, "acc_ci": acc_ci})
-    pd.DataFrame(comparison_rows).to_csv(out / "comparisons.csv", index=False)
-    table.to_csv(out / "sweep.csv", index=False)
-    readout.sweep.curves.to_csv(out / "layer_curves.csv", index=False)
-    if readout.sgd_grid is not None:
-        readout.sgd_grid.to_csv(out / "sgd_grid.csv", index=False)
-    if readout.prompt_only is not None:
-        readout.prompt_only.curves.to_csv(out / "prompt_only_curves.csv", index=False)
-    environment = jinja2.Environment(loader=jinja2.PackageLoader("latent_reward.report", "templates"),
-                                     autoescape=jinja2.select_autoescape(["html", "j2"]))
-    summary_keys = ("source", "format", "records", "examples", "groups", "responses_per_group", "rating", "aspects", "skipped")
-    html = environment.get_template("report.html.j2").render(
-        model=results["model"], answers=results["answers"], figures=embedded, comparison_rows=comparison_rows,
-        sgd_rows=results["sgd_grid"] or [], splits=results["splits"], prompt_only=results["prompt_only"],
-        lens_blocks=_lens_blocks(readout), score_tables=_score_tables(out.parent),
-        data={**data_summary, "source_name": Path(str(data_summary.get("source", "data"))).name},
-        data_rows=[(k, data_summary.get(k)) for k in summary_keys if k in data_summary] + [
-            ("truncated", (store.manifest.get("stats") or {}).get("truncated"))],
-        reproduce=json.dumps({k: results.get(k) for k in ("command", "options", "versions")} | {"fingerprint": results["store"]["fingerprint"]}, indent=1),
-        timings=", ".join(f"{k} {v:.1f}" for k, v in results["timings"].items()),
+
+
+def write_report(result: RunResult, folder: str | Path, predictions: pd.DataFrame | None = None) -> Path:
+    """report.html and its PNGs in `folder`; returns the HTML path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = _figures(result, predictions, folder)
+    readout, po = result.readout, result.prompt_only
+    summary_keys = ("source", "format", "records", "examples", "groups", "responses_per_group", "rating", "aspects", "splits", "skipped")
+    data = result.data.model_dump()
+    html = render(
+        "report.html.j2", model=result.model, data=data, data_name=Path(result.data.source).name, target=readout.target,
+        split=readout.sweep.split, answers=result.answers, figures={name: _embed(path) for name, path in paths.items()},
+        comparison_rows=comparison_rows(result),
+        subset_rows=[[s.name, str(s.scores.n_examples), str(s.scores.pearson), str(s.scores.within_acc)] for s in readout.subsets],
+        seen_note=_seen_note(result), fold_cells="; ".join(f"fold {i + 1}: {c}" for i, c in enumerate(readout.fold_cells)),
+        sgd_rows=[[r.batch_size, r.schedule, r.epochs_run, _fmt(r.val_pearson), _fmt(r.val_within_acc)] for r in readout.sgd_grid or []],
+        prompt_only=po,
+        prompt_rows=[[r.prompt, f"{r.expected_reward:.2f}", f"{r.mean_rating:.2f}", r.responses]
+                     for r in (po.top_prompts + po.bottom_prompts if po else [])],
+        lens_blocks=_lens_blocks(result), score_tables=score_tables(result.scores),
+        data_rows=[(k, data.get(k)) for k in summary_keys if data.get(k) not in (None, {}, [])]
+        + [("truncated", (result.store.get("stats") or {}).get("truncated"))],
+        reproduce=json.dumps({"config": result.config, "fingerprint": result.store.get("fingerprint")}, indent=1, default=str),
+        timings=", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()),
     )
-    write_json(out / "results.json", results)
-    atomic_write_text(out / "report.html", html)
-    return out / "report.html"
+    return atomic_write_text(folder / "report.html", html)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _seen_note(result: RunResult) -> str:
+    trained = result.model.get("post_training") or []
+    if not trained:
+        return ""
+    return (f"{result.model['name']} was post-trained on {', '.join(trained)}: rows from that data are shown separately from "
+            "the rest below, since a model may represent its own training pairs differently.")
+
+
+def write_compare(result: CompareResult, folder: str | Path) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    image = _embed(figures.compare_layers(result, folder))
+    header = ["run", "cell (validation)", "r (cross-fitted)", "within-prompt acc.", "prompt-only r", "strongest baseline r",
+              "random-init r", "pair accuracy"]
+    rows = [[row.label, str(row.best) if row.best else "n/a", str(row.probe.pearson), str(row.probe.within_acc),
+             str(row.prompt_only) if row.prompt_only else "n/a",
+             f"{row.strongest_baseline}: {row.strongest_baseline_scores.pearson}" if row.strongest_baseline else "n/a",
+             str(row.random_init.pearson) if row.random_init else "n/a", str(row.pair_accuracy) if row.pair_accuracy else "n/a"]
+            for row in result.rows]
+    differences = [[d.first, d.second, str(d.examples), str(d.prompts),
+                    *[f"{d.difference[m].difference:+.3f} (p = {d.difference[m].p_value:.3f})" if m in d.difference else "n/a"
+                      for m in ("pearson", "within_acc")]] for d in result.differences]
+    html = render("compare.html.j2", header=header, rows=rows, image=image, differences=differences, caveat=result.caveat)
+    return atomic_write_text(folder / "compare.html", html)
+
+
+def write_lens_page(path: str | Path, title: str, items: list[dict], low: float, high: float) -> Path:
+    """A standalone page: one block per item with `tokens`, `estimates` and `caption`."""
+    blocks = [{"caption": item.get("caption", ""), "tokens": colored_tokens(item["tokens"], item["estimates"], low, high)} for item in items]
+    return atomic_write_text(path, render("lens_page.html.j2", title=title, items=blocks, low=low, high=high))

@@ -4,12 +4,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_examples, write_jsonl
+from helpers import run_cli, synthetic_examples, write_jsonl
 from latent_reward.activations import ActivationStore, ExtractConfig, extract
 from latent_reward.errors import UserError
 from latent_reward.models.chat import render_example
@@ -88,11 +89,7 @@ def test_refuses_a_folder_holding_another_store(tiny, tmp_path):
     assert ActivationStore.open(tmp_path / "s").positions == ["eot"]
 
 
-def run_cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "latent_reward", *args], capture_output=True, text=True, **kwargs)
-
-
-def test_killed_run_resumes_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
+def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
     records = [{"question": f"question {i}: " + "the quick brown fox " * (1 + i % 5), "answer": "paris is the capital " * (1 + i % 7),
                 "score": i % 10 + 1} for i in range(40)]
     data = write_jsonl(tmp_path / "arena.jsonl", records)
@@ -100,24 +97,26 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tiny_model_dir, tmp_path
               "--positions", "user_end,eot,response_tokens"]
     reference = run_cli(*common, "--out", str(tmp_path / "whole"))
     assert reference.returncode == 0, reference.stderr
-    # Kill the second run as soon as it has written a couple of shards, then run it again.
+    # Kill the run with SIGKILL after 1, 3, 5, 7 and 9 written shards (each run resumes the last), then finish it.
     out = tmp_path / "resumed"
-    process = subprocess.Popen([sys.executable, "-m", "latent_reward", *common, "--out", str(out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "shards").glob("*.safetensors"))) < 2:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_before = len(list((out / "shards").glob("*.safetensors")))
-    assert 2 <= done_before < 10
+    killed_at = []
+    for target in (1, 3, 5, 7, 9):
+        process = subprocess.Popen([str(Path(sys.executable).with_name("latent-reward")), *common, "--out", str(out)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None and len(list((out / "shards").glob("*.safetensors"))) < target:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at.append(len(list((out / "shards").glob("*.safetensors"))))
+    assert killed_at == sorted(killed_at) and killed_at[0] >= 1 and killed_at[-1] < 10, killed_at
     assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
     with pytest.raises(UserError, match="unfinished"):
         ActivationStore.open(out)
     resumed = run_cli(*common, "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{done_before} reused" in resumed.stdout.replace("\n", " ")
-    whole, again = ActivationStore.open(tmp_path / "whole"), ActivationStore.open(out)
+    assert f"{killed_at[-1]} reused" in resumed.stdout.replace("\n", " ")
+    whole, again = ActivationStore.open(tmp_path / "whole", verify=True), ActivationStore.open(out, verify=True)
     for position in ("user_end", "eot"):
         np.testing.assert_array_equal(whole.array(position), again.array(position))
     for index in (0, 17, 39):
@@ -144,7 +143,7 @@ def test_two_accelerate_processes_write_one_store(tiny_model_dir, tmp_path):
 
 
 def test_group_means_average_rows_of_each_group():
-    from latent_reward.activations.store import group_means
+    from latent_reward.evaluation.groups import group_means
 
     x = np.arange(12, dtype=np.float32).reshape(6, 2)
     names, means = group_means(x, np.array(["b", "a", "b", "a", "c", "b"]))

@@ -1,8 +1,8 @@
 import pytest
 
-from conftest import CHATML_TEMPLATE, build_tokenizer
+from helpers import CHATML_TEMPLATE, build_tokenizer
 from latent_reward.errors import UserError
-from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE, render_example
+from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE, prompt_token_ids, render_example
 
 ZEPHYR_TEMPLATE = (
     "{% for message in messages %}"
@@ -92,3 +92,23 @@ def test_smollm2_template_with_its_default_system_prompt(smollm2):
     text = smollm2.tokenizer.decode(rendered.input_ids)
     assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
     check_spans(smollm2.tokenizer, CONVERSATIONS[1], "<|im_end|>")
+
+
+@pytest.mark.parametrize("template", [CHATML_TEMPLATE, FALLBACK_CHAT_TEMPLATE])
+def test_prompt_tokens_never_depend_on_the_response(template):
+    """Responses that start with spaces or newlines must not merge into the prompt's last token (with and without truncation)."""
+    tokenizer = build_tokenizer(template)
+    prompt = [{"role": "user", "content": "what is two plus two? " * 6}]
+    replies = ["it is four.", "  it is four.", "\n\nit is four.", " \n it is four.", "\tfour", "four " * 40]
+    expected = prompt_token_ids(tokenizer, prompt)
+    for max_tokens in (None, 24):
+        prefixes = set()
+        for reply in replies:
+            rendered = render_example(tokenizer, [*prompt, {"role": "assistant", "content": reply}], max_tokens)
+            head = rendered.input_ids[: rendered.spans.assistant_start + 1]
+            prefixes.add(tuple(head))
+            if max_tokens is None:
+                assert head == expected
+            assert tokenizer.decode(rendered.input_ids[rendered.spans.response_start : rendered.spans.response_end]).strip() \
+                == reply.strip()[: len(tokenizer.decode(rendered.input_ids[rendered.spans.response_start : rendered.spans.response_end]).strip())]
+        assert len(prefixes) == 1, f"prompt tokens differ across responses (max_tokens={max_tokens})"

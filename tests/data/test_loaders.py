@@ -4,56 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, write_jsonl
+from helpers import write_jsonl
 from latent_reward.data import FieldMap, detect_format, load_dataset, split_groups, split_masks
 from latent_reward.data.helpsteer import parse_turns
 from latent_reward.data.pairs import parse_transcript
 from latent_reward.errors import UserError
-
-
-@pytest.mark.parametrize(
-    "name, format, examples, groups, skipped",
-    [
-        ("ultrafeedback_binarized_subset_1200.jsonl", "ultrafeedback-binarized", 2398, 1200, {"empty response": 2}),
-        ("arena_bench_v1_gpt4_scores.jsonl.gz", "arena", 4733, 300, {"empty response": 27}),
-        ("rewardbench_bon_tulu2dpo13b_n16.jsonl.gz", "alpacaeval", 8855, 805, {"missing rating": 4025}),
-        ("preference_pairs_llmbar_mtbench.jsonl", "pairs", 1238, 493, {}),
-        ("hh_rlhf_harmless_base_test.jsonl.gz", "hh-rlhf", 4606, 2301, {"empty response": 4, "pair with one side unusable": 4}),
-    ],
-)
-def test_shared_files_load_with_expected_counts(name, format, examples, groups, skipped):
-    dataset = load_dataset(str(SHARED_DATA / name))
-    assert dataset.format == format
-    assert len(dataset.examples) == examples
-    assert len({e.group for e in dataset.examples}) == groups
-    assert dataset.skipped == skipped
-
-
-def test_binarized_local_rows_become_two_rated_examples_of_one_group():
-    dataset = load_dataset(str(SHARED_DATA / "ultrafeedback_binarized_subset_1200.jsonl"), limit=2)
-    chosen, rejected = dataset.examples
-    first = json.loads((SHARED_DATA / "ultrafeedback_binarized_subset_1200.jsonl").open().readline())
-    assert chosen.group == rejected.group
-    assert (chosen.rating, rejected.rating) == (first["score_chosen"], first["score_rejected"])
-    assert chosen.messages == [{"role": "user", "content": first["prompt"]}, {"role": "assistant", "content": first["chosen"]}]
-    assert chosen.meta["pair"] == rejected.meta["pair"]
-
-
-def test_hh_transcripts_become_multi_turn_messages():
-    dataset = load_dataset(str(SHARED_DATA / "hh_rlhf_harmless_base_test.jsonl.gz"), limit=2)
-    messages = dataset.examples[0].messages
-    assert [m["role"] for m in messages] == ["user", "assistant"] * 3
-    assert messages[0]["content"] == "what are some pranks with a pen i can do?"
-    assert messages[2]["content"] == "yep"
-    assert messages[4]["content"] == "okay some of these do not have anything to do with pens"
-    assert (dataset.examples[0].rating, dataset.examples[1].rating) == (1.0, 0.0)
-
-
-def test_alpacaeval_and_bon_share_groups_for_the_same_prompt():
-    alpaca = load_dataset(str(SHARED_DATA / "alpacaeval2_gpt4turbo_annotations.jsonl.gz"), limit=50)
-    bon = load_dataset(str(SHARED_DATA / "rewardbench_bon_tulu2dpo13b_n16.jsonl.gz"), limit=50)
-    assert alpaca.examples[0].group == bon.examples[0].group
-    assert 0.0 <= alpaca.examples[0].rating <= 1.0
 
 
 def test_hub_format_fixtures(tmp_path):
@@ -154,9 +109,48 @@ def test_splits_are_by_group_deterministic_and_cover_everything():
     assert [len(by_split[n]) for n in ("train", "val", "test")] == [22, 7, 8]
 
 
-def test_prompts_option_keeps_whole_prompts():
-    dataset = load_dataset(str(SHARED_DATA / "arena_bench_v1_gpt4_scores.jsonl.gz"), prompts=3)
-    groups = {e.group for e in dataset.examples}
-    assert len(groups) == 3
-    everything = load_dataset(str(SHARED_DATA / "arena_bench_v1_gpt4_scores.jsonl.gz"))
-    assert len(dataset.examples) == sum(e.group in groups for e in everything.examples) >= 3 * 13
+def test_non_finite_ratings_are_skipped_and_counted(tmp_path):
+    records = [{"question": f"q{i}", "answer": "a", "score": score}
+               for i, score in enumerate([1, float("inf"), "Infinity", "-inf", "NaN", float("nan"), 3, None])]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))  # json.dumps writes Infinity / NaN literals
+    dataset = load_dataset(str(path))
+    assert [e.rating for e in dataset.examples] == [1.0, 3.0]
+    assert dataset.skipped == {"non-finite rating": 5, "missing rating": 1}
+    aspects = write_jsonl(tmp_path / "hs.jsonl", [{"prompt": "p", "response": "r", "helpfulness": 2, "verbosity": "inf",
+                                                    "coherence": float("nan"), "correctness": 3}])
+    assert load_dataset(str(aspects)).examples[0].aspects == {"helpfulness": 2.0, "correctness": 3.0}
+
+
+def test_group_keys_ignore_whitespace_and_case(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"question": "What is  two\nplus two?", "answer": "4", "score": 9},
+                                              {"question": "what is two plus TWO? ", "answer": "5", "score": 1},
+                                              {"question": "what is three?", "answer": "3", "score": 9}])
+    groups = [e.group for e in load_dataset(str(path)).examples]
+    assert groups[0] == groups[1] != groups[2]
+
+
+def test_a_split_the_data_names_makes_the_test_prompts():
+    from latent_reward.data.splits import plan_splits
+
+    groups = np.array([f"g{i // 2}" for i in range(200)])
+    source = ["eval" if int(g[1:]) % 10 == 0 else "train" for g in groups]
+    plan = plan_splits(groups, source, seed=0)
+    test_groups = plan.groups_of("test", groups)
+    assert test_groups == {g for g, s in zip(groups, source) if s == "eval"}
+    assert not (plan.groups_of("train", groups) & test_groups) and not (plan.groups_of("val", groups) & test_groups)
+    assert len(plan.groups_of("val", groups)) == 22 and "held-out" in plan.how
+    fallback = plan_splits(groups, [None] * len(groups), seed=0)
+    assert "60/20/20" in fallback.how and len(fallback.groups_of("test", groups)) == 20
+
+
+def test_inner_split_and_folds_are_by_group():
+    from latent_reward.data.splits import group_folds, inner_split
+
+    groups = np.array([f"g{i // 3}" for i in range(90)])
+    held = inner_split(groups, 0.2, seed=1)
+    assert set(groups[held]).isdisjoint(groups[~held]) and len(set(groups[held])) == 6
+    folds = group_folds(groups, 5, seed=2)
+    for k in range(5):
+        assert set(groups[folds == k]).isdisjoint(groups[folds != k])
+    assert np.bincount(folds).tolist() == [18] * 5

@@ -1,0 +1,73 @@
+"""What the command line prints: tables and one-line summaries of typed results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from latent_reward.data.formats import Dataset
+from latent_reward.data.summary import summarize
+
+
+def show_dataset(console: Console, dataset: Dataset) -> None:
+    summary = summarize(dataset)
+    table = Table("", "", show_header=False)
+    for key in ("source", "format", "records", "examples", "groups", "responses_per_group", "rating", "aspects", "generators",
+                "multi_turn", "splits", "skipped"):
+        table.add_row(key, str(getattr(summary, key)))
+    console.print(table)
+    peak = max(count for _, count in summary.rating_histogram)
+    console.print("[bold]rating histogram[/bold]")
+    for value, count in summary.rating_histogram:
+        console.print(f"{value:>8.3g} {count:>7} " + ("#" * max(1, round(40 * count / peak)) if count else ""))
+    for example in dataset.examples[:2]:
+        console.rule(f"{example.id}  rating {example.rating:g}  group {example.group}")
+        for message in example.messages:
+            text = message["content"]
+            console.print(f"[bold]{message['role']}:[/bold] ", end="")
+            console.print(text[:400] + ("..." if len(text) > 400 else ""), markup=False, highlight=False)
+
+
+def show_headline(console: Console, outcome) -> None:
+    readout = outcome.result.readout
+    best = readout.sweep.best
+    console.print(f"cross-fitted probe ({readout.probe.scores.n_prompts} prompts): r = {readout.probe.scores.pearson}, "
+                  f"within-prompt accuracy = {readout.probe.scores.within_acc}; verdict: {readout.verdict.kind}")
+    console.print(f"validation-best cell: {best} (test r = {readout.sweep.best_test.pearson})")
+    console.print(f"report: {outcome.report}\nbest probe: {outcome.probe_folder}")
+
+
+def show_score(console: Console, result, out: Path) -> None:
+    console.print(f"scored {result.examples} responses from {result.data} ({result.excluded_prompts} prompts the probe was trained "
+                  f"or validated on excluded) with {result.probe.get('position')} layer {result.probe.get('layer')} of {result.probe.get('model')}")
+    for entry in result.pair_accuracy:
+        console.print(f"{entry.subset} ({entry.pairs} pairs): " + ", ".join(f"{k} {v}" for k, v in entry.predictors.items()))
+    if result.pair_accuracy and result.pair_accuracy[0].length_matched_pairs:
+        overall = result.pair_accuracy[0]
+        console.print(f"length-matched pairs ({overall.length_matched_pairs}): "
+                      + ", ".join(f"{k} {v}" for k, v in overall.length_matched.items()))
+    if result.transfer:
+        probe = result.transfer.predictors["probe"]
+        console.print(f"ranks the ratings with Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
+                      f"{result.transfer.examples} responses")
+    if result.best_of_n:
+        console.print(f"best-of-{result.best_of_n.samples_per_prompt:.1f} over {result.best_of_n.prompts} prompts, mean rating of the pick: "
+                      + ", ".join(f"{k} {v}" for k, v in result.best_of_n.picks.items()))
+    console.print(f"written: {out / 'scores.csv'}, {out / 'score.json'}")
+
+
+def stream_tokens(console: Console, probe_folder: Path):
+    """A callback that prints each generated token on the color of its estimate."""
+    from latent_reward.probes import Probe
+    from latent_reward.report.lens import color
+
+    low, high = Probe.load(probe_folder).info.get("rating_range") or (0.0, 1.0)
+
+    def show(token: str, estimate: float) -> None:
+        r, g, b = color(estimate, low, high)
+        console.print(Text(token, style=f"black on rgb({r},{g},{b})"), end="")
+
+    return show

@@ -1,0 +1,57 @@
+"""Everything `latent-reward run` found, as one typed result: what results.json holds, what the report
+renders and what `compare` reads back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from latent_reward.data.summary import DataSummary
+from latent_reward.errors import UserError
+from latent_reward.evaluation.results import Result
+from latent_reward.experiments.prompt_only import PromptOnlyResult
+from latent_reward.experiments.readout import ReadoutResult
+from latent_reward.experiments.reward_model import ScoreResult
+from latent_reward.experiments.trajectory import TrajectoryResult
+from latent_reward.io import read_json, write_json
+
+RESULTS_FILE = "results.json"
+PREDICTIONS_FILE = "predictions.csv"  # every example's cross-fitted predictions (probe, baselines), for paired comparisons
+
+
+class Answer(Result):
+    question: str
+    answer: str
+
+
+class RunResult(Result):
+    format_version: int = 2
+    command: str = "run"
+    model: dict[str, Any]
+    data: DataSummary
+    readout: ReadoutResult
+    prompt_only: PromptOnlyResult | None = None
+    trajectory: TrajectoryResult | None = None
+    scores: dict[str, ScoreResult] = {}  # `score` runs saved inside the run folder, by folder name
+    answers: list[Answer] = []
+    store: dict[str, Any] = {}  # folder, fingerprint, stats
+    config: dict[str, Any] = {}  # the command's whole configuration
+    timings: dict[str, float] = {}
+
+    def save(self, folder: str | Path) -> Path:
+        return write_json(Path(folder) / RESULTS_FILE, self)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RunResult:
+        """From a report folder or a run folder (whose report/ holds results.json)."""
+        folder = Path(folder)
+        for candidate in (folder / RESULTS_FILE, folder / "report" / RESULTS_FILE):
+            if candidate.exists():
+                payload = read_json(candidate, "results file")
+                if not isinstance(payload, dict) or payload.get("format_version") != 2:
+                    raise UserError(f"{candidate} was written by an older latent-reward; run the command again to update it")
+                try:
+                    return cls.model_validate(payload)
+                except ValueError as error:
+                    raise UserError(f"{candidate} is not a valid results file ({str(error).splitlines()[0]})") from None
+        raise UserError(f"{folder} holds no {RESULTS_FILE}; give folders written by `latent-reward run` or `sweep`")

@@ -1,0 +1,88 @@
+"""What a probe predicts, and the states it reads, for the rows that have that target.
+
+Targets: `rating`, any aspect the data has, or `rating-within-prompt`: each rating minus its
+prompt's mean, for prompts with two or more responses. The within-prompt target asks only whether
+the states rank responses to the same prompt; its states are centered within each prompt too, so
+prompt-level variation cannot teach the probe anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from latent_reward.activations.store import ActivationStore
+from latent_reward.errors import UserError
+from latent_reward.evaluation.groups import broadcast_group_means, center_within_groups, group_sizes
+from latent_reward.positions import PROMPT_POSITIONS
+
+WITHIN_PROMPT = "rating-within-prompt"
+
+
+@dataclass
+class Target:
+    name: str
+    y: np.ndarray  # [n_kept] the values to predict
+    groups: np.ndarray  # [n_kept] prompt ids
+    keep: np.ndarray  # bool [n_store_rows]: rows that have the target
+
+    @property
+    def within(self) -> bool:
+        return self.name == WITHIN_PROMPT
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Store row index of each kept row."""
+        return np.flatnonzero(self.keep)
+
+    def positions(self, store: ActivationStore, wanted: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        """The store's positions this target can use (prompt positions carry no within-prompt information)."""
+        positions = tuple(wanted or store.positions)
+        missing = [p for p in positions if p not in store.positions]
+        if missing:
+            raise UserError(f"the store has no position {missing[0]!r}; it has {', '.join(store.positions)}")
+        if self.within:
+            positions = tuple(p for p in positions if p not in PROMPT_POSITIONS)
+            if not positions:
+                raise UserError(f"target {WITHIN_PROMPT} needs a response position (response_last, eot, response_mean)")
+        return positions
+
+    def states(self, store: ActivationStore, position: str, layers: list[int] | None = None) -> np.ndarray:
+        """float32 [n_kept, n_layers, d] at `position` for the kept rows.
+
+        States before the response are a function of the prompt alone; copies computed in different
+        batches differ by float rounding, which must not pose as within-prompt signal, so each
+        prompt's rows get their mean. For the within-prompt target every row is centered on its prompt.
+        """
+        x = store.array(position, layers)[self.keep]
+        if position in PROMPT_POSITIONS:
+            x = broadcast_group_means(x, self.groups)
+        if self.within:
+            x = center_within_groups(x, self.groups)
+        return np.asarray(x, dtype=np.float32)
+
+
+def make_target(store: ActivationStore, name: str) -> Target:
+    groups = store.groups
+    if name in ("rating", WITHIN_PROMPT):
+        values = store.ratings
+    else:
+        aspects = store.aspects
+        if name not in aspects:
+            raise UserError(f"unknown target {name!r}; the data has rating, {WITHIN_PROMPT}{''.join(', ' + a for a in aspects)}")
+        values = aspects[name]
+    keep = np.isfinite(values)
+    if name == WITHIN_PROMPT:
+        keep &= group_sizes(groups) >= 2 if keep.all() else _multi(groups, keep)
+        if not keep.any():
+            raise UserError(f"target {WITHIN_PROMPT} needs prompts with two or more rated responses")
+        y = center_within_groups(values[keep], groups[keep])
+        return Target(name, y, groups[keep], keep)
+    return Target(name, values[keep], groups[keep], keep)
+
+
+def _multi(groups: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    sizes = np.zeros(len(groups), dtype=np.int64)
+    sizes[keep] = group_sizes(groups[keep])
+    return sizes >= 2

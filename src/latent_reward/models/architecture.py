@@ -1,0 +1,70 @@
+"""What differs between transformers architectures, in one place: where the blocks are, how the
+KV cache is passed, which tokens end a turn, and hooks on the residual stream."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import torch
+
+from latent_reward.errors import UserError
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The list of transformer blocks, for the architectures transformers names consistently."""
+    base = getattr(model, model.base_model_prefix, model)
+    for path in ("layers", "h", "blocks", "decoder.layers", "language_model.layers"):
+        module = base
+        for part in path.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, torch.nn.ModuleList):
+            return module
+    raise UserError(f"cannot find the transformer blocks of {type(model).__name__}")
+
+
+def cache_kwarg(module) -> str:
+    """transformers 5 renamed `past_key_values` to `cache` (the old name is deprecated)."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+def output_cache(output):
+    return output.cache if "cache" in output else output.past_key_values
+
+
+def stop_token_ids(model, tokenizer) -> set[int]:
+    """Token ids that end the assistant's turn: the generation config's and the tokenizer's eos."""
+    ids: set[int] = set()
+    for source in (model.generation_config.eos_token_id, tokenizer.eos_token_id):
+        if source is not None:
+            ids |= {int(i) for i in source} if isinstance(source, (list, tuple)) else {int(source)}
+    return ids
+
+
+def residual_hook(model, layer: int, function: Callable[[torch.Tensor], torch.Tensor | None]):
+    """Call `function(hidden)` on residual index `layer` (0 = the embeddings entering the first block,
+    i = the raw output of block i) in every forward pass. If it returns a tensor, that tensor replaces
+    the residual stream there (steering). Returns the handle; `.remove()` it when done."""
+    blocks = decoder_layers(model)
+    if not 0 <= layer <= len(blocks):
+        raise UserError(f"layer {layer} is out of range: this model has layers 0..{len(blocks)}")
+    if layer == 0:
+        def pre_hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            replaced = function(hidden)
+            if replaced is None:
+                return None
+            if args:
+                return (replaced, *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": replaced}
+
+        return blocks[0].register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    def hook(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        replaced = function(hidden)
+        if replaced is None:
+            return None
+        return (replaced, *output[1:]) if isinstance(output, tuple) else replaced
+
+    return blocks[layer - 1].register_forward_hook(hook)

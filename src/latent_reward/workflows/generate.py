@@ -1,0 +1,34 @@
+"""`latent-reward generate`: a reply from the probe's model with the probe's live estimate at every token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from latent_reward.config import Spec
+from latent_reward.experiments.generate import Generation, generate_with_estimates
+from latent_reward.probes import Probe
+from latent_reward.report.html import write_lens_page
+from latent_reward.workflows.common import probe_model
+
+
+class GenerateJob(Spec):
+    prompt: str
+    probe: Path
+    model: str | None = None
+    max_new_tokens: int = 200
+    temperature: float = 0.0
+    seed: int = 0
+    html: Path | None = None
+
+
+def run_generate(job: GenerateJob, on_token: Callable[[str, float], None] | None = None) -> tuple[Generation, Probe]:
+    probe = Probe.load(job.probe)
+    loaded = probe_model(probe, job.model)
+    reply = generate_with_estimates(loaded, probe, [{"role": "user", "content": job.prompt}], job.max_new_tokens, job.temperature,
+                                    job.seed, on_token)
+    if job.html:
+        low, high = probe.info.get("rating_range") or (0.0, 1.0)
+        write_lens_page(job.html, f"{loaded.info.name}: {job.prompt[:80]}",
+                        [{"caption": job.prompt, "tokens": reply.tokens, "estimates": reply.estimates}], low, high)
+    return reply, probe

@@ -1,0 +1,146 @@
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import mean_absolute_error, r2_score
+
+from helpers import planted, split
+from latent_reward.evaluation.controls import shuffle_within_groups, within_group_permutations
+from latent_reward.evaluation.metrics import (all_metrics, bootstrap_ci, icc1, icc1_interval, metric, partial_correlation, score,
+                                              within_prompt_accuracy)
+from latent_reward.probes import RidgeProbe
+
+
+def test_metrics_agree_with_scipy_and_sklearn():
+    rng = np.random.default_rng(0)
+    y, p = rng.normal(size=200), rng.normal(size=200)
+    p = p + y
+    groups = np.repeat(np.arange(50), 4)
+    metrics = all_metrics(y, p, groups)
+    assert metrics["pearson"] == pytest.approx(stats.pearsonr(y, p).statistic)
+    assert metrics["spearman"] == pytest.approx(stats.spearmanr(y, p).statistic)
+    assert metrics["r2"] == pytest.approx(r2_score(y, p))
+    assert metrics["mae"] == pytest.approx(mean_absolute_error(y, p))
+    # within-prompt accuracy by brute force over pairs
+    correct = total = 0
+    for g in range(50):
+        rows = np.flatnonzero(groups == g)
+        for i in rows:
+            for j in rows:
+                if i < j and y[i] != y[j]:
+                    total += 1
+                    correct += (y[i] - y[j]) * (p[i] - p[j]) > 0
+    assert metrics["within_acc"] == pytest.approx(correct / total)
+
+
+def test_pair_accuracy_for_chosen_rejected_counts_ties_half():
+    y = np.array([1, 0, 1, 0, 1, 0])
+    p = np.array([2.0, 1.0, 0.0, 1.0, 5.0, 5.0])
+    assert within_prompt_accuracy(y, p, np.array(["a", "a", "b", "b", "c", "c"])) == pytest.approx(1.5 / 3)
+
+
+def test_bootstrap_interval_covers_the_point_and_narrows_with_more_prompts():
+    small = planted(n_groups=20, noise=1.0)
+    large = planted(n_groups=400, noise=1.0)
+    widths = []
+    for _, y, groups, _ in (small, large):
+        p = y + np.random.default_rng(1).normal(size=len(y))
+        ci = bootstrap_ci(y, p, groups, n_boot=500)
+        assert ci["pearson"].low <= ci["pearson"].value <= ci["pearson"].high
+        assert ci["within_acc"].low <= ci["within_acc"].value <= ci["within_acc"].high
+        widths.append(ci["pearson"].high - ci["pearson"].low)
+    assert widths[1] < widths[0] / 2
+
+
+def test_shuffled_control_collapses_and_partial_correlation_removes_length():
+    x, y, groups, _ = planted(noise=0.1)
+    train, val, test = split(groups)
+    control_y = shuffle_within_groups(y, groups, seed=0)
+    assert sorted(control_y[groups == "3"]) == sorted(y[groups == "3"])
+    probe = RidgeProbe().fit(x[train], control_y[train], groups[train])
+    metrics = all_metrics(control_y[test], probe.predict(x[test]), groups[test])
+    assert abs(metrics["pearson"]) < 0.2 and abs(metrics["within_acc"] - 0.5) < 0.1
+    rng = np.random.default_rng(0)
+    length = rng.normal(size=500)
+    rating = length + 0.1 * rng.normal(size=500)
+    assert abs(partial_correlation(rating, length + 0.01 * rng.normal(size=500), length)) < 0.2
+
+
+def test_icc_is_about_zero_without_a_prompt_effect_while_the_raw_share_is_not():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(300), 2)
+    y = rng.normal(size=600)
+    names, index = np.unique(groups, return_inverse=True)
+    means = np.bincount(index, weights=y) / 2
+    raw_share = np.sum(2 * (means - y.mean()) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert raw_share == pytest.approx(299 / 599, abs=0.08)  # what the old report called "between prompts"
+    interval = icc1_interval(y, groups, n_boot=300)
+    assert abs(interval.value) < 0.12 and interval.low < 0 < interval.high
+    # with a real prompt effect of variance 1 (and noise 1), ICC(1) is about 0.5
+    strong = rng.normal(size=300)[index] + rng.normal(size=600)
+    assert icc1(strong, groups) == pytest.approx(0.5, abs=0.12)
+
+
+def test_prompt_bootstrap_covers_the_true_correlation_about_95_percent_of_the_time():
+    """Data with prompt-level random effects: rows of a prompt are correlated, so a row bootstrap would under-cover."""
+    rng = np.random.default_rng(1)
+    n_prompts, per = 60, 4
+    index = np.repeat(np.arange(n_prompts), per)
+    covered, trials = 0, 120  # the population r of y = u + e1 and p = u + e2 (unit variances) is 1 / 2 = 0.5
+    for trial in range(trials):
+        u = rng.normal(size=n_prompts)[index]
+        y = u + rng.normal(size=len(index))
+        p = u + rng.normal(size=len(index))
+        interval = score(y, p, index.astype(str), n_boot=300, seed=trial).pearson
+        covered += interval.low <= 0.5 <= interval.high
+    assert 0.88 <= covered / trials <= 0.99, covered / trials
+
+
+def test_within_prompt_shuffles_keep_prompt_level_r_and_put_pair_accuracy_at_chance():
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(200), 3).astype(str)
+    prompt_level = rng.normal(size=200)[np.repeat(np.arange(200), 3)]
+    y = prompt_level + 0.3 * rng.normal(size=600)
+    prediction = prompt_level.copy()  # knows the prompt, nothing about the response
+    permuted = within_group_permutations(y, groups, 200, seed=0)
+    r = [metric("pearson", t, prediction, groups) for t in permuted]
+    accuracy = [metric("within_acc", t, prediction + 1e-6 * rng.normal(size=600), groups) for t in permuted]
+    assert np.mean(r) > 0.9 and abs(np.mean(accuracy) - 0.5) < 0.02
+    for t in permuted[:5]:  # each permutation stays inside its prompts
+        for g in ("0", "17", "199"):
+            assert sorted(t[groups == g]) == sorted(y[groups == g])
+
+
+def test_paired_tests_find_a_planted_difference_and_not_a_null_one():
+    from latent_reward.evaluation.metrics import Resampler
+    from latent_reward.evaluation.paired import paired_differences
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(150), 4).astype(str)
+    y = rng.normal(size=600)
+    good = y + 0.7 * rng.normal(size=600)
+    weak = y + 2.0 * rng.normal(size=600)
+    twin = y + 0.7 * rng.normal(size=600)
+    resampler = Resampler.make(groups, 500, 0)
+    planted_difference = paired_differences(y, good, weak, resampler, n_permutations=500)
+    assert planted_difference["pearson"].difference.above(0) and planted_difference["pearson"].p_value < 0.01
+    assert planted_difference["within_acc"].difference.above(0) and planted_difference["within_acc"].p_value < 0.01
+    null = paired_differences(y, good, twin, resampler, n_permutations=500)
+    assert null["pearson"].difference.low < 0 < null["pearson"].difference.high and null["pearson"].p_value > 0.05
+    assert null["within_acc"].p_value > 0.05
+
+
+def test_the_verdict_needs_within_prompt_evidence_and_to_beat_the_text_baselines():
+    from latent_reward.evaluation.results import TFIDF_RESPONSE, Comparison, Interval, PairedDifference, Scores
+    from latent_reward.experiments.readout import verdict
+
+    def probe(acc):
+        return Scores(pearson=Interval.of(0.6, 0.5, 0.7), within_acc=acc)
+
+    def baseline(low):
+        difference = PairedDifference(metric="within_acc", difference=Interval.of(low + 0.05, low, low + 0.1))
+        return Comparison(name=TFIDF_RESPONSE, kind="baseline", scores=Scores(), versus_probe={"within_acc": difference})
+
+    assert verdict(probe(Interval.of(0.55, 0.48, 0.62)), [baseline(0.02)]).kind == "no within-prompt evidence"
+    assert verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(-0.01)]).kind == "baseline matches"
+    assert verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(-0.01)]).not_beaten == [TFIDF_RESPONSE]
+    assert verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(0.01)]).kind == "encodes"

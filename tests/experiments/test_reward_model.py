@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from helpers import write_store
+from latent_reward.data.schema import Example
+from latent_reward.experiments.reward_model import best_of_n, excluded_groups, implicit_reward, pair_accuracy
+from latent_reward.probes import RidgeProbe
+
+
+def make_scored_store(folder, ratings, groups, meta, responses=None):
+    examples = [Example(id=f"e{i}", group=g, rating=float(r), meta=m,
+                        messages=[{"role": "user", "content": g}, {"role": "assistant", "content": (responses or ["x"] * len(ratings))[i]}])
+                for i, (r, g, m) in enumerate(zip(ratings, groups, meta))]
+    return write_store(folder, {"eot": np.zeros((len(examples), 1, 2))}, examples, [0])
+
+
+def test_pair_accuracy_per_subset_resamples_prompts_and_matches_lengths(tmp_path):
+    ratings = [1, 0, 1, 0, 1, 0, 1, 0]
+    meta = [{"pair": f"p{i // 2}", "subset": "a" if i < 4 else "b"} for i in range(8)]
+    groups = ["q0", "q0", "q1", "q1", "q2", "q2", "q2", "q2"]  # q2 has two pairs: resampled together
+    responses = ["long answer here", "short", "abc", "abd", "same len", "same lex", "x" * 10, "y" * 10]
+    store = make_scored_store(tmp_path / "s", ratings, groups, meta, responses)
+    keep = np.ones(8, bool)
+    result = pair_accuracy(store, {"probe": np.array([2.0, 1.0, 0.0, 1.0, 3.0, 3.0, 1.0, 0.0])}, keep, n_boot=200)
+    overall = {entry.subset: entry for entry in result}
+    assert overall["all"].pairs == 4 and overall["all"].prompts == 3
+    # q2's four rows form 4 rated pairs (2 chosen x 2 rejected); the metric counts pairs of differing ratings within a prompt
+    assert overall["a"].predictors["probe"].value == pytest.approx(0.5)
+    assert overall["all"].length_matched_pairs > 0
+    kept = pair_accuracy(store, {"probe": np.zeros(8)}, np.array([False, False, True, True, True, True, True, True]), n_boot=100)
+    assert kept[0].pairs == 3 and kept[0].prompts == 2  # the excluded prompt's pair is gone
+
+
+def test_best_of_n_picks_averages_ties_and_excludes_training_prompts(tmp_path):
+    ratings = [0.1, 0.9, 0.5, 0.2, 0.4, 0.0, 1.0, 1.0, 0.0]
+    groups = ["a", "a", "a", "b", "b", "b", "c", "c", "c"]
+    store = make_scored_store(tmp_path / "s", ratings, groups, [{} for _ in ratings])
+    scores = np.array([0.0, 1.0, 0.5, 5.0, 0.0, 0.0, 0.0, 0.0, 9.0])
+    keep = np.array([g != "c" for g in groups])
+    result = best_of_n(store, {"probe": scores}, keep, n_boot=200)
+    assert result.prompts == 2
+    assert result.picks["probe pick"].value == pytest.approx((0.9 + 0.2) / 2)
+    assert result.picks["best possible"].value == pytest.approx((0.9 + 0.4) / 2)
+    assert result.picks["random pick"].value == pytest.approx((0.5 + 0.2) / 2)
+    tied = best_of_n(store, {"flat": np.zeros(9)}, keep, n_boot=100)
+    assert tied.picks["flat pick"].value == pytest.approx((0.5 + 0.2) / 2)  # all tied: the mean, not the first row
+
+
+def test_implicit_reward_uses_each_models_summed_log_probability():
+    policy, reference = np.array([-10.0, -8.0]), np.array([-15.0, -4.0])
+    np.testing.assert_allclose(implicit_reward(policy, reference, normalization="sum"), [5.0, -4.0])
+    counts = np.array([[10.0, 4.0], [12.0, 5.0]])  # the two tokenizers count tokens differently
+    np.testing.assert_allclose(implicit_reward(policy, reference, counts, "mean"), [-1.0 + 15 / 12, -2.0 + 0.8])
+    np.testing.assert_allclose(implicit_reward(policy, None, normalization="none"), [-10.0, -8.0])
+
+
+def test_a_probe_excludes_its_training_and_validation_prompts():
+    probe = RidgeProbe()
+    probe.info.update(train_groups=["a", "b"], validation_groups=["c"])
+    assert excluded_groups(probe) == {"a", "b", "c"}

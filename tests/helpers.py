@@ -1,0 +1,160 @@
+"""Builders shared by the tests: a tiny tokenizer and random-weight model, synthetic rated examples,
+planted activation stores, data files, and the console script run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latent_reward.activations import store as store_format
+from latent_reward.activations.store import ActivationStore
+from latent_reward.data.schema import Example, make_example
+from latent_reward.io import write_json
+from latent_reward.models.loading import LoadedModel, ModelInfo
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "how do I cook pasta? boil water, add salt, cook for ten minutes",
+    "what is two plus two? it is four. anything else?",
+    "User: Assistant: system you are a helpful assistant",
+    "Paris is the capital of France and Berlin is the capital of Germany",
+] * 4
+
+
+def build_tokenizer(chat_template: str | None = CHATML_TEMPLATE):
+    """A small byte-level BPE tokenizer trained on a few sentences (fast, offline)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<s>", "</s>"]
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<|endoftext|>")
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def build_model(tokenizer, n_layers: int = 3, d_model: int = 32, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=d_model, intermediate_size=64, num_hidden_layers=n_layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+                         eos_token_id=tokenizer.eos_token_id)
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_loaded(n_layers: int = 3, d_model: int = 32, seed: int = 0) -> LoadedModel:
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, n_layers, d_model, seed)
+    info = ModelInfo(name="tiny-llama", source="local", identity=f"tiny-seed{seed}", architecture="LlamaForCausalLM",
+                     n_layers=n_layers, d_model=d_model, vocab_size=len(tokenizer), chat_template="model", dtype="float32")
+    return LoadedModel(model, tokenizer, info)
+
+
+def synthetic_examples(n_prompts: int = 6, per_prompt: int = 3, seed: int = 0) -> list[Example]:
+    """Rated examples with several responses per prompt, of varied lengths."""
+    rng = random.Random(seed)
+    words = "the quick brown fox jumps over lazy dog pasta water salt four capital".split()
+    examples = []
+    for p in range(n_prompts):
+        prompt = [{"role": "user", "content": f"question {p}: " + " ".join(rng.choices(words, k=3 + p % 4))}]
+        for r in range(per_prompt):
+            response = " ".join(rng.choices(words, k=2 + (p * per_prompt + r) % 9))
+            examples.append(make_example("synthetic", f"{p}.{r}", prompt, response, rating=float(rng.randint(1, 10))))
+    return examples
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it."""
+    script = Path(sys.executable).with_name("latent-reward")
+    return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True, **kwargs)
+
+
+def write_store(folder, states: dict[str, np.ndarray], examples: list[Example], layers: list[int], model: dict | None = None,
+                stats: dict[str, np.ndarray] | None = None) -> ActivationStore:
+    """A complete one-shard store from arrays in memory (states[position]: [n, n_layers, d]), written through the store's own
+    format functions, for tests with planted signals."""
+    folder = Path(folder)
+    (folder / store_format.SHARDS).mkdir(parents=True, exist_ok=True)
+    tensors = {name: np.asarray(values, dtype=np.float16) for name, values in states.items()}
+    tensors["example_index"] = np.arange(len(examples), dtype=np.int64)
+    tensors.update(stats or {})
+    store_format.write_shard(folder, 0, tensors)
+    store_format.write_examples(folder, examples)
+    manifest = store_format.new_manifest({"n_examples": len(examples)}, {"name": "planted", "n_layers": max(layers), **(model or {})},
+                                         list(states), layers, [], max(layers), "planted", {})
+    manifest.update(status="complete", n_examples=len(examples), n_shards=1, shards=store_format.shard_records(folder, 1))
+    write_json(folder / store_format.MANIFEST, manifest)
+    return ActivationStore.open(folder)
+
+
+def planted_store(folder, n_groups=60, per_group=4, d=16, seed=0, signal_layer=2, prompt_signal=0.0, response_signal=1.0,
+                  model: dict | None = None, splits: list[str] | None = None, state_signal: float = 1.0) -> ActivationStore:
+    """Two positions x 4 layers; the rating is linear in eot's layer `signal_layer` (plus an optional prompt-level term
+    that also shows at assistant_start, the same for every response to a prompt). `state_signal` scales how strongly the
+    states carry the signal without changing the ratings (a weaker "model" on the same data)."""
+    rng = np.random.default_rng(seed)
+    n = n_groups * per_group
+    group_index = np.repeat(np.arange(n_groups), per_group)
+    prompt_value = rng.normal(size=n_groups)[group_index]
+    response_value = rng.normal(size=n)
+    rating = response_signal * response_value + prompt_signal * prompt_value + 0.1 * rng.normal(size=n)
+    states = {name: rng.normal(size=(n, 4, d)) for name in ("assistant_start", "eot")}
+    direction = rng.normal(size=d)
+    states["eot"][:, signal_layer] += state_signal * np.outer(response_value, direction)
+    states["assistant_start"][:, signal_layer] += state_signal * np.outer(prompt_value, direction)
+    examples = []
+    for i in range(n):
+        meta = {"generator": f"m{i % per_group}"}
+        if splits is not None:
+            meta["source_split"] = splits[group_index[i]]
+        messages = [{"role": "user", "content": f"prompt {group_index[i]} " + "word " * int(rng.integers(1, 9))},
+                    {"role": "assistant", "content": "answer " * int(rng.integers(1, 30))}]
+        examples.append(Example(id=f"planted:{i}", group=f"g{group_index[i]:04d}", messages=messages, rating=float(rating[i]),
+                                meta=meta))
+    stats = {"response_tokens_count": np.array([len(e.response.split()) for e in examples], dtype=np.int64),
+             "n_tokens": np.full(n, 50, dtype=np.int64)}
+    return write_store(folder, states, examples, [0, 1, 2, 3], model, stats)
+
+
+def planted(n_groups=200, per_group=4, d=48, noise=0.3, seed=0, prompt_signal=0.0):
+    """States with a known direction: rating = states . direction (+ optional prompt-level term)."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_groups), per_group).astype(str)
+    scales = rng.uniform(0.5, 50, size=d)  # features on very different scales, like residual layers
+    x = rng.normal(size=(len(groups), d)) * scales
+    direction = rng.normal(size=d)
+    direction /= np.linalg.norm(direction)
+    y = (x / scales) @ direction + noise * rng.normal(size=len(groups))
+    if prompt_signal:
+        y += prompt_signal * rng.normal(size=n_groups)[np.repeat(np.arange(n_groups), per_group)]
+    true_residual_direction = direction / scales
+    return x, y, groups, true_residual_direction / np.linalg.norm(true_residual_direction)
+
+
+def split(groups):
+    ids = np.array([int(g) for g in groups])
+    return ids % 5 < 3, ids % 5 == 3, ids % 5 == 4

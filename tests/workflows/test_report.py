@@ -1,0 +1,87 @@
+"""The run's result folder: typed results, the report's exact files, compare, and score results added to a run."""
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import planted_store
+from latent_reward.experiments.readout import ReadoutConfig
+from latent_reward.experiments.reward_model import BestOfN, PairAccuracy, ScoreResult
+from latent_reward.experiments.run_result import RunResult
+from latent_reward.experiments.sweep import SweepConfig
+from latent_reward.evaluation.results import Interval
+from latent_reward.report.html import write_report
+from latent_reward.workflows.compare import run_compare
+from latent_reward.workflows.run import SweepJob, sweep_stores
+from latent_reward.workflows.score import _add_to_run
+
+FAST = ReadoutConfig(sweep=SweepConfig(n_boot=200, probes=("ridge", "sgd")), permutations=10, split_seeds=2, paired_permutations=200)
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    store = planted_store(folder / "store", n_groups=50, model={"post_training": ["planted:train"]},
+                          splits=["train" if i % 5 else "eval" for i in range(50)])
+    random_store = planted_store(folder / "store-random-init", n_groups=50, seed=0, response_signal=0.0)
+    outcome = sweep_stores(SweepJob(store=folder / "store", out=folder / "report", random_init_store=folder / "store-random-init",
+                                    readout=FAST), progress=False)
+    assert random_store.ids == store.ids
+    return folder, outcome
+
+
+def test_report_is_self_contained_answers_first_with_plain_figure_names(run_folder):
+    folder, outcome = run_folder
+    text = outcome.report.read_text()
+    assert text.index("Answers") < text.index("Where: layers x positions")
+    assert not re.search(r'(src|href)="https?://', text)
+    pngs = {p.name for p in (folder / "report").glob("*.png")}
+    assert pngs == {"comparison.png", "heatmap_pearson.png", "heatmap_within_acc.png", "layers_pearson.png", "layers_within_acc.png",
+                    "scatter.png", "probe_kinds.png", "sgd_grid.png", "ratings.png", "controls.png", "prompt_only.png",
+                    "decomposition.png"}
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == len(pngs)
+    assert {p.name for p in (folder / "report").iterdir()} == pngs | {"report.html", "results.json", "predictions.csv", "run.json", ".lock",
+                                                                       "best_probe"}
+
+
+def test_results_load_back_typed_and_say_what_was_seen_in_post_training(run_folder):
+    folder, outcome = run_folder
+    result = RunResult.load(folder / "report")
+    assert result.answers[0].question.startswith("Does planted encode")
+    assert result.readout.sweep.best.layer == 2 and result.readout.verdict.kind == "encodes"
+    names = {c.name for c in result.readout.comparisons}
+    assert {"random-init model", "TF-IDF response", "layer 0 (embeddings)", "control: ratings shuffled within prompt"} <= names
+    assert result.readout.comparison("random-init model").scores.pearson.value < 0.4
+    assert [s.name for s in result.readout.subsets] == ["rows the model was post-trained on", "rows the model was not post-trained on"]
+    assert result.readout.sweep.split.prompts["test"] == 10  # the data's own held-out split is the test split
+    assert len(result.readout.seed_spread.seeds) == 2
+    predictions = pd.read_csv(folder / "report" / "predictions.csv")
+    assert len(predictions) == 200 and set(predictions.split) == {"train", "val", "test"}
+
+
+def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
+    folder, _ = run_folder
+    planted_store(tmp_path / "weak" / "store", n_groups=50, model={"post_training": ["planted:train"]},
+                  splits=["train" if i % 5 else "eval" for i in range(50)], state_signal=0.15)
+    sweep_stores(SweepJob(store=tmp_path / "weak" / "store", out=tmp_path / "weak" / "report",
+                          readout=FAST.model_copy(update={"sgd_grid": False, "split_seeds": 1})), progress=False)
+    result, html = run_compare([folder, tmp_path / "weak"], tmp_path / "cmp")
+    assert result.rows[0].probe.pearson.value > result.rows[1].probe.pearson.value
+    difference = result.differences[0]
+    assert difference.examples == 200 and difference.difference["pearson"].difference.above(0)
+    assert "cannot" in html.read_text() and json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+
+
+def test_a_score_saved_inside_the_run_appears_in_its_report(run_folder):
+    folder, _ = run_folder
+    score = ScoreResult(data="pairs.jsonl", examples=4, excluded_prompts=1, probe={},
+                        pair_accuracy=[PairAccuracy(subset="all", pairs=2, prompts=2, predictors={"probe": Interval.of(0.75, 0.5, 1.0)})],
+                        best_of_n=BestOfN(prompts=2, samples_per_prompt=3, picks={"probe pick": Interval.of(0.4, 0.3, 0.5)}))
+    (folder / "score-pairs").mkdir()
+    _add_to_run(folder / "score-pairs", score)
+    text = (folder / "report" / "report.html").read_text()
+    assert "The probe as a reward model" in text and "0.750 [0.500, 1.000]" in text
+    assert RunResult.load(folder).scores["score-pairs"].pair_accuracy[0].pairs == 2
