@@ -35,6 +35,7 @@ _DATA_OPTIONS = {
     "format": (Optional[str], typer.Option("--format", help="Force a loader instead of detecting it from the fields.")),
     "limit": (Optional[int], typer.Option(min=1, help="Use only the first N examples.")),
     "prompts": (Optional[int], typer.Option(min=1, help="Use every response of the first N prompts only.")),
+    "sample_prompts": (Optional[int], typer.Option(min=1, help="Use every response of N prompts drawn at random (seeded) from the whole file.")),
     "prompt_field": (Optional[str], typer.Option(help="Generic files: the prompt column (text or chat messages).")),
     "response_field": (Optional[str], typer.Option(help="Generic files: the response column.")),
     "rating_field": (Optional[str], typer.Option(help="Generic files: the rating column.")),

@@ -33,6 +33,8 @@ class DataSpec(Spec):
     format: str | None = None  # force a loader instead of detecting it
     limit: int | None = Field(None, ge=1)  # the first N examples
     prompts: int | None = Field(None, ge=1)  # every response of the first N prompts
+    sample_prompts: int | None = Field(None, ge=1)  # every response of N prompts drawn at random (seeded) from the whole file
+    seed: int = 0
     prompt_field: str | None = None  # generic tables: the columns to read
     response_field: str | None = None
     rating_field: str | None = None
@@ -46,7 +48,7 @@ class DataSpec(Spec):
             raise UserError("--prompt-field, --response-field and --rating-field go together")
         fields = FieldMap(self.prompt_field, self.response_field, self.rating_field, self.group_field) if all(named) else None
         return load_dataset(self.source, split=self.split, format=self.format, fields=fields, limit=self.limit,
-                            prompts=self.prompts)
+                            prompts=self.prompts, sample_prompts=self.sample_prompts, seed=self.seed)
 
 
 class ModelSpec(Spec):

@@ -34,9 +34,9 @@ def test_grouped_cv_picks_more_shrinkage_for_pure_noise():
     x, y, groups, _ = planted(noise=0.05)
     rng = np.random.default_rng(1)
     stacked = np.stack([x, rng.normal(size=x.shape)], axis=1)  # layer 0: signal, layer 1: noise
-    best, mse = ridge_cv_all_layers(stacked, y, groups)
-    assert best[1] > best[0]
-    assert mse[0].min() < 0.1 * mse[1].min()
+    cv = ridge_cv_all_layers(stacked, y, groups)
+    assert cv.best_alpha[1, 0] > cv.best_alpha[0, 0]
+    assert cv.mse[0].min() < 0.1 * cv.mse[1].min()
 
 
 def test_the_registry_builds_every_kind_with_one_signature():
@@ -78,3 +78,18 @@ def test_a_damaged_probe_is_a_clear_error(tmp_path):
     (folder / "probe.json").write_text('{"kind": "forest"}')
     with pytest.raises(UserError, match="known kind"):
         Probe.load(folder)
+
+
+def test_leave_one_prompt_out_residuals_are_exact():
+    """The closed-form leave-one-prompt-out CV equals refitting without each prompt (same standardization)."""
+    from latent_reward.probes.ridge import ridge_cv_all_layers
+
+    for n_groups, d in ((12, 30), (40, 6)):  # dual (n < d) and primal (n >= d) forms
+        x, y, groups, _ = planted(n_groups=n_groups, per_group=3, d=d, noise=1.0)
+        cv = ridge_cv_all_layers(x[:, None, :], y, groups, alpha_factors=(0.3,))
+        z = (x - x.mean(0)) / x.std(0)
+        brute = np.empty(len(y))
+        for g in np.unique(groups):
+            out = groups == g
+            brute[out] = Ridge(alpha=0.3 * len(y)).fit(z[~out], y[~out]).predict(z[out])
+        np.testing.assert_allclose(cv.predictions[0, :, 0], brute, rtol=1e-8, atol=1e-8)

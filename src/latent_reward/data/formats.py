@@ -10,6 +10,7 @@ from typing import Any
 
 from latent_reward.data import generic, helpsteer, judged, pairs, ultrafeedback
 from latent_reward.data.records import default_hub_split, is_local, read_records
+from latent_reward.data.splits import hash_order
 from latent_reward.data.schema import Example
 from latent_reward.errors import UserError
 
@@ -84,11 +85,14 @@ def load_dataset(
     fields: FieldMap | None = None,
     limit: int | None = None,
     prompts: int | None = None,
+    sample_prompts: int | None = None,
+    seed: int = 0,
 ) -> Dataset:
     """Load `source` (a local file or a Hub id) into Examples, choosing the loader automatically.
 
     `limit` keeps the first N examples; `prompts` keeps every example of the first N prompts (in
-    order of first appearance), for files ordered by model or sample rather than by prompt.
+    order of first appearance), for files ordered by model or sample rather than by prompt;
+    `sample_prompts` keeps every example of N prompts drawn at random (seeded), from the whole file.
     Records with a missing (null) rating, an empty response or an empty prompt are skipped and
     counted; a non-numeric rating or a missing required field is an error.
     """
@@ -100,6 +104,8 @@ def load_dataset(
     examples = []
     kept_groups: set[str] = set()
     hub_split = None if is_local(source) else (split or default_hub_split(source))
+    if sample_prompts is not None:
+        limit_after, limit = limit, None  # sample from the whole file first
     try:
         for example in loader(records, skips):
             if prompts is not None and example.group not in kept_groups:
@@ -115,6 +121,8 @@ def load_dataset(
         # The loaders check the fields they read; this catches shapes they do not expect.
         raise UserError(f"{source}: a record's shape does not fit the {format or detect_format(records[0])} format "
                         f"({type(error).__name__}: {error})") from None
+    if sample_prompts is not None:
+        examples = _sample_prompts(examples, sample_prompts, seed)[:limit_after]
     if not examples:
         reasons = ", ".join(f"{count} {reason}" for reason, count in skips.items()) or "none found"
         raise UserError(f"{source} has no usable rated responses ({reasons})")
@@ -133,3 +141,9 @@ def _choose_loader(first: dict[str, Any], format: str | None, fields: FieldMap |
     if format not in LOADERS:
         raise UserError(f"unknown format {format!r}; choose one of {', '.join(FORMAT_NAMES)}")
     return LOADERS[format]
+
+
+def _sample_prompts(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """Every example of n prompts drawn by a seeded hash of the prompt (the same prompts whatever the file order)."""
+    chosen = set(hash_order([e.group for e in examples], seed)[:n])
+    return [e for e in examples if e.group in chosen]

@@ -19,13 +19,14 @@ HELD_OUT_SPLITS = frozenset({"test", "eval", "evaluation", "validation", "valid"
                              "heldout", "held_out"})
 
 
-def _hash_order(groups: Sequence[str], seed: int) -> list[str]:
+def hash_order(groups: Sequence[str], seed: int) -> list[str]:
+    """The distinct groups in a seeded pseudo-random order that depends only on the seed and the set of groups."""
     return sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
 
 
 def split_groups(groups: Sequence[str], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, str]:
     """Assign each distinct group to a split, cutting the seeded hash order at the given fractions."""
-    unique = _hash_order(groups, seed)
+    unique = hash_order(groups, seed)
     n = len(unique)
     n_train = int(round(fractions[0] * n))
     n_val = int(round(fractions[1] * n)) if fractions[2] > 0 else n - n_train
@@ -45,7 +46,7 @@ def split_masks(groups: Sequence[str], seed: int = 0, fractions: tuple[float, fl
 def inner_split(groups: Sequence[str], fraction: float, seed: int = 0) -> np.ndarray:
     """Rows of about `fraction` of the groups (at least one group when there are two or more): a held-out
     part of a training set, for early stopping."""
-    unique = _hash_order(groups, seed + 7919)
+    unique = hash_order(groups, seed + 7919)
     n_held = max(1, int(round(fraction * len(unique)))) if len(unique) >= 2 else 0
     held = set(unique[len(unique) - n_held :])
     return np.array([g in held for g in groups], dtype=bool)
@@ -53,7 +54,7 @@ def inner_split(groups: Sequence[str], fraction: float, seed: int = 0) -> np.nda
 
 def group_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> np.ndarray:
     """Fold number (0..n_folds-1) of each row; groups in seeded hash order are dealt to folds in turn."""
-    fold_of = {group: rank % n_folds for rank, group in enumerate(_hash_order(groups, seed + 104729))}
+    fold_of = {group: rank % n_folds for rank, group in enumerate(hash_order(groups, seed + 104729))}
     return np.array([fold_of[g] for g in groups], dtype=np.int64)
 
 

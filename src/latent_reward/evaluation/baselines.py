@@ -1,30 +1,28 @@
 """Baselines that use no residual states, fitted on training prompts only and scored like the probes.
 
-Each baseline is an sklearn estimator on features of the text (or the model's log-probability),
-with its ridge penalty chosen by grouped cross-validation inside the training prompts. Text
-vectorizers (TF-IDF) are fitted inside each cross-validation fold, never on held-out rows.
+Dense features (lengths, text statistics, generator identity, log-probability) go through the same
+ridge as the probes (penalty by leave-one-prompt-out CV on the training prompts). TF-IDF features
+use an sklearn pipeline whose vectorizer is fitted inside each cross-validation fold, never on
+held-out rows.
 """
 
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import GridSearchCV, GroupKFold
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.model_selection import GroupKFold
 
 from latent_reward.evaluation import results as names
+from latent_reward.probes import RidgeProbe
 
-ALPHAS = np.logspace(-3, 4, 15)
-TEXT_ALPHAS = np.logspace(-2, 3, 9)  # TF-IDF ridge: fewer penalties, each refits the vectorizer per fold (cached)
+TEXT_ALPHAS = np.logspace(-2, 3, 11)  # TF-IDF ridge penalties (sklearn's alpha)
 
 
 @dataclass
@@ -65,41 +63,62 @@ def text_statistics(texts: list[str]) -> np.ndarray:
     return np.column_stack([length_features(texts), np.asarray(rows, dtype=np.float64)])
 
 
-def _search(pipeline: Pipeline, alphas, train_groups: np.ndarray) -> GridSearchCV:
-    folds = min(5, len(np.unique(train_groups)))
-    return GridSearchCV(pipeline, {"ridge__alpha": alphas}, cv=GroupKFold(n_splits=folds), scoring="neg_mean_squared_error")
-
-
 def _dense(features: Callable[[TextData], np.ndarray]) -> Callable[[TextData, np.ndarray], np.ndarray]:
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
-        x = features(data)
-        search = _search(Pipeline([("scale", StandardScaler()), ("ridge", Ridge())]), ALPHAS, data.groups[train])
-        search.fit(x[train], data.y[train], groups=data.groups[train])
-        return search.predict(x)
+        x = np.asarray(features(data), dtype=np.float64)
+        probe = RidgeProbe().fit(x[train], data.y[train], data.groups[train])
+        return probe.predict(x)
 
     return fit_predict
+
+
+def _vectorize(frame: pd.DataFrame, columns: tuple[str, ...], fit_rows: np.ndarray):
+    """TF-IDF of each column, fitted on `fit_rows` only, for every row of `frame` (columns side by side)."""
+    blocks = []
+    for column in columns:
+        vectorizer = TfidfVectorizer(max_features=20000, ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+        texts = frame[column].tolist()
+        try:
+            vectorizer.fit([texts[i] for i in fit_rows])
+        except ValueError:  # too few documents for min_df: keep every term
+            vectorizer.set_params(min_df=1).fit([texts[i] for i in fit_rows])
+        blocks.append(vectorizer.transform(texts))
+    return sparse.hstack(blocks).tocsr()
+
+
+def _kernel_ridge_errors(x: sparse.csr_matrix, y: np.ndarray, train: np.ndarray, held: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Squared error on `held` of ridge with an intercept fitted on `train`, for every penalty: one eigendecomposition
+    of the centered n_train x n_train kernel (exactly what sklearn's Ridge fits, much faster for many penalties)."""
+    xt, xh = x[train], x[held]
+    mean = np.asarray(xt.mean(axis=0)).ravel()
+    kernel = (xt @ xt.T).toarray()
+    row_means = xt @ mean
+    centered = kernel - row_means[:, None] - row_means[None, :] + mean @ mean
+    cross = (xh @ xt.T).toarray() - (xh @ mean)[:, None] - row_means[None, :] + mean @ mean
+    e, u = np.linalg.eigh(centered)
+    e = np.clip(e, 0, None)
+    y_mean = y[train].mean()
+    projected = u.T @ (y[train] - y_mean)
+    return np.array([np.sum((cross @ (u @ (projected / (e + alpha))) + y_mean - y[held]) ** 2) for alpha in alphas])
 
 
 def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndarray]:
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
-        vectorizers = [(column, TfidfVectorizer(max_features=20000, ngram_range=(1, 2), sublinear_tf=True, min_df=2), column)
-                       for column in columns]
-        frame = data.frame()
-        with tempfile.TemporaryDirectory() as cache:  # the vectorizer is fitted once per fold, not once per penalty
-            pipeline = Pipeline([("text", ColumnTransformer(vectorizers)), ("ridge", Ridge())], memory=cache)
-            search = _search(pipeline, TEXT_ALPHAS, data.groups[train])
-            search.fit(frame[train], data.y[train], groups=data.groups[train])
-            return search.predict(frame)
+        frame, rows = data.frame(), np.flatnonzero(train)
+        errors = np.zeros(len(TEXT_ALPHAS))
+        folds = min(5, len(np.unique(data.groups[rows])))
+        for fold_train, fold_held in GroupKFold(n_splits=folds).split(rows, groups=data.groups[rows]):
+            x = _vectorize(frame, columns, rows[fold_train])  # fitted inside the fold
+            errors += _kernel_ridge_errors(x, data.y, rows[fold_train], rows[fold_held], TEXT_ALPHAS)
+        x = _vectorize(frame, columns, rows)
+        return Ridge(alpha=float(TEXT_ALPHAS[errors.argmin()])).fit(x[rows], data.y[rows]).predict(x)
 
     return fit_predict
 
 
-def _generator(data: TextData, train: np.ndarray) -> np.ndarray:
-    labels = np.array([g or "unknown" for g in data.generators]).reshape(-1, 1)
-    pipeline = Pipeline([("onehot", OneHotEncoder(handle_unknown="ignore")), ("ridge", Ridge())])
-    search = _search(pipeline, ALPHAS, data.groups[train])
-    search.fit(labels[train], data.y[train], groups=data.groups[train])
-    return search.predict(labels)
+def _one_hot_generator(data: TextData) -> np.ndarray:
+    labels = np.array([g or "unknown" for g in data.generators])
+    return (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -112,7 +131,7 @@ class Baseline:
 BASELINES: tuple[Baseline, ...] = (
     Baseline(names.LENGTH, _dense(lambda d: length_features(d.responses))),
     Baseline(names.TEXT_STATS, _dense(lambda d: text_statistics(d.responses))),
-    Baseline(names.GENERATOR, _generator, lambda d: len({g or "unknown" for g in d.generators}) >= 2),
+    Baseline(names.GENERATOR, _dense(_one_hot_generator), lambda d: len({g or "unknown" for g in d.generators}) >= 2),
     Baseline(names.TFIDF_RESPONSE, _tfidf(("response",))),
     Baseline(names.TFIDF_PROMPT_RESPONSE, _tfidf(("prompt", "response"))),
     Baseline(names.LOGPROB, _dense(lambda d: d.logprob_mean.reshape(-1, 1)), lambda d: d.logprob_mean is not None),

@@ -22,7 +22,8 @@ from latent_reward.evaluation.controls import global_permutations, within_group_
 from latent_reward.evaluation.metrics import pearson
 from latent_reward.evaluation.results import Cell
 from latent_reward.experiments.targets import Target
-from latent_reward.probes import ProbeSettings, RidgeProbe, fit_ridge_all_layers, ridge_cv_all_layers
+from latent_reward.probes import ProbeSettings, fit_ridge_all_layers, ridge_cv_all_layers
+from latent_reward.probes.ridge import RidgeCV
 
 # Which cells a selector may choose from: the probe (any layer), or the embeddings only (a baseline).
 Selector = Callable[[str, int], bool]
@@ -36,7 +37,6 @@ class _Choice:
     cell: Cell | None = None
     predictions: np.ndarray | None = None  # for the held-out fold's rows
     states: np.ndarray | None = None  # [n_kept, d] at the chosen cell (for the permutation controls)
-    alpha_factor: float | None = None
 
 
 @dataclass
@@ -77,11 +77,10 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
         x = states(position)
         for k in range(n_folds):
             train = folds != k
-            alphas, _, cv_predictions = ridge_cv_all_layers(x[train], y[train], groups[train], settings.alpha_factors,
-                                                            settings.cv_folds, return_predictions=True)
-            cv_r = np.array([pearson(y[train], cv_predictions[index]) for index in range(len(layers))])
+            cv = ridge_cv_all_layers(x[train], y[train], groups[train], settings.alpha_factors)
+            cv_r = np.array([pearson(y[train], cv.predictions[index, :, 0]) for index in range(len(layers))])
             for name, allowed in selectors.items():
-                _consider(chosen[name][k], x, y, train, folds == k, cv_r, alphas, position, layers, allowed)
+                _consider(chosen[name][k], x, folds == k, cv_r, cv, position, layers, allowed)
             bar.update(1)
     bar.close()
     result = CrossFit(folds, groups, {}, {})
@@ -97,7 +96,7 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
     return result
 
 
-def _consider(choice: _Choice, x, y, train, held, cv_r, alphas, position: str, layers: list[int], allowed: Selector) -> None:
+def _consider(choice: _Choice, x, held, cv_r, cv: RidgeCV, position: str, layers: list[int], allowed: Selector) -> None:
     """Keep this position's best allowed layer for the fold if its inner-CV r beats the fold's choice so far."""
     candidates = [i for i, layer in enumerate(layers) if allowed(position, layer)]
     if not candidates:
@@ -105,9 +104,8 @@ def _consider(choice: _Choice, x, y, train, held, cv_r, alphas, position: str, l
     index = max(candidates, key=lambda i: cv_r[i])
     if not cv_r[index] > choice.score:
         return
-    probe = RidgeProbe(alpha_factor=float(alphas[index])).fit(x[train, index], y[train])
-    choice.score, choice.cell, choice.alpha_factor = float(cv_r[index]), Cell(position=position, layer=layers[index]), float(alphas[index])
-    choice.predictions = probe.predict(x[held, index])
+    choice.score, choice.cell = float(cv_r[index]), Cell(position=position, layer=layers[index])
+    choice.predictions = cv.probe(index).predict(x[held, index])
     choice.states = np.array(x[:, index])
 
 
@@ -119,8 +117,7 @@ def _permutation_controls(choices: list[_Choice], y, groups, folds, settings: Pr
         predictions = np.empty_like(targets)
         for k, choice in enumerate(choices):
             train, held = folds != k, folds == k
-            probes = fit_ridge_all_layers(choice.states[train][:, None, :], targets[:, train].T, groups[train],
-                                          settings.alpha_factors, settings.cv_folds)
+            probes = fit_ridge_all_layers(choice.states[train][:, None, :], targets[:, train].T, groups[train], settings.alpha_factors)
             for t, row in enumerate(probes):
                 predictions[t, held] = row[0].predict(choice.states[held])
         out[name] = (targets, predictions)

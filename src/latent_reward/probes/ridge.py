@@ -1,18 +1,18 @@
-"""Closed-form ridge regression with the penalty chosen by grouped k-fold cross-validation.
+"""Closed-form ridge regression with the penalty chosen by exact leave-one-prompt-out cross-validation.
 
-Hand-written rather than sklearn's RidgeCV + GroupKFold because the sweep fits every layer of a
-position at once: one eigendecomposition of X^T X per layer and fold gives the held-out
-predictions for every penalty, batched over layers in torch (benchmarks/probe_sweep.py measures
-the difference against the sklearn loop).
+Hand-written rather than sklearn's GridSearchCV(Ridge, LeaveOneGroupOut) because the sweep fits every
+layer of a position at once: one eigendecomposition per layer gives the leave-one-prompt-out
+residuals for every penalty in closed form (the hat-matrix identity for linear smoothers) and the
+final fit, batched over layers in torch (benchmarks/probe_sweep.py measures the difference).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import GroupKFold
 
 from latent_reward.probes.base import Probe, Standardizer, unit
 from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS, ProbeSettings
@@ -26,25 +26,76 @@ def _standardize_batch(x: torch.Tensor, rows: torch.Tensor | slice) -> tuple[tor
     return mean, torch.where(scale > 1e-8, scale, torch.ones_like(scale))
 
 
-def _solve_all_penalties(xs: torch.Tensor, y: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-    """Ridge weights for every layer, penalty and target.
+@dataclass
+class _Eigen:
+    """One symmetric eigendecomposition per layer that serves every penalty and target.
 
-    xs [L, n, d] z-scored, y [n, T] centered, alphas [A] -> weights [L, A, d, T]. One symmetric
-    eigendecomposition per layer serves every penalty and target: of X^T X (d x d) when n >= d,
-    else of X X^T (n x n, the dual form).
+    For penalty a: fitted values = Z diag(1 / (e + a)) Q^T y, weights = basis diag(1 / (e + a)) Q^T y.
+    Primal (n >= d): eigh(X^T X) = V e V^T, Z = Q = X V, basis = V. Dual (n < d): eigh(X X^T) = U e U^T,
+    Z = U diag(e), Q = U, basis = X^T U.
     """
+
+    e: torch.Tensor  # [L, k]
+    z: torch.Tensor  # [L, n, k]
+    q: torch.Tensor  # [L, n, k]
+    basis: torch.Tensor  # [L, d, k]
+
+
+def _eigen(xs: torch.Tensor) -> _Eigen:
     n, d = xs.shape[1], xs.shape[2]
     if n >= d:
-        eigenvalues, vectors = torch.linalg.eigh(xs.transpose(1, 2) @ xs)  # [L, d], [L, d, d]
-        projected = vectors.transpose(1, 2) @ (xs.transpose(1, 2) @ y)  # V^T X^T y: [L, d, T]
-        basis = vectors  # weights = V diag(1 / (e + alpha)) V^T X^T y
-    else:
-        eigenvalues, vectors = torch.linalg.eigh(xs @ xs.transpose(1, 2))  # [L, n], [L, n, n]
-        projected = vectors.transpose(1, 2) @ y  # U^T y: [L, n, T]
-        basis = xs.transpose(1, 2) @ vectors  # weights = X^T U diag(1 / (e + alpha)) U^T y
-    shrink = 1.0 / (eigenvalues.clamp(min=0)[:, None, :, None] + alphas[None, :, None, None])  # [L, A, k, 1]
+        e, v = torch.linalg.eigh(xs.transpose(1, 2) @ xs)
+        e = e.clamp(min=0)
+        z = xs @ v
+        return _Eigen(e, z, z, v)
+    e, u = torch.linalg.eigh(xs @ xs.transpose(1, 2))
+    e = e.clamp(min=0)
+    return _Eigen(e, u * e[:, None, :], u, xs.transpose(1, 2) @ u)
+
+
+def _weights(eigen: _Eigen, yc: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """Ridge weights [L, A, d, T] for centered targets yc [n, T]."""
+    projected = eigen.q.transpose(1, 2) @ yc  # [L, k, T]
+    shrink = 1.0 / (eigen.e[:, None, :, None] + alphas[None, :, None, None])  # [L, A, k, 1]
     # einsum keeps this one batched matmul per layer (a broadcast @ would copy the basis once per penalty)
-    return torch.einsum("ldk,lakt->ladt", basis, shrink * projected[:, None])
+    return torch.einsum("ldk,lakt->ladt", eigen.basis, shrink * projected[:, None])
+
+
+def _group_slots(groups: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of each group padded to the largest group: slots [G, m] (row index, 0 where padded) and a validity mask."""
+    _, index = np.unique(groups, return_inverse=True)
+    order = np.argsort(index, kind="stable")
+    sizes = np.bincount(index)
+    slots = np.zeros((len(sizes), sizes.max()), dtype=np.int64)
+    valid = np.zeros_like(slots, dtype=bool)
+    position = np.arange(len(index)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    slots[index[order], position] = order
+    valid[index[order], position] = True
+    return torch.as_tensor(slots), torch.as_tensor(valid)
+
+
+def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, slots: torch.Tensor, valid: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """Leave-one-prompt-out residuals [L, A, n, T], exact, from the one decomposition.
+
+    For a linear smoother with hat matrix H (the intercept included: H = J / n + Z diag(1 / (e + a)) Q^T),
+    the residuals of a fit that left group G out are (I - H_GG)^{-1} (y_G - fitted_G).
+    """
+    n = yc.shape[0]
+    mask = valid.to(yc.dtype)
+    zg = eigen.z[:, slots] * mask[None, :, :, None]  # [L, G, m, k]
+    qg = eigen.q[:, slots] * mask[None, :, :, None]
+    intercept = (mask[:, :, None] * mask[:, None, :]) / n  # [G, m, m]
+    identity = torch.eye(slots.shape[1], dtype=yc.dtype)
+    projected = eigen.q.transpose(1, 2) @ yc  # [L, k, T]
+    out = torch.empty((eigen.e.shape[0], len(alphas), n, yc.shape[1]), dtype=yc.dtype)
+    for a, alpha in enumerate(alphas):
+        w = 1.0 / (eigen.e + alpha)  # [L, k]
+        residual = yc - eigen.z @ (w[..., None] * projected)  # [L, n, T]
+        hat = torch.einsum("lgik,lk,lgjk->lgij", zg, w, qg) + intercept  # [L, G, m, m]
+        # numpy's batched LAPACK solve: torch's is 10-1000x slower on many tiny systems on the CPU
+        held = np.linalg.solve((identity - hat).numpy(), (residual[:, slots] * mask[None, :, :, None]).numpy())  # [L, G, m, T]
+        out[:, a][:, slots[valid]] = torch.from_numpy(held)[:, valid]
+    return out
 
 
 def _as_targets(y: np.ndarray) -> torch.Tensor:
@@ -52,39 +103,58 @@ def _as_targets(y: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(y[:, None] if y.ndim == 1 else y)
 
 
-def ridge_cv_all_layers(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_factors=DEFAULT_ALPHA_FACTORS, n_folds: int = 5,
-    return_predictions: bool = False,
-):
-    """Grouped k-fold CV for every layer (and every target) at once.
+@dataclass
+class RidgeCV:
+    """The outcome of `ridge_cv_all_layers` (T = number of targets)."""
 
-    x: [n, L, d] states, y: [n] or [n, T] targets, groups: [n]. Returns the best alpha factor
-    [L] (or [L, T]) and the CV mean squared error [L, A] (or [L, A, T]); with `return_predictions`
-    also the out-of-fold predictions at each layer's best penalty, [L, n] (or [L, n, T]).
+    best_alpha: np.ndarray  # [L, T] chosen alpha factor (penalty / training rows)
+    mse: np.ndarray  # [L, A, T] leave-one-prompt-out mean squared error
+    predictions: np.ndarray  # [L, n, T] leave-one-prompt-out predictions at the chosen penalty
+    weights: list[np.ndarray]  # per layer [d, T]: the fit on all rows at the chosen penalty
+    intercept: np.ndarray  # [T]
+    mean: np.ndarray  # [L, d] standardization of the rows
+    scale: np.ndarray  # [L, d]
+    alpha_factors: tuple[float, ...] = DEFAULT_ALPHA_FACTORS
+
+    def probe(self, layer: int, target: int = 0) -> RidgeProbe:
+        """The fitted probe at layer index `layer` (position in x's layer axis) for target column `target`."""
+        probe = RidgeProbe(alpha_factor=float(self.best_alpha[layer, target]), alpha_factors=self.alpha_factors)
+        probe.standardizer = Standardizer(self.mean[layer], self.scale[layer])
+        return probe._set(self.weights[layer][:, target], float(self.intercept[target]))
+
+
+def ridge_cv_all_layers(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_factors=DEFAULT_ALPHA_FACTORS,
+                        layer_chunk: int = 8) -> RidgeCV:
+    """Exact leave-one-prompt-out cross-validation of ridge for every layer and target at once, and the final fits.
+
+    x: [n, L, d] states, y: [n] or [n, T] targets, groups: [n] prompt ids. Features are z-scored on all rows
+    (for choosing the penalty this differs from per-fold scaling by a negligible amount). Layers are processed
+    in chunks to bound memory.
     """
-    xt = torch.as_tensor(np.ascontiguousarray(np.moveaxis(x, 1, 0)), dtype=torch.float64)  # [L, n, d]
     yt = _as_targets(y)
-    factors = torch.as_tensor(alpha_factors, dtype=torch.float64)
-    n_folds = min(n_folds, len(np.unique(groups)))
-    squared_error = torch.zeros((xt.shape[0], len(alpha_factors), yt.shape[1]), dtype=torch.float64)
-    held_out = torch.zeros((xt.shape[0], len(alpha_factors), len(yt), yt.shape[1]), dtype=torch.float64) if return_predictions else None
-    for train_rows, held_rows in GroupKFold(n_splits=n_folds).split(np.zeros(len(yt)), groups=groups):
-        train_rows, held_rows = torch.as_tensor(train_rows), torch.as_tensor(held_rows)
-        mean, scale = _standardize_batch(xt, train_rows)
-        y_mean = yt[train_rows].mean(dim=0)
-        weights = _solve_all_penalties((xt[:, train_rows] - mean) / scale, yt[train_rows] - y_mean, factors * len(train_rows))
-        predictions = torch.einsum("lmd,ladt->lamt", (xt[:, held_rows] - mean) / scale, weights) + y_mean
-        squared_error += ((predictions - yt[held_rows]) ** 2).sum(dim=2)
-        if held_out is not None:
-            held_out[:, :, held_rows] = predictions
-    mse = (squared_error / len(yt)).numpy()
-    best_index = mse.argmin(axis=1)  # [L, T]
-    best = np.asarray(alpha_factors)[best_index]
-    single = np.asarray(y).ndim == 1
-    if not return_predictions:
-        return (best[:, 0], mse[..., 0]) if single else (best, mse)
-    chosen = np.take_along_axis(held_out.numpy(), best_index[:, None, None, :], axis=1)[:, 0]  # [L, n, T]
-    return (best[:, 0], mse[..., 0], chosen[..., 0]) if single else (best, mse, chosen)
+    yc = yt - yt.mean(dim=0)
+    slots, valid = _group_slots(np.asarray(groups))
+    factors = np.asarray(alpha_factors, dtype=np.float64)
+    alphas = torch.as_tensor(factors * len(yt))
+    mse, best, predictions, weights, means, scales = [], [], [], [], [], []
+    for start in range(0, x.shape[1], layer_chunk):
+        xt = torch.as_tensor(np.ascontiguousarray(np.moveaxis(x[:, start : start + layer_chunk], 1, 0)), dtype=torch.float64)
+        mean, scale = _standardize_batch(xt, slice(None))
+        eigen = _eigen((xt - mean) / scale)
+        residuals = _logo_residuals(eigen, yc, slots, valid, alphas)  # [l, A, n, T]
+        chunk_mse = (residuals**2).mean(dim=2).numpy()  # [l, A, T]
+        chosen = chunk_mse.argmin(axis=1)  # [l, T]
+        held = np.take_along_axis(residuals.numpy(), chosen[:, None, None, :], axis=1)[:, 0]  # [l, n, T]
+        all_weights = _weights(eigen, yc, alphas).numpy()  # [l, A, d, T]
+        for layer in range(xt.shape[0]):
+            weights.append(np.stack([all_weights[layer, chosen[layer, t], :, t] for t in range(yt.shape[1])], axis=1))
+        mse.append(chunk_mse)
+        best.append(factors[chosen])
+        predictions.append(yt.numpy()[None] - held)
+        means.append(mean[:, 0].numpy())
+        scales.append(scale[:, 0].numpy())
+    return RidgeCV(np.concatenate(best), np.concatenate(mse), np.concatenate(predictions), weights, yt.mean(dim=0).numpy(),
+                   np.concatenate(means), np.concatenate(scales), tuple(alpha_factors))
 
 
 class RidgeProbe(Probe):
@@ -92,34 +162,35 @@ class RidgeProbe(Probe):
 
     kind = "ridge"
 
-    def __init__(self, alpha_factor: float | None = None, alpha_factors=DEFAULT_ALPHA_FACTORS, n_folds: int = 5):
+    def __init__(self, alpha_factor: float | None = None, alpha_factors=DEFAULT_ALPHA_FACTORS):
         super().__init__()
         self.alpha_factor = alpha_factor
         self.alpha_factors = tuple(alpha_factors)
-        self.n_folds = n_folds
         self.weights: np.ndarray | None = None
         self.intercept = 0.0
 
     @classmethod
     def from_settings(cls, settings: ProbeSettings) -> RidgeProbe:
-        return cls(alpha_factors=settings.alpha_factors, n_folds=settings.cv_folds)
+        return cls(alpha_factors=settings.alpha_factors)
 
     @classmethod
     def fit_layers(cls, settings: ProbeSettings, x, targets, groups) -> list[list[RidgeProbe]]:
         """Every layer and target from one batched grouped CV and one batched solve."""
-        return fit_ridge_all_layers(x, targets, groups, settings.alpha_factors, settings.cv_folds)
+        return fit_ridge_all_layers(x, targets, groups, settings.alpha_factors)
 
     def fit(self, x, y, groups=None) -> RidgeProbe:
+        """Fit on x [n, d], y [n]; the penalty is chosen by leave-one-prompt-out CV over `groups` unless fixed."""
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         if self.alpha_factor is None:
             if groups is None:
                 raise ValueError("ridge needs groups to choose its penalty by grouped cross-validation")
-            best, _ = ridge_cv_all_layers(x[:, None, :], y, np.asarray(groups), self.alpha_factors, self.n_folds)
-            self.alpha_factor = float(best[0])
+            fitted = fit_ridge_all_layers(x[:, None, :], y, np.asarray(groups), self.alpha_factors)[0][0]
+            self.alpha_factor, self.standardizer = fitted.alpha_factor, fitted.standardizer
+            return self._set(fitted.weights, fitted.intercept)
         self.standardizer = Standardizer.fit(x)
         xs = torch.as_tensor(self.standardizer.transform(x))[None]
         factor = torch.tensor([self.alpha_factor * len(y)], dtype=torch.float64)
-        weights = _solve_all_penalties(xs, _as_targets(y - y.mean()), factor)[0, 0, :, 0].numpy()
+        weights = _weights(_eigen(xs), _as_targets(y - y.mean()), factor)[0, 0, :, 0].numpy()
         return self._set(weights, float(y.mean()))
 
     def _set(self, weights: np.ndarray, intercept: float) -> RidgeProbe:
@@ -144,27 +215,10 @@ class RidgeProbe(Probe):
         self.weights, self.intercept, self.alpha_factor = tensors["weights"], state["intercept"], state["alpha_factor"]
 
 
-def fit_ridge_all_layers(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_factors=DEFAULT_ALPHA_FACTORS,
-                         n_folds: int = 5) -> list[list[RidgeProbe]]:
-    """RidgeProbes for every target column of y ([n] or [n, T]) and every layer of x [n, L, d].
+def fit_ridge_all_layers(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_factors=DEFAULT_ALPHA_FACTORS) -> list[list[RidgeProbe]]:
+    """RidgeProbes for every target column of y ([n] or [n, T]) and every layer of x [n, L, d]: probes[target][layer].
 
-    Penalties come from one batched grouped CV; the final fit on all rows is one more batched
-    solve. Returns probes[target][layer] (a single target gives a list of one).
+    One eigendecomposition per layer gives the leave-one-prompt-out choice of penalty and the final fit.
     """
-    targets = _as_targets(y)
-    best, _ = ridge_cv_all_layers(x, targets.numpy(), groups, alpha_factors, n_folds)  # [L, T]
-    factors = np.asarray(alpha_factors)
-    xt = torch.as_tensor(np.ascontiguousarray(np.moveaxis(x, 1, 0)), dtype=torch.float64)
-    mean, scale = _standardize_batch(xt, slice(None))
-    y_mean = targets.mean(dim=0)
-    weights = _solve_all_penalties((xt - mean) / scale, targets - y_mean, torch.as_tensor(factors * len(targets)))  # [L, A, d, T]
-    probes = []
-    for t in range(targets.shape[1]):
-        row = []
-        for layer in range(xt.shape[0]):
-            a = int(np.flatnonzero(factors == best[layer, t])[0])
-            probe = RidgeProbe(alpha_factor=float(best[layer, t]))
-            probe.standardizer = Standardizer(mean[layer, 0].numpy(), scale[layer, 0].numpy())
-            row.append(probe._set(weights[layer, a, :, t].numpy(), float(y_mean[t])))
-        probes.append(row)
-    return probes
+    cv = ridge_cv_all_layers(x, y, groups, alpha_factors)
+    return [[cv.probe(layer, t) for layer in range(x.shape[1])] for t in range(cv.best_alpha.shape[1])]

@@ -33,8 +33,7 @@ class ProbeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     train: TrainConfig = TrainConfig()
-    alpha_factors: tuple[float, ...] = DEFAULT_ALPHA_FACTORS  # ridge
-    cv_folds: int = Field(5, ge=2)  # ridge: grouped folds that choose the penalty
+    alpha_factors: tuple[float, ...] = DEFAULT_ALPHA_FACTORS  # ridge: chosen by leave-one-prompt-out CV
     mlp_hidden: int = Field(256, ge=1)
     mlp_dropout: float = Field(0.1, ge=0, lt=1)
     mean_diff_quantile: float = Field(1 / 3, gt=0, lt=0.5)
