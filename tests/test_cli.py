@@ -80,13 +80,28 @@ def test_damaged_inputs_are_one_line_with_exit_2(tmp_path, arena_file):
     assert_clean_error(run_cli("sweep", "--store", store, "--out", tmp_path / "o"), "not a valid store manifest")
 
 
-def test_an_unreachable_model_fails_fast_and_briefly(tmp_path, arena_file):
+def test_an_unreachable_model_or_dataset_fails_fast_and_briefly(tmp_path, arena_file):
     import time
 
     tick = time.perf_counter()
     result = run_cli("extract", "--model", "no-such-org/no-such-model", "--data", arena_file, "--out", tmp_path / "o")
     assert_clean_error(result, "cannot load model 'no-such-org/no-such-model'")
     assert time.perf_counter() - tick < 25 and not (tmp_path / "o").exists()
+    tick = time.perf_counter()
+    assert_clean_error(run_cli("data", "inspect", "no-such-org/no-such-dataset"), "cannot load Hub dataset 'no-such-org/no-such-dataset'")
+    assert time.perf_counter() - tick < 25
+
+
+def test_verify_checks_every_shard(tiny_model_dir, arena_file, tmp_path):
+    out = tmp_path / "s"
+    assert run_cli("extract", "--model", tiny_model_dir, "--data", arena_file, "--out", out, "--positions", "eot").returncode == 0
+    good = run_cli("verify", out)
+    assert good.returncode == 0 and "checksums match" in good.stdout
+    shard = next((out / "shards").glob("*.safetensors"))
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 1
+    shard.write_bytes(bytes(data))
+    assert_clean_error(run_cli("verify", out), "checksum mismatch")
 
 
 def test_run_reuses_matching_stores_and_redoes_changed_ones(tiny_model_dir, tmp_path):

@@ -274,6 +274,15 @@ def score(
 
 
 @app.command()
+def verify(store: Annotated[Path, typer.Argument(help="An activation store folder.")]) -> None:
+    """Check every shard of a store against its recorded size and SHA-256."""
+    from latent_reward.activations import ActivationStore
+
+    opened = ActivationStore.open(store, verify=True)
+    console.print(f"{store}: {opened.manifest['n_shards']} shards, {len(opened)} examples; sizes and checksums match")
+
+
+@app.command()
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Folders written by `latent-reward run` (or their report folders).")],
     out: OutOpt = Path("runs/compare"),

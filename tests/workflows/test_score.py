@@ -1,0 +1,58 @@
+"""`latent-reward score` end to end on the tiny model: pairs, best-of-n, and the prompts a probe may not be scored on."""
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import run_cli, synthetic_examples, write_jsonl
+from latent_reward.activations import ExtractConfig, extract
+from latent_reward.data.schema import group_key
+from latent_reward.experiments.sweep import SweepConfig, sweep
+
+
+@pytest.fixture(scope="module")
+def probe_folder(tiny, tiny_model_dir, tmp_path_factory):
+    store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path_factory.mktemp("store"), ExtractConfig(),
+                    progress=False).store
+    probe = sweep(store, SweepConfig(n_boot=100), progress=False).best_probe
+    probe.info["model"] = str(tiny_model_dir)
+    return probe.save(tmp_path_factory.mktemp("probe") / "probe")
+
+
+def test_score_command_on_pairs_and_best_of_n(probe_folder, tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2),
+                                                    "rejected": "dog", "subset": "s1" if i % 2 else "s2"} for i in range(8)])
+    done = run_cli("score", "--probe", probe_folder, "--data", pairs, "--out", tmp_path / "o1", "--n-boot", "100")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "o1" / "score.json").read_text())
+    entries = {entry["subset"]: entry for entry in summary["pair_accuracy"]}
+    assert entries["all"]["pairs"] == 8 and set(entries) == {"all", "s1", "s2"}
+    assert entries["all"]["predictors"]["response length"]["value"] == 1.0  # chosen is always longer here
+    assert entries["all"]["versus_probe"]["response length"]["difference"]["value"] <= 0
+    bon = write_jsonl(tmp_path / "bon.jsonl", [{"instruction": f"q{i // 4} brown fox", "output": "paris " * (1 + i % 4),
+                                                "generator": "m", "sample_index": i % 4, "preference": 1 + (i % 4) / 4}
+                                               for i in range(24)])
+    done = run_cli("score", "--probe", probe_folder, "--data", bon, "--out", tmp_path / "o2", "--n-boot", "100")
+    assert done.returncode == 0, done.stderr
+    picks = json.loads((tmp_path / "o2" / "score.json").read_text())["best_of_n"]["picks"]
+    assert picks["best possible"]["value"] == pytest.approx(0.75)
+    assert picks["response length pick"]["value"] == pytest.approx(0.75)
+    assert picks["random pick"]["value"] == pytest.approx(0.375)
+
+
+def test_prompts_the_probe_was_trained_or_validated_on_never_count(probe_folder, tmp_path):
+    probe = json.loads((probe_folder / "probe.json").read_text())["info"]
+    seen = set(probe["train_groups"]) | set(probe["validation_groups"])
+    examples = synthetic_examples(n_prompts=12, per_prompt=3)  # the probe's own data: train, validation and test prompts
+    records = [{"question": e.prompt_messages[0]["content"], "answer": e.response, "score": e.rating} for e in examples]
+    data = write_jsonl(tmp_path / "own.jsonl", records)
+    done = run_cli("score", "--probe", probe_folder, "--data", data, "--out", tmp_path / "o", "--n-boot", "100")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "o" / "score.json").read_text())
+    unseen = [e for e in examples if group_key(e.prompt_messages) not in seen]
+    assert summary["excluded_prompts"] == len({e.group for e in examples} & seen) > 0
+    assert summary["examples"] == len(unseen) == summary["transfer"]["examples"]
+    assert summary["best_of_n"]["prompts"] == len({e.group for e in unseen})
+    counted = np.loadtxt(tmp_path / "o" / "scores.csv", delimiter=",", skiprows=1, usecols=3, dtype=str)
+    assert (counted == "True").sum() == len(unseen)
