@@ -44,7 +44,7 @@ def matmul_peak_gflops(dtype: torch.dtype, rows: int, d_model: int, d_ff: int, r
 
 def block_linear_params(model) -> int:
     """Parameters of every nn.Linear inside the transformer blocks (embeddings and LM head excluded)."""
-    from latent_reward.activations.forward import decoder_layers
+    from latent_reward.models.architecture import decoder_layers
 
     return sum(m.weight.numel() for m in decoder_layers(model).modules() if isinstance(m, torch.nn.Linear))
 
@@ -61,32 +61,31 @@ def forward_flops(model, lengths: list[int]) -> float:
     return total
 
 
-def time_batches(reader: ResidualReader, batches, rendered) -> float:
+def time_chunks(reader: ResidualReader, chunks, rendered, batch_tokens: int) -> float:
     tick = time.perf_counter()
-    for batch in batches:
-        reader.run(batch, rendered)
+    for chunk in chunks:
+        reader.run(chunk, rendered, batch_tokens)
     return time.perf_counter() - tick
 
 
 def throughput(loaded, examples, max_tokens: int, batch_tokens: int, repeats: int) -> dict:
     rendered = [render_example(loaded.tokenizer, e.messages, max_tokens) for e in examples]
-    units = plan.make_units(rendered, True, batch_tokens)
-    batches = plan.make_batches(units, batch_tokens)
+    units = plan.make_units(rendered, True)
+    chunks = plan.prompt_chunks(units, 2 * batch_tokens)
     tokens = sum(len(r.input_ids) for r in rendered)
     layers = tuple(range(loaded.info.n_layers + 1))
     extracting = ResidualReader(loaded.model, layers, POSITIONS, (), False)
-    time_batches(extracting, batches[:2], rendered)  # warm-up
+    time_chunks(extracting, chunks[:2], rendered, batch_tokens)  # warm-up
     extract_s, plain_s = [], []
     for _ in range(repeats):  # interleaved, so drift in machine speed hits both alike
-        extract_s.append(time_batches(extracting, batches, rendered))
+        extract_s.append(time_chunks(extracting, chunks, rendered, batch_tokens))
         extracting.close()
         plain = ResidualReader(loaded.model, (), (), (), False)
-        plain_s.append(time_batches(plain, batches, rendered))
+        plain_s.append(time_chunks(plain, chunks, rendered, batch_tokens))
         extracting = ResidualReader(loaded.model, layers, POSITIONS, (), False)
     extracting.close()
     computed = [u.prompt_length for u in units] + [n for u in units for n in u.continuation_lengths]
-    padded = sum(len(b) * max(u.prompt_length for u in b) for b in batches) + sum(
-        sum(len(u.members) for u in b) * max(max(u.continuation_lengths) for u in b) for b in batches)
+    padded = plan.padded_tokens(chunks, batch_tokens)
     useful_flops = forward_flops(loaded.model, [len(r.input_ids) for r in rendered])
     best_extract, best_plain = min(extract_s), min(plain_s)
     return {
@@ -105,7 +104,7 @@ def sharing_on_arena(loaded, data_dir: Path, max_tokens: int, batch_tokens: int,
     dataset = load_dataset(str(data_dir / "arena_bench_v1_gpt4_scores.jsonl.gz"))
     rendered = [render_example(loaded.tokenizer, e.messages, max_tokens) for e in dataset.examples]
     total = sum(len(r.input_ids) for r in rendered)
-    shared = sum(u.prompt_length + sum(u.continuation_lengths) for u in plan.make_units(rendered, True, batch_tokens))
+    shared = sum(u.tokens for u in plan.make_units(rendered, True))
     # Time a slice of whole prompts both ways.
     groups = list(dict.fromkeys(e.group for e in dataset.examples))[:n_prompts]
     chosen = [i for i, e in enumerate(dataset.examples) if e.group in set(groups)]
@@ -113,8 +112,8 @@ def sharing_on_arena(loaded, data_dir: Path, max_tokens: int, batch_tokens: int,
     reader = ResidualReader(loaded.model, tuple(range(loaded.info.n_layers + 1)), POSITIONS, (), False)
     seconds = {}
     for share in (True, False):
-        batches = plan.make_batches(plan.make_units(subset, share, batch_tokens), batch_tokens)
-        seconds[share] = time_batches(reader, batches, subset)
+        chunks = plan.prompt_chunks(plan.make_units(subset, share), 2 * batch_tokens)
+        seconds[share] = time_chunks(reader, chunks, subset, batch_tokens)
     reader.close()
     return {
         "examples": len(rendered),

@@ -76,10 +76,15 @@ class ExtractConfig(Spec):
     layers: tuple[int, ...] | None = None  # None: every layer 0..n_layers
     token_layers: tuple[int, ...] = ()  # layers kept for every response token (response_tokens)
     max_tokens: int = Field(1024, ge=8)
-    batch_tokens: int = Field(1024, ge=64, description="padded tokens per forward pass")
+    batch_tokens: int = Field(1024, ge=64, description="padded tokens per forward pass of the responses")
     shard_size: int = Field(256, ge=1, description="examples per shard (the unit of resumption)")
     share_prompts: bool = True  # run a prompt once for all its responses (KV-cache reuse)
     logprobs: bool = False  # the model's log-probability of each response (needs the LM head)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Padded tokens per prompt pass: a chunk of similar-length prompts whose responses are then batched together."""
+        return 2 * self.batch_tokens
 
     def fingerprint_fields(self) -> dict:
         """Every option: batching changes the numbers too (float rounding), and a resumed run

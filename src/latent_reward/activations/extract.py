@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from latent_reward.activations import store as store_format
 from latent_reward.activations.forward import ResidualReader, as_float16
-from latent_reward.activations.plan import Unit, make_batches, make_shards, make_units, padded_tokens
+from latent_reward.activations.plan import Unit, make_shards, make_units, padded_tokens, prompt_chunks
 from latent_reward.activations.store import MANIFEST, ActivationStore
 from latent_reward.config import ExtractConfig
 from latent_reward.data.schema import Example
@@ -30,6 +30,7 @@ from latent_reward.positions import TOKEN_POSITION
 
 # Bump when a change to rendering or truncation changes stored states for the same inputs.
 TOKENIZATION_VERSION = 3  # 3: the prompt is tokenized on its own, the response after it
+BATCHING_VERSION = 2  # 2: prompts chunked by length, responses batched by length across the chunk's prompts
 
 
 def data_fingerprint(examples: list[Example]) -> str:
@@ -46,6 +47,7 @@ def request_fingerprint(examples: list[Example], config: ExtractConfig, model: s
         "random_init_seed": random_init_seed,
         "dtype": dtype,
         "tokenization": TOKENIZATION_VERSION,
+        "batching": BATCHING_VERSION,
         "data": data_fingerprint(examples),
         "n_examples": len(examples),
         **config.fingerprint_fields(),
@@ -107,7 +109,7 @@ def _extract(loaded, examples, out: Path, config: ExtractConfig, progress, sourc
     if state is not None:
         state.wait_for_everyone()
 
-    units = make_units(rendered, config.share_prompts, config.batch_tokens)
+    units = make_units(rendered, config.share_prompts)
     shards = make_shards(units, config.shard_size)
     mine = [(i, shard) for i, shard in enumerate(shards) if i % world == rank]
     problems = {i: store_format.shard_problem(out, i) for i, _ in mine}
@@ -154,8 +156,8 @@ def _run_shard(reader: ResidualReader, shard: list[Unit], rendered: list[Rendere
     order: list[int] = []
     tokens: list[torch.Tensor] = []
     logprob_sums: list[float] = []
-    for batch in make_batches(shard, config.batch_tokens):
-        states = reader.run(batch, rendered)
+    for chunk in prompt_chunks(shard, config.prompt_tokens):
+        states = reader.run(chunk, rendered, config.batch_tokens)
         advance(len(states.example_index), sum(len(rendered[i].input_ids) for i in states.example_index))
         order.extend(states.example_index)
         for name, values in states.positions.items():
@@ -203,7 +205,7 @@ def _finish_manifest(out: Path, manifest: dict, shards, units, rendered, config:
         raise UserError(f"{len(broken)} shard(s) are missing or damaged after extraction; run the same command again")
     tokens_total = sum(len(r.input_ids) for r in rendered)
     computed = sum(u.prompt_length + sum(u.continuation_lengths) for u in units)
-    padded = sum(padded_tokens(batch) for shard in shards for batch in make_batches(shard, config.batch_tokens))
+    padded = sum(padded_tokens(prompt_chunks(shard, config.prompt_tokens), config.batch_tokens) for shard in shards)
     manifest.update(
         status="complete",
         n_examples=len(rendered),

@@ -1,19 +1,21 @@
 """Two-pass batched forward that reads residual states at named positions inside the pass.
 
-Pass 1 runs each unit's prompt once (left-padded) and keeps its KV cache; pass 2 runs every
-response (right-padded) on top of its unit's cache rows. Hooks on the decoder blocks gather only
+Pass 1 runs each unit's prompt once (left-padded, a chunk of similar-length prompts together) and
+keeps the KV cache; pass 2 runs the responses (right-padded, batched by length) on their units'
+cache rows. Hooks on the decoder blocks gather only
 the needed positions (driven by `positions.TABLE`), so no layer's full sequence is kept and the LM
 head never runs (except, when log-probabilities are asked for, on the response positions alone).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from latent_reward.activations.plan import Unit
+from latent_reward.activations.plan import Unit, response_batches
 from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook
 from latent_reward.models.chat import RenderedExample
 from latent_reward.positions import BY_NAME, TOKEN_POSITION, Position
@@ -21,12 +23,35 @@ from latent_reward.positions import BY_NAME, TOKEN_POSITION, Position
 
 @dataclass
 class BatchStates:
-    """States read from one batch, rows in the batch's example order."""
+    """States read for some examples, rows in `example_index` order."""
 
     example_index: list[int]
     positions: dict[str, torch.Tensor] = field(default_factory=dict)  # [n, n_layers, d]
     token_states: list[torch.Tensor] = field(default_factory=list)  # per example [t, n_token_layers, d]
     logprob_sum: list[float] = field(default_factory=list)  # summed log-probability of each response's tokens
+
+    def extend(self, other: BatchStates, positions) -> None:
+        """Append another batch's rows (positions in the reader's order)."""
+        self.example_index += other.example_index
+        for position in positions:
+            if position.name in other.positions:
+                current = self.positions.get(position.name)
+                values = other.positions[position.name]
+                self.positions[position.name] = values if current is None else torch.cat([current, values])
+        self.token_states += other.token_states
+        self.logprob_sum += other.logprob_sum
+
+
+def _select_rows(cache, rows: torch.Tensor):
+    """A copy of a KV cache holding the given batch rows (repeated as asked); the original is left as it was,
+    and each layer keeps its own bookkeeping (sliding-window layers included)."""
+    selected = copy.copy(cache)
+    selected.layers = []
+    for layer in cache.layers:
+        clone = copy.copy(layer)
+        clone.keys, clone.values = layer.keys.index_select(0, rows), layer.values.index_select(0, rows)
+        selected.layers.append(clone)
+    return selected
 
 
 @dataclass
@@ -70,9 +95,9 @@ class ResidualReader:
             if layer in self.layers:
                 for name, (rows, cols) in requests.index.items():
                     self._captured.setdefault(name, {})[layer] = hidden[rows, cols].float()
-                for name, mask in requests.mean.items():
-                    mean = torch.einsum("bt,btd->bd", mask, hidden.float()) / mask.sum(1, keepdim=True)
-                    self._captured.setdefault(name, {})[layer] = mean
+                for name, mask in requests.mean.items():  # a matmul in the model's dtype (accumulated in float32)
+                    total = torch.einsum("bt,btd->bd", mask.to(hidden.dtype), hidden).float()
+                    self._captured.setdefault(name, {})[layer] = total / mask.sum(1, keepdim=True)
             if layer in self.token_layers and requests.every_token is not None:
                 self._token_captured[layer] = hidden[requests.every_token].float()
 
@@ -106,65 +131,61 @@ class ResidualReader:
         return mask
 
     @torch.inference_mode()
-    def run(self, units: list[Unit], rendered: list[RenderedExample]) -> BatchStates:
+    def run(self, units: list[Unit], rendered: list[RenderedExample], batch_tokens: int) -> BatchStates:
+        """States of every member of a chunk of units: one prompt pass, then the responses in batches of about
+        `batch_tokens` padded tokens (sorted by length), each on its prompt's rows of the chunk's KV cache."""
+        prompt_states, cache, prompt_mask, last_hidden = self._prompt_pass(units, rendered)
+        result = BatchStates(example_index=[])
+        for batch in response_batches(units, batch_tokens):
+            rows = torch.tensor([u for u, _ in batch])
+            members = [units[u].members[m] for u, m in batch]
+            states = self._response_pass(units, rows, members, rendered, _select_rows(cache, rows.to(self.device)),
+                                         prompt_mask[rows], None if last_hidden is None else last_hidden[rows])
+            for name, values in prompt_states.items():
+                states.positions[name] = values[rows.to(self.device)].cpu()
+            result.extend(states, self.positions)
+        return result
+
+    def _prompt_pass(self, units: list[Unit], rendered: list[RenderedExample]):
+        """Every prompt of the chunk once, left-padded (each prompt's last token in the last column)."""
         device = self.device
         width = max(u.prompt_length for u in units)
-        prompt_ids = torch.zeros((len(units), width), dtype=torch.long)
-        prompt_mask = torch.zeros((len(units), width), dtype=torch.long)
+        ids = torch.zeros((len(units), width), dtype=torch.long)
+        mask = torch.zeros((len(units), width), dtype=torch.long)
         for row, unit in enumerate(units):
-            ids = rendered[unit.members[0]].input_ids[: unit.prompt_length]
-            prompt_ids[row, width - unit.prompt_length :] = torch.as_tensor(ids)
-            prompt_mask[row, width - unit.prompt_length :] = 1
-        prompt_positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)
-
-        # Pass 1: prompts. Left padding puts every prompt's last token in the last column.
+            ids[row, width - unit.prompt_length :] = torch.as_tensor(rendered[unit.members[0]].input_ids[: unit.prompt_length])
+            mask[row, width - unit.prompt_length :] = 1
         self._requests = self._requests_for("prompt", [rendered[u.members[0]].spans for u in units],
                                             [u.prompt_length - width for u in units], width)
-        out = self.base(input_ids=prompt_ids.to(device), attention_mask=prompt_mask.to(device),
-                        position_ids=prompt_positions.to(device), use_cache=True)
-        prompt_states = self._take()
-        cache = output_cache(out)
-        prompt_last_hidden = out.last_hidden_state[:, -1] if self.logprobs else None
+        out = self.base(input_ids=ids.to(device), attention_mask=mask.to(device),
+                        position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True)
+        return self._take(), output_cache(out), mask, (out.last_hidden_state[:, -1] if self.logprobs else None)
 
-        # Pass 2: responses (and the end-of-turn token), each on its unit's cache rows.
-        members = [(u_row, index) for u_row, unit in enumerate(units) for index in unit.members]
-        unit_of_row = torch.tensor([u_row for u_row, _ in members])
-        offsets = [units[u_row].prompt_length for u_row, _ in members]
-        lengths = [len(rendered[index].input_ids) - offset for (_, index), offset in zip(members, offsets)]
+    def _response_pass(self, units, rows, members, rendered, cache, prompt_mask, prompt_last_hidden) -> BatchStates:
+        """The responses (and end-of-turn tokens) of `members`, right-padded, on their prompts' cache rows."""
+        device = self.device
+        offsets = [units[u].prompt_length for u in rows.tolist()]
+        lengths = [len(rendered[index].input_ids) - offset for index, offset in zip(members, offsets)]
         span = max(lengths)
-        cont_ids = torch.zeros((len(members), span), dtype=torch.long)
-        cont_mask = torch.zeros((len(members), span), dtype=torch.long)
-        for row, ((_, index), offset, length) in enumerate(zip(members, offsets, lengths)):
-            cont_ids[row, :length] = torch.as_tensor(rendered[index].input_ids[offset:])
-            cont_mask[row, :length] = 1
-        member_spans = [rendered[index].spans for _, index in members]
-        response_mask = self._range_mask(BY_NAME[TOKEN_POSITION], member_spans, offsets, span).to(device)
-        self._requests = self._requests_for("response", member_spans, offsets, span)
+        ids = torch.zeros((len(members), span), dtype=torch.long)
+        mask = torch.zeros((len(members), span), dtype=torch.long)
+        for row, (index, offset, length) in enumerate(zip(members, offsets, lengths)):
+            ids[row, :length] = torch.as_tensor(rendered[index].input_ids[offset:])
+            mask[row, :length] = 1
+        spans = [rendered[index].spans for index in members]
+        response_mask = self._range_mask(BY_NAME[TOKEN_POSITION], spans, offsets, span).to(device)
+        self._requests = self._requests_for("response", spans, offsets, span)
         self._requests.every_token = response_mask.bool() if self.token_layers else None
-        cache.reorder_cache(unit_of_row.to(device))
         positions = torch.tensor(offsets)[:, None] + torch.arange(span)[None, :]
-        out = self.base(
-            input_ids=cont_ids.to(device),
-            attention_mask=torch.cat([prompt_mask[unit_of_row], cont_mask], dim=1).to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            **{self._cache_kwarg: cache},
-        )
-        response_states = self._take()
-
-        states = BatchStates(example_index=[index for _, index in members])
-        for position in self.positions:
-            if position.name in prompt_states:
-                states.positions[position.name] = prompt_states[position.name][unit_of_row.to(device)].cpu()
-            elif position.name in response_states:
-                states.positions[position.name] = response_states[position.name].cpu()
+        out = self.base(input_ids=ids.to(device), attention_mask=torch.cat([prompt_mask, mask], dim=1).to(device),
+                        position_ids=positions.to(device), use_cache=True, **{self._cache_kwarg: cache})
+        states = BatchStates(example_index=list(members), positions={k: v.cpu() for k, v in self._take().items()})
         if self.token_layers:
             per_layer = torch.stack([self._token_captured[l] for l in self.token_layers], dim=1).cpu()
             states.token_states = list(torch.split(per_layer, response_mask.sum(1).long().tolist()))
             self._token_captured = {}
         if self.logprobs:
-            states.logprob_sum = self._response_logprobs(
-                prompt_last_hidden[unit_of_row.to(device)], out.last_hidden_state, cont_ids.to(device), response_mask)
+            states.logprob_sum = self._response_logprobs(prompt_last_hidden, out.last_hidden_state, ids.to(device), response_mask)
         return states
 
     def _response_logprobs(self, first_hidden, hidden, targets, response_mask) -> list[float]:

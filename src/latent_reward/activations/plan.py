@@ -1,9 +1,10 @@
-"""Deterministic work plan for extraction: prompt units, shards and batches.
+"""Deterministic work plan for extraction: prompt units, shards, chunks and batches.
 
-A unit is a set of examples whose rendered prompts are token-identical, so one prompt forward
-pass serves all of them. Units are sorted by length before packing so batches carry little
-padding. The plan depends only on the data and the options, which is what makes a resumed run
-equal to an uninterrupted one.
+A unit is a set of examples whose rendered prompts are token-identical, so one prompt forward pass
+serves all of them. Work is done in chunks of units of similar prompt length: one prompt pass over
+the chunk, then its responses batched by their own length, each on its prompt's rows of the chunk's
+KV cache. Sorting each pass by its own length keeps padding low in both. The plan depends only on the
+data and the options, which is what makes a resumed run equal to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -19,18 +20,16 @@ from latent_reward.models.chat import RenderedExample
 class Unit:
     prompt_length: int
     members: tuple[int, ...]  # example indices
-    continuation_lengths: tuple[int, ...]
+    continuation_lengths: tuple[int, ...]  # tokens after the prompt (response + end of turn), per member
 
-    def cost(self) -> int:
-        """Padded tokens this unit adds to a batch (prompt once, responses to the longest)."""
-        return self.prompt_length + len(self.members) * max(self.continuation_lengths)
+    @property
+    def tokens(self) -> int:
+        """Tokens this unit computes: its prompt once, then each continuation."""
+        return self.prompt_length + sum(self.continuation_lengths)
 
 
-def make_units(rendered: list[RenderedExample], share_prompts: bool, max_unit_tokens: int) -> list[Unit]:
-    """Group examples by identical prompt tokens, then split groups where sharing costs more
-    than it saves: padding a short response up to a long one wastes more tokens than running
-    the prompt again once the difference in length, times the responses padded, exceeds the
-    prompt's length."""
+def make_units(rendered: list[RenderedExample], share_prompts: bool = True) -> list[Unit]:
+    """Group examples by identical prompt tokens, sorted by prompt length (so a chunk holds prompts of similar length)."""
     by_prompt: dict[bytes, list[int]] = {}
     for index, example in enumerate(rendered):
         prefix = np.asarray(example.input_ids[: example.spans.prompt_length], dtype=np.int64).tobytes()
@@ -39,29 +38,14 @@ def make_units(rendered: list[RenderedExample], share_prompts: bool, max_unit_to
     units = []
     for members in by_prompt.values():
         prompt_length = rendered[members[0]].spans.prompt_length
-        members.sort(key=lambda i: (len(rendered[i].input_ids), i))
-        current: list[int] = []
-        for index in members:
-            longest = len(rendered[index].input_ids) - prompt_length
-            previous = len(rendered[current[-1]].input_ids) - prompt_length if current else longest
-            padding_added = len(current) * (longest - previous)
-            too_big = prompt_length + (len(current) + 1) * longest > max_unit_tokens
-            if current and (padding_added > prompt_length or too_big):
-                units.append(_unit(rendered, prompt_length, current))
-                current = []
-            current.append(index)
-        units.append(_unit(rendered, prompt_length, current))
-    # Responses dominate the cost: sort by the longest response first, then by prompt length.
-    units.sort(key=lambda u: (max(u.continuation_lengths), u.prompt_length, u.members[0]))
+        lengths = tuple(len(rendered[i].input_ids) - prompt_length for i in members)
+        units.append(Unit(prompt_length, tuple(members), lengths))
+    units.sort(key=lambda u: (u.prompt_length, u.members[0]))
     return units
 
 
-def _unit(rendered: list[RenderedExample], prompt_length: int, members: list[int]) -> Unit:
-    lengths = tuple(len(rendered[i].input_ids) - prompt_length for i in members)
-    return Unit(prompt_length, tuple(members), lengths)
-
-
 def make_shards(units: list[Unit], shard_size: int) -> list[list[Unit]]:
+    """Consecutive units, about `shard_size` examples each: the unit of resumption."""
     shards: list[list[Unit]] = [[]]
     count = 0
     for unit in units:
@@ -73,23 +57,55 @@ def make_shards(units: list[Unit], shard_size: int) -> list[list[Unit]]:
     return [shard for shard in shards if shard]
 
 
-def make_batches(units: list[Unit], batch_tokens: int) -> list[list[Unit]]:
-    """Pack consecutive units while the padded batch stays within `batch_tokens`."""
-    batches: list[list[Unit]] = []
-    current: list[Unit] = []
-    for unit in units:
-        candidate = current + [unit]
-        if current and padded_tokens(candidate) > batch_tokens:
-            batches.append(current)
-            candidate = [unit]
-        current = candidate
-    if current:
-        batches.append(current)
-    return batches
+def prompt_chunks(units: list[Unit], prompt_tokens: int) -> list[list[Unit]]:
+    """Units in order of prompt length, grouped so that each chunk's padded prompt pass stays within `prompt_tokens`."""
+    ordered = sorted(units, key=lambda u: (u.prompt_length, u.members[0]))
+    return _partition(ordered, lambda u: u.prompt_length, prompt_tokens)
 
 
-def padded_tokens(units: list[Unit]) -> int:
-    """Tokens one batch of these units computes, padding included (prompts left-padded, responses right-padded)."""
-    prompt = len(units) * max(u.prompt_length for u in units)
-    responses = sum(len(u.members) for u in units) * max(max(u.continuation_lengths) for u in units)
-    return prompt + responses
+def response_batches(units: list[Unit], batch_tokens: int) -> list[list[tuple[int, int]]]:
+    """(unit index, member position) pairs of one chunk batched for the response pass: by continuation length,
+    each batch's padded size within `batch_tokens`."""
+    items = [(u, m) for u, unit in enumerate(units) for m in range(len(unit.members))]
+    items.sort(key=lambda item: (units[item[0]].continuation_lengths[item[1]], item))
+    return _partition(items, lambda item: units[item[0]].continuation_lengths[item[1]], batch_tokens)
+
+
+# A forward call costs about this many tokens' worth of time beyond its tokens (per-op overhead of a small model on a CPU).
+CALL_OVERHEAD_TOKENS = 32
+
+
+def _partition(items: list, length, budget: int, overhead: int = CALL_OVERHEAD_TOKENS) -> list[list]:
+    """Split items (sorted by length) into consecutive batches minimizing padded tokens plus a per-call overhead,
+    each batch's padded size (count x longest) within `budget` (a single longer item gets a batch of its own).
+
+    Exact dynamic program over the sorted order (O(n^2) for n items of a shard or chunk): hand-written because
+    greedy packing pads much more when lengths are spread.
+    """
+    lengths = [length(item) for item in items]
+    best = [0.0] + [float("inf")] * len(items)
+    cut = [0] * (len(items) + 1)
+    for end in range(1, len(items) + 1):
+        longest = lengths[end - 1]
+        for start in range(end - 1, -1, -1):
+            size = end - start
+            if size > 1 and size * longest > budget:
+                break
+            cost = best[start] + size * longest + overhead
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    batches, end = [], len(items)
+    while end > 0:
+        batches.append(items[cut[end] : end])
+        end = cut[end]
+    return batches[::-1]
+
+
+def padded_tokens(chunks: list[list[Unit]], batch_tokens: int) -> int:
+    """Tokens the two passes over these chunks compute, padding included."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk) * max(u.prompt_length for u in chunk)
+        total += sum(len(batch) * max(chunk[u].continuation_lengths[m] for u, m in batch)
+                     for batch in response_batches(chunk, batch_tokens))
+    return total

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from latent_reward.activations.forward import ResidualReader
-from latent_reward.activations.plan import make_batches, make_units
+from latent_reward.activations.plan import make_units, prompt_chunks
 from latent_reward.models.chat import RenderedExample, render_example
 from latent_reward.models.loading import LoadedModel
 
@@ -21,8 +21,8 @@ def response_token_states(loaded: LoadedModel, messages: list[list[dict[str, str
     reader = ResidualReader(loaded.model, (), (), (layer,), False)
     states: list[np.ndarray | None] = [None] * len(rendered)
     try:
-        for batch in make_batches(make_units(rendered, True, batch_tokens), batch_tokens):
-            result = reader.run(batch, rendered)
+        for chunk in prompt_chunks(make_units(rendered), 2 * batch_tokens):
+            result = reader.run(chunk, rendered, batch_tokens)
             for index, tokens in zip(result.example_index, result.token_states):
                 states[index] = tokens[:, 0].numpy()
     finally:

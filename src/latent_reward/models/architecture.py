@@ -68,3 +68,4 @@ def residual_hook(model, layer: int, function: Callable[[torch.Tensor], torch.Te
         return (replaced, *output[1:]) if isinstance(output, tuple) else replaced
 
     return blocks[layer - 1].register_forward_hook(hook)
+

@@ -1,0 +1,236 @@
+"""One generation loop for every experiment that writes text: the reward lens, steering, conversations, respond.
+
+Prompts are left-padded and run once; then one token per step for every unfinished sequence, on a
+KV cache. Sampling is seeded per sequence (a sequence's tokens do not depend on what else is in its
+batch, up to float rounding). Hooks can read the residual stream at one layer (the state at the
+prompt's last token and at every generated token) and apply interventions (add a vector, or
+project a direction out) at any layer, on the generated tokens only or on every position.
+
+Hand-written rather than transformers' `generate` because the experiments need per-sequence seeds,
+per-token states and interventions that know which positions are generated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from latent_reward.data.schema import Message
+from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, stop_token_ids
+from latent_reward.models.chat import prompt_token_ids
+from latent_reward.models.loading import LoadedModel
+
+
+class GenerationConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_new_tokens: int = Field(200, ge=1)
+    temperature: float = Field(0.0, ge=0)  # 0: greedy
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = 0
+    batch_size: int = Field(16, ge=1)
+    stop_strings: tuple[str, ...] = ()  # also end a reply at these (e.g. the fallback format's next "User:" turn)
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """A change to the residual stream at residual index `layer` while generating.
+
+    kind "add": hidden += vector (`vector` already scaled); kind "ablate": the component along `vector`
+    (normalized here) is projected out. scope "generated": only the generated tokens' positions (the
+    prompt pass is left alone); "all": every position, the prompt included.
+    """
+
+    layer: int
+    vector: np.ndarray
+    kind: Literal["add", "ablate"] = "add"
+    scope: Literal["generated", "all"] = "generated"
+
+
+@dataclass
+class Reply:
+    prompt_ids: list[int]
+    ids: list[int] = field(default_factory=list)
+    text: str = ""
+    stop: str = "length"  # "eos", "stop string" or "length"
+    states: np.ndarray | None = None  # [1 + len(ids), d]: the read layer at the prompt's last token, then each generated token
+
+
+def _sequence_seed(seed: int, index: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{index}".encode()).digest()[:8], "little") % (2**63)
+
+
+def _next_tokens(logits: torch.Tensor, config: GenerationConfig, generators: list[torch.Generator]) -> list[int]:
+    """One token per row: argmax, or a sample (temperature, nucleus) from each row's own generator."""
+    if config.temperature == 0:
+        return logits.argmax(-1).tolist()
+    probabilities = torch.softmax(logits.float() / config.temperature, dim=-1)
+    if config.top_p < 1:
+        ordered, index = probabilities.sort(dim=-1, descending=True)
+        keep = ordered.cumsum(-1) - ordered < config.top_p
+        probabilities = torch.zeros_like(probabilities).scatter(-1, index, ordered * keep)
+    return [int(torch.multinomial(row.cpu(), 1, generator=g)) for row, g in zip(probabilities, generators)]
+
+
+class _Hooks:
+    """Residual hooks for one batch: reads at `read_layer`, interventions wherever asked."""
+
+    def __init__(self, loaded: LoadedModel, interventions: tuple[Intervention, ...], read_layer: int | None):
+        self.prefill = True
+        self.reads: list[torch.Tensor] = []
+        dtype = next(loaded.model.parameters()).dtype
+        device = next(loaded.model.parameters()).device
+        self.handles = []
+        for item in interventions:
+            vector = torch.as_tensor(np.asarray(item.vector, dtype=np.float32), dtype=dtype, device=device)
+            if item.kind == "ablate":
+                vector = vector / vector.norm()
+            self.handles.append(residual_hook(loaded.model, item.layer, self._intervene(item, vector)))
+        if read_layer is not None:
+            self.handles.append(residual_hook(loaded.model, read_layer, lambda hidden: self.reads.append(hidden[:, -1].float().cpu())))
+
+    def _intervene(self, item: Intervention, vector: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor | None]:
+        def change(hidden: torch.Tensor) -> torch.Tensor | None:
+            if self.prefill and item.scope == "generated":
+                return None
+            if item.kind == "add":
+                return hidden + vector
+            return hidden - (hidden @ vector)[..., None] * vector
+
+        return change
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@torch.inference_mode()
+def generate(loaded: LoadedModel, prompts: list[list[int]], config: GenerationConfig | None = None,
+             interventions: tuple[Intervention, ...] = (), read_layer: int | None = None,
+             on_token: Callable[[int, int, np.ndarray | None], None] | None = None, first_index: int = 0) -> list[Reply]:
+    """Replies to prompt token ids, in order; batches of `config.batch_size` prompts of similar length.
+
+    `on_token(prompt index, token id, state)` is called for each generated token: with its state at `read_layer`
+    once that is read, else (state None) as it is chosen. Sequence i's seed derives from
+    (config.seed, first_index + i), so splitting a job into calls keeps every sequence's tokens.
+    """
+    config = config or GenerationConfig()
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    replies: list[Reply | None] = [None] * len(prompts)
+    for start in range(0, len(order), config.batch_size):
+        batch = order[start : start + config.batch_size]
+        for index, reply in zip(batch, _generate_batch(loaded, [prompts[i] for i in batch], [first_index + i for i in batch],
+                                                      config, interventions, read_layer, on_token)):
+            replies[index] = reply
+    return replies
+
+
+def generate_chat(loaded: LoadedModel, conversations: list[list[Message]], config: GenerationConfig | None = None,
+                  **options) -> list[Reply]:
+    """`generate` from chat messages rendered with the model's template and its generation prompt."""
+    prompts = [prompt_token_ids(loaded.tokenizer, messages) for messages in conversations]
+    return generate(loaded, prompts, config, **options)
+
+
+def _generate_batch(loaded: LoadedModel, prompts: list[list[int]], indices: list[int], config: GenerationConfig,
+                    interventions, read_layer, on_token) -> list[Reply]:
+    model, device = loaded.model, next(loaded.model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.as_tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
+    generators = [torch.Generator().manual_seed(_sequence_seed(config.seed, i)) for i in indices]
+    stop_ids = stop_token_ids(model, loaded.tokenizer)
+    replies = [Reply(prompt_ids=list(p)) for p in prompts]
+    states: list[list[torch.Tensor]] = [[] for _ in prompts]
+    hooks = _Hooks(loaded, tuple(interventions), read_layer)
+    try:
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True)
+        hooks.prefill = False
+        logits, cache = out.logits[:, -1], output_cache(out)
+        active = list(range(len(prompts)))  # rows of `logits` and `cache`, in order
+        _record(hooks, states, active, read_layer)
+        while active:
+            fed, finished = _choose(loaded, logits, active, replies, generators, stop_ids, config, indices,
+                                    on_token if read_layer is None else None, read_layer is not None)
+            if not fed:
+                break
+            keep = torch.tensor([active.index(row) for row in fed], dtype=torch.long)
+            cache.batch_select_indices(keep.to(device))
+            mask = torch.cat([mask[keep], torch.ones((len(fed), 1), dtype=torch.long)], dim=1)
+            positions = positions[keep, -1:] + 1
+            out = model(input_ids=torch.tensor([[replies[row].ids[-1]] for row in fed], device=device),
+                        attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True,
+                        **{cache_kwarg(model): cache})
+            logits, cache = out.logits[:, -1], output_cache(out)
+            _record(hooks, states, fed, read_layer)
+            if on_token is not None and read_layer is not None:
+                for row in fed:
+                    on_token(indices[row], replies[row].ids[-1], states[row][-1].numpy())
+            active = fed
+            if finished:  # rows fed only to read their last token's state: no further step
+                keep = torch.tensor([i for i, row in enumerate(fed) if row not in finished], dtype=torch.long)
+                cache.batch_select_indices(keep.to(device))
+                logits, mask, positions = logits[keep.to(device)], mask[keep], positions[keep]
+                active = [row for row in fed if row not in finished]
+    finally:
+        hooks.close()
+    for row, reply in enumerate(replies):
+        reply.text = loaded.tokenizer.decode(reply.ids, skip_special_tokens=True)
+        if read_layer is not None:
+            reply.states = torch.stack(states[row][: len(reply.ids) + 1]).numpy()
+    return replies
+
+
+def _record(hooks: _Hooks, states: list[list[torch.Tensor]], rows: list[int], read_layer: int | None) -> None:
+    if read_layer is not None:
+        for row, state in zip(rows, hooks.reads[-1]):
+            states[row].append(state)
+
+
+def _choose(loaded, logits, active, replies, generators, stop_ids, config, indices, on_token, read_all: bool):
+    """Pick each active row's next token; returns the rows to feed and those among them that are finished
+    (fed only so that their last token's state is read)."""
+    fed, finished = [], set()
+    for row, token in zip(active, _next_tokens(logits, config, [generators[r] for r in active])):
+        reply = replies[row]
+        if token in stop_ids:
+            reply.stop = "eos"
+            continue
+        reply.ids.append(token)
+        if on_token is not None:
+            on_token(indices[row], token, None)
+        if _hits_stop_string(loaded.tokenizer, reply, config.stop_strings):
+            continue
+        if len(reply.ids) >= config.max_new_tokens:
+            reply.stop = "length"
+            if not read_all:
+                continue
+            finished.add(row)
+        fed.append(row)
+    return fed, finished
+
+
+def _hits_stop_string(tokenizer, reply: Reply, stop_strings: tuple[str, ...]) -> bool:
+    """Whether the reply now ends with a stop string; if so, the string's tokens are dropped and the reply stops."""
+    if not stop_strings:
+        return False
+    tail = tokenizer.decode(reply.ids[-12:], skip_special_tokens=True)
+    for stop in stop_strings:
+        if stop in tail:
+            full = tokenizer.decode(reply.ids, skip_special_tokens=True)
+            cut = full.rfind(stop)
+            while reply.ids and len(tokenizer.decode(reply.ids, skip_special_tokens=True)) > cut:
+                reply.ids.pop()
+            reply.stop = "stop string"
+            return True
+    return False
