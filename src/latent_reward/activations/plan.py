@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latent_reward.batching import partition_by_length
 from latent_reward.models.chat import RenderedExample
 
 
@@ -60,7 +61,7 @@ def make_shards(units: list[Unit], shard_size: int) -> list[list[Unit]]:
 def prompt_chunks(units: list[Unit], prompt_tokens: int) -> list[list[Unit]]:
     """Units in order of prompt length, grouped so that each chunk's padded prompt pass stays within `prompt_tokens`."""
     ordered = sorted(units, key=lambda u: (u.prompt_length, u.members[0]))
-    return _partition(ordered, lambda u: u.prompt_length, prompt_tokens)
+    return partition_by_length(ordered, lambda u: u.prompt_length, prompt_tokens)
 
 
 def response_batches(units: list[Unit], batch_tokens: int) -> list[list[tuple[int, int]]]:
@@ -68,37 +69,7 @@ def response_batches(units: list[Unit], batch_tokens: int) -> list[list[tuple[in
     each batch's padded size within `batch_tokens`."""
     items = [(u, m) for u, unit in enumerate(units) for m in range(len(unit.members))]
     items.sort(key=lambda item: (units[item[0]].continuation_lengths[item[1]], item))
-    return _partition(items, lambda item: units[item[0]].continuation_lengths[item[1]], batch_tokens)
-
-
-# A forward call costs about this many tokens' worth of time beyond its tokens (per-op overhead of a small model on a CPU).
-CALL_OVERHEAD_TOKENS = 32
-
-
-def _partition(items: list, length, budget: int, overhead: int = CALL_OVERHEAD_TOKENS) -> list[list]:
-    """Split items (sorted by length) into consecutive batches minimizing padded tokens plus a per-call overhead,
-    each batch's padded size (count x longest) within `budget` (a single longer item gets a batch of its own).
-
-    Exact dynamic program over the sorted order (O(n^2) for n items of a shard or chunk): hand-written because
-    greedy packing pads much more when lengths are spread.
-    """
-    lengths = [length(item) for item in items]
-    best = [0.0] + [float("inf")] * len(items)
-    cut = [0] * (len(items) + 1)
-    for end in range(1, len(items) + 1):
-        longest = lengths[end - 1]
-        for start in range(end - 1, -1, -1):
-            size = end - start
-            if size > 1 and size * longest > budget:
-                break
-            cost = best[start] + size * longest + overhead
-            if cost < best[end]:
-                best[end], cut[end] = cost, start
-    batches, end = [], len(items)
-    while end > 0:
-        batches.append(items[cut[end] : end])
-        end = cut[end]
-    return batches[::-1]
+    return partition_by_length(items, lambda item: units[item[0]].continuation_lengths[item[1]], batch_tokens)
 
 
 def padded_tokens(chunks: list[list[Unit]], batch_tokens: int) -> int:

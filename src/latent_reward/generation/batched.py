@@ -21,7 +21,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from latent_reward.batching import partition_by_length
 from latent_reward.data.schema import Message
+from transformers import DynamicCache
+
 from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, stop_token_ids
 from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
@@ -138,38 +141,88 @@ def generate_chat(loaded: LoadedModel, conversations: list[list[Message]], confi
     return generate(loaded, prompts, config, **options)
 
 
-def _generate_batch(loaded: LoadedModel, prompts: list[list[int]], indices: list[int], config: GenerationConfig,
-                    interventions, read_layer, on_token) -> list[Reply]:
-    model, device = loaded.model, next(loaded.model.parameters()).device
+PREFILL_TOKENS = 2048  # padded tokens per prefill call: prompts of very different lengths are prefilled apart
+
+
+def _prefill(model, prompts: list[list[int]], hooks: _Hooks, read_layer: int | None):
+    """Run the prompts (sorted by length) in groups of similar length and merge their KV caches, left-padded, into
+    one batch. Returns (last-position logits, cache, attention mask, position ids, reads at the last prompt token)."""
+    device = next(model.parameters()).device
+    groups = partition_by_length(list(range(len(prompts))), lambda i: len(prompts[i]), PREFILL_TOKENS)
     width = max(len(p) for p in prompts)
+    parts = []
+    for group in groups:
+        group_width = max(len(prompts[i]) for i in group)
+        ids, mask = _left_padded([prompts[i] for i in group], group_width)
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1)
+        parts.append((out.logits[:, -1], output_cache(out), group_width, hooks.reads[-1] if read_layer is not None else None))
+    cache = parts[0][1] if len(parts) == 1 else _merge_caches(model, [(c, w) for _, c, w, _ in parts], width)
+    if cache is None:  # a layer kept fewer tokens than the prompt (a sliding window): prefill all at one width
+        ids, mask = _left_padded(prompts, width)
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1)
+        parts = [(out.logits[:, -1], output_cache(out), width, hooks.reads[-1] if read_layer is not None else None)]
+        cache = parts[0][1]
+    _, mask = _left_padded(prompts, width)
+    reads = torch.cat([r for _, _, _, r in parts]) if read_layer is not None else None
+    return torch.cat([logits for logits, _, _, _ in parts]), cache, mask, (mask.cumsum(1) - 1).clamp(min=0), reads
+
+
+def _left_padded(prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.zeros((len(prompts), width), dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for row, prompt in enumerate(prompts):
         ids[row, width - len(prompt) :] = torch.as_tensor(prompt)
         mask[row, width - len(prompt) :] = 1
+    return ids, mask
+
+
+def _merge_caches(model, parts: list[tuple], width: int):
+    """One cache from several prefills: each layer's keys and values left-padded with zeros to `width` and stacked.
+    None when a layer holds fewer positions than its prefill width (sliding-window layers past their window)."""
+    layers = []
+    for index in range(len(parts[0][0].layers)):
+        keys, values = [], []
+        for cache, group_width in parts:
+            layer = cache.layers[index]
+            if layer.keys.shape[-2] != group_width:
+                return None
+            pad = (0, 0, width - group_width, 0)
+            keys.append(torch.nn.functional.pad(layer.keys, pad))
+            values.append(torch.nn.functional.pad(layer.values, pad))
+        layers.append((torch.cat(keys), torch.cat(values)))
+    return DynamicCache(ddp_cache_data=layers, config=model.config)
+
+
+def _generate_batch(loaded: LoadedModel, prompts: list[list[int]], indices: list[int], config: GenerationConfig,
+                    interventions, read_layer, on_token) -> list[Reply]:
+    model, device = loaded.model, next(loaded.model.parameters()).device
     generators = [torch.Generator().manual_seed(_sequence_seed(config.seed, i)) for i in indices]
     stop_ids = stop_token_ids(model, loaded.tokenizer)
     replies = [Reply(prompt_ids=list(p)) for p in prompts]
     states: list[list[torch.Tensor]] = [[] for _ in prompts]
     hooks = _Hooks(loaded, tuple(interventions), read_layer)
     try:
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True)
+        logits, cache, mask, positions, reads = _prefill(model, prompts, hooks, read_layer)
         hooks.prefill = False
-        logits, cache = out.logits[:, -1], output_cache(out)
         active = list(range(len(prompts)))  # rows of `logits` and `cache`, in order
-        _record(hooks, states, active, read_layer)
+        if reads is not None:
+            for row in active:
+                states[row].append(reads[row])
         while active:
             fed, finished = _choose(loaded, logits, active, replies, generators, stop_ids, config, indices,
                                     on_token if read_layer is None else None, read_layer is not None)
             if not fed:
                 break
-            keep = torch.tensor([active.index(row) for row in fed], dtype=torch.long)
-            cache.batch_select_indices(keep.to(device))
-            mask = torch.cat([mask[keep], torch.ones((len(fed), 1), dtype=torch.long)], dim=1)
-            positions = positions[keep, -1:] + 1
+            if fed != active:  # some rows ended: drop them from the cache (a copy of every layer, so only when needed)
+                keep = torch.tensor([active.index(row) for row in fed], dtype=torch.long)
+                cache.batch_select_indices(keep.to(device))
+                mask, positions = mask[keep], positions[keep]
+            mask = torch.cat([mask, torch.ones((len(fed), 1), dtype=torch.long)], dim=1)
+            positions = positions[:, -1:] + 1
             out = model(input_ids=torch.tensor([[replies[row].ids[-1]] for row in fed], device=device),
-                        attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True,
+                        attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True, logits_to_keep=1,
                         **{cache_kwarg(model): cache})
             logits, cache = out.logits[:, -1], output_cache(out)
             _record(hooks, states, fed, read_layer)
