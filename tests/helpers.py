@@ -4,6 +4,7 @@ planted activation stores, data files, and the console script run as a subproces
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from latent_reward.data.schema import Example, make_example
 from latent_reward.io import write_json
 from latent_reward.models.loading import LoadedModel, ModelInfo
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# make test-fast points this at a folder that does not exist, so a unit test that reads the shared data fails
+SHARED_DATA = Path(os.environ.get("LATENT_REWARD_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
@@ -158,3 +160,71 @@ def planted(n_groups=200, per_group=4, d=48, noise=0.3, seed=0, prompt_signal=0.
 def split(groups):
     ids = np.array([int(g) for g in groups])
     return ids % 5 < 3, ids % 5 == 3, ids % 5 == 4
+
+
+class ChatServer:
+    """An OpenAI-compatible chat-completions server on 127.0.0.1 (port 0), for client tests.
+
+    `reply(body, count)` decides each answer from the request body and the number of requests so far:
+    it returns (status, payload dict or text, headers, delay seconds). Every request body is kept.
+    """
+
+    def __init__(self, reply):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the http.server API)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                    count = len(server.requests)
+                status, payload, headers, delay = reply(body, count)
+                if delay:
+                    import time
+
+                    time.sleep(delay)
+                data = (json.dumps(payload) if isinstance(payload, dict) else str(payload)).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def completion(text: str, prompt_tokens: int = 50, completion_tokens: int = 20) -> dict:
+    """A chat-completions response body."""
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "judge",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+
+
+def rating_json(overall: int, aspects: int = 5) -> str:
+    import json
+
+    return json.dumps({"instruction_following": aspects, "honesty": aspects, "truthfulness": aspects, "helpfulness": aspects,
+                       "overall": overall, "rationale": "canned"})

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from latent_reward.activations import store as store_format
 from latent_reward.activations.forward import ResidualReader, as_float16
@@ -23,7 +22,7 @@ from latent_reward.activations.store import MANIFEST, ActivationStore
 from latent_reward.config import ExtractConfig
 from latent_reward.data.schema import Example
 from latent_reward.errors import UserError
-from latent_reward.io import exclusive, read_json, versions, write_json
+from latent_reward.io import exclusive, progress_bar, read_json, versions, write_json
 from latent_reward.models.chat import RenderedExample, render_example
 from latent_reward.models.loading import LoadedModel
 from latent_reward.positions import TOKEN_POSITION
@@ -117,8 +116,7 @@ def _extract(loaded, examples, out: Path, config: ExtractConfig, progress, sourc
     repaired = sum(problems[i] != "missing" for i, _ in todo)
     reader = ResidualReader(loaded.model, layers, positions, token_layers, config.logprobs)
     total_tokens = sum(len(rendered[i].input_ids) for _, shard in todo for u in shard for i in u.members)
-    bar = tqdm(total=sum(len(u.members) for _, s in todo for u in s), unit="ex", disable=not progress or rank != 0,
-               desc="extract", dynamic_ncols=True)
+    bar = progress_bar(sum(len(u.members) for _, s in todo for u in s), "extract", "ex", progress and rank == 0)
     forward_seconds, tokens_done = 0.0, 0
     try:
         for shard_index, shard in todo:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
-from latent_reward.data import generic, helpsteer, judged, pairs, ultrafeedback
+from latent_reward.data import generic, helpsteer, judged, native, pairs, ultrafeedback
 from latent_reward.data.records import default_hub_split, is_local, read_records
 from latent_reward.data.splits import hash_order
 from latent_reward.data.schema import Example
@@ -17,6 +17,7 @@ from latent_reward.errors import UserError
 Loader = Callable[[list[dict[str, Any]], Counter], Iterator[Example]]
 
 LOADERS: dict[str, Loader] = {
+    "latent-reward": native.load,
     "ultrafeedback": ultrafeedback.load_unbinarized,
     "ultrafeedback-binarized": ultrafeedback.load_binarized,
     "helpsteer2": helpsteer.load,
@@ -31,6 +32,8 @@ FORMAT_NAMES = (*LOADERS, "generic")
 def detect_format(record: dict[str, Any]) -> str:
     """The loader whose fields the first record has (most specific first)."""
     keys = set(record)
+    if set(native.FIELDS) <= keys:
+        return "latent-reward"
     if {"instruction", "completions"} <= keys:
         return "ultrafeedback"
     if {"score_chosen", "score_rejected", "chosen", "rejected"} <= keys:

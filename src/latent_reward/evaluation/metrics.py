@@ -19,8 +19,14 @@ from latent_reward.evaluation.groups import group_index
 from latent_reward.evaluation.results import Interval, Scores
 
 
+def _constant(v: np.ndarray) -> bool:
+    """No variation beyond float rounding (e.g. a prompt-level prediction minus its own prompt mean)."""
+    return np.std(v) <= 1e-9 * max(1.0, float(np.max(np.abs(v))) if len(v) else 1.0)
+
+
 def pearson(y: np.ndarray, p: np.ndarray) -> float:
-    if np.std(y) == 0 or np.std(p) == 0:
+    """Pearson r; 0 when either side does not vary."""
+    if _constant(y) or _constant(p):
         return 0.0
     return float(np.corrcoef(y, p)[0, 1])
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.data.splits import group_folds
@@ -22,6 +21,7 @@ from latent_reward.evaluation.controls import global_permutations, within_group_
 from latent_reward.evaluation.metrics import pearson
 from latent_reward.evaluation.results import Cell
 from latent_reward.experiments.targets import Target
+from latent_reward.io import progress_bar
 from latent_reward.probes import ProbeSettings, fit_ridge_all_layers, ridge_cv_all_layers
 from latent_reward.probes.ridge import RidgeCV
 
@@ -71,8 +71,7 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
     selectors = selectors or {"probe": ANY_CELL}
     folds = group_folds(groups, n_folds, seed)
     chosen = {name: [_Choice() for _ in range(n_folds)] for name in selectors}
-    bar = tqdm(total=len(positions) * n_folds, desc=f"cross-fit ({n_folds} folds)", unit="fit", disable=not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(len(positions) * n_folds, f"cross-fit ({n_folds} folds)", "fit", progress)
     for position in positions:
         x = states(position)
         for k in range(n_folds):

@@ -36,7 +36,7 @@ class ReadoutConfig(Result):
     sweep: SweepConfig = SweepConfig()
     folds: int = 5  # cross-fitting folds over prompts
     permutations: int = 100  # per control
-    split_seeds: int = 3  # fold seeds whose spread the report shows
+    split_seeds: int = 2  # fold seeds whose spread the report shows
     paired_permutations: int = 1000
     sgd_grid: bool = True
     within_probe: bool = True  # also fit the within-prompt target where prompts have 2+ responses

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pydantic import ConfigDict
-from tqdm.auto import tqdm
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.data.splits import SplitPlan, plan_splits
@@ -19,6 +18,7 @@ from latent_reward.errors import UserError
 from latent_reward.evaluation.metrics import Resampler, all_metrics, quantile_interval, score
 from latent_reward.evaluation.results import Cell, Interval, Result, Scores, finite
 from latent_reward.experiments.targets import Target, make_target
+from latent_reward.io import progress_bar
 from latent_reward.probes import Probe, ProbeSettings
 
 
@@ -103,8 +103,7 @@ def sweep(store: ActivationStore, config: SweepConfig | None = None, progress: b
     val_resampler = Resampler.make(groups[val], max(200, config.n_boot // 5), config.seed)
     grid, probes, predictions = [], {}, {}
     info = _probe_info(store, target, plan)
-    bar = tqdm(total=len(positions) * len(store.layers) * len(config.probes), desc="sweep", unit="cell",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(len(positions) * len(store.layers) * len(config.probes), "sweep", "cell", progress)
     for position in positions:
         x = target.states(store, position)
         for kind in config.probes:

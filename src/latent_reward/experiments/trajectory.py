@@ -32,8 +32,8 @@ END_PROBE, TOKEN_PROBE = "end-of-response probe", "all-token probe"
 class TrajectoryConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    pairs: int = 60  # held-out prompts, each giving its best- and worst-rated response
-    train_responses: int = 200  # training responses for the all-token probe
+    pairs: int = 40  # held-out prompts, each giving its best- and worst-rated response
+    train_responses: int = 120  # training responses for the all-token probe
     tokens_per_response: int = 48
     relative_bins: int = 10
     token_bin: int = 8  # width of an absolute-position bin, in tokens

@@ -1,74 +1,18 @@
-"""The `latent-reward` command line: parses options into the workflows' configs and prints their results."""
+"""The core commands: models, data inspect, extract, sweep, run, prompt-only, generate, score, verify, compare."""
 
 from __future__ import annotations
 
-import functools
-import inspect
-import typing
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
-from latent_reward.cli_errors import run_app
-from latent_reward.config import DEFAULT_DATA, DEFAULT_MODEL, DataSpec, ExtractConfig, ModelSpec
+from latent_reward.cli.app import app, console, data_app
+from latent_reward.cli.options import (BootOpt, FoldsOpt, ModelOpt, OutOpt, PermutationsOpt, ProbesOpt, SeedOpt, SgdGridOpt,
+                                      TargetOpt, readout_config, with_data_options)
+from latent_reward.config import DEFAULT_MODEL, DataSpec, ExtractConfig, ModelSpec
 from latent_reward.positions import help_text, parse_positions
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Probe a chat model's residual stream for the reward it expects its responses to get.")
-data_app = typer.Typer(no_args_is_help=True, help="Look at rated data before using it.")
-app.add_typer(data_app, name="data")
-console = Console()
-
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Bundled name, Hub id or local folder.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed for splits, folds, controls and the bootstrap.")]
-BootOpt = Annotated[int, typer.Option(min=100, help="Bootstrap resamples (prompts) for the intervals.")]
-ProbesOpt = Annotated[str, typer.Option(help="Comma-separated probe kinds: ridge, sgd, mlp, mean_diff, pairwise.")]
-TargetOpt = Annotated[str, typer.Option(help="What to predict: rating, rating-within-prompt, or an aspect the data has.")]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
-
-_DATA_OPTIONS = {
-    "data": (str, typer.Option("--data", "-d", help="Hub dataset id or local .jsonl/.jsonl.gz/.json/.parquet/.csv file.")),
-    "split": (Optional[str], typer.Option(help="Hub split (default: the dataset's rated split, e.g. test_prefs).")),
-    "format": (Optional[str], typer.Option("--format", help="Force a loader instead of detecting it from the fields.")),
-    "limit": (Optional[int], typer.Option(min=1, help="Use only the first N examples.")),
-    "prompts": (Optional[int], typer.Option(min=1, help="Use every response of the first N prompts only.")),
-    "sample_prompts": (Optional[int], typer.Option(min=1, help="Use every response of N prompts drawn at random (seeded) from the whole file.")),
-    "prompt_field": (Optional[str], typer.Option(help="Generic files: the prompt column (text or chat messages).")),
-    "response_field": (Optional[str], typer.Option(help="Generic files: the response column.")),
-    "rating_field": (Optional[str], typer.Option(help="Generic files: the rating column.")),
-    "group_field": (Optional[str], typer.Option(help="Generic files: a prompt-id column (default: the prompt text).")),
-}
-
-
-def with_data_options(limit: int | None = None, positional: bool = False):
-    """Give a command the data options; it receives them as one `data: DataSpec` argument.
-
-    `positional`: the data source is the command's argument instead of --data."""
-
-    def decorate(function):
-        signature = inspect.signature(function)
-        hints = typing.get_type_hints(function, include_extras=True)  # resolved: typer reads the wrapper's signature
-        kept = [p.replace(annotation=hints[name]) for name, p in signature.parameters.items() if name != "data"]
-        options = dict(_DATA_OPTIONS)
-        if positional:
-            options["data"] = (str, typer.Argument(help="Hub dataset id or local file."))
-        defaults = {"data": inspect.Parameter.empty if positional else DEFAULT_DATA, "limit": limit}
-        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name),
-                                   annotation=Annotated[kind, option]) for name, (kind, option) in options.items()]
-
-        @functools.wraps(function)
-        def wrapper(**kwargs):
-            spec = DataSpec(source=kwargs.pop("data"), **{name: kwargs.pop(name) for name in list(_DATA_OPTIONS)[1:]})
-            return function(data=spec, **kwargs)
-
-        wrapper.__signature__ = signature.replace(parameters=[p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added)
-        return wrapper
-
-    return decorate
-
 
 @app.command()
 def models() -> None:
@@ -89,7 +33,7 @@ def models() -> None:
 @with_data_options(positional=True)
 def data_inspect(data: DataSpec) -> None:
     """Counts, groups, responses per group, the rating histogram and two examples."""
-    from latent_reward.cli_show import show_dataset
+    from latent_reward.cli.show import show_dataset
 
     show_dataset(console, data.load())
 
@@ -133,21 +77,6 @@ def extract(
                   f"saved by sharing; skipped records: {outcome.skipped or 'none'})")
 
 
-def _readout(probes: str, target: str, seed: int, n_boot: int, folds: int, permutations: int, sgd_grid: bool,
-             positions: Optional[str] = None):
-    from latent_reward.experiments.readout import ReadoutConfig
-    from latent_reward.experiments.sweep import SweepConfig
-
-    sweep = SweepConfig(probes=tuple(p.strip() for p in probes.split(",") if p.strip()), target=target, seed=seed, n_boot=n_boot,
-                        positions=parse_positions(positions) if positions else None)
-    return ReadoutConfig(sweep=sweep, folds=folds, permutations=permutations, sgd_grid=sgd_grid)
-
-
-FoldsOpt = Annotated[int, typer.Option(min=2, help="Cross-fitting folds over prompts (the headline).")]
-PermutationsOpt = Annotated[int, typer.Option(min=0, help="Shuffled-rating probes per control (null distributions).")]
-SgdGridOpt = Annotated[bool, typer.Option(help="Train the SGD probe over batch sizes x schedules at the best cell.")]
-
-
 @app.command()
 def sweep(
     store: Annotated[Path, typer.Option("--store", help="An activation store made by extract.")],
@@ -163,11 +92,11 @@ def sweep(
     sgd_grid: SgdGridOpt = True,
 ) -> None:
     """Fit probes at every layer x position, score baselines and controls, and write the report."""
-    from latent_reward.cli_show import show_headline
+    from latent_reward.cli.show import show_headline
     from latent_reward.workflows.run import SweepJob, sweep_stores
 
     job = SweepJob(store=store, out=out, random_init_store=random_init_store,
-                   readout=_readout(probes, target, seed, n_boot, folds, permutations, sgd_grid, positions))
+                   readout=readout_config(probes, target, seed, n_boot, folds, permutations, sgd_grid, positions))
     show_headline(console, sweep_stores(job))
 
 
@@ -193,12 +122,12 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
 ) -> None:
     """The main job: extract (reusing a matching store), sweep, cross-fitted readout, baselines and controls, report."""
-    from latent_reward.cli_show import show_headline
+    from latent_reward.cli.show import show_headline
     from latent_reward.workflows.run import RunConfig, run as run_workflow
 
     config = RunConfig(data=data, model=ModelSpec(name=model, dtype=dtype, device=device, fallback_template=fallback_template),
                        extract=ExtractConfig(max_tokens=max_tokens, logprobs=logprobs),
-                       readout=_readout(probes, target, seed, n_boot, folds, permutations, sgd_grid),
+                       readout=readout_config(probes, target, seed, n_boot, folds, permutations, sgd_grid),
                        random_init_control=random_init_control, trajectory=trajectory, out=out)
     outcome = run_workflow(config)
     console.print(f"done in {outcome.result.timings.get('total', 0):.0f} s")
@@ -238,7 +167,7 @@ def generate(
     html: Annotated[Optional[Path], typer.Option(help="Also write the colored reply as an HTML page here.")] = None,
 ) -> None:
     """Generate a reply and stream each token colored by the probe's live estimate of its reward."""
-    from latent_reward.cli_show import stream_tokens
+    from latent_reward.cli.show import stream_tokens
     from latent_reward.workflows.generate import GenerateJob, run_generate
 
     job = GenerateJob(prompt=prompt, probe=probe, model=model, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
@@ -265,7 +194,7 @@ def score(
     seed: SeedOpt = 0,
 ) -> None:
     """Score conversations with a probe: pair accuracy, best-of-n, or how well it ranks the data's ratings."""
-    from latent_reward.cli_show import show_score
+    from latent_reward.cli.show import show_score
     from latent_reward.workflows.score import ScoreJob, run_score
 
     job = ScoreJob(probe=probe, data=data, out=out, model=model, reference=reference, normalization=normalization, n_boot=n_boot,
@@ -293,6 +222,3 @@ def compare(
     _, html = run_compare(runs, out)
     console.print(f"comparison: {html}")
 
-
-def main(argv: list[str] | None = None) -> None:
-    run_app(app, argv)

@@ -1,0 +1,101 @@
+"""Commands that make new data or intervene: respond, judge (and the experiments built on them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from latent_reward.cli.app import app, console
+from latent_reward.cli.options import OutOpt, SeedOpt, with_data_options
+from latent_reward.config import DataSpec, ModelSpec
+
+BaseUrlOpt = Annotated[Optional[str], typer.Option(help="An OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1.")]
+KeyEnvOpt = Annotated[Optional[str], typer.Option(help="Name of the environment variable that holds the API key (never the key).")]
+ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Requests in flight at once.")]
+TimeoutOpt = Annotated[float, typer.Option(min=0.1, help="Seconds per request before it is retried.")]
+RetriesOpt = Annotated[int, typer.Option(min=0, help="Retries per request on 429, 5xx, timeouts (exponential backoff, Retry-After).")]
+
+
+def _endpoint(base_url: Optional[str], model: str, api_key_env: Optional[str], concurrency: int, timeout: float, retries: int,
+              temperature: float, **extra):
+    from latent_reward.judging.client import Endpoint
+
+    if base_url is None:
+        raise typer.BadParameter("--base-url is required", param_hint="--base-url")
+    return Endpoint(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout,
+                    max_retries=retries, temperature=temperature, **extra)
+
+
+@app.command()
+@with_data_options()
+def respond(
+    data: DataSpec,
+    out: OutOpt,
+    model: Annotated[list[str], typer.Option("--model", "-m", help="A model run here (repeatable): bundled name, Hub id or folder.")] = [],  # noqa: B006
+    api_model: Annotated[list[str], typer.Option(help="A model behind --base-url (repeatable).")] = [],  # noqa: B006
+    base_url: BaseUrlOpt = None,
+    api_key_env: KeyEnvOpt = None,
+    samples: Annotated[int, typer.Option(min=1, help="Responses per prompt per model.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy; > 0 samples (seeded per response here).")] = 0.7,
+    seed: SeedOpt = 0,
+    dtype: Annotated[str, typer.Option(help="Models run here: float32, bfloat16 or float16.")] = "bfloat16",
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences generated together (models run here).")] = 16,
+    concurrency: ConcurrencyOpt = 8,
+    timeout: TimeoutOpt = 120.0,
+    retries: RetriesOpt = 4,
+) -> None:
+    """Responses to a prompt set from several models, with empty ratings, ready for `judge`."""
+    from latent_reward.generation import GenerationConfig
+    from latent_reward.workflows.respond import RespondJob, run_respond
+
+    endpoint = _endpoint(base_url, api_model[0], api_key_env, concurrency, timeout, retries, temperature,
+                         max_tokens=max_new_tokens) if api_model else None
+    job = RespondJob(prompts=data, models=tuple(ModelSpec(name=m, dtype=dtype) for m in model), endpoint_models=tuple(api_model),
+                     endpoint=endpoint, samples=samples, out=out,
+                     generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                                                 batch_size=batch_size))
+    path = run_respond(job)
+    console.print(f"written: {path}")
+
+
+@app.command()
+@with_data_options()
+def judge(
+    data: DataSpec,
+    out: OutOpt,
+    base_url: BaseUrlOpt = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="The judge model's name at the endpoint.")] = "gpt-4o-mini",
+    api_key_env: KeyEnvOpt = None,
+    mode: Annotated[str, typer.Option(help="rating (aspects + overall, 1-10) or pairwise (which of two is better).")] = "rating",
+    repeats: Annotated[int, typer.Option(min=1, help="Rate every item this many times (2+ with --temperature > 0: self-consistency).")] = 1,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    max_tokens: Annotated[int, typer.Option(min=16, help="Tokens the judge may write per item.")] = 400,
+    json_mode: Annotated[bool, typer.Option(help="Ask the endpoint for a JSON object (turn off for servers without it).")] = True,
+    concurrency: ConcurrencyOpt = 8,
+    timeout: TimeoutOpt = 60.0,
+    retries: RetriesOpt = 4,
+    price_input: Annotated[Optional[float], typer.Option(help="Price per million prompt tokens, for the cost estimate.")] = None,
+    price_output: Annotated[Optional[float], typer.Option(help="Price per million completion tokens.")] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Rate every response with a judge model (UltraFeedback aspects and an overall score), cached and resumable."""
+    from latent_reward.experiments.judge import JudgeConfig
+    from latent_reward.workflows.judge import JudgeJob, run_judge
+
+    if mode not in ("rating", "pairwise"):
+        raise typer.BadParameter("must be rating or pairwise", param_hint="--mode")
+    endpoint = _endpoint(base_url, model, api_key_env, concurrency, timeout, retries, temperature, max_tokens=max_tokens,
+                         json_mode=json_mode, price_input=price_input, price_output=price_output)
+    summary = run_judge(JudgeJob(data=data, endpoint=endpoint, config=JudgeConfig(mode=mode, repeats=repeats, seed=seed), out=out))
+    cost = f", about ${summary.cost:.4f}" if summary.cost is not None else ""
+    rate = f", {summary.items_per_second:.1f} items/s" if summary.items_per_second else ""
+    console.print(f"rated {summary.rated} of {summary.items} items ({summary.missing} malformed, recorded as missing; {summary.cached} "
+                  f"from the cache; {summary.requests} requests{rate}; {summary.prompt_tokens:,} + {summary.completion_tokens:,} tokens{cost})")
+    for label, agreement in (("original ratings", summary.with_original), ("itself (repeat)", summary.self_consistency)):
+        if agreement is not None:
+            console.print(f"agreement with {label}: Spearman {agreement.spearman}, within-prompt {agreement.within_prompt} "
+                          f"({agreement.pairs} pairs, {agreement.prompts} prompts)")
+    console.print(f"written: {Path(out) / 'rated.jsonl'}, {Path(out) / 'judge.json'}")

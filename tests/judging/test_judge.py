@@ -1,0 +1,158 @@
+"""The judge client against a local OpenAI-compatible server: answers, retries, malformed replies, cache, resume, errors."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import ChatServer, completion, rating_json, run_cli, write_jsonl
+from latent_reward.data import load_dataset
+from latent_reward.errors import UserError
+from latent_reward.experiments.judge import JudgeConfig
+from latent_reward.judging.client import Endpoint
+from latent_reward.judging.rubric import parse_rating
+from latent_reward.workflows.judge import JudgeJob, run_judge
+from latent_reward.config import DataSpec
+
+
+def item_number(body) -> int:
+    """The canned data's answers are 'answer N': the server keys its behaviour on N."""
+    return int(re.search(r"answer (\d+)", body["messages"][-1]["content"]).group(1))
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_jsonl(tmp_path / "arena.jsonl", [{"question": f"question {i // 2}", "answer": f"answer {i}", "score": i % 10 + 1}
+                                                  for i in range(8)])
+
+
+def job(data, url, out, **endpoint):
+    return JudgeJob(data=DataSpec(source=str(data)), endpoint=Endpoint(base_url=url, model="judge", **{"max_retries": 3, **endpoint}),
+                    config=JudgeConfig(n_boot=100), out=out)
+
+
+def test_parse_rating_reads_json_or_a_fenced_block_and_never_guesses():
+    assert parse_rating(rating_json(7))["overall"] == 7
+    assert parse_rating("Sure!\n```json\n" + rating_json(3) + "\n```")["overall"] == 3
+    assert parse_rating("The reply deserves an 8 out of 10.") is None
+    assert parse_rating(rating_json(11)) is None and parse_rating('{"overall": 5}') is None
+
+
+def test_ratings_retries_malformed_replies_and_the_cache(data, tmp_path):
+    def reply(body, count):
+        n = item_number(body)
+        if n == 3:
+            return 200, completion("I think it is fine."), None, 0  # malformed, every time
+        if n == 5 and count <= 8:
+            return 429, {"error": {"message": "slow down"}}, {"Retry-After": "0.05"}, 0
+        if n == 6 and count <= 8:
+            return 500, {"error": {"message": "boom"}}, None, 0
+        return 200, completion(rating_json(n % 10 + 1, aspects=4)), None, 0
+
+    server = ChatServer(reply)
+    try:
+        summary = run_judge(job(data, server.url, tmp_path / "out"), progress=False)
+        by_item = {}
+        for body in server.requests:
+            by_item[item_number(body)] = by_item.get(item_number(body), 0) + 1
+        assert by_item[3] == 2  # a malformed reply is asked once more, then recorded as missing
+        assert by_item[5] >= 2 and by_item[6] >= 2  # 429 and 500 are retried
+        assert summary.rated == 7 and summary.missing == 1 and summary.items == 8
+        assert summary.prompt_tokens == 50 * summary.requests and summary.completion_tokens == 20 * summary.requests
+        rated = load_dataset(str(tmp_path / "out" / "rated.jsonl"))
+        assert rated.format == "latent-reward" and len(rated.examples) == 7
+        example = next(e for e in rated.examples if e.response == "answer 4")
+        assert example.rating == 5.0 and example.aspects == {"instruction_following": 4.0, "honesty": 4.0, "truthfulness": 4.0,
+                                                             "helpfulness": 4.0}
+        assert example.meta["original_rating"] == 5.0 and example.meta["judge"]["rationale"] == "canned"
+        assert summary.with_original.spearman.value == pytest.approx(1.0)  # the canned judge agrees with the data exactly
+        before = len(server.requests)
+        again = run_judge(job(data, server.url, tmp_path / "out"), progress=False)
+        assert len(server.requests) == before and again.cached == 8 and again.requests == 0  # all from the cache
+    finally:
+        server.close()
+
+
+def test_a_slow_reply_times_out_and_is_retried(data, tmp_path):
+    def reply(body, count):
+        return 200, completion(rating_json(5)), None, (2.0 if count == 1 else 0)
+
+    server = ChatServer(reply)
+    try:
+        summary = run_judge(job(data, server.url, tmp_path / "out", timeout=0.5, concurrency=1), progress=False)
+        assert summary.rated == 8 and len(server.requests) == 9
+    finally:
+        server.close()
+
+
+def test_a_killed_job_resumes_asking_only_for_unrated_items(data, tmp_path):
+    server = ChatServer(lambda body, count: (200, completion(rating_json(5)), None, 0.3))
+    try:
+        command = [str(Path(sys.executable).with_name("latent-reward")), "judge", "--data", str(data), "--out", str(tmp_path / "o"),
+                   "--base-url", server.url, "--concurrency", "1"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and len(server.requests) < 4:
+            time.sleep(0.05)
+        time.sleep(0.35)  # the fourth answer arrives and is committed
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        first = len(server.requests)
+        assert 3 <= first < 8
+        done = run_cli(*command[1:])
+        assert done.returncode == 0, done.stderr
+        asked_again = {item_number(body) for body in server.requests[first:]}
+        answered_first = {item_number(body) for body in server.requests[: first - 1]}
+        assert len(server.requests) - first == 8 - len(answered_first) and not (asked_again & answered_first)
+        assert len(load_dataset(str(tmp_path / "o" / "rated.jsonl")).examples) == 8
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("status, message", [(401, "refused the API key"), (404, "does not serve model 'judge'")])
+def test_endpoint_errors_are_one_line(data, tmp_path, status, message):
+    server = ChatServer(lambda body, count: (status, {"error": {"message": "no"}}, None, 0))
+    try:
+        result = run_cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url, "--model", "judge")
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    finally:
+        server.close()
+
+
+def test_unreachable_endpoint_and_missing_key_are_one_line(data, tmp_path):
+    result = run_cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1", "--retries", "0")
+    assert result.returncode == 2 and "cannot reach http://127.0.0.1:9/v1" in result.stderr
+    result = run_cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1",
+                     "--api-key-env", "LATENT_REWARD_NO_SUCH_KEY")
+    assert result.returncode == 2 and "LATENT_REWARD_NO_SUCH_KEY" in result.stderr
+    empty = write_jsonl(tmp_path / "empty.jsonl", [{"question": "q", "answer": "", "score": 3}])
+    result = run_cli("judge", "--data", empty, "--out", tmp_path / "o2", "--base-url", "http://127.0.0.1:9/v1")
+    assert result.returncode == 2 and "no usable rated responses" in result.stderr
+
+
+def test_self_consistency_and_pairwise(tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": f"answer {2 * i}", "rejected": f"answer {2 * i + 1}"}
+                                                   for i in range(6)])
+
+    def reply(body, count):
+        text = body["messages"][-1]["content"]
+        if "Reply A" in text:  # prefers the even answer, whichever side it is on
+            a = int(re.search(r"<reply_a>\nanswer (\d+)", text).group(1))
+            return 200, completion(json.dumps({"preferred": "A" if a % 2 == 0 else "B", "rationale": "r"})), None, 0
+        return 200, completion(rating_json(1 + (item_number(body) + count) % 10)), None, 0
+
+    server = ChatServer(reply)
+    try:
+        pairwise = run_judge(job(pairs, server.url, tmp_path / "p").model_copy(update={"config": JudgeConfig(mode="pairwise", n_boot=100)}),
+                             progress=False)
+        assert pairwise.rated == 6 and pairwise.with_original.within_prompt.value == 1.0
+        repeated = run_judge(job(pairs, server.url, tmp_path / "r").model_copy(update={"config": JudgeConfig(repeats=2, n_boot=100)}),
+                             progress=False)
+        assert repeated.self_consistency is not None and repeated.self_consistency.items == 12
+    finally:
+        server.close()
