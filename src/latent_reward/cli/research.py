@@ -99,3 +99,54 @@ def judge(
             console.print(f"agreement with {label}: Spearman {agreement.spearman}, within-prompt {agreement.within_prompt} "
                           f"({agreement.pairs} pairs, {agreement.prompts} prompts)")
     console.print(f"written: {Path(out) / 'rated.jsonl'}, {Path(out) / 'judge.json'}")
+
+
+def _numbers(text: str, option: str, kind=float) -> tuple:
+    try:
+        return tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"must be comma-separated numbers, not {text!r}", param_hint=option) from None
+
+
+@app.command()
+def steer(
+    probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder (its direction is steered along).")],
+    out: OutOpt,
+    store: Annotated[Optional[Path], typer.Option(help="The probe's activation store (default: the one it was trained on).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Prompts to steer on (default: the store's held-out prompts).")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Comma-separated residual indices to steer at (default: the probe's, 1/3, 2/3).")] = None,
+    strengths: Annotated[str, typer.Option(help="Comma-separated multiples of the projection's sd, e.g. -8,-4,0,4,8.")] = "-8,-4,0,4,8",
+    direction: Annotated[str, typer.Option(help="Comma-separated: probe, mean_diff, random, orthogonal.")] = "probe,random",
+    ablate: Annotated[bool, typer.Option(help="Also project the probe direction out.")] = False,
+    positions: Annotated[str, typer.Option(help="generated (the reply's tokens) or all (the prompt too).")] = "generated",
+    prompts: Annotated[int, typer.Option(min=1, help="Held-out prompts.")] = 24,
+    samples: Annotated[int, typer.Option(min=1, help="Replies per prompt and condition.")] = 1,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy; > 0 samples (seeded).")] = 0.0,
+    scorer_probe: Annotated[list[Path], typer.Option(help="A probe on another model that scores the replies (repeatable).")] = [],  # noqa: B006
+    judge_url: BaseUrlOpt = None,
+    judge_model: Annotated[Optional[str], typer.Option(help="The judge model at --judge-url (an independent scorer).")] = None,
+    api_key_env: KeyEnvOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Steer along the reward direction while the model writes; score the replies independently; write steer.html."""
+    from latent_reward.experiments.steer import DIRECTIONS, SteerConfig
+    from latent_reward.workflows.steer import SteerJob, run_steer
+
+    kinds = tuple(k.strip() for k in direction.split(",") if k.strip())
+    if not kinds or any(k not in DIRECTIONS for k in kinds):
+        raise typer.BadParameter(f"choose from {', '.join(DIRECTIONS)}", param_hint="--direction")
+    if positions not in ("generated", "all"):
+        raise typer.BadParameter("must be generated or all", param_hint="--positions")
+    config = SteerConfig(layers=_numbers(layers, "--layers", int) if layers else None, strengths=_numbers(strengths, "--strengths"),
+                         directions=kinds, ablate=ablate, scope=positions, prompts=prompts, samples=samples,
+                         max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    judge_endpoint = None
+    if judge_url:
+        judge_endpoint = _endpoint(judge_url, judge_model or "judge", api_key_env, 8, 60.0, 4, 0.0, max_tokens=400)
+    result = run_steer(SteerJob(probe=probe, store=store, data=DataSpec(source=data) if data else None,
+                                scorer_probes=tuple(scorer_probe), judge=judge_endpoint, config=config, out=out))
+    from latent_reward.report.steer import answer
+
+    console.print(answer(result))
+    console.print(f"report: {Path(out) / 'steer.html'} ({result.seconds:.0f} s)")

@@ -23,7 +23,7 @@ from latent_reward.io import atomic_path  # noqa: E402
 plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
 
 
-def _save(figure, folder: Path, name: str) -> Path:
+def save(figure, folder: Path, name: str) -> Path:
     path = Path(folder) / f"{name}.png"
     with atomic_path(path) as temporary:
         figure.savefig(temporary, bbox_inches="tight")
@@ -49,7 +49,7 @@ def comparison(result: RunResult, folder: Path) -> Path:
         axis.set_title(METRIC_LABELS[metric] + " (all prompts, cross-fitted)")
     axes[0].set_yticks(np.arange(len(entries)), [name for name, _, _ in entries])
     axes[0].invert_yaxis()
-    return _save(figure, folder, "comparison")
+    return save(figure, folder, "comparison")
 
 
 def _or(value, default):
@@ -76,7 +76,7 @@ def heatmap(result: RunResult, folder: Path, metric: str) -> Path:
     axis.set_xlabel("layer (0 = embeddings)")
     axis.set_title(f"ridge: validation {METRIC_LABELS[metric]}")
     figure.colorbar(image, ax=axis, fraction=0.03)
-    return _save(figure, folder, f"heatmap_{metric}")
+    return save(figure, folder, f"heatmap_{metric}")
 
 
 def layer_curves(result: RunResult, folder: Path, metric: str) -> Path:
@@ -97,7 +97,7 @@ def layer_curves(result: RunResult, folder: Path, metric: str) -> Path:
     axis.set_ylabel(f"validation {METRIC_LABELS[metric]}")
     axis.set_title("ridge probe by layer (validation prompts, 95% intervals)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _save(figure, folder, f"layers_{metric}")
+    return save(figure, folder, f"layers_{metric}")
 
 
 def scatter(result: RunResult, predictions: pd.DataFrame | None, folder: Path) -> Path | None:
@@ -115,7 +115,7 @@ def scatter(result: RunResult, predictions: pd.DataFrame | None, folder: Path) -
         axis.legend()
     axis.set_xlabel(result.readout.target)
     axis.set_ylabel("cross-fitted probe prediction")
-    return _save(figure, folder, "scatter")
+    return save(figure, folder, "scatter")
 
 
 def probe_kinds(result: RunResult, folder: Path) -> Path | None:
@@ -132,7 +132,7 @@ def probe_kinds(result: RunResult, folder: Path) -> Path | None:
     axis.set_ylabel("validation Pearson r")
     axis.set_title(f"probe types at {sweep.best.position}")
     axis.legend()
-    return _save(figure, folder, "probe_kinds")
+    return save(figure, folder, "probe_kinds")
 
 
 def sgd_grid(result: RunResult, folder: Path) -> Path | None:
@@ -148,7 +148,7 @@ def sgd_grid(result: RunResult, folder: Path) -> Path | None:
     axis.set_ylabel("validation Pearson r")
     axis.set_title("SGD probe settings at the best cell")
     axis.legend(fontsize=7)
-    return _save(figure, folder, "sgd_grid")
+    return save(figure, folder, "sgd_grid")
 
 
 def ratings(result: RunResult, folder: Path) -> Path:
@@ -159,7 +159,7 @@ def ratings(result: RunResult, folder: Path) -> Path:
     axis.bar(values, counts, width=width)
     axis.set_xlabel("rating")
     axis.set_ylabel("responses")
-    return _save(figure, folder, "ratings")
+    return save(figure, folder, "ratings")
 
 
 def controls(result: RunResult, folder: Path) -> Path | None:
@@ -174,7 +174,7 @@ def controls(result: RunResult, folder: Path) -> Path | None:
         axis.plot([test.observed], [row], "o", color="C3")
     axis.set_yticks(range(len(tests)), [f"{name}: {METRIC_LABELS[t.metric]}" for name, t in tests], fontsize=7)
     axis.set_title("controls: 95% of the shuffled-rating probes (grey) vs the real probe (red)")
-    return _save(figure, folder, "controls")
+    return save(figure, folder, "controls")
 
 
 def prompt_only(result: RunResult, folder: Path) -> Path | None:
@@ -193,7 +193,7 @@ def prompt_only(result: RunResult, folder: Path) -> Path | None:
     axis.set_ylabel("validation r with the prompt's mean rating")
     axis.set_title("expected reward from the user's input alone (validation prompts)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    return _save(figure, folder, "prompt_only")
+    return save(figure, folder, "prompt_only")
 
 
 def decomposition(result: RunResult, folder: Path) -> Path | None:
@@ -210,7 +210,7 @@ def decomposition(result: RunResult, folder: Path) -> Path | None:
     axis.set_ylabel("test Pearson r")
     axis.set_title("where each position's response-level r comes from")
     axis.legend(fontsize=7)
-    return _save(figure, folder, "decomposition")
+    return save(figure, folder, "decomposition")
 
 
 def trajectory(result: RunResult, folder: Path) -> Path | None:
@@ -237,7 +237,7 @@ def trajectory(result: RunResult, folder: Path) -> Path | None:
             axis.set_ylabel("estimate difference")
             axis.set_title(f"{probe}, layer {result.trajectory.layer}", fontsize=8)
             axis.legend(fontsize=7)
-    return _save(figure, folder, "trajectory")
+    return save(figure, folder, "trajectory")
 
 
 def compare_layers(result: CompareResult, folder: Path) -> Path:
@@ -249,7 +249,7 @@ def compare_layers(result: CompareResult, folder: Path) -> Path:
     axis.set_xlabel("relative depth (layer / n_layers)")
     axis.set_ylabel("validation Pearson r (ridge)")
     axis.legend(fontsize=7)
-    return _save(figure, folder, "compare_layers")
+    return save(figure, folder, "compare_layers")
 
 
 # Every figure a run report can write (the report folder holds these PNGs and nothing else of the kind).

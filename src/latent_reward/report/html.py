@@ -34,7 +34,7 @@ def render(template: str, **context) -> str:
     return environment().get_template(template).render(**context)
 
 
-def _embed(path: Path | None) -> str | None:
+def embed(path: Path | None) -> str | None:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path else None
 
 
@@ -118,7 +118,7 @@ def write_report(result: RunResult, folder: str | Path, predictions: pd.DataFram
     data = result.data.model_dump()
     html = render(
         "report.html.j2", model=result.model, data=data, data_name=Path(result.data.source).name, target=readout.target,
-        split=readout.sweep.split, answers=result.answers, figures={name: _embed(path) for name, path in paths.items()},
+        split=readout.sweep.split, answers=result.answers, figures={name: embed(path) for name, path in paths.items()},
         comparison_rows=comparison_rows(result),
         subset_rows=[[s.name, str(s.scores.n_examples), str(s.scores.pearson), str(s.scores.within_acc)] for s in readout.subsets],
         seen_note=_seen_note(result), fold_cells="; ".join(f"fold {i + 1}: {c}" for i, c in enumerate(readout.fold_cells)),
@@ -150,7 +150,7 @@ def _seen_note(result: RunResult) -> str:
 def write_compare(result: CompareResult, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    image = _embed(figures.compare_layers(result, folder))
+    image = embed(figures.compare_layers(result, folder))
     header = ["run", "cell (validation)", "r (cross-fitted)", "within-prompt acc.", "prompt-only r", "strongest baseline r",
               "random-init r", "pair accuracy"]
     rows = [[row.label, str(row.best) if row.best else "n/a", str(row.probe.pearson), str(row.probe.within_acc),

@@ -1,0 +1,88 @@
+"""Replies read back through the model (teacher forcing): how likely the unsteered model finds them, and how far an
+intervention moves the next-token distributions on the same prefixes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from latent_reward.generation.batched import Intervention
+from latent_reward.models.architecture import residual_hook
+from latent_reward.models.loading import LoadedModel
+
+
+@dataclass
+class ReadBack:
+    nll: float  # mean negative log-likelihood per reply token under the unsteered model (perplexity = exp(nll))
+    kl: float  # mean KL(steered || unsteered) of the next-token distributions over the reply's positions (0 without interventions)
+
+
+@torch.inference_mode()
+def read_back(loaded: LoadedModel, prompts: list[list[int]], replies: list[list[int]],
+              interventions: tuple[Intervention, ...] = (), batch_size: int = 4) -> list[ReadBack]:
+    """Per reply: its NLL under the unsteered model and, with interventions, the KL from the steered model's
+    next-token distributions to the unsteered one's, on the same (prompt + reply) prefixes. An intervention with
+    scope "generated" acts on the reply's positions only, as it did while the reply was generated."""
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        out += _batch(loaded, prompts[start : start + batch_size], replies[start : start + batch_size], interventions)
+    return out
+
+
+def _batch(loaded: LoadedModel, prompts, replies, interventions) -> list[ReadBack]:
+    model = loaded.model
+    device = next(model.parameters()).device
+    lengths = [len(p) + len(r) for p, r in zip(prompts, replies)]
+    ids = torch.zeros((len(prompts), max(lengths)), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, (prompt, reply) in enumerate(zip(prompts, replies)):
+        ids[row, : lengths[row]] = torch.as_tensor(prompt + reply)
+        mask[row, : lengths[row]] = 1
+    starts = torch.tensor([len(p) for p in prompts])
+    unsteered = _log_probs(model, ids, mask, device)
+    steered = unsteered
+    if interventions:
+        handles = [residual_hook(model, item.layer, _shift(item, starts, model)) for item in interventions]
+        try:
+            steered = _log_probs(model, ids, mask, device)
+        finally:
+            for handle in handles:
+                handle.remove()
+    results = []
+    for row, (prompt, reply) in enumerate(zip(prompts, replies)):
+        if not reply:
+            results.append(ReadBack(nll=float("nan"), kl=0.0))
+            continue
+        positions = slice(len(prompt) - 1, len(prompt) - 1 + len(reply))  # the logits that predict each reply token
+        base, moved = unsteered[row, positions], steered[row, positions]
+        targets = torch.as_tensor(reply)
+        nll = -base.gather(1, targets[:, None])[:, 0].mean().item()
+        kl = (moved.exp() * (moved - base)).sum(-1).mean().item() if interventions else 0.0
+        results.append(ReadBack(nll=nll, kl=max(kl, 0.0)))
+    return results
+
+
+def _log_probs(model, ids, mask, device) -> torch.Tensor:
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    return torch.log_softmax(logits.float(), dim=-1).cpu()
+
+
+def _shift(item: Intervention, starts: torch.Tensor, model):
+    dtype = next(model.parameters()).dtype
+    vector = torch.as_tensor(np.asarray(item.vector, dtype=np.float32), dtype=dtype)
+    if item.kind == "ablate":
+        vector = vector / vector.norm()
+
+    def change(hidden: torch.Tensor) -> torch.Tensor:
+        v = vector.to(hidden.device)
+        if item.scope == "all":
+            where = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+        else:  # the positions of the reply (from the first generated token on)
+            where = (torch.arange(hidden.shape[1])[None, :] >= starts[:, None]).to(hidden.dtype).to(hidden.device)
+        if item.kind == "add":
+            return hidden + where[..., None] * v
+        return hidden - where[..., None] * (hidden @ v)[..., None] * v
+
+    return change

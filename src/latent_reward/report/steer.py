@@ -1,0 +1,99 @@
+"""The steering page: does pushing along the reward direction raise independently measured reward, where, at what
+coherence cost, and more than a random direction of the same norm? Drawn from the typed SteerResult alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from latent_reward.experiments.steer import ABLATE, CIRCULAR, SteerResult
+from latent_reward.report import figures
+from latent_reward.report.html import embed, render
+from latent_reward.io import atomic_write_text
+
+COHERENCE_LABELS = {"nll": "NLL per token under the unsteered model", "kl": "KL(steered || unsteered) per token",
+                    "distinct_2": "distinct bigrams", "degenerate": "share degenerate (empty or looping)", "tokens": "reply length (tokens)"}
+
+
+def _effects(result: SteerResult, scorer: str, layer: int, direction: str):
+    return sorted((e for e in result.effects if e.scorer == scorer and e.layer == layer and e.direction == direction
+                   and e.strength != ABLATE), key=lambda e: float(e.strength))
+
+
+def _baseline(result: SteerResult, scorer: str):
+    return next(e for e in result.effects if e.scorer == scorer and e.direction == "none")
+
+
+def dose_response(result: SteerResult, folder: Path, scorers: list[str], name: str, title: str) -> Path:
+    """Change from unsteered (paired, 95% intervals over prompts) against strength: a panel per scorer, a line per
+    direction, a column per layer."""
+    plt = figures.plt
+    fig, axes = plt.subplots(len(scorers), len(result.layers), figsize=(3.4 * len(result.layers), 2.5 * len(scorers)),
+                             squeeze=False, sharex=True)
+    for row, scorer in enumerate(scorers):
+        for col, layer in enumerate(result.layers):
+            axis = axes[row][col]
+            for index, direction in enumerate(result.directions):
+                effects = _effects(result, scorer, layer, direction)
+                strengths = [0.0] + [float(e.strength) for e in effects]
+                order = np.argsort(strengths)
+                values = np.array([0.0] + [e.change.value if e.change.value is not None else np.nan for e in effects])[order]
+                low = np.array([0.0] + [e.change.low if e.change.low is not None else np.nan for e in effects])[order]
+                high = np.array([0.0] + [e.change.high if e.change.high is not None else np.nan for e in effects])[order]
+                x = np.array(strengths)[order]
+                axis.plot(x, values, marker="o", ms=3, color=f"C{index}", label=direction)
+                axis.fill_between(x, low, high, color=f"C{index}", alpha=0.15)
+            axis.axhline(0, color="k", lw=0.6)
+            if row == 0:
+                axis.set_title(f"layer {layer}", fontsize=8)
+            if col == 0:
+                axis.set_ylabel(scorer if len(scorer) < 28 else scorer[:26] + "...", fontsize=7)
+            if row == len(scorers) - 1:
+                axis.set_xlabel("strength (sd of the projection)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return figures.save(fig, folder, name)
+
+
+def answer(result: SteerResult) -> str:
+    """The page's first lines: the effect on the independent scorers at the strongest push, per layer, beside the
+    random direction and the coherence cost."""
+    top = max(s for s in result.strengths)
+    parts = []
+    for layer in result.layers:
+        pieces = []
+        for scorer in result.scorers:
+            effect = next((e for e in _effects(result, scorer, layer, "probe") if float(e.strength) == top), None)
+            if effect is None:
+                continue
+            versus = f", minus the random direction {effect.versus_random:+.3f}" if effect.versus_random is not None else ""
+            pieces.append(f"{scorer} {effect.change:+.3f}{versus}")
+        cost = next((e for e in _effects(result, "nll", layer, "probe") if float(e.strength) == top), None)
+        degenerate = next((e for e in _effects(result, "degenerate", layer, "probe") if float(e.strength) == top), None)
+        parts.append(f"layer {layer} at strength +{top:g}: " + "; ".join(pieces)
+                     + (f"; NLL {cost.change:+.2f}, degenerate share {degenerate.mean:.2f}" if cost and degenerate else ""))
+    raised = [e for e in result.effects if e.scorer in result.scorers and e.direction == "probe" and e.strength != ABLATE
+              and float(e.strength) > 0 and e.change.above(0) and e.versus_random is not None and e.versus_random.above(0)]
+    verdict = ("Steering along the reward direction raised an independent score beyond a random direction of the same norm at: "
+               + ", ".join(sorted({f'layer {e.layer} ({e.scorer}, +{float(e.strength):g})' for e in raised}))
+               if raised else "No independent scorer rose beyond what a random direction of the same norm does, at any layer or "
+                              "positive strength tested (paired 95% intervals over prompts).")
+    return (f"{verdict} Changes from unsteered replies (paired on {result.prompts} held-out prompts, 95% intervals): "
+            + " | ".join(parts) + f". The steered probe's own reading ({CIRCULAR}) is shown only to check the intervention took.")
+
+
+def write_steer_report(result: SteerResult, folder: Path) -> Path:
+    folder = Path(folder)
+    scorers = [*result.scorers, CIRCULAR]
+    paths = {"scores": dose_response(result, folder, scorers, "steer_scores", "independent scorers (and the circular check)"),
+             "coherence": dose_response(result, folder, [c for c in result.coherence if c != "tokens"], "steer_coherence",
+                                        "coherence")}
+    table = []
+    for effect in result.effects:
+        table.append([effect.scorer, "" if effect.layer < 0 else str(effect.layer), effect.direction, str(effect.strength),
+                      f"{effect.mean}", f"{effect.change:+.3f}", f"{effect.versus_random:+.3f}" if effect.versus_random else "",
+                      "" if effect.wrong_way is None else f"{effect.wrong_way:.2f}"])
+    html = render("steer.html.j2", result=result, answer=answer(result), figures={k: embed(v) for k, v in paths.items()},
+                  table=table, examples=result.examples, labels=COHERENCE_LABELS)
+    return atomic_write_text(folder / "steer.html", html)
