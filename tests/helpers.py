@@ -53,19 +53,20 @@ def build_tokenizer(chat_template: str | None = CHATML_TEMPLATE):
     return tokenizer
 
 
-def build_model(tokenizer, n_layers: int = 3, d_model: int = 32, seed: int = 0):
+def build_model(tokenizer, n_layers: int = 3, d_model: int = 32, seed: int = 0, tie: bool = True):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=d_model, intermediate_size=64, num_hidden_layers=n_layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=tie,
                          eos_token_id=tokenizer.eos_token_id)
     return LlamaForCausalLM(config).eval()
 
 
-def tiny_loaded(n_layers: int = 3, d_model: int = 32, seed: int = 0) -> LoadedModel:
+def tiny_loaded(n_layers: int = 3, d_model: int = 32, seed: int = 0, tie: bool = True) -> LoadedModel:
+    """The tiny random model (with tied embeddings its greedy replies repeat the prompt's last token; untie for varied text)."""
     tokenizer = build_tokenizer()
-    model = build_model(tokenizer, n_layers, d_model, seed)
+    model = build_model(tokenizer, n_layers, d_model, seed, tie)
     info = ModelInfo(name="tiny-llama", source="local", identity=f"tiny-seed{seed}", architecture="LlamaForCausalLM",
                      n_layers=n_layers, d_model=d_model, vocab_size=len(tokenizer), chat_template="model", dtype="float32")
     return LoadedModel(model, tokenizer, info)

@@ -41,3 +41,33 @@ def position_states(loaded: LoadedModel, messages: list[list[dict[str, str]]], p
     finally:
         reader.close()
     return states
+
+
+def last_token_states(loaded: LoadedModel, token_lists: list[list[int]], layer: int, batch_tokens: int = 2048) -> np.ndarray:
+    """float32 [n, d_model]: the state at each token list's last token, residual index `layer` (e.g. assistant_start
+    of a prompt rendered with its generation prompt), in batches of similar length."""
+    import torch
+
+    from latent_reward.batching import partition_by_length
+    from latent_reward.models.architecture import residual_hook
+
+    order = sorted(range(len(token_lists)), key=lambda i: (len(token_lists[i]), i))
+    states = np.zeros((len(token_lists), loaded.info.d_model), dtype=np.float32)
+    captured: list = []
+    handle = residual_hook(loaded.model, layer, lambda hidden: captured.append(hidden[:, -1].float().cpu()))
+    device = next(loaded.model.parameters()).device
+    base = getattr(loaded.model, loaded.model.base_model_prefix, loaded.model)
+    try:
+        with torch.inference_mode():
+            for batch in partition_by_length(order, lambda i: len(token_lists[i]), batch_tokens):
+                width = max(len(token_lists[i]) for i in batch)
+                ids = torch.zeros((len(batch), width), dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for row, i in enumerate(batch):
+                    ids[row, width - len(token_lists[i]) :] = torch.as_tensor(token_lists[i])
+                    mask[row, width - len(token_lists[i]) :] = 1
+                base(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device))
+                states[batch] = captured.pop().numpy()
+    finally:
+        handle.remove()
+    return states

@@ -150,3 +150,32 @@ def steer(
 
     console.print(answer(result))
     console.print(f"report: {Path(out) / 'steer.html'} ({result.seconds:.0f} s)")
+
+
+@app.command()
+@with_data_options()
+def conversation(
+    data: DataSpec,
+    prompt_probe: Annotated[Path, typer.Option(help="V: a prompt probe at assistant_start (a run's prompt_probe folder).")],
+    out: OutOpt,
+    response_probe: Annotated[Optional[Path], typer.Option(help="The response-level probe (a run's best_probe), to control for quality.")] = None,
+    xstest: Annotated[Optional[Path], typer.Option(help="XSTest's labelled completions (refusal vs redirect).")] = None,
+    user_simulator: Annotated[list[str], typer.Option(help="Another model writing the user's turns (repeatable); the model itself always does.")] = [],  # noqa: B006
+    conversations: Annotated[int, typer.Option(min=1, help="Conversations to use (a seeded choice among the data's prompts).")] = 24,
+    samples: Annotated[int, typer.Option(min=1, help="Sampled replies per prompt (besides the greedy one).")] = 2,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
+    seed: SeedOpt = 0,
+) -> None:
+    """Does the model steer the user? Expected reward of the user's next turn after its own and counterfactual replies."""
+    from latent_reward.experiments.conversation import ConversationConfig
+    from latent_reward.workflows.conversation import ConversationJob, run_conversation
+
+    job = ConversationJob(prompt_probe=prompt_probe, response_probe=response_probe, data=data, xstest=xstest,
+                          user_simulators=tuple(user_simulator), prompts=conversations,
+                          config=ConversationConfig(samples=samples, max_new_tokens=max_new_tokens, seed=seed), out=out)
+    report = run_conversation(job)
+    from latent_reward.report.conversation import answers
+
+    for question, text in answers(report):
+        console.print(f"[bold]{question}[/bold] {text}")
+    console.print(f"report: {Path(out) / 'conversation.html'} ({report.seconds:.0f} s)")

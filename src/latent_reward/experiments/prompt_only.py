@@ -25,7 +25,7 @@ from latent_reward.experiments.crossfit import cross_fit_arrays
 from latent_reward.experiments.sweep import SweepFit, plan_for
 from latent_reward.experiments.targets import Target, make_target
 from latent_reward.positions import PROMPT_POSITIONS
-from latent_reward.probes import fit_ridge_all_layers
+from latent_reward.probes import Probe, RidgeProbe, fit_ridge_all_layers
 
 OFF_POLICY = ("The ratings belong to other models' responses (off-policy): a prompt's mean rating says how well answers to "
               "it tend to be rated, which is not the model's own expected reward. An on-policy target needs the model's own "
@@ -200,3 +200,22 @@ def _decompose(fit: SweepFit) -> list[DecompositionRow]:
         rows.append(DecompositionRow(position=position, layer=cell.layer, response_r=pearson(y, p),
                                      between_prompt_r=pearson(y_mean, p_mean), within_prompt_r=within))
     return rows
+
+
+def fit_prompt_probe(store: ActivationStore, fit: SweepFit, result: PromptOnlyResult, position: str = "assistant_start") -> Probe | None:
+    """A ridge probe of a prompt's expected rating at `position` (its validation-best layer), fitted on the training
+    prompts' states: V(conversation) for experiments that read expected reward at the start of the assistant's turn."""
+    cells = [c for c in result.curves if c.position == position and c.val.value is not None]
+    if not cells:
+        return None
+    layer = max(cells, key=lambda c: c.val.value).layer
+    prompts = _Prompts(store, fit.target, fit.plan)
+    x = prompts.states(store, position)[:, store.layers.index(layer)]
+    train = prompts.masks["train"]
+    probe = RidgeProbe().fit(x[train], prompts.means[train], prompts.names[train])
+    model = store.manifest.get("model", {})
+    probe.info.update(position=position, layer=layer, target=f"prompt mean {fit.target.name}", model=model.get("name"),
+                      model_dtype=model.get("dtype"), chat_template=model.get("chat_template"), store=str(store.folder.resolve()),
+                      train_groups=sorted(prompts.names[train]), validation_groups=sorted(prompts.names[prompts.masks["val"]]),
+                      rating_range=[float(np.quantile(prompts.means[train], 0.05)), float(np.quantile(prompts.means[train], 0.95))])
+    return probe

@@ -41,22 +41,25 @@ def _batch(loaded: LoadedModel, prompts, replies, interventions) -> list[ReadBac
         ids[row, : lengths[row]] = torch.as_tensor(prompt + reply)
         mask[row, : lengths[row]] = 1
     starts = torch.tensor([len(p) for p in prompts])
-    unsteered = _log_probs(model, ids, mask, device)
+    # the logits that predict each reply token: positions len(prompt) - 1 ... len(prompt) + len(reply) - 2
+    rows = torch.tensor([row for row, (p, r) in enumerate(zip(prompts, replies)) for _ in r], dtype=torch.long)
+    cols = torch.tensor([len(p) - 1 + t for p, r in zip(prompts, replies) for t in range(len(r))], dtype=torch.long)
+    unsteered = _log_probs(model, ids, mask, device, rows, cols)
     steered = unsteered
     if interventions:
         handles = [residual_hook(model, item.layer, _shift(item, starts, model)) for item in interventions]
         try:
-            steered = _log_probs(model, ids, mask, device)
+            steered = _log_probs(model, ids, mask, device, rows, cols)
         finally:
             for handle in handles:
                 handle.remove()
-    results = []
-    for row, (prompt, reply) in enumerate(zip(prompts, replies)):
+    results, offset = [], 0
+    for prompt, reply in zip(prompts, replies):
         if not reply:
             results.append(ReadBack(nll=float("nan"), kl=0.0))
             continue
-        positions = slice(len(prompt) - 1, len(prompt) - 1 + len(reply))  # the logits that predict each reply token
-        base, moved = unsteered[row, positions], steered[row, positions]
+        base, moved = unsteered[offset : offset + len(reply)], steered[offset : offset + len(reply)]
+        offset += len(reply)
         targets = torch.as_tensor(reply)
         nll = -base.gather(1, targets[:, None])[:, 0].mean().item()
         kl = (moved.exp() * (moved - base)).sum(-1).mean().item() if interventions else 0.0
@@ -64,9 +67,15 @@ def _batch(loaded: LoadedModel, prompts, replies, interventions) -> list[ReadBac
     return results
 
 
-def _log_probs(model, ids, mask, device) -> torch.Tensor:
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-    return torch.log_softmax(logits.float(), dim=-1).cpu()
+def _log_probs(model, ids, mask, device, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Log-softmax of the next-token logits at (rows, cols) only: the LM head runs on those positions alone."""
+    base = getattr(model, model.base_model_prefix, model)
+    hidden = base(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state[rows.to(device), cols.to(device)]
+    logits = model.get_output_embeddings()(hidden).float()
+    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return torch.log_softmax(logits, dim=-1).cpu()
 
 
 def _shift(item: Intervention, starts: torch.Tensor, model):

@@ -15,7 +15,7 @@ from latent_reward.activations.store import ActivationStore
 from latent_reward.config import DataSpec, ExtractConfig, ModelSpec, Spec
 from latent_reward.data.summary import summarize_examples
 from latent_reward.experiments.crossfit import CrossFit
-from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
+from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RunResult
 from latent_reward.experiments.sweep import SweepFit
@@ -126,6 +126,9 @@ def analyse(store: ActivationStore, random_store: ActivationStore | None, readou
     result.save(report_folder)
     html = write_report(result, report_folder, predictions)
     probe_folder = fit.best_probe.save(out / "best_probe")
+    prompt_probe = fit_prompt_probe(store, fit, expected) if expected is not None else None
+    if prompt_probe is not None:
+        prompt_probe.save(out / "prompt_probe")
     return RunOutcome(result, out, html, probe_folder)
 
 
