@@ -179,3 +179,38 @@ def conversation(
     for question, text in answers(report):
         console.print(f"[bold]{question}[/bold] {text}")
     console.print(f"report: {Path(out) / 'conversation.html'} ({report.seconds:.0f} s)")
+
+
+@app.command()
+@with_data_options()
+def train(
+    method: Annotated[str, typer.Argument(help="sft (preferred responses), dpo (offline, preference pairs) or online (RLOO with --reward).")],
+    data: DataSpec,
+    out: OutOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Starting point: bundled name, Hub id or checkpoint folder.")] = "smollm2-135m-instruct",
+    max_steps: Annotated[int, typer.Option(min=1)] = 50,
+    batch_size: Annotated[int, typer.Option(min=1)] = 2,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Default: SFT 2e-5, DPO 5e-6, online 1e-6.")] = None,
+    max_length: Annotated[int, typer.Option(min=16, help="Prompt + response tokens.")] = 256,
+    beta: Annotated[float, typer.Option(min=0.0, help="DPO's / RLOO's KL strength.")] = 0.1,
+    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (merged into the saved checkpoint) instead of every weight.")] = False,
+    reward: Annotated[Optional[str], typer.Option(help="online: a probe folder, judge:URL[#MODEL], or module:function.")] = None,
+    api_key_env: KeyEnvOpt = None,
+    num_generations: Annotated[int, typer.Option(min=2, help="online: completions per prompt.")] = 4,
+    max_completion_length: Annotated[int, typer.Option(min=1, help="online: tokens per completion.")] = 48,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 mixed precision (GPUs).")] = False,
+    seed: SeedOpt = 0,
+) -> None:
+    """Post-train a model with TRL (SFT, offline DPO or online RL); the output folder is the checkpoint."""
+    from latent_reward.training.trainers import METHODS, PostTrainConfig
+    from latent_reward.workflows.train import TrainJob, run_train
+
+    if method not in METHODS:
+        raise typer.BadParameter(f"must be one of {', '.join(METHODS)}", param_hint="METHOD")
+    config = PostTrainConfig(method=method, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
+                             beta=beta, lora=lora, num_generations=num_generations, max_completion_length=max_completion_length,
+                             bf16=bf16, seed=seed)
+    summary = run_train(TrainJob(model=model, data=data, config=config, reward=reward, api_key_env=api_key_env, out=out))
+    speed = f", {summary['tokens_per_second']:,.0f} tokens/s" if summary.get("tokens_per_second") else ""
+    console.print(f"{method}: {summary['steps']} steps on {summary['pairs_or_examples']} examples in {summary['train_seconds']:.0f} s{speed}; "
+                  f"checkpoint: {out}")

@@ -1,0 +1,1 @@
+"""Post-training with TRL (SFT, offline DPO, online RL) and its data adapters and rewards."""

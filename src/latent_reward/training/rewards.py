@@ -1,0 +1,110 @@
+"""Rewards for online RL, as the callables TRL's trainers take: f(prompts, completions, **kwargs) -> list[float].
+
+A reward is a saved probe on another model (reading the prompt and completion), a judge behind an
+OpenAI-compatible endpoint (`judge:URL` or `judge:URL#MODEL`), or any Python function (`module:function`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from latent_reward.errors import UserError
+
+Reward = Callable[..., list[float]]
+
+
+def _text(value) -> str:
+    """A completion or prompt in TRL's conversational form (a list of messages) or as plain text."""
+    if isinstance(value, list):
+        return value[-1]["content"] if value else ""
+    return str(value)
+
+
+def _conversation(prompt, completion) -> list[dict[str, str]]:
+    history = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
+    return [*history, {"role": "assistant", "content": _text(completion) or " "}]
+
+
+def probe_reward(folder: str | Path) -> Reward:
+    """A saved probe, read on its own model: its estimate of each completion's rating."""
+    from latent_reward.activations.tokens import position_states
+    from latent_reward.probes import Probe
+    from latent_reward.workflows.common import probe_model
+
+    probe = Probe.load(folder)
+    loaded = probe_model(probe)
+
+    def reward(prompts, completions, **kwargs) -> list[float]:
+        conversations = [_conversation(p, c) for p, c in zip(prompts, completions)]
+        states = position_states(loaded, conversations, probe.info["position"], int(probe.info["layer"]), probe.info.get("max_tokens"))
+        return [float(v) for v in probe.predict(states)]
+
+    reward.__name__ = f"probe_{Path(folder).name}"
+    return reward
+
+
+def judge_reward(spec: str, api_key_env: str | None, cache_folder: Path) -> Reward:
+    """The judge's overall score (1-10); an item the judge could not rate gets the batch's mean."""
+    from latent_reward.data.schema import make_example
+    from latent_reward.experiments.judge import JudgeConfig, judge_examples
+    from latent_reward.judging.cache import JudgeCache
+    from latent_reward.judging.client import Endpoint
+
+    url, _, model = spec.partition("#")
+    endpoint = Endpoint(base_url=url, model=model or "judge", api_key_env=api_key_env)
+
+    def reward(prompts, completions, **kwargs) -> list[float]:
+        examples = [make_example("online", i, _conversation(p, c)[:-1], _text(c) or " ", 0.0, meta={"unrated": True})
+                    for i, (p, c) in enumerate(zip(prompts, completions))]
+        cache = JudgeCache(cache_folder / "judge-cache.sqlite")
+        try:
+            rated, _ = judge_examples(examples, endpoint, cache, JudgeConfig(), progress=False)
+        finally:
+            cache.close()
+        scores = {e.id: e.rating for e in rated}
+        values = np.array([scores.get(e.id, np.nan) for e in examples], dtype=float)
+        fill = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
+        return [float(v) if np.isfinite(v) else fill for v in values]
+
+    reward.__name__ = "judge"
+    return reward
+
+
+def function_reward(spec: str) -> Reward:
+    """`module:function`, imported; called with the prompts and completions."""
+    module_name, _, name = spec.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise UserError(f"cannot import the reward {spec!r} ({error})") from None
+    return function
+
+
+def make_reward(spec: str, api_key_env: str | None, out: Path) -> Reward:
+    """A probe folder, `judge:URL[#MODEL]`, or `module:function`; calls that fail become one clear error."""
+    if spec.startswith("judge:"):
+        inner = judge_reward(spec[len("judge:"):], api_key_env, out)
+    elif Path(spec).is_dir():
+        inner = probe_reward(spec)
+    elif ":" in spec:
+        inner = function_reward(spec)
+    else:
+        raise UserError(f"--reward must be a probe folder, judge:URL or module:function, not {spec!r}")
+
+    def reward(prompts, completions, **kwargs) -> list[float]:
+        try:
+            values = inner(prompts=prompts, completions=completions, **kwargs)
+        except UserError:
+            raise
+        except Exception as error:  # the user's callable failed: one line, not the trainer's traceback
+            raise UserError(f"the reward {spec!r} failed: {type(error).__name__}: {error}") from None
+        if len(values) != len(completions):
+            raise UserError(f"the reward {spec!r} returned {len(values)} values for {len(completions)} completions")
+        return [float(v) for v in values]
+
+    reward.__name__ = getattr(inner, "__name__", "reward")
+    return reward

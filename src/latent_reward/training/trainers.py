@@ -1,0 +1,88 @@
+"""TRL's trainers, configured: SFT on preferred responses, offline DPO on preference pairs, online RL (RLOO) whose
+reward is a Python callable. This module writes configs, data adapters and glue; the trainers stay TRL's."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+METHODS = ("sft", "dpo", "online")
+
+
+class PostTrainConfig(BaseModel):
+    """Sizes for a CPU by default (a few hundred pairs, short sequences); raise them on a GPU."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["sft", "dpo", "online"]
+    max_steps: int = Field(50, ge=1)
+    learning_rate: float | None = Field(None, gt=0)  # default per method: SFT 2e-5, DPO 5e-6, online 1e-6
+    batch_size: int = Field(2, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_length: int = Field(256, ge=16)  # prompt + response tokens
+    beta: float = Field(0.1, ge=0)  # DPO's and RLOO's KL strength
+    lora: bool = False
+    lora_rank: int = Field(16, ge=1)
+    num_generations: int = Field(4, ge=2)  # online: completions per prompt (RLOO's leave-one-out baseline)
+    max_completion_length: int = Field(48, ge=1)  # online
+    save_steps: int = Field(25, ge=1)  # checkpoints for resuming
+    bf16: bool = False
+    seed: int = 0
+
+    def lr(self) -> float:
+        return self.learning_rate or {"sft": 2e-5, "dpo": 5e-6, "online": 1e-6}[self.method]
+
+
+def _common(config: PostTrainConfig, folder: Path) -> dict:
+    import torch
+
+    return dict(output_dir=str(folder), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
+                gradient_accumulation_steps=config.gradient_accumulation, learning_rate=config.lr(), logging_steps=1,
+                save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, report_to="none", seed=config.seed,
+                bf16=config.bf16, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
+
+
+def build_trainer(config: PostTrainConfig, model, tokenizer, records: list[dict], folder: Path, reward=None, callbacks=()):
+    """The TRL trainer for `config.method` on `records` (see training.data), checkpoints in `folder`."""
+    import trl
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(records)
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear", task_type="CAUSAL_LM")
+    common = _common(config, folder)
+    if config.method == "sft":
+        args = trl.SFTConfig(**common, max_length=config.max_length)
+        return trl.SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
+                              callbacks=list(callbacks))
+    if config.method == "dpo":
+        args = trl.DPOConfig(**common, max_length=config.max_length, beta=config.beta)
+        return trl.DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
+                              callbacks=list(callbacks))
+    args = trl.RLOOConfig(**{**common, "per_device_train_batch_size": max(config.batch_size, config.num_generations)},
+                          num_generations=config.num_generations, max_completion_length=config.max_completion_length, beta=config.beta)
+    return trl.RLOOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset, processing_class=tokenizer,
+                           peft_config=peft_config, callbacks=list(callbacks))
+
+
+def metrics_logger(path: Path):
+    """A trainer callback that appends every logged step to a CSV file (the metrics log, readable while training)."""
+    from transformers import TrainerCallback
+
+    class Logger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            row = {"step": state.global_step, **{k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}}
+            new = not path.exists()
+            with path.open("a", newline="") as handle:
+                writer = csv.writer(handle)
+                if new:
+                    writer.writerow(["step", "metric", "value"])
+                writer.writerows([row["step"], key, value] for key, value in row.items() if key != "step")
+
+    return Logger()

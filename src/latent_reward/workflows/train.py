@@ -1,0 +1,106 @@
+"""`latent-reward train sft|dpo|online`: post-train a model with TRL; the output folder is the checkpoint.
+
+The folder holds an ordinary Hugging Face checkpoint (weights, config, tokenizer with the chat template used in
+training), metrics.csv, run.json and latent_reward.json (method, base model, data, steps), which is written last:
+a folder without it is an unfinished run, which `extract`, `run` and the others refuse and the same command resumes
+from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from latent_reward.config import DataSpec, Spec
+from latent_reward.errors import UserError
+from latent_reward.io import atomic_write_text, exclusive, prepare_output_folder
+from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE
+from latent_reward.training.data import dpo_records, prompt_records, sft_records
+from latent_reward.training.trainers import PostTrainConfig, build_trainer, metrics_logger
+from latent_reward.workflows.common import write_run_json
+
+MARKER = "latent_reward.json"
+CHECKPOINTS = "trainer"
+
+
+class TrainJob(Spec):
+    model: str  # bundled name, Hub id or local checkpoint folder
+    data: DataSpec
+    config: PostTrainConfig
+    reward: str | None = None  # online: a probe folder, judge:URL[#MODEL], or module:function
+    api_key_env: str | None = None  # for a judge reward
+    out: Path
+
+
+def _base_folder(name: str) -> str:
+    """A plain checkpoint to start from: the bundled models' safetensors copy, or the name itself."""
+    from latent_reward.models.bundled import BUNDLED
+    from latent_reward.models.loading import bundled_folder
+
+    return str(bundled_folder(name)) if name in BUNDLED else name
+
+
+def run_train(job: TrainJob) -> dict:
+    if job.config.method == "online" and not job.reward:
+        raise UserError("online training needs --reward (a probe folder, judge:URL or module:function)")
+    out = prepare_output_folder(job.out)
+    if (out / MARKER).exists():
+        raise UserError(f"{out} already holds a finished checkpoint; choose another --out folder")
+    with exclusive(out, "training run"):
+        started = time.perf_counter()
+        examples = job.data.load().examples
+        records = {"sft": sft_records, "dpo": dpo_records, "online": prompt_records}[job.config.method](examples)
+        model, tokenizer, template = _load(job.model)
+        reward = None
+        if job.config.method == "online":
+            from latent_reward.training.rewards import make_reward
+
+            reward = make_reward(job.reward, job.api_key_env, out)
+        trainer = build_trainer(job.config, model, tokenizer, records, out / CHECKPOINTS, reward, [metrics_logger(out / "metrics.csv")])
+        resume = any((out / CHECKPOINTS).glob("checkpoint-*"))
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+        _save(trainer, tokenizer, out, job.config)
+        summary = {"method": job.config.method, "base_model": job.model, "data": job.data.source, "pairs_or_examples": len(records),
+                   "steps": trainer.state.global_step, "resumed": resume, "chat_template": template,
+                   "post_training": [f"{Path(job.data.source).name}:{job.config.method}"], **_speed(trainer, result)}
+        write_run_json(out, "train", job, {"total": time.perf_counter() - started}, {"summary": summary})
+        atomic_write_text(out / MARKER, json.dumps(summary, indent=1))
+        return summary
+
+
+def _load(name: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = _base_folder(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot load model {name!r} for training: {str(error).splitlines()[0]}") from None
+    template = "model"
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE  # saved with the checkpoint, so every later command reads it the same way
+        template = "fallback"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, template
+
+
+def _save(trainer, tokenizer, out: Path, config: PostTrainConfig) -> None:
+    """The final weights (LoRA adapters merged) and tokenizer into `out`."""
+    model = trainer.model
+    if config.lora:
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+
+
+def _speed(trainer, result) -> dict:
+    """Wall time and tokens per second, from the trainer's own log."""
+    tokens = max((entry.get("num_tokens", 0) for entry in trainer.state.log_history), default=0)
+    runtime = result.metrics.get("train_runtime") or 0.0
+    return {"train_seconds": round(runtime, 1), "tokens": int(tokens), "tokens_per_second": round(tokens / runtime, 1) if runtime and tokens else None}

@@ -1,0 +1,99 @@
+"""Post-training on the tiny model: each trainer, reloading the checkpoint, DPO learning an easy preference, resuming."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import run_cli, write_jsonl
+from latent_reward.activations import ExtractConfig, extract
+from latent_reward.config import DataSpec
+from latent_reward.data import load_dataset
+from latent_reward.errors import UserError
+from latent_reward.experiments.reward_model import implicit_reward
+from latent_reward.models.loading import load_model
+from latent_reward.training.trainers import PostTrainConfig
+from latent_reward.workflows.train import TrainJob, run_train
+
+CALLS: list = []
+
+
+def length_reward(prompts, completions, **kwargs):
+    """A reward for the online test: records what it was called with."""
+    CALLS.append((prompts, completions))
+    return [float(len(c[-1]["content"] if isinstance(c, list) else c)) for c in completions]
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    return write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the quick fox", "chosen": "paris is the capital",
+                                                   "rejected": "dog dog dog dog"} for i in range(12)])
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_each_trainer_runs_and_its_checkpoint_reloads(method, tiny_model_dir, pairs, tmp_path):
+    out = tmp_path / method
+    summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
+                                 config=PostTrainConfig(method=method, max_steps=2, max_length=64), out=out))
+    assert summary["steps"] == 2 and (out / "latent_reward.json").exists() and (out / "metrics.csv").exists()
+    loaded = load_model(str(out))
+    assert loaded.info.post_training == ("pairs.jsonl:" + method,)
+    store = extract(loaded, load_dataset(str(pairs), limit=4).examples, tmp_path / f"store-{method}", ExtractConfig(positions=("eot",)),
+                    progress=False).store
+    assert store.array("eot").shape[0] == 4
+
+
+def test_online_training_calls_the_reward_with_generated_text(tiny_model_dir, pairs, tmp_path):
+    CALLS.clear()
+    summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
+                                 config=PostTrainConfig(method="online", max_steps=2, num_generations=2, max_completion_length=6),
+                                 reward=f"{__name__}:length_reward", out=tmp_path / "online"))
+    assert summary["steps"] == 2 and CALLS
+    prompts, completions = CALLS[0]
+    assert "question" in prompts[0][-1]["content"] and isinstance(completions[0][-1]["content"], str)
+
+
+def test_dpo_learns_an_easy_preference_measured_by_its_implicit_reward(tiny_model_dir, pairs, tmp_path):
+    run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
+                       config=PostTrainConfig(method="dpo", max_steps=12, learning_rate=5e-3, batch_size=4, max_length=64), out=tmp_path / "dpo"))
+    examples = load_dataset(str(pairs)).examples
+    config = ExtractConfig(positions=("eot",), layers=(0,), logprobs=True)
+    policy = extract(load_model(str(tmp_path / "dpo")), examples, tmp_path / "p", config, progress=False).store
+    reference = extract(load_model(str(tiny_model_dir)), examples, tmp_path / "r", config, progress=False).store
+    reward = implicit_reward(policy.stat("logprob_sum"), reference.stat("logprob_sum"))
+    chosen, rejected = reward[policy.ratings == 1], reward[policy.ratings == 0]
+    assert np.mean(chosen > rejected) == 1.0 and np.mean(chosen - rejected) > 0  # at the start both are 0
+
+
+def test_a_killed_training_run_resumes_and_an_unfinished_one_is_refused(tiny_model_dir, pairs, tmp_path):
+    out = tmp_path / "sft"
+    command = [str(Path(sys.executable).with_name("latent-reward")), "train", "sft", "--model", str(tiny_model_dir), "--data", str(pairs),
+               "--out", str(out), "--max-steps", "60", "--max-length", "64"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "trainer").glob("checkpoint-25/trainer_state.json")):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "latent_reward.json").exists()
+    with pytest.raises(UserError, match="unfinished training run"):
+        load_model(str(out))
+    done = run_cli(*command[1:])
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "latent_reward.json").read_text())
+    assert summary["resumed"] is True and summary["steps"] == 60
+
+
+def test_bad_training_input_is_one_line(tiny_model_dir, tmp_path):
+    rated = write_jsonl(tmp_path / "same.jsonl", [{"question": f"q{i}", "answer": "a", "score": 5} for i in range(4)])
+    result = run_cli("train", "dpo", "--model", tiny_model_dir, "--data", rated, "--out", tmp_path / "o")
+    assert result.returncode == 2 and "preference pairs" in result.stderr
+    result = run_cli("train", "online", "--model", tiny_model_dir, "--data", rated, "--out", tmp_path / "o2", "--reward", "nowhere:nothing")
+    assert result.returncode == 2 and "cannot import the reward" in result.stderr
+    result = run_cli("train", "sft", "--model", tmp_path / "missing-model", "--data", rated, "--out", tmp_path / "o3")
+    assert result.returncode == 2 and "cannot load model" in result.stderr
