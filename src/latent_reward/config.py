@@ -22,6 +22,8 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 class Spec(BaseModel):
+    """Base of every config object: frozen, and unknown fields are an error."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -41,6 +43,7 @@ class DataSpec(Spec):
     group_field: str | None = None
 
     def load(self) -> Dataset:
+        """The Dataset these settings select (loaded, filtered and limited)."""
         from latent_reward.data import FieldMap, load_dataset
 
         named = [self.prompt_field, self.response_field, self.rating_field]
@@ -62,6 +65,7 @@ class ModelSpec(Spec):
     revision: str | None = None
 
     def load(self, random_init_seed: int | None = None) -> LoadedModel:
+        """The LoadedModel these settings name (with random weights when `random_init_seed` is given)."""
         from latent_reward.models.loading import load_model
 
         return load_model(self.name, device=self.device, dtype=self.dtype, device_map=self.device_map,

@@ -29,12 +29,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically; returns the path."""
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
     return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` as UTF-8, atomically; returns the path."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -58,6 +60,7 @@ def jsonable(value: Any) -> Any:
 
 
 def write_json(path: str | Path, payload: Any) -> Path:
+    """Write `payload` (made JSON-ready by `jsonable`) to `path` as indented JSON, atomically; returns the path."""
     return atomic_write_text(path, json.dumps(jsonable(payload), indent=1, ensure_ascii=False))
 
 

@@ -17,6 +17,8 @@ from latent_reward.errors import UserError
 
 @dataclass(frozen=True)
 class Position:
+    """One named token position: where it is read and how its state is reduced."""
+
     name: str
     stage: Literal["prompt", "response"]  # the forward pass that reads it
     reduce: Literal["token", "mean", "all"]  # one token's state, the mean over a range, or every token of it

@@ -33,6 +33,7 @@ BATCHING_VERSION = 2  # 2: prompts chunked by length, responses batched by lengt
 
 
 def data_fingerprint(examples: list[Example]) -> str:
+    """SHA-256 hex digest of the examples' ids, groups, ratings and messages, in order."""
     digest = hashlib.sha256()
     for example in examples:
         digest.update(json.dumps([example.id, example.group, example.rating, example.messages], ensure_ascii=False).encode())
@@ -55,6 +56,8 @@ def request_fingerprint(examples: list[Example], config: ExtractConfig, model: s
 
 @dataclass
 class ExtractResult:
+    """What `extract` returns: the opened store, timings, and how many shards were computed, reused or repaired."""
+
     store: ActivationStore
     seconds: float
     tokens: int  # tokens of the examples in the shards computed by this run

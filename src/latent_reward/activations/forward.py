@@ -86,6 +86,7 @@ class ResidualReader:
         self._handles = [residual_hook(model, layer, self._capturer(layer)) for layer in sorted(set(layers) | set(token_layers))]
 
     def close(self) -> None:
+        """Remove the hooks from the model."""
         for handle in self._handles:
             handle.remove()
 
@@ -206,4 +207,5 @@ class ResidualReader:
 
 
 def as_float16(tensor: torch.Tensor) -> np.ndarray:
+    """A CPU tensor as a float16 numpy array of the same shape."""
     return tensor.to(torch.float16).numpy()

@@ -19,6 +19,8 @@ from latent_reward.models.chat import RenderedExample
 
 @dataclass(frozen=True)
 class Unit:
+    """Examples whose rendered prompts are token-identical, so one prompt pass serves them all."""
+
     prompt_length: int
     members: tuple[int, ...]  # example indices
     continuation_lengths: tuple[int, ...]  # tokens after the prompt (response + end of turn), per member

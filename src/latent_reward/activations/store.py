@@ -41,6 +41,7 @@ _DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I64": np.in
 
 
 def shard_path(folder: Path, index: int) -> Path:
+    """Path of shard `index`'s safetensors file inside the store `folder`."""
     return Path(folder) / SHARDS / f"shard-{index:05d}.safetensors"
 
 
@@ -49,6 +50,7 @@ def _record_path(shard: Path) -> Path:
 
 
 def sha256_bytes(data: bytes) -> str:
+    """The SHA-256 hex digest of `data`."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -110,6 +112,7 @@ def matching_complete_store(folder: Path, wanted: dict[str, Any]) -> bool:
 
 def new_manifest(fingerprint: dict[str, Any], model: dict[str, Any], positions, layers, token_layers, n_layers: int,
                  source: str | None, versions: dict[str, str]) -> dict[str, Any]:
+    """The manifest of a store about to be written (status "incomplete"; shards and stats are added when it is finished)."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -131,6 +134,7 @@ def new_manifest(fingerprint: dict[str, Any], model: dict[str, Any], positions, 
 
 
 def write_examples(folder: Path, examples: list[Example]) -> None:
+    """Write the examples to the store's examples.jsonl, one record per line, atomically."""
     atomic_write_text(Path(folder) / EXAMPLES, "".join(json.dumps(e.to_record(), ensure_ascii=False) + "\n" for e in examples))
 
 
@@ -192,10 +196,12 @@ class ActivationStore:
     # --- what the store holds -------------------------------------------------------------
     @property
     def positions(self) -> list[str]:
+        """Names of the stored positions (per-token states excluded)."""
         return list(self.manifest["positions"])
 
     @property
     def layers(self) -> list[int]:
+        """Residual indices stored for every position, in column order."""
         return list(self.manifest["layers"])
 
     @property
@@ -208,35 +214,41 @@ class ActivationStore:
 
     @property
     def examples(self) -> list[Example]:
+        """The examples, in row order."""
         return self._examples
 
     @property
     def ids(self) -> list[str]:
+        """Example ids, in row order."""
         return [e.id for e in self._examples]
 
     @property
     def groups(self) -> np.ndarray:
+        """str [n_examples]: each example's group (prompt id)."""
         return np.array([e.group for e in self._examples])
 
     @property
     def ratings(self) -> np.ndarray:
+        """float64 [n_examples]: each example's rating."""
         return np.array([e.rating for e in self._examples], dtype=np.float64)
 
     @property
     def aspects(self) -> dict[str, np.ndarray]:
-        """Per-aspect ratings (NaN where an example lacks the aspect)."""
+        """Per-aspect ratings, float64 [n_examples] each (NaN where an example lacks the aspect)."""
         names = sorted({name for e in self._examples for name in e.aspects})
         return {n: np.array([e.aspects.get(n, np.nan) for e in self._examples], dtype=np.float64) for n in names}
 
     @property
     def meta(self) -> list[dict[str, Any]]:
+        """Each example's meta dict, in row order."""
         return [e.meta for e in self._examples]
 
     def has_stat(self, name: str) -> bool:
+        """Whether the shards hold the per-example statistic `name`."""
         return bool(self._shards) and name in self._shards[0]
 
     def stat(self, name: str) -> np.ndarray:
-        """A per-example statistic saved during extraction (n_tokens, truncated, logprob_mean...)."""
+        """A per-example statistic saved during extraction (n_tokens, truncated, logprob_mean...): [n_examples]."""
         if not self.has_stat(name):
             raise UserError(f"the store has no per-example statistic {name!r}")
         return self._gather(name)

@@ -105,10 +105,12 @@ def text_value(value: Any, what: str, where: str) -> str:
 
 
 def user_turn(text: Any, where: str = "record") -> list[Message]:
+    """A one-message prompt: [{"role": "user", "content": text}], or an error when `text` is not text."""
     return [{"role": "user", "content": text_value(text, "the prompt", where)}]
 
 
 def require_fields(record: dict[str, Any], names: tuple[str, ...], where: str) -> None:
+    """`record` must have every field in `names`: a one-line error names the missing ones."""
     missing = [name for name in names if name not in record]
     if missing:
         raise UserError(f"{where}: missing field(s) {', '.join(missing)}")

@@ -30,6 +30,7 @@ def split_messages(record: dict[str, Any], where: str) -> tuple[list[dict[str, s
 
 
 def load(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator[Example]:
+    """Examples of native-format records (id and group kept when present); skipped records are counted in `skips`."""
     for row_index, record in enumerate(records):
         where = f"record {row_index}"
         require_fields(record, FIELDS, where)

@@ -20,6 +20,7 @@ HUB_DEFAULT_SPLITS = {
 
 
 def is_local(source: str) -> bool:
+    """True when `source` is a local file (a known suffix, or an existing path) rather than a Hub id."""
     return source.endswith(LOCAL_SUFFIXES) or Path(source).exists()
 
 
@@ -102,6 +103,7 @@ def _plain(value: Any) -> Any:
 
 
 def default_hub_split(dataset_id: str) -> str:
+    """The split to read from a Hub dataset when none is given ("train" unless the dataset is known)."""
     return HUB_DEFAULT_SPLITS.get(dataset_id, "train")
 
 

@@ -43,10 +43,12 @@ class Example:
 
     @property
     def prompt_messages(self) -> list[Message]:
+        """The messages before the rated response."""
         return self.messages[:-1]
 
     @property
     def response(self) -> str:
+        """The rated response's text (the last message's content)."""
         return self.messages[-1]["content"]
 
     @property
@@ -60,6 +62,7 @@ class Example:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Example:
+        """The Example a `to_record` dict describes."""
         return cls(id=record["id"], group=record["group"], messages=record["messages"], rating=float(record["rating"]),
                    aspects=dict(record.get("aspects") or {}), meta=dict(record.get("meta") or {}))
 

@@ -37,7 +37,7 @@ def split_groups(groups: Sequence[str], seed: int = 0, fractions: tuple[float, f
 
 
 def split_masks(groups: Sequence[str], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
-    """Boolean masks over rows for each split name."""
+    """Boolean masks over rows for each split name: bool [n_rows] each."""
     assignment = split_groups(groups, seed, fractions)
     labels = np.array([assignment[g] for g in groups])
     return {name: labels == name for name in SPLIT_NAMES}
@@ -45,7 +45,7 @@ def split_masks(groups: Sequence[str], seed: int = 0, fractions: tuple[float, fl
 
 def inner_split(groups: Sequence[str], fraction: float, seed: int = 0) -> np.ndarray:
     """Rows of about `fraction` of the groups (at least one group when there are two or more): a held-out
-    part of a training set, for early stopping."""
+    part of a training set, for early stopping. A bool mask [n_rows]."""
     unique = hash_order(groups, seed + 7919)
     n_held = max(1, int(round(fraction * len(unique)))) if len(unique) >= 2 else 0
     held = set(unique[len(unique) - n_held :])
@@ -53,7 +53,7 @@ def inner_split(groups: Sequence[str], fraction: float, seed: int = 0) -> np.nda
 
 
 def group_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> np.ndarray:
-    """Fold number (0..n_folds-1) of each row; groups in seeded hash order are dealt to folds in turn."""
+    """Fold number (0..n_folds-1) of each row, int64 [n_rows]; groups in seeded hash order are dealt to folds in turn."""
     fold_of = {group: rank % n_folds for rank, group in enumerate(hash_order(groups, seed + 104729))}
     return np.array([fold_of[g] for g in groups], dtype=np.int64)
 
@@ -66,6 +66,7 @@ class SplitPlan:
     how: str  # one sentence for the report
 
     def groups_of(self, name: str, groups: np.ndarray) -> set[str]:
+        """The set of groups with rows in split `name` (`groups` has one entry per row)."""
         return set(np.asarray(groups)[self.masks[name]])
 
 

@@ -12,6 +12,8 @@ from latent_reward.data.schema import Example
 
 
 class DataSummary(BaseModel):
+    """Counts and rating distribution of a dataset (what `summarize` returns)."""
+
     source: str = ""
     format: str = ""
     records: int | None = None
@@ -28,6 +30,7 @@ class DataSummary(BaseModel):
 
 
 def summarize(dataset: Dataset, bins: int = 10) -> DataSummary:
+    """A DataSummary of a loaded Dataset (with its source, format, record count and skips)."""
     return summarize_examples(dataset.examples, bins, source=dataset.source, format=dataset.format, records=dataset.n_records,
                               skipped=dataset.skipped)
 

@@ -37,18 +37,19 @@ class TextData:
     logprob_mean: np.ndarray | None = None
 
     def frame(self) -> pd.DataFrame:
+        """A DataFrame with one row per example and columns `prompt` and `response`."""
         return pd.DataFrame({"prompt": self.prompts, "response": self.responses})
 
 
 def length_features(texts: list[str]) -> np.ndarray:
-    """Length of each full (untruncated) text: characters, words, and their logs."""
+    """Length of each full (untruncated) text: characters, words, and their logs; float64 [n, 4]."""
     chars = np.array([len(t) for t in texts], dtype=np.float64)
     words = np.array([len(t.split()) for t in texts], dtype=np.float64)
     return np.column_stack([chars, words, np.log1p(chars), np.log1p(words)])
 
 
 def text_statistics(texts: list[str]) -> np.ndarray:
-    """Length and simple shape features of each response: lists, code, questions, refusals."""
+    """Length and simple shape features of each response: lists, code, questions, refusals; float64 [n, 12]."""
     rows = []
     for text in texts:
         lines = text.splitlines() or [""]
@@ -123,6 +124,8 @@ def _one_hot_generator(data: TextData) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Baseline:
+    """A predictor that uses no residual states: its name, how it fits and predicts, and when it applies."""
+
     name: str
     fit_predict: Callable[[TextData, np.ndarray], np.ndarray]  # (data, train mask) -> predictions for every row
     available: Callable[[TextData], bool] = lambda data: True
@@ -139,6 +142,7 @@ BASELINES: tuple[Baseline, ...] = (
 
 
 def available_baselines(data: TextData) -> list[Baseline]:
+    """The baselines that apply to `data` (e.g. generator identity only with two or more generators)."""
     return [b for b in BASELINES if b.available(data)]
 
 

@@ -13,7 +13,7 @@ from latent_reward.evaluation.groups import group_index
 
 
 def shuffle_within_groups(y: np.ndarray, groups: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A copy of y with values permuted among the rows of each group."""
+    """A copy of y, float64 [n], with values permuted among the rows of each group."""
     return within_group_permutations(y, groups, 1, seed)[0]
 
 
@@ -31,7 +31,7 @@ def within_group_permutations(y: np.ndarray, groups: np.ndarray, n: int, seed: i
 
 
 def shuffle_all(y: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A global permutation: no link between states and ratings at any level."""
+    """A global permutation of y, float64 [n]: no link between states and ratings at any level."""
     return np.random.default_rng(seed).permutation(np.asarray(y, dtype=np.float64))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def group_index(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique group names, each row's index into them)."""
+    """(sorted unique group names [n_groups], each row's index into them [n])."""
     names, index = np.unique(np.asarray(groups), return_inverse=True)
     return names, index
 
@@ -36,6 +36,6 @@ def center_within_groups(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def group_sizes(groups: np.ndarray) -> np.ndarray:
-    """Each row's group size."""
+    """Each row's group size, int [n]."""
     _, index = group_index(groups)
     return np.bincount(index)[index]

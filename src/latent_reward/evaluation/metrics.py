@@ -32,17 +32,20 @@ def pearson(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def spearman(y: np.ndarray, p: np.ndarray) -> float:
+    """Spearman rho; 0 when either side does not vary."""
     if np.ptp(y) == 0 or np.ptp(p) == 0:
         return 0.0
     return float(stats.spearmanr(y, p).statistic)
 
 
 def r2(y: np.ndarray, p: np.ndarray) -> float:
+    """R^2 of predictions p against ratings y; 0 when y does not vary."""
     total = np.sum((y - y.mean()) ** 2)
     return float(1 - np.sum((y - p) ** 2) / total) if total > 0 else 0.0
 
 
 def mae(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean absolute error of predictions p against ratings y."""
     return float(np.mean(np.abs(y - p)))
 
 
@@ -50,7 +53,8 @@ _PAIR_CACHE: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
 
 
 def within_pairs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Every pair of rows of the same group: (first rows, second rows, group of each pair, number of groups).
+    """Every pair of rows of the same group: (first rows, second rows, group of each pair), each int [n_pairs],
+    and the number of groups.
 
     Groups in sorted order; cached per groups array, since every metric of every predictor on the
     same rows uses the same pairs.
@@ -78,7 +82,8 @@ def within_pairs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def pair_counts(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per group (sorted order): (correctly ordered pairs, pairs with different ratings). Tied predictions count half."""
+    """Per group (sorted order): (correctly ordered pairs, pairs with different ratings), float64 [n_groups] each.
+    Tied predictions count half."""
     first, second, owner, n_groups = within_pairs(groups)
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
     dy, dp = np.sign(y[first] - y[second]), np.sign(p[first] - p[second])
@@ -97,7 +102,7 @@ def within_prompt_accuracy(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> 
 
 
 def group_spearman(y: np.ndarray, p: np.ndarray, groups: np.ndarray, min_size: int = 3) -> np.ndarray:
-    """Per group (sorted order): Spearman rho of predictions with ratings, NaN where undefined
+    """Per group (sorted order), float64 [n_groups]: Spearman rho of predictions with ratings, NaN where undefined
     (fewer than `min_size` responses, or no variation in either)."""
     names, index = group_index(groups)
     values = np.full(len(names), np.nan)
@@ -126,6 +131,7 @@ def metric(name: str, y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float
 
 
 def all_metrics(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Every metric by name (pearson, spearman, r2, mae, within_acc, within_spearman) for y, p, groups, all [n]."""
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
     values = {name: fn(y, p) for name, fn in POINT_METRICS.items()}
     values["within_acc"] = within_prompt_accuracy(y, p, groups)
@@ -152,6 +158,7 @@ class Resampler:
 
     @classmethod
     def make(cls, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> Resampler:
+        """A Resampler of `n_boot` seeded prompt resamples of `groups` [n]."""
         weights, group_weights = bootstrap_counts(np.asarray(groups), n_boot, seed)
         return cls(np.asarray(groups), weights, group_weights)
 
@@ -190,6 +197,7 @@ class Resampler:
 
 
 def quantile_interval(point: float, samples: np.ndarray, level: float = 0.95) -> Interval:
+    """`point` with the central `level` interval of the finite `samples`; no interval when none is finite."""
     finite = samples[np.isfinite(samples)]  # a resample can be degenerate (one rating, no pairs)
     if not finite.size or not np.isfinite(point):
         return Interval.of(point)

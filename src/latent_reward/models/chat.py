@@ -48,15 +48,19 @@ class TokenSpans:
 
     @property
     def response_last(self) -> int:
+        """Index of the last response token."""
         return self.response_end - 1
 
     @property
     def prompt_length(self) -> int:
+        """Number of prompt tokens (up to and including `assistant_start`)."""
         return self.assistant_start + 1
 
 
 @dataclass(frozen=True)
 class RenderedExample:
+    """One tokenized conversation: its token ids, the named spans, and whether it was truncated."""
+
     input_ids: list[int]
     spans: TokenSpans
     truncated: bool

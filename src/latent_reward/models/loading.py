@@ -23,6 +23,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """What a loaded model is: its source, identity and shape (saved with every store and run)."""
+
     name: str
     source: str  # "bundled", "hub" or "local"
     identity: str  # GGUF SHA-256, Hub commit or local path: what the store fingerprint uses
@@ -37,11 +39,14 @@ class ModelInfo:
     post_training: tuple[str, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict."""
         return asdict(self)
 
 
 @dataclass
 class LoadedModel:
+    """A loaded model in eval mode, its tokenizer (with a chat template) and its ModelInfo."""
+
     model: Any  # a transformers *ForCausalLM
     tokenizer: Any
     info: ModelInfo

@@ -29,11 +29,13 @@ class Standardizer:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> Standardizer:
+        """A Standardizer with the per-feature mean and scale of x [n, d] (scale 1 for constant features)."""
         x = np.asarray(x, dtype=np.float64)
         scale = x.std(axis=0)
         return cls(x.mean(axis=0), np.where(scale > 1e-8, scale, 1.0))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
+        """float64 [n, d]: x [n, d] z-scored with the fitted mean and scale."""
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
 
 
@@ -62,7 +64,8 @@ class Probe(ABC):
 
     @classmethod
     @abstractmethod
-    def from_settings(cls, settings: ProbeSettings) -> Probe: ...
+    def from_settings(cls, settings: ProbeSettings) -> Probe:
+        """A new, unfitted probe of this kind, configured from `settings`."""
 
     @classmethod
     def fit_layers(cls, settings: ProbeSettings, x: np.ndarray, targets: np.ndarray, groups: np.ndarray) -> list[list[Probe]]:
@@ -76,7 +79,7 @@ class Probe(ABC):
 
     @abstractmethod
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> Probe:
-        """Fit on training rows x [n, d], ratings y [n], prompt ids `groups` [n] (for grouped CV / pairs)."""
+        """Fit on training rows x [n, d], ratings y [n], prompt ids `groups` [n] (for grouped CV / pairs); returns self."""
 
     @abstractmethod
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -98,6 +101,7 @@ class Probe(ABC):
         return {}
 
     def save(self, folder: str | Path) -> Path:
+        """Save to `folder` (probe.json + tensors.safetensors); returns the folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {**self._tensors(), "standardizer_mean": self.standardizer.mean, "standardizer_scale": self.standardizer.scale}
@@ -108,6 +112,7 @@ class Probe(ABC):
 
     @staticmethod
     def load(folder: str | Path) -> Probe:
+        """The probe saved in `folder` by `save`, whatever its kind."""
         folder = Path(folder)
         if not (folder / "probe.json").exists():
             raise UserError(f"{folder} holds no saved probe (probe.json)")
@@ -131,6 +136,7 @@ class Probe(ABC):
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
+    """`vector` scaled to unit length (returned unchanged when it is zero)."""
     norm = np.linalg.norm(vector)
     return vector / norm if norm > 0 else vector
 
@@ -149,10 +155,12 @@ class ProjectionProbe(Probe):
         self.slope, self.intercept = np.polyfit(projection, y, 1) if projection.std() > 0 else (0.0, float(y.mean()))
 
     def predict(self, x) -> np.ndarray:
+        """Predicted ratings float64 [n] for states x [n, d]."""
         return self.slope * (self.standardizer.transform(x) @ self.vector) + self.intercept
 
     @property
     def direction(self) -> np.ndarray:
+        """Unit vector [d] in residual space: the projection vector with the standardization undone."""
         return unit(self.vector / self.standardizer.scale)
 
     def _tensors(self) -> dict[str, np.ndarray]:

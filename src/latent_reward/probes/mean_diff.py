@@ -11,6 +11,8 @@ from latent_reward.probes.settings import ProbeSettings
 
 
 class MeanDiffProbe(ProjectionProbe):
+    """Projection on the difference between the mean states of the top and bottom `quantile` of ratings."""
+
     kind = "mean_diff"
 
     def __init__(self, quantile: float = 1 / 3):
@@ -19,9 +21,11 @@ class MeanDiffProbe(ProjectionProbe):
 
     @classmethod
     def from_settings(cls, settings: ProbeSettings) -> MeanDiffProbe:
+        """An unfitted MeanDiffProbe using `settings.mean_diff_quantile`."""
         return cls(settings.mean_diff_quantile)
 
     def fit(self, x, y, groups=None) -> MeanDiffProbe:
+        """Fit on x [n, d], y [n]: the difference of means, then the linear calibration; returns self (`groups` is unused)."""
         self.standardizer = Standardizer.fit(x)
         xs, y = self.standardizer.transform(x), np.asarray(y, dtype=np.float64)
         low, high = np.quantile(y, [self.quantile, 1 - self.quantile])

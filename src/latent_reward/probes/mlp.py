@@ -13,6 +13,8 @@ from latent_reward.probes.sgd import TrainedProbe
 
 
 class MLPProbe(TrainedProbe):
+    """A nonlinear probe: an MLP (GELU hidden layers, dropout) on the z-scored states."""
+
     kind = "mlp"
     linear = False
 
@@ -22,9 +24,11 @@ class MLPProbe(TrainedProbe):
 
     @classmethod
     def from_settings(cls, settings: ProbeSettings) -> MLPProbe:
+        """An unfitted MLPProbe with the settings' training loop, hidden width and dropout."""
         return cls(settings.train, hidden=settings.mlp_hidden, dropout=settings.mlp_dropout)
 
     def build(self, d_model: int) -> torch.nn.Module:
+        """An untrained network mapping [batch, d_model] to [batch, 1], with `depth` hidden layers of width `hidden`."""
         layers: list[torch.nn.Module] = []
         width = d_model
         for _ in range(self.depth):
@@ -35,7 +39,7 @@ class MLPProbe(TrainedProbe):
 
     @property
     def direction(self) -> np.ndarray:
-        """The average input gradient at the training mean: the MLP's best linear summary."""
+        """A unit vector [d]: the average input gradient at the training mean (the MLP's best linear summary)."""
         x = torch.zeros((1, len(self.standardizer.mean)), dtype=torch.float32, requires_grad=True)
         self.network.eval()
         self.network(x).sum().backward()

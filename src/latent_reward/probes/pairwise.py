@@ -17,7 +17,7 @@ from latent_reward.probes.settings import ProbeSettings
 
 
 def within_group_pairs(y: np.ndarray, groups: np.ndarray, max_pairs_per_group: int = 64, seed: int = 0) -> np.ndarray:
-    """Index pairs (better, worse) of examples of the same group with different ratings."""
+    """Index pairs (better, worse), int64 [n_pairs, 2], of examples of the same group with different ratings."""
     rng = np.random.default_rng(seed)
     pairs = []
     for group in np.unique(groups):
@@ -30,6 +30,8 @@ def within_group_pairs(y: np.ndarray, groups: np.ndarray, max_pairs_per_group: i
 
 
 class PairwiseProbe(ProjectionProbe):
+    """A linear Bradley-Terry probe fitted on within-prompt pairs of differently rated responses."""
+
     kind = "pairwise"
 
     def __init__(self, c: float = 0.01):
@@ -38,9 +40,11 @@ class PairwiseProbe(ProjectionProbe):
 
     @classmethod
     def from_settings(cls, settings: ProbeSettings) -> PairwiseProbe:
+        """An unfitted PairwiseProbe with `settings.pairwise_c` as its inverse regularization strength."""
         return cls(settings.pairwise_c)
 
     def fit(self, x, y, groups=None) -> PairwiseProbe:
+        """Fit on x [n, d], y [n] from pairs within each prompt of `groups` [n] (required); returns self."""
         if groups is None:
             raise ValueError("the pairwise probe needs groups (prompts) to form pairs")
         y = np.asarray(y, dtype=np.float64)

@@ -171,6 +171,7 @@ class RidgeProbe(Probe):
 
     @classmethod
     def from_settings(cls, settings: ProbeSettings) -> RidgeProbe:
+        """An unfitted RidgeProbe that chooses its penalty among `settings.alpha_factors`."""
         return cls(alpha_factors=settings.alpha_factors)
 
     @classmethod
@@ -199,10 +200,12 @@ class RidgeProbe(Probe):
         return self
 
     def predict(self, x) -> np.ndarray:
+        """Predicted ratings float64 [n] for states x [n, d]."""
         return self.standardizer.transform(x) @ self.weights + self.intercept
 
     @property
     def direction(self) -> np.ndarray:
+        """Unit vector [d] in residual space along the weights, with the standardization undone."""
         return unit(self.weights / self.standardizer.scale)
 
     def _tensors(self) -> dict[str, np.ndarray]:

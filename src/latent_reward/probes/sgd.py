@@ -98,9 +98,11 @@ class TrainedProbe(Probe):
 
     @classmethod
     def from_settings(cls, settings: ProbeSettings) -> TrainedProbe:
+        """An unfitted probe of this kind with the settings' training loop."""
         return cls(settings.train)
 
     def build(self, d_model: int) -> torch.nn.Module:
+        """The untrained network mapping [batch, d_model] to [batch, 1]; each subclass defines it."""
         raise NotImplementedError
 
     def fit(self, x, y, groups=None) -> TrainedProbe:
@@ -120,6 +122,7 @@ class TrainedProbe(Probe):
         return self
 
     def predict(self, x) -> np.ndarray:
+        """Predicted ratings float64 [n] for states x [n, d], on the rating's scale."""
         self.network.eval()
         with torch.no_grad():
             z = self.network(torch.as_tensor(self.standardizer.transform(x), dtype=torch.float32)).squeeze(-1).numpy()
@@ -144,8 +147,10 @@ class SGDProbe(TrainedProbe):
     kind = "sgd"
 
     def build(self, d_model: int) -> torch.nn.Module:
+        """An untrained linear layer mapping [batch, d_model] to [batch, 1]."""
         return torch.nn.Linear(d_model, 1)
 
     @property
     def direction(self) -> np.ndarray:
+        """Unit vector [d] in residual space along the layer's weights, with the standardization undone."""
         return unit(self.network.weight.detach().numpy()[0].astype(np.float64) / self.standardizer.scale)
