@@ -7,7 +7,7 @@ import pytest
 from helpers import run_cli, synthetic_examples
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.errors import UserError
-from latent_reward.experiments.steer import CIRCULAR, SteerConfig, conditions, direction_vectors, steer_layers
+from latent_reward.experiments.steer import CIRCULAR, SteerConfig, _rank_p, conditions, direction_vectors, effects, steer_layers
 from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.probes import Probe
 from latent_reward.workflows.steer import SteerJob, run_steer
@@ -33,17 +33,21 @@ def test_directions_share_one_norm_unit_and_the_orthogonal_control_is_orthogonal
 
     probe = Probe.load(probe_folder)
     store = ActivationStore.open(probe.info["store"])
-    vectors, sd = direction_vectors(store, probe, int(probe.info["layer"]), ("probe", "mean_diff", "random", "orthogonal"), 0)
+    vectors, sd = direction_vectors(store, probe, int(probe.info["layer"]), ("probe", "mean_diff", "random", "orthogonal"), 0, draws=3)
+    assert set(vectors) == {"probe", "mean_diff", "random 1", "random 2", "random 3", "orthogonal 1", "orthogonal 2", "orthogonal 3"}
     for vector in vectors.values():
         assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
     np.testing.assert_allclose(vectors["probe"], probe.direction / np.linalg.norm(probe.direction), atol=1e-5)
-    assert abs(vectors["orthogonal"] @ vectors["probe"]) < 1e-5 and sd > 0
+    assert abs(vectors["orthogonal 2"] @ vectors["probe"]) < 1e-5 and sd > 0
+    assert abs(vectors["random 1"] @ vectors["random 2"]) < 0.9  # distinct draws
     x = store.array(probe.info["position"], [int(probe.info["layer"])])[:, 0].astype(np.float64)
     assert sd == pytest.approx(np.std(x @ vectors["probe"]), rel=1e-3)
-    config = SteerConfig(strengths=(-2.0, 0.0, 3.0), directions=("probe", "random"), ablate=True)
+    config = SteerConfig(strengths=(-2.0, -1.0, 0.0, 3.0), directions=("probe", "random"), ablate=True)
     layer = int(probe.info["layer"])
-    listed = conditions(config, [layer], {layer: {k: vectors[k] for k in ("probe", "random")}}, {layer: sd})
-    assert listed[0][1] == "none" and len(listed) == 1 + 2 * 2 + 1  # unsteered once, no strength-0 duplicates, one ablation
+    listed = conditions(config, [layer], {layer: {k: vectors[k] for k in ("probe", "random 1", "random 2")}}, {layer: sd})
+    # unsteered once, no strength-0 duplicates, random draws at the extremes only, one ablation
+    assert listed[0][1] == "none" and len(listed) == 1 + 3 + 2 * 2 + 1
+    assert {s for _, label, s, _ in listed if label.startswith("random")} == {-2.0, 3.0}
     for _, kind, strength, intervention in listed[1:]:
         if intervention.kind == "add":  # exactly strength x sd x unit direction; random has the probe's norm
             np.testing.assert_allclose(intervention.vector, strength * sd * vectors[kind], rtol=1e-5)
@@ -52,16 +56,19 @@ def test_directions_share_one_norm_unit_and_the_orthogonal_control_is_orthogonal
 
 def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scorers(probe_folder, tmp_path):
     job = SteerJob(probe=probe_folder, config=SteerConfig(layers=(1, 2), strengths=(-4.0, 0.0, 4.0), prompts=3, max_new_tokens=5,
-                                                      n_boot=100), out=tmp_path / "steer")
+                                                      random_directions=2, n_boot=100), out=tmp_path / "steer")
     result = run_steer(job, progress=False)
     assert CIRCULAR not in result.scorers and {"TF-IDF response", "response length"} <= set(result.scorers)
     frame = pd.read_csv(job.out / "steer.csv")
-    assert len(frame) == 3 * (1 + 2 * 2 * 2)  # prompts x (unsteered + layers x directions x nonzero strengths)
+    assert len(frame) == 3 * (1 + 2 * (2 + 2 * 2))  # prompts x (unsteered + layers x (probe + draws) x nonzero strengths)
     base = frame[frame.direction == "none"]
     assert (base.kl == 0).all() and base.nll.notna().all()
     assert (frame[frame.direction != "none"].kl >= 0).all()
     effects = [e for e in result.effects if e.scorer == "response length" and e.direction == "probe" and e.layer == 1]
     assert {e.strength for e in effects} == {-4.0, 4.0} and all(e.versus_random is not None for e in effects)
+    assert all(e.random_rank_p in (1 / 3, 2 / 3, 1.0) for e in effects)
+    random = [e for e in result.effects if e.scorer == "response length" and e.direction == "random" and e.layer == 1]
+    assert len(random) == 2 and all(len(e.draws) == 2 for e in random)
     assert (job.out / "steer.html").exists() and (job.out / "results.json").exists()
     with pytest.raises(UserError, match="out of range"):
         steer_layers(Probe.load(probe_folder), 3, SteerConfig(layers=(7,)))
@@ -70,3 +77,22 @@ def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scor
 def test_steer_cli_rejects_bad_strengths(probe_folder, tmp_path):
     result = run_cli("steer", "--probe", probe_folder, "--out", tmp_path / "o", "--strengths", "1,two")
     assert result.returncode == 2 and "comma-separated numbers" in result.stderr
+
+
+def test_random_rank_p_counts_draws_moving_at_least_as_far_in_the_strengths_direction():
+    assert _rank_p(0.5, [0.1, 0.2, 0.6], 4.0) == pytest.approx(2 / 4)
+    assert _rank_p(-0.5, [0.1, -0.6, -0.7], -4.0) == pytest.approx(3 / 4)
+    assert _rank_p(0.5, [0.1, -0.6], "ablate") == pytest.approx(2 / 3)  # ablation: two-sided on the size
+    assert _rank_p(float("nan"), [0.1], 4.0) is None
+
+
+def test_effects_compare_a_direction_with_the_mean_of_the_random_draws_paired_on_prompts():
+    rows = [{"layer": None, "direction": "none", "strength": 0.0, "prompt": p, "score": 0.0} for p in range(4)]
+    rows += [{"layer": 3, "direction": "probe", "strength": 2.0, "prompt": p, "score": 1.0 + p} for p in range(4)]
+    rows += [{"layer": 3, "direction": f"random {d}", "strength": 2.0, "prompt": p, "score": float(d)} for d in (1, 2) for p in range(4)]
+    found = effects(pd.DataFrame(rows), ["score"], [3], SteerConfig(n_boot=50))
+    probe = next(e for e in found if e.direction == "probe")
+    random = next(e for e in found if e.direction == "random")
+    assert probe.change.value == pytest.approx(2.5) and probe.versus_random.value == pytest.approx(1.0)
+    assert random.draws == [1.0, 2.0] and random.change.value == pytest.approx(1.5)
+    assert probe.random_rank_p == pytest.approx(1 / 3)

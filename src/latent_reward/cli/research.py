@@ -114,9 +114,10 @@ def steer(
     out: OutOpt,
     store: Annotated[Optional[Path], typer.Option(help="The probe's activation store (default: the one it was trained on).")] = None,
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="Prompts to steer on (default: the store's held-out prompts).")] = None,
-    layers: Annotated[Optional[str], typer.Option(help="Comma-separated residual indices to steer at (default: the probe's, 1/3, 2/3).")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Comma-separated residual indices to steer at (default: the probe's and 1/3 of the depth).")] = None,
     strengths: Annotated[str, typer.Option(help="Comma-separated multiples of the projection's sd, e.g. -8,-4,0,4,8.")] = "-8,-4,0,4,8",
     direction: Annotated[str, typer.Option(help="Comma-separated: probe, mean_diff, random, orthogonal.")] = "probe,random",
+    random_directions: Annotated[int, typer.Option(min=1, help="Random (and orthogonal) directions per layer, at the extreme strengths.")] = 8,
     ablate: Annotated[bool, typer.Option(help="Also project the probe direction out.")] = False,
     positions: Annotated[str, typer.Option(help="generated (the reply's tokens) or all (the prompt too).")] = "generated",
     prompts: Annotated[int, typer.Option(min=1, help="Held-out prompts.")] = 24,
@@ -139,7 +140,7 @@ def steer(
     if positions not in ("generated", "all"):
         raise typer.BadParameter("must be generated or all", param_hint="--positions")
     config = SteerConfig(layers=_numbers(layers, "--layers", int) if layers else None, strengths=_numbers(strengths, "--strengths"),
-                         directions=kinds, ablate=ablate, scope=positions, prompts=prompts, samples=samples,
+                         directions=kinds, random_directions=random_directions, ablate=ablate, scope=positions, prompts=prompts, samples=samples,
                          max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     judge_endpoint = None
     if judge_url:

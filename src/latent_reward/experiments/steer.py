@@ -2,17 +2,24 @@
 whether an independent scorer rates the replies higher, at what cost in coherence, and against control directions.
 
 Directions at each steer layer (fitted on the probe's own training prompts and position): the probe kind's
-direction ("probe"; the saved probe itself at its own layer), a difference of means ("mean_diff"), a random
-direction ("random") and a random direction with the probe direction projected out ("orthogonal"). A strength
+direction ("probe"; the saved probe itself at its own layer), a difference of means ("mean_diff"), random
+directions ("random") and random directions with the probe direction projected out ("orthogonal"). A strength
 s adds s x sd x unit(direction), where sd is the standard deviation of the stored states' projection on the
 probe direction at that layer: every direction at a layer gets the same norm. "ablate" projects the probe
 direction out instead.
+
+The control is a distribution, not one draw: `random_directions` random (and orthogonal) directions per layer,
+steered at the most negative and most positive strength only. A steered direction's effect is compared with them
+twice: paired on prompts against their mean ("versus_random"), and by its rank among them ("random_rank_p", the
+share of draws that moved the score at least as far in the strength's direction, counting the direction itself).
 
 Scorers never include the steered probe at its own layer: its reading of the replies is reported only as a
 manipulation check, labelled circular.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -36,9 +43,10 @@ CIRCULAR = "steered probe (circular: manipulation check)"
 class SteerConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    layers: tuple[int, ...] | None = None  # default: the probe's layer and the layers at 1/3 and 2/3 of the depth
+    layers: tuple[int, ...] | None = None  # default: the probe's layer and the layer at 1/3 of the depth (2/3 if that is it)
     strengths: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)  # multiples of the projection's standard deviation
     directions: tuple[str, ...] = ("probe", "random")
+    random_directions: int = Field(8, ge=1)  # draws per random kind and layer, steered at the extreme strengths only
     ablate: bool = False
     scope: str = Field("generated", pattern="^(generated|all)$")
     prompts: int = Field(24, ge=1)
@@ -55,9 +63,11 @@ class Effect(Result):
     layer: int
     direction: str
     strength: float | str  # a number, or "ablate"
-    mean: Interval  # mean score over prompts
+    mean: Interval  # mean score over prompts (for a random kind: averaged over its draws)
     change: Interval  # paired: minus the unsteered mean on the same prompts
-    versus_random: Interval | None = None  # paired: minus the random direction's score at the same layer and strength
+    versus_random: Interval | None = None  # paired: minus the random draws' mean score at the same layer and strength
+    random_rank_p: float | None = None  # share of random draws (plus this direction) moving the score at least as far
+    draws: list[float] | None = None  # a random kind's mean change per draw
     wrong_way: float | None  # share of prompts whose score moves against the strength's sign
 
 
@@ -77,16 +87,24 @@ class SteerResult(Result):
 
 
 def steer_layers(probe: Probe, n_layers: int, config: SteerConfig) -> list[int]:
-    layers = config.layers or tuple(sorted({int(probe.info["layer"]), round(n_layers / 3), round(2 * n_layers / 3)}))
+    own = int(probe.info["layer"])
+    other = round(n_layers / 3) if round(n_layers / 3) != own else round(2 * n_layers / 3)
+    layers = config.layers or tuple(sorted({own, other}))
     bad = [layer for layer in layers if not 0 <= layer <= n_layers]
     if bad:
         raise UserError(f"layer {bad[0]} is out of range: this model has layers 0..{n_layers}")
     return list(layers)
 
 
-def direction_vectors(store: ActivationStore, probe: Probe, layer: int, kinds: tuple[str, ...], seed: int) -> tuple[dict[str, np.ndarray], float]:
-    """Unit vectors per direction kind at `layer`, and the standard deviation of the stored states' projection on the
-    probe direction there (the strength unit)."""
+def family(label: str) -> str:
+    """The direction kind of a condition label ("random 3" -> "random")."""
+    return label.split(" ")[0]
+
+
+def direction_vectors(store: ActivationStore, probe: Probe, layer: int, kinds: tuple[str, ...], seed: int,
+                      draws: int = 1) -> tuple[dict[str, np.ndarray], float]:
+    """Unit vectors at `layer` by label ("probe", "mean_diff", "random 1".."random k", "orthogonal 1"..), and the
+    standard deviation of the stored states' projection on the probe direction there (the strength unit)."""
     position = probe.info["position"]
     target = make_target(store, probe.info.get("target") or "rating")
     train_groups = set(probe.info.get("train_groups") or ())
@@ -103,23 +121,28 @@ def direction_vectors(store: ActivationStore, probe: Probe, layer: int, kinds: t
     vectors = {"probe": unit}
     if "mean_diff" in kinds:
         vectors["mean_diff"] = MeanDiffProbe().fit(x[train], target.y[train]).direction
-    if "random" in kinds or "orthogonal" in kinds:
+    for draw in range(1, draws + 1):
         random = rng.normal(size=unit.shape)
-        vectors["random"] = random / np.linalg.norm(random)
         orthogonal = random - (random @ unit) * unit
-        vectors["orthogonal"] = orthogonal / np.linalg.norm(orthogonal)
+        vectors[f"random {draw}"] = random / np.linalg.norm(random)
+        vectors[f"orthogonal {draw}"] = orthogonal / np.linalg.norm(orthogonal)
     sd = float(np.std(x.astype(np.float64) @ unit))
-    return {k: v.astype(np.float32) for k, v in vectors.items() if k in kinds}, sd
+    return {k: v.astype(np.float32) for k, v in vectors.items() if family(k) in kinds}, sd
+
+
+def _random_kind(label: str) -> bool:
+    return family(label) in ("random", "orthogonal")
 
 
 def conditions(config: SteerConfig, layers: list[int], vectors: dict[int, dict[str, np.ndarray]], sd: dict[int, float]):
     """(layer, direction, strength, intervention or None) for every steered condition, and the unsteered one once."""
     out = [(None, "none", 0.0, None)]
+    steered = [s for s in config.strengths if s != 0]
+    extremes = sorted({min(steered), max(steered)}) if steered else []
     for layer in layers:
-        for kind, unit in vectors[layer].items():
-            for strength in config.strengths:
-                if strength != 0:
-                    out.append((layer, kind, float(strength), Intervention(layer, strength * sd[layer] * unit, scope=config.scope)))
+        for label, unit in vectors[layer].items():
+            for strength in extremes if _random_kind(label) else steered:
+                out.append((layer, label, float(strength), Intervention(layer, strength * sd[layer] * unit, scope=config.scope)))
         if config.ablate:
             out.append((layer, "probe", ABLATE, Intervention(layer, vectors[layer]["probe"], kind="ablate", scope=config.scope)))
     return out
@@ -160,26 +183,57 @@ def degenerate(ids: list[int]) -> bool:
 
 
 def effects(frame: pd.DataFrame, scorers: list[str], layers: list[int], config: SteerConfig) -> list[Effect]:
-    """Per scorer, layer, direction and strength: the mean over prompts and the paired change from unsteered."""
+    """Per scorer, layer, direction kind and strength: the mean over prompts, the paired change from unsteered, and
+    for non-random kinds the comparison with the random draws at the same layer and strength."""
     per_prompt = frame.groupby(["layer", "direction", "strength", "prompt"], dropna=False)[scorers].mean().reset_index()
     base = per_prompt[per_prompt.direction == "none"].set_index("prompt")
     resampler = Resampler.make(np.asarray(base.index.astype(str)), config.n_boot, config.seed)
+    per_label = {key: rows.set_index("prompt").loc[base.index]
+                 for key, rows in per_prompt[per_prompt.direction != "none"].groupby(["layer", "direction", "strength"])}
+    by_kind: dict[tuple, list[pd.DataFrame]] = {}
+    for (layer, label, strength), rows in per_label.items():
+        by_kind.setdefault((layer, family(label), strength), []).append(rows)
     out = []
-    steered = {key: rows.set_index("prompt").loc[base.index]
-               for key, rows in per_prompt[per_prompt.direction != "none"].groupby(["layer", "direction", "strength"])}
-    for (layer, kind, strength), rows in steered.items():
-        random = steered.get((layer, "random", strength)) if kind != "random" else None
+    for (layer, kind, strength), draws in by_kind.items():
+        random = by_kind.get((layer, "random", strength)) if kind not in ("random", "orthogonal") else None
         for scorer in scorers:
-            values, reference = rows[scorer].to_numpy(float), base[scorer].to_numpy(float)
-            out.append(Effect(scorer=scorer, layer=int(layer), direction=kind, strength=strength,
-                              mean=_mean_interval(values, resampler), change=_mean_interval(values - reference, resampler),
-                              versus_random=_mean_interval(values - random[scorer].to_numpy(float), resampler) if random is not None else None,
-                              wrong_way=_wrong_way(values - reference, strength)))
+            reference = base[scorer].to_numpy(float)
+            per_draw = np.stack([d[scorer].to_numpy(float) for d in draws])
+            values = _quiet_nanmean(per_draw, axis=0) if len(draws) > 1 else per_draw[0]
+            effect = Effect(scorer=scorer, layer=int(layer), direction=kind, strength=strength,
+                            mean=_mean_interval(values, resampler), change=_mean_interval(values - reference, resampler),
+                            wrong_way=_wrong_way(values - reference, strength))
+            if kind in ("random", "orthogonal"):
+                effect.draws = [float(_quiet_nanmean(d - reference)) for d in per_draw]
+            elif random is not None:
+                random_draws = np.stack([d[scorer].to_numpy(float) for d in random])
+                effect.versus_random = _mean_interval(values - _quiet_nanmean(random_draws, axis=0), resampler)
+                effect.random_rank_p = _rank_p(float(_quiet_nanmean(values - reference)),
+                                               [float(_quiet_nanmean(d - reference)) for d in random_draws], strength)
+            out.append(effect)
     for scorer in scorers:  # the unsteered reference itself
         values = base[scorer].to_numpy(float)
         out.append(Effect(scorer=scorer, layer=-1, direction="none", strength=0.0, mean=_mean_interval(values, resampler),
                           change=Interval.of(0.0, 0.0, 0.0), wrong_way=None))
     return out
+
+
+def _quiet_nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """nanmean that returns NaN without a warning where a scorer has no value (e.g. an unreachable judge)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def _rank_p(change: float, draws: list[float], strength: float | str) -> float | None:
+    """(1 + draws moving the score at least as far in the strength's direction) / (1 + draws): a one-sided rank
+    p-value of the direction among random directions; ablation is compared two-sided on the absolute change."""
+    finite = [d for d in draws if np.isfinite(d)]
+    if not np.isfinite(change) or not finite:
+        return None
+    sign = 0.0 if isinstance(strength, str) else np.sign(strength)
+    as_far = [abs(d) >= abs(change) for d in finite] if sign == 0 else [sign * d >= sign * change for d in finite]
+    return (1 + sum(as_far)) / (1 + len(finite))
 
 
 def _mean_interval(values: np.ndarray, resampler: Resampler) -> Interval:

@@ -44,6 +44,9 @@ def dose_response(result: SteerResult, folder: Path, scorers: list[str], name: s
                 x = np.array(strengths)[order]
                 axis.plot(x, values, marker="o", ms=3, color=f"C{index}", label=direction)
                 axis.fill_between(x, low, high, color=f"C{index}", alpha=0.15)
+                for effect in effects:  # each random draw's mean change: the null distribution the probe is ranked in
+                    if effect.draws:
+                        axis.scatter([float(effect.strength)] * len(effect.draws), effect.draws, s=6, color=f"C{index}", alpha=0.5)
             axis.axhline(0, color="k", lw=0.6)
             if row == 0:
                 axis.set_title(f"layer {layer}", fontsize=8)
@@ -56,31 +59,54 @@ def dose_response(result: SteerResult, folder: Path, scorers: list[str], name: s
     return figures.save(fig, folder, name)
 
 
+def primary_scorer(result: SteerResult) -> str:
+    """The pre-specified scorer of the primary contrast: a judge if one scored, else a probe on another model, else the
+    first text scorer."""
+    for prefix in ("judge", "probe on"):
+        found = [s for s in result.scorers if s.startswith(prefix)]
+        if found:
+            return found[0]
+    return result.scorers[0]
+
+
 def answer(result: SteerResult) -> str:
-    """The page's first lines: the effect on the independent scorers at the strongest push, per layer, beside the
-    random direction and the coherence cost."""
+    """The page's first lines: the primary contrast (probe direction, the probe's own layer, the strongest positive
+    push, the primary scorer) against the unsteered replies and the random directions, then the other layers and the
+    coherence cost."""
     top = max(s for s in result.strengths)
-    parts = []
-    for layer in result.layers:
-        pieces = []
-        for scorer in result.scorers:
-            effect = next((e for e in _effects(result, scorer, layer, "probe") if float(e.strength) == top), None)
-            if effect is None:
+    layer = int(result.probe.get("layer", result.layers[0]))
+    scorer = primary_scorer(result)
+    primary = next((e for e in _effects(result, scorer, layer, "probe") if float(e.strength) == top), None)
+    if primary is None:
+        return "The primary contrast (the probe direction at its own layer, strongest positive push) was not run."
+    random = next((e for e in _effects(result, scorer, layer, "random") if float(e.strength) == top), None)
+    rank = f", rank p among {len(random.draws)} random directions {primary.random_rank_p:.2f}" if random and primary.random_rank_p else ""
+    versus = f", minus the random directions' mean {primary.versus_random:+.3f}" if primary.versus_random is not None else ""
+    beats = primary.change.above(0) and primary.versus_random is not None and primary.versus_random.above(0)
+    verdict = ("Steering along the reward direction raised the primary scorer beyond random directions of the same norm."
+               if beats else "Steering along the reward direction did not raise the primary scorer beyond random directions of the "
+                             "same norm (paired 95% intervals over prompts).")
+    lines = [f"{verdict} Primary contrast (fixed in advance): probe direction at its own layer {layer}, strength +{top:g}, "
+             f"scored by {scorer}: change from unsteered {primary.change:+.3f}{versus}{rank}; "
+             f"paired on {result.prompts} held-out prompts."]
+    others = []
+    for other in result.layers:
+        for name in result.scorers:
+            if (other, name) == (layer, scorer):
                 continue
-            versus = f", minus the random direction {effect.versus_random:+.3f}" if effect.versus_random is not None else ""
-            pieces.append(f"{scorer} {effect.change:+.3f}{versus}")
-        cost = next((e for e in _effects(result, "nll", layer, "probe") if float(e.strength) == top), None)
-        degenerate = next((e for e in _effects(result, "degenerate", layer, "probe") if float(e.strength) == top), None)
-        parts.append(f"layer {layer} at strength +{top:g}: " + "; ".join(pieces)
-                     + (f"; NLL {cost.change:+.2f}, degenerate share {degenerate.mean:.2f}" if cost and degenerate else ""))
-    raised = [e for e in result.effects if e.scorer in result.scorers and e.direction == "probe" and e.strength != ABLATE
-              and float(e.strength) > 0 and e.change.above(0) and e.versus_random is not None and e.versus_random.above(0)]
-    verdict = ("Steering along the reward direction raised an independent score beyond a random direction of the same norm at: "
-               + ", ".join(sorted({f'layer {e.layer} ({e.scorer}, +{float(e.strength):g})' for e in raised}))
-               if raised else "No independent scorer rose beyond what a random direction of the same norm does, at any layer or "
-                              "positive strength tested (paired 95% intervals over prompts).")
-    return (f"{verdict} Changes from unsteered replies (paired on {result.prompts} held-out prompts, 95% intervals): "
-            + " | ".join(parts) + f". The steered probe's own reading ({CIRCULAR}) is shown only to check the intervention took.")
+            effect = next((e for e in _effects(result, name, other, "probe") if float(e.strength) == top), None)
+            if effect is not None:
+                versus = f" (minus random {effect.versus_random:+.3f})" if effect.versus_random is not None else ""
+                others.append(f"layer {other} {name} {effect.change:+.3f}{versus}")
+    if others:
+        lines.append("Secondary (not corrected for multiplicity): " + "; ".join(others) + ".")
+    cost = next((e for e in _effects(result, "nll", layer, "probe") if float(e.strength) == top), None)
+    degenerate = next((e for e in _effects(result, "degenerate", layer, "probe") if float(e.strength) == top), None)
+    if cost and degenerate:
+        lines.append(f"Coherence at the primary condition: NLL under the unsteered model {cost.change:+.2f} nats/token, "
+                     f"degenerate share {degenerate.mean:.2f}.")
+    lines.append(f"The steered probe's own reading ({CIRCULAR}) is shown only to check the intervention took.")
+    return " ".join(lines)
 
 
 def write_steer_report(result: SteerResult, folder: Path) -> Path:
@@ -93,6 +119,7 @@ def write_steer_report(result: SteerResult, folder: Path) -> Path:
     for effect in result.effects:
         table.append([effect.scorer, "" if effect.layer < 0 else str(effect.layer), effect.direction, str(effect.strength),
                       f"{effect.mean}", f"{effect.change:+.3f}", f"{effect.versus_random:+.3f}" if effect.versus_random else "",
+                      "" if effect.random_rank_p is None else f"{effect.random_rank_p:.2f}",
                       "" if effect.wrong_way is None else f"{effect.wrong_way:.2f}"])
     html = render("steer.html.j2", result=result, answer=answer(result), figures={k: embed(v) for k, v in paths.items()},
                   table=table, examples=result.examples, labels=COHERENCE_LABELS)

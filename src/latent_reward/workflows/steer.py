@@ -55,7 +55,8 @@ def run_steer(job: SteerJob, progress: bool = True) -> SteerResult:
         layers = steering.steer_layers(probe, loaded.info.n_layers, job.config)
         vectors, sd = {}, {}
         for layer in layers:
-            vectors[layer], sd[layer] = steering.direction_vectors(store, probe, layer, job.config.directions, job.config.seed)
+            vectors[layer], sd[layer] = steering.direction_vectors(store, probe, layer, job.config.directions, job.config.seed,
+                                                                      job.config.random_directions)
         conversations = held_out_prompts(store, probe, job)
         prompts = [prompt_token_ids(loaded.tokenizer, c) for c in conversations]
         stops = ("\nUser:",) if loaded.info.chat_template == "fallback" else ()
