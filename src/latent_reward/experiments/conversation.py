@@ -131,12 +131,13 @@ def expected_reward(loaded: LoadedModel, probe: Probe, conversations: list[list[
     return probe.predict(last_token_states(loaded, ids, int(probe.info["layer"])))
 
 
-def reply_logprobs(loaded: LoadedModel, prompts: list[list[Message]], frame: pd.DataFrame) -> np.ndarray:
-    """log p(r | h) summed over the reply's tokens (the reply tokenized after the prompt, as the model reads it)."""
+def reply_logprobs(loaded: LoadedModel, prompts: list[list[Message]], frame: pd.DataFrame, per_token: bool = False) -> np.ndarray:
+    """log p(r | h) summed over the reply's tokens as the model reads them after the prompt (the turn's closing tokens
+    included), or its mean per token."""
     prefixes, continuations = _continuations(loaded, [prompts[p] for p in frame.prompt],
                                              [[{"role": "assistant", "content": r}] for r in frame.reply])
     back = read_back(loaded, prefixes, continuations)
-    return np.array([-b.nll * len(c) for b, c in zip(back, continuations)])
+    return np.array([-b.nll * (1 if per_token else len(c)) for b, c in zip(back, continuations)])
 
 
 def follow_up_probabilities(loaded: LoadedModel, prompts: list[list[Message]], frame: pd.DataFrame) -> pd.DataFrame:
@@ -322,7 +323,7 @@ def xstest(loaded: LoadedModel, prompt_probe: Probe, records: list[dict], config
     users["v"] = expected_reward(loaded, prompt_probe, [[*prompts[frame.prompt[r]], {"role": "assistant", "content": frame.reply[r]},
                                                          {"role": "user", "content": u}] for r, u in zip(users.reply_row, users.user_turn)])
     frame["expected_v"] = frame.index.map(users.groupby("reply_row").v.mean())
-    frame["logprob"] = reply_logprobs(loaded, prompts, frame) / [max(len(loaded.tokenizer(r)["input_ids"]), 1) for r in frame.reply]
+    frame["logprob"] = reply_logprobs(loaded, prompts, frame, per_token=True)
     if response_probe is not None:
         conversations = [[*prompts[p], {"role": "assistant", "content": r}] for p, r in zip(frame.prompt, frame.reply)]
         frame["probe"] = response_probe.predict(position_states(loaded, conversations, response_probe.info["position"],

@@ -44,7 +44,10 @@ def run_conversation(job: ConversationJob) -> ConversationReport:
     with exclusive(out, "conversation job"):
         loaded = probe_model(prompt_probe)
         response_probe = Probe.load(job.response_probe) if job.response_probe else None
-        examples = job.data.load().examples
+        excluded = set(prompt_probe.info.get("train_groups") or ()) | set(prompt_probe.info.get("validation_groups") or ())
+        examples = [e for e in job.data.load().examples if e.group not in excluded]  # prompts V was not fitted or chosen on
+        if not examples:
+            raise UserError("every prompt in this data was used to train or validate the prompt probe; use other prompts")
         by_group = {e.group: e for e in examples}
         chosen = [by_group[g] for g in hash_order(list(by_group), job.config.seed)[: job.prompts]]
         simulators = {name: ModelSpec(name=name, dtype=loaded.info.dtype).load() for name in job.user_simulators}
