@@ -17,7 +17,7 @@ def tiny_store(tiny, tmp_path_factory):
 def test_trajectory_pairs_responses_to_the_same_prompt_and_ends_where_the_response_probe_reads(tiny, tiny_store):
     fit = sweep(tiny_store, SweepConfig(n_boot=100), progress=False)
     trajectory = reward_trajectories(tiny, tiny_store, fit, TrajectoryConfig(pairs=20, train_responses=20, relative_bins=5, n_boot=200,
-                                                                             null_directions=20))
+                                                                             null_probes=20))
     assert {(c.probe, c.axis) for c in trajectory.curves} == {(p, a) for p in (END_PROBE, TOKEN_PROBE) for a in ("relative", "tokens")}
     test_groups = set(fit.target.groups[fit.plan.masks["test"]])
     assert 1 <= trajectory.n_pairs <= len(test_groups)
@@ -26,6 +26,12 @@ def test_trajectory_pairs_responses_to_the_same_prompt_and_ends_where_the_respon
     tokens = trajectory.curve(END_PROBE, "tokens")
     assert tokens.bins[:3] == [0.0, 8.0, 16.0] and tokens.pairs[0] <= trajectory.n_pairs
     assert trajectory.null.n_permutations == 20
+    # the layer is the validation-best ridge layer at response_last, where the end-of-response probe reads
+    assert trajectory.layer == fit.result.val_best("ridge", "response_last").layer
+    for curve in trajectory.curves:  # better and worse average the same pairs as their difference
+        for better, worse, difference in zip(curve.better, curve.worse, curve.difference):
+            if difference.value is not None:
+                assert better - worse == pytest.approx(difference.value, abs=1e-9)
     assert len(trajectory.lens) == 6
     by_id = {e.id: e for e in tiny_store.examples}
     x = tiny_store.array("response_last", layers=[trajectory.layer])[:, 0].astype(np.float32)

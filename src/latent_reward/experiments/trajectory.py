@@ -6,8 +6,10 @@ trained on every response token, each token labelled with its response's rating.
 prompts, each prompt contributes one pair: its best- and worst-rated response. The curves are the
 paired difference (better minus worse) per bin of the response, by absolute token index and by
 relative position, with simultaneous 95% bands that resample prompts. A curve "separates" from the
-first bin after which its band stays above zero. A null from random directions (probes with random
-weights, same scale) shows what separation chance alone gives.
+first bin after which its band stays above zero. A null from probes fitted the same way on ratings
+shuffled within each training prompt (same layer, position and penalty choice: they keep everything that
+differs between prompts and lose only which response was rated higher) shows what separation needs no
+within-prompt reward information.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.activations.tokens import response_token_states
+from latent_reward.evaluation.controls import within_group_permutations
 from latent_reward.evaluation.paired import null_test
 from latent_reward.evaluation.results import Interval, NullTest, Result
 from latent_reward.experiments.sweep import SweepFit
 from latent_reward.models.loading import LoadedModel
 from latent_reward.positions import RESPONSE_POSITIONS
 from latent_reward.probes import Probe, RidgeProbe
+from latent_reward.probes.ridge import fit_ridge_all_layers
 
 END_PROBE, TOKEN_PROBE = "end-of-response probe", "all-token probe"
 
@@ -38,7 +42,7 @@ class TrajectoryConfig(Result):
     relative_bins: int = 10
     token_bin: int = 8  # width of an absolute-position bin, in tokens
     max_token_bins: int = 16
-    null_directions: int = 100
+    null_probes: int = 20  # probes fitted on within-prompt-shuffled training ratings
     n_boot: int = 1000
     seed: int = 0
 
@@ -67,7 +71,7 @@ class TrajectoryResult(Result):
     n_pairs: int
     n_train: int
     curves: list[TrajectoryCurve]
-    null: NullTest | None = None  # end-of-response probe: mean paired difference vs random directions
+    null: NullTest | None = None  # end-of-response probe: standardized paired difference vs within-prompt-shuffled probes
     lens: list[LensItem] = []
 
     def curve(self, probe: str, axis: str) -> TrajectoryCurve | None:
@@ -77,17 +81,19 @@ class TrajectoryResult(Result):
 def reward_trajectories(loaded: LoadedModel, store: ActivationStore, fit: SweepFit, config: TrajectoryConfig | None = None) -> TrajectoryResult | None:
     """None when no held-out prompt has two differently rated responses."""
     config = config or TrajectoryConfig()
-    response_cells = [c for c in fit.result.cells("ridge") if c.position in RESPONSE_POSITIONS and c.val.get("pearson") is not None]
-    if not response_cells:
+    # the layer is chosen where the end-of-response probe reads: at response_last when the sweep has it
+    position = _end_position({c.position for c in fit.result.cells("ridge")})
+    best = fit.result.val_best("ridge", position) if position else None
+    if best is None:
         return None
-    layer = max(response_cells, key=lambda c: c.val["pearson"]).layer
+    layer = best.layer
     rng = np.random.default_rng(config.seed)
     better, worse = _held_out_pairs(fit, rng, config.pairs)
     if not better:
         return None
     examples, rows = store.examples, fit.target.rows
     max_tokens = store.manifest["fingerprint"].get("max_tokens")
-    end_probe = _end_probe(store, fit, layer)
+    end_probe, null_probes = _end_probes(store, fit, layer, position, config)
     token_probe, n_train = _token_probe(loaded, store, fit, layer, rng, config, max_tokens)
     test_rows = [rows[i] for i in better + worse]
     states, rendered = response_token_states(loaded, [examples[i].messages for i in test_rows], layer, max_tokens)
@@ -97,7 +103,7 @@ def reward_trajectories(loaded: LoadedModel, store: ActivationStore, fit: SweepF
         estimates = [probe.predict(s) for s in states]
         curves += [_curve(name, axis, estimates[:n], estimates[n:], fit.target.groups[better], config) for axis in ("relative", "tokens")]
     return TrajectoryResult(layer=layer, n_pairs=n, n_train=n_train, curves=curves,
-                            null=_random_direction_null(end_probe, states[:n], states[n:], rng, config),
+                            null=_shuffled_probe_null(end_probe, null_probes, states[:n], states[n:], config),
                             lens=_lens(loaded, rendered, [end_probe.predict(s) for s in states], fit.target.y[better + worse],
                                        [examples[i].id for i in test_rows]))
 
@@ -117,12 +123,22 @@ def _held_out_pairs(fit: SweepFit, rng, limit: int) -> tuple[list[int], list[int
     return better, worse
 
 
-def _end_probe(store: ActivationStore, fit: SweepFit, layer: int) -> Probe:
-    """A ridge probe at response_last (or the first response position stored) and `layer`, fitted on the training rows."""
-    position = next(p for p in ("response_last", *RESPONSE_POSITIONS) if p in store.positions)
+def _end_position(positions: set[str]) -> str | None:
+    """response_last, or the first response position the sweep has."""
+    return next((p for p in ("response_last", *RESPONSE_POSITIONS) if p in positions), None)
+
+
+def _end_probes(store: ActivationStore, fit: SweepFit, layer: int, position: str,
+                config: TrajectoryConfig) -> tuple[RidgeProbe, list[RidgeProbe]]:
+    """The end-of-response ridge probe on the training rows, and `null_probes` probes fitted the same way (one batched
+    grouped CV) on the training ratings shuffled within each prompt."""
     x = fit.target.states(store, position, [layer])[:, 0]
     train = fit.plan.masks["train"]
-    return RidgeProbe().fit(x[train], fit.target.y[train], fit.target.groups[train])
+    y, groups = fit.target.y[train], fit.target.groups[train]
+    shuffled = within_group_permutations(y, groups, config.null_probes, config.seed)  # [n_null, n_train]
+    targets = np.column_stack([y, *shuffled])
+    probes = fit_ridge_all_layers(x[train][:, None, :], targets, groups)
+    return probes[0][0], [p[0] for p in probes[1:]]
 
 
 def _token_probe(loaded, store, fit: SweepFit, layer: int, rng, config: TrajectoryConfig, max_tokens) -> tuple[Probe, int]:
@@ -166,6 +182,8 @@ def _curve(name: str, axis: str, better: list[np.ndarray], worse: list[np.ndarra
     b, starts = _binned(better, axis, config)
     w, _ = _binned(worse, axis, config)
     difference = b - w  # [pairs, bins], NaN where either response does not reach the bin
+    both = np.isfinite(difference)  # the better/worse curves average the same pairs as their difference
+    b, w = np.where(both, b, np.nan), np.where(both, w, np.nan)
     bands = _simultaneous_band(difference, config.n_boot, config.seed)
     reach = np.sum(np.isfinite(difference), axis=0)
     separated = [band.low is not None and band.low > 0 for band in bands]
@@ -208,22 +226,20 @@ def _sustained_start(separated: list[bool], starts: list[float], reach: np.ndarr
     return None
 
 
-def _random_direction_null(probe: RidgeProbe, better: list[np.ndarray], worse: list[np.ndarray], rng,
-                           config: TrajectoryConfig) -> NullTest:
-    """The end-of-response probe's mean paired difference (over all tokens), against probes whose weights point in
-    random directions of the same norm (a shuffled-direction null)."""
+def _shuffled_probe_null(probe: RidgeProbe, null_probes: list[RidgeProbe], better: list[np.ndarray],
+                         worse: list[np.ndarray], config: TrajectoryConfig) -> NullTest:
+    """The end-of-response probe's paired difference averaged over tokens (better minus worse), in units of the sd of
+    its estimates over all test tokens so probes of different scale compare, against the probes fitted on
+    within-prompt-shuffled ratings."""
+    tokens = np.concatenate(better + worse)
 
-    def mean_difference(weights: np.ndarray) -> float:
-        per_pair = [np.mean(probe.standardizer.transform(b) @ weights) - np.mean(probe.standardizer.transform(w) @ weights)
-                    for b, w in zip(better, worse)]
-        return float(np.mean(per_pair))
+    def standardized_difference(candidate: RidgeProbe) -> float:
+        scale = float(np.std(candidate.predict(tokens))) or 1.0
+        per_pair = [np.mean(candidate.predict(b)) - np.mean(candidate.predict(w)) for b, w in zip(better, worse)]
+        return float(np.mean(per_pair)) / scale
 
-    norm = np.linalg.norm(probe.weights)
-    null = []
-    for _ in range(config.null_directions):
-        direction = rng.normal(size=probe.weights.shape)
-        null.append(mean_difference(direction / np.linalg.norm(direction) * norm))
-    return null_test("mean difference, better - worse", mean_difference(probe.weights), np.array(null))
+    null = np.array([standardized_difference(p) for p in null_probes])
+    return null_test("mean difference, better - worse (sd of estimates)", standardized_difference(probe), null)
 
 
 def _lens(loaded, rendered, estimates: list[np.ndarray], ratings: np.ndarray, ids: list[str], per_kind: int = 2) -> list[LensItem]:
