@@ -129,18 +129,22 @@ def test_paired_tests_find_a_planted_difference_and_not_a_null_one():
     assert null["within_acc"].p_value > 0.05
 
 
-def test_the_verdict_needs_within_prompt_evidence_and_to_beat_the_text_baselines():
-    from latent_reward.evaluation.results import TFIDF_RESPONSE, Comparison, Interval, PairedDifference, Scores
+def test_the_verdict_needs_within_prompt_evidence_and_to_beat_every_baseline():
+    from latent_reward.evaluation.results import GENERATOR, TFIDF_RESPONSE, Comparison, Interval, PairedDifference, Scores
     from latent_reward.experiments.readout import verdict
 
     def probe(acc):
         return Scores(pearson=Interval.of(0.6, 0.5, 0.7), within_acc=acc)
 
-    def baseline(low):
+    def baseline(low, name=TFIDF_RESPONSE):
         difference = PairedDifference(metric="within_acc", difference=Interval.of(low + 0.05, low, low + 0.1))
-        return Comparison(name=TFIDF_RESPONSE, kind="baseline", scores=Scores(), versus_probe={"within_acc": difference})
+        return Comparison(name=name, kind="baseline", scores=Scores(within_acc=Interval.of(0.55, 0.5, 0.6)),
+                          versus_probe={"within_acc": difference})
 
     assert verdict(probe(Interval.of(0.55, 0.48, 0.62)), [baseline(0.02)]).kind == "no within-prompt evidence"
     assert verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(-0.01)]).kind == "baseline matches"
     assert verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(-0.01)]).not_beaten == [TFIDF_RESPONSE]
     assert verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(0.01)]).kind == "encodes"
+    # a baseline that reads no text (which model wrote the response) counts too
+    matched = verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(0.01), baseline(-0.02, GENERATOR)])
+    assert matched.kind == "baseline matches" and matched.not_beaten == [GENERATOR]

@@ -2,9 +2,11 @@ import numpy as np
 
 from helpers import planted_store
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
+from latent_reward.experiments.readout import ReadoutConfig, reward_readout
 from latent_reward.experiments.sweep import SweepConfig, sweep
 
 CONFIG = PromptOnlyConfig(n_boot=300)
+FAST = ReadoutConfig(sweep=SweepConfig(n_boot=200), permutations=10, split_seeds=1, paired_permutations=200, sgd_grid=False)
 
 
 def test_planted_prompt_signal_is_found_before_the_response_and_not_within_prompts(tmp_path):
@@ -15,8 +17,9 @@ def test_planted_prompt_signal_is_found_before_the_response_and_not_within_promp
     assert result.best_test.value > 0.9 and result.best_test.low > 0.8
     assert result.cross_fitted.pearson.low > 0.85 and {c.layer for c in result.fold_cells} == {2}
     assert result.icc.value > 0.9
-    row = next(r for r in result.decomposition if r.position == "assistant_start")
-    assert row.between_prompt_r > 0.9 and abs(row.within_prompt_r) < 0.25
+    readout, _, _ = reward_readout(store, FAST, progress=False)
+    row = next(r for r in readout.decomposition if r.position == "assistant_start")
+    assert row.between_prompt_r.value > 0.9 and abs(row.within_prompt_r.value) < 0.25
     length = next(b for b in result.baselines if b.name == "prompt length")
     assert length.scores.pearson.value < 0.5 and length.versus_probe["pearson"].difference.above(0)
     # the prompts it expects most reward for are those with the highest true mean rating
@@ -27,7 +30,8 @@ def test_response_only_signal_gives_no_prompt_level_reward(tmp_path):
     store = planted_store(tmp_path / "s", n_groups=120, response_signal=1.0, prompt_signal=0.0)
     result = prompt_only(store, CONFIG, sweep(store, SweepConfig(n_boot=200), progress=False))
     assert result.best_test.low < 0.3 and result.cross_fitted.pearson.low < 0.3
-    row = next(r for r in result.decomposition if r.position == "eot")
-    assert row.within_prompt_r > 0.9
+    readout, _, _ = reward_readout(store, FAST, progress=False)
+    row = next(r for r in readout.decomposition if r.position == "eot")
+    assert row.within_prompt_r.value > 0.9 and row.within_prompt_r.low > 0.8
     assert result.icc.value < 0.1 and result.raw_between_share > 0.2  # the raw share is inflated; ICC is not
     assert "off-policy" in result.off_policy

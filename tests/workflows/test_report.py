@@ -44,7 +44,7 @@ def test_report_is_self_contained_answers_first_with_plain_figure_names(run_fold
                     "decomposition.png"}
     assert len(re.findall(r'src="data:image/png;base64,', text)) == len(pngs)
     assert {p.name for p in (folder / "report").iterdir()} == pngs | {"report.html", "results.json", "predictions.csv", "run.json", ".lock",
-                                                                       "best_probe"}
+                                                                       "best_probe", "prompt_probe"}
 
 
 def test_results_load_back_typed_and_say_what_was_seen_in_post_training(run_folder):

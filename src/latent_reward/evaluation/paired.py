@@ -53,6 +53,8 @@ def permutation_p_value(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups:
         contribution = correct_a - correct_b
         null = (np.where(swaps, -contribution, contribution)).sum(1) / total.sum()
     elif metric == "pearson":
+        # z-scored first: swapping then exchanges two predictions on one scale (r does not depend on the scale)
+        p_a, p_b = (p_a - p_a.mean()) / (p_a.std() or 1.0), (p_b - p_b.mean()) / (p_b.std() or 1.0)
         observed = _corr(y, p_a[None])[0] - _corr(y, p_b[None])[0]
         rows = swaps[:, index]
         null = _corr(y, np.where(rows, p_b, p_a)) - _corr(y, np.where(rows, p_a, p_b))

@@ -4,8 +4,7 @@ Probes at `user_end` and `assistant_start` (states that exist before the respons
 prompt's mean rating, one row per prompt. The ratings are off-policy: they belong to other models'
 responses, so this measures how well answers to a prompt tend to be rated, not the model's own
 expected reward. Beside it: prompt-only baselines, the intraclass correlation (how much of the
-rating's variance lies between prompts, corrected for chance), and how much of each response
-position's r is between prompts vs within them.
+rating's variance lies between prompts, corrected for chance).
 """
 
 from __future__ import annotations
@@ -47,14 +46,6 @@ class LayerValue(Result):
     val: Interval  # Pearson r with the prompt's mean rating on the validation prompts
 
 
-class DecompositionRow(Result):
-    position: str
-    layer: int
-    response_r: float | None
-    between_prompt_r: float | None
-    within_prompt_r: float | None
-
-
 class PromptRow(Result):
     prompt: str
     expected_reward: float
@@ -74,7 +65,6 @@ class PromptOnlyResult(Result):
     baselines: list[Comparison]  # cross-fitted on the same folds, paired against the probe
     icc: Interval  # ICC(1) of the rating by prompt
     raw_between_share: float  # the uncorrected between-prompt share of variance (biased upward; for reference)
-    decomposition: list[DecompositionRow] = []
     top_prompts: list[PromptRow] = []
     bottom_prompts: list[PromptRow] = []
 
@@ -128,7 +118,6 @@ def prompt_only(store: ActivationStore, config: PromptOnlyConfig | None = None, 
         baselines=_baselines(prompts, fitted.folds, probe_p, resampler, random_init_store, positions, config),
         icc=icc1_interval(target.y, target.groups, config.n_boot, config.seed),
         raw_between_share=float(np.sum(prompts.counts * (y - target.y.mean()) ** 2) / np.sum((target.y - target.y.mean()) ** 2)),
-        decomposition=_decompose(response_fit) if response_fit is not None else [],
         top_prompts=_describe(prompts, probe_p, np.argsort(-probe_p)[:5]),
         bottom_prompts=_describe(prompts, probe_p, np.argsort(probe_p)[:5]),
     )
@@ -182,24 +171,6 @@ def _plan_from_masks(prompts: _Prompts) -> SplitPlan:
 def _describe(prompts: _Prompts, predictions: np.ndarray, order: np.ndarray) -> list[PromptRow]:
     return [PromptRow(prompt=prompts.texts[i][:300], expected_reward=float(predictions[i]), mean_rating=float(prompts.means[i]),
                       responses=int(prompts.counts[i])) for i in order]
-
-
-def _decompose(fit: SweepFit) -> list[DecompositionRow]:
-    """For each position's validation-best ridge layer: test r overall, on prompt means, and within prompts."""
-    test = fit.plan.masks["test"]
-    y, groups = fit.target.y[test], fit.target.groups[test]
-    names, index = np.unique(groups, return_inverse=True)
-    counts = np.bincount(index)
-    multi = counts[index] > 1
-    rows = []
-    for position in dict.fromkeys(c.position for c in fit.result.cells("ridge")):
-        cell = fit.result.val_best("ridge", position)
-        p = fit.predictions[(position, cell.layer, "ridge")][test]
-        y_mean, p_mean = np.bincount(index, weights=y) / counts, np.bincount(index, weights=p) / counts
-        within = pearson((y - y_mean[index])[multi], (p - p_mean[index])[multi]) if multi.sum() > 2 else None
-        rows.append(DecompositionRow(position=position, layer=cell.layer, response_r=pearson(y, p),
-                                     between_prompt_r=pearson(y_mean, p_mean), within_prompt_r=within))
-    return rows
 
 
 def fit_prompt_probe(store: ActivationStore, fit: SweepFit, result: PromptOnlyResult, position: str = "assistant_start") -> Probe | None:

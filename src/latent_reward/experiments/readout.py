@@ -20,7 +20,7 @@ from latent_reward.activations.store import ActivationStore
 from latent_reward.errors import UserError
 from latent_reward.evaluation import results as names
 from latent_reward.evaluation.baselines import TextData, available_baselines, length_features, text_statistics
-from latent_reward.evaluation.metrics import Resampler, length_matched_accuracy, partial_correlation, score
+from latent_reward.evaluation.metrics import Resampler, length_matched_accuracy, partial_correlation, quantile_interval, score
 from latent_reward.evaluation.metrics import metric as metric_value
 from latent_reward.evaluation.paired import null_test, paired_differences
 from latent_reward.evaluation.results import Cell, Comparison, Interval, PairedDifference, Result, Scores, finite
@@ -61,6 +61,14 @@ class LinearVsNonlinear(Result):
     difference: dict[str, PairedDifference]  # linear minus nonlinear, single split's test prompts
 
 
+class Decomposition(Result):
+    position: str
+    cells: list[int]  # layers chosen in the folds
+    response_r: Interval
+    between_prompt_r: Interval  # prompt means of the predictions against prompt means of the ratings
+    within_prompt_r: Interval  # deviations from the prompt means, prompts with 2+ responses
+
+
 class Verdict(Result):
     kind: Literal["encodes", "baseline matches", "no within-prompt evidence"]
     not_beaten: list[str] = []  # text baselines whose paired within-prompt difference includes 0
@@ -77,8 +85,10 @@ class ReadoutResult(Result):
     subsets: list[Subset] = []
     length_matched: Interval = Interval()  # within-prompt accuracy over pairs of similar length
     length_matched_pairs: int = 0
-    partial_r_given_length: float | None = None  # given length and text statistics
+    partial_r_given_length: Interval = Interval()  # given length and text statistics
     within_probe: Comparison | None = None
+    within_fold_cells: list[Cell] = []
+    decomposition: list[Decomposition] = []
     sgd_grid: list[SGDSetting] | None = None
     linear_vs_nonlinear: LinearVsNonlinear | None = None
     verdict: Verdict
@@ -98,7 +108,13 @@ def text_data(store: ActivationStore, target: Target) -> TextData:
 
 def reward_readout(store: ActivationStore, config: ReadoutConfig | None = None, random_init_store: ActivationStore | None = None,
                    progress: bool = True) -> tuple[ReadoutResult, SweepFit, CrossFit]:
-    """The whole response-level analysis; returns the typed result, the sweep and the cross-fit (for later steps)."""
+    """The whole response-level analysis; returns the typed result, the sweep and the cross-fit (for later steps).
+
+    Two cross-fits: the pooled probe (target as given; its cell chosen by inner r over every position, which is what
+    global r asks) and the within-prompt probe (ratings and states centered per prompt, response positions only, its
+    cell chosen by inner within-prompt r). Global r and its comparisons use the first; within-prompt accuracy, its
+    comparisons, its control and the verdict use the second.
+    """
     config = config or ReadoutConfig()
     timings: dict[str, float] = {}
     tick = time.perf_counter()
@@ -108,12 +124,16 @@ def reward_readout(store: ActivationStore, config: ReadoutConfig | None = None, 
     positions = target.positions(store, config.sweep.positions)
 
     tick = time.perf_counter()
-    crossfit = cross_fit(store, target, positions, config.folds, seed, config.sweep.settings,
-                         {"probe": ANY_CELL, names.LAYER0: LAYER_ZERO}, config.permutations, progress)
+    selectors = {"probe": ANY_CELL, names.LAYER0: LAYER_ZERO, **{f"at {p}": position_selector(p) for p in positions}}
+    crossfit = cross_fit(store, target, positions, config.folds, seed, config.sweep.settings, selectors, config.permutations, progress)
+    within = _within_crossfit(store, target, positions, config, progress) if config.within_probe and not target.within else None
     timings["cross_fit"] = time.perf_counter() - tick
     resampler = Resampler.make(target.groups, config.sweep.n_boot, seed)
     y, groups, probe_p = target.y, target.groups, crossfit.predictions["probe"]
+    within_p = within[0] if within is not None else probe_p
+    probe_for = {"pearson": probe_p, "within_acc": within_p}
     probe_scores = score(y, probe_p, groups, resampler=resampler)
+    within_scores = score(y, within_p, groups, resampler=resampler) if within is not None else None
 
     tick = time.perf_counter()
     data = text_data(store, target)
@@ -125,28 +145,54 @@ def reward_readout(store: ActivationStore, config: ReadoutConfig | None = None, 
         tick = time.perf_counter()
         others[names.RANDOM_INIT] = _random_init(random_init_store, store, target, positions, config, progress)
         timings["random_init"] = time.perf_counter() - tick
-    comparisons = [_compare(name, y, groups, p, validation, cell, probe_p, resampler, config, seed)
+    comparisons = [_compare(name, y, groups, p, validation, cell, probe_for, resampler, config, seed)
                    for name, (p, validation, cell) in others.items()]
-    comparisons += _controls(crossfit, probe_scores)
+    comparisons += _controls(crossfit, within[1] if within is not None else crossfit, probe_scores, within_scores or probe_scores)
 
     lengths = length_features(data.responses)
-    matched, n_matched = length_matched_accuracy(y, probe_p, groups, lengths[:, 0], resampler)
+    matched, n_matched = length_matched_accuracy(y, within_p, groups, lengths[:, 0], resampler)
+    within_cells = within[2] if within is not None else crossfit.cells["probe"]
     result = ReadoutResult(
         target=target.name,
         evaluation=(f"cross-fitted: {config.folds} folds of the {len(np.unique(groups))} prompts; each fold's probe (cell and "
-                    "penalty chosen by grouped cross-validation inside the other folds) predicts the held-out fold"),
+                    "penalty chosen by leave-one-prompt-out cross-validation inside the other folds) predicts the held-out fold"),
         sweep=fit.result,
         probe=Comparison(name="probe", kind="probe", scores=probe_scores, validation=fit.result.best_validation),
         fold_cells=crossfit.cells["probe"],
         comparisons=comparisons,
-        subsets=_seen_subsets(store, target, probe_p, config.sweep.n_boot, seed),
+        subsets=_seen_subsets(store, target, probe_p, within_p, config.sweep.n_boot, seed),
         length_matched=matched, length_matched_pairs=n_matched,
-        partial_r_given_length=partial_correlation(y, probe_p, text_statistics(data.responses)),
-        verdict=verdict(probe_scores, comparisons),
+        partial_r_given_length=_partial_interval(y, probe_p, text_statistics(data.responses), groups, config.sweep.n_boot, seed),
+        within_probe=Comparison(name="within-prompt probe", kind="probe", cell=within_cells[0], scores=within_scores)
+        if within_scores is not None else None,
+        within_fold_cells=within_cells,
+        decomposition=_decompose(crossfit, positions, y, groups, resampler),
+        verdict=verdict(within_scores or probe_scores, comparisons),
     )
     _optional_parts(result, store, fit, config, positions, progress, timings)
     result.timings = timings
     return result, fit, crossfit
+
+
+def position_selector(position: str):
+    return lambda p, layer: p == position
+
+
+def _within_crossfit(store: ActivationStore, target: Target, positions, config: ReadoutConfig, progress: bool):
+    """The within-prompt probe cross-fitted on the same folds' prompts: its out-of-fold predictions on the target's rows
+    (0 on prompts with one response, which have no within-prompt pairs), its CrossFit, and its cells."""
+    try:
+        within = make_target(store, WITHIN_PROMPT)
+        response_positions = within.positions(store, positions)
+    except UserError:
+        return None
+    if len(np.unique(within.groups)) < 2 * config.folds:
+        return None
+    fitted = cross_fit(store, within, response_positions, config.folds, config.sweep.seed, config.sweep.settings,
+                       permutations=config.permutations, progress=progress)
+    predictions = np.zeros(len(target.y))
+    predictions[np.searchsorted(target.rows, within.rows)] = fitted.predictions["probe"]
+    return predictions, fitted, fitted.cells["probe"]
 
 
 def _baseline_predictions(data: TextData, fit: SweepFit, folds: np.ndarray) -> dict[str, tuple[np.ndarray, Scores, None]]:
@@ -172,22 +218,31 @@ def _random_init(random_store: ActivationStore, store: ActivationStore, target: 
     return fitted.predictions["probe"], None, fitted.cells["probe"][0]
 
 
-def _compare(name, y, groups, p, validation, cell, probe_p, resampler, config: ReadoutConfig, seed) -> Comparison:
+def _compare(name, y, groups, p, validation, cell, probe_for: dict[str, np.ndarray], resampler, config: ReadoutConfig,
+             seed) -> Comparison:
+    """A baseline's scores and the paired differences with the probe (r: the pooled probe; within-prompt accuracy: the
+    within-prompt probe)."""
+    versus = {}
+    for metric, probe_p in probe_for.items():
+        versus.update(paired_differences(y, probe_p, p, resampler, metrics=(metric,), n_permutations=config.paired_permutations,
+                                         seed=seed))
     return Comparison(name=name, kind="baseline", cell=cell, scores=score(y, p, groups, resampler=resampler), validation=validation,
-                      versus_probe=paired_differences(y, probe_p, p, resampler, n_permutations=config.paired_permutations, seed=seed))
+                      versus_probe=versus)
 
 
-def _controls(crossfit: CrossFit, probe_scores: Scores) -> list[Comparison]:
-    """The shuffled-rating controls: their null distributions, and the real probe's value against them."""
+def _controls(pooled: CrossFit, within: CrossFit, probe_scores: Scores, within_scores: Scores) -> list[Comparison]:
+    """The shuffled-rating controls: probes refitted on permuted ratings at each fold's cell. Ratings shuffled within
+    prompts test the within-prompt probe; ratings shuffled across responses test the pooled probe."""
     out = []
-    for key, name in (("within", names.SHUFFLED_WITHIN), ("global", names.SHUFFLED_ALL)):
+    for key, name, crossfit, observed_scores in (("within", names.SHUFFLED_WITHIN, within, within_scores),
+                                                 ("global", names.SHUFFLED_ALL, pooled, probe_scores)):
         if key not in crossfit.permuted:
             continue
         targets, predictions = crossfit.permuted[key]
         nulls = {}
         for metric in ("pearson", "within_acc"):
             null = [metric_value(metric, t, p, crossfit.groups) for t, p in zip(targets, predictions)]
-            observed = probe_scores.metric(metric).value
+            observed = observed_scores.metric(metric).value
             nulls[metric] = null_test(metric, np.nan if observed is None else observed, np.array(null))
         intervals = {m: Interval.of(n.null_mean, n.null_low, n.null_high) for m, n in nulls.items()}
         out.append(Comparison(name=name, kind="control", scores=Scores(n_examples=targets.shape[1], **intervals), null=nulls))
@@ -195,11 +250,12 @@ def _controls(crossfit: CrossFit, probe_scores: Scores) -> list[Comparison]:
 
 
 def verdict(probe: Scores, comparisons: list[Comparison]) -> Verdict:
-    """Fixed rules: the states are credited with the reward of the responses only when within-prompt accuracy
-    is above chance and above every text baseline, each with a paired interval that excludes it."""
+    """Fixed rules: the states are credited with the reward of the responses only when (the within-prompt probe's)
+    within-prompt accuracy is above chance and above every baseline (text, generator, log-probability, layer 0,
+    random-init model), each with a paired interval that excludes it."""
     if not probe.within_acc.above(0.5):
         return Verdict(kind="no within-prompt evidence")
-    not_beaten = [c.name for c in comparisons if c.name in names.TEXT_BASELINES
+    not_beaten = [c.name for c in comparisons if c.kind == "baseline" and c.scores.within_acc.known
                   and not ("within_acc" in c.versus_probe and c.versus_probe["within_acc"].difference.above(0.0))]
     return Verdict(kind="baseline matches", not_beaten=not_beaten) if not_beaten else Verdict(kind="encodes")
 
@@ -213,18 +269,59 @@ def seen_mask(store: ActivationStore, rows: np.ndarray) -> np.ndarray | None:
     return np.array([f"{e.id.split(':')[0]}:{e.meta.get('source_split')}" in known for e in examples], dtype=bool)
 
 
-def _seen_subsets(store: ActivationStore, target: Target, predictions: np.ndarray, n_boot: int, seed: int) -> list[Subset]:
+def _seen_subsets(store: ActivationStore, target: Target, predictions: np.ndarray, within: np.ndarray, n_boot: int,
+                  seed: int) -> list[Subset]:
+    """Scores on the rows the model was post-trained on and on the rest (r from the pooled probe, within-prompt accuracy
+    from the within-prompt probe)."""
     seen = seen_mask(store, target.rows)
-    if seen is None or seen.all() == seen.any():  # unknown, or every row on the same side
-        return [] if seen is None else [Subset(name="rows the model was post-trained on" if seen.all() else "rows the model "
-                                               "was not post-trained on", scores=score(target.y, predictions, target.groups, n_boot, seed))]
-    return [Subset(name=label, scores=score(target.y[rows], predictions[rows], target.groups[rows], n_boot, seed))
-            for label, rows in (("rows the model was post-trained on", seen), ("rows the model was not post-trained on", ~seen))]
+    if seen is None:
+        return []
+    out = []
+    for label, rows in (("rows the model was post-trained on", seen), ("rows the model was not post-trained on", ~seen)):
+        if rows.any():
+            scores = score(target.y[rows], predictions[rows], target.groups[rows], n_boot, seed)
+            scores.within_acc = score(target.y[rows], within[rows], target.groups[rows], n_boot, seed).within_acc
+            out.append(Subset(name=label, scores=scores))
+    return out
+
+
+def _partial_interval(y, p, controls, groups, n_boot: int, seed: int) -> Interval:
+    """Partial correlation of the probe with the rating given the controls, with a prompt-bootstrap interval."""
+    names_, index = np.unique(groups, return_inverse=True)
+    rows_of = [np.flatnonzero(index == g) for g in range(len(names_))]
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(min(n_boot, 500)):
+        rows = np.concatenate([rows_of[g] for g in rng.integers(0, len(names_), len(names_))])
+        samples.append(partial_correlation(y[rows], p[rows], controls[rows]))
+    return quantile_interval(partial_correlation(y, p, controls), np.array(samples))
+
+
+def _decompose(crossfit: CrossFit, positions, y, groups, resampler: Resampler) -> list[Decomposition]:
+    """Per position (its cell chosen inside each fold): cross-fitted r overall, on prompt means, and within prompts,
+    each with an interval over prompts."""
+    names_, index = np.unique(groups, return_inverse=True)
+    counts = np.bincount(index)
+    multi = counts[index] > 1
+    rows = []
+    for position in positions:
+        p = crossfit.predictions.get(f"at {position}")
+        if p is None:
+            continue
+        y_mean, p_mean = np.bincount(index, weights=y) / counts, np.bincount(index, weights=p) / counts
+        between = Resampler.make(names_, resampler.weights.shape[0], 0)
+        rows.append(Decomposition(
+            position=position, cells=sorted({c.layer for c in crossfit.cells[f"at {position}"]}),
+            response_r=score(y, p, groups, resampler=resampler).pearson,
+            between_prompt_r=score(y_mean, p_mean, names_, resampler=between).pearson,
+            within_prompt_r=score((y - y_mean[index])[multi], (p - p_mean[index])[multi], groups[multi]).pearson
+            if multi.sum() > 2 else Interval()))
+    return rows
 
 
 def _optional_parts(result: ReadoutResult, store: ActivationStore, fit: SweepFit, config: ReadoutConfig, positions,
                     progress: bool, timings: dict[str, float]) -> None:
-    """The seed spread, the within-prompt probe, the SGD settings grid and linear vs nonlinear, where configured."""
+    """The seed spread, the SGD settings grid and linear vs nonlinear, where configured."""
     target, seed = fit.target, config.sweep.seed
     tick = time.perf_counter()
     spread = {seed: (result.probe.scores.pearson.value, result.probe.scores.within_acc.value)}
@@ -235,10 +332,6 @@ def _optional_parts(result: ReadoutResult, store: ActivationStore, fit: SweepFit
     result.seed_spread = SeedSpread(seeds=list(spread), pearson=[finite(v[0]) for v in spread.values()],
                                     within_acc=[finite(v[1]) for v in spread.values()])
     timings["seed_spread"] = time.perf_counter() - tick
-    if config.within_probe and not target.within:
-        tick = time.perf_counter()
-        result.within_probe = _within_probe(store, target, positions, config, progress)
-        timings["within_probe"] = time.perf_counter() - tick
     if config.sgd_grid:
         tick = time.perf_counter()
         best = result.sweep.best
@@ -246,20 +339,6 @@ def _optional_parts(result: ReadoutResult, store: ActivationStore, fit: SweepFit
         result.sgd_grid = sgd_settings_grid(x, target.y, target.groups, fit.plan.masks, config.sweep.settings.train)
         timings["sgd_grid"] = time.perf_counter() - tick
     result.linear_vs_nonlinear = _linear_vs_nonlinear(fit, config)
-
-
-def _within_probe(store: ActivationStore, target: Target, positions, config: ReadoutConfig, progress: bool) -> Comparison | None:
-    """Ridge probes on the within-prompt target, cross-fitted on the prompts with 2+ responses."""
-    try:
-        within = make_target(store, WITHIN_PROMPT)
-        response_positions = within.positions(store, positions)
-    except UserError:
-        return None
-    if len(np.unique(within.groups)) < 2 * config.folds:
-        return None
-    fitted = cross_fit(store, within, response_positions, config.folds, config.sweep.seed, config.sweep.settings, progress=progress)
-    scores = score(within.y, fitted.predictions["probe"], within.groups, config.sweep.n_boot, config.sweep.seed)
-    return Comparison(name="within-prompt probe", kind="probe", cell=fitted.cells["probe"][0], scores=scores)
 
 
 def _linear_vs_nonlinear(fit: SweepFit, config: ReadoutConfig) -> LinearVsNonlinear | None:

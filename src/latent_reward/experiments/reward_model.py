@@ -37,9 +37,10 @@ class PairAccuracy(Result):
 
 
 class BestOfN(Result):
-    prompts: int
+    prompts: int  # prompts with two or more scored samples (the others cannot show a choice)
     samples_per_prompt: float
     picks: dict[str, Interval]  # mean rating of the sample each predictor picks (ties: the mean of the tied samples)
+    versus_random: dict[str, Interval] = {}  # each pick minus the random pick, paired on the same prompts
 
 
 class Transfer(Result):
@@ -116,17 +117,25 @@ def best_of_n(store: ActivationStore, predictors: dict[str, np.ndarray], keep: n
               seed: int = 0) -> BestOfN | None:
     """Mean rating (e.g. GPT-4 win-rate vs the reference) of the sample each predictor picks per prompt, beside a
     random pick (the prompt's mean) and the best possible pick. A tie between samples counts as their mean."""
+    sizes = np.zeros(len(keep), dtype=np.int64)
+    kept_groups = store.groups[keep]
+    _, kept_index, kept_counts = np.unique(kept_groups, return_inverse=True, return_counts=True)
+    sizes[keep] = kept_counts[kept_index]
+    keep = keep & (sizes >= 2)
     groups, y = store.groups[keep], store.ratings[keep]
     names, index = np.unique(groups, return_inverse=True)
     counts = np.bincount(index)
-    if len(names) == 0 or counts.max() < 2:
+    if len(names) == 0:
         return None
     picks = {"random pick": np.bincount(index, weights=y) / counts, "best possible": _pick(y, y, index, len(names))}
     for name, scores in predictors.items():
         picks[f"{name} pick"] = _pick(scores[keep], y, index, len(names))
     weights, _ = _prompt_weights(names, n_boot, seed)
+    random = picks["random pick"]
     return BestOfN(prompts=len(names), samples_per_prompt=float(counts.mean()),
-                   picks={name: quantile_interval(v.mean(), weights @ v / weights.sum(1)) for name, v in picks.items()})
+                   picks={name: quantile_interval(v.mean(), weights @ v / weights.sum(1)) for name, v in picks.items()},
+                   versus_random={name: quantile_interval((v - random).mean(), weights @ (v - random) / weights.sum(1))
+                                  for name, v in picks.items() if name != "random pick"})
 
 
 def _pick(scores: np.ndarray, ratings: np.ndarray, index: np.ndarray, n_groups: int) -> np.ndarray:

@@ -40,25 +40,29 @@ def _versus(comparison: Comparison, metric: str) -> str:
 
 def encodes_answer(readout: ReadoutResult) -> str:
     probe = readout.probe.scores
+    within = readout.within_probe.scores if readout.within_probe is not None else probe
     verdict = readout.verdict
     if verdict.kind == "encodes":
-        head = (f"Yes, within prompts and beyond every text baseline: the probe orders responses to the same prompt correctly "
-                f"{probe.within_acc} of the time (chance 0.5), and the paired differences with the text baselines exclude 0.")
+        head = (f"Yes, within prompts and beyond every baseline: the within-prompt probe orders responses to the same prompt "
+                f"correctly {within.within_acc} of the time (chance 0.5), and its paired differences with every baseline exclude 0. "
+                f"Across prompts the pooled probe reaches r = {probe.pearson}.")
     elif verdict.kind == "baseline matches":
-        head = (f"Not shown: the states predict the rating (r = {probe.pearson}; within-prompt accuracy {probe.within_acc}), "
-                f"but {', '.join(verdict.not_beaten)} match{'es' if len(verdict.not_beaten) == 1 else ''} the probe within prompts "
-                "(the paired difference's interval includes 0), so this does not show the model represents more than the text does.")
+        head = (f"Not shown: the states predict the rating (pooled probe r = {probe.pearson}; within-prompt probe accuracy "
+                f"{within.within_acc}), but {', '.join(verdict.not_beaten)} match{'es' if len(verdict.not_beaten) == 1 else ''} the "
+                "probe within prompts (the paired difference's interval includes 0), so this does not show that the states carry "
+                "more about the reward of a response than these do.")
     else:
-        head = (f"No within-prompt evidence: within-prompt accuracy {probe.within_acc} does not exclude chance (0.5)"
-                + (" (the data has no prompt with two differently rated responses)" if not probe.within_acc.known else "")
-                + f". Global r = {probe.pearson} can come from prompt difficulty alone.")
-    parts = [head, f"Evaluation: {readout.evaluation}; {probe.n_examples} responses to {probe.n_prompts} prompts."]
-    cells = sorted({str(c) for c in readout.fold_cells})
-    parts.append(f"Cells chosen in the folds: {'; '.join(cells)}.")
+        head = (f"No within-prompt evidence: the within-prompt probe's accuracy {within.within_acc} does not exclude chance (0.5)"
+                + (" (the data has no prompt with two differently rated responses)" if not within.within_acc.known else "")
+                + f". The pooled probe's r = {probe.pearson} can come from prompt difficulty alone.")
+    parts = [head, f"Evaluation: {readout.evaluation}; {probe.n_examples} responses to {probe.n_prompts} prompts. Intervals treat the "
+             "fitted probes as fixed (the spread over fold seeds is below)."]
+    parts.append(f"Cells chosen in the folds: pooled probe {'; '.join(sorted({str(c) for c in readout.fold_cells}))}"
+                 + (f"; within-prompt probe {'; '.join(sorted({str(c) for c in readout.within_fold_cells}))}." if readout.within_probe else "."))
     for metric in ("pearson", "within_acc"):
         best = strongest(readout.comparisons, metric, names.TEXT_BASELINES + (names.GENERATOR, names.LOGPROB))
         if best is not None:
-            parts.append(f"Strongest baseline by validation {names.METRIC_LABELS[metric]}: {best.name}, "
+            parts.append(f"Strongest baseline by validation {names.METRIC_LABELS[metric]} (on the single split): {best.name}, "
                          f"{best.scores.metric(metric)} ({_versus(best, metric)}).")
     for name in (names.LAYER0, names.RANDOM_INIT):
         comparison = readout.comparison(name)
@@ -66,9 +70,9 @@ def encodes_answer(readout: ReadoutResult) -> str:
             parts.append(f"{name.capitalize()}: r = {comparison.scores.pearson}, within-prompt accuracy "
                          f"{comparison.scores.within_acc} ({_versus(comparison, 'within_acc')}).")
     parts += _control_sentences(readout)
-    if readout.partial_r_given_length is not None:
+    if readout.partial_r_given_length.known:
         parts.append(f"Controlling for length and text statistics, the probe's partial correlation with the rating is "
-                     f"{readout.partial_r_given_length:.3f}.")
+                     f"{readout.partial_r_given_length}.")
     if readout.length_matched_pairs:
         parts.append(f"On the {readout.length_matched_pairs} within-prompt pairs whose lengths differ by less than 10%, accuracy is "
                      f"{readout.length_matched}.")
@@ -115,13 +119,12 @@ def where_answer(readout: ReadoutResult, n_layers: int) -> str:
 
 
 def within_answer(readout: ReadoutResult) -> str:
-    probe = readout.within_probe
-    s = probe.scores
+    s = readout.within_probe.scores
     verdict = "ranks them above chance" if s.within_acc.above(0.5) else "shows no ranking beyond chance"
-    return (f"A probe trained only on within-prompt differences (each rating minus its prompt's mean; states centered per "
-            f"prompt), cross-fitted on {s.n_prompts} prompts with 2+ responses, {verdict}: within-prompt accuracy {s.within_acc}"
-            + (f", within-prompt Spearman {s.within_spearman}" if s.within_spearman.known else
-               " (within-prompt Spearman needs 3+ responses per prompt)") + ".")
+    return (f"The within-prompt probe, trained only on within-prompt differences (each rating minus its prompt's mean; states "
+            f"centered per prompt; response positions only) and cross-fitted, {verdict}: within-prompt accuracy {s.within_acc} over "
+            f"{s.n_pairs} pairs" + (f", within-prompt Spearman {s.within_spearman}" if s.within_spearman.known else
+                                     " (within-prompt Spearman needs 3+ responses per prompt)") + ".")
 
 
 def prompt_only_answer(result: RunResult) -> str:
@@ -134,15 +137,12 @@ def prompt_only_answer(result: RunResult) -> str:
             f"{b.name} r = {b.scores.pearson} ({_versus(b, 'pearson')})" for b in po.baselines) + "."
     text += (f" The intraclass correlation of the rating by prompt, ICC(1) = {po.icc}, is the share of its variance that lies "
              f"between prompts (the raw between-prompt share, {po.raw_between_share:.2f}, is inflated by chance spread of group means).")
-    if po.decomposition:
-        text += " Response-level probes, split into prompt means and within-prompt deviations (test r): " + "; ".join(
-            f"{row.position} (layer {row.layer}): {_num(row.between_prompt_r)} between, {_num(row.within_prompt_r)} within"
-            for row in po.decomposition) + "."
+    decomposition = result.readout.decomposition
+    if decomposition:
+        text += (" Response-level probes at each position (cross-fitted), split into prompt means and within-prompt deviations: "
+                 + "; ".join(f"{row.position}: r {row.between_prompt_r} between, {row.within_prompt_r} within" for row in decomposition)
+                 + ".")
     return text + " " + po.off_policy
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def trajectory_answer(result: RunResult) -> str:
@@ -161,16 +161,17 @@ def trajectory_answer(result: RunResult) -> str:
             f"the paired difference of the estimates (better minus worse; simultaneous 95% bands over prompts): " + "; ".join(parts) + ".")
     null = trajectory.null
     if null is not None and null.observed is not None:
-        text += (f" Averaged over tokens, the end-of-response probe's difference is {null.observed:.3f}; probes pointing in "
-                 f"{null.n_permutations} random directions give {null.null_mean:.3f} [{null.null_low:.3f}, {null.null_high:.3f}] "
-                 f"(p = {null.p_value:.3f}).")
+        text += (f" Averaged over tokens, the end-of-response probe's difference is {null.observed:.2f} sd of its estimates; "
+                 f"{null.n_permutations} probes fitted the same way on ratings shuffled within each training prompt give "
+                 f"{null.null_mean:.2f} [{null.null_low:.2f}, {null.null_high:.2f}] (p = {null.p_value:.3f}).")
     return text
 
 
 def nonlinear_answer(readout: ReadoutResult) -> str:
     comparison = readout.linear_vs_nonlinear
     text = (f"Validation-best linear cell {comparison.linear}: test r {comparison.linear_test.pearson}; validation-best MLP "
-            f"{comparison.nonlinear}: test r {comparison.nonlinear_test.pearson}.")
+            f"{comparison.nonlinear}: test r {comparison.nonlinear_test.pearson} (a second look at the single split's test prompts, "
+            "for these two cells fixed on validation).")
     for metric, test in comparison.difference.items():
         text += f" Linear minus MLP, {names.METRIC_LABELS[metric]}: {test.difference:+.3f} (paired, p = {test.p_value:.3f})."
     return text

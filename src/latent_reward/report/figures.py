@@ -197,18 +197,22 @@ def prompt_only(result: RunResult, folder: Path) -> Path | None:
 
 
 def decomposition(result: RunResult, folder: Path) -> Path | None:
-    rows = result.prompt_only.decomposition if result.prompt_only else []
+    """Per position: cross-fitted r of all responses, of prompt means and of within-prompt deviations, with intervals."""
+    rows = result.readout.decomposition
     if not rows:
         return None
     figure, axis = plt.subplots(figsize=(6.5, 3))
     x = np.arange(len(rows))
-    for offset, field, label in ((-0.27, "response_r", "all test responses"), (0, "between_prompt_r", "prompt means"),
+    for offset, field, label in ((-0.27, "response_r", "all responses"), (0, "between_prompt_r", "prompt means"),
                                  (0.27, "within_prompt_r", "within prompts")):
-        axis.bar(x + offset, [_or(getattr(r, field), np.nan) for r in rows], width=0.27, label=label)
-    axis.set_xticks(x, [f"{r.position}\n(layer {r.layer})" for r in rows], fontsize=7)
+        intervals = [getattr(r, field) for r in rows]
+        values = np.array([_or(i.value, np.nan) for i in intervals], dtype=float)
+        errors = np.nan_to_num(np.array([values - [_or(i.low, np.nan) for i in intervals], [_or(i.high, np.nan) for i in intervals] - values]))
+        axis.bar(x + offset, values, width=0.27, yerr=errors.clip(min=0), label=label)
+    axis.set_xticks(x, [r.position for r in rows], fontsize=7)
     axis.axhline(0, color="k", lw=0.6)
-    axis.set_ylabel("test Pearson r")
-    axis.set_title("where each position's response-level r comes from")
+    axis.set_ylabel("cross-fitted Pearson r")
+    axis.set_title("where each position's r comes from (95% intervals over prompts)")
     axis.legend(fontsize=7)
     return save(figure, folder, "decomposition")
 
