@@ -27,6 +27,10 @@ class JudgeCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.connection = sqlite3.connect(self.path)
+        # Every answer is committed as it arrives (a killed job loses none). WAL with synchronous=NORMAL makes those
+        # commits cheap (no fsync each; still safe if the process dies), so they do not stall the request loop.
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.execute(SCHEMA)
         self.connection.commit()
 
