@@ -58,3 +58,12 @@ def test_a_probe_excludes_its_training_and_validation_prompts():
     probe = RidgeProbe()
     probe.info.update(train_groups=["a", "b"], validation_groups=["c"])
     assert excluded_groups(probe) == {"a", "b", "c"}
+
+
+def test_best_of_n_never_picks_an_unscored_sample():
+    from latent_reward.experiments.reward_model import _pick
+
+    scores = np.array([np.nan, 0.2, 0.1, np.nan, np.nan])
+    ratings = np.array([9.0, 1.0, 3.0, 4.0, 6.0])
+    index = np.array([0, 0, 0, 1, 1])
+    np.testing.assert_allclose(_pick(scores, ratings, index, 2), [1.0, 5.0])  # prompt 1: nothing scored, the mean

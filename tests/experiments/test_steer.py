@@ -7,7 +7,8 @@ import pytest
 from helpers import run_cli, synthetic_examples
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.errors import UserError
-from latent_reward.experiments.steer import CIRCULAR, SteerConfig, _rank_p, conditions, direction_vectors, effects, steer_layers
+from latent_reward.evaluation.metrics import Resampler
+from latent_reward.experiments.steer import CIRCULAR, SteerConfig, _rank_p, _versus_draws, conditions, direction_vectors, effects, steer_layers
 from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.probes import Probe
 from latent_reward.workflows.steer import SteerJob, run_steer
@@ -82,7 +83,7 @@ def test_steer_cli_rejects_bad_strengths(probe_folder, tmp_path):
 def test_random_rank_p_counts_draws_moving_at_least_as_far_in_the_strengths_direction():
     assert _rank_p(0.5, [0.1, 0.2, 0.6], 4.0) == pytest.approx(2 / 4)
     assert _rank_p(-0.5, [0.1, -0.6, -0.7], -4.0) == pytest.approx(3 / 4)
-    assert _rank_p(0.5, [0.1, -0.6], "ablate") == pytest.approx(2 / 3)  # ablation: two-sided on the size
+    assert _rank_p(0.5, [0.1, -0.6], 0.0) is None  # no push, no direction to rank in
     assert _rank_p(float("nan"), [0.1], 4.0) is None
 
 
@@ -96,3 +97,21 @@ def test_effects_compare_a_direction_with_the_mean_of_the_random_draws_paired_on
     assert probe.change.value == pytest.approx(2.5) and probe.versus_random.value == pytest.approx(1.0)
     assert random.draws == [1.0, 2.0] and random.change.value == pytest.approx(1.5)
     assert probe.random_rank_p == pytest.approx(1 / 3)
+
+
+def test_the_comparison_with_random_directions_counts_their_spread_not_only_the_prompts():
+    rng = np.random.default_rng(0)
+    values = 1.0 + 0.01 * rng.normal(size=40)  # the steered direction: +1 on every prompt, little prompt noise
+    resampler = Resampler.make(np.arange(40).astype(str), 500, 0)
+    alike = np.zeros((8, 40))  # eight random directions that all do nothing
+    scattered = rng.normal(0, 2.0, size=(8, 1)) + np.zeros((8, 40))  # eight that disagree with each other a lot
+    tight, wide = _versus_draws(values, alike, resampler, 0), _versus_draws(values, scattered, resampler, 0)
+    assert tight.high - tight.low < 0.02
+    assert wide.high - wide.low > 1.0  # resampling draws: 8 draws of sd 2 leave the random mean uncertain by ~0.7
+
+
+def test_the_second_default_layer_is_a_third_of_the_depth_from_the_probes(probe_folder):
+    probe = Probe.load(probe_folder)
+    own = int(probe.info["layer"])
+    layers = steer_layers(probe, 30, SteerConfig())
+    assert own in layers and len(layers) == 2 and abs(layers[0] - layers[1]) == 10

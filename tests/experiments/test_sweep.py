@@ -109,3 +109,16 @@ def test_sweep_rejects_unknown_probe_and_target(tmp_path, option, value, message
     planted_store(tmp_path / "s")
     result = run_cli("sweep", "--store", tmp_path / "s", "--out", tmp_path / "o", option, value)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_within_prompt_version_of_any_target_centers_its_own_values_on_a_subset_of_its_rows():
+    from latent_reward.experiments.targets import Target, within_prompt
+
+    # an aspect rated on store rows 0-5 and 7-8 (row 6 has none); prompt "c" keeps one rated response only
+    keep = np.array([True] * 6 + [False] + [True, True])
+    aspect = Target("honesty", np.array([1.0, 3.0, 2.0, 4.0, 6.0, 9.0, 5.0, 7.0]), np.array(list("aabbbcdd")), keep)
+    within = within_prompt(aspect)
+    assert within.within and within.name == "honesty (within prompt)"
+    assert not (within.keep & ~aspect.keep).any()  # never a row the target lacks
+    np.testing.assert_array_equal(np.flatnonzero(within.keep), [0, 1, 2, 3, 4, 7, 8])
+    np.testing.assert_allclose(within.y, [-1, 1, -2, 0, 2, -1, 1])  # the aspect's own values, centered per prompt

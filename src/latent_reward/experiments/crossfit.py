@@ -52,24 +52,29 @@ class CrossFit:
 
 def cross_fit(store: ActivationStore, target: Target, positions: tuple[str, ...], n_folds: int = 5, seed: int = 0,
               settings: ProbeSettings | None = None, selectors: dict[str, Selector] | None = None,
-              permutations: int = 0, progress: bool = True) -> CrossFit:
+              permutations: int = 0, progress: bool = True, folds: np.ndarray | None = None,
+              controls: tuple[str, ...] = ("within", "global")) -> CrossFit:
     """Nested cross-fitting of ridge probes over `positions` x every stored layer (see the module docstring).
 
     `selectors` name the restricted choices to make besides the best cell (default: just "probe").
     With `permutations` > 0, the "probe" selector's chosen cell is also fitted on that many
-    within-prompt and global permutations of the target.
+    within-prompt and global permutations of the target (those named in `controls`). `folds` (a fold per row) reuses
+    another cross-fit's folds, so that two cross-fits compare on the same prompts.
     """
     return cross_fit_arrays(lambda position: target.states(store, position), list(store.layers), target.y, target.groups,
-                            positions, n_folds, seed, settings, selectors, permutations, progress)
+                            positions, n_folds, seed, settings, selectors, permutations, progress, folds, controls)
 
 
 def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: np.ndarray, groups: np.ndarray,
                      positions: tuple[str, ...], n_folds: int = 5, seed: int = 0, settings: ProbeSettings | None = None,
-                     selectors: dict[str, Selector] | None = None, permutations: int = 0, progress: bool = True) -> CrossFit:
+                     selectors: dict[str, Selector] | None = None, permutations: int = 0, progress: bool = True,
+                     folds: np.ndarray | None = None, controls: tuple[str, ...] = ("within", "global")) -> CrossFit:
     """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups."""
     settings = settings or ProbeSettings()
     selectors = selectors or {"probe": ANY_CELL}
-    folds = group_folds(groups, n_folds, seed)
+    if folds is None:
+        folds = group_folds(groups, n_folds, seed)
+    n_folds = int(folds.max()) + 1
     chosen = {name: [_Choice() for _ in range(n_folds)] for name in selectors}
     bar = progress_bar(len(positions) * n_folds, f"cross-fit ({n_folds} folds)", "fit", progress)
     for position in positions:
@@ -91,7 +96,7 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
             predictions[folds == k] = choice.predictions
         result.predictions[name], result.cells[name] = predictions, [c.cell for c in choices]
     if permutations and "probe" in result.cells:
-        result.permuted = _permutation_controls(chosen["probe"], y, groups, folds, settings, permutations, seed)
+        result.permuted = _permutation_controls(chosen["probe"], y, groups, folds, settings, permutations, seed, controls)
     return result
 
 
@@ -108,11 +113,13 @@ def _consider(choice: _Choice, x, held, cv_r, cv: RidgeCV, position: str, layers
     choice.states = np.array(x[:, index])
 
 
-def _permutation_controls(choices: list[_Choice], y, groups, folds, settings: ProbeSettings, n: int, seed: int):
+def _permutation_controls(choices: list[_Choice], y, groups, folds, settings: ProbeSettings, n: int, seed: int,
+                          controls: tuple[str, ...]):
     """Out-of-fold predictions of ridge probes trained on permuted targets at each fold's chosen cell."""
-    controls = {"within": within_group_permutations(y, groups, n, seed + 1), "global": global_permutations(y, n, seed + 2)}
+    permute = {"within": lambda: within_group_permutations(y, groups, n, seed + 1), "global": lambda: global_permutations(y, n, seed + 2)}
     out = {}
-    for name, targets in controls.items():
+    for name in controls:
+        targets = permute[name]()
         predictions = np.empty_like(targets)
         for k, choice in enumerate(choices):
             train, held = folds != k, folds == k

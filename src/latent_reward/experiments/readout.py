@@ -10,7 +10,9 @@ baselines and controls with paired tests, and a verdict that follows fixed rules
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -27,7 +29,7 @@ from latent_reward.evaluation.results import Cell, Comparison, Interval, PairedD
 from latent_reward.experiments.crossfit import ANY_CELL, LAYER_ZERO, CrossFit, cross_fit
 from latent_reward.experiments.sgd_settings import SGDSetting, sgd_settings_grid
 from latent_reward.experiments.sweep import SweepConfig, SweepFit, SweepResult, sweep
-from latent_reward.experiments.targets import WITHIN_PROMPT, Target, make_target
+from latent_reward.experiments.targets import Target, make_target, within_prompt
 
 
 class ReadoutConfig(Result):
@@ -71,7 +73,7 @@ class Decomposition(Result):
 
 class Verdict(Result):
     kind: Literal["encodes", "baseline matches", "no within-prompt evidence"]
-    not_beaten: list[str] = []  # text baselines whose paired within-prompt difference includes 0
+    not_beaten: list[str] = []  # baselines whose paired within-prompt difference with the probe includes 0
 
 
 class ReadoutResult(Result):
@@ -126,32 +128,33 @@ def reward_readout(store: ActivationStore, config: ReadoutConfig | None = None, 
     tick = time.perf_counter()
     selectors = {"probe": ANY_CELL, names.LAYER0: LAYER_ZERO, **{f"at {p}": position_selector(p) for p in positions}}
     crossfit = cross_fit(store, target, positions, config.folds, seed, config.sweep.settings, selectors, config.permutations, progress)
-    within = _within_crossfit(store, target, positions, config, progress) if config.within_probe and not target.within else None
+    within = (_within_crossfit(store, target, positions, crossfit.folds, config, progress)
+              if config.within_probe and not target.within else None)
     timings["cross_fit"] = time.perf_counter() - tick
     resampler = Resampler.make(target.groups, config.sweep.n_boot, seed)
     y, groups, probe_p = target.y, target.groups, crossfit.predictions["probe"]
-    within_p = within[0] if within is not None else probe_p
+    within_p = within.padded if within is not None else probe_p
     probe_for = {"pearson": probe_p, "within_acc": within_p}
     probe_scores = score(y, probe_p, groups, resampler=resampler)
-    within_scores = score(y, within_p, groups, resampler=resampler) if within is not None else None
+    within_scores = within.scores(config.sweep.n_boot, seed) if within is not None else None
 
     tick = time.perf_counter()
     data = text_data(store, target)
-    others = _baseline_predictions(data, fit, crossfit.folds)
+    others = _baseline_predictions(data, fit, crossfit.folds, within)
     timings["baselines"] = time.perf_counter() - tick
     if names.LAYER0 in crossfit.predictions:
-        others[names.LAYER0] = (crossfit.predictions[names.LAYER0], None, crossfit.cells[names.LAYER0][0])
+        others[names.LAYER0] = _Baseline(crossfit.predictions[names.LAYER0], None, crossfit.cells[names.LAYER0][0],
+                                         within.padded_for(names.LAYER0) if within is not None else None)
     if random_init_store is not None:
         tick = time.perf_counter()
-        others[names.RANDOM_INIT] = _random_init(random_init_store, store, target, positions, config, progress)
+        others[names.RANDOM_INIT] = _random_init(random_init_store, store, target, positions, crossfit.folds, within, config, progress)
         timings["random_init"] = time.perf_counter() - tick
-    comparisons = [_compare(name, y, groups, p, validation, cell, probe_for, resampler, config, seed)
-                   for name, (p, validation, cell) in others.items()]
-    comparisons += _controls(crossfit, within[1] if within is not None else crossfit, probe_scores, within_scores or probe_scores)
+    comparisons = [_compare(name, y, groups, baseline, probe_for, resampler, config, seed) for name, baseline in others.items()]
+    comparisons += _controls(crossfit, within.fit if within is not None else crossfit, probe_scores, within_scores or probe_scores)
 
     lengths = length_features(data.responses)
     matched, n_matched = length_matched_accuracy(y, within_p, groups, lengths[:, 0], resampler)
-    within_cells = within[2] if within is not None else crossfit.cells["probe"]
+    within_cells = within.fit.cells["probe"] if within is not None else crossfit.cells["probe"]
     result = ReadoutResult(
         target=target.name,
         evaluation=(f"cross-fitted: {config.folds} folds of the {len(np.unique(groups))} prompts; each fold's probe (cell and "
@@ -178,55 +181,113 @@ def position_selector(position: str):
     return lambda p, layer: p == position
 
 
-def _within_crossfit(store: ActivationStore, target: Target, positions, config: ReadoutConfig, progress: bool):
-    """The within-prompt probe cross-fitted on the same folds' prompts: its out-of-fold predictions on the target's rows
-    (0 on prompts with one response, which have no within-prompt pairs), its CrossFit, and its cells."""
+@dataclass
+class WithinProbe:
+    """The within-prompt probe's cross-fit on the multi-response prompts and its predictions there."""
+
+    target: Target  # the readout target centered per prompt (a subset of its rows)
+    fit: CrossFit
+    multi: np.ndarray  # bool [readout rows]: the rows the within-prompt target keeps
+
+    def pad(self, values: np.ndarray) -> np.ndarray:
+        """Values on the multi-response rows, spread over every readout row (0 elsewhere: those prompts have no pairs)."""
+        padded = np.zeros(len(self.multi))
+        padded[self.multi] = values
+        return padded
+
+    @property
+    def padded(self) -> np.ndarray:
+        return self.pad(self.fit.predictions["probe"])
+
+    def padded_for(self, selector: str) -> np.ndarray | None:
+        return self.pad(self.fit.predictions[selector]) if selector in self.fit.predictions else None
+
+    def scores(self, n_boot: int, seed: int) -> Scores:
+        """Scored on its own target: r is then the within-prompt correlation; within-prompt accuracy is unchanged by
+        centering (the order inside each prompt is the same)."""
+        return score(self.target.y, self.fit.predictions["probe"], self.target.groups, n_boot, seed)
+
+
+def _within_crossfit(store: ActivationStore, target: Target, positions, folds: np.ndarray, config: ReadoutConfig,
+                     progress: bool) -> WithinProbe | None:
+    """The within-prompt probe (the readout target centered per prompt, response positions only), cross-fitted on the
+    pooled probe's folds so the two compare on the same prompts."""
     try:
-        within = make_target(store, WITHIN_PROMPT)
+        within = within_prompt(target)
         response_positions = within.positions(store, positions)
     except UserError:
         return None
-    if len(np.unique(within.groups)) < 2 * config.folds:
+    multi = within.keep[target.rows]  # the readout target's rows that the within-prompt target keeps
+    if len(np.unique(within.groups)) < 2 * config.folds or len(np.unique(folds[multi])) < config.folds:
         return None
-    fitted = cross_fit(store, within, response_positions, config.folds, config.sweep.seed, config.sweep.settings,
-                       permutations=config.permutations, progress=progress)
-    predictions = np.zeros(len(target.y))
-    predictions[np.searchsorted(target.rows, within.rows)] = fitted.predictions["probe"]
-    return predictions, fitted, fitted.cells["probe"]
+    selectors = {"probe": ANY_CELL, names.LAYER0: LAYER_ZERO}
+    fitted = cross_fit(store, within, response_positions, config.folds, config.sweep.seed, config.sweep.settings, selectors,
+                       permutations=config.permutations, progress=progress, folds=folds[multi], controls=("within",))
+    return WithinProbe(within, fitted, multi)
 
 
-def _baseline_predictions(data: TextData, fit: SweepFit, folds: np.ndarray) -> dict[str, tuple[np.ndarray, Scores, None]]:
-    """Each baseline's out-of-fold predictions (same folds as the probe) and its single-split validation scores."""
+@dataclass
+class _Baseline:
+    pooled: np.ndarray  # out-of-fold predictions of a fit on the target (compared with the pooled probe)
+    validation: Scores | None
+    cell: Cell | None
+    within: np.ndarray | None = None  # out-of-fold predictions of a fit on the within-prompt target (vs the within probe)
+
+
+def _baseline_predictions(data: TextData, fit: SweepFit, folds: np.ndarray, within: WithinProbe | None) -> dict[str, _Baseline]:
+    """Each baseline's out-of-fold predictions (same folds as the probe), its single-split validation scores, and, when
+    there is a within-prompt probe, the same baseline fitted like it: on the ratings centered per prompt."""
     masks, out = fit.plan.masks, {}
+    centered = dataclasses.replace(data, y=within.pad(within.target.y)) if within is not None else None
     for baseline in available_baselines(data):
-        oof = np.empty(len(data.y))
-        for k in np.unique(folds):
-            oof[folds == k] = baseline.fit_predict(data, folds != k)[folds == k]
+        oof = _out_of_fold(baseline.fit_predict, data, folds, np.ones(len(folds), dtype=bool))
         single = baseline.fit_predict(data, masks["train"])
         validation = score(data.y[masks["val"]], single[masks["val"]], data.groups[masks["val"]], n_boot=200, seed=0)
-        out[baseline.name] = (oof, validation, None)
+        out[baseline.name] = _Baseline(oof, validation, None,
+                                       _out_of_fold(baseline.fit_predict, centered, folds, within.multi) if within is not None else None)
     return out
 
 
-def _random_init(random_store: ActivationStore, store: ActivationStore, target: Target, positions, config: ReadoutConfig,
-                 progress: bool) -> tuple[np.ndarray, None, Cell]:
+def _out_of_fold(fit_predict, data: TextData, folds: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Predictions for each fold's rows from a fit on the other folds' usable rows."""
+    oof = np.zeros(len(data.y))
+    for k in np.unique(folds):
+        oof[folds == k] = fit_predict(data, (folds != k) & usable)[folds == k]
+    return oof
+
+
+def _random_init(random_store: ActivationStore, store: ActivationStore, target: Target, positions, folds: np.ndarray,
+                 within: WithinProbe | None, config: ReadoutConfig, progress: bool) -> _Baseline:
+    """The random-init model's probe cross-fitted on the probe's folds; and like the within-prompt probe when there is one."""
     if random_store.ids != store.ids:
         raise UserError("the random-init store holds other examples than the model's store; extract both from the same data")
     random_target = make_target(random_store, target.name)
-    fitted = cross_fit(random_store, random_target, tuple(p for p in positions if p in random_store.positions), config.folds,
-                       config.sweep.seed, config.sweep.settings, progress=progress)
-    return fitted.predictions["probe"], None, fitted.cells["probe"][0]
+    usable = tuple(p for p in positions if p in random_store.positions)
+    fitted = cross_fit(random_store, random_target, usable, config.folds, config.sweep.seed, config.sweep.settings,
+                       progress=progress, folds=folds)
+    within_p = None
+    if within is not None:
+        centered = within_prompt(random_target)
+        within_fit = cross_fit(random_store, centered, centered.positions(random_store, usable), config.folds, config.sweep.seed,
+                               config.sweep.settings, progress=progress, folds=folds[within.multi])
+        within_p = within.pad(within_fit.predictions["probe"])
+    return _Baseline(fitted.predictions["probe"], None, fitted.cells["probe"][0], within_p)
 
 
-def _compare(name, y, groups, p, validation, cell, probe_for: dict[str, np.ndarray], resampler, config: ReadoutConfig,
+def _compare(name, y, groups, baseline: _Baseline, probe_for: dict[str, np.ndarray], resampler, config: ReadoutConfig,
              seed) -> Comparison:
-    """A baseline's scores and the paired differences with the probe (r: the pooled probe; within-prompt accuracy: the
-    within-prompt probe)."""
+    """A baseline's scores and the paired differences with the probe. r: the pooled probe against the baseline fitted on
+    the target; within-prompt accuracy: the within-prompt probe against the baseline fitted like it, where there is one."""
     versus = {}
+    scores = score(y, baseline.pooled, groups, resampler=resampler)
     for metric, probe_p in probe_for.items():
+        p = baseline.within if metric == "within_acc" and baseline.within is not None else baseline.pooled
         versus.update(paired_differences(y, probe_p, p, resampler, metrics=(metric,), n_permutations=config.paired_permutations,
                                          seed=seed))
-    return Comparison(name=name, kind="baseline", cell=cell, scores=score(y, p, groups, resampler=resampler), validation=validation,
+    if baseline.within is not None:
+        fitted_within = score(y, baseline.within, groups, resampler=resampler)
+        scores = scores.model_copy(update={"within_acc": fitted_within.within_acc, "within_spearman": fitted_within.within_spearman})
+    return Comparison(name=name, kind="baseline", cell=baseline.cell, scores=scores, validation=baseline.validation,
                       versus_probe=versus)
 
 

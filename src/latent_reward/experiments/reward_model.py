@@ -139,7 +139,9 @@ def best_of_n(store: ActivationStore, predictors: dict[str, np.ndarray], keep: n
 
 
 def _pick(scores: np.ndarray, ratings: np.ndarray, index: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per prompt: the mean rating of the samples with the highest score."""
+    """Per prompt: the mean rating of the samples with the highest score (a sample without a score is never picked over
+    one with a score; a prompt with none scored gets the random pick, its mean)."""
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
     top = np.full(n_groups, -np.inf)
     np.maximum.at(top, index, scores)
     chosen = scores == top[index]

@@ -10,7 +10,8 @@ direction out instead.
 
 The control is a distribution, not one draw: `random_directions` random (and orthogonal) directions per layer,
 steered at the most negative and most positive strength only. A steered direction's effect is compared with them
-twice: paired on prompts against their mean ("versus_random"), and by its rank among them ("random_rank_p", the
+twice: paired on prompts against their mean, with an interval that resamples prompts and draws ("versus_random"),
+and by its rank among them ("random_rank_p", the
 share of draws that moved the score at least as far in the strength's direction, counting the direction itself).
 
 Scorers never include the steered probe at its own layer: its reading of the replies is reported only as a
@@ -65,7 +66,7 @@ class Effect(Result):
     strength: float | str  # a number, or "ablate"
     mean: Interval  # mean score over prompts (for a random kind: averaged over its draws)
     change: Interval  # paired: minus the unsteered mean on the same prompts
-    versus_random: Interval | None = None  # paired: minus the random draws' mean score at the same layer and strength
+    versus_random: Interval | None = None  # paired: minus the random draws' mean at the same layer and strength (prompts and draws resampled)
     random_rank_p: float | None = None  # share of random draws (plus this direction) moving the score at least as far
     draws: list[float] | None = None  # a random kind's mean change per draw
     wrong_way: float | None  # share of prompts whose score moves against the strength's sign
@@ -88,7 +89,8 @@ class SteerResult(Result):
 
 def steer_layers(probe: Probe, n_layers: int, config: SteerConfig) -> list[int]:
     own = int(probe.info["layer"])
-    other = round(n_layers / 3) if round(n_layers / 3) != own else round(2 * n_layers / 3)
+    away = max(round(n_layers / 3), 1)
+    other = own - away if own - away >= 1 else min(own + away, n_layers)  # a third of the depth from the probe's layer
     layers = config.layers or tuple(sorted({own, other}))
     bad = [layer for layer in layers if not 0 <= layer <= n_layers]
     if bad:
@@ -207,9 +209,9 @@ def effects(frame: pd.DataFrame, scorers: list[str], layers: list[int], config: 
                 effect.draws = [float(_quiet_nanmean(d - reference)) for d in per_draw]
             elif random is not None:
                 random_draws = np.stack([d[scorer].to_numpy(float) for d in random])
-                effect.versus_random = _mean_interval(values - _quiet_nanmean(random_draws, axis=0), resampler)
+                effect.versus_random = _versus_draws(values, random_draws, resampler, config.seed)
                 effect.random_rank_p = _rank_p(float(_quiet_nanmean(values - reference)),
-                                               [float(_quiet_nanmean(d - reference)) for d in random_draws], strength)
+                                               [float(_quiet_nanmean(d - reference)) for d in random_draws], float(strength))
             out.append(effect)
     for scorer in scorers:  # the unsteered reference itself
         values = base[scorer].to_numpy(float)
@@ -225,15 +227,34 @@ def _quiet_nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | 
         return np.nanmean(values, axis=axis)
 
 
-def _rank_p(change: float, draws: list[float], strength: float | str) -> float | None:
+def _rank_p(change: float, draws: list[float], strength: float) -> float | None:
     """(1 + draws moving the score at least as far in the strength's direction) / (1 + draws): a one-sided rank
-    p-value of the direction among random directions; ablation is compared two-sided on the absolute change."""
+    p-value of the direction among random directions (its smallest value is 1 / (1 + draws))."""
     finite = [d for d in draws if np.isfinite(d)]
-    if not np.isfinite(change) or not finite:
+    if not np.isfinite(change) or not finite or strength == 0:
         return None
-    sign = 0.0 if isinstance(strength, str) else np.sign(strength)
-    as_far = [abs(d) >= abs(change) for d in finite] if sign == 0 else [sign * d >= sign * change for d in finite]
-    return (1 + sum(as_far)) / (1 + len(finite))
+    sign = np.sign(strength)
+    return (1 + sum(sign * d >= sign * change for d in finite)) / (1 + len(finite))
+
+
+def _versus_draws(values: np.ndarray, draws: np.ndarray, resampler: Resampler, seed: int) -> Interval:
+    """The mean over prompts of (steered minus the random draws' mean), with an interval that resamples prompts and
+    random draws together, so that the spread between random directions counts, not only that between prompts."""
+    draw_means = _quiet_nanmean(draws, axis=0)
+    point = float(_quiet_nanmean(values - draw_means))
+    if not np.isfinite(point):
+        return Interval()
+    rng = np.random.default_rng(seed + 1)
+    picks = rng.integers(0, len(draws), size=(len(resampler.weights), len(draws)))  # draws resampled per bootstrap
+    counts = np.stack([np.bincount(p, minlength=len(draws)) for p in picks])  # [n_boot, n_draws]
+    finite_draws = np.isfinite(draws)
+    random_mean = (counts @ np.where(finite_draws, draws, 0)) / np.maximum(counts @ finite_draws, 1)  # [n_boot, prompts]
+    usable = np.isfinite(values)[None] & ((counts @ finite_draws) > 0)
+    weights = resampler.weights * usable
+    differences = np.where(usable, values[None] - random_mean, 0)
+    total = weights.sum(1)
+    samples = np.where(total > 0, (weights * differences).sum(1) / np.maximum(total, 1), np.nan)
+    return quantile_interval(point, samples[np.isfinite(samples)])
 
 
 def _mean_interval(values: np.ndarray, resampler: Resampler) -> Interval:
@@ -241,8 +262,9 @@ def _mean_interval(values: np.ndarray, resampler: Resampler) -> Interval:
     if not finite.any():
         return Interval()
     weights = resampler.weights * finite
-    samples = (weights @ np.where(finite, values, 0)) / np.maximum(weights.sum(1), 1)
-    return quantile_interval(float(np.nanmean(values)), samples)
+    total = weights.sum(1)
+    samples = (weights @ np.where(finite, values, 0)) / np.maximum(total, 1)
+    return quantile_interval(float(np.nanmean(values)), samples[total > 0])  # a resample with no value has no mean
 
 
 def _wrong_way(change: np.ndarray, strength: float | str) -> float | None:

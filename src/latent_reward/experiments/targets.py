@@ -26,10 +26,7 @@ class Target:
     y: np.ndarray  # [n_kept] the values to predict
     groups: np.ndarray  # [n_kept] prompt ids
     keep: np.ndarray  # bool [n_store_rows]: rows that have the target
-
-    @property
-    def within(self) -> bool:
-        return self.name == WITHIN_PROMPT
+    within: bool = False  # values (and states) centered on each prompt's mean
 
     @property
     def rows(self) -> np.ndarray:
@@ -73,16 +70,16 @@ def make_target(store: ActivationStore, name: str) -> Target:
             raise UserError(f"unknown target {name!r}; the data has rating, {WITHIN_PROMPT}{''.join(', ' + a for a in aspects)}")
         values = aspects[name]
     keep = np.isfinite(values)
-    if name == WITHIN_PROMPT:
-        keep &= group_sizes(groups) >= 2 if keep.all() else _multi(groups, keep)
-        if not keep.any():
-            raise UserError(f"target {WITHIN_PROMPT} needs prompts with two or more rated responses")
-        y = center_within_groups(values[keep], groups[keep])
-        return Target(name, y, groups[keep], keep)
-    return Target(name, values[keep], groups[keep], keep)
+    target = Target(name, values[keep], groups[keep], keep)
+    return within_prompt(target) if name == WITHIN_PROMPT else target
 
 
-def _multi(groups: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    sizes = np.zeros(len(groups), dtype=np.int64)
-    sizes[keep] = group_sizes(groups[keep])
-    return sizes >= 2
+def within_prompt(target: Target) -> Target:
+    """The target centered on each prompt's mean, on the prompts with two or more values (a subset of its rows, in order)."""
+    multi = group_sizes(target.groups) >= 2
+    if not multi.any():
+        raise UserError(f"target {WITHIN_PROMPT} needs prompts with two or more rated responses")
+    keep = np.zeros_like(target.keep)
+    keep[target.rows[multi]] = True
+    name = WITHIN_PROMPT if target.name == "rating" else f"{target.name} (within prompt)"
+    return Target(name, center_within_groups(target.y[multi], target.groups[multi]), target.groups[multi], keep, within=True)

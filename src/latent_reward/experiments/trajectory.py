@@ -1,6 +1,6 @@
 """Reward token by token: the probe's estimate at every response token, better vs worse response to the same prompt.
 
-Two probes read one layer (the validation-best response-level ridge layer): the response-level probe
+Two probes read one layer (the validation-best ridge layer at response_last): the response-level probe
 trained at `response_last` (what it would say if the response ended at this token) and a probe
 trained on every response token, each token labelled with its response's rating. On held-out
 prompts, each prompt contributes one pair: its best- and worst-rated response. The curves are the
@@ -42,7 +42,7 @@ class TrajectoryConfig(Result):
     relative_bins: int = 10
     token_bin: int = 8  # width of an absolute-position bin, in tokens
     max_token_bins: int = 16
-    null_probes: int = 20  # probes fitted on within-prompt-shuffled training ratings
+    null_probes: int = 99  # probes fitted on within-prompt-shuffled training ratings (one batched fit)
     n_boot: int = 1000
     seed: int = 0
 

@@ -77,15 +77,21 @@ def answer(result: SteerResult) -> str:
     layer = int(result.probe.get("layer", result.layers[0]))
     scorer = primary_scorer(result)
     primary = next((e for e in _effects(result, scorer, layer, "probe") if float(e.strength) == top), None)
-    if primary is None:
+    if primary is None or top <= 0:
         return "The primary contrast (the probe direction at its own layer, strongest positive push) was not run."
     random = next((e for e in _effects(result, scorer, layer, "random") if float(e.strength) == top), None)
     rank = f", rank p among {len(random.draws)} random directions {primary.random_rank_p:.2f}" if random and primary.random_rank_p else ""
     versus = f", minus the random directions' mean {primary.versus_random:+.3f}" if primary.versus_random is not None else ""
-    beats = primary.change.above(0) and primary.versus_random is not None and primary.versus_random.above(0)
-    verdict = ("Steering along the reward direction raised the primary scorer beyond random directions of the same norm."
-               if beats else "Steering along the reward direction did not raise the primary scorer beyond random directions of the "
-                             "same norm (paired 95% intervals over prompts).")
+    if primary.versus_random is None:
+        raised = primary.change.above(0)
+        verdict = (f"Steering along the reward direction {'raised' if raised else 'did not raise'} the primary scorer over the "
+                   "unsteered replies (paired 95% interval over prompts); no random directions were run to compare with.")
+    elif primary.change.above(0) and primary.versus_random.above(0):
+        verdict = ("Steering along the reward direction raised the primary scorer beyond random directions of the same norm "
+                   "(95% interval resampling prompts and random directions).")
+    else:
+        verdict = ("Steering along the reward direction did not raise the primary scorer beyond random directions of the same "
+                   "norm (95% interval resampling prompts and random directions).")
     lines = [f"{verdict} Primary contrast (fixed in advance): probe direction at its own layer {layer}, strength +{top:g}, "
              f"scored by {scorer}: change from unsteered {primary.change:+.3f}{versus}{rank}; "
              f"paired on {result.prompts} held-out prompts."]
