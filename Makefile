@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DATA ?= HuggingFaceH4/ultrafeedback_binarized
+# The shared UltraFeedback subset when it is beside the checkout (offline machines, CI); else the Hub dataset.
+SHARED_UF := ../shared/data/ultrafeedback_binarized_subset_1200.jsonl
+DATA ?= $(if $(wildcard $(SHARED_UF)),$(SHARED_UF),HuggingFaceH4/ultrafeedback_binarized)
 MODEL ?= smollm2-135m-instruct
 PROMPTS ?= 250
 OUT ?= runs/demo
