@@ -138,17 +138,8 @@ def reward_readout(store: ActivationStore, config: ReadoutConfig | None = None, 
     probe_scores = score(y, probe_p, groups, resampler=resampler)
     within_scores = within.scores(config.sweep.n_boot, seed) if within is not None else None
 
-    tick = time.perf_counter()
     data = text_data(store, target)
-    others = _baseline_predictions(data, fit, crossfit.folds, within)
-    timings["baselines"] = time.perf_counter() - tick
-    if names.LAYER0 in crossfit.predictions:
-        others[names.LAYER0] = _Baseline(crossfit.predictions[names.LAYER0], None, crossfit.cells[names.LAYER0][0],
-                                         within.padded_for(names.LAYER0) if within is not None else None)
-    if random_init_store is not None:
-        tick = time.perf_counter()
-        others[names.RANDOM_INIT] = _random_init(random_init_store, store, target, positions, crossfit.folds, within, config, progress)
-        timings["random_init"] = time.perf_counter() - tick
+    others = _all_baselines(data, store, random_init_store, fit, crossfit, within, positions, config, progress, timings)
     comparisons = [_compare(name, y, groups, baseline, probe_for, resampler, config, seed) for name, baseline in others.items()]
     comparisons += _controls(crossfit, within.fit if within is not None else crossfit, probe_scores, within_scores or probe_scores)
 
@@ -175,6 +166,24 @@ def reward_readout(store: ActivationStore, config: ReadoutConfig | None = None, 
     _optional_parts(result, store, fit, config, positions, progress, timings)
     result.timings = timings
     return result, fit, crossfit
+
+
+def _all_baselines(data: TextData, store: ActivationStore, random_init_store: ActivationStore | None, fit: SweepFit,
+                   crossfit: CrossFit, within: WithinProbe | None, positions, config: ReadoutConfig, progress: bool,
+                   timings: dict[str, float]) -> dict[str, _Baseline]:
+    """The text baselines, layer 0 and the random-init model, each cross-fitted on the probe's folds."""
+    tick = time.perf_counter()
+    others = _baseline_predictions(data, fit, crossfit.folds, within)
+    timings["baselines"] = time.perf_counter() - tick
+    if names.LAYER0 in crossfit.predictions:
+        others[names.LAYER0] = _Baseline(crossfit.predictions[names.LAYER0], None, crossfit.cells[names.LAYER0][0],
+                                         within.padded_for(names.LAYER0) if within is not None else None)
+    if random_init_store is not None:
+        tick = time.perf_counter()
+        others[names.RANDOM_INIT] = _random_init(random_init_store, store, fit.target, positions, crossfit.folds, within, config,
+                                                 progress)
+        timings["random_init"] = time.perf_counter() - tick
+    return others
 
 
 def position_selector(position: str):
