@@ -75,7 +75,7 @@ def run(config: RunConfig | None = None, progress: bool = True) -> RunOutcome:
         trajectory_model = config.model.load() if config.trajectory else None
         outcome = analyse(store, random_store, config.readout, out, config, dataset.skipped, timings, trajectory_model,
                           config.trajectory_config, progress)
-        timings["total"] = time.perf_counter() - started
+        timings["total"] = outcome.result.timings["total"] = time.perf_counter() - started  # results.json is written already
         write_run_json(out, "run", config, timings, {"skipped_records": dataset.skipped})
         return outcome
 
