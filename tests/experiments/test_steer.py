@@ -46,9 +46,9 @@ def test_directions_share_one_norm_unit_and_the_orthogonal_control_is_orthogonal
     config = SteerConfig(strengths=(-2.0, -1.0, 0.0, 3.0), directions=("probe", "random"), ablate=True)
     layer = int(probe.info["layer"])
     listed = conditions(config, [layer], {layer: {k: vectors[k] for k in ("probe", "random 1", "random 2")}}, {layer: sd})
-    # unsteered once, no strength-0 duplicates, random draws at the extremes only, one ablation
-    assert listed[0][1] == "none" and len(listed) == 1 + 3 + 2 * 2 + 1
-    assert {s for _, label, s, _ in listed if label.startswith("random")} == {-2.0, 3.0}
+    # unsteered once, no strength-0 duplicates, random draws at the primary (strongest positive) strength only, one ablation
+    assert listed[0][1] == "none" and len(listed) == 1 + 3 + 2 + 1
+    assert {s for _, label, s, _ in listed if label.startswith("random")} == {3.0}
     for _, kind, strength, intervention in listed[1:]:
         if intervention.kind == "add":  # exactly strength x sd x unit direction; random has the probe's norm
             np.testing.assert_allclose(intervention.vector, strength * sd * vectors[kind], rtol=1e-5)
@@ -61,15 +61,17 @@ def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scor
     result = run_steer(job, progress=False)
     assert CIRCULAR not in result.scorers and {"TF-IDF response", "response length"} <= set(result.scorers)
     frame = pd.read_csv(job.out / "steer.csv")
-    assert len(frame) == 3 * (1 + 2 * (2 + 2 * 2))  # prompts x (unsteered + layers x (probe + draws) x nonzero strengths)
+    assert len(frame) == 3 * (1 + 2 * (2 + 2))  # prompts x (unsteered + layers x (probe x 2 strengths + 2 draws at +4))
     base = frame[frame.direction == "none"]
     assert (base.kl == 0).all() and base.nll.notna().all()
     assert (frame[frame.direction != "none"].kl >= 0).all()
     effects = [e for e in result.effects if e.scorer == "response length" and e.direction == "probe" and e.layer == 1]
-    assert {e.strength for e in effects} == {-4.0, 4.0} and all(e.versus_random is not None for e in effects)
-    assert all(e.random_rank_p in (1 / 3, 2 / 3, 1.0) for e in effects)
+    assert {e.strength for e in effects} == {-4.0, 4.0}
+    primary = next(e for e in effects if e.strength == 4.0)
+    assert primary.versus_random is not None and primary.random_rank_p in (1 / 3, 2 / 3, 1.0)
+    assert next(e for e in effects if e.strength == -4.0).versus_random is None  # no random draws there
     random = [e for e in result.effects if e.scorer == "response length" and e.direction == "random" and e.layer == 1]
-    assert len(random) == 2 and all(len(e.draws) == 2 for e in random)
+    assert len(random) == 1 and len(random[0].draws) == 2
     assert (job.out / "steer.html").exists() and (job.out / "results.json").exists()
     with pytest.raises(UserError, match="out of range"):
         steer_layers(Probe.load(probe_folder), 3, SteerConfig(layers=(7,)))

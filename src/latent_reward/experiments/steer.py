@@ -9,7 +9,7 @@ probe direction at that layer: every direction at a layer gets the same norm. "a
 direction out instead.
 
 The control is a distribution, not one draw: `random_directions` random (and orthogonal) directions per layer,
-steered at the most negative and most positive strength only. A steered direction's effect is compared with them
+steered at the primary contrast's strength only (the strongest positive push), which keeps the default grid short. A steered direction's effect is compared with them
 twice: paired on prompts against their mean, with an interval that resamples prompts and draws ("versus_random"),
 and by its rank among them ("random_rank_p", the
 share of draws that moved the score at least as far in the strength's direction, counting the direction itself).
@@ -47,10 +47,10 @@ class SteerConfig(Result):
     layers: tuple[int, ...] | None = None  # default: the probe's layer and the layer at 1/3 of the depth (2/3 if that is it)
     strengths: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)  # multiples of the projection's standard deviation
     directions: tuple[str, ...] = ("probe", "random")
-    random_directions: int = Field(8, ge=1)  # draws per random kind and layer, steered at the extreme strengths only
+    random_directions: int = Field(8, ge=1)  # draws per random kind and layer, steered at the primary strength only
     ablate: bool = False
     scope: str = Field("generated", pattern="^(generated|all)$")
-    prompts: int = Field(24, ge=1)
+    prompts: int = Field(20, ge=1)
     samples: int = Field(1, ge=1)
     max_new_tokens: int = Field(48, ge=1)
     temperature: float = Field(0.0, ge=0)
@@ -140,14 +140,20 @@ def conditions(config: SteerConfig, layers: list[int], vectors: dict[int, dict[s
     """(layer, direction, strength, intervention or None) for every steered condition, and the unsteered one once."""
     out = [(None, "none", 0.0, None)]
     steered = [s for s in config.strengths if s != 0]
-    extremes = sorted({min(steered), max(steered)}) if steered else []
+    primary = [primary_strength(steered)] if steered else []
     for layer in layers:
         for label, unit in vectors[layer].items():
-            for strength in extremes if _random_kind(label) else steered:
+            for strength in primary if _random_kind(label) else steered:
                 out.append((layer, label, float(strength), Intervention(layer, strength * sd[layer] * unit, scope=config.scope)))
         if config.ablate:
             out.append((layer, "probe", ABLATE, Intervention(layer, vectors[layer]["probe"], kind="ablate", scope=config.scope)))
     return out
+
+
+def primary_strength(strengths) -> float:
+    """The strength of the pre-specified contrast: the strongest positive push (the most negative if none is positive)."""
+    positive = [s for s in strengths if s > 0]
+    return max(positive) if positive else min(strengths)
 
 
 def generate_conditions(loaded: LoadedModel, prompts: list[list[int]], conditions_list, config: SteerConfig,
