@@ -111,7 +111,9 @@ def answer(result: SteerResult) -> str:
     if cost and degenerate:
         lines.append(f"Coherence at the primary condition: NLL under the unsteered model {cost.change:+.2f} nats/token, "
                      f"degenerate share {degenerate.mean:.2f}.")
-    lines.append(f"The steered probe's own reading ({CIRCULAR}) is shown only to check the intervention took.")
+    check = next((e for e in _effects(result, CIRCULAR, layer, "probe") if float(e.strength) == top), None)
+    moved = f": at the primary condition it moved by {check.change:+.3f}" if check is not None else ""
+    lines.append(f"The {CIRCULAR} is shown only to check that the intervention took{moved}.")
     return " ".join(lines)
 
 
