@@ -19,6 +19,7 @@ from latent_reward.experiments.reward_model import implicit_reward
 from latent_reward.models.loading import load_model
 from latent_reward.training.trainers import PostTrainConfig
 from latent_reward.workflows.train import TrainJob, run_train
+from latent_reward.experiments.readout import seen_mask
 
 CALLS: list = []
 
@@ -42,10 +43,11 @@ def test_each_trainer_runs_and_its_checkpoint_reloads(method, tiny_model_dir, pa
                                  config=PostTrainConfig(method=method, max_steps=2, max_length=64), out=out))
     assert summary["steps"] == 2 and (out / "latent_reward.json").exists() and (out / "metrics.csv").exists()
     loaded = load_model(str(out))
-    assert loaded.info.post_training == ("pairs.jsonl:" + method,)
-    store = extract(loaded, load_dataset(str(pairs), limit=4).examples, tmp_path / f"store-{method}", ExtractConfig(positions=("eot",)),
-                    progress=False).store
+    examples = load_dataset(str(pairs), limit=4).examples
+    assert loaded.info.post_training == tuple(sorted({e.source_split for e in examples}))  # named as the data's rows are
+    store = extract(loaded, examples, tmp_path / f"store-{method}", ExtractConfig(positions=("eot",)), progress=False).store
     assert store.array("eot").shape[0] == 4
+    assert seen_mask(store, np.arange(4)).all()  # a run on the checkpoint shows its training rows apart
 
 
 def test_online_training_calls_the_reward_with_generated_text(tiny_model_dir, pairs, tmp_path):

@@ -52,6 +52,11 @@ class Example:
         return self.messages[-1]["content"]
 
     @property
+    def source_split(self) -> str:
+        """'dataset:split' (e.g. 'ultrafeedback_binarized:train'): how post-training data is named in a model's record."""
+        return f"{self.id.split(':')[0]}:{self.meta.get('source_split')}"
+
+    @property
     def prompt_text(self) -> str:
         """The conversation before the response as plain text (the turns joined by newlines)."""
         return "\n".join(m["content"] for m in self.prompt_messages)

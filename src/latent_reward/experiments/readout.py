@@ -336,7 +336,7 @@ def seen_mask(store: ActivationStore, rows: np.ndarray) -> np.ndarray | None:
     if not known:
         return None
     examples = [store.examples[i] for i in rows]
-    return np.array([f"{e.id.split(':')[0]}:{e.meta.get('source_split')}" in known for e in examples], dtype=bool)
+    return np.array([e.source_split in known for e in examples], dtype=bool)
 
 
 def _seen_subsets(store: ActivationStore, target: Target, predictions: np.ndarray, within: np.ndarray, n_boot: int,

@@ -115,14 +115,14 @@ def _resolve(name_or_path: str, revision: str | None, allow_fallback_template: b
             raise UserError(f"model {name_or_path!r} is a file; give a bundled name, a Hub id or a model folder")
         if (Path(name_or_path) / "trainer").exists() and not (Path(name_or_path) / "latent_reward.json").exists():
             raise UserError(f"{name_or_path} is an unfinished training run; run the same train command again to finish it")
-        return _Source(name_or_path, "local", None, {}, allow_fallback_template, _saved_post_training(Path(name_or_path)))
+        return _Source(name_or_path, "local", None, {}, allow_fallback_template, saved_post_training(Path(name_or_path)))
     from latent_reward.hub import offline_if_unreachable
 
     offline_if_unreachable()
     return _Source(name_or_path, "hub", None, {"revision": revision} if revision else {}, allow_fallback_template)
 
 
-def _saved_post_training(folder: Path) -> tuple[str, ...]:
+def saved_post_training(folder: Path) -> tuple[str, ...]:
     """A checkpoint trained by latent-reward records its training data in latent_reward.json."""
     path = folder / "latent_reward.json"
     if not path.exists():

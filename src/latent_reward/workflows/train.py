@@ -64,10 +64,20 @@ def run_train(job: TrainJob) -> dict:
         _save(trainer, tokenizer, out, job.config)
         summary = {"method": job.config.method, "base_model": job.model, "data": job.data.source, "pairs_or_examples": len(records),
                    "steps": trainer.state.global_step, "resumed": resume, "chat_template": template,
-                   "post_training": [f"{Path(job.data.source).name}:{job.config.method}"], **_speed(trainer, result)}
+                   "post_training": _post_training(job.model, examples), **_speed(trainer, result)}
         write_run_json(out, "train", job, {"total": time.perf_counter() - started}, {"summary": summary})
         atomic_write_text(out / MARKER, json.dumps(summary, indent=1))
         return summary
+
+
+def _post_training(model: str, examples) -> list[str]:
+    """What the checkpoint has been post-trained on: its starting model's record and this run's data ('dataset:split'),
+    so that `run` on the checkpoint shows those rows apart."""
+    from latent_reward.models.bundled import BUNDLED
+    from latent_reward.models.loading import saved_post_training
+
+    before = BUNDLED[model].post_training if model in BUNDLED else saved_post_training(Path(model)) if Path(model).is_dir() else ()
+    return sorted({*before, *(e.source_split for e in examples)})
 
 
 def _load(name: str):
