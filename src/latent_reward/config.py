@@ -31,7 +31,7 @@ class DataSpec(Spec):
     """Where rated conversations come from, and which of them to use."""
 
     source: str = DEFAULT_DATA  # a local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hub dataset id
-    split: str | None = None  # Hub split (default: the dataset's rated split)
+    split: str | None = None  # Hub split (default: the dataset's rated split); local files: rows with this `split` field
     format: str | None = None  # force a loader instead of detecting it
     limit: int | None = Field(None, ge=1)  # the first N examples
     prompts: int | None = Field(None, ge=1)  # every response of the first N prompts

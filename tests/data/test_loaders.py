@@ -68,6 +68,19 @@ def test_parquet_csv_and_generic_fields(tmp_path):
         assert dataset.examples[0].group == dataset.examples[1].group != dataset.examples[2].group
 
 
+def test_split_picks_a_local_files_rows_by_its_split_field(tmp_path):
+    rows = [{"question": f"q{i}", "answer": "a", "score": i, "split": "train" if i < 3 else "eval"} for i in range(5)]
+    path = str(write_jsonl(tmp_path / "s.jsonl", rows))
+    eval_rows = load_dataset(path, split="eval").examples
+    assert [e.rating for e in eval_rows] == [3.0, 4.0] and {e.meta["source_split"] for e in eval_rows} == {"eval"}
+    assert len(load_dataset(path).examples) == 5
+    with pytest.raises(UserError, match="its splits: eval, train"):
+        load_dataset(path, split="test")
+    unsplit = str(write_jsonl(tmp_path / "u.jsonl", [{"question": "q", "answer": "a", "score": 1}]))
+    with pytest.raises(UserError, match="no 'split' field"):
+        load_dataset(unsplit, split="eval")
+
+
 def test_bad_input_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_dataset(str(tmp_path / "missing.jsonl"))

@@ -22,7 +22,7 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 
 _DATA_OPTIONS = {
     "data": (str, typer.Option("--data", "-d", help="Hub dataset id or local .jsonl/.jsonl.gz/.json/.parquet/.csv file.")),
-    "split": (Optional[str], typer.Option(help="Hub split (default: the dataset's rated split, e.g. test_prefs).")),
+    "split": (Optional[str], typer.Option(help="Hub split (default: the dataset's rated split, e.g. test_prefs); for a local file, the rows whose split field equals it.")),
     "format": (Optional[str], typer.Option("--format", help="Force a loader instead of detecting it from the fields.")),
     "limit": (Optional[int], typer.Option(min=1, help="Use only the first N examples.")),
     "prompts": (Optional[int], typer.Option(min=1, help="Use every response of the first N prompts only.")),

@@ -25,10 +25,22 @@ def is_local(source: str) -> bool:
 
 
 def read_records(source: str, split: str | None = None) -> list[dict[str, Any]]:
-    """All records of `source`: a local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hub id."""
+    """All records of `source`: a local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hub id.
+
+    `split` picks a Hub split, or for a local file the records whose `split` field equals it."""
     if is_local(source):
-        return list(_read_local(Path(source)))
+        records = list(_read_local(Path(source)))
+        return _local_split(records, split, source) if split else records
     return _read_hub(source, split)
+
+
+def _local_split(records: list[dict[str, Any]], split: str, source: str) -> list[dict[str, Any]]:
+    named = {str(record["split"]) for record in records if record.get("split") is not None}
+    if not named:
+        raise UserError(f"{source} has no 'split' field to pick split {split!r} from")
+    if split not in named:
+        raise UserError(f"{source} has no records in split {split!r} (its splits: {', '.join(sorted(named))})")
+    return [record for record in records if str(record.get("split")) == split]
 
 
 def _read_local(path: Path) -> Iterator[dict[str, Any]]:
