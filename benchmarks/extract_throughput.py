@@ -5,7 +5,9 @@ achieved GFLOP/s vs a float32 matmul peak measured here (target >= 60%); tokens 
 sharing on arena-bench (16 answers per prompt) and the time it saves; peak memory at 1x and 4x
 the number of examples (target: no growth with dataset size).
 
-    python benchmarks/extract_throughput.py [--data-dir ../shared/data] [--n 96] [--dtype float32]
+    python benchmarks/extract_throughput.py [--data-dir ../shared/data] [--n 96] [--dtype float32] [--profile]
+
+--profile prints where the extraction's time goes instead (torch.profiler, operators by self CPU time).
 """
 
 from __future__ import annotations
@@ -126,6 +128,21 @@ def sharing_on_arena(loaded, data_dir: Path, max_tokens: int, batch_tokens: int,
     }
 
 
+def profile(loaded, examples, max_tokens: int, batch_tokens: int, top: int = 15) -> None:
+    """Print the operators that take the extraction's time (one pass over the examples after a warm-up)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    rendered = [render_example(loaded.tokenizer, e.messages, max_tokens) for e in examples]
+    chunks = plan.prompt_chunks(plan.make_units(rendered, True), 2 * batch_tokens)
+    reader = ResidualReader(loaded.model, tuple(range(loaded.info.n_layers + 1)), POSITIONS, (), False)
+    time_chunks(reader, chunks[:2], rendered, batch_tokens)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as profiler:
+        time_chunks(reader, chunks, rendered, batch_tokens)
+    reader.close()
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+
+
 PEAK_SCRIPT = """
 import json, resource, sys
 from latent_reward.activations import ExtractConfig, extract
@@ -157,9 +174,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--memory-n", type=int, default=48, help="examples for the 1x memory run (4x is also run)")
+    parser.add_argument("--profile", action="store_true", help="print where the time goes instead of the figures")
     args = parser.parse_args()
     torch.manual_seed(0)
     loaded = load_model(MODEL, dtype=args.dtype)
+    if args.profile:
+        examples = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), limit=args.n).examples
+        return profile(loaded, examples, args.max_tokens, args.batch_tokens)
     config = loaded.model.config.get_text_config()
     peak = matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size)
     uf = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), limit=args.n).examples

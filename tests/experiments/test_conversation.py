@@ -13,6 +13,8 @@ from latent_reward.experiments.conversation import (ConversationConfig, conversa
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
 from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE, prompt_token_ids
+from latent_reward.report.conversation import write_conversation_report
+from latent_reward.workflows.conversation import ConversationReport
 
 HISTORY = [{"role": "system", "content": "you are a helpful assistant"}, {"role": "user", "content": "how do I cook pasta?"},
            {"role": "assistant", "content": "boil water, add salt."}, {"role": "user", "content": "and then?"}]
@@ -53,7 +55,7 @@ def test_v_is_read_at_the_start_of_the_assistant_turn_of_a_multi_turn_conversati
     assert prompt_probe.info["position"] == "assistant_start"
 
 
-def test_conversation_measures_on_the_tiny_model(untied, probes):
+def test_conversation_measures_on_the_tiny_model(untied, probes, tmp_path):
     prompt_probe, response_probe = probes
     prompts = [[{"role": "user", "content": f"question {i}: the quick brown fox"}] for i in range(4)]
     config = ConversationConfig(samples=2, user_samples=2, max_new_tokens=6, user_max_new_tokens=5, n_boot=100)
@@ -65,6 +67,9 @@ def test_conversation_measures_on_the_tiny_model(untied, probes):
     probabilities = tables["follow_ups"][["accepts", "insists", "changes topic", "ends"]]
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
     assert result.caveats and json.loads(result.model_dump_json())["prompts"] == 4
+    page = write_conversation_report(ConversationReport(result=result), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conversation.html", "conversation_v.png"]
+    assert "data:image/png;base64," in page.read_text() and "redirect minus refusal" in page.read_text()
 
 
 def test_paired_measures_find_a_planted_difference_and_not_a_null():

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from latent_reward.io import atomic_write_text
-from latent_reward.report.html import render
+from latent_reward.report import figures
+from latent_reward.report.html import embed, render
 
 
 def _sentence(measure) -> str:
@@ -39,11 +42,40 @@ def answers(report) -> list[tuple[str, str]]:
     return out
 
 
+def _intervals(axis, labels: list[str], intervals: list, color: str) -> None:
+    """One row per interval: the point and its 95% bar (rows without a value are left empty)."""
+    for row, interval in enumerate(intervals):
+        if interval.known:
+            low = interval.value if interval.low is None else interval.low
+            high = interval.value if interval.high is None else interval.high
+            axis.plot([low, high], [row, row], color=color, lw=3, alpha=0.5)
+            axis.plot([interval.value], [row], "o", color=color)
+    axis.set_yticks(np.arange(len(labels)), labels, fontsize=7)
+    axis.invert_yaxis()
+
+
+def v_figure(report, folder: Path) -> Path:
+    """Left: mean E[V] after each kind of reply; right: the paired differences in V (own reply vs counterfactuals,
+    redirect vs refusal, XSTest partial vs full refusal), all with 95% intervals over prompts."""
+    result, xs = report.result, report.xstest
+    contrasts = [(m.name, m.value) for m in result.behaviour]
+    if xs is not None:
+        contrasts.append((f"XSTest: {xs.v_partial_minus_full.name}", xs.v_partial_minus_full.value))
+    figure, (left, right) = figures.plt.subplots(1, 2, figsize=(12, 0.35 * max(len(contrasts), len(result.expected_v)) + 1.4),
+                                                layout="constrained")
+    _intervals(left, list(result.expected_v), list(result.expected_v.values()), "C0")
+    left.set_title("mean E[V] over simulated next user turns, by reply")
+    _intervals(right, [name for name, _ in contrasts], [value for _, value in contrasts], "C3")
+    right.axvline(0, color="k", lw=0.8)
+    right.set_title("paired differences in E[V] (0 = no difference)")
+    return figures.save(figure, folder, "conversation_v")
+
+
 def write_conversation_report(report, folder: Path) -> Path:
     result = report.result
     rows = [[kind, str(interval)] for kind, interval in result.expected_v.items()]
     follow = [[kind, *[str(values[name]) for name in values]] for kind, values in result.follow_ups.items()]
     names = list(next(iter(result.follow_ups.values()))) if result.follow_ups else []
     html = render("conversation.html.j2", result=result, answers=answers(report), expected_rows=rows, follow_rows=follow,
-                  follow_names=names, seconds=report.seconds)
+                  follow_names=names, seconds=report.seconds, figure=embed(v_figure(report, folder)))
     return atomic_write_text(Path(folder) / "conversation.html", html)
