@@ -75,6 +75,32 @@ def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
     assert "cannot" in html.read_text() and json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
 
 
+def test_compare_over_checkpoints_from_one_start_reports_each_stage_and_online_vs_offline(run_folder, tmp_path):
+    folder, _ = run_folder  # its model is "planted": the starting point
+    runs = [folder]
+    for method, base, signal in (("dpo", "planted", 0.15), ("online", "dpo", 0.6)):
+        checkpoint = tmp_path / method
+        checkpoint.mkdir()
+        base_model = base if base == "planted" else str(tmp_path / base)
+        (checkpoint / "latent_reward.json").write_text(json.dumps({"method": method, "base_model": base_model, "steps": 2,
+                                                                    "data": "../shared/data/planted.jsonl"}))
+        planted_store(tmp_path / f"run-{method}" / "store", n_groups=50, model={"name": str(checkpoint)}, state_signal=signal,
+                      splits=["train" if i % 5 else "eval" for i in range(50)])
+        sweep_stores(SweepJob(store=tmp_path / f"run-{method}" / "store", out=tmp_path / f"run-{method}" / "report",
+                              readout=FAST.model_copy(update={"sgd_grid": False, "split_seeds": 1})), progress=False)
+        runs.append(tmp_path / f"run-{method}")
+    result, html = run_compare(runs, tmp_path / "cmp")
+    assert [row.training.get("method") for row in result.rows] == [None, "dpo", "online"]
+    assert "Every model here is planted or a checkpoint post-trained from it (data: planted.jsonl)" in result.caveat
+    assert [(d.first, d.second) for d in result.stages] == [(result.rows[1].label, result.rows[0].label),
+                                                          (result.rows[2].label, result.rows[1].label)]
+    assert result.stages[0].difference["pearson"].difference.high < 0  # the weak dpo states read worse than the start
+    online = result.online_minus_offline
+    assert online is not None and online.first == result.rows[2].label and online.difference["pearson"].difference.above(0)
+    text = html.read_text()
+    assert "What changed" in text and "Online minus offline (DPO) training" in text and "dpo from planted, 2 steps" in text
+
+
 def test_a_score_saved_inside_the_run_appears_in_its_report(run_folder):
     folder, _ = run_folder
     score = ScoreResult(data="pairs.jsonl", examples=4, excluded_prompts=1, probe={},

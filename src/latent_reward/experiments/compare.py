@@ -2,7 +2,8 @@
 
 Models run on the same examples are also compared pairwise on those examples: the difference in
 the cross-fitted probe's r and within-prompt accuracy, with paired bootstrap intervals and paired
-permutation p-values over the shared prompts.
+permutation p-values over the shared prompts. Runs given in training order (base, SFT, DPO, online)
+also get each stage's change from the one before it, and offline DPO vs online training.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import pandas as pd
 from latent_reward.evaluation.metrics import Resampler
 from latent_reward.evaluation.paired import paired_differences
 from latent_reward.evaluation.results import Cell, Interval, PairedDifference, Result, Scores, strongest
+from latent_reward.experiments.reward_model import IMPLICIT_REWARD, PROBE
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RunResult
+from latent_reward.models.loading import training_record
 
 # What a comparison of a handful of small bundled models can and cannot say, stated on every comparison page.
 CAVEAT = (
@@ -26,6 +29,15 @@ CAVEAT = (
     "training would make a model represent expected reward more strongly; checkpoints trained from one starting point "
     "(latent-reward train) can."
 )
+# Stated instead when every run's model is the same starting model or a checkpoint trained from it by latent-reward.
+CONTROLLED_CAVEAT = (
+    "Every model here is {root} or a checkpoint post-trained from it ({data}), so the checkpoints differ only in how they "
+    "were post-trained. Each stage is one training run (one seed, CPU-sized: a few steps on a few hundred prompts): the "
+    "intervals resample prompts, not training runs, so a difference belongs to these runs, and how much it would move "
+    "with another seed or more steps is not measured. Each run's own report shows the rows its model was post-trained on "
+    "apart from the others."
+)
+ONLINE, OFFLINE = "online", "dpo"
 
 
 class CompareRow(Result):
@@ -41,6 +53,8 @@ class CompareRow(Result):
     strongest_baseline_scores: Scores | None = None
     random_init: Scores | None = None
     pair_accuracy: Interval | None = None  # from a `score` run saved in the run folder
+    implicit_reward_accuracy: Interval | None = None  # DPO's implicit reward on the same pairs (`score --reference`)
+    training: dict = {}  # a latent-reward checkpoint's record: method, base_model, steps, data
     layer_curve: list[tuple[float, float | None]] = []  # (relative depth, validation r) at the best position
 
 
@@ -54,20 +68,41 @@ class ModelDifference(Result):
 
 class CompareResult(Result):
     rows: list[CompareRow]
-    differences: list[ModelDifference] = []
+    differences: list[ModelDifference] = []  # every pair, first minus second
+    stages: list[ModelDifference] = []  # each run minus the run before it (runs given in training order)
+    online_minus_offline: ModelDifference | None = None  # an online checkpoint minus a DPO one, when both are here
     caveat: str = CAVEAT
 
 
 def compare(folders: list[Path], n_boot: int = 1000, seed: int = 0) -> CompareResult:
     runs = [(Path(folder), RunResult.load(folder)) for folder in folders]
     rows = [_row(folder, result) for folder, result in runs]
-    differences = []
-    for i in range(len(runs)):
-        for j in range(i + 1, len(runs)):
-            difference = _paired(runs[i], runs[j], rows[i].label, rows[j].label, n_boot, seed)
-            if difference is not None:
-                differences.append(difference)
-    return CompareResult(rows=rows, differences=differences)
+
+    def paired(i: int, j: int) -> ModelDifference | None:
+        return _paired(runs[i], runs[j], rows[i].label, rows[j].label, n_boot, seed)
+
+    differences = [d for i in range(len(runs)) for j in range(i + 1, len(runs)) if (d := paired(i, j)) is not None]
+    stages = [d for i in range(1, len(runs)) if (d := paired(i, i - 1)) is not None]
+    methods = [row.training.get("method") for row in rows]
+    online = paired(methods.index(ONLINE), methods.index(OFFLINE)) if ONLINE in methods and OFFLINE in methods else None
+    return CompareResult(rows=rows, differences=differences, stages=stages, online_minus_offline=online, caveat=_caveat(rows))
+
+
+def _root(model: str) -> str:
+    """The model a chain of latent-reward checkpoints started from (the model itself when it is not one)."""
+    seen = set()
+    while Path(model).is_dir() and (base := training_record(Path(model)).get("base_model")) and model not in seen:
+        seen.add(model)
+        model = str(base)
+    return model
+
+
+def _caveat(rows: list[CompareRow]) -> str:
+    roots = {_root(row.model) for row in rows}
+    if len(roots) != 1 or not any(row.training for row in rows):
+        return CAVEAT
+    data = sorted({Path(str(row.training["data"])).name for row in rows if row.training.get("data")})
+    return CONTROLLED_CAVEAT.format(root=roots.pop(), data="data: " + ", ".join(data) if data else "data not recorded")
 
 
 def _row(folder: Path, result: RunResult) -> CompareRow:
@@ -76,7 +111,8 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
     best = readout.sweep.best
     strongest_baseline = strongest(readout.comparisons, "pearson")
     random_init = readout.comparison("random-init model")
-    pair = next((s.pair_accuracy[0].predictors.get("probe") for s in result.scores.values() if s.pair_accuracy), None)
+    pairs = next((s.pair_accuracy[0].predictors for s in result.scores.values() if s.pair_accuracy), {})
+    implicit = next((v for k, v in pairs.items() if k.startswith(IMPLICIT_REWARD)), None)
     curve = [(c.layer / max(model["n_layers"], 1), c.val.get("pearson")) for c in readout.sweep.cells("ridge", best.position)]
     return CompareRow(
         run=str(folder), label=f"{model['name']} ({Path(result.data.source).name})", model=model["name"], data=result.data.source,
@@ -84,7 +120,8 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
         prompt_only=result.prompt_only.cross_fitted.pearson if result.prompt_only else None,
         strongest_baseline=strongest_baseline.name if strongest_baseline else None,
         strongest_baseline_scores=strongest_baseline.scores if strongest_baseline else None,
-        random_init=random_init.scores if random_init else None, pair_accuracy=pair, layer_curve=curve)
+        random_init=random_init.scores if random_init else None, pair_accuracy=pairs.get(PROBE), implicit_reward_accuracy=implicit,
+        layer_curve=curve, training=training_record(Path(model["name"])) if Path(model["name"]).is_dir() else {})
 
 
 def _predictions(folder: Path) -> pd.DataFrame | None:

@@ -24,6 +24,7 @@ from latent_reward.probes import Probe
 
 NORMALIZATIONS = ("sum", "mean", "none")
 PROBE = "probe"
+IMPLICIT_REWARD = "DPO implicit reward"  # predictor names: f"{IMPLICIT_REWARD} ({normalization})"
 
 
 class PairAccuracy(Result):

@@ -122,15 +122,22 @@ def _resolve(name_or_path: str, revision: str | None, allow_fallback_template: b
     return _Source(name_or_path, "hub", None, {"revision": revision} if revision else {}, allow_fallback_template)
 
 
-def saved_post_training(folder: Path) -> tuple[str, ...]:
-    """A checkpoint trained by latent-reward records its training data in latent_reward.json."""
+def training_record(folder: Path) -> dict:
+    """What a checkpoint trained by latent-reward records in latent_reward.json (method, base_model, steps, data...);
+    empty for any other folder."""
     path = folder / "latent_reward.json"
     if not path.exists():
-        return ()
+        return {}
     try:
-        return tuple(json.loads(path.read_text()).get("post_training", ()))
+        record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        return ()
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def saved_post_training(folder: Path) -> tuple[str, ...]:
+    """A checkpoint trained by latent-reward records its training data in latent_reward.json."""
+    return tuple(training_record(folder).get("post_training", ()))
 
 
 def _from_pretrained(name: str, source: _Source, dtype: str, device_map: str | None, random_init_seed: int | None):

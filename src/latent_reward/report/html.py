@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from latent_reward.evaluation.results import Comparison, Interval
-from latent_reward.experiments.compare import CompareResult
+from latent_reward.experiments.compare import CompareResult, ModelDifference
 from latent_reward.experiments.reward_model import ScoreResult
 from latent_reward.experiments.run_result import RunResult
 from latent_reward.io import atomic_write_text
@@ -147,21 +147,50 @@ def _seen_note(result: RunResult) -> str:
             "the rest below, since a model may represent its own training pairs differently.")
 
 
+def _training(row) -> str:
+    record = row.training
+    if not record:
+        return "n/a"
+    size = record.get("pairs_or_examples")
+    return f"{record.get('method')} from {record.get('base_model')}, {record.get('steps')} steps" + (f", {size} rows" if size else "")
+
+
+def _change(difference: ModelDifference) -> str:
+    """'r +0.012 [-0.03, +0.05], within-prompt acc. ...: no change shown' for one paired difference."""
+    parts, shown = [], False
+    for metric, label in (("pearson", "r"), ("within_acc", "within-prompt acc.")):
+        test = difference.difference.get(metric)
+        if test is not None and test.difference.known:
+            parts.append(f"{label} {test.difference:+.3f}")
+            shown = shown or test.difference.excludes(0.0)
+    return ", ".join(parts) + ("" if shown else ": no change shown") + f" ({difference.prompts} prompts)"
+
+
+def compare_answers(result: CompareResult) -> list[tuple[str, str]]:
+    """What changed with each stage (each run minus the one before it) and offline vs online, with paired intervals."""
+    out = [(f"{d.first} minus {d.second}", _change(d)) for d in result.stages]
+    if result.online_minus_offline is not None:
+        out.append(("Online minus offline (DPO) training", _change(result.online_minus_offline)))
+    return out
+
+
 def write_compare(result: CompareResult, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     image = embed(figures.compare_layers(result, folder))
-    header = ["run", "cell (validation)", "r (cross-fitted)", "within-prompt acc.", "prompt-only r", "strongest baseline r",
-              "random-init r", "pair accuracy"]
-    rows = [[row.label, str(row.best) if row.best else "n/a", str(row.probe.pearson), str(row.probe.within_acc),
+    header = ["run", "post-training here", "cell (validation)", "r (cross-fitted)", "within-prompt acc.", "prompt-only r",
+              "strongest baseline r", "random-init r", "pair accuracy: probe", "pair accuracy: DPO implicit reward"]
+    rows = [[row.label, _training(row), str(row.best) if row.best else "n/a", str(row.probe.pearson), str(row.probe.within_acc),
              str(row.prompt_only) if row.prompt_only else "n/a",
              f"{row.strongest_baseline}: {row.strongest_baseline_scores.pearson}" if row.strongest_baseline else "n/a",
-             str(row.random_init.pearson) if row.random_init else "n/a", str(row.pair_accuracy) if row.pair_accuracy else "n/a"]
+             str(row.random_init.pearson) if row.random_init else "n/a", str(row.pair_accuracy) if row.pair_accuracy else "n/a",
+             str(row.implicit_reward_accuracy) if row.implicit_reward_accuracy else "n/a"]
             for row in result.rows]
     differences = [[d.first, d.second, str(d.examples), str(d.prompts),
                     *[f"{d.difference[m].difference:+.3f} (p = {d.difference[m].p_value:.3f})" if m in d.difference else "n/a"
                       for m in ("pearson", "within_acc")]] for d in result.differences]
-    html = render("compare.html.j2", header=header, rows=rows, image=image, differences=differences, caveat=result.caveat)
+    html = render("compare.html.j2", header=header, rows=rows, image=image, differences=differences, caveat=result.caveat,
+                  answers=compare_answers(result))
     return atomic_write_text(folder / "compare.html", html)
 
 

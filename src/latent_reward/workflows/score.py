@@ -13,8 +13,8 @@ import pandas as pd
 
 from latent_reward.config import DataSpec, ExtractConfig, ModelSpec, Spec
 from latent_reward.errors import UserError
-from latent_reward.experiments.reward_model import (NORMALIZATIONS, PROBE, ScoreResult, best_of_n, excluded_groups, implicit_reward,
-                                                    pair_accuracy, score_examples, transfer)
+from latent_reward.experiments.reward_model import (IMPLICIT_REWARD, NORMALIZATIONS, PROBE, ScoreResult, best_of_n, excluded_groups,
+                                                    implicit_reward, pair_accuracy, score_examples, transfer)
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RESULTS_FILE, RunResult
 from latent_reward.io import exclusive, prepare_output_folder, write_csv, write_json
 from latent_reward.probes import Probe
@@ -49,9 +49,9 @@ def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
         predictors = {PROBE: scores, "response length": store.stat("response_tokens_count").astype(np.float64),
                       "mean log-prob": store.stat("logprob_mean").astype(np.float64)}
         if job.reference:
-            predictors[f"DPO implicit reward ({job.normalization})"] = _implicit(job, probe, dataset, loaded, store, out, progress)
+            predictors[f"{IMPLICIT_REWARD} ({job.normalization})"] = _implicit(job, probe, dataset, loaded, store, out, progress)
         elif job.normalization == "none":
-            predictors["DPO implicit reward (none)"] = implicit_reward(logprob_sum, None, normalization="none")
+            predictors[f"{IMPLICIT_REWARD} (none)"] = implicit_reward(logprob_sum, None, normalization="none")
         excluded = excluded_groups(probe)
         keep = np.array([g not in excluded for g in store.groups])
         if not keep.any():
