@@ -78,7 +78,7 @@ def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
 def test_compare_over_checkpoints_from_one_start_reports_each_stage_and_online_vs_offline(run_folder, tmp_path):
     folder, _ = run_folder  # its model is "planted": the starting point
     runs = [folder]
-    for method, base, signal in (("dpo", "planted", 0.15), ("online", "dpo", 0.6)):
+    for method, base, signal in (("sft", "planted", 0.15), ("dpo", "sft", 0.15), ("online", "sft", 0.6)):
         checkpoint = tmp_path / method
         checkpoint.mkdir()
         base_model = base if base == "planted" else str(tmp_path / base)
@@ -90,15 +90,16 @@ def test_compare_over_checkpoints_from_one_start_reports_each_stage_and_online_v
                               readout=FAST.model_copy(update={"sgd_grid": False, "split_seeds": 1})), progress=False)
         runs.append(tmp_path / f"run-{method}")
     result, html = run_compare(runs, tmp_path / "cmp")
-    assert [row.training.get("method") for row in result.rows] == [None, "dpo", "online"]
+    labels = [row.label for row in result.rows]
+    assert [row.training.get("method") for row in result.rows] == [None, "sft", "dpo", "online"]
     assert "Every model here is planted or a checkpoint post-trained from it (data: planted.jsonl)" in result.caveat
-    assert [(d.first, d.second) for d in result.stages] == [(result.rows[1].label, result.rows[0].label),
-                                                          (result.rows[2].label, result.rows[1].label)]
-    assert result.stages[0].difference["pearson"].difference.high < 0  # the weak dpo states read worse than the start
+    # each checkpoint against the model it was trained from: online and dpo both against sft
+    assert [(d.first, d.second) for d in result.stages] == [(labels[1], labels[0]), (labels[2], labels[1]), (labels[3], labels[1])]
+    assert result.stages[0].difference["pearson"].difference.high < 0  # the weak sft states read worse than the start
     online = result.online_minus_offline
-    assert online is not None and online.first == result.rows[2].label and online.difference["pearson"].difference.above(0)
+    assert (online.first, online.second) == (labels[3], labels[2]) and online.difference["pearson"].difference.above(0)
     text = html.read_text()
-    assert "What changed" in text and "Online minus offline (DPO) training" in text and "dpo from planted, 2 steps" in text
+    assert "What changed" in text and "Online minus offline (DPO) training" in text and "sft from planted, 2 steps" in text
 
 
 def test_a_score_saved_inside_the_run_appears_in_its_report(run_folder):

@@ -2,8 +2,8 @@
 
 Models run on the same examples are also compared pairwise on those examples: the difference in
 the cross-fitted probe's r and within-prompt accuracy, with paired bootstrap intervals and paired
-permutation p-values over the shared prompts. Runs given in training order (base, SFT, DPO, online)
-also get each stage's change from the one before it, and offline DPO vs online training.
+permutation p-values over the shared prompts. A checkpoint trained by latent-reward is also compared with
+the model it was trained from (each stage's change), and an online checkpoint with an offline DPO one.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class ModelDifference(Result):
 class CompareResult(Result):
     rows: list[CompareRow]
     differences: list[ModelDifference] = []  # every pair, first minus second
-    stages: list[ModelDifference] = []  # each run minus the run before it (runs given in training order)
+    stages: list[ModelDifference] = []  # each checkpoint minus the model it was trained from, when that model's run is here
     online_minus_offline: ModelDifference | None = None  # an online checkpoint minus a DPO one, when both are here
     caveat: str = CAVEAT
 
@@ -77,15 +77,28 @@ class CompareResult(Result):
 def compare(folders: list[Path], n_boot: int = 1000, seed: int = 0) -> CompareResult:
     runs = [(Path(folder), RunResult.load(folder)) for folder in folders]
     rows = [_row(folder, result) for folder, result in runs]
+    if len({row.data for row in rows}) == 1 and len({row.model for row in rows}) == len(rows):  # one data: name the models
+        rows = [row.model_copy(update={"label": row.model}) for row in rows]
 
     def paired(i: int, j: int) -> ModelDifference | None:
         return _paired(runs[i], runs[j], rows[i].label, rows[j].label, n_boot, seed)
 
     differences = [d for i in range(len(runs)) for j in range(i + 1, len(runs)) if (d := paired(i, j)) is not None]
-    stages = [d for i in range(1, len(runs)) if (d := paired(i, i - 1)) is not None]
+    parents = [_parent(row, rows) for row in rows]
+    stages = [d for i, parent in enumerate(parents) if parent is not None and (d := paired(i, parent)) is not None]
     methods = [row.training.get("method") for row in rows]
     online = paired(methods.index(ONLINE), methods.index(OFFLINE)) if ONLINE in methods and OFFLINE in methods else None
     return CompareResult(rows=rows, differences=differences, stages=stages, online_minus_offline=online, caveat=_caveat(rows))
+
+
+def _same_model(a: str, b: str) -> bool:
+    return a == b or (Path(a).is_dir() and Path(b).is_dir() and Path(a).resolve() == Path(b).resolve())
+
+
+def _parent(row: CompareRow, rows: list[CompareRow]) -> int | None:
+    """The index of the run whose model this checkpoint was trained from, if that model is among the runs."""
+    base = row.training.get("base_model")
+    return next((i for i, other in enumerate(rows) if base and _same_model(other.model, str(base))), None)
 
 
 def _root(model: str) -> str:

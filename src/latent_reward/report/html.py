@@ -167,7 +167,7 @@ def _change(difference: ModelDifference) -> str:
 
 
 def compare_answers(result: CompareResult) -> list[tuple[str, str]]:
-    """What changed with each stage (each run minus the one before it) and offline vs online, with paired intervals."""
+    """What changed with each stage (each checkpoint minus its starting model) and offline vs online, with paired intervals."""
     out = [(f"{d.first} minus {d.second}", _change(d)) for d in result.stages]
     if result.online_minus_offline is not None:
         out.append(("Online minus offline (DPO) training", _change(result.online_minus_offline)))
