@@ -1,7 +1,8 @@
 """Extraction speed and memory, measured in one run on this machine.
 
 Prints: extraction tokens/s vs a plain forward pass on the same batches (target ratio >= 0.95);
-achieved GFLOP/s vs a float32 matmul peak measured here (target >= 60%); tokens saved by prompt
+achieved GFLOP/s (linear layers + causal attention, on the real tokens) vs a matmul peak in the same dtype
+measured here before and after (target: 70% in bfloat16); tokens saved by prompt
 sharing on arena-bench (16 answers per prompt) and the time it saves; peak memory at 1x and 4x
 the number of examples (target: no growth with dataset size).
 
@@ -185,6 +186,8 @@ def main() -> None:
     peak = matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size)
     uf = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), limit=args.n).examples
     result = throughput(loaded, uf, args.max_tokens, args.batch_tokens, args.repeats)
+    # The bound is the faster of two peak measurements, before and after (the machine's speed drifts by a few percent).
+    peak = max(peak, matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size))
     print(f"model {MODEL} ({args.dtype}), {torch.get_num_threads()} threads, {result['examples']} UltraFeedback examples, "
           f"{result['tokens']} tokens (max_tokens {args.max_tokens}, batch_tokens {args.batch_tokens})")
     print(f"extraction   {result['extract_tokens_per_s']:8.0f} tokens/s")
@@ -193,7 +196,7 @@ def main() -> None:
     print(f"padding: {result['padded_tokens']} padded tokens for {result['tokens_computed_after_sharing']} computed "
           f"({1 - result['tokens_computed_after_sharing'] / result['padded_tokens']:.1%} padding)")
     print(f"achieved {result['useful_gflops_per_s']:.1f} GFLOP/s on the real tokens vs matmul peak {peak:.1f} GFLOP/s "
-          f"= {result['useful_gflops_per_s'] / peak:.1%} (target >= 60%)")
+          f"= {result['useful_gflops_per_s'] / peak:.1%} (target >= 70%)")
     arena = sharing_on_arena(loaded, args.data_dir, args.max_tokens, args.batch_tokens, n_prompts=6)
     print(f"prompt sharing on arena-bench: {arena['tokens_saved']:,} of {arena['tokens']:,} tokens saved "
           f"({arena['fraction_saved']:.1%}); on {arena['timed_examples']} examples {arena['seconds_shared']:.1f} s shared "
