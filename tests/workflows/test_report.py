@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from helpers import planted_store
+from latent_reward.experiments.conversation import ConversationResult, PairedMeasure
 from latent_reward.experiments.readout import ReadoutConfig
 from latent_reward.experiments.reward_model import BestOfN, PairAccuracy, ScoreResult
 from latent_reward.experiments.run_result import RunResult
@@ -89,8 +90,13 @@ def test_compare_over_checkpoints_from_one_start_reports_each_stage_and_online_v
         sweep_stores(SweepJob(store=tmp_path / f"run-{method}" / "store", out=tmp_path / f"run-{method}" / "report",
                               readout=FAST.model_copy(update={"sgd_grid": False, "split_seeds": 1})), progress=False)
         runs.append(tmp_path / f"run-{method}")
+    conversation = ConversationResult(model="online", prompt_probe={}, prompts=24, reply_kinds=["refusal", "redirect"], expected_v={},
+                                      behaviour=[PairedMeasure(name="redirect minus refusal", value=Interval.of(0.06, 0.02, 0.11), prompts=24)])
+    (runs[-1] / "conversation").mkdir()
+    (runs[-1] / "conversation" / "results.json").write_text(json.dumps({"result": conversation.model_dump(mode="json"), "xstest": None}))
     result, html = run_compare(runs, tmp_path / "cmp")
     labels = [row.label for row in result.rows]
+    assert result.rows[-1].conversation == {"redirect minus refusal": Interval.of(0.06, 0.02, 0.11)} and not result.rows[0].conversation
     assert [row.training.get("method") for row in result.rows] == [None, "sft", "dpo", "online"]
     assert "Every model here is planted or a checkpoint post-trained from it (data: planted.jsonl)" in result.caveat
     # each checkpoint against the model it was trained from: online and dpo both against sft
@@ -100,6 +106,7 @@ def test_compare_over_checkpoints_from_one_start_reports_each_stage_and_online_v
     assert (online.first, online.second) == (labels[3], labels[2]) and online.difference["pearson"].difference.above(0)
     text = html.read_text()
     assert "What changed" in text and "Online minus offline (DPO) training" in text and "sft from planted, 2 steps" in text
+    assert "Does the model steer the user?" in text and "0.060 [0.020, 0.110]" in text
 
 
 def test_a_score_saved_inside_the_run_appears_in_its_report(run_folder):

@@ -8,6 +8,7 @@ the model it was trained from (each stage's change), and an online checkpoint wi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 from latent_reward.evaluation.metrics import Resampler
 from latent_reward.evaluation.paired import paired_differences
 from latent_reward.evaluation.results import Cell, Interval, PairedDifference, Result, Scores, strongest
+from latent_reward.experiments.conversation import ConversationResult, XSTestResult
 from latent_reward.experiments.reward_model import IMPLICIT_REWARD, PROBE
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RunResult
 from latent_reward.models.loading import training_record
@@ -38,6 +40,7 @@ CONTROLLED_CAVEAT = (
     "apart from the others."
 )
 ONLINE, OFFLINE = "online", "dpo"
+CONVERSATION_FOLDER = "conversation"  # a `conversation --out RUN/conversation` inside a run folder is shown with the run
 
 
 class CompareRow(Result):
@@ -55,6 +58,7 @@ class CompareRow(Result):
     pair_accuracy: Interval | None = None  # from a `score` run saved in the run folder
     implicit_reward_accuracy: Interval | None = None  # DPO's implicit reward on the same pairs (`score --reference`)
     training: dict = {}  # a latent-reward checkpoint's record: method, base_model, steps, data
+    conversation: dict[str, Interval] = {}  # the conversation experiment's paired measures of V, where it was run
     layer_curve: list[tuple[float, float | None]] = []  # (relative depth, validation r) at the best position
 
 
@@ -134,7 +138,21 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
         strongest_baseline=strongest_baseline.name if strongest_baseline else None,
         strongest_baseline_scores=strongest_baseline.scores if strongest_baseline else None,
         random_init=random_init.scores if random_init else None, pair_accuracy=pairs.get(PROBE), implicit_reward_accuracy=implicit,
-        layer_curve=curve, training=training_record(Path(model["name"])) if Path(model["name"]).is_dir() else {})
+        layer_curve=curve, training=training_record(Path(model["name"])) if Path(model["name"]).is_dir() else {},
+        conversation=_conversation(folder / CONVERSATION_FOLDER))
+
+
+def _conversation(folder: Path) -> dict[str, Interval]:
+    """The paired differences in V from a conversation run saved in `folder` (empty when there is none)."""
+    path = folder / "results.json"
+    if not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    measures = {m.name: m.value for m in ConversationResult.model_validate(saved["result"]).behaviour}
+    if saved.get("xstest"):
+        partial = XSTestResult.model_validate(saved["xstest"]).v_partial_minus_full
+        measures[f"XSTest: {partial.name}"] = partial.value
+    return measures
 
 
 def _predictions(folder: Path) -> pd.DataFrame | None:

@@ -189,8 +189,11 @@ def write_compare(result: CompareResult, folder: str | Path) -> Path:
     differences = [[d.first, d.second, str(d.examples), str(d.prompts),
                     *[f"{d.difference[m].difference:+.3f} (p = {d.difference[m].p_value:.3f})" if m in d.difference else "n/a"
                       for m in ("pearson", "within_acc")]] for d in result.differences]
+    measures = list(dict.fromkeys(name for row in result.rows for name in row.conversation))
+    conversation = [[row.label, *[str(row.conversation[m]) if m in row.conversation else "n/a" for m in measures]]
+                    for row in result.rows if row.conversation]
     html = render("compare.html.j2", header=header, rows=rows, image=image, differences=differences, caveat=result.caveat,
-                  answers=compare_answers(result))
+                  answers=compare_answers(result), conversation_header=measures, conversation=conversation)
     return atomic_write_text(folder / "compare.html", html)
 
 
