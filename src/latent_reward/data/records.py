@@ -34,13 +34,18 @@ def read_records(source: str, split: str | None = None) -> list[dict[str, Any]]:
     return _read_hub(source, split)
 
 
+def _named(value: Any) -> bool:
+    """A split cell that holds a name (tables read an empty cell as NaN)."""
+    return value is not None and not (isinstance(value, float) and value != value)
+
+
 def _local_split(records: list[dict[str, Any]], split: str, source: str) -> list[dict[str, Any]]:
-    named = {str(record["split"]) for record in records if record.get("split") is not None}
+    named = {str(record["split"]) for record in records if _named(record.get("split"))}
     if not named:
         raise UserError(f"{source} has no 'split' field to pick split {split!r} from")
     if split not in named:
         raise UserError(f"{source} has no records in split {split!r} (its splits: {', '.join(sorted(named))})")
-    return [record for record in records if str(record.get("split")) == split]
+    return [record for record in records if _named(record.get("split")) and str(record["split"]) == split]
 
 
 def _read_local(path: Path) -> Iterator[dict[str, Any]]:

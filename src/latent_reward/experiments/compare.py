@@ -34,8 +34,7 @@ CAVEAT = (
 # Stated instead when every run's model is the same starting model or a checkpoint trained from it by latent-reward.
 CONTROLLED_CAVEAT = (
     "Every model here is {root} or a checkpoint post-trained from it ({data}), so the checkpoints differ only in how they "
-    "were post-trained. Each stage is one training run (one seed, CPU-sized: a few steps on a few hundred prompts): the "
-    "intervals resample prompts, not training runs, so a difference belongs to these runs, and how much it would move "
+    "were post-trained ({sizes}). Each stage is one training run (one seed): the intervals resample prompts, not training runs, so a difference belongs to these runs, and how much it would move "
     "with another seed or more steps is not measured. Each run's own report shows the rows its model was post-trained on "
     "apart from the others."
 )
@@ -90,9 +89,16 @@ def compare(folders: list[Path], n_boot: int = 1000, seed: int = 0) -> CompareRe
     differences = [d for i in range(len(runs)) for j in range(i + 1, len(runs)) if (d := paired(i, j)) is not None]
     parents = [_parent(row, rows) for row in rows]
     stages = [d for i, parent in enumerate(parents) if parent is not None and (d := paired(i, parent)) is not None]
-    methods = [row.training.get("method") for row in rows]
-    online = paired(methods.index(ONLINE), methods.index(OFFLINE)) if ONLINE in methods and OFFLINE in methods else None
+    online = next((d for i, a in enumerate(rows) for j, b in enumerate(rows) if _offline_counterpart(a, b)
+                   and (d := paired(i, j)) is not None), None)
     return CompareResult(rows=rows, differences=differences, stages=stages, online_minus_offline=online, caveat=_caveat(rows))
+
+
+def _offline_counterpart(online: CompareRow, offline: CompareRow) -> bool:
+    """An online checkpoint and a DPO one trained from the same model on the same data, read on the same data."""
+    a, b = online.training, offline.training
+    return (a.get("method") == ONLINE and b.get("method") == OFFLINE and online.data == offline.data
+            and a.get("data") == b.get("data") and _same_model(str(a.get("base_model")), str(b.get("base_model"))))
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -119,7 +125,10 @@ def _caveat(rows: list[CompareRow]) -> str:
     if len(roots) != 1 or not any(row.training for row in rows):
         return CAVEAT
     data = sorted({Path(str(row.training["data"])).name for row in rows if row.training.get("data")})
-    return CONTROLLED_CAVEAT.format(root=roots.pop(), data="data: " + ", ".join(data) if data else "data not recorded")
+    sizes = "; ".join(f"{row.label}: {row.training.get('method')}, {row.training.get('steps')} steps on "
+                      f"{row.training.get('pairs_or_examples')} rows" for row in rows if row.training)
+    return CONTROLLED_CAVEAT.format(root=roots.pop(), data="data: " + ", ".join(data) if data else "data not recorded",
+                                    sizes=sizes)
 
 
 def _row(folder: Path, result: RunResult) -> CompareRow:
@@ -129,7 +138,10 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
     strongest_baseline = strongest(readout.comparisons, "pearson")
     random_init = readout.comparison("random-init model")
     pairs = next((s.pair_accuracy[0].predictors for s in result.scores.values() if s.pair_accuracy), {})
-    implicit = next((v for k, v in pairs.items() if k.startswith(IMPLICIT_REWARD)), None)
+    # "(none)" is also what score writes without a reference model (the policy's log-likelihood alone): not DPO's reward
+    implicit = next((v for s in result.scores.values() if s.pair_accuracy for k, v in s.pair_accuracy[0].predictors.items()
+                     if k.startswith(IMPLICIT_REWARD) and not k.endswith("(none)")), None)
+    local = Path(str(model.get("identity") or model["name"]))  # a local model's identity is its absolute path
     curve = [(c.layer / max(model["n_layers"], 1), c.val.get("pearson")) for c in readout.sweep.cells("ridge", best.position)]
     return CompareRow(
         run=str(folder), label=f"{model['name']} ({Path(result.data.source).name})", model=model["name"], data=result.data.source,
@@ -138,7 +150,7 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
         strongest_baseline=strongest_baseline.name if strongest_baseline else None,
         strongest_baseline_scores=strongest_baseline.scores if strongest_baseline else None,
         random_init=random_init.scores if random_init else None, pair_accuracy=pairs.get(PROBE), implicit_reward_accuracy=implicit,
-        layer_curve=curve, training=training_record(Path(model["name"])) if Path(model["name"]).is_dir() else {},
+        layer_curve=curve, training=training_record(local) if local.is_dir() else {},
         conversation=_conversation(folder / CONVERSATION_FOLDER))
 
 
@@ -147,11 +159,14 @@ def _conversation(folder: Path) -> dict[str, Interval]:
     path = folder / "results.json"
     if not path.exists():
         return {}
-    saved = json.loads(path.read_text())
-    measures = {m.name: m.value for m in ConversationResult.model_validate(saved["result"]).behaviour}
-    if saved.get("xstest"):
-        partial = XSTestResult.model_validate(saved["xstest"]).v_partial_minus_full
-        measures[f"XSTest: {partial.name}"] = partial.value
+    try:
+        saved = json.loads(path.read_text())
+        measures = {m.name: m.value for m in ConversationResult.model_validate(saved["result"]).behaviour}
+        if saved.get("xstest"):
+            partial = XSTestResult.model_validate(saved["xstest"]).v_partial_minus_full
+            measures[f"XSTest: {partial.name}"] = partial.value
+    except (OSError, KeyError, TypeError, ValueError):  # another kind of results.json, or an older format: not shown
+        return {}
     return measures
 
 
