@@ -34,8 +34,9 @@ CAVEAT = (
 # Stated instead when every run's model is the same starting model or a checkpoint trained from it by latent-reward.
 CONTROLLED_CAVEAT = (
     "Every model here is {root} or a checkpoint post-trained from it ({data}), so the checkpoints differ only in how they "
-    "were post-trained ({sizes}). Each stage is one training run (one seed): the intervals resample prompts, not training runs, so a difference belongs to these runs, and how much it would move "
-    "with another seed or more steps is not measured. Each run's own report shows the rows its model was post-trained on "
+    "were post-trained ({sizes}). Each stage is one training run (one seed): the intervals resample prompts, not "
+    "training runs, so a difference belongs to these runs, and how much it would move with another seed or more steps "
+    "is not measured. Each run's own report shows the rows its model was post-trained on "
     "apart from the others."
 )
 ONLINE, OFFLINE = "online", "dpo"

@@ -62,7 +62,8 @@ def run_train(job: TrainJob) -> dict:
         resume = any((out / CHECKPOINTS).glob("checkpoint-*"))
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         _save(trainer, tokenizer, out, job.config)
-        summary = {"method": job.config.method, "base_model": str(Path(job.model).resolve()) if Path(job.model).is_dir() else job.model, "data": job.data.source, "pairs_or_examples": len(records),
+        base_model = str(Path(job.model).resolve()) if Path(job.model).is_dir() else job.model  # found from any folder
+        summary = {"method": job.config.method, "base_model": base_model, "data": job.data.source, "pairs_or_examples": len(records),
                    "steps": trainer.state.global_step, "resumed": resume, "chat_template": template,
                    "post_training": _post_training(job.model, examples), **_speed(trainer, result)}
         write_run_json(out, "train", job, {"total": time.perf_counter() - started}, {"summary": summary})
