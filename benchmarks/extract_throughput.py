@@ -8,7 +8,9 @@ the number of examples (target: no growth with dataset size).
 
     python benchmarks/extract_throughput.py [--data-dir ../shared/data] [--n 96] [--dtype float32] [--profile]
 
---profile prints where the extraction's time goes instead (torch.profiler, operators by self CPU time).
+--profile prints where the extraction's time goes instead (torch.profiler, operators by self time).
+On a GPU: --device cuda, and --model FOLDER --random-init 0 reads a model's shape from a folder holding
+only its config and tokenizer and gives it random weights (for a machine the weights cannot travel to).
 """
 
 from __future__ import annotations
@@ -32,16 +34,29 @@ from latent_reward.models import load_model, render_example
 MODEL = "smollm2-135m-instruct"
 
 
-def matmul_peak_gflops(dtype: torch.dtype, rows: int, d_model: int, d_ff: int, repeats: int = 20) -> float:
-    """The best of several timings of a [rows, d_model] x [d_model, d_ff] product: the model's largest matmul."""
-    a, b = torch.randn(rows, d_model, dtype=dtype), torch.randn(d_model, d_ff, dtype=dtype)
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a wall-clock timing covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_gflops(dtype: torch.dtype, rows: int, d_model: int, d_ff: int, device: torch.device,
+                       repeats: int = 20) -> float:
+    """The best of several timings of a [rows, d_model] x [d_model, d_ff] product: the model's largest matmul.
+    On a GPU each timing covers 100 back-to-back products (one alone is shorter than the timer's resolution)."""
+    a = torch.randn(rows, d_model, dtype=dtype, device=device)
+    b = torch.randn(d_model, d_ff, dtype=dtype, device=device)
+    inner = 100 if device.type == "cuda" else 1
     for _ in range(3):
         a @ b
     best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
         tick = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - tick)
+        for _ in range(inner):
+            a @ b
+        synchronize(device)
+        best = min(best, (time.perf_counter() - tick) / inner)
     return 2 * rows * d_model * d_ff / best / 1e9
 
 
@@ -65,9 +80,11 @@ def forward_flops(model, lengths: list[int]) -> float:
 
 
 def time_chunks(reader: ResidualReader, chunks, rendered, batch_tokens: int) -> float:
+    synchronize(reader.device)
     tick = time.perf_counter()
     for chunk in chunks:
         reader.run(chunk, rendered, batch_tokens)
+    synchronize(reader.device)
     return time.perf_counter() - tick
 
 
@@ -89,6 +106,7 @@ def throughput(loaded, examples, max_tokens: int, batch_tokens: int, repeats: in
     extracting.close()
     computed = [u.prompt_length for u in units] + [n for u in units for n in u.continuation_lengths]
     padded = plan.padded_tokens(chunks, batch_tokens)
+    calls = sum(1 + len(plan.response_batches(chunk, batch_tokens)) for chunk in chunks)
     useful_flops = forward_flops(loaded.model, [len(r.input_ids) for r in rendered])
     best_extract, best_plain = min(extract_s), min(plain_s)
     return {
@@ -96,6 +114,7 @@ def throughput(loaded, examples, max_tokens: int, batch_tokens: int, repeats: in
         "tokens": tokens,
         "tokens_computed_after_sharing": sum(computed),
         "padded_tokens": padded,
+        "forward_calls": calls,
         "extract_tokens_per_s": tokens / best_extract,
         "plain_forward_tokens_per_s": tokens / best_plain,
         "ratio_extract_over_plain": best_plain / best_extract,
@@ -134,35 +153,40 @@ def profile(loaded, examples, max_tokens: int, batch_tokens: int, top: int = 15)
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    on_gpu = loaded.model.device.type == "cuda"
     rendered = [render_example(loaded.tokenizer, e.messages, max_tokens) for e in examples]
     chunks = plan.prompt_chunks(plan.make_units(rendered, True), 2 * batch_tokens)
     reader = ResidualReader(loaded.model, tuple(range(loaded.info.n_layers + 1)), POSITIONS, (), False)
     time_chunks(reader, chunks[:2], rendered, batch_tokens)
-    with torch_profile(activities=[ProfilerActivity.CPU]) as profiler:
+    with torch_profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * on_gpu) as profiler:
         time_chunks(reader, chunks, rendered, batch_tokens)
     reader.close()
-    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+    print(profiler.key_averages().table(sort_by="self_device_time_total" if on_gpu else "self_cpu_time_total", row_limit=top))
 
 
 PEAK_SCRIPT = """
-import json, resource, sys
+import json, resource, sys, torch
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.data import load_dataset
 from latent_reward.models import load_model
-n, data, out, max_tokens, dtype = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
-examples = load_dataset(data, limit=n).examples
-extract(load_model("%s", dtype=dtype), examples, out, ExtractConfig(max_tokens=max_tokens, shard_size=32), progress=False)
-print(json.dumps({"examples": n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-""" % MODEL
+n, data, out, max_tokens, model, dtype, device, seed = sys.argv[1:]
+examples = load_dataset(data, limit=int(n)).examples
+loaded = load_model(model, dtype=dtype, device=device or None, random_init_seed=int(seed) if seed else None)
+extract(loaded, examples, out, ExtractConfig(max_tokens=int(max_tokens), shard_size=32), progress=False)
+print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0}))
+"""
 
 
-def peak_memory(data: Path, n: int, max_tokens: int, dtype: str) -> dict:
+def peak_memory(data: Path, n: int, max_tokens: int, args: argparse.Namespace) -> dict[int, dict]:
+    """Peak process memory (and GPU memory on a GPU) of a whole extraction of n and of 4n examples."""
     results = {}
+    seed = "" if args.random_init is None else str(args.random_init)
     for count in (n, 4 * n):
         with tempfile.TemporaryDirectory() as folder:
-            done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(count), str(data), folder, str(max_tokens), dtype],
-                                  capture_output=True, text=True, check=True)
-        results[count] = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+            done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(count), str(data), folder, str(max_tokens),
+                                   args.model, args.dtype, args.device or "", seed], capture_output=True, text=True, check=True)
+        results[count] = json.loads(done.stdout.strip().splitlines()[-1])
     return results
 
 
@@ -176,35 +200,48 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--memory-n", type=int, default=48, help="examples for the 1x memory run (4x is also run)")
     parser.add_argument("--profile", action="store_true", help="print where the time goes instead of the figures")
+    parser.add_argument("--model", default=MODEL, help="bundled name or model folder")
+    parser.add_argument("--random-init", type=int, default=None, metavar="SEED", help="random weights of the model's shape")
+    parser.add_argument("--device", default=None, help="e.g. cuda")
     args = parser.parse_args()
     torch.manual_seed(0)
-    loaded = load_model(MODEL, dtype=args.dtype)
+    loaded = load_model(args.model, dtype=args.dtype, device=args.device, random_init_seed=args.random_init)
+    device = loaded.model.device
     if args.profile:
         examples = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), limit=args.n).examples
         return profile(loaded, examples, args.max_tokens, args.batch_tokens)
     config = loaded.model.config.get_text_config()
-    peak = matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size)
+    peak = matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size, device)
     uf = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), limit=args.n).examples
     result = throughput(loaded, uf, args.max_tokens, args.batch_tokens, args.repeats)
     # The bound is the faster of two peak measurements, before and after (the machine's speed drifts by a few percent).
-    peak = max(peak, matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size))
-    print(f"model {MODEL} ({args.dtype}), {torch.get_num_threads()} threads, {result['examples']} UltraFeedback examples, "
+    peak = max(peak, matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size, device))
+    weights = "random weights" if args.random_init is not None else "trained weights"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"model {args.model} ({args.dtype}, {weights}), {where}, {result['examples']} UltraFeedback examples, "
           f"{result['tokens']} tokens (max_tokens {args.max_tokens}, batch_tokens {args.batch_tokens})")
     print(f"extraction   {result['extract_tokens_per_s']:8.0f} tokens/s")
     print(f"plain forward{result['plain_forward_tokens_per_s']:8.0f} tokens/s   ratio extraction/plain = "
           f"{result['ratio_extract_over_plain']:.3f} (target >= 0.95)")
     print(f"padding: {result['padded_tokens']} padded tokens for {result['tokens_computed_after_sharing']} computed "
-          f"({1 - result['tokens_computed_after_sharing'] / result['padded_tokens']:.1%} padding)")
+          f"({1 - result['tokens_computed_after_sharing'] / result['padded_tokens']:.1%} padding) in {result['forward_calls']} "
+          "forward calls")
     print(f"achieved {result['useful_gflops_per_s']:.1f} GFLOP/s on the real tokens vs matmul peak {peak:.1f} GFLOP/s "
           f"= {result['useful_gflops_per_s'] / peak:.1%} (target >= 70%)")
     arena = sharing_on_arena(loaded, args.data_dir, args.max_tokens, args.batch_tokens, n_prompts=6)
     print(f"prompt sharing on arena-bench: {arena['tokens_saved']:,} of {arena['tokens']:,} tokens saved "
-          f"({arena['fraction_saved']:.1%}); on {arena['timed_examples']} examples {arena['seconds_shared']:.1f} s shared "
-          f"vs {arena['seconds_unshared']:.1f} s unshared ({arena['seconds_unshared'] / arena['seconds_shared']:.2f}x)")
-    memory = peak_memory(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl", args.memory_n, 256, args.dtype)
-    (small, small_mb), (large, large_mb) = memory.items()
-    print(f"peak RSS: {small} examples {small_mb:.0f} MB, {large} examples {large_mb:.0f} MB "
-          f"(ratio {large_mb / small_mb:.2f}; target: no growth)")
+          f"({arena['fraction_saved']:.1%}); on {arena['timed_examples']} examples {arena['seconds_shared']:.2f} s shared "
+          f"vs {arena['seconds_unshared']:.2f} s unshared ({arena['seconds_unshared'] / arena['seconds_shared']:.2f}x)")
+    if device.type == "cuda":
+        square = matmul_peak_gflops(loaded.model.dtype, 8192, 8192, 8192, device, repeats=3)
+        print(f"for scale: an 8192 x 8192 x 8192 matmul runs at {square / 1000:.0f} TFLOP/s here; the extraction reaches "
+              f"{result['useful_gflops_per_s'] / square:.1%} of that")
+    memory = peak_memory(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl", args.memory_n, 256, args)
+    (small, small_peak), (large, large_peak) = memory.items()
+    for key, label in (("peak_rss_mb", "peak RSS"), ("peak_gpu_mb", "peak GPU memory")):
+        if small_peak[key]:
+            print(f"{label}: {small} examples {small_peak[key]:.0f} MB, {large} examples {large_peak[key]:.0f} MB "
+                  f"(ratio {large_peak[key] / small_peak[key]:.2f}; target: no growth)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Generates greedy replies to the same UltraFeedback prompts one sequence at a tim
 and prints generated tokens/s for each and the speed-up (target: >= 5x at 16 sequences).
 
     python benchmarks/generation_throughput.py [--n 16] [--max-new-tokens 64] [--dtype bfloat16]
+
+On a GPU: --device cuda, and --model FOLDER --random-init 0 for random weights of the shape in FOLDER's config.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ MODEL = "smollm2-135m-instruct"
 
 def timed(loaded, conversations, config: GenerationConfig) -> tuple[float, int, list]:
     tick = time.perf_counter()
-    replies = generate_chat(loaded, conversations, config)
+    replies = generate_chat(loaded, conversations, config)  # ends with tokens on the CPU, so the GPU is done
     return time.perf_counter() - tick, sum(len(r.ids) for r in replies), replies
 
 
@@ -34,8 +36,10 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--model", default=MODEL, help="bundled name or model folder")
+    parser.add_argument("--random-init", type=int, default=None, metavar="SEED", help="random weights of the model's shape")
     args = parser.parse_args()
-    loaded = load_model(MODEL, dtype=args.dtype, device=args.device)
+    loaded = load_model(args.model, dtype=args.dtype, device=args.device, random_init_seed=args.random_init)
     examples = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), sample_prompts=args.n).examples
     conversations = list({e.group: e.prompt_messages for e in examples}.values())[: args.n]
     config = GenerationConfig(max_new_tokens=args.max_new_tokens)
@@ -43,7 +47,8 @@ def main() -> None:
     one_s, one_tokens, one = timed(loaded, conversations, config.model_copy(update={"batch_size": 1}))
     batched_s, batched_tokens, batched = timed(loaded, conversations, config.model_copy(update={"batch_size": args.n}))
     same = sum(a.ids == b.ids for a, b in zip(one, batched))
-    print(f"model {MODEL} ({args.dtype}, {args.device or 'cpu'}), {torch.get_num_threads()} threads, {len(conversations)} prompts, "
+    weights = "random weights" if args.random_init is not None else "trained weights"
+    print(f"model {args.model} ({args.dtype}, {weights}, {args.device or 'cpu'}), {torch.get_num_threads()} threads, {len(conversations)} prompts, "
           f"greedy, up to {args.max_new_tokens} new tokens")
     print(f"one sequence at a time: {one_tokens} tokens in {one_s:.1f} s = {one_tokens / one_s:.1f} tokens/s")
     print(f"batch of {args.n}:         {batched_tokens} tokens in {batched_s:.1f} s = {batched_tokens / batched_s:.1f} tokens/s")

@@ -25,7 +25,7 @@ from latent_reward.batching import partition_by_length
 from latent_reward.data.schema import Message
 from transformers import DynamicCache
 
-from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, stop_token_ids
+from latent_reward.models.architecture import attention_kernels, cache_kwarg, output_cache, residual_hook, stop_token_ids
 from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
 
@@ -126,11 +126,12 @@ def generate(loaded: LoadedModel, prompts: list[list[int]], config: GenerationCo
     config = config or GenerationConfig()
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
     replies: list[Reply | None] = [None] * len(prompts)
-    for start in range(0, len(order), config.batch_size):
-        batch = order[start : start + config.batch_size]
-        for index, reply in zip(batch, _generate_batch(loaded, [prompts[i] for i in batch], [first_index + i for i in batch],
-                                                      config, interventions, read_layer, on_token)):
-            replies[index] = reply
+    with attention_kernels(next(loaded.model.parameters()).device):
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            for index, reply in zip(batch, _generate_batch(loaded, [prompts[i] for i in batch], [first_index + i for i in batch],
+                                                          config, interventions, read_layer, on_token)):
+                replies[index] = reply
     return replies
 
 

@@ -3,6 +3,7 @@ KV cache is passed, which tokens end a turn, and hooks on the residual stream.""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 
@@ -21,6 +22,20 @@ def decoder_layers(model) -> torch.nn.ModuleList:
         if isinstance(module, torch.nn.ModuleList):
             return module
     raise UserError(f"cannot find the transformer blocks of {type(model).__name__}")
+
+
+def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
+    """On CUDA, scaled-dot-product attention without the cuDNN backend; elsewhere nothing changes.
+
+    PyTorch tries cuDNN attention first on Hopper, and its CPU cost per call is high for batches that each differ
+    in length: on an H100 it took 42% of an extraction's CPU time under the profiler (1.6 ms a call); without it
+    the extraction ran 7% faster (15,879 vs 14,844 tokens/s, one interleaved run of 150 examples each).
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def cache_kwarg(module) -> str:

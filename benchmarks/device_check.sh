@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU checks, for a lent GPU machine that has PyTorch but no internet and no room for the bundled weights.
+#
+#   benchmarks/device_check.sh prepare   # here: fills .gpu/ (keep it out of git) with what the machine lacks
+#   benchmarks/device_check.sh run       # there: CUDA tests, then extraction and generation benchmarks in bfloat16
+#
+# prepare writes SmolLM2's config and tokenizer without its weights (the benchmarks give that shape random
+# weights), the two data files the extraction benchmark reads, and wheels for the Python packages the
+# machine's image lacks (for Python 3.12). run writes its logs to $OUT (or /tmp/device-check).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+GPU=.gpu
+PYTHON=${PYTHON:-python3}
+
+prepare() {
+    local shared=../shared/data
+    mkdir -p "$GPU/data" "$GPU/whl" "$GPU/smollm2-shape"
+    cp "$shared/ultrafeedback_binarized_subset_1200.jsonl" "$shared/arena_bench_v1_gpt4_scores.jsonl.gz" "$GPU/data/"
+    .venv/bin/python - "$GPU/smollm2-shape" <<'EOF'
+import sys
+from latent_reward.models.loading import bundled_folder
+from transformers import AutoConfig, AutoTokenizer
+source = bundled_folder("smollm2-135m-instruct")
+AutoConfig.from_pretrained(source).save_pretrained(sys.argv[1])
+AutoTokenizer.from_pretrained(source).save_pretrained(sys.argv[1])
+EOF
+    .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$GPU/whl" \
+        transformers==5.24.0 pydantic==2.14.4 pydantic_core==2.50.5 typing-inspection==0.4.5 annotated-types \
+        typing_extensions datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 trl==1.16.0
+    du -sh "$GPU"
+}
+
+run() {
+    local out=${OUT:-/tmp/device-check} shape=(--model "$GPU/smollm2-shape" --random-init 0 --device cuda --dtype bfloat16)
+    mkdir -p "$out"
+    $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$GPU"/whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    $PYTHON -c "import torch, transformers, trl, datasets, pyarrow; print('torch', torch.__version__, 'transformers', \
+transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)"
+    timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/tests.log" | tail -25
+    timeout 130 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 600 --batch-tokens 8192 \
+        --repeats 3 2>&1 | tee "$out/extract_8192.log"
+    timeout 45 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 200 --batch-tokens 8192 \
+        --profile 2>&1 | tee "$out/profile.log"
+    timeout 60 $PYTHON benchmarks/generation_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 16 --max-new-tokens 128 \
+        2>&1 | tee "$out/generation.log"
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) run ;;
+    *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+esac

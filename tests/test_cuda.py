@@ -1,0 +1,112 @@
+"""The GPU code paths on the tiny random model: each result on cuda against the same computation on the CPU.
+
+Skipped where torch sees no GPU (CI has none); run them on a lent GPU machine with benchmarks/device_check.sh.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import synthetic_examples, write_jsonl
+from latent_reward.activations import ExtractConfig, extract
+from latent_reward.activations.tokens import response_token_states
+from latent_reward.config import DataSpec
+from latent_reward.generation import GenerationConfig, Intervention, generate_chat
+from latent_reward.generation.teacher_forced import read_back
+from latent_reward.models.chat import prompt_token_ids
+from latent_reward.models.loading import LoadedModel, load_model
+from latent_reward.training.trainers import PostTrainConfig
+from latent_reward.workflows.train import TrainJob, run_train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+POSITIONS = ("user_end", "assistant_start", "response_last", "eot", "response_mean")
+CONVERSATIONS = [[{"role": "user", "content": text}] for text in
+                 ("what is two plus two?", "how do I cook pasta? boil water, add salt", "the quick brown fox", "Paris is the capital of")]
+
+
+def on(loaded: LoadedModel, device: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """A copy of the loaded model on another device and dtype."""
+    return LoadedModel(copy.deepcopy(loaded.model).to(device=device, dtype=dtype), loaded.tokenizer, loaded.info)
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))
+
+
+def stored(loaded: LoadedModel, folder, logprobs: bool = True):
+    config = ExtractConfig(positions=POSITIONS, token_layers=(1, 3), logprobs=logprobs, batch_tokens=200, shard_size=5)
+    return extract(loaded, synthetic_examples(), folder, config, progress=False).store
+
+
+def test_extraction_on_cuda_stores_what_the_cpu_stores(tiny, tmp_path):
+    cpu, gpu = stored(tiny, tmp_path / "cpu"), stored(on(tiny, "cuda"), tmp_path / "cuda")
+    assert gpu.ids == cpu.ids
+    for position in POSITIONS:
+        np.testing.assert_allclose(gpu.array(position).astype(np.float32), cpu.array(position).astype(np.float32),
+                                   rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(gpu.stat("logprob_sum"), cpu.stat("logprob_sum"), rtol=1e-3, atol=1e-3)
+
+
+def test_bfloat16_extraction_on_cuda_stays_near_float32(tiny, tmp_path):
+    reference = stored(tiny, tmp_path / "cpu", logprobs=False)
+    half = stored(on(tiny, "cuda", torch.bfloat16), tmp_path / "bf16", logprobs=False)
+    for position in POSITIONS:
+        assert relative_error(half.array(position), reference.array(position).astype(np.float64)) < 0.05
+
+
+def test_token_states_on_cuda_match_the_cpu(tiny):
+    messages = [e.messages for e in synthetic_examples(n_prompts=3)]
+    cpu, _ = response_token_states(tiny, messages, layer=2)
+    gpu, _ = response_token_states(on(tiny, "cuda"), messages, layer=2)
+    for a, b in zip(gpu, cpu):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_batched_generation_on_cuda_gives_the_cpu_replies(tiny):
+    config = GenerationConfig(max_new_tokens=6)
+    gpu_model = on(tiny, "cuda")
+    cpu = generate_chat(tiny, CONVERSATIONS, config, read_layer=2)
+    batched = generate_chat(gpu_model, CONVERSATIONS, config, read_layer=2)
+    single = generate_chat(gpu_model, CONVERSATIONS, config.model_copy(update={"batch_size": 1}), read_layer=2)
+    assert [r.ids for r in batched] == [r.ids for r in single] == [r.ids for r in cpu]
+    for a, b in zip(batched, cpu):
+        np.testing.assert_allclose(a.states, b.states, rtol=1e-3, atol=1e-3)
+
+
+def test_steering_on_cuda_moves_what_it_moves_on_the_cpu(tiny):
+    vector = np.linspace(-1, 1, 32).astype(np.float32)
+    steer = (Intervention(1, vector, scope="generated"),)
+    config = GenerationConfig(max_new_tokens=5)
+    cpu = generate_chat(tiny, CONVERSATIONS, config, interventions=steer, read_layer=2)
+    gpu = generate_chat(on(tiny, "cuda"), CONVERSATIONS, config, interventions=steer, read_layer=2)
+    assert [r.ids for r in gpu] == [r.ids for r in cpu]
+    prompts = [prompt_token_ids(tiny.tokenizer, c) for c in CONVERSATIONS]
+    replies = [r.ids for r in cpu]
+    on_cpu = read_back(tiny, prompts, replies, steer)
+    on_gpu = read_back(on(tiny, "cuda"), prompts, replies, steer)
+    for a, b in zip(on_gpu, on_cpu):
+        assert a.nll == pytest.approx(b.nll, rel=1e-3, abs=1e-3) and a.kl == pytest.approx(b.kl, rel=1e-2, abs=1e-4)
+    assert max(b.kl for b in on_cpu) > 0  # the vector changes the distributions, so the comparison means something
+
+
+def test_device_map_auto_places_the_model_on_the_gpu_and_extracts(tiny_model_dir, tmp_path):
+    loaded = load_model(str(tiny_model_dir), device_map="auto")
+    assert next(loaded.model.parameters()).device.type == "cuda"
+    store = stored(loaded, tmp_path / "store", logprobs=False)
+    assert np.isfinite(store.array("eot").astype(np.float32)).all() and len(store) == len(synthetic_examples())
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_training_steps_run_on_the_gpu_in_bfloat16(method, tiny_model_dir, tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the quick fox", "chosen": "paris is the capital",
+                                                    "rejected": "dog dog dog dog"} for i in range(12)])
+    torch.cuda.reset_peak_memory_stats()
+    summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
+                                 config=PostTrainConfig(method=method, max_steps=2, max_length=64, bf16=True), out=tmp_path / method))
+    assert summary["steps"] == 2
+    assert torch.cuda.max_memory_allocated() > 0  # the trainer put the model on the GPU
+    reloaded = load_model(str(tmp_path / method), device="cuda")
+    assert len(stored(reloaded, tmp_path / "store", logprobs=False)) == len(synthetic_examples())
