@@ -32,20 +32,25 @@ EOF
 }
 
 run() {
-    local out=${OUT:-/tmp/device-check} shape=(--model "$GPU/smollm2-shape" --random-init 0 --device cuda --dtype bfloat16)
+    local out=${OUT:-/tmp/device-check} status=0 shape=(--model "$GPU/smollm2-shape" --random-init 0 --device cuda --dtype bfloat16)
     mkdir -p "$out"
     $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$GPU"/whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     $PYTHON -c "import torch, transformers, trl, datasets, pyarrow; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)"
-    timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/tests.log" | tail -25
-    timeout 130 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 600 --batch-tokens 8192 \
-        --repeats 3 2>&1 | tee "$out/extract_8192.log"
-    timeout 45 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 200 --batch-tokens 8192 \
-        --profile 2>&1 | tee "$out/profile.log"
-    timeout 60 $PYTHON benchmarks/generation_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 16 --max-new-tokens 128 \
-        2>&1 | tee "$out/generation.log"
+    # Each step has its own limit (about 7 minutes in all on an H100), so one that hangs leaves the others their time.
+    timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/tests.log" | tail -3 || status=1
+    timeout 240 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 600 --batch-tokens 8192 \
+        --repeats 3 2>&1 | tee "$out/extract_8192.log" || status=1
+    timeout 120 $PYTHON benchmarks/generation_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 16 --max-new-tokens 64 \
+        2>&1 | tee "$out/generation.log" || status=1
+    timeout 150 $PYTHON benchmarks/forward_call_cost.py "${shape[@]}" --data-dir "$GPU/data" 2>&1 | tee "$out/call_cost.log" \
+        || status=1
+    timeout 90 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 24 --batch-tokens 8192 \
+        --profile >"$out/profile.log" 2>&1 || status=1
+    grep -v '^ *$' "$out/profile.log" | head -30
+    return $status
 }
 
 case "${1:-}" in

@@ -25,13 +25,12 @@ from pathlib import Path
 
 import torch
 
+from common import add_model_arguments, describe, load
 from latent_reward.activations import plan
 from latent_reward.activations.forward import ResidualReader
 from latent_reward.positions import POSITIONS
 from latent_reward.data import load_dataset
-from latent_reward.models import load_model, render_example
-
-MODEL = "smollm2-135m-instruct"
+from latent_reward.models import render_example
 
 
 def synchronize(device: torch.device) -> None:
@@ -91,7 +90,8 @@ def time_chunks(reader: ResidualReader, chunks, rendered, batch_tokens: int) -> 
 def throughput(loaded, examples, max_tokens: int, batch_tokens: int, repeats: int) -> dict:
     rendered = [render_example(loaded.tokenizer, e.messages, max_tokens) for e in examples]
     units = plan.make_units(rendered, True)
-    chunks = plan.prompt_chunks(units, 2 * batch_tokens)
+    device_type = loaded.model.device.type
+    chunks = plan.prompt_chunks(units, 2 * batch_tokens, device_type)
     tokens = sum(len(r.input_ids) for r in rendered)
     layers = tuple(range(loaded.info.n_layers + 1))
     extracting = ResidualReader(loaded.model, layers, POSITIONS, (), False)
@@ -105,8 +105,8 @@ def throughput(loaded, examples, max_tokens: int, batch_tokens: int, repeats: in
         extracting = ResidualReader(loaded.model, layers, POSITIONS, (), False)
     extracting.close()
     computed = [u.prompt_length for u in units] + [n for u in units for n in u.continuation_lengths]
-    padded = plan.padded_tokens(chunks, batch_tokens)
-    calls = sum(1 + len(plan.response_batches(chunk, batch_tokens)) for chunk in chunks)
+    padded = plan.padded_tokens(chunks, batch_tokens, device_type)
+    calls = plan.forward_calls(chunks, batch_tokens, device_type)
     useful_flops = forward_flops(loaded.model, [len(r.input_ids) for r in rendered])
     best_extract, best_plain = min(extract_s), min(plain_s)
     return {
@@ -134,7 +134,7 @@ def sharing_on_arena(loaded, data_dir: Path, max_tokens: int, batch_tokens: int,
     reader = ResidualReader(loaded.model, tuple(range(loaded.info.n_layers + 1)), POSITIONS, (), False)
     seconds = {}
     for share in (True, False):
-        chunks = plan.prompt_chunks(plan.make_units(subset, share), 2 * batch_tokens)
+        chunks = plan.prompt_chunks(plan.make_units(subset, share), 2 * batch_tokens, loaded.model.device.type)
         seconds[share] = time_chunks(reader, chunks, subset, batch_tokens)
     reader.close()
     return {
@@ -155,10 +155,11 @@ def profile(loaded, examples, max_tokens: int, batch_tokens: int, top: int = 15)
 
     on_gpu = loaded.model.device.type == "cuda"
     rendered = [render_example(loaded.tokenizer, e.messages, max_tokens) for e in examples]
-    chunks = plan.prompt_chunks(plan.make_units(rendered, True), 2 * batch_tokens)
+    chunks = plan.prompt_chunks(plan.make_units(rendered, True), 2 * batch_tokens, loaded.model.device.type)
     reader = ResidualReader(loaded.model, tuple(range(loaded.info.n_layers + 1)), POSITIONS, (), False)
     time_chunks(reader, chunks[:2], rendered, batch_tokens)
-    with torch_profile(activities=[ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * on_gpu) as profiler:
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if on_gpu else [ProfilerActivity.CPU]
+    with torch_profile(activities=activities) as profiler:
         time_chunks(reader, chunks, rendered, batch_tokens)
     reader.close()
     print(profiler.key_averages().table(sort_by="self_device_time_total" if on_gpu else "self_cpu_time_total", row_limit=top))
@@ -197,15 +198,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--batch-tokens", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--dtype", default="float32")
     parser.add_argument("--memory-n", type=int, default=48, help="examples for the 1x memory run (4x is also run)")
     parser.add_argument("--profile", action="store_true", help="print where the time goes instead of the figures")
-    parser.add_argument("--model", default=MODEL, help="bundled name or model folder")
-    parser.add_argument("--random-init", type=int, default=None, metavar="SEED", help="random weights of the model's shape")
-    parser.add_argument("--device", default=None, help="e.g. cuda")
+    add_model_arguments(parser, dtype="float32")
     args = parser.parse_args()
     torch.manual_seed(0)
-    loaded = load_model(args.model, dtype=args.dtype, device=args.device, random_init_seed=args.random_init)
+    loaded = load(args)
     device = loaded.model.device
     if args.profile:
         examples = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), limit=args.n).examples
@@ -216,9 +214,7 @@ def main() -> None:
     result = throughput(loaded, uf, args.max_tokens, args.batch_tokens, args.repeats)
     # The bound is the faster of two peak measurements, before and after (the machine's speed drifts by a few percent).
     peak = max(peak, matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size, device))
-    weights = "random weights" if args.random_init is not None else "trained weights"
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"model {args.model} ({args.dtype}, {weights}), {where}, {result['examples']} UltraFeedback examples, "
+    print(f"{describe(args, loaded)}, {result['examples']} UltraFeedback examples, "
           f"{result['tokens']} tokens (max_tokens {args.max_tokens}, batch_tokens {args.batch_tokens})")
     print(f"extraction   {result['extract_tokens_per_s']:8.0f} tokens/s")
     print(f"plain forward{result['plain_forward_tokens_per_s']:8.0f} tokens/s   ratio extraction/plain = "

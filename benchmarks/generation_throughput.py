@@ -14,13 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
+from common import add_model_arguments, describe, load
 from latent_reward.data import load_dataset
 from latent_reward.generation import GenerationConfig, generate_chat
-from latent_reward.models import load_model
-
-MODEL = "smollm2-135m-instruct"
 
 
 def timed(loaded, conversations, config: GenerationConfig) -> tuple[float, int, list]:
@@ -34,12 +30,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--n", type=int, default=16, help="sequences")
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--model", default=MODEL, help="bundled name or model folder")
-    parser.add_argument("--random-init", type=int, default=None, metavar="SEED", help="random weights of the model's shape")
+    add_model_arguments(parser, dtype="bfloat16")
     args = parser.parse_args()
-    loaded = load_model(args.model, dtype=args.dtype, device=args.device, random_init_seed=args.random_init)
+    loaded = load(args)
     examples = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), sample_prompts=args.n).examples
     conversations = list({e.group: e.prompt_messages for e in examples}.values())[: args.n]
     config = GenerationConfig(max_new_tokens=args.max_new_tokens)
@@ -47,9 +40,7 @@ def main() -> None:
     one_s, one_tokens, one = timed(loaded, conversations, config.model_copy(update={"batch_size": 1}))
     batched_s, batched_tokens, batched = timed(loaded, conversations, config.model_copy(update={"batch_size": args.n}))
     same = sum(a.ids == b.ids for a, b in zip(one, batched))
-    weights = "random weights" if args.random_init is not None else "trained weights"
-    print(f"model {args.model} ({args.dtype}, {weights}, {args.device or 'cpu'}), {torch.get_num_threads()} threads, {len(conversations)} prompts, "
-          f"greedy, up to {args.max_new_tokens} new tokens")
+    print(f"{describe(args, loaded)}, {len(conversations)} prompts, greedy, up to {args.max_new_tokens} new tokens")
     print(f"one sequence at a time: {one_tokens} tokens in {one_s:.1f} s = {one_tokens / one_s:.1f} tokens/s")
     print(f"batch of {args.n}:         {batched_tokens} tokens in {batched_s:.1f} s = {batched_tokens / batched_s:.1f} tokens/s")
     print(f"speed-up {batched_tokens / batched_s / (one_tokens / one_s):.1f}x (target >= 5x); "

@@ -89,24 +89,31 @@ def test_steering_on_cuda_moves_what_it_moves_on_the_cpu(tiny):
     on_gpu = read_back(on(tiny, "cuda"), prompts, replies, steer)
     for a, b in zip(on_gpu, on_cpu):
         assert a.nll == pytest.approx(b.nll, rel=1e-3, abs=1e-3) and a.kl == pytest.approx(b.kl, rel=1e-2, abs=1e-4)
-    assert max(b.kl for b in on_cpu) > 0  # the vector changes the distributions, so the comparison means something
+    assert max(b.kl for b in on_cpu) > 1e-3  # the vector changes the distributions, so the comparison means something
 
 
-def test_device_map_auto_places_the_model_on_the_gpu_and_extracts(tiny_model_dir, tmp_path):
+def test_device_map_auto_places_the_model_on_the_gpu_and_extracts_what_the_cpu_does(tiny_model_dir, tmp_path):
     loaded = load_model(str(tiny_model_dir), device_map="auto")
     assert next(loaded.model.parameters()).device.type == "cuda"
-    store = stored(loaded, tmp_path / "store", logprobs=False)
-    assert np.isfinite(store.array("eot").astype(np.float32)).all() and len(store) == len(synthetic_examples())
+    gpu = stored(loaded, tmp_path / "cuda", logprobs=False)
+    cpu = stored(load_model(str(tiny_model_dir)), tmp_path / "cpu", logprobs=False)
+    for position in POSITIONS:
+        np.testing.assert_allclose(gpu.array(position).astype(np.float32), cpu.array(position).astype(np.float32),
+                                   rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_training_steps_run_on_the_gpu_in_bfloat16(method, tiny_model_dir, tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the quick fox", "chosen": "paris is the capital",
                                                     "rejected": "dog dog dog dog"} for i in range(12)])
+    torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
     summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
                                  config=PostTrainConfig(method=method, max_steps=2, max_length=64, bf16=True), out=tmp_path / method))
     assert summary["steps"] == 2
-    assert torch.cuda.max_memory_allocated() > 0  # the trainer put the model on the GPU
-    reloaded = load_model(str(tmp_path / method), device="cuda")
-    assert len(stored(reloaded, tmp_path / "store", logprobs=False)) == len(synthetic_examples())
+    assert torch.cuda.max_memory_allocated() > before  # the trainer put the model and its batches on the GPU
+    start = load_model(str(tiny_model_dir)).model.state_dict()
+    trained = load_model(str(tmp_path / method), device="cuda")
+    assert any(not torch.equal(value.cpu(), start[name]) for name, value in trained.model.state_dict().items())
+    assert len(stored(trained, tmp_path / "store", logprobs=False)) == len(synthetic_examples())

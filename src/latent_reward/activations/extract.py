@@ -145,7 +145,7 @@ def _extract(loaded, examples, out: Path, config: ExtractConfig, progress, sourc
         if todo or manifest.get("status") != "complete":  # a run that reused everything keeps the measured timings
             timings = {"render_seconds": round(render_seconds, 3), "forward_seconds_this_run": round(forward_seconds, 3),
                        "wall_seconds_this_run": round(seconds, 3), "tokens_this_run": tokens_done}
-            _finish_manifest(out, manifest, shards, units, rendered, config, timings)
+            _finish_manifest(out, manifest, shards, units, rendered, config, timings, reader.device.type)
     if state is not None:
         state.wait_for_everyone()
     return ExtractResult(ActivationStore.open(out), seconds, total_tokens, len(todo), len(mine) - len(todo), repaired)
@@ -157,7 +157,7 @@ def _run_shard(reader: ResidualReader, shard: list[Unit], rendered: list[Rendere
     order: list[int] = []
     tokens: list[torch.Tensor] = []
     logprob_sums: list[float] = []
-    for chunk in prompt_chunks(shard, config.prompt_tokens):
+    for chunk in prompt_chunks(shard, config.prompt_tokens, reader.device.type):
         states = reader.run(chunk, rendered, config.batch_tokens)
         advance(len(states.example_index), sum(len(rendered[i].input_ids) for i in states.example_index))
         order.extend(states.example_index)
@@ -200,13 +200,15 @@ def _prepare_folder(out: Path, fingerprint: dict, examples: list[Example], loade
     write_json(manifest_path, manifest)
 
 
-def _finish_manifest(out: Path, manifest: dict, shards, units, rendered, config: ExtractConfig, timings: dict) -> None:
+def _finish_manifest(out: Path, manifest: dict, shards, units, rendered, config: ExtractConfig, timings: dict,
+                     device_type: str) -> None:
     broken = [i for i in range(len(shards)) if store_format.shard_problem(out, i, checksum=False)]
     if broken:
         raise UserError(f"{len(broken)} shard(s) are missing or damaged after extraction; run the same command again")
     tokens_total = sum(len(r.input_ids) for r in rendered)
     computed = sum(u.prompt_length + sum(u.continuation_lengths) for u in units)
-    padded = sum(padded_tokens(prompt_chunks(shard, config.prompt_tokens), config.batch_tokens) for shard in shards)
+    padded = sum(padded_tokens(prompt_chunks(shard, config.prompt_tokens, device_type), config.batch_tokens, device_type)
+                 for shard in shards)
     manifest.update(
         status="complete",
         n_examples=len(rendered),

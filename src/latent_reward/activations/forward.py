@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from latent_reward.activations.plan import Unit, response_batches
-from latent_reward.models.architecture import attention_kernels, cache_kwarg, output_cache, residual_hook
+from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, without_cudnn_attention
 from latent_reward.models.chat import RenderedExample
 from latent_reward.positions import BY_NAME, TOKEN_POSITION, Position
 
@@ -135,13 +135,13 @@ class ResidualReader:
     def run(self, units: list[Unit], rendered: list[RenderedExample], batch_tokens: int) -> BatchStates:
         """States of every member of a chunk of units: one prompt pass, then the responses in batches of about
         `batch_tokens` padded tokens (sorted by length), each on its prompt's rows of the chunk's KV cache."""
-        with attention_kernels(self.device):
+        with without_cudnn_attention(self.device):
             return self._run(units, rendered, batch_tokens)
 
     def _run(self, units: list[Unit], rendered: list[RenderedExample], batch_tokens: int) -> BatchStates:
         prompt_states, cache, prompt_mask, last_hidden = self._prompt_pass(units, rendered)
         result = BatchStates(example_index=[])
-        for batch in response_batches(units, batch_tokens):
+        for batch in response_batches(units, batch_tokens, self.device.type):
             rows = torch.tensor([u for u, _ in batch])
             members = [units[u].members[m] for u, m in batch]
             states = self._response_pass(units, rows, members, rendered, _select_rows(cache, rows.to(self.device)),

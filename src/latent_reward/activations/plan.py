@@ -60,25 +60,30 @@ def make_shards(units: list[Unit], shard_size: int) -> list[list[Unit]]:
     return [shard for shard in shards if shard]
 
 
-def prompt_chunks(units: list[Unit], prompt_tokens: int) -> list[list[Unit]]:
+def prompt_chunks(units: list[Unit], prompt_tokens: int, device_type: str = "cpu") -> list[list[Unit]]:
     """Units in order of prompt length, grouped so that each chunk's padded prompt pass stays within `prompt_tokens`."""
     ordered = sorted(units, key=lambda u: (u.prompt_length, u.members[0]))
-    return partition_by_length(ordered, lambda u: u.prompt_length, prompt_tokens)
+    return partition_by_length(ordered, lambda u: u.prompt_length, prompt_tokens, device_type)
 
 
-def response_batches(units: list[Unit], batch_tokens: int) -> list[list[tuple[int, int]]]:
+def response_batches(units: list[Unit], batch_tokens: int, device_type: str = "cpu") -> list[list[tuple[int, int]]]:
     """(unit index, member position) pairs of one chunk batched for the response pass: by continuation length,
     each batch's padded size within `batch_tokens`."""
     items = [(u, m) for u, unit in enumerate(units) for m in range(len(unit.members))]
     items.sort(key=lambda item: (units[item[0]].continuation_lengths[item[1]], item))
-    return partition_by_length(items, lambda item: units[item[0]].continuation_lengths[item[1]], batch_tokens)
+    return partition_by_length(items, lambda item: units[item[0]].continuation_lengths[item[1]], batch_tokens, device_type)
 
 
-def padded_tokens(chunks: list[list[Unit]], batch_tokens: int) -> int:
+def padded_tokens(chunks: list[list[Unit]], batch_tokens: int, device_type: str = "cpu") -> int:
     """Tokens the two passes over these chunks compute, padding included."""
     total = 0
     for chunk in chunks:
         total += len(chunk) * max(u.prompt_length for u in chunk)
         total += sum(len(batch) * max(chunk[u].continuation_lengths[m] for u, m in batch)
-                     for batch in response_batches(chunk, batch_tokens))
+                     for batch in response_batches(chunk, batch_tokens, device_type))
     return total
+
+
+def forward_calls(chunks: list[list[Unit]], batch_tokens: int, device_type: str = "cpu") -> int:
+    """Forward calls the two passes over these chunks make."""
+    return sum(1 + len(response_batches(chunk, batch_tokens, device_type)) for chunk in chunks)

@@ -19,7 +19,7 @@ def response_token_states(loaded: LoadedModel, messages: list[list[dict[str, str
     reader = ResidualReader(loaded.model, (), (), (layer,), False)
     states: list[np.ndarray | None] = [None] * len(rendered)
     try:
-        for chunk in prompt_chunks(make_units(rendered), 2 * batch_tokens):
+        for chunk in prompt_chunks(make_units(rendered), 2 * batch_tokens, reader.device.type):
             result = reader.run(chunk, rendered, batch_tokens)
             for index, tokens in zip(result.example_index, result.token_states):
                 states[index] = tokens[:, 0].numpy()
@@ -35,7 +35,7 @@ def position_states(loaded: LoadedModel, messages: list[list[dict[str, str]]], p
     reader = ResidualReader(loaded.model, (layer,), (position,), (), False)
     states = np.zeros((len(rendered), loaded.info.d_model), dtype=np.float32)
     try:
-        for chunk in prompt_chunks(make_units(rendered), 2 * batch_tokens):
+        for chunk in prompt_chunks(make_units(rendered), 2 * batch_tokens, reader.device.type):
             result = reader.run(chunk, rendered, batch_tokens)
             states[result.example_index] = result.positions[position][:, 0].numpy()
     finally:
@@ -49,7 +49,7 @@ def last_token_states(loaded: LoadedModel, token_lists: list[list[int]], layer: 
     import torch
 
     from latent_reward.batching import partition_by_length
-    from latent_reward.models.architecture import residual_hook
+    from latent_reward.models.architecture import residual_hook, without_cudnn_attention
 
     order = sorted(range(len(token_lists)), key=lambda i: (len(token_lists[i]), i))
     states = np.zeros((len(token_lists), loaded.info.d_model), dtype=np.float32)
@@ -58,8 +58,8 @@ def last_token_states(loaded: LoadedModel, token_lists: list[list[int]], layer: 
     device = next(loaded.model.parameters()).device
     base = getattr(loaded.model, loaded.model.base_model_prefix, loaded.model)
     try:
-        with torch.inference_mode():
-            for batch in partition_by_length(order, lambda i: len(token_lists[i]), batch_tokens):
+        with torch.inference_mode(), without_cudnn_attention(device):
+            for batch in partition_by_length(order, lambda i: len(token_lists[i]), batch_tokens, device.type):
                 width = max(len(token_lists[i]) for i in batch)
                 ids = torch.zeros((len(batch), width), dtype=torch.long)
                 mask = torch.zeros_like(ids)

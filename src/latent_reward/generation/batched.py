@@ -25,7 +25,7 @@ from latent_reward.batching import partition_by_length
 from latent_reward.data.schema import Message
 from transformers import DynamicCache
 
-from latent_reward.models.architecture import attention_kernels, cache_kwarg, output_cache, residual_hook, stop_token_ids
+from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, stop_token_ids, without_cudnn_attention
 from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
 
@@ -126,7 +126,7 @@ def generate(loaded: LoadedModel, prompts: list[list[int]], config: GenerationCo
     config = config or GenerationConfig()
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
     replies: list[Reply | None] = [None] * len(prompts)
-    with attention_kernels(next(loaded.model.parameters()).device):
+    with without_cudnn_attention(next(loaded.model.parameters()).device):
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
             for index, reply in zip(batch, _generate_batch(loaded, [prompts[i] for i in batch], [first_index + i for i in batch],
@@ -149,7 +149,7 @@ def _prefill(model, prompts: list[list[int]], hooks: _Hooks, read_layer: int | N
     """Run the prompts (sorted by length) in groups of similar length and merge their KV caches, left-padded, into
     one batch. Returns (last-position logits, cache, attention mask, position ids, reads at the last prompt token)."""
     device = next(model.parameters()).device
-    groups = partition_by_length(list(range(len(prompts))), lambda i: len(prompts[i]), PREFILL_TOKENS)
+    groups = partition_by_length(list(range(len(prompts))), lambda i: len(prompts[i]), PREFILL_TOKENS, device.type)
     width = max(len(p) for p in prompts)
     parts = []
     for group in groups:

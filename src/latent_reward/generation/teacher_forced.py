@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from latent_reward.generation.batched import Intervention
-from latent_reward.models.architecture import residual_hook
+from latent_reward.models.architecture import residual_hook, without_cudnn_attention
 from latent_reward.models.loading import LoadedModel
 
 
@@ -26,8 +26,9 @@ def read_back(loaded: LoadedModel, prompts: list[list[int]], replies: list[list[
     next-token distributions to the unsteered one's, on the same (prompt + reply) prefixes. An intervention with
     scope "generated" acts on the reply's positions only, as it did while the reply was generated."""
     out = []
-    for start in range(0, len(prompts), batch_size):
-        out += _batch(loaded, prompts[start : start + batch_size], replies[start : start + batch_size], interventions)
+    with without_cudnn_attention(next(loaded.model.parameters()).device):
+        for start in range(0, len(prompts), batch_size):
+            out += _batch(loaded, prompts[start : start + batch_size], replies[start : start + batch_size], interventions)
     return out
 
 

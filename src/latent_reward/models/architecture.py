@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -24,18 +24,24 @@ def decoder_layers(model) -> torch.nn.ModuleList:
     raise UserError(f"cannot find the transformer blocks of {type(model).__name__}")
 
 
-def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager:
-    """On CUDA, scaled-dot-product attention without the cuDNN backend; elsewhere nothing changes.
+@contextlib.contextmanager
+def without_cudnn_attention(device: torch.device) -> Iterator[None]:
+    """On CUDA, scaled-dot-product attention with the cuDNN backend switched off (the other backends stay as the
+    caller set them; the flag is restored on exit); elsewhere nothing changes.
 
-    PyTorch tries cuDNN attention first on Hopper, and its CPU cost per call is high for batches that each differ
-    in length: on an H100 it took 42% of an extraction's CPU time under the profiler (1.6 ms a call); without it
-    the extraction ran 7% faster (15,879 vs 14,844 tokens/s, one interleaved run of 150 examples each).
+    PyTorch tries cuDNN attention first on Hopper, and its CPU cost per call is high when batches differ in
+    length: on an H100 it took 42% of an extraction's CPU time under the profiler (1.6 ms a call). Without it the
+    extraction ran 7% faster (15,879 vs 14,844 tokens/s on 150 examples: one run each, noise not measured).
     """
     if device.type != "cuda":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+        yield
+        return
+    was_enabled = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was_enabled)
 
 
 def cache_kwarg(module) -> str:
