@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from latent_reward.batching import partition_by_length
+from latent_reward.batching import CALL_OVERHEAD_TOKENS, call_overhead_tokens, partition_by_length
 
 
 def padded(batches, lengths) -> int:
@@ -34,3 +34,8 @@ def fewest_batches(lengths: list[int], budget: int) -> int:
             count, size = count + 1, 0
         size += 1
     return count
+
+
+def test_a_call_is_priced_at_32_tokens_on_a_cpu_and_at_its_budget_elsewhere():
+    assert call_overhead_tokens("cpu", 8192) == CALL_OVERHEAD_TOKENS == 32
+    assert call_overhead_tokens("cuda", 8192) == 8192 and call_overhead_tokens("cuda", 1024) == 1024

@@ -4,7 +4,8 @@ A unit is a set of examples whose rendered prompts are token-identical, so one p
 serves all of them. Work is done in chunks of units of similar prompt length: one prompt pass over
 the chunk, then its responses batched by their own length, each on its prompt's rows of the chunk's
 KV cache. Sorting each pass by its own length keeps padding low in both. The plan depends only on the
-data and the options, which is what makes a resumed run equal to an uninterrupted one.
+data, the options and the device type (which prices a forward call); the states do not depend on the plan,
+which is what makes a resumed run equal to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -60,13 +61,13 @@ def make_shards(units: list[Unit], shard_size: int) -> list[list[Unit]]:
     return [shard for shard in shards if shard]
 
 
-def prompt_chunks(units: list[Unit], prompt_tokens: int, device_type: str = "cpu") -> list[list[Unit]]:
+def prompt_chunks(units: list[Unit], prompt_tokens: int, device_type: str) -> list[list[Unit]]:
     """Units in order of prompt length, grouped so that each chunk's padded prompt pass stays within `prompt_tokens`."""
     ordered = sorted(units, key=lambda u: (u.prompt_length, u.members[0]))
     return partition_by_length(ordered, lambda u: u.prompt_length, prompt_tokens, device_type)
 
 
-def response_batches(units: list[Unit], batch_tokens: int, device_type: str = "cpu") -> list[list[tuple[int, int]]]:
+def response_batches(units: list[Unit], batch_tokens: int, device_type: str) -> list[list[tuple[int, int]]]:
     """(unit index, member position) pairs of one chunk batched for the response pass: by continuation length,
     each batch's padded size within `batch_tokens`."""
     items = [(u, m) for u, unit in enumerate(units) for m in range(len(unit.members))]
@@ -74,7 +75,7 @@ def response_batches(units: list[Unit], batch_tokens: int, device_type: str = "c
     return partition_by_length(items, lambda item: units[item[0]].continuation_lengths[item[1]], batch_tokens, device_type)
 
 
-def padded_tokens(chunks: list[list[Unit]], batch_tokens: int, device_type: str = "cpu") -> int:
+def padded_tokens(chunks: list[list[Unit]], batch_tokens: int, device_type: str) -> int:
     """Tokens the two passes over these chunks compute, padding included."""
     total = 0
     for chunk in chunks:
@@ -84,6 +85,6 @@ def padded_tokens(chunks: list[list[Unit]], batch_tokens: int, device_type: str 
     return total
 
 
-def forward_calls(chunks: list[list[Unit]], batch_tokens: int, device_type: str = "cpu") -> int:
+def forward_calls(chunks: list[list[Unit]], batch_tokens: int, device_type: str) -> int:
     """Forward calls the two passes over these chunks make."""
     return sum(1 + len(response_batches(chunk, batch_tokens, device_type)) for chunk in chunks)
