@@ -45,7 +45,7 @@ transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version
         --repeats 3 2>&1 | tee "$out/extract_8192.log" || status=1
     timeout 120 $PYTHON benchmarks/generation_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 16 --max-new-tokens 64 \
         2>&1 | tee "$out/generation.log" || status=1
-    timeout 150 $PYTHON benchmarks/forward_call_cost.py "${shape[@]}" --data-dir "$GPU/data" 2>&1 | tee "$out/call_cost.log" \
+    timeout 200 $PYTHON benchmarks/forward_call_cost.py "${shape[@]}" --data-dir "$GPU/data" --n 100 2>&1 | tee "$out/call_cost.log" \
         || status=1
     timeout 90 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 24 --batch-tokens 8192 \
         --profile >"$out/profile.log" 2>&1 || status=1

@@ -2,7 +2,8 @@
 
 Prints the time of a plain transformers forward on dense and padded batches of two sizes (the difference
 between the sizes is the per-token cost; the rest is the per-call cost), extraction at several `batch_tokens`
-with the number of forward calls its plan makes, and extraction with and without cuDNN attention, alternated.
+with the number of forward calls its plan makes, extraction planned at a CPU's price of a call and at this
+device's, alternated, and extraction with and without cuDNN attention, alternated.
 
     python benchmarks/forward_call_cost.py --device cuda --dtype bfloat16 [--model FOLDER --random-init 0]
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 import latent_reward.activations.forward as forward
+import latent_reward.batching as batching
 from common import add_model_arguments, describe, load
 from extract_throughput import synchronize, throughput
 from latent_reward.data import load_dataset
@@ -46,6 +48,20 @@ def plain_forwards(loaded, rows: tuple[int, ...], width: int) -> None:
             print(f"forward [{count} x {width}] {label:15s} {s * 1000:7.1f} ms  {count * width / s:10.0f} tokens/s", flush=True)
 
 
+def compare_call_prices(loaded, examples, rounds: int, batch_tokens: int = 8192) -> None:
+    """Extraction with batches planned at the CPU's price of a call and at this device's, alternated."""
+    device_price = batching.call_overhead_tokens
+    prices = {"a call priced at 32 tokens": lambda device_type, budget: batching.CALL_OVERHEAD_TOKENS,
+              "a call priced for this device": device_price}
+    for round_ in range(rounds):
+        for label in list(prices)[:: 1 if round_ % 2 == 0 else -1]:
+            batching.call_overhead_tokens = prices[label]
+            r = throughput(loaded, examples, 512, batch_tokens, 2)
+            print(f"round {round_} {label}: {r['forward_calls']} calls, extraction {r['extract_tokens_per_s']:.0f} tokens/s, "
+                  f"plain {r['plain_forward_tokens_per_s']:.0f}", flush=True)
+    batching.call_overhead_tokens = device_price
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -61,6 +77,7 @@ def main() -> None:
         r = throughput(loaded, examples, 512, batch_tokens, 2)
         print(f"batch_tokens {batch_tokens:5d}: {r['forward_calls']} forward calls, {r['padded_tokens']} padded tokens; "
               f"extraction {r['extract_tokens_per_s']:.0f} tokens/s, plain {r['plain_forward_tokens_per_s']:.0f}", flush=True)
+    compare_call_prices(loaded, examples, args.rounds)
     switch = forward.without_cudnn_attention
     variants = {"cuDNN attention allowed": lambda device: contextlib.nullcontext(), "without cuDNN attention": switch}
     for round_ in range(args.rounds):
