@@ -56,10 +56,16 @@ def _select_rows(cache, rows: torch.Tensor):
 
 @dataclass
 class _Requests:
-    """What to read in one pass: single tokens (rows, cols), averages (a [rows, cols] weight mask)."""
+    """What to read in one pass, as few operations per layer as possible (on a GPU each costs a launch):
+    every single-token position in one gather (`rows`, `cols`: one block of batch rows per name in `index_names`),
+    every average in one matmul (`mean_mask`: [names, rows, cols] of 0/1, divided by `mean_counts` afterwards)."""
 
-    index: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-    mean: dict[str, torch.Tensor] = field(default_factory=dict)
+    index_names: list[str] = field(default_factory=list)
+    rows: torch.Tensor | None = None
+    cols: torch.Tensor | None = None
+    mean_names: list[str] = field(default_factory=list)
+    mean_mask: torch.Tensor | None = None
+    mean_counts: torch.Tensor | None = None  # float32 [names, rows, 1]
     every_token: torch.Tensor | None = None  # bool [rows, cols]: the tokens kept at token_layers
 
 
@@ -81,7 +87,8 @@ class ResidualReader:
         self.device = next(model.parameters()).device
         self._cache_kwarg = cache_kwarg(self.base)
         self._requests = _Requests()
-        self._captured: dict[str, dict[int, torch.Tensor]] = {}
+        self._index_captured: dict[int, torch.Tensor] = {}
+        self._mean_captured: dict[int, torch.Tensor] = {}
         self._token_captured: dict[int, torch.Tensor] = {}
         self._handles = [residual_hook(model, layer, self._capturer(layer)) for layer in sorted(set(layers) | set(token_layers))]
 
@@ -94,33 +101,51 @@ class ResidualReader:
         def capture(hidden: torch.Tensor) -> None:
             requests = self._requests
             if layer in self.layers:
-                for name, (rows, cols) in requests.index.items():
-                    self._captured.setdefault(name, {})[layer] = hidden[rows, cols].float()
-                for name, mask in requests.mean.items():  # a matmul in the model's dtype (accumulated in float32)
-                    total = torch.einsum("bt,btd->bd", mask.to(hidden.dtype), hidden).float()
-                    self._captured.setdefault(name, {})[layer] = total / mask.sum(1, keepdim=True)
+                if requests.rows is not None:
+                    self._index_captured[layer] = hidden[requests.rows, requests.cols]
+                if requests.mean_mask is not None:  # a matmul in the model's dtype (accumulated in float32)
+                    if requests.mean_mask.dtype != hidden.dtype:
+                        requests.mean_mask = requests.mean_mask.to(hidden.dtype)
+                    self._mean_captured[layer] = torch.einsum("pbt,btd->pbd", requests.mean_mask, hidden)
             if layer in self.token_layers and requests.every_token is not None:
                 self._token_captured[layer] = hidden[requests.every_token].float()
 
         return capture
 
     def _take(self) -> dict[str, torch.Tensor]:
-        stacked = {name: torch.stack([by_layer[l] for l in self.layers], dim=1) for name, by_layer in self._captured.items()}
-        self._captured = {}
-        return stacked
+        """The states read in the last pass, per position name: float32 [rows, layers, d]."""
+        requests, taken = self._requests, {}
+        if self._index_captured:
+            stacked = torch.stack([self._index_captured[l] for l in self.layers], dim=1).float()
+            for name, block in zip(requests.index_names, stacked.chunk(len(requests.index_names))):
+                taken[name] = block
+        if self._mean_captured:
+            stacked = torch.stack([self._mean_captured[l] for l in self.layers], dim=2).float()  # [names, rows, layers, d]
+            for name, totals, counts in zip(requests.mean_names, stacked, requests.mean_counts):
+                taken[name] = totals / counts[:, :, None]
+        self._index_captured, self._mean_captured = {}, {}
+        return taken
 
     def _requests_for(self, stage: str, spans: list, offsets: list[int], width: int) -> _Requests:
         """Requests for the positions read in `stage`, for rows whose token t sits at column t - offset."""
         requests = _Requests()
-        rows = torch.arange(len(spans), device=self.device)
+        cols, masks = [], []
         for position in self.positions:
             if position.stage != stage or position.reduce == "all":  # every-token states: see token_layers
                 continue
             if position.reduce == "token":
-                cols = torch.tensor([position.rule(s) - o for s, o in zip(spans, offsets)], device=self.device)
-                requests.index[position.name] = (rows, cols)
-                continue
-            requests.mean[position.name] = self._range_mask(position, spans, offsets, width).to(self.device)
+                requests.index_names.append(position.name)
+                cols += [position.rule(s) - o for s, o in zip(spans, offsets)]
+            else:
+                requests.mean_names.append(position.name)
+                masks.append(self._range_mask(position, spans, offsets, width))
+        if cols:
+            requests.rows = torch.arange(len(spans)).repeat(len(requests.index_names)).to(self.device)
+            requests.cols = torch.tensor(cols, device=self.device)
+        if masks:
+            stacked = torch.stack(masks)
+            requests.mean_mask = stacked.to(self.device)
+            requests.mean_counts = stacked.sum(2, keepdim=True).to(self.device)
         return requests
 
     @staticmethod
