@@ -40,7 +40,7 @@ run() {
     $PYTHON -c "import torch, transformers, trl, datasets, pyarrow; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)"
     # Each step has its own limit (about 7 minutes in all on an H100), so one that hangs leaves the others their time.
-    timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/tests.log" | tail -3 || status=1
+    timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_devices.py 2>&1 | tee "$out/tests.log" | tail -3 || status=1
     timeout 240 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 600 --batch-tokens 8192 \
         --repeats 3 2>&1 | tee "$out/extract_8192.log" || status=1
     timeout 120 $PYTHON benchmarks/generation_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 16 --max-new-tokens 64 \
