@@ -1,9 +1,9 @@
 """Extraction speed and memory, measured in one run on this machine.
 
 Prints: extraction tokens/s vs a plain forward pass on the same batches (target ratio >= 0.95);
-GFLOP/s computed (linear layers + causal attention on the real tokens, each shared prompt once) vs a matmul peak in the same dtype
-measured here before and after (target: 70% in bfloat16); tokens saved by prompt
-sharing on arena-bench (16 answers per prompt) and the time it saves; peak memory at 1x and 4x
+GFLOP/s computed (linear layers + causal attention on the real tokens, each shared prompt once) vs a
+matmul peak in the same dtype measured here before and after (target: 70% in bfloat16); tokens saved by
+prompt sharing on arena-bench (16 answers per prompt) and the time it saves; peak memory at 1x and 4x
 the number of examples (target: no growth with dataset size).
 
     python benchmarks/extract_throughput.py [--data-dir ../shared/data] [--n 96] [--dtype float32] [--profile]
