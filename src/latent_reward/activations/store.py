@@ -209,6 +209,11 @@ class ActivationStore:
         """The model's number of blocks (the last residual index)."""
         return int(self.manifest["model"]["n_layers"])
 
+    @property
+    def d_model(self) -> int:
+        """Width of the stored states."""
+        return int(self._shards[0][self.positions[0]].shape[-1])
+
     def __len__(self) -> int:
         return len(self._examples)
 

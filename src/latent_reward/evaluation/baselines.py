@@ -2,8 +2,8 @@
 
 Dense features (lengths, text statistics, generator identity, log-probability) go through the same
 ridge as the probes (penalty by leave-one-prompt-out CV on the training prompts). TF-IDF features
-use an sklearn pipeline whose vectorizer is fitted inside each cross-validation fold, never on
-held-out rows.
+get the same penalty choice, with the vectorizer fitted on the training rows only, never on held-out
+rows.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pandas as pd
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import GroupKFold
 
 from latent_reward.evaluation import results as names
 from latent_reward.probes import RidgeProbe
+from latent_reward.probes.ridge import logo_errors
 
 TEXT_ALPHAS = np.logspace(-2, 3, 11)  # TF-IDF ridge penalties (sklearn's alpha)
 
@@ -87,31 +87,14 @@ def _vectorize(frame: pd.DataFrame, columns: tuple[str, ...], fit_rows: np.ndarr
     return sparse.hstack(blocks).tocsr()
 
 
-def _kernel_ridge_errors(x: sparse.csr_matrix, y: np.ndarray, train: np.ndarray, held: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """Squared error on `held` of ridge with an intercept fitted on `train`, for every penalty: one eigendecomposition
-    of the centered n_train x n_train kernel (exactly what sklearn's Ridge fits, much faster for many penalties)."""
-    xt, xh = x[train], x[held]
-    mean = np.asarray(xt.mean(axis=0)).ravel()
-    kernel = (xt @ xt.T).toarray()
-    row_means = xt @ mean
-    centered = kernel - row_means[:, None] - row_means[None, :] + mean @ mean
-    cross = (xh @ xt.T).toarray() - (xh @ mean)[:, None] - row_means[None, :] + mean @ mean
-    e, u = np.linalg.eigh(centered)
-    e = np.clip(e, 0, None)
-    y_mean = y[train].mean()
-    projected = u.T @ (y[train] - y_mean)
-    return np.array([np.sum((cross @ (u @ (projected / (e + alpha))) + y_mean - y[held]) ** 2) for alpha in alphas])
-
-
 def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndarray]:
+    """Ridge on TF-IDF features, fitted like the probes: the vectorizer and the penalty (leave-one-prompt-out
+    cross-validation, exact from one decomposition) chosen on the training rows only."""
+
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
-        frame, rows = data.frame(), np.flatnonzero(train)
-        errors = np.zeros(len(TEXT_ALPHAS))
-        folds = min(5, len(np.unique(data.groups[rows])))
-        for fold_train, fold_held in GroupKFold(n_splits=folds).split(rows, groups=data.groups[rows]):
-            x = _vectorize(frame, columns, rows[fold_train])  # fitted inside the fold
-            errors += _kernel_ridge_errors(x, data.y, rows[fold_train], rows[fold_held], TEXT_ALPHAS)
-        x = _vectorize(frame, columns, rows)
+        rows = np.flatnonzero(train)
+        x = _vectorize(data.frame(), columns, rows)
+        errors = logo_errors(x[rows], data.y[rows], data.groups[rows], TEXT_ALPHAS)
         return Ridge(alpha=float(TEXT_ALPHAS[errors.argmin()])).fit(x[rows], data.y[rows]).predict(x)
 
     return fit_predict

@@ -6,6 +6,9 @@ there and predicts the held-out fold. The out-of-fold predictions of all folds t
 example as test, which is what gives the headline its power; the cells chosen per fold show how
 stable the choice is. At each fold's chosen cell, probes trained on permuted ratings (within each
 prompt, and across all rows) give the controls' null distributions.
+
+On a sketched store (states wider than the sketch threshold, `analysis.sketch`) the cells are chosen
+on the sketch and every fold's probe is then fitted exactly, on the full states at its chosen cell.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.sketch import SketchedStore, full_store
 from latent_reward.data.splits import group_folds
 from latent_reward.evaluation.controls import global_permutations, within_group_permutations
 from latent_reward.evaluation.metrics import pearson
 from latent_reward.evaluation.results import Cell
 from latent_reward.experiments.targets import Target
 from latent_reward.io import progress_bar
-from latent_reward.probes import ProbeSettings, fit_ridge_all_layers, ridge_cv_all_layers
-from latent_reward.probes.ridge import RidgeCV
+from latent_reward.probes import ProbeSettings, ridge_cv_all_layers
+
+# The full states [n, d] at one (position, layer), for the exact fit at a cell chosen on a sketch.
+ExactStates = Callable[[str, int], np.ndarray]
 
 # Which cells a selector may choose from: the probe (any layer), or the embeddings only (a baseline).
 Selector = Callable[[str, int], bool]
@@ -33,10 +39,8 @@ LAYER_ZERO: Selector = lambda position, layer: layer == 0  # noqa: E731
 
 @dataclass
 class _Choice:
-    score: float = -np.inf
+    score: float = -np.inf  # inner-CV r of the cell chosen so far
     cell: Cell | None = None
-    predictions: np.ndarray | None = None  # for the held-out fold's rows
-    states: np.ndarray | None = None  # [n_kept, d] at the chosen cell (for the permutation controls)
 
 
 @dataclass
@@ -50,7 +54,7 @@ class CrossFit:
     permuted: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # control -> (targets [P, n], predictions [P, n])
 
 
-def cross_fit(store: ActivationStore, target: Target, positions: tuple[str, ...], n_folds: int = 5, seed: int = 0,
+def cross_fit(store: ActivationStore | SketchedStore, target: Target, positions: tuple[str, ...], n_folds: int = 5, seed: int = 0,
               settings: ProbeSettings | None = None, selectors: dict[str, Selector] | None = None,
               permutations: int = 0, progress: bool = True, folds: np.ndarray | None = None,
               controls: tuple[str, ...] = ("within", "global")) -> CrossFit:
@@ -59,23 +63,29 @@ def cross_fit(store: ActivationStore, target: Target, positions: tuple[str, ...]
     `selectors` name the restricted choices to make besides the best cell (default: just "probe").
     With `permutations` > 0, the "probe" selector's chosen cell is also fitted on that many
     within-prompt and global permutations of the target (those named in `controls`). `folds` (a fold per row) reuses
-    another cross-fit's folds, so that two cross-fits compare on the same prompts.
+    another cross-fit's folds, so that two cross-fits compare on the same prompts. A sketched store chooses cells on its
+    sketch and fits exactly on the full states.
     """
+    full = full_store(store)
+    exact = None if full is store else (lambda position, layer: target.states(full, position, [layer])[:, 0])
     return cross_fit_arrays(lambda position: target.states(store, position), list(store.layers), target.y, target.groups,
-                            positions, n_folds, seed, settings, selectors, permutations, progress, folds, controls)
+                            positions, n_folds, seed, settings, selectors, permutations, progress, folds, controls, exact)
 
 
 def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: np.ndarray, groups: np.ndarray,
                      positions: tuple[str, ...], n_folds: int = 5, seed: int = 0, settings: ProbeSettings | None = None,
                      selectors: dict[str, Selector] | None = None, permutations: int = 0, progress: bool = True,
-                     folds: np.ndarray | None = None, controls: tuple[str, ...] = ("within", "global")) -> CrossFit:
-    """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups."""
+                     folds: np.ndarray | None = None, controls: tuple[str, ...] = ("within", "global"),
+                     exact: ExactStates | None = None) -> CrossFit:
+    """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups. With `exact`,
+    those states only choose the cells, and each fold's probe is fitted on `exact(position, layer)` at its cell."""
     settings = settings or ProbeSettings()
     selectors = selectors or {"probe": ANY_CELL}
     if folds is None:
         folds = group_folds(groups, n_folds, seed)
     n_folds = int(folds.max()) + 1
     chosen = {name: [_Choice() for _ in range(n_folds)] for name in selectors}
+    kept: dict[tuple[str, int], np.ndarray] = {}  # narrow states: the columns of the cells chosen so far
     bar = progress_bar(len(positions) * n_folds, f"cross-fit ({n_folds} folds)", "fit", progress)
     for position in positions:
         x = states(position)
@@ -84,47 +94,65 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
             cv = ridge_cv_all_layers(x[train], y[train], groups[train], settings.alpha_factors)
             cv_r = np.array([pearson(y[train], cv.predictions[index, :, 0]) for index in range(len(layers))])
             for name, allowed in selectors.items():
-                _consider(chosen[name][k], x, folds == k, cv_r, cv, position, layers, allowed)
+                _consider(chosen[name][k], cv_r, position, layers, allowed)
             bar.update(1)
+        if exact is None:
+            for choice in (c for choices in chosen.values() for c in choices if c.cell and c.cell.position == position):
+                kept.setdefault((position, choice.cell.layer), np.array(x[:, layers.index(choice.cell.layer)]))
     bar.close()
+    permuted = _permuted_targets(y, groups, permutations, seed, controls) if permutations and "probe" in selectors else {}
+    fitted = _fit_at_cells(chosen, exact or (lambda position, layer: kept[(position, layer)]), y, groups, folds, settings,
+                           permuted)
     result = CrossFit(folds, groups, {}, {})
     for name, choices in chosen.items():
         if any(c.cell is None for c in choices):
             continue
-        predictions = np.empty(len(y))
-        for k, choice in enumerate(choices):
-            predictions[folds == k] = choice.predictions
-        result.predictions[name], result.cells[name] = predictions, [c.cell for c in choices]
-    if permutations and "probe" in result.cells:
-        result.permuted = _permutation_controls(chosen["probe"], y, groups, folds, settings, permutations, seed, controls)
+        result.predictions[name], result.cells[name] = fitted[name][0], [c.cell for c in choices]
+    if permuted and "probe" in result.cells:
+        result.permuted = {control: (targets, fitted["probe"][1 + i * permutations : 1 + (i + 1) * permutations])
+                           for i, (control, targets) in enumerate(permuted.items())}
     return result
 
 
-def _consider(choice: _Choice, x, held, cv_r, cv: RidgeCV, position: str, layers: list[int], allowed: Selector) -> None:
+def _consider(choice: _Choice, cv_r, position: str, layers: list[int], allowed: Selector) -> None:
     """Keep this position's best allowed layer for the fold if its inner-CV r beats the fold's choice so far."""
     candidates = [i for i, layer in enumerate(layers) if allowed(position, layer)]
     if not candidates:
         return
     index = max(candidates, key=lambda i: cv_r[i])
-    if not cv_r[index] > choice.score:
-        return
-    choice.score, choice.cell = float(cv_r[index]), Cell(position=position, layer=layers[index])
-    choice.predictions = cv.probe(index).predict(x[held, index])
-    choice.states = np.array(x[:, index])
+    if cv_r[index] > choice.score:
+        choice.score, choice.cell = float(cv_r[index]), Cell(position=position, layer=layers[index])
 
 
-def _permutation_controls(choices: list[_Choice], y, groups, folds, settings: ProbeSettings, n: int, seed: int,
-                          controls: tuple[str, ...]):
-    """Out-of-fold predictions of ridge probes trained on permuted targets at each fold's chosen cell."""
+def _permuted_targets(y, groups, n: int, seed: int, controls: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The shuffled-rating controls' targets, [n, rows] per control: within each prompt, and across all rows."""
     permute = {"within": lambda: within_group_permutations(y, groups, n, seed + 1), "global": lambda: global_permutations(y, n, seed + 2)}
+    return {name: permute[name]() for name in controls}
+
+
+def _fit_at_cells(chosen: dict[str, list[_Choice]], read: ExactStates, y, groups, folds, settings: ProbeSettings,
+                  permuted: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each fold's final probe at the cell it chose (penalty by leave-one-prompt-out CV inside the fold), on the states
+    `read` gives (the full states behind a sketch). Out-of-fold predictions per selector, [targets, rows]: the rating,
+    then, for "probe", every permuted target, fitted with the rating on one decomposition per fold. Each cell's states
+    are read once and each (cell, fold) decomposed once."""
+    states: dict[tuple[str, int], np.ndarray] = {}
+    cache: dict[tuple[str, int, int], np.ndarray] = {}  # (position, layer, fold) -> held-out predictions [targets, held]
+    extra = np.concatenate(list(permuted.values())) if permuted else np.zeros((0, len(y)))
     out = {}
-    for name in controls:
-        targets = permute[name]()
-        predictions = np.empty_like(targets)
-        for k, choice in enumerate(choices):
-            train, held = folds != k, folds == k
-            probes = fit_ridge_all_layers(choice.states[train][:, None, :], targets[:, train].T, groups[train], settings.alpha_factors)
-            for t, row in enumerate(probes):
-                predictions[t, held] = row[0].predict(choice.states[held])
-        out[name] = (targets, predictions)
+    for name in sorted(chosen, key=lambda selector: selector != "probe"):  # "probe" first: its fits carry the controls
+        targets = np.vstack([y[None], extra]) if name == "probe" else y[None]
+        predictions = np.empty((len(targets), len(y)))
+        for k, choice in enumerate(chosen[name]):
+            if choice.cell is None:
+                continue
+            cell, train, held = (choice.cell.position, choice.cell.layer), folds != k, folds == k
+            if cell not in states:
+                states[cell] = read(*cell)
+            if (*cell, k) not in cache or len(cache[(*cell, k)]) < len(targets):
+                x = states[cell]
+                cv = ridge_cv_all_layers(x[train][:, None], targets[:, train].T, groups[train], settings.alpha_factors)
+                cache[(*cell, k)] = cv.predict(0, x[held]).T
+            predictions[:, held] = cache[(*cell, k)][: len(targets)]
+        out[name] = predictions
     return out

@@ -4,7 +4,8 @@ Probes at `user_end` and `assistant_start` (states that exist before the respons
 prompt's mean rating, one row per prompt. The ratings are off-policy: they belong to other models'
 responses, so this measures how well answers to a prompt tend to be rated, not the model's own
 expected reward. Beside it: prompt-only baselines, the intraclass correlation (how much of the
-rating's variance lies between prompts, corrected for chance).
+rating's variance lies between prompts, corrected for chance). Wide states choose their cells on a
+sketch and are fitted exactly at the cells chosen (`analysis.sketch`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.sketch import SketchConfig, SketchedStore, full_store, sketch_view
 from latent_reward.data.splits import SplitPlan
 from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import TextData, prompt_text_baselines
@@ -38,6 +40,7 @@ class PromptOnlyConfig(Result):
     seed: int = 0
     n_boot: int = 1000
     folds: int = 5
+    sketch: SketchConfig = SketchConfig()
 
 
 class LayerValue(Result):
@@ -84,15 +87,23 @@ class _Prompts:
         labels = np.array([split[g] for g in self.names])
         self.masks = {name: labels == name for name in ("train", "val", "test")}
 
-    def states(self, store: ActivationStore, position: str) -> np.ndarray:
+    def states(self, store: ActivationStore | SketchedStore, position: str, layers: list[int] | None = None) -> np.ndarray:
         """float32 [n_prompts, n_layers, d]: each prompt's state (its rows agree up to batching's float rounding)."""
-        return group_means(store.array(position)[self.target.keep], self.target.groups)[1].astype(np.float32)
+        return group_means(store.array(position, layers)[self.target.keep], self.target.groups)[1].astype(np.float32)
+
+    def cross_fit(self, store: ActivationStore | SketchedStore, positions, config: PromptOnlyConfig, progress: bool):
+        """The prompt probe cross-fitted over folds of prompts (cells chosen on a sketch when the store is one)."""
+        full = full_store(store)
+        exact = None if full is store else (lambda position, layer: self.states(full, position, [layer])[:, 0])
+        return cross_fit_arrays(lambda p: self.states(store, p), list(store.layers), self.means, self.names, positions,
+                                config.folds, config.seed, progress=progress, exact=exact)
 
 
-def prompt_only(store: ActivationStore, config: PromptOnlyConfig | None = None, response_fit: SweepFit | None = None,
-                random_init_store: ActivationStore | None = None, progress: bool = False) -> PromptOnlyResult | None:
+def prompt_only(store: ActivationStore | SketchedStore, config: PromptOnlyConfig | None = None, response_fit: SweepFit | None = None,
+                random_init_store: ActivationStore | SketchedStore | None = None, progress: bool = False) -> PromptOnlyResult | None:
     """None when the store has no state from before the response."""
     config = config or PromptOnlyConfig()
+    store, random_init_store = sketch_view(store, config.sketch), sketch_view(random_init_store, config.sketch)
     positions = tuple(p for p in PROMPT_POSITIONS if p in store.positions)
     if not positions:
         return None
@@ -106,10 +117,13 @@ def prompt_only(store: ActivationStore, config: PromptOnlyConfig | None = None, 
     best_value = max(curves, key=lambda c: c.val.value if c.val.value is not None else -np.inf)
     best = Cell(position=best_value.position, layer=best_value.layer)
     best_p = predictions[(best.position, best.layer)]
+    if full_store(store) is not store:  # curves on a sketch: the best cell's probe fitted on the full states
+        x = prompts.states(full_store(store), best.position, [best.layer])
+        train = masks["train"]
+        best_p = fit_ridge_all_layers(x[train], y[train], names[train])[0][0].predict(x[:, 0])
     test = masks["test"]
     resampler = Resampler.make(names, config.n_boot, config.seed)
-    fitted = cross_fit_arrays(lambda p: prompts.states(store, p), list(store.layers), y, names, positions, config.folds,
-                              config.seed, progress=progress)
+    fitted = prompts.cross_fit(store, positions, config, progress)
     probe_p = fitted.predictions["probe"]
     return PromptOnlyResult(
         target=target.name, n_prompts={name: int(mask.sum()) for name, mask in masks.items()}, curves=curves, best=best,
@@ -153,8 +167,7 @@ def _baselines(prompts: _Prompts, folds, probe_p, resampler, random_init_store, 
     if random_init_store is not None and all(p in random_init_store.positions for p in positions):
         random_target = make_target(random_init_store, prompts.target.name)
         random_prompts = _Prompts(random_init_store, random_target, _plan_from_masks(prompts))
-        fitted = cross_fit_arrays(lambda p: random_prompts.states(random_init_store, p), list(random_init_store.layers), y, names,
-                                  positions, config.folds, config.seed, progress=False)
+        fitted = random_prompts.cross_fit(random_init_store, positions, config, progress=False)
         found[RANDOM_INIT] = fitted.predictions["probe"]
     return [Comparison(name=name, kind="baseline", scores=score(y, p, names, resampler=resampler),
                        versus_probe=paired_differences(y, probe_p, p, resampler, metrics=("pearson",), seed=config.seed))
@@ -180,8 +193,9 @@ def fit_prompt_probe(store: ActivationStore, fit: SweepFit, result: PromptOnlyRe
     if not cells:
         return None
     layer = max(cells, key=lambda c: c.val.value).layer
+    store = full_store(store)
     prompts = _Prompts(store, fit.target, fit.plan)
-    x = prompts.states(store, position)[:, store.layers.index(layer)]
+    x = prompts.states(store, position, [layer])[:, 0]
     train = prompts.masks["train"]
     probe = RidgeProbe().fit(x[train], prompts.means[train], prompts.names[train])
     model = store.manifest.get("model", {})

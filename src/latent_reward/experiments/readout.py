@@ -6,6 +6,7 @@ baselines and controls with paired tests, and a verdict that follows fixed rules
   inside each fold), beside baselines fitted on the same folds, compared on the same prompts with
   paired bootstrap intervals and paired permutation p-values; controls from 100+ permutations.
 - A within-prompt probe (target: rating minus its prompt's mean) for data with 2+ responses per prompt.
+- Wide states (a 7B model's) choose cells on a sketch and fit exactly at the chosen cells (`analysis.sketch`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.sketch import SketchConfig, SketchedStore, full_store, sketch_view
 from latent_reward.errors import UserError
 from latent_reward.evaluation import results as names
 from latent_reward.evaluation.baselines import TextData, available_baselines, length_features, text_statistics
@@ -42,6 +44,7 @@ class ReadoutConfig(Result):
     paired_permutations: int = 1000
     sgd_grid: bool = True
     within_probe: bool = True  # also fit the within-prompt target where prompts have 2+ responses
+    sketch: SketchConfig = SketchConfig()  # wide states: cells chosen on a sketch, fits exact
 
 
 class SeedSpread(Result):
@@ -108,7 +111,8 @@ def text_data(store: ActivationStore, target: Target) -> TextData:
                     logprob_mean=logprobs)
 
 
-def reward_readout(store: ActivationStore, config: ReadoutConfig | None = None, random_init_store: ActivationStore | None = None,
+def reward_readout(store: ActivationStore | SketchedStore, config: ReadoutConfig | None = None,
+                   random_init_store: ActivationStore | SketchedStore | None = None,
                    progress: bool = True) -> tuple[ReadoutResult, SweepFit, CrossFit]:
     """The whole response-level analysis; returns the typed result, the sweep and the cross-fit (for later steps).
 
@@ -118,6 +122,7 @@ def reward_readout(store: ActivationStore, config: ReadoutConfig | None = None, 
     comparisons, its control and the verdict use the second.
     """
     config = config or ReadoutConfig()
+    store, random_init_store = sketch_view(store, config.sketch), sketch_view(random_init_store, config.sketch)
     timings: dict[str, float] = {}
     tick = time.perf_counter()
     fit = sweep(store, config.sweep, progress)
@@ -405,7 +410,7 @@ def _optional_parts(result: ReadoutResult, store: ActivationStore, fit: SweepFit
     if config.sgd_grid:
         tick = time.perf_counter()
         best = result.sweep.best
-        x = target.states(store, best.position, [best.layer])[:, 0]
+        x = target.states(full_store(store), best.position, [best.layer])[:, 0]
         result.sgd_grid = sgd_settings_grid(x, target.y, target.groups, fit.plan.masks, config.sweep.settings.train)
         timings["sgd_grid"] = time.perf_counter() - tick
     result.linear_vs_nonlinear = _linear_vs_nonlinear(fit, config)

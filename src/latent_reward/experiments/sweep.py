@@ -3,6 +3,9 @@
 Every probe kind in the registry is fitted at every (position, layer) on the training prompts and
 scored on the validation prompts; the grid (heatmaps, layer curves, probe kinds) is shown on
 validation only. The best cell by validation Pearson r is scored on the test prompts once.
+
+On a sketched store (wide states, `analysis.sketch`) the grid is explored on each layer's sketch and
+the best cell's probe is then fitted on the full states: the probe that is scored, saved and used.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.sketch import SketchedStore, SketchSummary, full_store, sketch_summary
 from latent_reward.data.splits import SplitPlan, plan_splits
 from latent_reward.errors import UserError
 from latent_reward.evaluation.metrics import Resampler, all_metrics, quantile_interval, score
@@ -53,6 +57,7 @@ class SweepResult(Result):
     split: SplitSummary
     grid: list[GridCell]
     best: Cell  # chosen by validation Pearson r
+    sketch: SketchSummary | None = None  # set when the grid was explored on a sketch of wide states
     best_validation: Scores
     best_test: Scores  # the single split's test prompts, touched once for this cell
 
@@ -87,8 +92,9 @@ def plan_for(store: ActivationStore, target: Target, seed: int) -> SplitPlan:
     return plan
 
 
-def sweep(store: ActivationStore, config: SweepConfig | None = None, progress: bool = True) -> SweepFit:
-    """Fit every probe kind at every (position, layer) on the train prompts; score validation; test the best once."""
+def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = None, progress: bool = True) -> SweepFit:
+    """Fit every probe kind at every (position, layer) on the train prompts; score validation; test the best once.
+    On a sketched store the best cell's probe is refitted on the full states."""
     config = config or SweepConfig()
     unknown = [p for p in config.probes if p not in Probe.registry]
     if unknown:
@@ -119,9 +125,16 @@ def sweep(store: ActivationStore, config: SweepConfig | None = None, progress: b
     best_cell = max(grid, key=lambda c: c.val["pearson"] if c.val["pearson"] is not None else -np.inf)
     best = Cell(position=best_cell.position, layer=best_cell.layer, probe=best_cell.probe)
     key = (best.position, best.layer, best.probe)
+    full = full_store(store)
+    if full is not store:
+        x = target.states(full, best.position, [best.layer])
+        probe = Probe.registry[best.probe].fit_layers(config.settings, x[train], y[train], groups[train])[0][0]
+        probe.info.update(info, position=best.position, layer=best.layer)
+        probes[key], predictions[key] = probe, probe.predict(x[:, 0])
     test = plan.masks["test"]
     result = SweepResult(
         target=target.name, n_layers=store.n_layers, split=_split_summary(plan, groups), grid=grid, best=best,
+        sketch=sketch_summary(store),
         best_validation=score(y[val], predictions[key][val], groups[val], config.n_boot, config.seed),
         best_test=score(y[test], predictions[key][test], groups[test], config.n_boot, config.seed),
     )

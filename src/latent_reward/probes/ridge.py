@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from latent_reward.probes.base import Probe, Standardizer, unit
 from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS, ProbeSettings
@@ -98,6 +99,29 @@ def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, slots: torch.Tensor, valid:
     return out
 
 
+def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Leave-one-prompt-out mean squared error [A] of ridge with an intercept on features x as given (dense or sparse,
+    not z-scored) for each penalty in `alphas`: exact, from one decomposition (of x^T x when it has fewer columns than
+    rows, else of the centered kernel x x^T, which a sparse x with many columns keeps small)."""
+    n = x.shape[0]
+    if x.shape[1] < n:
+        dense = torch.as_tensor(x.toarray() if sparse.issparse(x) else np.asarray(x), dtype=torch.float64)
+        eigen = _eigen((dense - dense.mean(dim=0))[None])
+    else:
+        mean = np.asarray(x.mean(axis=0)).ravel()
+        gram = x @ x.T
+        gram = gram.toarray() if sparse.issparse(gram) else np.asarray(gram)
+        row_means = np.asarray(x @ mean).ravel()
+        kernel = torch.as_tensor(gram - row_means[:, None] - row_means[None, :] + mean @ mean, dtype=torch.float64)
+        e, u = torch.linalg.eigh(kernel)
+        e = e.clamp(min=0)[None]
+        eigen = _Eigen(e, u[None] * e[:, None, :], u[None], torch.empty(0))
+    yt = _as_targets(y)
+    slots, valid = _group_slots(np.asarray(groups))
+    residuals = _logo_residuals(eigen, yt - yt.mean(dim=0), slots, valid, torch.as_tensor(np.asarray(alphas, dtype=np.float64)))
+    return (residuals[0, :, :, 0] ** 2).mean(dim=1).numpy()
+
+
 def _as_targets(y: np.ndarray) -> torch.Tensor:
     y = np.asarray(y, dtype=np.float64)
     return torch.as_tensor(y[:, None] if y.ndim == 1 else y)
@@ -115,6 +139,11 @@ class RidgeCV:
     mean: np.ndarray  # [L, d] standardization of the rows
     scale: np.ndarray  # [L, d]
     alpha_factors: tuple[float, ...] = DEFAULT_ALPHA_FACTORS
+
+    def predict(self, layer: int, x: np.ndarray) -> np.ndarray:
+        """Predictions [n, T] of every target's final fit at layer index `layer` for states x [n, d]."""
+        z = (np.asarray(x, dtype=np.float64) - self.mean[layer]) / self.scale[layer]
+        return z @ self.weights[layer] + self.intercept
 
     def probe(self, layer: int, target: int = 0) -> RidgeProbe:
         """The fitted probe at layer index `layer` (position in x's layer axis) for target column `target`."""

@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.sketch import sketch_view
 from latent_reward.config import DataSpec, ExtractConfig, ModelSpec, Spec
 from latent_reward.data.summary import summarize_examples
 from latent_reward.experiments.crossfit import CrossFit
@@ -98,13 +99,15 @@ def analyse(store: ActivationStore, random_store: ActivationStore | None, readou
             skipped: dict, timings: dict[str, float], trajectory_model: LoadedModel | None, trajectory_config: TrajectoryConfig | None,
             progress: bool, report_folder: Path | None = None) -> RunOutcome:
     """Readout, prompt-only and trajectories on finished stores; writes the report folder and the best probe."""
-    readout, fit, crossfit = reward_readout(store, readout_config, random_store, progress)
+    # one view per store, so the readout and prompt-only share the sketches of wide states
+    view, random_view = sketch_view(store, readout_config.sketch), sketch_view(random_store, readout_config.sketch)
+    readout, fit, crossfit = reward_readout(view, readout_config, random_view, progress)
     timings.update(readout.timings)
     tick = time.perf_counter()
     sweep_config = readout_config.sweep
     expected = None if fit.target.within else prompt_only(
-        store, PromptOnlyConfig(target=sweep_config.target, seed=sweep_config.seed, n_boot=sweep_config.n_boot,
-                                folds=readout_config.folds), fit, random_store, progress=False)
+        view, PromptOnlyConfig(target=sweep_config.target, seed=sweep_config.seed, n_boot=sweep_config.n_boot,
+                                folds=readout_config.folds, sketch=readout_config.sketch), fit, random_view, progress=False)
     timings["prompt_only"] = time.perf_counter() - tick
     trajectory = None
     if trajectory_model is not None:

@@ -1,0 +1,178 @@
+"""What the analysis `run` does on a store costs, at any shape: a synthetic store with a planted linear signal.
+
+The store is written through the store's own writer, shard by shard (memory stays flat in n): 2-16 responses per
+prompt, a prompt-level and a response-level part of the rating, each carried by one direction of the residual
+stream at the middle layers (strongest at 60% depth), `assistant_start` (prompt states) and `eot` (response states)
+by default. Then the readout (sweep, cross-fits, within-prompt probe, controls, seed spread; text baselines on
+synthetic text stand-ins, or skipped) and prompt-only run on it, and the script prints wall time per stage, peak
+memory, and the recovered r next to the r of an exact float64 ridge cross-fitted at the cells the folds chose.
+
+    python benchmarks/analysis_scaling.py --n 10000 --d 4096 --layers 33 --positions 2
+    python benchmarks/analysis_scaling.py --n 1000,2000 --d 512,1024 --layers 8   # fits time ~ n^a d^b
+
+The last line reads `analysis total: <s> s, peak <GB> GB, recovered r <r> (exact <r>)`; with several sizes, the
+fitted exponents follow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from latent_reward.activations import store as store_format
+from latent_reward.activations.store import ActivationStore
+from latent_reward.data.schema import Example
+from latent_reward.evaluation.metrics import pearson
+from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
+from latent_reward.experiments.readout import ReadoutConfig, reward_readout
+from latent_reward.experiments.sweep import SweepConfig
+from latent_reward.io import write_json
+from latent_reward.probes.ridge import ridge_cv_all_layers
+
+POSITIONS = ("assistant_start", "eot", "response_last", "response_mean", "user_end")
+WORDS = np.array("the a model answer helpful code list step because however example note data result clear".split())
+
+
+def planted_examples(n: int, rng: np.random.Generator) -> tuple[list[Example], np.ndarray, np.ndarray]:
+    """n rated responses to prompts of 2-16 responses each; returns the examples, the prompt-level and response-level
+    parts of each rating (standard normal)."""
+    sizes = []
+    while sum(sizes) < n:
+        sizes.append(int(rng.integers(2, 17)))
+    sizes[-1] -= sum(sizes) - n
+    if sizes[-1] < 2:  # fold a 1-response remainder into the previous prompt
+        sizes[-2] += sizes.pop()
+    group_index = np.repeat(np.arange(len(sizes)), sizes)
+    prompt_part = rng.normal(size=len(sizes))[group_index]
+    response_part = rng.normal(size=n)
+    rating = 0.6 * prompt_part + 0.8 * response_part + 0.3 * rng.normal(size=n)
+    examples = []
+    for i in range(n):
+        length = int(rng.integers(5, 60))
+        messages = [{"role": "user", "content": f"prompt {group_index[i]} " + " ".join(rng.choice(WORDS, 6))},
+                    {"role": "assistant", "content": " ".join(rng.choice(WORDS, length))}]
+        examples.append(Example(id=f"synthetic:{i}", group=f"g{group_index[i]:06d}", messages=messages, rating=float(rating[i]),
+                                meta={"generator": f"m{i % 4}"}))
+    return examples, prompt_part, response_part
+
+
+def write_synthetic_store(folder: Path, n: int, d: int, n_layers: int, positions: tuple[str, ...], seed: int,
+                          shard_size: int = 256) -> ActivationStore:
+    """A complete store of float16 states [n, n_layers, d] per position with the planted signal, one shard at a time."""
+    rng = np.random.default_rng(seed)
+    examples, prompt_part, response_part = planted_examples(n, rng)
+    layers = list(range(n_layers))
+    depth = np.arange(n_layers) / max(n_layers - 1, 1)
+    strength = 1.5 * np.exp(-((depth - 0.6) ** 2) / 0.05)  # per layer: peaks at 60% depth, near 0 at the embeddings
+    scales = rng.lognormal(0.0, 1.0, size=(n_layers, d)).astype(np.float32)  # anisotropic residual dimensions
+    directions = rng.normal(size=(2, d)).astype(np.float32)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    (folder / store_format.SHARDS).mkdir(parents=True, exist_ok=True)
+    n_shards = 0
+    for n_shards, start in enumerate(range(0, n, shard_size), start=1):
+        rows = np.arange(start, min(start + shard_size, n))
+        tensors = {}
+        for position in positions:
+            signal = prompt_part[rows] if position in ("assistant_start", "user_end") else response_part[rows]
+            noise = rng.standard_normal(size=(len(rows), n_layers, d), dtype=np.float32) * scales
+            planted_part = np.einsum("r,l,d->rld", signal.astype(np.float32), strength.astype(np.float32),
+                                     directions[0 if position in ("assistant_start", "user_end") else 1])
+            tensors[position] = (noise + planted_part * np.sqrt(d)).astype(np.float16)
+        tensors["example_index"] = rows.astype(np.int64)
+        tensors["response_tokens_count"] = np.array([len(examples[i].response.split()) for i in rows], dtype=np.int64)
+        tensors["n_tokens"] = tensors["response_tokens_count"] + 20
+        store_format.write_shard(folder, n_shards - 1, tensors)
+    store_format.write_examples(folder, examples)
+    manifest = store_format.new_manifest({"synthetic": seed, "n": n, "d": d}, {"name": "synthetic", "n_layers": n_layers - 1,
+                                         "d_model": d}, positions, layers, [], n_layers - 1, "synthetic", {})
+    manifest.update(status="complete", n_examples=n, n_shards=n_shards, shards=store_format.shard_records(folder, n_shards))
+    write_json(folder / store_format.MANIFEST, manifest)
+    return ActivationStore.open(folder)
+
+
+def exact_reference(store: ActivationStore, target, crossfit) -> float:
+    """r of out-of-fold predictions of an exact float64 ridge (penalty by leave-one-prompt-out CV inside each fold) at
+    each fold's chosen cell: what the analysis' headline must equal."""
+    y, groups, folds = target.y, target.groups, crossfit.folds
+    predictions = np.empty(len(y))
+    for k, cell in enumerate(crossfit.cells["probe"]):
+        x = target.states(store, cell.position, [cell.layer]).astype(np.float64)
+        train, held = folds != k, folds == k
+        predictions[held] = ridge_cv_all_layers(x[train], y[train], groups[train]).probe(0).predict(x[held, 0])
+    return pearson(y, predictions)
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def analyse(store: ActivationStore, args: argparse.Namespace) -> dict[str, float]:
+    """Run the readout and prompt-only on `store`; wall seconds per stage, recovered and exact r."""
+    config = ReadoutConfig(sweep=SweepConfig(n_boot=args.n_boot), permutations=args.permutations, sgd_grid=False,
+                           paired_permutations=args.n_boot, split_seeds=args.split_seeds)
+    tick = time.perf_counter()
+    readout, fit, crossfit = reward_readout(store, config, random_init_store=None, progress=False)
+    stages = dict(readout.timings)
+    stages["readout"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    prompt_only(store, PromptOnlyConfig(n_boot=args.n_boot, folds=config.folds), fit, progress=False)
+    stages["prompt_only"] = time.perf_counter() - tick
+    stages["total"] = stages["readout"] + stages["prompt_only"]
+    stages["recovered_r"] = float(readout.probe.scores.pearson.value)
+    tick = time.perf_counter()
+    stages["exact_r"] = exact_reference(store, fit.target, crossfit) if args.exact else float("nan")
+    stages["exact_seconds"] = time.perf_counter() - tick
+    return stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", default="2000", help="responses; a comma list runs every size")
+    parser.add_argument("--d", default="576", help="residual width; a comma list runs every size")
+    parser.add_argument("--layers", type=int, default=31, help="stored layers (embeddings included)")
+    parser.add_argument("--positions", type=int, default=2, help=f"how many of {', '.join(POSITIONS)}")
+    parser.add_argument("--permutations", type=int, default=100)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--split-seeds", type=int, default=2)
+    parser.add_argument("--no-exact", dest="exact", action="store_false", help="skip the exact float64 reference")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
+    args = parser.parse_args()
+    sizes = list(itertools.product([int(v) for v in args.n.split(",")], [int(v) for v in args.d.split(",")]))
+    runs = []
+    for n, d in sizes:
+        folder = args.keep or Path(tempfile.mkdtemp(prefix="analysis-scaling-"))
+        try:
+            tick = time.perf_counter()
+            store = write_synthetic_store(folder, n, d, args.layers, POSITIONS[: args.positions], args.seed)
+            written = time.perf_counter() - tick
+            stages = analyse(store, args)
+        finally:
+            if args.keep is None:
+                shutil.rmtree(folder, ignore_errors=True)
+        runs.append((n, d, stages["total"]))
+        print(f"n={n} d={d} layers={args.layers} positions={args.positions}: store written in {written:.1f} s")
+        for name, value in stages.items():
+            if name not in ("total", "recovered_r", "exact_r"):
+                print(f"  {name:<16} {value:9.1f} s")
+        print(f"analysis total: {stages['total']:.1f} s, peak {peak_gb():.2f} GB, recovered r {stages['recovered_r']:.4f} "
+              f"(exact {stages['exact_r']:.4f})", flush=True)
+    if len({n for n, _, _ in runs}) > 1 or len({d for _, d, _ in runs}) > 1:
+        logs = np.log(np.array(runs))
+        design = np.column_stack([np.ones(len(runs)), logs[:, 0], logs[:, 1]])
+        keep = [i for i in (1, 2) if np.ptp(logs[:, i - 1]) > 0]
+        coef, *_ = np.linalg.lstsq(design[:, [0, *keep]], logs[:, 2], rcond=None)
+        named = dict(zip(["n", "d"][0:0] + [["n", "d"][i - 1] for i in keep], coef[1:]))
+        print("time ~ " + " ".join(f"{k}^{v:.2f}" for k, v in named.items()), file=sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

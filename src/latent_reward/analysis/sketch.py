@@ -1,0 +1,112 @@
+"""Narrow views of wide residual states, for choosing where to probe.
+
+An exact leave-one-prompt-out ridge costs one min(n, d)-sized eigendecomposition per layer, position
+and fold; at a 7B model's width (d = 4,096, 33 layers) that is hours on a CPU for one cross-fit. So
+for states wider than `SketchConfig.above`, the analysis explores the grid and chooses each fold's
+cell on a sketch: each layer's states z-scored and projected on their top `dim` principal components.
+Every reported fit is then made exactly, on the full states, at the cells chosen (`full_store`).
+
+The sketch is fitted on every row of the store without the ratings, so no rating reaches the choice
+that the folds make; its components come from a seeded randomized SVD (Halko et al.), so the same
+store and seed give the same sketch. Hand-written as a view (not sklearn's PCA) because it must stand
+in for the store everywhere a store is read, one layer at a time, and cache what it computed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ConfigDict, Field
+
+from latent_reward.activations.store import ActivationStore
+from latent_reward.evaluation.results import Result
+
+_LAYER_CHUNK = 4  # layers read from disk at once (bounds memory at large width)
+
+
+class SketchConfig(Result):
+    """When and how wide states are sketched for choosing cells."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dim: int = Field(256, ge=0, description="principal components kept per layer; 0 never sketches")
+    above: int = Field(1024, ge=1, description="states wider than this are sketched; narrower ones are used whole")
+    seed: int = 0
+
+
+class SketchSummary(Result):
+    """What a result that chose cells on a sketch records."""
+
+    dim: int
+    d_model: int
+    explained: float  # share of the z-scored states' variance the kept components hold, mean over sketched layers
+
+
+def _components(x: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, float]:
+    """float32 [n, dim]: the rows of x [n, d] z-scored and projected on their top `dim` principal components, and the
+    share of the variance those hold."""
+    z = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    z = z - z.mean(dim=0)
+    scale = z.std(dim=0, unbiased=False)
+    z = z / torch.where(scale > 1e-8, scale, torch.ones_like(scale))
+    keep = min(dim, *z.shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        u, s, _ = torch.svd_lowrank(z, q=min(keep + 10, *z.shape), niter=2)
+    total = float((z * z).sum())
+    explained = float((s[:keep] ** 2).sum()) / total if total > 0 else 1.0
+    return (u[:, :keep] * s[:keep]).numpy(), explained
+
+
+class SketchedStore:
+    """A store whose `array` gives each layer's principal-component sketch, float32 [n, layers, dim]; everything else
+    (examples, ratings, stats, manifest) is the full store's, which `full` holds."""
+
+    def __init__(self, store: ActivationStore, config: SketchConfig):
+        self.full = store
+        self.config = config
+        self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self._explained: dict[tuple[str, int], float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.full, name)
+
+    def __len__(self) -> int:
+        return len(self.full)
+
+    def array(self, position: str, layers: list[int] | None = None) -> np.ndarray:
+        """float32 [n_examples, len(layers), dim]: the sketch of each layer's states at `position`, computed once."""
+        layers = list(self.full.layers if layers is None else layers)
+        missing = [layer for layer in layers if (position, layer) not in self._cache]
+        for start in range(0, len(missing), _LAYER_CHUNK):
+            chunk = missing[start : start + _LAYER_CHUNK]
+            states = self.full.array(position, chunk)
+            for index, layer in enumerate(chunk):
+                self._cache[(position, layer)], self._explained[(position, layer)] = _components(
+                    states[:, index], self.config.dim, self.config.seed + layer)
+        return np.stack([self._cache[(position, layer)] for layer in layers], axis=1)
+
+    def summary(self) -> SketchSummary:
+        """The sketch's width, the full width and the mean share of variance kept (over the layers sketched so far)."""
+        explained = float(np.mean(list(self._explained.values()))) if self._explained else float("nan")
+        return SketchSummary(dim=self.config.dim, d_model=self.full.d_model, explained=explained)
+
+
+def sketch_view(store: ActivationStore | SketchedStore | None, config: SketchConfig) -> ActivationStore | SketchedStore | None:
+    """`store` as the analysis should read it for choosing cells: a SketchedStore when its states are wider than
+    `config.above` (and `config.dim` > 0), else the store itself. A view is returned as it is."""
+    if store is None or isinstance(store, SketchedStore) or not config.dim or store.d_model <= config.above:
+        return store
+    return SketchedStore(store, config)
+
+
+def full_store(store: ActivationStore | SketchedStore) -> ActivationStore:
+    """The store with the full states behind a view (the store itself when it is not a view)."""
+    return store.full if isinstance(store, SketchedStore) else store
+
+
+def sketch_summary(store: ActivationStore | SketchedStore) -> SketchSummary | None:
+    """The view's summary, or None for a full store."""
+    return store.summary() if isinstance(store, SketchedStore) else None

@@ -1,0 +1,80 @@
+"""Wide states: cells chosen on a principal-component sketch, every reported fit exact on the full states."""
+
+import numpy as np
+
+from helpers import planted_store
+from latent_reward.analysis.sketch import SketchConfig, _components, SketchedStore, full_store, sketch_view
+from latent_reward.experiments.crossfit import cross_fit
+from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
+from latent_reward.experiments.readout import ReadoutConfig, reward_readout
+from latent_reward.experiments.sweep import SweepConfig, sweep
+from latent_reward.experiments.targets import make_target
+from latent_reward.probes.ridge import ridge_cv_all_layers
+
+NARROW = SketchConfig(dim=6, above=16)  # the planted stores below are 48 wide: sketched to 6 components
+
+
+def test_a_view_is_made_only_for_states_wider_than_the_threshold(tmp_path):
+    store = planted_store(tmp_path / "s", n_groups=20, d=48)
+    assert sketch_view(store, SketchConfig(dim=6, above=48)) is store
+    assert sketch_view(store, SketchConfig(dim=0, above=16)) is store
+    view = sketch_view(store, NARROW)
+    assert isinstance(view, SketchedStore) and sketch_view(view, NARROW) is view and full_store(view) is store
+    sketch = view.array("eot", [1, 2])
+    assert sketch.shape == (len(store), 2, 6) and sketch.dtype == np.float32
+    assert view.ratings is store.ratings or np.array_equal(view.ratings, store.ratings)
+
+
+def test_the_sketch_is_the_top_principal_components_of_the_z_scored_states(tmp_path):
+    rng = np.random.default_rng(0)
+    spectrum = np.array([10.0, 7.0, 5.0, 3.5] + [0.5] * 36)  # four clear components over noise
+    x = (rng.normal(size=(300, 40)) * spectrum) @ np.linalg.qr(rng.normal(size=(40, 40)))[0] * rng.uniform(0.1, 50, 40) + 3.0
+    sketch, explained = _components(x.astype(np.float32), 4, seed=0)
+    z = (x - x.mean(0)) / x.std(0)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)
+    exact = u[:, :4] * s[:4]
+    for k in range(4):  # each component up to its sign
+        cosine = abs(exact[:, k] @ sketch[:, k]) / (np.linalg.norm(exact[:, k]) * np.linalg.norm(sketch[:, k]))
+        assert cosine > 0.999
+    assert abs(explained - np.sum(s[:4] ** 2) / np.sum(s**2)) < 1e-3
+    store = planted_store(tmp_path / "s", n_groups=30, d=48)
+    first = SketchedStore(store, SketchConfig(dim=4, above=16)).array("eot", [2])
+    assert np.array_equal(first, SketchedStore(store, SketchConfig(dim=4, above=16)).array("eot", [2]))  # seeded
+
+
+def test_cross_fit_on_a_sketch_chooses_the_planted_cell_and_fits_it_exactly(tmp_path):
+    store = planted_store(tmp_path / "s", n_groups=80, d=48)
+    target = make_target(store, "rating")
+    crossfit = cross_fit(SketchedStore(store, NARROW), target, ("assistant_start", "eot"), n_folds=4, progress=False,
+                         permutations=3)
+    assert {(c.position, c.layer) for c in crossfit.cells["probe"]} == {("eot", 2)}
+    y, groups, folds = target.y, target.groups, crossfit.folds
+    x = target.states(store, "eot", [2]).astype(np.float64)
+    for k in range(4):
+        train, held = folds != k, folds == k
+        expected = ridge_cv_all_layers(x[train], y[train], groups[train]).probe(0).predict(x[held, 0])
+        np.testing.assert_allclose(crossfit.predictions["probe"][held], expected, rtol=1e-6, atol=1e-8)
+    targets, predictions = crossfit.permuted["global"]
+    assert targets.shape == predictions.shape == (3, len(y))
+
+
+def test_the_sweep_refits_its_best_cell_on_the_full_states(tmp_path):
+    store = planted_store(tmp_path / "s", n_groups=90, d=48)
+    fit = sweep(SketchedStore(store, NARROW), SweepConfig(n_boot=100), progress=False)
+    assert (fit.result.best.position, fit.result.best.layer) == ("eot", 2)
+    assert fit.result.sketch.dim == 6 and fit.result.sketch.d_model == 48
+    assert fit.best_probe.weights.shape == (48,)
+    x = store.array("eot", [2])[:, 0]
+    np.testing.assert_allclose(fit.cell_predictions(fit.result.best), fit.best_probe.predict(x))
+    assert fit.result.best_test.pearson.value > 0.9
+
+
+def test_readout_and_prompt_only_run_on_a_sketched_store(tmp_path):
+    store = planted_store(tmp_path / "s", n_groups=60, d=48, prompt_signal=1.0)
+    config = ReadoutConfig(sweep=SweepConfig(n_boot=100), permutations=5, split_seeds=1, paired_permutations=100,
+                           sgd_grid=False, sketch=NARROW)
+    result, fit, crossfit = reward_readout(store, config, progress=False)
+    assert result.sweep.sketch is not None and fit.best_probe.weights.shape == (48,)
+    assert result.probe.scores.pearson.value > 0.5
+    expected = prompt_only(store, PromptOnlyConfig(n_boot=100, sketch=NARROW), fit)
+    assert expected.cross_fitted.pearson.value > 0.5 and {c.position for c in expected.fold_cells} == {"assistant_start"}
