@@ -102,9 +102,10 @@ class _Hooks:
         def change(hidden: torch.Tensor) -> torch.Tensor | None:
             if self.prefill and item.scope == "generated":
                 return None
+            here = vector.to(hidden.device)  # the layer's device (a device map); no copy on a single device
             if item.kind == "add":
-                return hidden + vector
-            return hidden - (hidden @ vector)[..., None] * vector
+                return hidden + here
+            return hidden - (hidden @ here)[..., None] * here
 
         return change
 
