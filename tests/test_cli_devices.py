@@ -21,13 +21,13 @@ class Loaded(Exception):
 
 @pytest.fixture
 def placements(monkeypatch):
-    """Where each model a command loads would go: (resolved device, device map)."""
+    """Where each model a command loads would go, and in which precision: (resolved device, device map, dtype)."""
     for name in ("WORLD_SIZE", "LOCAL_RANK", "RANK"):
         monkeypatch.delenv(name, raising=False)
     calls = []
 
     def load_model(name, device="cpu", dtype="float32", device_map=None, **kwargs):
-        calls.append((resolve_device(device), device_map))
+        calls.append((resolve_device(device), device_map, dtype))
         raise Loaded
 
     monkeypatch.setattr(loading, "load_model", load_model)
@@ -80,7 +80,15 @@ def test_every_command_puts_its_model_where_it_is_told(command, inputs, placemen
     load_in([*args, "--device", "cpu"])
     load_in([*args, "--device", "cuda:1"])
     load_in([*args, "--device-map", "auto"])
-    assert placements == [("cpu", None), ("cpu", None), ("cuda", None), ("cpu", None), ("cuda:1", None), ("cuda", "auto")]
+    assert [call[:2] for call in placements] == [("cpu", None), ("cpu", None), ("cuda", None), ("cpu", None), ("cuda:1", None),
+                                                 ("cuda", "auto")]
+
+
+def test_train_loads_its_model_through_the_loader_in_the_dtype_asked(inputs, placements, tmp_path):
+    args = commands(inputs, str(tmp_path / "out"))["train"]
+    load_in(args)
+    load_in([*args, "--dtype", "bfloat16", "--device", "cpu"])
+    assert placements[0][2] == "float32" and placements[1] == ("cpu", None, "bfloat16")
 
 
 def test_every_model_loading_command_has_the_same_device_options():
