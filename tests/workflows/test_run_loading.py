@@ -27,7 +27,8 @@ def test_run_loads_each_model_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loading, "load_model", load_model)
     monkeypatch.setattr(run_workflow, "analyse", analyse)
-    data = write_jsonl(tmp_path / "a.jsonl", [{"question": f"q{i // 2} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(8)])
+    records = [{"question": f"q{i // 2} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(8)]
+    data = write_jsonl(tmp_path / "a.jsonl", records)
     config = RunConfig(data=DataSpec(source=str(data)), model=ModelSpec(name="tiny", dtype="float32"),
                        extract=ExtractConfig(positions=("eot",), max_tokens=64), out=tmp_path / "run")
     run_workflow.run(config, progress=False)

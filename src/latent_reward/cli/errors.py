@@ -1,8 +1,9 @@
 """The command line's one error path.
 
 User errors (bad options, bad files or folders, damaged stores or probes, unreachable models and
-datasets, a full disk, running out of host or GPU memory) print one line on stderr and exit 2. Anything else is a bug: it prints its
-last frames and says how to see the whole trace (`--debug` or LATENT_REWARD_DEBUG=1).
+datasets, a full disk, host or GPU memory running out) print one line on stderr and exit 2. Anything
+else is a bug: it prints its last frames and says how to see the whole trace (`--debug` or
+LATENT_REWARD_DEBUG=1).
 """
 
 from __future__ import annotations
