@@ -43,33 +43,40 @@ def test_unknown_device_names_are_a_user_error(name):
         ModelSpec(device=name)
 
 
-class FakeState:
-    """What accelerate's PartialState is asked for; records how it was made."""
+@pytest.fixture
+def launched(monkeypatch):
+    """Rank 1 of 2 as `accelerate launch` starts it (LOCAL_RANK=1, WORLD_SIZE=2), with accelerate's real PartialState:
+    only the process group and the GPUs it would touch are stand-ins (two GPUs when CUDA is patched in)."""
+    from accelerate import PartialState
 
-    made: list[dict] = []
+    saved = dict(os.environ)  # accelerate writes the launch variables it derives into the environment
+    os.environ.update(WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2", OMP_NUM_THREADS=str(torch.get_num_threads()))
+    os.environ.pop("ACCELERATE_USE_CPU", None)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda *args, **kwargs: None)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda *args: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda *args: 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr("accelerate.state.check_cuda_p2p_ib_support", lambda: True)
+    PartialState._reset_state()
+    yield
+    PartialState._reset_state()
+    os.environ.clear()
+    os.environ.update(saved)
 
-    def __init__(self, cpu: bool = False):
-        FakeState.made.append({"cpu": cpu})
-        self.device = torch.device("cpu") if cpu else torch.device("cuda", int(os.environ["LOCAL_RANK"]))
 
-
-@pytest.mark.parametrize("cuda, use_cpu, expected", [(True, None, "cuda:1"), (False, None, "cpu"), (True, "true", "cpu")])
-def test_each_launched_process_takes_its_own_device(cuda, use_cpu, expected, monkeypatch, one_process):
-    """Under `accelerate launch` (WORLD_SIZE > 1) auto is the device accelerate gives the process: its own GPU
-    (LOCAL_RANK) with CUDA, the CPU without it or under `accelerate launch --cpu`."""
-    import accelerate
-
+@pytest.mark.parametrize("cuda, use_cpu, expected", [(True, False, "cuda:1"), (False, False, "cpu"), (True, True, "cpu")])
+def test_each_launched_process_takes_its_own_device(cuda, use_cpu, expected, monkeypatch, launched):
+    """Under `accelerate launch` auto is the device accelerate gives the process: its own GPU (LOCAL_RANK) with CUDA,
+    the CPU without it or under `accelerate launch --cpu`."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(accelerate, "PartialState", FakeState)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("LOCAL_RANK", "1")
     if use_cpu:
-        monkeypatch.setenv("ACCELERATE_USE_CPU", use_cpu)
-    FakeState.made.clear()
+        os.environ["ACCELERATE_USE_CPU"] = "true"
     assert resolve_device("auto") == expected
-    assert FakeState.made == [{"cpu": expected == "cpu"}]
-    assert resolve_device("cpu") == "cpu" and len(FakeState.made) == 1  # a named device is not accelerate's to choose
+    state = devices.distributed_state()
+    assert (state.process_index, state.num_processes) == (1, 2)
+    assert resolve_device("cpu") == "cpu"  # a named device is not accelerate's to choose
 
 
 def test_a_single_process_has_no_distributed_state(monkeypatch, one_process):
@@ -78,30 +85,28 @@ def test_a_single_process_has_no_distributed_state(monkeypatch, one_process):
     assert devices.distributed_state() is None
 
 
-def test_the_distributed_state_exists_before_the_model_is_loaded(tiny_model_dir, monkeypatch, one_process):
-    """The order that puts every rank on its own GPU: the state first, then the model moved to its device."""
-    import accelerate
+def test_the_distributed_state_exists_before_the_model_is_loaded(tiny_model_dir, monkeypatch, launched):
+    """The order that puts every rank on its own GPU: accelerate's state first, then the model moved to its device."""
+    from accelerate import PartialState
 
     events = []
+    made = PartialState.__init__
 
-    class Recording(FakeState):
-        def __init__(self, cpu: bool = False):
-            events.append("state")
-            super().__init__(cpu)
+    def init(state, *args, **kwargs):
+        events.append("state")
+        made(state, *args, **kwargs)
 
-    monkeypatch.setattr(accelerate, "PartialState", Recording)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
-        monkeypatch.setenv(name, value)
     original = torch.nn.Module.to
 
     def to(module, *args, **kwargs):
         events.append(f"model to {args[0] if args else kwargs}")
         return original(module, *args, **kwargs)
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(PartialState, "__init__", init)
     monkeypatch.setattr(torch.nn.Module, "to", to)
     load_model(str(tiny_model_dir), device="auto")
-    assert events[0] == "state" and events[1:] == ["model to cpu"]
+    assert events == ["state", "model to cpu"]
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])
