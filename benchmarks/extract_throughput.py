@@ -182,7 +182,7 @@ from latent_reward.data import load_dataset
 from latent_reward.models import load_model
 n, data, out, max_tokens, model, dtype, device, seed = sys.argv[1:]
 examples = load_dataset(data, limit=int(n)).examples
-loaded = load_model(model, dtype=dtype, device=device or None, random_init_seed=int(seed) if seed else None)
+loaded = load_model(model, dtype=dtype, device=device, random_init_seed=int(seed) if seed else None)
 extract(loaded, examples, out, ExtractConfig(max_tokens=int(max_tokens), shard_size=32), progress=False)
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0}))
@@ -196,7 +196,7 @@ def peak_memory(data: Path, n: int, max_tokens: int, args: argparse.Namespace) -
     for count in (n, 4 * n):
         with tempfile.TemporaryDirectory() as folder:
             done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(count), str(data), folder, str(max_tokens),
-                                   args.model, args.dtype, args.device or "", seed], capture_output=True, text=True, check=True)
+                                   args.model, args.dtype, args.device, seed], capture_output=True, text=True, check=True)
         results[count] = json.loads(done.stdout.strip().splitlines()[-1])
     return results
 

@@ -6,9 +6,9 @@ saved whole to the run's `run.json`, so any result folder says exactly how to re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from latent_reward.errors import UserError
 from latent_reward.positions import POSITIONS
@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA = "HuggingFaceH4/ultrafeedback_binarized"
 DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+
+def _device(name: str) -> str:
+    from latent_reward.models.devices import check_device  # the models package imports torch: not at the CLI's start
+
+    return check_device(name)
+
+
+Device = Annotated[str, AfterValidator(_device)]  # a --device name: auto, cpu, cuda, cuda:N or mps
 
 
 class Spec(BaseModel):
@@ -59,8 +69,8 @@ class ModelSpec(Spec):
 
     name: str = DEFAULT_MODEL  # bundled name, Hub id or local folder
     dtype: str = "bfloat16"
-    device: str | None = None
-    device_map: str | None = None
+    device: Device = "auto"
+    device_map: str | None = None  # transformers' device_map (e.g. "auto"): the layers spread over several devices
     fallback_template: bool = False  # the plain User:/Assistant: format for models without a chat template
     revision: str | None = None
 

@@ -135,11 +135,13 @@ def test_two_accelerate_processes_write_one_store(tiny_model_dir, tmp_path):
     single = run_cli("extract", *common, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launched = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    # --multi_gpu starts the processes (torchrun); without a GPU they share the CPU (--cpu would start only one)
+    launched = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                                "-m", "latent_reward", "extract", *common, "--out", str(tmp_path / "two")],
                               capture_output=True, text=True, env=env, timeout=300)
     assert launched.returncode == 0, launched.stderr[-3000:]
+    assert " ".join(launched.stdout.split()).count("(4 shards computed, 0 reused") == 2  # each process its half
     one, two = ActivationStore.open(tmp_path / "one"), ActivationStore.open(tmp_path / "two")
     assert two.manifest["n_shards"] == 8
     for position in ("assistant_start", "eot"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from latent_reward.data.schema import Example
 from latent_reward.errors import UserError
 from latent_reward.io import exclusive, progress_bar, read_json, versions, write_json
 from latent_reward.models.chat import RenderedExample, render_example
+from latent_reward.models.devices import distributed_state
 from latent_reward.models.loading import LoadedModel
 from latent_reward.positions import TOKEN_POSITION
 
@@ -68,11 +68,9 @@ class ExtractResult:
 
 def _distributed() -> tuple[int, int, Any]:
     """(rank, world size, accelerate state) under `accelerate launch`, else (0, 1, None)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    state = distributed_state()
+    if state is None:
         return 0, 1, None
-    from accelerate import PartialState
-
-    state = PartialState()
     return state.process_index, state.num_processes, state
 
 

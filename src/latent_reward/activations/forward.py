@@ -5,6 +5,8 @@ keeps the KV cache; pass 2 runs the responses (right-padded, batched by length) 
 cache rows. Hooks on the decoder blocks gather only
 the needed positions (driven by `positions.TABLE`), so no layer's full sequence is kept and the LM
 head never runs (except, when log-probabilities are asked for, on the response positions alone).
+With a device map the blocks live on several devices: every hook, gather, mean and cache-row selection
+works on the device of the state it reads, and the states read are collected on the first parameter's.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ class BatchStates:
 
 def _select_rows(cache, rows: torch.Tensor):
     """A copy of a KV cache holding the given batch rows (repeated as asked); the original is left as it was,
-    and each layer keeps its own bookkeeping (sliding-window layers included)."""
+    and each layer keeps its own bookkeeping (sliding-window layers included) on its own device."""
     selected = copy.copy(cache)
     selected.layers = []
+    placed: dict[torch.device, torch.Tensor] = {}
     for layer in cache.layers:
         clone = copy.copy(layer)
-        clone.keys, clone.values = layer.keys.index_select(0, rows), layer.values.index_select(0, rows)
+        here = placed.setdefault(layer.keys.device, rows.to(layer.keys.device))
+        clone.keys, clone.values = layer.keys.index_select(0, here), layer.values.index_select(0, here)
         selected.layers.append(clone)
     return selected
 
@@ -67,6 +71,15 @@ class _Requests:
     mean_mask: torch.Tensor | None = None
     mean_counts: torch.Tensor | None = None  # float32 [names, rows, 1]
     every_token: torch.Tensor | None = None  # bool [rows, cols]: the tokens kept at token_layers
+    placed: dict[tuple, torch.Tensor] = field(default_factory=dict)  # copies on other devices (a device map), made once
+
+    def at(self, name: str, hidden: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The request tensor `name` on `hidden`'s device (in `dtype` if given): moved once per device and dtype."""
+        value = getattr(self, name)
+        key = (name, hidden.device, dtype or value.dtype)
+        if key not in self.placed:
+            self.placed[key] = value.to(device=hidden.device, dtype=key[2])
+        return self.placed[key]
 
 
 class ResidualReader:
@@ -102,13 +115,11 @@ class ResidualReader:
             requests = self._requests
             if layer in self.layers:
                 if requests.rows is not None:
-                    self._index_captured[layer] = hidden[requests.rows, requests.cols]
+                    self._index_captured[layer] = hidden[requests.at("rows", hidden), requests.at("cols", hidden)]
                 if requests.mean_mask is not None:  # a matmul in the model's dtype (accumulated in float32)
-                    if requests.mean_mask.dtype != hidden.dtype:
-                        requests.mean_mask = requests.mean_mask.to(hidden.dtype)
-                    self._mean_captured[layer] = torch.einsum("pbt,btd->pbd", requests.mean_mask, hidden)
+                    self._mean_captured[layer] = torch.einsum("pbt,btd->pbd", requests.at("mean_mask", hidden, hidden.dtype), hidden)
             if layer in self.token_layers and requests.every_token is not None:
-                self._token_captured[layer] = hidden[requests.every_token].float()
+                self._token_captured[layer] = hidden[requests.at("every_token", hidden)].float()
 
         return capture
 
@@ -116,11 +127,11 @@ class ResidualReader:
         """The states read in the last pass, per position name: float32 [rows, layers, d]."""
         requests, taken = self._requests, {}
         if self._index_captured:
-            stacked = torch.stack([self._index_captured[l] for l in self.layers], dim=1).float()
+            stacked = torch.stack([self._index_captured[l].to(self.device) for l in self.layers], dim=1).float()
             for name, block in zip(requests.index_names, stacked.chunk(len(requests.index_names))):
                 taken[name] = block
         if self._mean_captured:
-            stacked = torch.stack([self._mean_captured[l] for l in self.layers], dim=2).float()  # [names, rows, layers, d]
+            stacked = torch.stack([self._mean_captured[l].to(self.device) for l in self.layers], dim=2).float()  # [names, rows, layers, d]
             for name, totals, counts in zip(requests.mean_names, stacked, requests.mean_counts):
                 taken[name] = totals / counts[:, :, None]
         self._index_captured, self._mean_captured = {}, {}
@@ -211,7 +222,7 @@ class ResidualReader:
                         position_ids=positions.to(device), use_cache=True, **{self._cache_kwarg: cache})
         states = BatchStates(example_index=list(members), positions={k: v.cpu() for k, v in self._take().items()})
         if self.token_layers:
-            per_layer = torch.stack([self._token_captured[l] for l in self.token_layers], dim=1).cpu()
+            per_layer = torch.stack([self._token_captured[l].cpu() for l in self.token_layers], dim=1)
             states.token_states = list(torch.split(per_layer, response_mask.sum(1).long().tolist()))
             self._token_captured = {}
         if self.logprobs:
@@ -224,13 +235,13 @@ class ResidualReader:
         selected = response_mask.bool()
         head = self.model.get_output_embeddings()
         softcap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
-        flat_states, flat_targets = predictors[selected], targets[selected]
+        flat_states, flat_targets = predictors[selected.to(predictors.device)], targets[selected]
         logprobs = []
         for start in range(0, flat_states.shape[0], 512):
             logits = head(flat_states[start : start + 512]).float()
             if softcap:
                 logits = torch.tanh(logits / softcap) * softcap
-            logprobs.append(torch.log_softmax(logits, -1).gather(1, flat_targets[start : start + 512, None])[:, 0])
+            logprobs.append(torch.log_softmax(logits, -1).gather(1, flat_targets[start : start + 512, None].to(logits.device))[:, 0])
         per_token = torch.cat(logprobs)
         return [chunk.double().sum().item() for chunk in torch.split(per_token, selected.sum(1).tolist())]
 

@@ -9,8 +9,8 @@ import typer
 from rich.table import Column, Table
 
 from latent_reward.cli.app import app, console, data_app
-from latent_reward.cli.options import (BootOpt, FoldsOpt, ModelOpt, OutOpt, PermutationsOpt, ProbesOpt, SeedOpt, SgdGridOpt,
-                                      TargetOpt, readout_config, with_data_options)
+from latent_reward.cli.options import (BootOpt, DeviceMapOpt, DeviceOpt, FoldsOpt, ModelOpt, OutOpt, PermutationsOpt, ProbesOpt,
+                                      SeedOpt, SgdGridOpt, TargetOpt, readout_config, with_data_options)
 from latent_reward.config import DEFAULT_MODEL, DataSpec, ExtractConfig, ModelSpec
 from latent_reward.positions import help_text, parse_positions
 
@@ -54,9 +54,9 @@ def extract(
     logprobs: Annotated[bool, typer.Option(help="Also store the model's log-probability of each response.")] = False,
     fallback_template: Annotated[bool, typer.Option(help="Use the plain User:/Assistant: format for models without a chat template.")] = False,
     random_init: Annotated[Optional[int], typer.Option(help="Use a randomly initialised copy of the model with this seed (a control).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
-    device_map: Annotated[Optional[str], typer.Option(help="transformers device_map for large models, e.g. auto.")] = None,
+    device: DeviceOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Capture the residual stream at every layer at the named positions into an activation store."""
     from latent_reward.workflows.extract import ExtractJob, run_extract
@@ -119,13 +119,15 @@ def run(
     trajectory: Annotated[bool, typer.Option(help="Reward token by token on held-out responses (runs the model again).")] = True,
     sgd_grid: SgdGridOpt = True,
     fallback_template: Annotated[bool, typer.Option(help="The plain User:/Assistant: format for models without a chat template.")] = False,
-    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cuda or cpu.")] = None,
+    device: DeviceOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """The main job: extract (reusing a matching store), sweep, cross-fitted readout, baselines and controls, report."""
     from latent_reward.cli.show import show_headline
     from latent_reward.workflows.run import RunConfig, run as run_workflow
 
-    config = RunConfig(data=data, model=ModelSpec(name=model, dtype=dtype, device=device, fallback_template=fallback_template),
+    config = RunConfig(data=data, model=ModelSpec(name=model, dtype=dtype, device=device, device_map=device_map,
+                                                       fallback_template=fallback_template),
                        extract=ExtractConfig(max_tokens=max_tokens, logprobs=logprobs),
                        readout=readout_config(probes, target, seed, n_boot, folds, permutations, sgd_grid),
                        random_init_control=random_init_control, trajectory=trajectory, out=out)
@@ -165,13 +167,15 @@ def generate(
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
     seed: SeedOpt = 0,
     html: Annotated[Optional[Path], typer.Option(help="Also write the colored reply as an HTML page here.")] = None,
+    device: DeviceOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Generate a reply and stream each token colored by the probe's live estimate of its reward."""
     from latent_reward.cli.show import stream_tokens
     from latent_reward.workflows.generate import GenerateJob, run_generate
 
     job = GenerateJob(prompt=prompt, probe=probe, model=model, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                      html=html)
+                      html=html, device=device, device_map=device_map)
     reply, loaded_probe = run_generate(job, stream_tokens(console, probe))
     console.print()
     final = f"{reply.estimates[-1]:.2f}" if reply.estimates else "n/a"
@@ -192,13 +196,15 @@ def score(
     normalization: Annotated[str, typer.Option(help="Implicit reward: sum, mean or none (reference-free).")] = "sum",
     n_boot: BootOpt = 1000,
     seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Score conversations with a probe: pair accuracy, best-of-n, or how well it ranks the data's ratings."""
     from latent_reward.cli.show import show_score
     from latent_reward.workflows.score import ScoreJob, run_score
 
     job = ScoreJob(probe=probe, data=data, out=out, model=model, reference=reference, normalization=normalization, n_boot=n_boot,
-                   seed=seed)
+                   seed=seed, device=device, device_map=device_map)
     show_score(console, run_score(job), out)
 
 

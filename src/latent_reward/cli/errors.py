@@ -1,8 +1,9 @@
 """The command line's one error path.
 
 User errors (bad options, bad files or folders, damaged stores or probes, unreachable models and
-datasets, a full disk) print one line on stderr and exit 2. Anything else is a bug: it prints its
-last frames and says how to see the whole trace (`--debug` or LATENT_REWARD_DEBUG=1).
+datasets, a full disk, host or GPU memory running out) print one line on stderr and exit 2. Anything
+else is a bug: it prints its last frames and says how to see the whole trace (`--debug` or
+LATENT_REWARD_DEBUG=1).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import traceback
 from latent_reward.errors import UserError
 
 DEBUG_ENV = "LATENT_REWARD_DEBUG"
+OUT_OF_MEMORY = ("out of memory; use smaller batches (--batch-tokens), fewer layers (--layers), spread the model over "
+                 "devices (--device-map auto) or a smaller --dtype (bfloat16)")
 
 
 def _quiet_libraries() -> None:
@@ -56,14 +59,20 @@ def run_app(app, argv: list[str] | None = None) -> None:
     except pydantic.ValidationError as error:
         first = error.errors()[0]
         _fail(f"invalid value for {'.'.join(str(part) for part in first['loc'])}: {first['msg']}")
-    except MemoryError:
-        _fail("out of memory; use fewer examples (--limit), shorter ones (--max-tokens) or smaller batches (--batch-tokens)")
     except OSError as error:
         if debug or error.errno not in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
             _bug(error, debug)
         _fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
-    except Exception as error:  # a bug: show where, briefly
+    except Exception as error:  # a bug (show where, briefly), unless memory ran out
+        if _out_of_memory(error) and not debug:
+            _fail(OUT_OF_MEMORY)
         _bug(error, debug)
+
+
+def _out_of_memory(error: Exception) -> bool:
+    """Host memory (MemoryError) or an accelerator's (torch.OutOfMemoryError; torch is loaded if it raised one)."""
+    torch = sys.modules.get("torch")
+    return isinstance(error, MemoryError) or (torch is not None and isinstance(error, torch.OutOfMemoryError))
 
 
 def _usage_error(error) -> None:

@@ -19,6 +19,12 @@ BootOpt = Annotated[int, typer.Option(min=100, help="Bootstrap resamples (prompt
 ProbesOpt = Annotated[str, typer.Option(help="Comma-separated probe kinds: ridge, sgd, mlp, mean_diff, pairwise.")]
 TargetOpt = Annotated[str, typer.Option(help="What to predict: rating, rating-within-prompt, or an aspect the data has.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+DeviceOpt = Annotated[str, typer.Option(
+    help="auto (cuda if torch sees one, else cpu; under accelerate launch each process its own GPU), cpu, cuda, cuda:N or mps.",
+    rich_help_panel="Devices")]
+DeviceMapOpt = Annotated[Optional[str], typer.Option(
+    help="transformers device_map, e.g. auto: a large model's layers over several GPUs or GPU + CPU offload (instead of --device).",
+    rich_help_panel="Devices")]
 
 _DATA_OPTIONS = {
     "data": (str, typer.Option("--data", "-d", help="Hub dataset id or local .jsonl/.jsonl.gz/.json/.parquet/.csv file.")),

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from latent_reward.cli.app import app, console
-from latent_reward.cli.options import OutOpt, SeedOpt, with_data_options
+from latent_reward.cli.options import DeviceMapOpt, DeviceOpt, OutOpt, SeedOpt, with_data_options
 from latent_reward.config import DataSpec, ModelSpec
 
 BaseUrlOpt = Annotated[Optional[str], typer.Option(help="An OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1.")]
@@ -46,6 +46,8 @@ def respond(
     concurrency: ConcurrencyOpt = 8,
     timeout: TimeoutOpt = 120.0,
     retries: RetriesOpt = 4,
+    device: DeviceOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Responses to a prompt set from several models, with empty ratings, ready for `judge`."""
     from latent_reward.generation import GenerationConfig
@@ -53,7 +55,7 @@ def respond(
 
     endpoint = _endpoint(base_url, api_model[0], api_key_env, concurrency, timeout, retries, temperature,
                          max_tokens=max_new_tokens) if api_model else None
-    job = RespondJob(prompts=data, models=tuple(ModelSpec(name=m, dtype=dtype) for m in model), endpoint_models=tuple(api_model),
+    job = RespondJob(prompts=data, models=tuple(ModelSpec(name=m, dtype=dtype, device=device, device_map=device_map) for m in model), endpoint_models=tuple(api_model),
                      endpoint=endpoint, samples=samples, out=out,
                      generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                                                  batch_size=batch_size))
@@ -129,6 +131,8 @@ def steer(
     judge_model: Annotated[Optional[str], typer.Option(help="The judge model at --judge-url (an independent scorer).")] = None,
     api_key_env: KeyEnvOpt = None,
     seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Steer along the reward direction while the model writes; score the replies independently; write steer.html."""
     from latent_reward.experiments.steer import DIRECTIONS, SteerConfig
@@ -146,7 +150,8 @@ def steer(
     if judge_url:
         judge_endpoint = _endpoint(judge_url, judge_model or "judge", api_key_env, 8, 60.0, 4, 0.0, max_tokens=400)
     result = run_steer(SteerJob(probe=probe, store=store, data=DataSpec(source=data) if data else None,
-                                scorer_probes=tuple(scorer_probe), judge=judge_endpoint, config=config, out=out))
+                                scorer_probes=tuple(scorer_probe), judge=judge_endpoint, config=config, out=out,
+                                device=device, device_map=device_map))
     from latent_reward.report.steer import answer
 
     console.print(answer(result))
@@ -166,6 +171,8 @@ def conversation(
     samples: Annotated[int, typer.Option(min=1, help="Sampled replies per prompt (besides the greedy one).")] = 2,
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
     seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Does the model steer the user? Expected reward of the user's next turn after its own and counterfactual replies."""
     from latent_reward.experiments.conversation import ConversationConfig
@@ -173,7 +180,8 @@ def conversation(
 
     job = ConversationJob(prompt_probe=prompt_probe, response_probe=response_probe, data=data, xstest=xstest,
                           user_simulators=tuple(user_simulator), prompts=conversations,
-                          config=ConversationConfig(samples=samples, max_new_tokens=max_new_tokens, seed=seed), out=out)
+                          config=ConversationConfig(samples=samples, max_new_tokens=max_new_tokens, seed=seed), out=out,
+                          device=device, device_map=device_map)
     report = run_conversation(job)
     from latent_reward.report.conversation import answers
 
@@ -201,6 +209,9 @@ def train(
     max_completion_length: Annotated[int, typer.Option(min=1, help="online: tokens per completion.")] = 48,
     bf16: Annotated[bool, typer.Option(help="bfloat16 mixed precision (GPUs).")] = False,
     seed: SeedOpt = 0,
+    dtype: Annotated[str, typer.Option(help="The weights' precision: float32, bfloat16 or float16.")] = "float32",
+    device: DeviceOpt = "auto",
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Post-train a model with TRL (SFT, offline DPO or online RL); the output folder is the checkpoint."""
     from latent_reward.training.trainers import METHODS, PostTrainConfig
@@ -211,7 +222,8 @@ def train(
     config = PostTrainConfig(method=method, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
                              beta=beta, lora=lora, num_generations=num_generations, max_completion_length=max_completion_length,
                              bf16=bf16, seed=seed)
-    summary = run_train(TrainJob(model=model, data=data, config=config, reward=reward, api_key_env=api_key_env, out=out))
+    summary = run_train(TrainJob(model=model, dtype=dtype, device=device, device_map=device_map, data=data, config=config,
+                                 reward=reward, api_key_env=api_key_env, out=out))
     speed = f", {summary['tokens_per_second']:,.0f} tokens/s" if summary.get("tokens_per_second") else ""
     console.print(f"{method}: {summary['steps']} steps on {summary['pairs_or_examples']} examples in {summary['train_seconds']:.0f} s{speed}; "
                   f"checkpoint: {out}")

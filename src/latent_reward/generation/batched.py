@@ -102,9 +102,10 @@ class _Hooks:
         def change(hidden: torch.Tensor) -> torch.Tensor | None:
             if self.prefill and item.scope == "generated":
                 return None
+            here = vector.to(hidden.device)  # the layer's device (a device map); no copy on a single device
             if item.kind == "add":
-                return hidden + vector
-            return hidden - (hidden @ vector)[..., None] * vector
+                return hidden + here
+            return hidden - (hidden @ here)[..., None] * here
 
         return change
 
@@ -218,7 +219,7 @@ def _generate_batch(loaded: LoadedModel, prompts: list[list[int]], indices: list
                 break
             if fed != active:  # some rows ended: drop them from the cache (a copy of every layer, so only when needed)
                 keep = torch.tensor([active.index(row) for row in fed], dtype=torch.long)
-                cache.batch_select_indices(keep.to(device))
+                cache.batch_select_indices(keep)  # indices on the CPU: each layer's cache may sit on its own device
                 mask, positions = mask[keep], positions[keep]
             mask = torch.cat([mask, torch.ones((len(fed), 1), dtype=torch.long)], dim=1)
             positions = positions[:, -1:] + 1
@@ -233,8 +234,8 @@ def _generate_batch(loaded: LoadedModel, prompts: list[list[int]], indices: list
             active = fed
             if finished:  # rows fed only to read their last token's state: no further step
                 keep = torch.tensor([i for i, row in enumerate(fed) if row not in finished], dtype=torch.long)
-                cache.batch_select_indices(keep.to(device))
-                logits, mask, positions = logits[keep.to(device)], mask[keep], positions[keep]
+                cache.batch_select_indices(keep)
+                logits, mask, positions = logits[keep.to(logits.device)], mask[keep], positions[keep]
                 active = [row for row in fed if row not in finished]
     finally:
         hooks.close()

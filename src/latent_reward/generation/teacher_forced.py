@@ -71,7 +71,8 @@ def _batch(loaded: LoadedModel, prompts, replies, interventions) -> list[ReadBac
 def _log_probs(model, ids, mask, device, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """Log-softmax of the next-token logits at (rows, cols) only: the LM head runs on those positions alone."""
     base = getattr(model, model.base_model_prefix, model)
-    hidden = base(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state[rows.to(device), cols.to(device)]
+    states = base(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # on the last block's device
+    hidden = states[rows.to(states.device), cols.to(states.device)]
     logits = model.get_output_embeddings()(hidden).float()
     softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
     if softcap:

@@ -14,6 +14,7 @@ import torch
 from latent_reward.errors import UserError
 from latent_reward.models.bundled import BUNDLED, gguf_path, sha256_file
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE
+from latent_reward.models.devices import resolve_device
 from latent_reward.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class _Source:
 
 def load_model(
     name_or_path: str,
-    device: str | None = None,
+    device: str = "cpu",
     dtype: str = "float32",
     device_map: str | None = None,
     allow_fallback_template: bool = False,
@@ -73,15 +74,18 @@ def load_model(
 ) -> LoadedModel:
     """Load a model by bundled name, Hub id or local folder.
 
-    `random_init_seed` gives a randomly initialised copy of the same architecture (a control).
+    `device` is a --device name ("auto": see models.devices); a `device_map` (e.g. "auto") spreads the layers
+    over several devices instead. `random_init_seed` gives a randomly initialised copy of the same architecture
+    (a control; built on `device`, a device map does not apply to it).
     A model with no chat template gets the documented fallback format only when
     `allow_fallback_template` is set (bundled base models set it themselves).
     """
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    device = resolve_device(device)  # before loading: under accelerate launch this makes the process state
     source = _resolve(name_or_path, revision, allow_fallback_template)
     tokenizer, config, model = _from_pretrained(name_or_path, source, dtype, device_map, random_init_seed)
-    if device_map is None and device is not None:
+    if device_map is None or random_init_seed is not None:
         try:
             model.to(device)
         except (RuntimeError, AssertionError) as error:

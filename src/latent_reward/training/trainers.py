@@ -36,13 +36,12 @@ class PostTrainConfig(BaseModel):
         return self.learning_rate or {"sft": 2e-5, "dpo": 5e-6, "online": 1e-6}[self.method]
 
 
-def _common(config: PostTrainConfig, folder: Path) -> dict:
-    import torch
-
+def _common(config: PostTrainConfig, folder: Path, model) -> dict:
+    """Arguments every trainer takes; training runs where the model was loaded (on the CPU only if it is there)."""
     return dict(output_dir=str(folder), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
                 gradient_accumulation_steps=config.gradient_accumulation, learning_rate=config.lr(), logging_steps=1,
                 save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, report_to="none", seed=config.seed,
-                bf16=config.bf16, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0)
+                bf16=config.bf16, use_cpu=model.device.type == "cpu", dataloader_num_workers=0)
 
 
 def build_trainer(config: PostTrainConfig, model, tokenizer, records: list[dict], folder: Path, reward=None, callbacks=()):
@@ -56,7 +55,7 @@ def build_trainer(config: PostTrainConfig, model, tokenizer, records: list[dict]
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear", task_type="CAUSAL_LM")
-    common = _common(config, folder)
+    common = _common(config, folder, model)
     if config.method == "sft":
         args = trl.SFTConfig(**common, max_length=config.max_length)
         return trl.SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +36,26 @@ def write_run_json(folder: Path, command: str, config: Any, timings: dict[str, f
 
 
 def extract_or_reuse(model: ModelSpec, examples: list[Example], folder: Path, config: ExtractConfig, source: str | None,
-                     random_init_seed: int | None = None, progress: bool = True) -> tuple[ActivationStore, float]:
+                     random_init_seed: int | None = None, progress: bool = True,
+                     load: Callable[[], LoadedModel] | None = None) -> tuple[ActivationStore, float]:
     """An extraction into `folder`; a finished store made from the same request (model name, dtype, data,
-    options) is reused without loading the model."""
+    options) is reused without loading the model. `load` gives the model when the caller holds it already."""
     tick = time.perf_counter()
     wanted = request_fingerprint(examples, config, model.name, model.dtype, random_init_seed)
     if matching_complete_store(folder, wanted):
         return ActivationStore.open(folder), time.perf_counter() - tick
-    loaded = model.load(random_init_seed=random_init_seed)
+    loaded = load() if load is not None else model.load(random_init_seed=random_init_seed)
     store = extract(loaded, examples, folder, config, progress=progress, source=source).store
     return store, time.perf_counter() - tick
 
 
-def probe_model(probe: Probe, model: str | None = None, device: str | None = None) -> LoadedModel:
-    """The model a saved probe reads (or `model`), in the dtype and chat format it was trained with."""
+def probe_model(probe: Probe, model: str | None = None, device: str = "auto", device_map: str | None = None) -> LoadedModel:
+    """The model a saved probe reads (or `model`), in the dtype and chat format it was trained with, on `device`
+    (or spread by `device_map`)."""
     name = model or probe.info.get("model")
     if not name:
         raise UserError("the probe does not record its model; pass --model")
-    spec = ModelSpec(name=name, dtype=probe.info.get("model_dtype") or "float32", device=device,
+    spec = ModelSpec(name=name, dtype=probe.info.get("model_dtype") or "float32", device=device, device_map=device_map,
                      fallback_template=probe.info.get("chat_template") == "fallback")
     loaded = spec.load()
     if probe.standardizer is not None and len(probe.standardizer.mean) != loaded.info.d_model:

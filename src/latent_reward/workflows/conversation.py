@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from latent_reward.config import DataSpec, ModelSpec, Spec
+from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.data.records import read_records
 from latent_reward.data.splits import hash_order
 from latent_reward.errors import UserError
@@ -27,6 +27,8 @@ class ConversationJob(Spec):
     prompts: int = 24
     config: ConversationConfig = ConversationConfig()
     out: Path
+    device: Device = "auto"  # every model's (the probe's and the user simulators')
+    device_map: str | None = None
 
 
 class ConversationReport(Result):
@@ -42,7 +44,7 @@ def run_conversation(job: ConversationJob) -> ConversationReport:
         raise UserError("--prompt-probe must read assistant_start (a run's prompt_probe folder)")
     out = prepare_output_folder(job.out)
     with exclusive(out, "conversation job"):
-        loaded = probe_model(prompt_probe)
+        loaded = probe_model(prompt_probe, device=job.device, device_map=job.device_map)
         response_probe = Probe.load(job.response_probe) if job.response_probe else None
         excluded = set(prompt_probe.info.get("train_groups") or ()) | set(prompt_probe.info.get("validation_groups") or ())
         examples = [e for e in job.data.load().examples if e.group not in excluded]  # prompts V was not fitted or chosen on
@@ -50,7 +52,8 @@ def run_conversation(job: ConversationJob) -> ConversationReport:
             raise UserError("every prompt in this data was used to train or validate the prompt probe; use other prompts")
         by_group = {e.group: e for e in examples}
         chosen = [by_group[g] for g in hash_order(list(by_group), job.config.seed)[: job.prompts]]
-        simulators = {name: ModelSpec(name=name, dtype=loaded.info.dtype).load() for name in job.user_simulators}
+        simulators = {name: ModelSpec(name=name, dtype=loaded.info.dtype, device=job.device, device_map=job.device_map).load()
+                      for name in job.user_simulators}
         result, tables = conversation(loaded, prompt_probe, [e.prompt_messages for e in chosen], [e.response for e in chosen],
                                       job.config, response_probe, simulators)
         xs = xstest(loaded, prompt_probe, read_records(str(job.xstest)), job.config, response_probe) if job.xstest else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from latent_reward.config import Spec
+from latent_reward.config import Device, Spec
 from latent_reward.experiments.generate import Generation, generate_with_estimates
 from latent_reward.probes import Probe
 from latent_reward.report.html import write_lens_page
@@ -20,11 +20,13 @@ class GenerateJob(Spec):
     temperature: float = 0.0
     seed: int = 0
     html: Path | None = None
+    device: Device = "auto"
+    device_map: str | None = None
 
 
 def run_generate(job: GenerateJob, on_token: Callable[[str, float], None] | None = None) -> tuple[Generation, Probe]:
     probe = Probe.load(job.probe)
-    loaded = probe_model(probe, job.model)
+    loaded = probe_model(probe, job.model, job.device, job.device_map)
     reply = generate_with_estimates(loaded, probe, [{"role": "user", "content": job.prompt}], job.max_new_tokens, job.temperature,
                                     job.seed, on_token)
     if job.html:

@@ -3,6 +3,7 @@ trajectories, and the result folder (results.json, predictions.csv, report, best
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,14 +67,15 @@ def run(config: RunConfig | None = None, progress: bool = True) -> RunOutcome:
     with exclusive(out, "run"):
         dataset = config.data.load()
         timings: dict[str, float] = {}
-        store, timings["extract"] = extract_or_reuse(config.model, dataset.examples, out / "store", config.extract, dataset.source,
-                                                     progress=progress)
         random_store = None
-        if config.random_init_control:
+        if config.random_init_control:  # first: the random copy is gone before the real model is loaded
             random_store, timings["extract_random_init"] = extract_or_reuse(
                 config.model, dataset.examples, out / "store-random-init", config.extract.model_copy(update={"logprobs": False}),
                 dataset.source, random_init_seed=config.readout.sweep.seed, progress=progress)
-        trajectory_model = config.model.load() if config.trajectory else None
+        real_model = functools.cache(config.model.load)  # loaded once, when first needed, for extraction and trajectories
+        store, timings["extract"] = extract_or_reuse(config.model, dataset.examples, out / "store", config.extract, dataset.source,
+                                                     progress=progress, load=real_model)
+        trajectory_model = real_model() if config.trajectory else None
         outcome = analyse(store, random_store, config.readout, out, config, dataset.skipped, timings, trajectory_model,
                           config.trajectory_config, progress)
         timings["total"] = outcome.result.timings["total"] = time.perf_counter() - started  # results.json is written already

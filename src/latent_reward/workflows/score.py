@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from latent_reward.config import DataSpec, ExtractConfig, ModelSpec, Spec
+from latent_reward.config import DataSpec, Device, ExtractConfig, ModelSpec, Spec
 from latent_reward.errors import UserError
 from latent_reward.experiments.reward_model import (IMPLICIT_REWARD, NORMALIZATIONS, PROBE, ScoreResult, best_of_n, excluded_groups,
                                                     implicit_reward, pair_accuracy, score_examples, transfer)
@@ -34,6 +34,8 @@ class ScoreJob(Spec):
     normalization: str = "sum"
     n_boot: int = 1000
     seed: int = 0
+    device: Device = "auto"  # both models' (the probe's and the reference)
+    device_map: str | None = None
 
 
 def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
@@ -43,7 +45,7 @@ def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
     out = prepare_output_folder(job.out)
     with exclusive(out, "score"):
         dataset = job.data.load()
-        loaded = probe_model(probe, job.model)
+        loaded = probe_model(probe, job.model, job.device, job.device_map)
         store, scores = score_examples(loaded, probe, dataset.examples, out / "store", progress=progress, source=dataset.source)
         logprob_sum = store.stat("logprob_sum")
         predictors = {PROBE: scores, "response length": store.stat("response_tokens_count").astype(np.float64),
@@ -74,7 +76,8 @@ def _implicit(job: ScoreJob, probe: Probe, dataset, loaded, store, out: Path, pr
     """DPO's implicit reward: the policy's and the reference's summed log-probabilities, each under its own tokenizer."""
     from latent_reward.activations.extract import extract
 
-    reference = ModelSpec(name=job.reference, dtype=loaded.info.dtype, fallback_template=loaded.info.chat_template == "fallback").load()
+    reference = ModelSpec(name=job.reference, dtype=loaded.info.dtype, device=job.device, device_map=job.device_map,
+                          fallback_template=loaded.info.chat_template == "fallback").load()
     config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=probe.info.get("max_tokens") or 1024, logprobs=True)
     reference_store = extract(reference, dataset.examples, out / "store-reference", config, progress=progress).store
     counts = np.stack([store.stat("response_tokens_count"), reference_store.stat("response_tokens_count")]).astype(np.float64)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.activations.tokens import position_states
-from latent_reward.config import DataSpec, Spec
+from latent_reward.config import DataSpec, Device, Spec
 from latent_reward.data.splits import hash_order
 from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import BASELINES, TextData
@@ -38,6 +38,8 @@ class SteerJob(Spec):
     judge: Endpoint | None = None
     config: SteerConfig = SteerConfig()
     out: Path
+    device: Device = "auto"  # every model's (the steered one and the scorer probes')
+    device_map: str | None = None
 
 
 def run_steer(job: SteerJob, progress: bool = True) -> SteerResult:
@@ -51,7 +53,7 @@ def run_steer(job: SteerJob, progress: bool = True) -> SteerResult:
         raise UserError(f"the store holds states of {store.manifest['model']['name']}, the probe reads {probe.info.get('model')}")
     out = prepare_output_folder(job.out)
     with exclusive(out, "steer job"):
-        loaded = probe_model(probe)
+        loaded = probe_model(probe, device=job.device, device_map=job.device_map)
         layers = steering.steer_layers(probe, loaded.info.n_layers, job.config)
         vectors, sd = {}, {}
         for layer in layers:
@@ -112,7 +114,7 @@ def _score(frame: pd.DataFrame, conversations, store: ActivationStore, probe: Pr
     frame[CIRCULAR] = column(probe.predict(position_states(loaded, kept, probe.info["position"], int(probe.info["layer"]), max_tokens)))
     for folder in job.scorer_probes:
         other = Probe.load(folder)
-        other_model = probe_model(other)
+        other_model = probe_model(other, device=job.device, device_map=job.device_map)
         name = f"probe on {other_model.info.name}"
         frame[name] = column(other.predict(position_states(other_model, kept, other.info["position"], int(other.info["layer"]),
                                                           other.info.get("max_tokens"))))

@@ -13,10 +13,9 @@ import shutil
 import time
 from pathlib import Path
 
-from latent_reward.config import DataSpec, Spec
+from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.errors import UserError
 from latent_reward.io import atomic_write_text, exclusive, prepare_output_folder
-from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE
 from latent_reward.training.data import dpo_records, prompt_records, sft_records
 from latent_reward.training.trainers import PostTrainConfig, build_trainer, metrics_logger
 from latent_reward.workflows.common import write_run_json
@@ -27,19 +26,14 @@ CHECKPOINTS = "trainer"
 
 class TrainJob(Spec):
     model: str  # bundled name, Hub id or local checkpoint folder
+    dtype: str = "float32"  # the weights' precision (--bf16 is mixed precision on top)
+    device: Device = "auto"
+    device_map: str | None = None
     data: DataSpec
     config: PostTrainConfig
     reward: str | None = None  # online: a probe folder, judge:URL[#MODEL], or module:function
     api_key_env: str | None = None  # for a judge reward
     out: Path
-
-
-def _base_folder(name: str) -> str:
-    """A plain checkpoint to start from: the bundled models' safetensors copy, or the name itself."""
-    from latent_reward.models.bundled import BUNDLED
-    from latent_reward.models.loading import bundled_folder
-
-    return str(bundled_folder(name)) if name in BUNDLED else name
 
 
 def run_train(job: TrainJob) -> dict:
@@ -52,7 +46,7 @@ def run_train(job: TrainJob) -> dict:
         started = time.perf_counter()
         examples = job.data.load().examples
         records = {"sft": sft_records, "dpo": dpo_records, "online": prompt_records}[job.config.method](examples)
-        model, tokenizer, template = _load(job.model)
+        model, tokenizer, template = _load(job)
         reward = None
         if job.config.method == "online":
             from latent_reward.training.rewards import make_reward
@@ -81,23 +75,15 @@ def _post_training(model: str, examples) -> list[str]:
     return sorted({*before, *(e.source_split for e in examples)})
 
 
-def _load(name: str):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = _base_folder(name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot load model {name!r} for training: {str(error).splitlines()[0]}") from None
-    template = "model"
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE  # saved with the checkpoint, so every later command reads it the same way
-        template = "fallback"
+def _load(job: TrainJob):
+    """The starting model through the one loader (a model without a chat template gets the fallback format, which
+    is saved with the checkpoint so that every later command reads it the same way)."""
+    spec = ModelSpec(name=job.model, dtype=job.dtype, device=job.device, device_map=job.device_map, fallback_template=True)
+    loaded = spec.load()
+    tokenizer = loaded.tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, template
+    return loaded.model, tokenizer, loaded.info.chat_template
 
 
 def _save(trainer, tokenizer, out: Path, config: PostTrainConfig) -> None:

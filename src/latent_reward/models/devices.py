@@ -1,0 +1,53 @@
+"""Where a model runs: `--device` names checked and "auto" resolved, in one place.
+
+"auto" is cuda when torch sees one, else cpu; under `accelerate launch` with several processes it is the
+device accelerate gives the process (cuda:LOCAL_RANK on GPUs, cpu otherwise), so that every rank loads its
+model onto its own GPU. The accelerate state is made here, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from latent_reward.errors import UserError
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
+
+AUTO = "auto"
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_HELP = "auto (cuda if torch sees one, else cpu; each process its own GPU under accelerate launch), cpu, cuda, cuda:N or mps"
+
+
+def check_device(device: str) -> str:
+    """`device` if it is one of the names --device takes, else a UserError."""
+    if not DEVICE_PATTERN.fullmatch(device):
+        raise UserError(f"unknown device {device!r}; choose {DEVICE_HELP}")
+    return device
+
+
+def distributed_state() -> PartialState | None:
+    """accelerate's process state under `accelerate launch` with several processes (made on first call), else None.
+
+    Without a GPU (or under `accelerate launch --cpu`) the processes share the CPU (the gloo backend)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+
+
+def resolve_device(device: str = AUTO) -> str:
+    """The torch device `device` names: "auto" becomes this process's device (see the module's docstring)."""
+    if check_device(device) != AUTO:
+        return device
+    state = distributed_state()
+    if state is not None:
+        return "cpu" if state.device.type == "cpu" else str(state.device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
