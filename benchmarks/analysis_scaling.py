@@ -41,12 +41,13 @@ POSITIONS = ("assistant_start", "eot", "response_last", "response_mean", "user_e
 WORDS = np.array("the a model answer helpful code list step because however example note data result clear".split())
 
 
-def planted_examples(n: int, rng: np.random.Generator) -> tuple[list[Example], np.ndarray, np.ndarray]:
-    """n rated responses to prompts of 2-16 responses each; returns the examples, the prompt-level and response-level
-    parts of each rating (standard normal)."""
+def planted_examples(n: int, rng: np.random.Generator, sizes_range: tuple[int, int] = (2, 16)
+                     ) -> tuple[list[Example], np.ndarray, np.ndarray]:
+    """n rated responses to prompts of `sizes_range` responses each (2-16 by default); returns the examples, the
+    prompt-level and response-level parts of each rating (standard normal)."""
     sizes = []
     while sum(sizes) < n:
-        sizes.append(int(rng.integers(2, 17)))
+        sizes.append(int(rng.integers(sizes_range[0], sizes_range[1] + 1)))
     sizes[-1] -= sum(sizes) - n
     if sizes[-1] < 2:  # fold a 1-response remainder into the previous prompt
         sizes[-2] += sizes.pop()
@@ -65,10 +66,10 @@ def planted_examples(n: int, rng: np.random.Generator) -> tuple[list[Example], n
 
 
 def write_synthetic_store(folder: Path, n: int, d: int, n_layers: int, positions: tuple[str, ...], seed: int,
-                          shard_size: int = 256) -> ActivationStore:
+                          sizes_range: tuple[int, int] = (2, 16), shard_size: int = 256) -> ActivationStore:
     """A complete store of float16 states [n, n_layers, d] per position with the planted signal, one shard at a time."""
     rng = np.random.default_rng(seed)
-    examples, prompt_part, response_part = planted_examples(n, rng)
+    examples, prompt_part, response_part = planted_examples(n, rng, sizes_range)
     layers = list(range(n_layers))
     depth = np.arange(n_layers) / max(n_layers - 1, 1)
     strength = 1.5 * np.exp(-((depth - 0.6) ** 2) / 0.05)  # per layer: peaks at 60% depth, near 0 at the embeddings
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--d", default="576", help="residual width; a comma list runs every size")
     parser.add_argument("--layers", type=int, default=31, help="stored layers (embeddings included)")
     parser.add_argument("--positions", type=int, default=2, help=f"how many of {', '.join(POSITIONS)}")
+    parser.add_argument("--responses-per-prompt", default="2,16", help="range of responses per prompt (UltraFeedback: 2,2)")
     parser.add_argument("--permutations", type=int, default=100)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--split-seeds", type=int, default=2)
@@ -152,7 +154,8 @@ def main() -> None:
         folder = args.keep or Path(tempfile.mkdtemp(prefix="analysis-scaling-"))
         try:
             tick = time.perf_counter()
-            store = write_synthetic_store(folder, n, d, args.layers, POSITIONS[: args.positions], args.seed)
+            sizes_range = tuple(int(v) for v in args.responses_per_prompt.split(","))
+            store = write_synthetic_store(folder, n, d, args.layers, POSITIONS[: args.positions], args.seed, sizes_range)
             written = time.perf_counter() - tick
             stages = analyse(store, args)
         finally:
@@ -165,13 +168,12 @@ def main() -> None:
                 print(f"  {name:<16} {value:9.1f} s")
         print(f"analysis total: {stages['total']:.1f} s, peak {peak_gb():.2f} GB, recovered r {stages['recovered_r']:.4f} "
               f"(exact {stages['exact_r']:.4f})", flush=True)
-    if len({n for n, _, _ in runs}) > 1 or len({d for _, d, _ in runs}) > 1:
-        logs = np.log(np.array(runs))
-        design = np.column_stack([np.ones(len(runs)), logs[:, 0], logs[:, 1]])
-        keep = [i for i in (1, 2) if np.ptp(logs[:, i - 1]) > 0]
-        coef, *_ = np.linalg.lstsq(design[:, [0, *keep]], logs[:, 2], rcond=None)
-        named = dict(zip(["n", "d"][0:0] + [["n", "d"][i - 1] for i in keep], coef[1:]))
-        print("time ~ " + " ".join(f"{k}^{v:.2f}" for k, v in named.items()), file=sys.stdout)
+    varied = [axis for axis in (0, 1) if len({run[axis] for run in runs}) > 1]  # n, d
+    if varied:
+        logs = np.log(np.array(runs, dtype=np.float64))
+        design = np.column_stack([np.ones(len(runs)), logs[:, varied]])
+        coefficients = np.linalg.lstsq(design, logs[:, 2], rcond=None)[0][1:]
+        print("time ~ " + " ".join(f"{'nd'[axis]}^{value:.2f}" for axis, value in zip(varied, coefficients)))
 
 
 if __name__ == "__main__":
