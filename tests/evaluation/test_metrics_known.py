@@ -80,15 +80,15 @@ def test_group_spearman_is_scipy_per_sorted_group_and_nan_where_undefined():
 
 
 def test_within_prompt_spearman_by_hand():
-    """Two prompts: a perfect ordering (rho 1) and a reversed one with a tie (rho by hand from the ranks)."""
-    y = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0])
-    p = np.array([0.1, 0.2, 0.3, 0.5, 0.5, 0.1])
-    groups = np.array(["b", "b", "b", "a", "a", "a"])
+    """Three prompts: a perfect ordering, a partial one (rho 1) and a reversed one with a tie (rho by hand from the ranks)."""
+    y = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0, 2.0, 3.0])
+    p = np.array([0.1, 0.2, 0.3, 0.5, 0.5, 0.1, 1.0, 3.0, 2.0])
+    groups = np.array(["b", "b", "b", "a", "a", "a", "c", "c", "c"])
     # prompt "a": ranks of y (1, 2, 3), of p (2.5, 2.5, 1): centred (-1, 0, 1) and (0.5, 0.5, -1):
-    # r = (-0.5 + 0 - 1) / sqrt(2 * 1.5) = -1.5 / sqrt(3)
+    # r = (-0.5 + 0 - 1) / sqrt(2 * 1.5) = -1.5 / sqrt(3). Prompt "c": centred (-1, 0, 1) and (-1, 1, 0): 1 / 2.
     rho_a = -1.5 / np.sqrt(3)
-    np.testing.assert_allclose(group_spearman(y, p, groups), [rho_a, 1.0], atol=1e-12)
-    assert within_prompt_spearman(y, p, groups) == pytest.approx((rho_a + 1.0) / 2, abs=1e-12)
+    np.testing.assert_allclose(group_spearman(y, p, groups), [rho_a, 1.0, 0.5], atol=1e-12)
+    assert within_prompt_spearman(y, p, groups) == pytest.approx((rho_a + 1.0 + 0.5) / 3, abs=1e-12)
 
 
 def test_within_prompt_accuracy_matches_brute_force_with_ties_and_unbalanced_groups():
@@ -273,7 +273,20 @@ def test_icc_recovers_a_known_icc_and_its_interval_covers_it():
         interval = icc1_interval(y, groups, n_boot=200, seed=trial)
         estimates.append(interval.value)
         covered += interval.low <= truth <= interval.high
-    # ICC(1) is nearly unbiased: the mean of 200 estimates (sd ~0.08 each) is within ~0.03 of the truth
-    assert np.mean(estimates) == pytest.approx(truth, abs=0.03)
+    # ICC(1) is nearly unbiased: the mean of 200 estimates (sd ~0.08 each) is within ~0.02 of the truth
+    assert np.mean(estimates) == pytest.approx(truth, abs=0.02)
     # a percentile bootstrap with 40 prompts under-covers a little (0.91 in 600 trials); 200 trials: MC sd ~0.02
     assert 0.85 <= covered / trials <= 0.99, covered / trials
+
+
+def test_icc_interval_resamples_whole_prompts_and_keeps_repeated_prompts_apart():
+    """Two prompts of three responses: a resample draws {0, 1} (the observed ICC) or one prompt twice. A prompt drawn
+    twice is two identical groups: MSB = 0, so ICC = -MSW / ((k0 - 1) MSW) = -1 / 2. The 2.5% quantile is therefore
+    -1/2 and the 97.5% quantile the observed value (merging the copies into one group would leave no interval)."""
+    y = np.array([0.0, 1.0, 2.0, 5.0, 6.0, 8.0])
+    groups = np.array(["b", "b", "b", "a", "a", "a"])
+    observed = _anova_icc(y, groups)
+    assert observed > 0.5
+    interval = icc1_interval(y, groups, n_boot=400, seed=0)
+    assert interval.value == pytest.approx(observed)
+    assert interval.low == pytest.approx(-0.5) and interval.high == pytest.approx(observed)
