@@ -47,7 +47,8 @@ def test_pair_accuracy_versus_the_probe_is_the_paired_difference_with_an_exact_p
     ratings = [1, 0] * 4
     groups = ["q0", "q0", "q1", "q1", "q2", "q2", "q3", "q3"]
     meta = [{"pair": f"p{i // 2}"} for i in range(8)]
-    store = make_scored_store(tmp_path / "s", ratings, groups, meta, ["abc", "abd"] * 4)
+    # q3's replies have the same number of words but not of characters (13 vs 5): not length-matched
+    store = make_scored_store(tmp_path / "s", ratings, groups, meta, ["abc", "abd"] * 3 + ["one two three", "a b c"])
     probe = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
     other = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
     result = pair_accuracy(store, {"probe": probe, "other": other}, np.ones(8, bool), n_boot=200)
@@ -60,7 +61,7 @@ def test_pair_accuracy_versus_the_probe_is_the_paired_difference_with_an_exact_p
     exact = np.mean(np.array(null) >= 0.5)
     assert exact == 0.5
     assert versus.p_value == pytest.approx(exact, abs=0.06)  # 1000 permutations: Monte Carlo sd ~0.016
-    assert "probe" not in entry.versus_probe and entry.length_matched_pairs == 4
+    assert "probe" not in entry.versus_probe and entry.length_matched_pairs == 3
 
 
 def test_best_of_n_picks_averages_ties_and_excludes_training_prompts(tmp_path):
