@@ -56,21 +56,22 @@ def test_early_stopping_never_sees_rows_outside_the_training_prompts():
     x, y, groups, _ = planted(n_groups=50, d=8)
     probe = SGDProbe(TrainConfig(epochs=5, patience=2)).fit(x, y, groups)
     assert probe.info["epochs_run"] <= 5 and np.isfinite(probe.info["final_val_loss"])
-    # Planted: the prompts the inner split holds out get inverted ratings. Watching them (and only them), the
+    # Planted: the prompts the inner split holds out get inverted, ten times larger ratings. Watching them (and only them), the
     # validation loss rises from the first epoch, so training stops after `patience` more epochs with the first epoch's
-    # weights; watching the fitted rows instead, it would improve for all 30 epochs; fitting on the held rows too
-    # would cancel the signal.
+    # weights; watching the fitted rows instead, it would keep improving for several epochs; fitting on the held rows too
+    # would turn the learned direction around.
     from latent_reward.data.splits import inner_split
 
-    config = TrainConfig(epochs=30, patience=2, lr=1e-2, schedule="constant")
+    config = TrainConfig(epochs=30, patience=2, lr=3e-2, batch_size=8, schedule="constant")
     x, y, groups, _ = planted(n_groups=40, d=8, noise=0.1)
     held = inner_split(groups, config.inner_val_fraction, config.seed)
     assert 0 < held.sum() < len(y) / 3
     clean = SGDProbe(config).fit(x, y, groups)
-    assert clean.info["epochs_run"] > 10  # clean held prompts: the loss keeps falling
-    planted_y = np.where(held, -y, y)
+    assert clean.info["best_epoch"] >= 3  # clean held prompts: the loss keeps falling for a while
+    planted_y = np.where(held, -10 * y, y)
     probe = SGDProbe(config).fit(x, planted_y, groups)
     assert probe.info["best_epoch"] == 0 and probe.info["epochs_run"] == config.patience + 1
+    assert np.corrcoef(probe.predict(x[~held]), y[~held])[0, 1] > 0.5  # learned from the fitted rows only
     # the recorded loss is the restored network's MSE on exactly those rows, on the z-scale of the fitted rows
     z = (probe.predict(x[held]) - probe.y_mean) / probe.y_scale
     expected = np.mean((z - (planted_y[held] - probe.y_mean) / probe.y_scale) ** 2)
