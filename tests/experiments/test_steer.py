@@ -165,3 +165,16 @@ def test_effects_rank_the_primary_direction_among_its_draws():
     assert up.versus_random.value == pytest.approx(1.5 - (0.5 + 2.0 - 1.0) / 3)
     random = next(e for e in found if e.direction == "random" and e.strength == 3.0)
     assert random.draws == pytest.approx([0.5, 2.0, -1.0])
+
+
+def test_distinct_2_degenerate_and_the_primary_strength_by_hand():
+    from latent_reward.experiments.steer import degenerate, distinct_2, primary_strength
+
+    assert distinct_2([1, 2, 1, 2]) == pytest.approx(2 / 3)  # bigrams (1,2) (2,1) (1,2)
+    assert distinct_2([5, 6, 7]) == 1.0 and distinct_2([5]) == 1.0
+    assert degenerate([])
+    assert degenerate([1, 2, 3, 4] * 3)  # one 4-gram three times
+    assert not degenerate([1, 2, 3, 4] * 2 + [9])  # twice only, and 5 of 8 bigrams distinct
+    assert degenerate([1, 2, 1, 2, 1, 2, 1])  # no 4-gram three times, but 2 of 6 bigrams distinct (< 0.5)
+    assert not degenerate([1, 1, 1, 1, 2])  # 2 of 4 bigrams distinct: exactly 0.5 is not below it
+    assert primary_strength([-8.0, 2.0, 4.0, -1.0]) == 4.0 and primary_strength([-8.0, -1.0]) == -8.0

@@ -60,7 +60,7 @@ def test_every_layer_and_target_equals_its_own_sklearn_leave_one_prompt_out_fit(
 def test_chunked_and_unchunked_layers_agree_and_a_one_dimensional_target_is_one_column():
     x, y, groups, _ = _layers_and_targets(n_layers=9, seed=1)
     whole = ridge_cv_all_layers(x, y, groups, alpha_factors=FACTORS, layer_chunk=100)
-    for chunk in (1, 4, 8):
+    for chunk in (2, 8):
         part = ridge_cv_all_layers(x, y, groups, alpha_factors=FACTORS, layer_chunk=chunk)
         np.testing.assert_array_equal(part.best_alpha, whole.best_alpha)
         np.testing.assert_allclose(part.predictions, whole.predictions, rtol=1e-10, atol=1e-12)
