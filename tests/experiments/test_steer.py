@@ -173,7 +173,7 @@ def test_distinct_2_degenerate_and_the_primary_strength_by_hand():
     assert distinct_2([1, 2, 1, 2]) == pytest.approx(2 / 3)  # bigrams (1,2) (2,1) (1,2)
     assert distinct_2([5, 6, 7]) == 1.0 and distinct_2([5]) == 1.0
     assert degenerate([])
-    assert degenerate([1, 2, 3, 4] * 3)  # one 4-gram three times
+    assert degenerate([1, 2, 3, 4] * 3 + list(range(10, 30)))  # one 4-gram three times (24 of 31 bigrams distinct)
     assert not degenerate([1, 2, 3, 4] * 2 + [9])  # twice only, and 5 of 8 bigrams distinct
     assert degenerate([1, 2, 1, 2, 1, 2, 1])  # no 4-gram three times, but 2 of 6 bigrams distinct (< 0.5)
     assert not degenerate([1, 1, 1, 1, 2])  # 2 of 4 bigrams distinct: exactly 0.5 is not below it
