@@ -112,3 +112,32 @@ def test_paired_permutation_p_value_matches_the_enumeration_of_every_prompt_swap
     n = 20000
     p_value = permutation_p_value(y, p_a, p_b, groups, metric, n_permutations=n, seed=0)
     assert p_value == pytest.approx(exact, abs=4 * np.sqrt(exact * (1 - exact) / n) + 1 / n)
+
+
+def test_paired_bootstrap_difference_uses_the_same_prompt_resamples_for_both_predictors():
+    from latent_reward.evaluation.metrics import Resampler
+    from latent_reward.evaluation.paired import paired_differences
+
+    rng = np.random.default_rng(13)
+    groups = np.repeat(np.arange(25).astype(str), 4)
+    y = rng.normal(size=100)
+    a, b = y + 0.5 * rng.normal(size=100), y + rng.normal(size=100)
+    resampler = Resampler.make(groups, 300, seed=2)
+    found = paired_differences(y, a, b, resampler, n_permutations=50)
+    for metric in ("pearson", "within_acc"):
+        point = (_corr(y, a) - _corr(y, b) if metric == "pearson"
+                 else within_prompt_accuracy(y, a, groups) - within_prompt_accuracy(y, b, groups))
+        assert found[metric].difference.value == pytest.approx(point)
+        # each resample: the metric of a minus the metric of b on the very same materialized rows
+        differences = []
+        for weights in resampler.group_weights:
+            rows = np.concatenate([np.flatnonzero(groups == name) for name, count in zip(np.unique(groups), weights)
+                                   for _ in range(int(count))])
+            labels = np.concatenate([np.full(4, copy) for copy in range(int(weights.sum()))])
+            if metric == "pearson":
+                differences.append(_corr(y[rows], a[rows]) - _corr(y[rows], b[rows]))
+            else:
+                differences.append(within_prompt_accuracy(y[rows], a[rows], labels)
+                                   - within_prompt_accuracy(y[rows], b[rows], labels))
+        low, high = np.quantile(differences, [0.025, 0.975])
+        assert found[metric].difference.low == pytest.approx(low) and found[metric].difference.high == pytest.approx(high)
