@@ -79,6 +79,26 @@ def test_best_of_n_picks_averages_ties_and_excludes_training_prompts(tmp_path):
     assert tied.picks["flat pick"].value == pytest.approx((0.5 + 0.2) / 2)  # all tied: the mean, not the first row
 
 
+def test_best_of_n_versus_random_by_hand_and_its_two_prompt_interval(tmp_path):
+    """Prompt a: the probe picks 0.9 against a mean of 0.5 (+0.4); prompt b: 0.2 against 0.2 (0). A prompt resample of
+    two prompts is {a, a} (+0.4), {b, b} (0) or {a, b} (+0.2): the interval runs from 0 to 0.4. A prompt with one sample
+    cannot be picked from and is dropped; a sample without a score is never picked."""
+    ratings = [0.1, 0.9, 0.5, 0.2, 0.4, 0.0, 0.7]
+    groups = ["a", "a", "a", "b", "b", "b", "d"]
+    store = make_scored_store(tmp_path / "s", ratings, groups, [{} for _ in ratings])
+    scores = np.array([0.0, 1.0, np.nan, 5.0, 0.0, 0.0, 3.0])
+    result = best_of_n(store, {"probe": scores}, np.ones(7, bool), n_boot=300)
+    assert result.prompts == 2 and result.samples_per_prompt == 3.0
+    versus = result.versus_random["probe pick"]
+    assert versus.value == pytest.approx(0.2) and (versus.low, versus.high) == (pytest.approx(0.0), pytest.approx(0.4))
+    best = result.versus_random["best possible"]  # a: 0.9 - 0.5, b: 0.4 - 0.2
+    assert best.value == pytest.approx(0.3) and (best.low, best.high) == (pytest.approx(0.2), pytest.approx(0.4))
+    assert "random pick" not in result.versus_random
+    # with a's unscored sample the best scored one: a NaN score must not win over 0.0 and 1.0
+    assert best_of_n(store, {"p": np.array([0.0, np.nan, 1.0, 5.0, 0, 0, 0])}, np.ones(7, bool),
+                     n_boot=50).picks["p pick"].value == pytest.approx((0.5 + 0.2) / 2)
+
+
 def test_implicit_reward_uses_each_models_summed_log_probability():
     policy, reference = np.array([-10.0, -8.0]), np.array([-15.0, -4.0])
     np.testing.assert_allclose(implicit_reward(policy, reference, normalization="sum"), [5.0, -4.0])
