@@ -47,6 +47,13 @@ def test_bootstrap_interval_covers_the_point_and_narrows_with_more_prompts():
         ci = bootstrap_ci(y, p, groups, n_boot=500)
         assert ci["pearson"].low <= ci["pearson"].value <= ci["pearson"].high
         assert ci["within_acc"].low <= ci["within_acc"].value <= ci["within_acc"].high
+        # exactly: the point on all rows, the ends the 2.5% and 97.5% quantiles over the same seeded prompt resamples
+        from latent_reward.evaluation.metrics import Resampler
+
+        samples = Resampler.make(groups, 500, 0).samples(y, p)
+        for name in ("pearson", "within_acc"):
+            assert (ci[name].low, ci[name].high) == tuple(pytest.approx(q) for q in np.quantile(samples[name], [0.025, 0.975]))
+        assert ci["pearson"].value == pytest.approx(stats.pearsonr(y, p).statistic)
         widths.append(ci["pearson"].high - ci["pearson"].low)
     assert widths[1] < widths[0] / 2
 
@@ -63,6 +70,12 @@ def test_shuffled_control_collapses_and_partial_correlation_removes_length():
     length = rng.normal(size=500)
     rating = length + 0.1 * rng.normal(size=500)
     assert abs(partial_correlation(rating, length + 0.01 * rng.normal(size=500), length)) < 0.2
+    # not a null: the prediction also carries the rating's own noise; the closed form for one control
+    noise = rating - length
+    prediction = length + 2 * noise + 0.1 * rng.normal(size=500)
+    r = np.corrcoef([rating, prediction, length])
+    closed = (r[0, 1] - r[0, 2] * r[1, 2]) / np.sqrt((1 - r[0, 2] ** 2) * (1 - r[1, 2] ** 2))
+    assert partial_correlation(rating, prediction, length) == pytest.approx(closed, abs=1e-10) and closed > 0.8
 
 
 def test_icc_is_about_zero_without_a_prompt_effect_while_the_raw_share_is_not():

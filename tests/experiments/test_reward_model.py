@@ -27,8 +27,41 @@ def test_pair_accuracy_per_subset_resamples_prompts_and_matches_lengths(tmp_path
     # q2's four rows form 4 rated pairs (2 chosen x 2 rejected); the metric counts pairs of differing ratings within a prompt
     assert overall["a"].predictors["probe"].value == pytest.approx(0.5)
     assert overall["all"].length_matched_pairs > 0
+    # by hand: rated pairs with lengths within 10% are abc/abd (wrong), "same len"/"same lex" (tied: 0.5) and
+    # x*10/y*10 (right): 3 pairs at 0.5; q0's 16 vs 5 characters and q2's 8 vs 10 are not matched
+    assert overall["all"].length_matched_pairs == 3 and overall["all"].length_matched["probe"].value == pytest.approx(0.5)
+    assert overall["a"].length_matched_pairs == 1 and overall["a"].length_matched["probe"].value == pytest.approx(0.0)
+    assert overall["b"].length_matched_pairs == 2 and overall["b"].length_matched["probe"].value == pytest.approx(0.75)
+    # every rated pair: q0 right, q1 wrong, q2 (tie, right, wrong, right) 2.5 of 4 -> 3.5 / 6
+    assert overall["all"].predictors["probe"].value == pytest.approx(3.5 / 6)
     kept = pair_accuracy(store, {"probe": np.zeros(8)}, np.array([False, False, True, True, True, True, True, True]), n_boot=100)
     assert kept[0].pairs == 3 and kept[0].prompts == 2  # the excluded prompt's pair is gone
+
+
+def test_pair_accuracy_versus_the_probe_is_the_paired_difference_with_an_exact_p(tmp_path):
+    """Four prompts of one pair each: the probe orders all four, the other predictor q0 and q1 only. The difference is
+    1 - 1/2 = 1/2; swapping the two predictors prompt by prompt (16 ways) gives a difference at least as large in absolute
+    value only when q2 and q3 are not swapped or both are (the q0/q1 contributions are 0): exact p = 8 / 16."""
+    from itertools import product
+
+    ratings = [1, 0] * 4
+    groups = ["q0", "q0", "q1", "q1", "q2", "q2", "q3", "q3"]
+    meta = [{"pair": f"p{i // 2}"} for i in range(8)]
+    # q3's replies have the same number of words but not of characters (13 vs 5): not length-matched
+    store = make_scored_store(tmp_path / "s", ratings, groups, meta, ["abc", "abd"] * 3 + ["one two three", "a b c"])
+    probe = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    other = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+    result = pair_accuracy(store, {"probe": probe, "other": other}, np.ones(8, bool), n_boot=200)
+    entry = result[0]
+    assert entry.predictors["probe"].value == 1.0 and entry.predictors["other"].value == 0.5
+    versus = entry.versus_probe["other"]
+    assert versus.difference.value == pytest.approx(0.5)
+    contribution = np.array([0, 0, 1, 1])  # probe minus other, per prompt (one pair each), over 4 pairs
+    null = [abs(np.where(swap, -contribution, contribution).sum()) / 4 for swap in product([False, True], repeat=4)]
+    exact = np.mean(np.array(null) >= 0.5)
+    assert exact == 0.5
+    assert versus.p_value == pytest.approx(exact, abs=0.06)  # 1000 permutations: Monte Carlo sd ~0.016
+    assert "probe" not in entry.versus_probe and entry.length_matched_pairs == 3
 
 
 def test_best_of_n_picks_averages_ties_and_excludes_training_prompts(tmp_path):
@@ -44,6 +77,26 @@ def test_best_of_n_picks_averages_ties_and_excludes_training_prompts(tmp_path):
     assert result.picks["random pick"].value == pytest.approx((0.5 + 0.2) / 2)
     tied = best_of_n(store, {"flat": np.zeros(9)}, keep, n_boot=100)
     assert tied.picks["flat pick"].value == pytest.approx((0.5 + 0.2) / 2)  # all tied: the mean, not the first row
+
+
+def test_best_of_n_versus_random_by_hand_and_its_two_prompt_interval(tmp_path):
+    """Prompt a: the probe picks 0.9 against a mean of 0.5 (+0.4); prompt b: 0.2 against 0.2 (0). A prompt resample of
+    two prompts is {a, a} (+0.4), {b, b} (0) or {a, b} (+0.2): the interval runs from 0 to 0.4. A prompt with one sample
+    cannot be picked from and is dropped; a sample without a score is never picked."""
+    ratings = [0.1, 0.9, 0.5, 0.2, 0.4, 0.0, 0.7]
+    groups = ["a", "a", "a", "b", "b", "b", "d"]
+    store = make_scored_store(tmp_path / "s", ratings, groups, [{} for _ in ratings])
+    scores = np.array([0.0, 1.0, np.nan, 5.0, 0.0, 0.0, 3.0])
+    result = best_of_n(store, {"probe": scores}, np.ones(7, bool), n_boot=300)
+    assert result.prompts == 2 and result.samples_per_prompt == 3.0
+    versus = result.versus_random["probe pick"]
+    assert versus.value == pytest.approx(0.2) and (versus.low, versus.high) == (pytest.approx(0.0), pytest.approx(0.4))
+    best = result.versus_random["best possible"]  # a: 0.9 - 0.5, b: 0.4 - 0.2
+    assert best.value == pytest.approx(0.3) and (best.low, best.high) == (pytest.approx(0.2), pytest.approx(0.4))
+    assert "random pick" not in result.versus_random
+    # with a's unscored sample the best scored one: a NaN score must not win over 0.0 and 1.0
+    assert best_of_n(store, {"p": np.array([0.0, np.nan, 1.0, 5.0, 0, 0, 0])}, np.ones(7, bool),
+                     n_boot=50).picks["p pick"].value == pytest.approx((0.5 + 0.2) / 2)
 
 
 def test_implicit_reward_uses_each_models_summed_log_probability():

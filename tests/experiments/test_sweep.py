@@ -63,6 +63,22 @@ def test_readout_cross_fits_every_prompt_and_the_controls_collapse(tmp_path):
     assert readout.verdict.kind == "encodes"
     for fold in np.unique(crossfit.folds):  # every prompt is in exactly one fold
         assert set(crossfit.groups[crossfit.folds == fold]).isdisjoint(crossfit.groups[crossfit.folds != fold])
+    # partial r of the cross-fitted probe given the responses' text statistics: the correlation of the residuals of
+    # sklearn's linear regression on them (with an intercept)
+    from sklearn.linear_model import LinearRegression
+
+    from latent_reward.evaluation.baselines import text_statistics
+
+    responses = [e.response for e in store.examples]
+    controls, y, p = text_statistics(responses), fit.target.y, crossfit.predictions["probe"]
+    residual = [v - LinearRegression().fit(controls, v).predict(controls) for v in (y, p)]
+    assert readout.partial_r_given_length.value == pytest.approx(np.corrcoef(*residual)[0, 1], abs=1e-9)
+    assert readout.partial_r_given_length.low < readout.partial_r_given_length.value < readout.partial_r_given_length.high
+    # length-matched pairs by brute force: same prompt, different ratings, characters within 10% of the longer reply
+    chars = [len(r) for r in responses]
+    matched = sum(1 for i in range(len(y)) for j in range(i + 1, len(y)) if fit.target.groups[i] == fit.target.groups[j]
+                  and y[i] != y[j] and abs(chars[i] - chars[j]) < 0.1 * max(chars[i], chars[j], 1))
+    assert readout.length_matched_pairs == matched > 0
 
 
 def test_prompt_level_signal_gives_global_r_but_no_within_prompt_accuracy(tmp_path):

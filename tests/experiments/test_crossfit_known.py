@@ -1,0 +1,127 @@
+"""Known answers for experiments/crossfit.py: each fold's cell is the best inner-CV cell of its training prompts, each
+fold's out-of-fold predictions are a ridge refitted on that fold's training rows (sklearn's Ridge at the chosen
+penalty), no held-out rating reaches its own fold, and `folds=` is used as given."""
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.linear_model import Ridge
+
+from latent_reward.experiments.crossfit import LAYER_ZERO, cross_fit_arrays
+from latent_reward.probes import ProbeSettings
+from latent_reward.probes.ridge import ridge_cv_all_layers
+
+FACTORS = (0.01, 0.1, 1.0, 10.0)
+SETTINGS = ProbeSettings(alpha_factors=FACTORS)
+LAYERS = [0, 3, 5]
+POSITIONS = ("start", "end")
+
+
+def _data(seed=3, n_groups=30, per=3, d=5):
+    """Two positions x three layers; the rating shows, about equally weakly, at start layer 3 and end layer 5, so the
+    folds need not agree on the cell."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat([f"g{g:02d}" for g in range(n_groups)], per)
+    n = len(groups)
+    y = rng.normal(size=n)
+    states = {p: rng.normal(size=(n, len(LAYERS), d)) * rng.uniform(0.5, 3, size=(1, len(LAYERS), d)) for p in POSITIONS}
+    states["start"][:, 1, 0] += 1.2 * y
+    states["end"][:, 2, 1] += 1.2 * y
+    return states, y, groups
+
+
+def _inner_r(states, y, groups, train):
+    """Each (position, layer index)'s r of its leave-one-prompt-out predictions on the training rows, one layer at a time."""
+    out = {}
+    for position in POSITIONS:
+        for index in range(len(LAYERS)):
+            cv = ridge_cv_all_layers(states[position][train][:, [index]], y[train], groups[train], FACTORS)
+            out[position, index] = stats.pearsonr(y[train], cv.predictions[0, :, 0]).statistic
+    return out
+
+
+def _best_cell(inner_r, allowed=lambda position, layer: True):
+    """The allowed cell with the highest inner r (the first position, then the first layer, wins ties)."""
+    cells = [cell for cell in inner_r if allowed(cell[0], LAYERS[cell[1]])]
+    return max(cells, key=lambda cell: inner_r[cell])
+
+
+def test_each_fold_is_a_refit_on_its_training_rows_at_its_best_cell():
+    states, y, groups = _data()
+    result = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=4, seed=1, settings=SETTINGS,
+                              selectors={"probe": lambda p, layer: True, "embeddings": LAYER_ZERO}, progress=False)
+    folds = result.folds
+    assert sorted(np.unique(folds)) == [0, 1, 2, 3]
+    for k in range(4):
+        train, held = folds != k, folds == k
+        assert set(groups[train]).isdisjoint(groups[held])
+        inner_r = _inner_r(states, y, groups, train)
+        for name, allowed in (("probe", lambda p, layer: True), ("embeddings", lambda p, layer: layer == 0)):
+            position, index = _best_cell(inner_r, allowed)
+            cell = result.cells[name][k]
+            assert (cell.position, cell.layer) == (position, LAYERS[index]), (name, k)
+            # the refit: the penalty by leave-one-prompt-out CV on the training rows, then sklearn's Ridge on all of
+            # them with the features z-scored on the training rows
+            x = states[position][:, index]
+            factor = ridge_cv_all_layers(x[train][:, None], y[train], groups[train], FACTORS).best_alpha[0, 0]
+            mean, scale = x[train].mean(0), x[train].std(0)
+            ridge = Ridge(alpha=factor * train.sum()).fit((x[train] - mean) / scale, y[train])
+            np.testing.assert_allclose(result.predictions[name][held], ridge.predict((x[held] - mean) / scale),
+                                       rtol=1e-8, atol=1e-10)
+    # the folds chose more than one cell: the selection, not one fixed cell, is what was checked
+    assert len({str(c) for c in result.cells["probe"]}) >= 2
+    assert {c.layer for c in result.cells["embeddings"]} == {0}
+
+
+def test_no_fold_sees_its_own_ratings():
+    """Any change to one fold's ratings leaves that fold's out-of-fold predictions exactly as they were."""
+    states, y, groups = _data(seed=4)
+    before = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=3, seed=0, settings=SETTINGS,
+                              progress=False)
+    held = before.folds == 1
+    changed = y.copy()
+    changed[held] = np.random.default_rng(9).normal(size=held.sum()) * 10
+    after = cross_fit_arrays(lambda p: states[p], LAYERS, changed, groups, POSITIONS, n_folds=3, seed=0,
+                             settings=SETTINGS, progress=False)
+    np.testing.assert_array_equal(after.folds, before.folds)
+    np.testing.assert_array_equal(after.predictions["probe"][held], before.predictions["probe"][held])
+    assert not np.allclose(after.predictions["probe"][~held], before.predictions["probe"][~held])
+
+
+def test_given_folds_are_used_as_they_are():
+    states, y, groups = _data(seed=5)
+    prompt = np.array([int(g[1:]) for g in groups])
+    folds = (prompt * 7 % 3).astype(np.int64)  # 3 folds, not what group_folds would deal
+    result = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=5, seed=0, settings=SETTINGS,
+                              progress=False, folds=folds)
+    np.testing.assert_array_equal(result.folds, folds)
+    assert len(result.cells["probe"]) == 3  # the number of folds comes from `folds`, not n_folds
+    for k in range(3):
+        train = folds != k
+        position, index = _best_cell(_inner_r(states, y, groups, train))
+        x = states[position][:, index]
+        probe = ridge_cv_all_layers(x[train][:, None], y[train], groups[train], FACTORS).probe(0)
+        np.testing.assert_allclose(result.predictions["probe"][folds == k], probe.predict(x[folds == k]), rtol=1e-10)
+    # the default folds differ from these, and give different predictions
+    default = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=3, seed=0, settings=SETTINGS,
+                               progress=False)
+    assert not np.array_equal(default.folds, folds)
+    assert not np.allclose(default.predictions["probe"], result.predictions["probe"])
+
+
+def test_permutation_controls_refit_on_permuted_training_ratings_at_each_folds_cell():
+    states, y, groups = _data(seed=6, n_groups=20)
+    result = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=3, seed=2, settings=SETTINGS,
+                              progress=False, permutations=4)
+    targets, predictions = result.permuted["within"]
+    assert targets.shape == predictions.shape == (4, len(y))
+    for t in range(4):
+        for g in np.unique(groups):
+            assert sorted(targets[t, groups == g]) == pytest.approx(sorted(y[groups == g]))
+        for k, cell in enumerate(result.cells["probe"]):
+            train, held = result.folds != k, result.folds == k
+            x = states[cell.position][:, LAYERS.index(cell.layer)]
+            probe = ridge_cv_all_layers(x[train][:, None], targets[t, train], groups[train], FACTORS).probe(0)
+            np.testing.assert_allclose(predictions[t, held], probe.predict(x[held]), rtol=1e-8, atol=1e-10)
+    global_targets, _ = result.permuted["global"]
+    assert sorted(global_targets[0]) == pytest.approx(sorted(y)) and not np.array_equal(global_targets[0], y)

@@ -1,0 +1,104 @@
+"""Known answers for probes/ridge.py's batched leave-one-prompt-out ridge: several targets and more layers than one
+chunk, each (layer, target) against its own sklearn fit; and a pinned small case with today's exact numbers."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+
+from latent_reward.probes.ridge import ridge_cv_all_layers
+
+FACTORS = (1e-3, 0.03, 0.3, 3.0, 30.0)
+
+
+def _layers_and_targets(n_layers=10, n_groups=14, seed=0):
+    """x [n, L, d] with layer-dependent signal and scales (one layer with a constant feature), y [n, 3]: targets
+    read from different layers at different noise levels, so the chosen penalties differ across cells."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 6, size=n_groups)  # unequal prompt sizes
+    groups = np.repeat([f"q{(5 * g) % n_groups:02d}" for g in range(n_groups)], sizes)
+    n, d = len(groups), 6
+    x = rng.normal(size=(n, n_layers, d)) * rng.uniform(0.2, 20, size=(1, n_layers, d))
+    x[:, 3, 2] = 7.0  # constant: standardized with scale 1
+    z = (x - x.mean(0)) / np.where(x.std(0) > 1e-8, x.std(0), 1.0)
+    y = np.column_stack([z[:, -1] @ rng.normal(size=d) + 0.2 * rng.normal(size=n),
+                         z[:, 1, 0] + 2.0 * rng.normal(size=n),
+                         rng.normal(size=n) + 5.0])
+    return x, y, groups, z
+
+
+@pytest.mark.parametrize("layer_chunk", [8, 3])
+def test_every_layer_and_target_equals_its_own_sklearn_leave_one_prompt_out_fit(layer_chunk):
+    x, y, groups, z = _layers_and_targets()
+    n, n_layers, _ = x.shape
+    cv = ridge_cv_all_layers(x, y, groups, alpha_factors=FACTORS, layer_chunk=layer_chunk)
+    assert cv.best_alpha.shape == (n_layers, 3) and cv.predictions.shape == (n_layers, n, 3)
+    assert cv.mse.shape == (n_layers, len(FACTORS), 3) and len(cv.weights) == n_layers
+    np.testing.assert_allclose(cv.mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(cv.scale, np.where(x.std(0) > 1e-8, x.std(0), 1.0), rtol=1e-12)
+    np.testing.assert_allclose(cv.intercept, y.mean(0), rtol=1e-12)
+    logo = LeaveOneGroupOut()
+    for layer in range(n_layers):
+        # one multi-output Ridge per penalty fits every target at that penalty (sklearn: the same alpha for all columns)
+        held = np.stack([cross_val_predict(Ridge(alpha=a * n), z[:, layer], y, groups=groups, cv=logo) for a in FACTORS])
+        mse = ((held - y[None]) ** 2).mean(axis=1)  # [A, T]
+        np.testing.assert_allclose(cv.mse[layer], mse, rtol=1e-8)
+        for t in range(3):
+            chosen = int(mse[:, t].argmin())
+            assert cv.best_alpha[layer, t] == FACTORS[chosen], (layer, t)
+            np.testing.assert_allclose(cv.predictions[layer, :, t], held[chosen, :, t], rtol=1e-8, atol=1e-10)
+            final = Ridge(alpha=FACTORS[chosen] * n).fit(z[:, layer], y[:, t])
+            np.testing.assert_allclose(cv.weights[layer][:, t], final.coef_, rtol=1e-8, atol=1e-10)
+            assert cv.intercept[t] == pytest.approx(final.intercept_, abs=1e-10)
+            probe = cv.probe(layer, t)
+            np.testing.assert_allclose(probe.predict(x[:, layer]), final.predict(z[:, layer]), rtol=1e-8, atol=1e-10)
+    # the cells really differ: a test of the (layer, target) -> penalty bookkeeping, not of one repeated value
+    assert len(np.unique(cv.best_alpha)) >= 3
+    assert len(np.unique(cv.best_alpha[9])) >= 2 and len(np.unique(cv.best_alpha[:, 0])) >= 2
+
+
+def test_chunked_and_unchunked_layers_agree_and_a_one_dimensional_target_is_one_column():
+    x, y, groups, _ = _layers_and_targets(n_layers=9, seed=1)
+    whole = ridge_cv_all_layers(x, y, groups, alpha_factors=FACTORS, layer_chunk=100)
+    for chunk in (2, 8):
+        part = ridge_cv_all_layers(x, y, groups, alpha_factors=FACTORS, layer_chunk=chunk)
+        np.testing.assert_array_equal(part.best_alpha, whole.best_alpha)
+        np.testing.assert_allclose(part.predictions, whole.predictions, rtol=1e-10, atol=1e-12)
+    single = ridge_cv_all_layers(x, y[:, 1], groups, alpha_factors=FACTORS)
+    np.testing.assert_array_equal(single.best_alpha[:, 0], whole.best_alpha[:, 1])
+    np.testing.assert_allclose(single.predictions[..., 0], whole.predictions[..., 1], rtol=1e-10, atol=1e-12)
+
+
+def _pinned_data(d, seed):
+    """n = 60 rows in 12 prompts of 5, 3 layers of d features; target 0 reads layer 1, target 1 one feature of layer 2."""
+    rng = np.random.default_rng(seed)
+    n, layers = 60, 3
+    groups = np.repeat(np.arange(12), 5).astype(str)
+    x = rng.normal(size=(n, layers, d)) * rng.uniform(0.5, 5, size=(1, layers, d))
+    w = rng.normal(size=d)
+    signal = x[:, 1] @ w / np.sqrt(d)
+    y = np.column_stack([signal + 0.5 * rng.normal(size=n), rng.normal(size=n) + 0.3 * x[:, 2, 0]])
+    return x, y, groups
+
+
+# Today's answers (default alpha factors 1e-3 ... 1e3), written down so that a new solver must reproduce them:
+# the chosen alpha factor [layer][target] and the first four rows' leave-one-prompt-out predictions [layer][row][target].
+PINNED = {
+    5: ([[1.0, 1000.0], [0.03162277660168379, 1.0], [3.1622776601683795, 0.001]],
+        [[[-0.45023464, -0.25338834], [-0.4086898, -0.25255497], [-0.75258106, -0.25296687], [-0.39625837, -0.25323451]],
+         [[-1.44183158, -0.13495753], [0.55204, -0.62854008], [-1.32599176, -0.39085049], [-0.83283956, -0.62957027]],
+         [[-0.5003452, -1.31128254], [-0.23131565, 0.55921606], [-0.46520742, -2.12096497], [-0.19210402, -0.70127653]]]),
+    80: ([[1000.0, 1000.0], [0.001, 10.0], [10.0, 0.1]],  # d > n: the dual form
+         [[[0.67529187, -0.18914017], [0.67555537, -0.18843761], [0.67802034, -0.18601442], [0.67477086, -0.18927182]],
+          [[-1.62101046, -0.15939765], [-1.67905815, -0.25272642], [-3.16225021, -0.12451605], [3.57617716, -0.32619397]],
+          [[0.69148289, -0.54930717], [1.12977879, -0.13073786], [0.08419469, 0.76614914], [0.87954999, 0.10591153]]]),
+}
+
+
+@pytest.mark.parametrize("d,seed", [(5, 101), (80, 202)])
+def test_pinned_small_case(d, seed):
+    x, y, groups = _pinned_data(d, seed)
+    cv = ridge_cv_all_layers(x, y, groups)
+    best, predictions = PINNED[d]
+    np.testing.assert_allclose(cv.best_alpha, best, rtol=1e-12)
+    np.testing.assert_allclose(cv.predictions[:, :4, :], predictions, rtol=0, atol=2e-8)
