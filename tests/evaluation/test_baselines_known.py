@@ -1,4 +1,4 @@
-"""Known answers for evaluation/baselines.py: the kernel ridge shortcut against sklearn's Ridge refitted on every
+"""Known answers for evaluation/baselines.py: the TF-IDF penalty choice against sklearn's Ridge refitted on every
 leave-one-prompt-out split, and the length and text features by hand."""
 
 import math
@@ -9,8 +9,8 @@ from scipy import sparse
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import LeaveOneGroupOut
 
-from latent_reward.evaluation.baselines import (TEXT_ALPHAS, TextData, _dense, _kernel_ridge_errors, _one_hot_generator,
-                                                length_features, text_statistics)
+from latent_reward.evaluation.baselines import TEXT_ALPHAS, TextData, _dense, _one_hot_generator, length_features, text_statistics
+from latent_reward.probes.ridge import logo_errors
 
 
 def _sparse_design(seed, n=36, d=50):
@@ -21,23 +21,38 @@ def _sparse_design(seed, n=36, d=50):
     return x.tocsr(), y, groups
 
 
-@pytest.mark.parametrize("n,d", [(36, 50), (60, 8)])  # more features than rows (as TF-IDF has) and fewer
-def test_kernel_ridge_errors_equal_sklearn_ridge_on_each_leave_one_prompt_out_split(n, d):
+@pytest.mark.parametrize("n,d", [(36, 50), (60, 8)])  # more features than rows (as TF-IDF has: the kernel) and fewer
+def test_logo_errors_equal_sklearn_ridge_refitted_on_each_leave_one_prompt_out_split(n, d):
+    """The TF-IDF baselines' penalty choice: leave-one-prompt-out errors from one decomposition, against sklearn's Ridge
+    (with its intercept) refitted without each prompt."""
     x, y, groups = _sparse_design(seed=n + d, n=n, d=d)
     alphas = np.array([1e-3, 0.1, 1.0, 10.0, 300.0])
-    total_kernel, total_sklearn = np.zeros(len(alphas)), np.zeros(len(alphas))
+    expected = np.zeros(len(alphas))
     for train, held in LeaveOneGroupOut().split(x, y, groups):
-        train_mask = np.zeros(n, dtype=bool)
-        train_mask[train] = True
-        errors = _kernel_ridge_errors(x, y, train, held, alphas)
-        expected = [np.sum((Ridge(alpha=a).fit(x[train].toarray(), y[train]).predict(x[held].toarray()) - y[held]) ** 2)
-                    for a in alphas]
-        np.testing.assert_allclose(errors, expected, rtol=1e-7, atol=1e-9)
-        # boolean masks select the same rows as index arrays
-        np.testing.assert_allclose(_kernel_ridge_errors(x, y, train_mask, ~train_mask, alphas), errors, rtol=1e-10)
-        total_kernel += errors
-        total_sklearn += expected
-    assert total_kernel.argmin() == total_sklearn.argmin()
+        expected += [np.sum((Ridge(alpha=a).fit(x[train].toarray(), y[train]).predict(x[held].toarray()) - y[held]) ** 2)
+                     for a in alphas]
+    np.testing.assert_allclose(logo_errors(x, y, groups, alphas), expected / n, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(logo_errors(x.toarray(), y, groups, alphas), expected / n, rtol=1e-7, atol=1e-9)
+
+
+def test_the_tfidf_baseline_refits_at_the_penalty_leave_one_prompt_out_chooses(monkeypatch):
+    from latent_reward.evaluation import baselines
+
+    rng = np.random.default_rng(0)
+    words = np.array("good bad long short clear vague kind rude".split())
+    responses = [" ".join(rng.choice(words, 6)) for _ in range(40)]
+    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + rng.normal(size=40) * 0.1
+    groups = np.repeat(np.arange(20), 2)
+    data = TextData(y=y, groups=groups, prompts=["p"] * 40, responses=responses, generators=[None] * 40)
+    train = np.arange(40) < 30
+    chosen = []
+    monkeypatch.setattr(baselines, "Ridge", lambda alpha: chosen.append(alpha) or Ridge(alpha=alpha))
+    predictions = baselines._tfidf(("response",))(data, train)
+    x = baselines._vectorize(data.frame(), ("response",), np.flatnonzero(train))
+    rows = np.flatnonzero(train)
+    assert chosen == [float(TEXT_ALPHAS[logo_errors(x[rows], y[rows], groups[rows], TEXT_ALPHAS).argmin()])]
+    np.testing.assert_allclose(predictions, Ridge(alpha=chosen[0]).fit(x[rows], y[rows]).predict(x))
+    assert np.corrcoef(predictions[~train], y[~train])[0, 1] > 0.8
 
 
 def test_length_features_by_hand():
