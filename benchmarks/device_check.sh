@@ -6,7 +6,8 @@
 #
 # prepare writes SmolLM2's config and tokenizer without its weights (the benchmarks give that shape random
 # weights), the two data files the extraction benchmark reads, and wheels for the Python packages the
-# machine's image lacks (for Python 3.12). run writes its logs to $OUT (or /tmp/device-check).
+# machine's image lacks (for Python 3.12). run writes its logs to $OUT (or /tmp/device-check). prepare also writes
+# Mistral 7B's config (no weights) for a 7B-shaped extraction; that step has not yet run on a GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GPU=.gpu
@@ -23,6 +24,16 @@ from transformers import AutoConfig, AutoTokenizer
 source = bundled_folder("smollm2-135m-instruct")
 AutoConfig.from_pretrained(source).save_pretrained(sys.argv[1])
 AutoTokenizer.from_pretrained(source).save_pretrained(sys.argv[1])
+EOF
+    # Mistral 7B's shape (zephyr-7b-beta's base) with SmolLM2's tokenizer (its vocabulary size), for random weights there
+    .venv/bin/python - "$GPU/mistral-7b-shape" "$GPU/smollm2-shape" <<'EOF'
+import sys
+from transformers import AutoTokenizer, MistralConfig
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
+MistralConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+              num_key_value_heads=8, max_position_embeddings=32768, rope_theta=10000.0, tie_word_embeddings=False,
+              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id).save_pretrained(sys.argv[1])
+tokenizer.save_pretrained(sys.argv[1])
 EOF
     .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$GPU/whl" \
@@ -50,6 +61,10 @@ transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version
     timeout 90 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 24 --batch-tokens 8192 \
         --profile >"$out/profile.log" 2>&1 || status=1
     grep -v '^ *$' "$out/profile.log" | head -30
+    # A 7B-shaped model (random weights, bfloat16, about 15 GB): extraction against a plain forward, fraction of the bound
+    timeout 300 $PYTHON benchmarks/extract_throughput.py --model "$GPU/mistral-7b-shape" --random-init 0 --device cuda \
+        --dtype bfloat16 --data-dir "$GPU/data" --n 120 --batch-tokens 4096 --repeats 1 --memory-n 24 2>&1 \
+        | tee "$out/extract_7b.log" || status=1
     return $status
 }
 

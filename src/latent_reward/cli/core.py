@@ -10,7 +10,7 @@ from rich.table import Column, Table
 
 from latent_reward.cli.app import app, console, data_app
 from latent_reward.cli.options import (BootOpt, DeviceMapOpt, DeviceOpt, FoldsOpt, ModelOpt, OutOpt, PermutationsOpt, ProbesOpt,
-                                      SeedOpt, SgdGridOpt, TargetOpt, readout_config, with_data_options)
+                                      SeedOpt, SgdGridOpt, SketchDimOpt, TargetOpt, readout_config, with_data_options)
 from latent_reward.config import DEFAULT_MODEL, DataSpec, ExtractConfig, ModelSpec
 from latent_reward.positions import help_text, parse_positions
 
@@ -90,13 +90,14 @@ def sweep(
     positions: Annotated[Optional[str], typer.Option(help="Positions to sweep (default: all in the store).")] = None,
     random_init_store: Annotated[Optional[Path], typer.Option(help="A store of the random-init control, same data.")] = None,
     sgd_grid: SgdGridOpt = True,
+    sketch_dim: SketchDimOpt = 256,
 ) -> None:
     """Fit probes at every layer x position, score baselines and controls, and write the report."""
     from latent_reward.cli.show import show_headline
     from latent_reward.workflows.run import SweepJob, sweep_stores
 
     job = SweepJob(store=store, out=out, random_init_store=random_init_store,
-                   readout=readout_config(probes, target, seed, n_boot, folds, permutations, sgd_grid, positions))
+                   readout=readout_config(probes, target, seed, n_boot, folds, permutations, sgd_grid, positions, sketch_dim))
     show_headline(console, sweep_stores(job))
 
 
@@ -107,6 +108,8 @@ def run(
     out: OutOpt = Path("runs/latest"),
     model: ModelOpt = DEFAULT_MODEL,
     max_tokens: Annotated[int, typer.Option(min=8, help="Truncate longer examples.")] = 512,
+    positions: Annotated[str, typer.Option(help="Comma-separated; " + help_text())] = "user_end,assistant_start,response_last,eot,response_mean",
+    batch_tokens: Annotated[int, typer.Option(min=64, help="Padded tokens per forward pass (8192 suits a small model on a GPU).")] = 1024,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16 (bfloat16: ~2.3x faster on this kind of CPU).")] = "bfloat16",
     probes: ProbesOpt = "ridge",
     target: TargetOpt = "rating",
@@ -118,6 +121,7 @@ def run(
     logprobs: Annotated[bool, typer.Option(help="Store the log-probability of each response (a baseline).")] = True,
     trajectory: Annotated[bool, typer.Option(help="Reward token by token on held-out responses (runs the model again).")] = True,
     sgd_grid: SgdGridOpt = True,
+    sketch_dim: SketchDimOpt = 256,
     fallback_template: Annotated[bool, typer.Option(help="The plain User:/Assistant: format for models without a chat template.")] = False,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
@@ -128,8 +132,10 @@ def run(
 
     config = RunConfig(data=data, model=ModelSpec(name=model, dtype=dtype, device=device, device_map=device_map,
                                                        fallback_template=fallback_template),
-                       extract=ExtractConfig(max_tokens=max_tokens, logprobs=logprobs),
-                       readout=readout_config(probes, target, seed, n_boot, folds, permutations, sgd_grid),
+                       extract=ExtractConfig(positions=parse_positions(positions), max_tokens=max_tokens, batch_tokens=batch_tokens,
+                                             logprobs=logprobs),
+                       readout=readout_config(probes, target, seed, n_boot, folds, permutations, sgd_grid,
+                                              sketch_dim=sketch_dim),
                        random_init_control=random_init_control, trajectory=trajectory, out=out)
     outcome = run_workflow(config)
     console.print(f"done in {outcome.result.timings.get('total', 0):.0f} s")

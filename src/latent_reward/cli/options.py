@@ -68,15 +68,19 @@ def with_data_options(limit: int | None = None, positional: bool = False):
 
 
 def readout_config(probes: str, target: str, seed: int, n_boot: int, folds: int, permutations: int, sgd_grid: bool,
-             positions: Optional[str] = None):
+                   positions: Optional[str] = None, sketch_dim: int = 256):
+    from latent_reward.analysis.sketch import SketchConfig
     from latent_reward.experiments.readout import ReadoutConfig
     from latent_reward.experiments.sweep import SweepConfig
 
     sweep = SweepConfig(probes=tuple(p.strip() for p in probes.split(",") if p.strip()), target=target, seed=seed, n_boot=n_boot,
                         positions=parse_positions(positions) if positions else None)
-    return ReadoutConfig(sweep=sweep, folds=folds, permutations=permutations, sgd_grid=sgd_grid)
+    return ReadoutConfig(sweep=sweep, folds=folds, permutations=permutations, sgd_grid=sgd_grid,
+                         sketch=SketchConfig(dim=sketch_dim, seed=seed))
 
 
 FoldsOpt = Annotated[int, typer.Option(min=2, help="Cross-fitting folds over prompts (the headline).")]
 PermutationsOpt = Annotated[int, typer.Option(min=0, help="Shuffled-rating probes per control (null distributions).")]
 SgdGridOpt = Annotated[bool, typer.Option(help="Train the SGD probe over batch sizes x schedules at the best cell.")]
+SketchDimOpt = Annotated[int, typer.Option(min=0, help="States wider than 1024 choose their cells on this many principal "
+                                                       "components per layer, then fit exactly (0: always use the full states).")]

@@ -118,7 +118,7 @@ def write_report(result: RunResult, folder: str | Path, predictions: pd.DataFram
     data = result.data.model_dump()
     html = render(
         "report.html.j2", model=result.model, data=data, data_name=Path(result.data.source).name, target=readout.target,
-        split=readout.sweep.split, answers=result.answers, figures={name: embed(path) for name, path in paths.items()},
+        split=readout.sweep.split, sketch=readout.sweep.sketch, answers=result.answers, figures={name: embed(path) for name, path in paths.items()},
         comparison_rows=comparison_rows(result),
         subset_rows=[[s.name, str(s.scores.n_examples), str(s.scores.pearson), str(s.scores.within_acc)] for s in readout.subsets],
         seen_note=_seen_note(result), fold_cells="; ".join(f"fold {i + 1}: {c}" for i, c in enumerate(readout.fold_cells)),
