@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# As the command line quiets the libraries before it imports them (cli/errors.py): tests call it in this process, where
+# transformers is imported before any command runs, so its progress bars would otherwise land on the captured stderr.
+for _name, _value in (("TRANSFORMERS_VERBOSITY", "error"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+    os.environ.setdefault(_name, _value)
 
 import pytest
 
