@@ -23,6 +23,13 @@ from latent_reward.models.loading import LoadedModel, ModelInfo
 # make test-fast points this at a folder that does not exist, so a unit test that reads the shared data fails
 SHARED_DATA = Path(os.environ.get("LATENT_REWARD_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
+
+def needs_shared_data():
+    """The mark for an integration test that reads ../shared/data: skipped, with the reason, where the folder is absent."""
+    import pytest
+
+    return pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"the shared rated data is not at {SHARED_DATA}")
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

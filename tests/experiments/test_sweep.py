@@ -94,7 +94,7 @@ def test_within_prompt_target_removes_prompt_level_signal(tmp_path):
 
 def test_sweep_command_saves_a_reloadable_probe(tmp_path):
     store = planted_store(tmp_path / "s")
-    result = cli("sweep", "--store", tmp_path / "s", "--out", tmp_path / "out", "--n-boot", "200", "--no-sgd-grid",
+    result = cli("sweep", "--store", tmp_path / "s", "--out", tmp_path / "out", "--n-boot", "100", "--no-sgd-grid",
                      "--permutations", "10")
     assert result.returncode == 0, result.stderr
     assert "validation-best cell: ridge @ eot layer 2" in result.stdout.replace("\n", " ")
