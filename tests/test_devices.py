@@ -140,6 +140,7 @@ def test_device_map_auto_places_the_model_on_the_accelerator_and_extracts_what_t
                                    rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_training_steps_run_on_the_accelerator_in_bfloat16(method, tiny_model_dir, tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the quick fox", "chosen": "paris is the capital",

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import SHARED_DATA
+from helpers import SHARED_DATA, needs_shared_data
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.data import load_dataset
 from latent_reward.models import load_model
 from latent_reward.models.chat import render_example
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_shared_data()]
 
 
 def test_smollm2_extraction_on_ultrafeedback(smollm2, tmp_path):

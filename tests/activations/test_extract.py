@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import run_cli, synthetic_examples, write_jsonl
+from helpers import cli, synthetic_examples, write_jsonl
 from latent_reward.activations import ActivationStore, ExtractConfig, extract
 from latent_reward.activations import store as store_format
 from latent_reward.errors import UserError
@@ -90,13 +90,14 @@ def test_refuses_a_folder_holding_another_store(tiny, tmp_path):
     assert ActivationStore.open(tmp_path / "s").positions == ["eot"]
 
 
+@pytest.mark.slow
 def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
     records = [{"question": f"question {i}: " + "the quick brown fox " * (1 + i % 5), "answer": "paris is the capital " * (1 + i % 7),
                 "score": i % 10 + 1} for i in range(40)]
     data = write_jsonl(tmp_path / "arena.jsonl", records)
     common = ["extract", "--model", str(tiny_model_dir), "--data", str(data), "--shard-size", "4", "--batch-tokens", "128",
               "--positions", "user_end,eot,response_tokens"]
-    reference = run_cli(*common, "--out", str(tmp_path / "whole"))
+    reference = cli(*common, "--out", str(tmp_path / "whole"))
     assert reference.returncode == 0, reference.stderr
     # Kill the run with SIGKILL after 1, 3, 5, 7 and 9 written shards (each run resumes the last), then finish it.
     out = tmp_path / "resumed"
@@ -117,7 +118,7 @@ def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_result(tiny_m
     assert recorded in (killed_at[-1], killed_at[-1] - 1)
     with pytest.raises(UserError, match="unfinished"):
         ActivationStore.open(out)
-    resumed = run_cli(*common, "--out", str(out))
+    resumed = cli(*common, "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
     assert f"{recorded} reused" in resumed.stdout.replace("\n", " ")
     whole, again = ActivationStore.open(tmp_path / "whole", verify=True), ActivationStore.open(out, verify=True)
@@ -128,11 +129,12 @@ def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_result(tiny_m
     assert (out / "run.json").exists()
 
 
+@pytest.mark.slow
 def test_two_accelerate_processes_write_one_store(tiny_model_dir, tmp_path):
     records = [{"question": f"q{i} the quick brown fox", "answer": "paris " * (1 + i % 6), "score": i % 10} for i in range(24)]
     data = write_jsonl(tmp_path / "arena.jsonl", records)
     common = ["--model", str(tiny_model_dir), "--data", str(data), "--shard-size", "3", "--positions", "assistant_start,eot"]
-    single = run_cli("extract", *common, "--out", str(tmp_path / "one"))
+    single = cli("extract", *common, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # --multi_gpu starts the processes (torchrun); without a GPU they share the CPU (--cpu would start only one)

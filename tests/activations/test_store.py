@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from helpers import run_cli, synthetic_examples, write_jsonl
+from helpers import cli, synthetic_examples, write_jsonl
 from latent_reward.activations import ActivationStore, ExtractConfig, extract
 from latent_reward.activations.store import shard_path
 from latent_reward.errors import UserError
@@ -53,7 +53,7 @@ def test_a_second_writer_is_refused(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "a.jsonl", [{"question": f"q{i} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(6)])
     out = tmp_path / "store"
     with exclusive(out, "activation store"):  # another process holds the store
-        result = run_cli("extract", "--model", tiny_model_dir, "--data", data, "--out", out, "--positions", "eot")
+        result = cli("extract", "--model", tiny_model_dir, "--data", data, "--out", out, "--positions", "eot")
     assert result.returncode == 2 and "another process is writing the activation store" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert run_cli("extract", "--model", tiny_model_dir, "--data", data, "--out", out, "--positions", "eot").returncode == 0
+    assert cli("extract", "--model", tiny_model_dir, "--data", data, "--out", out, "--positions", "eot").returncode == 0

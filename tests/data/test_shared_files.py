@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from helpers import SHARED_DATA
+from helpers import SHARED_DATA, needs_shared_data
 from latent_reward.data import load_dataset
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, needs_shared_data()]
 
 @pytest.mark.parametrize(
     "name, format, examples, groups, skipped",

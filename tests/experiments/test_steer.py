@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import run_cli, synthetic_examples
+from helpers import cli, synthetic_examples
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.errors import UserError
 from latent_reward.evaluation.metrics import Resampler
@@ -103,7 +103,7 @@ def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scor
 
 
 def test_steer_cli_rejects_bad_strengths(probe_folder, tmp_path):
-    result = run_cli("steer", "--probe", probe_folder, "--out", tmp_path / "o", "--strengths", "1,two")
+    result = cli("steer", "--probe", probe_folder, "--out", tmp_path / "o", "--strengths", "1,two")
     assert result.returncode == 2 and "comma-separated numbers" in result.stderr
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from helpers import planted_store, run_cli
+from helpers import cli, planted_store
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
 from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.evaluation.results import SHUFFLED_ALL, SHUFFLED_WITHIN
@@ -110,7 +110,7 @@ def test_within_prompt_target_removes_prompt_level_signal(tmp_path):
 
 def test_sweep_command_saves_a_reloadable_probe(tmp_path):
     store = planted_store(tmp_path / "s")
-    result = run_cli("sweep", "--store", tmp_path / "s", "--out", tmp_path / "out", "--n-boot", "200", "--no-sgd-grid",
+    result = cli("sweep", "--store", tmp_path / "s", "--out", tmp_path / "out", "--n-boot", "100", "--no-sgd-grid",
                      "--permutations", "10")
     assert result.returncode == 0, result.stderr
     assert "validation-best cell: ridge @ eot layer 2" in result.stdout.replace("\n", " ")
@@ -123,7 +123,7 @@ def test_sweep_command_saves_a_reloadable_probe(tmp_path):
 @pytest.mark.parametrize("option, value, message", [("--probes", "forest", "unknown probe"), ("--target", "honesty", "unknown target")])
 def test_sweep_rejects_unknown_probe_and_target(tmp_path, option, value, message):
     planted_store(tmp_path / "s")
-    result = run_cli("sweep", "--store", tmp_path / "s", "--out", tmp_path / "o", option, value)
+    result = cli("sweep", "--store", tmp_path / "s", "--out", tmp_path / "o", option, value)
     assert result.returncode == 2 and message in result.stderr
 
 

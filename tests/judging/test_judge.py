@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ChatServer, completion, rating_json, run_cli, write_jsonl
+from helpers import ChatServer, cli, completion, rating_json, write_jsonl
 from latent_reward.data import load_dataset
 from latent_reward.errors import UserError
 from latent_reward.experiments.judge import JudgeConfig
@@ -90,6 +90,7 @@ def test_a_slow_reply_times_out_and_is_retried(data, tmp_path):
         server.close()
 
 
+@pytest.mark.slow
 def test_a_killed_job_resumes_asking_only_for_unrated_items(data, tmp_path):
     server = ChatServer(lambda body, count: (200, completion(rating_json(5)), None, 0.3))
     try:
@@ -104,7 +105,7 @@ def test_a_killed_job_resumes_asking_only_for_unrated_items(data, tmp_path):
         process.wait()
         first = len(server.requests)
         assert 3 <= first < 8
-        done = run_cli(*command[1:])
+        done = cli(*command[1:])
         assert done.returncode == 0, done.stderr
         asked_again = {item_number(body) for body in server.requests[first:]}
         answered_first = {item_number(body) for body in server.requests[: first - 1]}
@@ -118,20 +119,20 @@ def test_a_killed_job_resumes_asking_only_for_unrated_items(data, tmp_path):
 def test_endpoint_errors_are_one_line(data, tmp_path, status, message):
     server = ChatServer(lambda body, count: (status, {"error": {"message": "no"}}, None, 0))
     try:
-        result = run_cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url, "--model", "judge")
+        result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url, "--model", "judge")
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     finally:
         server.close()
 
 
 def test_unreachable_endpoint_and_missing_key_are_one_line(data, tmp_path):
-    result = run_cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1", "--retries", "0")
+    result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1", "--retries", "0")
     assert result.returncode == 2 and "cannot reach http://127.0.0.1:9/v1" in result.stderr
-    result = run_cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1",
+    result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1",
                      "--api-key-env", "LATENT_REWARD_NO_SUCH_KEY")
     assert result.returncode == 2 and "LATENT_REWARD_NO_SUCH_KEY" in result.stderr
     empty = write_jsonl(tmp_path / "empty.jsonl", [{"question": "q", "answer": "", "score": 3}])
-    result = run_cli("judge", "--data", empty, "--out", tmp_path / "o2", "--base-url", "http://127.0.0.1:9/v1")
+    result = cli("judge", "--data", empty, "--out", tmp_path / "o2", "--base-url", "http://127.0.0.1:9/v1")
     assert result.returncode == 2 and "no usable rated responses" in result.stderr
 
 

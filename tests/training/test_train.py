@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import run_cli, write_jsonl
+from helpers import cli, write_jsonl
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.config import DataSpec
 from latent_reward.data import load_dataset
@@ -36,6 +36,7 @@ def pairs(tmp_path):
                                                    "rejected": "dog dog dog dog"} for i in range(12)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_each_trainer_runs_and_its_checkpoint_reloads(method, tiny_model_dir, pairs, tmp_path):
     out = tmp_path / method
@@ -50,6 +51,7 @@ def test_each_trainer_runs_and_its_checkpoint_reloads(method, tiny_model_dir, pa
     assert seen_mask(store, np.arange(4)).all()  # a run on the checkpoint shows its training rows apart
 
 
+@pytest.mark.slow
 def test_online_training_calls_the_reward_with_generated_text(tiny_model_dir, pairs, tmp_path):
     CALLS.clear()
     summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
@@ -60,6 +62,7 @@ def test_online_training_calls_the_reward_with_generated_text(tiny_model_dir, pa
     assert "question" in prompts[0][-1]["content"] and isinstance(completions[0][-1]["content"], str)
 
 
+@pytest.mark.slow
 def test_dpo_learns_an_easy_preference_measured_by_its_implicit_reward(tiny_model_dir, pairs, tmp_path):
     run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
                        config=PostTrainConfig(method="dpo", max_steps=12, learning_rate=5e-3, batch_size=4, max_length=64), out=tmp_path / "dpo"))
@@ -72,6 +75,7 @@ def test_dpo_learns_an_easy_preference_measured_by_its_implicit_reward(tiny_mode
     assert np.mean(chosen > rejected) == 1.0 and np.mean(chosen - rejected) > 0  # at the start both are 0
 
 
+@pytest.mark.slow
 def test_a_killed_training_run_resumes_and_an_unfinished_one_is_refused(tiny_model_dir, pairs, tmp_path):
     out = tmp_path / "sft"
     command = [str(Path(sys.executable).with_name("latent-reward")), "train", "sft", "--model", str(tiny_model_dir), "--data", str(pairs),
@@ -85,7 +89,7 @@ def test_a_killed_training_run_resumes_and_an_unfinished_one_is_refused(tiny_mod
     assert not (out / "latent_reward.json").exists()
     with pytest.raises(UserError, match="unfinished training run"):
         load_model(str(out))
-    done = run_cli(*command[1:])
+    done = cli(*command[1:])
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "latent_reward.json").read_text())
     assert summary["resumed"] is True and summary["steps"] == 60
@@ -93,9 +97,9 @@ def test_a_killed_training_run_resumes_and_an_unfinished_one_is_refused(tiny_mod
 
 def test_bad_training_input_is_one_line(tiny_model_dir, tmp_path):
     rated = write_jsonl(tmp_path / "same.jsonl", [{"question": f"q{i}", "answer": "a", "score": 5} for i in range(4)])
-    result = run_cli("train", "dpo", "--model", tiny_model_dir, "--data", rated, "--out", tmp_path / "o")
+    result = cli("train", "dpo", "--model", tiny_model_dir, "--data", rated, "--out", tmp_path / "o")
     assert result.returncode == 2 and "preference pairs" in result.stderr
-    result = run_cli("train", "online", "--model", tiny_model_dir, "--data", rated, "--out", tmp_path / "o2", "--reward", "nowhere:nothing")
+    result = cli("train", "online", "--model", tiny_model_dir, "--data", rated, "--out", tmp_path / "o2", "--reward", "nowhere:nothing")
     assert result.returncode == 2 and "cannot import the reward" in result.stderr
-    result = run_cli("train", "sft", "--model", tmp_path / "missing-model", "--data", rated, "--out", tmp_path / "o3")
+    result = cli("train", "sft", "--model", tmp_path / "missing-model", "--data", rated, "--out", tmp_path / "o3")
     assert result.returncode == 2 and "cannot load model" in result.stderr

@@ -76,6 +76,7 @@ def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
     assert "cannot" in html.read_text() and json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
 
 
+@pytest.mark.slow
 def test_compare_over_checkpoints_from_one_start_reports_each_stage_and_online_vs_offline(run_folder, tmp_path):
     folder, _ = run_folder  # its model is "planted": the starting point
     runs = [folder]

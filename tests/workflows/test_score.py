@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import run_cli, synthetic_examples, write_jsonl
+from helpers import cli, synthetic_examples, write_jsonl
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.data.schema import group_key
 from latent_reward.experiments.sweep import SweepConfig, sweep
@@ -23,7 +23,7 @@ def probe_folder(tiny, tiny_model_dir, tmp_path_factory):
 def test_score_command_on_pairs_and_best_of_n(probe_folder, tmp_path):
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2),
                                                     "rejected": "dog", "subset": "s1" if i % 2 else "s2"} for i in range(8)])
-    done = run_cli("score", "--probe", probe_folder, "--data", pairs, "--out", tmp_path / "o1", "--n-boot", "100")
+    done = cli("score", "--probe", probe_folder, "--data", pairs, "--out", tmp_path / "o1", "--n-boot", "100")
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "o1" / "score.json").read_text())
     entries = {entry["subset"]: entry for entry in summary["pair_accuracy"]}
@@ -33,7 +33,7 @@ def test_score_command_on_pairs_and_best_of_n(probe_folder, tmp_path):
     bon = write_jsonl(tmp_path / "bon.jsonl", [{"instruction": f"q{i // 4} brown fox", "output": "paris " * (1 + i % 4),
                                                 "generator": "m", "sample_index": i % 4, "preference": 1 + (i % 4) / 4}
                                                for i in range(24)])
-    done = run_cli("score", "--probe", probe_folder, "--data", bon, "--out", tmp_path / "o2", "--n-boot", "100")
+    done = cli("score", "--probe", probe_folder, "--data", bon, "--out", tmp_path / "o2", "--n-boot", "100")
     assert done.returncode == 0, done.stderr
     picks = json.loads((tmp_path / "o2" / "score.json").read_text())["best_of_n"]["picks"]
     assert picks["best possible"]["value"] == pytest.approx(0.75)
@@ -47,7 +47,7 @@ def test_prompts_the_probe_was_trained_or_validated_on_never_count(probe_folder,
     examples = synthetic_examples(n_prompts=12, per_prompt=3)  # the probe's own data: train, validation and test prompts
     records = [{"question": e.prompt_messages[0]["content"], "answer": e.response, "score": e.rating} for e in examples]
     data = write_jsonl(tmp_path / "own.jsonl", records)
-    done = run_cli("score", "--probe", probe_folder, "--data", data, "--out", tmp_path / "o", "--n-boot", "100")
+    done = cli("score", "--probe", probe_folder, "--data", data, "--out", tmp_path / "o", "--n-boot", "100")
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "o" / "score.json").read_text())
     unseen = [e for e in examples if group_key(e.prompt_messages) not in seen]
