@@ -3,12 +3,14 @@
 The store is written through the store's own writer, shard by shard (memory stays flat in n): 2-16 responses per
 prompt, a prompt-level and a response-level part of the rating, each carried by one direction of the residual
 stream at the middle layers (strongest at 60% depth), `assistant_start` (prompt states) and `eot` (response states)
-by default. Then the readout (sweep, cross-fits, within-prompt probe, controls, seed spread; text baselines on
-synthetic text stand-ins, or skipped) and prompt-only run on it, and the script prints wall time per stage, peak
-memory, and the recovered r next to the r of an exact float64 ridge cross-fitted at the cells the folds chose.
+by default. Then the readout (sweep, cross-fits, within-prompt probe, controls, seed spread, text baselines on
+synthetic text) and prompt-only run on it as `run` runs them, and the script prints wall time per stage, peak memory
+and the recovered r. States wider than 1,024 choose their cells on a sketch and are fitted exactly (float64) at the
+cells chosen; `--compare-full` also chooses every cell on the full states, which measures what the sketch costs.
 
     python benchmarks/analysis_scaling.py --n 10000 --d 4096 --layers 33 --positions 2
     python benchmarks/analysis_scaling.py --n 1000,2000 --d 512,1024 --layers 8   # fits time ~ n^a d^b
+    python benchmarks/analysis_scaling.py --n 2000 --d 2048 --layers 8 --compare-full --weak
 
 The last line reads `analysis total: <s> s, peak <GB> GB, recovered r <r> (exact <r>)`; with several sizes, the
 fitted exponents follow.
@@ -29,15 +31,16 @@ import numpy as np
 
 from latent_reward.activations import store as store_format
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.sketch import SketchConfig, sketch_view
 from latent_reward.data.schema import Example
-from latent_reward.evaluation.metrics import pearson
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
 from latent_reward.experiments.sweep import SweepConfig
 from latent_reward.io import write_json
-from latent_reward.probes.ridge import ridge_cv_all_layers
 
 POSITIONS = ("assistant_start", "eot", "response_last", "response_mean", "user_end")
+PROMPT_WEIGHT, RESPONSE_WEIGHT, NOISE_WEIGHT = 0.6, 0.8, 0.3  # the rating's parts (each part standard normal)
+PLANTED_CEILING = RESPONSE_WEIGHT / np.sqrt(PROMPT_WEIGHT**2 + RESPONSE_WEIGHT**2 + NOISE_WEIGHT**2)
 WORDS = np.array("the a model answer helpful code list step because however example note data result clear".split())
 
 
@@ -54,7 +57,7 @@ def planted_examples(n: int, rng: np.random.Generator, sizes_range: tuple[int, i
     group_index = np.repeat(np.arange(len(sizes)), sizes)
     prompt_part = rng.normal(size=len(sizes))[group_index]
     response_part = rng.normal(size=n)
-    rating = 0.6 * prompt_part + 0.8 * response_part + 0.3 * rng.normal(size=n)
+    rating = PROMPT_WEIGHT * prompt_part + RESPONSE_WEIGHT * response_part + NOISE_WEIGHT * rng.normal(size=n)
     examples = []
     for i in range(n):
         length = int(rng.integers(5, 60))
@@ -66,8 +69,10 @@ def planted_examples(n: int, rng: np.random.Generator, sizes_range: tuple[int, i
 
 
 def write_synthetic_store(folder: Path, n: int, d: int, n_layers: int, positions: tuple[str, ...], seed: int,
-                          sizes_range: tuple[int, int] = (2, 16), shard_size: int = 256) -> ActivationStore:
-    """A complete store of float16 states [n, n_layers, d] per position with the planted signal, one shard at a time."""
+                          sizes_range: tuple[int, int] = (2, 16), shard_size: int = 256, weak: bool = False) -> ActivationStore:
+    """A complete store of float16 states [n, n_layers, d] per position with the planted signal, one shard at a time.
+    The signal's direction carries sqrt(d) times a dimension's noise (a top principal component), or with `weak` about
+    one dimension's worth (buried among the noise's components)."""
     rng = np.random.default_rng(seed)
     examples, prompt_part, response_part = planted_examples(n, rng, sizes_range)
     layers = list(range(n_layers))
@@ -86,7 +91,7 @@ def write_synthetic_store(folder: Path, n: int, d: int, n_layers: int, positions
             noise = rng.standard_normal(size=(len(rows), n_layers, d), dtype=np.float32) * scales
             planted_part = np.einsum("r,l,d->rld", signal.astype(np.float32), strength.astype(np.float32),
                                      directions[0 if position in ("assistant_start", "user_end") else 1])
-            tensors[position] = (noise + planted_part * np.sqrt(d)).astype(np.float16)
+            tensors[position] = (noise + planted_part * (2.0 if weak else np.sqrt(d))).astype(np.float16)
         tensors["example_index"] = rows.astype(np.int64)
         tensors["response_tokens_count"] = np.array([len(examples[i].response.split()) for i in rows], dtype=np.int64)
         tensors["n_tokens"] = tensors["response_tokens_count"] + 20
@@ -99,39 +104,26 @@ def write_synthetic_store(folder: Path, n: int, d: int, n_layers: int, positions
     return ActivationStore.open(folder)
 
 
-def exact_reference(store: ActivationStore, target, crossfit) -> float:
-    """r of out-of-fold predictions of an exact float64 ridge (penalty by leave-one-prompt-out CV inside each fold) at
-    each fold's chosen cell: what the analysis' headline must equal."""
-    y, groups, folds = target.y, target.groups, crossfit.folds
-    predictions = np.empty(len(y))
-    for k, cell in enumerate(crossfit.cells["probe"]):
-        x = target.states(store, cell.position, [cell.layer]).astype(np.float64)
-        train, held = folds != k, folds == k
-        predictions[held] = ridge_cv_all_layers(x[train], y[train], groups[train]).probe(0).predict(x[held, 0])
-    return pearson(y, predictions)
-
-
 def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def analyse(store: ActivationStore, args: argparse.Namespace) -> dict[str, float]:
-    """Run the readout and prompt-only on `store`; wall seconds per stage, recovered and exact r."""
+def analyse(store: ActivationStore, args: argparse.Namespace, sketch: SketchConfig) -> tuple[dict[str, float], list]:
+    """The readout and prompt-only on `store`, as `run` does them (one sketched view shared by both): wall seconds per
+    stage and the recovered r; and the cell each fold chose."""
     config = ReadoutConfig(sweep=SweepConfig(n_boot=args.n_boot), permutations=args.permutations, sgd_grid=False,
-                           paired_permutations=args.n_boot, split_seeds=args.split_seeds)
+                           paired_permutations=args.n_boot, split_seeds=args.split_seeds, sketch=sketch)
     tick = time.perf_counter()
-    readout, fit, crossfit = reward_readout(store, config, random_init_store=None, progress=False)
+    view = sketch_view(store, sketch)
+    readout, fit, crossfit = reward_readout(view, config, random_init_store=None, progress=False)
     stages = dict(readout.timings)
     stages["readout"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    prompt_only(store, PromptOnlyConfig(n_boot=args.n_boot, folds=config.folds), fit, progress=False)
+    prompt_only(view, PromptOnlyConfig(n_boot=args.n_boot, folds=config.folds, sketch=sketch), fit, progress=False)
     stages["prompt_only"] = time.perf_counter() - tick
     stages["total"] = stages["readout"] + stages["prompt_only"]
     stages["recovered_r"] = float(readout.probe.scores.pearson.value)
-    tick = time.perf_counter()
-    stages["exact_r"] = exact_reference(store, fit.target, crossfit) if args.exact else float("nan")
-    stages["exact_seconds"] = time.perf_counter() - tick
-    return stages
+    return stages, crossfit.cells["probe"]
 
 
 def main() -> None:
@@ -144,7 +136,11 @@ def main() -> None:
     parser.add_argument("--permutations", type=int, default=100)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--split-seeds", type=int, default=2)
-    parser.add_argument("--no-exact", dest="exact", action="store_false", help="skip the exact float64 reference")
+    parser.add_argument("--sketch-dim", type=int, default=SketchConfig().dim, help="principal components per layer")
+    parser.add_argument("--compare-full", action="store_true",
+                        help="also choose every cell on the full states (exact selection; slow at large width)")
+    parser.add_argument("--weak", action="store_true",
+                        help="plant the signal at the noise's scale (not a top principal component) instead of above it")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
     args = parser.parse_args()
@@ -155,19 +151,29 @@ def main() -> None:
         try:
             tick = time.perf_counter()
             sizes_range = tuple(int(v) for v in args.responses_per_prompt.split(","))
-            store = write_synthetic_store(folder, n, d, args.layers, POSITIONS[: args.positions], args.seed, sizes_range)
+            store = write_synthetic_store(folder, n, d, args.layers, POSITIONS[: args.positions], args.seed, sizes_range,
+                                          weak=args.weak)
             written = time.perf_counter() - tick
-            stages = analyse(store, args)
+            stages, cells = analyse(store, args, SketchConfig(dim=args.sketch_dim))
+            full_r, agreement = float("nan"), None
+            if args.compare_full:  # every cell chosen on the full states: what choosing on the sketch costs
+                full_stages, full_cells = analyse(store, args, SketchConfig(dim=0))
+                full_r, agreement = full_stages["recovered_r"], np.mean([a == b for a, b in zip(cells, full_cells)])
+                stages["full_choice_total"] = full_stages["total"]
         finally:
             if args.keep is None:
                 shutil.rmtree(folder, ignore_errors=True)
         runs.append((n, d, stages["total"]))
         print(f"n={n} d={d} layers={args.layers} positions={args.positions}: store written in {written:.1f} s")
         for name, value in stages.items():
-            if name not in ("total", "recovered_r", "exact_r"):
-                print(f"  {name:<16} {value:9.1f} s")
+            if name not in ("total", "recovered_r"):
+                print(f"  {name:<18} {value:9.1f} s")
+        if agreement is not None:
+            print(f"  cells chosen on the full states: r {full_r:.4f}; the sketch chose the same cell in {agreement:.0%} of folds")
+        print(f"  planted ceiling r {PLANTED_CEILING:.3f} (the rating's correlation with the response-level signal)")
+        exact = f"exact {full_r:.4f}" if agreement is not None else "exact at the chosen cells: the same fits, float64"
         print(f"analysis total: {stages['total']:.1f} s, peak {peak_gb():.2f} GB, recovered r {stages['recovered_r']:.4f} "
-              f"(exact {stages['exact_r']:.4f})", flush=True)
+              f"({exact})", flush=True)
     varied = [axis for axis in (0, 1) if len({run[axis] for run in runs}) > 1]  # n, d
     if varied:
         logs = np.log(np.array(runs, dtype=np.float64))

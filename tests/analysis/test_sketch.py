@@ -3,12 +3,12 @@
 import numpy as np
 
 from helpers import planted_store
-from latent_reward.analysis.sketch import SketchConfig, _components, SketchedStore, full_store, sketch_view
+from latent_reward.analysis.sketch import SketchConfig, SketchedStore, _components, full_store, sketch_view
 from latent_reward.experiments.crossfit import cross_fit
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
 from latent_reward.experiments.sweep import SweepConfig, sweep
-from latent_reward.experiments.targets import make_target
+from latent_reward.experiments.targets import make_target, within_prompt
 from latent_reward.probes.ridge import ridge_cv_all_layers
 
 NARROW = SketchConfig(dim=6, above=16)  # the planted stores below are 48 wide: sketched to 6 components
@@ -20,9 +20,25 @@ def test_a_view_is_made_only_for_states_wider_than_the_threshold(tmp_path):
     assert sketch_view(store, SketchConfig(dim=0, above=16)) is store
     view = sketch_view(store, NARROW)
     assert isinstance(view, SketchedStore) and sketch_view(view, NARROW) is view and full_store(view) is store
-    sketch = view.array("eot", [1, 2])
+    sketch = make_target(view, "rating").states(view, "eot", [1, 2])
     assert sketch.shape == (len(store), 2, 6) and sketch.dtype == np.float32
-    assert view.ratings is store.ratings or np.array_equal(view.ratings, store.ratings)
+    assert np.array_equal(view.ratings, store.ratings) and view.d_model == 48
+
+
+def test_a_target_is_sketched_as_it_reads_the_states_within_prompt_targets_centered(tmp_path):
+    """The within-prompt probe chooses its cell on components of the within-prompt variation, not of the raw states
+    (whose top components the between-prompt variation can fill)."""
+    store = planted_store(tmp_path / "s", n_groups=30, d=48)
+    view = SketchedStore(store, NARROW)
+    pooled = make_target(view, "rating")
+    within = within_prompt(pooled)
+    centered = within.states(view, "eot", [2])[:, 0].astype(np.float64)
+    _, index = np.unique(within.groups, return_inverse=True)
+    sums = np.stack([np.bincount(index, weights=centered[:, j]) for j in range(6)], axis=1)
+    assert np.abs(sums).max() < 1e-3 * np.abs(centered).max()  # a linear map of rows centered on their prompt
+    expected, _ = _components(within.states(store, "eot", [2])[:, 0], 6, seed=NARROW.seed + 2)
+    np.testing.assert_allclose(centered, expected, rtol=1e-5, atol=1e-5)
+    assert len(within.y) == len(pooled.y) and not np.allclose(pooled.states(view, "eot", [2])[:, 0], centered, atol=0.1)
 
 
 def test_the_sketch_is_the_top_principal_components_of_the_z_scored_states(tmp_path):
@@ -38,8 +54,9 @@ def test_the_sketch_is_the_top_principal_components_of_the_z_scored_states(tmp_p
         assert cosine > 0.999
     assert abs(explained - np.sum(s[:4] ** 2) / np.sum(s**2)) < 1e-3
     store = planted_store(tmp_path / "s", n_groups=30, d=48)
-    first = SketchedStore(store, SketchConfig(dim=4, above=16)).array("eot", [2])
-    assert np.array_equal(first, SketchedStore(store, SketchConfig(dim=4, above=16)).array("eot", [2]))  # seeded
+    views = [SketchedStore(store, SketchConfig(dim=4, above=16)) for _ in range(2)]
+    first, second = (make_target(view, "rating").states(view, "eot", [2]) for view in views)
+    assert np.array_equal(first, second)  # seeded
 
 
 def test_cross_fit_on_a_sketch_chooses_the_planted_cell_and_fits_it_exactly(tmp_path):

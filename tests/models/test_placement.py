@@ -142,3 +142,14 @@ def test_a_device_map_goes_to_transformers_and_the_model_stays_where_it_put_it(t
 def test_a_device_torch_cannot_use_is_a_user_error(tiny_model_dir):
     with pytest.raises(UserError, match="cannot move the model to 'cuda:99'"):
         load_model(str(tiny_model_dir), device="cuda:99")
+
+
+def test_under_accelerate_launch_cuda_is_the_process_own_gpu_and_a_device_map_is_refused(tiny_model_dir, monkeypatch,
+                                                                                           launched):
+    """`--device cuda` with several processes means each its own GPU, as auto does (not every rank on cuda:0); a device
+    map would spread every rank's copy over every GPU, so the two together are one clear error."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("cuda") == "cuda:1"
+    assert resolve_device("cuda:0") == "cuda:0"  # an explicit index is the user's to choose
+    with pytest.raises(UserError, match="device-map"):
+        load_model(str(tiny_model_dir), device="auto", device_map="auto")

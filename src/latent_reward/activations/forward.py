@@ -52,7 +52,9 @@ def _select_rows(cache, rows: torch.Tensor):
     placed: dict[torch.device, torch.Tensor] = {}
     for layer in cache.layers:
         clone = copy.copy(layer)
-        here = placed.setdefault(layer.keys.device, rows.to(layer.keys.device))
+        if layer.keys.device not in placed:
+            placed[layer.keys.device] = rows.to(layer.keys.device)
+        here = placed[layer.keys.device]
         clone.keys, clone.values = layer.keys.index_select(0, here), layer.values.index_select(0, here)
         selected.layers.append(clone)
     return selected

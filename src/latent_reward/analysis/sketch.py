@@ -14,6 +14,7 @@ in for the store everywhere a store is read, one layer at a time, and cache what
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -61,32 +62,36 @@ def _components(x: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, float]:
 
 
 class SketchedStore:
-    """A store whose `array` gives each layer's principal-component sketch, float32 [n, layers, dim]; everything else
-    (examples, ratings, stats, manifest) is the full store's, which `full` holds."""
+    """A store whose states are read through `sketch`: each layer's principal-component sketch (float32 [n, layers, dim])
+    of the states a target reads, computed once; everything else (examples, ratings, stats, manifest) is the full
+    store's, which `full` holds."""
 
     def __init__(self, store: ActivationStore, config: SketchConfig):
         self.full = store
         self.config = config
-        self._cache: dict[tuple[str, int], np.ndarray] = {}
-        self._explained: dict[tuple[str, int], float] = {}
+        self._cache: dict[tuple[Any, str, int], np.ndarray] = {}
+        self._explained: dict[tuple[Any, str, int], float] = {}
 
     def __getattr__(self, name: str) -> Any:
+        if name == "full":  # not set yet (a copy being built): no recursion through the delegation below
+            raise AttributeError(name)
         return getattr(self.full, name)
 
     def __len__(self) -> int:
         return len(self.full)
 
-    def array(self, position: str, layers: list[int] | None = None) -> np.ndarray:
-        """float32 [n_examples, len(layers), dim]: the sketch of each layer's states at `position`, computed once."""
+    def sketch(self, key: Any, position: str, layers: list[int] | None, read: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+        """float32 [rows, len(layers), dim]: the sketch of each layer of `read(layers)` (the full states as a target reads
+        them: its rows, centered within prompts or averaged per prompt), cached under `key` (which names that reading)."""
         layers = list(self.full.layers if layers is None else layers)
-        missing = [layer for layer in layers if (position, layer) not in self._cache]
+        missing = [layer for layer in layers if (key, position, layer) not in self._cache]
         for start in range(0, len(missing), _LAYER_CHUNK):
             chunk = missing[start : start + _LAYER_CHUNK]
-            states = self.full.array(position, chunk)
+            states = read(chunk)
             for index, layer in enumerate(chunk):
-                self._cache[(position, layer)], self._explained[(position, layer)] = _components(
+                self._cache[(key, position, layer)], self._explained[(key, position, layer)] = _components(
                     states[:, index], self.config.dim, self.config.seed + layer)
-        return np.stack([self._cache[(position, layer)] for layer in layers], axis=1)
+        return np.stack([self._cache[(key, position, layer)] for layer in layers], axis=1)
 
     def summary(self) -> SketchSummary:
         """The sketch's width, the full width and the mean share of variance kept (over the layers sketched so far)."""
@@ -105,6 +110,15 @@ def sketch_view(store: ActivationStore | SketchedStore | None, config: SketchCon
 def full_store(store: ActivationStore | SketchedStore) -> ActivationStore:
     """The store with the full states behind a view (the store itself when it is not a view)."""
     return store.full if isinstance(store, SketchedStore) else store
+
+
+def exact_reader(store: ActivationStore | SketchedStore, read: Callable[[ActivationStore, str, list[int]], np.ndarray]
+                 ) -> Callable[[str, int], np.ndarray] | None:
+    """For a sketched store, (position, layer) -> the full states [rows, d] there as `read(store, position, layers)`
+    reads them (what a cell chosen on the sketch is fitted on); None for a full store."""
+    if not isinstance(store, SketchedStore):
+        return None
+    return lambda position, layer: read(store.full, position, [layer])[:, 0]
 
 
 def sketch_summary(store: ActivationStore | SketchedStore) -> SketchSummary | None:

@@ -17,8 +17,9 @@ import traceback
 from latent_reward.errors import UserError
 
 DEBUG_ENV = "LATENT_REWARD_DEBUG"
-OUT_OF_MEMORY = ("out of memory; use smaller batches (--batch-tokens), fewer layers (--layers), spread the model over "
-                 "devices (--device-map auto) or a smaller --dtype (bfloat16)")
+OUT_OF_MEMORY = ("out of memory; use smaller batches (--batch-tokens), fewer positions (--positions) or layers (extract "
+                 "--layers), spread the model over devices (--device-map auto), a smaller --dtype (bfloat16), or for the "
+                 "analysis of wide states a smaller --sketch-dim")
 
 
 def _quiet_libraries() -> None:

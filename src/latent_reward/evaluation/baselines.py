@@ -89,13 +89,15 @@ def _vectorize(frame: pd.DataFrame, columns: tuple[str, ...], fit_rows: np.ndarr
 
 def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndarray]:
     """Ridge on TF-IDF features, fitted like the probes: the vectorizer and the penalty (leave-one-prompt-out
-    cross-validation, exact from one decomposition) chosen on the training rows only."""
+    cross-validation, exact from one decomposition) chosen on the training rows only. Like the probes' z-scoring, the
+    vocabulary and IDF weights are fitted once on all training rows, the prompt each leave-one-out split holds out
+    included (its text, never its rating)."""
 
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(train)
         x = _vectorize(data.frame(), columns, rows)
         errors = logo_errors(x[rows], data.y[rows], data.groups[rows], TEXT_ALPHAS)
-        return Ridge(alpha=float(TEXT_ALPHAS[errors.argmin()])).fit(x[rows], data.y[rows]).predict(x)
+        return Ridge(alpha=float(TEXT_ALPHAS[errors.argmin()]), tol=1e-8).fit(x[rows], data.y[rows]).predict(x)
 
     return fit_predict
 

@@ -122,6 +122,7 @@ def group_spearman(y: np.ndarray, p: np.ndarray, groups: np.ndarray, min_size: i
     (fewer than `min_size` responses, or no variation in either). Pearson r of the within-group ranks, all groups at once."""
     names, index = group_index(groups)
     n_groups = len(names)
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
 
     def sums(v: np.ndarray) -> np.ndarray:
         return np.bincount(index, weights=v, minlength=n_groups)
@@ -130,7 +131,8 @@ def group_spearman(y: np.ndarray, p: np.ndarray, groups: np.ndarray, min_size: i
     ry, rp = group_ranks(y, index), group_ranks(p, index)
     cy, cp = ry - (sums(ry) / np.maximum(sizes, 1))[index], rp - (sums(rp) / np.maximum(sizes, 1))[index]
     vy, vp = sums(cy * cy), sums(cp * cp)
-    defined = (sizes >= min_size) & (vy > 1e-9) & (vp > 1e-9)
+    missing = np.bincount(index, weights=~(np.isfinite(y) & np.isfinite(p)), minlength=n_groups) > 0
+    defined = (sizes >= min_size) & (vy > 1e-9) & (vp > 1e-9) & ~missing  # a NaN leaves its group's rho undefined
     values = np.full(n_groups, np.nan)
     values[defined] = sums(cy * cp)[defined] / np.sqrt(vy[defined] * vp[defined])
     return values

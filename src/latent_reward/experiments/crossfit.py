@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from latent_reward.activations.store import ActivationStore
-from latent_reward.analysis.sketch import SketchedStore, full_store
+from latent_reward.analysis.sketch import SketchedStore, exact_reader
 from latent_reward.data.splits import group_folds
 from latent_reward.evaluation.controls import global_permutations, within_group_permutations
 from latent_reward.evaluation.metrics import pearson
@@ -66,8 +66,7 @@ def cross_fit(store: ActivationStore | SketchedStore, target: Target, positions:
     another cross-fit's folds, so that two cross-fits compare on the same prompts. A sketched store chooses cells on its
     sketch and fits exactly on the full states.
     """
-    full = full_store(store)
-    exact = None if full is store else (lambda position, layer: target.states(full, position, [layer])[:, 0])
+    exact = exact_reader(store, target.states)
     return cross_fit_arrays(lambda position: target.states(store, position), list(store.layers), target.y, target.groups,
                             positions, n_folds, seed, settings, selectors, permutations, progress, folds, controls, exact)
 
@@ -134,25 +133,21 @@ def _fit_at_cells(chosen: dict[str, list[_Choice]], read: ExactStates, y, groups
                   permuted: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each fold's final probe at the cell it chose (penalty by leave-one-prompt-out CV inside the fold), on the states
     `read` gives (the full states behind a sketch). Out-of-fold predictions per selector, [targets, rows]: the rating,
-    then, for "probe", every permuted target, fitted with the rating on one decomposition per fold. Each cell's states
-    are read once and each (cell, fold) decomposed once."""
-    states: dict[tuple[str, int], np.ndarray] = {}
-    cache: dict[tuple[str, int, int], np.ndarray] = {}  # (position, layer, fold) -> held-out predictions [targets, held]
+    then, for "probe", every permuted target, fitted with the rating on one decomposition per fold. One cell's states
+    are in memory at a time, and each (cell, fold) is decomposed once for every selector that chose it."""
     extra = np.concatenate(list(permuted.values())) if permuted else np.zeros((0, len(y)))
-    out = {}
-    for name in sorted(chosen, key=lambda selector: selector != "probe"):  # "probe" first: its fits carry the controls
-        targets = np.vstack([y[None], extra]) if name == "probe" else y[None]
-        predictions = np.empty((len(targets), len(y)))
-        for k, choice in enumerate(chosen[name]):
-            if choice.cell is None:
+    out = {name: np.empty((1 + len(extra) if name == "probe" else 1, len(y))) for name in chosen}
+    key = lambda choice: (choice.cell.position, choice.cell.layer)  # noqa: E731
+    for cell in sorted({key(c) for choices in chosen.values() for c in choices if c.cell is not None}):
+        x = read(*cell)
+        for k in range(int(folds.max()) + 1):
+            names = [name for name, choices in chosen.items() if choices[k].cell is not None and key(choices[k]) == cell]
+            if not names:
                 continue
-            cell, train, held = (choice.cell.position, choice.cell.layer), folds != k, folds == k
-            if cell not in states:
-                states[cell] = read(*cell)
-            if (*cell, k) not in cache or len(cache[(*cell, k)]) < len(targets):
-                x = states[cell]
-                cv = ridge_cv_all_layers(x[train][:, None], targets[:, train].T, groups[train], settings.alpha_factors)
-                cache[(*cell, k)] = cv.predict(0, x[held]).T
-            predictions[:, held] = cache[(*cell, k)][: len(targets)]
-        out[name] = predictions
+            train, held = folds != k, folds == k
+            targets = np.vstack([y[None], extra]) if "probe" in names else y[None]
+            cv = ridge_cv_all_layers(x[train][:, None], targets[:, train].T, groups[train], settings.alpha_factors)
+            predicted = cv.predict(0, x[held]).T
+            for name in names:
+                out[name][:, held] = predicted[: len(out[name])]
     return out

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
-from latent_reward.analysis.sketch import SketchConfig, SketchedStore, full_store, sketch_view
+from latent_reward.analysis.sketch import SketchConfig, SketchedStore, exact_reader, full_store, sketch_view
 from latent_reward.data.splits import SplitPlan
 from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import TextData, prompt_text_baselines
@@ -88,15 +88,18 @@ class _Prompts:
         self.masks = {name: labels == name for name in ("train", "val", "test")}
 
     def states(self, store: ActivationStore | SketchedStore, position: str, layers: list[int] | None = None) -> np.ndarray:
-        """float32 [n_prompts, n_layers, d]: each prompt's state (its rows agree up to batching's float rounding)."""
+        """float32 [n_prompts, n_layers, d]: each prompt's state (its rows agree up to batching's float rounding); on a
+        sketched store, the sketch of those states."""
+        if isinstance(store, SketchedStore):
+            key = ("prompt means", self.target.name, hash(self.target.keep.tobytes()))
+            return store.sketch(key, position, layers, lambda chunk: self.states(store.full, position, chunk))
         return group_means(store.array(position, layers)[self.target.keep], self.target.groups)[1].astype(np.float32)
 
-    def cross_fit(self, store: ActivationStore | SketchedStore, positions, config: PromptOnlyConfig, progress: bool):
+    def cross_fit(self, store: ActivationStore | SketchedStore, positions, config: PromptOnlyConfig, progress: bool,
+                  folds: np.ndarray | None = None):
         """The prompt probe cross-fitted over folds of prompts (cells chosen on a sketch when the store is one)."""
-        full = full_store(store)
-        exact = None if full is store else (lambda position, layer: self.states(full, position, [layer])[:, 0])
         return cross_fit_arrays(lambda p: self.states(store, p), list(store.layers), self.means, self.names, positions,
-                                config.folds, config.seed, progress=progress, exact=exact)
+                                config.folds, config.seed, progress=progress, folds=folds, exact=exact_reader(store, self.states))
 
 
 def prompt_only(store: ActivationStore | SketchedStore, config: PromptOnlyConfig | None = None, response_fit: SweepFit | None = None,
@@ -167,7 +170,7 @@ def _baselines(prompts: _Prompts, folds, probe_p, resampler, random_init_store, 
     if random_init_store is not None and all(p in random_init_store.positions for p in positions):
         random_target = make_target(random_init_store, prompts.target.name)
         random_prompts = _Prompts(random_init_store, random_target, _plan_from_masks(prompts))
-        fitted = random_prompts.cross_fit(random_init_store, positions, config, progress=False)
+        fitted = random_prompts.cross_fit(random_init_store, positions, config, progress=False, folds=folds)
         found[RANDOM_INIT] = fitted.predictions["probe"]
     return [Comparison(name=name, kind="baseline", scores=score(y, p, names, resampler=resampler),
                        versus_probe=paired_differences(y, probe_p, p, resampler, metrics=("pearson",), seed=config.seed))

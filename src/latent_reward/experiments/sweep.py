@@ -4,8 +4,10 @@ Every probe kind in the registry is fitted at every (position, layer) on the tra
 scored on the validation prompts; the grid (heatmaps, layer curves, probe kinds) is shown on
 validation only. The best cell by validation Pearson r is scored on the test prompts once.
 
-On a sketched store (wide states, `analysis.sketch`) the grid is explored on each layer's sketch and
-the best cell's probe is then fitted on the full states: the probe that is scored, saved and used.
+On a sketched store (wide states, `analysis.sketch`) the grid is explored on each layer's sketch (its
+validation numbers are the sketch's) and the best cell's probe is then fitted on the full states: the
+probe that is scored, saved and used; `SweepFit.cell_predictions` refits any other cell a later
+comparison needs the same way.
 """
 
 from __future__ import annotations
@@ -78,9 +80,24 @@ class SweepFit:
     plan: SplitPlan
     best_probe: Probe
     predictions: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict)  # every cell, kept rows
+    store: ActivationStore | SketchedStore | None = None  # on a sketched store, `predictions` are the sketch's (but the best)
+    settings: ProbeSettings = ProbeSettings()
+    exact: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict)  # cells refitted on the full states
 
     def cell_predictions(self, cell: Cell) -> np.ndarray:
-        return self.predictions[(cell.position, cell.layer, cell.probe)]
+        """The cell's predictions for every kept row, from its probe fitted on the training prompts' full states (refitted
+        once here when the grid was explored on a sketch)."""
+        key = (cell.position, cell.layer, cell.probe)
+        if self.store is not None and full_store(self.store) is not self.store and key not in self.exact:
+            self.exact[key] = fit_cell(full_store(self.store), self.target, cell, self.settings, self.plan.masks["train"])[1]
+        return self.exact.get(key, self.predictions[key])
+
+
+def fit_cell(store: ActivationStore, target: Target, cell: Cell, settings: ProbeSettings, train: np.ndarray) -> tuple[Probe, np.ndarray]:
+    """The cell's probe fitted on the training rows' full states, and its predictions for every kept row."""
+    x = target.states(store, cell.position, [cell.layer])
+    probe = Probe.registry[cell.probe].fit_layers(settings, x[train], target.y[train], target.groups[train])[0][0]
+    return probe, probe.predict(x[:, 0])
 
 
 def plan_for(store: ActivationStore, target: Target, seed: int) -> SplitPlan:
@@ -125,12 +142,9 @@ def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = N
     best_cell = max(grid, key=lambda c: c.val["pearson"] if c.val["pearson"] is not None else -np.inf)
     best = Cell(position=best_cell.position, layer=best_cell.layer, probe=best_cell.probe)
     key = (best.position, best.layer, best.probe)
-    full = full_store(store)
-    if full is not store:
-        x = target.states(full, best.position, [best.layer])
-        probe = Probe.registry[best.probe].fit_layers(config.settings, x[train], y[train], groups[train])[0][0]
-        probe.info.update(info, position=best.position, layer=best.layer)
-        probes[key], predictions[key] = probe, probe.predict(x[:, 0])
+    if full_store(store) is not store:
+        probes[key], predictions[key] = fit_cell(full_store(store), target, best, config.settings, train)
+        probes[key].info.update(info, position=best.position, layer=best.layer)
     test = plan.masks["test"]
     result = SweepResult(
         target=target.name, n_layers=store.n_layers, split=_split_summary(plan, groups), grid=grid, best=best,
@@ -138,7 +152,8 @@ def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = N
         best_validation=score(y[val], predictions[key][val], groups[val], config.n_boot, config.seed),
         best_test=score(y[test], predictions[key][test], groups[test], config.n_boot, config.seed),
     )
-    return SweepFit(result, target, plan, probes[key], predictions)
+    exact = {key: predictions[key]} if full_store(store) is not store else {}
+    return SweepFit(result, target, plan, probes[key], predictions, store, config.settings, exact)
 
 
 def _grid_cell(position, layer, kind, y, p, groups, resampler: Resampler | None) -> GridCell:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.sketch import SketchedStore
 from latent_reward.errors import UserError
 from latent_reward.evaluation.groups import broadcast_group_means, center_within_groups, group_sizes
 from latent_reward.positions import PROMPT_POSITIONS
@@ -45,13 +46,16 @@ class Target:
                 raise UserError(f"target {WITHIN_PROMPT} needs a response position (response_last, eot, response_mean)")
         return positions
 
-    def states(self, store: ActivationStore, position: str, layers: list[int] | None = None) -> np.ndarray:
-        """float32 [n_kept, n_layers, d] at `position` for the kept rows.
+    def states(self, store: ActivationStore | SketchedStore, position: str, layers: list[int] | None = None) -> np.ndarray:
+        """float32 [n_kept, n_layers, d] at `position` for the kept rows (on a sketched store: the sketch of those states).
 
         States before the response are a function of the prompt alone; copies computed in different
         batches differ by float rounding, which must not pose as within-prompt signal, so each
         prompt's rows get their mean. For the within-prompt target every row is centered on its prompt.
         """
+        if isinstance(store, SketchedStore):
+            key = ("target", self.name, self.within, hash(self.keep.tobytes()))
+            return store.sketch(key, position, layers, lambda chunk: self.states(store.full, position, chunk))
         x = store.array(position, layers)[self.keep]
         if position in PROMPT_POSITIONS:
             x = broadcast_group_means(x, self.groups)

@@ -42,12 +42,15 @@ def distributed_state() -> PartialState | None:
 
 
 def resolve_device(device: str = AUTO) -> str:
-    """The torch device `device` names: "auto" becomes this process's device (see the module's docstring)."""
-    if check_device(device) != AUTO:
+    """The torch device `device` names: "auto" becomes this process's device (see the module's docstring); under
+    `accelerate launch` with several processes, "cuda" does too (each process its own GPU)."""
+    if check_device(device) not in (AUTO, "cuda"):
         return device
     state = distributed_state()
     if state is not None:
         return "cpu" if state.device.type == "cpu" else str(state.device)
+    if device == "cuda":
+        return device
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

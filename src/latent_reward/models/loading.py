@@ -14,7 +14,7 @@ import torch
 from latent_reward.errors import UserError
 from latent_reward.models.bundled import BUNDLED, gguf_path, sha256_file
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE
-from latent_reward.models.devices import resolve_device
+from latent_reward.models.devices import distributed_state, resolve_device
 from latent_reward.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ def load_model(
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     device = resolve_device(device)  # before loading: under accelerate launch this makes the process state
+    if device_map is not None and distributed_state() is not None:
+        raise UserError("--device-map spreads one model over every GPU, and accelerate launch runs one model per process: "
+                        "use one or the other")
     source = _resolve(name_or_path, revision, allow_fallback_template)
     tokenizer, config, model = _from_pretrained(name_or_path, source, dtype, device_map, random_init_seed)
     if device_map is None or random_init_seed is not None:

@@ -62,40 +62,35 @@ def _weights(eigen: _Eigen, yc: torch.Tensor, alphas: torch.Tensor) -> torch.Ten
     return torch.einsum("ldk,lakt->ladt", eigen.basis, shrink * projected[:, None])
 
 
-def _group_slots(groups: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of each group padded to the largest group: slots [G, m] (row index, 0 where padded) and a validity mask."""
+def _group_buckets(groups: np.ndarray) -> list[torch.Tensor]:
+    """The rows of each group, bucketed by group size: one index tensor [groups of size m, m] per size m (no padding, so
+    a few large groups among many small ones cost only their own rows)."""
     _, index = np.unique(groups, return_inverse=True)
     order = np.argsort(index, kind="stable")
     sizes = np.bincount(index)
-    slots = np.zeros((len(sizes), sizes.max()), dtype=np.int64)
-    valid = np.zeros_like(slots, dtype=bool)
-    position = np.arange(len(index)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    slots[index[order], position] = order
-    valid[index[order], position] = True
-    return torch.as_tensor(slots), torch.as_tensor(valid)
+    starts = np.cumsum(sizes) - sizes
+    return [torch.as_tensor(order[starts[sizes == m][:, None] + np.arange(m)[None, :]]) for m in np.unique(sizes)]
 
 
-def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, slots: torch.Tensor, valid: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, buckets: list[torch.Tensor], alphas: torch.Tensor) -> torch.Tensor:
     """Leave-one-prompt-out residuals [L, A, n, T], exact, from the one decomposition.
 
     For a linear smoother with hat matrix H (the intercept included: H = J / n + Z diag(1 / (e + a)) Q^T),
     the residuals of a fit that left group G out are (I - H_GG)^{-1} (y_G - fitted_G).
     """
     n = yc.shape[0]
-    mask = valid.to(yc.dtype)
-    zg = eigen.z[:, slots] * mask[None, :, :, None]  # [L, G, m, k]
-    qg = eigen.q[:, slots] * mask[None, :, :, None]
-    intercept = (mask[:, :, None] * mask[:, None, :]) / n  # [G, m, m]
-    identity = torch.eye(slots.shape[1], dtype=yc.dtype)
+    blocks = [(slots, eigen.z[:, slots], eigen.q[:, slots]) for slots in buckets]  # [L, G_m, m, k] each
     projected = eigen.q.transpose(1, 2) @ yc  # [L, k, T]
     out = torch.empty((eigen.e.shape[0], len(alphas), n, yc.shape[1]), dtype=yc.dtype)
     for a, alpha in enumerate(alphas):
         w = 1.0 / (eigen.e + alpha)  # [L, k]
         residual = yc - eigen.z @ (w[..., None] * projected)  # [L, n, T]
-        hat = torch.einsum("lgik,lk,lgjk->lgij", zg, w, qg) + intercept  # [L, G, m, m]
-        # numpy's batched LAPACK solve: torch's is 10-1000x slower on many tiny systems on the CPU
-        held = np.linalg.solve((identity - hat).numpy(), (residual[:, slots] * mask[None, :, :, None]).numpy())  # [L, G, m, T]
-        out[:, a][:, slots[valid]] = torch.from_numpy(held)[:, valid]
+        for slots, zg, qg in blocks:
+            m = slots.shape[1]
+            hat = torch.einsum("lgik,lk,lgjk->lgij", zg, w, qg) + 1.0 / n  # [L, G_m, m, m]
+            # numpy's batched LAPACK solve: torch's is 10-1000x slower on many tiny systems on the CPU
+            held = np.linalg.solve((torch.eye(m, dtype=yc.dtype) - hat).numpy(), residual[:, slots].numpy())  # [L, G_m, m, T]
+            out[:, a, slots.reshape(-1)] = torch.from_numpy(held).reshape(held.shape[0], -1, held.shape[-1])
     return out
 
 
@@ -117,8 +112,8 @@ def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarr
         e = e.clamp(min=0)[None]
         eigen = _Eigen(e, u[None] * e[:, None, :], u[None], torch.empty(0))
     yt = _as_targets(y)
-    slots, valid = _group_slots(np.asarray(groups))
-    residuals = _logo_residuals(eigen, yt - yt.mean(dim=0), slots, valid, torch.as_tensor(np.asarray(alphas, dtype=np.float64)))
+    residuals = _logo_residuals(eigen, yt - yt.mean(dim=0), _group_buckets(np.asarray(groups)),
+                                torch.as_tensor(np.asarray(alphas, dtype=np.float64)))
     return (residuals[0, :, :, 0] ** 2).mean(dim=1).numpy()
 
 
@@ -162,7 +157,7 @@ def ridge_cv_all_layers(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_
     """
     yt = _as_targets(y)
     yc = yt - yt.mean(dim=0)
-    slots, valid = _group_slots(np.asarray(groups))
+    buckets = _group_buckets(np.asarray(groups))
     factors = np.asarray(alpha_factors, dtype=np.float64)
     alphas = torch.as_tensor(factors * len(yt))
     mse, best, predictions, weights, means, scales = [], [], [], [], [], []
@@ -170,7 +165,7 @@ def ridge_cv_all_layers(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_
         xt = torch.as_tensor(np.ascontiguousarray(np.moveaxis(x[:, start : start + layer_chunk], 1, 0)), dtype=torch.float64)
         mean, scale = _standardize_batch(xt, slice(None))
         eigen = _eigen((xt - mean) / scale)
-        residuals = _logo_residuals(eigen, yc, slots, valid, alphas)  # [l, A, n, T]
+        residuals = _logo_residuals(eigen, yc, buckets, alphas)  # [l, A, n, T]
         chunk_mse = (residuals**2).mean(dim=2).numpy()  # [l, A, T]
         chosen = chunk_mse.argmin(axis=1)  # [l, T]
         held = np.take_along_axis(residuals.numpy(), chosen[:, None, None, :], axis=1)[:, 0]  # [l, n, T]
