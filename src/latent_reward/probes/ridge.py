@@ -31,13 +31,14 @@ def _standardize_batch(x: torch.Tensor, rows: torch.Tensor | slice) -> tuple[tor
 class _Eigen:
     """One symmetric eigendecomposition per layer that serves every penalty and target.
 
-    For penalty a: fitted values = Z diag(1 / (e + a)) Q^T y, weights = basis diag(1 / (e + a)) Q^T y.
-    Primal (n >= d): eigh(X^T X) = V e V^T, Z = Q = X V, basis = V. Dual (n < d): eigh(X X^T) = U e U^T,
-    Z = U diag(e), Q = U, basis = X^T U.
+    For penalty a: fitted values = Q diag(c / (e + a)) Q^T y, weights = basis diag(1 / (e + a)) Q^T y, where
+    Z = Q diag(c) is the part of the hat matrix left of the shrinkage.
+    Primal (n >= d): eigh(X^T X) = V e V^T, Q = X V, c = 1, basis = V. Dual (n < d): eigh(X X^T) = U e U^T,
+    Q = U, c = e, basis = X^T U.
     """
 
     e: torch.Tensor  # [L, k]
-    z: torch.Tensor  # [L, n, k]
+    c: torch.Tensor  # [L, k]
     q: torch.Tensor  # [L, n, k]
     basis: torch.Tensor  # [L, d, k]
 
@@ -47,11 +48,10 @@ def _eigen(xs: torch.Tensor) -> _Eigen:
     if n >= d:
         e, v = torch.linalg.eigh(xs.transpose(1, 2) @ xs)
         e = e.clamp(min=0)
-        z = xs @ v
-        return _Eigen(e, z, z, v)
+        return _Eigen(e, torch.ones_like(e), xs @ v, v)
     e, u = torch.linalg.eigh(xs @ xs.transpose(1, 2))
     e = e.clamp(min=0)
-    return _Eigen(e, u * e[:, None, :], u, xs.transpose(1, 2) @ u)
+    return _Eigen(e, e, u, xs.transpose(1, 2) @ u)
 
 
 def _weights(eigen: _Eigen, yc: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
@@ -72,25 +72,33 @@ def _group_buckets(groups: np.ndarray) -> list[torch.Tensor]:
     return [torch.as_tensor(order[starts[sizes == m][:, None] + np.arange(m)[None, :]]) for m in np.unique(sizes)]
 
 
+_BLOCK_BYTES = 2**28  # memory for one block of the hat matrix's per-prompt products
+
+
 def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, buckets: list[torch.Tensor], alphas: torch.Tensor) -> torch.Tensor:
     """Leave-one-prompt-out residuals [L, A, n, T], exact, from the one decomposition.
 
-    For a linear smoother with hat matrix H (the intercept included: H = J / n + Z diag(1 / (e + a)) Q^T),
-    the residuals of a fit that left group G out are (I - H_GG)^{-1} (y_G - fitted_G).
+    For a linear smoother with hat matrix H (the intercept included: H = J / n + Q diag(c / (e + a)) Q^T),
+    the residuals of a fit that left group G out are (I - H_GG)^{-1} (y_G - fitted_G). Each group's blocks H_GG
+    for every penalty come from one matrix product: its rows' pairwise products q_i * q_j times the shrinkages.
     """
-    n = yc.shape[0]
-    blocks = [(slots, eigen.z[:, slots], eigen.q[:, slots]) for slots in buckets]  # [L, G_m, m, k] each
+    (n, n_targets), (n_layers, k), n_alphas = yc.shape, eigen.e.shape, len(alphas)
+    shrink = eigen.c[:, :, None] / (eigen.e[:, :, None] + alphas[None, None, :])  # [L, k, A]
     projected = eigen.q.transpose(1, 2) @ yc  # [L, k, T]
-    out = torch.empty((eigen.e.shape[0], len(alphas), n, yc.shape[1]), dtype=yc.dtype)
-    for a, alpha in enumerate(alphas):
-        w = 1.0 / (eigen.e + alpha)  # [L, k]
-        residual = yc - eigen.z @ (w[..., None] * projected)  # [L, n, T]
-        for slots, zg, qg in blocks:
-            m = slots.shape[1]
-            hat = torch.einsum("lgik,lk,lgjk->lgij", zg, w, qg) + 1.0 / n  # [L, G_m, m, m]
+    fitted = eigen.q @ (shrink[..., None] * projected[:, :, None, :]).reshape(n_layers, k, -1)  # [L, n, A * T]
+    residual = (yc[None, :, None, :] - fitted.reshape(n_layers, n, n_alphas, n_targets)).permute(0, 2, 1, 3)  # [L, A, n, T]
+    out = torch.empty_like(residual)
+    for slots in buckets:
+        m = slots.shape[1]
+        per_block = max(1, _BLOCK_BYTES // (n_layers * m * m * k * yc.element_size()))
+        for start in range(0, len(slots), per_block):
+            block = slots[start : start + per_block]  # [g, m]
+            qg = eigen.q[:, block]  # [L, g, m, k]
+            products = (qg[:, :, :, None, :] * qg[:, :, None, :, :]).reshape(n_layers, -1, k)  # [L, g * m * m, k]
+            hat = (products @ shrink).reshape(n_layers, len(block), m, m, n_alphas).permute(0, 4, 1, 2, 3) + 1.0 / n
             # numpy's batched LAPACK solve: torch's is 10-1000x slower on many tiny systems on the CPU
-            held = np.linalg.solve((torch.eye(m, dtype=yc.dtype) - hat).numpy(), residual[:, slots].numpy())  # [L, G_m, m, T]
-            out[:, a, slots.reshape(-1)] = torch.from_numpy(held).reshape(held.shape[0], -1, held.shape[-1])
+            held = np.linalg.solve((torch.eye(m, dtype=yc.dtype) - hat).numpy(), residual[:, :, block].numpy())
+            out[:, :, block.reshape(-1)] = torch.from_numpy(held).reshape(n_layers, n_alphas, -1, n_targets)
     return out
 
 
@@ -110,7 +118,7 @@ def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarr
         kernel = torch.as_tensor(gram - row_means[:, None] - row_means[None, :] + mean @ mean, dtype=torch.float64)
         e, u = torch.linalg.eigh(kernel)
         e = e.clamp(min=0)[None]
-        eigen = _Eigen(e, u[None] * e[:, None, :], u[None], torch.empty(0))
+        eigen = _Eigen(e, e, u[None], torch.empty(0))
     yt = _as_targets(y)
     residuals = _logo_residuals(eigen, yt - yt.mean(dim=0), _group_buckets(np.asarray(groups)),
                                 torch.as_tensor(np.asarray(alphas, dtype=np.float64)))
