@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import struct
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,14 @@ def read_safetensors_memmap(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _release(values: np.ndarray) -> None:
+    """Drop a memory map's pages from this process once read (the file stays in the page cache): reading a large store
+    layer by layer then holds one copy of what was asked for, not the mapped file too."""
+    mapped = getattr(values, "_mmap", None)
+    if mapped is not None:
+        mapped.madvise(mmap.MADV_DONTNEED)
+
+
 class ActivationStore:
     """Read side of a finished store. Open with `ActivationStore.open(folder)`."""
 
@@ -292,4 +301,5 @@ class ActivationStore:
         for shard, order in zip(self._shards, self._row_order):
             values = shard[name]
             out[np.asarray(order)] = values if columns is None else values[:, columns]
+            _release(values)
         return out

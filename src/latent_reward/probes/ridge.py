@@ -156,35 +156,36 @@ class RidgeCV:
 
 
 def ridge_cv_all_layers(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_factors=DEFAULT_ALPHA_FACTORS,
-                        layer_chunk: int = 8) -> RidgeCV:
+                        layer_chunk: int = 8, dtype: torch.dtype = torch.float64) -> RidgeCV:
     """Exact leave-one-prompt-out cross-validation of ridge for every layer and target at once, and the final fits.
 
     x: [n, L, d] states, y: [n] or [n, T] targets, groups: [n] prompt ids. Features are z-scored on all rows
     (for choosing the penalty this differs from per-fold scaling by a negligible amount). Layers are processed
-    in chunks to bound memory.
+    in chunks to bound memory. `dtype` is the arithmetic's (float32 halves the time of a wide layer's decomposition;
+    the results are returned in float64 either way).
     """
     yt = _as_targets(y)
-    yc = yt - yt.mean(dim=0)
+    yc = (yt - yt.mean(dim=0)).to(dtype)
     buckets = _group_buckets(np.asarray(groups))
     factors = np.asarray(alpha_factors, dtype=np.float64)
-    alphas = torch.as_tensor(factors * len(yt))
+    alphas = torch.as_tensor(factors * len(yt), dtype=dtype)
     mse, best, predictions, weights, means, scales = [], [], [], [], [], []
     for start in range(0, x.shape[1], layer_chunk):
-        xt = torch.as_tensor(np.ascontiguousarray(np.moveaxis(x[:, start : start + layer_chunk], 1, 0)), dtype=torch.float64)
+        xt = torch.as_tensor(np.ascontiguousarray(np.moveaxis(x[:, start : start + layer_chunk], 1, 0)), dtype=dtype)
         mean, scale = _standardize_batch(xt, slice(None))
         eigen = _eigen((xt - mean) / scale)
-        residuals = _logo_residuals(eigen, yc, buckets, alphas)  # [l, A, n, T]
+        residuals = _logo_residuals(eigen, yc, buckets, alphas).double()  # [l, A, n, T]
         chunk_mse = (residuals**2).mean(dim=2).numpy()  # [l, A, T]
         chosen = chunk_mse.argmin(axis=1)  # [l, T]
         held = np.take_along_axis(residuals.numpy(), chosen[:, None, None, :], axis=1)[:, 0]  # [l, n, T]
-        all_weights = _weights(eigen, yc, alphas).numpy()  # [l, A, d, T]
+        all_weights = _weights(eigen, yc, alphas).double().numpy()  # [l, A, d, T]
         for layer in range(xt.shape[0]):
             weights.append(np.stack([all_weights[layer, chosen[layer, t], :, t] for t in range(yt.shape[1])], axis=1))
         mse.append(chunk_mse)
         best.append(factors[chosen])
         predictions.append(yt.numpy()[None] - held)
-        means.append(mean[:, 0].numpy())
-        scales.append(scale[:, 0].numpy())
+        means.append(mean[:, 0].double().numpy())
+        scales.append(scale[:, 0].double().numpy())
     return RidgeCV(np.concatenate(best), np.concatenate(mse), np.concatenate(predictions), weights, yt.mean(dim=0).numpy(),
                    np.concatenate(means), np.concatenate(scales), tuple(alpha_factors))
 
