@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import cli, write_jsonl
 from latent_reward.activations import ExtractConfig, extract
@@ -44,6 +45,9 @@ def test_each_trainer_runs_and_its_checkpoint_reloads(method, tiny_model_dir, pa
                                  config=PostTrainConfig(method=method, max_steps=2, max_length=64), out=out))
     assert summary["steps"] == 2 and (out / "latent_reward.json").exists() and (out / "metrics.csv").exists()
     loaded = load_model(str(out))
+    start = load_model(str(tiny_model_dir)).model.state_dict()
+    moved = [name for name, tensor in loaded.model.state_dict().items() if not torch.equal(tensor, start[name])]
+    assert moved, "two training steps left every weight as it was"
     examples = load_dataset(str(pairs), limit=4).examples
     assert loaded.info.post_training == tuple(sorted({e.source_split for e in examples}))  # named as the data's rows are
     store = extract(loaded, examples, tmp_path / f"store-{method}", ExtractConfig(positions=("eot",)), progress=False).store
@@ -58,6 +62,8 @@ def test_online_training_calls_the_reward_with_generated_text(tiny_model_dir, pa
                                  config=PostTrainConfig(method="online", max_steps=2, num_generations=2, max_completion_length=6),
                                  reward=f"{__name__}:length_reward", out=tmp_path / "online"))
     assert summary["steps"] == 2 and CALLS
+    start, trained = (load_model(str(folder)).model.state_dict() for folder in (tiny_model_dir, tmp_path / "online"))
+    assert any(not torch.equal(tensor, start[name]) for name, tensor in trained.items())  # the reward moved the weights
     prompts, completions = CALLS[0]
     assert "question" in prompts[0][-1]["content"] and isinstance(completions[0][-1]["content"], str)
 
