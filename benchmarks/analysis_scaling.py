@@ -56,7 +56,8 @@ def planted_examples(n: int, rng: np.random.Generator, sizes_range: tuple[int, i
         sizes.append(int(rng.integers(sizes_range[0], sizes_range[1] + 1)))
     sizes[-1] -= sum(sizes) - n
     if sizes[-1] < 2:  # fold a 1-response remainder into the previous prompt
-        sizes[-2] += sizes.pop()
+        remainder = sizes.pop()
+        sizes[-1] += remainder
     group_index = np.repeat(np.arange(len(sizes)), sizes)
     prompt_part = rng.normal(size=len(sizes))[group_index]
     response_part = rng.normal(size=n)
