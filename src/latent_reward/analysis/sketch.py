@@ -6,9 +6,10 @@ for states wider than `SketchConfig.above`, the analysis explores the grid and c
 cell on a sketch: each layer's states z-scored and projected on their top `dim` principal components.
 Every reported fit is then made exactly, on the full states, at the cells chosen (`full_store`).
 
-The sketch is fitted on every row of the store without the ratings, so no rating reaches the choice
-that the folds make; its components come from a seeded randomized SVD (Halko et al.), so the same
-store and seed give the same sketch. Hand-written as a view (not sklearn's PCA) because it must stand
+The sketch is fitted on the states a target reads (its rows, centered within prompts for the
+within-prompt target, averaged per prompt for prompt-only) without the ratings, so no rating reaches
+the choice that the folds make; its components come from a seeded randomized SVD (Halko et al.) on at
+most 4,096 of those rows, so the same store and seed give the same sketch. Hand-written as a view (not sklearn's PCA) because it must stand
 in for the store everywhere a store is read, one layer at a time, and cache what it computed.
 """
 
