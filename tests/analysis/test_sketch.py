@@ -112,3 +112,16 @@ def test_with_more_rows_than_the_basis_sample_every_row_is_projected_on_componen
     top = u[:, :3]  # the sample's components span nearly the same space as the full set's (close ones may rotate)
     outside = sampled - top @ (top.T @ sampled)
     assert np.linalg.norm(outside) / np.linalg.norm(sampled) < 0.1
+
+
+def test_the_report_says_the_grids_are_the_sketch_and_the_scored_probes_the_full_states(tmp_path):
+    from latent_reward.workflows.run import SweepJob, sweep_stores
+
+    planted_store(tmp_path / "s", n_groups=60, d=48)
+    readout = ReadoutConfig(sweep=SweepConfig(n_boot=100), permutations=5, split_seeds=1, paired_permutations=100,
+                            sgd_grid=False, sketch=NARROW)
+    outcome = sweep_stores(SweepJob(store=tmp_path / "s", out=tmp_path / "out", readout=readout), progress=False)
+    html = " ".join(outcome.report.read_text().split())
+    explained = round(100 * outcome.result.readout.sweep.sketch.explained)
+    assert "The 48-wide states were explored" in html and f"its top 6 principal components, {explained}%" in html
+    assert "the grids show the sketch's validation numbers" in html
