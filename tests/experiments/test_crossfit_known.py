@@ -30,7 +30,7 @@ def _data(seed=3, n_groups=30, per=3, d=5):
     return states, y, groups
 
 
-def _inner_r(states, y, groups, train):
+def _inner_r(states, y, groups, train):  # y: the rating or a permuted rating
     """Each (position, layer index)'s r of its leave-one-prompt-out predictions on the training rows, one layer at a time."""
     out = {}
     for position in POSITIONS:
@@ -109,19 +109,26 @@ def test_given_folds_are_used_as_they_are():
     assert not np.allclose(default.predictions["probe"], result.predictions["probe"])
 
 
-def test_permutation_controls_refit_on_permuted_training_ratings_at_each_folds_cell():
+def test_each_permutation_control_chooses_its_own_cell_and_refits_there():
+    """A shuffled-rating control repeats the whole procedure: in each fold the permuted ratings choose their own best
+    inner-CV cell (not the probe's) and the probe is refitted there on the permuted training ratings."""
     states, y, groups = _data(seed=6, n_groups=20)
     result = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=3, seed=2, settings=SETTINGS,
                               progress=False, permutations=4)
     targets, predictions = result.permuted["within"]
     assert targets.shape == predictions.shape == (4, len(y))
+    own_cells = 0
     for t in range(4):
         for g in np.unique(groups):
             assert sorted(targets[t, groups == g]) == pytest.approx(sorted(y[groups == g]))
-        for k, cell in enumerate(result.cells["probe"]):
+        for k in range(3):
             train, held = result.folds != k, result.folds == k
-            x = states[cell.position][:, LAYERS.index(cell.layer)]
+            position, index = _best_cell(_inner_r(states, targets[t], groups, train))
+            probe_cell = result.cells["probe"][k]
+            own_cells += (position, LAYERS[index]) != (probe_cell.position, probe_cell.layer)
+            x = states[position][:, index]
             probe = ridge_cv_all_layers(x[train][:, None], targets[t, train], groups[train], FACTORS).probe(0)
             np.testing.assert_allclose(predictions[t, held], probe.predict(x[held]), rtol=1e-8, atol=1e-10)
+    assert own_cells > 0  # some permutation chose another cell than the probe: the choice was redone, not reused
     global_targets, _ = result.permuted["global"]
     assert sorted(global_targets[0]) == pytest.approx(sorted(y)) and not np.array_equal(global_targets[0], y)

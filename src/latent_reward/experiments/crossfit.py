@@ -13,7 +13,7 @@ on the sketch and every fold's probe is then fitted exactly, on the full states 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +28,7 @@ from latent_reward.evaluation.results import Cell
 from latent_reward.experiments.targets import Target
 from latent_reward.io import progress_bar
 from latent_reward.probes import ProbeSettings, ridge_cv_all_layers
+from latent_reward.probes.ridge import RidgeCV
 
 # The full states [n, d] at one (position, layer), for the exact fit at a cell chosen on a sketch.
 ExactStates = Callable[[str, int], np.ndarray]
@@ -78,51 +79,97 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
                      folds: np.ndarray | None = None, controls: tuple[str, ...] = ("within", "global"),
                      exact: ExactStates | None = None) -> CrossFit:
     """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups. With `exact`,
-    those states only choose the cells, and each fold's probe is fitted on `exact(position, layer)` at its cell."""
+    those states only choose the cells, and each fold's probe is fitted on `exact(position, layer)` at its cell.
+
+    Each permuted target (the shuffled-rating controls) chooses its own cell in each fold, by the same inner
+    cross-validation on the same states as the probe, and is fitted there: the control repeats the whole procedure,
+    selection included, on ratings that carry no signal. All targets share each (position, fold)'s decomposition.
+    """
     settings = settings or ProbeSettings()
     selectors = selectors or {"probe": ANY_CELL}
     if folds is None:
         folds = group_folds(groups, n_folds, seed)
     n_folds = int(folds.max()) + 1
+    permuted = _permuted_targets(y, groups, permutations, seed, controls) if permutations and "probe" in selectors else {}
+    targets = np.vstack([y[None], *permuted.values()])  # [1 + permuted, n]: the rating first
+    # the choices: one per selector (on the rating) and one per permuted target, in each fold
     chosen = {name: [_Choice() for _ in range(n_folds)] for name in selectors}
-    kept: dict[tuple[str, int], np.ndarray] = {}  # narrow states: the columns of the cells chosen so far
+    chosen.update({_null(t): [_Choice() for _ in range(n_folds)] for t in range(1, len(targets))})
+    allowed = {**selectors, **{_null(t): ANY_CELL for t in range(1, len(targets))}}
+    column = {name: 0 if name in selectors else int(name[1:]) for name in chosen}
+    # narrow states: each fold's final fit at a cell is the one the inner cross-validation made there (same rows, same
+    # standardisation, same penalty grid), so its held-out predictions are kept as the choice improves
+    kept = {name: np.empty(len(y)) for name in chosen} if exact is None else None
     bar = progress_bar(len(positions) * n_folds, f"cross-fit ({n_folds} folds)", "fit", progress)
     for position in positions:
         x = states(position)
         for k in range(n_folds):
-            train = folds != k
-            cv = ridge_cv_all_layers(x[train], y[train], groups[train], settings.alpha_factors)
-            cv_r = np.array([pearson(y[train], cv.predictions[index, :, 0]) for index in range(len(layers))])
-            for name, allowed in selectors.items():
-                _consider(chosen[name][k], cv_r, position, layers, allowed)
+            train, held = folds != k, folds == k
+            for index, j, cv in _inner_cv(x[train], targets[:, train], groups[train], settings.alpha_factors):
+                cv_r = _columnwise_r(targets[:, train].T, cv.predictions[j])  # [targets]
+                improved = [name for name, choices in chosen.items()
+                            if allowed[name](position, layers[index]) and cv_r[column[name]] > choices[k].score]
+                if not improved:
+                    continue
+                predicted = cv.predict(j, x[held][:, index]) if kept is not None else None  # [held, targets]
+                for name in improved:
+                    chosen[name][k] = _Choice(float(cv_r[column[name]]), Cell(position=position, layer=layers[index]))
+                    if kept is not None:
+                        kept[name][held] = predicted[:, column[name]]
             bar.update(1)
-        if exact is None:
-            for choice in (c for choices in chosen.values() for c in choices if c.cell and c.cell.position == position):
-                kept.setdefault((position, choice.cell.layer), np.array(x[:, layers.index(choice.cell.layer)]))
     bar.close()
-    permuted = _permuted_targets(y, groups, permutations, seed, controls) if permutations and "probe" in selectors else {}
-    # wide states (behind a sketch) in float32: half the time of float64, predictions within 3e-5 of it at 10,000 x 4,096
-    fitted = _fit_at_cells(chosen, exact or (lambda position, layer: kept[(position, layer)]), y, groups, folds, settings,
-                           permuted, torch.float64 if exact is None else torch.float32)
+    if kept is None:  # wide states (behind a sketch), in float32: half the time of float64, within 3e-5 of it
+        kept = _fit_at_cells(chosen, column, exact, targets, groups, folds, settings, torch.float32)
     result = CrossFit(folds, groups, {}, {})
-    for name, choices in chosen.items():
-        if any(c.cell is None for c in choices):
-            continue
-        result.predictions[name], result.cells[name] = fitted[name][0], [c.cell for c in choices]
+    for name in selectors:
+        if all(c.cell is not None for c in chosen[name]):
+            result.predictions[name], result.cells[name] = kept[name], [c.cell for c in chosen[name]]
     if permuted and "probe" in result.cells:
-        result.permuted = {control: (targets, fitted["probe"][1 + i * permutations : 1 + (i + 1) * permutations])
-                           for i, (control, targets) in enumerate(permuted.items())}
+        for i, (control, control_targets) in enumerate(permuted.items()):
+            first = 1 + i * permutations
+            result.permuted[control] = (control_targets,
+                                        np.stack([kept[_null(t)] for t in range(first, first + permutations)]))
     return result
 
 
-def _consider(choice: _Choice, cv_r, position: str, layers: list[int], allowed: Selector) -> None:
-    """Keep this position's best allowed layer for the fold if its inner-CV r beats the fold's choice so far."""
-    candidates = [i for i, layer in enumerate(layers) if allowed(position, layer)]
-    if not candidates:
-        return
-    index = max(candidates, key=lambda i: cv_r[i])
-    if cv_r[index] > choice.score:
-        choice.score, choice.cell = float(cv_r[index]), Cell(position=position, layer=layers[index])
+_CV_BYTES = 2**29  # memory for one inner cross-validation's leave-one-prompt-out residuals [layers, penalties, n, targets]
+
+
+def _inner_cv(x: np.ndarray, targets: np.ndarray, groups, alpha_factors) -> Iterator[tuple[int, int, RidgeCV]]:
+    """The leave-one-prompt-out ridge CV of every target [T, n] at each layer of x [n, L, d]: (layer index, its index in
+    the fit, the fit), in chunks of layers that fit `_CV_BYTES`; targets too are chunked when one layer would not (they
+    usually all share each layer's decomposition)."""
+    per_layer = len(alpha_factors) * targets.shape[1] * len(targets) * 8
+    layers_per_fit = int(np.clip(_CV_BYTES // per_layer, 1, 8))
+    chunk = max(1, _CV_BYTES // (len(alpha_factors) * targets.shape[1] * 8))
+    for first in range(0, x.shape[1], layers_per_fit):
+        part = x[:, first : first + layers_per_fit]
+        fits = [ridge_cv_all_layers(part, targets[start : start + chunk].T, groups, alpha_factors)
+                for start in range(0, len(targets), chunk)]
+        cv = fits[0] if len(fits) == 1 else _join_targets(fits)
+        for j in range(part.shape[1]):
+            yield first + j, j, cv
+
+
+def _join_targets(parts: list[RidgeCV]) -> RidgeCV:
+    """One RidgeCV from fits of the same layer on chunks of the targets."""
+    weights = [np.concatenate([p.weights[j] for p in parts], axis=1) for j in range(len(parts[0].weights))]
+    return RidgeCV(np.concatenate([p.best_alpha for p in parts], axis=1), np.concatenate([p.mse for p in parts], axis=2),
+                   np.concatenate([p.predictions for p in parts], axis=2), weights,
+                   np.concatenate([p.intercept for p in parts]), parts[0].mean, parts[0].scale, parts[0].alpha_factors)
+
+
+def _columnwise_r(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Pearson r of each column of p [n, T] with the same column of y [n, T]; 0 where either side does not vary (as
+    `metrics.pearson`)."""
+    yc, pc = y - y.mean(axis=0), p - p.mean(axis=0)
+    denominator = np.sqrt((yc**2).sum(axis=0) * (pc**2).sum(axis=0))
+    return np.divide((yc * pc).sum(axis=0), denominator, out=np.zeros(y.shape[1]), where=denominator > 1e-12)
+
+
+def _null(t: int) -> str:
+    """The name of permuted target t's choice (t >= 1; column 0 is the rating)."""
+    return f"#{t}"
 
 
 def _permuted_targets(y, groups, n: int, seed: int, controls: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -131,25 +178,24 @@ def _permuted_targets(y, groups, n: int, seed: int, controls: tuple[str, ...]) -
     return {name: permute[name]() for name in controls}
 
 
-def _fit_at_cells(chosen: dict[str, list[_Choice]], read: ExactStates, y, groups, folds, settings: ProbeSettings,
-                  permuted: dict[str, np.ndarray], dtype: torch.dtype) -> dict[str, np.ndarray]:
-    """Each fold's final probe at the cell it chose (penalty by leave-one-prompt-out CV inside the fold), on the states
-    `read` gives (the full states behind a sketch). Out-of-fold predictions per selector, [targets, rows]: the rating,
-    then, for "probe", every permuted target, fitted with the rating on one decomposition per fold. One cell's states
-    are in memory at a time, and each (cell, fold) is decomposed once for every selector that chose it."""
-    extra = np.concatenate(list(permuted.values())) if permuted else np.zeros((0, len(y)))
-    out = {name: np.empty((1 + len(extra) if name == "probe" else 1, len(y))) for name in chosen}
-    key = lambda choice: (choice.cell.position, choice.cell.layer)  # noqa: E731
-    for cell in sorted({key(c) for choices in chosen.values() for c in choices if c.cell is not None}):
+def _fit_at_cells(chosen: dict[str, list[_Choice]], column: dict[str, int], read: ExactStates, targets: np.ndarray,
+                  groups, folds, settings: ProbeSettings, dtype: torch.dtype) -> dict[str, np.ndarray]:
+    """Each fold's final probe at the cell each choice made (penalty by leave-one-prompt-out CV inside the fold), on the
+    states `read` gives (the full states behind a sketch): out-of-fold predictions [rows] per choice. One cell's states
+    are in memory at a time, and each (cell, fold) is decomposed once for every target whose choice landed there."""
+    out = {name: np.empty(targets.shape[1]) for name in chosen}
+    for cell in sorted({(c.cell.position, c.cell.layer) for choices in chosen.values() for c in choices if c.cell}):
         x = read(*cell)
         for k in range(int(folds.max()) + 1):
-            names = [name for name, choices in chosen.items() if choices[k].cell is not None and key(choices[k]) == cell]
+            names = [name for name, choices in chosen.items()
+                     if choices[k].cell is not None and (choices[k].cell.position, choices[k].cell.layer) == cell]
             if not names:
                 continue
             train, held = folds != k, folds == k
-            targets = np.vstack([y[None], extra]) if "probe" in names else y[None]
-            cv = ridge_cv_all_layers(x[train][:, None], targets[:, train].T, groups[train], settings.alpha_factors, dtype=dtype)
-            predicted = cv.predict(0, x[held]).T
+            columns = sorted({column[name] for name in names})
+            cv = ridge_cv_all_layers(x[train][:, None], targets[columns][:, train].T, groups[train], settings.alpha_factors,
+                                     dtype=dtype)
+            predicted = cv.predict(0, x[held])
             for name in names:
-                out[name][:, held] = predicted[: len(out[name])]
+                out[name][held] = predicted[:, columns.index(column[name])]
     return out
