@@ -17,3 +17,13 @@ def p_text(p: float | None, permutations: int | None, name: str = "p") -> str:
     if p <= floor * (1 + 1e-9):
         return f"{name} <= {floor:.{digits}f}"
     return f"{name} = {p:.{digits}f}"
+
+
+def holm_text(p: float | None, p_holm: float | None, permutations: int | None) -> str:
+    """"Holm p = 0.120", or "Holm p <= 0.004" when the raw p was at its floor (the adjusted p is then a bound too)."""
+    if p_holm is None or p is None:
+        return "Holm p n/a"
+    floor = 1 / (permutations + 1) if permutations else 0.0
+    digits = max(3, math.ceil(-math.log10(floor) - 1e-9)) if floor else 3
+    bound = "<=" if floor and p <= floor * (1 + 1e-9) else "="
+    return f"Holm p {bound} {p_holm:.{digits}f}"
