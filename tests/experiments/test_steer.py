@@ -321,6 +321,9 @@ def test_the_answer_prints_a_rank_p_at_its_floor_as_a_bound_and_what_the_run_can
     text = answer(result)
     assert "rank p <= 0.050 among 19 random directions" in text and "1/20 = 0.050" in text
     assert "0.210 (80% power" in text and "beyond +0.010" in text and "raised the primary scorer" in text
+    assert "can hardly tell" not in text
+    weak = result.model_copy(update={"scorer_validation": {"s": 0.04}})
+    assert "validation r on text this long is only 0.040" in answer(weak)
 
 
 def test_distinct_2_degenerate_and_the_primary_strength_by_hand():

@@ -96,6 +96,16 @@ def _detectable(primary: PrimaryContrast) -> str:
     return f"What this run can detect, in {primary.scorer} units: " + "; ".join(detect) + "." if detect else ""
 
 
+def _caution(result: SteerResult, primary: PrimaryContrast) -> str:
+    """A warning when the primary scorer barely predicts ratings of text as long as the replies (validation r < 0.1)."""
+    r = result.scorer_validation.get(primary.scorer)
+    if r is None or r >= 0.1:
+        return ""
+    return (f"The primary scorer's validation r on text this long is only {r:.3f}: it can hardly tell better replies "
+            "from worse, so a null here says little about the model (a judge, --judge-url, may read short replies "
+            "better).")
+
+
 def _secondary(result: SteerResult, primary: PrimaryContrast) -> str:
     others = []
     for layer in result.layers:
@@ -138,7 +148,7 @@ def answer(result: SteerResult) -> str:
     lines = [f"{_verdict(primary)} Primary contrast (fixed in advance): probe direction at layer {primary.layer}, "
              f"strength +{primary.strength:g}, scored by {primary.scorer} ({primary.scorer_reason}): change from "
              f"unsteered {primary.change:+.3f}{versus}{rank}; paired on {primary.prompts} held-out prompts.",
-             _detectable(primary), _secondary(result, primary), _coherence(result, primary)]
+             _detectable(primary), _caution(result, primary), _secondary(result, primary), _coherence(result, primary)]
     check = _at(result, CIRCULAR, primary.layer, primary.strength)
     moved = f": at the primary condition it moved by {check.change:+.3f}" if check is not None else ""
     lines.append(f"The {CIRCULAR} is shown only to check that the intervention took{moved}.")
