@@ -169,5 +169,7 @@ def score_replies(frame: pd.DataFrame, conversations: list[Conversation], store:
 
 def _read(probe: Probe, model: LoadedModel, conversations: list[Conversation]) -> np.ndarray:
     """The probe's reading of each conversation's last turn, as `model` (unsteered) reads the text."""
+    if not conversations:  # every reply empty
+        return np.zeros(0)
     return probe.predict(position_states(model, conversations, probe.info["position"], int(probe.info["layer"]),
                                          probe.info.get("max_tokens")))
