@@ -228,9 +228,11 @@ def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scor
         steer_layers(Probe.load(probe_folder), 3, SteerConfig(layers=(7,)))
 
 
-def test_steer_cli_rejects_bad_strengths(probe_folder, tmp_path):
+def test_steer_cli_rejects_bad_strengths_and_random_layers(probe_folder, tmp_path):
     result = cli("steer", "--probe", probe_folder, "--out", tmp_path / "o", "--strengths", "1,two")
     assert result.returncode == 2 and "comma-separated numbers" in result.stderr
+    result = cli("steer", "--probe", probe_folder, "--out", tmp_path / "o", "--random-layers", "some")
+    assert result.returncode == 2 and "must be primary or all" in result.stderr
 
 
 def test_random_rank_p_counts_draws_moving_at_least_as_far_in_the_strengths_direction():
