@@ -119,7 +119,11 @@ def steer(
     layers: Annotated[Optional[str], typer.Option(help="Comma-separated residual indices to steer at (default: the probe's and 1/3 of the depth).")] = None,
     strengths: Annotated[str, typer.Option(help="Comma-separated multiples of the projection's sd, e.g. -8,-4,0,4,8.")] = "-8,-4,0,4,8",
     direction: Annotated[str, typer.Option(help="Comma-separated: probe, mean_diff, random, orthogonal.")] = "probe,random",
-    random_directions: Annotated[int, typer.Option(min=1, help="Random (and orthogonal) directions per layer, at the primary (strongest positive) strength.")] = 8,
+    random_directions: Annotated[int, typer.Option(
+        min=1, help="Random (and orthogonal) directions at the primary (strongest positive) strength; a rank p can "
+                    "be no smaller than 1/(this + 1): 19 allow 0.05, 99 allow 0.01.")] = 19,
+    random_layers: Annotated[str, typer.Option(
+        help="Where the random directions are steered: primary (the primary contrast's layer) or all.")] = "primary",
     ablate: Annotated[bool, typer.Option(help="Also project the probe direction out.")] = False,
     positions: Annotated[str, typer.Option(help="generated (the reply's tokens) or all (the prompt too).")] = "generated",
     prompts: Annotated[int, typer.Option(min=1, help="Held-out prompts.")] = 20,
@@ -141,11 +145,15 @@ def steer(
     kinds = tuple(k.strip() for k in direction.split(",") if k.strip())
     if not kinds or any(k not in DIRECTIONS for k in kinds):
         raise typer.BadParameter(f"choose from {', '.join(DIRECTIONS)}", param_hint="--direction")
+    if random_layers not in ("primary", "all"):
+        raise typer.BadParameter("must be primary or all", param_hint="--random-layers")
     if positions not in ("generated", "all"):
         raise typer.BadParameter("must be generated or all", param_hint="--positions")
-    config = SteerConfig(layers=_numbers(layers, "--layers", int) if layers else None, strengths=_numbers(strengths, "--strengths"),
-                         directions=kinds, random_directions=random_directions, ablate=ablate, scope=positions, prompts=prompts, samples=samples,
-                         max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    config = SteerConfig(layers=_numbers(layers, "--layers", int) if layers else None,
+                         strengths=_numbers(strengths, "--strengths"), directions=kinds,
+                         random_directions=random_directions, random_layers=random_layers, ablate=ablate,
+                         scope=positions, prompts=prompts, samples=samples, max_new_tokens=max_new_tokens,
+                         temperature=temperature, seed=seed)
     judge_endpoint = None
     if judge_url:
         judge_endpoint = _endpoint(judge_url, judge_model or "judge", api_key_env, 8, 60.0, 4, 0.0, max_tokens=400)

@@ -32,7 +32,8 @@ def paired_differences(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resample
         point = points_a[metric] - points_b[metric]
         interval = quantile_interval(point, samples_a[metric] - samples_b[metric])
         p_value = permutation_p_value(y, p_a, p_b, groups, metric, n_permutations, seed)
-        out[metric] = PairedDifference(metric=metric, difference=interval, p_value=p_value)
+        out[metric] = PairedDifference(metric=metric, difference=interval, p_value=p_value,
+                                       n_permutations=n_permutations)
     return out
 
 

@@ -109,6 +109,7 @@ class PairedDifference(Result):
     metric: str
     difference: Interval  # paired bootstrap: the same resampled prompts for both
     p_value: float | None = None  # paired permutation test (swapping the two predictions prompt by prompt), two-sided
+    n_permutations: int | None = None  # B: the p-value's floor is 1 / (B + 1)
 
 
 class NullTest(Result):

@@ -3,24 +3,33 @@ whether an independent scorer rates the replies higher, at what cost in coherenc
 
 Directions at each steer layer (fitted on the probe's own training prompts and position): the probe kind's
 direction ("probe"; the saved probe itself at its own layer), a difference of means ("mean_diff"), random
-directions ("random") and random directions with the probe direction projected out ("orthogonal"). A strength
-s adds s x sd x unit(direction), where sd is the standard deviation of the stored states' projection on the
-probe direction at that layer: every direction at a layer gets the same norm. "ablate" projects the probe
-direction out instead.
+directions ("random") and random directions with the probe direction projected out ("orthogonal"). "ablate"
+projects the probe direction out instead.
 
-The control is a distribution, not one draw: `random_directions` random (and orthogonal) directions per layer,
-steered at the primary contrast's strength only (the strongest positive push), which keeps the default grid short. A steered direction's effect is compared with them
-twice: paired on prompts against their mean, with an interval that resamples prompts and draws ("versus_random"),
-and by its rank among them ("random_rank_p", the
-share of draws that moved the score at least as far in the strength's direction, counting the direction itself).
+Dose: a strength s adds s x sd_d x unit(d), where sd_d is the standard deviation of the stored states' projection on
+that direction d itself at that layer. Every direction is pushed the same number of its own standard deviations, so
+a random direction gets as unusual a push as the probe's, whatever the residual stream's spread along it (matched in
+the states' own units; matching KL instead would need a search over strengths per direction, several generations
+each). The KL of the replies at the primary condition is on the page for the probe and the random directions, as a
+check of the dose in the model's output.
 
-Scorers never include the steered probe at its own layer: its reading of the replies is reported only as a
-manipulation check, labelled circular.
+The control is a distribution, not one draw: `random_directions` random (and orthogonal) directions (19 by default,
+so the rank test can reach p = 1 / 20 = 0.05), steered at the primary contrast's strength only (the strongest
+positive push), at the primary layer only unless `random_layers` is "all". The primary contrast, fixed in advance:
+the probe direction at its own layer (the first steered layer if that is not steered), that strength, read by the
+primary scorer (experiments/steer_scoring.py says which and why). It is compared with the random directions twice:
+paired on prompts against their mean, with a studentized interval that resamples prompts and directions
+("versus_random"), and by its rank among them ("random_rank_p": the share of draws, counting the direction itself,
+that moved the score at least as far in the strength's direction; its floor is 1 / (draws + 1)). The result states
+the smallest effect each could detect at this run's size. The other probe-direction contrasts with a rank p are
+secondary, with Holm-adjusted p.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -28,26 +37,32 @@ from pydantic import ConfigDict, Field
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.errors import UserError
-from latent_reward.evaluation.metrics import Resampler, quantile_interval
+from latent_reward.evaluation.multiplicity import holm
 from latent_reward.evaluation.results import Interval, Result
+from latent_reward.evaluation.small_sample import detectable_effect, studentized_crossed, studentized_mean
+from latent_reward.experiments.steer_scoring import CIRCULAR, JudgeScorer, Scoring, score_replies
 from latent_reward.experiments.targets import make_target
 from latent_reward.generation import GenerationConfig, Intervention, generate
 from latent_reward.generation.teacher_forced import read_back
+from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import MeanDiffProbe, Probe, RidgeProbe
 
 DIRECTIONS = ("probe", "mean_diff", "random", "orthogonal")
 ABLATE = "ablate"
-CIRCULAR = "steered probe (circular: manipulation check)"
+COHERENCE = ("nll", "kl", "distinct_2", "degenerate", "empty", "tokens")
+ALPHA = 0.05  # the level the detectable effects are stated at (two-sided for the interval, one-sided for the rank)
+POWER = 0.8
 
 
 class SteerConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     layers: tuple[int, ...] | None = None  # default: the probe's layer and the layer at 1/3 of the depth (2/3 if that is it)
-    strengths: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)  # multiples of the projection's standard deviation
+    strengths: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)  # multiples of each direction's own projection sd
     directions: tuple[str, ...] = ("probe", "random")
-    random_directions: int = Field(8, ge=1)  # draws per random kind and layer, steered at the primary strength only
+    random_directions: int = Field(19, ge=1)  # draws per random kind, steered at the primary strength only
+    random_layers: Literal["primary", "all"] = "primary"  # where the random draws are steered
     ablate: bool = False
     scope: str = Field("generated", pattern="^(generated|all)$")
     prompts: int = Field(20, ge=1)
@@ -55,7 +70,7 @@ class SteerConfig(Result):
     max_new_tokens: int = Field(48, ge=1)
     temperature: float = Field(0.0, ge=0)
     batch_size: int = Field(24, ge=1)
-    n_boot: int = 1000
+    n_boot: int = 2000
     seed: int = 0
 
 
@@ -68,17 +83,39 @@ class Effect(Result):
     change: Interval  # paired: minus the unsteered mean on the same prompts
     versus_random: Interval | None = None  # paired: minus the random draws' mean at the same layer and strength (prompts and draws resampled)
     random_rank_p: float | None = None  # share of random draws (plus this direction) moving the score at least as far
+    rank_p_holm: float | None = None  # Holm-adjusted over the secondary contrasts (None for the primary)
     draws: list[float] | None = None  # a random kind's mean change per draw
     wrong_way: float | None  # share of prompts whose score moves against the strength's sign
+
+
+class PrimaryContrast(Result):
+    """The one pre-specified contrast, and what it can detect at this run's size."""
+
+    scorer: str
+    scorer_reason: str
+    layer: int
+    strength: float
+    prompts: int
+    change: Interval  # minus unsteered, paired on prompts
+    versus_random: Interval | None = None  # minus the random directions' mean (prompts and directions resampled)
+    random_draws: int = 0
+    rank_p: float | None = None
+    rank_p_floor: float | None = None  # 1 / (random_draws + 1): the smallest rank p this many draws allow
+    detectable_versus_random: float | None = None  # true difference the interval excludes 0 for with 80% power
+    detectable_rank: float | None = None  # change needed for rank p <= 0.05 given these draws (None: fewer than 19)
+    kl: Interval | None = None  # KL per token of the probe direction's replies (the dose in the model's output)
+    random_kl: Interval | None = None  # the same, averaged over the random directions
 
 
 class SteerResult(Result):
     probe: dict
     layers: list[int]
-    sd: dict[int, float]  # the projection's standard deviation at each layer (the strength unit)
+    sd: dict[int, dict[str, float]]  # layer -> direction label -> sd of the states' projection on it (strength unit)
     directions: list[str]
     strengths: list[float]
     scorers: list[str]  # independent scorers (the steered probe's own reading excluded)
+    primary: PrimaryContrast | None = None
+    scorer_validation: dict[str, float] = {}  # text scorers: validation r of their prefixes
     coherence: list[str]
     prompts: int
     samples: int
@@ -98,15 +135,21 @@ def steer_layers(probe: Probe, n_layers: int, config: SteerConfig) -> list[int]:
     return list(layers)
 
 
+def primary_layer(probe: Probe, layers: list[int]) -> int:
+    """The primary contrast's layer: the probe's own, or the first steered layer when that is not steered."""
+    own = int(probe.info["layer"])
+    return own if own in layers else layers[0]
+
+
 def family(label: str) -> str:
     """The direction kind of a condition label ("random 3" -> "random")."""
     return label.split(" ")[0]
 
 
 def direction_vectors(store: ActivationStore, probe: Probe, layer: int, kinds: tuple[str, ...], seed: int,
-                      draws: int = 1) -> tuple[dict[str, np.ndarray], float]:
+                      draws: int = 1) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Unit vectors at `layer` by label ("probe", "mean_diff", "random 1".."random k", "orthogonal 1"..), and the
-    standard deviation of the stored states' projection on the probe direction there (the strength unit)."""
+    standard deviation of the stored states' projection on each (its strength unit)."""
     position = probe.info["position"]
     target = make_target(store, probe.info.get("target") or "rating")
     train_groups = set(probe.info.get("train_groups") or ())
@@ -128,23 +171,28 @@ def direction_vectors(store: ActivationStore, probe: Probe, layer: int, kinds: t
         orthogonal = random - (random @ unit) * unit
         vectors[f"random {draw}"] = random / np.linalg.norm(random)
         vectors[f"orthogonal {draw}"] = orthogonal / np.linalg.norm(orthogonal)
-    sd = float(np.std(x.astype(np.float64) @ unit))
-    return {k: v.astype(np.float32) for k, v in vectors.items() if family(k) in kinds}, sd
+    kept = {k: v.astype(np.float32) for k, v in vectors.items() if family(k) in kinds or k == "probe"}
+    x64 = x.astype(np.float64)
+    return kept, {k: float(np.std(x64 @ v.astype(np.float64))) for k, v in kept.items()}
 
 
 def _random_kind(label: str) -> bool:
     return family(label) in ("random", "orthogonal")
 
 
-def conditions(config: SteerConfig, layers: list[int], vectors: dict[int, dict[str, np.ndarray]], sd: dict[int, float]):
+def conditions(config: SteerConfig, layers: list[int], vectors: dict[int, dict[str, np.ndarray]],
+               sd: dict[int, dict[str, float]]):
     """(layer, direction, strength, intervention or None) for every steered condition, and the unsteered one once."""
     out = [(None, "none", 0.0, None)]
     steered = [s for s in config.strengths if s != 0]
     primary = [primary_strength(steered)] if steered else []
     for layer in layers:
         for label, unit in vectors[layer].items():
+            if family(label) not in config.directions:
+                continue
             for strength in primary if _random_kind(label) else steered:
-                out.append((layer, label, float(strength), Intervention(layer, strength * sd[layer] * unit, scope=config.scope)))
+                vector = strength * sd[layer][label] * unit
+                out.append((layer, label, float(strength), Intervention(layer, vector, scope=config.scope)))
         if config.ablate:
             out.append((layer, "probe", ABLATE, Intervention(layer, vectors[layer]["probe"], kind="ablate", scope=config.scope)))
     return out
@@ -171,7 +219,7 @@ def generate_conditions(loaded: LoadedModel, prompts: list[list[int]], condition
             rows.append({"layer": layer, "direction": kind, "strength": strength, "prompt": index // config.samples,
                          "sample": index % config.samples, "reply": reply.text, "tokens": len(reply.ids), "stop": reply.stop,
                          "nll": measured.nll, "kl": measured.kl, "distinct_2": distinct_2(reply.ids),
-                         "degenerate": degenerate(reply.ids)})
+                         "degenerate": float(degenerate(reply.ids)), "empty": float(not reply.text.strip())})
     return pd.DataFrame(rows)
 
 
@@ -190,40 +238,44 @@ def degenerate(ids: list[int]) -> bool:
     return bool((len(counts) and counts.max() >= 3) or distinct_2(ids) < 0.5)
 
 
-def effects(frame: pd.DataFrame, scorers: list[str], layers: list[int], config: SteerConfig) -> list[Effect]:
+def effects(frame: pd.DataFrame, scorers: list[str], config: SteerConfig) -> list[Effect]:
     """Per scorer, layer, direction kind and strength: the mean over prompts, the paired change from unsteered, and
-    for non-random kinds the comparison with the random draws at the same layer and strength."""
+    for non-random kinds the comparison with the random draws at the same layer and strength. Intervals: studentized
+    bootstrap over prompts (and random directions), evaluation/small_sample.py."""
     per_prompt = frame.groupby(["layer", "direction", "strength", "prompt"], dropna=False)[scorers].mean().reset_index()
     base = per_prompt[per_prompt.direction == "none"].set_index("prompt")
-    resampler = Resampler.make(np.asarray(base.index.astype(str)), config.n_boot, config.seed)
-    per_label = {key: rows.set_index("prompt").loc[base.index]
+    per_label = {key: rows.set_index("prompt").reindex(base.index)
                  for key, rows in per_prompt[per_prompt.direction != "none"].groupby(["layer", "direction", "strength"])}
     by_kind: dict[tuple, list[pd.DataFrame]] = {}
     for (layer, label, strength), rows in per_label.items():
         by_kind.setdefault((layer, family(label), strength), []).append(rows)
     out = []
     for (layer, kind, strength), draws in by_kind.items():
-        random = by_kind.get((layer, "random", strength)) if kind not in ("random", "orthogonal") else None
+        random = by_kind.get((layer, "random", strength)) if not _random_kind(kind) else None
         for scorer in scorers:
             reference = base[scorer].to_numpy(float)
             per_draw = np.stack([d[scorer].to_numpy(float) for d in draws])
             values = _quiet_nanmean(per_draw, axis=0) if len(draws) > 1 else per_draw[0]
             effect = Effect(scorer=scorer, layer=int(layer), direction=kind, strength=strength,
-                            mean=_mean_interval(values, resampler), change=_mean_interval(values - reference, resampler),
+                            mean=_interval(values, config), change=_interval(values - reference, config),
                             wrong_way=_wrong_way(values - reference, strength))
-            if kind in ("random", "orthogonal"):
+            if _random_kind(kind):
                 effect.draws = [float(_quiet_nanmean(d - reference)) for d in per_draw]
             elif random is not None:
                 random_draws = np.stack([d[scorer].to_numpy(float) for d in random])
-                effect.versus_random = _versus_draws(values, random_draws, resampler, config.seed)
+                effect.versus_random = studentized_crossed(values, random_draws, config.n_boot, config.seed + 1)[0]
                 effect.random_rank_p = _rank_p(float(_quiet_nanmean(values - reference)),
                                                [float(_quiet_nanmean(d - reference)) for d in random_draws], float(strength))
             out.append(effect)
     for scorer in scorers:  # the unsteered reference itself
-        values = base[scorer].to_numpy(float)
-        out.append(Effect(scorer=scorer, layer=-1, direction="none", strength=0.0, mean=_mean_interval(values, resampler),
-                          change=Interval.of(0.0, 0.0, 0.0), wrong_way=None))
+        out.append(Effect(scorer=scorer, layer=-1, direction="none", strength=0.0,
+                          mean=_interval(base[scorer].to_numpy(float), config), change=Interval.of(0.0, 0.0, 0.0),
+                          wrong_way=None))
     return out
+
+
+def _interval(values: np.ndarray, config: SteerConfig) -> Interval:
+    return studentized_mean(values, config.n_boot, config.seed)[0]
 
 
 def _quiet_nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
@@ -243,34 +295,15 @@ def _rank_p(change: float, draws: list[float], strength: float) -> float | None:
     return (1 + sum(sign * d >= sign * change for d in finite)) / (1 + len(finite))
 
 
-def _versus_draws(values: np.ndarray, draws: np.ndarray, resampler: Resampler, seed: int) -> Interval:
-    """The mean over prompts of (steered minus the random draws' mean), with an interval that resamples prompts and
-    random draws together, so that the spread between random directions counts, not only that between prompts."""
-    draw_means = _quiet_nanmean(draws, axis=0)
-    point = float(_quiet_nanmean(values - draw_means))
-    if not np.isfinite(point):
-        return Interval()
-    rng = np.random.default_rng(seed + 1)
-    picks = rng.integers(0, len(draws), size=(len(resampler.weights), len(draws)))  # draws resampled per bootstrap
-    counts = np.stack([np.bincount(p, minlength=len(draws)) for p in picks])  # [n_boot, n_draws]
-    finite_draws = np.isfinite(draws)
-    random_mean = (counts @ np.where(finite_draws, draws, 0)) / np.maximum(counts @ finite_draws, 1)  # [n_boot, prompts]
-    usable = np.isfinite(values)[None] & ((counts @ finite_draws) > 0)
-    weights = resampler.weights * usable
-    differences = np.where(usable, values[None] - random_mean, 0)
-    total = weights.sum(1)
-    samples = np.where(total > 0, (weights * differences).sum(1) / np.maximum(total, 1), np.nan)
-    return quantile_interval(point, samples[np.isfinite(samples)])
-
-
-def _mean_interval(values: np.ndarray, resampler: Resampler) -> Interval:
-    finite = np.isfinite(values)
-    if not finite.any():
-        return Interval()
-    weights = resampler.weights * finite
-    total = weights.sum(1)
-    samples = (weights @ np.where(finite, values, 0)) / np.maximum(total, 1)
-    return quantile_interval(float(np.nanmean(values)), samples[total > 0])  # a resample with no value has no mean
+def detectable_by_rank(draws: list[float], strength: float, alpha: float = ALPHA) -> float | None:
+    """The change (in the strength's direction) the rank test needs for p <= alpha against these draws: beyond the
+    (floor(alpha (B + 1)))-th farthest draw; None when B draws cannot give p <= alpha (B + 1 < 1 / alpha)."""
+    finite = np.asarray([d for d in draws if np.isfinite(d)], dtype=np.float64)
+    allowed = int(np.floor(alpha * (finite.size + 1) + 1e-9)) - 1  # draws that may still reach it
+    if allowed < 0 or strength == 0:
+        return None
+    sign = float(np.sign(strength))
+    return sign * float(np.sort(sign * finite)[::-1][allowed])
 
 
 def _wrong_way(change: np.ndarray, strength: float | str) -> float | None:
@@ -278,6 +311,46 @@ def _wrong_way(change: np.ndarray, strength: float | str) -> float | None:
         return None
     moved = change[np.isfinite(change) & (change != 0)]
     return float(np.mean(np.sign(moved) != np.sign(strength))) if moved.size else None
+
+
+def _find(found: list[Effect], scorer: str, layer: int, direction: str, strength: float) -> Effect | None:
+    return next((e for e in found if (e.scorer, e.layer, e.direction) == (scorer, layer, direction)
+                 and not isinstance(e.strength, str) and float(e.strength) == strength), None)
+
+
+def primary_contrast(frame: pd.DataFrame, found: list[Effect], scoring: Scoring, layer: int, strength: float,
+                     config: SteerConfig) -> PrimaryContrast | None:
+    """The primary contrast's effect, with the smallest effects its two tests can detect at this run's size."""
+    effect = _find(found, scoring.primary, layer, "probe", strength)
+    if effect is None:
+        return None
+    random = _find(found, scoring.primary, layer, "random", strength)
+    contrast = PrimaryContrast(scorer=scoring.primary, scorer_reason=scoring.reason, layer=layer, strength=strength,
+                               prompts=int(frame.prompt.nunique()), change=effect.change,
+                               versus_random=effect.versus_random, rank_p=effect.random_rank_p)
+    kl, random_kl = _find(found, "kl", layer, "probe", strength), _find(found, "kl", layer, "random", strength)
+    contrast.kl, contrast.random_kl = (kl.change if kl else None), (random_kl.change if random_kl else None)
+    if random is None or not random.draws:
+        return contrast
+    rows = frame[(frame.layer == layer) & (frame.strength == strength)]
+    table = rows.groupby(["direction", "prompt"])[scoring.primary].mean().unstack()  # direction x prompt
+    draws = table.loc[[label for label in table.index if family(label) == "random"]].to_numpy(float)
+    _, se = studentized_crossed(table.loc["probe"].to_numpy(float), draws, config.n_boot, config.seed + 1)
+    contrast.random_draws = len(random.draws)
+    contrast.rank_p_floor = 1 / (len(random.draws) + 1)
+    contrast.detectable_versus_random = detectable_effect(se, contrast.prompts - 1, 1 - ALPHA, POWER)
+    contrast.detectable_rank = detectable_by_rank(random.draws, strength)
+    return contrast
+
+
+def adjust_secondary(found: list[Effect], scorers: list[str], primary: PrimaryContrast | None) -> None:
+    """Holm-adjusted rank p over the secondary contrasts: every non-random direction, independent scorer and layer
+    with a rank p, except the primary contrast."""
+    key = (primary.scorer, primary.layer, "probe", primary.strength) if primary else None
+    secondary = [e for e in found if e.scorer in scorers and e.random_rank_p is not None
+                 and (e.scorer, e.layer, e.direction, e.strength) != key]
+    for effect, adjusted in zip(secondary, holm([e.random_rank_p for e in secondary])):
+        effect.rank_p_holm = adjusted
 
 
 def example_replies(frame: pd.DataFrame, layer: int, kind: str, prompts: list[str], count: int = 3) -> list[dict]:
@@ -297,3 +370,34 @@ def example_replies(frame: pd.DataFrame, layer: int, kind: str, prompts: list[st
                     f"strength {high:g}": pick[numeric[pick.index] == high].reply.iloc[0][:400]})
     return out
 
+
+def steer(loaded: LoadedModel, store: ActivationStore, probe: Probe, conversations: list[list[dict[str, str]]],
+          config: SteerConfig, readers: list[tuple[Probe, LoadedModel]] = (), judge: JudgeScorer | None = None,
+          progress: bool = True) -> tuple[SteerResult, pd.DataFrame]:
+    """Generate every condition's replies to `conversations` (each ending in a user turn), score them, and compute every
+    effect; returns the typed result and one row per reply (with every score) for the CSV file."""
+    started = time.perf_counter()
+    layers = steer_layers(probe, loaded.info.n_layers, config)
+    own = primary_layer(probe, layers)
+    vectors, sd = {}, {}
+    for layer in layers:
+        draws = config.random_directions if config.random_layers == "all" or layer == own else 0
+        vectors[layer], sd[layer] = direction_vectors(store, probe, layer, config.directions, config.seed, draws)
+    prompts = [prompt_token_ids(loaded.tokenizer, c) for c in conversations]
+    stops = ("\nUser:",) if loaded.info.chat_template == "fallback" else ()
+    frame = generate_conditions(loaded, prompts, conditions(config, layers, vectors, sd), config, stops)
+    full = [[*conversations[p], {"role": "assistant", "content": reply}] for p, reply in zip(frame.prompt, frame.reply)]
+    scoring = score_replies(frame, full, store, probe, loaded, config.max_new_tokens, readers, judge, progress)
+    found = effects(frame, [*scoring.names, CIRCULAR, *COHERENCE], config)
+    steered = [s for s in config.strengths if s != 0]
+    primary = primary_contrast(frame, found, scoring, own, primary_strength(steered), config) if steered else None
+    adjust_secondary(found, scoring.names, primary)
+    texts = [c[-1]["content"] for c in conversations]
+    result = SteerResult(
+        probe={k: v for k, v in probe.info.items() if not k.endswith("_groups")}, layers=layers, sd=sd,
+        directions=list(config.directions), strengths=list(config.strengths), scorers=scoring.names, primary=primary,
+        scorer_validation=scoring.validation, coherence=list(COHERENCE), prompts=len(prompts), samples=config.samples,
+        effects=found, examples=[e for layer in layers for e in example_replies(frame, layer, "probe", texts)],
+        seconds=time.perf_counter() - started)
+    frame.insert(0, "prompt_text", [conversations[p][-1]["content"][:500] for p in frame.prompt])
+    return result, frame

@@ -7,6 +7,7 @@ from latent_reward.evaluation.results import Comparison, Scores, strongest
 from latent_reward.experiments.readout import ReadoutResult
 from latent_reward.experiments.run_result import Answer, RunResult
 from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE
+from latent_reward.report.pvalue import p_text
 
 
 def answers(result: RunResult) -> list[Answer]:
@@ -34,7 +35,7 @@ def _versus(comparison: Comparison, metric: str) -> str:
     test = comparison.versus_probe.get(metric)
     if test is None:
         return ""
-    p = f", p = {test.p_value:.3f}" if test.p_value is not None else ""
+    p = f", {p_text(test.p_value, test.n_permutations)}" if test.p_value is not None else ""
     return f"probe minus {comparison.name}: {test.difference:+.3f}{p}"
 
 
@@ -98,7 +99,7 @@ def _control_sentences(readout: ReadoutResult) -> list[str]:
             continue
         out.append(f"Trained on {test.n_permutations} sets of ratings shuffled {comparison.name.split('shuffled ')[-1]}, "
                    f"probes reach {names.METRIC_LABELS[metric]} {test.null_mean:.3f} [{test.null_low:.3f}, {test.null_high:.3f}]; "
-                   f"the real probe's {test.observed:.3f} has permutation p = {test.p_value:.3f}.")
+                   f"the real probe's {test.observed:.3f} has permutation {p_text(test.p_value, test.n_permutations)}.")
     return out
 
 
@@ -163,7 +164,8 @@ def trajectory_answer(result: RunResult) -> str:
     if null is not None and null.observed is not None:
         text += (f" Averaged over tokens, the end-of-response probe's difference is {null.observed:.2f} sd of its estimates; "
                  f"{null.n_permutations} probes fitted the same way on ratings shuffled within each training prompt give "
-                 f"{null.null_mean:.2f} [{null.null_low:.2f}, {null.null_high:.2f}] (p = {null.p_value:.3f}).")
+                 f"{null.null_mean:.2f} [{null.null_low:.2f}, {null.null_high:.2f}] "
+                 f"({p_text(null.p_value, null.n_permutations)}).")
     return text
 
 
@@ -173,7 +175,8 @@ def nonlinear_answer(readout: ReadoutResult) -> str:
             f"{comparison.nonlinear}: test r {comparison.nonlinear_test.pearson} (a second look at the single split's test prompts, "
             "for these two cells fixed on validation).")
     for metric, test in comparison.difference.items():
-        text += f" Linear minus MLP, {names.METRIC_LABELS[metric]}: {test.difference:+.3f} (paired, p = {test.p_value:.3f})."
+        p = p_text(test.p_value, test.n_permutations)
+        text += f" Linear minus MLP, {names.METRIC_LABELS[metric]}: {test.difference:+.3f} (paired, {p})."
     return text
 
 

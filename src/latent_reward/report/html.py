@@ -15,13 +15,14 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from latent_reward.evaluation.results import Comparison, Interval
+from latent_reward.evaluation.results import Comparison, Interval, PairedDifference
 from latent_reward.experiments.compare import CompareResult, ModelDifference
 from latent_reward.experiments.reward_model import ScoreResult
 from latent_reward.experiments.run_result import RunResult
 from latent_reward.io import atomic_write_text
 from latent_reward.report import figures
 from latent_reward.report.lens import colored_tokens
+from latent_reward.report.pvalue import p_text
 
 
 @lru_cache(maxsize=1)
@@ -42,7 +43,13 @@ def _difference(comparison: Comparison, metric: str) -> str:
     test = comparison.versus_probe.get(metric)
     if test is None:
         return ""
-    return f"{test.difference:+.3f}" + (f" (p = {test.p_value:.3f})" if test.p_value is not None else "")
+    return _difference_text(test)
+
+
+def _difference_text(test: PairedDifference) -> str:
+    """The difference, with its permutation p when it has one."""
+    p = f" ({p_text(test.p_value, test.n_permutations)})" if test.p_value is not None else ""
+    return f"{test.difference:+.3f}{p}"
 
 
 def comparison_rows(result: RunResult) -> list[list[str]]:
@@ -187,7 +194,7 @@ def write_compare(result: CompareResult, folder: str | Path) -> Path:
              str(row.implicit_reward_accuracy) if row.implicit_reward_accuracy else "n/a"]
             for row in result.rows]
     differences = [[d.first, d.second, str(d.examples), str(d.prompts),
-                    *[f"{d.difference[m].difference:+.3f} (p = {d.difference[m].p_value:.3f})" if m in d.difference else "n/a"
+                    *[_difference_text(d.difference[m]) if m in d.difference else "n/a"
                       for m in ("pearson", "within_acc")]] for d in result.differences]
     measures = list(dict.fromkeys(name for row in result.rows for name in row.conversation))
     conversation = [[row.label, *[str(row.conversation[m]) if m in row.conversation else "n/a" for m in measures]]

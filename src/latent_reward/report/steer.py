@@ -1,5 +1,6 @@
 """The steering page: does pushing along the reward direction raise independently measured reward, where, at what
-coherence cost, and more than a random direction of the same norm? Drawn from the typed SteerResult alone."""
+coherence cost, and more than random directions pushed as far in their own units? Drawn from the typed SteerResult
+alone."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from latent_reward.experiments.steer import ABLATE, CIRCULAR, SteerResult
+from latent_reward.experiments.steer import ABLATE, CIRCULAR, PrimaryContrast, SteerResult
 from latent_reward.report import figures
 from latent_reward.report.html import embed, render
+from latent_reward.report.pvalue import p_text
 from latent_reward.io import atomic_write_text
 
 COHERENCE_LABELS = {"nll": "NLL per token under the unsteered model", "kl": "KL(steered || unsteered) per token",
-                    "distinct_2": "distinct bigrams", "degenerate": "share degenerate (empty or looping)", "tokens": "reply length (tokens)"}
+                    "distinct_2": "distinct bigrams", "degenerate": "share degenerate (empty or looping)",
+                    "empty": "share empty", "tokens": "reply length (tokens)"}
 
 
 def _effects(result: SteerResult, scorer: str, layer: int, direction: str):
@@ -59,62 +62,113 @@ def dose_response(result: SteerResult, folder: Path, scorers: list[str], name: s
     return figures.save(fig, folder, name)
 
 
-def primary_scorer(result: SteerResult) -> str:
-    """The pre-specified scorer of the primary contrast: a judge if one scored, else a probe on another model, else the
-    first text scorer."""
-    for prefix in ("judge", "probe on"):
-        found = [s for s in result.scorers if s.startswith(prefix)]
-        if found:
-            return found[0]
-    return result.scorers[0]
+def _rank(p: float | None, draws: int, name: str = "rank p") -> str:
+    return p_text(p, draws or None, name)
+
+
+def _at(result: SteerResult, scorer: str, layer: int, strength: float, direction: str = "probe"):
+    return next((e for e in _effects(result, scorer, layer, direction) if float(e.strength) == strength), None)
+
+
+def _verdict(primary: PrimaryContrast) -> str:
+    against = "beyond random directions pushed as far in their own units"
+    interval = "(95% interval resampling prompts and random directions)"
+    if primary.versus_random is None:
+        raised = "raised" if primary.change.above(0) else "did not raise"
+        return (f"Steering along the reward direction {raised} the primary scorer over the unsteered replies (paired "
+                "95% interval over prompts); no random directions were run to compare with.")
+    if primary.change.above(0) and primary.versus_random.above(0):
+        return f"Steering along the reward direction raised the primary scorer {against} {interval}."
+    return f"Steering along the reward direction did not raise the primary scorer {against} {interval}."
+
+
+def _detectable(primary: PrimaryContrast) -> str:
+    detect = []
+    if primary.detectable_versus_random is not None:
+        detect.append(f"a difference from the random directions of {primary.detectable_versus_random:.3f} (80% power, "
+                      "two-sided 5%, from this run's standard error)")
+    if primary.detectable_rank is not None:
+        detect.append(f"a change beyond {primary.detectable_rank:+.3f} for rank p <= 0.05 (where these random "
+                      "directions moved it)")
+    elif primary.random_draws:
+        detect.append(f"no change at all by rank at 0.05: {primary.random_draws} random directions cannot give "
+                      "p <= 0.05 (19 or more can)")
+    return f"What this run can detect, in {primary.scorer} units: " + "; ".join(detect) + "." if detect else ""
+
+
+def _caution(result: SteerResult, primary: PrimaryContrast) -> str:
+    """A warning when the primary scorer barely predicts ratings of text as long as the replies (validation r < 0.1)."""
+    r = result.scorer_validation.get(primary.scorer)
+    if r is None or r >= 0.1:
+        return ""
+    return (f"The primary scorer's validation r on text this long is only {r:.3f}: it can hardly tell better replies "
+            "from worse, so a null here says little about the model (a judge, --judge-url, may read short replies "
+            "better).")
+
+
+def _secondary(result: SteerResult, primary: PrimaryContrast) -> str:
+    others = []
+    for layer in result.layers:
+        for name in result.scorers:
+            effect = _at(result, name, layer, primary.strength)
+            if effect is None or (layer, name) == (primary.layer, primary.scorer):
+                continue
+            versus = f", minus random {effect.versus_random:+.3f}" if effect.versus_random is not None else ""
+            holm = f", {p_text(effect.rank_p_holm, None, 'Holm rank p')}" if effect.rank_p_holm is not None else ""
+            others.append(f"layer {layer} {name} {effect.change:+.3f}{versus}{holm}")
+    return "Secondary (rank p Holm-adjusted over these): " + "; ".join(others) + "." if others else ""
+
+
+def _coherence(result: SteerResult, primary: PrimaryContrast) -> str:
+    cost, degenerate, empty = (_at(result, name, primary.layer, primary.strength)
+                               for name in ("nll", "degenerate", "empty"))
+    lines = []
+    if cost and degenerate:
+        shares = f"degenerate share {degenerate.mean:.2f}" + (f", empty share {empty.mean:.2f}" if empty else "")
+        lines.append(f"Coherence at the primary condition: NLL under the unsteered model {cost.change:+.2f} nats/token, "
+                     f"{shares}.")
+    if primary.kl is not None and primary.random_kl is not None:
+        lines.append(f"Dose in the model's output: KL per token {primary.kl:.3f} for the probe direction, "
+                     f"{primary.random_kl:.3f} for the random directions.")
+    return " ".join(lines)
 
 
 def answer(result: SteerResult) -> str:
     """The page's first lines: the primary contrast (probe direction, the probe's own layer, the strongest positive
-    push, the primary scorer) against the unsteered replies and the random directions, then the other layers and the
-    coherence cost."""
-    top = max(s for s in result.strengths)
-    layer = int(result.probe.get("layer", result.layers[0]))
-    scorer = primary_scorer(result)
-    primary = next((e for e in _effects(result, scorer, layer, "probe") if float(e.strength) == top), None)
-    if primary is None or top <= 0:
+    push, the primary scorer) against the unsteered replies and the random directions, what it could detect at this
+    size, then the secondary contrasts and the coherence cost."""
+    primary = result.primary
+    if primary is None or primary.strength <= 0:
         return "The primary contrast (the probe direction at its own layer, strongest positive push) was not run."
-    random = next((e for e in _effects(result, scorer, layer, "random") if float(e.strength) == top), None)
-    rank = f", rank p among {len(random.draws)} random directions {primary.random_rank_p:.2f}" if random and primary.random_rank_p else ""
-    versus = f", minus the random directions' mean {primary.versus_random:+.3f}" if primary.versus_random is not None else ""
-    if primary.versus_random is None:
-        raised = primary.change.above(0)
-        verdict = (f"Steering along the reward direction {'raised' if raised else 'did not raise'} the primary scorer over the "
-                   "unsteered replies (paired 95% interval over prompts); no random directions were run to compare with.")
-    elif primary.change.above(0) and primary.versus_random.above(0):
-        verdict = ("Steering along the reward direction raised the primary scorer beyond random directions of the same norm "
-                   "(95% interval resampling prompts and random directions).")
-    else:
-        verdict = ("Steering along the reward direction did not raise the primary scorer beyond random directions of the same "
-                   "norm (95% interval resampling prompts and random directions).")
-    lines = [f"{verdict} Primary contrast (fixed in advance): probe direction at its own layer {layer}, strength +{top:g}, "
-             f"scored by {scorer}: change from unsteered {primary.change:+.3f}{versus}{rank}; "
-             f"paired on {result.prompts} held-out prompts."]
-    others = []
-    for other in result.layers:
-        for name in result.scorers:
-            if (other, name) == (layer, scorer):
-                continue
-            effect = next((e for e in _effects(result, name, other, "probe") if float(e.strength) == top), None)
-            if effect is not None:
-                versus = f" (minus random {effect.versus_random:+.3f})" if effect.versus_random is not None else ""
-                others.append(f"layer {other} {name} {effect.change:+.3f}{versus}")
-    if others:
-        lines.append("Secondary (not corrected for multiplicity): " + "; ".join(others) + ".")
-    cost = next((e for e in _effects(result, "nll", layer, "probe") if float(e.strength) == top), None)
-    degenerate = next((e for e in _effects(result, "degenerate", layer, "probe") if float(e.strength) == top), None)
-    if cost and degenerate:
-        lines.append(f"Coherence at the primary condition: NLL under the unsteered model {cost.change:+.2f} nats/token, "
-                     f"degenerate share {degenerate.mean:.2f}.")
-    check = next((e for e in _effects(result, CIRCULAR, layer, "probe") if float(e.strength) == top), None)
+    mean = primary.versus_random
+    versus = "" if mean is None else f", minus the random directions' mean {mean:+.3f}"
+    draws = primary.random_draws
+    rank = (f", {_rank(primary.rank_p, draws)} among {draws} random directions (one-sided; the floor with {draws} is "
+            f"1/{draws + 1} = {primary.rank_p_floor:.3f})" if draws else "")
+    lines = [f"{_verdict(primary)} Primary contrast (fixed in advance): probe direction at layer {primary.layer}, "
+             f"strength +{primary.strength:g}, scored by {primary.scorer} ({primary.scorer_reason}): change from "
+             f"unsteered {primary.change:+.3f}{versus}{rank}; paired on {primary.prompts} held-out prompts.",
+             _detectable(primary), _caution(result, primary), _secondary(result, primary), _coherence(result, primary)]
+    check = _at(result, CIRCULAR, primary.layer, primary.strength)
     moved = f": at the primary condition it moved by {check.change:+.3f}" if check is not None else ""
     lines.append(f"The {CIRCULAR} is shown only to check that the intervention took{moved}.")
-    return " ".join(lines)
+    return " ".join(line for line in lines if line)
+
+
+def _draws(result: SteerResult, effect) -> int:
+    """How many random draws `effect` was ranked among."""
+    random = _at(result, effect.scorer, effect.layer, float(effect.strength), "random")
+    return len(random.draws) if random is not None and random.draws else 0
+
+
+def _units(result: SteerResult) -> list[str]:
+    """Per layer: the probe direction's strength unit and the range of the random directions' own units."""
+    out = []
+    for layer, units in result.sd.items():
+        random = [v for k, v in units.items() if k.startswith(("random", "orthogonal"))]
+        spread = f"; random directions {min(random):.2f} to {max(random):.2f}" if random else ""
+        out.append(f"layer {layer}: probe {units.get('probe', float('nan')):.2f}{spread}")
+    return out
 
 
 def write_steer_report(result: SteerResult, folder: Path) -> Path:
@@ -125,10 +179,12 @@ def write_steer_report(result: SteerResult, folder: Path) -> Path:
                                         "coherence")}
     table = []
     for effect in result.effects:
+        rank = "" if effect.random_rank_p is None else _rank(effect.random_rank_p, _draws(result, effect), "p")
+        holm = "" if effect.rank_p_holm is None else f" (Holm {effect.rank_p_holm:.3f})"
         table.append([effect.scorer, "" if effect.layer < 0 else str(effect.layer), effect.direction, str(effect.strength),
-                      f"{effect.mean}", f"{effect.change:+.3f}", f"{effect.versus_random:+.3f}" if effect.versus_random else "",
-                      "" if effect.random_rank_p is None else f"{effect.random_rank_p:.2f}",
+                      f"{effect.mean}", f"{effect.change:+.3f}",
+                      f"{effect.versus_random:+.3f}" if effect.versus_random else "", rank + holm,
                       "" if effect.wrong_way is None else f"{effect.wrong_way:.2f}"])
     html = render("steer.html.j2", result=result, answer=answer(result), figures={k: embed(v) for k, v in paths.items()},
-                  table=table, examples=result.examples, labels=COHERENCE_LABELS)
+                  table=table, examples=result.examples, labels=COHERENCE_LABELS, units=_units(result))
     return atomic_write_text(folder / "steer.html", html)

@@ -11,7 +11,8 @@ from latent_reward.data.records import read_records
 from latent_reward.data.splits import hash_order
 from latent_reward.errors import UserError
 from latent_reward.evaluation.results import Result
-from latent_reward.experiments.conversation import ConversationConfig, ConversationResult, XSTestResult, conversation, xstest
+from latent_reward.experiments.conversation import (ConversationConfig, ConversationResult, XSTestResult, adjust,
+                                                    conversation, xstest)
 from latent_reward.io import exclusive, prepare_output_folder, write_csv, write_json
 from latent_reward.probes import Probe
 from latent_reward.report.conversation import write_conversation_report
@@ -57,6 +58,7 @@ def run_conversation(job: ConversationJob) -> ConversationReport:
         result, tables = conversation(loaded, prompt_probe, [e.prompt_messages for e in chosen], [e.response for e in chosen],
                                       job.config, response_probe, simulators)
         xs = xstest(loaded, prompt_probe, read_records(str(job.xstest)), job.config, response_probe) if job.xstest else None
+        adjust(result, xs)  # one family: the XSTest contrasts join the secondary ones
         report = ConversationReport(result=result, xstest=xs, seconds=time.perf_counter() - started)
         for name, table in tables.items():
             write_csv(out / f"{name}.csv", table)
