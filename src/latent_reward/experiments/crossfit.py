@@ -27,7 +27,9 @@ from latent_reward.evaluation.metrics import pearson
 from latent_reward.evaluation.results import Cell
 from latent_reward.experiments.targets import Target
 from latent_reward.io import progress_bar
-from latent_reward.probes import ProbeSettings, ridge_cv_all_layers
+from latent_reward.probes import ProbeOptions, RidgeProbe, ridge_cv_all_layers
+
+PROBE_KIND = RidgeProbe.kind  # what every fold fits: its penalties come from one decomposition per layer (probes/ridge.py)
 
 # The full states [n, d] at one (position, layer), for the exact fit at a cell chosen on a sketch.
 ExactStates = Callable[[str, int], np.ndarray]
@@ -56,7 +58,7 @@ class CrossFit:
 
 
 def cross_fit(store: ActivationStore | SketchedStore, target: Target, positions: tuple[str, ...], n_folds: int = 5, seed: int = 0,
-              settings: ProbeSettings | None = None, selectors: dict[str, Selector] | None = None,
+              settings: ProbeOptions | None = None, selectors: dict[str, Selector] | None = None,
               permutations: int = 0, progress: bool = True, folds: np.ndarray | None = None,
               controls: tuple[str, ...] = ("within", "global")) -> CrossFit:
     """Nested cross-fitting of ridge probes over `positions` x every stored layer (see the module docstring).
@@ -73,13 +75,13 @@ def cross_fit(store: ActivationStore | SketchedStore, target: Target, positions:
 
 
 def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: np.ndarray, groups: np.ndarray,
-                     positions: tuple[str, ...], n_folds: int = 5, seed: int = 0, settings: ProbeSettings | None = None,
+                     positions: tuple[str, ...], n_folds: int = 5, seed: int = 0, settings: ProbeOptions | None = None,
                      selectors: dict[str, Selector] | None = None, permutations: int = 0, progress: bool = True,
                      folds: np.ndarray | None = None, controls: tuple[str, ...] = ("within", "global"),
                      exact: ExactStates | None = None) -> CrossFit:
     """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups. With `exact`,
     those states only choose the cells, and each fold's probe is fitted on `exact(position, layer)` at its cell."""
-    settings = settings or ProbeSettings()
+    alpha_factors = (settings or ProbeOptions()).of(PROBE_KIND).alpha_factors
     selectors = selectors or {"probe": ANY_CELL}
     if folds is None:
         folds = group_folds(groups, n_folds, seed)
@@ -91,7 +93,7 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
         x = states(position)
         for k in range(n_folds):
             train = folds != k
-            cv = ridge_cv_all_layers(x[train], y[train], groups[train], settings.alpha_factors)
+            cv = ridge_cv_all_layers(x[train], y[train], groups[train], alpha_factors)
             cv_r = np.array([pearson(y[train], cv.predictions[index, :, 0]) for index in range(len(layers))])
             for name, allowed in selectors.items():
                 _consider(chosen[name][k], cv_r, position, layers, allowed)
@@ -102,7 +104,7 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
     bar.close()
     permuted = _permuted_targets(y, groups, permutations, seed, controls) if permutations and "probe" in selectors else {}
     # wide states (behind a sketch) in float32: half the time of float64, predictions within 3e-5 of it at 10,000 x 4,096
-    fitted = _fit_at_cells(chosen, exact or (lambda position, layer: kept[(position, layer)]), y, groups, folds, settings,
+    fitted = _fit_at_cells(chosen, exact or (lambda position, layer: kept[(position, layer)]), y, groups, folds, alpha_factors,
                            permuted, torch.float64 if exact is None else torch.float32)
     result = CrossFit(folds, groups, {}, {})
     for name, choices in chosen.items():
@@ -131,7 +133,7 @@ def _permuted_targets(y, groups, n: int, seed: int, controls: tuple[str, ...]) -
     return {name: permute[name]() for name in controls}
 
 
-def _fit_at_cells(chosen: dict[str, list[_Choice]], read: ExactStates, y, groups, folds, settings: ProbeSettings,
+def _fit_at_cells(chosen: dict[str, list[_Choice]], read: ExactStates, y, groups, folds, alpha_factors: tuple[float, ...],
                   permuted: dict[str, np.ndarray], dtype: torch.dtype) -> dict[str, np.ndarray]:
     """Each fold's final probe at the cell it chose (penalty by leave-one-prompt-out CV inside the fold), on the states
     `read` gives (the full states behind a sketch). Out-of-fold predictions per selector, [targets, rows]: the rating,
@@ -148,7 +150,7 @@ def _fit_at_cells(chosen: dict[str, list[_Choice]], read: ExactStates, y, groups
                 continue
             train, held = folds != k, folds == k
             targets = np.vstack([y[None], extra]) if "probe" in names else y[None]
-            cv = ridge_cv_all_layers(x[train][:, None], targets[:, train].T, groups[train], settings.alpha_factors, dtype=dtype)
+            cv = ridge_cv_all_layers(x[train][:, None], targets[:, train].T, groups[train], alpha_factors, dtype=dtype)
             predicted = cv.predict(0, x[held]).T
             for name in names:
                 out[name][:, held] = predicted[: len(out[name])]
