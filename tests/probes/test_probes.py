@@ -41,7 +41,8 @@ def test_grouped_cv_picks_more_shrinkage_for_pure_noise():
 
 
 def test_the_registry_builds_every_kind_with_one_signature():
-    settings = ProbeOptions({"sgd": {"train": {"epochs": 3}}, "pairwise": {"c": 0.5}, "mlp": {"hidden": 16, "train": {"epochs": 3}}})
+    settings = ProbeOptions({"sgd": {"train": {"epochs": 3}}, "pairwise": {"c": 0.5},
+                             "mlp": {"hidden": 16, "train": {"epochs": 3}}})
     assert set(Probe.registry) == {"ridge", "sgd", "mlp", "mean_diff", "pairwise"}
     built = {kind: Probe.create(kind, settings.of(kind)) for kind in Probe.registry}
     assert built["pairwise"].c == 0.5 and built["mlp"].hidden == 16 and built["sgd"].config.epochs == 3

@@ -29,7 +29,7 @@ from latent_reward.experiments.targets import Target
 from latent_reward.io import progress_bar
 from latent_reward.probes import ProbeOptions, RidgeProbe, ridge_cv_all_layers
 
-PROBE_KIND = RidgeProbe.kind  # what every fold fits: its penalties come from one decomposition per layer (probes/ridge.py)
+PROBE_KIND = RidgeProbe.kind  # what every fold fits: every penalty from one decomposition per layer (probes/ridge.py)
 
 # The full states [n, d] at one (position, layer), for the exact fit at a cell chosen on a sketch.
 ExactStates = Callable[[str, int], np.ndarray]

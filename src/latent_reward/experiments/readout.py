@@ -419,8 +419,8 @@ def _optional_parts(result: ReadoutResult, store: ActivationStore, fit: SweepFit
 
 
 def _linear_vs_nonlinear(fit: SweepFit, config: ReadoutConfig) -> LinearVsNonlinear | None:
-    """The validation-best linear and nonlinear cells (as the probe registry classes the kinds), both scored on the single
-    split's test prompts, paired."""
+    """The validation-best linear and nonlinear cells (as the probe registry classes the kinds), both scored on the
+    single split's test prompts, paired."""
     kinds = list(dict.fromkeys(c.probe for c in fit.result.grid))
 
     def best_of(linear: bool):

@@ -104,10 +104,12 @@ class SweepFit:
         return self.exact.get(key, self.predictions[key])
 
 
-def fit_cell(store: ActivationStore, target: Target, cell: Cell, settings: ProbeOptions, train: np.ndarray) -> tuple[Probe, np.ndarray]:
+def fit_cell(store: ActivationStore, target: Target, cell: Cell, settings: ProbeOptions,
+             train: np.ndarray) -> tuple[Probe, np.ndarray]:
     """The cell's probe fitted on the training rows' full states, and its predictions for every kept row."""
     x = target.states(store, cell.position, [cell.layer])
-    probe = Probe.registry[cell.probe].fit_layers(settings.of(cell.probe), x[train], target.y[train], target.groups[train])[0][0]
+    fit_layers = Probe.registry[cell.probe].fit_layers
+    probe = fit_layers(settings.of(cell.probe), x[train], target.y[train], target.groups[train])[0][0]
     return probe, probe.predict(x[:, 0])
 
 
@@ -147,7 +149,8 @@ def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = N
                 p = probe.predict(x[:, index])
                 probe.info.update(info, position=position, layer=layer)
                 probes[(position, layer, kind)], predictions[(position, layer, kind)] = probe, p
-                grid.append(_grid_cell(position, layer, kind, y[val], p[val], groups[val], val_resampler if kind == config.shown_kind else None))
+                intervals = val_resampler if kind == config.shown_kind else None
+                grid.append(_grid_cell(position, layer, kind, y[val], p[val], groups[val], intervals))
                 bar.update(1)
     bar.close()
     best_cell = max(grid, key=lambda c: c.val["pearson"] if c.val["pearson"] is not None else -np.inf)

@@ -125,7 +125,8 @@ class Probe(ABC):
 
     @abstractmethod
     def _torch_core(self) -> tuple[Any, float, float]:
-        """(module on z-scored states [..., d] -> [..., 1], output scale, output shift): predict = core(z) * scale + shift."""
+        """(module on z-scored states [..., d] -> [..., 1], output scale, output shift), so that
+        predict = core(z) * scale + shift."""
 
     # --- persistence: probe.json (kind, info, hyperparameters) + tensors.safetensors -----------
     @abstractmethod

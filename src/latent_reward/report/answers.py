@@ -192,8 +192,8 @@ def sgd_answer(readout: ReadoutResult) -> str:
             + ", ".join(f"{b}: {sum(v) / len(v):.3f}" for b, v in by_batch.items())
             + "; by schedule: " + ", ".join(f"{s}: {sum(v) / len(v):.3f}" for s, v in by_schedule.items())
             + f". The best setting (batch {top.batch_size}, {top.schedule}) reaches validation r {top.val_pearson:.3f}; "
-              f"the sweep's best cell ({best}) has validation r {readout.sweep.best_validation.pearson}. (Validation only: the test "
-              "prompts stay untouched.)")
+              f"the sweep's best cell ({best}) has validation r {readout.sweep.best_validation.pearson}. (Validation only: "
+              "the test prompts stay untouched.)")
 
 
 def scores_answer(result: RunResult) -> str:

@@ -111,7 +111,8 @@ def heatmap(result: RunResult, folder: Path, metric: str) -> Path:
 
 @styled
 def layer_curves(result: RunResult, folder: Path, metric: str) -> Path:
-    """Validation metric by relative depth per position (the shown probe kind), with intervals over validation prompts."""
+    """Validation metric by relative depth per position (the shown probe kind), with intervals over validation
+    prompts."""
     sweep, n_layers = result.readout.sweep, max(result.model["n_layers"], 1)
     kind = sweep.shown_kind
     figure, axis = new_figure(figsize=(7, 3.6))
