@@ -189,7 +189,7 @@ def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> dict
     """What a saved probe records: which model, and which prompts it may not be scored on (position and layer are added per cell)."""
     model = store.manifest.get("model", {})
     y_train = target.y[plan.masks["train"]]
-    return {"target": target.name, "model": model.get("name"), "store": str(store.folder.resolve()),
+    return {"target": target.name, "model": model.get("name"), "store": store.location,
             "model_dtype": model.get("dtype"), "chat_template": model.get("chat_template"),
             "max_tokens": store.manifest.get("fingerprint", {}).get("max_tokens"),
             "train_groups": sorted(plan.groups_of("train", target.groups)),
