@@ -28,27 +28,30 @@ def planted_arrays(n_groups=60, per_group=4, d=12, seed=0):
 def test_sweep_readout_and_prompt_only_find_a_planted_signal_in_arrays_held_in_memory(tmp_path):
     states, ratings, groups = planted_arrays()
     store = lr.ActivationStore.from_arrays(states, ratings, groups, layers=[0, 4, 8, 12], n_layers=12)
-    assert store.folder is None and store.layers == [0, 4, 8, 12] and store.n_layers == 12 and len(store) == len(ratings)
+    assert store.folder is None and store.layers == [0, 4, 8, 12] and store.n_layers == 12
+    assert store.ids == [f"arrays:{i}" for i in range(len(ratings))] and store.groups.tolist() == groups.tolist()
     np.testing.assert_array_equal(store.array("eot"), states["eot"].astype(np.float16))
     fit = lr.sweep(store, progress=False)
     assert (fit.result.best.position, fit.result.best.layer) == ("eot", 8)  # the planted column, named by `layers`
     assert fit.result.best_test.pearson.value > 0.7 and fit.best_probe.info["store"] is None
-    readout, _, _ = lr.reward_readout(store, ReadoutConfig(permutations=10, split_seeds=1, sgd_grid=False), progress=False)
+    quick = ReadoutConfig(permutations=10, split_seeds=1, sgd_grid=False)
+    readout, _, _ = lr.reward_readout(store, quick, progress=False)
     assert readout.probe.scores.pearson.low > 0.7
     assert all(cell.position == "eot" and cell.layer == 8 for cell in readout.fold_cells)
-    assert not {"response length", "TF-IDF response"} & {c.name for c in readout.comparisons}  # no text: no text baselines
+    assert not {"response length", "TF-IDF response"} & {c.name for c in readout.comparisons}  # no text baselines
     expected = lr.prompt_only(store, PromptOnlyConfig(n_boot=200), progress=False)
     assert expected.cross_fitted.pearson.low > 0.3 and expected.best.layer == 4  # the prompt term, at assistant_start
-    on_disk = lr.ActivationStore.from_arrays(states, ratings, groups, layers=[0, 4, 8, 12], n_layers=12, folder=tmp_path / "s")
-    assert on_disk.folder == tmp_path / "s" and lr.verify(tmp_path / "s").ids == store.ids  # written by the store's writer
+    on_disk = lr.ActivationStore.from_arrays(states, ratings, groups, layers=[0, 4, 8, 12], n_layers=12,
+                                             folder=tmp_path / "s")
+    assert on_disk.folder == tmp_path / "s" and lr.verify(tmp_path / "s").ids == store.ids  # the store's own writer
     np.testing.assert_array_equal(lr.sweep(on_disk, progress=False).predictions[("eot", 8, "ridge")],
                                   fit.predictions[("eot", 8, "ridge")])
 
 
 def test_from_arrays_takes_examples_and_refuses_what_does_not_fit(tmp_path):
     states, ratings, groups = planted_arrays(n_groups=3, per_group=2, d=4)
-    examples = [Example(id=f"e{i}", group=str(g), rating=float(r), messages=[{"role": "user", "content": "q"},
-                                                                             {"role": "assistant", "content": "a " * i}])
+    messages = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a " * i}] for i in range(6)]
+    examples = [Example(id=f"e{i}", group=str(g), rating=float(r), messages=messages[i])
                 for i, (g, r) in enumerate(zip(groups, ratings))]
     store = lr.ActivationStore.from_arrays(states, examples=examples, stats={"logprob_mean": np.zeros(6, np.float32)})
     assert store.ids == [e.id for e in examples] and store.layers == [0, 1, 2, 3] and store.has_stat("logprob_mean")
@@ -93,7 +96,8 @@ def test_exports_keep_example_order_when_shards_hold_rows_out_of_order(tmp_path)
     np.testing.assert_array_equal(np.asarray(dataset.with_format("numpy")["eot"]), states.astype(np.float32))
     assert np.isnan(dataset["aspect_honesty"][0]) and dataset["aspect_honesty"][3] == 1.5
     one_layer = store.to_dataset(positions=["eot"], layers=[1])
-    np.testing.assert_array_equal(np.asarray(one_layer.with_format("numpy")["eot"])[:, 0], states[:, 1].astype(np.float32))
+    layer_one = np.asarray(one_layer.with_format("numpy")["eot"])[:, 0]
+    np.testing.assert_array_equal(layer_one, states[:, 1].astype(np.float32))
 
     import datasets
     import pandas as pd

@@ -28,7 +28,8 @@ class Intervention:
     def tensor(self, model) -> torch.Tensor:
         """The vector in the model's dtype on its first parameter's device (unit length for "ablate")."""
         parameter = next(model.parameters())
-        vector = torch.as_tensor(np.asarray(self.vector, dtype=np.float32), dtype=parameter.dtype, device=parameter.device)
+        values = np.asarray(self.vector, dtype=np.float32)
+        vector = torch.as_tensor(values, dtype=parameter.dtype, device=parameter.device)
         return vector / vector.norm() if self.kind == "ablate" else vector
 
 

@@ -76,11 +76,14 @@ def run_respond(job: RespondJob, progress: bool = True) -> RespondResult:
         for spec in job.models:
             tick = time.perf_counter()
             replies = _local(spec, prompts, job)
-            records, per_source[spec.name], timings[spec.name] = records + replies, len(replies), time.perf_counter() - tick
+            records += replies
+            per_source[spec.name], timings[spec.name] = len(replies), time.perf_counter() - tick
         for model in job.endpoint_models:
             tick = time.perf_counter()
-            replies = _remote(job.endpoint.model_copy(update={"model": model, "json_mode": False}), prompts, job, out, progress)
-            records, per_source[model], timings[model] = records + replies, len(replies), time.perf_counter() - tick
+            endpoint = job.endpoint.model_copy(update={"model": model, "json_mode": False})
+            replies = _remote(endpoint, prompts, job, out, progress)
+            records += replies
+            per_source[model], timings[model] = len(replies), time.perf_counter() - tick
         atomic_write_text(out / RESPONSES_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         write_run_json(out, "respond", job, timings, {"prompts": len(prompts), "responses": len(records)})
         return RespondResult(file=out / RESPONSES_FILE, prompts=len(prompts), responses=len(records), per_source=per_source,
