@@ -241,6 +241,8 @@ class ProbeOptions(RootModel[dict[str, SerializeAsAny[ProbeSettings]]]):
     def _each_kind_its_own(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
+        if value and set(value) <= set(_FLAT):
+            value = _from_flat(value)
         out = {}
         for kind, settings in value.items():
             if kind not in Probe.registry:
@@ -252,3 +254,19 @@ class ProbeOptions(RootModel[dict[str, SerializeAsAny[ProbeSettings]]]):
     def of(self, kind: str) -> Any:
         """The settings of probe kind `kind` (its defaults when not given)."""
         return self.root.get(kind) or probe_class(kind).Settings()
+
+
+# The one flat settings object that run.json files held before each kind had its own: field -> (kind, field).
+_FLAT = {"alpha_factors": ("ridge", "alpha_factors"), "train": ("sgd", "train"), "mlp_hidden": ("mlp", "hidden"),
+         "mlp_dropout": ("mlp", "dropout"), "mean_diff_quantile": ("mean_diff", "quantile"), "pairwise_c": ("pairwise", "c")}
+
+
+def _from_flat(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-kind settings from the old flat object (its `train` loop served the MLP as well as the SGD probe)."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for name, value in flat.items():
+        kind, field = _FLAT[name]
+        kinds.setdefault(kind, {})[field] = value
+    if "train" in flat:
+        kinds.setdefault("mlp", {})["train"] = flat["train"]
+    return kinds
