@@ -10,19 +10,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from pydantic import ConfigDict, RootModel, SerializeAsAny, model_validator
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from latent_reward.errors import UserError
 from latent_reward.io import atomic_path, read_json, write_json
+from latent_reward.probes.module import ProbeModule, linear_core
 from latent_reward.probes.settings import ProbeSettings
-
-if TYPE_CHECKING:
-    from latent_reward.probes.module import ProbeModule
 
 
 @dataclass
@@ -112,19 +111,15 @@ class Probe(ABC):
     def direction(self) -> np.ndarray:
         """A unit vector [d] in the model's residual space along which the prediction increases."""
 
-    def to_torch(self, dtype: Any = None) -> ProbeModule:
+    def to_torch(self, dtype: torch.dtype = torch.float32) -> ProbeModule:
         """The fitted probe as a plain torch module: states [..., d] -> predicted ratings [...], the same function as
-        `predict` (float32 unless `dtype` is given), to run on a model's hidden states or to export."""
-        import torch
-
-        from latent_reward.probes.module import ProbeModule
-
+        `predict` (in `dtype`), to run on a model's hidden states or to export."""
         core, scale, shift = self._torch_core()
         module = ProbeModule(self.standardizer.mean, self.standardizer.scale, core, scale, shift)
-        return module.to(dtype or torch.float32).eval()
+        return module.to(dtype).eval()
 
     @abstractmethod
-    def _torch_core(self) -> tuple[Any, float, float]:
+    def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
         """(module on z-scored states [..., d] -> [..., 1], output scale, output shift), so that
         predict = core(z) * scale + shift."""
 
@@ -204,9 +199,7 @@ class ProjectionProbe(Probe):
     def _tensors(self) -> dict[str, np.ndarray]:
         return {"vector": self.vector}
 
-    def _torch_core(self) -> tuple[Any, float, float]:
-        from latent_reward.probes.module import linear_core
-
+    def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
         return linear_core(self.vector), float(self.slope), float(self.intercept)
 
     def _options(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic import Field
 from scipy import sparse
 
 from latent_reward.probes.base import Probe, Standardizer, unit
+from latent_reward.probes.module import linear_core
 from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS, ProbeSettings
 
 
@@ -253,9 +254,7 @@ class RidgeProbe(Probe):
     def _tensors(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights}
 
-    def _torch_core(self) -> tuple[Any, float, float]:
-        from latent_reward.probes.module import linear_core
-
+    def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
         return linear_core(self.weights, self.intercept), 1.0, 0.0
 
     def _state(self) -> dict[str, Any]:

@@ -140,7 +140,7 @@ class TrainedProbe(Probe):
     def _tensors(self) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self.network.state_dict().items()}
 
-    def _torch_core(self) -> tuple[Any, float, float]:
+    def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
         return copy.deepcopy(self.network).eval(), self.y_scale, self.y_mean
 
     def _state(self) -> dict[str, Any]:
