@@ -42,3 +42,17 @@ def smollm2() -> LoadedModel:
     from latent_reward.models import load_model
 
     return load_model("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def tiny_probe_folder(tiny, tiny_model_dir, tmp_path_factory) -> Path:
+    """A probe swept on the tiny model's states of synthetic examples, saved; it records the saved tiny model."""
+    from helpers import synthetic_examples
+    from latent_reward.activations import ExtractConfig, extract
+    from latent_reward.experiments.sweep import SweepConfig, sweep
+
+    store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path_factory.mktemp("probe-store"),
+                    ExtractConfig(), progress=False).store
+    probe = sweep(store, SweepConfig(n_boot=100), progress=False).best_probe
+    probe.info["model"] = str(tiny_model_dir)
+    return probe.save(tmp_path_factory.mktemp("probe") / "probe")

@@ -8,11 +8,11 @@ from scipy import stats
 from sklearn.linear_model import Ridge
 
 from latent_reward.experiments.crossfit import LAYER_ZERO, cross_fit_arrays
-from latent_reward.probes import ProbeSettings
+from latent_reward.probes import ProbeOptions, RidgeSettings
 from latent_reward.probes.ridge import ridge_cv_all_layers
 
 FACTORS = (0.01, 0.1, 1.0, 10.0)
-SETTINGS = ProbeSettings(alpha_factors=FACTORS)
+SETTINGS = ProbeOptions({"ridge": RidgeSettings(alpha_factors=FACTORS)})
 LAYERS = [0, 3, 5]
 POSITIONS = ("start", "end")
 

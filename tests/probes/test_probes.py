@@ -4,7 +4,8 @@ from sklearn.linear_model import Ridge
 
 from helpers import planted, split
 from latent_reward.evaluation.metrics import all_metrics
-from latent_reward.probes import MeanDiffProbe, MLPProbe, PairwiseProbe, Probe, ProbeSettings, RidgeProbe, SGDProbe, TrainConfig, ridge_cv_all_layers
+from latent_reward.probes import (MeanDiffProbe, MLPProbe, PairwiseProbe, Probe, ProbeOptions, RidgeProbe, SGDProbe, TrainConfig,
+                                  ridge_cv_all_layers)
 
 
 @pytest.mark.parametrize("probe", [RidgeProbe(), SGDProbe(TrainConfig(epochs=60, lr=3e-3)), MLPProbe(TrainConfig(epochs=60, lr=3e-3)),
@@ -40,14 +41,15 @@ def test_grouped_cv_picks_more_shrinkage_for_pure_noise():
 
 
 def test_the_registry_builds_every_kind_with_one_signature():
-    settings = ProbeSettings(train=TrainConfig(epochs=3), pairwise_c=0.5, mlp_hidden=16)
+    settings = ProbeOptions({"sgd": {"train": {"epochs": 3}}, "pairwise": {"c": 0.5},
+                             "mlp": {"hidden": 16, "train": {"epochs": 3}}})
     assert set(Probe.registry) == {"ridge", "sgd", "mlp", "mean_diff", "pairwise"}
-    built = {kind: Probe.create(kind, settings) for kind in Probe.registry}
+    built = {kind: Probe.create(kind, settings.of(kind)) for kind in Probe.registry}
     assert built["pairwise"].c == 0.5 and built["mlp"].hidden == 16 and built["sgd"].config.epochs == 3
     assert [kind for kind, cls in Probe.registry.items() if not cls.linear] == ["mlp"]
     x, y, groups, _ = planted(n_groups=30, d=8)
     for kind, cls in Probe.registry.items():  # fit_layers: probes[target][layer] for x [n, layers, d]
-        fitted = cls.fit_layers(settings, np.stack([x, x], axis=1), y, groups)
+        fitted = cls.fit_layers(settings.of(kind), np.stack([x, x], axis=1), y, groups)
         assert len(fitted) == 1 and len(fitted[0]) == 2 and fitted[0][1].kind == kind
 
 

@@ -43,7 +43,7 @@ def test_each_trainer_runs_and_its_checkpoint_reloads(method, tiny_model_dir, pa
     out = tmp_path / method
     summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
                                  config=PostTrainConfig(method=method, max_steps=2, max_length=64), out=out))
-    assert summary["steps"] == 2 and (out / "latent_reward.json").exists() and (out / "metrics.csv").exists()
+    assert summary.steps == 2 and (out / "latent_reward.json").exists() and (out / "metrics.csv").exists()
     loaded = load_model(str(out))
     start = load_model(str(tiny_model_dir)).model.state_dict()
     moved = [name for name, tensor in loaded.model.state_dict().items() if not torch.equal(tensor, start[name])]
@@ -61,7 +61,7 @@ def test_online_training_calls_the_reward_with_generated_text(tiny_model_dir, pa
     summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
                                  config=PostTrainConfig(method="online", max_steps=2, num_generations=2, max_completion_length=6),
                                  reward=f"{__name__}:length_reward", out=tmp_path / "online"))
-    assert summary["steps"] == 2 and CALLS
+    assert summary.steps == 2 and CALLS
     start, trained = (load_model(str(folder)).model.state_dict() for folder in (tiny_model_dir, tmp_path / "online"))
     assert any(not torch.equal(tensor, start[name]) for name, tensor in trained.items())  # the reward moved the weights
     prompts, completions = CALLS[0]

@@ -74,6 +74,10 @@ def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
     difference = result.differences[0]
     assert difference.examples == 200 and difference.difference["pearson"].difference.above(0)
     assert "cannot" in html.read_text() and json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+    import latent_reward as lr
+
+    assert lr.compare([folder, tmp_path / "weak"]) == result  # the same result in memory, no folder written
+    assert [row.curve_probe for row in result.rows] == ["ridge", "ridge"]
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 This module is the one owner of the format: the manifest and its fingerprint, the example
 records, the shards and their integrity records. Extraction writes through it; everything else
-reads through `ActivationStore`.
+reads through `ActivationStore`. `ActivationStore.from_arrays` makes a store from a user's own arrays (in a
+folder, or in memory), and `to_dataset` / `to_parquet` export one, rows in example order.
 
 Layout
     manifest.json      fingerprint (model, data, positions, layers, max_tokens), status, stats,
@@ -24,14 +25,19 @@ import hashlib
 import json
 import mmap
 import struct
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from latent_reward.data.schema import Example
 from latent_reward.errors import UserError
-from latent_reward.io import atomic_write_bytes, atomic_write_text, read_json, write_json
+from latent_reward.io import atomic_path, atomic_write_bytes, atomic_write_text, read_json, versions, write_json
+from latent_reward.positions import POSITIONS, parse_positions
+
+if TYPE_CHECKING:
+    import datasets
 
 MANIFEST = "manifest.json"
 EXAMPLES = "examples.jsonl"
@@ -170,15 +176,91 @@ def _release(values: np.ndarray) -> None:
         mapped.madvise(mmap.MADV_DONTNEED)
 
 
-class ActivationStore:
-    """Read side of a finished store. Open with `ActivationStore.open(folder)`."""
+def _text_free_example(index: int, group: str, rating: float) -> Example:
+    """An example that carries a row's id, group and rating but no text (a store made from arrays alone)."""
+    return Example(id=f"arrays:{index}", group=str(group), rating=float(rating),
+                   messages=[{"role": "user", "content": ""}, {"role": "assistant", "content": ""}])
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], examples: list[Example]):
-        self.folder = folder
+
+def _float16(name: str, values: Any, n: int, layers: int | None) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 3 or array.shape[0] != n or (layers is not None and array.shape[1] != layers):
+        raise UserError(f"states[{name!r}] must be [n examples ({n}), n layers ({layers}), d_model], "
+                        f"not {list(array.shape)}")
+    with np.errstate(over="ignore"):  # checked just below
+        stored = array.astype(np.float16)
+    if np.isfinite(array).all() and not np.isfinite(stored).all():
+        raise UserError(f"states[{name!r}] hold values beyond float16's range (+-65504), which the store keeps")
+    return stored
+
+
+class ActivationStore:
+    """Read side of a finished store. Open with `ActivationStore.open(folder)`; make one from arrays with
+    `from_arrays`."""
+
+    def __init__(self, folder: Path | None, manifest: dict[str, Any], examples: list[Example],
+                 shards: list[dict[str, np.ndarray]] | None = None):
+        self.folder = folder  # None for a store held in memory
         self.manifest = manifest
         self._examples = examples
-        self._shards = [read_safetensors_memmap(shard_path(folder, i)) for i in range(manifest["n_shards"])]
+        self._shards = shards if shards is not None else [read_safetensors_memmap(shard_path(folder, i))
+                                                          for i in range(manifest["n_shards"])]
         self._row_order = [shard["example_index"] for shard in self._shards]
+
+    @classmethod
+    def from_arrays(cls, states: Mapping[str, Any], ratings: Sequence[float] | np.ndarray | None = None,
+                    groups: Sequence[str] | np.ndarray | None = None, *, examples: Sequence[Example] | None = None,
+                    layers: Sequence[int] | None = None, n_layers: int | None = None, model: str = "arrays",
+                    stats: Mapping[str, np.ndarray] | None = None, folder: str | Path | None = None) -> ActivationStore:
+        """A store from states already in memory (your TransformerLens or nnsight cache, vLLM outputs, `lr.capture`).
+
+        states: {position: [n, len(layers), d_model]}, position names from the positions table (user_end,
+        assistant_start, response_last, eot, response_mean). Each row's rating and group (prompt id: every split is by
+        group) come from `ratings` and `groups`, or from `examples` (which also carry the text that the text
+        baselines read; without it they do not apply). `layers`: the residual indices of the columns (default
+        0..L-1); `n_layers`: the model's number of blocks (default the largest layer); `stats`: per-example
+        statistics [n] (e.g. logprob_mean, response_tokens_count). Written to `folder` through this module's writer,
+        or held in memory when `folder` is None. States are kept as float16, as extraction keeps them.
+        """
+        if examples is None:
+            if ratings is None or groups is None:
+                raise UserError("give each row's rating and group (ratings= and groups=), or examples=")
+            if len(ratings) != len(groups):
+                raise UserError(f"{len(ratings)} ratings but {len(groups)} groups")
+            examples = [_text_free_example(i, g, r) for i, (g, r) in enumerate(zip(groups, ratings))]
+        elif ratings is not None or groups is not None:
+            raise UserError("give either examples= or ratings= and groups=, not both")
+        examples, n = list(examples), len(examples)
+        stored = [name for name in states if name not in POSITIONS]
+        if stored:
+            raise UserError(f"states for {stored[0]!r}: a store holds the positions {', '.join(POSITIONS)}")
+        names = parse_positions(list(states))
+        width = None if layers is None else len(layers)
+        tensors = {name: _float16(name, states[name], n, width) for name in names}
+        if len({t.shape[1:] for t in tensors.values()}) > 1:
+            raise UserError("every position's states must have the same number of layers and the same width")
+        layers = list(layers) if layers is not None else list(range(next(iter(tensors.values())).shape[1]))
+        for name, values in (stats or {}).items():
+            tensors[name] = np.asarray(values)
+            if tensors[name].shape != (n,):
+                raise UserError(f"stats[{name!r}] must hold one value per example ({n}), "
+                                f"not {list(tensors[name].shape)}")
+        tensors["example_index"] = np.arange(n, dtype=np.int64)
+        record = {"name": model, "n_layers": int(n_layers if n_layers is not None else max(layers)),
+                  "d_model": int(next(iter(tensors.values())).shape[-1])}
+        manifest = new_manifest({"source": "arrays", "n_examples": n}, record, names, layers, [], record["n_layers"],
+                                "arrays", versions())
+        manifest.update(status="complete", n_examples=n, n_shards=1)
+        if folder is None:
+            return cls(None, manifest, examples, [tensors])
+        folder = Path(folder)
+        if (folder / MANIFEST).exists():
+            raise UserError(f"{folder} already holds a store; choose another folder")
+        (folder / SHARDS).mkdir(parents=True, exist_ok=True)
+        write_shard(folder, 0, tensors)
+        write_examples(folder, examples)
+        write_json(folder / MANIFEST, {**manifest, "shards": shard_records(folder, 1)})
+        return cls.open(folder)
 
     @classmethod
     def open(cls, folder: str | Path, verify: bool = False) -> ActivationStore:
@@ -266,6 +348,52 @@ class ActivationStore:
         if not self.has_stat(name):
             raise UserError(f"the store has no per-example statistic {name!r}")
         return self._gather(name)
+
+    @property
+    def location(self) -> str | None:
+        """The store folder's absolute path (None for a store held in memory)."""
+        return str(self.folder.resolve()) if self.folder is not None else None
+
+    def stat_names(self) -> list[str]:
+        """The per-example statistics the shards hold (n_tokens, truncated, logprob_mean...)."""
+        skip = {*self.positions, "example_index", "response_tokens", "response_tokens_offsets"}
+        return [name for name in self._shards[0] if name not in skip] if self._shards else []
+
+    # --- export -----------------------------------------------------------------------------
+    def to_dataset(self, positions: Sequence[str] | None = None,
+                   layers: Sequence[int] | None = None) -> datasets.Dataset:
+        """A Hugging Face `datasets.Dataset`, one row per example in example order (the order of `examples`, whatever
+        the shards' order): id, group, rating, messages, one `aspect_<name>` column per aspect, the per-example
+        statistics, and one column per position holding its states, float16 [len(layers), d_model] (default: every
+        position and stored layer; all of it is read into memory, so choose for a large store)."""
+        import datasets
+
+        positions = list(positions or self.positions)
+        layers = list(layers or self.layers)
+        columns: dict[str, Any] = {"id": self.ids, "group": [str(g) for g in self.groups], "rating": self.ratings,
+                                   "messages": [e.messages for e in self._examples]}
+        features: dict[str, Any] = {"id": datasets.Value("string"), "group": datasets.Value("string"),
+                                    "rating": datasets.Value("float64"),
+                                    "messages": datasets.List({"role": datasets.Value("string"),
+                                                               "content": datasets.Value("string")})}
+        for name, values in self.aspects.items():
+            columns[f"aspect_{name}"], features[f"aspect_{name}"] = values, datasets.Value("float64")
+        for name in self.stat_names():
+            values = self.stat(name)
+            columns[name], features[name] = values, datasets.Value(str(values.dtype))
+        for position in positions:
+            columns[position] = self.array(position, layers)
+            features[position] = datasets.Array2D((len(layers), self.d_model), "float16")
+        return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+    def to_parquet(self, path: str | Path, positions: Sequence[str] | None = None,
+                   layers: Sequence[int] | None = None) -> Path:
+        """`to_dataset(positions, layers)` written to one Parquet file (atomically); returns its path."""
+        path = Path(path)
+        dataset = self.to_dataset(positions, layers)
+        with atomic_path(path) as temporary:
+            dataset.to_parquet(str(temporary))
+        return path
 
     # --- states ---------------------------------------------------------------------------
     def array(self, position: str, layers: list[int] | None = None) -> np.ndarray:

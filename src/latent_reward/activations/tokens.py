@@ -28,19 +28,28 @@ def response_token_states(loaded: LoadedModel, messages: list[list[dict[str, str
     return states, rendered
 
 
-def position_states(loaded: LoadedModel, messages: list[list[dict[str, str]]], position: str, layer: int,
-                    max_tokens: int | None = None, batch_tokens: int = 1024) -> np.ndarray:
-    """float32 [n, d_model]: each conversation's state at `position` and residual index `layer`."""
+def read_positions(loaded: LoadedModel, messages: list[list[dict[str, str]]], positions: tuple[str, ...],
+                   layers: tuple[int, ...], max_tokens: int | None = None,
+                   batch_tokens: int = 1024) -> dict[str, np.ndarray]:
+    """float32 [n, len(layers), d_model] per position: each conversation's states at the named positions and residual
+    indices, read by the extraction's two-pass forward (prompts shared by their responses), rows in input order."""
     rendered = [render_example(loaded.tokenizer, m, max_tokens) for m in messages]
-    reader = ResidualReader(loaded.model, (layer,), (position,), (), False)
-    states = np.zeros((len(rendered), loaded.info.d_model), dtype=np.float32)
+    reader = ResidualReader(loaded.model, layers, positions, (), False)
+    states = {p: np.zeros((len(rendered), len(layers), loaded.info.d_model), dtype=np.float32) for p in positions}
     try:
         for chunk in prompt_chunks(make_units(rendered), 2 * batch_tokens, reader.device.type):
             result = reader.run(chunk, rendered, batch_tokens)
-            states[result.example_index] = result.positions[position][:, 0].numpy()
+            for position in positions:
+                states[position][result.example_index] = result.positions[position].numpy()
     finally:
         reader.close()
     return states
+
+
+def position_states(loaded: LoadedModel, messages: list[list[dict[str, str]]], position: str, layer: int,
+                    max_tokens: int | None = None, batch_tokens: int = 1024) -> np.ndarray:
+    """float32 [n, d_model]: each conversation's state at `position` and residual index `layer`."""
+    return read_positions(loaded, messages, (position,), (layer,), max_tokens, batch_tokens)[position][:, 0]
 
 
 def last_token_states(loaded: LoadedModel, token_lists: list[list[int]], layer: int, batch_tokens: int = 2048) -> np.ndarray:

@@ -59,8 +59,8 @@ def respond(
                      endpoint=endpoint, samples=samples, out=out,
                      generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                                                  batch_size=batch_size))
-    path = run_respond(job)
-    console.print(f"written: {path}")
+    result = run_respond(job)
+    console.print(f"written: {result.file} ({result.responses} responses to {result.prompts} prompts)")
 
 
 @app.command()
@@ -232,6 +232,6 @@ def train(
                              bf16=bf16, seed=seed)
     summary = run_train(TrainJob(model=model, dtype=dtype, device=device, device_map=device_map, data=data, config=config,
                                  reward=reward, api_key_env=api_key_env, out=out))
-    speed = f", {summary['tokens_per_second']:,.0f} tokens/s" if summary.get("tokens_per_second") else ""
-    console.print(f"{method}: {summary['steps']} steps on {summary['pairs_or_examples']} examples in {summary['train_seconds']:.0f} s{speed}; "
+    speed = f", {summary.tokens_per_second:,.0f} tokens/s" if summary.tokens_per_second else ""
+    console.print(f"{method}: {summary.steps} steps on {summary.pairs_or_examples} examples in {summary.train_seconds:.0f} s{speed}; "
                   f"checkpoint: {out}")

@@ -16,48 +16,57 @@ from latent_reward.errors import UserError
 
 Loader = Callable[[list[dict[str, Any]], Counter], Iterator[Example]]
 
-LOADERS: dict[str, Loader] = {
-    "latent-reward": native.load,
-    "ultrafeedback": ultrafeedback.load_unbinarized,
-    "ultrafeedback-binarized": ultrafeedback.load_binarized,
-    "helpsteer2": helpsteer.load,
-    "arena": judged.load_arena,
-    "alpacaeval": judged.load_alpacaeval,
-    "pairs": pairs.load_pairs,
-    "hh-rlhf": pairs.load_hh_rlhf,
-}
-FORMAT_NAMES = (*LOADERS, "generic")
 
+@dataclass(frozen=True)
+class Format:
+    """A data format: its loader and the rule that recognises its records. Detection tries formats by `priority`
+    (highest first, so the most specific rule wins): a record matches when it has every field in `fields`, at least one
+    in `any_of` (when given), and passes `check` (when given)."""
 
-def detect_format(record: dict[str, Any]) -> str:
-    """The loader whose fields the first record has (most specific first)."""
-    keys = set(record)
-    if set(native.FIELDS) <= keys:
-        return "latent-reward"
-    if {"instruction", "completions"} <= keys:
-        return "ultrafeedback"
-    if {"score_chosen", "score_rejected", "chosen", "rejected"} <= keys:
-        return "ultrafeedback-binarized"
-    if {"prompt", "response", "helpfulness"} <= keys:
-        return "helpsteer2"
-    if {"question", "answer", "score"} <= keys:
-        return "arena"
-    if {"instruction", "output"} <= keys and keys & {"preference", "p_win_vs_reference"}:
-        return "alpacaeval"
-    if {"chosen", "rejected"} <= keys:
-        if _looks_like_hh(record):
-            return "hh-rlhf"
-        if "prompt" in keys:
-            return "pairs"
-    raise UserError(
-        f"cannot tell the data format from the fields {sorted(keys)}; pass --format "
-        f"({', '.join(FORMAT_NAMES)}) or --prompt-field/--response-field/--rating-field"
-    )
+    name: str
+    load: Loader
+    fields: frozenset[str]
+    priority: int
+    any_of: frozenset[str] = frozenset()
+    check: Callable[[dict[str, Any]], bool] | None = None
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        """Whether `record` has this format's fields."""
+        keys = set(record)
+        return (self.fields <= keys and (not self.any_of or bool(self.any_of & keys))
+                and (self.check is None or self.check(record)))
 
 
 def _looks_like_hh(record: dict[str, Any]) -> bool:
     text = record.get("prompt") if "prompt" in record else record.get("chosen")
     return isinstance(text, str) and (text.startswith("Human:") or text.startswith("\n\nHuman:"))
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("latent-reward", native.load, frozenset(native.FIELDS), 80),
+    Format("ultrafeedback", ultrafeedback.load_unbinarized, frozenset({"instruction", "completions"}), 70),
+    Format("ultrafeedback-binarized", ultrafeedback.load_binarized,
+           frozenset({"score_chosen", "score_rejected", "chosen", "rejected"}), 60),
+    Format("helpsteer2", helpsteer.load, frozenset({"prompt", "response", "helpfulness"}), 50),
+    Format("arena", judged.load_arena, frozenset({"question", "answer", "score"}), 40),
+    Format("alpacaeval", judged.load_alpacaeval, frozenset({"instruction", "output"}), 30,
+           any_of=frozenset({"preference", "p_win_vs_reference"})),
+    Format("hh-rlhf", pairs.load_hh_rlhf, frozenset({"chosen", "rejected"}), 20, check=_looks_like_hh),
+    Format("pairs", pairs.load_pairs, frozenset({"chosen", "rejected", "prompt"}), 10),
+)
+LOADERS: dict[str, Loader] = {f.name: f.load for f in FORMATS}
+FORMAT_NAMES = (*LOADERS, "generic")
+
+
+def detect_format(record: dict[str, Any]) -> str:
+    """The name of the highest-priority format whose rule the record matches."""
+    for candidate in sorted(FORMATS, key=lambda f: -f.priority):
+        if candidate.matches(record):
+            return candidate.name
+    raise UserError(
+        f"cannot tell the data format from the fields {sorted(record)}; pass --format "
+        f"({', '.join(FORMAT_NAMES)}) or --prompt-field/--response-field/--rating-field"
+    )
 
 
 @dataclass

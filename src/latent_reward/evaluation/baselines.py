@@ -116,12 +116,17 @@ class Baseline:
     available: Callable[[TextData], bool] = lambda data: True
 
 
+def _has_text(data: TextData) -> bool:
+    """Whether the responses have text (a store made from arrays alone has none, and no text baseline applies)."""
+    return any(response.strip() for response in data.responses)
+
+
 BASELINES: tuple[Baseline, ...] = (
-    Baseline(names.LENGTH, _dense(lambda d: length_features(d.responses))),
-    Baseline(names.TEXT_STATS, _dense(lambda d: text_statistics(d.responses))),
+    Baseline(names.LENGTH, _dense(lambda d: length_features(d.responses)), _has_text),
+    Baseline(names.TEXT_STATS, _dense(lambda d: text_statistics(d.responses)), _has_text),
     Baseline(names.GENERATOR, _dense(_one_hot_generator), lambda d: len({g or "unknown" for g in d.generators}) >= 2),
-    Baseline(names.TFIDF_RESPONSE, _tfidf(("response",))),
-    Baseline(names.TFIDF_PROMPT_RESPONSE, _tfidf(("prompt", "response"))),
+    Baseline(names.TFIDF_RESPONSE, _tfidf(("response",)), _has_text),
+    Baseline(names.TFIDF_PROMPT_RESPONSE, _tfidf(("prompt", "response")), _has_text),
     Baseline(names.LOGPROB, _dense(lambda d: d.logprob_mean.reshape(-1, 1)), lambda d: d.logprob_mean is not None),
 )
 
@@ -131,7 +136,10 @@ def available_baselines(data: TextData) -> list[Baseline]:
     return [b for b in BASELINES if b.available(data)]
 
 
-def prompt_text_baselines() -> dict[str, Callable[[TextData, np.ndarray], np.ndarray]]:
-    """Baselines for predicting a prompt's expected rating from the prompt text alone (`responses` unused)."""
+def prompt_text_baselines(data: TextData) -> dict[str, Callable[[TextData, np.ndarray], np.ndarray]]:
+    """Baselines for predicting a prompt's expected rating from the prompt text alone (`responses` unused); none when
+    the prompts have no text."""
+    if not any(prompt.strip() for prompt in data.prompts):
+        return {}
     return {"prompt length": _dense(lambda d: length_features(d.prompts)), "TF-IDF prompt": _tfidf(("prompt",))}
 

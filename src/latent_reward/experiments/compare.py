@@ -21,6 +21,7 @@ from latent_reward.experiments.conversation import ConversationResult, XSTestRes
 from latent_reward.experiments.reward_model import IMPLICIT_REWARD, PROBE
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RunResult
 from latent_reward.models.loading import training_record
+from latent_reward.probes import DEFAULT_PROBE
 
 # What a comparison of a handful of small bundled models can and cannot say, stated on every comparison page.
 CAVEAT = (
@@ -60,6 +61,7 @@ class CompareRow(Result):
     training: dict = {}  # a latent-reward checkpoint's record: method, base_model, steps, data
     conversation: dict[str, Interval] = {}  # the conversation experiment's paired measures of V, where it was run
     layer_curve: list[tuple[float, float | None]] = []  # (relative depth, validation r) at the best position
+    curve_probe: str = DEFAULT_PROBE  # the probe kind of `layer_curve`
 
 
 class ModelDifference(Result):
@@ -143,7 +145,8 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
     implicit = next((v for s in result.scores.values() if s.pair_accuracy for k, v in s.pair_accuracy[0].predictors.items()
                      if k.startswith(IMPLICIT_REWARD) and not k.endswith("(none)")), None)
     local = Path(str(model.get("identity") or model["name"]))  # a local model's identity is its absolute path
-    curve = [(c.layer / max(model["n_layers"], 1), c.val.get("pearson")) for c in readout.sweep.cells("ridge", best.position)]
+    kind = readout.sweep.shown_kind
+    curve = [(c.layer / max(model["n_layers"], 1), c.val.get("pearson")) for c in readout.sweep.cells(kind, best.position)]
     return CompareRow(
         run=str(folder), label=f"{model['name']} ({Path(result.data.source).name})", model=model["name"], data=result.data.source,
         n_layers=model["n_layers"], best=best, probe=readout.probe.scores,
@@ -151,7 +154,7 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
         strongest_baseline=strongest_baseline.name if strongest_baseline else None,
         strongest_baseline_scores=strongest_baseline.scores if strongest_baseline else None,
         random_init=random_init.scores if random_init else None, pair_accuracy=pairs.get(PROBE), implicit_reward_accuracy=implicit,
-        layer_curve=curve, training=training_record(local) if local.is_dir() else {},
+        layer_curve=curve, curve_probe=kind, training=training_record(local) if local.is_dir() else {},
         conversation=_conversation(folder / CONVERSATION_FOLDER))
 
 

@@ -27,8 +27,10 @@ from latent_reward.evaluation.metrics import pearson
 from latent_reward.evaluation.results import Cell
 from latent_reward.experiments.targets import Target
 from latent_reward.io import progress_bar
-from latent_reward.probes import ProbeSettings, ridge_cv_all_layers
+from latent_reward.probes import ProbeOptions, RidgeProbe, ridge_cv_all_layers
 from latent_reward.probes.ridge import RidgeCV
+
+PROBE_KIND = RidgeProbe.kind  # what every fold fits: every penalty from one decomposition per layer (probes/ridge.py)
 
 # The full states [n, d] at one (position, layer), for the exact fit at a cell chosen on a sketch.
 ExactStates = Callable[[str, int], np.ndarray]
@@ -57,7 +59,7 @@ class CrossFit:
 
 
 def cross_fit(store: ActivationStore | SketchedStore, target: Target, positions: tuple[str, ...], n_folds: int = 5, seed: int = 0,
-              settings: ProbeSettings | None = None, selectors: dict[str, Selector] | None = None,
+              settings: ProbeOptions | None = None, selectors: dict[str, Selector] | None = None,
               permutations: int = 0, progress: bool = True, folds: np.ndarray | None = None,
               controls: tuple[str, ...] = ("within", "global")) -> CrossFit:
     """Nested cross-fitting of ridge probes over `positions` x every stored layer (see the module docstring).
@@ -74,7 +76,7 @@ def cross_fit(store: ActivationStore | SketchedStore, target: Target, positions:
 
 
 def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: np.ndarray, groups: np.ndarray,
-                     positions: tuple[str, ...], n_folds: int = 5, seed: int = 0, settings: ProbeSettings | None = None,
+                     positions: tuple[str, ...], n_folds: int = 5, seed: int = 0, settings: ProbeOptions | None = None,
                      selectors: dict[str, Selector] | None = None, permutations: int = 0, progress: bool = True,
                      folds: np.ndarray | None = None, controls: tuple[str, ...] = ("within", "global"),
                      exact: ExactStates | None = None) -> CrossFit:
@@ -85,7 +87,7 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
     cross-validation on the same states as the probe, and is fitted there: the control repeats the whole procedure,
     selection included, on ratings that carry no signal. All targets share each (position, fold)'s decomposition.
     """
-    settings = settings or ProbeSettings()
+    alpha_factors = (settings or ProbeOptions()).of(PROBE_KIND).alpha_factors
     selectors = selectors or {"probe": ANY_CELL}
     if folds is None:
         folds = group_folds(groups, n_folds, seed)
@@ -105,7 +107,7 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
         x = states(position)
         for k in range(n_folds):
             train, held = folds != k, folds == k
-            for index, j, cv in _inner_cv(x[train], targets[:, train], groups[train], settings.alpha_factors):
+            for index, j, cv in _inner_cv(x[train], targets[:, train], groups[train], alpha_factors):
                 cv_r = _columnwise_r(targets[:, train].T, cv.predictions[j])  # [targets]
                 improved = [name for name, choices in chosen.items()
                             if allowed[name](position, layers[index]) and cv_r[column[name]] > choices[k].score]
@@ -119,7 +121,7 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
             bar.update(1)
     bar.close()
     if kept is None:  # wide states (behind a sketch), in float32: half the time of float64, within 3e-5 of it
-        kept = _fit_at_cells(chosen, column, exact, targets, groups, folds, settings, torch.float32)
+        kept = _fit_at_cells(chosen, column, exact, targets, groups, folds, alpha_factors, torch.float32)
     result = CrossFit(folds, groups, {}, {})
     for name in selectors:
         if all(c.cell is not None for c in chosen[name]):
@@ -179,7 +181,7 @@ def _permuted_targets(y, groups, n: int, seed: int, controls: tuple[str, ...]) -
 
 
 def _fit_at_cells(chosen: dict[str, list[_Choice]], column: dict[str, int], read: ExactStates, targets: np.ndarray,
-                  groups, folds, settings: ProbeSettings, dtype: torch.dtype) -> dict[str, np.ndarray]:
+                  groups, folds, alpha_factors: tuple[float, ...], dtype: torch.dtype) -> dict[str, np.ndarray]:
     """Each fold's final probe at the cell each choice made (penalty by leave-one-prompt-out CV inside the fold), on the
     states `read` gives (the full states behind a sketch): out-of-fold predictions [rows] per choice. One cell's states
     are in memory at a time, and each (cell, fold) is decomposed once for every target whose choice landed there."""
@@ -193,8 +195,7 @@ def _fit_at_cells(chosen: dict[str, list[_Choice]], column: dict[str, int], read
                 continue
             train, held = folds != k, folds == k
             columns = sorted({column[name] for name in names})
-            cv = ridge_cv_all_layers(x[train][:, None], targets[columns][:, train].T, groups[train], settings.alpha_factors,
-                                     dtype=dtype)
+            cv = ridge_cv_all_layers(x[train][:, None], targets[columns][:, train].T, groups[train], alpha_factors, dtype=dtype)
             predicted = cv.predict(0, x[held])
             for name in names:
                 out[name][held] = predicted[:, columns.index(column[name])]

@@ -162,7 +162,7 @@ def _baselines(prompts: _Prompts, folds, probe_p, resampler, random_init_store, 
     y, names = prompts.means, prompts.names
     data = TextData(y=y, groups=names, prompts=prompts.texts, responses=prompts.texts, generators=[None] * len(y))
     found = {}
-    for name, fit_predict in prompt_text_baselines().items():
+    for name, fit_predict in prompt_text_baselines(data).items():
         oof = np.empty(len(y))
         for k in np.unique(folds):
             oof[folds == k] = fit_predict(data, folds != k)[folds == k]
@@ -203,7 +203,7 @@ def fit_prompt_probe(store: ActivationStore, fit: SweepFit, result: PromptOnlyRe
     probe = RidgeProbe().fit(x[train], prompts.means[train], prompts.names[train])
     model = store.manifest.get("model", {})
     probe.info.update(position=position, layer=layer, target=f"prompt mean {fit.target.name}", model=model.get("name"),
-                      model_dtype=model.get("dtype"), chat_template=model.get("chat_template"), store=str(store.folder.resolve()),
+                      model_dtype=model.get("dtype"), chat_template=model.get("chat_template"), store=store.location,
                       train_groups=sorted(prompts.names[train]), validation_groups=sorted(prompts.names[prompts.masks["val"]]),
                       rating_range=[float(np.quantile(prompts.means[train], 0.05)), float(np.quantile(prompts.means[train], 0.95))])
     return probe

@@ -32,6 +32,7 @@ from latent_reward.experiments.crossfit import ANY_CELL, LAYER_ZERO, CrossFit, c
 from latent_reward.experiments.sgd_settings import SGDSetting, sgd_settings_grid
 from latent_reward.experiments.sweep import SweepConfig, SweepFit, SweepResult, sweep
 from latent_reward.experiments.targets import Target, make_target, within_prompt
+from latent_reward.probes import SGDProbe, probe_class
 
 
 class ReadoutConfig(Result):
@@ -411,16 +412,22 @@ def _optional_parts(result: ReadoutResult, store: ActivationStore, fit: SweepFit
         tick = time.perf_counter()
         best = result.sweep.best
         x = target.states(full_store(store), best.position, [best.layer])[:, 0]
-        result.sgd_grid = sgd_settings_grid(x, target.y, target.groups, fit.plan.masks, config.sweep.settings.train)
+        loop = config.sweep.settings.of(SGDProbe.kind).train
+        result.sgd_grid = sgd_settings_grid(x, target.y, target.groups, fit.plan.masks, loop)
         timings["sgd_grid"] = time.perf_counter() - tick
     result.linear_vs_nonlinear = _linear_vs_nonlinear(fit, config)
 
 
 def _linear_vs_nonlinear(fit: SweepFit, config: ReadoutConfig) -> LinearVsNonlinear | None:
-    """The validation-best linear and MLP cells, both scored on the single split's test prompts, paired."""
-    linear = max((fit.result.val_best(kind) for kind in ("ridge", "sgd") if fit.result.val_best(kind)),
-                 key=lambda c: c.val["pearson"], default=None)
-    nonlinear = fit.result.val_best("mlp")
+    """The validation-best linear and nonlinear cells (as the probe registry classes the kinds), both scored on the
+    single split's test prompts, paired."""
+    kinds = list(dict.fromkeys(c.probe for c in fit.result.grid))
+
+    def best_of(linear: bool):
+        cells = [fit.result.val_best(kind) for kind in kinds if probe_class(kind).linear == linear]
+        return max((c for c in cells if c is not None), key=lambda c: c.val["pearson"], default=None)
+
+    linear, nonlinear = best_of(True), best_of(False)
     if linear is None or nonlinear is None:
         return None
     test = fit.plan.masks["test"]

@@ -25,18 +25,23 @@ from latent_reward.evaluation.metrics import Resampler, all_metrics, quantile_in
 from latent_reward.evaluation.results import Cell, Interval, Result, Scores, finite
 from latent_reward.experiments.targets import Target, make_target
 from latent_reward.io import progress_bar
-from latent_reward.probes import Probe, ProbeSettings
+from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeOptions
 
 
 class SweepConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    probes: tuple[str, ...] = ("ridge",)
+    probes: tuple[str, ...] = (DEFAULT_PROBE,)
     positions: tuple[str, ...] | None = None  # None: every position in the store
     target: str = "rating"  # rating, an aspect, or rating-within-prompt
     seed: int = 0
     n_boot: int = 1000
-    settings: ProbeSettings = ProbeSettings()
+    settings: ProbeOptions = ProbeOptions()  # each kind's own settings; a kind not named gets its defaults
+
+    @property
+    def shown_kind(self) -> str:
+        """The kind whose validation cells get intervals: the default probe when it is swept, else the first kind."""
+        return DEFAULT_PROBE if DEFAULT_PROBE in self.probes else self.probes[0]
 
 
 class GridCell(Result):
@@ -44,7 +49,7 @@ class GridCell(Result):
     layer: int
     probe: str
     val: dict[str, float | None]  # every metric on the validation prompts
-    val_ci: dict[str, Interval] = {}  # ridge cells: Pearson r and within-prompt accuracy with intervals
+    val_ci: dict[str, Interval] = {}  # the shown kind's cells: Pearson r and within-prompt accuracy with intervals
 
 
 class SplitSummary(Result):
@@ -62,6 +67,12 @@ class SweepResult(Result):
     sketch: SketchSummary | None = None  # set when the grid was explored on a sketch of wide states
     best_validation: Scores
     best_test: Scores  # the single split's test prompts, touched once for this cell
+
+    @property
+    def shown_kind(self) -> str:
+        """The kind the grid's figures and answers show: the default probe when it was swept, else the first kind."""
+        kinds = list(dict.fromkeys(c.probe for c in self.grid))
+        return DEFAULT_PROBE if DEFAULT_PROBE in kinds or not kinds else kinds[0]
 
     def cells(self, probe: str | None = None, position: str | None = None) -> list[GridCell]:
         return [c for c in self.grid if (probe is None or c.probe == probe) and (position is None or c.position == position)]
@@ -81,7 +92,7 @@ class SweepFit:
     best_probe: Probe
     predictions: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict)  # every cell, kept rows
     store: ActivationStore | SketchedStore | None = None  # on a sketched store, `predictions` are the sketch's (but the best)
-    settings: ProbeSettings = ProbeSettings()
+    settings: ProbeOptions = field(default_factory=ProbeOptions)
     exact: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict)  # cells refitted on the full states
 
     def cell_predictions(self, cell: Cell) -> np.ndarray:
@@ -93,10 +104,12 @@ class SweepFit:
         return self.exact.get(key, self.predictions[key])
 
 
-def fit_cell(store: ActivationStore, target: Target, cell: Cell, settings: ProbeSettings, train: np.ndarray) -> tuple[Probe, np.ndarray]:
+def fit_cell(store: ActivationStore, target: Target, cell: Cell, settings: ProbeOptions,
+             train: np.ndarray) -> tuple[Probe, np.ndarray]:
     """The cell's probe fitted on the training rows' full states, and its predictions for every kept row."""
     x = target.states(store, cell.position, [cell.layer])
-    probe = Probe.registry[cell.probe].fit_layers(settings, x[train], target.y[train], target.groups[train])[0][0]
+    fit_layers = Probe.registry[cell.probe].fit_layers
+    probe = fit_layers(settings.of(cell.probe), x[train], target.y[train], target.groups[train])[0][0]
     return probe, probe.predict(x[:, 0])
 
 
@@ -130,13 +143,14 @@ def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = N
     for position in positions:
         x = target.states(store, position)
         for kind in config.probes:
-            fitted = Probe.registry[kind].fit_layers(config.settings, x[train], y[train], groups[train])[0]
+            fitted = Probe.registry[kind].fit_layers(config.settings.of(kind), x[train], y[train], groups[train])[0]
             for index, layer in enumerate(store.layers):
                 probe = fitted[index]
                 p = probe.predict(x[:, index])
                 probe.info.update(info, position=position, layer=layer)
                 probes[(position, layer, kind)], predictions[(position, layer, kind)] = probe, p
-                grid.append(_grid_cell(position, layer, kind, y[val], p[val], groups[val], val_resampler if kind == "ridge" else None))
+                intervals = val_resampler if kind == config.shown_kind else None
+                grid.append(_grid_cell(position, layer, kind, y[val], p[val], groups[val], intervals))
                 bar.update(1)
     bar.close()
     best_cell = max(grid, key=lambda c: c.val["pearson"] if c.val["pearson"] is not None else -np.inf)
@@ -175,7 +189,7 @@ def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> dict
     """What a saved probe records: which model, and which prompts it may not be scored on (position and layer are added per cell)."""
     model = store.manifest.get("model", {})
     y_train = target.y[plan.masks["train"]]
-    return {"target": target.name, "model": model.get("name"), "store": str(store.folder.resolve()),
+    return {"target": target.name, "model": model.get("name"), "store": store.location,
             "model_dtype": model.get("dtype"), "chat_template": model.get("chat_template"),
             "max_tokens": store.manifest.get("fingerprint", {}).get("max_tokens"),
             "train_groups": sorted(plan.groups_of("train", target.groups)),

@@ -82,8 +82,8 @@ def reward_trajectories(loaded: LoadedModel, store: ActivationStore, fit: SweepF
     """None when no held-out prompt has two differently rated responses."""
     config = config or TrajectoryConfig()
     # the layer is chosen where the end-of-response probe reads: at response_last when the sweep has it
-    position = _end_position({c.position for c in fit.result.cells("ridge")})
-    best = fit.result.val_best("ridge", position) if position else None
+    position = _end_position({c.position for c in fit.result.cells(RidgeProbe.kind)})  # the kind this module refits
+    best = fit.result.val_best(RidgeProbe.kind, position) if position else None
     if best is None:
         return None
     layer = best.layer

@@ -15,16 +15,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from transformers import DynamicCache
 
 from latent_reward.batching import partition_by_length
 from latent_reward.data.schema import Message
-from transformers import DynamicCache
-
+from latent_reward.generation.interventions import Intervention, intervene
 from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, stop_token_ids, without_cudnn_attention
 from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
@@ -39,21 +38,6 @@ class GenerationConfig(BaseModel):
     seed: int = 0
     batch_size: int = Field(16, ge=1)
     stop_strings: tuple[str, ...] = ()  # also end a reply at these (e.g. the fallback format's next "User:" turn)
-
-
-@dataclass(frozen=True)
-class Intervention:
-    """A change to the residual stream at residual index `layer` while generating.
-
-    kind "add": hidden += vector (`vector` already scaled); kind "ablate": the component along `vector`
-    (normalized here) is projected out. scope "generated": only the generated tokens' positions (the
-    prompt pass is left alone); "all": every position, the prompt included.
-    """
-
-    layer: int
-    vector: np.ndarray
-    kind: Literal["add", "ablate"] = "add"
-    scope: Literal["generated", "all"] = "generated"
 
 
 @dataclass
@@ -87,14 +71,8 @@ class _Hooks:
     def __init__(self, loaded: LoadedModel, interventions: tuple[Intervention, ...], read_layer: int | None):
         self.prefill = True
         self.reads: list[torch.Tensor] = []
-        dtype = next(loaded.model.parameters()).dtype
-        device = next(loaded.model.parameters()).device
-        self.handles = []
-        for item in interventions:
-            vector = torch.as_tensor(np.asarray(item.vector, dtype=np.float32), dtype=dtype, device=device)
-            if item.kind == "ablate":
-                vector = vector / vector.norm()
-            self.handles.append(residual_hook(loaded.model, item.layer, self._intervene(item, vector)))
+        self.handles = [residual_hook(loaded.model, item.layer, self._intervene(item, item.tensor(loaded.model)))
+                        for item in interventions]
         if read_layer is not None:
             self.handles.append(residual_hook(loaded.model, read_layer, lambda hidden: self.reads.append(hidden[:, -1].float().cpu())))
 
@@ -102,10 +80,7 @@ class _Hooks:
         def change(hidden: torch.Tensor) -> torch.Tensor | None:
             if self.prefill and item.scope == "generated":
                 return None
-            here = vector.to(hidden.device)  # the layer's device (a device map); no copy on a single device
-            if item.kind == "add":
-                return hidden + here
-            return hidden - (hidden @ here)[..., None] * here
+            return intervene(hidden, vector, item.kind)
 
         return change
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from latent_reward.generation.batched import Intervention
+from latent_reward.generation.interventions import Intervention, intervene
 from latent_reward.models.architecture import residual_hook, without_cudnn_attention
 from latent_reward.models.loading import LoadedModel
 
@@ -81,19 +80,12 @@ def _log_probs(model, ids, mask, device, rows: torch.Tensor, cols: torch.Tensor)
 
 
 def _shift(item: Intervention, starts: torch.Tensor, model):
-    dtype = next(model.parameters()).dtype
-    vector = torch.as_tensor(np.asarray(item.vector, dtype=np.float32), dtype=dtype)
-    if item.kind == "ablate":
-        vector = vector / vector.norm()
+    vector = item.tensor(model)
 
     def change(hidden: torch.Tensor) -> torch.Tensor:
-        v = vector.to(hidden.device)
         if item.scope == "all":
-            where = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
-        else:  # the positions of the reply (from the first generated token on)
-            where = (torch.arange(hidden.shape[1])[None, :] >= starts[:, None]).to(hidden.dtype).to(hidden.device)
-        if item.kind == "add":
-            return hidden + where[..., None] * v
-        return hidden - where[..., None] * (hidden @ v)[..., None] * v
+            return intervene(hidden, vector, item.kind)
+        reply = torch.arange(hidden.shape[1])[None, :] >= starts[:, None]  # the reply's positions (first token on)
+        return intervene(hidden, vector, item.kind, reply)
 
     return change

@@ -1,16 +1,22 @@
-"""Probes that read a rating out of residual states: ridge (default), sgd, mlp, mean_diff, pairwise.
+"""Probes that read a rating out of residual states: ridge (the default), sgd, mlp, mean_diff, pairwise.
 
 Importing this package registers every kind in `Probe.registry`; `Probe.create(kind, settings)`
-builds one. A new kind is one module here, subclassing `Probe` with a `kind` name, imported below.
+builds one from its own settings model (`Probe.registry[kind].Settings`). A new kind is one module here,
+subclassing `Probe` with a `kind` name and its `Settings`, imported below.
 """
 
-from latent_reward.probes.base import Probe, Standardizer
-from latent_reward.probes.mean_diff import MeanDiffProbe
-from latent_reward.probes.mlp import MLPProbe
-from latent_reward.probes.pairwise import PairwiseProbe
-from latent_reward.probes.ridge import RidgeProbe, fit_ridge_all_layers, ridge_cv_all_layers
+from latent_reward.probes.base import Probe, ProbeOptions, Standardizer, probe_class
+from latent_reward.probes.mean_diff import MeanDiffProbe, MeanDiffSettings
+from latent_reward.probes.mlp import MLPProbe, MLPSettings
+from latent_reward.probes.module import ProbeModule
+from latent_reward.probes.pairwise import PairwiseProbe, PairwiseSettings
+from latent_reward.probes.ridge import RidgeProbe, RidgeSettings, fit_ridge_all_layers, ridge_cv_all_layers
 from latent_reward.probes.settings import ProbeSettings, TrainConfig
-from latent_reward.probes.sgd import SGDProbe
+from latent_reward.probes.sgd import SGDProbe, SGDSettings
 
-__all__ = ["MLPProbe", "MeanDiffProbe", "PairwiseProbe", "Probe", "ProbeSettings", "RidgeProbe", "SGDProbe", "Standardizer",
-           "TrainConfig", "fit_ridge_all_layers", "ridge_cv_all_layers"]
+DEFAULT_PROBE = RidgeProbe.kind  # the kind the sweep fits unless told otherwise, and the one its figures show first
+
+__all__ = ["DEFAULT_PROBE", "MLPProbe", "MLPSettings", "MeanDiffProbe", "MeanDiffSettings", "PairwiseProbe",
+           "PairwiseSettings", "Probe", "ProbeModule", "ProbeOptions", "ProbeSettings", "RidgeProbe", "RidgeSettings",
+           "SGDProbe", "SGDSettings", "Standardizer", "TrainConfig", "fit_ridge_all_layers", "probe_class",
+           "ridge_cv_all_layers"]

@@ -1,7 +1,8 @@
 """The probe interface: fit / predict / save / load, the direction in residual space, and the registry.
 
-Every probe kind registers itself by subclassing `Probe` with a `kind` name; `Probe.create(kind,
-settings)` builds any of them, `Probe.load(folder)` restores any of them.
+Every probe kind registers itself by subclassing `Probe` with a `kind` name and its own `Settings` model;
+`Probe.create(kind, settings)` builds any of them, `Probe.load(folder)` restores any of them, and
+`ProbeOptions` holds one settings object per kind (the sweep's).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
+from pydantic import ConfigDict, RootModel, SerializeAsAny, model_validator
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from latent_reward.errors import UserError
 from latent_reward.io import atomic_path, read_json, write_json
+from latent_reward.probes.module import ProbeModule, linear_core
 from latent_reward.probes.settings import ProbeSettings
 
 
@@ -40,10 +44,26 @@ class Standardizer:
 
 
 class Probe(ABC):
-    """Predicts a rating from residual states [n, d_model] at one (layer, position)."""
+    """Predicts a rating from residual states [n, d_model] at one (layer, position).
+
+    A saved probe is a folder of two files (`save`, `load`):
+
+    - probe.json: {"kind": registry name, "info": provenance, "state": the kind's scalars}. `info` holds what the sweep
+      records (target, model, model_dtype, chat_template, store, max_tokens, position, layer, train_groups,
+      validation_groups, rating_range) and what the fit chose (ridge: alpha_factor; sgd/mlp: config, best_epoch,
+      epochs_run, final_val_loss; pairwise: pairs). `state`: ridge {intercept, alpha_factor}; mean_diff and pairwise
+      {slope, intercept, options}; sgd and mlp {config, y_mean, y_scale, d_model} (+ mlp's hidden, depth, dropout).
+    - tensors.safetensors: standardizer_mean and standardizer_scale (float64 [d]: the z-scoring of the states), and the
+      kind's weights: ridge "weights" [d] (on z-scored states); mean_diff and pairwise "vector" [d] (projection on
+      z-scored states, then slope and intercept); sgd and mlp the torch network's state_dict (on z-scored states,
+      predicting the z-scored rating: times y_scale plus y_mean).
+
+    `to_torch()` gives the same function as a plain torch module.
+    """
 
     kind: ClassVar[str]
     linear: ClassVar[bool] = True  # a linear function of the states (its direction is exact, not a summary)
+    Settings: ClassVar[type[ProbeSettings]] = ProbeSettings  # the kind's own options
     registry: ClassVar[dict[str, type[Probe]]] = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -57,18 +77,19 @@ class Probe(ABC):
 
     @classmethod
     def create(cls, kind: str, settings: ProbeSettings | None = None) -> Probe:
-        """A new, unfitted probe of a registered kind."""
-        if kind not in Probe.registry:
-            raise UserError(f"unknown probe {kind!r}; choose from {', '.join(Probe.registry)}")
-        return Probe.registry[kind].from_settings(settings or ProbeSettings())
+        """A new, unfitted probe of a registered kind, from its own settings (default: the kind's defaults)."""
+        kind_class = probe_class(kind)
+        if settings is not None and not isinstance(settings, kind_class.Settings):
+            raise UserError(f"the {kind} probe takes {kind_class.Settings.__name__}, not {type(settings).__name__}")
+        return kind_class.from_settings(settings or kind_class.Settings())
 
     @classmethod
     @abstractmethod
-    def from_settings(cls, settings: ProbeSettings) -> Probe:
-        """A new, unfitted probe of this kind, configured from `settings`."""
+    def from_settings(cls, settings: Any) -> Probe:
+        """A new, unfitted probe of this kind, configured from `settings` (an instance of `cls.Settings`)."""
 
     @classmethod
-    def fit_layers(cls, settings: ProbeSettings, x: np.ndarray, targets: np.ndarray, groups: np.ndarray) -> list[list[Probe]]:
+    def fit_layers(cls, settings: Any, x: np.ndarray, targets: np.ndarray, groups: np.ndarray) -> list[list[Probe]]:
         """Probes for every target column of `targets` [n, T] and every layer of x [n, L, d]: probes[target][layer].
 
         One fit per cell; kinds that can share work across layers and targets (ridge) override this.
@@ -89,6 +110,18 @@ class Probe(ABC):
     @abstractmethod
     def direction(self) -> np.ndarray:
         """A unit vector [d] in the model's residual space along which the prediction increases."""
+
+    def to_torch(self, dtype: torch.dtype = torch.float32) -> ProbeModule:
+        """The fitted probe as a plain torch module: states [..., d] -> predicted ratings [...], the same function as
+        `predict` (in `dtype`), to run on a model's hidden states or to export."""
+        core, scale, shift = self._torch_core()
+        module = ProbeModule(self.standardizer.mean, self.standardizer.scale, core, scale, shift)
+        return module.to(dtype).eval()
+
+    @abstractmethod
+    def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
+        """(module on z-scored states [..., d] -> [..., 1], output scale, output shift), so that
+        predict = core(z) * scale + shift."""
 
     # --- persistence: probe.json (kind, info, hyperparameters) + tensors.safetensors -----------
     @abstractmethod
@@ -166,6 +199,9 @@ class ProjectionProbe(Probe):
     def _tensors(self) -> dict[str, np.ndarray]:
         return {"vector": self.vector}
 
+    def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
+        return linear_core(self.vector), float(self.slope), float(self.intercept)
+
     def _options(self) -> dict[str, Any]:
         """Constructor options to save with the probe."""
         return {}
@@ -177,3 +213,53 @@ class ProjectionProbe(Probe):
         self.vector, self.slope, self.intercept = tensors["vector"], state["slope"], state["intercept"]
         for name, value in state["options"].items():
             setattr(self, name, value)
+
+
+def probe_class(kind: str) -> type[Probe]:
+    """The registered class of probe kind `kind`."""
+    if kind not in Probe.registry:
+        raise UserError(f"unknown probe {kind!r}; choose from {', '.join(Probe.registry)}")
+    return Probe.registry[kind]
+
+
+class ProbeOptions(RootModel[dict[str, SerializeAsAny[ProbeSettings]]]):
+    """Settings per probe kind, each kind its own model: e.g. `ProbeOptions({"mlp": MLPSettings(hidden=64)})` or, as
+    JSON, {"mlp": {"hidden": 64}}. A kind not named gets its defaults (`of`)."""
+
+    model_config = ConfigDict(frozen=True)
+    root: dict[str, SerializeAsAny[ProbeSettings]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _each_kind_its_own(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        if value and set(value) <= set(_FLAT):
+            value = _from_flat(value)
+        out = {}
+        for kind, settings in value.items():
+            if kind not in Probe.registry:
+                raise ValueError(f"unknown probe {kind!r}; choose from {', '.join(Probe.registry)}")
+            wanted = Probe.registry[kind].Settings
+            out[kind] = settings if isinstance(settings, wanted) else wanted.model_validate(settings)
+        return out
+
+    def of(self, kind: str) -> Any:
+        """The settings of probe kind `kind` (its defaults when not given)."""
+        return self.root.get(kind) or probe_class(kind).Settings()
+
+
+# The one flat settings object that run.json files held before each kind had its own: field -> (kind, field).
+_FLAT = {"alpha_factors": ("ridge", "alpha_factors"), "train": ("sgd", "train"), "mlp_hidden": ("mlp", "hidden"),
+         "mlp_dropout": ("mlp", "dropout"), "mean_diff_quantile": ("mean_diff", "quantile"), "pairwise_c": ("pairwise", "c")}
+
+
+def _from_flat(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-kind settings from the old flat object (its `train` loop served the MLP as well as the SGD probe)."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for name, value in flat.items():
+        kind, field = _FLAT[name]
+        kinds.setdefault(kind, {})[field] = value
+    if "train" in flat:
+        kinds.setdefault("mlp", {})["train"] = flat["train"]
+    return kinds

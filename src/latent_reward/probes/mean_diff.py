@@ -5,24 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from latent_reward.probes.base import ProjectionProbe, Standardizer
 from latent_reward.probes.settings import ProbeSettings
+
+
+class MeanDiffSettings(ProbeSettings):
+    """The difference-of-means probe's options."""
+
+    quantile: float = Field(1 / 3, gt=0, lt=0.5,
+                            description="share of ratings at each end whose mean states are compared")
 
 
 class MeanDiffProbe(ProjectionProbe):
     """Projection on the difference between the mean states of the top and bottom `quantile` of ratings."""
 
     kind = "mean_diff"
+    Settings = MeanDiffSettings
 
     def __init__(self, quantile: float = 1 / 3):
         super().__init__()
         self.quantile = quantile
 
     @classmethod
-    def from_settings(cls, settings: ProbeSettings) -> MeanDiffProbe:
-        """An unfitted MeanDiffProbe using `settings.mean_diff_quantile`."""
-        return cls(settings.mean_diff_quantile)
+    def from_settings(cls, settings: MeanDiffSettings) -> MeanDiffProbe:
+        """An unfitted MeanDiffProbe using `settings.quantile`."""
+        return cls(settings.quantile)
 
     def fit(self, x, y, groups=None) -> MeanDiffProbe:
         """Fit on x [n, d], y [n]: the difference of means, then the linear calibration; returns self (`groups` is unused)."""

@@ -6,10 +6,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from latent_reward.probes.base import unit
-from latent_reward.probes.settings import ProbeSettings, TrainConfig
-from latent_reward.probes.sgd import TrainedProbe
+from latent_reward.probes.settings import TrainConfig
+from latent_reward.probes.sgd import SGDSettings, TrainedProbe
+
+
+class MLPSettings(SGDSettings):
+    """The MLP probe's options: the training loop and the network's shape."""
+
+    hidden: int = Field(256, ge=1)
+    depth: int = Field(1, ge=1, description="hidden layers")
+    dropout: float = Field(0.1, ge=0, lt=1)
 
 
 class MLPProbe(TrainedProbe):
@@ -17,15 +26,16 @@ class MLPProbe(TrainedProbe):
 
     kind = "mlp"
     linear = False
+    Settings = MLPSettings
 
     def __init__(self, config: TrainConfig | None = None, hidden: int = 256, depth: int = 1, dropout: float = 0.1, **options):
         super().__init__(config, **options)
         self.hidden, self.depth, self.dropout = hidden, depth, dropout
 
     @classmethod
-    def from_settings(cls, settings: ProbeSettings) -> MLPProbe:
-        """An unfitted MLPProbe with the settings' training loop, hidden width and dropout."""
-        return cls(settings.train, hidden=settings.mlp_hidden, dropout=settings.mlp_dropout)
+    def from_settings(cls, settings: MLPSettings) -> MLPProbe:
+        """An unfitted MLPProbe with the settings' training loop, hidden width, depth and dropout."""
+        return cls(settings.train, hidden=settings.hidden, depth=settings.depth, dropout=settings.dropout)
 
     def build(self, d_model: int) -> torch.nn.Module:
         """An untrained network mapping [batch, d_model] to [batch, 1], with `depth` hidden layers of width `hidden`."""

@@ -9,11 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 from sklearn.linear_model import LogisticRegression
 
 from latent_reward.errors import UserError
 from latent_reward.probes.base import ProjectionProbe, Standardizer
 from latent_reward.probes.settings import ProbeSettings
+
+
+class PairwiseSettings(ProbeSettings):
+    """The pairwise (Bradley-Terry) probe's options."""
+
+    c: float = Field(0.01, gt=0, description="inverse regularization strength of the logistic regression")
 
 
 def within_group_pairs(y: np.ndarray, groups: np.ndarray, max_pairs_per_group: int = 64, seed: int = 0) -> np.ndarray:
@@ -33,15 +40,16 @@ class PairwiseProbe(ProjectionProbe):
     """A linear Bradley-Terry probe fitted on within-prompt pairs of differently rated responses."""
 
     kind = "pairwise"
+    Settings = PairwiseSettings
 
     def __init__(self, c: float = 0.01):
         super().__init__()
         self.c = c
 
     @classmethod
-    def from_settings(cls, settings: ProbeSettings) -> PairwiseProbe:
-        """An unfitted PairwiseProbe with `settings.pairwise_c` as its inverse regularization strength."""
-        return cls(settings.pairwise_c)
+    def from_settings(cls, settings: PairwiseSettings) -> PairwiseProbe:
+        """An unfitted PairwiseProbe with `settings.c` as its inverse regularization strength."""
+        return cls(settings.c)
 
     def fit(self, x, y, groups=None) -> PairwiseProbe:
         """Fit on x [n, d], y [n] from pairs within each prompt of `groups` [n] (required); returns self."""

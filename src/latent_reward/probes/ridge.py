@@ -13,10 +13,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from scipy import sparse
 
 from latent_reward.probes.base import Probe, Standardizer, unit
+from latent_reward.probes.module import linear_core
 from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS, ProbeSettings
+
+
+class RidgeSettings(ProbeSettings):
+    """The ridge probe's options."""
+
+    alpha_factors: tuple[float, ...] = Field(DEFAULT_ALPHA_FACTORS, min_length=1,
+                                             description="penalties / training rows, chosen by leave-one-prompt-out CV")
 
 
 def _standardize_batch(x: torch.Tensor, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,6 +203,7 @@ class RidgeProbe(Probe):
     """Linear probe, closed form. `fit` picks the penalty by grouped CV unless `alpha_factor` is fixed."""
 
     kind = "ridge"
+    Settings = RidgeSettings
 
     def __init__(self, alpha_factor: float | None = None, alpha_factors=DEFAULT_ALPHA_FACTORS):
         super().__init__()
@@ -203,12 +213,12 @@ class RidgeProbe(Probe):
         self.intercept = 0.0
 
     @classmethod
-    def from_settings(cls, settings: ProbeSettings) -> RidgeProbe:
+    def from_settings(cls, settings: RidgeSettings) -> RidgeProbe:
         """An unfitted RidgeProbe that chooses its penalty among `settings.alpha_factors`."""
         return cls(alpha_factors=settings.alpha_factors)
 
     @classmethod
-    def fit_layers(cls, settings: ProbeSettings, x, targets, groups) -> list[list[RidgeProbe]]:
+    def fit_layers(cls, settings: RidgeSettings, x, targets, groups) -> list[list[RidgeProbe]]:
         """Every layer and target from one batched grouped CV and one batched solve."""
         return fit_ridge_all_layers(x, targets, groups, settings.alpha_factors)
 
@@ -243,6 +253,9 @@ class RidgeProbe(Probe):
 
     def _tensors(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights}
+
+    def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
+        return linear_core(self.weights, self.intercept), 1.0, 0.0
 
     def _state(self) -> dict[str, Any]:
         return {"intercept": self.intercept, "alpha_factor": self.alpha_factor}

@@ -1,4 +1,8 @@
-"""Options of every probe kind in one object, so the sweep builds any kind with one call."""
+"""Probe settings: a base model that each kind's own settings class extends, and the minibatch training loop.
+
+Each kind declares its settings class beside its code (`RidgeSettings` in ridge.py, ...) as `Probe.Settings`;
+`ProbeOptions` (base.py) holds one per kind for the sweep, each kind defaulting to its own defaults.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEDULES = ("constant", "warmup_cosine", "onecycle", "plateau")
 # Ridge penalties relative to the number of training rows: alpha = factor * n (features are z-scored).
 DEFAULT_ALPHA_FACTORS = tuple(float(a) for a in np.logspace(-3, 3, 13))
+
+
+class ProbeSettings(BaseModel):
+    """Base of every probe kind's settings (frozen; unknown fields are an error)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class TrainConfig(BaseModel):
@@ -25,16 +35,3 @@ class TrainConfig(BaseModel):
     patience: int = Field(6, ge=1, description="epochs without improvement on the inner validation prompts before stopping")
     inner_val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training prompts held out for early stopping")
     seed: int = 0
-
-
-class ProbeSettings(BaseModel):
-    """Every probe kind's options; each kind reads its own."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    train: TrainConfig = TrainConfig()
-    alpha_factors: tuple[float, ...] = DEFAULT_ALPHA_FACTORS  # ridge: chosen by leave-one-prompt-out CV
-    mlp_hidden: int = Field(256, ge=1)
-    mlp_dropout: float = Field(0.1, ge=0, lt=1)
-    mean_diff_quantile: float = Field(1 / 3, gt=0, lt=0.5)
-    pairwise_c: float = Field(0.01, gt=0)

@@ -8,14 +8,23 @@ z-scored on the training rows; predictions are returned on the rating's scale.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import numpy as np
 import torch
+
 from latent_reward.data.splits import inner_split
 from latent_reward.probes.base import Probe, Standardizer, unit
 from latent_reward.probes.settings import ProbeSettings, TrainConfig
+
+
+class SGDSettings(ProbeSettings):
+    """The SGD probe's options: its minibatch training loop."""
+
+    train: TrainConfig = TrainConfig()
+
 
 def _scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     total = config.epochs * steps_per_epoch
@@ -97,7 +106,7 @@ class TrainedProbe(Probe):
         self.y_mean, self.y_scale = 0.0, 1.0
 
     @classmethod
-    def from_settings(cls, settings: ProbeSettings) -> TrainedProbe:
+    def from_settings(cls, settings: SGDSettings) -> TrainedProbe:
         """An unfitted probe of this kind with the settings' training loop."""
         return cls(settings.train)
 
@@ -131,6 +140,9 @@ class TrainedProbe(Probe):
     def _tensors(self) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self.network.state_dict().items()}
 
+    def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
+        return copy.deepcopy(self.network).eval(), self.y_scale, self.y_mean
+
     def _state(self) -> dict[str, Any]:
         return {"config": self.config.model_dump(), "y_mean": self.y_mean, "y_scale": self.y_scale, "d_model": int(self.standardizer.mean.shape[0])}
 
@@ -145,6 +157,7 @@ class SGDProbe(TrainedProbe):
     """A linear probe trained with minibatches."""
 
     kind = "sgd"
+    Settings = SGDSettings
 
     def build(self, d_model: int) -> torch.nn.Module:
         """An untrained linear layer mapping [batch, d_model] to [batch, 1]."""

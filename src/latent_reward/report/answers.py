@@ -107,15 +107,16 @@ def where_answer(readout: ReadoutResult, n_layers: int) -> str:
     sweep = readout.sweep
     best = sweep.best
     peaks = []
-    for position in dict.fromkeys(c.position for c in sweep.cells("ridge")):
-        cell = sweep.val_best("ridge", position)
+    kind = sweep.shown_kind
+    for position in dict.fromkeys(c.position for c in sweep.cells(kind)):
+        cell = sweep.val_best(kind, position)
         if cell is not None:
             peaks.append(f"{position}: layer {cell.layer} ({cell.layer / max(n_layers, 1):.0%} of depth, validation r = {cell.val['pearson']:.3f})")
     text = (f"On the single split ({sweep.split.how}), the validation-best cell is {best} ({best.layer / max(n_layers, 1):.0%} "
             f"of depth): validation r = {sweep.best_validation.pearson}; on the {sweep.split.prompts['test']} test prompts, touched "
             f"once, r = {sweep.best_test.pearson} and within-prompt accuracy {sweep.best_test.within_acc}.")
     if peaks:
-        text += " Best layer per position (ridge, validation): " + "; ".join(peaks) + "."
+        text += f" Best layer per position ({kind}, validation): " + "; ".join(peaks) + "."
     return text
 
 
@@ -189,12 +190,13 @@ def sgd_answer(readout: ReadoutResult) -> str:
             by_batch.setdefault(row.batch_size, []).append(row.val_pearson)
             by_schedule.setdefault(row.schedule, []).append(row.val_pearson)
     top = max((r for r in grid if r.val_pearson is not None), key=lambda r: r.val_pearson)
-    ridge = readout.sweep.best_validation.pearson
+    best = readout.sweep.best
     return (f"At the best cell, mean validation r by batch size: "
             + ", ".join(f"{b}: {sum(v) / len(v):.3f}" for b, v in by_batch.items())
             + "; by schedule: " + ", ".join(f"{s}: {sum(v) / len(v):.3f}" for s, v in by_schedule.items())
             + f". The best setting (batch {top.batch_size}, {top.schedule}) reaches validation r {top.val_pearson:.3f}; "
-              f"the closed-form ridge probe's validation r at its best cell is {ridge}. (Validation only: the test prompts stay untouched.)")
+              f"the sweep's best cell ({best}) has validation r {readout.sweep.best_validation.pearson}. (Validation only: "
+              "the test prompts stay untouched.)")
 
 
 def scores_answer(result: RunResult) -> str:

@@ -80,6 +80,7 @@ def _intervals(axis, labels: list[str], intervals: list, color: str) -> None:
     axis.invert_yaxis()
 
 
+@figures.styled
 def v_figure(report, folder: Path) -> Path:
     """Left: mean E[V] after each kind of reply; right: the paired differences in V (own reply vs counterfactuals,
     redirect vs refusal, XSTest partial vs full refusal), all with 95% intervals over prompts."""
@@ -87,8 +88,8 @@ def v_figure(report, folder: Path) -> Path:
     contrasts = [(m.name, m.value) for m in result.behaviour]
     if xs is not None:
         contrasts.append((f"XSTest: {xs.v_partial_minus_full.name}", xs.v_partial_minus_full.value))
-    figure, (left, right) = figures.plt.subplots(1, 2, figsize=(12, 0.35 * max(len(contrasts), len(result.expected_v)) + 1.4),
-                                                layout="constrained")
+    figure, (left, right) = figures.new_figure(1, 2, figsize=(12, 0.35 * max(len(contrasts), len(result.expected_v)) + 1.4),
+                                               layout="constrained")
     _intervals(left, list(result.expected_v), list(result.expected_v.values()), "C0")
     left.set_title("mean E[V] over simulated next user turns, by reply")
     _intervals(right, [name for name, _ in contrasts], [value for _, value in contrasts], "C3")

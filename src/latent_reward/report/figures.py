@@ -2,43 +2,71 @@
 
 Each function takes a result and the output folder and returns the PNG path (None when the result
 lacks what the figure shows). File names are fixed plain slugs: see `FIGURES`.
+
+Importing this module changes no matplotlib setting: figures are drawn on their own Agg canvas (not through
+pyplot, so the backend stays whatever the user chose), and the report's style applies only while a figure is
+drawn (`styled`, matplotlib's rc_context).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from latent_reward.evaluation.results import CHANCE, METRIC_LABELS
+from latent_reward.experiments.compare import CompareResult
+from latent_reward.experiments.crossfit import PROBE_KIND
+from latent_reward.experiments.run_result import RunResult
+from latent_reward.io import atomic_path
 
-from latent_reward.evaluation.results import CHANCE, METRIC_LABELS  # noqa: E402
-from latent_reward.experiments.compare import CompareResult  # noqa: E402
-from latent_reward.experiments.run_result import RunResult  # noqa: E402
-from latent_reward.io import atomic_path  # noqa: E402
-
-plt.rcParams.update({"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+STYLE = {"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+Drawing = TypeVar("Drawing", bound=Callable[..., Any])
 
 
-def save(figure, folder: Path, name: str) -> Path:
+def styled(function: Drawing) -> Drawing:
+    """`function` run inside the report's style; matplotlib's settings are restored when it returns."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], layout: str | None = None,
+               **subplots) -> tuple[Figure, Any]:
+    """A figure on its own Agg canvas (no pyplot, no global figure list) and its axes, as `plt.subplots` gives them."""
+    figure = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(nrows, ncols, **subplots)
+
+
+def save(figure: Figure, folder: Path, name: str) -> Path:
+    """Write `figure` as folder/name.png, atomically; returns the path."""
     path = Path(folder) / f"{name}.png"
     with atomic_path(path) as temporary:
-        figure.savefig(temporary, bbox_inches="tight")
-    plt.close(figure)
+        figure.savefig(temporary, format="png", bbox_inches="tight")
     return path
 
 
+@styled
 def comparison(result: RunResult, folder: Path) -> Path:
     """Probe, baselines and controls: cross-fitted r and within-prompt accuracy with intervals."""
     readout = result.readout
-    entries = [("probe (cross-fitted ridge)", readout.probe.scores, "C3")]
+    entries = [(f"probe (cross-fitted {PROBE_KIND})", readout.probe.scores, "C3")]
     entries += [(c.name, c.scores, "C7" if c.kind == "control" else "C0") for c in readout.comparisons]
     if readout.within_probe is not None:
         entries.append((readout.within_probe.name, readout.within_probe.scores, "C1"))
-    figure, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(entries) + 1.2), sharey=True)
+    figure, axes = new_figure(1, 2, figsize=(10, 0.32 * len(entries) + 1.2), sharey=True)
     for axis, metric in zip(axes, ("pearson", "within_acc")):
         values = np.array([s.metric(metric).value if s.metric(metric).known else np.nan for _, s, _ in entries], dtype=float)
         lows = np.array([_or(s.metric(metric).low, v) for (_, s, _), v in zip(entries, values)], dtype=float)
@@ -61,30 +89,35 @@ def _grid_frame(result: RunResult, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@styled
 def heatmap(result: RunResult, folder: Path, metric: str) -> Path:
-    """Ridge probes at every (position, layer): validation metric."""
+    """The shown probe kind (the default, when swept) at every (position, layer): validation metric."""
     frame = _grid_frame(result, metric)
-    ridge = frame[frame.probe == "ridge"].pivot(index="position", columns="layer", values="value").astype(float)
-    ridge = ridge.reindex(list(dict.fromkeys(frame.position)))
+    kind = result.readout.sweep.shown_kind
+    grid = frame[frame.probe == kind].pivot(index="position", columns="layer", values="value").astype(float)
+    grid = grid.reindex(list(dict.fromkeys(frame.position)))
     center = CHANCE.get(metric, 0.0)
-    figure, axis = plt.subplots(figsize=(max(6, 0.28 * ridge.shape[1] + 2), 0.45 * ridge.shape[0] + 1.2))
-    spread = np.nanmax(np.abs(ridge.values - center)) if np.isfinite(ridge.values).any() else 1.0
-    image = axis.imshow(ridge.values, aspect="auto", cmap="RdBu_r", vmin=center - (spread or 1), vmax=center + (spread or 1))
-    axis.set_yticks(range(len(ridge.index)), ridge.index)
-    step = max(1, ridge.shape[1] // 16)
-    axis.set_xticks(range(0, ridge.shape[1], step), ridge.columns[::step])
+    figure, axis = new_figure(figsize=(max(6, 0.28 * grid.shape[1] + 2), 0.45 * grid.shape[0] + 1.2))
+    spread = np.nanmax(np.abs(grid.values - center)) if np.isfinite(grid.values).any() else 1.0
+    image = axis.imshow(grid.values, aspect="auto", cmap="RdBu_r", vmin=center - (spread or 1), vmax=center + (spread or 1))
+    axis.set_yticks(range(len(grid.index)), grid.index)
+    step = max(1, grid.shape[1] // 16)
+    axis.set_xticks(range(0, grid.shape[1], step), grid.columns[::step])
     axis.set_xlabel("layer (0 = embeddings)")
-    axis.set_title(f"ridge: validation {METRIC_LABELS[metric]}")
+    axis.set_title(f"{kind}: validation {METRIC_LABELS[metric]}")
     figure.colorbar(image, ax=axis, fraction=0.03)
     return save(figure, folder, f"heatmap_{metric}")
 
 
+@styled
 def layer_curves(result: RunResult, folder: Path, metric: str) -> Path:
-    """Validation metric by relative depth per position (ridge), with intervals over validation prompts."""
+    """Validation metric by relative depth per position (the shown probe kind), with intervals over validation
+    prompts."""
     sweep, n_layers = result.readout.sweep, max(result.model["n_layers"], 1)
-    figure, axis = plt.subplots(figsize=(7, 3.6))
-    for position in dict.fromkeys(c.position for c in sweep.cells("ridge")):
-        cells = sweep.cells("ridge", position)
+    kind = sweep.shown_kind
+    figure, axis = new_figure(figsize=(7, 3.6))
+    for position in dict.fromkeys(c.position for c in sweep.cells(kind)):
+        cells = sweep.cells(kind, position)
         depth = np.array([c.layer / n_layers for c in cells])
         values = np.array([_or(c.val.get(metric), np.nan) for c in cells], dtype=float)
         axis.plot(depth, values, label=position, lw=1.5)
@@ -95,17 +128,18 @@ def layer_curves(result: RunResult, folder: Path, metric: str) -> Path:
     axis.axhline(CHANCE[metric], color="k", lw=0.6)
     axis.set_xlabel("relative depth (layer / n_layers)")
     axis.set_ylabel(f"validation {METRIC_LABELS[metric]}")
-    axis.set_title("ridge probe by layer (validation prompts, 95% intervals)")
+    axis.set_title(f"{kind} probe by layer (validation prompts, 95% intervals)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return save(figure, folder, f"layers_{metric}")
 
 
+@styled
 def scatter(result: RunResult, predictions: pd.DataFrame | None, folder: Path) -> Path | None:
     """Cross-fitted prediction against the rating, every example."""
     if predictions is None or "probe" not in predictions:
         return None
     y, p = predictions["rating"].to_numpy(float), predictions["probe"].to_numpy(float)
-    figure, axis = plt.subplots(figsize=(4.6, 4.2))
+    figure, axis = new_figure(figsize=(4.6, 4.2))
     jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(y)) if len(np.unique(y)) <= 12 else 0
     axis.scatter(y + jitter, p, s=6, alpha=0.4)
     if np.ptp(y) > 0:
@@ -118,12 +152,13 @@ def scatter(result: RunResult, predictions: pd.DataFrame | None, folder: Path) -
     return save(figure, folder, "scatter")
 
 
+@styled
 def probe_kinds(result: RunResult, folder: Path) -> Path | None:
     sweep = result.readout.sweep
     kinds = list(dict.fromkeys(c.probe for c in sweep.grid))
     if len(kinds) < 2:
         return None
-    figure, axis = plt.subplots(figsize=(7, 3.4))
+    figure, axis = new_figure(figsize=(7, 3.4))
     n_layers = max(result.model["n_layers"], 1)
     for kind in kinds:
         cells = sweep.cells(kind, sweep.best.position)
@@ -135,11 +170,12 @@ def probe_kinds(result: RunResult, folder: Path) -> Path | None:
     return save(figure, folder, "probe_kinds")
 
 
+@styled
 def sgd_grid(result: RunResult, folder: Path) -> Path | None:
     grid = result.readout.sgd_grid
     if not grid:
         return None
-    figure, axis = plt.subplots(figsize=(5.5, 3.2))
+    figure, axis = new_figure(figsize=(5.5, 3.2))
     for schedule in dict.fromkeys(r.schedule for r in grid):
         rows = [r for r in grid if r.schedule == schedule]
         axis.plot([r.batch_size for r in rows], [_or(r.val_pearson, np.nan) for r in rows], marker="o", label=schedule)
@@ -151,8 +187,9 @@ def sgd_grid(result: RunResult, folder: Path) -> Path | None:
     return save(figure, folder, "sgd_grid")
 
 
+@styled
 def ratings(result: RunResult, folder: Path) -> Path:
-    figure, axis = plt.subplots(figsize=(4.6, 2.6))
+    figure, axis = new_figure(figsize=(4.6, 2.6))
     values = np.array([v for v, _ in result.data.rating_histogram])
     counts = [c for _, c in result.data.rating_histogram]
     width = 0.6 * (np.min(np.diff(values)) if len(values) > 1 else 1)
@@ -162,13 +199,14 @@ def ratings(result: RunResult, folder: Path) -> Path:
     return save(figure, folder, "ratings")
 
 
+@styled
 def controls(result: RunResult, folder: Path) -> Path | None:
     """Each control's null interval against the real probe's value."""
     tests = [(c.name, test) for c in result.readout.comparisons if c.kind == "control" for test in c.null.values()
              if test.observed is not None]
     if not tests:
         return None
-    figure, axis = plt.subplots(figsize=(7, 0.45 * len(tests) + 1))
+    figure, axis = new_figure(figsize=(7, 0.45 * len(tests) + 1))
     for row, (name, test) in enumerate(tests):
         axis.plot([test.null_low, test.null_high], [row, row], color="C7", lw=6, alpha=0.6)
         axis.plot([test.observed], [row], "o", color="C3")
@@ -177,11 +215,12 @@ def controls(result: RunResult, folder: Path) -> Path | None:
     return save(figure, folder, "controls")
 
 
+@styled
 def prompt_only(result: RunResult, folder: Path) -> Path | None:
     po = result.prompt_only
     if po is None:
         return None
-    figure, axis = plt.subplots(figsize=(7, 3.4))
+    figure, axis = new_figure(figsize=(7, 3.4))
     n_layers = max(result.model["n_layers"], 1)
     for position in dict.fromkeys(c.position for c in po.curves):
         cells = [c for c in po.curves if c.position == position]
@@ -196,12 +235,13 @@ def prompt_only(result: RunResult, folder: Path) -> Path | None:
     return save(figure, folder, "prompt_only")
 
 
+@styled
 def decomposition(result: RunResult, folder: Path) -> Path | None:
     """Per position: cross-fitted r of all responses, of prompt means and of within-prompt deviations, with intervals."""
     rows = result.readout.decomposition
     if not rows:
         return None
-    figure, axis = plt.subplots(figsize=(6.5, 3))
+    figure, axis = new_figure(figsize=(6.5, 3))
     x = np.arange(len(rows))
     for offset, field, label in ((-0.27, "response_r", "all responses"), (0, "between_prompt_r", "prompt means"),
                                  (0.27, "within_prompt_r", "within prompts")):
@@ -217,13 +257,14 @@ def decomposition(result: RunResult, folder: Path) -> Path | None:
     return save(figure, folder, "decomposition")
 
 
+@styled
 def trajectory(result: RunResult, folder: Path) -> Path | None:
     """Paired difference (better minus worse response to the same prompt) per bin, each probe x axis."""
     curves = result.trajectory.curves if result.trajectory else []
     if not curves:
         return None
     probes = list(dict.fromkeys(c.probe for c in curves))
-    figure, axes = plt.subplots(len(probes), 2, figsize=(10, 3 * len(probes)), squeeze=False)
+    figure, axes = new_figure(len(probes), 2, figsize=(10, 3 * len(probes)), squeeze=False)
     for row, probe in enumerate(probes):
         for col, axis_name in enumerate(("tokens", "relative")):
             curve = result.trajectory.curve(probe, axis_name)
@@ -244,14 +285,16 @@ def trajectory(result: RunResult, folder: Path) -> Path | None:
     return save(figure, folder, "trajectory")
 
 
+@styled
 def compare_layers(result: CompareResult, folder: Path) -> Path:
-    figure, axis = plt.subplots(figsize=(7, 3.6))
+    figure, axis = new_figure(figsize=(7, 3.6))
     for row in result.rows:
         if row.layer_curve:
             depth, values = zip(*row.layer_curve)
-            axis.plot(depth, [_or(v, np.nan) for v in values], label=f"{row.label} @ {row.best.position if row.best else ''}")
+            where = f"{row.curve_probe} @ {row.best.position}" if row.best else row.curve_probe
+            axis.plot(depth, [_or(v, np.nan) for v in values], label=f"{row.label}: {where}")
     axis.set_xlabel("relative depth (layer / n_layers)")
-    axis.set_ylabel("validation Pearson r (ridge)")
+    axis.set_ylabel("validation Pearson r")
     axis.legend(fontsize=7)
     return save(figure, folder, "compare_layers")
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from latent_reward.evaluation.results import Comparison, Interval, PairedDifference
 from latent_reward.experiments.compare import CompareResult, ModelDifference
+from latent_reward.experiments.crossfit import PROBE_KIND
 from latent_reward.experiments.reward_model import ScoreResult
 from latent_reward.experiments.run_result import RunResult
 from latent_reward.io import atomic_write_text
@@ -54,7 +55,7 @@ def _difference_text(test: PairedDifference) -> str:
 
 def comparison_rows(result: RunResult) -> list[list[str]]:
     readout = result.readout
-    rows = [["probe (cross-fitted ridge)", str(readout.probe.scores.pearson), str(readout.probe.scores.within_acc), "", "",
+    rows = [[f"probe (cross-fitted {PROBE_KIND})", str(readout.probe.scores.pearson), str(readout.probe.scores.within_acc), "", "",
              str(readout.sweep.best_validation.pearson)]]
     for c in readout.comparisons + ([readout.within_probe] if readout.within_probe else []):
         rows.append([c.name, str(c.scores.pearson), str(c.scores.within_acc), _difference(c, "pearson"), _difference(c, "within_acc"),

@@ -28,12 +28,12 @@ def _baseline(result: SteerResult, scorer: str):
     return next(e for e in result.effects if e.scorer == scorer and e.direction == "none")
 
 
+@figures.styled
 def dose_response(result: SteerResult, folder: Path, scorers: list[str], name: str, title: str) -> Path:
     """Change from unsteered (paired, 95% intervals over prompts) against strength: a panel per scorer, a line per
     direction, a column per layer."""
-    plt = figures.plt
-    fig, axes = plt.subplots(len(scorers), len(result.layers), figsize=(3.4 * len(result.layers), 2.5 * len(scorers)),
-                             squeeze=False, sharex=True)
+    fig, axes = figures.new_figure(len(scorers), len(result.layers), figsize=(3.4 * len(result.layers), 2.5 * len(scorers)),
+                                   squeeze=False, sharex=True)
     for row, scorer in enumerate(scorers):
         for col, layer in enumerate(result.layers):
             axis = axes[row][col]

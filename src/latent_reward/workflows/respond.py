@@ -15,6 +15,7 @@ from latent_reward.config import DataSpec, ModelSpec, Spec
 from latent_reward.data.records import read_records
 from latent_reward.data.schema import Message, group_key
 from latent_reward.errors import UserError
+from latent_reward.evaluation.results import Result
 from latent_reward.generation import GenerationConfig, generate_chat
 from latent_reward.io import atomic_write_text, exclusive, prepare_output_folder
 from latent_reward.judging.cache import JudgeCache, item_key
@@ -35,6 +36,16 @@ class RespondJob(Spec):
     out: Path
 
 
+class RespondResult(Result):
+    """What `respond` wrote: responses.jsonl (unrated, ready for `judge`) and how many replies each source gave."""
+
+    file: Path
+    prompts: int
+    responses: int
+    per_source: dict[str, int]  # non-empty replies kept per model
+    seconds: dict[str, float]  # per model
+
+
 def read_prompts(data: DataSpec) -> list[list[Message]]:
     """Distinct prompts (conversations ending in a user turn): from a rated dataset, or from a file of prompts
     ({"prompt"|"instruction"|"question": text} or {"messages": [...]} per record)."""
@@ -53,7 +64,7 @@ def read_prompts(data: DataSpec) -> list[list[Message]]:
     return unique[: data.limit] if data.limit else unique
 
 
-def run_respond(job: RespondJob, progress: bool = True) -> Path:
+def run_respond(job: RespondJob, progress: bool = True) -> RespondResult:
     if not job.models and not job.endpoint_models:
         raise UserError("name at least one source: --model for models run here, --api-model with --base-url for an endpoint")
     if job.endpoint_models and job.endpoint is None:
@@ -61,18 +72,22 @@ def run_respond(job: RespondJob, progress: bool = True) -> Path:
     out = prepare_output_folder(job.out)
     with exclusive(out, "respond job"):
         prompts = read_prompts(job.prompts)
-        records, timings = [], {}
+        records, timings, per_source = [], {}, {}
         for spec in job.models:
             tick = time.perf_counter()
-            records += _local(spec, prompts, job)
-            timings[spec.name] = time.perf_counter() - tick
+            replies = _local(spec, prompts, job)
+            records += replies
+            per_source[spec.name], timings[spec.name] = len(replies), time.perf_counter() - tick
         for model in job.endpoint_models:
             tick = time.perf_counter()
-            records += _remote(job.endpoint.model_copy(update={"model": model, "json_mode": False}), prompts, job, out, progress)
-            timings[model] = time.perf_counter() - tick
+            endpoint = job.endpoint.model_copy(update={"model": model, "json_mode": False})
+            replies = _remote(endpoint, prompts, job, out, progress)
+            records += replies
+            per_source[model], timings[model] = len(replies), time.perf_counter() - tick
         atomic_write_text(out / RESPONSES_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         write_run_json(out, "respond", job, timings, {"prompts": len(prompts), "responses": len(records)})
-        return out / RESPONSES_FILE
+        return RespondResult(file=out / RESPONSES_FILE, prompts=len(prompts), responses=len(records), per_source=per_source,
+                             seconds=timings)
 
 
 def _record(prompt: list[Message], response: str, generator: str, sample: int, index: int, stop: str | None = None) -> dict:

@@ -8,13 +8,13 @@ from its last checkpoint.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
 
 from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.errors import UserError
+from latent_reward.evaluation.results import Result
 from latent_reward.io import atomic_write_text, exclusive, prepare_output_folder
 from latent_reward.training.data import dpo_records, prompt_records, sft_records
 from latent_reward.training.trainers import PostTrainConfig, build_trainer, metrics_logger
@@ -36,7 +36,23 @@ class TrainJob(Spec):
     out: Path
 
 
-def run_train(job: TrainJob) -> dict:
+class TrainSummary(Result):
+    """What a finished training run records (also in the checkpoint's latent_reward.json)."""
+
+    method: str
+    base_model: str
+    data: str
+    pairs_or_examples: int
+    steps: int
+    resumed: bool
+    chat_template: str
+    post_training: list[str]  # what the checkpoint has been post-trained on ('dataset:split')
+    train_seconds: float
+    tokens: int
+    tokens_per_second: float | None
+
+
+def run_train(job: TrainJob) -> TrainSummary:
     if job.config.method == "online" and not job.reward:
         raise UserError("online training needs --reward (a probe folder, judge:URL or module:function)")
     out = prepare_output_folder(job.out)
@@ -57,11 +73,12 @@ def run_train(job: TrainJob) -> dict:
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         _save(trainer, tokenizer, out, job.config)
         base_model = str(Path(job.model).resolve()) if Path(job.model).is_dir() else job.model  # found from any folder
-        summary = {"method": job.config.method, "base_model": base_model, "data": job.data.source, "pairs_or_examples": len(records),
-                   "steps": trainer.state.global_step, "resumed": resume, "chat_template": template,
-                   "post_training": _post_training(job.model, examples), **_speed(trainer, result)}
+        summary = TrainSummary(method=job.config.method, base_model=base_model, data=job.data.source,
+                               pairs_or_examples=len(records), steps=trainer.state.global_step, resumed=resume,
+                               chat_template=template, post_training=_post_training(job.model, examples),
+                               **_speed(trainer, result))
         write_run_json(out, "train", job, {"total": time.perf_counter() - started}, {"summary": summary})
-        atomic_write_text(out / MARKER, json.dumps(summary, indent=1))
+        atomic_write_text(out / MARKER, summary.model_dump_json(indent=1))
         return summary
 
 
