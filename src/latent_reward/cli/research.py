@@ -90,7 +90,7 @@ def judge(
     if mode not in ("rating", "pairwise"):
         raise typer.BadParameter("must be rating or pairwise", param_hint="--mode")
     endpoint = _endpoint(base_url, model, api_key_env, concurrency, timeout, retries, temperature, max_tokens=max_tokens,
-                         json_mode=json_mode, price_input=price_input, price_output=price_output)
+                         structured=json_mode, price_input=price_input, price_output=price_output)
     summary = run_judge(JudgeJob(data=data, endpoint=endpoint, config=JudgeConfig(mode=mode, repeats=repeats, seed=seed), out=out))
     cost = f", about ${summary.cost:.4f}" if summary.cost is not None else ""
     rate = f", {summary.items_per_second:.1f} items/s" if summary.items_per_second else ""

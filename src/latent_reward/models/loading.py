@@ -187,6 +187,9 @@ def bundled_folder(name: str) -> Path:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from latent_reward.extras import require
+
+    require("gguf")  # transformers reads GGUF files with it
     log.info("converting %s to a float32 safetensors cache (first use only)", gguf.name)
     staging = folder.with_name(folder.name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)

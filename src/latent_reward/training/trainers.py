@@ -46,15 +46,15 @@ def _common(config: PostTrainConfig, folder: Path, model) -> dict:
 
 def build_trainer(config: PostTrainConfig, model, tokenizer, records: list[dict], folder: Path, reward=None, callbacks=()):
     """The TRL trainer for `config.method` on `records` (see training.data), checkpoints in `folder`."""
-    import trl
     from datasets import Dataset
 
+    from latent_reward.extras import require
+
+    trl = require("trl")
     dataset = Dataset.from_list(records)
     peft_config = None
     if config.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = require("peft").LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear", task_type="CAUSAL_LM")
     common = _common(config, folder, model)
     if config.method == "sft":
         args = trl.SFTConfig(**common, max_length=config.max_length)

@@ -68,7 +68,7 @@ def run_respond(job: RespondJob, progress: bool = True) -> Path:
             timings[spec.name] = time.perf_counter() - tick
         for model in job.endpoint_models:
             tick = time.perf_counter()
-            records += _remote(job.endpoint.model_copy(update={"model": model, "json_mode": False}), prompts, job, out, progress)
+            records += _remote(job.endpoint.model_copy(update={"model": model}), prompts, job, out, progress)
             timings[model] = time.perf_counter() - tick
         atomic_write_text(out / RESPONSES_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         write_run_json(out, "respond", job, timings, {"prompts": len(prompts), "responses": len(records)})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.errors import UserError
+from latent_reward.extras import require
 from latent_reward.io import atomic_write_text, exclusive, prepare_output_folder
 from latent_reward.training.data import dpo_records, prompt_records, sft_records
 from latent_reward.training.trainers import PostTrainConfig, build_trainer, metrics_logger
@@ -39,6 +40,9 @@ class TrainJob(Spec):
 def run_train(job: TrainJob) -> dict:
     if job.config.method == "online" and not job.reward:
         raise UserError("online training needs --reward (a probe folder, judge:URL or module:function)")
+    require("trl")  # before any model is loaded
+    if job.config.lora:
+        require("peft")
     out = prepare_output_folder(job.out)
     if (out / MARKER).exists():
         raise UserError(f"{out} already holds a finished checkpoint; choose another --out folder")
