@@ -119,7 +119,7 @@ def test_a_killed_job_resumes_asking_only_for_unrated_items(data, tmp_path):
 def test_endpoint_errors_are_one_line(data, tmp_path, status, message):
     server = ChatServer(lambda body, count: (status, {"error": {"message": "no"}}, None, 0))
     try:
-        result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url, "--model", "judge")
+        result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url, "--endpoint-model", "judge")
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     finally:
         server.close()

@@ -44,8 +44,8 @@ def test_each_trainer_runs_and_its_checkpoint_reloads(method, tiny_model_dir, pa
     summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
                                  config=PostTrainConfig(method=method, max_steps=2, max_length=64), out=out))
     assert summary["steps"] == 2 and (out / "latent_reward.json").exists() and (out / "metrics.csv").exists()
-    loaded = load_model(str(out))
-    start = load_model(str(tiny_model_dir)).model.state_dict()
+    loaded = load_model(str(out), dtype="float32")  # two small steps: bfloat16 would round them away
+    start = load_model(str(tiny_model_dir), dtype="float32").model.state_dict()
     moved = [name for name, tensor in loaded.model.state_dict().items() if not torch.equal(tensor, start[name])]
     assert moved, "two training steps left every weight as it was"
     examples = load_dataset(str(pairs), limit=4).examples
@@ -62,7 +62,7 @@ def test_online_training_calls_the_reward_with_generated_text(tiny_model_dir, pa
                                  config=PostTrainConfig(method="online", max_steps=2, num_generations=2, max_completion_length=6),
                                  reward=f"{__name__}:length_reward", out=tmp_path / "online"))
     assert summary["steps"] == 2 and CALLS
-    start, trained = (load_model(str(folder)).model.state_dict() for folder in (tiny_model_dir, tmp_path / "online"))
+    start, trained = (load_model(str(folder), dtype="float32").model.state_dict() for folder in (tiny_model_dir, tmp_path / "online"))
     assert any(not torch.equal(tensor, start[name]) for name, tensor in trained.items())  # the reward moved the weights
     prompts, completions = CALLS[0]
     assert "question" in prompts[0][-1]["content"] and isinstance(completions[0][-1]["content"], str)
@@ -74,8 +74,8 @@ def test_dpo_learns_an_easy_preference_measured_by_its_implicit_reward(tiny_mode
                        config=PostTrainConfig(method="dpo", max_steps=12, learning_rate=5e-3, batch_size=4, max_length=64), out=tmp_path / "dpo"))
     examples = load_dataset(str(pairs)).examples
     config = ExtractConfig(positions=("eot",), layers=(0,), logprobs=True)
-    policy = extract(load_model(str(tmp_path / "dpo")), examples, tmp_path / "p", config, progress=False).store
-    reference = extract(load_model(str(tiny_model_dir)), examples, tmp_path / "r", config, progress=False).store
+    policy = extract(load_model(str(tmp_path / "dpo"), dtype="float32"), examples, tmp_path / "p", config, progress=False).store
+    reference = extract(load_model(str(tiny_model_dir), dtype="float32"), examples, tmp_path / "r", config, progress=False).store
     reward = implicit_reward(policy.stat("logprob_sum"), reference.stat("logprob_sum"))
     chosen, rejected = reward[policy.ratings == 1], reward[policy.ratings == 0]
     assert np.mean(chosen > rejected) == 1.0 and np.mean(chosen - rejected) > 0  # at the start both are 0
@@ -85,7 +85,7 @@ def test_dpo_learns_an_easy_preference_measured_by_its_implicit_reward(tiny_mode
 def test_a_killed_training_run_resumes_and_an_unfinished_one_is_refused(tiny_model_dir, pairs, tmp_path):
     out = tmp_path / "sft"
     command = [str(Path(sys.executable).with_name("latent-reward")), "train", "sft", "--model", str(tiny_model_dir), "--data", str(pairs),
-               "--out", str(out), "--max-steps", "60", "--max-length", "64"]
+               "--out", str(out), "--max-steps", "60", "--max-tokens", "64"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "trainer").glob("checkpoint-25/trainer_state.json")):
