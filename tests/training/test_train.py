@@ -109,3 +109,66 @@ def test_bad_training_input_is_one_line(tiny_model_dir, tmp_path):
     assert result.returncode == 2 and "cannot import the reward" in result.stderr
     result = cli("train", "sft", "--model", tmp_path / "missing-model", "--data", rated, "--out", tmp_path / "o3")
     assert result.returncode == 2 and "cannot load model" in result.stderr
+
+
+def test_report_to_reaches_trl_and_tensorboard_writes_into_the_output_folder(pairs, tmp_path, monkeypatch):
+    import os
+
+    from transformers import TrainerCallback
+    from transformers.integrations import integration_utils
+
+    import latent_reward.training.trainers as trainers
+    from helpers import tiny_loaded
+    from latent_reward.training.data import sft_records
+
+    made = []
+
+    class Recorder(TrainerCallback):  # stands in for transformers' TensorBoard callback (tensorboard need not be installed)
+        def __init__(self):
+            made.append(os.environ.get(trainers.TENSORBOARD_FOLDER))
+
+    monkeypatch.setitem(integration_utils.INTEGRATION_TO_CALLBACK, "tensorboard", Recorder)
+    monkeypatch.setattr(trainers, "INTEGRATION_PACKAGES", {})
+    monkeypatch.delenv(trainers.TENSORBOARD_FOLDER, raising=False)
+    tiny = tiny_loaded()
+    records = sft_records(load_dataset(str(pairs)).examples)
+    quiet = trainers.build_trainer(PostTrainConfig(method="sft", max_steps=1), tiny.model, tiny.tokenizer, records, tmp_path / "a")
+    logged = trainers.build_trainer(PostTrainConfig(method="sft", max_steps=1, report_to="tensorboard"), tiny.model, tiny.tokenizer,
+                                    records, tmp_path / "b", logs=tmp_path / "b-logs")
+    assert quiet.args.report_to == [] and logged.args.report_to == ["tensorboard"]
+    assert made == [str(tmp_path / "b-logs")] and trainers.TENSORBOARD_FOLDER not in os.environ  # set while building only
+    assert any(isinstance(callback, Recorder) for callback in logged.callback_handler.callbacks)
+
+
+def test_report_to_without_its_package_is_one_line_before_training(pairs, tmp_path, monkeypatch):
+    import latent_reward.training.trainers as trainers
+
+    monkeypatch.setattr(trainers, "INTEGRATION_PACKAGES", {"wandb": ("no_such_package_for_wandb",)})
+    result = cli("train", "sft", "--model", tmp_path / "never-loaded", "--data", pairs, "--out", tmp_path / "o", "--report-to", "wandb")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "error: --report-to wandb needs the no_such_package_for_wandb package: pip install no_such_package_for_wandb")
+
+
+def test_the_judge_reward_asks_the_endpoint_it_is_given(tmp_path):
+    from helpers import ChatServer, completion, rating_json
+    from latent_reward.judging.client import Endpoint
+    from latent_reward.training.rewards import make_reward
+
+    def reply(body, count):  # rates a reply by how many words it has
+        text = body["messages"][-1]["content"]
+        return 200, completion(rating_json(text[text.index("<reply>"):text.index("</reply>")].count("word"))), None, 0
+
+    server = ChatServer(reply)
+    try:
+        reward = make_reward("judge", Endpoint(base_url=server.url, model="rater"), tmp_path)
+        prompts = [[{"role": "user", "content": f"question {i}"}] for i in range(3)]
+        completions = [[{"role": "assistant", "content": "word " * (i + 1)}] for i in range(3)]
+        values = reward(prompts=prompts, completions=completions)
+    finally:
+        server.close()
+    assert values == [1.0, 2.0, 3.0] and {b["model"] for b in server.requests} == {"rater"}
+
+
+def test_a_judge_reward_needs_the_endpoint(pairs, tmp_path):
+    result = cli("train", "online", "--model", tmp_path / "never-loaded", "--data", pairs, "--out", tmp_path / "o", "--reward", "judge")
+    assert result.returncode == 2 and "--base-url" in result.stderr and len(result.stderr.strip().splitlines()) == 1

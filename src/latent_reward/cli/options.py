@@ -169,7 +169,7 @@ class EndpointOptions:
         from latent_reward.judging.client import Endpoint
 
         if self.base_url is None:
-            raise typer.BadParameter("is required here", param_hint="--base-url")
+            raise typer.BadParameter("is required: the OpenAI-compatible endpoint to send the requests to", param_hint="--base-url")
         return Endpoint(base_url=self.base_url, model=model or self.models[0], api_key_env=self.api_key_env,
                         concurrency=self.concurrency, timeout=self.timeout, max_retries=self.retries, **settings)
 
