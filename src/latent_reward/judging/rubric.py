@@ -8,6 +8,8 @@ from a fenced code block, and anything else is a malformed reply (never a guesse
 The replies' shapes are pydantic models (`RatingReply`, `PreferenceReply`); their JSON schemas are sent as the
 request's response format, so endpoints that constrain decoding (OpenAI, vLLM, llama.cpp) can only write a valid
 reply. Scores are an enum of 1..10 rather than an integer range: llama.cpp's grammar ignores minimum and maximum.
+The rationale has a maximum length, so that a small model under a grammar cannot write it until it runs out of tokens
+(a cut-off reply is no JSON at all).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from latent_reward.data.schema import Message
 
@@ -25,10 +27,11 @@ ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 SCORE_FIELDS = (*ASPECTS, "overall")
 
 Score = Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+RATIONALE_CHARS = 500  # "one or two sentences"
 
 
 class RatingReply(BaseModel):
-    """The judge's reply in rating mode (the fields and order ASPECT_GUIDE asks for)."""
+    """A rating of one reply: four aspects and an overall score, each 1 to 10, and a short rationale."""
 
     model_config = ConfigDict(extra="forbid", title="rating")
 
@@ -37,16 +40,16 @@ class RatingReply(BaseModel):
     truthfulness: Score
     helpfulness: Score
     overall: Score
-    rationale: str
+    rationale: str = Field(max_length=RATIONALE_CHARS)
 
 
 class PreferenceReply(BaseModel):
-    """The judge's reply in pairwise mode."""
+    """Which of two replies, A or B, is better, and a short rationale."""
 
     model_config = ConfigDict(extra="forbid", title="preference")
 
     preferred: Literal["A", "B"]
-    rationale: str
+    rationale: str = Field(max_length=RATIONALE_CHARS)
 
 
 def reply_schema(reply: type[BaseModel]) -> tuple[str, dict[str, Any]]:
