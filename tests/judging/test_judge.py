@@ -190,7 +190,7 @@ def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
     schema = rating[0]["json_schema"]["schema"]
     assert schema["required"] == [*SCORE_FIELDS, "rationale"] and schema["additionalProperties"] is False
     assert all(schema["properties"][name]["enum"] == list(range(1, 11)) for name in SCORE_FIELDS)
-    assert schema["properties"]["rationale"]["maxLength"] == 500  # a grammar-bound small model cannot ramble past max tokens
+    assert schema["properties"]["rationale"]["maxLength"] == 300  # a grammar-bound small model cannot ramble past max tokens
     assert all(f["json_schema"]["name"] == "preference" and f["json_schema"]["schema"]["properties"]["preferred"]["enum"] == ["A", "B"]
                for f in preference)
     assert parse_rating(json.dumps(RatingReply(**json.loads(rating_json(6))).model_dump()))["overall"] == 6  # the schema's shape parses

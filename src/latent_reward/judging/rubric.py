@@ -27,7 +27,7 @@ ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 SCORE_FIELDS = (*ASPECTS, "overall")
 
 Score = Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-RATIONALE_CHARS = 500  # "one or two sentences"
+RATIONALE_CHARS = 300  # "one or two sentences"
 
 
 class RatingReply(BaseModel):
