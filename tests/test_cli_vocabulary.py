@@ -66,8 +66,10 @@ def test_choices_are_enums_that_agree_with_the_library(monkeypatch):
     assert {d.value for d in Dtype} == set(DTYPES)
     assert [m.value for m in JudgeMode] == list(typing.get_args(JudgeConfig.model_fields["mode"].annotation))
     assert [n.value for n in Normalization] == list(NORMALIZATIONS)
-    assert [m.value for m in Method] == list(METHODS) == list(typing.get_args(PostTrainConfig.model_fields["method"].annotation))
-    assert [r.value for r in ReportTo] == list(REPORT_TO) == list(typing.get_args(PostTrainConfig.model_fields["report_to"].annotation))
+    literal = {name: list(typing.get_args(PostTrainConfig.model_fields[name].annotation))
+               for name in ("method", "report_to")}
+    assert [m.value for m in Method] == list(METHODS) == literal["method"]
+    assert [r.value for r in ReportTo] == list(REPORT_TO) == literal["report_to"]
     assert all(SteerConfig(scope=s.value).scope == s.value for s in Scope)
     choices = {"dtype": Dtype, "mode": JudgeMode, "normalization": Normalization, "method": Method, "scope": Scope,
                "report_to": ReportTo}
@@ -95,8 +97,8 @@ def test_bfloat16_is_the_default_dtype_of_every_model_loading_path():
 
     assert inspect.signature(load_model).parameters["dtype"].default == ModelSpec().dtype == "bfloat16"
     defaults = {name: params(name)["dtype"].default for name in MODEL_COMMANDS if "dtype" in params(name)}
-    assert set(defaults) == {"extract", "run", "respond", "train"}  # the others use the dtype their probe was trained in
-    assert {name: str(value) for name, value in defaults.items() if name != "train"} == {n: "bfloat16" for n in ("extract", "run", "respond")}
+    assert set(defaults) == {"extract", "run", "respond", "train"}  # the others: the dtype their probe was trained in
+    assert all(str(defaults[name]) == "bfloat16" for name in ("extract", "run", "respond"))
     assert str(defaults["train"]) == "float32" and "bfloat16 weights lose updates" in params("train")["dtype"].help
 
 
@@ -108,12 +110,13 @@ def test_model_is_model_on_every_command_that_loads_one():
 
 def test_every_command_that_reads_rated_data_has_the_same_data_options():
     names = ["data inspect", *DATA_COMMANDS]
-    reference = {n: p.help for n, p in params("extract").items() if getattr(p, "rich_help_panel", None) == "Data" and n != "data"}
-    assert {"split", "format", "limit", "prompts", "sample_prompts", "prompt_field", "response_field", "rating_field",
-            "group_field", "seed"} <= set(reference) | {"seed"}
+    reference = {n: p.help for n, p in params("extract").items()
+                 if getattr(p, "rich_help_panel", None) == "Data" and n not in ("data", "seed")}
+    assert set(reference) == {"split", "format", "limit", "prompts", "sample_prompts", "prompt_field", "response_field",
+                              "rating_field", "group_field"}
     for name in names:
         options = params(name)
-        assert {n: options[n].help for n in reference if n != "seed"} == {n: h for n, h in reference.items() if n != "seed"}, name
+        assert {n: options[n].help for n in reference} == reference, name
         assert "data" in options and "seed" in options, name
     assert params("steer")["data"].default is None and "neither trained nor validated" in params("steer")["data"].help
 
@@ -181,7 +184,8 @@ def reads(monkeypatch):
 @pytest.mark.parametrize("command", [["extract"], ["run"], ["train", "sft"]])
 def test_the_seed_reaches_the_data_and_a_left_out_data_is_announced_before_it_is_read(command, reads, tmp_path, capsys):
     with pytest.raises(Read):
-        app(args=[*command, "--out", str(tmp_path / "o"), "--sample-prompts", "5", "--seed", "7"], standalone_mode=False)
+        app(args=[*command, "--out", str(tmp_path / "o"), "--sample-prompts", "5", "--seed", "7"],
+            standalone_mode=False)
     err = capsys.readouterr().err.splitlines()
     assert reads[0].source == DEFAULT_DATA and (reads[0].sample_prompts, reads[0].seed) == (5, 7)
     assert err[0].startswith(f"reading the default data, {DEFAULT_DATA}") and err[1] == "loading"
@@ -205,7 +209,8 @@ def test_renamed_options_become_the_new_names_with_a_warning(capsys):
         "steer", "--judge", "--base-url", "http://h/v1", "--scope", "all"]
     assert translate(["train", "sft", "--max-length", "64", "--max-completion-length", "8"]) == [
         "train", "sft", "--max-tokens", "64", "--max-new-tokens", "8"]
-    assert translate(["run", "--model", "m", "--max-tokens", "9"]) == ["run", "--model", "m", "--max-tokens", "9"]  # not renamed
+    unchanged = ["run", "--model", "m", "--max-tokens", "9"]  # names renamed in other commands only
+    assert translate(unchanged) == unchanged
     assert translate(["--debug", "respond", "--api-model", "a"]) == ["--debug", "respond", "--endpoint-model", "a"]
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == 8 and warnings[0] == "warning: judge -m is now --endpoint-model; the old name goes in 0.4"
@@ -222,8 +227,8 @@ def test_an_old_judge_reward_spec_becomes_the_endpoint_group(arena, tmp_path, mo
 
     monkeypatch.setattr(workflow, "run_train", run_train)
     with pytest.raises(Read):
-        app(args=["train", "online", "--data", str(arena), "--out", str(tmp_path / "o"), "--reward", "judge:http://127.0.0.1:9/v1#rater",
-                  "--api-key-env", "KEY"], standalone_mode=False)
+        app(args=["train", "online", "--data", str(arena), "--out", str(tmp_path / "o"),
+                  "--reward", "judge:http://127.0.0.1:9/v1#rater", "--api-key-env", "KEY"], standalone_mode=False)
     job = jobs[0]
     assert job.reward == "judge" and (job.endpoint.base_url, job.endpoint.model, job.endpoint.api_key_env) == (
         "http://127.0.0.1:9/v1", "rater", "KEY")

@@ -10,7 +10,8 @@ from helpers import cli, write_jsonl
 from latent_reward.errors import UserError
 from latent_reward.extras import EXTRAS, require
 
-BLOCK = "import sys\nfor name in {names!r}:\n    sys.modules[name] = None  # what an install without the extras looks like\n"
+# what an install without the extras looks like
+BLOCK = "import sys\nfor name in {names!r}:\n    sys.modules[name] = None\n"
 
 
 @pytest.mark.parametrize("module", sorted(EXTRAS))

@@ -119,7 +119,8 @@ def test_a_killed_job_resumes_asking_only_for_unrated_items(data, tmp_path):
 def test_endpoint_errors_are_one_line(data, tmp_path, status, message):
     server = ChatServer(lambda body, count: (status, {"error": {"message": "no"}}, None, 0))
     try:
-        result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url, "--endpoint-model", "judge")
+        result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url,
+                     "--endpoint-model", "judge")
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     finally:
         server.close()
@@ -177,7 +178,8 @@ def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
     server = ChatServer(reply)
     try:
         summary = run_judge(job(pairs, server.url, tmp_path / "rating"), progress=False)
-        pairwise = job(pairs, server.url, tmp_path / "pairwise").model_copy(update={"config": JudgeConfig(mode="pairwise", n_boot=100)})
+        pairwise = job(pairs, server.url, tmp_path / "pairwise").model_copy(
+            update={"config": JudgeConfig(mode="pairwise", n_boot=100)})
         run_judge(pairwise, progress=False)
     finally:
         server.close()
@@ -190,14 +192,15 @@ def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
     schema = rating[0]["json_schema"]["schema"]
     assert schema["required"] == [*SCORE_FIELDS, "rationale"] and schema["additionalProperties"] is False
     assert all(schema["properties"][name]["enum"] == list(range(1, 11)) for name in SCORE_FIELDS)
-    assert schema["properties"]["rationale"]["maxLength"] == 300  # a grammar-bound small model cannot ramble past max tokens
-    assert all(f["json_schema"]["name"] == "preference" and f["json_schema"]["schema"]["properties"]["preferred"]["enum"] == ["A", "B"]
-               for f in preference)
-    assert parse_rating(json.dumps(RatingReply(**json.loads(rating_json(6))).model_dump()))["overall"] == 6  # the schema's shape parses
+    assert schema["properties"]["rationale"]["maxLength"] == 300  # a small model under a grammar stops in time
+    assert all(f["json_schema"]["name"] == "preference" for f in preference)
+    assert all(f["json_schema"]["schema"]["properties"]["preferred"]["enum"] == ["A", "B"] for f in preference)
+    shaped = RatingReply(**json.loads(rating_json(6))).model_dump()
+    assert parse_rating(json.dumps(shaped))["overall"] == 6  # a reply in the schema's shape parses
 
 
 def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(data, tmp_path):
-    def reply(body, count):  # what llama-cpp-python's server (FastAPI) answers to a response_format type it does not know
+    def reply(body, count):  # what llama-cpp-python's server (FastAPI) answers to a response_format type it lacks
         if form(body) == "json_schema":
             return 422, {"detail": [{"type": "literal_error", "loc": ["body", "response_format", "type"],
                                      "msg": "Input should be 'text' or 'json_object'"}]}, None, 0
@@ -207,19 +210,21 @@ def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(d
     try:
         summary = run_judge(job(data, server.url, tmp_path / "first", concurrency=8), progress=False)
         kinds = [form(b) for b in server.requests]
-        again = run_judge(job(data, server.url, tmp_path / "second"), progress=False)  # a new cache: every item asked again
+        again = run_judge(job(data, server.url, tmp_path / "second"), progress=False)  # a new cache: all asked again
     finally:
         server.close()
-    assert kinds.count("json_schema") == 1 and kinds.count("json_object+schema") == 8  # asked once, though 8 are in flight
+    assert kinds.count("json_schema") == 1 and kinds.count("json_object+schema") == 8  # once, though 8 are in flight
     assert server.requests[1]["response_format"]["schema"] == RatingReply.model_json_schema()
     assert summary.rated == 8 and summary.missing == 0 and summary.response_format == "json_object+schema"
-    assert again.rated == 8 and [form(b) for b in server.requests[len(kinds):]] == ["json_object+schema"] * 8  # remembered
+    assert again.rated == 8
+    assert [form(b) for b in server.requests[len(kinds):]] == ["json_object+schema"] * 8  # remembered
 
 
 def test_a_server_refusing_every_response_format_gets_free_text_parsed_as_before(data, tmp_path):
     def reply(body, count):
         if "response_format" in body:
-            return 400, {"error": {"message": "response_format is not supported by this server", "type": "invalid_request_error"}}, None, 0
+            refusal = {"message": "response_format is not supported by this server", "type": "invalid_request_error"}
+            return 400, {"error": refusal}, None, 0
         return 200, completion("Here you go:\n```json\n" + rating_json(item_number(body) % 10 + 1) + "\n```"), None, 0
 
     server = ChatServer(reply)

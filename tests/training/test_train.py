@@ -62,7 +62,8 @@ def test_online_training_calls_the_reward_with_generated_text(tiny_model_dir, pa
                                  config=PostTrainConfig(method="online", max_steps=2, num_generations=2, max_completion_length=6),
                                  reward=f"{__name__}:length_reward", out=tmp_path / "online"))
     assert summary["steps"] == 2 and CALLS
-    start, trained = (load_model(str(folder), dtype="float32").model.state_dict() for folder in (tiny_model_dir, tmp_path / "online"))
+    start, trained = (load_model(str(folder), dtype="float32").model.state_dict()
+                      for folder in (tiny_model_dir, tmp_path / "online"))
     assert any(not torch.equal(tensor, start[name]) for name, tensor in trained.items())  # the reward moved the weights
     prompts, completions = CALLS[0]
     assert "question" in prompts[0][-1]["content"] and isinstance(completions[0][-1]["content"], str)
@@ -74,8 +75,9 @@ def test_dpo_learns_an_easy_preference_measured_by_its_implicit_reward(tiny_mode
                        config=PostTrainConfig(method="dpo", max_steps=12, learning_rate=5e-3, batch_size=4, max_length=64), out=tmp_path / "dpo"))
     examples = load_dataset(str(pairs)).examples
     config = ExtractConfig(positions=("eot",), layers=(0,), logprobs=True)
-    policy = extract(load_model(str(tmp_path / "dpo"), dtype="float32"), examples, tmp_path / "p", config, progress=False).store
-    reference = extract(load_model(str(tiny_model_dir), dtype="float32"), examples, tmp_path / "r", config, progress=False).store
+    policy, reference = (extract(load_model(str(folder), dtype="float32"), examples, tmp_path / name, config,
+                                 progress=False).store
+                         for folder, name in ((tmp_path / "dpo", "p"), (tiny_model_dir, "r")))
     reward = implicit_reward(policy.stat("logprob_sum"), reference.stat("logprob_sum"))
     chosen, rejected = reward[policy.ratings == 1], reward[policy.ratings == 0]
     assert np.mean(chosen > rejected) == 1.0 and np.mean(chosen - rejected) > 0  # at the start both are 0
@@ -123,7 +125,7 @@ def test_report_to_reaches_trl_and_tensorboard_writes_into_the_output_folder(pai
 
     made = []
 
-    class Recorder(TrainerCallback):  # stands in for transformers' TensorBoard callback (tensorboard need not be installed)
+    class Recorder(TrainerCallback):  # stands in for transformers' TensorBoard callback (no tensorboard needed)
         def __init__(self):
             made.append(os.environ.get(trainers.TENSORBOARD_FOLDER))
 
@@ -132,11 +134,13 @@ def test_report_to_reaches_trl_and_tensorboard_writes_into_the_output_folder(pai
     monkeypatch.delenv(trainers.TENSORBOARD_FOLDER, raising=False)
     tiny = tiny_loaded()
     records = sft_records(load_dataset(str(pairs)).examples)
-    quiet = trainers.build_trainer(PostTrainConfig(method="sft", max_steps=1), tiny.model, tiny.tokenizer, records, tmp_path / "a")
-    logged = trainers.build_trainer(PostTrainConfig(method="sft", max_steps=1, report_to="tensorboard"), tiny.model, tiny.tokenizer,
-                                    records, tmp_path / "b", logs=tmp_path / "b-logs")
+    quiet = trainers.build_trainer(PostTrainConfig(method="sft", max_steps=1), tiny.model, tiny.tokenizer, records,
+                                   tmp_path / "a")
+    logged = trainers.build_trainer(PostTrainConfig(method="sft", max_steps=1, report_to="tensorboard"), tiny.model,
+                                    tiny.tokenizer, records, tmp_path / "b", logs=tmp_path / "b-logs")
     assert quiet.args.report_to == [] and logged.args.report_to == ["tensorboard"]
-    assert made == [str(tmp_path / "b-logs")] and trainers.TENSORBOARD_FOLDER not in os.environ  # set while building only
+    assert made == [str(tmp_path / "b-logs")]
+    assert trainers.TENSORBOARD_FOLDER not in os.environ  # set while the trainer was built only
     assert any(isinstance(callback, Recorder) for callback in logged.callback_handler.callbacks)
 
 
@@ -144,7 +148,8 @@ def test_report_to_without_its_package_is_one_line_before_training(pairs, tmp_pa
     import latent_reward.training.trainers as trainers
 
     monkeypatch.setattr(trainers, "INTEGRATION_PACKAGES", {"wandb": ("no_such_package_for_wandb",)})
-    result = cli("train", "sft", "--model", tmp_path / "never-loaded", "--data", pairs, "--out", tmp_path / "o", "--report-to", "wandb")
+    result = cli("train", "sft", "--model", tmp_path / "never-loaded", "--data", pairs, "--out", tmp_path / "o",
+                 "--report-to", "wandb")
     assert result.returncode == 2 and result.stderr.strip() == (
         "error: --report-to wandb needs the no_such_package_for_wandb package: pip install no_such_package_for_wandb")
 
@@ -170,5 +175,6 @@ def test_the_judge_reward_asks_the_endpoint_it_is_given(tmp_path):
 
 
 def test_a_judge_reward_needs_the_endpoint(pairs, tmp_path):
-    result = cli("train", "online", "--model", tmp_path / "never-loaded", "--data", pairs, "--out", tmp_path / "o", "--reward", "judge")
+    result = cli("train", "online", "--model", tmp_path / "never-loaded", "--data", pairs, "--out", tmp_path / "o",
+                 "--reward", "judge")
     assert result.returncode == 2 and "--base-url" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -26,8 +26,9 @@ def _show_version(value: bool) -> None:
 def _options(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
                                           help="Print the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="On an unexpected error, show the whole traceback (also "
-                                                        "LATENT_REWARD_DEBUG=1); works before or after the command.")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="On an unexpected error, show the whole traceback (also LATENT_REWARD_DEBUG=1); works "
+                        "before or after the command.")] = False,
 ) -> None:
     """Probe a chat model's residual stream for the reward it expects its responses to get."""
     # --debug is read (and removed from the arguments) by cli.errors.run_app before typer parses them; it is declared

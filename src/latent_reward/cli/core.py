@@ -10,9 +10,10 @@ from rich.table import Column, Table
 
 from latent_reward.cli.app import app, console, data_app
 from latent_reward.cli.choices import Normalization
-from latent_reward.cli.options import (DEFAULT_DTYPE_CHOICE, BootOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FoldsOpt, MaxNewTokensOpt,
-                                      ModelOpt, OutOpt, PermutationsOpt, ProbeModelOpt, ProbesOpt, SgdGridOpt, SketchDimOpt, TargetOpt,
-                                      TemperatureOpt, readout_config, seed_option, with_data_options)
+from latent_reward.cli.options import (DEFAULT_DTYPE_CHOICE, BootOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FoldsOpt,
+                                      MaxNewTokensOpt, MaxTokensOpt, ModelOpt, OutOpt, PermutationsOpt, ProbeModelOpt,
+                                      ProbesOpt, SgdGridOpt, SketchDimOpt, TargetOpt, TemperatureOpt, readout_config,
+                                      seed_option, with_data_options)
 from latent_reward.config import DEFAULT_MODEL, DataSpec, ExtractConfig, ModelSpec
 from latent_reward.positions import help_text, parse_positions
 
@@ -51,8 +52,7 @@ def extract(
     positions: Annotated[str, typer.Option(help="Comma-separated; " + help_text())] = "user_end,assistant_start,response_last,eot,response_mean",
     layers: Annotated[str, typer.Option(help="'all' or comma-separated residual indices (0 = embeddings).")] = "all",
     token_layers: Annotated[Optional[str], typer.Option(help="Layers kept for every response token (with response_tokens; default: the last).")] = None,
-    max_tokens: Annotated[int, typer.Option(min=8, help="Input truncation: longer examples keep the prompt's end and the "
-                                                        "response's start.")] = 1024,
+    max_tokens: MaxTokensOpt = 1024,
     batch_tokens: Annotated[int, typer.Option(min=64, help="Padded tokens per forward pass.")] = 1024,
     shard_size: Annotated[int, typer.Option(min=1, help="Examples per shard (the unit of resumption).")] = 256,
     share_prompts: Annotated[bool, typer.Option(help="Run each prompt once for all its responses.")] = True,
@@ -112,8 +112,7 @@ def run(
     data: DataSpec,
     out: OutOpt = Path("runs/latest"),
     model: ModelOpt = DEFAULT_MODEL,
-    max_tokens: Annotated[int, typer.Option(min=8, help="Input truncation: longer examples keep the prompt's end and the "
-                                                        "response's start.")] = 512,
+    max_tokens: MaxTokensOpt = 512,
     positions: Annotated[str, typer.Option(help="Comma-separated; " + help_text())] = "user_end,assistant_start,response_last,eot,response_mean",
     batch_tokens: Annotated[int, typer.Option(min=64, help="Padded tokens per forward pass (8192 suits a small model on a GPU).")] = 1024,
     dtype: DtypeOpt = DEFAULT_DTYPE_CHOICE,
@@ -205,8 +204,9 @@ def score(
     out: OutOpt,
     model: ProbeModelOpt = None,
     reference: Annotated[Optional[str], typer.Option(help="Reference model for the DPO implicit reward baseline.")] = None,
-    normalization: Annotated[Normalization, typer.Option(help="DPO implicit reward: log-probabilities summed, averaged per "
-                                                              "token, or none (reference-free).")] = Normalization.sum,
+    normalization: Annotated[Normalization, typer.Option(
+        help="DPO implicit reward: log-probabilities summed, averaged per token, or none (reference-free).")
+    ] = Normalization.sum,
     n_boot: BootOpt = 1000,
     seed: seed_option("--sample-prompts and the bootstrap") = 0,
     device: DeviceOpt = "auto",
@@ -216,8 +216,8 @@ def score(
     from latent_reward.cli.show import show_score
     from latent_reward.workflows.score import ScoreJob, run_score
 
-    job = ScoreJob(probe=probe, data=data, out=out, model=model, reference=reference, normalization=normalization.value, n_boot=n_boot,
-                   seed=seed, device=device, device_map=device_map)
+    job = ScoreJob(probe=probe, data=data, out=out, model=model, reference=reference, normalization=normalization.value,
+                   n_boot=n_boot, seed=seed, device=device, device_map=device_map)
     show_score(console, run_score(job), out)
 
 

@@ -22,7 +22,7 @@ def rerun(
     target = out or folder.with_name(folder.name + "-rerun")
     replay = recorded(folder, target)
     for package, (then, now) in replay.version_changes.items():
-        print(f"warning: {folder} was made with {package} {then or 'absent'}, installed now: {now or 'absent'}; numbers may "
-              "differ", file=sys.stderr)
+        print(f"warning: {folder} was made with {package} {then or 'absent'}, installed now: {now or 'absent'}; "
+              "numbers may differ", file=sys.stderr)
     replay.run()
     console.print(f"replayed {replay.command} from {folder / 'run.json'} into {target}")

@@ -11,9 +11,9 @@ import typer
 
 from latent_reward.cli.app import app, console
 from latent_reward.cli.choices import Dtype, JudgeMode, Method, ReportTo, Scope
-from latent_reward.cli.options import (DEFAULT_DTYPE_CHOICE, DeviceMapOpt, DeviceOpt, DtypeOpt, EndpointOptions, MaxNewTokensOpt,
-                                      ModelOpt, OutOpt, ProbeModelOpt, TemperatureOpt, seed_option, with_data_options,
-                                      with_endpoint_options)
+from latent_reward.cli.options import (DEFAULT_DTYPE_CHOICE, DeviceMapOpt, DeviceOpt, DtypeOpt, EndpointOptions,
+                                      MaxNewTokensOpt, ModelOpt, OutOpt, ProbeModelOpt, TemperatureOpt, seed_option,
+                                      with_data_options, with_endpoint_options)
 from latent_reward.config import DataSpec, ModelSpec
 
 
@@ -24,7 +24,8 @@ def respond(
     data: DataSpec,
     endpoint: EndpointOptions,
     out: OutOpt,
-    model: Annotated[list[str], typer.Option("--model", "-m", help="A model run here (repeatable): bundled name, Hub id or folder.")] = [],  # noqa: B006
+    model: Annotated[list[str], typer.Option(
+        "--model", "-m", help="A model run here (repeatable): bundled name, Hub id or folder.")] = [],  # noqa: B006
     samples: Annotated[int, typer.Option(min=1, help="Responses per prompt per model.")] = 1,
     max_new_tokens: MaxNewTokensOpt = 256,
     temperature: TemperatureOpt = 0.7,
@@ -39,10 +40,11 @@ def respond(
     from latent_reward.workflows.respond import RespondJob, run_respond
 
     remote = endpoint.endpoint(temperature=temperature, max_tokens=max_new_tokens) if endpoint.models else None
-    job = RespondJob(prompts=data, models=tuple(ModelSpec(name=m, dtype=dtype.value, device=device, device_map=device_map) for m in model),
-                     endpoint_models=endpoint.models, endpoint=remote, samples=samples, out=out,
-                     generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                                                 batch_size=batch_size))
+    local = tuple(ModelSpec(name=m, dtype=dtype.value, device=device, device_map=device_map) for m in model)
+    generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                                  batch_size=batch_size)
+    job = RespondJob(prompts=data, models=local, endpoint_models=endpoint.models, endpoint=remote, samples=samples,
+                     out=out, generation=generation)
     path = run_respond(job)
     console.print(f"written: {path}")
 
@@ -54,13 +56,17 @@ def judge(
     data: DataSpec,
     endpoint: EndpointOptions,
     out: OutOpt,
-    mode: Annotated[JudgeMode, typer.Option(help="rating (aspects + overall, 1-10) or pairwise (which of two is better).")] = JudgeMode.rating,
-    repeats: Annotated[int, typer.Option(min=1, help="Rate every item this many times (2+ with --temperature > 0: self-consistency).")] = 1,
+    mode: Annotated[JudgeMode, typer.Option(
+        help="rating (aspects + overall, 1-10) or pairwise (which of two is better).")] = JudgeMode.rating,
+    repeats: Annotated[int, typer.Option(
+        min=1, help="Rate every item this many times (2+ with --temperature > 0: self-consistency).")] = 1,
     temperature: Annotated[float, typer.Option(min=0.0, help="The judge's sampling temperature (0 = greedy).")] = 0.0,
     max_new_tokens: Annotated[int, typer.Option(min=16, help="Tokens the judge may write per item.")] = 400,
-    structured: Annotated[bool, typer.Option(help="Ask for the rubric's JSON schema as the response format (endpoints that "
-                                                  "refuse it get free text, parsed as before).")] = True,
-    price_input: Annotated[Optional[float], typer.Option(help="Price per million prompt tokens, for the cost estimate.")] = None,
+    structured: Annotated[bool, typer.Option(
+        help="Ask for the rubric's JSON schema as the response format (endpoints that refuse it get free text, parsed "
+             "as before).")] = True,
+    price_input: Annotated[Optional[float], typer.Option(
+        help="Price per million prompt tokens, for the cost estimate.")] = None,
     price_output: Annotated[Optional[float], typer.Option(help="Price per million completion tokens.")] = None,
     seed: seed_option("--sample-prompts and the bootstrap of the agreement intervals") = 0,
 ) -> None:
@@ -68,19 +74,21 @@ def judge(
     from latent_reward.experiments.judge import JudgeConfig
     from latent_reward.workflows.judge import JudgeJob, run_judge
 
-    remote = endpoint.endpoint(temperature=temperature, max_tokens=max_new_tokens, structured=structured, price_input=price_input,
-                               price_output=price_output)
-    summary = run_judge(JudgeJob(data=data, endpoint=remote, config=JudgeConfig(mode=mode.value, repeats=repeats, seed=seed), out=out))
+    remote = endpoint.endpoint(temperature=temperature, max_tokens=max_new_tokens, structured=structured,
+                               price_input=price_input, price_output=price_output)
+    config = JudgeConfig(mode=mode.value, repeats=repeats, seed=seed)
+    summary = run_judge(JudgeJob(data=data, endpoint=remote, config=config, out=out))
     cost = f", about ${summary.cost:.4f}" if summary.cost is not None else ""
     rate = f", {summary.items_per_second:.1f} items/s" if summary.items_per_second else ""
     form = f"; response format {summary.response_format}" if summary.response_format else ""
-    console.print(f"rated {summary.rated} of {summary.items} items ({summary.missing} malformed, recorded as missing; {summary.cached} "
-                  f"from the cache; {summary.requests} requests{rate}; {summary.prompt_tokens:,} + {summary.completion_tokens:,} "
-                  f"tokens{cost}{form})")
-    for label, agreement in (("original ratings", summary.with_original), ("itself (repeat)", summary.self_consistency)):
+    console.print(f"rated {summary.rated} of {summary.items} items ({summary.missing} malformed, recorded as missing; "
+                  f"{summary.cached} from the cache; {summary.requests} requests{rate}; {summary.prompt_tokens:,} + "
+                  f"{summary.completion_tokens:,} tokens{cost}{form})")
+    agreements = (("original ratings", summary.with_original), ("itself (repeat)", summary.self_consistency))
+    for label, agreement in agreements:
         if agreement is not None:
-            console.print(f"agreement with {label}: Spearman {agreement.spearman}, within-prompt {agreement.within_prompt} "
-                          f"({agreement.pairs} pairs, {agreement.prompts} prompts)")
+            console.print(f"agreement with {label}: Spearman {agreement.spearman}, within-prompt "
+                          f"{agreement.within_prompt} ({agreement.pairs} pairs, {agreement.prompts} prompts)")
     console.print(f"written: {Path(out) / 'rated.jsonl'}, {Path(out) / 'judge.json'}")
 
 
@@ -100,21 +108,31 @@ def steer(
     probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder (its direction is steered along).")],
     out: OutOpt,
     model: ProbeModelOpt = None,
-    store: Annotated[Optional[Path], typer.Option(help="The probe's activation store (default: the one it was trained on).")] = None,
-    layers: Annotated[Optional[str], typer.Option(help="Comma-separated residual indices to steer at (default: the probe's and 1/3 of the depth).")] = None,
-    strengths: Annotated[str, typer.Option(help="Comma-separated multiples of the projection's sd, e.g. -8,-4,0,4,8.")] = "-8,-4,0,4,8",
-    direction: Annotated[str, typer.Option(help="Comma-separated: probe, mean_diff, random, orthogonal.")] = "probe,random",
-    random_directions: Annotated[int, typer.Option(min=1, help="Random (and orthogonal) directions per layer, at the primary (strongest positive) strength.")] = 8,
+    store: Annotated[Optional[Path], typer.Option(
+        help="The probe's activation store (default: the one it was trained on).")] = None,
+    layers: Annotated[Optional[str], typer.Option(
+        help="Comma-separated residual indices to steer at (default: the probe's and 1/3 of the depth).")] = None,
+    strengths: Annotated[str, typer.Option(
+        help="Comma-separated multiples of the projection's sd, e.g. -8,-4,0,4,8.")] = "-8,-4,0,4,8",
+    direction: Annotated[str, typer.Option(
+        help="Comma-separated: probe, mean_diff, random, orthogonal.")] = "probe,random",
+    random_directions: Annotated[int, typer.Option(
+        min=1, help="Random (and orthogonal) directions per layer, at the primary (strongest positive) strength.")] = 8,
     ablate: Annotated[bool, typer.Option(help="Also project the probe direction out.")] = False,
-    scope: Annotated[Scope, typer.Option(help="Where the push applies: generated (the reply's tokens) or all (the prompt too).")] = Scope.generated,
-    held_out_prompts: Annotated[int, typer.Option(min=1, help="Prompts to steer on: a seeded choice among those the probe was "
-                                                             "neither trained nor validated on.")] = 20,
+    scope: Annotated[Scope, typer.Option(
+        help="Where the push applies: generated (the reply's tokens) or all (the prompt too).")] = Scope.generated,
+    held_out_prompts: Annotated[int, typer.Option(
+        min=1, help="Prompts to steer on: a seeded choice among those the probe was neither trained nor validated "
+                    "on.")] = 20,
     samples: Annotated[int, typer.Option(min=1, help="Replies per prompt and condition.")] = 1,
     max_new_tokens: MaxNewTokensOpt = 48,
     temperature: TemperatureOpt = 0.0,
-    scorer_probe: Annotated[list[Path], typer.Option(help="A probe on another model that scores the replies (repeatable).")] = [],  # noqa: B006
-    judge: Annotated[bool, typer.Option(help="Also score the replies with a judge at --base-url (an independent scorer).")] = False,
-    seed: seed_option("--sample-prompts, the choice of held-out prompts, random directions, sampling and the bootstrap") = 0,
+    scorer_probe: Annotated[list[Path], typer.Option(
+        help="A probe on another model that scores the replies (repeatable).")] = [],  # noqa: B006
+    judge: Annotated[bool, typer.Option(
+        help="Also score the replies with a judge at --base-url (an independent scorer).")] = False,
+    seed: seed_option("--sample-prompts, the choice of held-out prompts, random directions, sampling and the "
+                      "bootstrap") = 0,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:
@@ -127,12 +145,14 @@ def steer(
         raise typer.BadParameter(f"choose from {', '.join(DIRECTIONS)}", param_hint="--direction")
     if endpoint.base_url and not judge:
         raise typer.BadParameter("names the judge's endpoint: add --judge", param_hint="--base-url")
-    config = SteerConfig(layers=_numbers(layers, "--layers", int) if layers else None, strengths=_numbers(strengths, "--strengths"),
-                         directions=kinds, random_directions=random_directions, ablate=ablate, scope=scope.value,
-                         prompts=held_out_prompts, samples=samples, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    config = SteerConfig(layers=_numbers(layers, "--layers", int) if layers else None,
+                         strengths=_numbers(strengths, "--strengths"), directions=kinds,
+                         random_directions=random_directions, ablate=ablate, scope=scope.value,
+                         prompts=held_out_prompts, samples=samples, max_new_tokens=max_new_tokens,
+                         temperature=temperature, seed=seed)
     scorer = endpoint.endpoint(temperature=0.0, max_tokens=400) if judge else None
-    result = run_steer(SteerJob(probe=probe, model=model, store=store, data=data, scorer_probes=tuple(scorer_probe), judge=scorer,
-                                config=config, out=out, device=device, device_map=device_map))
+    result = run_steer(SteerJob(probe=probe, model=model, store=store, data=data, scorer_probes=tuple(scorer_probe),
+                                judge=scorer, config=config, out=out, device=device, device_map=device_map))
     from latent_reward.report.steer import answer
 
     console.print(answer(result))
@@ -143,25 +163,30 @@ def steer(
 @with_data_options()
 def conversation(
     data: DataSpec,
-    prompt_probe: Annotated[Path, typer.Option(help="V: a prompt probe at assistant_start (a run's prompt_probe folder).")],
+    prompt_probe: Annotated[Path, typer.Option(
+        help="V: a prompt probe at assistant_start (a run's prompt_probe folder).")],
     out: OutOpt,
     model: ProbeModelOpt = None,
-    response_probe: Annotated[Optional[Path], typer.Option(help="The response-level probe (a run's best_probe), to control for quality.")] = None,
+    response_probe: Annotated[Optional[Path], typer.Option(
+        help="The response-level probe (a run's best_probe), to control for quality.")] = None,
     xstest: Annotated[Optional[Path], typer.Option(help="XSTest's labelled completions (refusal vs redirect).")] = None,
-    user_simulator: Annotated[list[str], typer.Option(help="Another model writing the user's turns (repeatable); the model itself always does.")] = [],  # noqa: B006
-    conversations: Annotated[int, typer.Option(min=1, help="Conversations to use (a seeded choice among the data's prompts).")] = 24,
+    user_simulator: Annotated[list[str], typer.Option(
+        help="Another model writing the user's turns (repeatable); the model itself always does.")] = [],  # noqa: B006
+    conversations: Annotated[int, typer.Option(
+        min=1, help="Conversations to use (a seeded choice among the data's prompts).")] = 24,
     samples: Annotated[int, typer.Option(min=1, help="Sampled replies per prompt (besides the greedy one).")] = 2,
     max_new_tokens: MaxNewTokensOpt = 48,
     seed: seed_option("--sample-prompts, the choice of conversations, sampling and the bootstrap") = 0,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:
-    """Does the model steer the user? Expected reward of the user's next turn after its own and counterfactual replies."""
+    """Does the model steer the user? Expected reward of the user's next turn after its own and counterfactual
+    replies."""
     from latent_reward.experiments.conversation import ConversationConfig
     from latent_reward.workflows.conversation import ConversationJob, run_conversation
 
-    job = ConversationJob(prompt_probe=prompt_probe, model=model, response_probe=response_probe, data=data, xstest=xstest,
-                          user_simulators=tuple(user_simulator), prompts=conversations,
+    job = ConversationJob(prompt_probe=prompt_probe, model=model, response_probe=response_probe, data=data,
+                          xstest=xstest, user_simulators=tuple(user_simulator), prompts=conversations,
                           config=ConversationConfig(samples=samples, max_new_tokens=max_new_tokens, seed=seed), out=out,
                           device=device, device_map=device_map)
     report = run_conversation(job)
@@ -176,25 +201,33 @@ def conversation(
 @with_endpoint_options()
 @with_data_options()
 def train(
-    method: Annotated[Method, typer.Argument(help="sft (preferred responses), dpo (offline, preference pairs) or online (RLOO with --reward).")],
+    method: Annotated[Method, typer.Argument(
+        help="sft (preferred responses), dpo (offline, preference pairs) or online (RLOO with --reward).")],
     data: DataSpec,
     endpoint: EndpointOptions,
     out: OutOpt,
     model: ModelOpt = "smollm2-135m-instruct",
     max_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 50,
-    batch_size: Annotated[int, typer.Option(min=1, help="Examples per device and step (online: completions, at least --num-generations).")] = 2,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Learning rate (default: SFT 2e-5, DPO 5e-6, online 1e-6).")] = None,
-    max_tokens: Annotated[int, typer.Option(min=16, help="Input truncation: prompt + response tokens per example.")] = 256,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Examples per device and step (online: completions, at least --num-generations).")] = 2,
+    learning_rate: Annotated[Optional[float], typer.Option(
+        help="Learning rate (default: SFT 2e-5, DPO 5e-6, online 1e-6).")] = None,
+    max_tokens: Annotated[int, typer.Option(
+        min=16, help="Input truncation: prompt + response tokens per example.")] = 256,
     beta: Annotated[float, typer.Option(min=0.0, help="DPO's / RLOO's KL strength.")] = 0.1,
-    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (merged into the saved checkpoint) instead of every weight.")] = False,
-    reward: Annotated[Optional[str], typer.Option(help="online: judge (the judge at --base-url), a probe folder, or module:function.")] = None,
+    lora: Annotated[bool, typer.Option(
+        help="Train LoRA adapters (merged into the saved checkpoint) instead of every weight.")] = False,
+    reward: Annotated[Optional[str], typer.Option(
+        help="online: judge (the judge at --base-url), a probe folder, or module:function.")] = None,
     num_generations: Annotated[int, typer.Option(min=2, help="online: completions per prompt.")] = 4,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="online: tokens per completion, at most.")] = 48,
     bf16: Annotated[bool, typer.Option(help="bfloat16 mixed precision on float32 weights (GPUs).")] = False,
-    report_to: Annotated[ReportTo, typer.Option(help="Where TRL sends its training logs (tensorboard: into OUT/tensorboard).")] = ReportTo.none,
+    report_to: Annotated[ReportTo, typer.Option(
+        help="Where TRL sends its training logs (tensorboard: into OUT/tensorboard).")] = ReportTo.none,
     seed: seed_option("--sample-prompts, TRL's data order, LoRA's initialisation and sampling (online)") = 0,
-    dtype: Annotated[Dtype, typer.Option(help="The weights' precision: float32 here, unlike the other commands' bfloat16, "
-                                              "because bfloat16 weights lose updates smaller than their resolution.")] = Dtype.float32,
+    dtype: Annotated[Dtype, typer.Option(
+        help="The weights' precision: float32 here, unlike the other commands' bfloat16, because bfloat16 weights "
+             "lose updates smaller than their resolution.")] = Dtype.float32,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:
@@ -203,15 +236,16 @@ def train(
     from latent_reward.workflows.train import TrainJob, run_train
 
     reward, endpoint = _legacy_judge_reward(reward, endpoint)
-    config = PostTrainConfig(method=method.value, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
-                             max_length=max_tokens, beta=beta, lora=lora, num_generations=num_generations,
-                             max_completion_length=max_new_tokens, bf16=bf16, report_to=report_to.value, seed=seed)
+    config = PostTrainConfig(method=method.value, max_steps=max_steps, batch_size=batch_size,
+                             learning_rate=learning_rate, max_length=max_tokens, beta=beta, lora=lora,
+                             num_generations=num_generations, max_completion_length=max_new_tokens, bf16=bf16,
+                             report_to=report_to.value, seed=seed)
     scorer = endpoint.endpoint() if reward == "judge" else None
-    summary = run_train(TrainJob(model=model, dtype=dtype.value, device=device, device_map=device_map, data=data, config=config,
-                                 reward=reward, endpoint=scorer, out=out))
+    summary = run_train(TrainJob(model=model, dtype=dtype.value, device=device, device_map=device_map, data=data,
+                                 config=config, reward=reward, endpoint=scorer, out=out))
     speed = f", {summary['tokens_per_second']:,.0f} tokens/s" if summary.get("tokens_per_second") else ""
-    console.print(f"{method.value}: {summary['steps']} steps on {summary['pairs_or_examples']} examples in {summary['train_seconds']:.0f} s"
-                  f"{speed}; checkpoint: {out}")
+    console.print(f"{method.value}: {summary['steps']} steps on {summary['pairs_or_examples']} examples in "
+                  f"{summary['train_seconds']:.0f} s{speed}; checkpoint: {out}")
 
 
 def _legacy_judge_reward(reward: Optional[str], endpoint: EndpointOptions) -> tuple[Optional[str], EndpointOptions]:
@@ -219,6 +253,6 @@ def _legacy_judge_reward(reward: Optional[str], endpoint: EndpointOptions) -> tu
     if not reward or not reward.startswith("judge:"):
         return reward, endpoint
     url, _, model = reward[len("judge:"):].partition("#")
-    print("warning: train --reward judge:URL#MODEL is now --reward judge --base-url URL --endpoint-model MODEL; the old form "
-          "goes in 0.4", file=sys.stderr)
+    print("warning: train --reward judge:URL#MODEL is now --reward judge --base-url URL --endpoint-model MODEL; the "
+          "old form goes in 0.4", file=sys.stderr)
     return "judge", replace(endpoint, base_url=url, models=(model or endpoint.models[0],))

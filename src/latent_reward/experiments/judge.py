@@ -22,8 +22,8 @@ from latent_reward.evaluation.metrics import Resampler, all_metrics, quantile_in
 from latent_reward.evaluation.results import Interval, Result, finite
 from latent_reward.judging.cache import JudgeCache, item_key
 from latent_reward.judging.client import Endpoint, Request, Usage, complete_all
-from latent_reward.judging.rubric import (ASPECTS, RUBRIC_VERSION, PreferenceReply, RatingReply, pairwise_messages, parse_preference,
-                                         parse_rating, rating_messages, reply_schema)
+from latent_reward.judging.rubric import (ASPECTS, RUBRIC_VERSION, PreferenceReply, RatingReply, pairwise_messages,
+                                         parse_preference, parse_rating, rating_messages, reply_schema)
 
 
 class JudgeConfig(Result):
@@ -58,7 +58,7 @@ class JudgeSummary(Result):
     cost: float | None
     seconds: float
     items_per_second: float | None
-    response_format: str | None = None  # how structured output was asked for (judging.structured.FORMATS); None: all cached
+    response_format: str | None = None  # the structured-output form used (judging.structured.FORMATS); None: all cached
     with_original: Agreement | None = None  # judge vs the ratings the data came with
     self_consistency: Agreement | None = None  # repeat 2 vs repeat 1
 
@@ -110,8 +110,8 @@ def _pairwise(examples: list[Example], endpoint: Endpoint, cache: JudgeCache, co
         a, b = members
         for first, second in ((a, b), (b, a)):
             key = item_key(endpoint.model, RUBRIC_VERSION + "-pairwise", [a.prompt_messages, first.response, second.response])
-            requests.append(Request(key, pairwise_messages(a.prompt_messages, first.response, second.response), parse_preference,
-                                    schema))
+            messages = pairwise_messages(a.prompt_messages, first.response, second.response)
+            requests.append(Request(key, messages, parse_preference, schema))
     parsed, _, usage = complete_all(endpoint, requests, cache, RUBRIC_VERSION + "-pairwise", progress)
     rated = []
     for index, (a, b) in enumerate(pairs.values()):

@@ -148,12 +148,13 @@ async def _ask(client, endpoint: Endpoint, request: Request, usage: Usage,
     return text, None, used
 
 
-async def _chat(client, endpoint: Endpoint, request: Request, usage: Usage, chooser: FormatChooser) -> tuple[str, int, int]:
+async def _chat(client, endpoint: Endpoint, request: Request, usage: Usage,
+                chooser: FormatChooser) -> tuple[str, int, int]:
     import openai
 
     def create(kind: str):
-        options: dict[str, Any] = {"model": endpoint.model, "messages": request.messages, "temperature": endpoint.temperature,
-                                   "max_tokens": endpoint.max_tokens}
+        options: dict[str, Any] = {"model": endpoint.model, "messages": request.messages,
+                                   "temperature": endpoint.temperature, "max_tokens": endpoint.max_tokens}
         if request.schema is not None and kind != TEXT:
             options["response_format"] = response_format(kind, *request.schema)
         return client.chat.completions.create(**options)

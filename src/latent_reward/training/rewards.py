@@ -82,7 +82,8 @@ def function_reward(spec: str) -> Reward:
 
 
 def make_reward(spec: str, endpoint: Endpoint | None, out: Path) -> Reward:
-    """`judge` (the judge at `endpoint`), a probe folder, or `module:function`; calls that fail become one clear error."""
+    """`judge` (the judge at `endpoint`), a probe folder, or `module:function`; calls that fail become one clear
+    error."""
     if spec == "judge":
         if endpoint is None:
             raise UserError("--reward judge needs the judge's endpoint (--base-url)")

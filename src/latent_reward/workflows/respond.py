@@ -55,7 +55,8 @@ def read_prompts(data: DataSpec) -> list[list[Message]]:
 
 def run_respond(job: RespondJob, progress: bool = True) -> Path:
     if not job.models and not job.endpoint_models:
-        raise UserError("name at least one source: --model for models run here, --endpoint-model with --base-url for an endpoint")
+        raise UserError("name at least one source: --model for models run here, --endpoint-model with --base-url for "
+                        "an endpoint")
     if job.endpoint_models and job.endpoint is None:
         raise UserError("--endpoint-model needs --base-url")
     out = prepare_output_folder(job.out)

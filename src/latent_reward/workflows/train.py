@@ -58,8 +58,8 @@ def run_train(job: TrainJob) -> dict:
             from latent_reward.training.rewards import make_reward
 
             reward = make_reward(job.reward, job.endpoint, out)
-        trainer = build_trainer(job.config, model, tokenizer, records, out / CHECKPOINTS, reward, [metrics_logger(out / "metrics.csv")],
-                                logs=out / "tensorboard")
+        trainer = build_trainer(job.config, model, tokenizer, records, out / CHECKPOINTS, reward,
+                                [metrics_logger(out / "metrics.csv")], logs=out / "tensorboard")
         resume = any((out / CHECKPOINTS).glob("checkpoint-*"))
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         _save(trainer, tokenizer, out, job.config)
