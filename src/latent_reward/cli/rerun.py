@@ -19,7 +19,7 @@ def rerun(
     """Replay a result folder exactly: its command with the configuration in its run.json, into another folder."""
     from latent_reward.workflows.replay import recorded
 
-    target = out or folder.with_name(folder.name + "-rerun")
+    target = out or folder.resolve().with_name(folder.resolve().name + "-rerun")  # resolved: FOLDER may be "."
     replay = recorded(folder, target)
     for package, (then, now) in replay.version_changes.items():
         print(f"warning: {folder} was made with {package} {then or 'absent'}, installed now: {now or 'absent'}; "
