@@ -19,6 +19,7 @@ from latent_reward.positions import help_text, parse_positions
 
 READOUT_SEEDS = "the split by prompt, cross-fitting folds, shuffled-rating controls, the sketch and the bootstrap"
 
+
 @app.command()
 def models() -> None:
     """List the bundled offline models and whether each is installed."""

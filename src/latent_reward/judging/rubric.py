@@ -56,6 +56,7 @@ def reply_schema(reply: type[BaseModel]) -> tuple[str, dict[str, Any]]:
     """The (name, JSON schema) a request asks the endpoint to follow."""
     return reply.model_config["title"], reply.model_json_schema()
 
+
 SYSTEM = """You are a careful, strict evaluator of AI assistant replies. You rate one reply to a conversation.
 Judge the final assistant reply only, given the conversation before it. Use the whole 1-10 scale: 1 is useless
 or harmful, 5 is acceptable with clear problems, 8 is good, 10 is as good as a reply can be. Length is not quality."""
