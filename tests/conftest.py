@@ -41,7 +41,7 @@ def smollm2() -> LoadedModel:
     """The bundled default model (converted to a safetensors cache on first use)."""
     from latent_reward.models import load_model
 
-    return load_model("smollm2-135m-instruct")
+    return load_model("smollm2-135m-instruct", dtype="float32")  # the tests compare its states with float32 forwards
 
 
 @pytest.fixture(scope="session")

@@ -122,3 +122,18 @@ def test_out_of_memory_is_one_line_naming_the_knobs_and_exit_2(error, inputs, tm
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: out of memory")
     assert all(knob in lines[0] for knob in ("--batch-tokens", "--layers", "--device-map", "--dtype"))
+
+
+@pytest.mark.parametrize("command", ["score", "steer", "conversation", "generate"])
+def test_model_overrides_the_model_a_probe_was_trained_on(command, inputs, tmp_path, monkeypatch):
+    names = []
+
+    def load_model(name, **kwargs):
+        names.append(name)
+        raise Loaded
+
+    monkeypatch.setattr(loading, "load_model", load_model)
+    args = commands(inputs, str(tmp_path / "out"))[command]
+    load_in(args)
+    load_in([*args, "-m", "another-model"])
+    assert names == [MODEL, "another-model"]

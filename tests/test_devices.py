@@ -130,11 +130,11 @@ def test_steering_on_the_accelerator_moves_what_it_moves_on_the_cpu(tiny):
 
 
 def test_device_map_auto_places_the_model_on_the_accelerator_and_extracts_what_the_cpu_does(tiny_model_dir, tmp_path):
-    loaded = load_model(str(tiny_model_dir), device_map="auto")
+    loaded = load_model(str(tiny_model_dir), dtype="float32", device_map="auto")
     assert next(loaded.model.parameters()).device.type == DEVICE
     with accelerator_plan():
         gpu = stored(loaded, tmp_path / "accelerator", logprobs=False)
-    cpu = stored(load_model(str(tiny_model_dir)), tmp_path / "cpu", logprobs=False)
+    cpu = stored(load_model(str(tiny_model_dir), dtype="float32"), tmp_path / "cpu", logprobs=False)
     for position in POSITIONS:
         np.testing.assert_allclose(gpu.array(position).astype(np.float32), cpu.array(position).astype(np.float32),
                                    rtol=1e-2, atol=1e-2)
@@ -155,8 +155,8 @@ def test_training_steps_run_on_the_accelerator_in_bfloat16(method, tiny_model_di
     assert summary.steps == 2
     if on_gpu:
         assert torch.cuda.max_memory_allocated() > before  # the trainer put the model and its batches on the GPU
-    start = load_model(str(tiny_model_dir)).model.state_dict()
-    trained = load_model(str(tmp_path / method), device=DEVICE)
+    start = load_model(str(tiny_model_dir), dtype="float32").model.state_dict()
+    trained = load_model(str(tmp_path / method), dtype="float32", device=DEVICE)
     assert any(not torch.equal(value.cpu(), start[name]) for name, value in trained.model.state_dict().items())
     with accelerator_plan():
         assert len(stored(trained, tmp_path / "store", logprobs=False)) == len(synthetic_examples())

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA = "HuggingFaceH4/ultrafeedback_binarized"
 DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_DTYPE = "bfloat16"  # every model-loading path's default precision (the CLI's --dtype, ModelSpec, load_model)
 
 
 
@@ -68,7 +69,7 @@ class ModelSpec(Spec):
     """Which model, in which precision, on which device."""
 
     name: str = DEFAULT_MODEL  # bundled name, Hub id or local folder
-    dtype: str = "bfloat16"
+    dtype: str = DEFAULT_DTYPE
     device: Device = "auto"
     device_map: str | None = None  # transformers' device_map (e.g. "auto"): the layers spread over several devices
     fallback_template: bool = False  # the plain User:/Assistant: format for models without a chat template

@@ -15,7 +15,7 @@ from latent_reward.data import load_dataset
 from latent_reward.errors import UserError
 from latent_reward.experiments.judge import JudgeConfig
 from latent_reward.judging.client import Endpoint
-from latent_reward.judging.rubric import parse_rating
+from latent_reward.judging.rubric import SCORE_FIELDS, RatingReply, parse_rating
 from latent_reward.workflows.judge import JudgeJob, run_judge
 from latent_reward.config import DataSpec
 
@@ -119,7 +119,8 @@ def test_a_killed_job_resumes_asking_only_for_unrated_items(data, tmp_path):
 def test_endpoint_errors_are_one_line(data, tmp_path, status, message):
     server = ChatServer(lambda body, count: (status, {"error": {"message": "no"}}, None, 0))
     try:
-        result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url, "--model", "judge")
+        result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url,
+                     "--endpoint-model", "judge")
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     finally:
         server.close()
@@ -157,3 +158,99 @@ def test_self_consistency_and_pairwise(tmp_path):
         assert repeated.self_consistency is not None and repeated.self_consistency.items == 12
     finally:
         server.close()
+
+
+def form(body) -> str:
+    """Which structured-output form a request asked for (judging.structured.FORMATS)."""
+    kind = (body.get("response_format") or {}).get("type")
+    return {"json_schema": "json_schema", "json_object": "json_object+schema", None: "text"}[kind]
+
+
+def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": f"answer {2 * i}",
+                                                    "rejected": f"answer {2 * i + 1}"} for i in range(3)])
+
+    def reply(body, count):
+        if "Reply A" in body["messages"][-1]["content"]:
+            return 200, completion(json.dumps({"preferred": "A", "rationale": "r"})), None, 0
+        return 200, completion(rating_json(6)), None, 0
+
+    server = ChatServer(reply)
+    try:
+        summary = run_judge(job(pairs, server.url, tmp_path / "rating"), progress=False)
+        pairwise = job(pairs, server.url, tmp_path / "pairwise").model_copy(
+            update={"config": JudgeConfig(mode="pairwise", n_boot=100)})
+        run_judge(pairwise, progress=False)
+    finally:
+        server.close()
+    assert summary.rated == 6 and summary.response_format == "json_schema"
+    rating = [b["response_format"] for b in server.requests if "Reply A" not in b["messages"][-1]["content"]]
+    preference = [b["response_format"] for b in server.requests if "Reply A" in b["messages"][-1]["content"]]
+    assert len(rating) == 6 and len(preference) == 6
+    assert all(f == {"type": "json_schema", "json_schema": {"name": "rating", "schema": RatingReply.model_json_schema(),
+                                                            "strict": True}} for f in rating)
+    schema = rating[0]["json_schema"]["schema"]
+    assert schema["required"] == [*SCORE_FIELDS, "rationale"] and schema["additionalProperties"] is False
+    assert all(schema["properties"][name]["enum"] == list(range(1, 11)) for name in SCORE_FIELDS)
+    assert schema["properties"]["rationale"]["maxLength"] == 300  # a small model under a grammar stops in time
+    assert all(f["json_schema"]["name"] == "preference" for f in preference)
+    assert all(f["json_schema"]["schema"]["properties"]["preferred"]["enum"] == ["A", "B"] for f in preference)
+    shaped = RatingReply(**json.loads(rating_json(6))).model_dump()
+    assert parse_rating(json.dumps(shaped))["overall"] == 6  # a reply in the schema's shape parses
+
+
+def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(data, tmp_path):
+    def reply(body, count):  # what llama-cpp-python's server (FastAPI) answers to a response_format type it lacks
+        if form(body) == "json_schema":
+            return 422, {"detail": [{"type": "literal_error", "loc": ["body", "response_format", "type"],
+                                     "msg": "Input should be 'text' or 'json_object'"}]}, None, 0
+        return 200, completion(rating_json(item_number(body) % 10 + 1)), None, 0
+
+    server = ChatServer(reply)
+    try:
+        summary = run_judge(job(data, server.url, tmp_path / "first", concurrency=8), progress=False)
+        kinds = [form(b) for b in server.requests]
+        again = run_judge(job(data, server.url, tmp_path / "second"), progress=False)  # a new cache: all asked again
+    finally:
+        server.close()
+    assert kinds.count("json_schema") == 1 and kinds.count("json_object+schema") == 8  # once, though 8 are in flight
+    assert server.requests[1]["response_format"]["schema"] == RatingReply.model_json_schema()
+    assert summary.rated == 8 and summary.missing == 0 and summary.response_format == "json_object+schema"
+    assert again.rated == 8
+    assert [form(b) for b in server.requests[len(kinds):]] == ["json_object+schema"] * 8  # remembered
+
+
+def test_a_server_refusing_every_response_format_gets_free_text_parsed_as_before(data, tmp_path):
+    def reply(body, count):
+        if "response_format" in body:
+            refusal = {"message": "response_format is not supported by this server", "type": "invalid_request_error"}
+            return 400, {"error": refusal}, None, 0
+        return 200, completion("Here you go:\n```json\n" + rating_json(item_number(body) % 10 + 1) + "\n```"), None, 0
+
+    server = ChatServer(reply)
+    try:
+        summary = run_judge(job(data, server.url, tmp_path / "o", concurrency=8), progress=False)
+    finally:
+        server.close()
+    assert [form(b) for b in server.requests] == ["json_schema", "json_object+schema"] + ["text"] * 8
+    assert summary.rated == 8 and summary.response_format == "text"
+    assert summary.with_original.spearman.value == pytest.approx(1.0)
+
+
+def test_a_bad_request_about_something_else_is_one_line_not_a_fallback(data, tmp_path):
+    server = ChatServer(lambda body, count: (400, {"error": {"message": "maximum context length exceeded"}}, None, 0))
+    try:
+        result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url)
+    finally:
+        server.close()
+    assert result.returncode == 2 and "maximum context length exceeded" in result.stderr
+    assert len(server.requests) == 1 and form(server.requests[0]) == "json_schema"
+
+
+def test_no_structured_output_sends_no_response_format(data, tmp_path):
+    server = ChatServer(lambda body, count: (200, completion(rating_json(5)), None, 0))
+    try:
+        summary = run_judge(job(data, server.url, tmp_path / "o", structured=False), progress=False)
+    finally:
+        server.close()
+    assert summary.rated == 8 and all("response_format" not in b for b in server.requests)

@@ -8,6 +8,7 @@ from helpers import ChatServer, completion, rating_json
 from latent_reward.activations.tokens import position_states
 from latent_reward.config import ModelSpec
 from latent_reward.errors import UserError
+from latent_reward.judging.client import Endpoint
 from latent_reward.probes import Probe
 from latent_reward.training.rewards import judge_reward, make_reward, probe_reward
 
@@ -40,7 +41,7 @@ def test_a_judge_reward_is_the_judges_score_and_a_malformed_answer_gets_the_batc
 
     server = ChatServer(reply)
     try:
-        reward = judge_reward(f"{server.url}#grader", None, tmp_path)
+        reward = judge_reward(Endpoint(base_url=server.url, model="grader"), tmp_path)
         completions = [*COMPLETIONS, [{"role": "assistant", "content": "unratable"}]]
         values = reward([*PROMPTS, PROMPTS[0]], completions)
         sent = len(server.requests)
@@ -66,7 +67,9 @@ def broken(prompts, completions, **kwargs):
 def test_make_reward_dispatches_and_turns_failures_into_one_line(tiny_probe_folder, tmp_path):
     assert make_reward(f"{__name__}:length", None, tmp_path)(["p", "q"], ["ab", "abcd"]) == [2.0, 4.0]
     assert make_reward(str(tiny_probe_folder), None, tmp_path).__name__ == f"probe_{tiny_probe_folder.name}"
-    assert make_reward("judge:http://127.0.0.1:9/v1", None, tmp_path).__name__ == "judge"
+    assert make_reward("judge", Endpoint(base_url="http://127.0.0.1:9/v1", model="grader"), tmp_path).__name__ == "judge"
+    with pytest.raises(UserError, match="needs the judge's endpoint"):
+        make_reward("judge", None, tmp_path)
     with pytest.raises(UserError, match="returned 1 values for 2 completions"):
         make_reward(f"{__name__}:too_few", None, tmp_path)(["p", "q"], ["a", "b"])
     with pytest.raises(UserError, match="failed: KeyError"):

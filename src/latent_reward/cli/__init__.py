@@ -1,15 +1,19 @@
 """The `latent-reward` command line: each command parses options into a workflow's config and prints its result.
 
-Commands live in `core` (extraction, probes, reports) and `research` (respond, judge, steer, conversation, train);
-`errors` is the one error path, `show` what the commands print.
+Commands live in `core` (extraction, probes, reports), `research` (respond, judge, steer, conversation, train) and
+`rerun`; `options` and `choices` are the shared vocabulary, `renames` the old option names still accepted, `errors`
+the one error path, `show` what the commands print.
 """
 
 from __future__ import annotations
 
-from latent_reward.cli import core, research  # noqa: F401  (importing registers the commands)
+import sys
+
+from latent_reward.cli import core, research, rerun  # noqa: F401  (importing registers the commands)
 from latent_reward.cli.app import app
 from latent_reward.cli.errors import run_app
+from latent_reward.cli.renames import translate
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_app(app, argv)
+    run_app(app, translate(list(sys.argv[1:] if argv is None else argv)))

@@ -9,10 +9,16 @@ import typer
 from rich.table import Column, Table
 
 from latent_reward.cli.app import app, console, data_app
-from latent_reward.cli.options import (BootOpt, DeviceMapOpt, DeviceOpt, FoldsOpt, ModelOpt, OutOpt, PermutationsOpt, ProbesOpt,
-                                      SeedOpt, SgdGridOpt, SketchDimOpt, TargetOpt, readout_config, with_data_options)
+from latent_reward.cli.choices import Normalization
+from latent_reward.cli.options import (DEFAULT_DTYPE_CHOICE, BootOpt, DeviceMapOpt, DeviceOpt, DtypeOpt, FoldsOpt,
+                                      MaxNewTokensOpt, MaxTokensOpt, ModelOpt, OutOpt, PermutationsOpt, ProbeModelOpt,
+                                      ProbesOpt, SgdGridOpt, SketchDimOpt, TargetOpt, TemperatureOpt, readout_config,
+                                      seed_option, with_data_options)
 from latent_reward.config import DEFAULT_MODEL, DataSpec, ExtractConfig, ModelSpec
 from latent_reward.positions import help_text, parse_positions
+
+READOUT_SEEDS = "the split by prompt, cross-fitting folds, shuffled-rating controls, the sketch and the bootstrap"
+
 
 @app.command()
 def models() -> None:
@@ -47,14 +53,14 @@ def extract(
     positions: Annotated[str, typer.Option(help="Comma-separated; " + help_text())] = "user_end,assistant_start,response_last,eot,response_mean",
     layers: Annotated[str, typer.Option(help="'all' or comma-separated residual indices (0 = embeddings).")] = "all",
     token_layers: Annotated[Optional[str], typer.Option(help="Layers kept for every response token (with response_tokens; default: the last).")] = None,
-    max_tokens: Annotated[int, typer.Option(min=8, help="Truncate longer examples (keeps the prompt's end and the response's start).")] = 1024,
+    max_tokens: MaxTokensOpt = 1024,
     batch_tokens: Annotated[int, typer.Option(min=64, help="Padded tokens per forward pass.")] = 1024,
     shard_size: Annotated[int, typer.Option(min=1, help="Examples per shard (the unit of resumption).")] = 256,
     share_prompts: Annotated[bool, typer.Option(help="Run each prompt once for all its responses.")] = True,
     logprobs: Annotated[bool, typer.Option(help="Also store the model's log-probability of each response.")] = False,
     fallback_template: Annotated[bool, typer.Option(help="Use the plain User:/Assistant: format for models without a chat template.")] = False,
     random_init: Annotated[Optional[int], typer.Option(help="Use a randomly initialised copy of the model with this seed (a control).")] = None,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    dtype: DtypeOpt = DEFAULT_DTYPE_CHOICE,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:
@@ -63,7 +69,7 @@ def extract(
 
     config = ExtractConfig(positions=parse_positions(positions), max_tokens=max_tokens, batch_tokens=batch_tokens,
                            shard_size=shard_size, share_prompts=share_prompts, logprobs=logprobs)
-    job = ExtractJob(data=data, model=ModelSpec(name=model, dtype=dtype, device=device, device_map=device_map,
+    job = ExtractJob(data=data, model=ModelSpec(name=model, dtype=dtype.value, device=device, device_map=device_map,
                                                 fallback_template=fallback_template),
                      extract=config, layers=layers, token_layers=token_layers, random_init=random_init, out=out)
     outcome = run_extract(job)
@@ -83,7 +89,7 @@ def sweep(
     out: OutOpt,
     probes: ProbesOpt = "ridge",
     target: TargetOpt = "rating",
-    seed: SeedOpt = 0,
+    seed: seed_option(READOUT_SEEDS) = 0,
     n_boot: BootOpt = 1000,
     folds: FoldsOpt = 5,
     permutations: PermutationsOpt = 100,
@@ -107,13 +113,13 @@ def run(
     data: DataSpec,
     out: OutOpt = Path("runs/latest"),
     model: ModelOpt = DEFAULT_MODEL,
-    max_tokens: Annotated[int, typer.Option(min=8, help="Truncate longer examples.")] = 512,
+    max_tokens: MaxTokensOpt = 512,
     positions: Annotated[str, typer.Option(help="Comma-separated; " + help_text())] = "user_end,assistant_start,response_last,eot,response_mean",
     batch_tokens: Annotated[int, typer.Option(min=64, help="Padded tokens per forward pass (8192 suits a small model on a GPU).")] = 1024,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16 (bfloat16: ~2.3x faster on this kind of CPU).")] = "bfloat16",
+    dtype: DtypeOpt = DEFAULT_DTYPE_CHOICE,
     probes: ProbesOpt = "ridge",
     target: TargetOpt = "rating",
-    seed: SeedOpt = 0,
+    seed: seed_option(f"--sample-prompts, {READOUT_SEEDS}, and the random-init copy's weights") = 0,
     n_boot: BootOpt = 1000,
     folds: FoldsOpt = 5,
     permutations: PermutationsOpt = 100,
@@ -130,7 +136,7 @@ def run(
     from latent_reward.cli.show import show_headline
     from latent_reward.workflows.run import RunConfig, run as run_workflow
 
-    config = RunConfig(data=data, model=ModelSpec(name=model, dtype=dtype, device=device, device_map=device_map,
+    config = RunConfig(data=data, model=ModelSpec(name=model, dtype=dtype.value, device=device, device_map=device_map,
                                                        fallback_template=fallback_template),
                        extract=ExtractConfig(positions=parse_positions(positions), max_tokens=max_tokens, batch_tokens=batch_tokens,
                                              logprobs=logprobs),
@@ -148,7 +154,7 @@ def prompt_only_command(
     out: OutOpt,
     random_init_store: Annotated[Optional[Path], typer.Option(help="The random-init control's store, same data.")] = None,
     target: TargetOpt = "rating",
-    seed: SeedOpt = 0,
+    seed: seed_option("the split by prompt, cross-fitting folds and the bootstrap") = 0,
     n_boot: BootOpt = 1000,
     folds: FoldsOpt = 5,
 ) -> None:
@@ -168,10 +174,10 @@ def prompt_only_command(
 def generate(
     prompt: Annotated[str, typer.Argument(help="The user's message.")],
     probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder (e.g. runs/demo/best_probe).")],
-    model: Annotated[Optional[str], typer.Option(help="Model (default: the one the probe was trained on).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1)] = 200,
-    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy.")] = 0.0,
-    seed: SeedOpt = 0,
+    model: ProbeModelOpt = None,
+    max_new_tokens: MaxNewTokensOpt = 200,
+    temperature: TemperatureOpt = 0.0,
+    seed: seed_option("sampling (with --temperature > 0)") = 0,
     html: Annotated[Optional[Path], typer.Option(help="Also write the colored reply as an HTML page here.")] = None,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
@@ -197,11 +203,13 @@ def score(
     data: DataSpec,
     probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder.")],
     out: OutOpt,
-    model: Annotated[Optional[str], typer.Option(help="Model (default: the one the probe was trained on).")] = None,
+    model: ProbeModelOpt = None,
     reference: Annotated[Optional[str], typer.Option(help="Reference model for the DPO implicit reward baseline.")] = None,
-    normalization: Annotated[str, typer.Option(help="Implicit reward: sum, mean or none (reference-free).")] = "sum",
+    normalization: Annotated[Normalization, typer.Option(
+        help="DPO implicit reward: log-probabilities summed, averaged per token, or none (reference-free).")
+    ] = Normalization.sum,
     n_boot: BootOpt = 1000,
-    seed: SeedOpt = 0,
+    seed: seed_option("--sample-prompts and the bootstrap") = 0,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:
@@ -209,8 +217,8 @@ def score(
     from latent_reward.cli.show import show_score
     from latent_reward.workflows.score import ScoreJob, run_score
 
-    job = ScoreJob(probe=probe, data=data, out=out, model=model, reference=reference, normalization=normalization, n_boot=n_boot,
-                   seed=seed, device=device, device_map=device_map)
+    job = ScoreJob(probe=probe, data=data, out=out, model=model, reference=reference, normalization=normalization.value,
+                   n_boot=n_boot, seed=seed, device=device, device_map=device_map)
     show_score(console, run_score(job), out)
 
 

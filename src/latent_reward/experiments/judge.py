@@ -22,7 +22,8 @@ from latent_reward.evaluation.metrics import Resampler, all_metrics, quantile_in
 from latent_reward.evaluation.results import Interval, Result, finite
 from latent_reward.judging.cache import JudgeCache, item_key
 from latent_reward.judging.client import Endpoint, Request, Usage, complete_all
-from latent_reward.judging.rubric import ASPECTS, RUBRIC_VERSION, pairwise_messages, parse_preference, parse_rating, rating_messages
+from latent_reward.judging.rubric import (ASPECTS, RUBRIC_VERSION, PreferenceReply, RatingReply, pairwise_messages,
+                                         parse_preference, parse_rating, rating_messages, reply_schema)
 
 
 class JudgeConfig(Result):
@@ -57,6 +58,7 @@ class JudgeSummary(Result):
     cost: float | None
     seconds: float
     items_per_second: float | None
+    response_format: str | None = None  # the structured-output form used (judging.structured.FORMATS); None: all cached
     with_original: Agreement | None = None  # judge vs the ratings the data came with
     self_consistency: Agreement | None = None  # repeat 2 vs repeat 1
 
@@ -67,8 +69,9 @@ def judge_examples(examples: list[Example], endpoint: Endpoint, cache: JudgeCach
     config = config or JudgeConfig()
     if config.mode == "pairwise":
         return _pairwise(examples, endpoint, cache, config, progress)
+    schema = reply_schema(RatingReply)
     requests = [Request(item_key(endpoint.model, RUBRIC_VERSION, [e.prompt_messages, e.response, r, endpoint.temperature]),
-                        rating_messages(e.prompt_messages, e.response), parse_rating)
+                        rating_messages(e.prompt_messages, e.response), parse_rating, schema)
                 for r in range(config.repeats) for e in examples]
     parsed, _, usage = complete_all(endpoint, requests, cache, RUBRIC_VERSION, progress)
     scores = [[parsed[requests[r * len(examples) + i].key] for r in range(config.repeats)] for i in range(len(examples))]
@@ -102,12 +105,13 @@ def _pairwise(examples: list[Example], endpoint: Endpoint, cache: JudgeCache, co
     pairs = {k: v for k, v in pairs.items() if len(v) == 2}
     if not pairs:
         raise UserError("pairwise judging needs pairs: two responses per prompt (or chosen/rejected pair data)")
-    requests = []
+    requests, schema = [], reply_schema(PreferenceReply)
     for members in pairs.values():
         a, b = members
         for first, second in ((a, b), (b, a)):
             key = item_key(endpoint.model, RUBRIC_VERSION + "-pairwise", [a.prompt_messages, first.response, second.response])
-            requests.append(Request(key, pairwise_messages(a.prompt_messages, first.response, second.response), parse_preference))
+            messages = pairwise_messages(a.prompt_messages, first.response, second.response)
+            requests.append(Request(key, messages, parse_preference, schema))
     parsed, _, usage = complete_all(endpoint, requests, cache, RUBRIC_VERSION + "-pairwise", progress)
     rated = []
     for index, (a, b) in enumerate(pairs.values()):
@@ -131,7 +135,7 @@ def _summary(endpoint: Endpoint, config: JudgeConfig, items: int, rated: int, us
     return JudgeSummary(endpoint=endpoint.base_url, model=endpoint.model, rubric=RUBRIC_VERSION, mode=config.mode, items=items,
                         rated=rated, missing=usage.malformed, cached=usage.cached, requests=usage.requests,
                         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, cost=usage.cost(endpoint),
-                        seconds=usage.seconds,
+                        seconds=usage.seconds, response_format=usage.response_format,
                         items_per_second=(items * config.repeats - usage.cached) / usage.seconds if usage.seconds > 0 else None)
 
 

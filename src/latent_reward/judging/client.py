@@ -4,7 +4,8 @@ The `openai` package does the HTTP work: per-request timeouts, and retries with 
 and jitter on 429 / 5xx / timeouts / lost connections, honouring Retry-After. On top of it: a limit on
 requests in flight, the on-disk cache (answers already given are never asked again), one more try for
 a reply that cannot be parsed (then it is recorded as missing and counted), summed token usage and
-cost, a progress bar, and one clear error for an endpoint that cannot be used at all.
+cost, a progress bar, and one clear error for an endpoint that cannot be used at all. A request that
+names its reply's JSON schema asks for structured output in the form the endpoint takes (`structured`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from latent_reward.errors import UserError
 from latent_reward.io import progress_bar
 from latent_reward.judging.cache import JudgeCache
+from latent_reward.judging.structured import TEXT, FormatChooser, response_format
 
 
 class Endpoint(BaseModel):
@@ -35,7 +37,7 @@ class Endpoint(BaseModel):
     max_retries: int = Field(4, ge=0)
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(512, ge=1)
-    json_mode: bool = True  # ask for a JSON object (response_format) where the server supports it
+    structured: bool = True  # send a request's reply schema as its response format (where the endpoint takes it)
     price_input: float | None = None  # per million prompt tokens, for the cost estimate
     price_output: float | None = None  # per million completion tokens
 
@@ -53,6 +55,7 @@ class Request:
     key: str  # cache key
     messages: list[dict[str, str]]
     parse: Callable[[str], Any] | None = None  # the reply's text -> a parsed value, or None when malformed
+    schema: tuple[str, dict[str, Any]] | None = None  # (name, JSON schema) of the reply, asked for as structured output
 
 
 @dataclass
@@ -63,7 +66,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
+    response_format: str | None = None  # the form the structured requests were sent in (structured.FORMATS)
 
     def cost(self, endpoint: Endpoint) -> float | None:
         if endpoint.price_input is None or endpoint.price_output is None:
@@ -80,8 +83,9 @@ def complete_all(endpoint: Endpoint, requests: list[Request], cache: JudgeCache,
 async def _complete_all(endpoint: Endpoint, requests: list[Request], cache: JudgeCache, rubric: str, progress: bool):
     import time
 
-    from openai import AsyncOpenAI
+    from latent_reward.extras import require
 
+    AsyncOpenAI = require("openai").AsyncOpenAI
     usage, parsed, replies = Usage(), {}, {}
     todo = []
     for request in requests:
@@ -94,12 +98,13 @@ async def _complete_all(endpoint: Endpoint, requests: list[Request], cache: Judg
     client = AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key(), timeout=endpoint.timeout,
                          max_retries=endpoint.max_retries)
     limit = asyncio.Semaphore(endpoint.concurrency)
+    chooser = FormatChooser(endpoint.base_url, endpoint.model)
     bar = progress_bar(len(todo), f"ask {endpoint.model}", "item", progress)
     started = time.perf_counter()
 
     async def answer(request: Request) -> None:
         async with limit:
-            text, value, tokens = await _ask(client, endpoint, request, usage)
+            text, value, tokens = await _ask(client, endpoint, request, usage, chooser)
         usage.prompt_tokens += tokens[0]
         usage.completion_tokens += tokens[1]
         cache.put(request.key, endpoint.model, rubric, text, value, *tokens)
@@ -127,12 +132,13 @@ async def _gather_or_fail(jobs) -> None:
         raise
 
 
-async def _ask(client, endpoint: Endpoint, request: Request, usage: Usage) -> tuple[str, Any, tuple[int, int]]:
+async def _ask(client, endpoint: Endpoint, request: Request, usage: Usage,
+               chooser: FormatChooser) -> tuple[str, Any, tuple[int, int]]:
     """One item: up to two replies (one more when the first cannot be parsed); the text, the parsed value
     (None when malformed) and the tokens used."""
     text, used = "", (0, 0)
     for _ in range(2):
-        text, prompt_tokens, completion_tokens = await _chat(client, endpoint, request.messages)
+        text, prompt_tokens, completion_tokens = await _chat(client, endpoint, request, usage, chooser)
         usage.requests += 1
         used = (used[0] + prompt_tokens, used[1] + completion_tokens)
         value = request.parse(text) if request.parse else text
@@ -142,20 +148,27 @@ async def _ask(client, endpoint: Endpoint, request: Request, usage: Usage) -> tu
     return text, None, used
 
 
-async def _chat(client, endpoint: Endpoint, messages) -> tuple[str, int, int]:
+async def _chat(client, endpoint: Endpoint, request: Request, usage: Usage,
+                chooser: FormatChooser) -> tuple[str, int, int]:
     import openai
 
-    options: dict[str, Any] = {"model": endpoint.model, "messages": messages, "temperature": endpoint.temperature,
-                               "max_tokens": endpoint.max_tokens}
-    if endpoint.json_mode:
-        options["response_format"] = {"type": "json_object"}
+    def create(kind: str):
+        options: dict[str, Any] = {"model": endpoint.model, "messages": request.messages,
+                                   "temperature": endpoint.temperature, "max_tokens": endpoint.max_tokens}
+        if request.schema is not None and kind != TEXT:
+            options["response_format"] = response_format(kind, *request.schema)
+        return client.chat.completions.create(**options)
+
     try:
-        response = await client.chat.completions.create(**options)
+        if request.schema is not None and endpoint.structured:
+            response, usage.response_format = await chooser.send(create)
+        else:
+            response = await create(TEXT)
     except openai.AuthenticationError:
         raise UserError(f"{endpoint.base_url} refused the API key (401); check {endpoint.api_key_env or '--api-key-env'}") from None
     except openai.NotFoundError as error:
         raise UserError(f"{endpoint.base_url} does not serve model {endpoint.model!r} ({_detail(error)})") from None
-    except openai.BadRequestError as error:
+    except (openai.BadRequestError, openai.UnprocessableEntityError) as error:
         raise UserError(f"{endpoint.base_url} rejected the request for {endpoint.model!r} ({_detail(error)})") from None
     except openai.APIConnectionError:
         raise UserError(f"cannot reach {endpoint.base_url} (after {endpoint.max_retries} retries)") from None

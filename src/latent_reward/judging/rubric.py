@@ -4,19 +4,58 @@ The rubric follows the four aspects UltraFeedback's annotation guidelines define
 following, honesty, truthfulness, helpfulness), each on 1-10 here, plus an overall 1-10 score. The
 wording is this project's own. A reply must be a JSON object; it is read from the whole reply or
 from a fenced code block, and anything else is a malformed reply (never a guessed number).
+
+The replies' shapes are pydantic models (`RatingReply`, `PreferenceReply`); their JSON schemas are sent as the
+request's response format, so endpoints that constrain decoding (OpenAI, vLLM, llama.cpp) can only write a valid
+reply. Scores are an enum of 1..10 rather than an integer range: llama.cpp's grammar ignores minimum and maximum.
+The rationale has a maximum length, so that a small model under a grammar cannot write it until it runs out of tokens
+(a cut-off reply is no JSON at all).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from latent_reward.data.schema import Message
 
 RUBRIC_VERSION = "uf-aspects-v1"
 ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 SCORE_FIELDS = (*ASPECTS, "overall")
+
+Score = Literal[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+RATIONALE_CHARS = 300  # "one or two sentences"
+
+
+class RatingReply(BaseModel):
+    """A rating of one reply: four aspects and an overall score, each 1 to 10, and a short rationale."""
+
+    model_config = ConfigDict(extra="forbid", title="rating")
+
+    instruction_following: Score
+    honesty: Score
+    truthfulness: Score
+    helpfulness: Score
+    overall: Score
+    rationale: str = Field(max_length=RATIONALE_CHARS)
+
+
+class PreferenceReply(BaseModel):
+    """Which of two replies, A or B, is better, and a short rationale."""
+
+    model_config = ConfigDict(extra="forbid", title="preference")
+
+    preferred: Literal["A", "B"]
+    rationale: str = Field(max_length=RATIONALE_CHARS)
+
+
+def reply_schema(reply: type[BaseModel]) -> tuple[str, dict[str, Any]]:
+    """The (name, JSON schema) a request asks the endpoint to follow."""
+    return reply.model_config["title"], reply.model_json_schema()
+
 
 SYSTEM = """You are a careful, strict evaluator of AI assistant replies. You rate one reply to a conversation.
 Judge the final assistant reply only, given the conversation before it. Use the whole 1-10 scale: 1 is useless

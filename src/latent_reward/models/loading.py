@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from latent_reward.config import DEFAULT_DTYPE
 from latent_reward.errors import UserError
 from latent_reward.models.bundled import BUNDLED, gguf_path, sha256_file
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE
@@ -66,7 +67,7 @@ class _Source:
 def load_model(
     name_or_path: str,
     device: str = "cpu",
-    dtype: str = "float32",
+    dtype: str = DEFAULT_DTYPE,
     device_map: str | None = None,
     allow_fallback_template: bool = False,
     random_init_seed: int | None = None,
@@ -187,6 +188,9 @@ def bundled_folder(name: str) -> Path:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from latent_reward.extras import require
+
+    require("gguf")  # transformers reads GGUF files with it
     log.info("converting %s to a float32 safetensors cache (first use only)", gguf.name)
     staging = folder.with_name(folder.name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Rewards for online RL, as the callables TRL's trainers take: f(prompts, completions, **kwargs) -> list[float].
 
 A reward is a saved probe on another model (reading the prompt and completion), a judge behind an
-OpenAI-compatible endpoint (`judge:URL` or `judge:URL#MODEL`), or any Python function (`module:function`).
+OpenAI-compatible endpoint (`judge`, with the endpoint given), or any Python function (`module:function`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from latent_reward.errors import UserError
+from latent_reward.judging.client import Endpoint
 
 Reward = Callable[..., list[float]]
 
@@ -47,15 +48,11 @@ def probe_reward(folder: str | Path) -> Reward:
     return reward
 
 
-def judge_reward(spec: str, api_key_env: str | None, cache_folder: Path) -> Reward:
+def judge_reward(endpoint: Endpoint, cache_folder: Path) -> Reward:
     """The judge's overall score (1-10); an item the judge could not rate gets the batch's mean."""
     from latent_reward.data.schema import make_example
     from latent_reward.experiments.judge import JudgeConfig, judge_examples
     from latent_reward.judging.cache import JudgeCache
-    from latent_reward.judging.client import Endpoint
-
-    url, _, model = spec.partition("#")
-    endpoint = Endpoint(base_url=url, model=model or "judge", api_key_env=api_key_env)
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         examples = [make_example("online", i, _conversation(p, c)[:-1], _text(c) or " ", 0.0, meta={"unrated": True})
@@ -84,16 +81,19 @@ def function_reward(spec: str) -> Reward:
     return function
 
 
-def make_reward(spec: str, api_key_env: str | None, out: Path) -> Reward:
-    """A probe folder, `judge:URL[#MODEL]`, or `module:function`; calls that fail become one clear error."""
-    if spec.startswith("judge:"):
-        inner = judge_reward(spec[len("judge:"):], api_key_env, out)
+def make_reward(spec: str, endpoint: Endpoint | None, out: Path) -> Reward:
+    """`judge` (the judge at `endpoint`), a probe folder, or `module:function`; calls that fail become one clear
+    error."""
+    if spec == "judge":
+        if endpoint is None:
+            raise UserError("--reward judge needs the judge's endpoint (--base-url)")
+        inner = judge_reward(endpoint, out)
     elif Path(spec).is_dir():
         inner = probe_reward(spec)
     elif ":" in spec:
         inner = function_reward(spec)
     else:
-        raise UserError(f"--reward must be a probe folder, judge:URL or module:function, not {spec!r}")
+        raise UserError(f"--reward must be judge, a probe folder or module:function, not {spec!r}")
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         try:

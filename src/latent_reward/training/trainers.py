@@ -4,12 +4,21 @@ reward is a Python callable. This module writes configs, data adapters and glue;
 from __future__ import annotations
 
 import csv
+import importlib.util
+import os
 from pathlib import Path
 from typing import Literal
+from unittest import mock
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from latent_reward.errors import UserError
+
 METHODS = ("sft", "dpo", "online")
+REPORT_TO = ("none", "tensorboard", "wandb")  # TRL's logging integrations offered (their packages are the user's)
+# the packages each integration needs, as transformers looks for them
+INTEGRATION_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
+TENSORBOARD_FOLDER = "TENSORBOARD_LOGGING_DIR"  # where transformers' TensorBoard callback writes
 
 
 class PostTrainConfig(BaseModel):
@@ -30,6 +39,7 @@ class PostTrainConfig(BaseModel):
     max_completion_length: int = Field(48, ge=1)  # online
     save_steps: int = Field(25, ge=1)  # checkpoints for resuming
     bf16: bool = False
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"  # TRL's logging integration
     seed: int = 0
 
     def lr(self) -> float:
@@ -40,21 +50,40 @@ def _common(config: PostTrainConfig, folder: Path, model) -> dict:
     """Arguments every trainer takes; training runs where the model was loaded (on the CPU only if it is there)."""
     return dict(output_dir=str(folder), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
                 gradient_accumulation_steps=config.gradient_accumulation, learning_rate=config.lr(), logging_steps=1,
-                save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, report_to="none", seed=config.seed,
-                bf16=config.bf16, use_cpu=model.device.type == "cpu", dataloader_num_workers=0)
+                save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, report_to=config.report_to,
+                seed=config.seed, bf16=config.bf16, use_cpu=model.device.type == "cpu", dataloader_num_workers=0)
 
 
-def build_trainer(config: PostTrainConfig, model, tokenizer, records: list[dict], folder: Path, reward=None, callbacks=()):
-    """The TRL trainer for `config.method` on `records` (see training.data), checkpoints in `folder`."""
-    import trl
+def check_report_to(report_to: str) -> None:
+    """A UserError naming the package a logging integration needs when it is not installed (say it before training)."""
+    packages = INTEGRATION_PACKAGES.get(report_to, ())
+    if packages and not any(importlib.util.find_spec(package) for package in packages):
+        raise UserError(f"--report-to {report_to} needs the {packages[0]} package: pip install {packages[0]}")
+
+
+def build_trainer(config: PostTrainConfig, model, tokenizer, records: list[dict], folder: Path, reward=None,
+                  callbacks=(), logs: Path | None = None):
+    """The TRL trainer for `config.method` on `records` (see training.data), checkpoints in `folder`; with
+    report_to tensorboard, its event files go to `logs` (default: under `folder`)."""
+    check_report_to(config.report_to)
+    if config.report_to != "tensorboard" or logs is None:
+        return _trainer(config, model, tokenizer, records, folder, reward, callbacks)
+    # transformers reads the folder from the environment as the trainer makes its TensorBoard writer
+    with mock.patch.dict(os.environ, {TENSORBOARD_FOLDER: str(logs)}):
+        return _trainer(config, model, tokenizer, records, folder, reward, callbacks)
+
+
+def _trainer(config: PostTrainConfig, model, tokenizer, records: list[dict], folder: Path, reward, callbacks):
     from datasets import Dataset
 
+    from latent_reward.extras import require
+
+    trl = require("trl")
     dataset = Dataset.from_list(records)
     peft_config = None
     if config.lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = require("peft").LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
+                                                 target_modules="all-linear", task_type="CAUSAL_LM")
     common = _common(config, folder, model)
     if config.method == "sft":
         args = trl.SFTConfig(**common, max_length=config.max_length)

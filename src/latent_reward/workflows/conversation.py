@@ -21,6 +21,7 @@ from latent_reward.workflows.common import probe_model
 
 class ConversationJob(Spec):
     prompt_probe: Path  # V: a prompt probe at assistant_start (a run's prompt_probe folder)
+    model: str | None = None  # the model V reads (default: the one it was trained on)
     response_probe: Path | None = None  # the response-level probe, for the quality control of the preference measure
     data: DataSpec  # conversations ending in a user turn (their responses, if any, are the "data reply")
     xstest: Path | None = None  # XSTest's labelled completions, for refusal vs redirect
@@ -45,7 +46,7 @@ def run_conversation(job: ConversationJob) -> ConversationReport:
         raise UserError("--prompt-probe must read assistant_start (a run's prompt_probe folder)")
     out = prepare_output_folder(job.out)
     with exclusive(out, "conversation job"):
-        loaded = probe_model(prompt_probe, device=job.device, device_map=job.device_map)
+        loaded = probe_model(prompt_probe, job.model, device=job.device, device_map=job.device_map)
         response_probe = Probe.load(job.response_probe) if job.response_probe else None
         excluded = set(prompt_probe.info.get("train_groups") or ()) | set(prompt_probe.info.get("validation_groups") or ())
         examples = [e for e in job.data.load().examples if e.group not in excluded]  # prompts V was not fitted or chosen on

@@ -66,9 +66,10 @@ def read_prompts(data: DataSpec) -> list[list[Message]]:
 
 def run_respond(job: RespondJob, progress: bool = True) -> RespondResult:
     if not job.models and not job.endpoint_models:
-        raise UserError("name at least one source: --model for models run here, --api-model with --base-url for an endpoint")
+        raise UserError("name at least one source: --model for models run here, --endpoint-model with --base-url for "
+                        "an endpoint")
     if job.endpoint_models and job.endpoint is None:
-        raise UserError("--api-model needs --base-url")
+        raise UserError("--endpoint-model needs --base-url")
     out = prepare_output_folder(job.out)
     with exclusive(out, "respond job"):
         prompts = read_prompts(job.prompts)
@@ -80,7 +81,7 @@ def run_respond(job: RespondJob, progress: bool = True) -> RespondResult:
             per_source[spec.name], timings[spec.name] = len(replies), time.perf_counter() - tick
         for model in job.endpoint_models:
             tick = time.perf_counter()
-            endpoint = job.endpoint.model_copy(update={"model": model, "json_mode": False})
+            endpoint = job.endpoint.model_copy(update={"model": model, "structured": False})
             replies = _remote(endpoint, prompts, job, out, progress)
             records += replies
             per_source[model], timings[model] = len(replies), time.perf_counter() - tick

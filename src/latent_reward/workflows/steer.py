@@ -23,6 +23,7 @@ from latent_reward.workflows.common import probe_model, write_run_json
 
 class SteerJob(Spec):
     probe: Path
+    model: str | None = None  # the steered model (default: the one the probe was trained on)
     store: Path | None = None  # the probe's activation store (default: the one it was trained on)
     data: DataSpec | None = None  # prompts to steer on (default: the store's held-out prompts)
     scorer_probes: tuple[Path, ...] = ()  # probes on other models, re-reading the replies
@@ -44,7 +45,7 @@ def run_steer(job: SteerJob, progress: bool = True) -> SteerResult:
         raise UserError(f"the store holds states of {store.manifest['model']['name']}, the probe reads {probe.info.get('model')}")
     out = prepare_output_folder(job.out)
     with exclusive(out, "steer job"):
-        loaded = probe_model(probe, device=job.device, device_map=job.device_map)
+        loaded = probe_model(probe, job.model, device=job.device, device_map=job.device_map)
         conversations = held_out_prompts(store, probe, job)
         readers = []
         for folder in job.scorer_probes:

@@ -15,9 +15,11 @@ from pathlib import Path
 from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.errors import UserError
 from latent_reward.evaluation.results import Result
+from latent_reward.extras import require
 from latent_reward.io import atomic_write_text, exclusive, prepare_output_folder
+from latent_reward.judging.client import Endpoint
 from latent_reward.training.data import dpo_records, prompt_records, sft_records
-from latent_reward.training.trainers import PostTrainConfig, build_trainer, metrics_logger
+from latent_reward.training.trainers import PostTrainConfig, build_trainer, check_report_to, metrics_logger
 from latent_reward.workflows.common import write_run_json
 
 MARKER = "latent_reward.json"
@@ -31,8 +33,8 @@ class TrainJob(Spec):
     device_map: str | None = None
     data: DataSpec
     config: PostTrainConfig
-    reward: str | None = None  # online: a probe folder, judge:URL[#MODEL], or module:function
-    api_key_env: str | None = None  # for a judge reward
+    reward: str | None = None  # online: "judge" (the judge at `endpoint`), a probe folder, or module:function
+    endpoint: Endpoint | None = None  # the judge, for reward "judge"
     out: Path
 
 
@@ -54,7 +56,11 @@ class TrainSummary(Result):
 
 def run_train(job: TrainJob) -> TrainSummary:
     if job.config.method == "online" and not job.reward:
-        raise UserError("online training needs --reward (a probe folder, judge:URL or module:function)")
+        raise UserError("online training needs --reward (judge, a probe folder or module:function)")
+    require("trl")  # before any model is loaded
+    check_report_to(job.config.report_to)
+    if job.config.lora:
+        require("peft")
     out = prepare_output_folder(job.out)
     if (out / MARKER).exists():
         raise UserError(f"{out} already holds a finished checkpoint; choose another --out folder")
@@ -67,8 +73,9 @@ def run_train(job: TrainJob) -> TrainSummary:
         if job.config.method == "online":
             from latent_reward.training.rewards import make_reward
 
-            reward = make_reward(job.reward, job.api_key_env, out)
-        trainer = build_trainer(job.config, model, tokenizer, records, out / CHECKPOINTS, reward, [metrics_logger(out / "metrics.csv")])
+            reward = make_reward(job.reward, job.endpoint, out)
+        trainer = build_trainer(job.config, model, tokenizer, records, out / CHECKPOINTS, reward,
+                                [metrics_logger(out / "metrics.csv")], logs=out / "tensorboard")
         resume = any((out / CHECKPOINTS).glob("checkpoint-*"))
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         _save(trainer, tokenizer, out, job.config)
