@@ -68,8 +68,9 @@ def test_an_unshared_unit_counts_one_full_causal_forward(tiny, eager):
 
 def test_a_shared_prompt_is_counted_once(tiny, eager):
     """Three answers to one 7-token prompt, run as the extraction runs them: the prompt once, each answer from a copy
-    of its KV cache. The linear FLOPs are what torch counts on those four forwards; the attention FLOPs are the counted
-    cost of a pair times the causal pairs (each answer token attends to the 7 prompt keys and the answer up to itself)."""
+    of its KV cache. The linear FLOPs are what torch counts on those four forwards; the attention FLOPs are the
+    counted cost of a pair times the causal pairs (each answer token attends to the 7 prompt keys and the answer up
+    to itself)."""
     prompt_counts, cache = counted(eager.model, 7)
     linear = prompt_counts[torch.ops.aten.mm]
     rate = prompt_counts[torch.ops.aten.bmm] / 7**2
