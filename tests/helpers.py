@@ -80,6 +80,26 @@ def tiny_loaded(n_layers: int = 3, d_model: int = 32, seed: int = 0, tie: bool =
     return LoadedModel(model, tokenizer, info)
 
 
+def direct_states(loaded: LoadedModel, messages: list[dict[str, str]]):
+    """A reference for extraction: every residual index's full sequence from one plain unbatched forward (the last
+    block's output taken before the final norm, as the store keeps it). Returns the rendering, the states
+    [seq, n_layers + 1, d] and the model output (its logits)."""
+    from latent_reward.models.chat import render_example
+
+    rendered = render_example(loaded.tokenizer, messages)
+    captured = {}
+    handle = loaded.model.model.layers[-1].register_forward_hook(lambda m, a, out: captured.setdefault("raw", out))
+    device = next(loaded.model.parameters()).device
+    try:
+        with torch.no_grad():
+            out = loaded.model(torch.tensor([rendered.input_ids], device=device), output_hidden_states=True)
+    finally:
+        handle.remove()
+    raw = captured["raw"][0] if isinstance(captured["raw"], tuple) else captured["raw"]
+    layers = list(out.hidden_states[:-1]) + [raw]
+    return rendered, torch.stack([h[0] for h in layers], dim=1).cpu().numpy(), out
+
+
 def synthetic_examples(n_prompts: int = 6, per_prompt: int = 3, seed: int = 0) -> list[Example]:
     """Rated examples with several responses per prompt, of varied lengths."""
     rng = random.Random(seed)
