@@ -100,6 +100,25 @@ def direct_states(loaded: LoadedModel, messages: list[dict[str, str]]):
     return rendered, torch.stack([h[0] for h in layers], dim=1).cpu().numpy(), out
 
 
+def sklearn_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray, factors) -> tuple[object, float]:
+    """The ridge probe as its docstring describes it, built from sklearn alone (a reference for tests): the penalty
+    (factor x rows) with the least leave-one-prompt-out squared error over all rows, on features z-scored on these
+    rows, then Ridge at that penalty on every row. Returns the fitted pipeline (z-scoring + Ridge) and the penalty.
+    Every penalty is refitted on each split at once (sklearn's Ridge takes one penalty per target column)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import LeaveOneGroupOut
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    alphas = np.asarray(factors, dtype=np.float64) * len(y)
+    z, targets = StandardScaler().fit_transform(x), np.repeat(np.asarray(y, dtype=np.float64)[:, None], len(alphas), 1)
+    held_out = np.empty_like(targets)
+    for fitted, held in LeaveOneGroupOut().split(z, y, groups):
+        held_out[held] = Ridge(alpha=alphas).fit(z[fitted], targets[fitted]).predict(z[held])
+    alpha = float(alphas[int(np.argmin(((held_out - targets) ** 2).mean(0)))])
+    return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x, y), alpha
+
+
 def synthetic_examples(n_prompts: int = 6, per_prompt: int = 3, seed: int = 0) -> list[Example]:
     """Rated examples with several responses per prompt, of varied lengths."""
     rng = random.Random(seed)

@@ -1,11 +1,23 @@
-"""Known answers for experiments/readout.py's partial correlation given the text statistics and its interval."""
+"""Known answers for experiments/readout.py: the partial correlation given the text statistics and its interval; linear
+vs nonlinear on planted linear and XOR-like signals; the SGD settings grid against the least-squares closed form; the
+seed spread against cross-fits rebuilt with sklearn."""
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import stats
 from sklearn.linear_model import LinearRegression
 
-from latent_reward.experiments.readout import _partial_interval
+from helpers import planted, planted_store, sklearn_ridge, split, write_store
+from latent_reward.data.schema import Example
+from latent_reward.data.splits import group_folds, inner_split
+from latent_reward.evaluation.metrics import within_prompt_accuracy
+from latent_reward.evaluation.results import Cell, Interval, Scores
+from latent_reward.experiments.readout import ReadoutConfig, _linear_vs_nonlinear, _optional_parts, _partial_interval
+from latent_reward.experiments.sgd_settings import sgd_settings_grid
+from latent_reward.experiments.sweep import SweepConfig, sweep
+from latent_reward.probes import MLPProbe, ProbeSettings, SGDProbe, TrainConfig
 
 
 def _clustered(seed=0, n_prompts=40, per=5):
@@ -53,3 +65,133 @@ def test_partial_r_given_length_is_the_regression_residual_correlation_with_a_pr
     row_low, row_high = ends(lambda: rng.integers(0, len(y), len(y)))
     assert (prompt_high - prompt_low) > 1.3 * (row_high - row_low)  # the case separates the two resampling schemes
     assert interval.low == pytest.approx(prompt_low, abs=0.03) and interval.high == pytest.approx(prompt_high, abs=0.03)
+
+
+def _two_layer_store(folder, kind: str, d: int, noise: float, n_groups: int = 40, per: int = 4, seed: int = 0):
+    """eot states [n, 2 layers, d] of pure noise; the rating is read from layer 1 only: linear in it (a random unit-
+    variance direction), or the product of its first two coordinates (XOR-like: no linear function of the states
+    correlates with it in the population), plus `noise`."""
+    rng = np.random.default_rng(seed)
+    n = n_groups * per
+    index = np.repeat(np.arange(n_groups), per)
+    states = rng.normal(size=(n, 2, d))
+    x = states[:, 1]
+    signal = x[:, 0] * x[:, 1] if kind == "xor" else x @ rng.normal(size=d) / np.sqrt(d)
+    rating = signal + noise * rng.normal(size=n)
+    examples = [Example(id=f"{kind}:{i}", group=f"g{index[i]:03d}", rating=float(rating[i]),
+                        messages=[{"role": "user", "content": f"prompt {index[i]}"},
+                                  {"role": "assistant", "content": "answer " * int(rng.integers(1, 20))}])
+                for i in range(n)]
+    return write_store(folder, {"eot": states}, examples, [0, 1])
+
+
+LINEAR_VS_MLP = SweepConfig(probes=("ridge", "mlp"), n_boot=200, settings=ProbeSettings(train=TrainConfig(lr=1e-2)))
+
+
+def _check_linear_vs_nonlinear(store):
+    """Run the comparison and check what is exact in it: each side is the validation-best cell of its kind, refitted
+    here on the training prompts (sklearn's Ridge at the leave-one-prompt-out penalty; the MLP, seeded, fitted anew) and
+    scored on the test prompts; the paired difference is linear minus nonlinear."""
+    fit = sweep(store, LINEAR_VS_MLP, progress=False)
+    comparison = _linear_vs_nonlinear(fit, ReadoutConfig(sweep=LINEAR_VS_MLP, paired_permutations=200))
+    train, val, test = (fit.plan.masks[name] for name in ("train", "val", "test"))
+    y, groups = fit.target.y, fit.target.groups
+    x = {layer: store.array("eot", layers=[layer])[:, 0].astype(np.float32) for layer in (0, 1)}
+    ridge = {layer: sklearn_ridge(x[layer][train].astype(np.float64), y[train], groups[train],
+                                  LINEAR_VS_MLP.settings.alpha_factors)[0] for layer in (0, 1)}
+    mlp = {layer: MLPProbe.from_settings(LINEAR_VS_MLP.settings).fit(x[layer][train], y[train], groups[train])
+           for layer in (0, 1)}
+    val_r = {kind: {layer: stats.pearsonr(y[val], probe.predict(x[layer][val])).statistic for layer, probe in fitted.items()}
+             for kind, fitted in (("ridge", ridge), ("mlp", mlp))}
+    linear_layer, nonlinear_layer = (max(val_r[kind], key=val_r[kind].get) for kind in ("ridge", "mlp"))
+    assert comparison.linear == Cell(position="eot", layer=linear_layer, probe="ridge")
+    assert comparison.nonlinear == Cell(position="eot", layer=nonlinear_layer, probe="mlp")
+    linear_r = stats.pearsonr(y[test], ridge[linear_layer].predict(x[linear_layer][test])).statistic
+    nonlinear_r = stats.pearsonr(y[test], mlp[nonlinear_layer].predict(x[nonlinear_layer][test])).statistic
+    assert comparison.linear_test.pearson.value == pytest.approx(linear_r, abs=1e-6)
+    assert comparison.nonlinear_test.pearson.value == pytest.approx(nonlinear_r, abs=1e-6)
+    assert comparison.linear_test.n_examples == test.sum() and comparison.linear_test.n_prompts == len(set(groups[test]))
+    difference = comparison.difference["pearson"].difference
+    assert difference.value == pytest.approx(linear_r - nonlinear_r, abs=1e-6)
+    return comparison
+
+
+def test_a_planted_linear_signal_is_read_better_by_the_linear_probe(tmp_path):
+    """A rating linear in 32 state coordinates with little noise, 40 prompts: ridge reads it almost exactly; the MLP,
+    with the same rows, cannot match it (paired over the test prompts, the interval is above 0)."""
+    comparison = _check_linear_vs_nonlinear(_two_layer_store(tmp_path / "s", "linear", d=32, noise=0.05))
+    assert comparison.linear.layer == 1 and comparison.nonlinear.layer == 1
+    assert comparison.linear_test.pearson.value > 0.99
+    assert comparison.difference["pearson"].difference.low > 0
+
+
+def test_a_planted_xor_like_signal_is_read_only_by_the_mlp(tmp_path):
+    """A rating that is the product of two state coordinates: the MLP reads it (r > 0.9 on the test prompts), the linear
+    probes cannot (their validation-best cell is noise), and the paired interval of linear minus MLP is below 0."""
+    comparison = _check_linear_vs_nonlinear(_two_layer_store(tmp_path / "s", "xor", d=4, noise=0.1, n_groups=60))
+    assert comparison.nonlinear.layer == 1
+    assert comparison.nonlinear_test.pearson.value > 0.9
+    assert comparison.difference["pearson"].difference.high < 0
+    assert comparison.difference["pearson"].p_value < 0.01
+
+
+def test_sgd_grid_rows_are_each_setting_on_the_training_prompts_and_the_converged_one_is_least_squares():
+    """Each row is the SGD probe with that batch size and schedule, fitted on the training prompts and scored on the
+    validation prompts. With a decaying rate and no weight decay, minibatch SGD on squared error converges to the
+    least-squares fit of its rows (the training prompts less the inner early-stopping ones): at batch 8 (300 steps)
+    its validation r is the closed form's; at batch 128 (20 steps) it is still far from it."""
+    x, y, groups, _ = planted(n_groups=100, d=16, noise=1.0)
+    train, val, _ = split(groups)
+    base = TrainConfig(epochs=10, lr=1e-2, patience=100, weight_decay=0.0)
+    rows = sgd_settings_grid(x, y, groups, {"train": train, "val": val}, base, (8, 128), ("constant", "warmup_cosine"))
+    assert [(r.batch_size, r.schedule) for r in rows] == [(8, "constant"), (8, "warmup_cosine"), (128, "constant"),
+                                                          (128, "warmup_cosine")]
+    for row in rows:
+        config = base.model_copy(update={"batch_size": row.batch_size, "schedule": row.schedule})
+        probe = SGDProbe(config).fit(x[train], y[train], groups[train])
+        assert row.val_pearson == pytest.approx(stats.pearsonr(y[val], probe.predict(x[val])).statistic, abs=1e-9)
+        assert row.val_within_acc == pytest.approx(within_prompt_accuracy(y[val], probe.predict(x[val]), groups[val]))
+        assert row.epochs_run == 10  # patience 100: every epoch runs
+    fitted = ~inner_split(groups[train], base.inner_val_fraction, base.seed)
+    least_squares = LinearRegression().fit(x[train][fitted], y[train][fitted])
+    closed_form = stats.pearsonr(y[val], least_squares.predict(x[val])).statistic
+    by_setting = {(r.batch_size, r.schedule): r.val_pearson for r in rows}
+    assert by_setting[8, "warmup_cosine"] == pytest.approx(closed_form, abs=0.003)
+    assert by_setting[128, "warmup_cosine"] < closed_form - 0.1
+
+
+def test_seed_spread_and_sgd_grid_of_the_readout(tmp_path):
+    """The seed spread: the first seed's entry is the headline's; each other seed's is the r and within-prompt accuracy
+    of a cross-fit on that seed's folds, rebuilt here with sklearn (each fold: Ridge at the planted cell, eot layer 2,
+    penalty by leave-one-prompt-out error on the other folds). The SGD grid is run at the sweep's best cell."""
+    store = planted_store(tmp_path / "s", n_groups=30, per_group=4)
+    settings = ProbeSettings(alpha_factors=(0.01, 0.1, 1.0, 10.0), train=TrainConfig(epochs=3, patience=100))
+    config = ReadoutConfig(sweep=SweepConfig(n_boot=100, settings=settings), split_seeds=3, folds=4)
+    fit = sweep(store, config.sweep, progress=False)
+    headline = Scores(pearson=Interval.of(0.5), within_acc=Interval.of(0.75))  # stands in for the headline's scores
+    result = SimpleNamespace(probe=SimpleNamespace(scores=headline), sweep=fit.result, seed_spread=None, sgd_grid=None,
+                             linear_vs_nonlinear=None)
+    _optional_parts(result, store, fit, config, ("assistant_start", "eot"), False, {})
+    spread = result.seed_spread
+    assert spread.seeds == [0, 1, 2] and spread.pearson[0] == 0.5 and spread.within_acc[0] == 0.75
+    y, groups = fit.target.y, fit.target.groups
+    x = store.array("eot", layers=[2])[:, 0].astype(np.float64)
+    for position, seed in enumerate((1, 2)):
+        folds = group_folds(groups, 4, seed)
+        predictions = np.empty(len(y))
+        for k in range(4):
+            held = folds == k
+            ridge, _ = sklearn_ridge(x[~held], y[~held], groups[~held], settings.alpha_factors)
+            predictions[held] = ridge.predict(x[held])
+        assert spread.pearson[1 + position] == pytest.approx(stats.pearsonr(y, predictions).statistic, abs=1e-9)
+        assert spread.within_acc[1 + position] == pytest.approx(within_prompt_accuracy(y, predictions, groups), abs=1e-12)
+    assert spread.pearson[1] != spread.pearson[2]  # the seeds deal different folds
+    # the SGD grid: the default 3 batch sizes x 4 schedules at the best cell, each fitted on the sweep's training prompts
+    assert fit.result.best == Cell(position="eot", layer=2, probe="ridge")
+    assert len(result.sgd_grid) == 12
+    train, val = fit.plan.masks["train"], fit.plan.masks["val"]
+    for row in result.sgd_grid[::5]:
+        probe = SGDProbe(settings.train.model_copy(update={"batch_size": row.batch_size, "schedule": row.schedule}))
+        predicted = probe.fit(x[train], y[train], groups[train]).predict(x[val])
+        assert row.val_pearson == pytest.approx(stats.pearsonr(y[val], predicted).statistic, abs=1e-6)
+    assert result.linear_vs_nonlinear is None  # no MLP in the sweep: nothing to compare

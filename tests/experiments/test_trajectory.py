@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
-from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from helpers import direct_states, synthetic_examples
+from helpers import direct_states, sklearn_ridge, synthetic_examples
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE, TrajectoryConfig, _simultaneous_band, reward_trajectories
@@ -38,17 +37,14 @@ def test_trajectory_pairs_responses_to_the_same_prompt_and_ends_where_the_respon
                 assert better - worse == pytest.approx(difference.value, abs=1e-9)
     assert len(trajectory.lens) == 6
     by_id = {e.id: e for e in tiny_store.examples}
-    # the end-of-response probe, rebuilt with sklearn: features z-scored on the training rows, the penalty (factor x
-    # training rows) with the least leave-one-prompt-out squared error, then Ridge on every training row
+    # the end-of-response probe, rebuilt with sklearn on the training rows (penalty by leave-one-prompt-out error), and
+    # the same Ridge at the other penalties of the grid
     x = tiny_store.array("response_last", layers=[trajectory.layer])[:, 0].astype(np.float64)
     train = fit.plan.masks["train"]
-    x_train, y_train, groups = x[fit.target.keep][train], fit.target.y[train], fit.target.groups[train]
-    z = StandardScaler().fit_transform(x_train)
-    errors = [np.mean((cross_val_predict(Ridge(alpha=factor * len(y_train)), z, y_train, groups=groups,
-                                         cv=LeaveOneGroupOut()) - y_train) ** 2) for factor in DEFAULT_ALPHA_FACTORS]
+    x_train, y_train = x[fit.target.keep][train], fit.target.y[train]
+    _, chosen = sklearn_ridge(x_train, y_train, fit.target.groups[train], DEFAULT_ALPHA_FACTORS)
     alphas = np.array(DEFAULT_ALPHA_FACTORS) * len(y_train)
     end_probes = {alpha: make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x_train, y_train) for alpha in alphas}
-    chosen = alphas[int(np.argmin(errors))]
     for item in trajectory.lens:
         assert "".join(item.tokens).strip() == by_id[item.id].response
         assert len(item.tokens) == len(item.estimates)
@@ -59,7 +55,7 @@ def test_trajectory_pairs_responses_to_the_same_prompt_and_ends_where_the_respon
         np.testing.assert_allclose(last, x[row], rtol=2e-3, atol=2e-3)
         # ... and its estimate there is the sklearn probe's reading of that state, at the chosen penalty only
         readings = {alpha: probe.predict(last[None])[0] for alpha, probe in end_probes.items()}
-        assert item.estimates[-1] == pytest.approx(readings[chosen], abs=1e-4)
+        assert item.estimates[-1] == pytest.approx(readings[alphas[np.isclose(alphas, chosen)][0]], abs=1e-4)
         assert all(abs(item.estimates[-1] - value) > 1e-3 for alpha, value in readings.items()
                    if not np.isclose(alpha, chosen) and abs(np.log10(alpha / chosen)) <= 1)
 
