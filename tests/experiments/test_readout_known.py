@@ -101,8 +101,8 @@ def _check_linear_vs_nonlinear(store):
                                   LINEAR_VS_MLP.settings.alpha_factors)[0] for layer in (0, 1)}
     mlp = {layer: MLPProbe.from_settings(LINEAR_VS_MLP.settings).fit(x[layer][train], y[train], groups[train])
            for layer in (0, 1)}
-    val_r = {kind: {layer: stats.pearsonr(y[val], probe.predict(x[layer][val])).statistic for layer, probe in fitted.items()}
-             for kind, fitted in (("ridge", ridge), ("mlp", mlp))}
+    val_r = {kind: {layer: stats.pearsonr(y[val], probe.predict(x[layer][val])).statistic
+                    for layer, probe in fitted.items()} for kind, fitted in (("ridge", ridge), ("mlp", mlp))}
     linear_layer, nonlinear_layer = (max(val_r[kind], key=val_r[kind].get) for kind in ("ridge", "mlp"))
     assert comparison.linear == Cell(position="eot", layer=linear_layer, probe="ridge")
     assert comparison.nonlinear == Cell(position="eot", layer=nonlinear_layer, probe="mlp")
@@ -110,7 +110,8 @@ def _check_linear_vs_nonlinear(store):
     nonlinear_r = stats.pearsonr(y[test], mlp[nonlinear_layer].predict(x[nonlinear_layer][test])).statistic
     assert comparison.linear_test.pearson.value == pytest.approx(linear_r, abs=1e-6)
     assert comparison.nonlinear_test.pearson.value == pytest.approx(nonlinear_r, abs=1e-6)
-    assert comparison.linear_test.n_examples == test.sum() and comparison.linear_test.n_prompts == len(set(groups[test]))
+    assert comparison.linear_test.n_examples == test.sum()
+    assert comparison.linear_test.n_prompts == len(set(groups[test]))
     difference = comparison.difference["pearson"].difference
     assert difference.value == pytest.approx(linear_r - nonlinear_r, abs=1e-6)
     return comparison
@@ -184,9 +185,10 @@ def test_seed_spread_and_sgd_grid_of_the_readout(tmp_path):
             ridge, _ = sklearn_ridge(x[~held], y[~held], groups[~held], settings.alpha_factors)
             predictions[held] = ridge.predict(x[held])
         assert spread.pearson[1 + position] == pytest.approx(stats.pearsonr(y, predictions).statistic, abs=1e-9)
-        assert spread.within_acc[1 + position] == pytest.approx(within_prompt_accuracy(y, predictions, groups), abs=1e-12)
+        accuracy = within_prompt_accuracy(y, predictions, groups)
+        assert spread.within_acc[1 + position] == pytest.approx(accuracy, abs=1e-12)
     assert spread.pearson[1] != spread.pearson[2]  # the seeds deal different folds
-    # the SGD grid: the default 3 batch sizes x 4 schedules at the best cell, each fitted on the sweep's training prompts
+    # the SGD grid: the default 3 batch sizes x 4 schedules at the best cell, fitted on the sweep's training prompts
     assert fit.result.best == Cell(position="eot", layer=2, probe="ridge")
     assert len(result.sgd_grid) == 12
     train, val = fit.plan.masks["train"], fit.plan.masks["val"]
