@@ -193,11 +193,18 @@ def write_store(folder, states: dict[str, np.ndarray], examples: list[Example], 
     return ActivationStore.open(folder)
 
 
+def _response(rng: np.random.Generator, words: tuple[str, ...] | None) -> str:
+    count = int(rng.integers(1, 30))
+    return "answer " * count if words is None else " ".join(rng.choice(words, size=count))
+
+
 def planted_store(folder, n_groups=60, per_group=4, d=16, seed=0, signal_layer=2, prompt_signal=0.0, response_signal=1.0,
-                  model: dict | None = None, splits: list[str] | None = None, state_signal: float = 1.0) -> ActivationStore:
+                  model: dict | None = None, splits: list[str] | None = None, state_signal: float = 1.0,
+                  words: tuple[str, ...] | None = None) -> ActivationStore:
     """Two positions x 4 layers; the rating is linear in eot's layer `signal_layer` (plus an optional prompt-level term
     that also shows at assistant_start, the same for every response to a prompt). `state_signal` scales how strongly the
-    states carry the signal without changing the ratings (a weaker "model" on the same data)."""
+    states carry the signal without changing the ratings (a weaker "model" on the same data). Responses repeat "answer"
+    1-29 times, or, with `words`, are 1-29 words drawn from them (lengths in characters and in words then differ)."""
     rng = np.random.default_rng(seed)
     n = n_groups * per_group
     group_index = np.repeat(np.arange(n_groups), per_group)
@@ -214,7 +221,7 @@ def planted_store(folder, n_groups=60, per_group=4, d=16, seed=0, signal_layer=2
         if splits is not None:
             meta["source_split"] = splits[group_index[i]]
         messages = [{"role": "user", "content": f"prompt {group_index[i]} " + "word " * int(rng.integers(1, 9))},
-                    {"role": "assistant", "content": "answer " * int(rng.integers(1, 30))}]
+                    {"role": "assistant", "content": _response(rng, words)}]
         examples.append(Example(id=f"planted:{i}", group=f"g{group_index[i]:04d}", messages=messages, rating=float(rating[i]),
                                 meta=meta))
     stats = {"response_tokens_count": np.array([len(e.response.split()) for e in examples], dtype=np.int64),

@@ -14,7 +14,8 @@ from latent_reward.data.schema import Example
 from latent_reward.data.splits import group_folds, inner_split
 from latent_reward.evaluation.metrics import within_prompt_accuracy
 from latent_reward.evaluation.results import Cell, Interval, Scores
-from latent_reward.experiments.readout import ReadoutConfig, _linear_vs_nonlinear, _optional_parts, _partial_interval
+from latent_reward.experiments.readout import (ReadoutConfig, _linear_vs_nonlinear, _optional_parts, _partial_interval,
+                                               _within_crossfit, reward_readout)
 from latent_reward.experiments.sgd_settings import sgd_settings_grid
 from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.probes import MLPProbe, ProbeSettings, SGDProbe, TrainConfig
@@ -206,3 +207,30 @@ def test_seed_spread_and_sgd_grid_of_the_readout(tmp_path):
         predicted = probe.fit(x[train], y[train], groups[train]).predict(x[val])
         assert row.val_pearson == pytest.approx(stats.pearsonr(y[val], predicted).statistic, abs=1e-6)
     assert result.linear_vs_nonlinear is None  # no MLP in the sweep: nothing to compare
+
+
+def test_length_matched_accuracy_is_the_within_prompt_probes_on_pairs_matched_in_characters(tmp_path):
+    """Same-prompt pairs with different ratings whose lengths in characters differ by less than 10% of the longer one,
+    found by brute force; their accuracy (ties half) with the within-prompt probe's cross-fitted predictions (refitted
+    here on the readout's folds). The store is built so that both choices matter: lengths in words match other pairs,
+    and the pooled probe orders these pairs differently."""
+    store = planted_store(tmp_path / "s", n_groups=40, state_signal=0.3, words=("a", "answer", "extraordinarily"))
+    config = ReadoutConfig(sweep=SweepConfig(n_boot=100), permutations=5, split_seeds=1, paired_permutations=50,
+                           sgd_grid=False)
+    readout, fit, crossfit = reward_readout(store, config, progress=False)
+    y, groups = fit.target.y, fit.target.groups
+    responses = [store.examples[i].response for i in fit.target.rows]
+    within = _within_crossfit(store, fit.target, fit.target.positions(store, None), crossfit.folds, config, False).padded
+
+    def matched(length):
+        return [(i, j) for i in range(len(y)) for j in range(i + 1, len(y)) if groups[i] == groups[j] and y[i] != y[j]
+                and abs(length[i] - length[j]) < 0.1 * max(length[i], length[j], 1)]
+
+    def accuracy(pairs, p):
+        return sum(0.5 if p[i] == p[j] else float((y[i] > y[j]) == (p[i] > p[j])) for i, j in pairs) / len(pairs)
+
+    pairs = matched([len(r) for r in responses])
+    assert readout.length_matched_pairs == len(pairs) >= 10
+    assert readout.length_matched.value == pytest.approx(accuracy(pairs, within), abs=1e-12)
+    assert set(matched([len(r.split()) for r in responses])) != set(pairs)
+    assert accuracy(pairs, crossfit.predictions["probe"]) != pytest.approx(accuracy(pairs, within), abs=1e-9)

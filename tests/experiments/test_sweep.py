@@ -85,12 +85,7 @@ def test_readout_cross_fits_every_prompt_and_the_controls_collapse(tmp_path):
     pairs = [(i, j) for i in range(len(y)) for j in range(i + 1, len(y)) if fit.target.groups[i] == fit.target.groups[j]
              and y[i] != y[j] and abs(chars[i] - chars[j]) < 0.1 * max(chars[i], chars[j], 1)]
     assert readout.length_matched_pairs == len(pairs) > 0
-    # and their accuracy is the within-prompt probe's (refitted here on the same folds), ties counted half
-    from latent_reward.experiments.readout import _within_crossfit
-
-    within = _within_crossfit(store, fit.target, fit.target.positions(store, None), crossfit.folds, FAST, False).padded
-    correct = sum(0.5 if within[i] == within[j] else float((y[i] > y[j]) == (within[i] > within[j])) for i, j in pairs)
-    assert readout.length_matched.value == pytest.approx(correct / len(pairs), abs=1e-12)
+    # (their accuracy: test_readout_known, on a store where the choice of predictions and of length matters)
 
 
 def test_prompt_level_signal_gives_global_r_but_no_within_prompt_accuracy(tmp_path):
