@@ -220,7 +220,8 @@ def test_length_matched_accuracy_is_the_within_prompt_probes_on_pairs_matched_in
     readout, fit, crossfit = reward_readout(store, config, progress=False)
     y, groups = fit.target.y, fit.target.groups
     responses = [store.examples[i].response for i in fit.target.rows]
-    within = _within_crossfit(store, fit.target, fit.target.positions(store, None), crossfit.folds, config, False).padded
+    positions = fit.target.positions(store, None)
+    within = _within_crossfit(store, fit.target, positions, crossfit.folds, config, False).padded
 
     def matched(length):
         return [(i, j) for i in range(len(y)) for j in range(i + 1, len(y)) if groups[i] == groups[j] and y[i] != y[j]
