@@ -80,6 +80,45 @@ def tiny_loaded(n_layers: int = 3, d_model: int = 32, seed: int = 0, tie: bool =
     return LoadedModel(model, tokenizer, info)
 
 
+def direct_states(loaded: LoadedModel, messages: list[dict[str, str]]):
+    """A reference for extraction: every residual index's full sequence from one plain unbatched forward (the last
+    block's output taken before the final norm, as the store keeps it). Returns the rendering, the states
+    [seq, n_layers + 1, d] and the model output (its logits)."""
+    from latent_reward.models.chat import render_example
+
+    rendered = render_example(loaded.tokenizer, messages)
+    captured = {}
+    handle = loaded.model.model.layers[-1].register_forward_hook(lambda m, a, out: captured.setdefault("raw", out))
+    device = next(loaded.model.parameters()).device
+    try:
+        with torch.no_grad():
+            out = loaded.model(torch.tensor([rendered.input_ids], device=device), output_hidden_states=True)
+    finally:
+        handle.remove()
+    raw = captured["raw"][0] if isinstance(captured["raw"], tuple) else captured["raw"]
+    layers = list(out.hidden_states[:-1]) + [raw]
+    return rendered, torch.stack([h[0] for h in layers], dim=1).cpu().numpy(), out
+
+
+def sklearn_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray, factors) -> tuple[object, float]:
+    """The ridge probe as its docstring describes it, built from sklearn alone (a reference for tests): the penalty
+    (factor x rows) with the least leave-one-prompt-out squared error over all rows, on features z-scored on these
+    rows, then Ridge at that penalty on every row. Returns the fitted pipeline (z-scoring + Ridge) and the penalty.
+    Every penalty is refitted on each split at once (sklearn's Ridge takes one penalty per target column)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import LeaveOneGroupOut
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    alphas = np.asarray(factors, dtype=np.float64) * len(y)
+    z, targets = StandardScaler().fit_transform(x), np.repeat(np.asarray(y, dtype=np.float64)[:, None], len(alphas), 1)
+    held_out = np.empty_like(targets)
+    for fitted, held in LeaveOneGroupOut().split(z, y, groups):
+        held_out[held] = Ridge(alpha=alphas).fit(z[fitted], targets[fitted]).predict(z[held])
+    alpha = float(alphas[int(np.argmin(((held_out - targets) ** 2).mean(0)))])
+    return make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x, y), alpha
+
+
 def synthetic_examples(n_prompts: int = 6, per_prompt: int = 3, seed: int = 0) -> list[Example]:
     """Rated examples with several responses per prompt, of varied lengths."""
     rng = random.Random(seed)
@@ -154,11 +193,18 @@ def write_store(folder, states: dict[str, np.ndarray], examples: list[Example], 
     return ActivationStore.open(folder)
 
 
+def _response(rng: np.random.Generator, words: tuple[str, ...] | None) -> str:
+    count = int(rng.integers(1, 30))
+    return "answer " * count if words is None else " ".join(rng.choice(words, size=count))
+
+
 def planted_store(folder, n_groups=60, per_group=4, d=16, seed=0, signal_layer=2, prompt_signal=0.0, response_signal=1.0,
-                  model: dict | None = None, splits: list[str] | None = None, state_signal: float = 1.0) -> ActivationStore:
+                  model: dict | None = None, splits: list[str] | None = None, state_signal: float = 1.0,
+                  words: tuple[str, ...] | None = None) -> ActivationStore:
     """Two positions x 4 layers; the rating is linear in eot's layer `signal_layer` (plus an optional prompt-level term
     that also shows at assistant_start, the same for every response to a prompt). `state_signal` scales how strongly the
-    states carry the signal without changing the ratings (a weaker "model" on the same data)."""
+    states carry the signal without changing the ratings (a weaker "model" on the same data). Responses repeat "answer"
+    1-29 times, or, with `words`, are 1-29 words drawn from them (lengths in characters and in words then differ)."""
     rng = np.random.default_rng(seed)
     n = n_groups * per_group
     group_index = np.repeat(np.arange(n_groups), per_group)
@@ -175,7 +221,7 @@ def planted_store(folder, n_groups=60, per_group=4, d=16, seed=0, signal_layer=2
         if splits is not None:
             meta["source_split"] = splits[group_index[i]]
         messages = [{"role": "user", "content": f"prompt {group_index[i]} " + "word " * int(rng.integers(1, 9))},
-                    {"role": "assistant", "content": "answer " * int(rng.integers(1, 30))}]
+                    {"role": "assistant", "content": _response(rng, words)}]
         examples.append(Example(id=f"planted:{i}", group=f"g{group_index[i]:04d}", messages=messages, rating=float(rating[i]),
                                 meta=meta))
     stats = {"response_tokens_count": np.array([len(e.response.split()) for e in examples], dtype=np.int64),

@@ -1,10 +1,12 @@
 """The accelerator code paths on the tiny random model: each result on the accelerator against the same
-computation on the CPU, with the accelerator's batching plan.
+computation on the CPU, with the accelerator's batching plan, and both against a float64 reference (one plain
+unbatched forward of a float64 copy of the model on the CPU, read at the token positions by hand).
 
 On a GPU (benchmarks/device_check.sh runs them on a lent one) the accelerator is cuda. Without one (CI) it is
 the CPU again, but its runs still take the plan a GPU would (a forward call priced at its whole token budget),
-so the comparisons check that the plan changes nothing but speed, and bfloat16, `--device-map auto` and
-training run on the CPU.
+so the comparisons check that the plan changes nothing but speed; the float64 reference is what makes each of them
+able to fail there (wrong positions, padding or cache rows would agree between two CPU runs, not with it). bfloat16,
+`--device-map auto` and training run on the CPU too.
 """
 
 import contextlib
@@ -15,7 +17,7 @@ import pytest
 import torch
 
 import latent_reward.batching as batching
-from helpers import synthetic_examples, write_jsonl
+from helpers import direct_states, synthetic_examples, write_jsonl
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.activations.plan import forward_calls, make_units, prompt_chunks
 from latent_reward.activations.tokens import response_token_states
@@ -28,6 +30,10 @@ from latent_reward.training.trainers import PostTrainConfig
 from latent_reward.workflows.train import TrainJob, run_train
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# Against the float64 reference: the store keeps float16 (about 1e-3 relative); a GPU's float32 kernels add their own
+# rounding (TF32 matmuls where enabled).
+TOLERANCE = 2e-3 if DEVICE == "cpu" else 1e-2
+FLOAT32 = 1e-4 if DEVICE == "cpu" else 1e-2  # float32 results that no store rounded
 POSITIONS = ("user_end", "assistant_start", "response_last", "eot", "response_mean")
 CONVERSATIONS = [[{"role": "user", "content": text}] for text in
                  ("what is two plus two?", "how do I cook pasta? boil water, add salt", "the quick brown fox", "Paris is the capital of")]
@@ -63,6 +69,63 @@ def stored(loaded: LoadedModel, folder, logprobs: bool = True):
     return extract(loaded, synthetic_examples(), folder, CONFIG.model_copy(update={"logprobs": logprobs}), progress=False).store
 
 
+@pytest.fixture(scope="module")
+def reference(tiny) -> LoadedModel:
+    """The tiny model in float64 on the CPU: every result below is checked against its plain forwards."""
+    return on(tiny, "cpu", torch.float64)
+
+
+@pytest.fixture(scope="module")
+def expected(reference) -> dict:
+    """Per position, float64 [examples, layers, d] read by hand from one unbatched float64 forward per example; and
+    each example's response log-probability sum and response-token states at residual index 2."""
+    out: dict = {name: [] for name in (*POSITIONS, "logprob_sum", "tokens")}
+    for example in synthetic_examples():
+        rendered, states, forward = direct_states(reference, example.messages)
+        s = rendered.spans
+        for name, index in (("user_end", s.user_end), ("assistant_start", s.assistant_start),
+                            ("response_last", s.response_last), ("eot", s.eot)):
+            out[name].append(states[index])
+        out["response_mean"].append(states[s.response_start : s.response_end].mean(0))
+        logprobs = torch.log_softmax(forward.logits[0], -1)[s.response_start - 1 : s.response_end - 1]
+        targets = torch.tensor(rendered.input_ids[s.response_start : s.response_end])
+        out["logprob_sum"].append(logprobs.gather(1, targets[:, None]).sum().item())
+        out["tokens"].append(states[s.response_start : s.response_end, 2])
+    return {name: values if name == "tokens" else np.array(values) for name, values in out.items()}
+
+
+def assert_matches_reference(store, expected: dict, tolerance: float = TOLERANCE) -> None:
+    for position in POSITIONS:
+        np.testing.assert_allclose(store.array(position).astype(np.float64), expected[position], rtol=tolerance,
+                                   atol=tolerance, err_msg=position)
+
+
+def forward(loaded: LoadedModel, ids: list[int], steer: Intervention | None = None, start: int = 0):
+    """(logits [seq, vocab], residual index 2 [seq, d]) of one plain forward of `ids`; with `steer` (an "add" at
+    residual index 1), its vector added to the output of the first block at positions from `start` on, by hand."""
+    model = loaded.model
+    dtype = next(model.parameters()).dtype
+    handle = None
+    if steer is not None:
+        assert steer.layer == 1 and steer.kind == "add"
+        vector = torch.as_tensor(steer.vector, dtype=dtype)
+
+        def add(module, args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            hidden = hidden.clone()
+            hidden[:, start:] += vector
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        handle = model.model.layers[0].register_forward_hook(add)
+    try:
+        with torch.no_grad():
+            out = model(torch.tensor([ids]), output_hidden_states=True)
+    finally:
+        if handle is not None:
+            handle.remove()
+    return out.logits[0].double(), out.hidden_states[2][0].double().numpy()
+
+
 def test_the_accelerator_plan_batches_differently_from_the_cpu_plan(tiny):
     """What makes the comparisons below more than a run against itself where there is no GPU."""
     units = make_units([render_example(tiny.tokenizer, e.messages) for e in synthetic_examples()])
@@ -72,35 +135,42 @@ def test_the_accelerator_plan_batches_differently_from_the_cpu_plan(tiny):
     assert accelerator < cpu
 
 
-def test_extraction_on_the_accelerator_stores_what_the_cpu_stores(tiny, tmp_path):
+def test_extraction_on_the_accelerator_stores_what_the_cpu_stores(tiny, tmp_path, expected):
     cpu = stored(tiny, tmp_path / "cpu")
     with accelerator_plan():
         gpu = stored(on(tiny, DEVICE), tmp_path / "accelerator")
     assert gpu.ids == cpu.ids
+    assert_matches_reference(cpu, expected, 2e-3)
+    assert_matches_reference(gpu, expected)
     for position in POSITIONS:
         np.testing.assert_allclose(gpu.array(position).astype(np.float32), cpu.array(position).astype(np.float32),
                                    rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(gpu.stat("logprob_sum"), expected["logprob_sum"], rtol=FLOAT32, atol=FLOAT32)
     np.testing.assert_allclose(gpu.stat("logprob_sum"), cpu.stat("logprob_sum"), rtol=1e-3, atol=1e-3)
 
 
-def test_bfloat16_extraction_on_the_accelerator_stays_near_float32(tiny, tmp_path):
-    reference = stored(tiny, tmp_path / "cpu", logprobs=False)
+def test_bfloat16_extraction_on_the_accelerator_stays_near_float32(tiny, tmp_path, expected):
     with accelerator_plan():
         half = stored(on(tiny, DEVICE, torch.bfloat16), tmp_path / "bf16", logprobs=False)
     for position in POSITIONS:
-        assert relative_error(half.array(position), reference.array(position).astype(np.float64)) < 0.05
+        error = relative_error(half.array(position), expected[position])
+        # bfloat16 keeps 8 bits of mantissa: near the reference, and not float32's own error (it ran in bfloat16)
+        assert 1e-3 < error < 0.05, (position, error)
 
 
-def test_token_states_on_the_accelerator_match_the_cpu(tiny):
-    messages = [e.messages for e in synthetic_examples(n_prompts=3)]
+def test_token_states_on_the_accelerator_match_the_cpu(tiny, expected):
+    messages = [e.messages for e in synthetic_examples()]
     cpu, _ = response_token_states(tiny, messages, layer=2)
     with accelerator_plan():
         gpu, _ = response_token_states(on(tiny, DEVICE), messages, layer=2, batch_tokens=64)
-    for a, b in zip(gpu, cpu):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+    assert len(gpu) == len(expected["tokens"])
+    for a, b, truth in zip(gpu, cpu, expected["tokens"]):
+        assert a.shape == truth.shape
+        np.testing.assert_allclose(b, truth, rtol=1e-4, atol=1e-4)  # float32 on the CPU, unrounded
+        np.testing.assert_allclose(a, truth, rtol=FLOAT32, atol=FLOAT32)
 
 
-def test_batched_generation_on_the_accelerator_gives_the_cpu_replies(tiny):
+def test_batched_generation_on_the_accelerator_gives_the_cpu_replies(tiny, reference):
     config = GenerationConfig(max_new_tokens=6)
     gpu_model = on(tiny, DEVICE)
     cpu = generate_chat(tiny, CONVERSATIONS, config, read_layer=2)
@@ -110,9 +180,17 @@ def test_batched_generation_on_the_accelerator_gives_the_cpu_replies(tiny):
     assert [r.ids for r in batched] == [r.ids for r in single] == [r.ids for r in cpu]
     for a, b in zip(batched, cpu):
         np.testing.assert_allclose(a.states, b.states, rtol=1e-3, atol=1e-3)
+    for reply, conversation in zip(batched, CONVERSATIONS):
+        prompt = prompt_token_ids(tiny.tokenizer, conversation)
+        assert reply.prompt_ids == prompt and len(reply.ids) == 6
+        logits, states = forward(reference, prompt + reply.ids)
+        # greedy: each token is the float64 model's argmax after the prompt and the tokens before it
+        assert logits[len(prompt) - 1 : -1].argmax(-1).tolist() == reply.ids
+        # the states read: the prompt's last token, then each generated token, at residual index 2
+        np.testing.assert_allclose(reply.states, states[len(prompt) - 1 :], rtol=FLOAT32, atol=FLOAT32)
 
 
-def test_steering_on_the_accelerator_moves_what_it_moves_on_the_cpu(tiny):
+def test_steering_on_the_accelerator_moves_what_it_moves_on_the_cpu(tiny, reference):
     vector = np.linspace(-1, 1, 32).astype(np.float32)
     steer = (Intervention(1, vector, scope="generated"),)
     config = GenerationConfig(max_new_tokens=5)
@@ -127,13 +205,28 @@ def test_steering_on_the_accelerator_moves_what_it_moves_on_the_cpu(tiny):
     for a, b in zip(on_gpu, on_cpu):
         assert a.nll == pytest.approx(b.nll, rel=1e-3, abs=1e-3) and a.kl == pytest.approx(b.kl, rel=1e-2, abs=1e-4)
     assert max(b.kl for b in on_cpu) > 1e-3  # the vector changes the distributions, so the comparison means something
+    for prompt, reply, read in zip(prompts, gpu, on_gpu):
+        # by hand on the float64 model: the vector added to the reply's positions only (scope "generated")
+        base, _ = forward(reference, prompt + reply.ids)
+        moved, states = forward(reference, prompt + reply.ids, steer[0], start=len(prompt))
+        # the steered replies are the steered model's greedy tokens (the first one from the unsteered prompt pass)
+        assert moved[len(prompt) - 1 : -1].argmax(-1).tolist() == reply.ids
+        np.testing.assert_allclose(reply.states, states[len(prompt) - 1 :], rtol=FLOAT32, atol=FLOAT32)
+        rows = slice(len(prompt) - 1, len(prompt) + len(reply.ids) - 1)  # the logits that predict each reply token
+        base, moved = torch.log_softmax(base[rows], -1), torch.log_softmax(moved[rows], -1)
+        nll = -base.gather(1, torch.tensor(reply.ids)[:, None]).mean().item()
+        kl = (moved.exp() * (moved - base)).sum(-1).mean().item()
+        assert read.nll == pytest.approx(nll, rel=FLOAT32, abs=1e-5)
+        assert read.kl == pytest.approx(kl, rel=10 * FLOAT32, abs=1e-6)
 
 
-def test_device_map_auto_places_the_model_on_the_accelerator_and_extracts_what_the_cpu_does(tiny_model_dir, tmp_path):
+def test_device_map_auto_places_the_model_on_the_accelerator_and_extracts_what_the_cpu_does(tiny_model_dir, tmp_path,
+                                                                                            expected):
     loaded = load_model(str(tiny_model_dir), dtype="float32", device_map="auto")
     assert next(loaded.model.parameters()).device.type == DEVICE
     with accelerator_plan():
         gpu = stored(loaded, tmp_path / "accelerator", logprobs=False)
+    assert_matches_reference(gpu, expected)  # the saved copy of the tiny model, so the same reference
     cpu = stored(load_model(str(tiny_model_dir), dtype="float32"), tmp_path / "cpu", logprobs=False)
     for position in POSITIONS:
         np.testing.assert_allclose(gpu.array(position).astype(np.float32), cpu.array(position).astype(np.float32),

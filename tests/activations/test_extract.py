@@ -10,25 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import cli, synthetic_examples, write_jsonl
+from helpers import cli, direct_states, synthetic_examples, write_jsonl
 from latent_reward.activations import ActivationStore, ExtractConfig, extract
 from latent_reward.activations import store as store_format
 from latent_reward.errors import UserError
-from latent_reward.models.chat import render_example
 
 ALL_POSITIONS = ("user_end", "assistant_start", "response_last", "eot", "response_mean", "response_tokens")
-
-
-def direct_states(loaded, messages):
-    """Every layer's full sequence from a plain unbatched forward, with the last block un-normed."""
-    rendered = render_example(loaded.tokenizer, messages)
-    captured = {}
-    handle = loaded.model.model.layers[-1].register_forward_hook(lambda m, a, out: captured.setdefault("raw", out))
-    with torch.no_grad():
-        out = loaded.model(torch.tensor([rendered.input_ids]), output_hidden_states=True)
-    handle.remove()
-    layers = list(out.hidden_states[:-1]) + [captured["raw"]]
-    return rendered, torch.stack([h[0] for h in layers], dim=1).numpy(), out  # [seq, n_layers+1, d]
 
 
 def test_stored_states_equal_a_direct_forward_pass(tiny, tmp_path):

@@ -56,6 +56,36 @@ def test_the_tfidf_baseline_refits_at_the_penalty_leave_one_prompt_out_chooses(m
     assert np.corrcoef(predictions[~train], y[~train])[0, 1] > 0.8
 
 
+def test_the_tfidf_features_are_fitted_on_the_training_texts_only():
+    """The vocabulary and IDF weights come from the training rows alone: sklearn's TfidfVectorizer with the documented
+    settings fitted on those texts; held-out texts that shift every word's document frequency leave the training rows'
+    predictions exactly as they were."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from latent_reward.evaluation.baselines import _tfidf, _vectorize
+
+    rng = np.random.default_rng(1)
+    words = np.array("good bad long short clear vague kind rude".split())
+    responses = [" ".join(rng.choice(words, 6)) for _ in range(40)]
+    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + rng.normal(size=40) * 0.1
+    groups = np.repeat(np.arange(20), 2)
+    train = np.arange(40) < 30
+
+    def data(texts):
+        return TextData(y=y, groups=groups, prompts=["p"] * 40, responses=texts, generators=[None] * 40)
+
+    rows = np.flatnonzero(train)
+    reference = TfidfVectorizer(max_features=20000, ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+    reference.fit([responses[i] for i in rows])
+    x = _vectorize(data(responses).frame(), ("response",), rows)
+    np.testing.assert_allclose(x.toarray(), reference.transform(responses).toarray(), rtol=1e-12, atol=1e-12)
+    predictions = _tfidf(("response",))(data(responses), train)
+    shifted = [text if keep else "good good kind kind rude clear" for text, keep in zip(responses, train)]
+    again = _tfidf(("response",))(data(shifted), train)
+    np.testing.assert_allclose(again[train], predictions[train], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(again[~train], predictions[~train])  # the held-out rows are read, not fitted on
+
+
 def test_length_features_by_hand():
     texts = ["hello world", "", "  spaced   out\ttext \n"]
     expected = np.array([[11, 2, math.log(12), math.log(3)],

@@ -178,14 +178,15 @@ def test_score_intervals_are_the_quantiles_of_the_resamples():
 def test_length_matched_accuracy_by_hand():
     """Pairs whose lengths differ by less than 10% of the longer length; the boundary pairs are decided by which length
     is the reference (the longer), and by the strict inequality."""
-    lengths = np.array([100, 105, 200, 50, 55.5, 300, 10, 0, 0, 1000, 1001, 1002], dtype=float)
-    groups = np.array(["a", "a", "a", "b", "b", "b", "c", "c", "c", "d", "d", "d"])
-    y = np.array([1, 2, 3, 2, 1, 3, 1, 2, 3, 1, 2, 2], dtype=float)
-    p = np.array([0.0, 1.0, 0.0, 0.0, 1.0, 9.0, 5.0, 5.0, 1.0, 3.0, 2.0, 7.0])
+    lengths = np.array([100, 105, 200, 50, 55.5, 300, 10, 0, 0, 1000, 1001, 1002, 200, 180], dtype=float)
+    groups = np.array(["a", "a", "a", "b", "b", "b", "c", "c", "c", "d", "d", "d", "e", "e"])
+    y = np.array([1, 2, 3, 2, 1, 3, 1, 2, 3, 1, 2, 2, 1, 2], dtype=float)
+    p = np.array([0.0, 1.0, 0.0, 0.0, 1.0, 9.0, 5.0, 5.0, 1.0, 3.0, 2.0, 7.0, 0.0, 1.0])
     # a: (100, 105) matched (5 < 10.5): right. (100, 200), (105, 200) not matched.
     # b: (50, 55.5) matched (5.5 < 5.55, the longer's 10%; not with the shorter's 5.0): y 2 > 1 but p 0 < 1: wrong.
     # c: (0, 0) matched (0 < 0.1 * max(0, 1)): y 2 < 3, p 5 > 1: wrong. (10, 0): 10 >= 1, not matched.
     # d: (1000, 1001) right? y 1 < 2, p 3 > 2: wrong. (1000, 1002): y 1 < 2, p 3 < 7: right. (1001, 1002) same rating.
+    # e: (200, 180) differ by exactly 10% of the longer (20 = 0.1 * 200, exact in floating point): not matched.
     resampler = Resampler.make(groups, n_boot=300, seed=0)
     interval, n_pairs = length_matched_accuracy(y, p, groups, lengths, resampler)
     assert n_pairs == 5
@@ -202,9 +203,9 @@ def test_length_matched_accuracy_by_hand():
     values = np.array(values)
     low, high = np.quantile(values[np.isfinite(values)], [0.025, 0.975])
     assert (interval.low, interval.high) == (pytest.approx(low), pytest.approx(high))
-    # a looser tolerance admits more pairs: 20% matches (100, 105), (50, 55.5), (0, 0), and d's two rated pairs
-    assert length_matched_accuracy(y, p, groups, lengths, resampler, tolerance=0.2)[1] == 5
-    assert length_matched_accuracy(y, p, groups, lengths, resampler, tolerance=0.6)[1] == 7  # + (100, 200), (105, 200)
+    # a looser tolerance admits more pairs: 20% matches (100, 105), (50, 55.5), (0, 0), d's two rated pairs and e's
+    assert length_matched_accuracy(y, p, groups, lengths, resampler, tolerance=0.2)[1] == 6
+    assert length_matched_accuracy(y, p, groups, lengths, resampler, tolerance=0.6)[1] == 8  # + (100, 200), (105, 200)
 
 
 def test_length_matched_accuracy_with_no_matched_pair_is_empty():

@@ -1,11 +1,14 @@
 import numpy as np
 import pytest
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from helpers import synthetic_examples
+from helpers import direct_states, sklearn_ridge, synthetic_examples
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE, TrajectoryConfig, _simultaneous_band, reward_trajectories
-from latent_reward.probes import RidgeProbe
+from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +37,27 @@ def test_trajectory_pairs_responses_to_the_same_prompt_and_ends_where_the_respon
                 assert better - worse == pytest.approx(difference.value, abs=1e-9)
     assert len(trajectory.lens) == 6
     by_id = {e.id: e for e in tiny_store.examples}
-    x = tiny_store.array("response_last", layers=[trajectory.layer])[:, 0].astype(np.float32)
+    # the end-of-response probe, rebuilt with sklearn on the training rows (penalty by leave-one-prompt-out error), and
+    # the same Ridge at the other penalties of the grid
+    x = tiny_store.array("response_last", layers=[trajectory.layer])[:, 0].astype(np.float64)
     train = fit.plan.masks["train"]
-    end_probe = RidgeProbe().fit(x[fit.target.keep][train], fit.target.y[train], fit.target.groups[train])
+    x_train, y_train = x[fit.target.keep][train], fit.target.y[train]
+    _, chosen = sklearn_ridge(x_train, y_train, fit.target.groups[train], DEFAULT_ALPHA_FACTORS)
+    alphas = np.array(DEFAULT_ALPHA_FACTORS) * len(y_train)
+    end_probes = {alpha: make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x_train, y_train) for alpha in alphas}
     for item in trajectory.lens:
         assert "".join(item.tokens).strip() == by_id[item.id].response
         assert len(item.tokens) == len(item.estimates)
+        rendered, states, _ = direct_states(tiny, by_id[item.id].messages)
+        last = states[rendered.spans.response_last, trajectory.layer]
+        # the state it reads at the last response token is the stored response_last state (float16 in the store) ...
         row = tiny_store.ids.index(item.id)
-        # the estimate at the last response token is the response-level probe's reading of response_last
-        assert item.estimates[-1] == pytest.approx(end_probe.predict(x[row : row + 1])[0], rel=1e-2, abs=1e-2)
+        np.testing.assert_allclose(last, x[row], rtol=2e-3, atol=2e-3)
+        # ... and its estimate there is the sklearn probe's reading of that state, at the chosen penalty only
+        readings = {alpha: probe.predict(last[None])[0] for alpha, probe in end_probes.items()}
+        assert item.estimates[-1] == pytest.approx(readings[alphas[np.isclose(alphas, chosen)][0]], abs=1e-4)
+        assert all(abs(item.estimates[-1] - value) > 1e-3 for alpha, value in readings.items()
+                   if not np.isclose(alpha, chosen) and abs(np.log10(alpha / chosen)) <= 1)
 
 
 def test_simultaneous_band_finds_a_planted_separation_and_not_noise():

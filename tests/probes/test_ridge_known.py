@@ -1,6 +1,8 @@
 """Known answers for probes/ridge.py's batched leave-one-prompt-out ridge: several targets and more layers than one
 chunk, each (layer, target) against its own sklearn fit; and a pinned small case with today's exact numbers."""
 
+import functools
+
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
@@ -27,6 +29,20 @@ def _layers_and_targets(n_layers=10, n_groups=14, seed=0):
     return x, y, groups, z
 
 
+@functools.cache
+def _sklearn_held_out() -> np.ndarray:
+    """sklearn's leave-one-prompt-out predictions [layers, penalties, n, targets] for _layers_and_targets(): per layer
+    one cross_val_predict of a Ridge that takes each (penalty, target) column with its own penalty (computed once, for
+    both chunk sizes)."""
+    x, y, groups, z = _layers_and_targets()
+    n, n_layers, _ = x.shape
+    columns = np.tile(y, len(FACTORS))  # [n, A * T], penalty-major
+    alphas = np.repeat(np.asarray(FACTORS) * n, y.shape[1])
+    held = [cross_val_predict(Ridge(alpha=alphas), z[:, layer], columns, groups=groups, cv=LeaveOneGroupOut())
+            for layer in range(n_layers)]
+    return np.stack(held).reshape(n_layers, n, len(FACTORS), y.shape[1]).transpose(0, 2, 1, 3)
+
+
 @pytest.mark.parametrize("layer_chunk", [8, 3])
 def test_every_layer_and_target_equals_its_own_sklearn_leave_one_prompt_out_fit(layer_chunk):
     x, y, groups, z = _layers_and_targets()
@@ -37,10 +53,8 @@ def test_every_layer_and_target_equals_its_own_sklearn_leave_one_prompt_out_fit(
     np.testing.assert_allclose(cv.mean, x.mean(0), rtol=1e-12)
     np.testing.assert_allclose(cv.scale, np.where(x.std(0) > 1e-8, x.std(0), 1.0), rtol=1e-12)
     np.testing.assert_allclose(cv.intercept, y.mean(0), rtol=1e-12)
-    logo = LeaveOneGroupOut()
     for layer in range(n_layers):
-        # one multi-output Ridge per penalty fits every target at that penalty (sklearn: the same alpha for all columns)
-        held = np.stack([cross_val_predict(Ridge(alpha=a * n), z[:, layer], y, groups=groups, cv=logo) for a in FACTORS])
+        held = _sklearn_held_out()[layer]  # [A, n, T]
         mse = ((held - y[None]) ** 2).mean(axis=1)  # [A, T]
         np.testing.assert_allclose(cv.mse[layer], mse, rtol=1e-8)
         for t in range(3):

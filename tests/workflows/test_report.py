@@ -13,13 +13,17 @@ from latent_reward.experiments.readout import ReadoutConfig
 from latent_reward.experiments.reward_model import BestOfN, PairAccuracy, ScoreResult
 from latent_reward.experiments.run_result import RunResult
 from latent_reward.experiments.sweep import SweepConfig
+from latent_reward.probes import ProbeOptions, TrainConfig
 from latent_reward.evaluation.results import Interval
 from latent_reward.report.html import write_report
 from latent_reward.workflows.compare import run_compare
 from latent_reward.workflows.run import SweepJob, sweep_stores
 from latent_reward.workflows.score import _add_to_run
 
-FAST = ReadoutConfig(sweep=SweepConfig(n_boot=200, probes=("ridge", "sgd")), permutations=10, split_seeds=2, paired_permutations=200)
+# The report's plumbing, not the SGD probe's quality: its minibatch loop runs 4 epochs (sweep and settings grid)
+FAST = ReadoutConfig(sweep=SweepConfig(n_boot=200, probes=("ridge", "sgd"),
+                                       settings=ProbeOptions({"sgd": {"train": TrainConfig(epochs=4)}})),
+                     permutations=10, split_seeds=2, paired_permutations=200)
 
 
 @pytest.fixture(scope="module")
