@@ -35,3 +35,17 @@ def test_response_only_signal_gives_no_prompt_level_reward(tmp_path):
     assert row.within_prompt_r.value > 0.9 and row.within_prompt_r.low > 0.8
     assert result.icc.value < 0.1 and result.raw_between_share > 0.2  # the raw share is inflated; ICC is not
     assert "off-policy" in result.off_policy
+
+
+def test_prompt_only_reports_the_two_way_icc_its_reliability_and_the_ceiling_where_rows_name_a_generator(tmp_path):
+    from latent_reward.evaluation.reliability import icc
+    from latent_reward.report.answers import reliability_sentence
+
+    store = planted_store(tmp_path / "s", n_groups=60, response_signal=1.0, prompt_signal=1.0)
+    result = prompt_only(store, CONFIG, sweep(store, SweepConfig(n_boot=100), progress=False))
+    generators = np.array([e.meta["generator"] for e in store.examples])
+    rel = result.reliability
+    assert rel.factor == "generator" and rel.icc.value == icc(store.ratings, store.groups, generators)
+    assert rel.responses_per_prompt == 4 and rel.mean_reliability.value == 4 * rel.icc.value / (1 + 3 * rel.icc.value)
+    sentence = reliability_sentence(result, result.cross_fitted.pearson)
+    assert "two-way ICC(C,1)" in sentence and f"r <= {rel.r_ceiling}" in sentence and str(result.icc) in sentence

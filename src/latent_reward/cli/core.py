@@ -154,6 +154,7 @@ def prompt_only_command(
 ) -> None:
     """Expected reward from the user's input alone: probes on each prompt's states predict its mean rating."""
     from latent_reward.experiments.prompt_only import PromptOnlyConfig
+    from latent_reward.report.answers import reliability_line
     from latent_reward.workflows.prompt_only import PromptOnlyJob, run_prompt_only
 
     job = PromptOnlyJob(store=store, out=out, random_init_store=random_init_store,
@@ -161,7 +162,7 @@ def prompt_only_command(
     result = run_prompt_only(job)
     console.print(f"cross-fitted over {result.cross_fitted.n_prompts} prompts: r with the prompt's mean rating = "
                   f"{result.cross_fitted.pearson}; baselines: " + ", ".join(f"{b.name} {b.scores.pearson}" for b in result.baselines)
-                  + f"; ICC(1) of the rating by prompt = {result.icc}. Written to {out}")
+                  + f"; {reliability_line(result)}. Written to {out}")
 
 
 @app.command()

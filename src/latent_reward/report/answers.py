@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from latent_reward.evaluation import results as names
-from latent_reward.evaluation.results import Comparison, Scores, strongest
+from latent_reward.evaluation.results import Comparison, Interval, Scores, strongest
+from latent_reward.experiments.prompt_only import PromptOnlyResult
 from latent_reward.experiments.readout import ReadoutResult
 from latent_reward.experiments.run_result import Answer, RunResult
 from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE
@@ -135,14 +136,45 @@ def prompt_only_answer(result: RunResult) -> str:
     if po.baselines:
         text += " Prompt-only baselines (cross-fitted): " + "; ".join(
             f"{b.name} r = {b.scores.pearson} ({_versus(b, 'pearson')})" for b in po.baselines) + "."
-    text += (f" The intraclass correlation of the rating by prompt, ICC(1) = {po.icc}, is the share of its variance that lies "
-             f"between prompts (the raw between-prompt share, {po.raw_between_share:.2f}, is inflated by chance spread of group means).")
+    text += " " + reliability_sentence(po, po.cross_fitted.pearson)
     decomposition = result.readout.decomposition
     if decomposition:
         text += (" Response-level probes at each position (cross-fitted), split into prompt means and within-prompt deviations: "
                  + "; ".join(f"{row.position}: r {row.between_prompt_r} between, {row.within_prompt_r} within" for row in decomposition)
                  + ".")
     return text + " " + po.off_policy
+
+
+def reliability_line(po: PromptOnlyResult) -> str:
+    """One line for the console: the right ICC, the prompt mean's reliability and the ceiling on r."""
+    rel = po.reliability
+    if rel is None:
+        return f"ICC(1) of the rating by prompt = {po.icc}"
+    return (f"{rel.model.split(',')[0]} of the rating by prompt = {rel.icc}; reliability of a prompt's mean of "
+            f"{rel.responses_per_prompt:.1f} ratings {rel.mean_reliability}, ceiling on r {rel.r_ceiling}")
+
+
+def reliability_sentence(po: PromptOnlyResult, probe_r: Interval) -> str:
+    """What the right ICC says about the prompt's mean rating, and the ceiling it puts on any predictor of it."""
+    rel = po.reliability
+    between = f"(the raw between-prompt share, {po.raw_between_share:.2f}, is inflated by chance spread of group means)"
+    if rel is None:  # results saved before the reliability was computed
+        return (f"The intraclass correlation of the rating by prompt, ICC(1) = {po.icc}, is the share of its variance "
+                f"between prompts {between}.")
+    if rel.factor is None:
+        head = (f"The responses to a prompt are exchangeable here, so the one-way ICC(1) = {rel.icc} is the share of "
+                f"the rating's variance that lies between prompts {between}.")
+    else:
+        gap = "the systematic chosen-rejected gap" if rel.factor == "role" else "the generators' systematic differences"
+        head = (f"The responses carry a {rel.factor}, so they are not exchangeable: with the {rel.factor} fixed, the "
+                f"two-way ICC(C,1) = {rel.icc} is the share of the rating's variance (beyond the {rel.factor}'s effect) "
+                f"that lies between prompts; the one-way ICC(1) = {po.icc} counts {gap} as noise {between}.")
+    ceiling = rel.r_ceiling.value
+    share = (f"; the prompt probe's r = {probe_r.value:.3f} is {probe_r.value / ceiling:.0%} of it"
+             if probe_r.value is not None and ceiling else "")
+    return (head + f" A prompt's mean of {rel.responses_per_prompt:.1f} ratings (harmonic mean) then has reliability "
+            f"{rel.mean_reliability} (Spearman-Brown), which caps the correlation of any predictor of the prompt's "
+            f"expected rating with its observed mean at r <= {rel.r_ceiling}{share}.")
 
 
 def trajectory_answer(result: RunResult) -> str:
