@@ -19,7 +19,8 @@ def test_planted_prompt_signal_is_found_before_the_response_and_not_within_promp
     assert result.icc.value > 0.9
     readout, _, _ = reward_readout(store, FAST, progress=False)
     row = next(r for r in readout.decomposition if r.position == "assistant_start")
-    assert row.between_prompt_r.value > 0.9 and abs(row.within_prompt_r.value) < 0.25
+    # a prompt position's states are the same for every response to a prompt: its within-prompt r is not applicable
+    assert row.between_prompt_r.value > 0.9 and row.within_prompt_r.value is None and str(row.within_prompt_r) == "n/a"
     length = next(b for b in result.baselines if b.name == "prompt length")
     assert length.scores.pearson.value < 0.5 and length.versus_probe["pearson"].difference.above(0)
     # the prompts it expects most reward for are those with the highest true mean rating

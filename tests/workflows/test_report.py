@@ -45,7 +45,7 @@ def test_report_is_self_contained_answers_first_with_plain_figure_names(run_fold
                     "decomposition.png"}
     assert len(re.findall(r'src="data:image/png;base64,', text)) == len(pngs)
     assert {p.name for p in (folder / "report").iterdir()} == pngs | {"report.html", "results.json", "predictions.csv", "run.json", ".lock",
-                                                                       "best_probe", "prompt_probe"}
+                                                                       "best_probe", "prompt_probe", "within_probe"}
 
 
 def test_results_load_back_typed_and_say_what_was_seen_in_post_training(run_folder):
@@ -120,3 +120,32 @@ def test_a_score_saved_inside_the_run_appears_in_its_report(run_folder):
     text = (folder / "report" / "report.html").read_text()
     assert "The probe as a reward model" in text and "0.750 [0.500, 1.000]" in text
     assert RunResult.load(folder).scores["score-pairs"].pair_accuracy[0].pairs == 2
+
+
+def _intervals(node, path="results"):
+    """Every interval ({value, low, high}) in a results.json tree, with where it is."""
+    if isinstance(node, dict):
+        if {"value", "low", "high"} <= set(node):
+            yield path, node
+        for key, child in node.items():
+            yield from _intervals(child, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _intervals(child, f"{path}[{index}]")
+
+
+def test_every_interval_in_results_json_contains_its_estimate_and_undefined_ones_read_n_a(run_folder):
+    """A within-prompt r at a prompt position (whose states are the same for every response to a prompt) is undefined:
+    not 0.000 with an interval that excludes it, but not applicable."""
+    folder, _ = run_folder
+    results = json.loads((folder / "report" / "results.json").read_text())
+    found = list(_intervals(results))
+    assert len(found) > 100
+    outside = [(path, i) for path, i in found if i["low"] is not None and not i["low"] - 1e-9 <= i["value"] <= i["high"] + 1e-9]
+    assert not outside, outside[:5]
+    without_point = [path for path, i in found if i["value"] is None and (i["low"] is not None or i["high"] is not None)]
+    assert not without_point
+    rows = {row["position"]: row for row in results["readout"]["decomposition"]}
+    assert rows["assistant_start"]["within_prompt_r"] == {"value": None, "low": None, "high": None}
+    assert rows["eot"]["within_prompt_r"]["value"] > 0.5
+    assert "assistant_start: r " in results["answers"][3]["answer"] and "n/a within" in results["answers"][3]["answer"]

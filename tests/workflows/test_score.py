@@ -56,3 +56,29 @@ def test_prompts_the_probe_was_trained_or_validated_on_never_count(probe_folder,
     assert summary["best_of_n"]["prompts"] == len({e.group for e in unseen})
     counted = np.loadtxt(tmp_path / "o" / "scores.csv", delimiter=",", skiprows=1, usecols=3, dtype=str)
     assert (counted == "True").sum() == len(unseen)
+
+
+def test_length_reads_the_full_texts_and_log_probabilities_score_only_untruncated_pairs(probe_folder, tmp_path):
+    """With a 40-token budget both sides of the first four pairs are cut, so their truncated token counts tie; the full
+    texts' lengths still order them (chosen is longer). A truncated text's log-probability is not log pi(y|x): the mean
+    log-prob scores only the two untruncated pairs, and says so."""
+    import pandas as pd
+
+    from latent_reward.probes import Probe
+
+    probe = Probe.load(probe_folder)
+    probe.info["max_tokens"] = 40
+    short = probe.save(tmp_path / "short" / "probe")
+    records = [{"prompt": f"question {i} the fox", "chosen": "the quick brown fox jumps " * 30,
+                "rejected": "the lazy dog " * 25} for i in range(4)]
+    records += [{"prompt": f"question {i} the fox", "chosen": "paris " * 3, "rejected": "dog"} for i in range(4, 6)]
+    data = write_jsonl(tmp_path / "pairs.jsonl", records)
+    done = cli("score", "--probe", short, "--data", data, "--out", tmp_path / "o", "--n-boot", "100")
+    assert done.returncode == 0, done.stderr
+    overall = json.loads((tmp_path / "o" / "score.json").read_text())["pair_accuracy"][0]
+    assert overall["pairs"] == 6 and overall["truncated_pairs"] == 4
+    assert overall["predictors"]["response length"]["value"] == 1.0  # truncated token counts would tie 4 of 6: 0.667
+    assert overall["predictor_pairs"] == {"mean log-prob": 2}
+    frame = pd.read_csv(tmp_path / "o" / "scores.csv")
+    assert frame["truncated"].sum() == 8 and frame.loc[frame["truncated"], "mean log-prob"].isna().all()
+    assert frame.loc[~frame["truncated"], "mean log-prob"].notna().all()

@@ -198,6 +198,8 @@ def score(
     data: DataSpec,
     probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder.")],
     out: OutOpt,
+    within_probe: Annotated[Optional[Path], typer.Option(
+        help="The within-prompt probe, scored first (default: the within_probe folder beside --probe, if any).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model (default: the one the probe was trained on).")] = None,
     reference: Annotated[Optional[str], typer.Option(help="Reference model for the DPO implicit reward baseline.")] = None,
     normalization: Annotated[str, typer.Option(help="Implicit reward: sum, mean or none (reference-free).")] = "sum",
@@ -210,8 +212,8 @@ def score(
     from latent_reward.cli.show import show_score
     from latent_reward.workflows.score import ScoreJob, run_score
 
-    job = ScoreJob(probe=probe, data=data, out=out, model=model, reference=reference, normalization=normalization, n_boot=n_boot,
-                   seed=seed, device=device, device_map=device_map)
+    job = ScoreJob(probe=probe, within_probe=within_probe, data=data, out=out, model=model, reference=reference,
+                   normalization=normalization, n_boot=n_boot, seed=seed, device=device, device_map=device_map)
     show_score(console, run_score(job), out)
 
 

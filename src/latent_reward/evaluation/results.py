@@ -109,6 +109,7 @@ class PairedDifference(Result):
     metric: str
     difference: Interval  # paired bootstrap: the same resampled prompts for both
     p_value: float | None = None  # paired permutation test (swapping the two predictions prompt by prompt), two-sided
+    equivalence: Interval | None = None  # the paired bootstrap's 90% interval: inside +-margin is equivalence by TOST
 
 
 class NullTest(Result):

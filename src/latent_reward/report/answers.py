@@ -39,25 +39,41 @@ def _versus(comparison: Comparison, metric: str) -> str:
     return f"probe minus {comparison.name}: {test.difference:+.3f}{p}"
 
 
+def _outcome(row) -> str:
+    """'TF-IDF response (probe minus it -0.020 [...], p = 0.01, Holm p = 0.03)'."""
+    holm = f", Holm p = {row.holm_p:.3f}" if row.outcome == "baseline better" and row.holm_p is not None else ""
+    p = f", p = {row.p_value:.3f}" if row.p_value is not None else ""
+    return f"{row.name} (probe minus it {row.difference:+.3f}{p}{holm})"
+
+
 def encodes_answer(readout: ReadoutResult) -> str:
     probe = readout.probe.scores
     within = readout.within_probe.scores if readout.within_probe is not None else probe
     verdict = readout.verdict
+    states = f"the states predict the rating (pooled probe r = {probe.pearson}; within-prompt probe accuracy {within.within_acc})"
     if verdict.kind == "encodes":
         head = (f"Yes, within prompts and beyond every baseline: the within-prompt probe orders responses to the same prompt "
-                f"correctly {within.within_acc} of the time (chance 0.5), and its paired differences with every baseline exclude 0. "
-                f"Across prompts the pooled probe reaches r = {probe.pearson}.")
-    elif verdict.kind == "baseline matches":
-        head = (f"Not shown: the states predict the rating (pooled probe r = {probe.pearson}; within-prompt probe accuracy "
-                f"{within.within_acc}), but {', '.join(verdict.not_beaten)} match{'es' if len(verdict.not_beaten) == 1 else ''} the "
-                "probe within prompts (the paired difference's interval includes 0), so this does not show that the states carry "
-                "more about the reward of a response than these do.")
+                f"correctly {within.within_acc} of the time (chance 0.5), and it is better than every baseline under the declared "
+                f"test. Across prompts the pooled probe reaches r = {probe.pearson}.")
+    elif verdict.kind == "baseline better":
+        better = [_outcome(row) for row in verdict.baselines if row.outcome == "baseline better"]
+        head = (f"No: {states}, but within prompts a baseline ranks responses better than the states: "
+                + "; ".join(better) + ".")
+    elif verdict.kind in ("baseline matches", "indistinguishable from a baseline"):
+        rows = [row for row in verdict.baselines if row.outcome == "indistinguishable"]
+        matched = [_outcome(row) for row in rows if row.equivalent]
+        unclear = [_outcome(row) for row in rows if not row.equivalent]
+        head = (f"Not shown: {states}, but the probe is not better than every baseline within prompts."
+                + (f" Matching it (equivalent within +-{verdict.margin:g} accuracy): " + "; ".join(matched) + "." if matched else "")
+                + (f" Indistinguishable from it, not shown equivalent: " + "; ".join(unclear) + "." if unclear else ""))
     else:
         head = (f"No within-prompt evidence: the within-prompt probe's accuracy {within.within_acc} does not exclude chance (0.5)"
                 + (" (the data has no prompt with two differently rated responses)" if not within.within_acc.known else "")
                 + f". The pooled probe's r = {probe.pearson} can come from prompt difficulty alone.")
     parts = [head, f"Evaluation: {readout.evaluation}; {probe.n_examples} responses to {probe.n_prompts} prompts. Intervals treat the "
              "fitted probes as fixed (the spread over fold seeds is below)."]
+    if verdict.test:
+        parts.append(f"Declared test: {verdict.test}.")
     parts.append(f"Cells chosen in the folds: pooled probe {'; '.join(sorted({str(c) for c in readout.fold_cells}))}"
                  + (f"; within-prompt probe {'; '.join(sorted({str(c) for c in readout.within_fold_cells}))}." if readout.within_probe else "."))
     for metric in ("pearson", "within_acc"):
@@ -231,9 +247,16 @@ def scores_answer(result: RunResult) -> str:
     for folder, score in result.scores.items():
         if score.pair_accuracy:
             overall = score.pair_accuracy[0]
-            parts.append(f"{folder}: pair accuracy {overall.predictors.get('probe')} over {overall.pairs} pairs "
-                         f"({score.excluded_prompts} training/validation prompts excluded); length-matched "
-                         f"{overall.length_matched.get('probe')} over {overall.length_matched_pairs} pairs")
+            dropped = ", ".join(f"{n} {reason}" for reason, n in overall.not_compared.items())
+            probes = "; ".join(f"{name} {overall.predictors.get(name)}" for name in score.probes if name in overall.predictors)
+            parts.append(f"{folder}: pair accuracy {probes} over the {overall.pairs} pairs compared (each a record whose sides "
+                         f"were judged against each other" + (f"; not compared: {dropped}" if dropped else "")
+                         + f"; {score.excluded_prompts} training/validation prompts excluded); length-matched "
+                         f"{overall.length_matched.get(overall.reference)} over {overall.length_matched_pairs} pairs")
+            if overall.predictor_pairs:
+                parts.append(f"{folder}: " + ", ".join(f"{name} {overall.predictors[name]} over {n} pairs"
+                                                       for name, n in overall.predictor_pairs.items())
+                             + f" (the {overall.truncated_pairs} pairs a model truncated left out)")
         if score.transfer:
             probe = score.transfer.predictors.get("probe")
             parts.append(f"{folder}: Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
