@@ -143,7 +143,8 @@ def test_paired_tests_find_a_planted_difference_and_not_a_null_one():
 
 
 def test_the_verdict_is_one_declared_test_with_three_outcomes_and_says_matches_only_after_an_equivalence_test():
-    from latent_reward.evaluation.results import GENERATOR, LENGTH, TFIDF_RESPONSE, Comparison, Interval, PairedDifference, Scores
+    from latent_reward.evaluation.results import (GENERATOR, LENGTH, TFIDF_RESPONSE, Comparison, Interval,
+                                                  PairedDifference, Scores)
     from latent_reward.experiments.readout import verdict
 
     def probe(acc):
@@ -157,7 +158,8 @@ def test_the_verdict_is_one_declared_test_with_three_outcomes_and_says_matches_o
                           versus_probe={"within_acc": difference})
 
     strong = probe(Interval.of(0.6, 0.55, 0.65))
-    assert verdict(probe(Interval.of(0.55, 0.48, 0.62)), [baseline(0.05, 0.001, (0.03, 0.07))]).kind == "no within-prompt evidence"
+    weak = probe(Interval.of(0.55, 0.48, 0.62))
+    assert verdict(weak, [baseline(0.05, 0.001, (0.03, 0.07))]).kind == "no within-prompt evidence"
     assert verdict(strong, [baseline(0.05, 0.001, (0.03, 0.07))]).kind == "encodes"
     # not distinguishable, and the 90% window is wider than +-0.01: not shown to match
     unclear = verdict(strong, [baseline(0.005, 0.6, (-0.02, 0.03))])
@@ -167,7 +169,8 @@ def test_the_verdict_is_one_declared_test_with_three_outcomes_and_says_matches_o
     matched = verdict(strong, [baseline(0.001, 0.8, (-0.006, 0.008))])
     assert matched.kind == "baseline matches" and matched.baselines[0].equivalent and matched.margin == 0.01
     assert "0.01" in matched.test and "two one-sided tests" in matched.test
-    assert verdict(strong, [baseline(0.001, 0.8, (-0.006, 0.008))], margin=0.005).kind == "indistinguishable from a baseline"
+    narrower = verdict(strong, [baseline(0.001, 0.8, (-0.006, 0.008))], margin=0.005)
+    assert narrower.kind == "indistinguishable from a baseline"
     # a baseline that beats the probe (the generator identity, -0.070) is "baseline better", never "matches"
     better = verdict(strong, [baseline(0.05, 0.001, (0.03, 0.07)), baseline(-0.070, 0.001, (-0.09, -0.05), GENERATOR)])
     assert better.kind == "baseline better" and better.not_beaten == [GENERATOR]

@@ -130,8 +130,8 @@ def test_a_pair_is_a_record_identical_and_repeated_records_are_counted_apart_and
             ("q0", "r1", "bad  answer", 0), ("q0", "r2", "fine answer", 1), ("q0", "r2", "poor answer", 0),
             ("q1", "r3", "same", 1), ("q1", "r3", "same ", 0), ("q2", "r4", "one", 5), ("q2", "r4", "two", 5),
             ("q3", "r5", "yes", 1), ("q3", "r5", "no", 0)]
-    store = make_scored_store(tmp_path / "s", [r[3] for r in rows], [r[0] for r in rows], [{"pair": r[1]} for r in rows],
-                              [r[2] for r in rows])
+    ratings, groups, meta = [r[3] for r in rows], [r[0] for r in rows], [{"pair": r[1]} for r in rows]
+    store = make_scored_store(tmp_path / "s", ratings, groups, meta, [r[2] for r in rows])
     # the probe gets r0 right, r2 wrong, q3 right; a cross-record comparison (good vs poor) would add pairs
     probe = np.array([2.0, 1.0, 2.0, 1.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     entry = pair_accuracy(store, {"probe": probe}, np.ones(len(rows), bool), n_boot=400)[0]
@@ -149,7 +149,8 @@ def test_a_predictor_that_did_not_score_a_pair_leaves_it_out_and_says_on_how_man
     probe = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
     implicit = np.array([1.0, 0.0, np.nan, 0.0, 1.0, 0.0, 0.0, 1.0])  # q1's pair was truncated: not scored
     truncated = np.array([False, False, True, False, False, False, False, False])
-    entry = pair_accuracy(store, {"probe": probe, "implicit": implicit}, np.ones(8, bool), n_boot=100, truncated=truncated)[0]
+    predictors = {"probe": probe, "implicit": implicit}
+    entry = pair_accuracy(store, predictors, np.ones(8, bool), n_boot=100, truncated=truncated)[0]
     assert entry.pairs == 4 and entry.truncated_pairs == 1 and entry.predictor_pairs == {"implicit": 3}
     assert entry.predictors["implicit"].value == pytest.approx(2 / 3) and entry.predictors["probe"].value == 0.75
     # the paired difference is over the 3 pairs both scored: probe 2/3 (q0 right, q2 wrong, q3 right) minus 2/3

@@ -82,3 +82,16 @@ def test_length_reads_the_full_texts_and_log_probabilities_score_only_untruncate
     frame = pd.read_csv(tmp_path / "o" / "scores.csv")
     assert frame["truncated"].sum() == 8 and frame.loc[frame["truncated"], "mean log-prob"].isna().all()
     assert frame.loc[~frame["truncated"], "mean log-prob"].notna().all()
+
+
+def test_a_probe_saved_with_older_prompt_ids_is_refused_since_its_training_prompts_could_not_be_excluded(probe_folder,
+                                                                                                          tmp_path):
+    from latent_reward.probes import Probe
+
+    probe = Probe.load(probe_folder)
+    del probe.info["group_key_version"]
+    old = probe.save(tmp_path / "old" / "probe")
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": "paris", "rejected": "dog"}
+                                                  for i in range(3)])
+    done = cli("score", "--probe", old, "--data", data, "--out", tmp_path / "o")
+    assert done.returncode == 2 and "older version" in done.stderr and "Traceback" not in done.stderr

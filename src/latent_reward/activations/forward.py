@@ -30,7 +30,7 @@ class BatchStates:
     example_index: list[int]
     positions: dict[str, torch.Tensor] = field(default_factory=dict)  # [n, n_layers, d]
     token_states: list[torch.Tensor] = field(default_factory=list)  # per example [t, n_token_layers, d]
-    logprob_sum: list[float] = field(default_factory=list)  # summed log-probability of each response and its end of turn
+    logprob_sum: list[float] = field(default_factory=list)  # summed log-probability of each response and end of turn
 
     def extend(self, other: BatchStates, positions) -> None:
         """Append another batch's rows (positions in the reader's order)."""
@@ -231,7 +231,8 @@ class ResidualReader:
             scored = response_mask.clone()  # log pi(y|x): the response's tokens and the end-of-turn token that ends it
             for row, (s, offset) in enumerate(zip(spans, offsets)):
                 scored[row, s.eot - offset] = 1
-            states.logprob_sum = self._response_logprobs(prompt_last_hidden, out.last_hidden_state, ids.to(device), scored)
+            states.logprob_sum = self._response_logprobs(prompt_last_hidden, out.last_hidden_state, ids.to(device),
+                                                         scored)
         return states
 
     def _response_logprobs(self, first_hidden, hidden, targets, response_mask) -> list[float]:

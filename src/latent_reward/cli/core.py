@@ -199,7 +199,8 @@ def score(
     probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder.")],
     out: OutOpt,
     within_probe: Annotated[Optional[Path], typer.Option(
-        help="The within-prompt probe, scored first (default: the within_probe folder beside --probe, if any).")] = None,
+        help="The within-prompt probe, scored first (default: the within_probe folder beside --probe, if any).")
+    ] = None,
     model: Annotated[Optional[str], typer.Option(help="Model (default: the one the probe was trained on).")] = None,
     reference: Annotated[Optional[str], typer.Option(help="Reference model for the DPO implicit reward baseline.")] = None,
     normalization: Annotated[str, typer.Option(help="Implicit reward: sum, mean or none (reference-free).")] = "sum",

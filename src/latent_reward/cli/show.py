@@ -54,7 +54,8 @@ def show_score(console: Console, result, out: Path) -> None:
             f"{k} {v}" + (f" ({entry.predictor_pairs[k]} untruncated pairs)" if k in entry.predictor_pairs else "")
             for k, v in entry.predictors.items()))
     if result.pair_accuracy and result.pair_accuracy[0].not_compared:
-        console.print("records not compared: " + ", ".join(f"{k} {v}" for k, v in result.pair_accuracy[0].not_compared.items()))
+        dropped = result.pair_accuracy[0].not_compared
+        console.print("records not compared: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     if result.pair_accuracy and result.pair_accuracy[0].length_matched_pairs:
         overall = result.pair_accuracy[0]
         console.print(f"length-matched pairs ({overall.length_matched_pairs}): "

@@ -51,7 +51,7 @@ class CompareRow(Result):
     n_layers: int
     best: Cell | None  # the single split's validation-best cell
     probe: Scores  # cross-fitted (the pooled probe: r)
-    within_acc: Interval = Interval()  # the headline: the within-prompt probe's within-prompt accuracy (else the pooled's)
+    within_acc: Interval = Interval()  # the headline: the within-prompt probe's within-prompt accuracy (else pooled)
     prompt_only: Interval | None = None  # cross-fitted r with the prompt's mean rating
     strongest_baseline: str | None = None  # by validation r
     strongest_baseline_scores: Scores | None = None
@@ -143,10 +143,10 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
     # the implicit reward's on the same pairs. "(none)" is also what score writes without a reference model (the
     # policy's log-likelihood alone): not DPO's reward.
     runs = [s.pair_accuracy[0] for s in result.scores.values() if s.pair_accuracy]
-    implicit_of = {id(p): next((v for k, v in p.predictors.items() if k.startswith(IMPLICIT_REWARD) and not k.endswith("(none)")),
-                               None) for p in runs}
+    implicit_of = {id(p): next((v for k, v in p.predictors.items()
+                                if k.startswith(IMPLICIT_REWARD) and not k.endswith("(none)")), None) for p in runs}
     pairs = next((p for p in runs if implicit_of[id(p)] is not None), runs[0] if runs else None)
-    within = readout.within_probe.scores.within_acc if readout.within_probe is not None else readout.probe.scores.within_acc
+    within = (readout.within_probe or readout.probe).scores.within_acc
     local = Path(str(model.get("identity") or model["name"]))  # a local model's identity is its absolute path
     curve = [(c.layer / max(model["n_layers"], 1), c.val.get("pearson")) for c in readout.sweep.cells("ridge", best.position)]
     return CompareRow(
@@ -202,7 +202,8 @@ def _paired(first: tuple[Path, RunResult], second: tuple[Path, RunResult], label
                                     metrics=("pearson",), seed=seed)
     multi = (merged[f"{column}_a"].notna() & merged[f"{column}_b"].notna()).to_numpy()  # the within probe's prompts
     within = merged[multi]
-    difference |= paired_differences(y[multi], within[f"{column}_a"].to_numpy(float), within[f"{column}_b"].to_numpy(float),
-                                     Resampler.make(groups[multi], n_boot, seed), metrics=("within_acc",), seed=seed)
+    a_within, b_within = (within[f"{column}_{side}"].to_numpy(float) for side in ("a", "b"))
+    difference |= paired_differences(y[multi], a_within, b_within, Resampler.make(groups[multi], n_boot, seed),
+                                     metrics=("within_acc",), seed=seed)
     return ModelDifference(first=label_a, second=label_b, examples=len(merged), prompts=int(np.unique(groups).size),
                            difference=difference)

@@ -17,6 +17,7 @@ from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchConfig, SketchedStore, exact_reader, full_store, sketch_view
+from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.data.splits import SplitPlan
 from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import TextData, prompt_text_baselines
@@ -70,7 +71,7 @@ class PromptOnlyResult(Result):
     fold_cells: list[Cell]
     baselines: list[Comparison]  # cross-fitted on the same folds, paired against the probe
     icc: Interval  # the one-way ICC(1) of the rating by prompt (for reference where the rows carry a role or generator)
-    reliability: Reliability | None = None  # the right ICC for these rows, the prompt mean's reliability and r's ceiling
+    reliability: Reliability | None = None  # the right ICC for these rows, the prompt mean's reliability, r's ceiling
     raw_between_share: float  # the uncorrected between-prompt share of variance (biased upward; for reference)
     top_prompts: list[PromptRow] = []
     bottom_prompts: list[PromptRow] = []
@@ -211,5 +212,6 @@ def fit_prompt_probe(store: ActivationStore, fit: SweepFit, result: PromptOnlyRe
     probe.info.update(position=position, layer=layer, target=f"prompt mean {fit.target.name}", model=model.get("name"),
                       model_dtype=model.get("dtype"), chat_template=model.get("chat_template"), store=str(store.folder.resolve()),
                       train_groups=sorted(prompts.names[train]), validation_groups=sorted(prompts.names[prompts.masks["val"]]),
+                      group_key_version=GROUP_KEY_VERSION,
                       rating_range=[float(np.quantile(prompts.means[train], 0.05)), float(np.quantile(prompts.means[train], 0.95))])
     return probe

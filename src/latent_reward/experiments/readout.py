@@ -282,7 +282,7 @@ class _Baseline:
 
 def _baseline_predictions(data: TextData, fit: SweepFit, folds: np.ndarray, within: WithinProbe | None) -> dict[str, _Baseline]:
     """Each baseline's out-of-fold predictions (same folds as the probe), its single-split validation scores, and, when
-    there is a within-prompt probe, the same baseline fitted like it: its features and the ratings centered per prompt."""
+    there is a within-prompt probe, the same baseline fitted like it: features and ratings centered per prompt."""
     masks, out = fit.plan.masks, {}
     centered = dataclasses.replace(data, y=within.pad(within.target.y), center=True) if within is not None else None
     for baseline in available_baselines(data):

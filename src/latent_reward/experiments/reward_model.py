@@ -20,7 +20,8 @@ from latent_reward.activations.store import ActivationStore
 from latent_reward.config import ExtractConfig
 from latent_reward.data.schema import Example
 from latent_reward.evaluation.baselines import length_features
-from latent_reward.evaluation.metrics import Pairs, Resampler, length_matched_accuracy, pair_counts, quantile_interval, score
+from latent_reward.evaluation.metrics import (Pairs, Resampler, length_matched_accuracy, pair_counts, quantile_interval,
+                                              score)
 from latent_reward.evaluation.paired import paired_pair_difference
 from latent_reward.evaluation.results import Interval, PairedDifference, Result, Scores
 from latent_reward.models.loading import LoadedModel
@@ -28,12 +29,12 @@ from latent_reward.probes import Probe
 
 NORMALIZATIONS = ("sum", "mean", "none")
 PROBE = "probe"  # the pooled probe (`run`'s best_probe)
-WITHIN_PROBE = "within-prompt probe"  # the probe trained on within-prompt differences (`run`'s within_probe): shown first
+WITHIN_PROBE = "within-prompt probe"  # trained on within-prompt differences (`run`'s within_probe): shown first
 IMPLICIT_REWARD = "DPO implicit reward"  # predictor names: f"{IMPLICIT_REWARD} ({normalization})"
-LOGPROB_RULE = ("Log-probability predictors (mean log-prob, DPO's implicit reward) sum log pi over the response's tokens "
-                "and the end-of-turn token after them, and score only the pairs whose sides no model truncated at the "
-                "token budget (a truncated text's log-probability is not log pi(y|x)); the probes and response length "
-                "(characters of the full text) score every pair.")
+LOGPROB_RULE = ("Log-probability predictors (mean log-prob, DPO's implicit reward) sum log pi over the "
+                "response's tokens and the end-of-turn token after them, and score only the pairs whose sides no model "
+                "truncated at the token budget (a truncated text's log-probability is not log pi(y|x)); the probes and "
+                "response length (characters of the full text) score every pair.")
 
 
 class PairAccuracy(Result):
@@ -111,8 +112,8 @@ def excluded_groups(*probes: Probe) -> set[str]:
 
 
 def record_pairs(examples: list[Example], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, Counter[str]]:
-    """The pairs the preference records among `rows` hold: (better-rated rows, worse-rated rows) in record order, and the
-    records not compared, by reason. A record whose sides have the same text (whitespace aside) or the same rating
+    """The pairs the preference records among `rows` hold: (better-rated rows, worse-rated rows) in record order, and
+    the records not compared, by reason. A record whose sides have the same text (whitespace aside) or the same rating
     cannot be ordered; a record repeating an earlier one's prompt and texts is counted once."""
     sides: dict[str, list[int]] = {}
     for row in rows:
@@ -158,8 +159,8 @@ def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], kee
         pairs: Pairs = (first[chosen], second[chosen], owner, len(names))
         resampler = Resampler.make(names, n_boot, seed)
         entry = PairAccuracy(subset=subset, pairs=int(chosen.sum()), prompts=len(names), predictors={},
-                             not_compared=dict(skipped) if subset == "all" else {}, truncated_pairs=int(cut[chosen].sum()),
-                             reference=reference)
+                             not_compared=dict(skipped) if subset == "all" else {},
+                             truncated_pairs=int(cut[chosen].sum()), reference=reference)
         for name, scores in predictors.items():
             correct, total = pair_counts(y, scores, None, pairs)
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -19,6 +19,7 @@ from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchedStore, SketchSummary, full_store, sketch_summary
+from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.data.splits import SplitPlan, plan_splits
 from latent_reward.errors import UserError
 from latent_reward.evaluation.metrics import Resampler, all_metrics, pearson, quantile_interval, score
@@ -182,11 +183,11 @@ def fit_within_probe(store: ActivationStore | SketchedStore, fit: SweepFit, posi
     _, cell, probe = best
     if full_store(store) is not store:
         probe = fit_cell(full_store(store), target, cell, fit.settings, train)[0]
-    provenance = ("model", "store", "model_dtype", "chat_template", "max_tokens")  # the same as the pooled probe's
+    provenance = ("model", "store", "model_dtype", "chat_template", "max_tokens", "group_key_version")  # as the pooled
     probe.info.update({key: fit.best_probe.info.get(key) for key in provenance}, target=target.name,
                       position=cell.position, layer=cell.layer,
                       train_groups=sorted(set(target.groups[train])), validation_groups=sorted(set(target.groups[val])),
-                      rating_range=[float(np.quantile(target.y[train], 0.05)), float(np.quantile(target.y[train], 0.95))])
+                      rating_range=[float(v) for v in np.quantile(target.y[train], [0.05, 0.95])])
     return probe
 
 
@@ -212,6 +213,7 @@ def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> dict
     return {"target": target.name, "model": model.get("name"), "store": str(store.folder.resolve()),
             "model_dtype": model.get("dtype"), "chat_template": model.get("chat_template"),
             "max_tokens": store.manifest.get("fingerprint", {}).get("max_tokens"),
+            "group_key_version": GROUP_KEY_VERSION,
             "train_groups": sorted(plan.groups_of("train", target.groups)),
             "validation_groups": sorted(plan.groups_of("val", target.groups)),
             "rating_range": [float(np.quantile(y_train, 0.05)), float(np.quantile(y_train, 0.95))]}

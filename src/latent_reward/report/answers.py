@@ -50,11 +50,12 @@ def encodes_answer(readout: ReadoutResult) -> str:
     probe = readout.probe.scores
     within = readout.within_probe.scores if readout.within_probe is not None else probe
     verdict = readout.verdict
-    states = f"the states predict the rating (pooled probe r = {probe.pearson}; within-prompt probe accuracy {within.within_acc})"
+    states = (f"the states predict the rating (pooled probe r = {probe.pearson}; within-prompt probe accuracy "
+              f"{within.within_acc})")
     if verdict.kind == "encodes":
-        head = (f"Yes, within prompts and beyond every baseline: the within-prompt probe orders responses to the same prompt "
-                f"correctly {within.within_acc} of the time (chance 0.5), and it is better than every baseline under the declared "
-                f"test. Across prompts the pooled probe reaches r = {probe.pearson}.")
+        head = (f"Yes, within prompts and beyond every baseline: the within-prompt probe orders responses to the same "
+                f"prompt correctly {within.within_acc} of the time (chance 0.5), and it is better than every baseline "
+                f"under the declared test. Across prompts the pooled probe reaches r = {probe.pearson}.")
     elif verdict.kind == "baseline better":
         better = [_outcome(row) for row in verdict.baselines if row.outcome == "baseline better"]
         head = (f"No: {states}, but within prompts a baseline ranks responses better than the states: "
@@ -64,7 +65,8 @@ def encodes_answer(readout: ReadoutResult) -> str:
         matched = [_outcome(row) for row in rows if row.equivalent]
         unclear = [_outcome(row) for row in rows if not row.equivalent]
         head = (f"Not shown: {states}, but the probe is not better than every baseline within prompts."
-                + (f" Matching it (equivalent within +-{verdict.margin:g} accuracy): " + "; ".join(matched) + "." if matched else "")
+                + (f" Matching it (equivalent within +-{verdict.margin:g} accuracy): " + "; ".join(matched) + "."
+                   if matched else "")
                 + (f" Indistinguishable from it, not shown equivalent: " + "; ".join(unclear) + "." if unclear else ""))
     else:
         head = (f"No within-prompt evidence: the within-prompt probe's accuracy {within.within_acc} does not exclude chance (0.5)"
@@ -183,8 +185,8 @@ def reliability_sentence(po: PromptOnlyResult, probe_r: Interval) -> str:
     else:
         gap = "the systematic chosen-rejected gap" if rel.factor == "role" else "the generators' systematic differences"
         head = (f"The responses carry a {rel.factor}, so they are not exchangeable: with the {rel.factor} fixed, the "
-                f"two-way ICC(C,1) = {rel.icc} is the share of the rating's variance (beyond the {rel.factor}'s effect) "
-                f"that lies between prompts; the one-way ICC(1) = {po.icc} counts {gap} as noise {between}.")
+                f"two-way ICC(C,1) = {rel.icc} is the share of the rating's variance (beyond the {rel.factor}'s "
+                f"effect) that lies between prompts; the one-way ICC(1) = {po.icc} counts {gap} as noise {between}.")
     ceiling = rel.r_ceiling.value
     share = (f"; the prompt probe's r = {probe_r.value:.3f} is {probe_r.value / ceiling:.0%} of it"
              if probe_r.value is not None and ceiling else "")
@@ -248,9 +250,10 @@ def scores_answer(result: RunResult) -> str:
         if score.pair_accuracy:
             overall = score.pair_accuracy[0]
             dropped = ", ".join(f"{n} {reason}" for reason, n in overall.not_compared.items())
-            probes = "; ".join(f"{name} {overall.predictors.get(name)}" for name in score.probes if name in overall.predictors)
-            parts.append(f"{folder}: pair accuracy {probes} over the {overall.pairs} pairs compared (each a record whose sides "
-                         f"were judged against each other" + (f"; not compared: {dropped}" if dropped else "")
+            probes = "; ".join(f"{n} {overall.predictors[n]}" for n in score.probes if n in overall.predictors)
+            parts.append(f"{folder}: pair accuracy {probes} over the {overall.pairs} pairs compared (each a record "
+                         "whose sides were judged against each other"
+                         + (f"; not compared: {dropped}" if dropped else "")
                          + f"; {score.excluded_prompts} training/validation prompts excluded); length-matched "
                          f"{overall.length_matched.get(overall.reference)} over {overall.length_matched_pairs} pairs")
             if overall.predictor_pairs:

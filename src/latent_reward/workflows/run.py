@@ -142,8 +142,8 @@ def analyse(store: ActivationStore, random_store: ActivationStore | None, readou
 
 
 def predictions_frame(store: ActivationStore, fit: SweepFit, crossfit: CrossFit) -> pd.DataFrame:
-    """Every kept example's cross-fitted probe predictions (the pooled probe's, and the within-prompt probe's where there
-    is one: empty on prompts with one response) and fold, for paired comparisons across runs."""
+    """Every kept example's cross-fitted probe predictions (the pooled probe's, and the within-prompt probe's where
+    there is one: empty on prompts with one response) and fold, for paired comparisons across runs."""
     masks = fit.plan.masks
     within = crossfit.predictions.get(WITHIN_PREDICTIONS)
     return pd.DataFrame({"id": [store.examples[i].id for i in fit.target.rows], "group": fit.target.groups, "rating": fit.target.y,

@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 
 from latent_reward.config import DataSpec, Device, ExtractConfig, ModelSpec, Spec
+from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import length_features
-from latent_reward.experiments.reward_model import (IMPLICIT_REWARD, NORMALIZATIONS, PROBE, WITHIN_PROBE, ScoreResult, best_of_n,
-                                                    excluded_groups, implicit_reward, pair_accuracy, score_examples, transfer)
+from latent_reward.experiments.reward_model import (IMPLICIT_REWARD, NORMALIZATIONS, PROBE, WITHIN_PROBE, ScoreResult,
+                                                    best_of_n, excluded_groups, implicit_reward, pair_accuracy,
+                                                    score_examples, transfer)
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RESULTS_FILE, RunResult
 from latent_reward.io import exclusive, prepare_output_folder, write_csv, write_json
 from latent_reward.probes import Probe
@@ -54,7 +56,8 @@ def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
     with exclusive(out, "score"):
         dataset = job.data.load()
         loaded = probe_model(probe, job.model, job.device, job.device_map)
-        store, scores = score_examples(loaded, probes, dataset.examples, out / "store", progress=progress, source=dataset.source)
+        store, scores = score_examples(loaded, probes, dataset.examples, out / "store", progress=progress,
+                                       source=dataset.source)
         truncated = store.stat("truncated").astype(bool)
         logprob_sum = np.where(truncated, np.nan, store.stat("logprob_sum"))  # a truncated text's is not log pi(y|x)
         predictors = {**scores, "response length": length_features([e.response for e in store.examples])[:, 0],
@@ -70,14 +73,15 @@ def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
         if not keep.any():
             raise UserError("every prompt in this data was used to train or validate the probe; score it on other prompts")
         result = ScoreResult(data=dataset.source, examples=int(keep.sum()), excluded_prompts=len(excluded & set(store.groups)),
-                             probe={k: v for k, v in probe.info.items() if not k.endswith("_groups")}, probes=list(probes),
-                             truncated=int((truncated & keep).sum()))
-        result.pair_accuracy = pair_accuracy(store, predictors, keep, job.n_boot, job.seed, truncated, reference=next(iter(probes)))
+                             probe={k: v for k, v in probe.info.items() if not k.endswith("_groups")},
+                             probes=list(probes), truncated=int((truncated & keep).sum()))
+        result.pair_accuracy = pair_accuracy(store, predictors, keep, job.n_boot, job.seed, truncated,
+                                             reference=next(iter(probes)))
         if not result.pair_accuracy:
             result.transfer = transfer(store, predictors, keep, job.n_boot, job.seed)
             result.best_of_n = best_of_n(store, predictors, keep, job.n_boot, job.seed)
-        frame = pd.DataFrame({"id": store.ids, "group": store.groups, "rating": store.ratings, "counted": keep, **predictors,
-                              "truncated": truncated})
+        frame = pd.DataFrame({"id": store.ids, "group": store.groups, "rating": store.ratings, "counted": keep,
+                              **predictors, "truncated": truncated})
         write_csv(out / "scores.csv", frame)
         write_json(out / RESULT_FILE, result)
         write_run_json(out, "score", job, {})
@@ -86,19 +90,22 @@ def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
 
 
 def load_probes(job: ScoreJob) -> dict[str, Probe]:
-    """The probes to score, the headline first: the within-prompt probe (given, or saved beside the probe) and the probe."""
+    """The probes to score, the headline first: the within-prompt probe (given, or saved beside it), then the probe."""
     probe = Probe.load(job.probe)
     beside = job.probe.parent / WITHIN_PROBE_FOLDER
     folder = job.within_probe or (beside if beside.is_dir() and beside.resolve() != job.probe.resolve() else None)
-    if folder is None:
-        return {PROBE: probe}
-    within = Probe.load(folder)
-    if within.info.get("model") != probe.info.get("model") or within.info.get("max_tokens") != probe.info.get("max_tokens"):
+    probes = {PROBE: probe} if folder is None else {WITHIN_PROBE: Probe.load(folder), PROBE: probe}
+    same = ("model", "max_tokens")
+    if folder is not None and any(probes[WITHIN_PROBE].info.get(k) != probe.info.get(k) for k in same):
         raise UserError(f"the within-prompt probe in {folder} reads another model or token budget than {job.probe}")
-    return {WITHIN_PROBE: within, PROBE: probe}
+    if any(p.info.get("group_key_version") != GROUP_KEY_VERSION for p in probes.values()):
+        raise UserError(f"{job.probe} was saved by an older version, whose prompt ids differ from this one's, so the "
+                        "prompts it was trained on cannot be excluded; run `latent-reward run` (or sweep) again")
+    return probes
 
 
-def _implicit(job: ScoreJob, probe: Probe, dataset, loaded, store, out: Path, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _implicit(job: ScoreJob, probe: Probe, dataset, loaded, store, out: Path, progress: bool
+              ) -> tuple[np.ndarray, np.ndarray]:
     """DPO's implicit reward: the policy's and the reference's summed log-probabilities (each over the response and its
     end-of-turn token, under its own tokenizer); and which responses the reference's token budget truncated."""
     from latent_reward.activations.extract import extract
@@ -107,7 +114,8 @@ def _implicit(job: ScoreJob, probe: Probe, dataset, loaded, store, out: Path, pr
                           fallback_template=loaded.info.chat_template == "fallback").load()
     config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=probe.info.get("max_tokens") or 1024, logprobs=True)
     reference_store = extract(reference, dataset.examples, out / "store-reference", config, progress=progress).store
-    counts = np.stack([store.stat("response_tokens_count"), reference_store.stat("response_tokens_count")]).astype(np.float64) + 1
+    # per-token averages over the response's tokens and the end-of-turn token
+    counts = np.stack([s.stat("response_tokens_count") for s in (store, reference_store)]).astype(np.float64) + 1
     return (implicit_reward(store.stat("logprob_sum"), reference_store.stat("logprob_sum"), counts, job.normalization),
             reference_store.stat("truncated").astype(bool))
 
