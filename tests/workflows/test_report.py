@@ -74,6 +74,15 @@ def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
     difference = result.differences[0]
     assert difference.examples == 200 and difference.difference["pearson"].difference.above(0)
     assert "cannot" in html.read_text() and json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+    # one headline everywhere: the within-prompt probe's within-prompt accuracy, and its difference between the runs
+    # from the within-prompt probes' predictions
+    from latent_reward.evaluation.metrics import within_prompt_accuracy
+
+    assert result.rows[0].within_acc == RunResult.load(folder).readout.within_probe.scores.within_acc
+    a, b = (pd.read_csv(f / "report" / "predictions.csv") for f in (folder, tmp_path / "weak"))
+    merged = a.merge(b, on=["id", "group", "rating"], suffixes=("_a", "_b"))
+    expected = [within_prompt_accuracy(merged["rating"], merged[f"within_probe_{side}"], merged["group"]) for side in "ab"]
+    assert difference.difference["within_acc"].difference.value == pytest.approx(expected[0] - expected[1])
 
 
 @pytest.mark.slow
@@ -108,6 +117,41 @@ def test_compare_over_checkpoints_from_one_start_reports_each_stage_and_online_v
     text = html.read_text()
     assert "What changed" in text and "Online minus offline (DPO) training" in text and "sft from planted, 2 steps" in text
     assert "Does the model steer the user?" in text and "0.060 [0.020, 0.110]" in text
+
+
+def test_the_within_prompt_probe_is_saved_and_the_console_headline_is_its_within_prompt_accuracy(run_folder):
+    from rich.console import Console
+
+    from latent_reward.cli.show import show_headline
+    from latent_reward.probes import Probe
+
+    folder, outcome = run_folder
+    assert outcome.within_probe_folder == folder / "report" / "within_probe"
+    within, pooled = Probe.load(outcome.within_probe_folder), Probe.load(outcome.probe_folder)
+    assert within.info["target"] == "rating-within-prompt" and (within.info["position"], within.info["layer"]) == ("eot", 2)
+    assert set(within.info["train_groups"]) <= set(pooled.info["train_groups"])  # the split's training prompts only
+    assert set(within.info["validation_groups"]) <= set(pooled.info["validation_groups"])
+    assert within.info["group_key_version"] == pooled.info["group_key_version"] == 2
+    console = Console(record=True, width=400)
+    show_headline(console, outcome)
+    text = console.export_text()
+    headline = outcome.result.readout.within_probe.scores.within_acc
+    assert f"within-prompt probe's within-prompt accuracy = {headline}" in text and "within-prompt probe: " in text
+    assert str(outcome.result.readout.probe.scores.within_acc) not in text  # the pooled probe's is not the headline
+
+
+def test_compare_takes_the_probes_pair_accuracy_and_the_implicit_reward_from_the_same_score_run(run_folder):
+    from latent_reward.experiments.compare import _row
+
+    folder, _ = run_folder
+    result = RunResult.load(folder)
+    plain = PairAccuracy(subset="all", pairs=4, prompts=4, predictors={"probe": Interval.of(0.9)})
+    with_reference = PairAccuracy(subset="all", pairs=6, prompts=6, predictors={
+        "within-prompt probe": Interval.of(0.6), "probe": Interval.of(0.5), "DPO implicit reward (sum)": Interval.of(0.55)})
+    result.scores = {"a": ScoreResult(data="x", examples=8, excluded_prompts=0, probe={}, pair_accuracy=[plain]),
+                     "b": ScoreResult(data="y", examples=12, excluded_prompts=0, probe={}, pair_accuracy=[with_reference])}
+    row = _row(folder, result)
+    assert row.pair_accuracy == Interval.of(0.6) and row.implicit_reward_accuracy == Interval.of(0.55)
 
 
 def test_a_score_saved_inside_the_run_appears_in_its_report(run_folder):

@@ -95,3 +95,35 @@ def test_a_probe_saved_with_older_prompt_ids_is_refused_since_its_training_promp
                                                   for i in range(3)])
     done = cli("score", "--probe", old, "--data", data, "--out", tmp_path / "o")
     assert done.returncode == 2 and "older version" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_run_folders_within_prompt_probe_is_scored_first_and_the_paired_differences_are_against_it(tiny, tiny_model_dir,
+                                                                                                       tmp_path):
+    from latent_reward.experiments.sweep import fit_within_probe
+    from latent_reward.probes import Probe
+
+    store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path / "store", ExtractConfig(),
+                    progress=False).store
+    fit = sweep(store, SweepConfig(n_boot=100), progress=False)
+    within = fit_within_probe(store, fit)
+    assert within.info["target"] == "rating-within-prompt" and within.info["position"] in ("response_last", "eot",
+                                                                                         "response_mean")
+    for probe in (fit.best_probe, within):
+        probe.info["model"] = str(tiny_model_dir)
+    fit.best_probe.save(tmp_path / "run" / "best_probe")
+    within.save(tmp_path / "run" / "within_probe")
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2),
+                                                    "rejected": "dog"} for i in range(8)])
+    done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--data", pairs, "--out", tmp_path / "o",
+               "--n-boot", "100")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "o" / "score.json").read_text())
+    overall = summary["pair_accuracy"][0]
+    assert summary["probes"] == ["within-prompt probe", "probe"] and list(overall["predictors"])[:2] == summary["probes"]
+    assert overall["reference"] == "within-prompt probe" and "probe" in overall["versus_probe"]
+    # a within-prompt probe that reads another token budget is refused, with one line
+    within.info["max_tokens"] = 64
+    within.save(tmp_path / "other" / "within_probe")
+    done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--within-probe", tmp_path / "other" / "within_probe",
+               "--data", pairs, "--out", tmp_path / "o2")
+    assert done.returncode == 2 and "another model or token budget" in done.stderr
