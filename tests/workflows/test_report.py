@@ -81,7 +81,8 @@ def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
     assert result.rows[0].within_acc == RunResult.load(folder).readout.within_probe.scores.within_acc
     a, b = (pd.read_csv(f / "report" / "predictions.csv") for f in (folder, tmp_path / "weak"))
     merged = a.merge(b, on=["id", "group", "rating"], suffixes=("_a", "_b"))
-    expected = [within_prompt_accuracy(merged["rating"], merged[f"within_probe_{side}"], merged["group"]) for side in "ab"]
+    expected = [within_prompt_accuracy(merged["rating"], merged[f"within_probe_{side}"], merged["group"])
+                for side in "ab"]
     assert difference.difference["within_acc"].difference.value == pytest.approx(expected[0] - expected[1])
 
 
@@ -128,7 +129,8 @@ def test_the_within_prompt_probe_is_saved_and_the_console_headline_is_its_within
     folder, outcome = run_folder
     assert outcome.within_probe_folder == folder / "report" / "within_probe"
     within, pooled = Probe.load(outcome.within_probe_folder), Probe.load(outcome.probe_folder)
-    assert within.info["target"] == "rating-within-prompt" and (within.info["position"], within.info["layer"]) == ("eot", 2)
+    assert within.info["target"] == "rating-within-prompt"
+    assert (within.info["position"], within.info["layer"]) == ("eot", 2)
     assert set(within.info["train_groups"]) <= set(pooled.info["train_groups"])  # the split's training prompts only
     assert set(within.info["validation_groups"]) <= set(pooled.info["validation_groups"])
     assert within.info["group_key_version"] == pooled.info["group_key_version"] == 2
@@ -147,9 +149,11 @@ def test_compare_takes_the_probes_pair_accuracy_and_the_implicit_reward_from_the
     result = RunResult.load(folder)
     plain = PairAccuracy(subset="all", pairs=4, prompts=4, predictors={"probe": Interval.of(0.9)})
     with_reference = PairAccuracy(subset="all", pairs=6, prompts=6, predictors={
-        "within-prompt probe": Interval.of(0.6), "probe": Interval.of(0.5), "DPO implicit reward (sum)": Interval.of(0.55)})
-    result.scores = {"a": ScoreResult(data="x", examples=8, excluded_prompts=0, probe={}, pair_accuracy=[plain]),
-                     "b": ScoreResult(data="y", examples=12, excluded_prompts=0, probe={}, pair_accuracy=[with_reference])}
+        "within-prompt probe": Interval.of(0.6), "probe": Interval.of(0.5),
+        "DPO implicit reward (sum)": Interval.of(0.55)})
+    result.scores = {
+        "a": ScoreResult(data="x", examples=8, excluded_prompts=0, probe={}, pair_accuracy=[plain]),
+        "b": ScoreResult(data="y", examples=12, excluded_prompts=0, probe={}, pair_accuracy=[with_reference])}
     row = _row(folder, result)
     assert row.pair_accuracy == Interval.of(0.6) and row.implicit_reward_accuracy == Interval.of(0.55)
 

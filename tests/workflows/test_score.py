@@ -97,8 +97,8 @@ def test_a_probe_saved_with_older_prompt_ids_is_refused_since_its_training_promp
     assert done.returncode == 2 and "older version" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_run_folders_within_prompt_probe_is_scored_first_and_the_paired_differences_are_against_it(tiny, tiny_model_dir,
-                                                                                                       tmp_path):
+def test_a_run_folders_within_prompt_probe_is_scored_first_and_differences_are_taken_against_it(tiny, tiny_model_dir,
+                                                                                                  tmp_path):
     from latent_reward.experiments.sweep import fit_within_probe
     from latent_reward.probes import Probe
 
@@ -119,11 +119,12 @@ def test_a_run_folders_within_prompt_probe_is_scored_first_and_the_paired_differ
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "o" / "score.json").read_text())
     overall = summary["pair_accuracy"][0]
-    assert summary["probes"] == ["within-prompt probe", "probe"] and list(overall["predictors"])[:2] == summary["probes"]
+    assert summary["probes"] == ["within-prompt probe", "probe"]
+    assert list(overall["predictors"])[:2] == summary["probes"]
     assert overall["reference"] == "within-prompt probe" and "probe" in overall["versus_probe"]
     # a within-prompt probe that reads another token budget is refused, with one line
     within.info["max_tokens"] = 64
     within.save(tmp_path / "other" / "within_probe")
-    done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--within-probe", tmp_path / "other" / "within_probe",
-               "--data", pairs, "--out", tmp_path / "o2")
+    done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--data", pairs, "--out", tmp_path / "o2",
+               "--within-probe", tmp_path / "other" / "within_probe")
     assert done.returncode == 2 and "another model or token budget" in done.stderr
