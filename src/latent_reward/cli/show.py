@@ -61,8 +61,8 @@ def show_score(console: Console, result, out: Path) -> None:
         console.print(f"length-matched pairs ({overall.length_matched_pairs}): "
                       + ", ".join(f"{k} {v}" for k, v in overall.length_matched.items()))
     if result.transfer:
-        probe = result.transfer.predictors["probe"]
-        console.print(f"ranks the ratings with Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
+        probe = result.transfer.predictors[result.probes[0]]
+        console.print(f"the {result.probes[0]} ranks the ratings with Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
                       f"{result.transfer.examples} responses")
     if result.best_of_n:
         console.print(f"best-of-{result.best_of_n.samples_per_prompt:.1f} over {result.best_of_n.prompts} prompts, mean rating of the pick: "

@@ -168,8 +168,9 @@ def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], kee
             entry.predictors[name] = quantile_interval(correct.sum() / total.sum() if total.sum() else np.nan, samples)
             if total.sum() < entry.pairs:
                 entry.predictor_pairs[name] = int(total.sum())
-            entry.length_matched[name], entry.length_matched_pairs = length_matched_accuracy(
-                y, scores, None, lengths, resampler, pairs=pairs)
+            entry.length_matched[name], matched = length_matched_accuracy(y, scores, None, lengths, resampler, pairs=pairs)
+            if name == next(iter(predictors)):  # the headline probe's (log-probabilities score fewer)
+                entry.length_matched_pairs = matched
             if subset == "all" and name != reference and reference in predictors:
                 entry.versus_probe[name] = paired_pair_difference(y, predictors[reference], scores, pairs,
                                                                   resampler.group_weights, seed=seed)
@@ -226,6 +227,8 @@ def transfer(store: ActivationStore, predictors: dict[str, np.ndarray], keep: np
     out = {}
     for name, s in predictors.items():
         scored = np.isfinite(s[keep])  # log-probabilities leave truncated responses unscored
-        out[name] = (score(y, s[keep], groups, resampler=resampler) if scored.all()
-                     else score(y[scored], s[keep][scored], groups[scored], n_boot, seed))
+        if scored.all():
+            out[name] = score(y, s[keep], groups, resampler=resampler)
+        elif scored.sum() > 2:
+            out[name] = score(y[scored], s[keep][scored], groups[scored], n_boot, seed)
     return Transfer(examples=int(keep.sum()), predictors=out)

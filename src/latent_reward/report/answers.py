@@ -260,14 +260,15 @@ def scores_answer(result: RunResult) -> str:
                 parts.append(f"{folder}: " + ", ".join(f"{name} {overall.predictors[name]} over {n} pairs"
                                                        for name, n in overall.predictor_pairs.items())
                              + f" (the {overall.truncated_pairs} pairs a model truncated left out)")
+        headline = score.probes[0]  # the within-prompt probe where the run saved one
         if score.transfer:
-            probe = score.transfer.predictors.get("probe")
-            parts.append(f"{folder}: Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
+            probe = score.transfer.predictors.get(headline)
+            parts.append(f"{folder}: {headline} Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
                          f"{score.transfer.examples} responses")
         if score.best_of_n:
             picks = score.best_of_n.picks
-            parts.append(f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the probe's pick {picks.get('probe pick')} vs "
-                         f"random {picks.get('random pick')}")
+            parts.append(f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the {headline}'s pick "
+                         f"{picks.get(f'{headline} pick')} vs random {picks.get('random pick')}")
     return "; ".join(parts) + "."
 
 
