@@ -39,7 +39,7 @@ def paired_differences(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resample
 
 def holm(p_values: list[float | None]) -> list[float | None]:
     """Holm's step-down adjusted p-values (family-wise error control over the tests given; None stays None).
-    Hand-written: four lines, and statsmodels is not a dependency."""
+    Hand-written: a few lines, and statsmodels is not a dependency."""
     known = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
     adjusted: list[float | None] = [None] * len(p_values)
     running = 0.0
