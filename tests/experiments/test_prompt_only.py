@@ -50,3 +50,14 @@ def test_prompt_only_reports_the_two_way_icc_its_reliability_and_the_ceiling_whe
     assert rel.responses_per_prompt == 4 and rel.mean_reliability.value == 4 * rel.icc.value / (1 + 3 * rel.icc.value)
     sentence = reliability_sentence(result, result.cross_fitted.pearson)
     assert "two-way ICC(C,1)" in sentence and f"r <= {rel.r_ceiling}" in sentence and str(result.icc) in sentence
+
+
+def test_the_prompt_only_command_prints_the_right_icc_and_the_ceiling(tmp_path):
+    from helpers import cli
+
+    planted_store(tmp_path / "s", n_groups=40, response_signal=1.0, prompt_signal=1.0)
+    done = cli("prompt-only", "--store", tmp_path / "s", "--out", tmp_path / "o", "--n-boot", "100")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())  # the console wraps long lines
+    assert "two-way ICC(C,1) with the generator fixed of the rating by prompt = " in text
+    assert "reliability of a prompt's mean of 4.0 ratings" in text and "ceiling on r" in text

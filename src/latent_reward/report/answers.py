@@ -168,7 +168,8 @@ def reliability_line(po: PromptOnlyResult) -> str:
     rel = po.reliability
     if rel is None:
         return f"ICC(1) of the rating by prompt = {po.icc}"
-    return (f"{rel.model.split(',')[0]} of the rating by prompt = {rel.icc}; reliability of a prompt's mean of "
+    name = f"two-way ICC(C,1) with the {rel.factor} fixed" if rel.factor else "one-way ICC(1)"
+    return (f"{name} of the rating by prompt = {rel.icc}; reliability of a prompt's mean of "
             f"{rel.responses_per_prompt:.1f} ratings {rel.mean_reliability}, ceiling on r {rel.r_ceiling}")
 
 
