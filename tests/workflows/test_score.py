@@ -69,8 +69,8 @@ def test_length_reads_the_full_texts_and_log_probabilities_score_only_untruncate
     probe = Probe.load(probe_folder)
     probe.info["max_tokens"] = 40
     short = probe.save(tmp_path / "short" / "probe")
-    records = [{"prompt": f"question {i} the fox", "chosen": "the quick brown fox jumps " * 30,
-                "rejected": "the lazy dog " * 25} for i in range(4)]
+    records = [{"prompt": f"question {i} the fox", "chosen": "the quick brown fox jumps " * 12,
+                "rejected": "the lazy dog " * 10} for i in range(4)]  # about 250 and 100 tokens
     records += [{"prompt": f"question {i} the fox", "chosen": "paris " * 3, "rejected": "dog"} for i in range(4, 6)]
     data = write_jsonl(tmp_path / "pairs.jsonl", records)
     done = cli("score", "--probe", short, "--data", data, "--out", tmp_path / "o", "--n-boot", "100")
@@ -82,6 +82,12 @@ def test_length_reads_the_full_texts_and_log_probabilities_score_only_untruncate
     frame = pd.read_csv(tmp_path / "o" / "scores.csv")
     assert frame["truncated"].sum() == 8 and frame.loc[frame["truncated"], "mean log-prob"].isna().all()
     assert frame.loc[~frame["truncated"], "mean log-prob"].notna().all()
+    # or a budget that fits every pair: then the log-probabilities score them all
+    done = cli("score", "--probe", short, "--data", data, "--out", tmp_path / "o2", "--n-boot", "100",
+               "--max-tokens", "400")
+    assert done.returncode == 0, done.stderr
+    overall = json.loads((tmp_path / "o2" / "score.json").read_text())["pair_accuracy"][0]
+    assert overall["truncated_pairs"] == 0 and overall["predictor_pairs"] == {}
 
 
 def test_a_probe_saved_with_older_prompt_ids_is_refused_since_its_training_prompts_could_not_be_excluded(probe_folder,

@@ -204,6 +204,8 @@ def score(
     model: Annotated[Optional[str], typer.Option(help="Model (default: the one the probe was trained on).")] = None,
     reference: Annotated[Optional[str], typer.Option(help="Reference model for the DPO implicit reward baseline.")] = None,
     normalization: Annotated[str, typer.Option(help="Implicit reward: sum, mean or none (reference-free).")] = "sum",
+    max_tokens: Annotated[Optional[int], typer.Option(
+        min=8, help="Token budget (default: the probe's); log-probabilities score only pairs that fit it.")] = None,
     n_boot: BootOpt = 1000,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -214,7 +216,8 @@ def score(
     from latent_reward.workflows.score import ScoreJob, run_score
 
     job = ScoreJob(probe=probe, within_probe=within_probe, data=data, out=out, model=model, reference=reference,
-                   normalization=normalization, n_boot=n_boot, seed=seed, device=device, device_map=device_map)
+                   normalization=normalization, max_tokens=max_tokens, n_boot=n_boot, seed=seed, device=device,
+                   device_map=device_map)
     show_score(console, run_score(job), out)
 
 

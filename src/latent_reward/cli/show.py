@@ -62,8 +62,8 @@ def show_score(console: Console, result, out: Path) -> None:
                       + ", ".join(f"{k} {v}" for k, v in overall.length_matched.items()))
     if result.transfer:
         probe = result.transfer.predictors[result.probes[0]]
-        console.print(f"the {result.probes[0]} ranks the ratings with Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
-                      f"{result.transfer.examples} responses")
+        console.print(f"the {result.probes[0]} ranks the ratings with Spearman {probe.spearman}, within-prompt "
+                      f"accuracy {probe.within_acc} on {result.transfer.examples} responses")
     if result.best_of_n:
         console.print(f"best-of-{result.best_of_n.samples_per_prompt:.1f} over {result.best_of_n.prompts} prompts, mean rating of the pick: "
                       + ", ".join(f"{k} {v}" for k, v in result.best_of_n.picks.items()))

@@ -77,15 +77,15 @@ class ScoreResult(Result):
 
 
 def score_examples(loaded: LoadedModel, probes: dict[str, Probe], examples: list[Example], folder: str | Path,
-                   logprobs: bool = True, progress: bool = True, source: str | None = None
-                   ) -> tuple[ActivationStore, dict[str, np.ndarray]]:
+                   logprobs: bool = True, progress: bool = True, source: str | None = None,
+                   max_tokens: int | None = None) -> tuple[ActivationStore, dict[str, np.ndarray]]:
     """Extract every probe's (position, layer) for `examples` into `folder` (resumable; one pass for all) and score
-    them with each probe. The token budget is the first probe's."""
+    them with each probe. The token budget is `max_tokens`, else the first probe's."""
     cells = {name: (probe.info["position"], int(probe.info["layer"])) for name, probe in probes.items()}
     first = next(iter(probes.values()))
     config = ExtractConfig(positions=tuple(dict.fromkeys(p for p, _ in cells.values())),
                            layers=tuple(sorted({layer for _, layer in cells.values()})),
-                           max_tokens=first.info.get("max_tokens") or 1024, logprobs=logprobs)
+                           max_tokens=max_tokens or first.info.get("max_tokens") or 1024, logprobs=logprobs)
     store = extract(loaded, examples, folder, config, progress=progress, source=source).store
     return store, {name: probes[name].predict(store.array(position, [layer])[:, 0].astype(np.float32))
                    for name, (position, layer) in cells.items()}
@@ -168,7 +168,8 @@ def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], kee
             entry.predictors[name] = quantile_interval(correct.sum() / total.sum() if total.sum() else np.nan, samples)
             if total.sum() < entry.pairs:
                 entry.predictor_pairs[name] = int(total.sum())
-            entry.length_matched[name], matched = length_matched_accuracy(y, scores, None, lengths, resampler, pairs=pairs)
+            entry.length_matched[name], matched = length_matched_accuracy(y, scores, None, lengths, resampler,
+                                                                          pairs=pairs)
             if name == next(iter(predictors)):  # the headline probe's (log-probabilities score fewer)
                 entry.length_matched_pairs = matched
             if subset == "all" and name != reference and reference in predictors:

@@ -264,8 +264,8 @@ def scores_answer(result: RunResult) -> str:
         headline = score.probes[0]  # the within-prompt probe where the run saved one
         if score.transfer:
             probe = score.transfer.predictors.get(headline)
-            parts.append(f"{folder}: {headline} Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
-                         f"{score.transfer.examples} responses")
+            parts.append(f"{folder}: {headline} Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} "
+                         f"on {score.transfer.examples} responses")
         if score.best_of_n:
             picks = score.best_of_n.picks
             parts.append(f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the {headline}'s pick "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from latent_reward.config import DataSpec, Device, ExtractConfig, ModelSpec, Spec
 from latent_reward.data.schema import GROUP_KEY_VERSION
@@ -41,6 +42,8 @@ class ScoreJob(Spec):
     model: str | None = None  # default: the model the probe was trained on
     reference: str | None = None  # reference model for DPO's implicit reward
     normalization: str = "sum"
+    max_tokens: int | None = Field(None, ge=8)  # token budget (default: the probe's); one that fits every pair spares
+    # the log-probability predictors' truncated pairs
     n_boot: int = 1000
     seed: int = 0
     device: Device = "auto"  # both models' (the probe's and the reference)
@@ -57,7 +60,7 @@ def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
         dataset = job.data.load()
         loaded = probe_model(probe, job.model, job.device, job.device_map)
         store, scores = score_examples(loaded, probes, dataset.examples, out / "store", progress=progress,
-                                       source=dataset.source)
+                                       source=dataset.source, max_tokens=job.max_tokens)
         truncated = store.stat("truncated").astype(bool)
         logprob_sum = np.where(truncated, np.nan, store.stat("logprob_sum"))  # a truncated text's is not log pi(y|x)
         predictors = {**scores, "response length": length_features([e.response for e in store.examples])[:, 0],
@@ -112,7 +115,8 @@ def _implicit(job: ScoreJob, probe: Probe, dataset, loaded, store, out: Path, pr
 
     reference = ModelSpec(name=job.reference, dtype=loaded.info.dtype, device=job.device, device_map=job.device_map,
                           fallback_template=loaded.info.chat_template == "fallback").load()
-    config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=probe.info.get("max_tokens") or 1024, logprobs=True)
+    config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=store.manifest["fingerprint"]["max_tokens"],
+                           logprobs=True)
     reference_store = extract(reference, dataset.examples, out / "store-reference", config, progress=progress).store
     # per-token averages over the response's tokens and the end-of-turn token
     counts = np.stack([s.stat("response_tokens_count") for s in (store, reference_store)]).astype(np.float64) + 1
