@@ -134,7 +134,7 @@ def test_every_endpoint_command_has_the_same_endpoint_options():
 def test_max_tokens_truncates_input_and_max_new_tokens_bounds_generation():
     truncating = [name for name, _ in commands() if "max_tokens" in params(name)]
     generating = [name for name, _ in commands() if "max_new_tokens" in params(name)]
-    assert sorted(truncating) == ["extract", "run", "train"]
+    assert sorted(truncating) == ["extract", "run", "score", "train"]
     assert all(params(n)["max_tokens"].help.startswith("Input truncation") for n in truncating)
     assert sorted(generating) == ["conversation", "generate", "judge", "respond", "steer", "train"]
     assert all("max_tokens" not in params(n) or n in truncating for n in generating)

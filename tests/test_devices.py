@@ -78,7 +78,7 @@ def reference(tiny) -> LoadedModel:
 @pytest.fixture(scope="module")
 def expected(reference) -> dict:
     """Per position, float64 [examples, layers, d] read by hand from one unbatched float64 forward per example; and
-    each example's response log-probability sum and response-token states at residual index 2."""
+    each example's response log-probability sum (end-of-turn token included) and response-token states at residual index 2."""
     out: dict = {name: [] for name in (*POSITIONS, "logprob_sum", "tokens")}
     for example in synthetic_examples():
         rendered, states, forward = direct_states(reference, example.messages)
@@ -87,8 +87,9 @@ def expected(reference) -> dict:
                             ("response_last", s.response_last), ("eot", s.eot)):
             out[name].append(states[index])
         out["response_mean"].append(states[s.response_start : s.response_end].mean(0))
-        logprobs = torch.log_softmax(forward.logits[0], -1)[s.response_start - 1 : s.response_end - 1]
-        targets = torch.tensor(rendered.input_ids[s.response_start : s.response_end])
+        # log pi(y | x): the response's tokens and the end-of-turn token after them
+        logprobs = torch.log_softmax(forward.logits[0], -1)[s.response_start - 1 : s.eot]
+        targets = torch.tensor(rendered.input_ids[s.response_start : s.eot + 1])
         out["logprob_sum"].append(logprobs.gather(1, targets[:, None]).sum().item())
         out["tokens"].append(states[s.response_start : s.response_end, 2])
     return {name: values if name == "tokens" else np.array(values) for name, values in out.items()}

@@ -167,4 +167,4 @@ def steering_vector(probe: PathLike | Probe, store: PathLike | ActivationStore |
         return SteeringVector(probe.direction, layer, 1.0, probe.info.get("position"), probe.info.get("model"))
     opened = folder if isinstance(folder, ActivationStore) else ActivationStore.open(folder)
     vectors, sd = direction_vectors(opened, probe, layer, ("probe",), seed=0)
-    return SteeringVector(vectors["probe"], layer, sd, probe.info.get("position"), probe.info.get("model"))
+    return SteeringVector(vectors["probe"], layer, sd["probe"], probe.info.get("position"), probe.info.get("model"))

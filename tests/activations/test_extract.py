@@ -36,9 +36,11 @@ def test_stored_states_equal_a_direct_forward_pass(tiny, tmp_path):
             np.testing.assert_allclose(store.array(name)[index], value, rtol=2e-3, atol=2e-3, err_msg=name)
         np.testing.assert_allclose(store.token_states(index), states[s.response_start : s.response_end][:, [1, 3]], rtol=2e-3, atol=2e-3)
         logprobs = torch.log_softmax(out.logits[0], -1)
-        targets = torch.tensor(rendered.input_ids[s.response_start : s.response_end])
-        reference = logprobs[s.response_start - 1 : s.response_end - 1].gather(1, targets[:, None]).mean().item()
-        assert store.stat("logprob_mean")[index] == pytest.approx(reference, rel=1e-4)
+        # log pi(y|x): the response's tokens and the end-of-turn token after them
+        targets = torch.tensor(rendered.input_ids[s.response_start : s.eot + 1])
+        reference = logprobs[s.response_start - 1 : s.eot].gather(1, targets[:, None])
+        assert store.stat("logprob_sum")[index] == pytest.approx(reference.sum().item(), rel=1e-4)
+        assert store.stat("logprob_mean")[index] == pytest.approx(reference.mean().item(), rel=1e-4)
     # The last index is the raw block output: the model's final norm maps it to transformers' last entry.
     normed = tiny.model.model.norm(torch.tensor(store.array("eot")[:, -1].astype(np.float32)))
     assert not np.allclose(store.array("eot")[:, -1], normed.detach().numpy(), atol=1e-2)

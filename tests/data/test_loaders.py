@@ -143,6 +143,18 @@ def test_group_keys_ignore_whitespace_and_case(tmp_path):
     assert groups[0] == groups[1] != groups[2]
 
 
+def test_group_keys_also_ignore_unicode_forms_and_typographic_punctuation(tmp_path):
+    questions = ["What\u2019s the \u201cbest\u201d way \u2014 to say ( hi ) ?",
+                 "what's the \"best\" way - to say (hi)?",
+                 # full-width letters, a no-break space and a zero-width space
+                 "\uff37\uff48\uff41\uff54\u2019s\u00a0the \u201cbest\u201d way \u2014 to\u200b say (hi)?",
+                 "what's the best way to say hi?",  # other punctuation: another prompt
+                 "what's the \"best\" way, to say (hi)?"]
+    path = write_jsonl(tmp_path / "a.jsonl", [{"question": q, "answer": "4", "score": 9} for q in questions])
+    groups = [e.group for e in load_dataset(str(path)).examples]
+    assert groups[0] == groups[1] == groups[2] and len({groups[0], groups[3], groups[4]}) == 3
+
+
 def test_a_split_the_data_names_makes_the_test_prompts():
     from latent_reward.data.splits import plan_splits
 

@@ -145,3 +145,73 @@ def test_dense_baselines_fit_on_the_training_rows_only():
 
 def test_text_penalties_span_the_documented_grid():
     np.testing.assert_allclose(TEXT_ALPHAS, np.logspace(-2, 3, 11))
+
+
+def _prompt_offsets(seed=0, n_prompts=60, per=4):
+    """Two features: the first carries the within-prompt signal on top of a large prompt-level offset, the second the
+    same offset plus within-prompt noise. The rating's within-prompt part is the signal alone."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_prompts), per)
+    offset = 10 * rng.normal(size=n_prompts)[groups]
+    signal = rng.normal(size=len(groups))
+    x = np.column_stack([signal + offset, offset + 2 * rng.normal(size=len(groups))])
+    y = signal + rng.normal(size=n_prompts)[groups]
+    return x, y, groups
+
+
+def test_a_within_prompt_dense_fit_centers_its_features_per_prompt_like_the_probes_states():
+    """Fitted on ratings centered per prompt, a baseline whose features keep their prompt-level part has to spend its
+    weights cancelling that part (and reads the second feature's noise); centered like the probe's states it does not.
+    The centered fit is the probes' ridge on the features minus their prompt means, by hand."""
+    from latent_reward.evaluation.baselines import center_per_prompt
+    from latent_reward.evaluation.groups import center_within_groups
+    from latent_reward.evaluation.metrics import within_prompt_accuracy
+    from latent_reward.probes import RidgeProbe
+
+    x, y, groups = _prompt_offsets()
+    yc = center_within_groups(y, groups)
+    train = groups < 40
+    data = TextData(y=yc, groups=groups, prompts=[""] * len(y), responses=[""] * len(y), generators=[None] * len(y))
+    centered = _dense(lambda d: x)(TextData(**{**data.__dict__, "center": True}), train)
+    xc = x - np.array([x[groups == g].mean(0) for g in groups])
+    np.testing.assert_allclose(center_per_prompt(x, groups), xc, atol=1e-12)
+    by_hand = RidgeProbe().fit(xc[train], yc[train], groups[train]).predict(xc)
+    np.testing.assert_allclose(centered, by_hand, rtol=1e-9, atol=1e-9)
+    uncentered = _dense(lambda d: x)(data, train)
+    held = ~train
+    acc_centered = within_prompt_accuracy(y[held], centered[held], groups[held])
+    acc_uncentered = within_prompt_accuracy(y[held], uncentered[held], groups[held])
+    assert acc_centered > acc_uncentered + 0.03  # the size of the issue's synthetic case (0.735 vs 0.664)
+
+
+def test_tfidf_rows_centered_per_prompt_stay_sparse_and_their_kernel_is_h_k_h():
+    """The centered TF-IDF rows' kernel is H K H (H: the per-prompt centering matrix), and a within-prompt TF-IDF fit is
+    sklearn's Ridge on the densely centered rows at the penalty leave-one-prompt-out chooses on them."""
+    from latent_reward.evaluation import baselines
+    from latent_reward.evaluation.baselines import center_per_prompt
+
+    x, _, groups = _sparse_design(seed=3, n=36, d=50)
+    centered = center_per_prompt(x, groups)
+    assert sparse.issparse(centered)
+    h = np.eye(len(groups)) - (groups[:, None] == groups[None, :]) / np.bincount(groups)[groups][None, :]
+    kernel = (x @ x.T).toarray()
+    np.testing.assert_allclose((centered @ centered.T).toarray(), h @ kernel @ h, atol=1e-10)
+
+    rng = np.random.default_rng(1)
+    words = np.array("good bad long short clear vague kind rude topic other".split())
+    n_prompts, per = 24, 3
+    topic = rng.choice(words[6:], n_prompts)  # a prompt-level word that moves the rating between prompts only
+    responses = [f"{topic[g]} " * 3 + " ".join(rng.choice(words[:6], 5)) for g in range(n_prompts) for _ in range(per)]
+    groups = np.repeat(np.arange(n_prompts), per)
+    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64)
+    y += rng.normal(size=len(groups)) * 0.1
+    yc = y - np.array([y[groups == g].mean() for g in groups])
+    train = groups < 18
+    data = TextData(y=yc, groups=groups, prompts=[""] * len(y), responses=responses, generators=[None] * len(y),
+                    center=True)
+    predictions = baselines._tfidf(("response",))(data, train)
+    rows = np.flatnonzero(train)
+    xc = center_per_prompt(baselines._vectorize(data.frame(), ("response",), rows), groups)
+    alpha = float(TEXT_ALPHAS[logo_errors(xc[rows], yc[rows], groups[rows], TEXT_ALPHAS).argmin()])
+    exact = Ridge(alpha=alpha, solver="svd").fit(xc[rows].toarray(), yc[rows]).predict(xc.toarray())
+    np.testing.assert_allclose(predictions, exact, rtol=1e-6, atol=1e-6)

@@ -172,22 +172,43 @@ def test_paired_tests_find_a_planted_difference_and_not_a_null_one():
     assert null["within_acc"].p_value > 0.05
 
 
-def test_the_verdict_needs_within_prompt_evidence_and_to_beat_every_baseline():
-    from latent_reward.evaluation.results import GENERATOR, TFIDF_RESPONSE, Comparison, Interval, PairedDifference, Scores
+def test_the_verdict_is_one_declared_test_with_three_outcomes_and_says_matches_only_after_an_equivalence_test():
+    from latent_reward.evaluation.results import (GENERATOR, LENGTH, TFIDF_RESPONSE, Comparison, Interval,
+                                                  PairedDifference, Scores)
     from latent_reward.experiments.readout import verdict
 
     def probe(acc):
         return Scores(pearson=Interval.of(0.6, 0.5, 0.7), within_acc=acc)
 
-    def baseline(low, name=TFIDF_RESPONSE):
-        difference = PairedDifference(metric="within_acc", difference=Interval.of(low + 0.05, low, low + 0.1))
+    def baseline(d, p, window, name=TFIDF_RESPONSE):
+        """probe minus baseline d, its permutation p, and the 90% interval of the difference (the TOST window)"""
+        difference = PairedDifference(metric="within_acc", difference=Interval.of(d, d - 0.03, d + 0.03), p_value=p,
+                                      equivalence=Interval.of(d, *window))
         return Comparison(name=name, kind="baseline", scores=Scores(within_acc=Interval.of(0.55, 0.5, 0.6)),
                           versus_probe={"within_acc": difference})
 
-    assert verdict(probe(Interval.of(0.55, 0.48, 0.62)), [baseline(0.02)]).kind == "no within-prompt evidence"
-    assert verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(-0.01)]).kind == "baseline matches"
-    assert verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(-0.01)]).not_beaten == [TFIDF_RESPONSE]
-    assert verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(0.01)]).kind == "encodes"
-    # a baseline that reads no text (which model wrote the response) counts too
-    matched = verdict(probe(Interval.of(0.6, 0.55, 0.65)), [baseline(0.01), baseline(-0.02, GENERATOR)])
-    assert matched.kind == "baseline matches" and matched.not_beaten == [GENERATOR]
+    strong = probe(Interval.of(0.6, 0.55, 0.65))
+    weak = probe(Interval.of(0.55, 0.48, 0.62))
+    assert verdict(weak, [baseline(0.05, 0.001, (0.03, 0.07))]).kind == "no within-prompt evidence"
+    assert verdict(strong, [baseline(0.05, 0.001, (0.03, 0.07))]).kind == "encodes"
+    # not distinguishable, and the 90% window is wider than +-0.01: not shown to match
+    unclear = verdict(strong, [baseline(0.005, 0.6, (-0.02, 0.03))])
+    assert unclear.kind == "indistinguishable from a baseline" and unclear.not_beaten == [TFIDF_RESPONSE]
+    assert [row.outcome for row in unclear.baselines] == ["indistinguishable"] and not unclear.baselines[0].equivalent
+    # equivalent within the stated margin by two one-sided tests: matches
+    matched = verdict(strong, [baseline(0.001, 0.8, (-0.006, 0.008))])
+    assert matched.kind == "baseline matches" and matched.baselines[0].equivalent and matched.margin == 0.01
+    assert "0.01" in matched.test and "two one-sided tests" in matched.test
+    narrower = verdict(strong, [baseline(0.001, 0.8, (-0.006, 0.008))], margin=0.005)
+    assert narrower.kind == "indistinguishable from a baseline"
+    # a baseline that beats the probe (the issue's generator identity, -0.070) is "baseline better", never "matches"
+    better = verdict(strong, [baseline(0.05, 0.001, (0.03, 0.07)), baseline(-0.070, 0.001, (-0.09, -0.05), GENERATOR)])
+    assert better.kind == "baseline better" and better.not_beaten == [GENERATOR]
+    assert [row.outcome for row in better.baselines] == ["probe better", "baseline better"]
+    # "baseline better" is a claim about any of the baselines: Holm over them (0.03 and 0.04 -> 0.06 and 0.06) leaves
+    # neither shown better; "probe better" must hold for every baseline, an intersection-union test: unadjusted
+    holm = verdict(strong, [baseline(-0.02, 0.03, (-0.04, -0.001)), baseline(-0.02, 0.04, (-0.04, -0.001), GENERATOR)])
+    assert [row.holm_p for row in holm.baselines] == [pytest.approx(0.06), pytest.approx(0.06)]
+    assert holm.kind == "indistinguishable from a baseline"
+    both = verdict(strong, [baseline(0.02, 0.03, (0.005, 0.04)), baseline(0.02, 0.04, (0.005, 0.04), LENGTH)])
+    assert both.kind == "encodes"

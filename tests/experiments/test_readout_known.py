@@ -236,3 +236,40 @@ def test_length_matched_accuracy_is_the_within_prompt_probes_on_pairs_matched_in
     assert readout.length_matched.value == pytest.approx(accuracy(pairs, within), abs=1e-12)
     assert set(matched([len(r.split()) for r in responses])) != set(pairs)
     assert accuracy(pairs, crossfit.predictions["probe"]) != pytest.approx(accuracy(pairs, within), abs=1e-9)
+
+
+def test_the_readouts_within_prompt_baselines_are_fitted_on_features_centered_per_prompt():
+    """Each baseline's within-prompt fit (compared with the within-prompt probe) is, fold by fold, the probes' ridge on
+    its features minus their prompt means and the ratings minus theirs, on the multi-response prompts of the other
+    folds, exactly as the within-prompt probe reads states centered per prompt (experiments/targets.py)."""
+    from types import SimpleNamespace
+
+    from latent_reward.evaluation.baselines import TextData, length_features
+    from latent_reward.evaluation.groups import center_within_groups
+    from latent_reward.evaluation.results import LENGTH
+    from latent_reward.experiments.readout import WithinProbe, _baseline_predictions
+    from latent_reward.experiments.targets import Target
+    from latent_reward.probes import RidgeProbe
+
+    rng = np.random.default_rng(0)
+    sizes = [1 if g % 7 == 0 else 3 for g in range(40)]  # some prompts have one response: no within-prompt rows
+    groups = np.concatenate([[f"p{g:02d}"] * size for g, size in enumerate(sizes)])
+    base = np.repeat(rng.integers(5, 200, len(sizes)), sizes)  # a prompt-level part of the length
+    extra = rng.integers(0, 30, len(groups))
+    responses = ["word " * int(b + e) for b, e in zip(base, extra)]
+    y = extra + rng.normal(size=len(groups)) * 3 + np.repeat(rng.normal(size=len(sizes)) * 10, sizes)
+    multi = np.repeat(np.array(sizes) > 1, sizes)
+    folds = np.repeat(np.arange(len(sizes)) % 5, sizes)
+    yc = center_within_groups(y[multi], groups[multi])
+    target = Target("rating-within-prompt", yc, groups[multi], multi, within=True)
+    within = WithinProbe(target=target, fit=None, multi=multi)
+    data = TextData(y=y, groups=groups, prompts=[f"question {g}" for g in groups], responses=responses,
+                    generators=[None] * len(y))
+    masks = {"train": folds < 3, "val": folds == 3, "test": folds == 4}
+    fit = SimpleNamespace(plan=SimpleNamespace(masks=masks))
+    found = _baseline_predictions(data, fit, folds, within)[LENGTH].within
+    x = length_features(responses)[multi]
+    xc, g, f = center_within_groups(x, groups[multi]), groups[multi], folds[multi]
+    for k in range(5):
+        probe = RidgeProbe().fit(xc[f != k], yc[f != k], g[f != k])
+        np.testing.assert_allclose(found[multi][f == k], probe.predict(xc[f == k]), rtol=1e-8, atol=1e-8)

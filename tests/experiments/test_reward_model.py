@@ -24,7 +24,6 @@ def test_pair_accuracy_per_subset_resamples_prompts_and_matches_lengths(tmp_path
     result = pair_accuracy(store, {"probe": np.array([2.0, 1.0, 0.0, 1.0, 3.0, 3.0, 1.0, 0.0])}, keep, n_boot=200)
     overall = {entry.subset: entry for entry in result}
     assert overall["all"].pairs == 4 and overall["all"].prompts == 3
-    # q2's four rows form 4 rated pairs (2 chosen x 2 rejected); the metric counts pairs of differing ratings within a prompt
     assert overall["a"].predictors["probe"].value == pytest.approx(0.5)
     assert overall["all"].length_matched_pairs > 0
     # by hand: rated pairs with lengths within 10% are abc/abd (wrong), "same len"/"same lex" (tied: 0.5) and
@@ -32,8 +31,9 @@ def test_pair_accuracy_per_subset_resamples_prompts_and_matches_lengths(tmp_path
     assert overall["all"].length_matched_pairs == 3 and overall["all"].length_matched["probe"].value == pytest.approx(0.5)
     assert overall["a"].length_matched_pairs == 1 and overall["a"].length_matched["probe"].value == pytest.approx(0.0)
     assert overall["b"].length_matched_pairs == 2 and overall["b"].length_matched["probe"].value == pytest.approx(0.75)
-    # every rated pair: q0 right, q1 wrong, q2 (tie, right, wrong, right) 2.5 of 4 -> 3.5 / 6
-    assert overall["all"].predictors["probe"].value == pytest.approx(3.5 / 6)
+    # q2 holds two records: each record's two sides form a pair, never a side of one with a side of the other (which
+    # were not judged against each other): q0 right, q1 wrong, q2's records tied (half) and right -> 2.5 / 4
+    assert overall["all"].predictors["probe"].value == pytest.approx(2.5 / 4)
     kept = pair_accuracy(store, {"probe": np.zeros(8)}, np.array([False, False, True, True, True, True, True, True]), n_boot=100)
     assert kept[0].pairs == 3 and kept[0].prompts == 2  # the excluded prompt's pair is gone
 
@@ -120,3 +120,38 @@ def test_best_of_n_never_picks_an_unscored_sample():
     ratings = np.array([9.0, 1.0, 3.0, 4.0, 6.0])
     index = np.array([0, 0, 0, 1, 1])
     np.testing.assert_allclose(_pick(scores, ratings, index, 2), [1.0, 5.0])  # prompt 1: nothing scored, the mean
+
+
+def test_a_pair_is_a_record_identical_and_repeated_records_are_counted_apart_and_the_prompt_is_the_cluster(tmp_path):
+    """Prompt q0 holds three records: r0 (good > bad), r1 (its exact repeat) and r2 (fine > poor); q1 holds one whose
+    sides have the same text, q2 one with tied ratings, q3 one ordinary record. Pairs compared: r0, r2, q3's = 3. Across
+    records (good vs poor...) nothing is compared: those sides were never judged against each other."""
+    rows = [("q0", "r0", "good answer", 1), ("q0", "r0", "bad answer", 0), ("q0", "r1", "good answer", 1),
+            ("q0", "r1", "bad  answer", 0), ("q0", "r2", "fine answer", 1), ("q0", "r2", "poor answer", 0),
+            ("q1", "r3", "same", 1), ("q1", "r3", "same ", 0), ("q2", "r4", "one", 5), ("q2", "r4", "two", 5),
+            ("q3", "r5", "yes", 1), ("q3", "r5", "no", 0)]
+    ratings, groups, meta = [r[3] for r in rows], [r[0] for r in rows], [{"pair": r[1]} for r in rows]
+    store = make_scored_store(tmp_path / "s", ratings, groups, meta, [r[2] for r in rows])
+    # the probe gets r0 right, r2 wrong, q3 right; a cross-record comparison (good vs poor) would add pairs
+    probe = np.array([2.0, 1.0, 2.0, 1.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    entry = pair_accuracy(store, {"probe": probe}, np.ones(len(rows), bool), n_boot=400)[0]
+    assert entry.pairs == 3 and entry.prompts == 2
+    assert entry.not_compared == {"identical text": 1, "tied ratings": 1, "duplicate record": 1}
+    assert entry.predictors["probe"].value == pytest.approx(2 / 3)
+    # resampling prompts: q0 contributes 1 of 2, q3 1 of 1; a resample is {q0, q0} (1/2), {q3, q3} (1) or both (2/3)
+    assert (entry.predictors["probe"].low, entry.predictors["probe"].high) == (pytest.approx(0.5), pytest.approx(1.0))
+
+
+def test_a_predictor_that_did_not_score_a_pair_leaves_it_out_and_says_on_how_many_it_was_scored(tmp_path):
+    ratings, groups = [1, 0] * 4, ["q0", "q0", "q1", "q1", "q2", "q2", "q3", "q3"]
+    store = make_scored_store(tmp_path / "s", ratings, groups, [{"pair": f"p{i // 2}"} for i in range(8)],
+                              ["a", "b", "c", "d", "e", "f", "g", "h"])
+    probe = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    implicit = np.array([1.0, 0.0, np.nan, 0.0, 1.0, 0.0, 0.0, 1.0])  # q1's pair was truncated: not scored
+    truncated = np.array([False, False, True, False, False, False, False, False])
+    predictors = {"probe": probe, "implicit": implicit}
+    entry = pair_accuracy(store, predictors, np.ones(8, bool), n_boot=100, truncated=truncated)[0]
+    assert entry.pairs == 4 and entry.truncated_pairs == 1 and entry.predictor_pairs == {"implicit": 3}
+    assert entry.predictors["implicit"].value == pytest.approx(2 / 3) and entry.predictors["probe"].value == 0.75
+    # the paired difference is over the 3 pairs both scored: probe 2/3 (q0 right, q2 wrong, q3 right) minus 2/3
+    assert entry.versus_probe["implicit"].difference.value == pytest.approx(0.0)

@@ -49,7 +49,7 @@ def test_report_is_self_contained_answers_first_with_plain_figure_names(run_fold
                     "decomposition.png"}
     assert len(re.findall(r'src="data:image/png;base64,', text)) == len(pngs)
     assert {p.name for p in (folder / "report").iterdir()} == pngs | {"report.html", "results.json", "predictions.csv", "run.json", ".lock",
-                                                                       "best_probe", "prompt_probe"}
+                                                                       "best_probe", "prompt_probe", "within_probe"}
 
 
 def test_results_load_back_typed_and_say_what_was_seen_in_post_training(run_folder):
@@ -82,6 +82,17 @@ def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
 
     assert lr.compare([folder, tmp_path / "weak"]) == result  # the same result in memory, no folder written
     assert [row.curve_probe for row in result.rows] == ["ridge", "ridge"]
+
+    # one headline everywhere: the within-prompt probe's within-prompt accuracy, and its difference between the runs
+    # from the within-prompt probes' predictions
+    from latent_reward.evaluation.metrics import within_prompt_accuracy
+
+    assert result.rows[0].within_acc == RunResult.load(folder).readout.within_probe.scores.within_acc
+    a, b = (pd.read_csv(f / "report" / "predictions.csv") for f in (folder, tmp_path / "weak"))
+    merged = a.merge(b, on=["id", "group", "rating"], suffixes=("_a", "_b"))
+    expected = [within_prompt_accuracy(merged["rating"], merged[f"within_probe_{side}"], merged["group"])
+                for side in "ab"]
+    assert difference.difference["within_acc"].difference.value == pytest.approx(expected[0] - expected[1])
 
 
 @pytest.mark.slow
@@ -118,6 +129,44 @@ def test_compare_over_checkpoints_from_one_start_reports_each_stage_and_online_v
     assert "Does the model steer the user?" in text and "0.060 [0.020, 0.110]" in text
 
 
+def test_the_within_prompt_probe_is_saved_and_the_console_headline_is_its_within_prompt_accuracy(run_folder):
+    from rich.console import Console
+
+    from latent_reward.cli.show import show_headline
+    from latent_reward.probes import Probe
+
+    folder, outcome = run_folder
+    assert outcome.within_probe_folder == folder / "report" / "within_probe"
+    within, pooled = Probe.load(outcome.within_probe_folder), Probe.load(outcome.probe_folder)
+    assert within.info["target"] == "rating-within-prompt"
+    assert (within.info["position"], within.info["layer"]) == ("eot", 2)
+    assert set(within.info["train_groups"]) <= set(pooled.info["train_groups"])  # the split's training prompts only
+    assert set(within.info["validation_groups"]) <= set(pooled.info["validation_groups"])
+    assert within.info["group_key_version"] == pooled.info["group_key_version"] == 2
+    console = Console(record=True, width=400)
+    show_headline(console, outcome)
+    text = console.export_text()
+    headline = outcome.result.readout.within_probe.scores.within_acc
+    assert f"within-prompt probe's within-prompt accuracy = {headline}" in text and "within-prompt probe: " in text
+    assert str(outcome.result.readout.probe.scores.within_acc) not in text  # the pooled probe's is not the headline
+
+
+def test_compare_takes_the_probes_pair_accuracy_and_the_implicit_reward_from_the_same_score_run(run_folder):
+    from latent_reward.experiments.compare import _row
+
+    folder, _ = run_folder
+    result = RunResult.load(folder)
+    plain = PairAccuracy(subset="all", pairs=4, prompts=4, predictors={"probe": Interval.of(0.9)})
+    with_reference = PairAccuracy(subset="all", pairs=6, prompts=6, predictors={
+        "within-prompt probe": Interval.of(0.6), "probe": Interval.of(0.5),
+        "DPO implicit reward (sum)": Interval.of(0.55)})
+    result.scores = {
+        "a": ScoreResult(data="x", examples=8, excluded_prompts=0, probe={}, pair_accuracy=[plain]),
+        "b": ScoreResult(data="y", examples=12, excluded_prompts=0, probe={}, pair_accuracy=[with_reference])}
+    row = _row(folder, result)
+    assert row.pair_accuracy == Interval.of(0.6) and row.implicit_reward_accuracy == Interval.of(0.55)
+
+
 def test_a_score_saved_inside_the_run_appears_in_its_report(run_folder):
     folder, _ = run_folder
     score = ScoreResult(data="pairs.jsonl", examples=4, excluded_prompts=1, probe={},
@@ -128,3 +177,33 @@ def test_a_score_saved_inside_the_run_appears_in_its_report(run_folder):
     text = (folder / "report" / "report.html").read_text()
     assert "The probe as a reward model" in text and "0.750 [0.500, 1.000]" in text
     assert RunResult.load(folder).scores["score-pairs"].pair_accuracy[0].pairs == 2
+
+
+def _intervals(node, path="results"):
+    """Every interval ({value, low, high}) in a results.json tree, with where it is."""
+    if isinstance(node, dict):
+        if {"value", "low", "high"} <= set(node):
+            yield path, node
+        for key, child in node.items():
+            yield from _intervals(child, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _intervals(child, f"{path}[{index}]")
+
+
+def test_every_interval_in_results_json_contains_its_estimate_and_undefined_ones_read_n_a(run_folder):
+    """A within-prompt r at a prompt position (whose states are the same for every response to a prompt) is undefined:
+    not 0.000 with an interval that excludes it, but not applicable."""
+    folder, _ = run_folder
+    results = json.loads((folder / "report" / "results.json").read_text())
+    found = list(_intervals(results))
+    assert len(found) > 100
+    outside = [(path, i) for path, i in found
+               if i["low"] is not None and not i["low"] - 1e-9 <= i["value"] <= i["high"] + 1e-9]
+    assert not outside, outside[:5]
+    without_point = [path for path, i in found if i["value"] is None and (i["low"], i["high"]) != (None, None)]
+    assert not without_point
+    rows = {row["position"]: row for row in results["readout"]["decomposition"]}
+    assert rows["assistant_start"]["within_prompt_r"] == {"value": None, "low": None, "high": None}
+    assert rows["eot"]["within_prompt_r"]["value"] > 0.5
+    assert "assistant_start: r " in results["answers"][3]["answer"] and "n/a within" in results["answers"][3]["answer"]

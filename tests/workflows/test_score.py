@@ -56,3 +56,81 @@ def test_prompts_the_probe_was_trained_or_validated_on_never_count(probe_folder,
     assert summary["best_of_n"]["prompts"] == len({e.group for e in unseen})
     counted = np.loadtxt(tmp_path / "o" / "scores.csv", delimiter=",", skiprows=1, usecols=3, dtype=str)
     assert (counted == "True").sum() == len(unseen)
+
+
+def test_length_reads_the_full_texts_and_log_probabilities_score_only_untruncated_pairs(probe_folder, tmp_path):
+    """With a 40-token budget both sides of the first four pairs are cut, so their truncated token counts tie; the full
+    texts' lengths still order them (chosen is longer). A truncated text's log-probability is not log pi(y|x): the mean
+    log-prob scores only the two untruncated pairs, and says so."""
+    import pandas as pd
+
+    from latent_reward.probes import Probe
+
+    probe = Probe.load(probe_folder)
+    probe.info["max_tokens"] = 40
+    short = probe.save(tmp_path / "short" / "probe")
+    records = [{"prompt": f"question {i} the fox", "chosen": "the quick brown fox jumps " * 12,
+                "rejected": "the lazy dog " * 10} for i in range(4)]  # about 250 and 100 tokens
+    records += [{"prompt": f"question {i} the fox", "chosen": "paris " * 3, "rejected": "dog"} for i in range(4, 6)]
+    data = write_jsonl(tmp_path / "pairs.jsonl", records)
+    done = cli("score", "--probe", short, "--data", data, "--out", tmp_path / "o", "--n-boot", "100")
+    assert done.returncode == 0, done.stderr
+    overall = json.loads((tmp_path / "o" / "score.json").read_text())["pair_accuracy"][0]
+    assert overall["pairs"] == 6 and overall["truncated_pairs"] == 4
+    assert overall["predictors"]["response length"]["value"] == 1.0  # truncated token counts would tie 4 of 6: 0.667
+    assert overall["predictor_pairs"] == {"mean log-prob": 2}
+    frame = pd.read_csv(tmp_path / "o" / "scores.csv")
+    assert frame["truncated"].sum() == 8 and frame.loc[frame["truncated"], "mean log-prob"].isna().all()
+    assert frame.loc[~frame["truncated"], "mean log-prob"].notna().all()
+    # or a budget that fits every pair: then the log-probabilities score them all
+    done = cli("score", "--probe", short, "--data", data, "--out", tmp_path / "o2", "--n-boot", "100",
+               "--max-tokens", "400")
+    assert done.returncode == 0, done.stderr
+    overall = json.loads((tmp_path / "o2" / "score.json").read_text())["pair_accuracy"][0]
+    assert overall["truncated_pairs"] == 0 and overall["predictor_pairs"] == {}
+
+
+def test_a_probe_saved_with_older_prompt_ids_is_refused_since_its_training_prompts_could_not_be_excluded(probe_folder,
+                                                                                                          tmp_path):
+    from latent_reward.probes import Probe
+
+    probe = Probe.load(probe_folder)
+    del probe.info["group_key_version"]
+    old = probe.save(tmp_path / "old" / "probe")
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": "paris", "rejected": "dog"}
+                                                  for i in range(3)])
+    done = cli("score", "--probe", old, "--data", data, "--out", tmp_path / "o")
+    assert done.returncode == 2 and "older version" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_run_folders_within_prompt_probe_is_scored_first_and_differences_are_taken_against_it(tiny, tiny_model_dir,
+                                                                                                  tmp_path):
+    from latent_reward.experiments.sweep import fit_within_probe
+    from latent_reward.probes import Probe
+
+    store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path / "store", ExtractConfig(),
+                    progress=False).store
+    fit = sweep(store, SweepConfig(n_boot=100), progress=False)
+    within = fit_within_probe(store, fit)
+    assert within.info["target"] == "rating-within-prompt" and within.info["position"] in ("response_last", "eot",
+                                                                                         "response_mean")
+    for probe in (fit.best_probe, within):
+        probe.info["model"] = str(tiny_model_dir)
+    fit.best_probe.save(tmp_path / "run" / "best_probe")
+    within.save(tmp_path / "run" / "within_probe")
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2),
+                                                    "rejected": "dog"} for i in range(8)])
+    done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--data", pairs, "--out", tmp_path / "o",
+               "--n-boot", "100")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "o" / "score.json").read_text())
+    overall = summary["pair_accuracy"][0]
+    assert summary["probes"] == ["within-prompt probe", "probe"]
+    assert list(overall["predictors"])[:2] == summary["probes"]
+    assert overall["reference"] == "within-prompt probe" and "probe" in overall["versus_probe"]
+    # a within-prompt probe that reads another token budget is refused, with one line
+    within.info["max_tokens"] = 64
+    within.save(tmp_path / "other" / "within_probe")
+    done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--data", pairs, "--out", tmp_path / "o2",
+               "--within-probe", tmp_path / "other" / "within_probe")
+    assert done.returncode == 2 and "another model or token budget" in done.stderr

@@ -30,6 +30,7 @@ from latent_reward.positions import TOKEN_POSITION
 # Bump when a change to rendering or truncation changes stored states for the same inputs.
 TOKENIZATION_VERSION = 3  # 3: the prompt is tokenized on its own, the response after it
 BATCHING_VERSION = 2  # 2: prompts chunked by length, responses batched by length across the chunk's prompts
+LOGPROB_VERSION = 2  # 2: log pi(y|x) includes the end-of-turn token after the response
 
 
 def data_fingerprint(examples: list[Example]) -> str:
@@ -50,6 +51,7 @@ def request_fingerprint(examples: list[Example], config: ExtractConfig, model: s
         "batching": BATCHING_VERSION,
         "data": data_fingerprint(examples),
         "n_examples": len(examples),
+        **({"logprob_version": LOGPROB_VERSION} if config.logprobs else {}),
         **config.fingerprint_fields(),
     }
 
@@ -174,7 +176,7 @@ def _run_shard(reader: ResidualReader, shard: list[Unit], rendered: list[Rendere
         tensors["response_tokens_offsets"] = np.concatenate([[0], np.cumsum([t.shape[0] for t in tokens])]).astype(np.int64)
     if logprob_sums:
         tensors["logprob_sum"] = np.asarray(logprob_sums, dtype=np.float64)
-        tensors["logprob_mean"] = (tensors["logprob_sum"] / response_counts).astype(np.float32)
+        tensors["logprob_mean"] = (tensors["logprob_sum"] / (response_counts + 1)).astype(np.float32)  # + end of turn
     return tensors
 
 

@@ -30,7 +30,7 @@ class BatchStates:
     example_index: list[int]
     positions: dict[str, torch.Tensor] = field(default_factory=dict)  # [n, n_layers, d]
     token_states: list[torch.Tensor] = field(default_factory=list)  # per example [t, n_token_layers, d]
-    logprob_sum: list[float] = field(default_factory=list)  # summed log-probability of each response's tokens
+    logprob_sum: list[float] = field(default_factory=list)  # summed log-probability of each response and end of turn
 
     def extend(self, other: BatchStates, positions) -> None:
         """Append another batch's rows (positions in the reader's order)."""
@@ -228,11 +228,16 @@ class ResidualReader:
             states.token_states = list(torch.split(per_layer, response_mask.sum(1).long().tolist()))
             self._token_captured = {}
         if self.logprobs:
-            states.logprob_sum = self._response_logprobs(prompt_last_hidden, out.last_hidden_state, ids.to(device), response_mask)
+            scored = response_mask.clone()  # log pi(y|x): the response's tokens and the end-of-turn token that ends it
+            for row, (s, offset) in enumerate(zip(spans, offsets)):
+                scored[row, s.eot - offset] = 1
+            states.logprob_sum = self._response_logprobs(prompt_last_hidden, out.last_hidden_state, ids.to(device),
+                                                         scored)
         return states
 
     def _response_logprobs(self, first_hidden, hidden, targets, response_mask) -> list[float]:
-        """Summed log-probability of each response's tokens, computing logits at those rows only."""
+        """Summed log-probability of each masked token (the response's and its end-of-turn token), computing logits at
+        those rows only."""
         predictors = torch.cat([first_hidden[:, None], hidden[:, :-1]], dim=1)  # state before each token
         selected = response_mask.bool()
         head = self.model.get_output_embeddings()

@@ -14,7 +14,8 @@ Layout
         response_tokens          float16 [n_tokens, n_token_layers, d_model]   (optional)
         response_tokens_offsets  int64   [n + 1]                                (optional)
         example_index            int64   [n]  row of each example in examples.jsonl
-        n_tokens, response_tokens_count, truncated, logprob_mean, logprob_sum   per-example stats
+        n_tokens, response_tokens_count, truncated, logprob_mean, logprob_sum   per-example stats (the log-probabilities
+                                 cover the response's tokens and its end-of-turn token)
     shards/shard-NNNNN.json      the shard's size and SHA-256, written right after the shard
     .lock                        held by the process writing the store
 """

@@ -160,6 +160,7 @@ def prompt_only_command(
 ) -> None:
     """Expected reward from the user's input alone: probes on each prompt's states predict its mean rating."""
     from latent_reward.experiments.prompt_only import PromptOnlyConfig
+    from latent_reward.report.answers import reliability_line
     from latent_reward.workflows.prompt_only import PromptOnlyJob, run_prompt_only
 
     job = PromptOnlyJob(store=store, out=out, random_init_store=random_init_store,
@@ -167,7 +168,7 @@ def prompt_only_command(
     result = run_prompt_only(job)
     console.print(f"cross-fitted over {result.cross_fitted.n_prompts} prompts: r with the prompt's mean rating = "
                   f"{result.cross_fitted.pearson}; baselines: " + ", ".join(f"{b.name} {b.scores.pearson}" for b in result.baselines)
-                  + f"; ICC(1) of the rating by prompt = {result.icc}. Written to {out}")
+                  + f"; {reliability_line(result)}. Written to {out}")
 
 
 @app.command()
@@ -203,11 +204,17 @@ def score(
     data: DataSpec,
     probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder.")],
     out: OutOpt,
+    within_probe: Annotated[Optional[Path], typer.Option(
+        help="The within-prompt probe, scored first (default: the within_probe folder beside --probe, if any).")
+    ] = None,
     model: ProbeModelOpt = None,
     reference: Annotated[Optional[str], typer.Option(help="Reference model for the DPO implicit reward baseline.")] = None,
     normalization: Annotated[Normalization, typer.Option(
         help="DPO implicit reward: log-probabilities summed, averaged per token, or none (reference-free).")
     ] = Normalization.sum,
+    max_tokens: Annotated[Optional[int], typer.Option(
+        min=8, help="Input truncation: the token budget (default: the probe's); log-probabilities score only pairs "
+                         "that fit it.")] = None,
     n_boot: BootOpt = 1000,
     seed: seed_option("--sample-prompts and the bootstrap") = 0,
     device: DeviceOpt = "auto",
@@ -217,8 +224,9 @@ def score(
     from latent_reward.cli.show import show_score
     from latent_reward.workflows.score import ScoreJob, run_score
 
-    job = ScoreJob(probe=probe, data=data, out=out, model=model, reference=reference, normalization=normalization.value,
-                   n_boot=n_boot, seed=seed, device=device, device_map=device_map)
+    job = ScoreJob(probe=probe, within_probe=within_probe, data=data, out=out, model=model, reference=reference,
+                   normalization=normalization.value, max_tokens=max_tokens, n_boot=n_boot, seed=seed, device=device,
+                   device_map=device_map)
     show_score(console, run_score(job), out)
 
 

@@ -32,27 +32,38 @@ def show_dataset(console: Console, dataset: Dataset) -> None:
 
 
 def show_headline(console: Console, outcome) -> None:
+    """The report's headline: the within-prompt probe's within-prompt accuracy (the pooled probe's where there is no
+    within-prompt probe), the pooled probe's r, and the verdict."""
     readout = outcome.result.readout
     best = readout.sweep.best
-    console.print(f"cross-fitted probe ({readout.probe.scores.n_prompts} prompts): r = {readout.probe.scores.pearson}, "
-                  f"within-prompt accuracy = {readout.probe.scores.within_acc}; verdict: {readout.verdict.kind}")
+    within = readout.within_probe
+    accuracy = (f"within-prompt probe's within-prompt accuracy = {within.scores.within_acc}" if within is not None
+                else f"within-prompt accuracy = {readout.probe.scores.within_acc}")
+    console.print(f"cross-fitted over {readout.probe.scores.n_prompts} prompts: {accuracy}; pooled probe r = "
+                  f"{readout.probe.scores.pearson}; verdict: {readout.verdict.kind}")
     console.print(f"validation-best cell: {best} (test r = {readout.sweep.best_test.pearson})")
-    console.print(f"report: {outcome.report}\nbest probe: {outcome.probe_folder}")
+    console.print(f"report: {outcome.report}\nbest probe: {outcome.probe_folder}"
+                  + (f"\nwithin-prompt probe: {outcome.within_probe_folder}" if outcome.within_probe_folder else ""))
 
 
 def show_score(console: Console, result, out: Path) -> None:
     console.print(f"scored {result.examples} responses from {result.data} ({result.excluded_prompts} prompts the probe was trained "
                   f"or validated on excluded) with {result.probe.get('position')} layer {result.probe.get('layer')} of {result.probe.get('model')}")
     for entry in result.pair_accuracy:
-        console.print(f"{entry.subset} ({entry.pairs} pairs): " + ", ".join(f"{k} {v}" for k, v in entry.predictors.items()))
+        console.print(f"{entry.subset} ({entry.pairs} pairs compared): " + ", ".join(
+            f"{k} {v}" + (f" ({entry.predictor_pairs[k]} untruncated pairs)" if k in entry.predictor_pairs else "")
+            for k, v in entry.predictors.items()))
+    if result.pair_accuracy and result.pair_accuracy[0].not_compared:
+        dropped = result.pair_accuracy[0].not_compared
+        console.print("records not compared: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     if result.pair_accuracy and result.pair_accuracy[0].length_matched_pairs:
         overall = result.pair_accuracy[0]
         console.print(f"length-matched pairs ({overall.length_matched_pairs}): "
                       + ", ".join(f"{k} {v}" for k, v in overall.length_matched.items()))
     if result.transfer:
-        probe = result.transfer.predictors["probe"]
-        console.print(f"ranks the ratings with Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
-                      f"{result.transfer.examples} responses")
+        probe = result.transfer.predictors[result.probes[0]]
+        console.print(f"the {result.probes[0]} ranks the ratings with Spearman {probe.spearman}, within-prompt "
+                      f"accuracy {probe.within_acc} on {result.transfer.examples} responses")
     if result.best_of_n:
         console.print(f"best-of-{result.best_of_n.samples_per_prompt:.1f} over {result.best_of_n.prompts} prompts, mean rating of the pick: "
                       + ", ".join(f"{k} {v}" for k, v in result.best_of_n.picks.items()))

@@ -5,25 +5,43 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 Message = dict[str, str]
+
+GROUP_KEY_VERSION = 2  # 2: Unicode NFKC and punctuation normalized too. Saved probes record it (their prompts' keys).
+# Typographic variants NFKC leaves as they are: quotes, dashes and invisible characters (a table: no maintained
+# library maps exactly these, and the normalization must never change between versions without GROUP_KEY_VERSION).
+_PUNCTUATION = str.maketrans({
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4`", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
+    **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad"),  # zero-width characters and soft hyphens: removed
+})
 
 
 def group_key(prompt_messages: list[Message]) -> str:
     """A stable id for a prompt (the conversation before the rated response).
 
     Derived from the content so that the same prompt gets the same group in every file
-    (AlpacaEval and the best-of-n set share their 805 prompts, for example). Whitespace runs and
-    case are normalized first, so copies that differ only in spacing or capitals are one prompt.
+    (AlpacaEval and the best-of-n set share their 805 prompts, for example). The text is normalized
+    first (`normalize_prompt`), so copies that differ only in spacing, capitals, Unicode forms or
+    typographic punctuation are one prompt.
     """
-    payload = json.dumps([[m["role"], _normalize(m["content"])] for m in prompt_messages], ensure_ascii=False)
+    payload = json.dumps([[m["role"], normalize_prompt(m["content"])] for m in prompt_messages], ensure_ascii=False)
     return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def _normalize(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().casefold()
+def normalize_prompt(text: str) -> str:
+    """Unicode NFKC (full-width forms, ligatures, non-breaking spaces...), typographic quotes, dashes and invisible
+    characters to plain ones, whitespace runs to one space, no space before closing or after opening punctuation,
+    and case folded."""
+    text = unicodedata.normalize("NFKC", text).translate(_PUNCTUATION)
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"([(\[{]) | (?=[,.;:!?)\]}])", r"\1", text)
+    return text.casefold()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 Dense features (lengths, text statistics, generator identity, log-probability) go through the same
 ridge as the probes (penalty by leave-one-prompt-out CV on the training prompts). TF-IDF features
 get the same penalty choice, with the vectorizer fitted on the training rows only, never on held-out
-rows.
+rows. A within-prompt fit (`TextData.center`) centers every feature on its prompt's mean, as the
+within-prompt probe's states are centered (`experiments.targets`): TF-IDF rows stay sparse, and their
+kernel is then H K H with H the per-prompt centering.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
 
 from latent_reward.evaluation import results as names
+from latent_reward.evaluation.groups import center_within_groups, group_index
 from latent_reward.probes import RidgeProbe
 from latent_reward.probes.ridge import logo_errors
 
@@ -35,6 +38,7 @@ class TextData:
     responses: list[str]
     generators: list[str | None]
     logprob_mean: np.ndarray | None = None
+    center: bool = False  # a within-prompt fit: every feature minus its prompt's mean (y is centered by the caller)
 
     def frame(self) -> pd.DataFrame:
         """A DataFrame with one row per example and columns `prompt` and `response`."""
@@ -64,9 +68,23 @@ def text_statistics(texts: list[str]) -> np.ndarray:
     return np.column_stack([length_features(texts), np.asarray(rows, dtype=np.float64)])
 
 
+def center_per_prompt(x: np.ndarray | sparse.spmatrix, groups: np.ndarray) -> np.ndarray | sparse.csr_matrix:
+    """Each row minus its prompt's mean row. A sparse x stays sparse: a row's centered support is the union of its
+    prompt's rows' supports, a few times the row's own for the handful of responses a prompt has."""
+    if not sparse.issparse(x):
+        return center_within_groups(x, groups)
+    _, index = group_index(groups)
+    counts = np.bincount(index)
+    n = len(index)
+    averaging = sparse.csr_matrix((1.0 / counts[index], (index, np.arange(n))), shape=(len(counts), n))
+    return (x - (averaging @ x)[index]).tocsr()
+
+
 def _dense(features: Callable[[TextData], np.ndarray]) -> Callable[[TextData, np.ndarray], np.ndarray]:
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
         x = np.asarray(features(data), dtype=np.float64)
+        if data.center:
+            x = center_per_prompt(x, data.groups)
         probe = RidgeProbe().fit(x[train], data.y[train], data.groups[train])
         return probe.predict(x)
 
@@ -96,6 +114,8 @@ def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndar
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(train)
         x = _vectorize(data.frame(), columns, rows)
+        if data.center:
+            x = center_per_prompt(x, data.groups)
         errors = logo_errors(x[rows], data.y[rows], data.groups[rows], TEXT_ALPHAS)
         return Ridge(alpha=float(TEXT_ALPHAS[errors.argmin()]), tol=1e-8).fit(x[rows], data.y[rows]).predict(x)
 

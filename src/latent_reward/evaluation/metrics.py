@@ -49,10 +49,13 @@ def mae(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(np.abs(y - p)))
 
 
-_PAIR_CACHE: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, int]] = {}
+# Pairs of rows: (first rows, second rows, the prompt (group) index of each pair), each int [n_pairs], and the number of
+# prompts. Every same-prompt pair (`within_pairs`), or the pairs a preference file records (one per record).
+Pairs = tuple[np.ndarray, np.ndarray, np.ndarray, int]
+_PAIR_CACHE: dict[bytes, Pairs] = {}
 
 
-def within_pairs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def within_pairs(groups: np.ndarray) -> Pairs:
     """Every pair of rows of the same group: (first rows, second rows, group of each pair), each int [n_pairs],
     and the number of groups.
 
@@ -81,13 +84,15 @@ def within_pairs(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return _PAIR_CACHE[key]
 
 
-def pair_counts(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pair_counts(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, pairs: Pairs | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Per group (sorted order): (correctly ordered pairs, pairs with different ratings), float64 [n_groups] each.
-    Tied predictions count half."""
-    first, second, owner, n_groups = within_pairs(groups)
+    Tied predictions count half; a pair with an unscored side (a NaN prediction) does not count. The pairs are every
+    same-prompt pair of `groups`, or `pairs`."""
+    first, second, owner, n_groups = pairs if pairs is not None else within_pairs(groups)
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
     dy, dp = np.sign(y[first] - y[second]), np.sign(p[first] - p[second])
-    rated = dy != 0
+    rated = (dy != 0) & np.isfinite(dp)
     correct = np.where(rated, (dy == dp) + 0.5 * (dp == 0), 0.0)
     return np.bincount(owner, weights=correct, minlength=n_groups), np.bincount(owner, weights=rated, minlength=n_groups)
 
@@ -233,7 +238,9 @@ def quantile_interval(point: float, samples: np.ndarray, level: float = 0.95) ->
 
 def score(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0,
           resampler: Resampler | None = None) -> Scores:
-    """Every metric with its 95% prompt-bootstrap interval."""
+    """Every metric with its 95% prompt-bootstrap interval. A correlation with a side that does not vary (a prediction
+    that is the same for every row, such as a prompt-level state's deviation from its prompt's mean) is undefined:
+    not applicable (no value), not 0."""
     y, p, groups = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64), np.asarray(groups)
     resampler = resampler or Resampler.make(groups, n_boot, seed)
     points = all_metrics(y, p, groups)
@@ -241,6 +248,8 @@ def score(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, 
     _, total = pair_counts(y, p, groups)
     intervals = {name: quantile_interval(points[name], samples[name]) if name in samples else Interval.of(points[name])
                  for name in points}
+    if _constant(y) or _constant(p):
+        intervals["pearson"] = intervals["spearman"] = Interval()
     return Scores(n_examples=len(y), n_prompts=len(np.unique(groups)), n_pairs=int(total.sum()), **intervals)
 
 
@@ -298,17 +307,15 @@ def icc1_interval(y: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: i
 
 
 def length_matched_accuracy(y: np.ndarray, p: np.ndarray, groups: np.ndarray, lengths: np.ndarray, resampler: Resampler,
-                            tolerance: float = 0.1) -> tuple[Interval, int]:
-    """Within-prompt accuracy over the pairs whose lengths differ by less than `tolerance` (relative to the
-    longer one): length cannot order these pairs. Returns the interval and the number of such pairs."""
-    first, second, owner, n_groups = within_pairs(groups)
-    y, p, lengths = (np.asarray(v, dtype=np.float64) for v in (y, p, lengths))
+                            tolerance: float = 0.1, pairs: Pairs | None = None) -> tuple[Interval, int]:
+    """Within-prompt accuracy over the pairs (every same-prompt pair, or `pairs`) whose lengths differ by less than
+    `tolerance` (relative to the longer one): length cannot order these pairs. Returns the interval and the number of
+    such pairs."""
+    first, second, owner, n_groups = pairs if pairs is not None else within_pairs(groups)
+    lengths = np.asarray(lengths, dtype=np.float64)
     longer = np.maximum(lengths[first], lengths[second])
     matched = np.abs(lengths[first] - lengths[second]) < tolerance * np.maximum(longer, 1)
-    dy, dp = np.sign(y[first] - y[second]), np.sign(p[first] - p[second])
-    counted = matched & (dy != 0)
-    correct = np.bincount(owner, weights=np.where(counted, (dy == dp) + 0.5 * (dp == 0), 0.0), minlength=n_groups)
-    total = np.bincount(owner, weights=counted, minlength=n_groups)
+    correct, total = pair_counts(y, p, None, (first[matched], second[matched], owner[matched], n_groups))
     if not total.sum():
         return Interval(), 0
     with np.errstate(invalid="ignore", divide="ignore"):

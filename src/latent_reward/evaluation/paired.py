@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from latent_reward.evaluation.groups import group_index
-from latent_reward.evaluation.metrics import Resampler, all_metrics, pair_counts, quantile_interval
+from latent_reward.evaluation.metrics import Pairs, Resampler, all_metrics, pair_counts, quantile_interval
 from latent_reward.evaluation.results import NullTest, PairedDifference
 
 PAIRED_METRICS = ("pearson", "within_acc")
@@ -30,10 +30,11 @@ def paired_differences(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resample
         if metric not in samples_a or metric not in samples_b:
             continue
         point = points_a[metric] - points_b[metric]
-        interval = quantile_interval(point, samples_a[metric] - samples_b[metric])
+        differences = samples_a[metric] - samples_b[metric]
         p_value = permutation_p_value(y, p_a, p_b, groups, metric, n_permutations, seed)
-        out[metric] = PairedDifference(metric=metric, difference=interval, p_value=p_value,
-                                       n_permutations=n_permutations)
+        out[metric] = PairedDifference(metric=metric, difference=quantile_interval(point, differences), p_value=p_value,
+                                       n_permutations=n_permutations,
+                                       equivalence=quantile_interval(point, differences, level=0.90))
     return out
 
 
@@ -47,21 +48,41 @@ def permutation_p_value(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups:
     if metric == "within_acc":
         correct_a, total = pair_counts(y, p_a, groups)
         correct_b, _ = pair_counts(y, p_b, groups)
-        if not total.sum():
-            return None
-        observed = (correct_a.sum() - correct_b.sum()) / total.sum()
-        # swapping a prompt flips the sign of its contribution to the difference
-        contribution = correct_a - correct_b
-        null = (np.where(swaps, -contribution, contribution)).sum(1) / total.sum()
-    elif metric == "pearson":
+        return _flip_p_value(correct_a - correct_b, total, swaps)
+    if metric == "pearson":
         # z-scored first: swapping then exchanges two predictions on one scale (r does not depend on the scale)
         p_a, p_b = (p_a - p_a.mean()) / (p_a.std() or 1.0), (p_b - p_b.mean()) / (p_b.std() or 1.0)
         observed = _corr(y, p_a[None])[0] - _corr(y, p_b[None])[0]
         rows = swaps[:, index]
         null = _corr(y, np.where(rows, p_b, p_a)) - _corr(y, np.where(rows, p_a, p_b))
-    else:
-        raise ValueError(f"no permutation test for {metric}")
-    return float((1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + n_permutations))
+        return float((1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + n_permutations))
+    raise ValueError(f"no permutation test for {metric}")
+
+
+def _flip_p_value(contribution: np.ndarray, total: np.ndarray, swaps: np.ndarray) -> float | None:
+    """Two-sided p of a difference in pair accuracy whose per-prompt contributions (A's correct pairs minus B's) are
+    `contribution` [G] over `total` [G] pairs: swapping A and B in a prompt flips the sign of its contribution."""
+    if not total.sum():
+        return None
+    observed = contribution.sum() / total.sum()
+    null = np.where(swaps, -contribution, contribution).sum(1) / total.sum()
+    return float((1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + len(swaps)))
+
+
+def paired_pair_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, pairs: Pairs, group_weights: np.ndarray,
+                           n_permutations: int = 1000, seed: int = 0) -> PairedDifference:
+    """Pair accuracy of A minus B over the given pairs that both scored (a NaN prediction leaves a pair unscored), with
+    a paired bootstrap interval (`group_weights` [B, G]: prompt resamples) and a paired permutation p (prompt swaps)."""
+    first, second, owner, n_groups = pairs
+    both = np.isfinite(p_a[first]) & np.isfinite(p_a[second]) & np.isfinite(p_b[first]) & np.isfinite(p_b[second])
+    shared = (first[both], second[both], owner[both], n_groups)
+    (correct_a, total), (correct_b, _) = pair_counts(y, p_a, None, shared), pair_counts(y, p_b, None, shared)
+    swaps = np.random.default_rng(seed).random((n_permutations, n_groups)) < 0.5
+    point = (correct_a.sum() - correct_b.sum()) / total.sum() if total.sum() else np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        samples = (group_weights @ (correct_a - correct_b)) / (group_weights @ total)
+    return PairedDifference(metric="within_acc", difference=quantile_interval(point, samples),
+                            p_value=_flip_p_value(correct_a - correct_b, total, swaps))
 
 
 def _corr(y: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -110,6 +110,7 @@ class PairedDifference(Result):
     difference: Interval  # paired bootstrap: the same resampled prompts for both
     p_value: float | None = None  # paired permutation test (swapping the two predictions prompt by prompt), two-sided
     n_permutations: int | None = None  # B: the p-value's floor is 1 / (B + 1)
+    equivalence: Interval | None = None  # the paired bootstrap's 90% interval: inside +-margin is equivalence by TOST
 
 
 class NullTest(Result):

@@ -18,8 +18,8 @@ from latent_reward.evaluation.metrics import Resampler
 from latent_reward.evaluation.paired import paired_differences
 from latent_reward.evaluation.results import Cell, Interval, PairedDifference, Result, Scores, strongest
 from latent_reward.experiments.conversation import ConversationResult, XSTestResult
-from latent_reward.experiments.reward_model import IMPLICIT_REWARD, PROBE
-from latent_reward.experiments.run_result import PREDICTIONS_FILE, RunResult
+from latent_reward.experiments.reward_model import IMPLICIT_REWARD, PROBE, WITHIN_PROBE
+from latent_reward.experiments.run_result import PREDICTIONS_FILE, WITHIN_COLUMN, RunResult
 from latent_reward.models.loading import training_record
 from latent_reward.probes import DEFAULT_PROBE
 
@@ -51,13 +51,14 @@ class CompareRow(Result):
     data: str
     n_layers: int
     best: Cell | None  # the single split's validation-best cell
-    probe: Scores  # cross-fitted
+    probe: Scores  # cross-fitted (the pooled probe: r)
+    within_acc: Interval = Interval()  # the headline: the within-prompt probe's within-prompt accuracy (else pooled)
     prompt_only: Interval | None = None  # cross-fitted r with the prompt's mean rating
     strongest_baseline: str | None = None  # by validation r
     strongest_baseline_scores: Scores | None = None
     random_init: Scores | None = None
-    pair_accuracy: Interval | None = None  # from a `score` run saved in the run folder
-    implicit_reward_accuracy: Interval | None = None  # DPO's implicit reward on the same pairs (`score --reference`)
+    pair_accuracy: Interval | None = None  # the headline probe's, from a `score` run saved in the run folder
+    implicit_reward_accuracy: Interval | None = None  # DPO's implicit reward from the same `score` run (`--reference`)
     training: dict = {}  # a latent-reward checkpoint's record: method, base_model, steps, data
     conversation: dict[str, Interval] = {}  # the conversation experiment's paired measures of V, where it was run
     layer_curve: list[tuple[float, float | None]] = []  # (relative depth, validation r) at the best position
@@ -140,20 +141,26 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
     best = readout.sweep.best
     strongest_baseline = strongest(readout.comparisons, "pearson")
     random_init = readout.comparison("random-init model")
-    pairs = next((s.pair_accuracy[0].predictors for s in result.scores.values() if s.pair_accuracy), {})
-    # "(none)" is also what score writes without a reference model (the policy's log-likelihood alone): not DPO's reward
-    implicit = next((v for s in result.scores.values() if s.pair_accuracy for k, v in s.pair_accuracy[0].predictors.items()
-                     if k.startswith(IMPLICIT_REWARD) and not k.endswith("(none)")), None)
+    # one `score` run gives both (the one with DPO's implicit reward when there is one): the probe's pair accuracy and
+    # the implicit reward's on the same pairs. "(none)" is also what score writes without a reference model (the
+    # policy's log-likelihood alone): not DPO's reward.
+    runs = [s.pair_accuracy[0] for s in result.scores.values() if s.pair_accuracy]
+    implicit_of = {id(p): next((v for k, v in p.predictors.items()
+                                if k.startswith(IMPLICIT_REWARD) and not k.endswith("(none)")), None) for p in runs}
+    pairs = next((p for p in runs if implicit_of[id(p)] is not None), runs[0] if runs else None)
+    within = (readout.within_probe or readout.probe).scores.within_acc
     local = Path(str(model.get("identity") or model["name"]))  # a local model's identity is its absolute path
     kind = readout.sweep.shown_kind
     curve = [(c.layer / max(model["n_layers"], 1), c.val.get("pearson")) for c in readout.sweep.cells(kind, best.position)]
     return CompareRow(
         run=str(folder), label=f"{model['name']} ({Path(result.data.source).name})", model=model["name"], data=result.data.source,
-        n_layers=model["n_layers"], best=best, probe=readout.probe.scores,
+        n_layers=model["n_layers"], best=best, probe=readout.probe.scores, within_acc=within,
         prompt_only=result.prompt_only.cross_fitted.pearson if result.prompt_only else None,
         strongest_baseline=strongest_baseline.name if strongest_baseline else None,
         strongest_baseline_scores=strongest_baseline.scores if strongest_baseline else None,
-        random_init=random_init.scores if random_init else None, pair_accuracy=pairs.get(PROBE), implicit_reward_accuracy=implicit,
+        random_init=random_init.scores if random_init else None,
+        pair_accuracy=pairs.predictors.get(WITHIN_PROBE, pairs.predictors.get(PROBE)) if pairs else None,
+        implicit_reward_accuracy=implicit_of[id(pairs)] if pairs else None,
         layer_curve=curve, curve_probe=kind, training=training_record(local) if local.is_dir() else {},
         conversation=_conversation(folder / CONVERSATION_FOLDER))
 
@@ -183,7 +190,8 @@ def _predictions(folder: Path) -> pd.DataFrame | None:
 
 def _paired(first: tuple[Path, RunResult], second: tuple[Path, RunResult], label_a: str, label_b: str, n_boot: int,
             seed: int) -> ModelDifference | None:
-    """Both runs' probes on the examples they share (same id and rating), paired by prompt."""
+    """Both runs' probes on the examples they share (same id and rating), paired by prompt: r from the pooled probes,
+    within-prompt accuracy from the within-prompt probes (the headline) where both runs have them."""
     a, b = _predictions(first[0]), _predictions(second[0])
     if a is None or b is None:
         return None
@@ -192,6 +200,13 @@ def _paired(first: tuple[Path, RunResult], second: tuple[Path, RunResult], label
         return None
     y, groups = merged["rating"].to_numpy(float), merged["group"].astype(str).to_numpy()
     resampler = Resampler.make(groups, n_boot, seed)
-    difference = paired_differences(y, merged["probe_a"].to_numpy(float), merged["probe_b"].to_numpy(float), resampler, seed=seed)
+    column = WITHIN_COLUMN if f"{WITHIN_COLUMN}_a" in merged and f"{WITHIN_COLUMN}_b" in merged else "probe"
+    difference = paired_differences(y, merged["probe_a"].to_numpy(float), merged["probe_b"].to_numpy(float), resampler,
+                                    metrics=("pearson",), seed=seed)
+    multi = (merged[f"{column}_a"].notna() & merged[f"{column}_b"].notna()).to_numpy()  # the within probe's prompts
+    within = merged[multi]
+    a_within, b_within = (within[f"{column}_{side}"].to_numpy(float) for side in ("a", "b"))
+    difference |= paired_differences(y[multi], a_within, b_within, Resampler.make(groups[multi], n_boot, seed),
+                                     metrics=("within_acc",), seed=seed)
     return ModelDifference(first=label_a, second=label_b, examples=len(merged), prompts=int(np.unique(groups).size),
                            difference=difference)

@@ -4,7 +4,9 @@ Probes at `user_end` and `assistant_start` (states that exist before the respons
 prompt's mean rating, one row per prompt. The ratings are off-policy: they belong to other models'
 responses, so this measures how well answers to a prompt tend to be rated, not the model's own
 expected reward. Beside it: prompt-only baselines, the intraclass correlation (how much of the
-rating's variance lies between prompts, corrected for chance). Wide states choose their cells on a
+rating's variance lies between prompts, corrected for chance; two-way with the response's role or
+generator fixed where the rows carry one), the reliability of a prompt's mean rating and the ceiling
+it puts on the prompt probe's r (`evaluation.reliability`). Wide states choose their cells on a
 sketch and are fitted exactly at the cells chosen (`analysis.sketch`).
 """
 
@@ -15,12 +17,14 @@ from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchConfig, SketchedStore, exact_reader, full_store, sketch_view
+from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.data.splits import SplitPlan
 from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import TextData, prompt_text_baselines
 from latent_reward.evaluation.groups import group_means
 from latent_reward.evaluation.metrics import Resampler, icc1_interval, pearson, quantile_interval, score
 from latent_reward.evaluation.paired import paired_differences
+from latent_reward.evaluation.reliability import Reliability, fixed_factor, reliability
 from latent_reward.evaluation.results import RANDOM_INIT, Cell, Comparison, Interval, Result, Scores
 from latent_reward.experiments.crossfit import cross_fit_arrays
 from latent_reward.experiments.sweep import SweepFit, plan_for
@@ -66,7 +70,8 @@ class PromptOnlyResult(Result):
     cross_fitted: Scores  # every prompt tested once (cell chosen inside each fold)
     fold_cells: list[Cell]
     baselines: list[Comparison]  # cross-fitted on the same folds, paired against the probe
-    icc: Interval  # ICC(1) of the rating by prompt
+    icc: Interval  # the one-way ICC(1) of the rating by prompt (for reference where the rows carry a role or generator)
+    reliability: Reliability | None = None  # the right ICC for these rows, the prompt mean's reliability, r's ceiling
     raw_between_share: float  # the uncorrected between-prompt share of variance (biased upward; for reference)
     top_prompts: list[PromptRow] = []
     bottom_prompts: list[PromptRow] = []
@@ -128,12 +133,14 @@ def prompt_only(store: ActivationStore | SketchedStore, config: PromptOnlyConfig
     resampler = Resampler.make(names, config.n_boot, config.seed)
     fitted = prompts.cross_fit(store, positions, config, progress)
     probe_p = fitted.predictions["probe"]
+    factor_name, factor = fixed_factor([store.examples[i].meta for i in target.rows])
     return PromptOnlyResult(
         target=target.name, n_prompts={name: int(mask.sum()) for name, mask in masks.items()}, curves=curves, best=best,
         best_test=score(y[test], best_p[test], names[test], config.n_boot, config.seed).pearson,
         cross_fitted=score(y, probe_p, names, resampler=resampler), fold_cells=fitted.cells["probe"],
         baselines=_baselines(prompts, fitted.folds, probe_p, resampler, random_init_store, positions, config),
         icc=icc1_interval(target.y, target.groups, config.n_boot, config.seed),
+        reliability=reliability(target.y, target.groups, factor, factor_name, config.n_boot, config.seed),
         raw_between_share=float(np.sum(prompts.counts * (y - target.y.mean()) ** 2) / np.sum((target.y - target.y.mean()) ** 2)),
         top_prompts=_describe(prompts, probe_p, np.argsort(-probe_p)[:5]),
         bottom_prompts=_describe(prompts, probe_p, np.argsort(probe_p)[:5]),
@@ -205,5 +212,6 @@ def fit_prompt_probe(store: ActivationStore, fit: SweepFit, result: PromptOnlyRe
     probe.info.update(position=position, layer=layer, target=f"prompt mean {fit.target.name}", model=model.get("name"),
                       model_dtype=model.get("dtype"), chat_template=model.get("chat_template"), store=store.location,
                       train_groups=sorted(prompts.names[train]), validation_groups=sorted(prompts.names[prompts.masks["val"]]),
+                      group_key_version=GROUP_KEY_VERSION,
                       rating_range=[float(np.quantile(prompts.means[train], 0.05)), float(np.quantile(prompts.means[train], 0.95))])
     return probe

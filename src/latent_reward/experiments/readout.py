@@ -26,6 +26,7 @@ from latent_reward.evaluation import results as names
 from latent_reward.evaluation.baselines import TextData, available_baselines, length_features, text_statistics
 from latent_reward.evaluation.metrics import Resampler, length_matched_accuracy, partial_correlation, quantile_interval, score
 from latent_reward.evaluation.metrics import metric as metric_value
+from latent_reward.evaluation.multiplicity import holm
 from latent_reward.evaluation.paired import null_test, paired_differences
 from latent_reward.evaluation.results import Cell, Comparison, Interval, PairedDifference, Result, Scores, finite
 from latent_reward.experiments.crossfit import ANY_CELL, LAYER_ZERO, CrossFit, cross_fit
@@ -33,6 +34,9 @@ from latent_reward.experiments.sgd_settings import SGDSetting, sgd_settings_grid
 from latent_reward.experiments.sweep import SweepConfig, SweepFit, SweepResult, sweep
 from latent_reward.experiments.targets import Target, make_target, within_prompt
 from latent_reward.probes import SGDProbe, probe_class
+
+
+WITHIN_PREDICTIONS = "within-prompt probe"  # the key of its out-of-fold predictions in the returned cross-fit
 
 
 class ReadoutConfig(Result):
@@ -46,6 +50,7 @@ class ReadoutConfig(Result):
     sgd_grid: bool = True
     within_probe: bool = True  # also fit the within-prompt target where prompts have 2+ responses
     sketch: SketchConfig = SketchConfig()  # wide states: cells chosen on a sketch, fits exact
+    equivalence_margin: float = 0.01  # within-prompt accuracy: a baseline "matches" only inside +-margin (TOST)
 
 
 class SeedSpread(Result):
@@ -75,9 +80,34 @@ class Decomposition(Result):
     within_prompt_r: Interval  # deviations from the prompt means, prompts with 2+ responses
 
 
+ALPHA = 0.05
+DECLARED_TEST = (
+    "the within-prompt probe against each baseline by the paired permutation test of their within-prompt accuracy "
+    "(swapping the two predictions prompt by prompt; two-sided, alpha 0.05): probe better where p < 0.05 and the "
+    "difference is positive (the states are credited only when this holds for every baseline, an intersection-union "
+    "test that needs no adjustment); baseline better where the difference is negative and Holm's adjusted p over the "
+    "baselines is < 0.05; otherwise indistinguishable, and the baseline matches the probe only when the paired "
+    "difference's 90% interval lies within +-{margin} (two one-sided tests at 0.05)")
+
+
+class BaselineTest(Result):
+    """One baseline against the within-prompt probe under the declared test."""
+
+    name: str
+    outcome: Literal["probe better", "indistinguishable", "baseline better"]
+    difference: Interval  # probe minus baseline, within-prompt accuracy
+    p_value: float | None = None
+    holm_p: float | None = None  # adjusted over the baselines (for "baseline better", a claim about any of them)
+    equivalent: bool = False  # TOST: the 90% interval of the difference within +-margin
+
+
 class Verdict(Result):
-    kind: Literal["encodes", "baseline matches", "no within-prompt evidence"]
-    not_beaten: list[str] = []  # baselines whose paired within-prompt difference with the probe includes 0
+    kind: Literal["encodes", "baseline matches", "indistinguishable from a baseline", "baseline better",
+                  "no within-prompt evidence"]
+    not_beaten: list[str] = []  # baselines the probe was not shown to beat (indistinguishable or better)
+    test: str = ""  # the declared test, in words
+    margin: float | None = None  # the equivalence margin (within-prompt accuracy)
+    baselines: list[BaselineTest] = []
 
 
 class ReadoutResult(Result):
@@ -120,7 +150,8 @@ def reward_readout(store: ActivationStore | SketchedStore, config: ReadoutConfig
     Two cross-fits: the pooled probe (target as given; its cell chosen by inner r over every position, which is what
     global r asks) and the within-prompt probe (ratings and states centered per prompt, response positions only, its
     cell chosen by inner within-prompt r). Global r and its comparisons use the first; within-prompt accuracy, its
-    comparisons, its control and the verdict use the second.
+    comparisons, its control and the verdict use the second. The returned cross-fit's predictions also hold the
+    within-prompt probe's out-of-fold predictions (`WITHIN_PREDICTIONS`; NaN on prompts with one response).
     """
     config = config or ReadoutConfig()
     store, random_init_store = sketch_view(store, config.sketch), sketch_view(random_init_store, config.sketch)
@@ -140,6 +171,8 @@ def reward_readout(store: ActivationStore | SketchedStore, config: ReadoutConfig
     resampler = Resampler.make(target.groups, config.sweep.n_boot, seed)
     y, groups, probe_p = target.y, target.groups, crossfit.predictions["probe"]
     within_p = within.padded if within is not None else probe_p
+    if within is not None:
+        crossfit.predictions[WITHIN_PREDICTIONS] = np.where(within.multi, within_p, np.nan)
     probe_for = {"pearson": probe_p, "within_acc": within_p}
     probe_scores = score(y, probe_p, groups, resampler=resampler)
     within_scores = within.scores(config.sweep.n_boot, seed) if within is not None else None
@@ -167,7 +200,7 @@ def reward_readout(store: ActivationStore | SketchedStore, config: ReadoutConfig
         if within_scores is not None else None,
         within_fold_cells=within_cells,
         decomposition=_decompose(crossfit, positions, y, groups, resampler),
-        verdict=verdict(within_scores or probe_scores, comparisons),
+        verdict=verdict(within_scores or probe_scores, comparisons, config.equivalence_margin),
     )
     _optional_parts(result, store, fit, config, positions, progress, timings)
     result.timings = timings
@@ -251,9 +284,9 @@ class _Baseline:
 
 def _baseline_predictions(data: TextData, fit: SweepFit, folds: np.ndarray, within: WithinProbe | None) -> dict[str, _Baseline]:
     """Each baseline's out-of-fold predictions (same folds as the probe), its single-split validation scores, and, when
-    there is a within-prompt probe, the same baseline fitted like it: on the ratings centered per prompt."""
+    there is a within-prompt probe, the same baseline fitted like it: features and ratings centered per prompt."""
     masks, out = fit.plan.masks, {}
-    centered = dataclasses.replace(data, y=within.pad(within.target.y)) if within is not None else None
+    centered = dataclasses.replace(data, y=within.pad(within.target.y), center=True) if within is not None else None
     for baseline in available_baselines(data):
         oof = _out_of_fold(baseline.fit_predict, data, folds, np.ones(len(folds), dtype=bool))
         single = baseline.fit_predict(data, masks["train"])
@@ -325,15 +358,35 @@ def _controls(pooled: CrossFit, within: CrossFit, probe_scores: Scores, within_s
     return out
 
 
-def verdict(probe: Scores, comparisons: list[Comparison]) -> Verdict:
-    """Fixed rules: the states are credited with the reward of the responses only when (the within-prompt probe's)
-    within-prompt accuracy is above chance and above every baseline (text, generator, log-probability, layer 0,
-    random-init model), each with a paired interval that excludes it."""
+def verdict(probe: Scores, comparisons: list[Comparison], margin: float = 0.01) -> Verdict:
+    """Fixed rules (`DECLARED_TEST`): the states are credited with the reward of the responses only when (the
+    within-prompt probe's) within-prompt accuracy is above chance and the probe is better than every baseline (text,
+    generator, log-probability, layer 0, random-init model). Otherwise a baseline is better, matches (equivalent within
+    the margin), or is indistinguishable from the probe."""
+    test = DECLARED_TEST.format(margin=margin)
     if not probe.within_acc.above(0.5):
-        return Verdict(kind="no within-prompt evidence")
-    not_beaten = [c.name for c in comparisons if c.kind == "baseline" and c.scores.within_acc.known
-                  and not ("within_acc" in c.versus_probe and c.versus_probe["within_acc"].difference.above(0.0))]
-    return Verdict(kind="baseline matches", not_beaten=not_beaten) if not_beaten else Verdict(kind="encodes")
+        return Verdict(kind="no within-prompt evidence", test=test, margin=margin)
+    tested = [c for c in comparisons if c.kind == "baseline" and c.scores.within_acc.known]
+    differences = [c.versus_probe.get("within_acc") for c in tested]
+    adjusted = holm([d.p_value if d is not None else None for d in differences])
+    rows = []
+    for comparison, difference, holm_p in zip(tested, differences, adjusted):
+        if difference is None:
+            difference = PairedDifference(metric="within_acc", difference=Interval())
+        d, p = difference.difference.value, difference.p_value
+        outcome = ("probe better" if d is not None and d > 0 and p is not None and p < ALPHA else
+                   "baseline better" if d is not None and d < 0 and holm_p is not None and holm_p < ALPHA else
+                   "indistinguishable")
+        window = difference.equivalence
+        equivalent = (outcome == "indistinguishable" and window is not None and window.low is not None
+                      and -margin < window.low and window.high < margin)
+        rows.append(BaselineTest(name=comparison.name, outcome=outcome, difference=difference.difference, p_value=p,
+                                 holm_p=holm_p, equivalent=equivalent))
+    not_beaten = [row.name for row in rows if row.outcome != "probe better"]
+    kind = ("baseline better" if any(row.outcome == "baseline better" for row in rows) else
+            "encodes" if not not_beaten else
+            "baseline matches" if any(row.equivalent for row in rows) else "indistinguishable from a baseline")
+    return Verdict(kind=kind, not_beaten=not_beaten, test=test, margin=margin, baselines=rows)
 
 
 def seen_mask(store: ActivationStore, rows: np.ndarray) -> np.ndarray | None:

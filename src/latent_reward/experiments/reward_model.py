@@ -1,12 +1,16 @@
 """The probe as a reward model: pair accuracy, best-of-n, and how well it tracks another dataset's ratings.
 
 Prompts the probe was trained or validated on never count (a probe saves both sets of prompts).
-Intervals resample prompts. Pair accuracy is also reported on length-matched pairs, where response
-length cannot decide the order.
+Intervals resample prompts. A pair is a record of a preference file (`meta["pair"]`): its two sides
+were judged against each other; responses of different records to the same prompt never form a pair.
+Records whose sides have the same text, repeats of a record, and records with tied ratings are not
+compared (each counted). Pair accuracy is also reported on length-matched pairs (lengths of the full,
+untruncated texts), where response length cannot decide the order.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,25 +20,35 @@ from latent_reward.activations.store import ActivationStore
 from latent_reward.config import ExtractConfig
 from latent_reward.data.schema import Example
 from latent_reward.evaluation.baselines import length_features
-from latent_reward.evaluation.metrics import Resampler, all_metrics, length_matched_accuracy, quantile_interval, score
-from latent_reward.evaluation.paired import paired_differences
+from latent_reward.evaluation.metrics import (Pairs, Resampler, length_matched_accuracy, pair_counts, quantile_interval,
+                                              score)
+from latent_reward.evaluation.paired import paired_pair_difference
 from latent_reward.evaluation.results import Interval, PairedDifference, Result, Scores
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import Probe
 
 NORMALIZATIONS = ("sum", "mean", "none")
-PROBE = "probe"
+PROBE = "probe"  # the pooled probe (`run`'s best_probe)
+WITHIN_PROBE = "within-prompt probe"  # trained on within-prompt differences (`run`'s within_probe): shown first
 IMPLICIT_REWARD = "DPO implicit reward"  # predictor names: f"{IMPLICIT_REWARD} ({normalization})"
+LOGPROB_RULE = ("Log-probability predictors (mean log-prob, DPO's implicit reward) sum log pi over the "
+                "response's tokens and the end-of-turn token after them, and score only the pairs whose sides no model "
+                "truncated at the token budget (a truncated text's log-probability is not log pi(y|x)); the probes and "
+                "response length (characters of the full text) score every pair.")
 
 
 class PairAccuracy(Result):
     subset: str
-    pairs: int
+    pairs: int  # pairs compared: records with two different texts and ratings, each record once
     prompts: int
     predictors: dict[str, Interval]  # name -> accuracy (score(chosen) > score(rejected), ties half)
+    predictor_pairs: dict[str, int] = {}  # pairs a predictor scored where fewer than `pairs` (untruncated pairs only)
+    not_compared: dict[str, int] = {}  # records left out: identical text, duplicate record, tied ratings, one side
+    truncated_pairs: int = 0  # compared pairs with a side cut at the token budget
     length_matched: dict[str, Interval] = {}  # the same over pairs whose lengths differ by < 10%
     length_matched_pairs: int = 0
-    versus_probe: dict[str, PairedDifference] = {}  # name -> probe minus this predictor (all subsets only)
+    reference: str = PROBE  # the probe the paired differences are taken against
+    versus_probe: dict[str, PairedDifference] = {}  # name -> reference probe minus this predictor (all subsets only)
 
 
 class BestOfN(Result):
@@ -52,20 +66,29 @@ class Transfer(Result):
 class ScoreResult(Result):
     data: str
     examples: int
-    excluded_prompts: int  # prompts the probe was trained or validated on
+    excluded_prompts: int  # prompts the probes were trained or validated on
     probe: dict
+    probes: list[str] = [PROBE]  # the probes scored, the headline first
+    truncated: int = 0  # counted responses cut at the token budget
+    log_probability_rule: str = LOGPROB_RULE
     pair_accuracy: list[PairAccuracy] = []
     best_of_n: BestOfN | None = None
     transfer: Transfer | None = None
 
 
-def score_examples(loaded: LoadedModel, probe: Probe, examples: list[Example], folder: str | Path, logprobs: bool = True,
-                   progress: bool = True, source: str | None = None) -> tuple[ActivationStore, np.ndarray]:
-    """Extract the probe's (position, layer) for `examples` into `folder` (resumable) and score them."""
-    position, layer = probe.info["position"], int(probe.info["layer"])
-    config = ExtractConfig(positions=(position,), layers=(layer,), max_tokens=probe.info.get("max_tokens") or 1024, logprobs=logprobs)
+def score_examples(loaded: LoadedModel, probes: dict[str, Probe], examples: list[Example], folder: str | Path,
+                   logprobs: bool = True, progress: bool = True, source: str | None = None,
+                   max_tokens: int | None = None) -> tuple[ActivationStore, dict[str, np.ndarray]]:
+    """Extract every probe's (position, layer) for `examples` into `folder` (resumable; one pass for all) and score
+    them with each probe. The token budget is `max_tokens`, else the first probe's."""
+    cells = {name: (probe.info["position"], int(probe.info["layer"])) for name, probe in probes.items()}
+    first = next(iter(probes.values()))
+    config = ExtractConfig(positions=tuple(dict.fromkeys(p for p, _ in cells.values())),
+                           layers=tuple(sorted({layer for _, layer in cells.values()})),
+                           max_tokens=max_tokens or first.info.get("max_tokens") or 1024, logprobs=logprobs)
     store = extract(loaded, examples, folder, config, progress=progress, source=source).store
-    return store, probe.predict(store.array(position)[:, 0].astype(np.float32))
+    return store, {name: probes[name].predict(store.array(position, [layer])[:, 0].astype(np.float32))
+                   for name, (position, layer) in cells.items()}
 
 
 def implicit_reward(policy_logprob_sum: np.ndarray, reference_logprob_sum: np.ndarray | None, n_tokens: np.ndarray | None = None,
@@ -83,33 +106,75 @@ def implicit_reward(policy_logprob_sum: np.ndarray, reference_logprob_sum: np.nd
     return beta * (policy_logprob_sum - reference_logprob_sum)
 
 
-def excluded_groups(probe: Probe) -> set[str]:
-    """Prompts the probe was trained or validated on."""
-    return set(probe.info.get("train_groups") or ()) | set(probe.info.get("validation_groups") or ())
+def excluded_groups(*probes: Probe) -> set[str]:
+    """Prompts any of the probes was trained or validated on."""
+    return {g for probe in probes for key in ("train_groups", "validation_groups") for g in probe.info.get(key) or ()}
+
+
+def record_pairs(examples: list[Example], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, Counter[str]]:
+    """The pairs the preference records among `rows` hold: (better-rated rows, worse-rated rows) in record order, and
+    the records not compared, by reason. A record whose sides have the same text (whitespace aside) or the same rating
+    cannot be ordered; a record repeating an earlier one's prompt and texts is counted once."""
+    sides: dict[str, list[int]] = {}
+    for row in rows:
+        sides.setdefault(examples[row].meta["pair"], []).append(int(row))
+    first, second, skipped, seen = [], [], Counter(), set()
+    for members in sides.values():
+        if len(members) != 2:
+            skipped["one side only"] += 1
+            continue
+        a, b = sorted(members, key=lambda row: -examples[row].rating)
+        texts = tuple(" ".join(examples[row].response.split()) for row in (a, b))
+        key = (examples[a].group, *texts)
+        if texts[0] == texts[1]:
+            skipped["identical text"] += 1
+        elif examples[a].rating == examples[b].rating:
+            skipped["tied ratings"] += 1
+        elif key in seen:
+            skipped["duplicate record"] += 1
+        else:
+            seen.add(key)
+            first.append(a)
+            second.append(b)
+    return np.array(first, dtype=np.int64), np.array(second, dtype=np.int64), skipped
 
 
 def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], keep: np.ndarray, n_boot: int = 1000,
-                  seed: int = 0) -> list[PairAccuracy]:
-    """Per subset and overall; intervals resample prompts (a prompt may have several pairs)."""
-    meta = [m for m, k in zip(store.meta, keep) if k]
-    if not meta or not all(m.get("pair") for m in meta):
+                  seed: int = 0, truncated: np.ndarray | None = None, reference: str = PROBE) -> list[PairAccuracy]:
+    """Per subset and overall, over the records' pairs (`record_pairs`); intervals resample prompts (a prompt may hold
+    several records). A NaN score leaves a pair unscored by that predictor. Paired differences are taken against the
+    `reference` probe."""
+    examples, rows = store.examples, np.flatnonzero(keep)
+    if not len(rows) or not all(examples[row].meta.get("pair") for row in rows):
         return []
-    groups, y = store.groups[keep], store.ratings[keep]
-    subsets = np.array([m.get("subset") or "all" for m in meta])
-    lengths = length_features([e.response for e, k in zip(store.examples, keep) if k])[:, 0]
+    first, second, skipped = record_pairs(examples, rows)
+    y = store.ratings
+    lengths = length_features([e.response for e in examples])[:, 0]  # characters of the full texts
+    subsets = np.array([examples[row].meta.get("subset") or "all" for row in first], dtype=object)
+    cut = truncated[first] | truncated[second] if truncated is not None else np.zeros(len(first), dtype=bool)
     out = []
     for subset in ["all", *sorted(set(subsets) - {"all"})]:
-        rows = np.ones(len(y), bool) if subset == "all" else subsets == subset
-        resampler = Resampler.make(groups[rows], n_boot, seed)
-        entry = PairAccuracy(subset=subset, pairs=int(rows.sum() // 2), prompts=len(np.unique(groups[rows])), predictors={})
+        chosen = np.ones(len(first), dtype=bool) if subset == "all" else subsets == subset
+        names, owner = np.unique(store.groups[first[chosen]], return_inverse=True)
+        pairs: Pairs = (first[chosen], second[chosen], owner, len(names))
+        resampler = Resampler.make(names, n_boot, seed)
+        entry = PairAccuracy(subset=subset, pairs=int(chosen.sum()), prompts=len(names), predictors={},
+                             not_compared=dict(skipped) if subset == "all" else {},
+                             truncated_pairs=int(cut[chosen].sum()), reference=reference)
         for name, scores in predictors.items():
-            s = scores[keep][rows]
-            samples = resampler.samples(y[rows], s)
-            entry.predictors[name] = quantile_interval(all_metrics(y[rows], s, groups[rows])["within_acc"], samples["within_acc"])
-            entry.length_matched[name], entry.length_matched_pairs = length_matched_accuracy(y[rows], s, groups[rows], lengths[rows], resampler)
-            if subset == "all" and name != PROBE and PROBE in predictors:
-                entry.versus_probe[name] = paired_differences(y[rows], predictors[PROBE][keep][rows], s, resampler,
-                                                              metrics=("within_acc",), seed=seed)["within_acc"]
+            correct, total = pair_counts(y, scores, None, pairs)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                samples = (resampler.group_weights @ correct) / (resampler.group_weights @ total)
+            entry.predictors[name] = quantile_interval(correct.sum() / total.sum() if total.sum() else np.nan, samples)
+            if total.sum() < entry.pairs:
+                entry.predictor_pairs[name] = int(total.sum())
+            entry.length_matched[name], matched = length_matched_accuracy(y, scores, None, lengths, resampler,
+                                                                          pairs=pairs)
+            if name == next(iter(predictors)):  # the headline probe's (log-probabilities score fewer)
+                entry.length_matched_pairs = matched
+            if subset == "all" and name != reference and reference in predictors:
+                entry.versus_probe[name] = paired_pair_difference(y, predictors[reference], scores, pairs,
+                                                                  resampler.group_weights, seed=seed)
         out.append(entry)
     return out
 
@@ -160,5 +225,11 @@ def transfer(store: ActivationStore, predictors: dict[str, np.ndarray], keep: np
     here; the report shows the rank metrics (Spearman, within-prompt accuracy and Spearman)."""
     y, groups = store.ratings[keep], store.groups[keep]
     resampler = Resampler.make(groups, n_boot, seed)
-    return Transfer(examples=int(keep.sum()), predictors={name: score(y, s[keep], groups, resampler=resampler)
-                                                          for name, s in predictors.items()})
+    out = {}
+    for name, s in predictors.items():
+        scored = np.isfinite(s[keep])  # log-probabilities leave truncated responses unscored
+        if scored.all():
+            out[name] = score(y, s[keep], groups, resampler=resampler)
+        elif scored.sum() > 2:
+            out[name] = score(y[scored], s[keep][scored], groups[scored], n_boot, seed)
+    return Transfer(examples=int(keep.sum()), predictors=out)

@@ -17,6 +17,7 @@ from latent_reward.io import read_json, write_json
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.csv"  # every example's cross-fitted predictions (probe, baselines), for paired comparisons
+WITHIN_COLUMN = "within_probe"  # predictions.csv: the within-prompt probe's (the within-prompt headline's) predictions
 
 
 class Answer(Result):

@@ -19,13 +19,14 @@ from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchedStore, SketchSummary, full_store, sketch_summary
+from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.data.splits import SplitPlan, plan_splits
 from latent_reward.errors import UserError
-from latent_reward.evaluation.metrics import Resampler, all_metrics, quantile_interval, score
+from latent_reward.evaluation.metrics import Resampler, all_metrics, pearson, quantile_interval, score
 from latent_reward.evaluation.results import Cell, Interval, Result, Scores, finite
-from latent_reward.experiments.targets import Target, make_target
+from latent_reward.experiments.targets import Target, make_target, within_prompt
 from latent_reward.io import progress_bar
-from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeOptions
+from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeOptions, RidgeProbe
 
 
 class SweepConfig(Result):
@@ -170,6 +171,40 @@ def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = N
     return SweepFit(result, target, plan, probes[key], predictions, store, config.settings, exact)
 
 
+def fit_within_probe(store: ActivationStore | SketchedStore, fit: SweepFit, positions: tuple[str, ...] | None = None
+                     ) -> Probe | None:
+    """The within-prompt probe to save and score pairs with: ridge on the within-prompt target (ratings and states
+    centered per prompt, response positions only), fitted on the split's training prompts with 2+ responses, at the
+    (position, layer) with the best validation within-prompt r (on a sketched store: chosen on the sketch, fitted on
+    the full states). None where the target has no such prompts in training and validation."""
+    try:
+        target = within_prompt(fit.target)
+        positions = target.positions(store, positions)
+    except UserError:
+        return None
+    multi = target.keep[fit.target.rows]
+    train, val = fit.plan.masks["train"][multi], fit.plan.masks["val"][multi]
+    if len(np.unique(target.groups[train])) < 2 or len(np.unique(target.groups[val])) < 2:
+        return None
+    best: tuple[float, Cell, Probe] | None = None
+    for position in positions:
+        x = target.states(store, position)
+        fitted = RidgeProbe.fit_layers(fit.settings.of(RidgeProbe.kind), x[train], target.y[train], target.groups[train])[0]
+        for index, layer in enumerate(store.layers):
+            r = pearson(target.y[val], fitted[index].predict(x[val, index]))
+            if best is None or r > best[0]:
+                best = (r, Cell(position=position, layer=layer, probe=RidgeProbe.kind), fitted[index])
+    _, cell, probe = best
+    if full_store(store) is not store:
+        probe = fit_cell(full_store(store), target, cell, fit.settings, train)[0]
+    provenance = ("model", "store", "model_dtype", "chat_template", "max_tokens", "group_key_version")  # as the pooled
+    probe.info.update({key: fit.best_probe.info.get(key) for key in provenance}, target=target.name,
+                      position=cell.position, layer=cell.layer,
+                      train_groups=sorted(set(target.groups[train])), validation_groups=sorted(set(target.groups[val])),
+                      rating_range=[float(v) for v in np.quantile(target.y[train], [0.05, 0.95])])
+    return probe
+
+
 def _grid_cell(position, layer, kind, y, p, groups, resampler: Resampler | None) -> GridCell:
     values = {name: finite(value) for name, value in all_metrics(y, p, groups).items()}
     intervals = {}
@@ -192,6 +227,7 @@ def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> dict
     return {"target": target.name, "model": model.get("name"), "store": store.location,
             "model_dtype": model.get("dtype"), "chat_template": model.get("chat_template"),
             "max_tokens": store.manifest.get("fingerprint", {}).get("max_tokens"),
+            "group_key_version": GROUP_KEY_VERSION,
             "train_groups": sorted(plan.groups_of("train", target.groups)),
             "validation_groups": sorted(plan.groups_of("val", target.groups)),
             "rating_range": [float(np.quantile(y_train, 0.05)), float(np.quantile(y_train, 0.95))]}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from latent_reward.evaluation import results as names
-from latent_reward.evaluation.results import Comparison, Scores, strongest
+from latent_reward.evaluation.results import Comparison, Interval, Scores, strongest
+from latent_reward.experiments.prompt_only import PromptOnlyResult
 from latent_reward.experiments.readout import ReadoutResult
 from latent_reward.experiments.run_result import Answer, RunResult
 from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE
@@ -39,25 +40,43 @@ def _versus(comparison: Comparison, metric: str) -> str:
     return f"probe minus {comparison.name}: {test.difference:+.3f}{p}"
 
 
+def _outcome(row) -> str:
+    """'TF-IDF response (probe minus it -0.020 [...], p = 0.01, Holm p = 0.03)'."""
+    holm = f", Holm p = {row.holm_p:.3f}" if row.outcome == "baseline better" and row.holm_p is not None else ""
+    p = f", p = {row.p_value:.3f}" if row.p_value is not None else ""
+    return f"{row.name} (probe minus it {row.difference:+.3f}{p}{holm})"
+
+
 def encodes_answer(readout: ReadoutResult) -> str:
     probe = readout.probe.scores
     within = readout.within_probe.scores if readout.within_probe is not None else probe
     verdict = readout.verdict
+    states = (f"the states predict the rating (pooled probe r = {probe.pearson}; within-prompt probe accuracy "
+              f"{within.within_acc})")
     if verdict.kind == "encodes":
-        head = (f"Yes, within prompts and beyond every baseline: the within-prompt probe orders responses to the same prompt "
-                f"correctly {within.within_acc} of the time (chance 0.5), and its paired differences with every baseline exclude 0. "
-                f"Across prompts the pooled probe reaches r = {probe.pearson}.")
-    elif verdict.kind == "baseline matches":
-        head = (f"Not shown: the states predict the rating (pooled probe r = {probe.pearson}; within-prompt probe accuracy "
-                f"{within.within_acc}), but {', '.join(verdict.not_beaten)} match{'es' if len(verdict.not_beaten) == 1 else ''} the "
-                "probe within prompts (the paired difference's interval includes 0), so this does not show that the states carry "
-                "more about the reward of a response than these do.")
+        head = (f"Yes, within prompts and beyond every baseline: the within-prompt probe orders responses to the same "
+                f"prompt correctly {within.within_acc} of the time (chance 0.5), and it is better than every baseline "
+                f"under the declared test. Across prompts the pooled probe reaches r = {probe.pearson}.")
+    elif verdict.kind == "baseline better":
+        better = [_outcome(row) for row in verdict.baselines if row.outcome == "baseline better"]
+        head = (f"No: {states}, but within prompts a baseline ranks responses better than the states: "
+                + "; ".join(better) + ".")
+    elif verdict.kind in ("baseline matches", "indistinguishable from a baseline"):
+        rows = [row for row in verdict.baselines if row.outcome == "indistinguishable"]
+        matched = [_outcome(row) for row in rows if row.equivalent]
+        unclear = [_outcome(row) for row in rows if not row.equivalent]
+        head = (f"Not shown: {states}, but the probe is not better than every baseline within prompts."
+                + (f" Matching it (equivalent within +-{verdict.margin:g} accuracy): " + "; ".join(matched) + "."
+                   if matched else "")
+                + (f" Indistinguishable from it, not shown equivalent: " + "; ".join(unclear) + "." if unclear else ""))
     else:
         head = (f"No within-prompt evidence: the within-prompt probe's accuracy {within.within_acc} does not exclude chance (0.5)"
                 + (" (the data has no prompt with two differently rated responses)" if not within.within_acc.known else "")
                 + f". The pooled probe's r = {probe.pearson} can come from prompt difficulty alone.")
     parts = [head, f"Evaluation: {readout.evaluation}; {probe.n_examples} responses to {probe.n_prompts} prompts. Intervals treat the "
              "fitted probes as fixed (the spread over fold seeds is below)."]
+    if verdict.test:
+        parts.append(f"Declared test: {verdict.test}.")
     parts.append(f"Cells chosen in the folds: pooled probe {'; '.join(sorted({str(c) for c in readout.fold_cells}))}"
                  + (f"; within-prompt probe {'; '.join(sorted({str(c) for c in readout.within_fold_cells}))}." if readout.within_probe else "."))
     for metric in ("pearson", "within_acc"):
@@ -137,14 +156,46 @@ def prompt_only_answer(result: RunResult) -> str:
     if po.baselines:
         text += " Prompt-only baselines (cross-fitted): " + "; ".join(
             f"{b.name} r = {b.scores.pearson} ({_versus(b, 'pearson')})" for b in po.baselines) + "."
-    text += (f" The intraclass correlation of the rating by prompt, ICC(1) = {po.icc}, is the share of its variance that lies "
-             f"between prompts (the raw between-prompt share, {po.raw_between_share:.2f}, is inflated by chance spread of group means).")
+    text += " " + reliability_sentence(po, po.cross_fitted.pearson)
     decomposition = result.readout.decomposition
     if decomposition:
         text += (" Response-level probes at each position (cross-fitted), split into prompt means and within-prompt deviations: "
                  + "; ".join(f"{row.position}: r {row.between_prompt_r} between, {row.within_prompt_r} within" for row in decomposition)
                  + ".")
     return text + " " + po.off_policy
+
+
+def reliability_line(po: PromptOnlyResult) -> str:
+    """One line for the console: the right ICC, the prompt mean's reliability and the ceiling on r."""
+    rel = po.reliability
+    if rel is None:
+        return f"ICC(1) of the rating by prompt = {po.icc}"
+    name = f"two-way ICC(C,1) with the {rel.factor} fixed" if rel.factor else "one-way ICC(1)"
+    return (f"{name} of the rating by prompt = {rel.icc}; reliability of a prompt's mean of "
+            f"{rel.responses_per_prompt:.1f} ratings {rel.mean_reliability}, ceiling on r {rel.r_ceiling}")
+
+
+def reliability_sentence(po: PromptOnlyResult, probe_r: Interval) -> str:
+    """What the right ICC says about the prompt's mean rating, and the ceiling it puts on any predictor of it."""
+    rel = po.reliability
+    between = f"(the raw between-prompt share, {po.raw_between_share:.2f}, is inflated by chance spread of group means)"
+    if rel is None:  # results saved before the reliability was computed
+        return (f"The intraclass correlation of the rating by prompt, ICC(1) = {po.icc}, is the share of its variance "
+                f"between prompts {between}.")
+    if rel.factor is None:
+        head = (f"The responses to a prompt are exchangeable here, so the one-way ICC(1) = {rel.icc} is the share of "
+                f"the rating's variance that lies between prompts {between}.")
+    else:
+        gap = "the systematic chosen-rejected gap" if rel.factor == "role" else "the generators' systematic differences"
+        head = (f"The responses carry a {rel.factor}, so they are not exchangeable: with the {rel.factor} fixed, the "
+                f"two-way ICC(C,1) = {rel.icc} is the share of the rating's variance (beyond the {rel.factor}'s "
+                f"effect) that lies between prompts; the one-way ICC(1) = {po.icc} counts {gap} as noise {between}.")
+    ceiling = rel.r_ceiling.value
+    share = (f"; the prompt probe's r = {probe_r.value:.3f} is {probe_r.value / ceiling:.0%} of it"
+             if probe_r.value is not None and ceiling else "")
+    return (head + f" A prompt's mean of {rel.responses_per_prompt:.1f} ratings (harmonic mean) then has reliability "
+            f"{rel.mean_reliability} (Spearman-Brown), which caps the correlation of any predictor of the prompt's "
+            f"expected rating with its observed mean at r <= {rel.r_ceiling}{share}.")
 
 
 def trajectory_answer(result: RunResult) -> str:
@@ -204,17 +255,26 @@ def scores_answer(result: RunResult) -> str:
     for folder, score in result.scores.items():
         if score.pair_accuracy:
             overall = score.pair_accuracy[0]
-            parts.append(f"{folder}: pair accuracy {overall.predictors.get('probe')} over {overall.pairs} pairs "
-                         f"({score.excluded_prompts} training/validation prompts excluded); length-matched "
-                         f"{overall.length_matched.get('probe')} over {overall.length_matched_pairs} pairs")
+            dropped = ", ".join(f"{n} {reason}" for reason, n in overall.not_compared.items())
+            probes = "; ".join(f"{n} {overall.predictors[n]}" for n in score.probes if n in overall.predictors)
+            parts.append(f"{folder}: pair accuracy {probes} over the {overall.pairs} pairs compared (each a record "
+                         "whose sides were judged against each other"
+                         + (f"; not compared: {dropped}" if dropped else "")
+                         + f"; {score.excluded_prompts} training/validation prompts excluded); length-matched "
+                         f"{overall.length_matched.get(overall.reference)} over {overall.length_matched_pairs} pairs")
+            if overall.predictor_pairs:
+                parts.append(f"{folder}: " + ", ".join(f"{name} {overall.predictors[name]} over {n} pairs"
+                                                       for name, n in overall.predictor_pairs.items())
+                             + f" (the {overall.truncated_pairs} pairs a model truncated left out)")
+        headline = score.probes[0]  # the within-prompt probe where the run saved one
         if score.transfer:
-            probe = score.transfer.predictors.get("probe")
-            parts.append(f"{folder}: Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} on "
-                         f"{score.transfer.examples} responses")
+            probe = score.transfer.predictors.get(headline)
+            parts.append(f"{folder}: {headline} Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} "
+                         f"on {score.transfer.examples} responses")
         if score.best_of_n:
             picks = score.best_of_n.picks
-            parts.append(f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the probe's pick {picks.get('probe pick')} vs "
-                         f"random {picks.get('random pick')}")
+            parts.append(f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the {headline}'s pick "
+                         f"{picks.get(f'{headline} pick')} vs random {picks.get('random pick')}")
     return "; ".join(parts) + "."
 
 

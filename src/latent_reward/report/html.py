@@ -40,6 +40,10 @@ def embed(path: Path | None) -> str | None:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path else None
 
 
+def _paired(test: PairedDifference) -> str:
+    return f"{test.difference:+.3f}" + (f" (p = {test.p_value:.3f})" if test.p_value is not None else "")
+
+
 def _difference(comparison: Comparison, metric: str) -> str:
     test = comparison.versus_probe.get(metric)
     if test is None:
@@ -69,14 +73,21 @@ def score_tables(scores: dict[str, ScoreResult]) -> list[dict]:
         title = f"{folder}: {Path(score.data).name} ({score.examples} responses, {score.excluded_prompts} training/validation prompts excluded)"
         if score.pair_accuracy:
             names = list(score.pair_accuracy[0].predictors)
-            header = ["pair accuracy", "pairs", *names]
+            header = ["pair accuracy", "pairs compared", *names]
             rows = [[entry.subset, str(entry.pairs), *[str(entry.predictors.get(n, Interval())) for n in names]] for entry in score.pair_accuracy]
             overall = score.pair_accuracy[0]
+            if overall.predictor_pairs:
+                scored = [str(overall.predictor_pairs.get(n, "")) for n in names]
+                rows.append(["pairs scored (untruncated)", "", *scored])
             rows.append([f"length-matched (< 10% apart)", str(overall.length_matched_pairs),
                          *[str(overall.length_matched.get(n, Interval())) for n in names]])
-            rows.append(["probe minus it (paired)", "", *[f"{overall.versus_probe[n].difference:+.3f}" if n in overall.versus_probe else ""
-                                                          for n in names]])
-            tables.append({"title": title, "header": header, "rows": rows})
+            rows.append([f"{overall.reference} minus it (paired)", "",
+                         *[_paired(overall.versus_probe[n]) if n in overall.versus_probe else "" for n in names]])
+            dropped = ", ".join(f"{n} {reason}" for reason, n in overall.not_compared.items()) or "none"
+            tables.append({"title": title, "header": header, "rows": rows,
+                           "note": f"A pair is a record whose two sides were judged against each other; records "
+                                   f"not compared: {dropped}. {overall.truncated_pairs} compared pairs have a side "
+                                   f"truncated at the token budget. {score.log_probability_rule}"})
         if score.transfer:
             rows = [[name, str(s.spearman), str(s.within_acc), str(s.within_spearman)] for name, s in score.transfer.predictors.items()]
             tables.append({"title": title + ": how it ranks this dataset's ratings", "header": ["predictor", "Spearman", "within-prompt acc.",
@@ -186,9 +197,11 @@ def write_compare(result: CompareResult, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     image = embed(figures.compare_layers(result, folder))
-    header = ["run", "post-training here", "cell (validation)", "r (cross-fitted)", "within-prompt acc.", "prompt-only r",
-              "strongest baseline r", "random-init r", "pair accuracy: probe", "pair accuracy: DPO implicit reward"]
-    rows = [[row.label, _training(row), str(row.best) if row.best else "n/a", str(row.probe.pearson), str(row.probe.within_acc),
+    header = ["run", "post-training here", "cell (validation)", "r (cross-fitted)",
+              "within-prompt probe's within-prompt acc.", "prompt-only r", "strongest baseline r", "random-init r",
+              "pair accuracy: within-prompt probe", "pair accuracy: DPO implicit reward (same score run)"]
+    rows = [[row.label, _training(row), str(row.best) if row.best else "n/a", str(row.probe.pearson),
+             str(row.within_acc),
              str(row.prompt_only) if row.prompt_only else "n/a",
              f"{row.strongest_baseline}: {row.strongest_baseline_scores.pearson}" if row.strongest_baseline else "n/a",
              str(row.random_init.pearson) if row.random_init else "n/a", str(row.pair_accuracy) if row.pair_accuracy else "n/a",

@@ -1,5 +1,5 @@
 """`latent-reward run` and `latent-reward sweep`: extraction (reused when it matches), the readout, prompt-only,
-trajectories, and the result folder (results.json, predictions.csv, report, best_probe, run.json)."""
+trajectories, and the result folder (results.json, predictions.csv, report, best_probe, within_probe, run.json)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,16 @@ from latent_reward.config import DataSpec, ExtractConfig, ModelSpec, Spec
 from latent_reward.data.summary import summarize_examples
 from latent_reward.experiments.crossfit import CrossFit
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
-from latent_reward.experiments.readout import ReadoutConfig, reward_readout
-from latent_reward.experiments.run_result import PREDICTIONS_FILE, RunResult
-from latent_reward.experiments.sweep import SweepFit
+from latent_reward.experiments.readout import WITHIN_PREDICTIONS, ReadoutConfig, reward_readout
+from latent_reward.experiments.run_result import PREDICTIONS_FILE, WITHIN_COLUMN, RunResult
+from latent_reward.experiments.sweep import SweepFit, fit_within_probe
 from latent_reward.experiments.trajectory import TrajectoryConfig, reward_trajectories
 from latent_reward.io import exclusive, prepare_output_folder, write_csv
 from latent_reward.models.loading import LoadedModel
 from latent_reward.report.answers import answers
 from latent_reward.report.html import write_report
 from latent_reward.workflows.common import extract_or_reuse, write_run_json
+from latent_reward.workflows.score import WITHIN_PROBE_FOLDER
 
 
 class RunConfig(Spec):
@@ -57,6 +58,7 @@ class RunOutcome:
     folder: Path
     report: Path
     probe_folder: Path
+    within_probe_folder: Path | None = None  # the within-prompt probe (`score` ranks pairs with it first)
 
 
 def run(config: RunConfig | None = None, progress: bool = True) -> RunOutcome:
@@ -131,15 +133,20 @@ def analyse(store: ActivationStore, random_store: ActivationStore | None, readou
     result.save(report_folder)
     html = write_report(result, report_folder, predictions)
     probe_folder = fit.best_probe.save(out / "best_probe")
+    within_probe = None if fit.target.within else fit_within_probe(view, fit, sweep_config.positions)
+    within_folder = within_probe.save(out / WITHIN_PROBE_FOLDER) if within_probe is not None else None
     prompt_probe = fit_prompt_probe(store, fit, expected) if expected is not None else None
     if prompt_probe is not None:
         prompt_probe.save(out / "prompt_probe")
-    return RunOutcome(result, out, html, probe_folder)
+    return RunOutcome(result, out, html, probe_folder, within_folder)
 
 
 def predictions_frame(store: ActivationStore, fit: SweepFit, crossfit: CrossFit) -> pd.DataFrame:
-    """Every kept example's cross-fitted probe prediction and fold (for paired comparisons across runs)."""
+    """Every kept example's cross-fitted probe predictions (the pooled probe's, and the within-prompt probe's where
+    there is one: empty on prompts with one response) and fold, for paired comparisons across runs."""
     masks = fit.plan.masks
+    within = crossfit.predictions.get(WITHIN_PREDICTIONS)
     return pd.DataFrame({"id": [store.examples[i].id for i in fit.target.rows], "group": fit.target.groups, "rating": fit.target.y,
                          "fold": crossfit.folds, "probe": crossfit.predictions["probe"],
+                         **({WITHIN_COLUMN: within} if within is not None else {}),
                          "split": np.select([masks["train"], masks["val"]], ["train", "val"], "test")})

@@ -1,6 +1,8 @@
 """`latent-reward score`: a saved probe as a reward model on other data (pairs, best-of-n, or rated responses).
 
-When the output folder sits inside a run folder, the score result is added to that run's
+With the pooled probe (`run`'s best_probe) comes the within-prompt probe saved beside it (`within_probe`, or
+`--within-probe`): both are scored, the within-prompt probe first, since pair accuracy is a within-prompt
+quantity. When the output folder sits inside a run folder, the score result is added to that run's
 results.json and its report is rendered again (no model is run for that).
 """
 
@@ -10,11 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from latent_reward.config import DataSpec, Device, ExtractConfig, ModelSpec, Spec
+from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.errors import UserError
-from latent_reward.experiments.reward_model import (IMPLICIT_REWARD, NORMALIZATIONS, PROBE, ScoreResult, best_of_n, excluded_groups,
-                                                    implicit_reward, pair_accuracy, score_examples, transfer)
+from latent_reward.evaluation.baselines import length_features
+from latent_reward.experiments.reward_model import (IMPLICIT_REWARD, NORMALIZATIONS, PROBE, WITHIN_PROBE, ScoreResult,
+                                                    best_of_n, excluded_groups, implicit_reward, pair_accuracy,
+                                                    score_examples, transfer)
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RESULTS_FILE, RunResult
 from latent_reward.io import exclusive, prepare_output_folder, write_csv, write_json
 from latent_reward.probes import Probe
@@ -25,13 +31,19 @@ from latent_reward.workflows.common import probe_model, write_run_json
 RESULT_FILE = "score.json"
 
 
+WITHIN_PROBE_FOLDER = "within_probe"  # beside best_probe in a run folder
+
+
 class ScoreJob(Spec):
     probe: Path
+    within_probe: Path | None = None  # default: the within_probe folder beside `probe`, when there is one
     data: DataSpec = DataSpec()
     out: Path
     model: str | None = None  # default: the model the probe was trained on
     reference: str | None = None  # reference model for DPO's implicit reward
     normalization: str = "sum"
+    max_tokens: int | None = Field(None, ge=8)  # token budget (default: the probe's); one that fits every pair spares
+    # the log-probability predictors' truncated pairs
     n_boot: int = 1000
     seed: int = 0
     device: Device = "auto"  # both models' (the probe's and the reference)
@@ -41,30 +53,38 @@ class ScoreJob(Spec):
 def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
     if job.normalization not in NORMALIZATIONS:
         raise UserError(f"--normalization must be one of {', '.join(NORMALIZATIONS)}")
-    probe = Probe.load(job.probe)
+    probes = load_probes(job)
+    probe = probes[PROBE]
     out = prepare_output_folder(job.out)
     with exclusive(out, "score"):
         dataset = job.data.load()
         loaded = probe_model(probe, job.model, job.device, job.device_map)
-        store, scores = score_examples(loaded, probe, dataset.examples, out / "store", progress=progress, source=dataset.source)
-        logprob_sum = store.stat("logprob_sum")
-        predictors = {PROBE: scores, "response length": store.stat("response_tokens_count").astype(np.float64),
-                      "mean log-prob": store.stat("logprob_mean").astype(np.float64)}
+        store, scores = score_examples(loaded, probes, dataset.examples, out / "store", progress=progress,
+                                       source=dataset.source, max_tokens=job.max_tokens)
+        truncated = store.stat("truncated").astype(bool)
+        logprob_sum = np.where(truncated, np.nan, store.stat("logprob_sum"))  # a truncated text's is not log pi(y|x)
+        predictors = {**scores, "response length": length_features([e.response for e in store.examples])[:, 0],
+                      "mean log-prob": np.where(truncated, np.nan, store.stat("logprob_mean").astype(np.float64))}
         if job.reference:
-            predictors[f"{IMPLICIT_REWARD} ({job.normalization})"] = _implicit(job, probe, dataset, loaded, store, out, progress)
+            implicit, reference_truncated = _implicit(job, probe, dataset, loaded, store, out, progress)
+            truncated = truncated | reference_truncated
+            predictors[f"{IMPLICIT_REWARD} ({job.normalization})"] = np.where(truncated, np.nan, implicit)
         elif job.normalization == "none":
             predictors[f"{IMPLICIT_REWARD} (none)"] = implicit_reward(logprob_sum, None, normalization="none")
-        excluded = excluded_groups(probe)
+        excluded = excluded_groups(*probes.values())
         keep = np.array([g not in excluded for g in store.groups])
         if not keep.any():
             raise UserError("every prompt in this data was used to train or validate the probe; score it on other prompts")
         result = ScoreResult(data=dataset.source, examples=int(keep.sum()), excluded_prompts=len(excluded & set(store.groups)),
-                             probe={k: v for k, v in probe.info.items() if not k.endswith("_groups")})
-        result.pair_accuracy = pair_accuracy(store, predictors, keep, job.n_boot, job.seed)
+                             probe={k: v for k, v in probe.info.items() if not k.endswith("_groups")},
+                             probes=list(probes), truncated=int((truncated & keep).sum()))
+        result.pair_accuracy = pair_accuracy(store, predictors, keep, job.n_boot, job.seed, truncated,
+                                             reference=next(iter(probes)))
         if not result.pair_accuracy:
             result.transfer = transfer(store, predictors, keep, job.n_boot, job.seed)
             result.best_of_n = best_of_n(store, predictors, keep, job.n_boot, job.seed)
-        frame = pd.DataFrame({"id": store.ids, "group": store.groups, "rating": store.ratings, "counted": keep, **predictors})
+        frame = pd.DataFrame({"id": store.ids, "group": store.groups, "rating": store.ratings, "counted": keep,
+                              **predictors, "truncated": truncated})
         write_csv(out / "scores.csv", frame)
         write_json(out / RESULT_FILE, result)
         write_run_json(out, "score", job, {})
@@ -72,16 +92,36 @@ def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
     return result
 
 
-def _implicit(job: ScoreJob, probe: Probe, dataset, loaded, store, out: Path, progress: bool) -> np.ndarray:
-    """DPO's implicit reward: the policy's and the reference's summed log-probabilities, each under its own tokenizer."""
+def load_probes(job: ScoreJob) -> dict[str, Probe]:
+    """The probes to score, the headline first: the within-prompt probe (given, or saved beside it), then the probe."""
+    probe = Probe.load(job.probe)
+    beside = job.probe.parent / WITHIN_PROBE_FOLDER
+    folder = job.within_probe or (beside if beside.is_dir() and beside.resolve() != job.probe.resolve() else None)
+    probes = {PROBE: probe} if folder is None else {WITHIN_PROBE: Probe.load(folder), PROBE: probe}
+    same = ("model", "max_tokens")
+    if folder is not None and any(probes[WITHIN_PROBE].info.get(k) != probe.info.get(k) for k in same):
+        raise UserError(f"the within-prompt probe in {folder} reads another model or token budget than {job.probe}")
+    if any(p.info.get("group_key_version") != GROUP_KEY_VERSION for p in probes.values()):
+        raise UserError(f"{job.probe} was saved by an older version, whose prompt ids differ from this one's, so the "
+                        "prompts it was trained on cannot be excluded; run `latent-reward run` (or sweep) again")
+    return probes
+
+
+def _implicit(job: ScoreJob, probe: Probe, dataset, loaded, store, out: Path, progress: bool
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """DPO's implicit reward: the policy's and the reference's summed log-probabilities (each over the response and its
+    end-of-turn token, under its own tokenizer); and which responses the reference's token budget truncated."""
     from latent_reward.activations.extract import extract
 
     reference = ModelSpec(name=job.reference, dtype=loaded.info.dtype, device=job.device, device_map=job.device_map,
                           fallback_template=loaded.info.chat_template == "fallback").load()
-    config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=probe.info.get("max_tokens") or 1024, logprobs=True)
+    config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=store.manifest["fingerprint"]["max_tokens"],
+                           logprobs=True)
     reference_store = extract(reference, dataset.examples, out / "store-reference", config, progress=progress).store
-    counts = np.stack([store.stat("response_tokens_count"), reference_store.stat("response_tokens_count")]).astype(np.float64)
-    return implicit_reward(store.stat("logprob_sum"), reference_store.stat("logprob_sum"), counts, job.normalization)
+    # per-token averages over the response's tokens and the end-of-turn token
+    counts = np.stack([s.stat("response_tokens_count") for s in (store, reference_store)]).astype(np.float64) + 1
+    return (implicit_reward(store.stat("logprob_sum"), reference_store.stat("logprob_sum"), counts, job.normalization),
+            reference_store.stat("truncated").astype(bool))
 
 
 def _add_to_run(out: Path, result: ScoreResult) -> None:
