@@ -49,7 +49,32 @@ def test_report_is_self_contained_answers_first_with_plain_figure_names(run_fold
                     "decomposition.png"}
     assert len(re.findall(r'src="data:image/png;base64,', text)) == len(pngs)
     assert {p.name for p in (folder / "report").iterdir()} == pngs | {"report.html", "results.json", "predictions.csv", "run.json", ".lock",
-                                                                       "best_probe", "prompt_probe", "within_probe"}
+                                                                       "best_probe", "prompt_probe", "within_probe",
+                                                                       "grid.csv", "comparisons.csv"}
+
+
+def test_the_csv_tables_hold_the_grid_every_comparison_and_every_cross_fitted_prediction(run_folder):
+    """grid.csv: one row per probe kind x position x layer with its validation metrics; comparisons.csv: one row per
+    predictor and metric with its interval and the paired difference; predictions.csv: the restricted choices' out-of-fold
+    predictions too. Each read back against results.json."""
+    folder, _ = run_folder
+    result = RunResult.load(folder / "report")
+    grid = pd.read_csv(folder / "report" / "grid.csv")
+    assert len(grid) == len(result.readout.sweep.grid)
+    best = result.readout.sweep.best
+    row = grid[(grid.probe == best.probe) & (grid.position == best.position) & (grid.layer == best.layer)].iloc[0]
+    cell = next(c for c in result.readout.sweep.grid if (c.probe, c.position, c.layer) == (best.probe, best.position, best.layer))
+    assert row.val_pearson == pytest.approx(cell.val["pearson"])
+    table = pd.read_csv(folder / "report" / "comparisons.csv")
+    tfidf = result.readout.comparison("TF-IDF response")
+    line = table[(table.predictor == "TF-IDF response") & (table.metric == "within_acc")].iloc[0]
+    assert (line.value, line.low, line.high) == pytest.approx((tfidf.scores.within_acc.value, tfidf.scores.within_acc.low,
+                                                               tfidf.scores.within_acc.high))
+    assert line.probe_minus == pytest.approx(tfidf.versus_probe["within_acc"].difference.value)
+    assert line.p_value == pytest.approx(tfidf.versus_probe["within_acc"].p_value)
+    assert set(table.kind) == {"probe", "baseline", "control"}
+    predictions = pd.read_csv(folder / "report" / "predictions.csv")
+    assert {"probe", "layer 0 (embeddings)"} <= set(predictions.columns)
 
 
 def test_results_load_back_typed_and_say_what_was_seen_in_post_training(run_folder):

@@ -26,6 +26,7 @@ from latent_reward.io import exclusive, prepare_output_folder, write_csv
 from latent_reward.models.loading import LoadedModel
 from latent_reward.report.answers import answers
 from latent_reward.report.html import write_report
+from latent_reward.report.tables import COMPARISONS_FILE, GRID_FILE, comparisons_frame, grid_frame
 from latent_reward.workflows.common import extract_or_reuse, write_run_json
 from latent_reward.workflows.score import WITHIN_PROBE_FOLDER
 
@@ -130,6 +131,8 @@ def analyse(store: ActivationStore, random_store: ActivationStore | None, readou
     report_folder.mkdir(parents=True, exist_ok=True)
     predictions = predictions_frame(store, fit, crossfit)
     write_csv(report_folder / PREDICTIONS_FILE, predictions)
+    write_csv(report_folder / GRID_FILE, grid_frame(readout.sweep))
+    write_csv(report_folder / COMPARISONS_FILE, comparisons_frame(readout))
     result.save(report_folder)
     html = write_report(result, report_folder, predictions)
     probe_folder = fit.best_probe.save(out / "best_probe")
@@ -142,11 +145,14 @@ def analyse(store: ActivationStore, random_store: ActivationStore | None, readou
 
 
 def predictions_frame(store: ActivationStore, fit: SweepFit, crossfit: CrossFit) -> pd.DataFrame:
-    """Every kept example's cross-fitted probe predictions (the pooled probe's, and the within-prompt probe's where
-    there is one: empty on prompts with one response) and fold, for paired comparisons across runs."""
+    """Every kept example's cross-fitted probe predictions (the pooled probe's, the within-prompt probe's where there is
+    one: empty on prompts with one response, and the restricted choices': layer 0, the best layer at each position)
+    and fold, for paired comparisons across runs."""
     masks = fit.plan.masks
     within = crossfit.predictions.get(WITHIN_PREDICTIONS)
     return pd.DataFrame({"id": [store.examples[i].id for i in fit.target.rows], "group": fit.target.groups, "rating": fit.target.y,
                          "fold": crossfit.folds, "probe": crossfit.predictions["probe"],
                          **({WITHIN_COLUMN: within} if within is not None else {}),
+                         **{name: values for name, values in crossfit.predictions.items()  # layer 0, each position
+                            if name not in ("probe", WITHIN_PREDICTIONS)},
                          "split": np.select([masks["train"], masks["val"]], ["train", "val"], "test")})
