@@ -232,3 +232,16 @@ def test_every_interval_in_results_json_contains_its_estimate_and_undefined_ones
     assert rows["assistant_start"]["within_prompt_r"] == {"value": None, "low": None, "high": None}
     assert rows["eot"]["within_prompt_r"]["value"] > 0.5
     assert "assistant_start: r " in results["answers"][3]["answer"] and "n/a within" in results["answers"][3]["answer"]
+
+
+def test_each_answer_leads_with_its_first_sentence_and_folds_the_statistics_below(run_folder):
+    folder, outcome = run_folder
+    result = RunResult.load(folder / "report")
+    text = outcome.report.read_text()
+    first = result.answers[0]
+    assert first.lead and first.details and first.answer.startswith(first.lead)
+    assert first.answer.strip()[len(first.lead):].strip() == first.details
+    assert "[" in first.lead  # the key number comes with its interval
+    assert text.count("<details><summary>The statistics</summary>") == sum(bool(a.details) for a in result.answers)
+    lead_at, details_at = text.index(first.lead), text.index(first.details[:40])
+    assert lead_at < text.index("<details>", lead_at) < details_at

@@ -3,6 +3,7 @@ renders and what `compare` reads back."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,30 @@ WITHIN_COLUMN = "within_probe"  # predictions.csv: the within-prompt probe's (th
 
 
 class Answer(Result):
+    """A question the report answers, and the answer: its first sentence leads (with the key number), the rest is the
+    full statistics, which the page folds below it."""
+
     question: str
     answer: str
+
+    @property
+    def lead(self) -> str:
+        return self.answer[: _first_sentence_end(self.answer)].strip()
+
+    @property
+    def details(self) -> str:
+        return self.answer[_first_sentence_end(self.answer) :].strip()
+
+
+def _first_sentence_end(text: str) -> int:
+    """Where the first sentence ends: after the first '.', '!', '?' or ':' outside brackets that a space and a capital,
+    a bracket or a digit follow (decimals such as 0.571 and abbreviations inside brackets do not end it)."""
+    depth = 0
+    for index, char in enumerate(text):
+        depth += (char in "([") - (char in ")]")
+        if depth == 0 and char in ".!?" and re.match(r"\s+[A-Z(\d]", text[index + 1 :]):
+            return index + 1
+    return len(text)
 
 
 class RunResult(Result):

@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 
+# The light ends of ColorBrewer's PuOr diverging scheme (orange for low, purple for high): safe for the common forms of
+# colour blindness, unlike red-green, and light enough that black token text stays readable on either end.
+_LOW, _MIDDLE, _HIGH = np.array([253, 184, 99]), np.array([255, 255, 255]), np.array([178, 171, 210])
+
+
 def color(value: float, low: float, high: float) -> tuple[int, int, int]:
-    """Red (low estimate) through white to green (high estimate)."""
+    """Orange (low estimate) through white to purple (high estimate)."""
     t = 0.5 if high <= low else float(np.clip((value - low) / (high - low), 0, 1))
-    if t < 0.5:
-        k = t / 0.5
-        return 230, int(120 + 135 * k), int(120 + 135 * k)
-    k = (t - 0.5) / 0.5
-    return int(255 - 135 * k), int(255 - 25 * k), int(255 - 135 * k)
+    end, k = (_LOW, 1 - t / 0.5) if t < 0.5 else (_HIGH, (t - 0.5) / 0.5)
+    r, g, b = np.rint(_MIDDLE + k * (end - _MIDDLE)).astype(int)
+    return int(r), int(g), int(b)
 
 
 def colored_tokens(tokens: list[str], estimates: list[float], low: float, high: float) -> list[dict]:
