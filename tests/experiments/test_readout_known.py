@@ -181,8 +181,8 @@ def test_seed_spread_and_sgd_grid_of_the_readout(tmp_path):
     config = ReadoutConfig(sweep=SweepConfig(n_boot=100, settings=settings), split_seeds=3, folds=4)
     fit = sweep(store, config.sweep, progress=False)
     headline = Scores(pearson=Interval.of(0.5), within_acc=Interval.of(0.75))  # stands in for the headline's scores
-    result = SimpleNamespace(probe=SimpleNamespace(scores=headline), sweep=fit.result, seed_spread=None, sgd_grid=None,
-                             linear_vs_nonlinear=None)
+    result = SimpleNamespace(probe=SimpleNamespace(scores=headline), within_probe=None, sweep=fit.result, seed_spread=None,
+                             sgd_grid=None, linear_vs_nonlinear=None)
     _optional_parts(result, store, fit, config, ("assistant_start", "eot"), False, {})
     spread = result.seed_spread
     assert spread.seeds == [0, 1, 2] and spread.pearson[0] == 0.5 and spread.within_acc[0] == 0.75
@@ -273,3 +273,33 @@ def test_the_readouts_within_prompt_baselines_are_fitted_on_features_centered_pe
     for k in range(5):
         probe = RidgeProbe().fit(xc[f != k], yc[f != k], g[f != k])
         np.testing.assert_allclose(found[multi][f == k], probe.predict(xc[f == k]), rtol=1e-8, atol=1e-8)
+
+
+def test_the_seed_spread_reads_within_prompt_accuracy_from_the_within_prompt_probe(tmp_path):
+    """With a within-prompt probe, each fold seed's within-prompt accuracy is that probe's, cross-fitted on the seed's
+    folds: ridge on the eot states and ratings centered per prompt (the cell every fold chooses here), rebuilt with
+    sklearn; the first seed's entry is the headline within-prompt probe's."""
+    from latent_reward.evaluation.groups import center_within_groups
+    from latent_reward.experiments.readout import _within_crossfit, reward_readout
+
+    store = planted_store(tmp_path / "s", n_groups=40, per_group=4)
+    factors = (0.01, 0.1, 1.0, 10.0)
+    config = ReadoutConfig(sweep=SweepConfig(n_boot=100, settings=ProbeOptions({"ridge": {"alpha_factors": factors}})),
+                           split_seeds=3, folds=4, permutations=2, paired_permutations=50, sgd_grid=False)
+    readout, fit, _ = reward_readout(store, config, progress=False)
+    spread = readout.seed_spread
+    assert spread.within_acc[0] == readout.within_probe.scores.within_acc.value
+    target, positions = fit.target, fit.target.positions(store, None)
+    x = store.array("eot", layers=[2])[:, 0].astype(np.float64)[target.rows]
+    for position, seed in enumerate((1, 2)):
+        folds = group_folds(target.groups, 4, seed)
+        refit = _within_crossfit(store, target, positions, folds, config.model_copy(update={"permutations": 0}), False)
+        assert {(c.position, c.layer) for c in refit.fit.cells["probe"]} == {("eot", 2)}
+        yc, groups = refit.target.y, refit.target.groups
+        xc, f = center_within_groups(x[refit.multi], groups), folds[refit.multi]
+        predictions = np.empty(len(yc))
+        for k in range(4):
+            ridge, _ = sklearn_ridge(xc[f != k], yc[f != k], groups[f != k], factors)
+            predictions[f == k] = ridge.predict(xc[f == k])
+        assert spread.within_acc[1 + position] == pytest.approx(within_prompt_accuracy(yc, predictions, groups), abs=1e-12)
+    assert len(set(spread.within_acc)) > 1  # the seeds deal different folds

@@ -45,7 +45,7 @@ class ReadoutConfig(Result):
     sweep: SweepConfig = SweepConfig()
     folds: int = 5  # cross-fitting folds over prompts
     permutations: int = 100  # per control
-    split_seeds: int = 2  # fold seeds whose spread the report shows
+    split_seeds: int = 5  # fold seeds whose spread the report shows (pooled r; the within-prompt probe's accuracy)
     paired_permutations: int = 1000
     sgd_grid: bool = True
     within_probe: bool = True  # also fit the within-prompt target where prompts have 2+ responses
@@ -453,11 +453,18 @@ def _optional_parts(result: ReadoutResult, store: ActivationStore, fit: SweepFit
     """The seed spread, the SGD settings grid and linear vs nonlinear, where configured."""
     target, seed = fit.target, config.sweep.seed
     tick = time.perf_counter()
-    spread = {seed: (result.probe.scores.pearson.value, result.probe.scores.within_acc.value)}
+    # r from the pooled probe; within-prompt accuracy from the within-prompt probe, as the headline reports each
+    within = result.within_probe.scores if result.within_probe is not None else result.probe.scores
+    spread = {seed: (result.probe.scores.pearson.value, within.within_acc.value)}
+    no_controls = config.model_copy(update={"permutations": 0})
     for extra in range(1, config.split_seeds):
         fitted = cross_fit(store, target, positions, config.folds, seed + extra, config.sweep.settings, progress=progress)
         p = fitted.predictions["probe"]
-        spread[seed + extra] = (metric_value("pearson", target.y, p, target.groups), metric_value("within_acc", target.y, p, target.groups))
+        refit = (_within_crossfit(store, target, positions, fitted.folds, no_controls, progress)
+                 if result.within_probe is not None else None)
+        accuracy = (metric_value("within_acc", refit.target.y, refit.fit.predictions["probe"], refit.target.groups)
+                    if refit is not None else metric_value("within_acc", target.y, p, target.groups))
+        spread[seed + extra] = (metric_value("pearson", target.y, p, target.groups), accuracy)
     result.seed_spread = SeedSpread(seeds=list(spread), pearson=[finite(v[0]) for v in spread.values()],
                                     within_acc=[finite(v[1]) for v in spread.values()])
     timings["seed_spread"] = time.perf_counter() - tick

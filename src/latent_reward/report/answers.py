@@ -99,8 +99,9 @@ def encodes_answer(readout: ReadoutResult) -> str:
     if readout.seed_spread and len(readout.seed_spread.seeds) > 1:
         r = [v for v in readout.seed_spread.pearson if v is not None]
         acc = [v for v in readout.seed_spread.within_acc if v is not None]
-        parts.append(f"Across {len(readout.seed_spread.seeds)} fold seeds, the pooled probe: r {min(r):.3f} to {max(r):.3f}"
-                     + (f", its within-prompt accuracy {min(acc):.3f} to {max(acc):.3f}." if acc else "."))
+        whose = "the within-prompt probe's" if readout.within_probe is not None else "its"
+        parts.append(f"Across {len(readout.seed_spread.seeds)} fold seeds, the pooled probe's r runs {min(r):.3f} to "
+                     f"{max(r):.3f}" + (f", {whose} within-prompt accuracy {min(acc):.3f} to {max(acc):.3f}." if acc else "."))
     for subset in readout.subsets:
         parts.append(f"On the {subset.name} ({subset.scores.n_examples} responses): r = {subset.scores.pearson}, "
                      f"within-prompt accuracy {subset.scores.within_acc}.")
