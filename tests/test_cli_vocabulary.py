@@ -63,7 +63,7 @@ def test_choices_are_enums_that_agree_with_the_library(monkeypatch):
     from latent_reward.models.loading import DTYPES
     from latent_reward.training.trainers import METHODS, REPORT_TO, PostTrainConfig
 
-    assert {d.value for d in Dtype} == set(DTYPES)
+    assert {d.value for d in Dtype} == set(DTYPES) | {"auto"}
     assert [m.value for m in JudgeMode] == list(typing.get_args(JudgeConfig.model_fields["mode"].annotation))
     assert [n.value for n in Normalization] == list(NORMALIZATIONS)
     literal = {name: list(typing.get_args(PostTrainConfig.model_fields[name].annotation))
@@ -89,16 +89,24 @@ def test_an_unknown_choice_is_one_line_naming_the_choices(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "sft" in result.stderr
 
 
-def test_bfloat16_is_the_default_dtype_of_every_model_loading_path():
+def test_auto_is_the_default_dtype_of_every_model_loading_path_and_resolves_by_hardware(monkeypatch):
     import inspect
 
     from latent_reward.config import ModelSpec
+    from latent_reward.models import devices
     from latent_reward.models.loading import load_model
 
-    assert inspect.signature(load_model).parameters["dtype"].default == ModelSpec().dtype == "bfloat16"
+    assert inspect.signature(load_model).parameters["dtype"].default == "auto"
     defaults = {name: params(name)["dtype"].default for name in MODEL_COMMANDS if "dtype" in params(name)}
     assert set(defaults) == {"extract", "run", "respond", "train"}  # the others: the dtype their probe was trained in
-    assert all(str(defaults[name]) == "bfloat16" for name in ("extract", "run", "respond"))
+    assert all(str(defaults[name]) == "auto" for name in ("extract", "run", "respond"))
+    # auto: bfloat16 where the device computes it natively, float32 elsewhere; a ModelSpec records the one it resolved
+    monkeypatch.setattr(devices, "cpu_computes_bfloat16", lambda: True)
+    assert ModelSpec(device="cpu").dtype == "bfloat16" and devices.resolve_dtype("auto", "cuda:1") == "bfloat16"
+    monkeypatch.setattr(devices, "cpu_computes_bfloat16", lambda: False)
+    assert ModelSpec(device="cpu").dtype == "float32" and devices.resolve_dtype("auto", "mps") == "float32"
+    assert ModelSpec(device="cpu", dtype="bfloat16").dtype == "bfloat16"  # a named precision is kept
+    assert devices.resolve_dtype("auto", "cuda") == "bfloat16"
     assert str(defaults["train"]) == "float32" and "bfloat16 weights lose updates" in params("train")["dtype"].help
 
 

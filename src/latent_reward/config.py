@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from latent_reward.errors import UserError
 from latent_reward.positions import POSITIONS
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA = "HuggingFaceH4/ultrafeedback_binarized"
 DEFAULT_MODEL = "smollm2-135m-instruct"
-DEFAULT_DTYPE = "bfloat16"  # every model-loading path's default precision (the CLI's --dtype, ModelSpec, load_model)
+DEFAULT_DTYPE = "auto"  # every model-loading path's default precision (the CLI's --dtype, ModelSpec, load_model):
+# bfloat16 where the device computes it natively (a GPU, a CPU with bfloat16 instructions), else float32 (models.devices)
 
 
 
@@ -74,6 +75,15 @@ class ModelSpec(Spec):
     device_map: str | None = None  # transformers' device_map (e.g. "auto"): the layers spread over several devices
     fallback_template: bool = False  # the plain User:/Assistant: format for models without a chat template
     revision: str | None = None
+
+    @model_validator(mode="after")
+    def _concrete_dtype(self) -> ModelSpec:
+        """"auto" becomes the precision it names here, so that run.json and store fingerprints record the one used."""
+        if self.dtype == "auto":
+            from latent_reward.models.devices import resolve_dtype
+
+            object.__setattr__(self, "dtype", resolve_dtype(self.dtype, self.device))
+        return self
 
     def load(self, random_init_seed: int | None = None) -> LoadedModel:
         """The LoadedModel these settings name (with random weights when `random_init_seed` is given)."""

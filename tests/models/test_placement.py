@@ -153,3 +153,16 @@ def test_under_accelerate_launch_cuda_is_the_process_own_gpu_and_a_device_map_is
     assert resolve_device("cuda:0") == "cuda:0"  # an explicit index is the user's to choose
     with pytest.raises(UserError, match="device-map"):
         load_model(str(tiny_model_dir), device="auto", device_map="auto")
+
+
+def test_cpu_bfloat16_instructions_are_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    import builtins
+
+    from latent_reward.models import devices
+
+    real_open = builtins.open
+    for flags, expected in (("fpu sse avx2 fma", False), ("fpu avx2 avx512f avx512_bf16", True), ("fpu amx_bf16", True)):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k))
+        assert devices.cpu_computes_bfloat16() is expected

@@ -10,8 +10,9 @@ from enum import StrEnum
 
 
 class Dtype(StrEnum):
-    """A model's precision (models.loading.DTYPES)."""
+    """A model's precision (models.loading.DTYPES, and auto: models.devices.resolve_dtype)."""
 
+    auto = "auto"
     bfloat16 = "bfloat16"
     float32 = "float32"
     float16 = "float16"

@@ -21,7 +21,7 @@ from latent_reward.positions import parse_positions
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Bundled name, Hub id or local folder.")]
 ProbeModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Bundled name, Hub id or local folder (default: the model the probe was trained on).")]
-DtypeOpt = Annotated[Dtype, typer.Option(help="The model's precision.")]
+DtypeOpt = Annotated[Dtype, typer.Option(help="The model's precision; auto: bfloat16 on a GPU or a CPU with bfloat16 instructions, else float32.")]
 BootOpt = Annotated[int, typer.Option(min=100, help="Bootstrap resamples (prompts) for the intervals.")]
 ProbesOpt = Annotated[str, typer.Option(help="Comma-separated probe kinds: ridge, sgd, mlp, mean_diff, pairwise.")]
 TargetOpt = Annotated[str, typer.Option(

@@ -54,3 +54,28 @@ def resolve_device(device: str = AUTO) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+AUTO_DTYPE = "auto"
+
+
+def cpu_computes_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (AVX512-BF16 or AMX). Without them torch's bfloat16 matmuls
+    take a slow path: 0.33 GFLOP/s against float32's 74 on one core of an AVX2-only AMD EPYC here."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: assume no such instructions (float32 is the safe choice on a CPU)
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: str = AUTO) -> str:
+    """The precision `dtype` names: "auto" is bfloat16 on a GPU and on a CPU that computes it natively, float32
+    elsewhere (a CPU without bfloat16 instructions, mps)."""
+    if dtype != AUTO_DTYPE:
+        return dtype
+    resolved = resolve_device(device)
+    if resolved.startswith("cuda"):
+        return "bfloat16"
+    return "bfloat16" if resolved == "cpu" and cpu_computes_bfloat16() else "float32"

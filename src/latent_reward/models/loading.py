@@ -15,7 +15,7 @@ from latent_reward.config import DEFAULT_DTYPE
 from latent_reward.errors import UserError
 from latent_reward.models.bundled import BUNDLED, gguf_path, sha256_file
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE
-from latent_reward.models.devices import distributed_state, resolve_device
+from latent_reward.models.devices import AUTO_DTYPE, distributed_state, resolve_device, resolve_dtype
 from latent_reward.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,10 @@ def load_model(
     A model with no chat template gets the documented fallback format only when
     `allow_fallback_template` is set (bundled base models set it themselves).
     """
-    if dtype not in DTYPES:
-        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype not in DTYPES and dtype != AUTO_DTYPE:
+        raise UserError(f"unknown dtype {dtype!r}; choose auto or one of {', '.join(DTYPES)}")
     device = resolve_device(device)  # before loading: under accelerate launch this makes the process state
+    dtype = resolve_dtype(dtype, device)
     if device_map is not None and distributed_state() is not None:
         raise UserError("--device-map spreads one model over every GPU, and accelerate launch runs one model per process: "
                         "use one or the other")
