@@ -54,5 +54,5 @@ def tiny_probe_folder(tiny, tiny_model_dir, tmp_path_factory) -> Path:
     store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path_factory.mktemp("probe-store"),
                     ExtractConfig(), progress=False).store
     probe = sweep(store, SweepConfig(n_boot=100), progress=False).best_probe
-    probe.info["model"] = str(tiny_model_dir)
+    probe.info.model = str(tiny_model_dir)
     return probe.save(tmp_path_factory.mktemp("probe") / "probe")

@@ -188,8 +188,9 @@ def write_store(folder, states: dict[str, np.ndarray], examples: list[Example], 
     store_format.write_examples(folder, examples)
     manifest = store_format.new_manifest({"n_examples": len(examples)}, {"name": "planted", "n_layers": max(layers), **(model or {})},
                                          list(states), layers, [], max(layers), "planted", {})
-    manifest.update(status="complete", n_examples=len(examples), n_shards=1, shards=store_format.shard_records(folder, 1))
-    write_json(folder / store_format.MANIFEST, manifest)
+    write_json(folder / store_format.MANIFEST, manifest.model_copy(update={
+        "status": "complete", "n_examples": len(examples), "n_shards": 1,
+        "shards": store_format.shard_records(folder, 1)}))
     return ActivationStore.open(folder)
 
 

@@ -11,7 +11,7 @@ from latent_reward.cli import app
 from latent_reward.cli.errors import run_app
 from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.models.devices import resolve_device
-from latent_reward.probes import Probe
+from latent_reward.probes import Probe, ProbeInfo
 
 MODEL = "tiny-model"
 
@@ -43,8 +43,8 @@ def inputs(tmp_path_factory):
     store = planted_store(folder / "store", n_groups=10, model={"name": MODEL})
     rng = np.random.default_rng(0)
     probe = Probe.create("ridge").fit(rng.normal(size=(40, 16)), rng.normal(size=40), np.arange(40) % 8)
-    probe.info.update(model=MODEL, position="assistant_start", layer=1, model_dtype="float32", store=str(store.folder),
-                      group_key_version=GROUP_KEY_VERSION)
+    probe.info = ProbeInfo(model=MODEL, position="assistant_start", layer=1, model_dtype="float32",
+                           store=str(store.folder), group_key_version=GROUP_KEY_VERSION, fit=probe.info.fit)
     return {"data": data, "probe": probe.save(folder / "probe"), "store": store.folder}
 
 

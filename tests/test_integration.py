@@ -20,8 +20,8 @@ def test_smollm2_extraction_on_ultrafeedback(smollm2, tmp_path):
     store = result.store
     assert store.array("response_last").shape == (24, 31, 576)
     assert np.isfinite(store.array("eot").astype(np.float32)).all()
-    stats = store.manifest["stats"]
-    assert stats["tokens_saved_by_prompt_sharing"] > 0 and stats["truncated"] > 0
+    stats = store.manifest.stats
+    assert stats.tokens_saved_by_prompt_sharing > 0 and stats.truncated > 0
     # A direct forward pass on one example agrees with the store at every layer but the last.
     index = 5
     rendered = render_example(smollm2.tokenizer, examples[index].messages, 256)

@@ -36,6 +36,7 @@ _PUBLIC = {
     "prompt_only": "latent_reward.experiments.prompt_only",
     "PromptOnlyConfig": "latent_reward.experiments.prompt_only",
     "Probe": "latent_reward.probes",
+    "ProbeInfo": "latent_reward.probes",
     "ProbeSettings": "latent_reward.probes",
     "ProbeOptions": "latent_reward.probes",
     "DEFAULT_PROBE": "latent_reward.probes",

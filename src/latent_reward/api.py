@@ -156,15 +156,15 @@ def steering_vector(probe: PathLike | Probe, store: PathLike | ActivationStore |
     from latent_reward.experiments.steer import direction_vectors
 
     probe = _probe(probe)
-    own = int(probe.info["layer"]) if "layer" in probe.info else None
+    own = probe.info.layer
     layer = own if layer is None else layer
     if layer is None:
         raise UserError("the probe does not record its layer; pass layer=")
-    folder = store if store is not None else probe.info.get("store")
+    folder = store if store is not None else probe.info.store
     if folder is None:
         if layer != own:
             raise UserError("a direction at another layer is refitted on the probe's store; pass store=")
-        return SteeringVector(probe.direction, layer, 1.0, probe.info.get("position"), probe.info.get("model"))
+        return SteeringVector(probe.direction, layer, 1.0, probe.info.position, probe.info.model)
     opened = folder if isinstance(folder, ActivationStore) else ActivationStore.open(folder)
     vectors, sd = direction_vectors(opened, probe, layer, ("probe",), seed=0)
-    return SteeringVector(vectors["probe"], layer, sd["probe"], probe.info.get("position"), probe.info.get("model"))
+    return SteeringVector(vectors["probe"], layer, sd["probe"], probe.info.position, probe.info.model)

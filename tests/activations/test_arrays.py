@@ -33,7 +33,7 @@ def test_sweep_readout_and_prompt_only_find_a_planted_signal_in_arrays_held_in_m
     np.testing.assert_array_equal(store.array("eot"), states["eot"].astype(np.float16))
     fit = lr.sweep(store, progress=False)
     assert (fit.result.best.position, fit.result.best.layer) == ("eot", 8)  # the planted column, named by `layers`
-    assert fit.result.best_test.pearson.value > 0.7 and fit.best_probe.info["store"] is None
+    assert fit.result.best_test.pearson.value > 0.7 and fit.best_probe.info.store is None
     quick = ReadoutConfig(permutations=10, split_seeds=1, sgd_grid=False)
     readout, _, _ = lr.reward_readout(store, quick, progress=False)
     assert readout.probe.scores.pearson.low > 0.7
@@ -85,8 +85,8 @@ def test_exports_keep_example_order_when_shards_hold_rows_out_of_order(tmp_path)
                                                  "n_tokens": np.array(rows, dtype=np.int64) * 10})
     store_format.write_examples(folder, examples)
     manifest = store_format.new_manifest({}, {"name": "m", "n_layers": 1}, ["eot"], [0, 1], [], 1, "test", {})
-    manifest.update(status="complete", n_examples=n, n_shards=2, shards=store_format.shard_records(folder, 2))
-    write_json(folder / store_format.MANIFEST, manifest)
+    write_json(folder / store_format.MANIFEST, manifest.model_copy(update={
+        "status": "complete", "n_examples": n, "n_shards": 2, "shards": store_format.shard_records(folder, 2)}))
     store = lr.ActivationStore.open(folder)
 
     dataset = store.to_dataset()

@@ -44,16 +44,16 @@ def test_stored_states_equal_a_direct_forward_pass(tiny, tmp_path):
     # The last index is the raw block output: the model's final norm maps it to transformers' last entry.
     normed = tiny.model.model.norm(torch.tensor(store.array("eot")[:, -1].astype(np.float32)))
     assert not np.allclose(store.array("eot")[:, -1], normed.detach().numpy(), atol=1e-2)
-    assert "BEFORE the final norm" in store.manifest["residual_convention"]
+    assert "BEFORE the final norm" in store.manifest.residual_convention
 
 
 def test_prompt_sharing_saves_tokens_and_changes_nothing(tiny, tmp_path):
     examples = synthetic_examples(n_prompts=4, per_prompt=4)
     shared = extract(tiny, examples, tmp_path / "a", ExtractConfig(share_prompts=True), progress=False).store
     separate = extract(tiny, examples, tmp_path / "b", ExtractConfig(share_prompts=False), progress=False).store
-    assert shared.manifest["stats"]["tokens_saved_by_prompt_sharing"] > 0
-    assert separate.manifest["stats"]["tokens_saved_by_prompt_sharing"] == 0
-    assert shared.manifest["stats"]["tokens"] == separate.manifest["stats"]["tokens"]
+    assert shared.manifest.stats.tokens_saved_by_prompt_sharing > 0
+    assert separate.manifest.stats.tokens_saved_by_prompt_sharing == 0
+    assert shared.manifest.stats.tokens == separate.manifest.stats.tokens
     for position in shared.positions:
         np.testing.assert_allclose(shared.array(position), separate.array(position), rtol=2e-3, atol=2e-3)
 
@@ -135,7 +135,7 @@ def test_two_accelerate_processes_write_one_store(tiny_model_dir, tmp_path):
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert " ".join(launched.stdout.split()).count("(4 shards computed, 0 reused") == 2  # each process its half
     one, two = ActivationStore.open(tmp_path / "one"), ActivationStore.open(tmp_path / "two")
-    assert two.manifest["n_shards"] == 8
+    assert two.manifest.n_shards == 8
     for position in ("assistant_start", "eot"):
         np.testing.assert_allclose(one.array(position), two.array(position), rtol=2e-3, atol=2e-3)
 

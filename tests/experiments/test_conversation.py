@@ -59,9 +59,10 @@ def test_v_is_read_at_the_start_of_the_assistant_turn_of_a_multi_turn_conversati
     value = expected_reward(untied, prompt_probe, [HISTORY])[0]
     ids = prompt_token_ids(untied.tokenizer, HISTORY)
     with torch.no_grad():
-        hidden = untied.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[int(prompt_probe.info["layer"])][0, -1]
+        hidden = untied.model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        hidden = hidden[prompt_probe.info.layer][0, -1]
     assert value == pytest.approx(prompt_probe.predict(hidden.numpy()[None])[0], rel=1e-4, abs=1e-4)
-    assert prompt_probe.info["position"] == "assistant_start"
+    assert prompt_probe.info.position == "assistant_start"
 
 
 def test_conversation_measures_on_the_tiny_model(untied, probes, tmp_path):

@@ -10,7 +10,7 @@ from latent_reward.probes import RidgeProbe
 def test_generated_estimates_match_a_direct_forward(tiny):
     rng = np.random.default_rng(0)
     probe = RidgeProbe(alpha_factor=1.0).fit(rng.normal(size=(40, 32)), rng.normal(size=40))
-    probe.info.update(layer=2, position="response_last")
+    probe.info.layer, probe.info.position = 2, "response_last"
     messages = [{"role": "user", "content": "what is two plus two?"}]
     reply = generate_with_estimates(tiny, probe, messages, max_new_tokens=6)
     assert 1 <= len(reply.ids) == len(reply.tokens) == len(reply.estimates) <= 6

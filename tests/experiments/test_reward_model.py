@@ -3,8 +3,7 @@ import pytest
 
 from helpers import write_store
 from latent_reward.data.schema import Example
-from latent_reward.experiments.reward_model import best_of_n, excluded_groups, implicit_reward, pair_accuracy
-from latent_reward.probes import RidgeProbe
+from latent_reward.experiments.reward_model import best_of_n, implicit_reward, pair_accuracy
 
 
 def make_scored_store(folder, ratings, groups, meta, responses=None):
@@ -105,12 +104,6 @@ def test_implicit_reward_uses_each_models_summed_log_probability():
     counts = np.array([[10.0, 4.0], [12.0, 5.0]])  # the two tokenizers count tokens differently
     np.testing.assert_allclose(implicit_reward(policy, reference, counts, "mean"), [-1.0 + 15 / 12, -2.0 + 0.8])
     np.testing.assert_allclose(implicit_reward(policy, None, normalization="none"), [-10.0, -8.0])
-
-
-def test_a_probe_excludes_its_training_and_validation_prompts():
-    probe = RidgeProbe()
-    probe.info.update(train_groups=["a", "b"], validation_groups=["c"])
-    assert excluded_groups(probe) == {"a", "b", "c"}
 
 
 def test_best_of_n_never_picks_an_unscored_sample():

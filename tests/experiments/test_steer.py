@@ -30,8 +30,7 @@ def probe_folder(tiny, tiny_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("steer")
     store = extract(tiny, synthetic_examples(n_prompts=30, per_prompt=3), folder / "store", ExtractConfig(), progress=False).store
     probe = sweep(store, SweepConfig(n_boot=100), progress=False).best_probe
-    probe.info["model"] = str(tiny_model_dir)
-    store.manifest["model"]["name"] = str(tiny_model_dir)
+    probe.info.model = str(tiny_model_dir)
     manifest = json.loads((folder / "store" / "manifest.json").read_text())
     manifest["model"]["name"] = str(tiny_model_dir)
     (folder / "store" / "manifest.json").write_text(json.dumps(manifest))
@@ -40,15 +39,15 @@ def probe_folder(tiny, tiny_model_dir, tmp_path_factory):
 
 def _states(probe, layer):
     """The stored states at the probe's position and `layer`, read straight from the store, with ratings and prompts."""
-    store = ActivationStore.open(probe.info["store"])
-    x = store.array(probe.info["position"], [layer])[:, 0].astype(np.float64)
+    store = ActivationStore.open(probe.info.store)
+    x = store.array(probe.info.position, [layer])[:, 0].astype(np.float64)
     return x, np.asarray(store.ratings, dtype=np.float64), np.asarray(store.groups)
 
 
 def test_each_direction_is_a_unit_vector_pushed_by_its_own_projection_sd(probe_folder):
     probe = Probe.load(probe_folder)
-    layer = int(probe.info["layer"])
-    store = ActivationStore.open(probe.info["store"])
+    layer = probe.info.layer
+    store = ActivationStore.open(probe.info.store)
     vectors, sd = direction_vectors(store, probe, layer, ("probe", "mean_diff", "random", "orthogonal"), 0, draws=3)
     assert set(vectors) == set(sd) == {"probe", "mean_diff", "random 1", "random 2", "random 3", "orthogonal 1",
                                        "orthogonal 2", "orthogonal 3"}
@@ -88,11 +87,11 @@ def test_mean_difference_and_refit_directions_match_their_closed_forms(probe_fol
     direction equals sklearn's ridge on z-scored states at the recorded penalty, with the scaling undone; the mean
     difference equals (mean of the top third - mean of the bottom third) / variance, per feature."""
     probe = Probe.load(probe_folder)
-    layer = next(k for k in (1, 2, 3) if k != int(probe.info["layer"]))
-    store = ActivationStore.open(probe.info["store"])
+    layer = next(k for k in (1, 2, 3) if k != probe.info.layer)
+    store = ActivationStore.open(probe.info.store)
     vectors, _ = direction_vectors(store, probe, layer, ("probe", "mean_diff"), 0, draws=0)
     x, y, groups = _states(probe, layer)
-    train = np.isin(groups, list(probe.info["train_groups"]))
+    train = np.isin(groups, list(probe.info.train_groups))
     assert 0 < train.sum() < len(y)
     xt, yt = x[train], y[train]
     mean, scale = xt.mean(0), xt.std(0)
@@ -191,7 +190,7 @@ def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scor
     job = SteerJob(probe=probe_folder, config=SteerConfig(layers=(1, 2), strengths=(-4.0, 0.0, 4.0), prompts=3, max_new_tokens=5,
                                                       random_directions=2, n_boot=100), out=tmp_path / "steer")
     result = run_steer(job, progress=False)
-    own = int(Probe.load(probe_folder).info["layer"])
+    own = Probe.load(probe_folder).info.layer
     primary_layer = own if own in (1, 2) else 1
     assert CIRCULAR not in result.scorers and "response length" in result.scorers
     assert {"TF-IDF response (5-token prefixes)", "length + text statistics (5-token prefixes)"} <= set(result.scorers)
@@ -268,7 +267,7 @@ def test_the_comparison_with_random_directions_counts_their_spread_not_only_the_
 
 def test_the_second_default_layer_is_a_third_of_the_depth_from_the_probes(probe_folder):
     probe = Probe.load(probe_folder)
-    own = int(probe.info["layer"])
+    own = probe.info.layer
     layers = steer_layers(probe, 30, SteerConfig())
     assert own in layers and len(layers) == 2 and abs(layers[0] - layers[1]) == 10
 

@@ -3,8 +3,8 @@ import pytest
 
 from helpers import cli, planted_store
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
-from latent_reward.experiments.sweep import SweepConfig, sweep
-from latent_reward.evaluation.results import SHUFFLED_ALL, SHUFFLED_WITHIN
+from latent_reward.experiments.sweep import GridCell, SweepConfig, sweep
+from latent_reward.evaluation.results import SHUFFLED_ALL, SHUFFLED_WITHIN, Interval
 from latent_reward.probes import Probe
 
 FAST = ReadoutConfig(sweep=SweepConfig(n_boot=200), permutations=20, split_seeds=1, paired_permutations=200, sgd_grid=False)
@@ -19,9 +19,10 @@ def test_sweep_finds_the_planted_cell_on_validation_and_tests_it_once(tmp_path):
     assert result.best_test.pearson.low > 0.8
     groups_by_split = {name: set(fit.target.groups[mask]) for name, mask in fit.plan.masks.items()}
     assert not (groups_by_split["train"] & groups_by_split["test"]) and not (groups_by_split["val"] & groups_by_split["test"])
-    noise = [c.val["pearson"] for c in result.cells("ridge", "eot") if c.layer != 2]
+    noise = [c.val.pearson.value for c in result.cells("ridge", "eot") if c.layer != 2]
     assert max(abs(v) for v in noise) < 0.35
-    assert {"pearson", "within_acc"} <= set(result.val_best("ridge", "eot").val_ci)
+    best = result.val_best("ridge", "eot").val
+    assert best.pearson.low is not None and best.within_acc.low is not None  # the shown kind's cells carry intervals
 
 
 def test_the_validation_best_cell_is_reported_even_when_another_is_best_on_test(tmp_path, monkeypatch):
@@ -92,8 +93,8 @@ def test_prompt_level_signal_gives_global_r_but_no_within_prompt_accuracy(tmp_pa
     store = planted_store(tmp_path / "s", response_signal=0.0, prompt_signal=1.0)
     result = sweep(store, SweepConfig(n_boot=200, positions=("assistant_start",)), progress=False).result
     cell = next(c for c in result.grid if c.layer == 2)
-    assert cell.val["pearson"] > 0.8
-    assert abs(cell.val["within_acc"] - 0.5) < 0.12
+    assert cell.val.pearson.value > 0.8
+    assert abs(cell.val.within_acc.value - 0.5) < 0.12
     readout, _, _ = reward_readout(store, FAST.model_copy(update={"sweep": SweepConfig(n_boot=200, positions=("assistant_start",))}),
                                    progress=False)
     assert readout.verdict.kind == "no within-prompt evidence"
@@ -102,7 +103,7 @@ def test_prompt_level_signal_gives_global_r_but_no_within_prompt_accuracy(tmp_pa
 def test_other_probe_kinds_run_in_the_sweep(tmp_path):
     store = planted_store(tmp_path / "s", n_groups=40)
     result = sweep(store, SweepConfig(probes=("ridge", "mean_diff", "pairwise"), positions=("eot",), n_boot=200), progress=False).result
-    at_signal = {c.probe: c.val["pearson"] for c in result.grid if c.layer == 2}
+    at_signal = {c.probe: c.val.pearson.value for c in result.grid if c.layer == 2}
     assert all(v > 0.8 for v in at_signal.values()), at_signal
 
 
@@ -122,7 +123,7 @@ def test_sweep_command_saves_a_reloadable_probe(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "validation-best cell: ridge @ eot layer 2" in result.stdout.replace("\n", " ")
     probe = Probe.load(tmp_path / "out" / "best_probe")
-    assert probe.info["position"] == "eot" and probe.info["layer"] == 2 and probe.info["validation_groups"]
+    assert probe.info.position == "eot" and probe.info.layer == 2 and probe.info.validation_groups
     x = store.array("eot", layers=[2])[:, 0].astype(np.float32)
     assert np.corrcoef(probe.predict(x), store.ratings)[0, 1] > 0.9
 
@@ -145,3 +146,13 @@ def test_within_prompt_version_of_any_target_centers_its_own_values_on_a_subset_
     assert not (within.keep & ~aspect.keep).any()  # never a row the target lacks
     np.testing.assert_array_equal(np.flatnonzero(within.keep), [0, 1, 2, 3, 4, 7, 8])
     np.testing.assert_allclose(within.y, [-1, 1, -2, 0, 2, -1, 1])  # the aspect's own values, centered per prompt
+
+
+def test_a_grid_cell_written_with_metric_dicts_loads_as_scores():
+    """results.json written before `GridCell.val` was typed: {metric: value} beside the shown kind's intervals."""
+    old = {"position": "eot", "layer": 2, "probe": "ridge", "val": {"pearson": 0.5, "mae": 1.2, "within_acc": None},
+           "val_ci": {"pearson": {"value": 0.5, "low": 0.4, "high": 0.6}}}
+    cell = GridCell.model_validate(old)
+    assert cell.val.pearson == Interval(value=0.5, low=0.4, high=0.6)
+    assert cell.val.mae == Interval(value=1.2) and not cell.val.within_acc.known
+    assert GridCell.model_validate(cell.model_dump(mode="json")) == cell  # the typed form reads back unchanged

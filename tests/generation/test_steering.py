@@ -98,9 +98,9 @@ def test_a_steering_vector_exports_and_round_trips(tmp_path):
 def test_a_probes_steering_vector_has_the_experiments_direction_and_unit(tmp_path):
     store = planted_store(tmp_path / "store")
     probe = lr.sweep(store, lr.SweepConfig(n_boot=100), progress=False).best_probe
-    layer = int(probe.info["layer"])
+    layer = probe.info.layer
     vector = lr.steering_vector(probe, store)
-    assert vector.layer == layer and vector.position == probe.info["position"] == "eot"
+    assert vector.layer == layer and vector.position == probe.info.position == "eot"
     np.testing.assert_allclose(vector.direction, probe.direction, rtol=1e-5, atol=1e-6)
     states = store.array("eot", [layer]).astype(np.float32)[:, 0]
     assert vector.unit == pytest.approx(float(np.std(states.astype(np.float64) @ vector.direction)), rel=1e-5)
@@ -108,7 +108,7 @@ def test_a_probes_steering_vector_has_the_experiments_direction_and_unit(tmp_pat
     assert recorded.unit == pytest.approx(vector.unit)
     elsewhere = lr.steering_vector(probe, store, layer=1)  # refitted on the probe's training prompts at layer 1
     assert elsewhere.layer == 1 and np.linalg.norm(elsewhere.direction) == pytest.approx(1.0, abs=1e-6)
-    probe.info["store"] = None
+    probe.info.store = None
     assert lr.steering_vector(probe).unit == 1.0
     with pytest.raises(UserError, match="pass store="):
         lr.steering_vector(probe, layer=1)

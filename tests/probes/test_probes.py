@@ -57,7 +57,7 @@ def test_early_stopping_never_sees_rows_outside_the_training_prompts():
     """The SGD probe's fit takes only training rows: its early stopping holds out some of their prompts."""
     x, y, groups, _ = planted(n_groups=50, d=8)
     probe = SGDProbe(TrainConfig(epochs=5, patience=2)).fit(x, y, groups)
-    assert probe.info["epochs_run"] <= 5 and np.isfinite(probe.info["final_val_loss"])
+    assert probe.info.fit["epochs_run"] <= 5 and np.isfinite(probe.info.fit["final_val_loss"])
     # Planted: the prompts the inner split holds out get inverted, ten times larger ratings. Watching them (and only them), the
     # validation loss rises from the first epoch, so training stops after `patience` more epochs with the first epoch's
     # weights; watching the fitted rows instead, it would keep improving for several epochs; fitting on the held rows too
@@ -69,15 +69,15 @@ def test_early_stopping_never_sees_rows_outside_the_training_prompts():
     held = inner_split(groups, config.inner_val_fraction, config.seed)
     assert 0 < held.sum() < len(y) / 3
     clean = SGDProbe(config).fit(x, y, groups)
-    assert clean.info["best_epoch"] >= 3  # clean held prompts: the loss keeps falling for a while
+    assert clean.info.fit["best_epoch"] >= 3  # clean held prompts: the loss keeps falling for a while
     planted_y = np.where(held, -10 * y, y)
     probe = SGDProbe(config).fit(x, planted_y, groups)
-    assert probe.info["best_epoch"] == 0 and probe.info["epochs_run"] == config.patience + 1
+    assert probe.info.fit["best_epoch"] == 0 and probe.info.fit["epochs_run"] == config.patience + 1
     assert np.corrcoef(probe.predict(x[~held]), y[~held])[0, 1] > 0.5  # learned from the fitted rows only
     # the recorded loss is the restored network's MSE on exactly those rows, on the z-scale of the fitted rows
     z = (probe.predict(x[held]) - probe.y_mean) / probe.y_scale
     expected = np.mean((z - (planted_y[held] - probe.y_mean) / probe.y_scale) ** 2)
-    assert probe.info["final_val_loss"] == pytest.approx(expected, rel=1e-4)
+    assert probe.info.fit["final_val_loss"] == pytest.approx(expected, rel=1e-4)
     assert probe.y_mean == pytest.approx(y[~held].mean()) and probe.y_scale == pytest.approx(y[~held].std())
     np.testing.assert_allclose(probe.standardizer.mean, x[~held].mean(0))
     # rows of other prompts, given to the fit, change the split and the stopping point: the fit is what sees them
@@ -85,7 +85,8 @@ def test_early_stopping_never_sees_rows_outside_the_training_prompts():
     other_groups = np.char.add("other", other_groups)
     widened = SGDProbe(config).fit(np.concatenate([x, other_x]), np.concatenate([planted_y, -other_y]),
                                    np.concatenate([groups, other_groups]))
-    assert (widened.info["epochs_run"], widened.info["best_epoch"]) != (probe.info["epochs_run"], probe.info["best_epoch"])
+    assert ((widened.info.fit["epochs_run"], widened.info.fit["best_epoch"])
+            != (probe.info.fit["epochs_run"], probe.info.fit["best_epoch"]))
 
 
 def test_dual_ridge_path_agrees_with_sklearn():

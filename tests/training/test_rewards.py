@@ -23,8 +23,7 @@ def test_a_probe_reward_is_the_probes_reading_of_prompt_and_completion(tiny_prob
     probe = Probe.load(tiny_probe_folder)
     loaded = ModelSpec(name=str(tiny_model_dir), dtype="float32").load()
     conversations = [[*p, *c] for p, c in zip(PROMPTS, COMPLETIONS)]
-    expected = probe.predict(position_states(loaded, conversations, probe.info["position"], int(probe.info["layer"]),
-                                             probe.info.get("max_tokens")))
+    expected = probe.predict(position_states(loaded, conversations, *probe.info.cell(), probe.info.max_tokens))
     np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-6)
     assert values[0] != pytest.approx(values[1])  # the completion is read, not only the prompt's states
     plain = reward([p[0]["content"] for p in PROMPTS], [c[0]["content"] for c in COMPLETIONS])  # TRL's plain-text form

@@ -163,11 +163,11 @@ def test_the_within_prompt_probe_is_saved_and_the_console_headline_is_its_within
     folder, outcome = run_folder
     assert outcome.within_probe_folder == folder / "report" / "within_probe"
     within, pooled = Probe.load(outcome.within_probe_folder), Probe.load(outcome.probe_folder)
-    assert within.info["target"] == "rating-within-prompt"
-    assert (within.info["position"], within.info["layer"]) == ("eot", 2)
-    assert set(within.info["train_groups"]) <= set(pooled.info["train_groups"])  # the split's training prompts only
-    assert set(within.info["validation_groups"]) <= set(pooled.info["validation_groups"])
-    assert within.info["group_key_version"] == pooled.info["group_key_version"] == 2
+    assert within.info.target == "rating-within-prompt"
+    assert (within.info.position, within.info.layer) == ("eot", 2)
+    assert set(within.info.train_groups) <= set(pooled.info.train_groups)  # the split's training prompts only
+    assert set(within.info.validation_groups) <= set(pooled.info.validation_groups)
+    assert within.info.group_key_version == pooled.info.group_key_version == 2
     console = Console(record=True, width=400)
     show_headline(console, outcome)
     text = console.export_text()

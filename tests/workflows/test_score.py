@@ -16,7 +16,7 @@ def probe_folder(tiny, tiny_model_dir, tmp_path_factory):
     store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path_factory.mktemp("store"), ExtractConfig(),
                     progress=False).store
     probe = sweep(store, SweepConfig(n_boot=100), progress=False).best_probe
-    probe.info["model"] = str(tiny_model_dir)
+    probe.info.model = str(tiny_model_dir)
     return probe.save(tmp_path_factory.mktemp("probe") / "probe")
 
 
@@ -67,7 +67,7 @@ def test_length_reads_the_full_texts_and_log_probabilities_score_only_untruncate
     from latent_reward.probes import Probe
 
     probe = Probe.load(probe_folder)
-    probe.info["max_tokens"] = 40
+    probe.info.max_tokens = 40
     short = probe.save(tmp_path / "short" / "probe")
     records = [{"prompt": f"question {i} the fox", "chosen": "the quick brown fox jumps " * 12,
                 "rejected": "the lazy dog " * 10} for i in range(4)]  # about 250 and 100 tokens
@@ -95,7 +95,7 @@ def test_a_probe_saved_with_older_prompt_ids_is_refused_since_its_training_promp
     from latent_reward.probes import Probe
 
     probe = Probe.load(probe_folder)
-    del probe.info["group_key_version"]
+    probe.info.group_key_version = None
     old = probe.save(tmp_path / "old" / "probe")
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": "paris", "rejected": "dog"}
                                                   for i in range(3)])
@@ -112,10 +112,10 @@ def test_a_run_folders_within_prompt_probe_is_scored_first_and_differences_are_t
                     progress=False).store
     fit = sweep(store, SweepConfig(n_boot=100), progress=False)
     within = fit_within_probe(store, fit)
-    assert within.info["target"] == "rating-within-prompt" and within.info["position"] in ("response_last", "eot",
-                                                                                         "response_mean")
+    assert within.info.target == "rating-within-prompt" and within.info.position in ("response_last", "eot",
+                                                                                     "response_mean")
     for probe in (fit.best_probe, within):
-        probe.info["model"] = str(tiny_model_dir)
+        probe.info.model = str(tiny_model_dir)
     fit.best_probe.save(tmp_path / "run" / "best_probe")
     within.save(tmp_path / "run" / "within_probe")
     pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2),
@@ -129,7 +129,7 @@ def test_a_run_folders_within_prompt_probe_is_scored_first_and_differences_are_t
     assert list(overall["predictors"])[:2] == summary["probes"]
     assert overall["reference"] == "within-prompt probe" and "probe" in overall["versus_probe"]
     # a within-prompt probe that reads another token budget is refused, with one line
-    within.info["max_tokens"] = 64
+    within.info.max_tokens = 64
     within.save(tmp_path / "other" / "within_probe")
     done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--data", pairs, "--out", tmp_path / "o2",
                "--within-probe", tmp_path / "other" / "within_probe")

@@ -21,7 +21,7 @@ from latent_reward.activations.store import MANIFEST, ActivationStore
 from latent_reward.config import ExtractConfig
 from latent_reward.data.schema import Example
 from latent_reward.errors import UserError
-from latent_reward.io import exclusive, progress_bar, read_json, versions, write_json
+from latent_reward.io import exclusive, progress_bar, versions, write_json
 from latent_reward.models.chat import RenderedExample, render_example
 from latent_reward.models.devices import distributed_state
 from latent_reward.models.loading import LoadedModel
@@ -141,8 +141,8 @@ def _extract(loaded, examples, out: Path, config: ExtractConfig, progress, sourc
         state.wait_for_everyone()
     seconds = time.perf_counter() - started
     if rank == 0:
-        manifest = read_json(out / MANIFEST, "store manifest")
-        if todo or manifest.get("status") != "complete":  # a run that reused everything keeps the measured timings
+        manifest = store_format.read_manifest(out)
+        if todo or manifest.status != "complete":  # a run that reused everything keeps the measured timings
             timings = {"render_seconds": round(render_seconds, 3), "forward_seconds_this_run": round(forward_seconds, 3),
                        "wall_seconds_this_run": round(seconds, 3), "tokens_this_run": tokens_done}
             _finish_manifest(out, manifest, shards, units, rendered, config, timings, reader.device.type)
@@ -184,7 +184,7 @@ def _prepare_folder(out: Path, fingerprint: dict, examples: list[Example], loade
                     source: str | None) -> None:
     manifest_path = out / MANIFEST
     if manifest_path.exists():
-        differing = store_format.fingerprint_differences(read_json(manifest_path, "store manifest"), fingerprint)
+        differing = store_format.read_manifest(out).differences(fingerprint)
         if differing:
             raise UserError(
                 f"{out} holds a store made from other inputs (different {', '.join(differing)}); "
@@ -200,8 +200,8 @@ def _prepare_folder(out: Path, fingerprint: dict, examples: list[Example], loade
     write_json(manifest_path, manifest)
 
 
-def _finish_manifest(out: Path, manifest: dict, shards, units, rendered, config: ExtractConfig, timings: dict,
-                     device_type: str) -> None:
+def _finish_manifest(out: Path, manifest: store_format.Manifest, shards, units, rendered, config: ExtractConfig,
+                     timings: dict, device_type: str) -> None:
     broken = [i for i in range(len(shards)) if store_format.shard_problem(out, i, checksum=False)]
     if broken:
         raise UserError(f"{len(broken)} shard(s) are missing or damaged after extraction; run the same command again")
@@ -209,19 +209,10 @@ def _finish_manifest(out: Path, manifest: dict, shards, units, rendered, config:
     computed = sum(u.prompt_length + sum(u.continuation_lengths) for u in units)
     padded = sum(padded_tokens(prompt_chunks(shard, config.prompt_tokens, device_type), config.batch_tokens, device_type)
                  for shard in shards)
-    manifest.update(
-        status="complete",
-        n_examples=len(rendered),
-        n_shards=len(shards),
-        shards=store_format.shard_records(out, len(shards)),
-        stats={
-            "tokens": tokens_total,
-            "tokens_computed": computed,
-            "tokens_saved_by_prompt_sharing": tokens_total - computed,
-            "padding_fraction": round(1 - computed / max(padded, 1), 4),
-            "prompt_units": len(units),
-            "truncated": sum(r.truncated for r in rendered),
-        },
-        timings=timings,
-    )
-    write_json(out / MANIFEST, manifest)
+    stats = store_format.StoreStats(tokens=tokens_total, tokens_computed=computed,
+                                    tokens_saved_by_prompt_sharing=tokens_total - computed,
+                                    padding_fraction=round(1 - computed / max(padded, 1), 4), prompt_units=len(units),
+                                    truncated=sum(r.truncated for r in rendered))
+    write_json(out / MANIFEST, manifest.model_copy(update={
+        "status": "complete", "n_examples": len(rendered), "n_shards": len(shards),
+        "shards": store_format.shard_records(out, len(shards)), "stats": stats, "timings": timings}))

@@ -1,7 +1,7 @@
 """The activation store: safetensors shards + examples.jsonl + manifest.json in one folder.
 
-This module is the one owner of the format: the manifest and its fingerprint, the example
-records, the shards and their integrity records. Extraction writes through it; everything else
+This module is the one owner of the format: the manifest (`Manifest`, with the model's `ModelRecord`) and its
+fingerprint, the example records, the shards and their integrity records. Extraction writes through it; everything else
 reads through `ActivationStore`. `ActivationStore.from_arrays` makes a store from a user's own arrays (in a
 folder, or in memory), and `to_dataset` / `to_parquet` export one, rows in example order.
 
@@ -28,9 +28,10 @@ import mmap
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from latent_reward.data.schema import Example
 from latent_reward.errors import UserError
@@ -46,6 +47,88 @@ SHARDS = "shards"
 FORMAT = "latent-reward activation store"
 FORMAT_VERSION = 2
 _DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I64": np.int64, "BOOL": np.bool_, "I32": np.int32}
+
+
+class ModelRecord(BaseModel):
+    """The model whose states a store holds: its `ModelInfo` as saved (a store made from arrays records its name and
+    shape only)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    n_layers: int  # the model's number of blocks (the last residual index)
+    d_model: int | None = None
+    source: str | None = None  # "bundled", "hub" or "local"
+    identity: str | None = None  # GGUF SHA-256, Hub commit or local path
+    architecture: str | None = None
+    vocab_size: int | None = None
+    chat_template: str | None = None  # "model" or "fallback"
+    dtype: str | None = None
+    random_init_seed: int | None = None
+    post_training: tuple[str, ...] = ()  # known post-training data, as "dataset:split"
+
+
+class ShardRecord(BaseModel):
+    """A shard's integrity record: its size and SHA-256 (and, in the manifest, its file name)."""
+
+    file: str | None = None
+    bytes: int
+    sha256: str
+    examples: int | None = None  # rows in the shard
+
+
+class StoreStats(BaseModel):
+    """What extraction counted over the whole store."""
+
+    tokens: int
+    tokens_computed: int
+    tokens_saved_by_prompt_sharing: int
+    padding_fraction: float
+    prompt_units: int
+    truncated: int
+
+
+class Manifest(BaseModel):
+    """manifest.json: what a store holds, how it was made (the fingerprint a resumed run must match) and, once it is
+    complete, its shards' integrity records and extraction's counts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    status: Literal["incomplete", "complete"] = "incomplete"
+    fingerprint: dict[str, Any] = {}  # the request (model, data, every extraction option) and the model's identity
+    data_source: str | None = None
+    model: ModelRecord
+    positions: list[str]
+    layers: list[int]
+    token_layers: list[int] = []
+    residual_convention: str = ""
+    dtype: str = "float16"
+    versions: dict[str, str] = {}
+    n_examples: int | None = None
+    n_shards: int = 0
+    shards: list[ShardRecord] = []
+    stats: StoreStats | None = None
+    timings: dict[str, float | int] = {}
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The token budget the store was extracted with (None for a store made from arrays)."""
+        return self.fingerprint.get("max_tokens")
+
+    def differences(self, wanted: dict[str, Any]) -> list[str]:
+        """Keys of `wanted` whose value the stored fingerprint does not have."""
+        return [key for key, value in wanted.items() if self.fingerprint.get(key) != value]
+
+
+def read_manifest(folder: str | Path) -> Manifest:
+    """The manifest of the store in `folder`, or a one-line UserError when it is damaged."""
+    path = Path(folder) / MANIFEST
+    try:
+        return Manifest.model_validate(read_json(path, "store manifest"))
+    except ValidationError as error:
+        raise UserError(f"{path} is not a valid store manifest ({str(error).splitlines()[0]})") from None
 
 
 def shard_path(folder: Path, index: int) -> Path:
@@ -73,7 +156,7 @@ def write_shard(folder: Path, index: int, tensors: dict[str, np.ndarray]) -> Non
                                     "examples": int(len(tensors["example_index"]))})
 
 
-def shard_problem(folder: Path, index: int, record: dict[str, Any] | None = None, checksum: bool = True) -> str | None:
+def shard_problem(folder: Path, index: int, record: ShardRecord | None = None, checksum: bool = True) -> str | None:
     """Why shard `index` cannot be used ('missing', 'truncated: ...', 'checksum mismatch'), or None if it is intact.
 
     `record` is the manifest's entry for the shard (else its own integrity file is used).
@@ -86,59 +169,44 @@ def shard_problem(folder: Path, index: int, record: dict[str, Any] | None = None
         if not record_file.exists():
             return "no integrity record (written by an interrupted run)"
         try:
-            record = json.loads(record_file.read_text())
-        except (OSError, json.JSONDecodeError):
+            record = ShardRecord.model_validate_json(record_file.read_text())
+        except (OSError, ValidationError):
             return "damaged integrity record"
     size = path.stat().st_size
-    if size != record["bytes"]:
-        return f"{size:,} bytes on disk, {record['bytes']:,} expected"
-    if checksum and sha256_bytes(path.read_bytes()) != record["sha256"]:
+    if size != record.bytes:
+        return f"{size:,} bytes on disk, {record.bytes:,} expected"
+    if checksum and sha256_bytes(path.read_bytes()) != record.sha256:
         return "checksum mismatch"
     return None
 
 
-def shard_records(folder: Path, n_shards: int) -> list[dict[str, Any]]:
+def shard_records(folder: Path, n_shards: int) -> list[ShardRecord]:
     """The integrity records of shards 0..n-1, for the finished manifest."""
-    return [{"file": shard_path(folder, i).name, **read_json(_record_path(shard_path(folder, i)), "shard record")}
+    return [ShardRecord.model_validate({"file": shard_path(folder, i).name,
+                                        **read_json(_record_path(shard_path(folder, i)), "shard record")})
             for i in range(n_shards)]
-
-
-def fingerprint_differences(manifest: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """Keys of `wanted` whose value the stored fingerprint does not have."""
-    stored = manifest.get("fingerprint", {})
-    return [key for key, value in wanted.items() if stored.get(key) != value]
 
 
 def matching_complete_store(folder: Path, wanted: dict[str, Any]) -> bool:
     """Whether `folder` holds a complete store whose fingerprint includes `wanted`."""
-    path = Path(folder) / MANIFEST
-    if not path.exists():
+    if not (Path(folder) / MANIFEST).exists():
         return False
-    manifest = read_json(path, "store manifest")
-    return manifest.get("status") == "complete" and not fingerprint_differences(manifest, wanted)
+    manifest = read_manifest(folder)
+    return manifest.status == "complete" and not manifest.differences(wanted)
 
 
-def new_manifest(fingerprint: dict[str, Any], model: dict[str, Any], positions, layers, token_layers, n_layers: int,
-                 source: str | None, versions: dict[str, str]) -> dict[str, Any]:
+def new_manifest(fingerprint: dict[str, Any], model: ModelRecord | dict[str, Any], positions, layers, token_layers,
+                 n_layers: int, source: str | None, versions: dict[str, str]) -> Manifest:
     """The manifest of a store about to be written (status "incomplete"; shards and stats are added when it is finished)."""
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "status": "incomplete",
-        "fingerprint": fingerprint,
-        "data_source": source,
-        "model": model,
-        "positions": list(positions),
-        "layers": list(layers),
-        "token_layers": list(token_layers),
-        "residual_convention": (
+    return Manifest(
+        fingerprint=fingerprint, data_source=source, model=ModelRecord.model_validate(model), positions=list(positions),
+        layers=list(layers), token_layers=list(token_layers), versions=versions,
+        residual_convention=(
             "index 0 = input of the first block (embeddings); index i = raw output of block i; "
             f"index {n_layers} = raw output of the last block, BEFORE the final norm "
             "(transformers' last hidden_states entry has the norm applied)"
         ),
-        "dtype": "float16",
-        "versions": versions,
-    }
+    )
 
 
 def write_examples(folder: Path, examples: list[Example]) -> None:
@@ -199,13 +267,13 @@ class ActivationStore:
     """Read side of a finished store. Open with `ActivationStore.open(folder)`; make one from arrays with
     `from_arrays`."""
 
-    def __init__(self, folder: Path | None, manifest: dict[str, Any], examples: list[Example],
+    def __init__(self, folder: Path | None, manifest: Manifest, examples: list[Example],
                  shards: list[dict[str, np.ndarray]] | None = None):
         self.folder = folder  # None for a store held in memory
         self.manifest = manifest
         self._examples = examples
         self._shards = shards if shards is not None else [read_safetensors_memmap(shard_path(folder, i))
-                                                          for i in range(manifest["n_shards"])]
+                                                          for i in range(manifest.n_shards)]
         self._row_order = [shard["example_index"] for shard in self._shards]
 
     @classmethod
@@ -247,11 +315,11 @@ class ActivationStore:
                 raise UserError(f"stats[{name!r}] must hold one value per example ({n}), "
                                 f"not {list(tensors[name].shape)}")
         tensors["example_index"] = np.arange(n, dtype=np.int64)
-        record = {"name": model, "n_layers": int(n_layers if n_layers is not None else max(layers)),
-                  "d_model": int(next(iter(tensors.values())).shape[-1])}
-        manifest = new_manifest({"source": "arrays", "n_examples": n}, record, names, layers, [], record["n_layers"],
+        record = ModelRecord(name=model, n_layers=int(n_layers if n_layers is not None else max(layers)),
+                             d_model=int(next(iter(tensors.values())).shape[-1]))
+        manifest = new_manifest({"source": "arrays", "n_examples": n}, record, names, layers, [], record.n_layers,
                                 "arrays", versions())
-        manifest.update(status="complete", n_examples=n, n_shards=1)
+        manifest = manifest.model_copy(update={"status": "complete", "n_examples": n, "n_shards": 1})
         if folder is None:
             return cls(None, manifest, examples, [tensors])
         folder = Path(folder)
@@ -260,7 +328,7 @@ class ActivationStore:
         (folder / SHARDS).mkdir(parents=True, exist_ok=True)
         write_shard(folder, 0, tensors)
         write_examples(folder, examples)
-        write_json(folder / MANIFEST, {**manifest, "shards": shard_records(folder, 1)})
+        write_json(folder / MANIFEST, manifest.model_copy(update={"shards": shard_records(folder, 1)}))
         return cls.open(folder)
 
     @classmethod
@@ -270,10 +338,10 @@ class ActivationStore:
         folder = Path(folder)
         if not (folder / MANIFEST).exists():
             raise UserError(f"{folder} is not an activation store (no {MANIFEST})")
-        manifest = read_json(folder / MANIFEST, "store manifest")
-        if manifest.get("status") != "complete":
+        manifest = read_manifest(folder)
+        if manifest.status != "complete":
             raise UserError(f"the store in {folder} is unfinished; run the same extract command again to finish it")
-        for index, record in enumerate(manifest.get("shards", [])):
+        for index, record in enumerate(manifest.shards):
             problem = shard_problem(folder, index, record, checksum=verify)
             if problem:
                 raise UserError(f"{shard_path(folder, index)} is damaged ({problem}); run the same extract command "
@@ -289,17 +357,17 @@ class ActivationStore:
     @property
     def positions(self) -> list[str]:
         """Names of the stored positions (per-token states excluded)."""
-        return list(self.manifest["positions"])
+        return list(self.manifest.positions)
 
     @property
     def layers(self) -> list[int]:
         """Residual indices stored for every position, in column order."""
-        return list(self.manifest["layers"])
+        return list(self.manifest.layers)
 
     @property
     def n_layers(self) -> int:
         """The model's number of blocks (the last residual index)."""
-        return int(self.manifest["model"]["n_layers"])
+        return self.manifest.model.n_layers
 
     @property
     def d_model(self) -> int:
@@ -409,7 +477,7 @@ class ActivationStore:
 
     def token_states(self, index: int) -> np.ndarray:
         """float16 [n_response_tokens, n_token_layers, d_model] for example `index`."""
-        if not self.manifest.get("token_layers"):
+        if not self.manifest.token_layers:
             raise UserError("the store holds no per-token states; extract with --positions ...,response_tokens")
         for shard, order in zip(self._shards, self._row_order):
             hits = np.flatnonzero(order == index)

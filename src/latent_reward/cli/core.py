@@ -74,13 +74,13 @@ def extract(
                      extract=config, layers=layers, token_layers=token_layers, random_init=random_init, out=out)
     outcome = run_extract(job)
     result, store = outcome.result, outcome.result.store
-    stats = store.manifest["stats"]
+    stats = store.manifest.stats
     rate = result.tokens / result.seconds if result.computed_shards else 0.0
     repaired = f", {result.repaired_shards} damaged ones recomputed" if result.repaired_shards else ""
     console.print(f"stored {len(store)} examples x {len(store.layers)} layers at {', '.join(store.positions)} in {out} "
                   f"({result.computed_shards} shards computed, {result.skipped_shards} reused{repaired}; {result.seconds:.1f} s, "
-                  f"{rate:,.0f} tokens/s; {stats['truncated']} truncated; {stats['tokens_saved_by_prompt_sharing']:,} prompt tokens "
-                  f"saved by sharing; skipped records: {outcome.skipped or 'none'})")
+                  f"{rate:,.0f} tokens/s; {stats.truncated} truncated; {stats.tokens_saved_by_prompt_sharing:,} prompt "
+                  f"tokens saved by sharing; skipped records: {outcome.skipped or 'none'})")
 
 
 @app.command()
@@ -193,7 +193,7 @@ def generate(
     console.print()
     final = f"{reply.estimates[-1]:.2f}" if reply.estimates else "n/a"
     console.print(f"estimate before the reply: {reply.before:.2f}; at its end: {final} "
-                  f"(probe: {loaded_probe.kind} @ {loaded_probe.info['position']} layer {loaded_probe.info['layer']})")
+                  f"(probe: {loaded_probe.kind} @ {loaded_probe.info.position} layer {loaded_probe.info.layer})")
     if html:
         console.print(f"written: {html}")
 
@@ -236,7 +236,7 @@ def verify(store: Annotated[Path, typer.Argument(help="An activation store folde
     from latent_reward.activations import ActivationStore
 
     opened = ActivationStore.open(store, verify=True)
-    console.print(f"{store}: {opened.manifest['n_shards']} shards, {len(opened)} examples; sizes and checksums match")
+    console.print(f"{store}: {opened.manifest.n_shards} shards, {len(opened)} examples; sizes and checksums match")
 
 
 @app.command()

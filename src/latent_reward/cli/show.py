@@ -48,7 +48,8 @@ def show_headline(console: Console, outcome) -> None:
 
 def show_score(console: Console, result, out: Path) -> None:
     console.print(f"scored {result.examples} responses from {result.data} ({result.excluded_prompts} prompts the probe was trained "
-                  f"or validated on excluded) with {result.probe.get('position')} layer {result.probe.get('layer')} of {result.probe.get('model')}")
+                  f"or validated on excluded) with {result.probe.position} layer {result.probe.layer} of "
+                  f"{result.probe.model}")
     for entry in result.pair_accuracy:
         console.print(f"{entry.subset} ({entry.pairs} pairs compared): " + ", ".join(
             f"{k} {v}" + (f" ({entry.predictor_pairs[k]} untruncated pairs)" if k in entry.predictor_pairs else "")
@@ -75,7 +76,7 @@ def stream_tokens(console: Console, probe_folder: Path):
     from latent_reward.probes import Probe
     from latent_reward.report.lens import color
 
-    low, high = Probe.load(probe_folder).info.get("rating_range") or (0.0, 1.0)
+    low, high = Probe.load(probe_folder).info.rating_range or (0.0, 1.0)
 
     def show(token: str, estimate: float) -> None:
         r, g, b = color(estimate, low, high)

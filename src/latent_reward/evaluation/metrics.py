@@ -10,13 +10,14 @@ drawn k times counts k times), so each statistic is computed from weighted sums 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 from latent_reward.evaluation.groups import group_index
-from latent_reward.evaluation.results import Interval, Scores
+from latent_reward.evaluation.results import METRICS, Interval, Metric, Scores
 
 
 def _constant(v: np.ndarray) -> bool:
@@ -149,10 +150,11 @@ def within_prompt_spearman(y: np.ndarray, p: np.ndarray, groups: np.ndarray, min
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
-POINT_METRICS = {"pearson": pearson, "spearman": spearman, "r2": r2, "mae": mae}
+POINT_METRICS: dict[Metric, Callable[[np.ndarray, np.ndarray], float]] = {"pearson": pearson, "spearman": spearman,
+                                                                          "r2": r2, "mae": mae}
 
 
-def metric(name: str, y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
+def metric(name: Metric, y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
     """One metric by name (cheaper than all_metrics when only one is needed)."""
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
     if name in POINT_METRICS:
@@ -160,7 +162,7 @@ def metric(name: str, y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float
     return within_prompt_accuracy(y, p, groups) if name == "within_acc" else within_prompt_spearman(y, p, groups)
 
 
-def all_metrics(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+def all_metrics(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> dict[Metric, float]:
     """Every metric by name (pearson, spearman, r2, mae, within_acc, within_spearman) for y, p, groups, all [n]."""
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
     values = {name: fn(y, p) for name, fn in POINT_METRICS.items()}
@@ -192,7 +194,7 @@ class Resampler:
         weights, group_weights = bootstrap_counts(np.asarray(groups), n_boot, seed)
         return cls(np.asarray(groups), weights, group_weights)
 
-    def samples(self, y: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    def samples(self, y: np.ndarray, p: np.ndarray) -> dict[Metric, np.ndarray]:
         """Each metric's value in every resample: name -> [n_boot]."""
         y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
         weights = self.weights
@@ -204,8 +206,8 @@ class Resampler:
         my, mp = wmean(y), wmean(p)
         vy, vp = wmean(y * y) - my**2, wmean(p * p) - mp**2
         with np.errstate(invalid="ignore", divide="ignore"):
-            out = {"pearson": (wmean(y * p) - my * mp) / np.sqrt(vy * vp), "r2": 1 - wmean((y - p) ** 2) / vy,
-                   "mae": wmean(np.abs(y - p))}
+            out: dict[Metric, np.ndarray] = {"pearson": (wmean(y * p) - my * mp) / np.sqrt(vy * vp),
+                                             "r2": 1 - wmean((y - p) ** 2) / vy, "mae": wmean(np.abs(y - p))}
             correct, total = pair_counts(y, p, self.groups)
             if total.sum():
                 out["within_acc"] = (self.group_weights @ correct) / (self.group_weights @ total)
@@ -253,11 +255,11 @@ def score(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, 
     return Scores(n_examples=len(y), n_prompts=len(np.unique(groups)), n_pairs=int(total.sum()), **intervals)
 
 
-def bootstrap_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, Interval]:
+def bootstrap_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0
+                 ) -> dict[Metric, Interval]:
     """The intervals of `score` as a dict: metric name -> Interval (only the metrics defined on these rows)."""
     scores = score(y, p, groups, n_boot, seed)
-    return {name: scores.metric(name) for name in ("pearson", "r2", "mae", "within_acc", "within_spearman", "spearman")
-            if scores.metric(name).low is not None}
+    return {name: scores.metric(name) for name in METRICS if scores.metric(name).low is not None}
 
 
 def partial_correlation(y: np.ndarray, p: np.ndarray, controls: np.ndarray) -> float:

@@ -14,13 +14,12 @@ import numpy as np
 
 from latent_reward.evaluation.groups import group_index
 from latent_reward.evaluation.metrics import Pairs, Resampler, all_metrics, pair_counts, quantile_interval
-from latent_reward.evaluation.results import NullTest, PairedDifference
-
-PAIRED_METRICS = ("pearson", "within_acc")
+from latent_reward.evaluation.results import HEADLINE_METRICS, Metric, NullTest, PairedDifference
 
 
 def paired_differences(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resampler: Resampler,
-                       metrics: tuple[str, ...] = PAIRED_METRICS, n_permutations: int = 1000, seed: int = 0) -> dict[str, PairedDifference]:
+                       metrics: tuple[Metric, ...] = HEADLINE_METRICS, n_permutations: int = 1000, seed: int = 0
+                       ) -> dict[Metric, PairedDifference]:
     """metric(A) - metric(B) with a paired bootstrap interval and a paired permutation p-value, per metric."""
     groups = resampler.groups
     points_a, points_b = all_metrics(y, p_a, groups), all_metrics(y, p_b, groups)
@@ -38,7 +37,7 @@ def paired_differences(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resample
     return out
 
 
-def permutation_p_value(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups: np.ndarray, metric: str,
+def permutation_p_value(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups: np.ndarray, metric: Metric,
                         n_permutations: int = 1000, seed: int = 0) -> float | None:
     """Two-sided p-value of metric(A) - metric(B) when A's and B's predictions are swapped prompt by prompt."""
     y, p_a, p_b = (np.asarray(v, dtype=np.float64) for v in (y, p_a, p_b))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,10 +26,12 @@ SHUFFLED_ALL = "control: ratings shuffled across responses"
 # Baselines that read only the text: the probe must beat these before the states are credited.
 TEXT_BASELINES = (LENGTH, TEXT_STATS, TFIDF_RESPONSE, TFIDF_PROMPT_RESPONSE)
 
-METRICS = ("pearson", "spearman", "r2", "mae", "within_acc", "within_spearman")
-METRIC_LABELS = {"pearson": "Pearson r", "spearman": "Spearman rho", "r2": "R^2", "mae": "MAE",
-                 "within_acc": "within-prompt accuracy", "within_spearman": "within-prompt Spearman"}
-CHANCE = {"pearson": 0.0, "spearman": 0.0, "within_acc": 0.5, "within_spearman": 0.0}
+Metric = Literal["pearson", "spearman", "r2", "mae", "within_acc", "within_spearman"]  # the fields of `Scores`
+METRICS: tuple[Metric, ...] = get_args(Metric)
+HEADLINE_METRICS: tuple[Metric, ...] = ("pearson", "within_acc")  # tested against every comparison, with intervals
+METRIC_LABELS: dict[Metric, str] = {"pearson": "Pearson r", "spearman": "Spearman rho", "r2": "R^2", "mae": "MAE",
+                                    "within_acc": "within-prompt accuracy", "within_spearman": "within-prompt Spearman"}
+CHANCE: dict[Metric, float] = {"pearson": 0.0, "spearman": 0.0, "within_acc": 0.5, "within_spearman": 0.0}
 
 
 class Result(BaseModel):
@@ -98,7 +100,7 @@ class Scores(Result):
     within_acc: Interval = Interval()
     within_spearman: Interval = Interval()  # mean over prompts with 3+ responses; None where there are none
 
-    def metric(self, name: str) -> Interval:
+    def metric(self, name: Metric) -> Interval:
         """The Interval of metric `name` (one of METRICS)."""
         return getattr(self, name)
 
@@ -106,7 +108,7 @@ class Scores(Result):
 class PairedDifference(Result):
     """A metric of the probe minus the same metric of another predictor, on the same prompts."""
 
-    metric: str
+    metric: Metric
     difference: Interval  # paired bootstrap: the same resampled prompts for both
     p_value: float | None = None  # paired permutation test (swapping the two predictions prompt by prompt), two-sided
     n_permutations: int | None = None  # B: the p-value's floor is 1 / (B + 1)
@@ -116,7 +118,7 @@ class PairedDifference(Result):
 class NullTest(Result):
     """An observed statistic against the distribution it has when the link to the ratings is broken."""
 
-    metric: str
+    metric: str  # one of METRICS, or a statistic of its own (the trajectory's)
     observed: float | None
     null_mean: float | None
     null_low: float | None  # 2.5% and 97.5% quantiles of the null
@@ -144,11 +146,11 @@ class Comparison(Result):
     cell: Cell | None = None  # for predictors read from residual states
     scores: Scores
     validation: Scores | None = None  # on the single split's validation prompts (used to choose the strongest)
-    versus_probe: dict[str, PairedDifference] = {}  # metric -> probe minus this predictor
-    null: dict[str, NullTest] = {}  # controls: metric -> the real probe's value against the control's distribution
+    versus_probe: dict[Metric, PairedDifference] = {}  # metric -> probe minus this predictor
+    null: dict[Metric, NullTest] = {}  # controls: metric -> the real probe's value against the control's distribution
 
 
-def strongest(comparisons: list[Comparison], metric: str, names: tuple[str, ...] | None = None) -> Comparison | None:
+def strongest(comparisons: list[Comparison], metric: Metric, names: tuple[str, ...] | None = None) -> Comparison | None:
     """The baseline with the best validation value of `metric` (never chosen on test scores)."""
     candidates = [c for c in comparisons if c.kind == "baseline" and (names is None or c.name in names)
                   and c.validation is not None and c.validation.metric(metric).known]

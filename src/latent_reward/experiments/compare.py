@@ -16,7 +16,8 @@ import pandas as pd
 
 from latent_reward.evaluation.metrics import Resampler
 from latent_reward.evaluation.paired import paired_differences
-from latent_reward.evaluation.results import Cell, Interval, PairedDifference, Result, Scores, strongest
+from latent_reward.evaluation.results import (RANDOM_INIT, Cell, Interval, Metric, PairedDifference, Result, Scores,
+                                              strongest)
 from latent_reward.experiments.conversation import ConversationResult, XSTestResult
 from latent_reward.experiments.reward_model import IMPLICIT_REWARD, PROBE, WITHIN_PROBE
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, WITHIN_COLUMN, RunResult
@@ -70,7 +71,7 @@ class ModelDifference(Result):
     second: str
     examples: int
     prompts: int
-    difference: dict[str, PairedDifference]  # first minus second
+    difference: dict[Metric, PairedDifference]  # first minus second
 
 
 class CompareResult(Result):
@@ -140,7 +141,7 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
     model = result.model
     best = readout.sweep.best
     strongest_baseline = strongest(readout.comparisons, "pearson")
-    random_init = readout.comparison("random-init model")
+    random_init = readout.comparison(RANDOM_INIT)
     # one `score` run gives both (the one with DPO's implicit reward when there is one): the probe's pair accuracy and
     # the implicit reward's on the same pairs. "(none)" is also what score writes without a reference model (the
     # policy's log-likelihood alone): not DPO's reward.
@@ -149,12 +150,13 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
                                 if k.startswith(IMPLICIT_REWARD) and not k.endswith("(none)")), None) for p in runs}
     pairs = next((p for p in runs if implicit_of[id(p)] is not None), runs[0] if runs else None)
     within = (readout.within_probe or readout.probe).scores.within_acc
-    local = Path(str(model.get("identity") or model["name"]))  # a local model's identity is its absolute path
+    local = Path(model.identity or model.name)  # a local model's identity is its absolute path
     kind = readout.sweep.shown_kind
-    curve = [(c.layer / max(model["n_layers"], 1), c.val.get("pearson")) for c in readout.sweep.cells(kind, best.position)]
+    curve = [(c.layer / max(model.n_layers, 1), c.val.pearson.value) for c in readout.sweep.cells(kind, best.position)]
     return CompareRow(
-        run=str(folder), label=f"{model['name']} ({Path(result.data.source).name})", model=model["name"], data=result.data.source,
-        n_layers=model["n_layers"], best=best, probe=readout.probe.scores, within_acc=within,
+        run=str(folder), label=f"{model.name} ({Path(result.data.source).name})", model=model.name,
+        data=result.data.source,
+        n_layers=model.n_layers, best=best, probe=readout.probe.scores, within_acc=within,
         prompt_only=result.prompt_only.cross_fitted.pearson if result.prompt_only else None,
         strongest_baseline=strongest_baseline.name if strongest_baseline else None,
         strongest_baseline_scores=strongest_baseline.scores if strongest_baseline else None,

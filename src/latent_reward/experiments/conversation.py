@@ -42,7 +42,7 @@ from latent_reward.generation import GenerationConfig, generate
 from latent_reward.generation.teacher_forced import read_back
 from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
-from latent_reward.probes import Probe
+from latent_reward.probes import Probe, Provenance
 
 # Counterfactual replies and candidate follow-ups, written here.
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -87,7 +87,7 @@ class PairedMeasure(Result):
 
 class ConversationResult(Result):
     model: str
-    prompt_probe: dict
+    prompt_probe: Provenance
     prompts: int
     reply_kinds: list[str]
     expected_v: dict[str, Interval]  # reply kind -> mean over prompts of E[V(h, r, u')] over simulated user turns
@@ -165,7 +165,7 @@ def simulate_users(simulator: LoadedModel, prompts: list[list[Message]], frame: 
 def expected_reward(loaded: LoadedModel, probe: Probe, conversations: list[list[Message]]) -> np.ndarray:
     """V: the prompt probe's reading at the start of the assistant's turn after each conversation (ending in a user turn)."""
     ids = [prompt_token_ids(loaded.tokenizer, c) for c in conversations]
-    return probe.predict(last_token_states(loaded, ids, int(probe.info["layer"])))
+    return probe.predict(last_token_states(loaded, ids, probe.info.cell()[1]))
 
 
 def reply_logprobs(loaded: LoadedModel, prompts: list[list[Message]], frame: pd.DataFrame, per_token: bool = False) -> np.ndarray:
@@ -293,8 +293,8 @@ def conversation(loaded: LoadedModel, prompt_probe: Probe, prompts: list[list[Me
     frame["quality"] = np.nan
     if response_probe is not None:
         conversations = [[*prompts[p], {"role": "assistant", "content": r}] for p, r in zip(frame.prompt, frame.reply)]
-        frame["quality"] = response_probe.predict(position_states(loaded, conversations, response_probe.info["position"],
-                                                                  int(response_probe.info["layer"]), response_probe.info.get("max_tokens")))
+        frame["quality"] = response_probe.predict(position_states(loaded, conversations, *response_probe.info.cell(),
+                                                                  response_probe.info.max_tokens))
     chosen = frame[frame.kind.isin(["own greedy", *COUNTERFACTUALS])]
     probabilities = follow_up_probabilities(loaded, prompts, chosen).set_index(chosen.index)
     follow_v = _follow_up_values(loaded, prompt_probe, prompts, chosen)
@@ -339,7 +339,7 @@ def _measures(frame: pd.DataFrame, probabilities: pd.DataFrame, follow_v: pd.Dat
                                   by_kind["own greedy"] - by_kind["refusal"]))
     fixed = frame[frame.kind.isin(["refusal", "redirect", "padded refusal"])].drop_duplicates("kind")
     result = ConversationResult(
-        model=model, prompt_probe={k: v for k, v in probe.info.items() if not k.endswith("_groups")}, prompts=n_prompts,
+        model=model, prompt_probe=probe.info.provenance(), prompts=n_prompts,
         reply_kinds=sorted(frame.kind.unique()), reply_tokens=dict(zip(fixed.kind, fixed.tokens.astype(int))),
         expected_v={kind: mean_interval(per_kind[kind], config.n_boot, config.seed) for kind in per_kind},
         behaviour=behaviour, preference=preference(frame, config.n_boot, config.seed, config.n_permutations),
@@ -402,8 +402,8 @@ def xstest(loaded: LoadedModel, prompt_probe: Probe, records: list[dict], config
     frame["logprob"] = reply_logprobs(loaded, prompts, frame, per_token=True)
     if response_probe is not None:
         conversations = [[*prompts[p], {"role": "assistant", "content": r}] for p, r in zip(frame.prompt, frame.reply)]
-        frame["probe"] = response_probe.predict(position_states(loaded, conversations, response_probe.info["position"],
-                                                                int(response_probe.info["layer"]), response_probe.info.get("max_tokens")))
+        frame["probe"] = response_probe.predict(position_states(loaded, conversations, *response_probe.info.cell(),
+                                                                response_probe.info.max_tokens))
     wide = frame.pivot(index="prompt", columns="kind")
     sampled_prompts = list(labels)[: 2 * max_prompts]
     own = generate(loaded, [prompt_token_ids(loaded.tokenizer, [{"role": "user", "content": p}]) for p in sampled_prompts],

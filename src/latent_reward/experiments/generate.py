@@ -25,7 +25,7 @@ def generate_with_estimates(loaded: LoadedModel, probe: Probe, messages: list[di
                             on_token: Callable[[str, float], None] | None = None) -> Generation:
     """The reply's tokens, the probe's estimate at each, and its estimate before the first token.
 
-    The estimate for a token is read from the residual state at that token (index `probe.info["layer"]`),
+    The estimate for a token is read from the residual state at that token (index `probe.info.layer`),
     so it is the probe's reading "if the response ended here".
     """
     decode = loaded.tokenizer.decode
@@ -35,7 +35,7 @@ def generate_with_estimates(loaded: LoadedModel, probe: Probe, messages: list[di
             on_token(decode([token]), float(probe.predict(state[None])[0]))
 
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=1)
-    reply = generate_chat(loaded, [messages], config, read_layer=int(probe.info["layer"]), on_token=stream)[0]
+    reply = generate_chat(loaded, [messages], config, read_layer=probe.info.cell()[1], on_token=stream)[0]
     estimates = probe.predict(reply.states)
     return Generation(before=float(estimates[0]), ids=reply.ids, tokens=[decode([t]) for t in reply.ids],
                       estimates=[float(v) for v in estimates[1:]])

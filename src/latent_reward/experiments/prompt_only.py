@@ -30,7 +30,7 @@ from latent_reward.experiments.crossfit import cross_fit_arrays
 from latent_reward.experiments.sweep import SweepFit, plan_for
 from latent_reward.experiments.targets import Target, make_target
 from latent_reward.positions import PROMPT_POSITIONS
-from latent_reward.probes import Probe, RidgeProbe, fit_ridge_all_layers
+from latent_reward.probes import Probe, ProbeInfo, RidgeProbe, fit_ridge_all_layers
 
 OFF_POLICY = ("The ratings belong to other models' responses (off-policy): a prompt's mean rating says how well answers to "
               "it tend to be rated, which is not the model's own expected reward. An on-policy target needs the model's own "
@@ -208,10 +208,12 @@ def fit_prompt_probe(store: ActivationStore, fit: SweepFit, result: PromptOnlyRe
     x = prompts.states(store, position, [layer])[:, 0]
     train = prompts.masks["train"]
     probe = RidgeProbe().fit(x[train], prompts.means[train], prompts.names[train])
-    model = store.manifest.get("model", {})
-    probe.info.update(position=position, layer=layer, target=f"prompt mean {fit.target.name}", model=model.get("name"),
-                      model_dtype=model.get("dtype"), chat_template=model.get("chat_template"), store=store.location,
-                      train_groups=sorted(prompts.names[train]), validation_groups=sorted(prompts.names[prompts.masks["val"]]),
-                      group_key_version=GROUP_KEY_VERSION,
-                      rating_range=[float(np.quantile(prompts.means[train], 0.05)), float(np.quantile(prompts.means[train], 0.95))])
+    model = store.manifest.model
+    probe.info = ProbeInfo(position=position, layer=layer, target=f"prompt mean {fit.target.name}", model=model.name,
+                           model_dtype=model.dtype, chat_template=model.chat_template, store=store.location,
+                           train_groups=sorted(prompts.names[train]),
+                           validation_groups=sorted(prompts.names[prompts.masks["val"]]),
+                           group_key_version=GROUP_KEY_VERSION, fit=probe.info.fit,
+                           rating_range=(float(np.quantile(prompts.means[train], 0.05)),
+                                         float(np.quantile(prompts.means[train], 0.95))))
     return probe

@@ -28,7 +28,8 @@ from latent_reward.evaluation.metrics import Resampler, length_matched_accuracy,
 from latent_reward.evaluation.metrics import metric as metric_value
 from latent_reward.evaluation.multiplicity import holm
 from latent_reward.evaluation.paired import null_test, paired_differences
-from latent_reward.evaluation.results import Cell, Comparison, Interval, PairedDifference, Result, Scores, finite
+from latent_reward.evaluation.results import (Cell, Comparison, Interval, Metric, PairedDifference, Result, Scores,
+                                              finite)
 from latent_reward.experiments.crossfit import ANY_CELL, LAYER_ZERO, CrossFit, cross_fit
 from latent_reward.experiments.sgd_settings import SGDSetting, sgd_settings_grid
 from latent_reward.experiments.sweep import SweepConfig, SweepFit, SweepResult, sweep
@@ -69,7 +70,7 @@ class LinearVsNonlinear(Result):
     nonlinear: Cell
     linear_test: Scores
     nonlinear_test: Scores
-    difference: dict[str, PairedDifference]  # linear minus nonlinear, single split's test prompts
+    difference: dict[Metric, PairedDifference]  # linear minus nonlinear, single split's test prompts
 
 
 class Decomposition(Result):
@@ -173,7 +174,7 @@ def reward_readout(store: ActivationStore | SketchedStore, config: ReadoutConfig
     within_p = within.padded if within is not None else probe_p
     if within is not None:
         crossfit.predictions[WITHIN_PREDICTIONS] = np.where(within.multi, within_p, np.nan)
-    probe_for = {"pearson": probe_p, "within_acc": within_p}
+    probe_for: dict[Metric, np.ndarray] = {"pearson": probe_p, "within_acc": within_p}
     probe_scores = score(y, probe_p, groups, resampler=resampler)
     within_scores = within.scores(config.sweep.n_boot, seed) if within is not None else None
 
@@ -322,8 +323,8 @@ def _random_init(random_store: ActivationStore, store: ActivationStore, target: 
     return _Baseline(fitted.predictions["probe"], None, fitted.cells["probe"][0], within_p)
 
 
-def _compare(name, y, groups, baseline: _Baseline, probe_for: dict[str, np.ndarray], resampler, config: ReadoutConfig,
-             seed) -> Comparison:
+def _compare(name, y, groups, baseline: _Baseline, probe_for: dict[Metric, np.ndarray], resampler,
+             config: ReadoutConfig, seed) -> Comparison:
     """A baseline's scores and the paired differences with the probe. r: the pooled probe against the baseline fitted on
     the target; within-prompt accuracy: the within-prompt probe against the baseline fitted like it, where there is one."""
     versus = {}
@@ -348,8 +349,8 @@ def _controls(pooled: CrossFit, within: CrossFit, probe_scores: Scores, within_s
         if key not in crossfit.permuted:
             continue
         targets, predictions = crossfit.permuted[key]
-        nulls = {}
-        for metric in ("pearson", "within_acc"):
+        nulls: dict[names.Metric, names.NullTest] = {}
+        for metric in names.HEADLINE_METRICS:
             null = [metric_value(metric, t, p, crossfit.groups) for t, p in zip(targets, predictions)]
             observed = observed_scores.metric(metric).value
             nulls[metric] = null_test(metric, np.nan if observed is None else observed, np.array(null))
@@ -391,7 +392,7 @@ def verdict(probe: Scores, comparisons: list[Comparison], margin: float = 0.01) 
 
 def seen_mask(store: ActivationStore, rows: np.ndarray) -> np.ndarray | None:
     """Which rows the model was post-trained on (its known training data, matched by source and split), or None if unknown."""
-    known = tuple(store.manifest.get("model", {}).get("post_training") or ())
+    known = store.manifest.model.post_training
     if not known:
         return None
     examples = [store.examples[i] for i in rows]
@@ -485,7 +486,7 @@ def _linear_vs_nonlinear(fit: SweepFit, config: ReadoutConfig) -> LinearVsNonlin
 
     def best_of(linear: bool):
         cells = [fit.result.val_best(kind) for kind in kinds if probe_class(kind).linear == linear]
-        return max((c for c in cells if c is not None), key=lambda c: c.val["pearson"], default=None)
+        return max((c for c in cells if c is not None), key=lambda c: c.val.pearson.value, default=None)
 
     linear, nonlinear = best_of(True), best_of(False)
     if linear is None or nonlinear is None:

@@ -25,7 +25,7 @@ from latent_reward.evaluation.metrics import (Pairs, Resampler, length_matched_a
 from latent_reward.evaluation.paired import paired_pair_difference
 from latent_reward.evaluation.results import Interval, PairedDifference, Result, Scores
 from latent_reward.models.loading import LoadedModel
-from latent_reward.probes import Probe
+from latent_reward.probes import Probe, Provenance
 
 NORMALIZATIONS = ("sum", "mean", "none")
 PROBE = "probe"  # the pooled probe (`run`'s best_probe)
@@ -67,7 +67,7 @@ class ScoreResult(Result):
     data: str
     examples: int
     excluded_prompts: int  # prompts the probes were trained or validated on
-    probe: dict
+    probe: Provenance
     probes: list[str] = [PROBE]  # the probes scored, the headline first
     truncated: int = 0  # counted responses cut at the token budget
     log_probability_rule: str = LOGPROB_RULE
@@ -81,11 +81,11 @@ def score_examples(loaded: LoadedModel, probes: dict[str, Probe], examples: list
                    max_tokens: int | None = None) -> tuple[ActivationStore, dict[str, np.ndarray]]:
     """Extract every probe's (position, layer) for `examples` into `folder` (resumable; one pass for all) and score
     them with each probe. The token budget is `max_tokens`, else the first probe's."""
-    cells = {name: (probe.info["position"], int(probe.info["layer"])) for name, probe in probes.items()}
+    cells = {name: probe.info.cell() for name, probe in probes.items()}
     first = next(iter(probes.values()))
     config = ExtractConfig(positions=tuple(dict.fromkeys(p for p, _ in cells.values())),
                            layers=tuple(sorted({layer for _, layer in cells.values()})),
-                           max_tokens=max_tokens or first.info.get("max_tokens") or 1024, logprobs=logprobs)
+                           max_tokens=max_tokens or first.info.max_tokens or 1024, logprobs=logprobs)
     store = extract(loaded, examples, folder, config, progress=progress, source=source).store
     return store, {name: probes[name].predict(store.array(position, [layer])[:, 0].astype(np.float32))
                    for name, (position, layer) in cells.items()}
@@ -104,11 +104,6 @@ def implicit_reward(policy_logprob_sum: np.ndarray, reference_logprob_sum: np.nd
     if normalization == "mean":
         return beta * (policy_logprob_sum / n_tokens[0] - reference_logprob_sum / n_tokens[1])
     return beta * (policy_logprob_sum - reference_logprob_sum)
-
-
-def excluded_groups(*probes: Probe) -> set[str]:
-    """Prompts any of the probes was trained or validated on."""
-    return {g for probe in probes for key in ("train_groups", "validation_groups") for g in probe.info.get(key) or ()}
 
 
 def record_pairs(examples: list[Example], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, Counter[str]]:

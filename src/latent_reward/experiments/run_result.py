@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import JsonValue
+
+from latent_reward.activations.store import ActivationStore, ModelRecord, StoreStats
 from latent_reward.data.summary import DataSummary
 from latent_reward.errors import UserError
 from latent_reward.evaluation.results import Result
@@ -48,18 +51,31 @@ def _first_sentence_end(text: str) -> int:
     return len(text)
 
 
+class StoreSummary(Result):
+    """The activation store a run read: its folder, its fingerprint and extraction's counts."""
+
+    folder: str | None = None
+    fingerprint: dict[str, Any] = {}  # the store's (`Manifest.fingerprint`): what a rerun must match
+    stats: StoreStats | None = None
+
+    @classmethod
+    def of(cls, store: ActivationStore) -> StoreSummary:
+        """The summary of an opened store."""
+        return cls(folder=str(store.folder), fingerprint=store.manifest.fingerprint, stats=store.manifest.stats)
+
+
 class RunResult(Result):
     format_version: int = 2
     command: str = "run"
-    model: dict[str, Any]
+    model: ModelRecord
     data: DataSummary
     readout: ReadoutResult
     prompt_only: PromptOnlyResult | None = None
     trajectory: TrajectoryResult | None = None
     scores: dict[str, ScoreResult] = {}  # `score` runs saved inside the run folder, by folder name
     answers: list[Answer] = []
-    store: dict[str, Any] = {}  # folder, fingerprint, stats
-    config: dict[str, Any] = {}  # the command's whole configuration
+    store: StoreSummary = StoreSummary()
+    config: dict[str, JsonValue] = {}  # the command's whole configuration (`command`'s job, defined in workflows/)
     timings: dict[str, float] = {}
 
     def save(self, folder: str | Path) -> Path:

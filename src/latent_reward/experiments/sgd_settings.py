@@ -36,7 +36,7 @@ def sgd_settings_grid(x: np.ndarray, y: np.ndarray, groups: np.ndarray, masks: d
             config = base.model_copy(update={"batch_size": batch_size, "schedule": schedule})
             probe = SGDProbe(config).fit(x[train], y[train], groups[train])
             metrics = all_metrics(y[val], probe.predict(x[val]), groups[val])
-            rows.append(SGDSetting(batch_size=batch_size, schedule=schedule, epochs_run=probe.info["epochs_run"],
+            rows.append(SGDSetting(batch_size=batch_size, schedule=schedule, epochs_run=probe.info.fit["epochs_run"],
                                    val_pearson=finite(metrics["pearson"]), val_within_acc=finite(metrics["within_acc"])))
     return rows
 

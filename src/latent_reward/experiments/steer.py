@@ -46,7 +46,7 @@ from latent_reward.generation import GenerationConfig, Intervention, generate
 from latent_reward.generation.teacher_forced import read_back
 from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
-from latent_reward.probes import MeanDiffProbe, Probe, RidgeProbe
+from latent_reward.probes import MeanDiffProbe, Probe, Provenance, RidgeProbe
 
 DIRECTIONS = ("probe", "mean_diff", "random", "orthogonal")
 ABLATE = "ablate"
@@ -108,7 +108,7 @@ class PrimaryContrast(Result):
 
 
 class SteerResult(Result):
-    probe: dict
+    probe: Provenance
     layers: list[int]
     sd: dict[int, dict[str, float]]  # layer -> direction label -> sd of the states' projection on it (strength unit)
     directions: list[str]
@@ -125,7 +125,7 @@ class SteerResult(Result):
 
 
 def steer_layers(probe: Probe, n_layers: int, config: SteerConfig) -> list[int]:
-    own = int(probe.info["layer"])
+    own = probe.info.cell()[1]
     away = max(round(n_layers / 3), 1)
     other = own - away if own - away >= 1 else min(own + away, n_layers)  # a third of the depth from the probe's layer
     layers = config.layers or tuple(sorted({own, other}))
@@ -137,7 +137,7 @@ def steer_layers(probe: Probe, n_layers: int, config: SteerConfig) -> list[int]:
 
 def primary_layer(probe: Probe, layers: list[int]) -> int:
     """The primary contrast's layer: the probe's own, or the first steered layer when that is not steered."""
-    own = int(probe.info["layer"])
+    own = probe.info.cell()[1]
     return own if own in layers else layers[0]
 
 
@@ -150,12 +150,12 @@ def direction_vectors(store: ActivationStore, probe: Probe, layer: int, kinds: t
                       draws: int = 1) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Unit vectors at `layer` by label ("probe", "mean_diff", "random 1".."random k", "orthogonal 1"..), and the
     standard deviation of the stored states' projection on each (its strength unit)."""
-    position = probe.info["position"]
-    target = make_target(store, probe.info.get("target") or "rating")
-    train_groups = set(probe.info.get("train_groups") or ())
+    position, own = probe.info.cell()
+    target = make_target(store, probe.info.target or "rating")
+    train_groups = set(probe.info.train_groups)
     train = np.array([g in train_groups for g in target.groups]) if train_groups else np.ones(len(target.y), bool)
     x = target.states(store, position, [layer])[:, 0]
-    if int(probe.info["layer"]) == layer:
+    if own == layer:
         probe_direction = probe.direction
     else:
         kind = probe.kind if probe.linear else "ridge"
@@ -394,7 +394,7 @@ def steer(loaded: LoadedModel, store: ActivationStore, probe: Probe, conversatio
     adjust_secondary(found, scoring.names, primary)
     texts = [c[-1]["content"] for c in conversations]
     result = SteerResult(
-        probe={k: v for k, v in probe.info.items() if not k.endswith("_groups")}, layers=layers, sd=sd,
+        probe=probe.info.provenance(), layers=layers, sd=sd,
         directions=list(config.directions), strengths=list(config.strengths), scorers=scoring.names, primary=primary,
         scorer_validation=scoring.validation, coherence=list(COHERENCE), prompts=len(prompts), samples=config.samples,
         effects=found, examples=[e for layer in layers for e in example_replies(frame, layer, "probe", texts)],

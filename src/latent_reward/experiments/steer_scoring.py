@@ -90,8 +90,7 @@ def prefixes(tokenizer, texts: list[str], tokens: int) -> list[str]:
 def _choice_groups(probe: Probe) -> tuple[set[str], set[str]]:
     """(fitting prompts, choosing prompts): the probe's training and validation prompts, or, when it records no
     validation prompts, its training prompts split 80 / 20 in a seeded order."""
-    train = set(probe.info.get("train_groups") or ())
-    validation = set(probe.info.get("validation_groups") or ())
+    train, validation = set(probe.info.train_groups), set(probe.info.validation_groups)
     if not train:
         raise UserError("the probe records no training prompts to train the text scorers on")
     if not validation:
@@ -171,5 +170,4 @@ def _read(probe: Probe, model: LoadedModel, conversations: list[Conversation]) -
     """The probe's reading of each conversation's last turn, as `model` (unsteered) reads the text."""
     if not conversations:  # every reply empty
         return np.zeros(0)
-    return probe.predict(position_states(model, conversations, probe.info["position"], int(probe.info["layer"]),
-                                         probe.info.get("max_tokens")))
+    return probe.predict(position_states(model, conversations, *probe.info.cell(), probe.info.max_tokens))

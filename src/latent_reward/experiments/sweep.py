@@ -13,20 +13,21 @@ comparison needs the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from pydantic import ConfigDict
+from pydantic import ConfigDict, model_validator
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchedStore, SketchSummary, full_store, sketch_summary
 from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.data.splits import SplitPlan, plan_splits
 from latent_reward.errors import UserError
-from latent_reward.evaluation.metrics import Resampler, all_metrics, pearson, quantile_interval, score
-from latent_reward.evaluation.results import Cell, Interval, Result, Scores, finite
+from latent_reward.evaluation.metrics import Resampler, all_metrics, pair_counts, pearson, quantile_interval, score
+from latent_reward.evaluation.results import HEADLINE_METRICS, Cell, Interval, Metric, Result, Scores
 from latent_reward.experiments.targets import Target, make_target, within_prompt
 from latent_reward.io import progress_bar
-from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeOptions, RidgeProbe
+from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeInfo, ProbeOptions, RidgeProbe
 
 
 class SweepConfig(Result):
@@ -49,8 +50,18 @@ class GridCell(Result):
     position: str
     layer: int
     probe: str
-    val: dict[str, float | None]  # every metric on the validation prompts
-    val_ci: dict[str, Interval] = {}  # the shown kind's cells: Pearson r and within-prompt accuracy with intervals
+    val: Scores  # every metric on the validation prompts; intervals for the shown kind's Pearson r and within-prompt
+    # accuracy only
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_dicts(cls, value: Any) -> Any:
+        """Results written before `val` was typed: {metric: value} beside {metric: interval} (`val_ci`)."""
+        val = value.get("val") if isinstance(value, dict) else None
+        if not isinstance(val, dict) or any(isinstance(item, dict) for item in val.values()):
+            return value
+        intervals = value.get("val_ci") or {}
+        return {**value, "val": {name: intervals.get(name, {"value": point}) for name, point in val.items()}}
 
 
 class SplitSummary(Result):
@@ -78,9 +89,10 @@ class SweepResult(Result):
     def cells(self, probe: str | None = None, position: str | None = None) -> list[GridCell]:
         return [c for c in self.grid if (probe is None or c.probe == probe) and (position is None or c.position == position)]
 
-    def val_best(self, probe: str | None = None, position: str | None = None, metric: str = "pearson") -> GridCell | None:
-        cells = [c for c in self.cells(probe, position) if c.val.get(metric) is not None]
-        return max(cells, key=lambda c: c.val[metric]) if cells else None
+    def val_best(self, probe: str | None = None, position: str | None = None, metric: Metric = "pearson"
+                 ) -> GridCell | None:
+        cells = [c for c in self.cells(probe, position) if c.val.metric(metric).known]
+        return max(cells, key=lambda c: c.val.metric(metric).value) if cells else None
 
 
 @dataclass
@@ -148,18 +160,20 @@ def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = N
             for index, layer in enumerate(store.layers):
                 probe = fitted[index]
                 p = probe.predict(x[:, index])
-                probe.info.update(info, position=position, layer=layer)
+                probe.info = info.model_copy(update={"position": position, "layer": layer, "fit": probe.info.fit})
                 probes[(position, layer, kind)], predictions[(position, layer, kind)] = probe, p
                 intervals = val_resampler if kind == config.shown_kind else None
                 grid.append(_grid_cell(position, layer, kind, y[val], p[val], groups[val], intervals))
                 bar.update(1)
     bar.close()
-    best_cell = max(grid, key=lambda c: c.val["pearson"] if c.val["pearson"] is not None else -np.inf)
+    best_cell = max(grid, key=lambda c: c.val.pearson.value if c.val.pearson.known else -np.inf)
     best = Cell(position=best_cell.position, layer=best_cell.layer, probe=best_cell.probe)
     key = (best.position, best.layer, best.probe)
     if full_store(store) is not store:
         probes[key], predictions[key] = fit_cell(full_store(store), target, best, config.settings, train)
-        probes[key].info.update(info, position=best.position, layer=best.layer)
+        refitted = probes[key]
+        refitted.info = info.model_copy(update={"position": best.position, "layer": best.layer,
+                                                "fit": refitted.info.fit})
     test = plan.masks["test"]
     result = SweepResult(
         target=target.name, n_layers=store.n_layers, split=_split_summary(plan, groups), grid=grid, best=best,
@@ -197,22 +211,23 @@ def fit_within_probe(store: ActivationStore | SketchedStore, fit: SweepFit, posi
     _, cell, probe = best
     if full_store(store) is not store:
         probe = fit_cell(full_store(store), target, cell, fit.settings, train)[0]
-    provenance = ("model", "store", "model_dtype", "chat_template", "max_tokens", "group_key_version")  # as the pooled
-    probe.info.update({key: fit.best_probe.info.get(key) for key in provenance}, target=target.name,
-                      position=cell.position, layer=cell.layer,
-                      train_groups=sorted(set(target.groups[train])), validation_groups=sorted(set(target.groups[val])),
-                      rating_range=[float(v) for v in np.quantile(target.y[train], [0.05, 0.95])])
+    probe.info = fit.best_probe.info.model_copy(update={  # model, store, dtype, template, budget as the pooled probe's
+        "target": target.name, "position": cell.position, "layer": cell.layer, "fit": probe.info.fit,
+        "train_groups": sorted(set(target.groups[train])), "validation_groups": sorted(set(target.groups[val])),
+        "rating_range": (float(np.quantile(target.y[train], 0.05)), float(np.quantile(target.y[train], 0.95)))})
     return probe
 
 
 def _grid_cell(position, layer, kind, y, p, groups, resampler: Resampler | None) -> GridCell:
-    values = {name: finite(value) for name, value in all_metrics(y, p, groups).items()}
-    intervals = {}
+    points = all_metrics(y, p, groups)
+    values = {name: Interval.of(value) for name, value in points.items()}
     if resampler is not None:
         samples = resampler.samples(y, p)
-        intervals = {name: quantile_interval(values[name] if values[name] is not None else np.nan, samples[name])
-                     for name in ("pearson", "within_acc") if name in samples}
-    return GridCell(position=position, layer=layer, probe=kind, val=values, val_ci=intervals)
+        values.update({name: quantile_interval(points[name], samples[name]) for name in HEADLINE_METRICS
+                       if name in samples})
+    _, pairs = pair_counts(y, p, groups)
+    return GridCell(position=position, layer=layer, probe=kind,
+                    val=Scores(n_examples=len(y), n_prompts=len(np.unique(groups)), n_pairs=int(pairs.sum()), **values))
 
 
 def _split_summary(plan: SplitPlan, groups: np.ndarray) -> SplitSummary:
@@ -220,14 +235,13 @@ def _split_summary(plan: SplitPlan, groups: np.ndarray) -> SplitSummary:
                         examples={n: int(m.sum()) for n, m in plan.masks.items()})
 
 
-def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> dict:
-    """What a saved probe records: which model, and which prompts it may not be scored on (position and layer are added per cell)."""
-    model = store.manifest.get("model", {})
+def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> ProbeInfo:
+    """What a saved probe records: which model, and which prompts it may not be scored on (position and layer are added
+    per cell)."""
+    model = store.manifest.model
     y_train = target.y[plan.masks["train"]]
-    return {"target": target.name, "model": model.get("name"), "store": store.location,
-            "model_dtype": model.get("dtype"), "chat_template": model.get("chat_template"),
-            "max_tokens": store.manifest.get("fingerprint", {}).get("max_tokens"),
-            "group_key_version": GROUP_KEY_VERSION,
-            "train_groups": sorted(plan.groups_of("train", target.groups)),
-            "validation_groups": sorted(plan.groups_of("val", target.groups)),
-            "rating_range": [float(np.quantile(y_train, 0.05)), float(np.quantile(y_train, 0.95))]}
+    return ProbeInfo(target=target.name, model=model.name, store=store.location, model_dtype=model.dtype,
+                     chat_template=model.chat_template, max_tokens=store.manifest.max_tokens,
+                     group_key_version=GROUP_KEY_VERSION, train_groups=sorted(plan.groups_of("train", target.groups)),
+                     validation_groups=sorted(plan.groups_of("val", target.groups)),
+                     rating_range=(float(np.quantile(y_train, 0.05)), float(np.quantile(y_train, 0.95))))

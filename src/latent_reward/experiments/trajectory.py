@@ -92,7 +92,7 @@ def reward_trajectories(loaded: LoadedModel, store: ActivationStore, fit: SweepF
     if not better:
         return None
     examples, rows = store.examples, fit.target.rows
-    max_tokens = store.manifest["fingerprint"].get("max_tokens")
+    max_tokens = store.manifest.max_tokens
     end_probe, null_probes = _end_probes(store, fit, layer, position, config)
     token_probe, n_train = _token_probe(loaded, store, fit, layer, rng, config, max_tokens)
     test_rows = [rows[i] for i in better + worse]

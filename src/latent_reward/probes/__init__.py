@@ -6,6 +6,7 @@ subclassing `Probe` with a `kind` name and its `Settings`, imported below.
 """
 
 from latent_reward.probes.base import Probe, ProbeOptions, Standardizer, probe_class
+from latent_reward.probes.info import ProbeInfo, ProbeProvenance, Provenance
 from latent_reward.probes.mean_diff import MeanDiffProbe, MeanDiffSettings
 from latent_reward.probes.mlp import MLPProbe, MLPSettings
 from latent_reward.probes.module import ProbeModule
@@ -17,6 +18,7 @@ from latent_reward.probes.sgd import SGDProbe, SGDSettings
 DEFAULT_PROBE = RidgeProbe.kind  # the kind the sweep fits unless told otherwise, and the one its figures show first
 
 __all__ = ["DEFAULT_PROBE", "MLPProbe", "MLPSettings", "MeanDiffProbe", "MeanDiffSettings", "PairwiseProbe",
-           "PairwiseSettings", "Probe", "ProbeModule", "ProbeOptions", "ProbeSettings", "RidgeProbe", "RidgeSettings",
+           "PairwiseSettings", "Probe", "ProbeInfo", "ProbeModule", "ProbeOptions", "ProbeProvenance", "ProbeSettings",
+           "Provenance", "RidgeProbe", "RidgeSettings",
            "SGDProbe", "SGDSettings", "Standardizer", "TrainConfig", "fit_ridge_all_layers", "probe_class",
            "ridge_cv_all_layers"]

@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 from latent_reward.errors import UserError
 from latent_reward.io import atomic_path, read_json, write_json
+from latent_reward.probes.info import ProbeInfo, from_flat
 from latent_reward.probes.module import ProbeModule, linear_core
 from latent_reward.probes.settings import ProbeSettings
 
@@ -48,10 +49,11 @@ class Probe(ABC):
 
     A saved probe is a folder of two files (`save`, `load`):
 
-    - probe.json: {"kind": registry name, "info": provenance, "state": the kind's scalars}. `info` holds what the sweep
-      records (target, model, model_dtype, chat_template, store, max_tokens, position, layer, train_groups,
-      validation_groups, rating_range) and what the fit chose (ridge: alpha_factor; sgd/mlp: config, best_epoch,
-      epochs_run, final_val_loss; pairwise: pairs). `state`: ridge {intercept, alpha_factor}; mean_diff and pairwise
+    - probe.json: {"kind": registry name, "info": provenance, "state": the kind's scalars}. `info` is a `ProbeInfo`
+      (probes/info.py): what the sweep records (target, model, model_dtype, chat_template, store, max_tokens, position,
+      layer, train_groups, validation_groups, rating_range, group_key_version) and, under `fit`, what the fit chose
+      (ridge: alpha_factor; sgd/mlp: config, best_epoch, epochs_run, final_val_loss; pairwise: pairs); the flat dict
+      of older probe folders loads into it. `state`: ridge {intercept, alpha_factor}; mean_diff and pairwise
       {slope, intercept, options}; sgd and mlp {config, y_mean, y_scale, d_model} (+ mlp's hidden, depth, dropout).
     - tensors.safetensors: standardizer_mean and standardizer_scale (float64 [d]: the z-scoring of the states), and the
       kind's weights: ridge "weights" [d] (on z-scored states); mean_diff and pairwise "vector" [d] (projection on
@@ -73,7 +75,7 @@ class Probe(ABC):
 
     def __init__(self) -> None:
         self.standardizer: Standardizer | None = None
-        self.info: dict[str, Any] = {}  # layer, position, target, chosen hyperparameters...
+        self.info = ProbeInfo()  # layer, position, target, prompts, chosen hyperparameters...
 
     @classmethod
     def create(cls, kind: str, settings: ProbeSettings | None = None) -> Probe:
@@ -160,7 +162,7 @@ class Probe(ABC):
         probe = cls.__new__(cls)
         Probe.__init__(probe)
         try:
-            probe.info = meta["info"]
+            probe.info = ProbeInfo.model_validate(from_flat(meta["info"]))
             probe.standardizer = Standardizer(tensors.pop("standardizer_mean"), tensors.pop("standardizer_scale"))
             probe._restore(tensors, meta["state"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:

@@ -66,7 +66,7 @@ class PairwiseProbe(ProjectionProbe):
         labels = np.concatenate([np.ones(len(pairs)), np.zeros(len(pairs))])
         self.vector = LogisticRegression(C=self.c, fit_intercept=False, max_iter=2000).fit(features, labels).coef_[0]
         self._calibrate(xs, y)
-        self.info["pairs"] = int(len(pairs))
+        self.info.fit["pairs"] = int(len(pairs))
         return self
 
     def _options(self) -> dict[str, Any]:

@@ -239,7 +239,7 @@ class RidgeProbe(Probe):
 
     def _set(self, weights: np.ndarray, intercept: float) -> RidgeProbe:
         self.weights, self.intercept = weights, intercept
-        self.info["alpha_factor"] = self.alpha_factor
+        self.info.fit["alpha_factor"] = self.alpha_factor
         return self
 
     def predict(self, x) -> np.ndarray:

@@ -126,8 +126,8 @@ class TrainedProbe(Probe):
         self.network = self.build(x.shape[1])
         xs, ys = self.standardizer.transform(x), (y - self.y_mean) / self.y_scale
         history = train_regressor(self.network, xs[~held], ys[~held], xs[held], ys[held], self.config)
-        self.info.update(config=self.config.model_dump(), best_epoch=history["best_epoch"], epochs_run=history["epochs_run"],
-                         final_val_loss=min(history["val_loss"]))
+        self.info.fit.update(config=self.config.model_dump(), best_epoch=history["best_epoch"],
+                             epochs_run=history["epochs_run"], final_val_loss=min(history["val_loss"]))
         return self
 
     def predict(self, x) -> np.ndarray:

@@ -13,10 +13,10 @@ from latent_reward.report.pvalue import p_text
 
 def answers(result: RunResult) -> list[Answer]:
     """Answers first: the question, then one paragraph with its numbers."""
-    model = result.model["name"]
+    model = result.model.name
     readout = result.readout
     out = [Answer(question=f"Does {model} encode the reward of its responses?", answer=encodes_answer(readout)),
-           Answer(question="Where is it?", answer=where_answer(readout, result.model["n_layers"]))]
+           Answer(question="Where is it?", answer=where_answer(readout, result.model.n_layers))]
     if readout.within_probe is not None:
         out.append(Answer(question="Does it rank responses to the same prompt?", answer=within_answer(readout)))
     if result.prompt_only is not None:
@@ -32,7 +32,7 @@ def answers(result: RunResult) -> list[Answer]:
     return out
 
 
-def _versus(comparison: Comparison, metric: str) -> str:
+def _versus(comparison: Comparison, metric: names.Metric) -> str:
     test = comparison.versus_probe.get(metric)
     if test is None:
         return ""
@@ -79,7 +79,7 @@ def encodes_answer(readout: ReadoutResult) -> str:
         parts.append(f"Declared test: {verdict.test}.")
     parts.append(f"Cells chosen in the folds: pooled probe {'; '.join(sorted({str(c) for c in readout.fold_cells}))}"
                  + (f"; within-prompt probe {'; '.join(sorted({str(c) for c in readout.within_fold_cells}))}." if readout.within_probe else "."))
-    for metric in ("pearson", "within_acc"):
+    for metric in names.HEADLINE_METRICS:
         best = strongest(readout.comparisons, metric, names.TEXT_BASELINES + (names.GENERATOR, names.LOGPROB))
         if best is not None:
             parts.append(f"Strongest baseline by validation {names.METRIC_LABELS[metric]} (on the single split): {best.name}, "
@@ -113,7 +113,7 @@ def _control_sentences(readout: ReadoutResult) -> list[str]:
     for comparison in readout.comparisons:
         if comparison.kind != "control":
             continue
-        metric = "within_acc" if comparison.name == names.SHUFFLED_WITHIN else "pearson"
+        metric: names.Metric = "within_acc" if comparison.name == names.SHUFFLED_WITHIN else "pearson"
         test = comparison.null.get(metric)
         if test is None or test.observed is None:
             continue
@@ -131,7 +131,8 @@ def where_answer(readout: ReadoutResult, n_layers: int) -> str:
     for position in dict.fromkeys(c.position for c in sweep.cells(kind)):
         cell = sweep.val_best(kind, position)
         if cell is not None:
-            peaks.append(f"{position}: layer {cell.layer} ({cell.layer / max(n_layers, 1):.0%} of depth, validation r = {cell.val['pearson']:.3f})")
+            peaks.append(f"{position}: layer {cell.layer} ({cell.layer / max(n_layers, 1):.0%} of depth, "
+                         f"validation r = {cell.val.pearson.value:.3f})")
     text = (f"On the single split ({sweep.split.how}), the validation-best cell is {best} ({best.layer / max(n_layers, 1):.0%} "
             f"of depth): validation r = {sweep.best_validation.pearson}; on the {sweep.split.prompts['test']} test prompts, touched "
             f"once, r = {sweep.best_test.pearson} and within-prompt accuracy {sweep.best_test.within_acc}.")

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from latent_reward.evaluation.results import CHANCE, METRIC_LABELS
+from latent_reward.evaluation.results import CHANCE, HEADLINE_METRICS, METRIC_LABELS, Metric
 from latent_reward.experiments.compare import CompareResult
 from latent_reward.experiments.crossfit import PROBE_KIND
 from latent_reward.experiments.run_result import RunResult
@@ -67,7 +67,7 @@ def comparison(result: RunResult, folder: Path) -> Path:
     if readout.within_probe is not None:
         entries.append((readout.within_probe.name, readout.within_probe.scores, "C1"))
     figure, axes = new_figure(1, 2, figsize=(10, 0.32 * len(entries) + 1.2), sharey=True)
-    for axis, metric in zip(axes, ("pearson", "within_acc")):
+    for axis, metric in zip(axes, HEADLINE_METRICS):
         values = np.array([s.metric(metric).value if s.metric(metric).known else np.nan for _, s, _ in entries], dtype=float)
         lows = np.array([_or(s.metric(metric).low, v) for (_, s, _), v in zip(entries, values)], dtype=float)
         highs = np.array([_or(s.metric(metric).high, v) for (_, s, _), v in zip(entries, values)], dtype=float)
@@ -84,13 +84,14 @@ def _or(value, default):
     return default if value is None else value
 
 
-def _grid_frame(result: RunResult, metric: str) -> pd.DataFrame:
-    rows = [{"position": c.position, "layer": c.layer, "probe": c.probe, "value": c.val.get(metric)} for c in result.readout.sweep.grid]
+def _grid_frame(result: RunResult, metric: Metric) -> pd.DataFrame:
+    rows = [{"position": c.position, "layer": c.layer, "probe": c.probe, "value": c.val.metric(metric).value}
+            for c in result.readout.sweep.grid]
     return pd.DataFrame(rows)
 
 
 @styled
-def heatmap(result: RunResult, folder: Path, metric: str) -> Path:
+def heatmap(result: RunResult, folder: Path, metric: Metric) -> Path:
     """The shown probe kind (the default, when swept) at every (position, layer): validation metric."""
     frame = _grid_frame(result, metric)
     kind = result.readout.sweep.shown_kind
@@ -110,20 +111,20 @@ def heatmap(result: RunResult, folder: Path, metric: str) -> Path:
 
 
 @styled
-def layer_curves(result: RunResult, folder: Path, metric: str) -> Path:
+def layer_curves(result: RunResult, folder: Path, metric: Metric) -> Path:
     """Validation metric by relative depth per position (the shown probe kind), with intervals over validation
     prompts."""
-    sweep, n_layers = result.readout.sweep, max(result.model["n_layers"], 1)
+    sweep, n_layers = result.readout.sweep, max(result.model.n_layers, 1)
     kind = sweep.shown_kind
     figure, axis = new_figure(figsize=(7, 3.6))
     for position in dict.fromkeys(c.position for c in sweep.cells(kind)):
         cells = sweep.cells(kind, position)
         depth = np.array([c.layer / n_layers for c in cells])
-        values = np.array([_or(c.val.get(metric), np.nan) for c in cells], dtype=float)
+        values = np.array([_or(c.val.metric(metric).value, np.nan) for c in cells], dtype=float)
         axis.plot(depth, values, label=position, lw=1.5)
-        if all(metric in c.val_ci for c in cells):
-            low = np.array([_or(c.val_ci[metric].low, np.nan) for c in cells], dtype=float)
-            high = np.array([_or(c.val_ci[metric].high, np.nan) for c in cells], dtype=float)
+        if any(c.val.metric(metric).low is not None for c in cells):  # the shown kind's cells carry intervals
+            low = np.array([_or(c.val.metric(metric).low, np.nan) for c in cells], dtype=float)
+            high = np.array([_or(c.val.metric(metric).high, np.nan) for c in cells], dtype=float)
             axis.fill_between(depth, low, high, alpha=0.15)
     axis.axhline(CHANCE[metric], color="k", lw=0.6)
     axis.set_xlabel("relative depth (layer / n_layers)")
@@ -159,10 +160,11 @@ def probe_kinds(result: RunResult, folder: Path) -> Path | None:
     if len(kinds) < 2:
         return None
     figure, axis = new_figure(figsize=(7, 3.4))
-    n_layers = max(result.model["n_layers"], 1)
+    n_layers = max(result.model.n_layers, 1)
     for kind in kinds:
         cells = sweep.cells(kind, sweep.best.position)
-        axis.plot([c.layer / n_layers for c in cells], [_or(c.val.get("pearson"), np.nan) for c in cells], label=kind, lw=1.5)
+        axis.plot([c.layer / n_layers for c in cells], [_or(c.val.pearson.value, np.nan) for c in cells], label=kind,
+                  lw=1.5)
     axis.set_xlabel("relative depth")
     axis.set_ylabel("validation Pearson r")
     axis.set_title(f"probe types at {sweep.best.position}")
@@ -202,15 +204,15 @@ def ratings(result: RunResult, folder: Path) -> Path:
 @styled
 def controls(result: RunResult, folder: Path) -> Path | None:
     """Each control's null interval against the real probe's value."""
-    tests = [(c.name, test) for c in result.readout.comparisons if c.kind == "control" for test in c.null.values()
-             if test.observed is not None]
+    tests = [(f"{c.name}: {METRIC_LABELS[metric]}", test) for c in result.readout.comparisons if c.kind == "control"
+             for metric, test in c.null.items() if test.observed is not None]
     if not tests:
         return None
     figure, axis = new_figure(figsize=(7, 0.45 * len(tests) + 1))
     for row, (name, test) in enumerate(tests):
         axis.plot([test.null_low, test.null_high], [row, row], color="C7", lw=6, alpha=0.6)
         axis.plot([test.observed], [row], "o", color="C3")
-    axis.set_yticks(range(len(tests)), [f"{name}: {METRIC_LABELS[t.metric]}" for name, t in tests], fontsize=7)
+    axis.set_yticks(range(len(tests)), [label for label, _ in tests], fontsize=7)
     axis.set_title("controls: 95% of the shuffled-rating probes (grey) vs the real probe (red)")
     return save(figure, folder, "controls")
 
@@ -221,7 +223,7 @@ def prompt_only(result: RunResult, folder: Path) -> Path | None:
     if po is None:
         return None
     figure, axis = new_figure(figsize=(7, 3.4))
-    n_layers = max(result.model["n_layers"], 1)
+    n_layers = max(result.model.n_layers, 1)
     for position in dict.fromkeys(c.position for c in po.curves):
         cells = [c for c in po.curves if c.position == position]
         depth = np.array([c.layer / n_layers for c in cells])

@@ -15,7 +15,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from latent_reward.evaluation.results import Comparison, Interval, PairedDifference
+from latent_reward.evaluation.results import HEADLINE_METRICS, Comparison, Interval, Metric, PairedDifference
 from latent_reward.experiments.compare import CompareResult, ModelDifference
 from latent_reward.experiments.crossfit import PROBE_KIND
 from latent_reward.experiments.reward_model import ScoreResult
@@ -44,7 +44,7 @@ def _paired(test: PairedDifference) -> str:
     return f"{test.difference:+.3f}" + (f" (p = {test.p_value:.3f})" if test.p_value is not None else "")
 
 
-def _difference(comparison: Comparison, metric: str) -> str:
+def _difference(comparison: Comparison, metric: Metric) -> str:
     test = comparison.versus_probe.get(metric)
     if test is None:
         return ""
@@ -112,10 +112,8 @@ def _lens_blocks(result: RunResult) -> list[dict]:
 def _figures(result: RunResult, predictions: pd.DataFrame | None, folder: Path) -> dict[str, Path | None]:
     return {
         "comparison": figures.comparison(result, folder),
-        "heatmap_pearson": figures.heatmap(result, folder, "pearson"),
-        "heatmap_within_acc": figures.heatmap(result, folder, "within_acc"),
-        "layers_pearson": figures.layer_curves(result, folder, "pearson"),
-        "layers_within_acc": figures.layer_curves(result, folder, "within_acc"),
+        **{f"heatmap_{metric}": figures.heatmap(result, folder, metric) for metric in HEADLINE_METRICS},
+        **{f"layers_{metric}": figures.layer_curves(result, folder, metric) for metric in HEADLINE_METRICS},
         "scatter": figures.scatter(result, predictions, folder),
         "probe_kinds": figures.probe_kinds(result, folder),
         "sgd_grid": figures.sgd_grid(result, folder),
@@ -136,7 +134,8 @@ def write_report(result: RunResult, folder: str | Path, predictions: pd.DataFram
     summary_keys = ("source", "format", "records", "examples", "groups", "responses_per_group", "rating", "aspects", "splits", "skipped")
     data = result.data.model_dump()
     html = render(
-        "report.html.j2", model=result.model, data=data, data_name=Path(result.data.source).name, target=readout.target,
+        "report.html.j2", model=result.model.model_dump(mode="json", exclude_none=True), data=data,
+        data_name=Path(result.data.source).name, target=readout.target,
         split=readout.sweep.split, sketch=readout.sweep.sketch, answers=result.answers, figures={name: embed(path) for name, path in paths.items()},
         comparison_rows=comparison_rows(result),
         subset_rows=[[s.name, str(s.scores.n_examples), str(s.scores.pearson), str(s.scores.within_acc)] for s in readout.subsets],
@@ -147,8 +146,8 @@ def write_report(result: RunResult, folder: str | Path, predictions: pd.DataFram
                      for r in (po.top_prompts + po.bottom_prompts if po else [])],
         lens_blocks=_lens_blocks(result), score_tables=score_tables(result.scores),
         data_rows=[(k, data.get(k)) for k in summary_keys if data.get(k) not in (None, {}, [])]
-        + [("truncated", (result.store.get("stats") or {}).get("truncated"))],
-        reproduce=json.dumps({"config": result.config, "fingerprint": result.store.get("fingerprint")}, indent=1, default=str),
+        + [("truncated", result.store.stats.truncated if result.store.stats else None)],
+        reproduce=json.dumps({"config": result.config, "fingerprint": result.store.fingerprint}, indent=1, default=str),
         timings=", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()),
     )
     return atomic_write_text(folder / "report.html", html)
@@ -159,11 +158,11 @@ def _fmt(value: float | None) -> str:
 
 
 def _seen_note(result: RunResult) -> str:
-    trained = result.model.get("post_training") or []
+    trained = result.model.post_training
     if not trained:
         return ""
-    return (f"{result.model['name']} was post-trained on {', '.join(trained)}: rows from that data are shown separately from "
-            "the rest below, since a model may represent its own training pairs differently.")
+    return (f"{result.model.name} was post-trained on {', '.join(trained)}: rows from that data are shown separately "
+            "from the rest below, since a model may represent its own training pairs differently.")
 
 
 def _training(row) -> str:
@@ -209,7 +208,7 @@ def write_compare(result: CompareResult, folder: str | Path) -> Path:
             for row in result.rows]
     differences = [[d.first, d.second, str(d.examples), str(d.prompts),
                     *[_difference_text(d.difference[m]) if m in d.difference else "n/a"
-                      for m in ("pearson", "within_acc")]] for d in result.differences]
+                      for m in HEADLINE_METRICS]] for d in result.differences]
     measures = list(dict.fromkeys(name for row in result.rows for name in row.conversation))
     conversation = [[row.label, *[str(row.conversation[m]) if m in row.conversation else "n/a" for m in measures]]
                     for row in result.rows if row.conversation]

@@ -41,7 +41,7 @@ def probe_reward(folder: str | Path) -> Reward:
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         conversations = [_conversation(p, c) for p, c in zip(prompts, completions)]
-        states = position_states(loaded, conversations, probe.info["position"], int(probe.info["layer"]), probe.info.get("max_tokens"))
+        states = position_states(loaded, conversations, *probe.info.cell(), probe.info.max_tokens)
         return [float(v) for v in probe.predict(states)]
 
     reward.__name__ = f"probe_{Path(folder).name}"

@@ -52,11 +52,11 @@ def extract_or_reuse(model: ModelSpec, examples: list[Example], folder: Path, co
 def probe_model(probe: Probe, model: str | None = None, device: str = "auto", device_map: str | None = None) -> LoadedModel:
     """The model a saved probe reads (or `model`), in the dtype and chat format it was trained with, on `device`
     (or spread by `device_map`)."""
-    name = model or probe.info.get("model")
+    name = model or probe.info.model
     if not name:
         raise UserError("the probe does not record its model; pass --model")
-    spec = ModelSpec(name=name, dtype=probe.info.get("model_dtype") or "float32", device=device, device_map=device_map,
-                     fallback_template=probe.info.get("chat_template") == "fallback")
+    spec = ModelSpec(name=name, dtype=probe.info.model_dtype or "float32", device=device, device_map=device_map,
+                     fallback_template=probe.info.chat_template == "fallback")
     loaded = spec.load()
     if probe.standardizer is not None and len(probe.standardizer.mean) != loaded.info.d_model:
         raise UserError(f"the probe reads {len(probe.standardizer.mean)}-dimensional states but {name} has "

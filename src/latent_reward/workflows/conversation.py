@@ -42,13 +42,13 @@ class ConversationReport(Result):
 def run_conversation(job: ConversationJob) -> ConversationReport:
     started = time.perf_counter()
     prompt_probe = Probe.load(job.prompt_probe)
-    if prompt_probe.info.get("position") != "assistant_start":
+    if prompt_probe.info.position != "assistant_start":
         raise UserError("--prompt-probe must read assistant_start (a run's prompt_probe folder)")
     out = prepare_output_folder(job.out)
     with exclusive(out, "conversation job"):
         loaded = probe_model(prompt_probe, job.model, device=job.device, device_map=job.device_map)
         response_probe = Probe.load(job.response_probe) if job.response_probe else None
-        excluded = set(prompt_probe.info.get("train_groups") or ()) | set(prompt_probe.info.get("validation_groups") or ())
+        excluded = prompt_probe.info.excluded_groups()
         examples = [e for e in job.data.load().examples if e.group not in excluded]  # prompts V was not fitted or chosen on
         if not examples:
             raise UserError("every prompt in this data was used to train or validate the prompt probe; use other prompts")

@@ -43,5 +43,5 @@ def run_extract(job: ExtractJob, progress: bool = True) -> ExtractOutcome:
     load_seconds = time.perf_counter() - started
     result = extract(loaded, dataset.examples, job.out, config, progress=progress, source=dataset.source)
     write_run_json(job.out, "extract", job, {"load": load_seconds, "extract": result.seconds, "total": time.perf_counter() - started},
-                   {"skipped_records": dataset.skipped, "stats": result.store.manifest["stats"]})
+                   {"skipped_records": dataset.skipped, "stats": result.store.manifest.stats})
     return ExtractOutcome(result, dataset.skipped, load_seconds)

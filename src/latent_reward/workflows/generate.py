@@ -30,7 +30,7 @@ def run_generate(job: GenerateJob, on_token: Callable[[str, float], None] | None
     reply = generate_with_estimates(loaded, probe, [{"role": "user", "content": job.prompt}], job.max_new_tokens, job.temperature,
                                     job.seed, on_token)
     if job.html:
-        low, high = probe.info.get("rating_range") or (0.0, 1.0)
+        low, high = probe.info.rating_range or (0.0, 1.0)
         write_lens_page(job.html, f"{loaded.info.name}: {job.prompt[:80]}",
                         [{"caption": job.prompt, "tokens": reply.tokens, "estimates": reply.estimates}], low, high)
     return reply, probe

@@ -19,7 +19,7 @@ from latent_reward.data.summary import summarize_examples
 from latent_reward.experiments.crossfit import CrossFit
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
 from latent_reward.experiments.readout import WITHIN_PREDICTIONS, ReadoutConfig, reward_readout
-from latent_reward.experiments.run_result import PREDICTIONS_FILE, WITHIN_COLUMN, RunResult
+from latent_reward.experiments.run_result import PREDICTIONS_FILE, WITHIN_COLUMN, RunResult, StoreSummary
 from latent_reward.experiments.sweep import SweepFit, fit_within_probe
 from latent_reward.experiments.trajectory import TrajectoryConfig, reward_trajectories
 from latent_reward.io import exclusive, prepare_output_folder, write_csv
@@ -119,13 +119,11 @@ def analyse(store: ActivationStore, random_store: ActivationStore | None, readou
         tick = time.perf_counter()
         trajectory = reward_trajectories(trajectory_model, store, fit, trajectory_config)
         timings["trajectory"] = time.perf_counter() - tick
-    source = store.manifest.get("data_source") or "data"
+    source = store.manifest.data_source or "data"
     result = RunResult(
-        command=type(config).__name__, model=store.manifest["model"],
+        command=type(config).__name__, model=store.manifest.model,
         data=summarize_examples(store.examples, source=source, skipped=skipped), readout=readout, prompt_only=expected,
-        trajectory=trajectory, store={"folder": str(store.folder), "fingerprint": store.manifest["fingerprint"],
-                                      "stats": store.manifest.get("stats")},
-        config=config.model_dump(mode="json"), timings=timings)
+        trajectory=trajectory, store=StoreSummary.of(store), config=config.model_dump(mode="json"), timings=timings)
     result.answers = answers(result)
     report_folder = report_folder or out / "report"
     report_folder.mkdir(parents=True, exist_ok=True)

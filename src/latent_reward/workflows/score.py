@@ -18,9 +18,9 @@ from latent_reward.config import DataSpec, Device, ExtractConfig, ModelSpec, Spe
 from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import length_features
+from latent_reward.evaluation.results import LENGTH, LOGPROB
 from latent_reward.experiments.reward_model import (IMPLICIT_REWARD, NORMALIZATIONS, PROBE, WITHIN_PROBE, ScoreResult,
-                                                    best_of_n, excluded_groups, implicit_reward, pair_accuracy,
-                                                    score_examples, transfer)
+                                                    best_of_n, implicit_reward, pair_accuracy, score_examples, transfer)
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RESULTS_FILE, RunResult
 from latent_reward.io import exclusive, prepare_output_folder, write_csv, write_json
 from latent_reward.probes import Probe
@@ -63,20 +63,20 @@ def run_score(job: ScoreJob, progress: bool = True) -> ScoreResult:
                                        source=dataset.source, max_tokens=job.max_tokens)
         truncated = store.stat("truncated").astype(bool)
         logprob_sum = np.where(truncated, np.nan, store.stat("logprob_sum"))  # a truncated text's is not log pi(y|x)
-        predictors = {**scores, "response length": length_features([e.response for e in store.examples])[:, 0],
-                      "mean log-prob": np.where(truncated, np.nan, store.stat("logprob_mean").astype(np.float64))}
+        predictors = {**scores, LENGTH: length_features([e.response for e in store.examples])[:, 0],
+                      LOGPROB: np.where(truncated, np.nan, store.stat("logprob_mean").astype(np.float64))}
         if job.reference:
             implicit, reference_truncated = _implicit(job, probe, dataset, loaded, store, out, progress)
             truncated = truncated | reference_truncated
             predictors[f"{IMPLICIT_REWARD} ({job.normalization})"] = np.where(truncated, np.nan, implicit)
         elif job.normalization == "none":
             predictors[f"{IMPLICIT_REWARD} (none)"] = implicit_reward(logprob_sum, None, normalization="none")
-        excluded = excluded_groups(*probes.values())
+        excluded = set().union(*(p.info.excluded_groups() for p in probes.values()))
         keep = np.array([g not in excluded for g in store.groups])
         if not keep.any():
             raise UserError("every prompt in this data was used to train or validate the probe; score it on other prompts")
         result = ScoreResult(data=dataset.source, examples=int(keep.sum()), excluded_prompts=len(excluded & set(store.groups)),
-                             probe={k: v for k, v in probe.info.items() if not k.endswith("_groups")},
+                             probe=probe.info.provenance(),
                              probes=list(probes), truncated=int((truncated & keep).sum()))
         result.pair_accuracy = pair_accuracy(store, predictors, keep, job.n_boot, job.seed, truncated,
                                              reference=next(iter(probes)))
@@ -98,10 +98,10 @@ def load_probes(job: ScoreJob) -> dict[str, Probe]:
     beside = job.probe.parent / WITHIN_PROBE_FOLDER
     folder = job.within_probe or (beside if beside.is_dir() and beside.resolve() != job.probe.resolve() else None)
     probes = {PROBE: probe} if folder is None else {WITHIN_PROBE: Probe.load(folder), PROBE: probe}
-    same = ("model", "max_tokens")
-    if folder is not None and any(probes[WITHIN_PROBE].info.get(k) != probe.info.get(k) for k in same):
+    within = probes.get(WITHIN_PROBE)
+    if within is not None and (within.info.model, within.info.max_tokens) != (probe.info.model, probe.info.max_tokens):
         raise UserError(f"the within-prompt probe in {folder} reads another model or token budget than {job.probe}")
-    if any(p.info.get("group_key_version") != GROUP_KEY_VERSION for p in probes.values()):
+    if any(p.info.group_key_version != GROUP_KEY_VERSION for p in probes.values()):
         raise UserError(f"{job.probe} was saved by an older version, whose prompt ids differ from this one's, so the "
                         "prompts it was trained on cannot be excluded; run `latent-reward run` (or sweep) again")
     return probes
@@ -115,7 +115,7 @@ def _implicit(job: ScoreJob, probe: Probe, dataset, loaded, store, out: Path, pr
 
     reference = ModelSpec(name=job.reference, dtype=loaded.info.dtype, device=job.device, device_map=job.device_map,
                           fallback_template=loaded.info.chat_template == "fallback").load()
-    config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=store.manifest["fingerprint"]["max_tokens"],
+    config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=store.manifest.max_tokens,
                            logprobs=True)
     reference_store = extract(reference, dataset.examples, out / "store-reference", config, progress=progress).store
     # per-token averages over the response's tokens and the end-of-turn token

@@ -37,12 +37,12 @@ class SteerJob(Spec):
 def run_steer(job: SteerJob, progress: bool = True) -> SteerResult:
     started = time.perf_counter()
     probe = Probe.load(job.probe)
-    store_folder = job.store or (Path(probe.info["store"]) if probe.info.get("store") else None)
+    store_folder = job.store or (Path(probe.info.store) if probe.info.store else None)
     if store_folder is None:
         raise UserError("the probe does not record its activation store; pass --store")
     store = ActivationStore.open(store_folder)
-    if store.manifest["model"]["name"] != probe.info.get("model"):
-        raise UserError(f"the store holds states of {store.manifest['model']['name']}, the probe reads {probe.info.get('model')}")
+    if store.manifest.model.name != probe.info.model:
+        raise UserError(f"the store holds states of {store.manifest.model.name}, the probe reads {probe.info.model}")
     out = prepare_output_folder(job.out)
     with exclusive(out, "steer job"):
         loaded = probe_model(probe, job.model, device=job.device, device_map=job.device_map)
@@ -68,7 +68,7 @@ def run_steer(job: SteerJob, progress: bool = True) -> SteerResult:
 
 def held_out_prompts(store: ActivationStore, probe: Probe, job: SteerJob) -> list[list[dict[str, str]]]:
     """Prompts the probe was neither trained nor validated on: from --data, else from the store; a seeded choice."""
-    excluded = set(probe.info.get("train_groups") or ()) | set(probe.info.get("validation_groups") or ())
+    excluded = probe.info.excluded_groups()
     examples = job.data.load().examples if job.data else store.examples
     by_group = {e.group: e.prompt_messages for e in examples if e.group not in excluded}
     if not by_group:
