@@ -64,7 +64,7 @@ def test_the_csv_tables_hold_the_grid_every_comparison_and_every_cross_fitted_pr
     best = result.readout.sweep.best
     row = grid[(grid.probe == best.probe) & (grid.position == best.position) & (grid.layer == best.layer)].iloc[0]
     cell = next(c for c in result.readout.sweep.grid if (c.probe, c.position, c.layer) == (best.probe, best.position, best.layer))
-    assert row.val_pearson == pytest.approx(cell.val["pearson"])
+    assert row.val_pearson == pytest.approx(cell.val.pearson.value)
     table = pd.read_csv(folder / "report" / "comparisons.csv")
     tfidf = result.readout.comparison("TF-IDF response")
     line = table[(table.predictor == "TF-IDF response") & (table.metric == "within_acc")].iloc[0]

@@ -16,7 +16,7 @@ COMPARISONS_FILE = "comparisons.csv"
 def grid_frame(sweep: SweepResult) -> pd.DataFrame:
     """Every probe kind x position x layer of the sweep with each metric on the validation prompts."""
     return pd.DataFrame([{"probe": cell.probe, "position": cell.position, "layer": cell.layer,
-                          **{f"val_{metric}": cell.val.get(metric) for metric in METRICS}} for cell in sweep.grid])
+                          **{f"val_{metric}": cell.val.metric(metric).value for metric in METRICS}} for cell in sweep.grid])
 
 
 def comparisons_frame(readout: ReadoutResult) -> pd.DataFrame:
