@@ -12,6 +12,7 @@ from sklearn.linear_model import Ridge
 from helpers import cli, synthetic_examples
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.sweep import SweepConfig, sweep
 from latent_reward.errors import UserError
 from latent_reward.evaluation.results import Interval
 from latent_reward.experiments.steer import (CIRCULAR, Effect, PrimaryContrast, SteerConfig, SteerResult, _rank_p,
@@ -19,7 +20,6 @@ from latent_reward.experiments.steer import (CIRCULAR, Effect, PrimaryContrast, 
                                              direction_vectors, distinct_2, effects, primary_contrast, primary_strength,
                                              steer_layers)
 from latent_reward.experiments.steer_scoring import Scoring, _with_empty, prefixes
-from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.probes import Probe, RidgeProbe
 from latent_reward.report.steer import answer
 from latent_reward.workflows.steer import SteerJob, run_steer

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from helpers import planted_store
+from latent_reward.analysis.sweep import SweepConfig
+from latent_reward.evaluation.results import Interval
 from latent_reward.experiments.conversation import ConversationResult, PairedMeasure
 from latent_reward.experiments.readout import ReadoutConfig
 from latent_reward.experiments.reward_model import BestOfN, PairAccuracy, ScoreResult
 from latent_reward.experiments.run_result import RunResult
-from latent_reward.experiments.sweep import SweepConfig
 from latent_reward.probes import ProbeOptions, TrainConfig
-from latent_reward.evaluation.results import Interval
 from latent_reward.report.html import write_report
 from latent_reward.workflows.compare import run_compare
 from latent_reward.workflows.run import SweepJob, sweep_stores

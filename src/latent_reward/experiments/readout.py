@@ -20,7 +20,11 @@ import numpy as np
 from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.crossfit import ANY_CELL, LAYER_ZERO, CrossFit, cross_fit
+from latent_reward.analysis.sgd_settings import SGDSetting, sgd_settings_grid
 from latent_reward.analysis.sketch import SketchConfig, SketchedStore, full_store, sketch_view
+from latent_reward.analysis.sweep import SweepConfig, SweepFit, SweepResult, sweep
+from latent_reward.analysis.targets import Target, make_target, within_prompt
 from latent_reward.errors import UserError
 from latent_reward.evaluation import results as names
 from latent_reward.evaluation.baselines import TextData, available_baselines, length_features, text_statistics
@@ -29,10 +33,6 @@ from latent_reward.evaluation.metrics import metric as metric_value
 from latent_reward.evaluation.multiplicity import holm
 from latent_reward.evaluation.paired import null_test, paired_differences
 from latent_reward.evaluation.results import Cell, Comparison, Interval, PairedDifference, Result, Scores, finite
-from latent_reward.experiments.crossfit import ANY_CELL, LAYER_ZERO, CrossFit, cross_fit
-from latent_reward.experiments.sgd_settings import SGDSetting, sgd_settings_grid
-from latent_reward.experiments.sweep import SweepConfig, SweepFit, SweepResult, sweep
-from latent_reward.experiments.targets import Target, make_target, within_prompt
 from latent_reward.probes import SGDProbe, probe_class
 
 

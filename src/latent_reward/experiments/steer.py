@@ -36,12 +36,12 @@ import pandas as pd
 from pydantic import ConfigDict, Field
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.targets import make_target
 from latent_reward.errors import UserError
 from latent_reward.evaluation.multiplicity import holm
 from latent_reward.evaluation.results import Interval, Result
 from latent_reward.evaluation.small_sample import detectable_effect, studentized_crossed, studentized_mean
 from latent_reward.experiments.steer_scoring import CIRCULAR, JudgeScorer, Scoring, score_replies
-from latent_reward.experiments.targets import make_target
 from latent_reward.generation import GenerationConfig, Intervention, generate
 from latent_reward.generation.teacher_forced import read_back
 from latent_reward.models.chat import prompt_token_ids

@@ -21,10 +21,10 @@ from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.activations.tokens import response_token_states
+from latent_reward.analysis.sweep import SweepFit
 from latent_reward.evaluation.controls import within_group_permutations
 from latent_reward.evaluation.paired import null_test
 from latent_reward.evaluation.results import Interval, NullTest, Result
-from latent_reward.experiments.sweep import SweepFit
 from latent_reward.models.loading import LoadedModel
 from latent_reward.positions import RESPONSE_POSITIONS
 from latent_reward.probes import Probe, RidgeProbe

@@ -13,14 +13,14 @@ import pandas as pd
 from pydantic import Field
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.crossfit import CrossFit
 from latent_reward.analysis.sketch import sketch_view
+from latent_reward.analysis.sweep import SweepFit, fit_within_probe
 from latent_reward.config import DataSpec, ExtractConfig, ModelSpec, Spec
 from latent_reward.data.summary import summarize_examples
-from latent_reward.experiments.crossfit import CrossFit
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
 from latent_reward.experiments.readout import WITHIN_PREDICTIONS, ReadoutConfig, reward_readout
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, WITHIN_COLUMN, RunResult
-from latent_reward.experiments.sweep import SweepFit, fit_within_probe
 from latent_reward.experiments.trajectory import TrajectoryConfig, reward_trajectories
 from latent_reward.io import exclusive, prepare_output_folder, write_csv
 from latent_reward.models.loading import LoadedModel

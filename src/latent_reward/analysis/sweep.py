@@ -19,12 +19,12 @@ from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchedStore, SketchSummary, full_store, sketch_summary
+from latent_reward.analysis.targets import Target, make_target, within_prompt
 from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.data.splits import SplitPlan, plan_splits
 from latent_reward.errors import UserError
 from latent_reward.evaluation.metrics import Resampler, all_metrics, pearson, quantile_interval, score
 from latent_reward.evaluation.results import Cell, Interval, Result, Scores, finite
-from latent_reward.experiments.targets import Target, make_target, within_prompt
 from latent_reward.io import progress_bar
 from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeOptions, RidgeProbe
 
