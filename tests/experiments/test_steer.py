@@ -190,7 +190,7 @@ def test_prefixes_cut_texts_to_the_replies_token_budget(tiny):
 def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scorers(probe_folder, tmp_path):
     job = SteerJob(probe=probe_folder, config=SteerConfig(layers=(1, 2), strengths=(-4.0, 0.0, 4.0), prompts=3, max_new_tokens=5,
                                                       random_directions=2, n_boot=100), out=tmp_path / "steer")
-    result = run_steer(job, progress=False)
+    result = run_steer(job, progress=False).result
     own = int(Probe.load(probe_folder).info["layer"])
     primary_layer = own if own in (1, 2) else 1
     assert CIRCULAR not in result.scorers and "response length" in result.scorers
