@@ -210,7 +210,7 @@ def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(d
     try:
         summary = run_judge(job(data, server.url, tmp_path / "first", concurrency=8), progress=False).result
         kinds = [form(b) for b in server.requests]
-        again = run_judge(job(data, server.url, tmp_path / "second"), progress=False).result  # a new cache: all asked again
+        again = run_judge(job(data, server.url, tmp_path / "second"), progress=False).result  # a new cache: asked again
     finally:
         server.close()
     assert kinds.count("json_schema") == 1 and kinds.count("json_object+schema") == 8  # once, though 8 are in flight

@@ -8,9 +8,9 @@ from latent_reward.positions import BY_NAME
 from latent_reward.probes import Probe
 from latent_reward.probes.reader import ProbeReader
 
-CONVERSATIONS = [[{"role": "user", "content": "what is two plus two?"}, {"role": "assistant", "content": "it is four"}],
-                 [{"role": "user", "content": "the quick brown fox"}, {"role": "assistant", "content": "jumps over it"}],
-                 [{"role": "user", "content": "what is two plus two?"}, {"role": "assistant", "content": "five, sadly"}]]
+CONVERSATIONS = [[{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+                 for prompt, reply in (("what is two plus two?", "it is four"), ("the quick brown fox", "jumps over it"),
+                                       ("what is two plus two?", "five, sadly"))]
 
 
 def direct_state(loaded, conversation, position: str, layer: int) -> np.ndarray:

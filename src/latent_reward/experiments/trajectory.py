@@ -211,7 +211,7 @@ def _simultaneous_band(difference: np.ndarray, n_boot: int, seed: int, min_pairs
     reached = np.isfinite(difference)
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        boot = (weights @ np.where(reached, difference, 0)) / (weights @ reached)  # [n_boot, bins]: means of the reached
+        boot = (weights @ np.where(reached, difference, 0)) / (weights @ reached)  # [n_boot, bins], reached pairs
         spread = np.nanstd(boot, axis=0)
         t = np.abs(boot[:, usable] - means[usable]) / np.where(spread[usable] > 0, spread[usable], np.inf)
         critical = float(np.quantile(np.nanmax(t, axis=1), 0.95))

@@ -14,7 +14,7 @@ import contextlib
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -63,9 +63,16 @@ class JobFolder:
     """One job's output folder while the job holds it: where to write, the clock, and the timings so far."""
 
     def __init__(self, command: str, config: Any, path: Path | None):
-        self.command, self.config, self.path = command, config, path
+        self.command, self.config, self.folder = command, config, path
         self.started = time.perf_counter()
         self.timings: dict[str, float] = {}
+
+    @property
+    def path(self) -> Path:
+        """The folder to write into (a job started with no `out` has none)."""
+        if self.folder is None:
+            raise TypeError(f"the {self.command} job writes no folder")
+        return self.folder
 
     def elapsed(self) -> float:
         """Seconds since the job started."""
@@ -80,18 +87,18 @@ class JobFolder:
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - tick
 
-    def finish(self, result: R, results: str | None = RESULTS_FILE, files: dict[str, Path | None] | None = None,
+    def finish(self, result: R, results: str | None = RESULTS_FILE, files: Mapping[str, Path | None] | None = None,
                report: Path | None = None, extra: dict[str, Any] | None = None) -> Outcome[R]:
         """Write `result` to `results` (a path inside the folder; None: the command writes no result file) and run.json
         with the timings (the total included) and `extra`; returns the Outcome. Files given as None are left out."""
         self.timings.setdefault("total", self.elapsed())
         named = {name: path for name, path in {"report": report, **(files or {})}.items() if path is not None}
-        if self.path is not None:
+        if self.folder is not None:
             if results is not None:
-                (self.path / results).parent.mkdir(parents=True, exist_ok=True)
-                named["results"] = write_json(self.path / results, result)
-            named["run"] = write_run_json(self.path, self.command, self.config, self.timings, extra)
-        return Outcome(result, self.path, named, dict(self.timings))
+                (self.folder / results).parent.mkdir(parents=True, exist_ok=True)
+                named["results"] = write_json(self.folder / results, result)
+            named["run"] = write_run_json(self.folder, self.command, self.config, self.timings, extra)
+        return Outcome(result, self.folder, named, dict(self.timings))
 
 
 @contextlib.contextmanager

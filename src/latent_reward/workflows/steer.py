@@ -49,7 +49,7 @@ def run_steer(job: SteerJob, progress: bool = True) -> Outcome[SteerResult]:
                    for other in job.scorer_probes]
         cache = JudgeCache(folder.path / "judge-cache.sqlite") if job.judge is not None else None
         try:
-            judge = JudgeScorer(job.judge, cache) if cache is not None else None
+            judge = JudgeScorer(job.judge, cache) if job.judge is not None and cache is not None else None
             result, frame = steer(loaded, store, probe, examples, job.config, readers, judge, progress)
         finally:
             if cache is not None:
