@@ -23,7 +23,6 @@ import argparse
 import itertools
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +32,11 @@ import numpy as np
 from latent_reward.activations import store as store_format
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchConfig, sketch_view
+from latent_reward.analysis.sweep import SweepConfig
 from latent_reward.data.schema import Example
-from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
 from latent_reward.evaluation.metrics import pearson
+from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
-from latent_reward.experiments.sweep import SweepConfig
 from latent_reward.io import write_json
 from latent_reward.probes.ridge import ridge_cv_all_layers
 

@@ -38,7 +38,7 @@ def main() -> None:
             for concurrency in (1, 16):
                 endpoint = Endpoint(base_url=server.url, model="judge", concurrency=concurrency)
                 summary = run_judge(JudgeJob(data=DataSpec(source=str(data)), endpoint=endpoint, config=JudgeConfig(n_boot=100),
-                                             out=Path(folder) / f"out{concurrency}"), progress=False)
+                                             out=Path(folder) / f"out{concurrency}"), progress=False).result
                 rates[concurrency] = summary.items_per_second
                 print(f"concurrency {concurrency:>2}: {summary.rated} items in {summary.seconds:.2f} s = {summary.items_per_second:.1f} items/s")
     finally:

@@ -49,7 +49,7 @@ def tiny_probe_folder(tiny, tiny_model_dir, tmp_path_factory) -> Path:
     """A probe swept on the tiny model's states of synthetic examples, saved; it records the saved tiny model."""
     from helpers import synthetic_examples
     from latent_reward.activations import ExtractConfig, extract
-    from latent_reward.experiments.sweep import SweepConfig, sweep
+    from latent_reward.analysis.sweep import SweepConfig, sweep
 
     store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path_factory.mktemp("probe-store"),
                     ExtractConfig(), progress=False).store

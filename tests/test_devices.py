@@ -245,7 +245,8 @@ def test_training_steps_run_on_the_accelerator_in_bfloat16(method, tiny_model_di
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
-                                 config=PostTrainConfig(method=method, max_steps=2, max_length=64, bf16=True), out=tmp_path / method))
+                                 config=PostTrainConfig(method=method, max_steps=2, max_length=64, bf16=True),
+                                 out=tmp_path / method)).result
     assert summary.steps == 2
     if on_gpu:
         assert torch.cuda.max_memory_allocated() > before  # the trainer put the model and its batches on the GPU

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the workflows are imported when called: `lr.capture` need n
     from latent_reward.experiments.judge import JudgeSummary
     from latent_reward.experiments.reward_model import ScoreResult
     from latent_reward.experiments.steer import SteerResult
-    from latent_reward.workflows.conversation import ConversationReport
+    from latent_reward.experiments.conversation import ConversationReport
     from latent_reward.workflows.respond import RespondResult
     from latent_reward.workflows.train import TrainSummary
 
@@ -51,7 +51,7 @@ def score(probe: PathLike, data: PathLike | DataSpec, out: PathLike, *, progress
     (model, reference, normalization, n_boot, seed, device, device_map)."""
     from latent_reward.workflows.score import ScoreJob, run_score
 
-    return run_score(ScoreJob(probe=probe, data=_data(data), out=out, **options), progress)
+    return run_score(ScoreJob(probe=probe, data=_data(data), out=out, **options), progress).result
 
 
 def steer(probe: PathLike, out: PathLike, *, progress: bool = True, **options: Any) -> SteerResult:
@@ -62,7 +62,7 @@ def steer(probe: PathLike, out: PathLike, *, progress: bool = True, **options: A
 
     if options.get("data") is not None:
         options["data"] = _data(options["data"])
-    return run_steer(SteerJob(probe=probe, out=out, **options), progress)
+    return run_steer(SteerJob(probe=probe, out=out, **options), progress).result
 
 
 def generate(prompt: str, probe: PathLike, *, on_token: Callable[[str, float], None] | None = None,
@@ -72,7 +72,7 @@ def generate(prompt: str, probe: PathLike, *, on_token: Callable[[str, float], N
     temperature, seed, html, device, device_map)."""
     from latent_reward.workflows.generate import GenerateJob, run_generate
 
-    return run_generate(GenerateJob(prompt=prompt, probe=probe, **options), on_token)[0]
+    return run_generate(GenerateJob(prompt=prompt, probe=probe, **options), on_token).result
 
 
 def compare(runs: Sequence[PathLike], out: PathLike | None = None, *, n_boot: int = 1000,
@@ -80,12 +80,12 @@ def compare(runs: Sequence[PathLike], out: PathLike | None = None, *, n_boot: in
     """`latent-reward compare`: run folders side by side; returns the CompareResult (and writes compare.html into `out`
     when it is given)."""
     from latent_reward.experiments.compare import compare as compare_runs
-    from latent_reward.workflows.compare import run_compare
+    from latent_reward.workflows.compare import CompareJob, run_compare
 
     folders = [Path(run) for run in runs]
     if out is None:
         return compare_runs(folders, n_boot, seed)
-    return run_compare(folders, Path(out), n_boot, seed)[0]
+    return run_compare(CompareJob(runs=tuple(folders), out=Path(out), n_boot=n_boot, seed=seed)).result
 
 
 def conversation(data: PathLike | DataSpec, prompt_probe: PathLike, out: PathLike,
@@ -94,7 +94,7 @@ def conversation(data: PathLike | DataSpec, prompt_probe: PathLike, out: PathLik
     ConversationJob's (response_probe, xstest, user_simulators, prompts, config, device, device_map)."""
     from latent_reward.workflows.conversation import ConversationJob, run_conversation
 
-    return run_conversation(ConversationJob(data=_data(data), prompt_probe=prompt_probe, out=out, **options))
+    return run_conversation(ConversationJob(data=_data(data), prompt_probe=prompt_probe, out=out, **options)).result
 
 
 def judge(data: PathLike | DataSpec, endpoint: Any, out: PathLike, *, progress: bool = True,
@@ -103,7 +103,7 @@ def judge(data: PathLike | DataSpec, endpoint: Any, out: PathLike, *, progress: 
     dict: base_url, model, ...); returns the JudgeSummary. Options: JudgeJob's (config: a JudgeConfig or dict)."""
     from latent_reward.workflows.judge import JudgeJob, run_judge
 
-    return run_judge(JudgeJob(data=_data(data), endpoint=endpoint, out=out, **options), progress)
+    return run_judge(JudgeJob(data=_data(data), endpoint=endpoint, out=out, **options), progress).result
 
 
 def respond(prompts: PathLike | DataSpec, out: PathLike, *, progress: bool = True, **options: Any) -> RespondResult:
@@ -112,7 +112,7 @@ def respond(prompts: PathLike | DataSpec, out: PathLike, *, progress: bool = Tru
     generation)."""
     from latent_reward.workflows.respond import RespondJob, run_respond
 
-    return run_respond(RespondJob(prompts=_data(prompts), out=out, **options), progress)
+    return run_respond(RespondJob(prompts=_data(prompts), out=out, **options), progress).result
 
 
 def train(method: str, model: str, data: PathLike | DataSpec, out: PathLike, *, config: Any = None,
@@ -127,7 +127,7 @@ def train(method: str, model: str, data: PathLike | DataSpec, out: PathLike, *, 
         settings = config.model_copy(update={"method": method})
     else:
         settings = PostTrainConfig(**{**(config or {}), "method": method})
-    return run_train(TrainJob(model=model, data=_data(data), out=out, config=settings, **options))
+    return run_train(TrainJob(model=model, data=_data(data), out=out, config=settings, **options)).result
 
 
 def verify(store: PathLike) -> ActivationStore:

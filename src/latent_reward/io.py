@@ -82,11 +82,17 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise UserError(f"{path} is not a valid {what} ({type(error).__name__}: {error}); delete it or restore it") from None
 
 
-def prepare_output_folder(folder: str | Path) -> Path:
-    """Create `folder` (and parents); a clear error when the path is a file or cannot be created."""
+def check_output_folder(folder: str | Path) -> Path:
+    """`folder` as a Path; a clear error when the path is an existing file."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--out {folder} is an existing file, not a folder; choose a folder path")
+    return folder
+
+
+def prepare_output_folder(folder: str | Path) -> Path:
+    """Create `folder` (and parents); a clear error when the path is a file or cannot be created."""
+    folder = check_output_folder(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

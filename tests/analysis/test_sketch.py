@@ -3,12 +3,12 @@
 import numpy as np
 
 from helpers import planted_store
+from latent_reward.analysis.crossfit import cross_fit
 from latent_reward.analysis.sketch import SketchConfig, SketchedStore, _components, full_store, sketch_view
-from latent_reward.experiments.crossfit import cross_fit
+from latent_reward.analysis.sweep import SweepConfig, sweep
+from latent_reward.analysis.targets import make_target, within_prompt
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
-from latent_reward.experiments.sweep import SweepConfig, sweep
-from latent_reward.experiments.targets import make_target, within_prompt
 from latent_reward.probes.ridge import ridge_cv_all_layers
 
 NARROW = SketchConfig(dim=6, above=16)  # the planted stores below are 48 wide: sketched to 6 components

@@ -1,13 +1,13 @@
-import gzip
 import json
 
 import numpy as np
 import pytest
 
-from helpers import write_jsonl
+from helpers import synthetic_examples, write_jsonl
 from latent_reward.data import FieldMap, detect_format, load_dataset, split_groups, split_masks
 from latent_reward.data.helpsteer import parse_turns
 from latent_reward.data.pairs import parse_transcript
+from latent_reward.data.splits import held_out_prompts
 from latent_reward.errors import UserError
 
 
@@ -120,6 +120,21 @@ def test_splits_are_by_group_deterministic_and_cover_everything():
     by_split = {name: set(np.array(groups)[mask]) for name, mask in masks.items()}
     assert not (by_split["train"] & by_split["val"]) and not (by_split["train"] & by_split["test"]) and not (by_split["val"] & by_split["test"])
     assert [len(by_split[n]) for n in ("train", "val", "test")] == [22, 7, 8]
+
+
+def test_held_out_prompts_are_a_seeded_choice_outside_the_excluded_prompts():
+    examples = synthetic_examples(n_prompts=10, per_prompt=3)
+    groups = list(dict.fromkeys(e.group for e in examples))
+    excluded = set(groups[:4])
+    chosen = held_out_prompts(examples, excluded, 3, seed=1)
+    assert len({e.group for e in chosen}) == 3 and not {e.group for e in chosen} & excluded
+    reordered = held_out_prompts(list(reversed(examples)), excluded, 3, seed=1)
+    assert [e.group for e in reordered] == [e.group for e in chosen]  # the choice depends on the prompts, not the order
+    every = held_out_prompts(examples, excluded, 100, seed=1)
+    assert [e.group for e in every][:3] == [e.group for e in chosen] and {e.group for e in every} == set(groups[4:])
+    assert [e.group for e in held_out_prompts(examples, excluded, 100, seed=2)] != [e.group for e in every]
+    assert all(e is [x for x in examples if x.group == e.group][-1] for e in every)  # the prompt's last example
+    assert held_out_prompts(examples, set(groups), 3, seed=1) == []
 
 
 def test_non_finite_ratings_are_skipped_and_counted(tmp_path):

@@ -13,17 +13,17 @@ from scipy import stats
 from helpers import CHATML_TEMPLATE, build_tokenizer, synthetic_examples, tiny_loaded
 from latent_reward.activations import ExtractConfig, extract
 import latent_reward.experiments.conversation as module
+from latent_reward.analysis.sweep import SweepConfig, sweep
+from latent_reward.evaluation.results import Interval
 from latent_reward.experiments.conversation import (FOLLOW_UPS, PRIMARY, REDIRECT, REFUSAL, ConversationConfig,
-                                                    PairedMeasure, XSTestResult, adjust, conversation, expected_reward,
+                                                    ConversationReport, PairedMeasure, XSTestResult, adjust,
+                                                    conversation, expected_reward,
                                                     follow_up_probabilities, padded_refusal, paired, preference,
                                                     refusal_style, reply_logprobs, swap_roles, xstest)
-from latent_reward.evaluation.results import Interval
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
-from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE, prompt_token_ids
 from latent_reward.report.conversation import write_conversation_report
 from latent_reward.report.conversation import answers
-from latent_reward.workflows.conversation import ConversationReport
 
 HISTORY = [{"role": "system", "content": "you are a helpful assistant"}, {"role": "user", "content": "how do I cook pasta?"},
            {"role": "assistant", "content": "boil water, add salt."}, {"role": "user", "content": "and then?"}]

@@ -1,9 +1,9 @@
 import numpy as np
 
 from helpers import planted_store
+from latent_reward.analysis.sweep import SweepConfig, sweep
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
-from latent_reward.experiments.sweep import SweepConfig, sweep
 
 CONFIG = PromptOnlyConfig(n_boot=300)
 FAST = ReadoutConfig(sweep=SweepConfig(n_boot=200), permutations=10, split_seeds=1, paired_permutations=200, sgd_grid=False)

@@ -10,14 +10,14 @@ from scipy import stats
 from sklearn.linear_model import LinearRegression
 
 from helpers import planted, planted_store, sklearn_ridge, split, write_store
+from latent_reward.analysis.sgd_settings import sgd_settings_grid
+from latent_reward.analysis.sweep import SweepConfig, sweep
 from latent_reward.data.schema import Example
 from latent_reward.data.splits import group_folds, inner_split
 from latent_reward.evaluation.metrics import within_prompt_accuracy
 from latent_reward.evaluation.results import Cell, Interval, Scores
 from latent_reward.experiments.readout import (ReadoutConfig, _linear_vs_nonlinear, _optional_parts, _partial_interval,
                                                _within_crossfit, reward_readout)
-from latent_reward.experiments.sgd_settings import sgd_settings_grid
-from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.probes import MLPProbe, ProbeOptions, SGDProbe, TrainConfig
 
 
@@ -241,14 +241,14 @@ def test_length_matched_accuracy_is_the_within_prompt_probes_on_pairs_matched_in
 def test_the_readouts_within_prompt_baselines_are_fitted_on_features_centered_per_prompt():
     """Each baseline's within-prompt fit (compared with the within-prompt probe) is, fold by fold, the probes' ridge on
     its features minus their prompt means and the ratings minus theirs, on the multi-response prompts of the other
-    folds, exactly as the within-prompt probe reads states centered per prompt (experiments/targets.py)."""
+    folds, exactly as the within-prompt probe reads states centered per prompt (analysis/targets.py)."""
     from types import SimpleNamespace
 
+    from latent_reward.analysis.targets import Target
     from latent_reward.evaluation.baselines import TextData, length_features
     from latent_reward.evaluation.groups import center_within_groups
     from latent_reward.evaluation.results import LENGTH
     from latent_reward.experiments.readout import WithinProbe, _baseline_predictions
-    from latent_reward.experiments.targets import Target
     from latent_reward.probes import RidgeProbe
 
     rng = np.random.default_rng(0)

@@ -12,6 +12,7 @@ from sklearn.linear_model import Ridge
 from helpers import cli, synthetic_examples
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.sweep import SweepConfig, sweep
 from latent_reward.errors import UserError
 from latent_reward.evaluation.results import Interval
 from latent_reward.experiments.steer import (CIRCULAR, Effect, PrimaryContrast, SteerConfig, SteerResult, _rank_p,
@@ -19,7 +20,6 @@ from latent_reward.experiments.steer import (CIRCULAR, Effect, PrimaryContrast, 
                                              direction_vectors, distinct_2, effects, primary_contrast, primary_strength,
                                              steer_layers)
 from latent_reward.experiments.steer_scoring import Scoring, _with_empty, prefixes
-from latent_reward.experiments.sweep import SweepConfig, sweep
 from latent_reward.probes import Probe, RidgeProbe
 from latent_reward.report.steer import answer
 from latent_reward.workflows.steer import SteerJob, run_steer
@@ -189,7 +189,7 @@ def test_prefixes_cut_texts_to_the_replies_token_budget(tiny):
 def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scorers(probe_folder, tmp_path):
     job = SteerJob(probe=probe_folder, config=SteerConfig(layers=(1, 2), strengths=(-4.0, 0.0, 4.0), prompts=3, max_new_tokens=5,
                                                       random_directions=2, n_boot=100), out=tmp_path / "steer")
-    result = run_steer(job, progress=False)
+    result = run_steer(job, progress=False).result
     own = Probe.load(probe_folder).info.layer
     primary_layer = own if own in (1, 2) else 1
     assert CIRCULAR not in result.scorers and "response length" in result.scorers

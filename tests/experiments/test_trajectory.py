@@ -6,7 +6,7 @@ from sklearn.preprocessing import StandardScaler
 
 from helpers import direct_states, sklearn_ridge, synthetic_examples
 from latent_reward.activations import ExtractConfig, extract
-from latent_reward.experiments.sweep import SweepConfig, sweep
+from latent_reward.analysis.sweep import SweepConfig, sweep
 from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE, TrajectoryConfig, _simultaneous_band, reward_trajectories
 from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS
 

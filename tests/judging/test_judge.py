@@ -12,7 +12,6 @@ import pytest
 
 from helpers import ChatServer, cli, completion, rating_json, write_jsonl
 from latent_reward.data import load_dataset
-from latent_reward.errors import UserError
 from latent_reward.experiments.judge import JudgeConfig
 from latent_reward.judging.client import Endpoint
 from latent_reward.judging.rubric import SCORE_FIELDS, RatingReply, parse_rating
@@ -56,7 +55,7 @@ def test_ratings_retries_malformed_replies_and_the_cache(data, tmp_path):
 
     server = ChatServer(reply)
     try:
-        summary = run_judge(job(data, server.url, tmp_path / "out"), progress=False)
+        summary = run_judge(job(data, server.url, tmp_path / "out"), progress=False).result
         by_item = {}
         for body in server.requests:
             by_item[item_number(body)] = by_item.get(item_number(body), 0) + 1
@@ -72,7 +71,7 @@ def test_ratings_retries_malformed_replies_and_the_cache(data, tmp_path):
         assert example.meta["original_rating"] == 5.0 and example.meta["judge"]["rationale"] == "canned"
         assert summary.with_original.spearman.value == pytest.approx(1.0)  # the canned judge agrees with the data exactly
         before = len(server.requests)
-        again = run_judge(job(data, server.url, tmp_path / "out"), progress=False)
+        again = run_judge(job(data, server.url, tmp_path / "out"), progress=False).result
         assert len(server.requests) == before and again.cached == 8 and again.requests == 0  # all from the cache
     finally:
         server.close()
@@ -84,7 +83,7 @@ def test_a_slow_reply_times_out_and_is_retried(data, tmp_path):
 
     server = ChatServer(reply)
     try:
-        summary = run_judge(job(data, server.url, tmp_path / "out", timeout=0.5, concurrency=1), progress=False)
+        summary = run_judge(job(data, server.url, tmp_path / "out", timeout=0.5, concurrency=1), progress=False).result
         assert summary.rated == 8 and len(server.requests) == 9
     finally:
         server.close()
@@ -151,10 +150,10 @@ def test_self_consistency_and_pairwise(tmp_path):
     server = ChatServer(reply)
     try:
         pairwise = run_judge(job(pairs, server.url, tmp_path / "p").model_copy(update={"config": JudgeConfig(mode="pairwise", n_boot=100)}),
-                             progress=False)
+                             progress=False).result
         assert pairwise.rated == 6 and pairwise.with_original.within_prompt.value == 1.0
         repeated = run_judge(job(pairs, server.url, tmp_path / "r").model_copy(update={"config": JudgeConfig(repeats=2, n_boot=100)}),
-                             progress=False)
+                             progress=False).result
         assert repeated.self_consistency is not None and repeated.self_consistency.items == 12
     finally:
         server.close()
@@ -177,7 +176,7 @@ def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
 
     server = ChatServer(reply)
     try:
-        summary = run_judge(job(pairs, server.url, tmp_path / "rating"), progress=False)
+        summary = run_judge(job(pairs, server.url, tmp_path / "rating"), progress=False).result
         pairwise = job(pairs, server.url, tmp_path / "pairwise").model_copy(
             update={"config": JudgeConfig(mode="pairwise", n_boot=100)})
         run_judge(pairwise, progress=False)
@@ -208,9 +207,9 @@ def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(d
 
     server = ChatServer(reply)
     try:
-        summary = run_judge(job(data, server.url, tmp_path / "first", concurrency=8), progress=False)
+        summary = run_judge(job(data, server.url, tmp_path / "first", concurrency=8), progress=False).result
         kinds = [form(b) for b in server.requests]
-        again = run_judge(job(data, server.url, tmp_path / "second"), progress=False)  # a new cache: all asked again
+        again = run_judge(job(data, server.url, tmp_path / "second"), progress=False).result  # a new cache: asked again
     finally:
         server.close()
     assert kinds.count("json_schema") == 1 and kinds.count("json_object+schema") == 8  # once, though 8 are in flight
@@ -229,7 +228,7 @@ def test_a_server_refusing_every_response_format_gets_free_text_parsed_as_before
 
     server = ChatServer(reply)
     try:
-        summary = run_judge(job(data, server.url, tmp_path / "o", concurrency=8), progress=False)
+        summary = run_judge(job(data, server.url, tmp_path / "o", concurrency=8), progress=False).result
     finally:
         server.close()
     assert [form(b) for b in server.requests] == ["json_schema", "json_object+schema"] + ["text"] * 8
@@ -250,7 +249,7 @@ def test_a_bad_request_about_something_else_is_one_line_not_a_fallback(data, tmp
 def test_no_structured_output_sends_no_response_format(data, tmp_path):
     server = ChatServer(lambda body, count: (200, completion(rating_json(5)), None, 0))
     try:
-        summary = run_judge(job(data, server.url, tmp_path / "o", structured=False), progress=False)
+        summary = run_judge(job(data, server.url, tmp_path / "o", structured=False), progress=False).result
     finally:
         server.close()
     assert summary.rated == 8 and all("response_format" not in b for b in server.requests)

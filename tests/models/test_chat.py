@@ -2,7 +2,7 @@ import pytest
 
 from helpers import CHATML_TEMPLATE, build_tokenizer
 from latent_reward.errors import UserError
-from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE, prompt_token_ids, render_example
+from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE, fallback_stops, prompt_token_ids, render_example
 
 ZEPHYR_TEMPLATE = (
     "{% for message in messages %}"
@@ -60,6 +60,16 @@ def test_fallback_format_is_the_documented_one():
     tokenizer = build_tokenizer(FALLBACK_CHAT_TEMPLATE)
     text = tokenizer.apply_chat_template(CONVERSATIONS[0], tokenize=False)
     assert text == "<s>User: what is two plus two?\n\nAssistant: it is four. anything else?</s>\n\n"
+
+
+def test_fallback_stops_are_where_the_fallback_format_starts_a_turn():
+    turns = [("user", "hi there"), ("assistant", "hello. how can I help?"), ("user", "a joke"), ("assistant", "no")]
+    text = build_tokenizer(FALLBACK_CHAT_TEMPLATE).apply_chat_template(
+        [{"role": role, "content": content} for role, content in turns], tokenize=False)
+    assert fallback_stops("fallback") == ("\nUser:",) and text.count("\nUser:") == 1  # the second user turn
+    both = fallback_stops("fallback", either_role=True)
+    assert [text.count(stop) for stop in both] == [1, 2]  # and every assistant turn: a simulated user stops at either
+    assert fallback_stops("model") == fallback_stops("model", either_role=True) == ()  # its own end-of-turn token
 
 
 def test_truncation_keeps_prompt_end_and_response_start():

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from helpers import planted, split
+from latent_reward.analysis.sweep import SweepConfig
 from latent_reward.errors import UserError
-from latent_reward.experiments.sweep import SweepConfig
 from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeOptions, ProbeSettings
 
 KINDS = sorted(Probe.registry)

@@ -42,7 +42,7 @@ def pairs(tmp_path):
 def test_each_trainer_runs_and_its_checkpoint_reloads(method, tiny_model_dir, pairs, tmp_path):
     out = tmp_path / method
     summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
-                                 config=PostTrainConfig(method=method, max_steps=2, max_length=64), out=out))
+                                 config=PostTrainConfig(method=method, max_steps=2, max_length=64), out=out)).result
     assert summary.steps == 2 and (out / "latent_reward.json").exists() and (out / "metrics.csv").exists()
     loaded = load_model(str(out), dtype="float32")  # two small steps: bfloat16 would round them away
     start = load_model(str(tiny_model_dir), dtype="float32").model.state_dict()
@@ -60,7 +60,7 @@ def test_online_training_calls_the_reward_with_generated_text(tiny_model_dir, pa
     CALLS.clear()
     summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
                                  config=PostTrainConfig(method="online", max_steps=2, num_generations=2, max_completion_length=6),
-                                 reward=f"{__name__}:length_reward", out=tmp_path / "online"))
+                                 reward=f"{__name__}:length_reward", out=tmp_path / "online")).result
     assert summary.steps == 2 and CALLS
     start, trained = (load_model(str(folder), dtype="float32").model.state_dict()
                       for folder in (tiny_model_dir, tmp_path / "online"))

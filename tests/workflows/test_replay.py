@@ -51,7 +51,7 @@ def test_rerun_of_a_folder_it_cannot_replay_is_one_line(prompt_only_folder, tmp_
     assert result.returncode == 2 and "run record not found" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     record = json.loads((prompt_only_folder / "run.json").read_text())
-    for change, message in (({"command": "compare"}, "which rerun cannot replay"),
+    for change, message in (({"command": "generate"}, "which rerun cannot replay"),
                             ({"config": {**record["config"], "unknown": 1}}, "holds no prompt-only configuration")):
         (prompt_only_folder / "run.json").write_text(json.dumps({**record, **change}))
         result = cli("rerun", prompt_only_folder, "--out", tmp_path / "again")

@@ -3,20 +3,19 @@
 import json
 import re
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from helpers import planted_store
+from latent_reward.analysis.sweep import SweepConfig
+from latent_reward.evaluation.results import Interval
 from latent_reward.experiments.conversation import ConversationResult, PairedMeasure
 from latent_reward.experiments.readout import ReadoutConfig
 from latent_reward.experiments.reward_model import BestOfN, PairAccuracy, ScoreResult
 from latent_reward.experiments.run_result import RunResult
-from latent_reward.experiments.sweep import SweepConfig
 from latent_reward.probes import ProbeOptions, TrainConfig
-from latent_reward.evaluation.results import Interval
-from latent_reward.report.html import write_report
-from latent_reward.workflows.compare import run_compare
+from latent_reward.workflows.compare import CompareJob, run_compare
+from latent_reward.workflows.replay import recorded
 from latent_reward.workflows.run import SweepJob, sweep_stores
 from latent_reward.workflows.score import _add_to_run
 
@@ -98,11 +97,15 @@ def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
                   splits=["train" if i % 5 else "eval" for i in range(50)], state_signal=0.15)
     sweep_stores(SweepJob(store=tmp_path / "weak" / "store", out=tmp_path / "weak" / "report",
                           readout=FAST.model_copy(update={"sgd_grid": False, "split_seeds": 1})), progress=False)
-    result, html = run_compare([folder, tmp_path / "weak"], tmp_path / "cmp")
+    compared = run_compare(CompareJob(runs=(folder, tmp_path / "weak"), out=tmp_path / "cmp"))
+    result, html = compared.result, compared.report
     assert result.rows[0].probe.pearson.value > result.rows[1].probe.pearson.value
     difference = result.differences[0]
     assert difference.examples == 200 and difference.difference["pearson"].difference.above(0)
     assert "cannot" in html.read_text() and json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+    assert json.loads((tmp_path / "cmp" / "run.json").read_text())["command"] == "compare"  # on the job skeleton
+    again = recorded(tmp_path / "cmp", tmp_path / "cmp2").run()  # so `rerun` replays it
+    assert again.result == result and (tmp_path / "cmp2" / "compare.html").exists()
     import latent_reward as lr
 
     assert lr.compare([folder, tmp_path / "weak"]) == result  # the same result in memory, no folder written
@@ -139,7 +142,8 @@ def test_compare_over_checkpoints_from_one_start_reports_each_stage_and_online_v
                                       behaviour=[PairedMeasure(name="redirect minus refusal", value=Interval.of(0.06, 0.02, 0.11), prompts=24)])
     (runs[-1] / "conversation").mkdir()
     (runs[-1] / "conversation" / "results.json").write_text(json.dumps({"result": conversation.model_dump(mode="json"), "xstest": None}))
-    result, html = run_compare(runs, tmp_path / "cmp")
+    compared = run_compare(CompareJob(runs=tuple(runs), out=tmp_path / "cmp"))
+    result, html = compared.result, compared.report
     labels = [row.label for row in result.rows]
     assert result.rows[-1].conversation == {"redirect minus refusal": Interval.of(0.06, 0.02, 0.11)} and not result.rows[0].conversation
     assert [row.training.get("method") for row in result.rows] == [None, "sft", "dpo", "online"]
@@ -161,8 +165,8 @@ def test_the_within_prompt_probe_is_saved_and_the_console_headline_is_its_within
     from latent_reward.probes import Probe
 
     folder, outcome = run_folder
-    assert outcome.within_probe_folder == folder / "report" / "within_probe"
-    within, pooled = Probe.load(outcome.within_probe_folder), Probe.load(outcome.probe_folder)
+    assert outcome.files["within_probe"] == folder / "report" / "within_probe"
+    within, pooled = Probe.load(outcome.files["within_probe"]), Probe.load(outcome.files["best_probe"])
     assert within.info.target == "rating-within-prompt"
     assert (within.info.position, within.info.layer) == ("eot", 2)
     assert set(within.info.train_groups) <= set(pooled.info.train_groups)  # the split's training prompts only

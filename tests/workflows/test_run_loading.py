@@ -2,7 +2,6 @@
 the trajectories use (and neither when the stores are reused and no trajectory is asked for)."""
 
 import dataclasses
-import types
 
 import latent_reward.models.loading as loading
 import latent_reward.workflows.run as run_workflow
@@ -21,9 +20,9 @@ def test_run_loads_each_model_once(tmp_path, monkeypatch):
         loads.append(random_init_seed)
         return real if random_init_seed is None else copy
 
-    def analyse(store, random_store, readout, out, config, skipped, timings, trajectory_model, *args, **kwargs):
+    def analyse(store, random_store, readout, out, config, skipped, folder, trajectory_model, *args, **kwargs):
         analysed.append(trajectory_model)
-        return types.SimpleNamespace(result=types.SimpleNamespace(timings={}))
+        return {}, {}  # no result, no files
 
     monkeypatch.setattr(loading, "load_model", load_model)
     monkeypatch.setattr(run_workflow, "analyse", analyse)

@@ -7,8 +7,8 @@ import pytest
 
 from helpers import cli, synthetic_examples, write_jsonl
 from latent_reward.activations import ExtractConfig, extract
+from latent_reward.analysis.sweep import SweepConfig, sweep
 from latent_reward.data.schema import group_key
-from latent_reward.experiments.sweep import SweepConfig, sweep
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +105,7 @@ def test_a_probe_saved_with_older_prompt_ids_is_refused_since_its_training_promp
 
 def test_a_run_folders_within_prompt_probe_is_scored_first_and_differences_are_taken_against_it(tiny, tiny_model_dir,
                                                                                                   tmp_path):
-    from latent_reward.experiments.sweep import fit_within_probe
-    from latent_reward.probes import Probe
+    from latent_reward.analysis.sweep import fit_within_probe
 
     store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path / "store", ExtractConfig(),
                     progress=False).store

@@ -72,15 +72,15 @@ def extract(
     job = ExtractJob(data=data, model=ModelSpec(name=model, dtype=dtype.value, device=device, device_map=device_map,
                                                 fallback_template=fallback_template),
                      extract=config, layers=layers, token_layers=token_layers, random_init=random_init, out=out)
-    outcome = run_extract(job)
-    result, store = outcome.result, outcome.result.store
+    extraction = run_extract(job).result
+    result, store = extraction.extracted, extraction.extracted.store
     stats = store.manifest.stats
     rate = result.tokens / result.seconds if result.computed_shards else 0.0
     repaired = f", {result.repaired_shards} damaged ones recomputed" if result.repaired_shards else ""
     console.print(f"stored {len(store)} examples x {len(store.layers)} layers at {', '.join(store.positions)} in {out} "
                   f"({result.computed_shards} shards computed, {result.skipped_shards} reused{repaired}; {result.seconds:.1f} s, "
                   f"{rate:,.0f} tokens/s; {stats.truncated} truncated; {stats.tokens_saved_by_prompt_sharing:,} prompt "
-                  f"tokens saved by sharing; skipped records: {outcome.skipped or 'none'})")
+                  f"tokens saved by sharing; skipped records: {extraction.skipped or 'none'})")
 
 
 @app.command()
@@ -144,7 +144,7 @@ def run(
                                               sketch_dim=sketch_dim),
                        random_init_control=random_init_control, trajectory=trajectory, out=out)
     outcome = run_workflow(config)
-    console.print(f"done in {outcome.result.timings.get('total', 0):.0f} s")
+    console.print(f"done in {outcome.timings['total']:.0f} s")
     show_headline(console, outcome)
 
 
@@ -165,7 +165,7 @@ def prompt_only_command(
 
     job = PromptOnlyJob(store=store, out=out, random_init_store=random_init_store,
                         config=PromptOnlyConfig(target=target, seed=seed, n_boot=n_boot, folds=folds))
-    result = run_prompt_only(job)
+    result = run_prompt_only(job).result
     console.print(f"cross-fitted over {result.cross_fitted.n_prompts} prompts: r with the prompt's mean rating = "
                   f"{result.cross_fitted.pearson}; baselines: " + ", ".join(f"{b.name} {b.scores.pearson}" for b in result.baselines)
                   + f"; {reliability_line(result)}. Written to {out}")
@@ -185,11 +185,13 @@ def generate(
 ) -> None:
     """Generate a reply and stream each token colored by the probe's live estimate of its reward."""
     from latent_reward.cli.show import stream_tokens
+    from latent_reward.probes import Probe
     from latent_reward.workflows.generate import GenerateJob, run_generate
 
     job = GenerateJob(prompt=prompt, probe=probe, model=model, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                       html=html, device=device, device_map=device_map)
-    reply, loaded_probe = run_generate(job, stream_tokens(console, probe))
+    loaded_probe = Probe.load(probe)
+    reply = run_generate(job, stream_tokens(console, loaded_probe)).result
     console.print()
     final = f"{reply.estimates[-1]:.2f}" if reply.estimates else "n/a"
     console.print(f"estimate before the reply: {reply.before:.2f}; at its end: {final} "
@@ -227,7 +229,7 @@ def score(
     job = ScoreJob(probe=probe, within_probe=within_probe, data=data, out=out, model=model, reference=reference,
                    normalization=normalization.value, max_tokens=max_tokens, n_boot=n_boot, seed=seed, device=device,
                    device_map=device_map)
-    show_score(console, run_score(job), out)
+    show_score(console, run_score(job).result, out)
 
 
 @app.command()
@@ -245,8 +247,8 @@ def compare(
     out: OutOpt = Path("runs/compare"),
 ) -> None:
     """Side by side: several models (or datasets) on the same questions, paired where they share examples."""
-    from latent_reward.workflows.compare import run_compare
+    from latent_reward.workflows.compare import CompareJob, run_compare
 
-    _, html = run_compare(runs, out)
-    console.print(f"comparison: {html}")
+    outcome = run_compare(CompareJob(runs=tuple(runs), out=out))
+    console.print(f"comparison: {outcome.report}")
 

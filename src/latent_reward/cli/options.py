@@ -223,8 +223,8 @@ def with_endpoint_options(repeatable: bool = False, timeout: float = 60.0):
 def readout_config(probes: str, target: str, seed: int, n_boot: int, folds: int, permutations: int, sgd_grid: bool,
                    positions: Optional[str] = None, sketch_dim: int = 256):
     from latent_reward.analysis.sketch import SketchConfig
+    from latent_reward.analysis.sweep import SweepConfig
     from latent_reward.experiments.readout import ReadoutConfig
-    from latent_reward.experiments.sweep import SweepConfig
 
     sweep = SweepConfig(probes=tuple(p.strip() for p in probes.split(",") if p.strip()), target=target, seed=seed,
                         n_boot=n_boot, positions=parse_positions(positions) if positions else None)

@@ -45,7 +45,7 @@ def respond(
                                   batch_size=batch_size)
     job = RespondJob(prompts=data, models=local, endpoint_models=endpoint.models, endpoint=remote, samples=samples,
                      out=out, generation=generation)
-    result = run_respond(job)
+    result = run_respond(job).result
     console.print(f"written: {result.file} ({result.responses} responses to {result.prompts} prompts)")
 
 
@@ -77,7 +77,7 @@ def judge(
     remote = endpoint.endpoint(temperature=temperature, max_tokens=max_new_tokens, structured=structured,
                                price_input=price_input, price_output=price_output)
     config = JudgeConfig(mode=mode.value, repeats=repeats, seed=seed)
-    summary = run_judge(JudgeJob(data=data, endpoint=remote, config=config, out=out))
+    summary = run_judge(JudgeJob(data=data, endpoint=remote, config=config, out=out)).result
     cost = f", about ${summary.cost:.4f}" if summary.cost is not None else ""
     rate = f", {summary.items_per_second:.1f} items/s" if summary.items_per_second else ""
     form = f"; response format {summary.response_format}" if summary.response_format else ""
@@ -157,7 +157,7 @@ def steer(
                          temperature=temperature, seed=seed)
     scorer = endpoint.endpoint(temperature=0.0, max_tokens=400) if judge else None
     result = run_steer(SteerJob(probe=probe, model=model, store=store, data=data, scorer_probes=tuple(scorer_probe),
-                                judge=scorer, config=config, out=out, device=device, device_map=device_map))
+                                judge=scorer, config=config, out=out, device=device, device_map=device_map)).result
     from latent_reward.report.steer import answer
 
     console.print(answer(result))
@@ -194,7 +194,7 @@ def conversation(
                           xstest=xstest, user_simulators=tuple(user_simulator), prompts=conversations,
                           config=ConversationConfig(samples=samples, max_new_tokens=max_new_tokens, seed=seed), out=out,
                           device=device, device_map=device_map)
-    report = run_conversation(job)
+    report = run_conversation(job).result
     from latent_reward.report.conversation import answers
 
     for question, text in answers(report):
@@ -247,7 +247,7 @@ def train(
                              report_to=report_to.value, seed=seed)
     scorer = endpoint.endpoint() if reward == "judge" else None
     summary = run_train(TrainJob(model=model, dtype=dtype.value, device=device, device_map=device_map, data=data,
-                                 config=config, reward=reward, endpoint=scorer, out=out))
+                                 config=config, reward=reward, endpoint=scorer, out=out)).result
     speed = f", {summary.tokens_per_second:,.0f} tokens/s" if summary.tokens_per_second else ""
     console.print(f"{method.value}: {summary.steps} steps on {summary.pairs_or_examples} examples in "
                   f"{summary.train_seconds:.0f} s{speed}; checkpoint: {out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -10,6 +11,11 @@ from rich.text import Text
 
 from latent_reward.data.formats import Dataset
 from latent_reward.data.summary import summarize
+
+if TYPE_CHECKING:
+    from latent_reward.experiments.run_result import RunResult
+    from latent_reward.probes import Probe
+    from latent_reward.workflows.base import Outcome
 
 
 def show_dataset(console: Console, dataset: Dataset) -> None:
@@ -31,7 +37,7 @@ def show_dataset(console: Console, dataset: Dataset) -> None:
             console.print(text[:400] + ("..." if len(text) > 400 else ""), markup=False, highlight=False)
 
 
-def show_headline(console: Console, outcome) -> None:
+def show_headline(console: Console, outcome: Outcome[RunResult]) -> None:
     """The report's headline: the within-prompt probe's within-prompt accuracy (the pooled probe's where there is no
     within-prompt probe), the pooled probe's r, and the verdict."""
     readout = outcome.result.readout
@@ -42,8 +48,9 @@ def show_headline(console: Console, outcome) -> None:
     console.print(f"cross-fitted over {readout.probe.scores.n_prompts} prompts: {accuracy}; pooled probe r = "
                   f"{readout.probe.scores.pearson}; verdict: {readout.verdict.kind}")
     console.print(f"validation-best cell: {best} (test r = {readout.sweep.best_test.pearson})")
-    console.print(f"report: {outcome.report}\nbest probe: {outcome.probe_folder}"
-                  + (f"\nwithin-prompt probe: {outcome.within_probe_folder}" if outcome.within_probe_folder else ""))
+    within_folder = outcome.files.get("within_probe")
+    console.print(f"report: {outcome.report}\nbest probe: {outcome.files['best_probe']}"
+                  + (f"\nwithin-prompt probe: {within_folder}" if within_folder else ""))
 
 
 def show_score(console: Console, result, out: Path) -> None:
@@ -71,12 +78,11 @@ def show_score(console: Console, result, out: Path) -> None:
     console.print(f"written: {out / 'scores.csv'}, {out / 'score.json'}")
 
 
-def stream_tokens(console: Console, probe_folder: Path):
-    """A callback that prints each generated token on the color of its estimate."""
-    from latent_reward.probes import Probe
+def stream_tokens(console: Console, probe: Probe):
+    """A callback that prints each generated token on the color of its estimate (on the probe's rating range)."""
     from latent_reward.report.lens import color
 
-    low, high = Probe.load(probe_folder).info.rating_range or (0.0, 1.0)
+    low, high = probe.info.rating_range or (0.0, 1.0)
 
     def show(token: str, estimate: float) -> None:
         r, g, b = color(estimate, low, high)

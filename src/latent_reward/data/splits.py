@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latent_reward.data.schema import Example
+
 SPLIT_NAMES = ("train", "val", "test")
 # Split names that mark rows a dataset holds out (and a model trained on its train split never saw).
 HELD_OUT_SPLITS = frozenset({"test", "eval", "evaluation", "validation", "valid", "dev", "test_prefs", "test_sft", "test_gen",
@@ -22,6 +24,12 @@ HELD_OUT_SPLITS = frozenset({"test", "eval", "evaluation", "validation", "valid"
 def hash_order(groups: Sequence[str], seed: int) -> list[str]:
     """The distinct groups in a seeded pseudo-random order that depends only on the seed and the set of groups."""
     return sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+
+
+def held_out_prompts(examples: Sequence[Example], excluded: set[str], count: int, seed: int) -> list[Example]:
+    """`count` prompts outside `excluded`, a seeded choice (`hash_order`), each as its last example in `examples`."""
+    by_group = {e.group: e for e in examples if e.group not in excluded}
+    return [by_group[g] for g in hash_order(list(by_group), seed)[:count]]
 
 
 def split_groups(groups: Sequence[str], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, str]:

@@ -4,7 +4,7 @@ Dense features (lengths, text statistics, generator identity, log-probability) g
 ridge as the probes (penalty by leave-one-prompt-out CV on the training prompts). TF-IDF features
 get the same penalty choice, with the vectorizer fitted on the training rows only, never on held-out
 rows. A within-prompt fit (`TextData.center`) centers every feature on its prompt's mean, as the
-within-prompt probe's states are centered (`experiments.targets`): TF-IDF rows stay sparse, and their
+within-prompt probe's states are centered (`analysis.targets`): TF-IDF rows stay sparse, and their
 kernel is then H K H with H the per-prompt centering.
 """
 

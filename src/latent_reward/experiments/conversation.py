@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 from pydantic import ConfigDict, Field
 
-from latent_reward.activations.tokens import last_token_states
-from latent_reward.data.schema import Message
+from latent_reward.data.schema import Example, Message
+from latent_reward.data.splits import held_out_prompts
+from latent_reward.errors import UserError
 from latent_reward.evaluation.controls import within_group_permutations
 from latent_reward.evaluation.metrics import partial_correlation
 from latent_reward.evaluation.multiplicity import holm
@@ -40,9 +41,10 @@ from latent_reward.evaluation.results import Interval, Result
 from latent_reward.evaluation.small_sample import bca, sign_flip_p, studentized_mean
 from latent_reward.generation import GenerationConfig, generate
 from latent_reward.generation.teacher_forced import read_back
-from latent_reward.models.chat import prompt_token_ids
+from latent_reward.models.chat import fallback_stops, prompt_token_ids
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import Probe, Provenance
+from latent_reward.probes.reader import ProbeReader
 
 # Counterfactual replies and candidate follow-ups, written here.
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -129,7 +131,7 @@ def replies_for(loaded: LoadedModel, prompts: list[list[Message]], config: Conve
                 data_replies: list[str | None]) -> pd.DataFrame:
     """Every reply to every prompt: the model's greedy and sampled ones, the counterfactuals, and the data's reply."""
     ids = [prompt_token_ids(loaded.tokenizer, p) for p in prompts]
-    stops = ("\nUser:",) if loaded.info.chat_template == "fallback" else ()
+    stops = fallback_stops(loaded.info.chat_template)
     greedy = generate(loaded, ids, GenerationConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                                                     stop_strings=stops))
     sampled = generate(loaded, [i for i in ids for _ in range(config.samples)],
@@ -154,7 +156,7 @@ def simulate_users(simulator: LoadedModel, prompts: list[list[Message]], frame: 
     """Next user turns written by `simulator` with the roles swapped, `config.user_samples` per reply."""
     conversations = [[*prompts[p], {"role": "assistant", "content": r}] for p, r in zip(frame.prompt, frame.reply)]
     ids = [prompt_token_ids(simulator.tokenizer, swap_roles(c)) for c in conversations for _ in range(config.user_samples)]
-    stops = ("\nUser:", "\nAssistant:") if simulator.info.chat_template == "fallback" else ()
+    stops = fallback_stops(simulator.info.chat_template, either_role=True)
     turns = generate(simulator, ids, GenerationConfig(max_new_tokens=config.user_max_new_tokens, temperature=config.temperature,
                                                       seed=config.seed + 1, batch_size=config.batch_size, stop_strings=stops))
     rows = [{"reply_row": k // config.user_samples, "simulator": name, "user_turn": t.text.strip()} for k, t in enumerate(turns)]
@@ -164,8 +166,7 @@ def simulate_users(simulator: LoadedModel, prompts: list[list[Message]], frame: 
 
 def expected_reward(loaded: LoadedModel, probe: Probe, conversations: list[list[Message]]) -> np.ndarray:
     """V: the prompt probe's reading at the start of the assistant's turn after each conversation (ending in a user turn)."""
-    ids = [prompt_token_ids(loaded.tokenizer, c) for c in conversations]
-    return probe.predict(last_token_states(loaded, ids, probe.info.cell()[1]))
+    return ProbeReader(probe, loaded).read_prompts(conversations)
 
 
 def reply_logprobs(loaded: LoadedModel, prompts: list[list[Message]], frame: pd.DataFrame, per_token: bool = False) -> np.ndarray:
@@ -275,8 +276,6 @@ def conversation(loaded: LoadedModel, prompt_probe: Probe, prompts: list[list[Me
                  simulators: dict[str, LoadedModel] | None = None) -> tuple[ConversationResult, dict[str, pd.DataFrame]]:
     """Run the experiment on `prompts` (conversations ending in a user turn); returns the typed result and the tables
     (replies, user turns, follow-up probabilities) for the CSV files."""
-    from latent_reward.activations.tokens import position_states
-
     config = config or ConversationConfig()
     simulators = {"self": loaded, **(simulators or {})}
     frame = replies_for(loaded, prompts, config, data_replies)
@@ -293,8 +292,7 @@ def conversation(loaded: LoadedModel, prompt_probe: Probe, prompts: list[list[Me
     frame["quality"] = np.nan
     if response_probe is not None:
         conversations = [[*prompts[p], {"role": "assistant", "content": r}] for p, r in zip(frame.prompt, frame.reply)]
-        frame["quality"] = response_probe.predict(position_states(loaded, conversations, *response_probe.info.cell(),
-                                                                  response_probe.info.max_tokens))
+        frame["quality"] = ProbeReader(response_probe, loaded).read(conversations)
     chosen = frame[frame.kind.isin(["own greedy", *COUNTERFACTUALS])]
     probabilities = follow_up_probabilities(loaded, prompts, chosen).set_index(chosen.index)
     follow_v = _follow_up_values(loaded, prompt_probe, prompts, chosen)
@@ -382,8 +380,6 @@ class XSTestResult(Result):
 def xstest(loaded: LoadedModel, prompt_probe: Probe, records: list[dict], config: ConversationConfig, response_probe: Probe | None = None,
            max_prompts: int = 30) -> XSTestResult:
     """Refusal vs redirect on XSTest's human-labelled completions (2_full_refusal vs 3_partial_refusal)."""
-    from latent_reward.activations.tokens import position_states
-
     by_prompt: dict[str, dict[str, str]] = {}
     labels: dict[str, str] = {}
     for record in records:
@@ -402,8 +398,7 @@ def xstest(loaded: LoadedModel, prompt_probe: Probe, records: list[dict], config
     frame["logprob"] = reply_logprobs(loaded, prompts, frame, per_token=True)
     if response_probe is not None:
         conversations = [[*prompts[p], {"role": "assistant", "content": r}] for p, r in zip(frame.prompt, frame.reply)]
-        frame["probe"] = response_probe.predict(position_states(loaded, conversations, *response_probe.info.cell(),
-                                                                response_probe.info.max_tokens))
+        frame["probe"] = ProbeReader(response_probe, loaded).read(conversations)
     wide = frame.pivot(index="prompt", columns="kind")
     sampled_prompts = list(labels)[: 2 * max_prompts]
     own = generate(loaded, [prompt_token_ids(loaded.tokenizer, [{"role": "user", "content": p}]) for p in sampled_prompts],
@@ -421,3 +416,30 @@ def xstest(loaded: LoadedModel, prompt_probe: Probe, records: list[dict], config
                         logprob_partial_minus_full=measure("log p per token: partial minus full refusal", "logprob"),
                         probe_partial_minus_full=measure("response probe: partial minus full refusal", "probe")
                         if response_probe is not None else None, own_styles=styles)
+
+
+class ConversationReport(Result):
+    """The whole experiment: the conversation measures, XSTest's when it ran (one Holm family with them), and the
+    wall time."""
+
+    result: ConversationResult
+    xstest: XSTestResult | None = None
+    seconds: float = 0.0
+
+
+def conversation_report(loaded: LoadedModel, prompt_probe: Probe, examples: list[Example], prompts: int,
+                        config: ConversationConfig | None = None, response_probe: Probe | None = None,
+                        simulators: dict[str, LoadedModel] | None = None, xstest_records: list[dict] | None = None
+                        ) -> tuple[ConversationReport, dict[str, pd.DataFrame]]:
+    """The experiment on `prompts` held-out prompts of `examples` (their responses, if any, are the data replies), and
+    on XSTest's labelled completions when given; the Holm adjustment over both. Returns the report and the tables."""
+    config = config or ConversationConfig()
+    excluded = prompt_probe.info.excluded_groups()
+    chosen = held_out_prompts(examples, excluded, prompts, config.seed)  # prompts V was not fitted or chosen on
+    if not chosen:
+        raise UserError("every prompt in this data was used to train or validate the prompt probe; use other prompts")
+    result, tables = conversation(loaded, prompt_probe, [e.prompt_messages for e in chosen],
+                                  [e.response for e in chosen], config, response_probe, simulators)
+    xs = xstest(loaded, prompt_probe, xstest_records, config, response_probe) if xstest_records is not None else None
+    adjust(result, xs)  # one family: the XSTest contrasts join the secondary ones
+    return ConversationReport(result=result, xstest=xs), tables

@@ -22,8 +22,9 @@ from latent_reward.evaluation.metrics import Resampler, all_metrics, quantile_in
 from latent_reward.evaluation.results import Interval, Result, finite
 from latent_reward.judging.cache import JudgeCache, item_key
 from latent_reward.judging.client import Endpoint, Request, Usage, complete_all
-from latent_reward.judging.rubric import (ASPECTS, RUBRIC_VERSION, PreferenceReply, RatingReply, pairwise_messages,
-                                         parse_preference, parse_rating, rating_messages, reply_schema)
+from latent_reward.judging.rating import rate
+from latent_reward.judging.rubric import (ASPECTS, RUBRIC_VERSION, PreferenceReply, pairwise_messages, parse_preference,
+                                         reply_schema)
 
 
 class JudgeConfig(Result):
@@ -69,12 +70,7 @@ def judge_examples(examples: list[Example], endpoint: Endpoint, cache: JudgeCach
     config = config or JudgeConfig()
     if config.mode == "pairwise":
         return _pairwise(examples, endpoint, cache, config, progress)
-    schema = reply_schema(RatingReply)
-    requests = [Request(item_key(endpoint.model, RUBRIC_VERSION, [e.prompt_messages, e.response, r, endpoint.temperature]),
-                        rating_messages(e.prompt_messages, e.response), parse_rating, schema)
-                for r in range(config.repeats) for e in examples]
-    parsed, _, usage = complete_all(endpoint, requests, cache, RUBRIC_VERSION, progress)
-    scores = [[parsed[requests[r * len(examples) + i].key] for r in range(config.repeats)] for i in range(len(examples))]
+    scores, usage = rate([(e.prompt_messages, e.response) for e in examples], endpoint, cache, config.repeats, progress)
     rated = []
     for example, repeats in zip(examples, scores):
         first = repeats[0]

@@ -16,7 +16,10 @@ import numpy as np
 from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.crossfit import cross_fit_arrays
 from latent_reward.analysis.sketch import SketchConfig, SketchedStore, exact_reader, full_store, sketch_view
+from latent_reward.analysis.sweep import SweepFit, plan_for
+from latent_reward.analysis.targets import Target, make_target
 from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.data.splits import SplitPlan
 from latent_reward.errors import UserError
@@ -26,9 +29,6 @@ from latent_reward.evaluation.metrics import Resampler, icc1_interval, pearson, 
 from latent_reward.evaluation.paired import paired_differences
 from latent_reward.evaluation.reliability import Reliability, fixed_factor, reliability
 from latent_reward.evaluation.results import RANDOM_INIT, Cell, Comparison, Interval, Result, Scores
-from latent_reward.experiments.crossfit import cross_fit_arrays
-from latent_reward.experiments.sweep import SweepFit, plan_for
-from latent_reward.experiments.targets import Target, make_target
 from latent_reward.positions import PROMPT_POSITIONS
 from latent_reward.probes import Probe, ProbeInfo, RidgeProbe, fit_ridge_all_layers
 

@@ -20,20 +20,21 @@ import numpy as np
 from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.crossfit import ANY_CELL, LAYER_ZERO, CrossFit, cross_fit
+from latent_reward.analysis.sgd_settings import SGDSetting, sgd_settings_grid
 from latent_reward.analysis.sketch import SketchConfig, SketchedStore, full_store, sketch_view
+from latent_reward.analysis.sweep import SweepConfig, SweepFit, SweepResult, sweep
+from latent_reward.analysis.targets import Target, make_target, within_prompt
 from latent_reward.errors import UserError
 from latent_reward.evaluation import results as names
 from latent_reward.evaluation.baselines import TextData, available_baselines, length_features, text_statistics
+from latent_reward.evaluation.groups import group_index
 from latent_reward.evaluation.metrics import Resampler, length_matched_accuracy, partial_correlation, quantile_interval, score
 from latent_reward.evaluation.metrics import metric as metric_value
 from latent_reward.evaluation.multiplicity import holm
 from latent_reward.evaluation.paired import null_test, paired_differences
 from latent_reward.evaluation.results import (Cell, Comparison, Interval, Metric, PairedDifference, Result, Scores,
                                               finite)
-from latent_reward.experiments.crossfit import ANY_CELL, LAYER_ZERO, CrossFit, cross_fit
-from latent_reward.experiments.sgd_settings import SGDSetting, sgd_settings_grid
-from latent_reward.experiments.sweep import SweepConfig, SweepFit, SweepResult, sweep
-from latent_reward.experiments.targets import Target, make_target, within_prompt
 from latent_reward.probes import SGDProbe, probe_class
 
 
@@ -416,21 +417,18 @@ def _seen_subsets(store: ActivationStore, target: Target, predictions: np.ndarra
 
 
 def _partial_interval(y, p, controls, groups, n_boot: int, seed: int) -> Interval:
-    """Partial correlation of the probe with the rating given the controls, with a prompt-bootstrap interval."""
-    names_, index = np.unique(groups, return_inverse=True)
-    rows_of = [np.flatnonzero(index == g) for g in range(len(names_))]
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(min(n_boot, 500)):
-        rows = np.concatenate([rows_of[g] for g in rng.integers(0, len(names_), len(names_))])
-        samples.append(partial_correlation(y[rows], p[rows], controls[rows]))
+    """Partial correlation of the probe with the rating given the controls, with a prompt-bootstrap interval (each
+    resample's rows repeated as often as their prompt was drawn)."""
+    weights = Resampler.make(groups, min(n_boot, 500), seed).weights.astype(np.int64)
+    samples = [partial_correlation(y[rows], p[rows], controls[rows])
+               for rows in (np.repeat(np.arange(len(y)), w) for w in weights)]
     return quantile_interval(partial_correlation(y, p, controls), np.array(samples))
 
 
 def _decompose(crossfit: CrossFit, positions, y, groups, resampler: Resampler) -> list[Decomposition]:
     """Per position (its cell chosen inside each fold): cross-fitted r overall, on prompt means, and within prompts,
     each with an interval over prompts."""
-    names_, index = np.unique(groups, return_inverse=True)
+    names_, index = group_index(groups)
     counts = np.bincount(index)
     multi = counts[index] > 1
     rows = []

@@ -14,16 +14,19 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from latent_reward.activations.extract import extract
 from latent_reward.activations.store import ActivationStore
 from latent_reward.config import ExtractConfig
 from latent_reward.data.schema import Example
+from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import length_features
+from latent_reward.evaluation.groups import group_index, group_sizes
 from latent_reward.evaluation.metrics import (Pairs, Resampler, length_matched_accuracy, pair_counts, quantile_interval,
                                               score)
 from latent_reward.evaluation.paired import paired_pair_difference
-from latent_reward.evaluation.results import Interval, PairedDifference, Result, Scores
+from latent_reward.evaluation.results import LENGTH, LOGPROB, Interval, PairedDifference, Result, Scores
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import Probe, Provenance
 
@@ -91,6 +94,60 @@ def score_examples(loaded: LoadedModel, probes: dict[str, Probe], examples: list
                    for name, (position, layer) in cells.items()}
 
 
+def score_probes(loaded: LoadedModel, probes: dict[str, Probe], examples: list[Example], source: str, folder: Path,
+                 max_tokens: int | None = None, reference: LoadedModel | None = None,
+                 normalization: str = "sum", n_boot: int = 1000, seed: int = 0,
+                 progress: bool = True) -> tuple[ScoreResult, pd.DataFrame]:
+    """The probes (the headline first, then `PROBE`) as reward models on `examples`, beside response length, the mean
+    log-probability and DPO's implicit reward (with `reference`, or reference-free with normalization "none"; one of
+    NORMALIZATIONS): pair
+    accuracy on preference records, else transfer and best-of-n. Prompts any probe was trained or validated on do not
+    count. `source` names the data; stores go into `folder` ("store", and "store-reference"). Returns the result and
+    one row per example."""
+    store, scores = score_examples(loaded, probes, examples, folder / "store", progress=progress, source=source,
+                                   max_tokens=max_tokens)
+    truncated = store.stat("truncated").astype(bool)
+    logprob_sum = np.where(truncated, np.nan, store.stat("logprob_sum"))  # a truncated text's is not log pi(y|x)
+    predictors = {**scores, LENGTH: length_features([e.response for e in store.examples])[:, 0],
+                  LOGPROB: np.where(truncated, np.nan, store.stat("logprob_mean").astype(np.float64))}
+    if reference is not None:
+        implicit, reference_truncated = _implicit(reference, examples, store, folder / "store-reference", normalization,
+                                                  progress)
+        truncated = truncated | reference_truncated
+        predictors[f"{IMPLICIT_REWARD} ({normalization})"] = np.where(truncated, np.nan, implicit)
+    elif normalization == "none":
+        predictors[f"{IMPLICIT_REWARD} (none)"] = implicit_reward(logprob_sum, None, normalization="none")
+    excluded = set().union(*(p.info.excluded_groups() for p in probes.values()))
+    keep = np.array([g not in excluded for g in store.groups])
+    if not keep.any():
+        raise UserError("every prompt in this data was used to train or validate the probe; score it on other prompts")
+    probe = probes[PROBE]
+    result = ScoreResult(data=source, examples=int(keep.sum()),
+                         excluded_prompts=len(excluded & set(store.groups)),
+                         probe=probe.info.provenance(),
+                         probes=list(probes), truncated=int((truncated & keep).sum()))
+    result.pair_accuracy = pair_accuracy(store, predictors, keep, n_boot, seed, truncated, reference=next(iter(probes)))
+    if not result.pair_accuracy:
+        result.transfer = transfer(store, predictors, keep, n_boot, seed)
+        result.best_of_n = best_of_n(store, predictors, keep, n_boot, seed)
+    frame = pd.DataFrame({"id": store.ids, "group": store.groups, "rating": store.ratings, "counted": keep,
+                          **predictors, "truncated": truncated})
+    return result, frame
+
+
+def _implicit(reference: LoadedModel, examples: list[Example], store: ActivationStore, folder: Path,
+              normalization: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """DPO's implicit reward: the policy's and the reference's summed log-probabilities (each over the response and its
+    end-of-turn token, under its own tokenizer); and which responses the reference's token budget truncated."""
+    config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=store.manifest.max_tokens,
+                           logprobs=True)
+    reference_store = extract(reference, examples, folder, config, progress=progress).store
+    # per-token averages over the response's tokens and the end-of-turn token
+    counts = np.stack([s.stat("response_tokens_count") for s in (store, reference_store)]).astype(np.float64) + 1
+    return (implicit_reward(store.stat("logprob_sum"), reference_store.stat("logprob_sum"), counts, normalization),
+            reference_store.stat("truncated").astype(bool))
+
+
 def implicit_reward(policy_logprob_sum: np.ndarray, reference_logprob_sum: np.ndarray | None, n_tokens: np.ndarray | None = None,
                     normalization: str = "sum", beta: float = 1.0) -> np.ndarray:
     """DPO's implicit reward beta * (log pi(y|x) - log pi_ref(y|x)), from each model's summed log-probability of the
@@ -150,7 +207,7 @@ def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], kee
     out = []
     for subset in ["all", *sorted(set(subsets) - {"all"})]:
         chosen = np.ones(len(first), dtype=bool) if subset == "all" else subsets == subset
-        names, owner = np.unique(store.groups[first[chosen]], return_inverse=True)
+        names, owner = group_index(store.groups[first[chosen]])
         pairs: Pairs = (first[chosen], second[chosen], owner, len(names))
         resampler = Resampler.make(names, n_boot, seed)
         entry = PairAccuracy(subset=subset, pairs=int(chosen.sum()), prompts=len(names), predictors={},
@@ -179,12 +236,10 @@ def best_of_n(store: ActivationStore, predictors: dict[str, np.ndarray], keep: n
     """Mean rating (e.g. GPT-4 win-rate vs the reference) of the sample each predictor picks per prompt, beside a
     random pick (the prompt's mean) and the best possible pick. A tie between samples counts as their mean."""
     sizes = np.zeros(len(keep), dtype=np.int64)
-    kept_groups = store.groups[keep]
-    _, kept_index, kept_counts = np.unique(kept_groups, return_inverse=True, return_counts=True)
-    sizes[keep] = kept_counts[kept_index]
+    sizes[keep] = group_sizes(store.groups[keep])
     keep = keep & (sizes >= 2)
     groups, y = store.groups[keep], store.ratings[keep]
-    names, index = np.unique(groups, return_inverse=True)
+    names, index = group_index(groups)
     counts = np.bincount(index)
     if len(names) == 0:
         return None

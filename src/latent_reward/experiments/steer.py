@@ -36,17 +36,20 @@ import pandas as pd
 from pydantic import ConfigDict, Field
 
 from latent_reward.activations.store import ActivationStore
+from latent_reward.analysis.targets import make_target
+from latent_reward.data.schema import Example
+from latent_reward.data.splits import held_out_prompts
 from latent_reward.errors import UserError
 from latent_reward.evaluation.multiplicity import holm
 from latent_reward.evaluation.results import Interval, Result
 from latent_reward.evaluation.small_sample import detectable_effect, studentized_crossed, studentized_mean
 from latent_reward.experiments.steer_scoring import CIRCULAR, JudgeScorer, Scoring, score_replies
-from latent_reward.experiments.targets import make_target
 from latent_reward.generation import GenerationConfig, Intervention, generate
 from latent_reward.generation.teacher_forced import read_back
-from latent_reward.models.chat import prompt_token_ids
+from latent_reward.models.chat import fallback_stops, prompt_token_ids
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import MeanDiffProbe, Probe, Provenance, RidgeProbe
+from latent_reward.probes.reader import ProbeReader
 
 DIRECTIONS = ("probe", "mean_diff", "random", "orthogonal")
 ABLATE = "ablate"
@@ -371,12 +374,16 @@ def example_replies(frame: pd.DataFrame, layer: int, kind: str, prompts: list[st
     return out
 
 
-def steer(loaded: LoadedModel, store: ActivationStore, probe: Probe, conversations: list[list[dict[str, str]]],
-          config: SteerConfig, readers: list[tuple[Probe, LoadedModel]] = (), judge: JudgeScorer | None = None,
+def steer(loaded: LoadedModel, store: ActivationStore, probe: Probe, examples: list[Example], config: SteerConfig,
+          readers: list[ProbeReader] = (), judge: JudgeScorer | None = None,
           progress: bool = True) -> tuple[SteerResult, pd.DataFrame]:
-    """Generate every condition's replies to `conversations` (each ending in a user turn), score them, and compute every
-    effect; returns the typed result and one row per reply (with every score) for the CSV file."""
+    """Generate every condition's replies to `config.prompts` held-out prompts of `examples`, score them, and compute
+    every effect; returns the typed result and one row per reply (with every score) for the CSV file."""
     started = time.perf_counter()
+    excluded = probe.info.excluded_groups()
+    conversations = [e.prompt_messages for e in held_out_prompts(examples, excluded, config.prompts, config.seed)]
+    if not conversations:
+        raise UserError("no prompt left that the probe was not trained or validated on")
     layers = steer_layers(probe, loaded.info.n_layers, config)
     own = primary_layer(probe, layers)
     vectors, sd = {}, {}
@@ -384,8 +391,8 @@ def steer(loaded: LoadedModel, store: ActivationStore, probe: Probe, conversatio
         draws = config.random_directions if config.random_layers == "all" or layer == own else 0
         vectors[layer], sd[layer] = direction_vectors(store, probe, layer, config.directions, config.seed, draws)
     prompts = [prompt_token_ids(loaded.tokenizer, c) for c in conversations]
-    stops = ("\nUser:",) if loaded.info.chat_template == "fallback" else ()
-    frame = generate_conditions(loaded, prompts, conditions(config, layers, vectors, sd), config, stops)
+    frame = generate_conditions(loaded, prompts, conditions(config, layers, vectors, sd), config,
+                                fallback_stops(loaded.info.chat_template))
     full = [[*conversations[p], {"role": "assistant", "content": reply}] for p, reply in zip(frame.prompt, frame.reply)]
     scoring = score_replies(frame, full, store, probe, loaded, config.max_new_tokens, readers, judge, progress)
     found = effects(frame, [*scoring.names, CIRCULAR, *COHERENCE], config)

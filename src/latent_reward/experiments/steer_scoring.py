@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from latent_reward.activations.store import ActivationStore
-from latent_reward.activations.tokens import position_states
 from latent_reward.data.splits import hash_order
 from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import BASELINES, TextData
@@ -34,8 +33,10 @@ from latent_reward.evaluation.metrics import pearson
 from latent_reward.evaluation.results import LENGTH, TEXT_STATS, TFIDF_RESPONSE
 from latent_reward.judging.cache import JudgeCache
 from latent_reward.judging.client import Endpoint
+from latent_reward.judging.rating import overall_ratings
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import Probe
+from latent_reward.probes.reader import ProbeReader
 
 CIRCULAR = "steered probe (circular: manipulation check)"
 TEXT_SCORERS = (TFIDF_RESPONSE, TEXT_STATS)
@@ -56,14 +57,7 @@ class JudgeScorer:
 
     def __call__(self, conversations: list[Conversation], progress: bool = True) -> np.ndarray:
         """The judge's overall rating of each conversation's last (assistant) turn; NaN where it gave none."""
-        from latent_reward.data.schema import make_example
-        from latent_reward.experiments.judge import JudgeConfig, judge_examples
-
-        examples = [make_example("steer", i, c[:-1], c[-1]["content"], 0.0, meta={"unrated": True})
-                    for i, c in enumerate(conversations)]
-        rated, _ = judge_examples(examples, self.endpoint, self.cache, JudgeConfig(), progress)
-        scores = {e.id: e.rating for e in rated}
-        return np.array([scores.get(f"steer:{i}", np.nan) for i in range(len(conversations))], dtype=np.float64)
+        return overall_ratings(conversations, self.endpoint, self.cache, progress)
 
 
 @dataclass
@@ -134,7 +128,7 @@ def _with_empty(values: np.ndarray, answered: np.ndarray) -> np.ndarray:
 
 
 def score_replies(frame: pd.DataFrame, conversations: list[Conversation], store: ActivationStore, probe: Probe,
-                  loaded: LoadedModel, tokens: int, readers: list[tuple[Probe, LoadedModel]] = (),
+                  loaded: LoadedModel, tokens: int, readers: list[ProbeReader] = (),
                   judge: JudgeScorer | None = None, progress: bool = True) -> Scoring:
     """Adds every scorer's column to `frame` (one row per reply, in the order of `conversations`, each ending in its
     reply) and the circular reading's; returns which scorers are independent and which is primary."""
@@ -146,11 +140,11 @@ def score_replies(frame: pd.DataFrame, conversations: list[Conversation], store:
         frame[name] = _with_empty(values, answered)
     frame[LENGTH] = frame["tokens"].astype(float)
     names = [*texts, LENGTH]
-    frame[CIRCULAR] = _with_empty(_read(probe, loaded, kept), answered)
+    frame[CIRCULAR] = _with_empty(ProbeReader(probe, loaded).read(kept), answered)
     readings = []
-    for other, model in readers:
-        name = f"probe on {model.info.name}"
-        frame[name] = _with_empty(_read(other, model, kept), answered)
+    for reader in readers:
+        name = f"probe on {reader.model.info.name}"
+        frame[name] = _with_empty(reader.read(kept), answered)
         readings.append(name)
     names += readings
     if judge is not None:
@@ -165,9 +159,3 @@ def score_replies(frame: pd.DataFrame, conversations: list[Conversation], store:
               f"ratings best (r {validation[chosen]:.3f}), chosen before scoring any reply")
     return Scoring(names, chosen, reason, validation)
 
-
-def _read(probe: Probe, model: LoadedModel, conversations: list[Conversation]) -> np.ndarray:
-    """The probe's reading of each conversation's last turn, as `model` (unsteered) reads the text."""
-    if not conversations:  # every reply empty
-        return np.zeros(0)
-    return probe.predict(position_states(model, conversations, *probe.info.cell(), probe.info.max_tokens))

@@ -21,10 +21,11 @@ from pydantic import ConfigDict
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.activations.tokens import response_token_states
+from latent_reward.analysis.sweep import SweepFit
 from latent_reward.evaluation.controls import within_group_permutations
+from latent_reward.evaluation.metrics import Resampler
 from latent_reward.evaluation.paired import null_test
 from latent_reward.evaluation.results import Interval, NullTest, Result
-from latent_reward.experiments.sweep import SweepFit
 from latent_reward.models.loading import LoadedModel
 from latent_reward.positions import RESPONSE_POSITIONS
 from latent_reward.probes import Probe, RidgeProbe
@@ -206,11 +207,11 @@ def _simultaneous_band(difference: np.ndarray, n_boot: int, seed: int, min_pairs
     means = np.array(_nanmean(difference), dtype=float)
     if not usable.any():
         return [Interval.of(m) for m in means]
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(difference), size=(n_boot, len(difference)))
-    with warnings.catch_warnings():
+    weights = Resampler.make(np.arange(len(difference)), n_boot, seed).weights  # one pair per prompt: pairs resampled
+    reached = np.isfinite(difference)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        boot = np.nanmean(difference[draws], axis=1)  # [n_boot, bins]
+        boot = (weights @ np.where(reached, difference, 0)) / (weights @ reached)  # [n_boot, bins], reached pairs
         spread = np.nanstd(boot, axis=0)
         t = np.abs(boot[:, usable] - means[usable]) / np.where(spread[usable] > 0, spread[usable], np.inf)
         critical = float(np.quantile(np.nanmax(t, axis=1), 0.95))

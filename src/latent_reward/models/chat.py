@@ -31,6 +31,15 @@ FALLBACK_CHAT_TEMPLATE = (
 )
 
 
+def fallback_stops(chat_template: str, either_role: bool = False) -> tuple[str, ...]:
+    """Where a reply in the fallback format ends: a base model writing in it often goes on with the next turn instead
+    of its end-of-sequence token, so the reply also stops at a new line starting the user's turn, and with
+    `either_role` (a model writing the user's side) the assistant's too. Nothing for a model with its own template."""
+    if chat_template != "fallback":  # LoadedModel.info.chat_template of a model rendered with the fallback
+        return ()
+    return ("\nUser:", "\nAssistant:") if either_role else ("\nUser:",)
+
+
 @dataclass(frozen=True)
 class TokenSpans:
     """Token indices of the named positions in one rendered example.

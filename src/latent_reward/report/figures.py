@@ -21,9 +21,9 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from latent_reward.analysis.crossfit import PROBE_KIND
 from latent_reward.evaluation.results import CHANCE, HEADLINE_METRICS, METRIC_LABELS, Metric
 from latent_reward.experiments.compare import CompareResult
-from latent_reward.experiments.crossfit import PROBE_KIND
 from latent_reward.experiments.run_result import RunResult
 from latent_reward.io import atomic_path
 

@@ -15,9 +15,9 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from latent_reward.analysis.crossfit import PROBE_KIND
 from latent_reward.evaluation.results import HEADLINE_METRICS, Comparison, Interval, Metric, PairedDifference
 from latent_reward.experiments.compare import CompareResult, ModelDifference
-from latent_reward.experiments.crossfit import PROBE_KIND
 from latent_reward.experiments.reward_model import ScoreResult
 from latent_reward.experiments.run_result import RunResult
 from latent_reward.io import atomic_write_text

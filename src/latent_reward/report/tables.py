@@ -7,7 +7,7 @@ import pandas as pd
 
 from latent_reward.evaluation.results import METRICS, Comparison
 from latent_reward.experiments.readout import ReadoutResult
-from latent_reward.experiments.sweep import SweepResult
+from latent_reward.analysis.sweep import SweepResult
 
 GRID_FILE = "grid.csv"
 COMPARISONS_FILE = "comparisons.csv"

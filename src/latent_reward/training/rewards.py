@@ -32,17 +32,13 @@ def _conversation(prompt, completion) -> list[dict[str, str]]:
 
 def probe_reward(folder: str | Path) -> Reward:
     """A saved probe, read on its own model: its estimate of each completion's rating."""
-    from latent_reward.activations.tokens import position_states
     from latent_reward.probes import Probe
-    from latent_reward.workflows.common import probe_model
+    from latent_reward.probes.reader import ProbeReader
 
-    probe = Probe.load(folder)
-    loaded = probe_model(probe)
+    reader = ProbeReader.load(Probe.load(folder))
 
     def reward(prompts, completions, **kwargs) -> list[float]:
-        conversations = [_conversation(p, c) for p, c in zip(prompts, completions)]
-        states = position_states(loaded, conversations, *probe.info.cell(), probe.info.max_tokens)
-        return [float(v) for v in probe.predict(states)]
+        return [float(v) for v in reader.read([_conversation(p, c) for p, c in zip(prompts, completions)])]
 
     reward.__name__ = f"probe_{Path(folder).name}"
     return reward
@@ -50,20 +46,16 @@ def probe_reward(folder: str | Path) -> Reward:
 
 def judge_reward(endpoint: Endpoint, cache_folder: Path) -> Reward:
     """The judge's overall score (1-10); an item the judge could not rate gets the batch's mean."""
-    from latent_reward.data.schema import make_example
-    from latent_reward.experiments.judge import JudgeConfig, judge_examples
     from latent_reward.judging.cache import JudgeCache
+    from latent_reward.judging.rating import overall_ratings
 
     def reward(prompts, completions, **kwargs) -> list[float]:
-        examples = [make_example("online", i, _conversation(p, c)[:-1], _text(c) or " ", 0.0, meta={"unrated": True})
-                    for i, (p, c) in enumerate(zip(prompts, completions))]
+        conversations = [_conversation(p, c) for p, c in zip(prompts, completions)]
         cache = JudgeCache(cache_folder / "judge-cache.sqlite")
         try:
-            rated, _ = judge_examples(examples, endpoint, cache, JudgeConfig(), progress=False)
+            values = overall_ratings(conversations, endpoint, cache, progress=False)
         finally:
             cache.close()
-        scores = {e.id: e.rating for e in rated}
-        values = np.array([scores.get(e.id, np.nan) for e in examples], dtype=float)
         fill = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
         return [float(v) if np.isfinite(v) else fill for v in values]
 

@@ -3,20 +3,17 @@ follow_ups.csv, conversation.html and run.json."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.data.records import read_records
-from latent_reward.data.splits import hash_order
 from latent_reward.errors import UserError
-from latent_reward.evaluation.results import Result
-from latent_reward.experiments.conversation import (ConversationConfig, ConversationResult, XSTestResult, adjust,
-                                                    conversation, xstest)
-from latent_reward.io import exclusive, prepare_output_folder, write_csv, write_json
+from latent_reward.experiments.conversation import ConversationConfig, ConversationReport, conversation_report
+from latent_reward.io import write_csv
 from latent_reward.probes import Probe
+from latent_reward.probes.reader import probe_model
 from latent_reward.report.conversation import write_conversation_report
-from latent_reward.workflows.common import probe_model
+from latent_reward.workflows.base import Outcome, start
 
 
 class ConversationJob(Spec):
@@ -33,39 +30,19 @@ class ConversationJob(Spec):
     device_map: str | None = None
 
 
-class ConversationReport(Result):
-    result: ConversationResult
-    xstest: XSTestResult | None = None
-    seconds: float = 0.0
-
-
-def run_conversation(job: ConversationJob) -> ConversationReport:
-    started = time.perf_counter()
+def run_conversation(job: ConversationJob) -> Outcome[ConversationReport]:
     prompt_probe = Probe.load(job.prompt_probe)
     if prompt_probe.info.position != "assistant_start":
         raise UserError("--prompt-probe must read assistant_start (a run's prompt_probe folder)")
-    out = prepare_output_folder(job.out)
-    with exclusive(out, "conversation job"):
+    with start("conversation", job, job.out, "conversation job") as folder:
         loaded = probe_model(prompt_probe, job.model, device=job.device, device_map=job.device_map)
         response_probe = Probe.load(job.response_probe) if job.response_probe else None
-        excluded = prompt_probe.info.excluded_groups()
-        examples = [e for e in job.data.load().examples if e.group not in excluded]  # prompts V was not fitted or chosen on
-        if not examples:
-            raise UserError("every prompt in this data was used to train or validate the prompt probe; use other prompts")
-        by_group = {e.group: e for e in examples}
-        chosen = [by_group[g] for g in hash_order(list(by_group), job.config.seed)[: job.prompts]]
-        simulators = {name: ModelSpec(name=name, dtype=loaded.info.dtype, device=job.device, device_map=job.device_map).load()
-                      for name in job.user_simulators}
-        result, tables = conversation(loaded, prompt_probe, [e.prompt_messages for e in chosen], [e.response for e in chosen],
-                                      job.config, response_probe, simulators)
-        xs = xstest(loaded, prompt_probe, read_records(str(job.xstest)), job.config, response_probe) if job.xstest else None
-        adjust(result, xs)  # one family: the XSTest contrasts join the secondary ones
-        report = ConversationReport(result=result, xstest=xs, seconds=time.perf_counter() - started)
-        for name, table in tables.items():
-            write_csv(out / f"{name}.csv", table)
-        write_json(out / "results.json", report)
-        write_conversation_report(report, out)
-        from latent_reward.workflows.common import write_run_json
-
-        write_run_json(out, "conversation", job, {"total": report.seconds})
-        return report
+        examples = job.data.load().examples
+        simulators = {name: ModelSpec(name=name, dtype=loaded.info.dtype, device=job.device,
+                                      device_map=job.device_map).load() for name in job.user_simulators}
+        records = read_records(str(job.xstest)) if job.xstest else None
+        report, tables = conversation_report(loaded, prompt_probe, examples, job.prompts, job.config, response_probe,
+                                             simulators, records)
+        report.seconds = folder.elapsed()
+        files = {name: write_csv(folder.path / f"{name}.csv", table) for name, table in tables.items()}
+        return folder.finish(report, files=files, report=write_conversation_report(report, folder.path))

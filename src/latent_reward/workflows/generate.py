@@ -8,8 +8,9 @@ from pathlib import Path
 from latent_reward.config import Device, Spec
 from latent_reward.experiments.generate import Generation, generate_with_estimates
 from latent_reward.probes import Probe
+from latent_reward.probes.reader import probe_model
 from latent_reward.report.html import write_lens_page
-from latent_reward.workflows.common import probe_model
+from latent_reward.workflows.base import Outcome, start
 
 
 class GenerateJob(Spec):
@@ -24,13 +25,17 @@ class GenerateJob(Spec):
     device_map: str | None = None
 
 
-def run_generate(job: GenerateJob, on_token: Callable[[str, float], None] | None = None) -> tuple[Generation, Probe]:
-    probe = Probe.load(job.probe)
-    loaded = probe_model(probe, job.model, job.device, job.device_map)
-    reply = generate_with_estimates(loaded, probe, [{"role": "user", "content": job.prompt}], job.max_new_tokens, job.temperature,
-                                    job.seed, on_token)
-    if job.html:
-        low, high = probe.info.rating_range or (0.0, 1.0)
-        write_lens_page(job.html, f"{loaded.info.name}: {job.prompt[:80]}",
-                        [{"caption": job.prompt, "tokens": reply.tokens, "estimates": reply.estimates}], low, high)
-    return reply, probe
+def run_generate(job: GenerateJob, on_token: Callable[[str, float], None] | None = None) -> Outcome[Generation]:
+    """The reply and its estimates; no result folder (the lens page is written to `html` when it is given)."""
+    with start("generate", job, None) as folder:
+        probe = Probe.load(job.probe)
+        loaded = probe_model(probe, job.model, job.device, job.device_map)
+        reply = generate_with_estimates(loaded, probe, [{"role": "user", "content": job.prompt}], job.max_new_tokens,
+                                        job.temperature, job.seed, on_token)
+        page = None
+        if job.html:
+            low, high = probe.info.rating_range or (0.0, 1.0)
+            page = write_lens_page(job.html, f"{loaded.info.name}: {job.prompt[:80]}",
+                                   [{"caption": job.prompt, "tokens": reply.tokens, "estimates": reply.estimates}], low,
+                                   high)
+        return folder.finish(reply, report=page)

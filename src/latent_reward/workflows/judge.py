@@ -16,10 +16,10 @@ from latent_reward.data.records import read_records
 from latent_reward.data.schema import Example, make_example
 from latent_reward.errors import UserError
 from latent_reward.experiments.judge import JudgeConfig, JudgeSummary, judge_examples
-from latent_reward.io import atomic_write_text, exclusive, prepare_output_folder, write_json
+from latent_reward.io import atomic_write_text
 from latent_reward.judging.cache import JudgeCache
 from latent_reward.judging.client import Endpoint
-from latent_reward.workflows.common import write_run_json
+from latent_reward.workflows.base import Outcome, start
 
 RATED_FILE = "rated.jsonl"
 SUMMARY_FILE = "judge.json"
@@ -54,17 +54,15 @@ def load_for_judging(data: DataSpec) -> list[Example]:
     return data.load().examples
 
 
-def run_judge(job: JudgeJob, progress: bool = True) -> JudgeSummary:
-    out = prepare_output_folder(job.out)
-    with exclusive(out, "judge job"):
+def run_judge(job: JudgeJob, progress: bool = True) -> Outcome[JudgeSummary]:
+    with start("judge", job, job.out, "judge job") as folder:
         examples = load_for_judging(job.data)
-        cache = JudgeCache(out / CACHE_FILE)
+        cache = JudgeCache(folder.path / CACHE_FILE)
         try:
             rated, summary = judge_examples(examples, job.endpoint, cache, job.config, progress)
         finally:
             cache.close()
         lines = "".join(json.dumps(e.to_record(), ensure_ascii=False) + "\n" for e in rated)
-        atomic_write_text(out / RATED_FILE, lines)
-        write_json(out / SUMMARY_FILE, summary)
-        write_run_json(out, "judge", job, {"judge": summary.seconds})
-        return summary
+        folder.timings["judge"] = summary.seconds
+        return folder.finish(summary, SUMMARY_FILE, files={"rated": atomic_write_text(folder.path / RATED_FILE, lines),
+                                                           "cache": folder.path / CACHE_FILE})

@@ -14,6 +14,7 @@ import pydantic
 
 from latent_reward.errors import UserError
 from latent_reward.io import read_json, versions
+from latent_reward.workflows.base import RUN_FILE, Outcome
 
 # command -> (module, its config class, the function that runs it)
 REPLAYABLE = {
@@ -27,8 +28,8 @@ REPLAYABLE = {
     "steer": ("latent_reward.workflows.steer", "SteerJob", "run_steer"),
     "conversation": ("latent_reward.workflows.conversation", "ConversationJob", "run_conversation"),
     "train": ("latent_reward.workflows.train", "TrainJob", "run_train"),
+    "compare": ("latent_reward.workflows.compare", "CompareJob", "run_compare"),
 }
-RUN_FILE = "run.json"
 
 
 @dataclass
@@ -37,11 +38,11 @@ class Recorded:
 
     command: str
     config: Any  # the command's config object, with `out` replaced
-    runner: Callable[[Any], Any]  # the workflow that runs it
+    runner: Callable[[Any], Outcome]  # the workflow that runs it
     version_changes: dict[str, tuple[str | None, str | None]]  # package -> (recorded, installed), where they differ
 
-    def run(self) -> Any:
-        """Run it; returns what the command's workflow returns."""
+    def run(self) -> Outcome:
+        """Run it; returns the command's Outcome."""
         return self.runner(self.config)
 
 

@@ -8,7 +8,6 @@ project's own format with empty (null) ratings, the generator and sample index i
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from latent_reward.config import DataSpec, ModelSpec, Spec
@@ -17,10 +16,11 @@ from latent_reward.data.schema import Message, group_key
 from latent_reward.errors import UserError
 from latent_reward.evaluation.results import Result
 from latent_reward.generation import GenerationConfig, generate_chat
-from latent_reward.io import atomic_write_text, exclusive, prepare_output_folder
+from latent_reward.io import atomic_write_text
 from latent_reward.judging.cache import JudgeCache, item_key
 from latent_reward.judging.client import Endpoint, Request, complete_all
-from latent_reward.workflows.common import write_run_json
+from latent_reward.models.chat import fallback_stops
+from latent_reward.workflows.base import Outcome, start
 
 RESPONSES_FILE = "responses.jsonl"
 PROMPT_FIELDS = ("prompt", "instruction", "question")
@@ -64,31 +64,32 @@ def read_prompts(data: DataSpec) -> list[list[Message]]:
     return unique[: data.limit] if data.limit else unique
 
 
-def run_respond(job: RespondJob, progress: bool = True) -> RespondResult:
+def run_respond(job: RespondJob, progress: bool = True) -> Outcome[RespondResult]:
     if not job.models and not job.endpoint_models:
         raise UserError("name at least one source: --model for models run here, --endpoint-model with --base-url for "
                         "an endpoint")
     if job.endpoint_models and job.endpoint is None:
         raise UserError("--endpoint-model needs --base-url")
-    out = prepare_output_folder(job.out)
-    with exclusive(out, "respond job"):
+    with start("respond", job, job.out, "respond job") as folder:
         prompts = read_prompts(job.prompts)
-        records, timings, per_source = [], {}, {}
+        records, per_source = [], {}
         for spec in job.models:
-            tick = time.perf_counter()
-            replies = _local(spec, prompts, job)
+            with folder.timed(spec.name):
+                replies = _local(spec, prompts, job)
             records += replies
-            per_source[spec.name], timings[spec.name] = len(replies), time.perf_counter() - tick
+            per_source[spec.name] = len(replies)
         for model in job.endpoint_models:
-            tick = time.perf_counter()
             endpoint = job.endpoint.model_copy(update={"model": model, "structured": False})
-            replies = _remote(endpoint, prompts, job, out, progress)
+            with folder.timed(model):
+                replies = _remote(endpoint, prompts, job, folder.path, progress)
             records += replies
-            per_source[model], timings[model] = len(replies), time.perf_counter() - tick
-        atomic_write_text(out / RESPONSES_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        write_run_json(out, "respond", job, timings, {"prompts": len(prompts), "responses": len(records)})
-        return RespondResult(file=out / RESPONSES_FILE, prompts=len(prompts), responses=len(records), per_source=per_source,
-                             seconds=timings)
+            per_source[model] = len(replies)
+        file = atomic_write_text(folder.path / RESPONSES_FILE,
+                                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        result = RespondResult(file=file, prompts=len(prompts), responses=len(records), per_source=per_source,
+                               seconds=dict(folder.timings))
+        return folder.finish(result, results=None, files={"responses": file},
+                             extra={"prompts": len(prompts), "responses": len(records)})
 
 
 def _record(prompt: list[Message], response: str, generator: str, sample: int, index: int, stop: str | None = None) -> dict:
@@ -100,7 +101,7 @@ def _record(prompt: list[Message], response: str, generator: str, sample: int, i
 
 def _local(spec: ModelSpec, prompts: list[list[Message]], job: RespondJob) -> list[dict]:
     loaded = spec.load()
-    stops = ("\nUser:",) if loaded.info.chat_template == "fallback" else ()
+    stops = fallback_stops(loaded.info.chat_template)
     config = job.generation.model_copy(update={"stop_strings": job.generation.stop_strings or stops})
     conversations = [p for p in prompts for _ in range(job.samples)]
     replies = generate_chat(loaded, conversations, config)

@@ -4,31 +4,34 @@ trajectories, and the result folder (results.json, predictions.csv, report, best
 from __future__ import annotations
 
 import functools
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from latent_reward.activations.store import ActivationStore
+from latent_reward.activations.extract import extract, request_fingerprint
+from latent_reward.activations.store import ActivationStore, matching_complete_store
+from latent_reward.analysis.crossfit import CrossFit
 from latent_reward.analysis.sketch import sketch_view
+from latent_reward.analysis.sweep import SweepFit, fit_within_probe
 from latent_reward.config import DataSpec, ExtractConfig, ModelSpec, Spec
+from latent_reward.data.schema import Example
 from latent_reward.data.summary import summarize_examples
-from latent_reward.experiments.crossfit import CrossFit
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
 from latent_reward.experiments.readout import WITHIN_PREDICTIONS, ReadoutConfig, reward_readout
-from latent_reward.experiments.run_result import PREDICTIONS_FILE, WITHIN_COLUMN, RunResult, StoreSummary
-from latent_reward.experiments.sweep import SweepFit, fit_within_probe
+from latent_reward.experiments.run_result import PREDICTIONS_FILE, RESULTS_FILE, WITHIN_COLUMN, RunResult, StoreSummary
 from latent_reward.experiments.trajectory import TrajectoryConfig, reward_trajectories
-from latent_reward.io import exclusive, prepare_output_folder, write_csv
+from latent_reward.io import write_csv
 from latent_reward.models.loading import LoadedModel
 from latent_reward.report.answers import answers
 from latent_reward.report.html import write_report
 from latent_reward.report.tables import COMPARISONS_FILE, GRID_FILE, comparisons_frame, grid_frame
-from latent_reward.workflows.common import extract_or_reuse, write_run_json
+from latent_reward.workflows.base import JobFolder, Outcome, start
 from latent_reward.workflows.score import WITHIN_PROBE_FOLDER
+
+REPORT_FOLDER = "report"  # inside a run folder: results.json, predictions.csv, report.html and its figures
 
 
 class RunConfig(Spec):
@@ -53,93 +56,91 @@ class SweepJob(Spec):
     readout: ReadoutConfig = ReadoutConfig()
 
 
-@dataclass
-class RunOutcome:
-    result: RunResult
-    folder: Path
-    report: Path
-    probe_folder: Path
-    within_probe_folder: Path | None = None  # the within-prompt probe (`score` ranks pairs with it first)
-
-
-def run(config: RunConfig | None = None, progress: bool = True) -> RunOutcome:
+def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunResult]:
     """Everything `latent-reward run` does, from Python: `lr.run(lr.RunConfig(data=lr.DataSpec(source=...)))`."""
     config = config or RunConfig()
-    started = time.perf_counter()
-    out = prepare_output_folder(config.out)
-    with exclusive(out, "run"):
+    with start("run", config, config.out, "run") as folder:
+        out = folder.path
         dataset = config.data.load()
-        timings: dict[str, float] = {}
         random_store = None
         if config.random_init_control:  # first: the random copy is gone before the real model is loaded
-            random_store, timings["extract_random_init"] = extract_or_reuse(
-                config.model, dataset.examples, out / "store-random-init", config.extract.model_copy(update={"logprobs": False}),
-                dataset.source, random_init_seed=config.readout.sweep.seed, progress=progress)
-        real_model = functools.cache(config.model.load)  # loaded once, when first needed, for extraction and trajectories
-        store, timings["extract"] = extract_or_reuse(config.model, dataset.examples, out / "store", config.extract, dataset.source,
-                                                     progress=progress, load=real_model)
+            with folder.timed("extract_random_init"):
+                random_store = extract_or_reuse(config.model, dataset.examples, out / "store-random-init",
+                                                config.extract.model_copy(update={"logprobs": False}), dataset.source,
+                                                random_init_seed=config.readout.sweep.seed, progress=progress)
+        real_model = functools.cache(config.model.load)  # loaded once, when first needed: extraction, trajectories
+        with folder.timed("extract"):
+            store = extract_or_reuse(config.model, dataset.examples, out / "store", config.extract, dataset.source,
+                                     progress=progress, load=real_model)
         trajectory_model = real_model() if config.trajectory else None
-        outcome = analyse(store, random_store, config.readout, out, config, dataset.skipped, timings, trajectory_model,
-                          config.trajectory_config, progress)
-        timings["total"] = outcome.result.timings["total"] = time.perf_counter() - started  # results.json is written already
-        write_run_json(out, "run", config, timings, {"skipped_records": dataset.skipped})
-        return outcome
+        result, files = analyse(store, random_store, config.readout, out, config, dataset.skipped, folder,
+                                trajectory_model, config.trajectory_config, progress)
+        return folder.finish(result, f"{REPORT_FOLDER}/{RESULTS_FILE}", files,
+                             extra={"skipped_records": dataset.skipped})
 
 
-def sweep_stores(job: SweepJob, progress: bool = True) -> RunOutcome:
+def sweep_stores(job: SweepJob, progress: bool = True) -> Outcome[RunResult]:
     """`latent-reward sweep`: the readout, prompt-only and report on existing stores."""
-    started = time.perf_counter()
-    out = prepare_output_folder(job.out)
-    with exclusive(out, "report"):
+    with start("sweep", job, job.out, "report") as folder:
         store = ActivationStore.open(job.store)
         random_store = ActivationStore.open(job.random_init_store) if job.random_init_store else None
-        timings: dict[str, float] = {}
-        outcome = analyse(store, random_store, job.readout, out, job, {}, timings, None, None, progress, report_folder=out)
-        timings["total"] = time.perf_counter() - started
-        write_run_json(out, "sweep", job, timings)
-        return outcome
+        result, files = analyse(store, random_store, job.readout, folder.path, job, {}, folder, None, None, progress,
+                                report_folder=folder.path)
+        return folder.finish(result, RESULTS_FILE, files)
 
 
-def analyse(store: ActivationStore, random_store: ActivationStore | None, readout_config: ReadoutConfig, out: Path, config: Spec,
-            skipped: dict, timings: dict[str, float], trajectory_model: LoadedModel | None, trajectory_config: TrajectoryConfig | None,
-            progress: bool, report_folder: Path | None = None) -> RunOutcome:
-    """Readout, prompt-only and trajectories on finished stores; writes the report folder and the best probe."""
+def extract_or_reuse(model: ModelSpec, examples: list[Example], folder: Path, config: ExtractConfig, source: str | None,
+                     random_init_seed: int | None = None, progress: bool = True,
+                     load: Callable[[], LoadedModel] | None = None) -> ActivationStore:
+    """An extraction into `folder`; a finished store made from the same request (model name, dtype, data,
+    options) is reused without loading the model. `load` gives the model when the caller holds it already."""
+    wanted = request_fingerprint(examples, config, model.name, model.dtype, random_init_seed)
+    if matching_complete_store(folder, wanted):
+        return ActivationStore.open(folder)
+    loaded = load() if load is not None else model.load(random_init_seed=random_init_seed)
+    return extract(loaded, examples, folder, config, progress=progress, source=source).store
+
+
+def analyse(store: ActivationStore, random_store: ActivationStore | None, readout_config: ReadoutConfig, out: Path,
+            config: Spec, skipped: dict, folder: JobFolder, trajectory_model: LoadedModel | None,
+            trajectory_config: TrajectoryConfig | None, progress: bool,
+            report_folder: Path | None = None) -> tuple[RunResult, dict[str, Path | None]]:
+    """Readout, prompt-only and trajectories on finished stores; writes the report (all but results.json, which the
+    job writes) and the probes; returns the result and the files."""
     # one view per store, so the readout and prompt-only share the sketches of wide states
     view, random_view = sketch_view(store, readout_config.sketch), sketch_view(random_store, readout_config.sketch)
     readout, fit, crossfit = reward_readout(view, readout_config, random_view, progress)
-    timings.update(readout.timings)
-    tick = time.perf_counter()
+    folder.timings.update(readout.timings)
     sweep_config = readout_config.sweep
-    expected = None if fit.target.within else prompt_only(
-        view, PromptOnlyConfig(target=sweep_config.target, seed=sweep_config.seed, n_boot=sweep_config.n_boot,
-                                folds=readout_config.folds, sketch=readout_config.sketch), fit, random_view, progress=False)
-    timings["prompt_only"] = time.perf_counter() - tick
+    with folder.timed("prompt_only"):
+        expected = None if fit.target.within else prompt_only(
+            view, PromptOnlyConfig(target=sweep_config.target, seed=sweep_config.seed, n_boot=sweep_config.n_boot,
+                                   folds=readout_config.folds, sketch=readout_config.sketch), fit, random_view,
+            progress=False)
     trajectory = None
     if trajectory_model is not None:
-        tick = time.perf_counter()
-        trajectory = reward_trajectories(trajectory_model, store, fit, trajectory_config)
-        timings["trajectory"] = time.perf_counter() - tick
+        with folder.timed("trajectory"):
+            trajectory = reward_trajectories(trajectory_model, store, fit, trajectory_config)
     source = store.manifest.data_source or "data"
     result = RunResult(
         command=type(config).__name__, model=store.manifest.model,
         data=summarize_examples(store.examples, source=source, skipped=skipped), readout=readout, prompt_only=expected,
-        trajectory=trajectory, store=StoreSummary.of(store), config=config.model_dump(mode="json"), timings=timings)
+        trajectory=trajectory, store=StoreSummary.of(store), config=config.model_dump(mode="json"),
+        timings=folder.timings)
     result.answers = answers(result)
-    report_folder = report_folder or out / "report"
+    report_folder = report_folder or out / REPORT_FOLDER
     report_folder.mkdir(parents=True, exist_ok=True)
     predictions = predictions_frame(store, fit, crossfit)
-    write_csv(report_folder / PREDICTIONS_FILE, predictions)
-    write_csv(report_folder / GRID_FILE, grid_frame(readout.sweep))
-    write_csv(report_folder / COMPARISONS_FILE, comparisons_frame(readout))
-    result.save(report_folder)
-    html = write_report(result, report_folder, predictions)
-    probe_folder = fit.best_probe.save(out / "best_probe")
+    files: dict[str, Path | None] = {"predictions": write_csv(report_folder / PREDICTIONS_FILE, predictions)}
+    files["grid"] = write_csv(report_folder / GRID_FILE, grid_frame(readout.sweep))
+    files["comparisons"] = write_csv(report_folder / COMPARISONS_FILE, comparisons_frame(readout))
+    files["report"] = write_report(result, report_folder, predictions)
+    files["best_probe"] = fit.best_probe.save(out / "best_probe")
     within_probe = None if fit.target.within else fit_within_probe(view, fit, sweep_config.positions)
-    within_folder = within_probe.save(out / WITHIN_PROBE_FOLDER) if within_probe is not None else None
+    files[WITHIN_PROBE_FOLDER] = within_probe.save(out / WITHIN_PROBE_FOLDER) if within_probe is not None else None
     prompt_probe = fit_prompt_probe(store, fit, expected) if expected is not None else None
-    if prompt_probe is not None:
-        prompt_probe.save(out / "prompt_probe")
-    return RunOutcome(result, out, html, probe_folder, within_folder)
+    files["prompt_probe"] = prompt_probe.save(out / "prompt_probe") if prompt_probe is not None else None
+    return result, files
 
 
 def predictions_frame(store: ActivationStore, fit: SweepFit, crossfit: CrossFit) -> pd.DataFrame:

@@ -9,18 +9,17 @@ from its last checkpoint.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.errors import UserError
 from latent_reward.evaluation.results import Result
 from latent_reward.extras import require
-from latent_reward.io import atomic_write_text, exclusive, prepare_output_folder
+from latent_reward.io import atomic_write_text, prepare_output_folder
 from latent_reward.judging.client import Endpoint
 from latent_reward.training.data import dpo_records, prompt_records, sft_records
 from latent_reward.training.trainers import PostTrainConfig, build_trainer, check_report_to, metrics_logger
-from latent_reward.workflows.common import write_run_json
+from latent_reward.workflows.base import Outcome, start
 
 MARKER = "latent_reward.json"
 CHECKPOINTS = "trainer"
@@ -54,18 +53,17 @@ class TrainSummary(Result):
     tokens_per_second: float | None
 
 
-def run_train(job: TrainJob) -> TrainSummary:
+def run_train(job: TrainJob) -> Outcome[TrainSummary]:
     if job.config.method == "online" and not job.reward:
         raise UserError("online training needs --reward (judge, a probe folder or module:function)")
     require("trl")  # before any model is loaded
     check_report_to(job.config.report_to)
     if job.config.lora:
         require("peft")
-    out = prepare_output_folder(job.out)
-    if (out / MARKER).exists():
-        raise UserError(f"{out} already holds a finished checkpoint; choose another --out folder")
-    with exclusive(out, "training run"):
-        started = time.perf_counter()
+    if (prepare_output_folder(job.out) / MARKER).exists():
+        raise UserError(f"{job.out} already holds a finished checkpoint; choose another --out folder")
+    with start("train", job, job.out, "training run") as folder:
+        out = folder.path
         examples = job.data.load().examples
         records = {"sft": sft_records, "dpo": dpo_records, "online": prompt_records}[job.config.method](examples)
         model, tokenizer, template = _load(job)
@@ -84,9 +82,10 @@ def run_train(job: TrainJob) -> TrainSummary:
                                pairs_or_examples=len(records), steps=trainer.state.global_step, resumed=resume,
                                chat_template=template, post_training=_post_training(job.model, examples),
                                **_speed(trainer, result))
-        write_run_json(out, "train", job, {"total": time.perf_counter() - started}, {"summary": summary})
-        atomic_write_text(out / MARKER, summary.model_dump_json(indent=1))
-        return summary
+        outcome = folder.finish(summary, results=None, files={"checkpoint": out, "metrics": out / "metrics.csv"},
+                                extra={"summary": summary})
+        atomic_write_text(out / MARKER, summary.model_dump_json(indent=1))  # last: the checkpoint is finished
+        return outcome
 
 
 def _post_training(model: str, examples) -> list[str]:

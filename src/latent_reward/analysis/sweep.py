@@ -20,12 +20,12 @@ from pydantic import ConfigDict, model_validator
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchedStore, SketchSummary, full_store, sketch_summary
+from latent_reward.analysis.targets import Target, make_target, within_prompt
 from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.data.splits import SplitPlan, plan_splits
 from latent_reward.errors import UserError
 from latent_reward.evaluation.metrics import Resampler, all_metrics, pair_counts, pearson, quantile_interval, score
 from latent_reward.evaluation.results import HEADLINE_METRICS, Cell, Interval, Metric, Result, Scores
-from latent_reward.experiments.targets import Target, make_target, within_prompt
 from latent_reward.io import progress_bar
 from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeInfo, ProbeOptions, RidgeProbe
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from helpers import cli, planted_store
-from latent_reward.experiments.readout import ReadoutConfig, reward_readout
-from latent_reward.experiments.sweep import GridCell, SweepConfig, sweep
+from latent_reward.analysis.sweep import GridCell, SweepConfig, sweep
 from latent_reward.evaluation.results import SHUFFLED_ALL, SHUFFLED_WITHIN, Interval
+from latent_reward.experiments.readout import ReadoutConfig, reward_readout
 from latent_reward.probes import Probe
 
 FAST = ReadoutConfig(sweep=SweepConfig(n_boot=200), permutations=20, split_seeds=1, paired_permutations=200, sgd_grid=False)
@@ -27,7 +27,7 @@ def test_sweep_finds_the_planted_cell_on_validation_and_tests_it_once(tmp_path):
 
 def test_the_validation_best_cell_is_reported_even_when_another_is_best_on_test(tmp_path, monkeypatch):
     """A planted store where one cell wins on validation and another on test: the report takes the validation winner."""
-    from latent_reward.experiments import sweep as sweep_module
+    from latent_reward.analysis import sweep as sweep_module
 
     store = planted_store(tmp_path / "s", n_groups=90)
     real_score = sweep_module.all_metrics
@@ -136,7 +136,7 @@ def test_sweep_rejects_unknown_probe_and_target(tmp_path, option, value, message
 
 
 def test_within_prompt_version_of_any_target_centers_its_own_values_on_a_subset_of_its_rows():
-    from latent_reward.experiments.targets import Target, within_prompt
+    from latent_reward.analysis.targets import Target, within_prompt
 
     # an aspect rated on store rows 0-5 and 7-8 (row 6 has none); prompt "c" keeps one rated response only
     keep = np.array([True] * 6 + [False] + [True, True])

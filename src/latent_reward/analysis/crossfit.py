@@ -21,11 +21,10 @@ import torch
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchedStore, exact_reader
+from latent_reward.analysis.targets import Target
 from latent_reward.data.splits import group_folds
 from latent_reward.evaluation.controls import global_permutations, within_group_permutations
-from latent_reward.evaluation.metrics import pearson
 from latent_reward.evaluation.results import Cell
-from latent_reward.experiments.targets import Target
 from latent_reward.io import progress_bar
 from latent_reward.probes import ProbeOptions, RidgeProbe, ridge_cv_all_layers
 from latent_reward.probes.ridge import RidgeCV

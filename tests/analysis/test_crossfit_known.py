@@ -1,4 +1,4 @@
-"""Known answers for experiments/crossfit.py: each fold's cell is the best inner-CV cell of its training prompts, each
+"""Known answers for analysis/crossfit.py: each fold's cell is the best inner-CV cell of its training prompts, each
 fold's out-of-fold predictions are a ridge refitted on that fold's training rows (sklearn's Ridge at the chosen
 penalty), no held-out rating reaches its own fold, and `folds=` is used as given."""
 
@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn.linear_model import Ridge
 
-from latent_reward.experiments.crossfit import LAYER_ZERO, cross_fit_arrays
+from latent_reward.analysis.crossfit import LAYER_ZERO, cross_fit_arrays
 from latent_reward.probes import ProbeOptions, RidgeSettings
 from latent_reward.probes.ridge import ridge_cv_all_layers
 
