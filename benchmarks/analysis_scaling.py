@@ -46,8 +46,9 @@ PLANTED_CEILING = RESPONSE_WEIGHT / np.sqrt(PROMPT_WEIGHT**2 + RESPONSE_WEIGHT**
 WORDS = np.array("the a model answer helpful code list step because however example note data result clear".split())
 
 
-def planted_examples(n: int, rng: np.random.Generator, sizes_range: tuple[int, int] = (2, 16)
-                     ) -> tuple[list[Example], np.ndarray, np.ndarray]:
+def planted_examples(
+    n: int, rng: np.random.Generator, sizes_range: tuple[int, int] = (2, 16)
+) -> tuple[list[Example], np.ndarray, np.ndarray]:
     """n rated responses to prompts of `sizes_range` responses each (2-16 by default); returns the examples, the
     prompt-level and response-level parts of each rating (standard normal)."""
     sizes = []
@@ -64,15 +65,33 @@ def planted_examples(n: int, rng: np.random.Generator, sizes_range: tuple[int, i
     examples = []
     for i in range(n):
         length = int(rng.integers(5, 60))
-        messages = [{"role": "user", "content": f"prompt {group_index[i]} " + " ".join(rng.choice(WORDS, 6))},
-                    {"role": "assistant", "content": " ".join(rng.choice(WORDS, length))}]
-        examples.append(Example(id=f"synthetic:{i}", group=f"g{group_index[i]:06d}", messages=messages, rating=float(rating[i]),
-                                meta={"generator": f"m{i % 4}"}))
+        messages = [
+            {"role": "user", "content": f"prompt {group_index[i]} " + " ".join(rng.choice(WORDS, 6))},
+            {"role": "assistant", "content": " ".join(rng.choice(WORDS, length))},
+        ]
+        examples.append(
+            Example(
+                id=f"synthetic:{i}",
+                group=f"g{group_index[i]:06d}",
+                messages=messages,
+                rating=float(rating[i]),
+                meta={"generator": f"m{i % 4}"},
+            )
+        )
     return examples, prompt_part, response_part
 
 
-def write_synthetic_store(folder: Path, n: int, d: int, n_layers: int, positions: tuple[str, ...], seed: int,
-                          sizes_range: tuple[int, int] = (2, 16), shard_size: int = 256, weak: bool = False) -> ActivationStore:
+def write_synthetic_store(
+    folder: Path,
+    n: int,
+    d: int,
+    n_layers: int,
+    positions: tuple[str, ...],
+    seed: int,
+    sizes_range: tuple[int, int] = (2, 16),
+    shard_size: int = 256,
+    weak: bool = False,
+) -> ActivationStore:
     """A complete store of float16 states [n, n_layers, d] per position with the planted signal, one shard at a time.
     The signal's direction carries sqrt(d) times a dimension's noise (a top principal component), or with `weak` about
     one dimension's worth (buried among the noise's components)."""
@@ -92,17 +111,31 @@ def write_synthetic_store(folder: Path, n: int, d: int, n_layers: int, positions
         for position in positions:
             signal = prompt_part[rows] if position in ("assistant_start", "user_end") else response_part[rows]
             noise = rng.standard_normal(size=(len(rows), n_layers, d), dtype=np.float32) * scales
-            planted_part = np.einsum("r,l,d->rld", signal.astype(np.float32), strength.astype(np.float32),
-                                     directions[0 if position in ("assistant_start", "user_end") else 1])
+            planted_part = np.einsum(
+                "r,l,d->rld",
+                signal.astype(np.float32),
+                strength.astype(np.float32),
+                directions[0 if position in ("assistant_start", "user_end") else 1],
+            )
             tensors[position] = (noise + planted_part * (2.0 if weak else np.sqrt(d))).astype(np.float16)
         tensors["example_index"] = rows.astype(np.int64)
         tensors["response_tokens_count"] = np.array([len(examples[i].response.split()) for i in rows], dtype=np.int64)
         tensors["n_tokens"] = tensors["response_tokens_count"] + 20
         store_format.write_shard(folder, n_shards - 1, tensors)
     store_format.write_examples(folder, examples)
-    manifest = store_format.new_manifest({"synthetic": seed, "n": n, "d": d}, {"name": "synthetic", "n_layers": n_layers - 1,
-                                         "d_model": d}, positions, layers, [], n_layers - 1, "synthetic", {})
-    manifest.update(status="complete", n_examples=n, n_shards=n_shards, shards=store_format.shard_records(folder, n_shards))
+    manifest = store_format.new_manifest(
+        {"synthetic": seed, "n": n, "d": d},
+        {"name": "synthetic", "n_layers": n_layers - 1, "d_model": d},
+        positions,
+        layers,
+        [],
+        n_layers - 1,
+        "synthetic",
+        {},
+    )
+    manifest.update(
+        status="complete", n_examples=n, n_shards=n_shards, shards=store_format.shard_records(folder, n_shards)
+    )
     write_json(folder / store_format.MANIFEST, manifest)
     return ActivationStore.open(folder)
 
@@ -123,12 +156,20 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def analyse(store: ActivationStore, args: argparse.Namespace, sketch: SketchConfig) -> tuple[dict[str, float], list, float]:
+def analyse(
+    store: ActivationStore, args: argparse.Namespace, sketch: SketchConfig
+) -> tuple[dict[str, float], list, float]:
     """The readout and prompt-only on `store`, as `run` does them (one sketched view shared by both): wall seconds per
     stage and the recovered r; the cell each fold chose; and the float64 reference r at those cells (NaN without
     --exact)."""
-    config = ReadoutConfig(sweep=SweepConfig(n_boot=args.n_boot), permutations=args.permutations, sgd_grid=False,
-                           paired_permutations=args.n_boot, split_seeds=args.split_seeds, sketch=sketch)
+    config = ReadoutConfig(
+        sweep=SweepConfig(n_boot=args.n_boot),
+        permutations=args.permutations,
+        sgd_grid=False,
+        paired_permutations=args.n_boot,
+        split_seeds=args.split_seeds,
+        sketch=sketch,
+    )
     tick = time.perf_counter()
     view = sketch_view(store, sketch)
     readout, fit, crossfit = reward_readout(view, config, random_init_store=None, progress=False)
@@ -149,17 +190,29 @@ def main() -> None:
     parser.add_argument("--d", default="576", help="residual width; a comma list runs every size")
     parser.add_argument("--layers", type=int, default=31, help="stored layers (embeddings included)")
     parser.add_argument("--positions", type=int, default=2, help=f"how many of {', '.join(POSITIONS)}")
-    parser.add_argument("--responses-per-prompt", default="2,16", help="range of responses per prompt (UltraFeedback: 2,2)")
+    parser.add_argument(
+        "--responses-per-prompt", default="2,16", help="range of responses per prompt (UltraFeedback: 2,2)"
+    )
     parser.add_argument("--permutations", type=int, default=100)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--split-seeds", type=int, default=2)
-    parser.add_argument("--no-exact", dest="exact", action="store_false",
-                        help="skip the float64 reference fit at the chosen cells (five fits, after the timed analysis)")
+    parser.add_argument(
+        "--no-exact",
+        dest="exact",
+        action="store_false",
+        help="skip the float64 reference fit at the chosen cells (five fits, after the timed analysis)",
+    )
     parser.add_argument("--sketch-dim", type=int, default=SketchConfig().dim, help="principal components per layer")
-    parser.add_argument("--compare-full", action="store_true",
-                        help="also choose every cell on the full states (exact selection; slow at large width)")
-    parser.add_argument("--weak", action="store_true",
-                        help="plant the signal at the noise's scale (not a top principal component) instead of above it")
+    parser.add_argument(
+        "--compare-full",
+        action="store_true",
+        help="also choose every cell on the full states (exact selection; slow at large width)",
+    )
+    parser.add_argument(
+        "--weak",
+        action="store_true",
+        help="plant the signal at the noise's scale (not a top principal component) instead of above it",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
     args = parser.parse_args()
@@ -170,8 +223,9 @@ def main() -> None:
         try:
             tick = time.perf_counter()
             sizes_range = tuple(int(v) for v in args.responses_per_prompt.split(","))
-            store = write_synthetic_store(folder, n, d, args.layers, POSITIONS[: args.positions], args.seed, sizes_range,
-                                          weak=args.weak)
+            store = write_synthetic_store(
+                folder, n, d, args.layers, POSITIONS[: args.positions], args.seed, sizes_range, weak=args.weak
+            )
             written = time.perf_counter() - tick
             stages, cells, exact_r = analyse(store, args, SketchConfig(dim=args.sketch_dim))
             full_r, agreement = float("nan"), None
@@ -188,10 +242,15 @@ def main() -> None:
             if name not in ("total", "recovered_r"):
                 print(f"  {name:<18} {value:9.1f} s")
         if agreement is not None:
-            print(f"  cells chosen on the full states: r {full_r:.4f}; the sketch chose the same cell in {agreement:.0%} of folds")
+            print(
+                f"  cells chosen on the full states: r {full_r:.4f}; the sketch chose the same cell in {agreement:.0%} of folds"
+            )
         print(f"  planted ceiling r {PLANTED_CEILING:.3f} (the rating's correlation with the response-level signal)")
-        print(f"analysis total: {stages['total']:.1f} s, peak {peak_gb():.2f} GB, recovered r {stages['recovered_r']:.4f} "
-              f"(exact {exact_r:.4f})", flush=True)
+        print(
+            f"analysis total: {stages['total']:.1f} s, peak {peak_gb():.2f} GB, recovered r {stages['recovered_r']:.4f} "
+            f"(exact {exact_r:.4f})",
+            flush=True,
+        )
     varied = [axis for axis in (0, 1) if len({run[axis] for run in runs}) > 1]  # n, d
     if varied:
         logs = np.log(np.array(runs, dtype=np.float64))

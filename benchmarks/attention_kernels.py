@@ -47,10 +47,14 @@ def main() -> None:
     for rows, queries, keys in ((16, 512, 512), (8, 300, 600), (32, 200, 350)):
         q = torch.randn(rows, HEADS, queries, HEAD_DIM, dtype=torch.bfloat16)
         grouped_k, grouped_v = (torch.randn(rows, KV_HEADS, keys, HEAD_DIM, dtype=torch.bfloat16) for _ in range(2))
-        k, v = (t.repeat_interleave(HEADS // KV_HEADS, 1) for t in (grouped_k, grouped_v))  # as transformers repeats them
+        k, v = (
+            t.repeat_interleave(HEADS // KV_HEADS, 1) for t in (grouped_k, grouped_v)
+        )  # as transformers repeats them
         q32, k32, v32 = q.float(), k.float(), v.float()
         # queries are the last `queries` positions of the keys (a response after its cached prompt)
-        mask = torch.ones(queries, keys, dtype=torch.bool).tril(keys - queries)[None, None].expand(rows, 1, queries, keys)
+        mask = (
+            torch.ones(queries, keys, dtype=torch.bool).tril(keys - queries)[None, None].expand(rows, 1, queries, keys)
+        )
         useful = rows * HEADS * 2 * 2 * HEAD_DIM * int(mask[0, 0].sum())
 
         def as_matmuls():
@@ -61,19 +65,26 @@ def main() -> None:
             with sdpa_kernel([SDPBackend.MATH]):
                 return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
-        variants = {"sdpa with mask": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
-                    "sdpa enable_gqa": lambda: F.scaled_dot_product_attention(q, grouped_k, grouped_v, attn_mask=mask,
-                                                                              enable_gqa=True),
-                    "sdpa float32": lambda: F.scaled_dot_product_attention(q32, k32, v32, attn_mask=mask),
-                    "sdpa float32 with casts": lambda: F.scaled_dot_product_attention(
-                        q.float(), k.float(), v.float(), attn_mask=mask).bfloat16(),
-                    "math backend": math_backend, "two matmuls": as_matmuls}
+        variants = {
+            "sdpa with mask": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+            "sdpa enable_gqa": lambda: F.scaled_dot_product_attention(
+                q, grouped_k, grouped_v, attn_mask=mask, enable_gqa=True
+            ),
+            "sdpa float32": lambda: F.scaled_dot_product_attention(q32, k32, v32, attn_mask=mask),
+            "sdpa float32 with casts": lambda: F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=mask
+            ).bfloat16(),
+            "math backend": math_backend,
+            "two matmuls": as_matmuls,
+        }
         if args.flex:
             variants["flex compiled"] = flex_variant(queries, keys, q, grouped_k, grouped_v)
         if queries == keys:
             variants["sdpa is_causal"] = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
         rates = {name: useful / best_seconds(call) / 1e9 for name, call in variants.items()}
-        print(f"{rows} x {queries} queries x {keys} keys: " + ", ".join(f"{n} {r:.0f} GFLOP/s" for n, r in rates.items()))
+        print(
+            f"{rows} x {queries} queries x {keys} keys: " + ", ".join(f"{n} {r:.0f} GFLOP/s" for n, r in rates.items())
+        )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ MODEL = "smollm2-135m-instruct"
 
 def add_model_arguments(parser: argparse.ArgumentParser, dtype: str) -> None:
     parser.add_argument("--model", default=MODEL, help="bundled name or model folder")
-    parser.add_argument("--random-init", type=int, default=None, metavar="SEED", help="random weights of the model's shape")
+    parser.add_argument(
+        "--random-init", type=int, default=None, metavar="SEED", help="random weights of the model's shape"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     parser.add_argument("--dtype", default=dtype)
 

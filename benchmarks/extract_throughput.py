@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import add_model_arguments, describe, load
+
 from latent_reward.activations import plan
 from latent_reward.activations.forward import ResidualReader
-from latent_reward.positions import POSITIONS
 from latent_reward.data import load_dataset
 from latent_reward.models import render_example
+from latent_reward.positions import POSITIONS
 
 
 def synchronize(device: torch.device) -> None:
@@ -39,8 +39,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak_gflops(dtype: torch.dtype, rows: int, d_model: int, d_ff: int, device: torch.device,
-                       repeats: int = 20) -> float:
+def matmul_peak_gflops(
+    dtype: torch.dtype, rows: int, d_model: int, d_ff: int, device: torch.device, repeats: int = 20
+) -> float:
     """The best of several timings of a [rows, d_model] x [d_model, d_ff] product: the model's largest matmul.
     On a GPU each timing covers 100 back-to-back products (one alone is shorter than the timer's resolution)."""
     a = torch.randn(rows, d_model, dtype=dtype, device=device)
@@ -172,7 +173,11 @@ def profile(loaded, examples, max_tokens: int, batch_tokens: int, top: int = 15)
     with torch_profile(activities=activities) as profiler:
         time_chunks(reader, chunks, rendered, batch_tokens)
     reader.close()
-    print(profiler.key_averages().table(sort_by="self_device_time_total" if on_gpu else "self_cpu_time_total", row_limit=top))
+    print(
+        profiler.key_averages().table(
+            sort_by="self_device_time_total" if on_gpu else "self_cpu_time_total", row_limit=top
+        )
+    )
 
 
 PEAK_SCRIPT = """
@@ -195,8 +200,24 @@ def peak_memory(data: Path, n: int, max_tokens: int, args: argparse.Namespace) -
     seed = "" if args.random_init is None else str(args.random_init)
     for count in (n, 4 * n):
         with tempfile.TemporaryDirectory() as folder:
-            done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(count), str(data), folder, str(max_tokens),
-                                   args.model, args.dtype, args.device, seed], capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    PEAK_SCRIPT,
+                    str(count),
+                    str(data),
+                    folder,
+                    str(max_tokens),
+                    args.model,
+                    args.dtype,
+                    args.device,
+                    seed,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
         results[count] = json.loads(done.stdout.strip().splitlines()[-1])
     return results
 
@@ -219,36 +240,55 @@ def main() -> None:
         examples = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), limit=args.n).examples
         return profile(loaded, examples, args.max_tokens, args.batch_tokens)
     config = loaded.model.config.get_text_config()
-    peak = matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size, device)
+    peak = matmul_peak_gflops(
+        loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size, device
+    )
     uf = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), limit=args.n).examples
     result = throughput(loaded, uf, args.max_tokens, args.batch_tokens, args.repeats)
     # The bound is the faster of two peak measurements, before and after (the machine's speed drifts by a few percent).
-    peak = max(peak, matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size, device))
-    print(f"{describe(args, loaded)}, {result['examples']} UltraFeedback examples, "
-          f"{result['tokens']} tokens (max_tokens {args.max_tokens}, batch_tokens {args.batch_tokens})")
+    peak = max(
+        peak,
+        matmul_peak_gflops(loaded.model.dtype, args.batch_tokens, config.hidden_size, config.intermediate_size, device),
+    )
+    print(
+        f"{describe(args, loaded)}, {result['examples']} UltraFeedback examples, "
+        f"{result['tokens']} tokens (max_tokens {args.max_tokens}, batch_tokens {args.batch_tokens})"
+    )
     print(f"extraction   {result['extract_tokens_per_s']:8.0f} tokens/s")
-    print(f"plain forward{result['plain_forward_tokens_per_s']:8.0f} tokens/s   ratio extraction/plain = "
-          f"{result['ratio_extract_over_plain']:.3f} (target >= 0.95)")
-    print(f"padding: {result['padded_tokens']} padded tokens for {result['tokens_computed_after_sharing']} computed "
-          f"({1 - result['tokens_computed_after_sharing'] / result['padded_tokens']:.1%} padding) in {result['forward_calls']} "
-          "forward calls")
-    print(f"computed {result['computed_gflops_per_s']:.1f} GFLOP/s (real tokens, each shared prompt once) vs matmul peak "
-          f"{peak:.1f} GFLOP/s = {result['computed_gflops_per_s'] / peak:.1%} (target >= 70%); counting the work prompt "
-          f"sharing skipped as done: {result['effective_gflops_per_s']:.1f} GFLOP/s = {result['effective_gflops_per_s'] / peak:.1%}")
+    print(
+        f"plain forward{result['plain_forward_tokens_per_s']:8.0f} tokens/s   ratio extraction/plain = "
+        f"{result['ratio_extract_over_plain']:.3f} (target >= 0.95)"
+    )
+    print(
+        f"padding: {result['padded_tokens']} padded tokens for {result['tokens_computed_after_sharing']} computed "
+        f"({1 - result['tokens_computed_after_sharing'] / result['padded_tokens']:.1%} padding) in {result['forward_calls']} "
+        "forward calls"
+    )
+    print(
+        f"computed {result['computed_gflops_per_s']:.1f} GFLOP/s (real tokens, each shared prompt once) vs matmul peak "
+        f"{peak:.1f} GFLOP/s = {result['computed_gflops_per_s'] / peak:.1%} (target >= 70%); counting the work prompt "
+        f"sharing skipped as done: {result['effective_gflops_per_s']:.1f} GFLOP/s = {result['effective_gflops_per_s'] / peak:.1%}"
+    )
     arena = sharing_on_arena(loaded, args.data_dir, args.max_tokens, args.batch_tokens, n_prompts=6)
-    print(f"prompt sharing on arena-bench: {arena['tokens_saved']:,} of {arena['tokens']:,} tokens saved "
-          f"({arena['fraction_saved']:.1%}); on {arena['timed_examples']} examples {arena['seconds_shared']:.2f} s shared "
-          f"vs {arena['seconds_unshared']:.2f} s unshared ({arena['seconds_unshared'] / arena['seconds_shared']:.2f}x)")
+    print(
+        f"prompt sharing on arena-bench: {arena['tokens_saved']:,} of {arena['tokens']:,} tokens saved "
+        f"({arena['fraction_saved']:.1%}); on {arena['timed_examples']} examples {arena['seconds_shared']:.2f} s shared "
+        f"vs {arena['seconds_unshared']:.2f} s unshared ({arena['seconds_unshared'] / arena['seconds_shared']:.2f}x)"
+    )
     if device.type == "cuda":
         square = matmul_peak_gflops(loaded.model.dtype, 8192, 8192, 8192, device, repeats=3)
-        print(f"for scale: an 8192 x 8192 x 8192 matmul runs at {square / 1000:.0f} TFLOP/s here; the extraction reaches "
-              f"{result['computed_gflops_per_s'] / square:.1%} of that")
+        print(
+            f"for scale: an 8192 x 8192 x 8192 matmul runs at {square / 1000:.0f} TFLOP/s here; the extraction reaches "
+            f"{result['computed_gflops_per_s'] / square:.1%} of that"
+        )
     memory = peak_memory(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl", args.memory_n, 256, args)
     (small, small_peak), (large, large_peak) = memory.items()
     for key, label in (("peak_rss_mb", "peak RSS"), ("peak_gpu_mb", "peak GPU memory")):
         if small_peak[key]:
-            print(f"{label}: {small} examples {small_peak[key]:.0f} MB, {large} examples {large_peak[key]:.0f} MB "
-                  f"(ratio {large_peak[key] / small_peak[key]:.2f}; target: no growth)")
+            print(
+                f"{label}: {small} examples {small_peak[key]:.0f} MB, {large} examples {large_peak[key]:.0f} MB "
+                f"(ratio {large_peak[key] / small_peak[key]:.2f}; target: no growth)"
+            )
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import torch
+from common import add_model_arguments, describe, load
+from extract_throughput import synchronize, throughput
 
 import latent_reward.activations.forward as forward
 import latent_reward.batching as batching
-from common import add_model_arguments, describe, load
-from extract_throughput import synchronize, throughput
 from latent_reward.data import load_dataset
 
 
@@ -42,23 +42,34 @@ def plain_forwards(loaded, rows: tuple[int, ...], width: int) -> None:
         ids = torch.randint(0, 1000, (count, width), device=device)
         padded = torch.ones_like(ids)
         padded[0, : width // 5] = 0
-        variants = {"dense": {}, "one row padded": {"attention_mask": padded, "position_ids": (padded.cumsum(1) - 1).clamp(min=0)}}
+        variants = {
+            "dense": {},
+            "one row padded": {"attention_mask": padded, "position_ids": (padded.cumsum(1) - 1).clamp(min=0)},
+        }
         for label, options in variants.items():
             s = seconds_per_call(lambda: base(input_ids=ids, **options), device)
-            print(f"forward [{count} x {width}] {label:15s} {s * 1000:7.1f} ms  {count * width / s:10.0f} tokens/s", flush=True)
+            print(
+                f"forward [{count} x {width}] {label:15s} {s * 1000:7.1f} ms  {count * width / s:10.0f} tokens/s",
+                flush=True,
+            )
 
 
 def compare_call_prices(loaded, examples, rounds: int, batch_tokens: int = 8192) -> None:
     """Extraction with batches planned at the CPU's price of a call and at this device's, alternated."""
     device_price = batching.call_overhead_tokens
-    prices = {"a call priced at 32 tokens": lambda device_type, budget: batching.CALL_OVERHEAD_TOKENS,
-              "a call priced for this device": device_price}
+    prices = {
+        "a call priced at 32 tokens": lambda device_type, budget: batching.CALL_OVERHEAD_TOKENS,
+        "a call priced for this device": device_price,
+    }
     for round_ in range(rounds):
         for label in list(prices)[:: 1 if round_ % 2 == 0 else -1]:
             batching.call_overhead_tokens = prices[label]
             r = throughput(loaded, examples, 512, batch_tokens, 2)
-            print(f"round {round_} {label}: {r['forward_calls']} calls, extraction {r['extract_tokens_per_s']:.0f} tokens/s, "
-                  f"plain {r['plain_forward_tokens_per_s']:.0f}", flush=True)
+            print(
+                f"round {round_} {label}: {r['forward_calls']} calls, extraction {r['extract_tokens_per_s']:.0f} tokens/s, "
+                f"plain {r['plain_forward_tokens_per_s']:.0f}",
+                flush=True,
+            )
     batching.call_overhead_tokens = device_price
 
 
@@ -75,8 +86,11 @@ def main() -> None:
     examples = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), limit=args.n).examples
     for batch_tokens in (1024, 8192, 32768):
         r = throughput(loaded, examples, 512, batch_tokens, 2)
-        print(f"batch_tokens {batch_tokens:5d}: {r['forward_calls']} forward calls, {r['padded_tokens']} padded tokens; "
-              f"extraction {r['extract_tokens_per_s']:.0f} tokens/s, plain {r['plain_forward_tokens_per_s']:.0f}", flush=True)
+        print(
+            f"batch_tokens {batch_tokens:5d}: {r['forward_calls']} forward calls, {r['padded_tokens']} padded tokens; "
+            f"extraction {r['extract_tokens_per_s']:.0f} tokens/s, plain {r['plain_forward_tokens_per_s']:.0f}",
+            flush=True,
+        )
     compare_call_prices(loaded, examples, args.rounds)
     switch = forward.without_cudnn_attention
     variants = {"cuDNN attention allowed": lambda device: contextlib.nullcontext(), "without cuDNN attention": switch}
@@ -84,8 +98,11 @@ def main() -> None:
         for label in list(variants)[:: 1 if round_ % 2 == 0 else -1]:  # alternate which goes first
             forward.without_cudnn_attention = variants[label]
             r = throughput(loaded, examples, 512, 8192, 2)
-            print(f"round {round_} {label}: extraction {r['extract_tokens_per_s']:.0f} tokens/s, "
-                  f"plain {r['plain_forward_tokens_per_s']:.0f}", flush=True)
+            print(
+                f"round {round_} {label}: extraction {r['extract_tokens_per_s']:.0f} tokens/s, "
+                f"plain {r['plain_forward_tokens_per_s']:.0f}",
+                flush=True,
+            )
     forward.without_cudnn_attention = switch
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from common import add_model_arguments, describe, load
+
 from latent_reward.data import load_dataset
 from latent_reward.generation import GenerationConfig, generate_chat
 
@@ -33,7 +34,9 @@ def main() -> None:
     add_model_arguments(parser, dtype="bfloat16")
     args = parser.parse_args()
     loaded = load(args)
-    examples = load_dataset(str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), sample_prompts=args.n).examples
+    examples = load_dataset(
+        str(args.data_dir / "ultrafeedback_binarized_subset_1200.jsonl"), sample_prompts=args.n
+    ).examples
     conversations = list({e.group: e.prompt_messages for e in examples}.values())[: args.n]
     config = GenerationConfig(max_new_tokens=args.max_new_tokens)
     generate_chat(loaded, conversations[:2], config.model_copy(update={"max_new_tokens": 4}))  # warm-up
@@ -42,9 +45,13 @@ def main() -> None:
     same = sum(a.ids == b.ids for a, b in zip(one, batched))
     print(f"{describe(args, loaded)}, {len(conversations)} prompts, greedy, up to {args.max_new_tokens} new tokens")
     print(f"one sequence at a time: {one_tokens} tokens in {one_s:.1f} s = {one_tokens / one_s:.1f} tokens/s")
-    print(f"batch of {args.n}:         {batched_tokens} tokens in {batched_s:.1f} s = {batched_tokens / batched_s:.1f} tokens/s")
-    print(f"speed-up {batched_tokens / batched_s / (one_tokens / one_s):.1f}x (target >= 5x); "
-          f"{same}/{len(conversations)} replies token-identical across batch sizes")
+    print(
+        f"batch of {args.n}:         {batched_tokens} tokens in {batched_s:.1f} s = {batched_tokens / batched_s:.1f} tokens/s"
+    )
+    print(
+        f"speed-up {batched_tokens / batched_s / (one_tokens / one_s):.1f}x (target >= 5x); "
+        f"{same}/{len(conversations)} replies token-identical across batch sizes"
+    )
 
 
 if __name__ == "__main__":

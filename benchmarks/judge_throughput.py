@@ -16,7 +16,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from helpers import ChatServer, completion, rating_json  # noqa: E402  (the tests' local OpenAI-compatible server)
-
 from latent_reward.config import DataSpec  # noqa: E402
 from latent_reward.experiments.judge import JudgeConfig  # noqa: E402
 from latent_reward.judging.client import Endpoint  # noqa: E402
@@ -33,14 +32,27 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             data = Path(folder) / "data.jsonl"
-            data.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"answer {i}", "score": 5}) + "\n"
-                                    for i in range(args.items)))
+            data.write_text(
+                "".join(
+                    json.dumps({"question": f"q{i}", "answer": f"answer {i}", "score": 5}) + "\n"
+                    for i in range(args.items)
+                )
+            )
             for concurrency in (1, 16):
                 endpoint = Endpoint(base_url=server.url, model="judge", concurrency=concurrency)
-                summary = run_judge(JudgeJob(data=DataSpec(source=str(data)), endpoint=endpoint, config=JudgeConfig(n_boot=100),
-                                             out=Path(folder) / f"out{concurrency}"), progress=False).result
+                summary = run_judge(
+                    JudgeJob(
+                        data=DataSpec(source=str(data)),
+                        endpoint=endpoint,
+                        config=JudgeConfig(n_boot=100),
+                        out=Path(folder) / f"out{concurrency}",
+                    ),
+                    progress=False,
+                ).result
                 rates[concurrency] = summary.items_per_second
-                print(f"concurrency {concurrency:>2}: {summary.rated} items in {summary.seconds:.2f} s = {summary.items_per_second:.1f} items/s")
+                print(
+                    f"concurrency {concurrency:>2}: {summary.rated} items in {summary.seconds:.2f} s = {summary.items_per_second:.1f} items/s"
+                )
     finally:
         server.close()
     print(f"speed-up from concurrency: {rates[16] / rates[1]:.1f}x (target >= 8x; server answers in {args.delay} s)")

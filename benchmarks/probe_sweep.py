@@ -23,7 +23,9 @@ from latent_reward.data.splits import split_masks
 from latent_reward.probes.ridge import DEFAULT_ALPHA_FACTORS, fit_ridge_all_layers
 
 
-def sklearn_layer_loop(x: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray) -> list[float]:
+def sklearn_layer_loop(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> list[float]:
     scores = []
     for layer in range(x.shape[1]):
         features = x[train, layer]
@@ -62,12 +64,18 @@ def main() -> None:
     sklearn_seconds = time.perf_counter() - tick
 
     difference = np.max(np.abs(np.subtract(ours, reference)))
-    print(f"store {args.store}, position {args.position}: {x.shape[0]} examples ({train.sum()} train, {test.sum()} test), "
-          f"{x.shape[1]} layers, d_model {x.shape[2]}")
-    print(f"latent-reward ridge sweep: {ours_seconds:.2f} s; scikit-learn layer loop: {sklearn_seconds:.2f} s; "
-          f"speed-up {sklearn_seconds / ours_seconds:.1f}x (target >= 10x)")
-    print(f"largest |test R^2 difference| over layers: {difference:.2e} (target <= 1e-3); "
-          f"best test R^2 {max(ours):.3f} (ours) vs {max(reference):.3f} (scikit-learn)")
+    print(
+        f"store {args.store}, position {args.position}: {x.shape[0]} examples ({train.sum()} train, {test.sum()} test), "
+        f"{x.shape[1]} layers, d_model {x.shape[2]}"
+    )
+    print(
+        f"latent-reward ridge sweep: {ours_seconds:.2f} s; scikit-learn layer loop: {sklearn_seconds:.2f} s; "
+        f"speed-up {sklearn_seconds / ours_seconds:.1f}x (target >= 10x)"
+    )
+    print(
+        f"largest |test R^2 difference| over layers: {difference:.2e} (target <= 1e-3); "
+        f"best test R^2 {max(ours):.3f} (ours) vs {max(reference):.3f} (scikit-learn)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,11 @@ from pathlib import Path
 
 # As the command line quiets the libraries before it imports them (cli/errors.py): tests call it in this process, where
 # transformers is imported before any command runs, so its progress bars would otherwise land on the captured stderr.
-for _name, _value in (("TRANSFORMERS_VERBOSITY", "error"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+for _name, _value in (
+    ("TRANSFORMERS_VERBOSITY", "error"),
+    ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+    ("TOKENIZERS_PARALLELISM", "false"),
+):
     os.environ.setdefault(_name, _value)
 # One BLAS/OpenMP thread per process (numpy, scipy, torch read these when first imported): the tests' matrices are small,
 # and on a 2-core machine shared with other work, threaded eigh and matmul spend most of their time waiting for each
@@ -51,8 +55,13 @@ def tiny_probe_folder(tiny, tiny_model_dir, tmp_path_factory) -> Path:
     from latent_reward.activations import ExtractConfig, extract
     from latent_reward.analysis.sweep import SweepConfig, sweep
 
-    store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path_factory.mktemp("probe-store"),
-                    ExtractConfig(), progress=False).store
+    store = extract(
+        tiny,
+        synthetic_examples(n_prompts=12, per_prompt=3),
+        tmp_path_factory.mktemp("probe-store"),
+        ExtractConfig(),
+        progress=False,
+    ).store
     probe = sweep(store, SweepConfig(n_boot=100), progress=False).best_probe
     probe.info.model = str(tiny_model_dir)
     return probe.save(tmp_path_factory.mktemp("probe") / "probe")

@@ -21,7 +21,9 @@ from latent_reward.io import write_json
 from latent_reward.models.loading import LoadedModel, ModelInfo
 
 # make test-fast points this at a folder that does not exist, so a unit test that reads the shared data fails
-SHARED_DATA = Path(os.environ.get("LATENT_REWARD_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+SHARED_DATA = Path(
+    os.environ.get("LATENT_REWARD_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 
 
 def needs_shared_data():
@@ -29,6 +31,7 @@ def needs_shared_data():
     import pytest
 
     return pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"the shared rated data is not at {SHARED_DATA}")
+
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
@@ -53,10 +56,16 @@ def build_tokenizer(chat_template: str | None = CHATML_TEMPLATE):
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<s>", "</s>"]
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     core.train_from_iterator(CORPUS, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<|endoftext|>"
+    )
     tokenizer.chat_template = chat_template
     return tokenizer
 
@@ -65,9 +74,17 @@ def build_model(tokenizer, n_layers: int = 3, d_model: int = 32, seed: int = 0, 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=d_model, intermediate_size=64, num_hidden_layers=n_layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=tie,
-                         eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=d_model,
+        intermediate_size=64,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=tie,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -75,8 +92,17 @@ def tiny_loaded(n_layers: int = 3, d_model: int = 32, seed: int = 0, tie: bool =
     """The tiny random model (with tied embeddings its greedy replies repeat the prompt's last token; untie for varied text)."""
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, n_layers, d_model, seed, tie)
-    info = ModelInfo(name="tiny-llama", source="local", identity=f"tiny-seed{seed}", architecture="LlamaForCausalLM",
-                     n_layers=n_layers, d_model=d_model, vocab_size=len(tokenizer), chat_template="model", dtype="float32")
+    info = ModelInfo(
+        name="tiny-llama",
+        source="local",
+        identity=f"tiny-seed{seed}",
+        architecture="LlamaForCausalLM",
+        n_layers=n_layers,
+        d_model=d_model,
+        vocab_size=len(tokenizer),
+        chat_template="model",
+        dtype="float32",
+    )
     return LoadedModel(model, tokenizer, info)
 
 
@@ -175,8 +201,14 @@ def cli(*args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["latent-reward", *argv], code, out.getvalue(), err.getvalue())
 
 
-def write_store(folder, states: dict[str, np.ndarray], examples: list[Example], layers: list[int], model: dict | None = None,
-                stats: dict[str, np.ndarray] | None = None) -> ActivationStore:
+def write_store(
+    folder,
+    states: dict[str, np.ndarray],
+    examples: list[Example],
+    layers: list[int],
+    model: dict | None = None,
+    stats: dict[str, np.ndarray] | None = None,
+) -> ActivationStore:
     """A complete one-shard store from arrays in memory (states[position]: [n, n_layers, d]), written through the store's own
     format functions, for tests with planted signals."""
     folder = Path(folder)
@@ -186,11 +218,27 @@ def write_store(folder, states: dict[str, np.ndarray], examples: list[Example], 
     tensors.update(stats or {})
     store_format.write_shard(folder, 0, tensors)
     store_format.write_examples(folder, examples)
-    manifest = store_format.new_manifest({"n_examples": len(examples)}, {"name": "planted", "n_layers": max(layers), **(model or {})},
-                                         list(states), layers, [], max(layers), "planted", {})
-    write_json(folder / store_format.MANIFEST, manifest.model_copy(update={
-        "status": "complete", "n_examples": len(examples), "n_shards": 1,
-        "shards": store_format.shard_records(folder, 1)}))
+    manifest = store_format.new_manifest(
+        {"n_examples": len(examples)},
+        {"name": "planted", "n_layers": max(layers), **(model or {})},
+        list(states),
+        layers,
+        [],
+        max(layers),
+        "planted",
+        {},
+    )
+    write_json(
+        folder / store_format.MANIFEST,
+        manifest.model_copy(
+            update={
+                "status": "complete",
+                "n_examples": len(examples),
+                "n_shards": 1,
+                "shards": store_format.shard_records(folder, 1),
+            }
+        ),
+    )
     return ActivationStore.open(folder)
 
 
@@ -199,9 +247,20 @@ def _response(rng: np.random.Generator, words: tuple[str, ...] | None) -> str:
     return "answer " * count if words is None else " ".join(rng.choice(words, size=count))
 
 
-def planted_store(folder, n_groups=60, per_group=4, d=16, seed=0, signal_layer=2, prompt_signal=0.0, response_signal=1.0,
-                  model: dict | None = None, splits: list[str] | None = None, state_signal: float = 1.0,
-                  words: tuple[str, ...] | None = None) -> ActivationStore:
+def planted_store(
+    folder,
+    n_groups=60,
+    per_group=4,
+    d=16,
+    seed=0,
+    signal_layer=2,
+    prompt_signal=0.0,
+    response_signal=1.0,
+    model: dict | None = None,
+    splits: list[str] | None = None,
+    state_signal: float = 1.0,
+    words: tuple[str, ...] | None = None,
+) -> ActivationStore:
     """Two positions x 4 layers; the rating is linear in eot's layer `signal_layer` (plus an optional prompt-level term
     that also shows at assistant_start, the same for every response to a prompt). `state_signal` scales how strongly the
     states carry the signal without changing the ratings (a weaker "model" on the same data). Responses repeat "answer"
@@ -221,12 +280,19 @@ def planted_store(folder, n_groups=60, per_group=4, d=16, seed=0, signal_layer=2
         meta = {"generator": f"m{i % per_group}"}
         if splits is not None:
             meta["source_split"] = splits[group_index[i]]
-        messages = [{"role": "user", "content": f"prompt {group_index[i]} " + "word " * int(rng.integers(1, 9))},
-                    {"role": "assistant", "content": _response(rng, words)}]
-        examples.append(Example(id=f"planted:{i}", group=f"g{group_index[i]:04d}", messages=messages, rating=float(rating[i]),
-                                meta=meta))
-    stats = {"response_tokens_count": np.array([len(e.response.split()) for e in examples], dtype=np.int64),
-             "n_tokens": np.full(n, 50, dtype=np.int64)}
+        messages = [
+            {"role": "user", "content": f"prompt {group_index[i]} " + "word " * int(rng.integers(1, 9))},
+            {"role": "assistant", "content": _response(rng, words)},
+        ]
+        examples.append(
+            Example(
+                id=f"planted:{i}", group=f"g{group_index[i]:04d}", messages=messages, rating=float(rating[i]), meta=meta
+            )
+        )
+    stats = {
+        "response_tokens_count": np.array([len(e.response.split()) for e in examples], dtype=np.int64),
+        "n_tokens": np.full(n, 50, dtype=np.int64),
+    }
     return write_store(folder, states, examples, [0, 1, 2, 3], model, stats)
 
 
@@ -308,14 +374,30 @@ class ChatServer:
 
 def completion(text: str, prompt_tokens: int = 50, completion_tokens: int = 20) -> dict:
     """A chat-completions response body."""
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": "judge",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "judge",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
 
 
 def rating_json(overall: int, aspects: int = 5) -> str:
     import json
 
-    return json.dumps({"instruction_following": aspects, "honesty": aspects, "truthfulness": aspects, "helpfulness": aspects,
-                       "overall": overall, "rationale": "canned"})
+    return json.dumps(
+        {
+            "instruction_following": aspects,
+            "honesty": aspects,
+            "truthfulness": aspects,
+            "helpfulness": aspects,
+            "overall": overall,
+            "rationale": "canned",
+        }
+    )

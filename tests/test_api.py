@@ -50,8 +50,12 @@ print(json.dumps({"backend": [before[0], after_import[0], after_drawing[0]], "ch
 def test_importing_the_package_changes_no_global_state(tmp_path):
     """A user's matplotlib backend (svg here: the old report switched every importer to Agg) and rcParams survive the
     import of every public name and the drawing of a report figure."""
-    done = subprocess.run([sys.executable, "-c", NO_GLOBAL_STATE, str(tmp_path)], capture_output=True, text=True,
-                          env={"MPLBACKEND": "svg", "PYTHONPATH": SRC, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", NO_GLOBAL_STATE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={"MPLBACKEND": "svg", "PYTHONPATH": SRC, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"backend": ["svg", "svg", "svg"], "changed": [], "png": True, "open_figures": 0}
@@ -59,8 +63,16 @@ def test_importing_the_package_changes_no_global_state(tmp_path):
 
 def test_every_command_is_a_top_level_function_returning_a_typed_result():
     namespace = dict(vars(api))
-    for module in ("experiments.compare", "experiments.generate", "experiments.judge", "experiments.reward_model",
-                   "experiments.steer", "workflows.conversation", "workflows.respond", "workflows.train"):
+    for module in (
+        "experiments.compare",
+        "experiments.generate",
+        "experiments.judge",
+        "experiments.reward_model",
+        "experiments.steer",
+        "workflows.conversation",
+        "workflows.respond",
+        "workflows.train",
+    ):
         namespace.update(vars(importlib.import_module(f"latent_reward.{module}")))
     for name in COMMANDS:
         function = getattr(lr, name)
@@ -71,8 +83,10 @@ def test_every_command_is_a_top_level_function_returning_a_typed_result():
 
 
 def test_score_and_verify_run_the_commands_workflows(tiny_probe_folder, tmp_path):
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2),
-                                                    "rejected": "dog"} for i in range(8)])
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2), "rejected": "dog"} for i in range(8)],
+    )
     result = lr.score(tiny_probe_folder, pairs, tmp_path / "score", n_boot=100, progress=False)
     assert isinstance(result, BaseModel) and result.pair_accuracy[0].pairs == 8
     assert json.loads((tmp_path / "score" / "score.json").read_text())["examples"] == 16  # the command's folder
@@ -84,8 +98,10 @@ def test_score_and_verify_run_the_commands_workflows(tiny_probe_folder, tmp_path
 
 @pytest.mark.slow
 def test_train_returns_its_typed_summary(tiny_model_dir, tmp_path):
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": "paris is the capital",
-                                                    "rejected": "dog dog"} for i in range(6)])
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"prompt": f"question {i}", "chosen": "paris is the capital", "rejected": "dog dog"} for i in range(6)],
+    )
     summary = lr.train("sft", str(tiny_model_dir), pairs, tmp_path / "sft", config={"max_steps": 1, "max_length": 48})
     assert summary.method == "sft" and summary.steps == 1 and summary.pairs_or_examples == 6
     assert json.loads((tmp_path / "sft" / "latent_reward.json").read_text()) == summary.model_dump(mode="json")

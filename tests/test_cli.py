@@ -14,18 +14,29 @@ def assert_clean_error(result, text):
 
 @pytest.fixture
 def arena_file(tmp_path):
-    return write_jsonl(tmp_path / "a.jsonl", [{"question": f"q{i} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(6)])
+    return write_jsonl(
+        tmp_path / "a.jsonl",
+        [{"question": f"q{i} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(6)],
+    )
 
 
 def test_bad_inputs_get_one_line_and_exit_2(tiny_model_dir, arena_file, tmp_path):
     base = ["extract", "--model", str(tiny_model_dir)]
     assert_clean_error(cli(*base, "--data", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")), "not found")
-    assert_clean_error(cli("data", "inspect", str(write_jsonl(tmp_path / "x.jsonl", [{"a": 1}]))), "cannot tell the data format")
+    assert_clean_error(
+        cli("data", "inspect", str(write_jsonl(tmp_path / "x.jsonl", [{"a": 1}]))), "cannot tell the data format"
+    )
     bad_rating = write_jsonl(tmp_path / "r.jsonl", [{"question": "q", "answer": "a", "score": "high"}])
     assert_clean_error(cli(*base, "--data", str(bad_rating), "--out", str(tmp_path / "o")), "not a number")
-    assert_clean_error(cli(*base, "--data", str(arena_file), "--layers", "0,99", "--out", str(tmp_path / "o")), "out of range")
-    assert_clean_error(cli(*base, "--data", str(arena_file), "--positions", "middle", "--out", str(tmp_path / "o")), "unknown position")
-    assert_clean_error(cli(*base, "--data", str(arena_file), "--format", "weird", "--out", str(tmp_path / "o")), "unknown format")
+    assert_clean_error(
+        cli(*base, "--data", str(arena_file), "--layers", "0,99", "--out", str(tmp_path / "o")), "out of range"
+    )
+    assert_clean_error(
+        cli(*base, "--data", str(arena_file), "--positions", "middle", "--out", str(tmp_path / "o")), "unknown position"
+    )
+    assert_clean_error(
+        cli(*base, "--data", str(arena_file), "--format", "weird", "--out", str(tmp_path / "o")), "unknown format"
+    )
     assert not (tmp_path / "o").exists()  # nothing was written by the refused runs
 
 
@@ -61,9 +72,13 @@ def test_data_inspect_and_models_commands(arena_file):
 
 
 def test_usage_errors_are_one_line_with_exit_2(tmp_path):
-    for args, text in ((["extract", "--bogus"], "No such option: --bogus"), (["frobnicate"], "No such command"),
-                       (["run", "--limit", "0"], "--limit"), (["run", "--limit", "abc"], "--limit"),
-                       (["sweep", "--store", str(tmp_path)], "Missing option '--out'")):
+    for args, text in (
+        (["extract", "--bogus"], "No such option: --bogus"),
+        (["frobnicate"], "No such command"),
+        (["run", "--limit", "0"], "--limit"),
+        (["run", "--limit", "abc"], "--limit"),
+        (["sweep", "--store", str(tmp_path)], "Missing option '--out'"),
+    ):
         assert_clean_error(cli(*args), text)
 
 
@@ -88,13 +103,18 @@ def test_an_unreachable_model_or_dataset_fails_fast_and_briefly(tmp_path, arena_
     assert_clean_error(result, "cannot load model 'no-such-org/no-such-model'")
     assert time.perf_counter() - tick < 25 and not (tmp_path / "o").exists()
     tick = time.perf_counter()
-    assert_clean_error(cli("data", "inspect", "no-such-org/no-such-dataset"), "cannot load Hub dataset 'no-such-org/no-such-dataset'")
+    assert_clean_error(
+        cli("data", "inspect", "no-such-org/no-such-dataset"), "cannot load Hub dataset 'no-such-org/no-such-dataset'"
+    )
     assert time.perf_counter() - tick < 25
 
 
 def test_verify_checks_every_shard(tiny_model_dir, arena_file, tmp_path):
     out = tmp_path / "s"
-    assert cli("extract", "--model", tiny_model_dir, "--data", arena_file, "--out", out, "--positions", "eot").returncode == 0
+    assert (
+        cli("extract", "--model", tiny_model_dir, "--data", arena_file, "--out", out, "--positions", "eot").returncode
+        == 0
+    )
     good = cli("verify", out)
     assert good.returncode == 0 and "checksums match" in good.stdout
     shard = next((out / "shards").glob("*.safetensors"))
@@ -106,11 +126,33 @@ def test_verify_checks_every_shard(tiny_model_dir, arena_file, tmp_path):
 
 @pytest.mark.slow
 def test_run_reuses_matching_stores_and_redoes_changed_ones(tiny_model_dir, tmp_path):
-    records = [{"question": f"question {i // 3} the quick fox", "answer": "paris is the capital " * (1 + i % 5),
-                "score": float((i * 7) % 10)} for i in range(36)]
+    records = [
+        {
+            "question": f"question {i // 3} the quick fox",
+            "answer": "paris is the capital " * (1 + i % 5),
+            "score": float((i * 7) % 10),
+        }
+        for i in range(36)
+    ]
     data = write_jsonl(tmp_path / "arena.jsonl", records)
-    common = ["run", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(tmp_path / "r"), "--n-boot", "100",
-              "--dtype", "float32", "--permutations", "10", "--folds", "3", "--no-sgd-grid"]
+    common = [
+        "run",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "r"),
+        "--n-boot",
+        "100",
+        "--dtype",
+        "float32",
+        "--permutations",
+        "10",
+        "--folds",
+        "3",
+        "--no-sgd-grid",
+    ]
     first = cli(*common)
     assert first.returncode == 0, first.stderr
     results = json.loads((tmp_path / "r" / "report" / "results.json").read_text())

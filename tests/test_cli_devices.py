@@ -39,12 +39,22 @@ def placements(monkeypatch):
 def inputs(tmp_path_factory):
     """A rated data file, a prompt probe on MODEL, and the store it was trained on."""
     folder = tmp_path_factory.mktemp("inputs")
-    data = write_jsonl(folder / "arena.jsonl", [{"question": f"q{i} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(6)])
+    data = write_jsonl(
+        folder / "arena.jsonl",
+        [{"question": f"q{i} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(6)],
+    )
     store = planted_store(folder / "store", n_groups=10, model={"name": MODEL})
     rng = np.random.default_rng(0)
     probe = Probe.create("ridge").fit(rng.normal(size=(40, 16)), rng.normal(size=40), np.arange(40) % 8)
-    probe.info = ProbeInfo(model=MODEL, position="assistant_start", layer=1, model_dtype="float32",
-                           store=str(store.folder), group_key_version=GROUP_KEY_VERSION, fit=probe.info.fit)
+    probe.info = ProbeInfo(
+        model=MODEL,
+        position="assistant_start",
+        layer=1,
+        model_dtype="float32",
+        store=str(store.folder),
+        group_key_version=GROUP_KEY_VERSION,
+        fit=probe.info.fit,
+    )
     return {"data": data, "probe": probe.save(folder / "probe"), "store": store.folder}
 
 
@@ -82,8 +92,14 @@ def test_every_command_puts_its_model_where_it_is_told(command, inputs, placemen
     load_in([*args, "--device", "cpu"])
     load_in([*args, "--device", "cuda:1"])
     load_in([*args, "--device-map", "auto"])
-    assert [call[:2] for call in placements] == [("cpu", None), ("cpu", None), ("cuda", None), ("cpu", None), ("cuda:1", None),
-                                                 ("cuda", "auto")]
+    assert [call[:2] for call in placements] == [
+        ("cpu", None),
+        ("cpu", None),
+        ("cuda", None),
+        ("cpu", None),
+        ("cuda:1", None),
+        ("cuda", "auto"),
+    ]
 
 
 def test_train_loads_its_model_through_the_loader_in_the_dtype_asked(inputs, placements, tmp_path):
@@ -101,7 +117,9 @@ def test_every_model_loading_command_has_the_same_device_options():
     for name in COMMANDS:
         options = {param.name: param for param in group.commands[name].params}
         assert options["device"].default == "auto" and options["device_map"].default is None, name
-        assert (options["device"].help, options["device_map"].help) == (reference["device"], reference["device_map"]), name
+        assert (options["device"].help, options["device_map"].help) == (reference["device"], reference["device_map"]), (
+            name
+        )
 
 
 def test_an_unknown_device_is_one_line_and_exit_2(inputs, tmp_path, capsys):
@@ -111,7 +129,9 @@ def test_an_unknown_device_is_one_line_and_exit_2(inputs, tmp_path, capsys):
     assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: unknown device 'gpu'")
 
 
-@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), MemoryError()])
+@pytest.mark.parametrize(
+    "error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), MemoryError()]
+)
 def test_out_of_memory_is_one_line_naming_the_knobs_and_exit_2(error, inputs, tmp_path, capsys, monkeypatch):
     import latent_reward.workflows.extract as workflow
 

@@ -50,8 +50,12 @@ def test_the_shell_completes_commands_and_options(monkeypatch):
 
 
 def test_every_option_and_argument_says_what_it_does():
-    missing = [f"{path} {param.name}" for path, command in commands() for param in command.params
-               if not (getattr(param, "help", None) or "").strip()]
+    missing = [
+        f"{path} {param.name}"
+        for path, command in commands()
+        for param in command.params
+        if not (getattr(param, "help", None) or "").strip()
+    ]
     assert not missing
     assert (GROUP.commands["rerun"].help or "").strip() and all((c.help or "").strip() for _, c in commands())
 
@@ -66,13 +70,20 @@ def test_choices_are_enums_that_agree_with_the_library(monkeypatch):
     assert {d.value for d in Dtype} == set(DTYPES) | {"auto"}
     assert [m.value for m in JudgeMode] == list(typing.get_args(JudgeConfig.model_fields["mode"].annotation))
     assert [n.value for n in Normalization] == list(NORMALIZATIONS)
-    literal = {name: list(typing.get_args(PostTrainConfig.model_fields[name].annotation))
-               for name in ("method", "report_to")}
+    literal = {
+        name: list(typing.get_args(PostTrainConfig.model_fields[name].annotation)) for name in ("method", "report_to")
+    }
     assert [m.value for m in Method] == list(METHODS) == literal["method"]
     assert [r.value for r in ReportTo] == list(REPORT_TO) == literal["report_to"]
     assert all(SteerConfig(scope=s.value).scope == s.value for s in Scope)
-    choices = {"dtype": Dtype, "mode": JudgeMode, "normalization": Normalization, "method": Method, "scope": Scope,
-               "report_to": ReportTo}
+    choices = {
+        "dtype": Dtype,
+        "mode": JudgeMode,
+        "normalization": Normalization,
+        "method": Method,
+        "scope": Scope,
+        "report_to": ReportTo,
+    }
     seen = set()
     monkeypatch.setenv("COLUMNS", "200")  # help on one line per option
     for path, command in commands():
@@ -118,10 +129,22 @@ def test_model_is_model_on_every_command_that_loads_one():
 
 def test_every_command_that_reads_rated_data_has_the_same_data_options():
     names = ["data inspect", *DATA_COMMANDS]
-    reference = {n: p.help for n, p in params("extract").items()
-                 if getattr(p, "rich_help_panel", None) == "Data" and n not in ("data", "seed")}
-    assert set(reference) == {"split", "format", "limit", "prompts", "sample_prompts", "prompt_field", "response_field",
-                              "rating_field", "group_field"}
+    reference = {
+        n: p.help
+        for n, p in params("extract").items()
+        if getattr(p, "rich_help_panel", None) == "Data" and n not in ("data", "seed")
+    }
+    assert set(reference) == {
+        "split",
+        "format",
+        "limit",
+        "prompts",
+        "sample_prompts",
+        "prompt_field",
+        "response_field",
+        "rating_field",
+        "group_field",
+    }
     for name in names:
         options = params(name)
         assert {n: options[n].help for n in reference} == reference, name
@@ -157,8 +180,10 @@ def test_seed_says_what_it_seeds_and_reaches_sample_prompts():
 
 @pytest.fixture
 def arena(tmp_path):
-    return write_jsonl(tmp_path / "arena.jsonl", [{"question": f"question {i}", "answer": f"answer {i} {j}", "score": j}
-                                                  for i in range(12) for j in range(2)])
+    return write_jsonl(
+        tmp_path / "arena.jsonl",
+        [{"question": f"question {i}", "answer": f"answer {i} {j}", "score": j} for i in range(12) for j in range(2)],
+    )
 
 
 def test_seed_draws_the_sampled_prompts(arena):
@@ -192,8 +217,9 @@ def reads(monkeypatch):
 @pytest.mark.parametrize("command", [["extract"], ["run"], ["train", "sft"]])
 def test_the_seed_reaches_the_data_and_a_left_out_data_is_announced_before_it_is_read(command, reads, tmp_path, capsys):
     with pytest.raises(Read):
-        app(args=[*command, "--out", str(tmp_path / "o"), "--sample-prompts", "5", "--seed", "7"],
-            standalone_mode=False)
+        app(
+            args=[*command, "--out", str(tmp_path / "o"), "--sample-prompts", "5", "--seed", "7"], standalone_mode=False
+        )
     err = capsys.readouterr().err.splitlines()
     assert reads[0].source == DEFAULT_DATA and (reads[0].sample_prompts, reads[0].seed) == (5, 7)
     assert err[0].startswith(f"reading the default data, {DEFAULT_DATA}") and err[1] == "loading"
@@ -212,11 +238,29 @@ def test_steer_data_options_choose_rows_of_data_only(tmp_path):
 
 def test_renamed_options_become_the_new_names_with_a_warning(capsys):
     assert translate(["judge", "-m", "x", "--max-tokens=5", "--model", "y"]) == [
-        "judge", "--endpoint-model", "x", "--max-new-tokens=5", "--endpoint-model", "y"]
+        "judge",
+        "--endpoint-model",
+        "x",
+        "--max-new-tokens=5",
+        "--endpoint-model",
+        "y",
+    ]
     assert translate(["steer", "--judge-url", "http://h/v1", "--positions", "all"]) == [
-        "steer", "--judge", "--base-url", "http://h/v1", "--scope", "all"]
+        "steer",
+        "--judge",
+        "--base-url",
+        "http://h/v1",
+        "--scope",
+        "all",
+    ]
     assert translate(["train", "sft", "--max-length", "64", "--max-completion-length", "8"]) == [
-        "train", "sft", "--max-tokens", "64", "--max-new-tokens", "8"]
+        "train",
+        "sft",
+        "--max-tokens",
+        "64",
+        "--max-new-tokens",
+        "8",
+    ]
     unchanged = ["run", "--model", "m", "--max-tokens", "9"]  # names renamed in other commands only
     assert translate(unchanged) == unchanged
     assert translate(["--debug", "respond", "--api-model", "a"]) == ["--debug", "respond", "--endpoint-model", "a"]
@@ -235,9 +279,25 @@ def test_an_old_judge_reward_spec_becomes_the_endpoint_group(arena, tmp_path, mo
 
     monkeypatch.setattr(workflow, "run_train", run_train)
     with pytest.raises(Read):
-        app(args=["train", "online", "--data", str(arena), "--out", str(tmp_path / "o"),
-                  "--reward", "judge:http://127.0.0.1:9/v1#rater", "--api-key-env", "KEY"], standalone_mode=False)
+        app(
+            args=[
+                "train",
+                "online",
+                "--data",
+                str(arena),
+                "--out",
+                str(tmp_path / "o"),
+                "--reward",
+                "judge:http://127.0.0.1:9/v1#rater",
+                "--api-key-env",
+                "KEY",
+            ],
+            standalone_mode=False,
+        )
     job = jobs[0]
     assert job.reward == "judge" and (job.endpoint.base_url, job.endpoint.model, job.endpoint.api_key_env) == (
-        "http://127.0.0.1:9/v1", "rater", "KEY")
+        "http://127.0.0.1:9/v1",
+        "rater",
+        "KEY",
+    )
     assert "warning: train --reward judge:URL#MODEL is now --reward judge" in capsys.readouterr().err

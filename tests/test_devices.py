@@ -35,8 +35,15 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOLERANCE = 2e-3 if DEVICE == "cpu" else 1e-2
 FLOAT32 = 1e-4 if DEVICE == "cpu" else 1e-2  # float32 results that no store rounded
 POSITIONS = ("user_end", "assistant_start", "response_last", "eot", "response_mean")
-CONVERSATIONS = [[{"role": "user", "content": text}] for text in
-                 ("what is two plus two?", "how do I cook pasta? boil water, add salt", "the quick brown fox", "Paris is the capital of")]
+CONVERSATIONS = [
+    [{"role": "user", "content": text}]
+    for text in (
+        "what is two plus two?",
+        "how do I cook pasta? boil water, add salt",
+        "the quick brown fox",
+        "Paris is the capital of",
+    )
+]
 
 
 @contextlib.contextmanager
@@ -66,7 +73,9 @@ CONFIG = ExtractConfig(positions=POSITIONS, token_layers=(1, 3), batch_tokens=20
 
 
 def stored(loaded: LoadedModel, folder, logprobs: bool = True):
-    return extract(loaded, synthetic_examples(), folder, CONFIG.model_copy(update={"logprobs": logprobs}), progress=False).store
+    return extract(
+        loaded, synthetic_examples(), folder, CONFIG.model_copy(update={"logprobs": logprobs}), progress=False
+    ).store
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +92,12 @@ def expected(reference) -> dict:
     for example in synthetic_examples():
         rendered, states, forward = direct_states(reference, example.messages)
         s = rendered.spans
-        for name, index in (("user_end", s.user_end), ("assistant_start", s.assistant_start),
-                            ("response_last", s.response_last), ("eot", s.eot)):
+        for name, index in (
+            ("user_end", s.user_end),
+            ("assistant_start", s.assistant_start),
+            ("response_last", s.response_last),
+            ("eot", s.eot),
+        ):
             out[name].append(states[index])
         out["response_mean"].append(states[s.response_start : s.response_end].mean(0))
         # log pi(y | x): the response's tokens and the end-of-turn token after them
@@ -97,8 +110,13 @@ def expected(reference) -> dict:
 
 def assert_matches_reference(store, expected: dict, tolerance: float = TOLERANCE) -> None:
     for position in POSITIONS:
-        np.testing.assert_allclose(store.array(position).astype(np.float64), expected[position], rtol=tolerance,
-                                   atol=tolerance, err_msg=position)
+        np.testing.assert_allclose(
+            store.array(position).astype(np.float64),
+            expected[position],
+            rtol=tolerance,
+            atol=tolerance,
+            err_msg=position,
+        )
 
 
 def forward(loaded: LoadedModel, ids: list[int], steer: Intervention | None = None, start: int = 0):
@@ -144,8 +162,9 @@ def test_extraction_on_the_accelerator_stores_what_the_cpu_stores(tiny, tmp_path
     assert_matches_reference(cpu, expected, 2e-3)
     assert_matches_reference(gpu, expected)
     for position in POSITIONS:
-        np.testing.assert_allclose(gpu.array(position).astype(np.float32), cpu.array(position).astype(np.float32),
-                                   rtol=1e-2, atol=1e-2)
+        np.testing.assert_allclose(
+            gpu.array(position).astype(np.float32), cpu.array(position).astype(np.float32), rtol=1e-2, atol=1e-2
+        )
     np.testing.assert_allclose(gpu.stat("logprob_sum"), expected["logprob_sum"], rtol=FLOAT32, atol=FLOAT32)
     np.testing.assert_allclose(gpu.stat("logprob_sum"), cpu.stat("logprob_sum"), rtol=1e-3, atol=1e-3)
 
@@ -221,8 +240,9 @@ def test_steering_on_the_accelerator_moves_what_it_moves_on_the_cpu(tiny, refere
         assert read.kl == pytest.approx(kl, rel=10 * FLOAT32, abs=1e-6)
 
 
-def test_device_map_auto_places_the_model_on_the_accelerator_and_extracts_what_the_cpu_does(tiny_model_dir, tmp_path,
-                                                                                            expected):
+def test_device_map_auto_places_the_model_on_the_accelerator_and_extracts_what_the_cpu_does(
+    tiny_model_dir, tmp_path, expected
+):
     loaded = load_model(str(tiny_model_dir), dtype="float32", device_map="auto")
     assert next(loaded.model.parameters()).device.type == DEVICE
     with accelerator_plan():
@@ -230,23 +250,34 @@ def test_device_map_auto_places_the_model_on_the_accelerator_and_extracts_what_t
     assert_matches_reference(gpu, expected)  # the saved copy of the tiny model, so the same reference
     cpu = stored(load_model(str(tiny_model_dir), dtype="float32"), tmp_path / "cpu", logprobs=False)
     for position in POSITIONS:
-        np.testing.assert_allclose(gpu.array(position).astype(np.float32), cpu.array(position).astype(np.float32),
-                                   rtol=1e-2, atol=1e-2)
+        np.testing.assert_allclose(
+            gpu.array(position).astype(np.float32), cpu.array(position).astype(np.float32), rtol=1e-2, atol=1e-2
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_training_steps_run_on_the_accelerator_in_bfloat16(method, tiny_model_dir, tmp_path):
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the quick fox", "chosen": "paris is the capital",
-                                                    "rejected": "dog dog dog dog"} for i in range(12)])
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"prompt": f"question {i} the quick fox", "chosen": "paris is the capital", "rejected": "dog dog dog dog"}
+            for i in range(12)
+        ],
+    )
     on_gpu = DEVICE == "cuda"
     if on_gpu:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-    summary = run_train(TrainJob(model=str(tiny_model_dir), data=DataSpec(source=str(pairs)),
-                                 config=PostTrainConfig(method=method, max_steps=2, max_length=64, bf16=True),
-                                 out=tmp_path / method)).result
+    summary = run_train(
+        TrainJob(
+            model=str(tiny_model_dir),
+            data=DataSpec(source=str(pairs)),
+            config=PostTrainConfig(method=method, max_steps=2, max_length=64, bf16=True),
+            out=tmp_path / method,
+        )
+    ).result
     assert summary.steps == 2
     if on_gpu:
         assert torch.cuda.max_memory_allocated() > before  # the trainer put the model and its batches on the GPU

@@ -27,7 +27,8 @@ def test_every_module_imports_without_the_extras():
         "names = [m.name for m in pkgutil.walk_packages(latent_reward.__path__, 'latent_reward.')\n"
         "         if not m.name.endswith('__main__')]  # running it would start the command line\n"
         "for name in names:\n    importlib.import_module(name)\n"
-        "print(len(names))\n")
+        "print(len(names))\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 80  # every module of the package was imported
@@ -42,7 +43,8 @@ def test_judge_without_openai_is_one_line_naming_the_judge_extra(arena, tmp_path
     monkeypatch.setitem(sys.modules, "openai", None)
     result = cli("judge", "--data", arena, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1")
     assert result.returncode == 2 and result.stderr.strip() == (
-        "error: openai is not installed; install the judge extra: pip install 'latent-reward[judge]'")
+        "error: openai is not installed; install the judge extra: pip install 'latent-reward[judge]'"
+    )
 
 
 def test_train_without_trl_fails_before_loading_a_model(arena, tmp_path, monkeypatch):

@@ -37,7 +37,12 @@ def test_gemma_base_model_uses_the_fallback_format(tmp_path):
     gemma = load_model("gemma-3-270m")
     assert gemma.info.chat_template == "fallback" and gemma.info.n_layers == 18
     examples = load_dataset(str(SHARED_DATA / "preference_pairs_llmbar_mtbench.jsonl"), limit=6).examples
-    store = extract(gemma, examples, tmp_path / "g", ExtractConfig(positions=("assistant_start", "eot"), max_tokens=192),
-                    progress=False).store
+    store = extract(
+        gemma,
+        examples,
+        tmp_path / "g",
+        ExtractConfig(positions=("assistant_start", "eot"), max_tokens=192),
+        progress=False,
+    ).store
     assert store.array("eot").shape == (6, 19, 640)
     assert np.isfinite(store.array("eot").astype(np.float32)).all()

@@ -49,8 +49,22 @@ _PUBLIC = {
     "RunConfig": "latent_reward.workflows.run",
     "RunResult": "latent_reward.experiments.run_result",
     "UserError": "latent_reward.errors",
-    **{name: _API for name in ("score", "steer", "generate", "compare", "conversation", "judge", "respond", "train",
-                               "verify", "capture", "steering_vector")},
+    **{
+        name: _API
+        for name in (
+            "score",
+            "steer",
+            "generate",
+            "compare",
+            "conversation",
+            "judge",
+            "respond",
+            "train",
+            "verify",
+            "capture",
+            "steering_vector",
+        )
+    },
 }
 
 __all__ = sorted(_PUBLIC)

@@ -26,11 +26,11 @@ from latent_reward.probes import Probe
 
 if TYPE_CHECKING:  # the workflows are imported when called: `lr.capture` need not load the report's libraries
     from latent_reward.experiments.compare import CompareResult
+    from latent_reward.experiments.conversation import ConversationReport
     from latent_reward.experiments.generate import Generation
     from latent_reward.experiments.judge import JudgeSummary
     from latent_reward.experiments.reward_model import ScoreResult
     from latent_reward.experiments.steer import SteerResult
-    from latent_reward.experiments.conversation import ConversationReport
     from latent_reward.workflows.respond import RespondResult
     from latent_reward.workflows.train import TrainSummary
 
@@ -45,8 +45,9 @@ def _probe(probe: PathLike | Probe) -> Probe:
     return probe if isinstance(probe, Probe) else Probe.load(probe)
 
 
-def score(probe: PathLike, data: PathLike | DataSpec, out: PathLike, *, progress: bool = True,
-          **options: Any) -> ScoreResult:
+def score(
+    probe: PathLike, data: PathLike | DataSpec, out: PathLike, *, progress: bool = True, **options: Any
+) -> ScoreResult:
     """`latent-reward score`: a saved probe as a reward model on `data`; returns the ScoreResult. Options: ScoreJob's
     (model, reference, normalization, n_boot, seed, device, device_map)."""
     from latent_reward.workflows.score import ScoreJob, run_score
@@ -65,8 +66,9 @@ def steer(probe: PathLike, out: PathLike, *, progress: bool = True, **options: A
     return run_steer(SteerJob(probe=probe, out=out, **options), progress).result
 
 
-def generate(prompt: str, probe: PathLike, *, on_token: Callable[[str, float], None] | None = None,
-             **options: Any) -> Generation:
+def generate(
+    prompt: str, probe: PathLike, *, on_token: Callable[[str, float], None] | None = None, **options: Any
+) -> Generation:
     """`latent-reward generate`: a reply with the probe's estimate at every token; returns the Generation.
     `on_token(text, estimate)` is called as each token is chosen. Options: GenerateJob's (model, max_new_tokens,
     temperature, seed, html, device, device_map)."""
@@ -75,8 +77,9 @@ def generate(prompt: str, probe: PathLike, *, on_token: Callable[[str, float], N
     return run_generate(GenerateJob(prompt=prompt, probe=probe, **options), on_token).result
 
 
-def compare(runs: Sequence[PathLike], out: PathLike | None = None, *, n_boot: int = 1000,
-            seed: int = 0) -> CompareResult:
+def compare(
+    runs: Sequence[PathLike], out: PathLike | None = None, *, n_boot: int = 1000, seed: int = 0
+) -> CompareResult:
     """`latent-reward compare`: run folders side by side; returns the CompareResult (and writes compare.html into `out`
     when it is given)."""
     from latent_reward.experiments.compare import compare as compare_runs
@@ -88,8 +91,9 @@ def compare(runs: Sequence[PathLike], out: PathLike | None = None, *, n_boot: in
     return run_compare(CompareJob(runs=tuple(folders), out=Path(out), n_boot=n_boot, seed=seed)).result
 
 
-def conversation(data: PathLike | DataSpec, prompt_probe: PathLike, out: PathLike,
-                 **options: Any) -> ConversationReport:
+def conversation(
+    data: PathLike | DataSpec, prompt_probe: PathLike, out: PathLike, **options: Any
+) -> ConversationReport:
     """`latent-reward conversation`: does the model steer the user?; returns the ConversationReport. Options:
     ConversationJob's (response_probe, xstest, user_simulators, prompts, config, device, device_map)."""
     from latent_reward.workflows.conversation import ConversationJob, run_conversation
@@ -97,8 +101,9 @@ def conversation(data: PathLike | DataSpec, prompt_probe: PathLike, out: PathLik
     return run_conversation(ConversationJob(data=_data(data), prompt_probe=prompt_probe, out=out, **options)).result
 
 
-def judge(data: PathLike | DataSpec, endpoint: Any, out: PathLike, *, progress: bool = True,
-          **options: Any) -> JudgeSummary:
+def judge(
+    data: PathLike | DataSpec, endpoint: Any, out: PathLike, *, progress: bool = True, **options: Any
+) -> JudgeSummary:
     """`latent-reward judge`: rate every response with a judge behind an OpenAI-compatible endpoint (an `Endpoint` or a
     dict: base_url, model, ...); returns the JudgeSummary. Options: JudgeJob's (config: a JudgeConfig or dict)."""
     from latent_reward.workflows.judge import JudgeJob, run_judge
@@ -115,8 +120,9 @@ def respond(prompts: PathLike | DataSpec, out: PathLike, *, progress: bool = Tru
     return run_respond(RespondJob(prompts=_data(prompts), out=out, **options), progress).result
 
 
-def train(method: str, model: str, data: PathLike | DataSpec, out: PathLike, *, config: Any = None,
-          **options: Any) -> TrainSummary:
+def train(
+    method: str, model: str, data: PathLike | DataSpec, out: PathLike, *, config: Any = None, **options: Any
+) -> TrainSummary:
     """`latent-reward train METHOD`: post-train `model` with TRL (sft, dpo or online); returns the TrainSummary.
     `config`: PostTrainConfig's fields (a dict) or one (its method is set to `method`). Options: TrainJob's (dtype,
     device, device_map, reward, api_key_env)."""
@@ -136,9 +142,14 @@ def verify(store: PathLike) -> ActivationStore:
     return ActivationStore.open(store, verify=True)
 
 
-def capture(model: LoadedModel | str, examples: Sequence[Example] | Sequence[list[Message]],
-            positions: Sequence[str] | str = POSITIONS, layers: Sequence[int] | str | None = None,
-            max_tokens: int | None = None, batch_tokens: int = 1024) -> Capture:
+def capture(
+    model: LoadedModel | str,
+    examples: Sequence[Example] | Sequence[list[Message]],
+    positions: Sequence[str] | str = POSITIONS,
+    layers: Sequence[int] | str | None = None,
+    max_tokens: int | None = None,
+    batch_tokens: int = 1024,
+) -> Capture:
     """Residual states in memory, TransformerLens' `run_with_cache` habit: `capture(model, examples, positions, layers)`
     returns a Capture whose `states[position]` is float32 [n, len(layers), d_model] (all layers by default), read by
     the extraction's own forward. `model`: a LoadedModel or a name (loaded as `ModelSpec(name=...)` would). With rated
@@ -147,8 +158,9 @@ def capture(model: LoadedModel | str, examples: Sequence[Example] | Sequence[lis
     return capture_states(loaded, examples, positions, layers, max_tokens, batch_tokens)
 
 
-def steering_vector(probe: PathLike | Probe, store: PathLike | ActivationStore | None = None,
-                    layer: int | None = None) -> SteeringVector:
+def steering_vector(
+    probe: PathLike | Probe, store: PathLike | ActivationStore | None = None, layer: int | None = None
+) -> SteeringVector:
     """The probe's direction as a SteeringVector for `lr.steering`: at the probe's layer (or refitted at `layer` on the
     probe's training prompts, as the steer experiment does), with the strength unit the experiment uses (the standard
     deviation of the stored states' projection on it). `store`: the probe's activation store (default: the one it

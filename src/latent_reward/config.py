@@ -23,7 +23,6 @@ DEFAULT_DTYPE = "auto"  # every model-loading path's default precision (the CLI'
 # bfloat16 where the device computes it natively (a GPU, a CPU with bfloat16 instructions), else float32 (models.devices)
 
 
-
 def _device(name: str) -> str:
     from latent_reward.models.devices import check_device  # the models package imports torch: not at the CLI's start
 
@@ -43,11 +42,15 @@ class DataSpec(Spec):
     """Where rated conversations come from, and which of them to use."""
 
     source: str = DEFAULT_DATA  # a local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hub dataset id
-    split: str | None = None  # Hub split (default: the dataset's rated split); local files: rows with this `split` field
+    split: str | None = (
+        None  # Hub split (default: the dataset's rated split); local files: rows with this `split` field
+    )
     format: str | None = None  # force a loader instead of detecting it
     limit: int | None = Field(None, ge=1)  # the first N examples
     prompts: int | None = Field(None, ge=1)  # every response of the first N prompts
-    sample_prompts: int | None = Field(None, ge=1)  # every response of N prompts drawn at random (seeded) from the whole file
+    sample_prompts: int | None = Field(
+        None, ge=1
+    )  # every response of N prompts drawn at random (seeded) from the whole file
     seed: int = 0
     prompt_field: str | None = None  # generic tables: the columns to read
     response_field: str | None = None
@@ -61,9 +64,21 @@ class DataSpec(Spec):
         named = [self.prompt_field, self.response_field, self.rating_field]
         if any(named) and not all(named):
             raise UserError("--prompt-field, --response-field and --rating-field go together")
-        fields = FieldMap(self.prompt_field, self.response_field, self.rating_field, self.group_field) if all(named) else None
-        return load_dataset(self.source, split=self.split, format=self.format, fields=fields, limit=self.limit,
-                            prompts=self.prompts, sample_prompts=self.sample_prompts, seed=self.seed)
+        fields = (
+            FieldMap(self.prompt_field, self.response_field, self.rating_field, self.group_field)
+            if all(named)
+            else None
+        )
+        return load_dataset(
+            self.source,
+            split=self.split,
+            format=self.format,
+            fields=fields,
+            limit=self.limit,
+            prompts=self.prompts,
+            sample_prompts=self.sample_prompts,
+            seed=self.seed,
+        )
 
 
 class ModelSpec(Spec):
@@ -78,7 +93,7 @@ class ModelSpec(Spec):
 
     @model_validator(mode="after")
     def _concrete_dtype(self) -> ModelSpec:
-        """"auto" becomes the precision it names here, so that run.json and store fingerprints record the one used."""
+        """ "auto" becomes the precision it names here, so that run.json and store fingerprints record the one used."""
         if self.dtype == "auto":
             from latent_reward.models.devices import resolve_dtype
 
@@ -89,9 +104,15 @@ class ModelSpec(Spec):
         """The LoadedModel these settings name (with random weights when `random_init_seed` is given)."""
         from latent_reward.models.loading import load_model
 
-        return load_model(self.name, device=self.device, dtype=self.dtype, device_map=self.device_map,
-                          allow_fallback_template=self.fallback_template, random_init_seed=random_init_seed,
-                          revision=self.revision)
+        return load_model(
+            self.name,
+            device=self.device,
+            dtype=self.dtype,
+            device_map=self.device_map,
+            allow_fallback_template=self.fallback_template,
+            random_init_seed=random_init_seed,
+            revision=self.revision,
+        )
 
 
 class ExtractConfig(Spec):

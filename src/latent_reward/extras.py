@@ -23,5 +23,6 @@ def require(module: str) -> ModuleType:
         if error.name != module:  # installed, but something it imports is broken: not a missing extra
             raise
         extra = EXTRAS[module]
-        raise UserError(f"{module} is not installed; install the {extra} extra: "
-                        f"pip install 'latent-reward[{extra}]'") from None
+        raise UserError(
+            f"{module} is not installed; install the {extra} extra: pip install 'latent-reward[{extra}]'"
+        ) from None

@@ -26,7 +26,10 @@ def offline_if_unreachable(timeout: float = 3.0) -> bool:
     except OSError:
         pass
     os.environ["HF_HUB_OFFLINE"] = "1"
-    for module_name, attribute in (("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE")):
+    for module_name, attribute in (
+        ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+        ("datasets.config", "HF_HUB_OFFLINE"),
+    ):
         module = sys.modules.get(module_name)
         if module is not None:
             setattr(module, attribute, True)

@@ -79,7 +79,9 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     except FileNotFoundError:
         raise UserError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not a valid {what} ({type(error).__name__}: {error}); delete it or restore it") from None
+        raise UserError(
+            f"{path} is not a valid {what} ({type(error).__name__}: {error}); delete it or restore it"
+        ) from None
 
 
 def check_output_folder(folder: str | Path) -> Path:
@@ -114,7 +116,9 @@ def exclusive(folder: str | Path, what: str = "folder") -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise UserError(f"another process is writing the {what} in {folder}; wait for it to finish (or stop it)") from None
+        raise UserError(
+            f"another process is writing the {what} in {folder}; wait for it to finish (or stop it)"
+        ) from None
     try:
         yield
     finally:

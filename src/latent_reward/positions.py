@@ -36,13 +36,25 @@ def _range(start: str, end: str) -> Callable[..., tuple[int, int]]:
 
 TABLE: tuple[Position, ...] = (
     Position("user_end", "prompt", "token", _index("user_end"), "last token of the user's message text"),
-    Position("assistant_start", "prompt", "token", _index("assistant_start"),
-             "last token of the generation prompt: the state right before the model writes"),
+    Position(
+        "assistant_start",
+        "prompt",
+        "token",
+        _index("assistant_start"),
+        "last token of the generation prompt: the state right before the model writes",
+    ),
     Position("response_last", "response", "token", _index("response_last"), "last token of the response text"),
     Position("eot", "response", "token", _index("eot"), "the end-of-turn token after the response"),
-    Position("response_mean", "response", "mean", _range("response_start", "response_end"), "mean over the response tokens"),
-    Position("response_tokens", "response", "all", _range("response_start", "response_end"),
-             "every response token, on chosen layers only (large; for trajectories)"),
+    Position(
+        "response_mean", "response", "mean", _range("response_start", "response_end"), "mean over the response tokens"
+    ),
+    Position(
+        "response_tokens",
+        "response",
+        "all",
+        _range("response_start", "response_end"),
+        "every response token, on chosen layers only (large; for trajectories)",
+    ),
 )
 BY_NAME: dict[str, Position] = {p.name: p for p in TABLE}
 

@@ -41,18 +41,22 @@ def test_sweep_readout_and_prompt_only_find_a_planted_signal_in_arrays_held_in_m
     assert not {"response length", "TF-IDF response"} & {c.name for c in readout.comparisons}  # no text baselines
     expected = lr.prompt_only(store, PromptOnlyConfig(n_boot=200), progress=False)
     assert expected.cross_fitted.pearson.low > 0.3 and expected.best.layer == 4  # the prompt term, at assistant_start
-    on_disk = lr.ActivationStore.from_arrays(states, ratings, groups, layers=[0, 4, 8, 12], n_layers=12,
-                                             folder=tmp_path / "s")
+    on_disk = lr.ActivationStore.from_arrays(
+        states, ratings, groups, layers=[0, 4, 8, 12], n_layers=12, folder=tmp_path / "s"
+    )
     assert on_disk.folder == tmp_path / "s" and lr.verify(tmp_path / "s").ids == store.ids  # the store's own writer
-    np.testing.assert_array_equal(lr.sweep(on_disk, progress=False).predictions[("eot", 8, "ridge")],
-                                  fit.predictions[("eot", 8, "ridge")])
+    np.testing.assert_array_equal(
+        lr.sweep(on_disk, progress=False).predictions[("eot", 8, "ridge")], fit.predictions[("eot", 8, "ridge")]
+    )
 
 
 def test_from_arrays_takes_examples_and_refuses_what_does_not_fit(tmp_path):
     states, ratings, groups = planted_arrays(n_groups=3, per_group=2, d=4)
     messages = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a " * i}] for i in range(6)]
-    examples = [Example(id=f"e{i}", group=str(g), rating=float(r), messages=messages[i])
-                for i, (g, r) in enumerate(zip(groups, ratings))]
+    examples = [
+        Example(id=f"e{i}", group=str(g), rating=float(r), messages=messages[i])
+        for i, (g, r) in enumerate(zip(groups, ratings))
+    ]
     store = lr.ActivationStore.from_arrays(states, examples=examples, stats={"logprob_mean": np.zeros(6, np.float32)})
     assert store.ids == [e.id for e in examples] and store.layers == [0, 1, 2, 3] and store.has_stat("logprob_mean")
     with pytest.raises(UserError, match="ratings= and groups="):
@@ -75,18 +79,41 @@ def test_exports_keep_example_order_when_shards_hold_rows_out_of_order(tmp_path)
     rng = np.random.default_rng(1)
     n, d = 6, 5
     states = rng.normal(size=(n, 2, d)).astype(np.float16)
-    examples = [Example(id=f"x{i}", group=f"g{i // 2}", rating=float(i), aspects={"honesty": i / 2} if i % 2 else {},
-                        messages=[{"role": "user", "content": f"q{i // 2}"}, {"role": "assistant", "content": f"r{i}"}])
-                for i in range(n)]
+    examples = [
+        Example(
+            id=f"x{i}",
+            group=f"g{i // 2}",
+            rating=float(i),
+            aspects={"honesty": i / 2} if i % 2 else {},
+            messages=[{"role": "user", "content": f"q{i // 2}"}, {"role": "assistant", "content": f"r{i}"}],
+        )
+        for i in range(n)
+    ]
     folder = tmp_path / "store"
     (folder / store_format.SHARDS).mkdir(parents=True)
     for index, rows in enumerate(([4, 0, 3], [5, 1, 2])):
-        store_format.write_shard(folder, index, {"eot": states[rows], "example_index": np.array(rows, dtype=np.int64),
-                                                 "n_tokens": np.array(rows, dtype=np.int64) * 10})
+        store_format.write_shard(
+            folder,
+            index,
+            {
+                "eot": states[rows],
+                "example_index": np.array(rows, dtype=np.int64),
+                "n_tokens": np.array(rows, dtype=np.int64) * 10,
+            },
+        )
     store_format.write_examples(folder, examples)
     manifest = store_format.new_manifest({}, {"name": "m", "n_layers": 1}, ["eot"], [0, 1], [], 1, "test", {})
-    write_json(folder / store_format.MANIFEST, manifest.model_copy(update={
-        "status": "complete", "n_examples": n, "n_shards": 2, "shards": store_format.shard_records(folder, 2)}))
+    write_json(
+        folder / store_format.MANIFEST,
+        manifest.model_copy(
+            update={
+                "status": "complete",
+                "n_examples": n,
+                "n_shards": 2,
+                "shards": store_format.shard_records(folder, 2),
+            }
+        ),
+    )
     store = lr.ActivationStore.open(folder)
 
     dataset = store.to_dataset()

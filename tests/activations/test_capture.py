@@ -15,8 +15,9 @@ def test_capture_equals_the_extracted_store_and_becomes_a_store(tiny, tmp_path):
     captured = lr.capture(tiny, examples, positions, layers)
     assert captured.layers == layers and set(captured.states) == set(positions)
     assert captured["eot"].shape == (len(examples), 3, tiny.info.d_model) and captured["eot"].dtype == np.float32
-    stored = extract(tiny, examples, tmp_path / "store", ExtractConfig(positions=positions, layers=tuple(layers)),
-                     progress=False).store
+    stored = extract(
+        tiny, examples, tmp_path / "store", ExtractConfig(positions=positions, layers=tuple(layers)), progress=False
+    ).store
     for position in positions:  # the same states, up to the store's float16
         np.testing.assert_array_equal(captured[position].astype(np.float16), stored.array(position))
     everything = lr.capture(tiny, examples[:2], "eot")

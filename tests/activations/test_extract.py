@@ -29,12 +29,18 @@ def test_stored_states_equal_a_direct_forward_pass(tiny, tmp_path):
     for index, example in enumerate(examples):
         rendered, states, out = direct_states(tiny, example.messages)
         s = rendered.spans
-        expected = {"user_end": states[s.user_end], "assistant_start": states[s.assistant_start],
-                    "response_last": states[s.response_last], "eot": states[s.eot],
-                    "response_mean": states[s.response_start : s.response_end].mean(0)}
+        expected = {
+            "user_end": states[s.user_end],
+            "assistant_start": states[s.assistant_start],
+            "response_last": states[s.response_last],
+            "eot": states[s.eot],
+            "response_mean": states[s.response_start : s.response_end].mean(0),
+        }
         for name, value in expected.items():
             np.testing.assert_allclose(store.array(name)[index], value, rtol=2e-3, atol=2e-3, err_msg=name)
-        np.testing.assert_allclose(store.token_states(index), states[s.response_start : s.response_end][:, [1, 3]], rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(
+            store.token_states(index), states[s.response_start : s.response_end][:, [1, 3]], rtol=2e-3, atol=2e-3
+        )
         logprobs = torch.log_softmax(out.logits[0], -1)
         # log pi(y|x): the response's tokens and the end-of-turn token after them
         targets = torch.tensor(rendered.input_ids[s.response_start : s.eot + 1])
@@ -59,7 +65,9 @@ def test_prompt_sharing_saves_tokens_and_changes_nothing(tiny, tmp_path):
 
 
 def test_layer_subset_reads_only_those_layers(tiny, tmp_path):
-    store = extract(tiny, synthetic_examples(2, 2), tmp_path / "s", ExtractConfig(layers=(0, 2), positions=("eot",)), progress=False).store
+    store = extract(
+        tiny, synthetic_examples(2, 2), tmp_path / "s", ExtractConfig(layers=(0, 2), positions=("eot",)), progress=False
+    ).store
     assert store.layers == [0, 2] and store.positions == ["eot"]
     assert store.array("eot", layers=[2]).shape == (4, 1, 32)
     with pytest.raises(UserError, match="layer 1 is not in the store"):
@@ -81,21 +89,47 @@ def test_refuses_a_folder_holding_another_store(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_result(tiny_model_dir, tmp_path):
-    records = [{"question": f"question {i}: " + "the quick brown fox " * (1 + i % 5), "answer": "paris is the capital " * (1 + i % 7),
-                "score": i % 10 + 1} for i in range(40)]
+    records = [
+        {
+            "question": f"question {i}: " + "the quick brown fox " * (1 + i % 5),
+            "answer": "paris is the capital " * (1 + i % 7),
+            "score": i % 10 + 1,
+        }
+        for i in range(40)
+    ]
     data = write_jsonl(tmp_path / "arena.jsonl", records)
-    common = ["extract", "--model", str(tiny_model_dir), "--data", str(data), "--shard-size", "4", "--batch-tokens", "128",
-              "--positions", "user_end,eot,response_tokens", "--dtype", "float32"]
+    common = [
+        "extract",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "--shard-size",
+        "4",
+        "--batch-tokens",
+        "128",
+        "--positions",
+        "user_end,eot,response_tokens",
+        "--dtype",
+        "float32",
+    ]
     reference = cli(*common, "--out", str(tmp_path / "whole"))
     assert reference.returncode == 0, reference.stderr
     # Kill the run with SIGKILL after 1, 3, 5, 7 and 9 written shards (each run resumes the last), then finish it.
     out = tmp_path / "resumed"
     killed_at = []
     for target in (1, 3, 5, 7, 9):
-        process = subprocess.Popen([str(Path(sys.executable).with_name("latent-reward")), *common, "--out", str(out)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("latent-reward")), *common, "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 120
-        while time.time() < deadline and process.poll() is None and len(list((out / "shards").glob("*.safetensors"))) < target:
+        while (
+            time.time() < deadline
+            and process.poll() is None
+            and len(list((out / "shards").glob("*.safetensors"))) < target
+        ):
             time.sleep(0.005)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -120,18 +154,52 @@ def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_result(tiny_m
 
 @pytest.mark.slow
 def test_two_accelerate_processes_write_one_store(tiny_model_dir, tmp_path):
-    records = [{"question": f"q{i} the quick brown fox", "answer": "paris " * (1 + i % 6), "score": i % 10} for i in range(24)]
+    records = [
+        {"question": f"q{i} the quick brown fox", "answer": "paris " * (1 + i % 6), "score": i % 10} for i in range(24)
+    ]
     data = write_jsonl(tmp_path / "arena.jsonl", records)
-    common = ["--model", str(tiny_model_dir), "--data", str(data), "--shard-size", "3", "--positions", "assistant_start,eot",
-              "--dtype", "float32"]  # the tolerance below is float32's: each process batches its half differently
+    common = [
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(data),
+        "--shard-size",
+        "3",
+        "--positions",
+        "assistant_start,eot",
+        "--dtype",
+        "float32",
+    ]  # the tolerance below is float32's: each process batches its half differently
     single = cli("extract", *common, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # --multi_gpu starts the processes (torchrun); without a GPU they share the CPU (--cpu would start only one)
-    launched = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                               "-m", "latent_reward", "extract", *common, "--out", str(tmp_path / "two")],
-                              capture_output=True, text=True, env=env, timeout=300)
+    launched = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "latent_reward",
+            "extract",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert " ".join(launched.stdout.split()).count("(4 shards computed, 0 reused") == 2  # each process its half
     one, two = ActivationStore.open(tmp_path / "one"), ActivationStore.open(tmp_path / "two")

@@ -56,7 +56,8 @@ class SplitDevices(TorchFunctionMode):
             dtype = next((v for v in (*args[1:], kwargs.get("dtype")) if isinstance(v, torch.dtype)), None)
             return args[0].as_subclass(torch.Tensor).to(dtype=dtype or args[0].dtype).as_subclass(Elsewhere)
         if isinstance(args[0] if args else None, Elsewhere) and (
-                func is torch.Tensor.cpu or (func is torch.Tensor.to and _target(args, kwargs) == torch.device("cpu"))):
+            func is torch.Tensor.cpu or (func is torch.Tensor.to and _target(args, kwargs) == torch.device("cpu"))
+        ):
             return args[0].as_subclass(torch.Tensor)
         placed = {isinstance(t, Elsewhere) for t in _tensors((args, kwargs)) if t.dim() > 0}
         if len(placed) > 1:
@@ -65,13 +66,20 @@ class SplitDevices(TorchFunctionMode):
 
 
 def test_extraction_reads_each_block_on_its_own_device(tiny, tmp_path, monkeypatch):
-    config = ExtractConfig(positions=("user_end", "assistant_start", "response_last", "eot", "response_mean", "response_tokens"),
-                           token_layers=(1, 3), batch_tokens=200, shard_size=6)
+    config = ExtractConfig(
+        positions=("user_end", "assistant_start", "response_last", "eot", "response_mean", "response_tokens"),
+        token_layers=(1, 3),
+        batch_tokens=200,
+        shard_size=6,
+    )
     examples = synthetic_examples()
     whole = extract(tiny, examples, tmp_path / "one-device", config, progress=False).store
     hook = forward.residual_hook
-    monkeypatch.setattr(forward, "residual_hook",
-                        lambda model, layer, function: hook(model, layer, lambda hidden: function(hidden.as_subclass(Elsewhere))))
+    monkeypatch.setattr(
+        forward,
+        "residual_hook",
+        lambda model, layer, function: hook(model, layer, lambda hidden: function(hidden.as_subclass(Elsewhere))),
+    )
     mode = SplitDevices()
     with mode:
         split = extract(tiny, examples, tmp_path / "split", config, progress=False).store

@@ -53,7 +53,10 @@ def test_a_missing_shard_is_recomputed(tiny, store_folder):
 
 
 def test_a_second_writer_is_refused(tiny_model_dir, tmp_path):
-    data = write_jsonl(tmp_path / "a.jsonl", [{"question": f"q{i} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(6)])
+    data = write_jsonl(
+        tmp_path / "a.jsonl",
+        [{"question": f"q{i} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(6)],
+    )
     out = tmp_path / "store"
     with exclusive(out, "activation store"):  # another process holds the store
         result = cli("extract", "--model", tiny_model_dir, "--data", data, "--out", out, "--positions", "eot")
@@ -62,9 +65,19 @@ def test_a_second_writer_is_refused(tiny_model_dir, tmp_path):
     assert cli("extract", "--model", tiny_model_dir, "--data", data, "--out", out, "--positions", "eot").returncode == 0
 
 
-EXTRACTED = {"name": "tiny", "source": "local", "identity": "/models/tiny", "architecture": "LlamaForCausalLM",
-             "n_layers": 3, "d_model": 8, "vocab_size": 100, "chat_template": "fallback", "dtype": "float32",
-             "random_init_seed": None, "post_training": ["planted:train"]}
+EXTRACTED = {
+    "name": "tiny",
+    "source": "local",
+    "identity": "/models/tiny",
+    "architecture": "LlamaForCausalLM",
+    "n_layers": 3,
+    "d_model": 8,
+    "vocab_size": 100,
+    "chat_template": "fallback",
+    "dtype": "float32",
+    "random_init_seed": None,
+    "post_training": ["planted:train"],
+}
 FROM_ARRAYS = {"name": "arrays", "n_layers": 3, "d_model": 8}
 
 
@@ -74,22 +87,51 @@ def test_a_manifest_written_as_a_plain_dict_opens_with_typed_fields(model, tmp_p
     examples = synthetic_examples(2, 2)
     states = np.random.default_rng(0).normal(size=(len(examples), 4, 8)).astype(np.float16)
     (tmp_path / store_format.SHARDS).mkdir()
-    store_format.write_shard(tmp_path, 0, {"eot": states, "example_index": np.arange(len(examples)),
-                                           "truncated": np.zeros(len(examples), bool)})
+    store_format.write_shard(
+        tmp_path,
+        0,
+        {"eot": states, "example_index": np.arange(len(examples)), "truncated": np.zeros(len(examples), bool)},
+    )
     store_format.write_examples(tmp_path, examples)
     record = json.loads(shard_path(tmp_path, 0).with_suffix(".json").read_text())
     extracted = model is EXTRACTED
-    manifest = {"format": "latent-reward activation store", "format_version": 2, "status": "complete",
-                "fingerprint": {"model": model["name"], "random_init_seed": None, "dtype": "float32", "tokenization": 3,
-                                "data": "0123abcd", "n_examples": len(examples), "max_tokens": 512},
-                "data_source": "data.jsonl", "model": model, "positions": ["eot"], "layers": [0, 1, 2, 3],
-                "token_layers": [], "residual_convention": "index 0 = input of the first block", "dtype": "float16",
-                "versions": {"latent_reward": "0.1.0"}, "n_examples": len(examples), "n_shards": 1,
-                "shards": [{"file": shard_path(tmp_path, 0).name, **record}]}
+    manifest = {
+        "format": "latent-reward activation store",
+        "format_version": 2,
+        "status": "complete",
+        "fingerprint": {
+            "model": model["name"],
+            "random_init_seed": None,
+            "dtype": "float32",
+            "tokenization": 3,
+            "data": "0123abcd",
+            "n_examples": len(examples),
+            "max_tokens": 512,
+        },
+        "data_source": "data.jsonl",
+        "model": model,
+        "positions": ["eot"],
+        "layers": [0, 1, 2, 3],
+        "token_layers": [],
+        "residual_convention": "index 0 = input of the first block",
+        "dtype": "float16",
+        "versions": {"latent_reward": "0.1.0"},
+        "n_examples": len(examples),
+        "n_shards": 1,
+        "shards": [{"file": shard_path(tmp_path, 0).name, **record}],
+    }
     if extracted:
-        manifest |= {"stats": {"tokens": 60, "tokens_computed": 50, "tokens_saved_by_prompt_sharing": 10,
-                               "padding_fraction": 0.1, "prompt_units": 2, "truncated": 1},
-                     "timings": {"render_seconds": 0.01, "forward_seconds_this_run": 0.2, "tokens_this_run": 60}}
+        manifest |= {
+            "stats": {
+                "tokens": 60,
+                "tokens_computed": 50,
+                "tokens_saved_by_prompt_sharing": 10,
+                "padding_fraction": 0.1,
+                "prompt_units": 2,
+                "truncated": 1,
+            },
+            "timings": {"render_seconds": 0.01, "forward_seconds_this_run": 0.2, "tokens_this_run": 60},
+        }
     (tmp_path / store_format.MANIFEST).write_text(json.dumps(manifest))
     store = ActivationStore.open(tmp_path, verify=True)
     assert (store.manifest.model.name, store.n_layers, store.manifest.model.d_model) == (model["name"], 3, 8)

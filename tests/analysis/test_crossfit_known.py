@@ -24,7 +24,9 @@ def _data(seed=3, n_groups=30, per=3, d=5):
     groups = np.repeat([f"g{g:02d}" for g in range(n_groups)], per)
     n = len(groups)
     y = rng.normal(size=n)
-    states = {p: rng.normal(size=(n, len(LAYERS), d)) * rng.uniform(0.5, 3, size=(1, len(LAYERS), d)) for p in POSITIONS}
+    states = {
+        p: rng.normal(size=(n, len(LAYERS), d)) * rng.uniform(0.5, 3, size=(1, len(LAYERS), d)) for p in POSITIONS
+    }
     states["start"][:, 1, 0] += 1.2 * y
     states["end"][:, 2, 1] += 1.2 * y
     return states, y, groups
@@ -48,8 +50,18 @@ def _best_cell(inner_r, allowed=lambda position, layer: True):
 
 def test_each_fold_is_a_refit_on_its_training_rows_at_its_best_cell():
     states, y, groups = _data()
-    result = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=4, seed=1, settings=SETTINGS,
-                              selectors={"probe": lambda p, layer: True, "embeddings": LAYER_ZERO}, progress=False)
+    result = cross_fit_arrays(
+        lambda p: states[p],
+        LAYERS,
+        y,
+        groups,
+        POSITIONS,
+        n_folds=4,
+        seed=1,
+        settings=SETTINGS,
+        selectors={"probe": lambda p, layer: True, "embeddings": LAYER_ZERO},
+        progress=False,
+    )
     folds = result.folds
     assert sorted(np.unique(folds)) == [0, 1, 2, 3]
     for k in range(4):
@@ -66,8 +78,9 @@ def test_each_fold_is_a_refit_on_its_training_rows_at_its_best_cell():
             factor = ridge_cv_all_layers(x[train][:, None], y[train], groups[train], FACTORS).best_alpha[0, 0]
             mean, scale = x[train].mean(0), x[train].std(0)
             ridge = Ridge(alpha=factor * train.sum()).fit((x[train] - mean) / scale, y[train])
-            np.testing.assert_allclose(result.predictions[name][held], ridge.predict((x[held] - mean) / scale),
-                                       rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(
+                result.predictions[name][held], ridge.predict((x[held] - mean) / scale), rtol=1e-8, atol=1e-10
+            )
     # the folds chose more than one cell: the selection, not one fixed cell, is what was checked
     assert len({str(c) for c in result.cells["probe"]}) >= 2
     assert {c.layer for c in result.cells["embeddings"]} == {0}
@@ -76,13 +89,15 @@ def test_each_fold_is_a_refit_on_its_training_rows_at_its_best_cell():
 def test_no_fold_sees_its_own_ratings():
     """Any change to one fold's ratings leaves that fold's out-of-fold predictions exactly as they were."""
     states, y, groups = _data(seed=4)
-    before = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=3, seed=0, settings=SETTINGS,
-                              progress=False)
+    before = cross_fit_arrays(
+        lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=3, seed=0, settings=SETTINGS, progress=False
+    )
     held = before.folds == 1
     changed = y.copy()
     changed[held] = np.random.default_rng(9).normal(size=held.sum()) * 10
-    after = cross_fit_arrays(lambda p: states[p], LAYERS, changed, groups, POSITIONS, n_folds=3, seed=0,
-                             settings=SETTINGS, progress=False)
+    after = cross_fit_arrays(
+        lambda p: states[p], LAYERS, changed, groups, POSITIONS, n_folds=3, seed=0, settings=SETTINGS, progress=False
+    )
     np.testing.assert_array_equal(after.folds, before.folds)
     np.testing.assert_array_equal(after.predictions["probe"][held], before.predictions["probe"][held])
     assert not np.allclose(after.predictions["probe"][~held], before.predictions["probe"][~held])
@@ -92,8 +107,18 @@ def test_given_folds_are_used_as_they_are():
     states, y, groups = _data(seed=5)
     prompt = np.array([int(g[1:]) for g in groups])
     folds = (prompt * 7 % 3).astype(np.int64)  # 3 folds, not what group_folds would deal
-    result = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=5, seed=0, settings=SETTINGS,
-                              progress=False, folds=folds)
+    result = cross_fit_arrays(
+        lambda p: states[p],
+        LAYERS,
+        y,
+        groups,
+        POSITIONS,
+        n_folds=5,
+        seed=0,
+        settings=SETTINGS,
+        progress=False,
+        folds=folds,
+    )
     np.testing.assert_array_equal(result.folds, folds)
     assert len(result.cells["probe"]) == 3  # the number of folds comes from `folds`, not n_folds
     for k in range(3):
@@ -103,8 +128,9 @@ def test_given_folds_are_used_as_they_are():
         probe = ridge_cv_all_layers(x[train][:, None], y[train], groups[train], FACTORS).probe(0)
         np.testing.assert_allclose(result.predictions["probe"][folds == k], probe.predict(x[folds == k]), rtol=1e-10)
     # the default folds differ from these, and give different predictions
-    default = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=3, seed=0, settings=SETTINGS,
-                               progress=False)
+    default = cross_fit_arrays(
+        lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=3, seed=0, settings=SETTINGS, progress=False
+    )
     assert not np.array_equal(default.folds, folds)
     assert not np.allclose(default.predictions["probe"], result.predictions["probe"])
 
@@ -113,8 +139,18 @@ def test_each_permutation_control_chooses_its_own_cell_and_refits_there():
     """A shuffled-rating control repeats the whole procedure: in each fold the permuted ratings choose their own best
     inner-CV cell (not the probe's) and the probe is refitted there on the permuted training ratings."""
     states, y, groups = _data(seed=6, n_groups=20)
-    result = cross_fit_arrays(lambda p: states[p], LAYERS, y, groups, POSITIONS, n_folds=3, seed=2, settings=SETTINGS,
-                              progress=False, permutations=4)
+    result = cross_fit_arrays(
+        lambda p: states[p],
+        LAYERS,
+        y,
+        groups,
+        POSITIONS,
+        n_folds=3,
+        seed=2,
+        settings=SETTINGS,
+        progress=False,
+        permutations=4,
+    )
     targets, predictions = result.permuted["within"]
     assert targets.shape == predictions.shape == (4, len(y))
     own_cells = 0

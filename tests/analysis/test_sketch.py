@@ -44,7 +44,9 @@ def test_a_target_is_sketched_as_it_reads_the_states_within_prompt_targets_cente
 def test_the_sketch_is_the_top_principal_components_of_the_z_scored_states(tmp_path):
     rng = np.random.default_rng(0)
     spectrum = np.array([10.0, 7.0, 5.0, 3.5] + [0.5] * 36)  # four clear components over noise
-    x = (rng.normal(size=(300, 40)) * spectrum) @ np.linalg.qr(rng.normal(size=(40, 40)))[0] * rng.uniform(0.1, 50, 40) + 3.0
+    x = (rng.normal(size=(300, 40)) * spectrum) @ np.linalg.qr(rng.normal(size=(40, 40)))[0] * rng.uniform(
+        0.1, 50, 40
+    ) + 3.0
     sketch, explained = _components(x.astype(np.float32), 4, seed=0)
     z = (x - x.mean(0)) / x.std(0)
     u, s, _ = np.linalg.svd(z, full_matrices=False)
@@ -62,8 +64,9 @@ def test_the_sketch_is_the_top_principal_components_of_the_z_scored_states(tmp_p
 def test_cross_fit_on_a_sketch_chooses_the_planted_cell_and_fits_it_exactly(tmp_path):
     store = planted_store(tmp_path / "s", n_groups=80, d=48)
     target = make_target(store, "rating")
-    crossfit = cross_fit(SketchedStore(store, NARROW), target, ("assistant_start", "eot"), n_folds=4, progress=False,
-                         permutations=3)
+    crossfit = cross_fit(
+        SketchedStore(store, NARROW), target, ("assistant_start", "eot"), n_folds=4, progress=False, permutations=3
+    )
     assert {(c.position, c.layer) for c in crossfit.cells["probe"]} == {("eot", 2)}
     y, groups, folds = target.y, target.groups, crossfit.folds
     x = target.states(store, "eot", [2]).astype(np.float64)
@@ -71,7 +74,9 @@ def test_cross_fit_on_a_sketch_chooses_the_planted_cell_and_fits_it_exactly(tmp_
         train, held = folds != k, folds == k
         expected = ridge_cv_all_layers(x[train], y[train], groups[train]).probe(0).predict(x[held, 0])
         # the same fit, in float32 on wide states (float64 here): equal to about 1e-6 of the predictions' scale
-        np.testing.assert_allclose(crossfit.predictions["probe"][held], expected, rtol=1e-4, atol=1e-5 * np.std(expected))
+        np.testing.assert_allclose(
+            crossfit.predictions["probe"][held], expected, rtol=1e-4, atol=1e-5 * np.std(expected)
+        )
     targets, predictions = crossfit.permuted["global"]
     assert targets.shape == predictions.shape == (3, len(y))
 
@@ -89,13 +94,21 @@ def test_the_sweep_refits_its_best_cell_on_the_full_states(tmp_path):
 
 def test_readout_and_prompt_only_run_on_a_sketched_store(tmp_path):
     store = planted_store(tmp_path / "s", n_groups=60, d=48, prompt_signal=1.0)
-    config = ReadoutConfig(sweep=SweepConfig(n_boot=100), permutations=5, split_seeds=1, paired_permutations=100,
-                           sgd_grid=False, sketch=NARROW)
+    config = ReadoutConfig(
+        sweep=SweepConfig(n_boot=100),
+        permutations=5,
+        split_seeds=1,
+        paired_permutations=100,
+        sgd_grid=False,
+        sketch=NARROW,
+    )
     result, fit, crossfit = reward_readout(store, config, progress=False)
     assert result.sweep.sketch is not None and fit.best_probe.weights.shape == (48,)
     assert result.probe.scores.pearson.value > 0.5
     expected = prompt_only(store, PromptOnlyConfig(n_boot=100, sketch=NARROW), fit)
-    assert expected.cross_fitted.pearson.value > 0.5 and {c.position for c in expected.fold_cells} == {"assistant_start"}
+    assert expected.cross_fitted.pearson.value > 0.5 and {c.position for c in expected.fold_cells} == {
+        "assistant_start"
+    }
 
 
 def test_with_more_rows_than_the_basis_sample_every_row_is_projected_on_components_found_on_a_sample(monkeypatch):
@@ -118,8 +131,14 @@ def test_the_report_says_the_grids_are_the_sketch_and_the_scored_probes_the_full
     from latent_reward.workflows.run import SweepJob, sweep_stores
 
     planted_store(tmp_path / "s", n_groups=60, d=48)
-    readout = ReadoutConfig(sweep=SweepConfig(n_boot=100), permutations=5, split_seeds=1, paired_permutations=100,
-                            sgd_grid=False, sketch=NARROW)
+    readout = ReadoutConfig(
+        sweep=SweepConfig(n_boot=100),
+        permutations=5,
+        split_seeds=1,
+        paired_permutations=100,
+        sgd_grid=False,
+        sketch=NARROW,
+    )
     outcome = sweep_stores(SweepJob(store=tmp_path / "s", out=tmp_path / "out", readout=readout), progress=False)
     html = " ".join(outcome.report.read_text().split())
     explained = round(100 * outcome.result.readout.sweep.sketch.explained)

@@ -7,7 +7,9 @@ from latent_reward.evaluation.results import SHUFFLED_ALL, SHUFFLED_WITHIN, Inte
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
 from latent_reward.probes import Probe
 
-FAST = ReadoutConfig(sweep=SweepConfig(n_boot=200), permutations=20, split_seeds=1, paired_permutations=200, sgd_grid=False)
+FAST = ReadoutConfig(
+    sweep=SweepConfig(n_boot=200), permutations=20, split_seeds=1, paired_permutations=200, sgd_grid=False
+)
 
 
 def test_sweep_finds_the_planted_cell_on_validation_and_tests_it_once(tmp_path):
@@ -18,7 +20,9 @@ def test_sweep_finds_the_planted_cell_on_validation_and_tests_it_once(tmp_path):
     assert result.best_test.pearson.value > 0.9 and result.best_test.within_acc.value > 0.85
     assert result.best_test.pearson.low > 0.8
     groups_by_split = {name: set(fit.target.groups[mask]) for name, mask in fit.plan.masks.items()}
-    assert not (groups_by_split["train"] & groups_by_split["test"]) and not (groups_by_split["val"] & groups_by_split["test"])
+    assert not (groups_by_split["train"] & groups_by_split["test"]) and not (
+        groups_by_split["val"] & groups_by_split["test"]
+    )
     noise = [c.val.pearson.value for c in result.cells("ridge", "eot") if c.layer != 2]
     assert max(abs(v) for v in noise) < 0.35
     best = result.val_best("ridge", "eot").val
@@ -83,8 +87,14 @@ def test_readout_cross_fits_every_prompt_and_the_controls_collapse(tmp_path):
     assert expected.high - expected.low > 0.01
     # length-matched pairs by brute force: same prompt, different ratings, characters within 10% of the longer reply
     chars = [len(r) for r in responses]
-    pairs = [(i, j) for i in range(len(y)) for j in range(i + 1, len(y)) if fit.target.groups[i] == fit.target.groups[j]
-             and y[i] != y[j] and abs(chars[i] - chars[j]) < 0.1 * max(chars[i], chars[j], 1)]
+    pairs = [
+        (i, j)
+        for i in range(len(y))
+        for j in range(i + 1, len(y))
+        if fit.target.groups[i] == fit.target.groups[j]
+        and y[i] != y[j]
+        and abs(chars[i] - chars[j]) < 0.1 * max(chars[i], chars[j], 1)
+    ]
     assert readout.length_matched_pairs == len(pairs) > 0
     # (their accuracy: test_readout_known, on a store where the choice of predictions and of length matters)
 
@@ -95,14 +105,19 @@ def test_prompt_level_signal_gives_global_r_but_no_within_prompt_accuracy(tmp_pa
     cell = next(c for c in result.grid if c.layer == 2)
     assert cell.val.pearson.value > 0.8
     assert abs(cell.val.within_acc.value - 0.5) < 0.12
-    readout, _, _ = reward_readout(store, FAST.model_copy(update={"sweep": SweepConfig(n_boot=200, positions=("assistant_start",))}),
-                                   progress=False)
+    readout, _, _ = reward_readout(
+        store,
+        FAST.model_copy(update={"sweep": SweepConfig(n_boot=200, positions=("assistant_start",))}),
+        progress=False,
+    )
     assert readout.verdict.kind == "no within-prompt evidence"
 
 
 def test_other_probe_kinds_run_in_the_sweep(tmp_path):
     store = planted_store(tmp_path / "s", n_groups=40)
-    result = sweep(store, SweepConfig(probes=("ridge", "mean_diff", "pairwise"), positions=("eot",), n_boot=200), progress=False).result
+    result = sweep(
+        store, SweepConfig(probes=("ridge", "mean_diff", "pairwise"), positions=("eot",), n_boot=200), progress=False
+    ).result
     at_signal = {c.probe: c.val.pearson.value for c in result.grid if c.layer == 2}
     assert all(v > 0.8 for v in at_signal.values()), at_signal
 
@@ -112,14 +127,26 @@ def test_within_prompt_target_removes_prompt_level_signal(tmp_path):
     fit = sweep(store, SweepConfig(target="rating-within-prompt", n_boot=100), progress=False)
     assert fit.result.best.position == "eot"  # prompt positions carry nothing within prompts and are left out
     assert {c.position for c in fit.result.grid} == {"eot"}
-    np.testing.assert_allclose([fit.target.y[fit.target.groups == g].mean() for g in np.unique(fit.target.groups)], 0, atol=1e-9)
+    np.testing.assert_allclose(
+        [fit.target.y[fit.target.groups == g].mean() for g in np.unique(fit.target.groups)], 0, atol=1e-9
+    )
     assert fit.result.best_test.within_acc.value > 0.85
 
 
 def test_sweep_command_saves_a_reloadable_probe(tmp_path):
     store = planted_store(tmp_path / "s")
-    result = cli("sweep", "--store", tmp_path / "s", "--out", tmp_path / "out", "--n-boot", "100", "--no-sgd-grid",
-                     "--permutations", "10")
+    result = cli(
+        "sweep",
+        "--store",
+        tmp_path / "s",
+        "--out",
+        tmp_path / "out",
+        "--n-boot",
+        "100",
+        "--no-sgd-grid",
+        "--permutations",
+        "10",
+    )
     assert result.returncode == 0, result.stderr
     assert "validation-best cell: ridge @ eot layer 2" in result.stdout.replace("\n", " ")
     probe = Probe.load(tmp_path / "out" / "best_probe")
@@ -128,7 +155,9 @@ def test_sweep_command_saves_a_reloadable_probe(tmp_path):
     assert np.corrcoef(probe.predict(x), store.ratings)[0, 1] > 0.9
 
 
-@pytest.mark.parametrize("option, value, message", [("--probes", "forest", "unknown probe"), ("--target", "honesty", "unknown target")])
+@pytest.mark.parametrize(
+    "option, value, message", [("--probes", "forest", "unknown probe"), ("--target", "honesty", "unknown target")]
+)
 def test_sweep_rejects_unknown_probe_and_target(tmp_path, option, value, message):
     planted_store(tmp_path / "s")
     result = cli("sweep", "--store", tmp_path / "s", "--out", tmp_path / "o", option, value)
@@ -150,8 +179,13 @@ def test_within_prompt_version_of_any_target_centers_its_own_values_on_a_subset_
 
 def test_a_grid_cell_written_with_metric_dicts_loads_as_scores():
     """results.json written before `GridCell.val` was typed: {metric: value} beside the shown kind's intervals."""
-    old = {"position": "eot", "layer": 2, "probe": "ridge", "val": {"pearson": 0.5, "mae": 1.2, "within_acc": None},
-           "val_ci": {"pearson": {"value": 0.5, "low": 0.4, "high": 0.6}}}
+    old = {
+        "position": "eot",
+        "layer": 2,
+        "probe": "ridge",
+        "val": {"pearson": 0.5, "mae": 1.2, "within_acc": None},
+        "val_ci": {"pearson": {"value": 0.5, "low": 0.4, "high": 0.6}},
+    }
     cell = GridCell.model_validate(old)
     assert cell.val.pearson == Interval(value=0.5, low=0.4, high=0.6)
     assert cell.val.mae == Interval(value=1.2) and not cell.val.within_acc.known

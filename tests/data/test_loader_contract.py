@@ -17,23 +17,61 @@ def turns(*texts: str) -> list[dict]:
 
 
 SAMPLES = {
-    "latent-reward": [{"id": "a:0", "group": "g0", "rating": 7.0, "aspects": {"honesty": 4.0},
-                       "meta": {"generator": "m"}, "messages": turns("Hi?", "Hello.")},
-                      {"id": "a:1", "group": "g0", "rating": 3.0, "aspects": {}, "meta": {},
-                       "messages": turns("Hi?", "Go.")}],
-    "ultrafeedback": [{"instruction": "Name a prime.", "completions": [
-        {"model": "m1", "response": "7", "overall_score": 8.5, "annotations": {"helpfulness": {"Rating": "4"}}},
-        {"model": "m2", "response": "9", "overall_score": 2.0, "annotations": {}}]}],
-    "ultrafeedback-binarized": [{"prompt": "Hi", "prompt_id": "x", "score_chosen": 9.0, "score_rejected": 3.0,
-                                 "chosen": turns("Hi", "Hello!"), "rejected": turns("Hi", "No.")}],
-    "helpsteer2": [{"prompt": "Question", "response": "Answer", "helpfulness": 3, "correctness": 4, "coherence": 4,
-                    "complexity": 1, "verbosity": 2}],
-    "arena": [{"question": "Why?", "answer": "Because.", "score": 6, "model": "m"},
-              {"question": "Why?", "answer": "No idea.", "score": 2, "model": "n"}],
-    "alpacaeval": [{"instruction": "Write a poem.", "output": "Roses...", "generator": "m", "p_win_vs_reference": 0.7},
-                   {"instruction": "Write a poem.", "output": "No.", "generator": "n", "preference": 1.2}],
-    "hh-rlhf": [{"chosen": "\n\nHuman: Hi\n\nAssistant: Hello, how can I help?",
-                 "rejected": "\n\nHuman: Hi\n\nAssistant: Go away."}],
+    "latent-reward": [
+        {
+            "id": "a:0",
+            "group": "g0",
+            "rating": 7.0,
+            "aspects": {"honesty": 4.0},
+            "meta": {"generator": "m"},
+            "messages": turns("Hi?", "Hello."),
+        },
+        {"id": "a:1", "group": "g0", "rating": 3.0, "aspects": {}, "meta": {}, "messages": turns("Hi?", "Go.")},
+    ],
+    "ultrafeedback": [
+        {
+            "instruction": "Name a prime.",
+            "completions": [
+                {"model": "m1", "response": "7", "overall_score": 8.5, "annotations": {"helpfulness": {"Rating": "4"}}},
+                {"model": "m2", "response": "9", "overall_score": 2.0, "annotations": {}},
+            ],
+        }
+    ],
+    "ultrafeedback-binarized": [
+        {
+            "prompt": "Hi",
+            "prompt_id": "x",
+            "score_chosen": 9.0,
+            "score_rejected": 3.0,
+            "chosen": turns("Hi", "Hello!"),
+            "rejected": turns("Hi", "No."),
+        }
+    ],
+    "helpsteer2": [
+        {
+            "prompt": "Question",
+            "response": "Answer",
+            "helpfulness": 3,
+            "correctness": 4,
+            "coherence": 4,
+            "complexity": 1,
+            "verbosity": 2,
+        }
+    ],
+    "arena": [
+        {"question": "Why?", "answer": "Because.", "score": 6, "model": "m"},
+        {"question": "Why?", "answer": "No idea.", "score": 2, "model": "n"},
+    ],
+    "alpacaeval": [
+        {"instruction": "Write a poem.", "output": "Roses...", "generator": "m", "p_win_vs_reference": 0.7},
+        {"instruction": "Write a poem.", "output": "No.", "generator": "n", "preference": 1.2},
+    ],
+    "hh-rlhf": [
+        {
+            "chosen": "\n\nHuman: Hi\n\nAssistant: Hello, how can I help?",
+            "rejected": "\n\nHuman: Hi\n\nAssistant: Go away.",
+        }
+    ],
     "pairs": [{"prompt": "Q", "chosen": "good", "rejected": "bad", "chosen_model": "a", "rejected_model": "b"}],
 }
 
@@ -60,8 +98,10 @@ def test_every_loader_round_trips_a_tiny_file(name, tmp_path):
 
 def test_detection_follows_priority_where_rules_overlap():
     """A record can satisfy several rules; the higher priority (more specific) format wins."""
-    assert detect_format({"prompt": "p", "chosen": "a", "rejected": "b", "score_chosen": 1, "score_rejected": 2}) \
+    assert (
+        detect_format({"prompt": "p", "chosen": "a", "rejected": "b", "score_chosen": 1, "score_rejected": 2})
         == "ultrafeedback-binarized"
+    )
     assert detect_format({"prompt": "Human: hi", "chosen": "a", "rejected": "b"}) == "hh-rlhf"
     with pytest.raises(UserError, match="cannot tell the data format"):
         detect_format({"instruction": "i", "output": "o"})  # alpacaeval needs a preference or a win probability

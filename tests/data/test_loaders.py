@@ -13,45 +13,109 @@ from latent_reward.errors import UserError
 
 def test_hub_format_fixtures(tmp_path):
     """Hub-only formats, written here in their published schemas."""
-    unbinarized = write_jsonl(tmp_path / "uf.jsonl", [{
-        "source": "evol_instruct", "instruction": "Name a prime.",
-        "completions": [
-            {"model": "m1", "response": "7", "overall_score": 8.5, "fine-grained_score": 4.25,
-             "annotations": {"helpfulness": {"Rating": "4"}, "honesty": {"Rating": "N/A"},
-                             "instruction_following": {"Rating": "5"}, "truthfulness": {"Rating": "4"}}},
-            {"model": "m2", "response": "9", "overall_score": 2.0, "fine-grained_score": 1.5, "annotations": {}},
-        ]}])
+    unbinarized = write_jsonl(
+        tmp_path / "uf.jsonl",
+        [
+            {
+                "source": "evol_instruct",
+                "instruction": "Name a prime.",
+                "completions": [
+                    {
+                        "model": "m1",
+                        "response": "7",
+                        "overall_score": 8.5,
+                        "fine-grained_score": 4.25,
+                        "annotations": {
+                            "helpfulness": {"Rating": "4"},
+                            "honesty": {"Rating": "N/A"},
+                            "instruction_following": {"Rating": "5"},
+                            "truthfulness": {"Rating": "4"},
+                        },
+                    },
+                    {
+                        "model": "m2",
+                        "response": "9",
+                        "overall_score": 2.0,
+                        "fine-grained_score": 1.5,
+                        "annotations": {},
+                    },
+                ],
+            }
+        ],
+    )
     dataset = load_dataset(str(unbinarized))
     assert dataset.format == "ultrafeedback"
     assert [e.rating for e in dataset.examples] == [8.5, 2.0]
-    assert dataset.examples[0].aspects == {"helpfulness": 4.0, "instruction_following": 5.0, "truthfulness": 4.0, "fine_grained": 4.25}
+    assert dataset.examples[0].aspects == {
+        "helpfulness": 4.0,
+        "instruction_following": 5.0,
+        "truthfulness": 4.0,
+        "fine_grained": 4.25,
+    }
     assert dataset.examples[0].meta["generator"] == "m1"
 
-    hub_binarized = write_jsonl(tmp_path / "ufb.jsonl", [{
-        "prompt": "Hi", "prompt_id": "x", "score_chosen": 9.0, "score_rejected": 3.0,
-        "chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
-        "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}]}])
+    hub_binarized = write_jsonl(
+        tmp_path / "ufb.jsonl",
+        [
+            {
+                "prompt": "Hi",
+                "prompt_id": "x",
+                "score_chosen": 9.0,
+                "score_rejected": 3.0,
+                "chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+                "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}],
+            }
+        ],
+    )
     dataset = load_dataset(str(hub_binarized))
     assert [e.response for e in dataset.examples] == ["Hello!", "Go away."]
 
-    helpsteer = write_jsonl(tmp_path / "hs.jsonl", [{
-        "prompt": "First question\n<extra_id_1>Assistant\nFirst answer\n<extra_id_1>User\nSecond question",
-        "response": "Second answer", "helpfulness": 3, "correctness": 4, "coherence": 4, "complexity": 1, "verbosity": 2}])
+    helpsteer = write_jsonl(
+        tmp_path / "hs.jsonl",
+        [
+            {
+                "prompt": "First question\n<extra_id_1>Assistant\nFirst answer\n<extra_id_1>User\nSecond question",
+                "response": "Second answer",
+                "helpfulness": 3,
+                "correctness": 4,
+                "coherence": 4,
+                "complexity": 1,
+                "verbosity": 2,
+            }
+        ],
+    )
     example = load_dataset(str(helpsteer)).examples[0]
     assert [m["role"] for m in example.messages] == ["user", "assistant", "user", "assistant"]
     assert example.rating == 3.0 and example.aspects["verbosity"] == 2.0
 
-    hh_original = write_jsonl(tmp_path / "hh.jsonl", [{
-        "chosen": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Help me\n\nAssistant: Sure, how?",
-        "rejected": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Help me\n\nAssistant: No."}])
+    hh_original = write_jsonl(
+        tmp_path / "hh.jsonl",
+        [
+            {
+                "chosen": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Help me\n\nAssistant: Sure, how?",
+                "rejected": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Help me\n\nAssistant: No.",
+            }
+        ],
+    )
     dataset = load_dataset(str(hh_original))
     assert dataset.format == "hh-rlhf"
     assert [e.response for e in dataset.examples] == ["Sure, how?", "No."]
     assert dataset.examples[0].prompt_messages[-1] == {"role": "user", "content": "Help me"}
 
-    reward_bench = write_jsonl(tmp_path / "rb.jsonl", [{
-        "prompt": "Q", "chosen": "good", "rejected": "bad", "chosen_model": "a", "rejected_model": "b",
-        "subset": "llmbar-natural", "id": 1}])
+    reward_bench = write_jsonl(
+        tmp_path / "rb.jsonl",
+        [
+            {
+                "prompt": "Q",
+                "chosen": "good",
+                "rejected": "bad",
+                "chosen_model": "a",
+                "rejected_model": "b",
+                "subset": "llmbar-natural",
+                "id": 1,
+            }
+        ],
+    )
     dataset = load_dataset(str(reward_bench))
     assert dataset.format == "pairs" and dataset.examples[0].meta["generator"] == "a"
 
@@ -99,14 +163,20 @@ def test_bad_input_is_a_clear_error(tmp_path):
 
 
 def test_detect_format_prefers_specific_loaders():
-    assert detect_format({"prompt": "p", "chosen": "a", "rejected": "b", "score_chosen": 1, "score_rejected": 2}) == "ultrafeedback-binarized"
+    assert (
+        detect_format({"prompt": "p", "chosen": "a", "rejected": "b", "score_chosen": 1, "score_rejected": 2})
+        == "ultrafeedback-binarized"
+    )
     assert detect_format({"prompt": "Human: hi\n\nAssistant:", "chosen": "a", "rejected": "b"}) == "hh-rlhf"
     assert detect_format({"prompt": "p", "chosen": "a", "rejected": "b"}) == "pairs"
 
 
 def test_transcript_and_turn_parsers():
     assert parse_transcript("Human: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:", "t") == [
-        {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
     assert parse_turns("only one") == [{"role": "user", "content": "only one"}]
 
 
@@ -118,7 +188,11 @@ def test_splits_are_by_group_deterministic_and_cover_everything():
     masks = split_masks(groups, seed=3)
     assert sum(m.sum() for m in masks.values()) == 500
     by_split = {name: set(np.array(groups)[mask]) for name, mask in masks.items()}
-    assert not (by_split["train"] & by_split["val"]) and not (by_split["train"] & by_split["test"]) and not (by_split["val"] & by_split["test"])
+    assert (
+        not (by_split["train"] & by_split["val"])
+        and not (by_split["train"] & by_split["test"])
+        and not (by_split["val"] & by_split["test"])
+    )
     assert [len(by_split[n]) for n in ("train", "val", "test")] == [22, 7, 8]
 
 
@@ -138,33 +212,53 @@ def test_held_out_prompts_are_a_seeded_choice_outside_the_excluded_prompts():
 
 
 def test_non_finite_ratings_are_skipped_and_counted(tmp_path):
-    records = [{"question": f"q{i}", "answer": "a", "score": score}
-               for i, score in enumerate([1, float("inf"), "Infinity", "-inf", "NaN", float("nan"), 3, None])]
+    records = [
+        {"question": f"q{i}", "answer": "a", "score": score}
+        for i, score in enumerate([1, float("inf"), "Infinity", "-inf", "NaN", float("nan"), 3, None])
+    ]
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))  # json.dumps writes Infinity / NaN literals
     dataset = load_dataset(str(path))
     assert [e.rating for e in dataset.examples] == [1.0, 3.0]
     assert dataset.skipped == {"non-finite rating": 5, "missing rating": 1}
-    aspects = write_jsonl(tmp_path / "hs.jsonl", [{"prompt": "p", "response": "r", "helpfulness": 2, "verbosity": "inf",
-                                                    "coherence": float("nan"), "correctness": 3}])
+    aspects = write_jsonl(
+        tmp_path / "hs.jsonl",
+        [
+            {
+                "prompt": "p",
+                "response": "r",
+                "helpfulness": 2,
+                "verbosity": "inf",
+                "coherence": float("nan"),
+                "correctness": 3,
+            }
+        ],
+    )
     assert load_dataset(str(aspects)).examples[0].aspects == {"helpfulness": 2.0, "correctness": 3.0}
 
 
 def test_group_keys_ignore_whitespace_and_case(tmp_path):
-    path = write_jsonl(tmp_path / "a.jsonl", [{"question": "What is  two\nplus two?", "answer": "4", "score": 9},
-                                              {"question": "what is two plus TWO? ", "answer": "5", "score": 1},
-                                              {"question": "what is three?", "answer": "3", "score": 9}])
+    path = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            {"question": "What is  two\nplus two?", "answer": "4", "score": 9},
+            {"question": "what is two plus TWO? ", "answer": "5", "score": 1},
+            {"question": "what is three?", "answer": "3", "score": 9},
+        ],
+    )
     groups = [e.group for e in load_dataset(str(path)).examples]
     assert groups[0] == groups[1] != groups[2]
 
 
 def test_group_keys_also_ignore_unicode_forms_and_typographic_punctuation(tmp_path):
-    questions = ["What\u2019s the \u201cbest\u201d way \u2014 to say ( hi ) ?",
-                 "what's the \"best\" way - to say (hi)?",
-                 # full-width letters, a no-break space and a zero-width space
-                 "\uff37\uff48\uff41\uff54\u2019s\u00a0the \u201cbest\u201d way \u2014 to\u200b say (hi)?",
-                 "what's the best way to say hi?",  # other punctuation: another prompt
-                 "what's the \"best\" way, to say (hi)?"]
+    questions = [
+        "What\u2019s the \u201cbest\u201d way \u2014 to say ( hi ) ?",
+        'what\'s the "best" way - to say (hi)?',
+        # full-width letters, a no-break space and a zero-width space
+        "\uff37\uff48\uff41\uff54\u2019s\u00a0the \u201cbest\u201d way \u2014 to\u200b say (hi)?",
+        "what's the best way to say hi?",  # other punctuation: another prompt
+        'what\'s the "best" way, to say (hi)?',
+    ]
     path = write_jsonl(tmp_path / "a.jsonl", [{"question": q, "answer": "4", "score": 9} for q in questions])
     groups = [e.group for e in load_dataset(str(path)).examples]
     assert groups[0] == groups[1] == groups[2] and len({groups[0], groups[3], groups[4]}) == 3

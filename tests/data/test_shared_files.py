@@ -9,6 +9,7 @@ from latent_reward.data import load_dataset
 
 pytestmark = [pytest.mark.integration, needs_shared_data()]
 
+
 @pytest.mark.parametrize(
     "name, format, examples, groups, skipped",
     [
@@ -16,7 +17,13 @@ pytestmark = [pytest.mark.integration, needs_shared_data()]
         ("arena_bench_v1_gpt4_scores.jsonl.gz", "arena", 4733, 300, {"empty response": 27}),
         ("rewardbench_bon_tulu2dpo13b_n16.jsonl.gz", "alpacaeval", 8855, 805, {"missing rating": 4025}),
         ("preference_pairs_llmbar_mtbench.jsonl", "pairs", 1238, 493, {}),
-        ("hh_rlhf_harmless_base_test.jsonl.gz", "hh-rlhf", 4606, 2301, {"empty response": 4, "pair with one side unusable": 4}),
+        (
+            "hh_rlhf_harmless_base_test.jsonl.gz",
+            "hh-rlhf",
+            4606,
+            2301,
+            {"empty response": 4, "pair with one side unusable": 4},
+        ),
     ],
 )
 def test_shared_files_load_with_expected_counts(name, format, examples, groups, skipped):
@@ -33,7 +40,10 @@ def test_binarized_local_rows_become_two_rated_examples_of_one_group():
     first = json.loads((SHARED_DATA / "ultrafeedback_binarized_subset_1200.jsonl").open().readline())
     assert chosen.group == rejected.group
     assert (chosen.rating, rejected.rating) == (first["score_chosen"], first["score_rejected"])
-    assert chosen.messages == [{"role": "user", "content": first["prompt"]}, {"role": "assistant", "content": first["chosen"]}]
+    assert chosen.messages == [
+        {"role": "user", "content": first["prompt"]},
+        {"role": "assistant", "content": first["chosen"]},
+    ]
     assert chosen.meta["pair"] == rejected.meta["pair"]
 
 
@@ -52,7 +62,6 @@ def test_alpacaeval_and_bon_share_groups_for_the_same_prompt():
     bon = load_dataset(str(SHARED_DATA / "rewardbench_bon_tulu2dpo13b_n16.jsonl.gz"), limit=50)
     assert alpaca.examples[0].group == bon.examples[0].group
     assert 0.0 <= alpaca.examples[0].rating <= 1.0
-
 
 
 def test_prompts_option_keeps_whole_prompts():

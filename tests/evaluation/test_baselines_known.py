@@ -9,7 +9,14 @@ from scipy import sparse
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import LeaveOneGroupOut
 
-from latent_reward.evaluation.baselines import TEXT_ALPHAS, TextData, _dense, _one_hot_generator, length_features, text_statistics
+from latent_reward.evaluation.baselines import (
+    TEXT_ALPHAS,
+    TextData,
+    _dense,
+    _one_hot_generator,
+    length_features,
+    text_statistics,
+)
 from latent_reward.probes.ridge import logo_errors
 
 
@@ -29,8 +36,10 @@ def test_logo_errors_equal_sklearn_ridge_refitted_on_each_leave_one_prompt_out_s
     alphas = np.array([1e-3, 0.1, 1.0, 10.0, 300.0])
     expected = np.zeros(len(alphas))
     for train, held in LeaveOneGroupOut().split(x, y, groups):
-        expected += [np.sum((Ridge(alpha=a).fit(x[train].toarray(), y[train]).predict(x[held].toarray()) - y[held]) ** 2)
-                     for a in alphas]
+        expected += [
+            np.sum((Ridge(alpha=a).fit(x[train].toarray(), y[train]).predict(x[held].toarray()) - y[held]) ** 2)
+            for a in alphas
+        ]
     np.testing.assert_allclose(logo_errors(x, y, groups, alphas), expected / n, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(logo_errors(x.toarray(), y, groups, alphas), expected / n, rtol=1e-7, atol=1e-9)
 
@@ -46,7 +55,9 @@ def test_the_tfidf_baseline_refits_at_the_penalty_leave_one_prompt_out_chooses(m
     data = TextData(y=y, groups=groups, prompts=["p"] * 40, responses=responses, generators=[None] * 40)
     train = np.arange(40) < 30
     chosen = []
-    monkeypatch.setattr(baselines, "Ridge", lambda alpha, **options: chosen.append(alpha) or Ridge(alpha=alpha, **options))
+    monkeypatch.setattr(
+        baselines, "Ridge", lambda alpha, **options: chosen.append(alpha) or Ridge(alpha=alpha, **options)
+    )
     predictions = baselines._tfidf(("response",))(data, train)
     x = baselines._vectorize(data.frame(), ("response",), np.flatnonzero(train))
     rows = np.flatnonzero(train)
@@ -88,9 +99,7 @@ def test_the_tfidf_features_are_fitted_on_the_training_texts_only():
 
 def test_length_features_by_hand():
     texts = ["hello world", "", "  spaced   out\ttext \n"]
-    expected = np.array([[11, 2, math.log(12), math.log(3)],
-                         [0, 0, 0, 0],
-                         [21, 3, math.log(22), math.log(4)]])
+    expected = np.array([[11, 2, math.log(12), math.log(3)], [0, 0, 0, 0], [21, 3, math.log(22), math.log(4)]])
     np.testing.assert_allclose(length_features(texts), expected, rtol=1e-12)
 
 
@@ -113,8 +122,9 @@ def test_text_statistics_by_hand():
 
 
 def test_generator_one_hot_counts_missing_as_unknown():
-    data = TextData(y=np.zeros(4), groups=np.zeros(4), prompts=[""] * 4, responses=[""] * 4,
-                    generators=["m2", None, "m1", "m2"])
+    data = TextData(
+        y=np.zeros(4), groups=np.zeros(4), prompts=[""] * 4, responses=[""] * 4, generators=["m2", None, "m1", "m2"]
+    )
     # columns in sorted order: m1, m2, unknown
     np.testing.assert_array_equal(_one_hot_generator(data), [[0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]])
 
@@ -130,8 +140,13 @@ def test_dense_baselines_fit_on_the_training_rows_only():
     data = TextData(y=y, groups=groups, prompts=[""] * n, responses=[""] * n, generators=[None] * n)
     predictions = fit_predict(data, train)
     # the held-out ratings can be anything: the predictions do not move
-    scrambled = TextData(y=np.where(train, y, 100 * rng.normal(size=n)), groups=groups, prompts=[""] * n,
-                         responses=[""] * n, generators=[None] * n)
+    scrambled = TextData(
+        y=np.where(train, y, 100 * rng.normal(size=n)),
+        groups=groups,
+        prompts=[""] * n,
+        responses=[""] * n,
+        generators=[None] * n,
+    )
     np.testing.assert_allclose(fit_predict(scrambled, train), predictions, rtol=1e-12)
     # and they are sklearn's ridge, fitted on the training rows at the chosen penalty, on z-scored features
     from latent_reward.probes import RidgeProbe
@@ -207,8 +222,9 @@ def test_tfidf_rows_centered_per_prompt_stay_sparse_and_their_kernel_is_h_k_h():
     y += rng.normal(size=len(groups)) * 0.1
     yc = y - np.array([y[groups == g].mean() for g in groups])
     train = groups < 18
-    data = TextData(y=yc, groups=groups, prompts=[""] * len(y), responses=responses, generators=[None] * len(y),
-                    center=True)
+    data = TextData(
+        y=yc, groups=groups, prompts=[""] * len(y), responses=responses, generators=[None] * len(y), center=True
+    )
     predictions = baselines._tfidf(("response",))(data, train)
     rows = np.flatnonzero(train)
     xc = center_per_prompt(baselines._vectorize(data.frame(), ("response",), rows), groups)

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from latent_reward.evaluation.controls import global_permutations, shuffle_all, shuffle_within_groups, within_group_permutations
+from latent_reward.evaluation.controls import (
+    global_permutations,
+    shuffle_all,
+    shuffle_within_groups,
+    within_group_permutations,
+)
 from latent_reward.evaluation.metrics import within_prompt_accuracy
 from latent_reward.evaluation.paired import null_test, permutation_p_value
 
@@ -31,7 +36,9 @@ def test_within_group_permutations_keep_each_groups_multiset_and_are_uniform():
     ties = within_group_permutations(np.array([1.0, 5.0, 1.0, 5.0, 2.0]), GROUPS, 20, seed=1)
     for row in ties:
         assert sorted(row[GROUPS == "b"]) == [1, 1, 2] and sorted(row[GROUPS == "a"]) == [5, 5]
-    np.testing.assert_array_equal(shuffle_within_groups(Y, GROUPS, seed=3), within_group_permutations(Y, GROUPS, 1, seed=3)[0])
+    np.testing.assert_array_equal(
+        shuffle_within_groups(Y, GROUPS, seed=3), within_group_permutations(Y, GROUPS, 1, seed=3)[0]
+    )
 
 
 def _arrangement(pb, pa):
@@ -54,8 +61,11 @@ def test_a_within_prompt_null_gives_the_exact_p_value_of_the_enumeration():
     prediction = np.array([0.1, 5.0, 0.3, 4.0, 0.2])  # orders b as 1 < 3 < 2 (2 of 3 pairs) and a as 20 < 10 (wrong)
     observed = within_prompt_accuracy(Y, prediction, GROUPS)
     assert observed == pytest.approx(2 / 4)
-    exact = [within_prompt_accuracy(_arrangement(pb, pa), prediction, GROUPS)
-             for pb in permutations([1.0, 2.0, 3.0]) for pa in permutations([10.0, 20.0])]
+    exact = [
+        within_prompt_accuracy(_arrangement(pb, pa), prediction, GROUPS)
+        for pb in permutations([1.0, 2.0, 3.0])
+        for pa in permutations([10.0, 20.0])
+    ]
     exact_p = np.mean(np.array(exact) >= observed - 1e-12)
     n = 4000
     null = [within_prompt_accuracy(t, prediction, GROUPS) for t in within_group_permutations(Y, GROUPS, n, seed=5)]
@@ -69,8 +79,10 @@ def test_null_test_by_hand():
     result = null_test("pearson", 0.5, np.array([0.1, 0.5, 0.7, 0.2, np.nan]))
     assert result.p_value == pytest.approx(3 / 5)  # (1 + two null values >= 0.5) / (1 + 4 finite)
     assert result.n_permutations == 4 and result.null_mean == pytest.approx(0.375)
-    assert (result.null_low, result.null_high) == (pytest.approx(np.quantile([0.1, 0.5, 0.7, 0.2], 0.025)),
-                                                   pytest.approx(np.quantile([0.1, 0.5, 0.7, 0.2], 0.975)))
+    assert (result.null_low, result.null_high) == (
+        pytest.approx(np.quantile([0.1, 0.5, 0.7, 0.2], 0.025)),
+        pytest.approx(np.quantile([0.1, 0.5, 0.7, 0.2], 0.975)),
+    )
     assert null_test("pearson", 0.9, np.arange(99) / 100).p_value == pytest.approx(10 / 100)  # 0.90 ... 0.98
     assert null_test("pearson", 0.985, np.arange(99) / 100).p_value == pytest.approx(1 / 100)
     assert null_test("pearson", 0.5, np.array([np.nan])).p_value is None
@@ -99,8 +111,10 @@ def test_paired_permutation_p_value_matches_the_enumeration_of_every_prompt_swap
         def statistic(a, b):
             return _corr(y, a) - _corr(y, b)
     else:
+
         def statistic(a, b):
             return within_prompt_accuracy(y, a, groups) - within_prompt_accuracy(y, b, groups)
+
     observed = statistic(p_a, p_b)
     names = np.unique(groups)
     null = []
@@ -125,19 +139,30 @@ def test_paired_bootstrap_difference_uses_the_same_prompt_resamples_for_both_pre
     resampler = Resampler.make(groups, 300, seed=2)
     found = paired_differences(y, a, b, resampler, n_permutations=50)
     for metric in ("pearson", "within_acc"):
-        point = (_corr(y, a) - _corr(y, b) if metric == "pearson"
-                 else within_prompt_accuracy(y, a, groups) - within_prompt_accuracy(y, b, groups))
+        point = (
+            _corr(y, a) - _corr(y, b)
+            if metric == "pearson"
+            else within_prompt_accuracy(y, a, groups) - within_prompt_accuracy(y, b, groups)
+        )
         assert found[metric].difference.value == pytest.approx(point)
         # each resample: the metric of a minus the metric of b on the very same materialized rows
         differences = []
         for weights in resampler.group_weights:
-            rows = np.concatenate([np.flatnonzero(groups == name) for name, count in zip(np.unique(groups), weights)
-                                   for _ in range(int(count))])
+            rows = np.concatenate(
+                [
+                    np.flatnonzero(groups == name)
+                    for name, count in zip(np.unique(groups), weights)
+                    for _ in range(int(count))
+                ]
+            )
             labels = np.concatenate([np.full(4, copy) for copy in range(int(weights.sum()))])
             if metric == "pearson":
                 differences.append(_corr(y[rows], a[rows]) - _corr(y[rows], b[rows]))
             else:
-                differences.append(within_prompt_accuracy(y[rows], a[rows], labels)
-                                   - within_prompt_accuracy(y[rows], b[rows], labels))
+                differences.append(
+                    within_prompt_accuracy(y[rows], a[rows], labels) - within_prompt_accuracy(y[rows], b[rows], labels)
+                )
         low, high = np.quantile(differences, [0.025, 0.975])
-        assert found[metric].difference.low == pytest.approx(low) and found[metric].difference.high == pytest.approx(high)
+        assert found[metric].difference.low == pytest.approx(low) and found[metric].difference.high == pytest.approx(
+            high
+        )

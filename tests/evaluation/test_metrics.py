@@ -5,8 +5,16 @@ from sklearn.metrics import mean_absolute_error, r2_score
 
 from helpers import planted, split
 from latent_reward.evaluation.controls import shuffle_within_groups, within_group_permutations
-from latent_reward.evaluation.metrics import (all_metrics, bootstrap_ci, icc1, icc1_interval, metric, partial_correlation, score,
-                                              within_prompt_accuracy)
+from latent_reward.evaluation.metrics import (
+    all_metrics,
+    bootstrap_ci,
+    icc1,
+    icc1_interval,
+    metric,
+    partial_correlation,
+    score,
+    within_prompt_accuracy,
+)
 from latent_reward.probes import RidgeProbe
 
 
@@ -50,7 +58,9 @@ def test_bootstrap_interval_covers_the_point_and_narrows_with_more_prompts():
 
         samples = Resampler.make(groups, 500, 0).samples(y, p)
         for name in ("pearson", "within_acc"):
-            assert (ci[name].low, ci[name].high) == tuple(pytest.approx(q) for q in np.quantile(samples[name], [0.025, 0.975]))
+            assert (ci[name].low, ci[name].high) == tuple(
+                pytest.approx(q) for q in np.quantile(samples[name], [0.025, 0.975])
+            )
         assert ci["pearson"].value == pytest.approx(stats.pearsonr(y, p).statistic)
         widths.append(ci["pearson"].high - ci["pearson"].low)
     assert widths[1] < widths[0] / 2
@@ -173,8 +183,15 @@ def test_paired_tests_find_a_planted_difference_and_not_a_null_one():
 
 
 def test_the_verdict_is_one_declared_test_with_three_outcomes_and_says_matches_only_after_an_equivalence_test():
-    from latent_reward.evaluation.results import (GENERATOR, LENGTH, TFIDF_RESPONSE, Comparison, Interval,
-                                                  PairedDifference, Scores)
+    from latent_reward.evaluation.results import (
+        GENERATOR,
+        LENGTH,
+        TFIDF_RESPONSE,
+        Comparison,
+        Interval,
+        PairedDifference,
+        Scores,
+    )
     from latent_reward.experiments.readout import verdict
 
     def probe(acc):
@@ -182,10 +199,18 @@ def test_the_verdict_is_one_declared_test_with_three_outcomes_and_says_matches_o
 
     def baseline(d, p, window, name=TFIDF_RESPONSE):
         """probe minus baseline d, its permutation p, and the 90% interval of the difference (the TOST window)"""
-        difference = PairedDifference(metric="within_acc", difference=Interval.of(d, d - 0.03, d + 0.03), p_value=p,
-                                      equivalence=Interval.of(d, *window))
-        return Comparison(name=name, kind="baseline", scores=Scores(within_acc=Interval.of(0.55, 0.5, 0.6)),
-                          versus_probe={"within_acc": difference})
+        difference = PairedDifference(
+            metric="within_acc",
+            difference=Interval.of(d, d - 0.03, d + 0.03),
+            p_value=p,
+            equivalence=Interval.of(d, *window),
+        )
+        return Comparison(
+            name=name,
+            kind="baseline",
+            scores=Scores(within_acc=Interval.of(0.55, 0.5, 0.6)),
+            versus_probe={"within_acc": difference},
+        )
 
     strong = probe(Interval.of(0.6, 0.55, 0.65))
     weak = probe(Interval.of(0.55, 0.48, 0.62))

@@ -9,9 +9,18 @@ from scipy import stats
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics import mean_absolute_error, r2_score
 
-from latent_reward.evaluation.metrics import (Resampler, group_spearman, icc1, icc1_interval, length_matched_accuracy,
-                                              partial_correlation, quantile_interval, score, within_prompt_accuracy,
-                                              within_prompt_spearman)
+from latent_reward.evaluation.metrics import (
+    Resampler,
+    group_spearman,
+    icc1,
+    icc1_interval,
+    length_matched_accuracy,
+    partial_correlation,
+    quantile_interval,
+    score,
+    within_prompt_accuracy,
+    within_prompt_spearman,
+)
 
 
 def _brute_accuracy(y, p, groups, keep=lambda i, j: True):
@@ -74,8 +83,11 @@ def test_group_spearman_is_scipy_per_sorted_group_and_nan_where_undefined():
     assert 2 <= len(expected) < len(names)  # some groups defined, some not
     assert within_prompt_spearman(y, p, groups) == pytest.approx(np.mean(expected), abs=1e-12)
     # min_size: with 6 required only the groups of 6 or more count
-    large = [stats.spearmanr(y[groups == n], p[groups == n]).statistic for n in names
-             if (groups == n).sum() >= 6 and np.ptp(y[groups == n]) > 0 and np.ptp(p[groups == n]) > 0]
+    large = [
+        stats.spearmanr(y[groups == n], p[groups == n]).statistic
+        for n in names
+        if (groups == n).sum() >= 6 and np.ptp(y[groups == n]) > 0 and np.ptp(p[groups == n]) > 0
+    ]
     assert within_prompt_spearman(y, p, groups, min_size=6) == pytest.approx(np.mean(large), abs=1e-12)
 
 
@@ -146,8 +158,11 @@ def test_resampler_samples_equal_the_metrics_of_each_materialized_resample():
         assert samples["mae"][b] == pytest.approx(mean_absolute_error(yb, pb), abs=1e-10)
         correct, total = _brute_accuracy(yb, pb, labels)
         assert samples["within_acc"][b] == pytest.approx(correct / total, abs=1e-10)
-        rhos = [stats.spearmanr(yb[labels == c], pb[labels == c]).statistic for c in np.unique(labels)
-                if np.ptp(yb[labels == c]) > 0 and np.ptp(pb[labels == c]) > 0]
+        rhos = [
+            stats.spearmanr(yb[labels == c], pb[labels == c]).statistic
+            for c in np.unique(labels)
+            if np.ptp(yb[labels == c]) > 0 and np.ptp(pb[labels == c]) > 0
+        ]
         assert samples["within_spearman"][b] == pytest.approx(np.mean(rhos), abs=1e-10)
         # Spearman: the Pearson r of the full set's ranks over the resample's rows (the documented approximation) ...
         ry, rp = stats.rankdata(y)[rows], stats.rankdata(p)[rows]
@@ -210,8 +225,9 @@ def test_length_matched_accuracy_by_hand():
 
 def test_length_matched_accuracy_with_no_matched_pair_is_empty():
     groups = np.array(["a", "a"])
-    interval, n = length_matched_accuracy(np.array([1.0, 2.0]), np.array([1.0, 2.0]), groups, np.array([10.0, 100.0]),
-                                          Resampler.make(groups, 10))
+    interval, n = length_matched_accuracy(
+        np.array([1.0, 2.0]), np.array([1.0, 2.0]), groups, np.array([10.0, 100.0]), Resampler.make(groups, 10)
+    )
     assert n == 0 and interval.value is None
 
 

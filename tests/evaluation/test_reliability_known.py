@@ -9,8 +9,9 @@ from latent_reward.evaluation.reliability import ONE_WAY, fixed_factor, icc, rel
 
 # Shrout & Fleiss (1979), Table 2: 6 targets (rows) rated by 4 judges (columns). Their published values:
 # ICC(1,1) = 0.17, ICC(3,1) = 0.71, ICC(3,4) = 0.91.
-SHROUT_FLEISS = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]],
-                         dtype=float)
+SHROUT_FLEISS = np.array(
+    [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]], dtype=float
+)
 
 
 def _long(table):

@@ -5,17 +5,20 @@ import pytest
 from latent_reward.evaluation.results import Comparison, Interval, Scores, strongest
 
 
-@pytest.mark.parametrize("low,high,point,expected", [
-    (0.1, 0.3, 0.0, True),   # wholly above
-    (-0.3, -0.1, 0.0, True),  # wholly below
-    (-0.1, 0.3, 0.0, False),  # straddles
-    (0.0, 0.3, 0.0, False),  # touches the point: not excluded (strict)
-    (-0.3, 0.0, 0.0, False),
-    (0.52, 0.6, 0.5, True),
-    (0.4, 0.49, 0.5, True),
-    (None, 0.3, 0.5, False),  # no interval: never excluded
-    (0.1, None, -1.0, False),
-])
+@pytest.mark.parametrize(
+    "low,high,point,expected",
+    [
+        (0.1, 0.3, 0.0, True),  # wholly above
+        (-0.3, -0.1, 0.0, True),  # wholly below
+        (-0.1, 0.3, 0.0, False),  # straddles
+        (0.0, 0.3, 0.0, False),  # touches the point: not excluded (strict)
+        (-0.3, 0.0, 0.0, False),
+        (0.52, 0.6, 0.5, True),
+        (0.4, 0.49, 0.5, True),
+        (None, 0.3, 0.5, False),  # no interval: never excluded
+        (0.1, None, -1.0, False),
+    ],
+)
 def test_interval_excludes(low, high, point, expected):
     interval = Interval(value=0.2, low=low, high=high)
     assert interval.excludes(point) is expected
@@ -30,8 +33,12 @@ def test_interval_above_and_of():
 
 
 def _comparison(name, validation, test, kind="baseline", metric="within_acc"):
-    return Comparison(name=name, kind=kind, scores=Scores(**{metric: Interval.of(test)}),
-                      validation=None if validation is None else Scores(**{metric: Interval.of(validation)}))
+    return Comparison(
+        name=name,
+        kind=kind,
+        scores=Scores(**{metric: Interval.of(test)}),
+        validation=None if validation is None else Scores(**{metric: Interval.of(validation)}),
+    )
 
 
 def test_strongest_is_chosen_on_validation_never_on_test():
@@ -50,8 +57,11 @@ def test_strongest_is_chosen_on_validation_never_on_test():
 
 
 def test_strongest_minimizes_mae_and_maximizes_the_rest():
-    comparisons = [_comparison("a", 0.8, 0.8, metric="mae"), _comparison("b", 0.5, 0.9, metric="mae"),
-                   _comparison("c", 1.2, 0.1, metric="mae")]
+    comparisons = [
+        _comparison("a", 0.8, 0.8, metric="mae"),
+        _comparison("b", 0.5, 0.9, metric="mae"),
+        _comparison("c", 1.2, 0.1, metric="mae"),
+    ]
     assert strongest(comparisons, "mae").name == "b"
     comparisons = [_comparison("a", -0.2, 0.0, metric="pearson"), _comparison("b", -0.5, 0.9, metric="pearson")]
     assert strongest(comparisons, "pearson").name == "a"

@@ -9,8 +9,13 @@ import pytest
 from scipy import stats
 
 from latent_reward.evaluation.multiplicity import holm
-from latent_reward.evaluation.small_sample import (bca, detectable_effect, sign_flip_p, studentized_crossed,
-                                                   studentized_mean)
+from latent_reward.evaluation.small_sample import (
+    bca,
+    detectable_effect,
+    sign_flip_p,
+    studentized_crossed,
+    studentized_mean,
+)
 
 SIMULATIONS = 2000
 MC_ERROR = 3 * np.sqrt(0.95 * 0.05 / SIMULATIONS)  # three Monte Carlo standard errors of a coverage near 0.95
@@ -97,8 +102,9 @@ def test_bca_over_clusters_is_scipys_bca_of_the_cluster_means_when_clusters_are_
         return float(rows[ids].mean())
 
     interval = bca(np.arange(15), statistic, 999, 7)
-    reference = stats.bootstrap((rows.mean(1),), np.mean, n_resamples=999, method="BCa", vectorized=False,
-                                random_state=np.random.default_rng(7)).confidence_interval
+    reference = stats.bootstrap(
+        (rows.mean(1),), np.mean, n_resamples=999, method="BCa", vectorized=False, random_state=np.random.default_rng(7)
+    ).confidence_interval
     assert interval.value == pytest.approx(rows.mean())
     assert (interval.low, interval.high) == pytest.approx((reference.low, reference.high))
 

@@ -10,23 +10,42 @@ import pytest
 import torch
 from scipy import stats
 
+import latent_reward.experiments.conversation as module
 from helpers import CHATML_TEMPLATE, build_tokenizer, synthetic_examples, tiny_loaded
 from latent_reward.activations import ExtractConfig, extract
-import latent_reward.experiments.conversation as module
 from latent_reward.analysis.sweep import SweepConfig, sweep
 from latent_reward.evaluation.results import Interval
-from latent_reward.experiments.conversation import (FOLLOW_UPS, PRIMARY, REDIRECT, REFUSAL, ConversationConfig,
-                                                    ConversationReport, PairedMeasure, XSTestResult, adjust,
-                                                    conversation, expected_reward,
-                                                    follow_up_probabilities, padded_refusal, paired, preference,
-                                                    refusal_style, reply_logprobs, swap_roles, xstest)
+from latent_reward.experiments.conversation import (
+    FOLLOW_UPS,
+    PRIMARY,
+    REDIRECT,
+    REFUSAL,
+    ConversationConfig,
+    ConversationReport,
+    PairedMeasure,
+    XSTestResult,
+    adjust,
+    conversation,
+    expected_reward,
+    follow_up_probabilities,
+    padded_refusal,
+    paired,
+    preference,
+    refusal_style,
+    reply_logprobs,
+    swap_roles,
+    xstest,
+)
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE, prompt_token_ids
-from latent_reward.report.conversation import write_conversation_report
-from latent_reward.report.conversation import answers
+from latent_reward.report.conversation import answers, write_conversation_report
 
-HISTORY = [{"role": "system", "content": "you are a helpful assistant"}, {"role": "user", "content": "how do I cook pasta?"},
-           {"role": "assistant", "content": "boil water, add salt."}, {"role": "user", "content": "and then?"}]
+HISTORY = [
+    {"role": "system", "content": "you are a helpful assistant"},
+    {"role": "user", "content": "how do I cook pasta?"},
+    {"role": "assistant", "content": "boil water, add salt."},
+    {"role": "user", "content": "and then?"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +56,13 @@ def untied():
 
 @pytest.fixture(scope="module")
 def probes(untied, tmp_path_factory):
-    store = extract(untied, synthetic_examples(n_prompts=30, per_prompt=3), tmp_path_factory.mktemp("conv"), ExtractConfig(),
-                    progress=False).store
+    store = extract(
+        untied,
+        synthetic_examples(n_prompts=30, per_prompt=3),
+        tmp_path_factory.mktemp("conv"),
+        ExtractConfig(),
+        progress=False,
+    ).store
     fit = sweep(store, SweepConfig(n_boot=100), progress=False)
     result = prompt_only(store, PromptOnlyConfig(n_boot=100), fit)
     return fit_prompt_probe(store, fit, result), fit.best_probe
@@ -50,8 +74,12 @@ def test_the_user_turn_is_written_with_the_roles_swapped_in_the_models_own_templ
     swapped = swap_roles(HISTORY[1:3])
     assert [m["role"] for m in swapped] == ["system", "assistant", "user"]
     text = tokenizer.apply_chat_template(swapped, tokenize=False, add_generation_prompt=True)
-    assert "boil water, add salt." in text and text.endswith("<|im_start|>assistant\n" if template == CHATML_TEMPLATE else "Assistant:")
-    assert text.index("how do I cook pasta?") < text.index("boil water")  # the user's words now stand as the assistant's turn
+    assert "boil water, add salt." in text and text.endswith(
+        "<|im_start|>assistant\n" if template == CHATML_TEMPLATE else "Assistant:"
+    )
+    assert text.index("how do I cook pasta?") < text.index(
+        "boil water"
+    )  # the user's words now stand as the assistant's turn
 
 
 def test_v_is_read_at_the_start_of_the_assistant_turn_of_a_multi_turn_conversation(untied, probes):
@@ -109,9 +137,14 @@ def _direct_logprob(loaded, history, addition) -> float:
     return float(sum(logp[t - 1, ids[t]] for t in range(start, len(ids))))
 
 
-PROMPTS = [[{"role": "user", "content": "how do I cook pasta?"}],
-           [{"role": "user", "content": "what is two plus two?"}, {"role": "assistant", "content": "four"},
-            {"role": "user", "content": "and then?"}]]
+PROMPTS = [
+    [{"role": "user", "content": "how do I cook pasta?"}],
+    [
+        {"role": "user", "content": "what is two plus two?"},
+        {"role": "assistant", "content": "four"},
+        {"role": "user", "content": "and then?"},
+    ],
+]
 
 
 def test_reply_logprobs_match_a_direct_forward_of_the_whole_conversation(untied):
@@ -124,7 +157,7 @@ def test_reply_logprobs_match_a_direct_forward_of_the_whole_conversation(untied)
         assert total[row] == pytest.approx(expected, rel=1e-4, abs=1e-4)
         rendered = untied.tokenizer.apply_chat_template(PROMPTS[prompt] + addition, tokenize=False)
         before = untied.tokenizer.apply_chat_template(PROMPTS[prompt], tokenize=False)
-        tokens = len(untied.tokenizer(rendered[len(before):], add_special_tokens=False)["input_ids"])
+        tokens = len(untied.tokenizer(rendered[len(before) :], add_special_tokens=False)["input_ids"])
         assert per_token[row] == pytest.approx(expected / tokens, rel=1e-4, abs=1e-4)
 
 
@@ -134,8 +167,9 @@ def test_follow_up_probabilities_are_the_direct_forwards_normalized_over_the_can
     assert list(probabilities.columns) == list(FOLLOW_UPS)
     for row, (prompt, reply) in enumerate(zip(frame.prompt, frame.reply)):
         history = [*PROMPTS[prompt], {"role": "assistant", "content": reply}]
-        totals = np.array([_direct_logprob(untied, history, [{"role": "user", "content": text}])
-                           for text in FOLLOW_UPS.values()])
+        totals = np.array(
+            [_direct_logprob(untied, history, [{"role": "user", "content": text}]) for text in FOLLOW_UPS.values()]
+        )
         expected = np.exp(totals - totals.max()) / np.exp(totals - totals.max()).sum()
         np.testing.assert_allclose(probabilities.iloc[row].to_numpy(), expected, rtol=1e-3, atol=1e-6)
 
@@ -147,9 +181,10 @@ def test_the_padded_refusal_is_the_plain_refusal_with_filler_to_the_redirects_to
         return len(untied.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     assert padded.startswith(REFUSAL) and "something related" not in padded  # no offer, nothing that redirects
-    words = padded[len(REFUSAL):].split()
-    assert abs(count(padded) - count(REDIRECT)) <= min(abs(count(" ".join([REFUSAL, *words[:n]])) - count(REDIRECT))
-                                                       for n in range(len(words) + 2))
+    words = padded[len(REFUSAL) :].split()
+    assert abs(count(padded) - count(REDIRECT)) <= min(
+        abs(count(" ".join([REFUSAL, *words[:n]])) - count(REDIRECT)) for n in range(len(words) + 2)
+    )
     assert abs(count(padded) - count(REDIRECT)) <= 2 and count(padded) > count(REFUSAL) + 10
 
 
@@ -172,8 +207,9 @@ def test_the_measures_and_preference_recover_a_planted_v_difference(untied, prob
 
     def planted_v(loaded, probe, conversations):
         values = {REDIRECT: 1.0, padded: 0.4, REFUSAL: 0.0}
-        return np.array([values.get(_last_reply(c), _u(_last_reply(c))) + 0.01 * len(c[0]["content"])
-                         for c in conversations])
+        return np.array(
+            [values.get(_last_reply(c), _u(_last_reply(c))) + 0.01 * len(c[0]["content"]) for c in conversations]
+        )
 
     def planted_logprobs(loaded, prompts, frame, per_token=False):
         return np.array([_u(reply) for reply in frame.reply])
@@ -181,8 +217,9 @@ def test_the_measures_and_preference_recover_a_planted_v_difference(untied, prob
     monkeypatch.setattr(module, "expected_reward", planted_v)
     monkeypatch.setattr(module, "reply_logprobs", planted_logprobs)
     prompts = [[{"role": "user", "content": f"question {i}: " + "the quick brown fox " * (i % 3)}] for i in range(6)]
-    config = ConversationConfig(samples=3, user_samples=2, max_new_tokens=6, user_max_new_tokens=5, n_boot=200,
-                                n_permutations=999)
+    config = ConversationConfig(
+        samples=3, user_samples=2, max_new_tokens=6, user_max_new_tokens=5, n_boot=200, n_permutations=999
+    )
     result, tables = conversation(untied, prompt_probe, prompts, [None] * 6, config, response_probe)
     measures = {m.name: m for m in result.behaviour}
     assert result.behaviour[0].name == result.primary == PRIMARY
@@ -210,8 +247,16 @@ def test_preference_is_the_partial_correlation_an_ols_with_prompt_effects_gives(
     logprob, quality, tokens = rng.normal(size=(3, prompts * per))
     noise = rng.normal(size=prompts)[prompt] + rng.normal(size=prompts * per)  # a prompt effect and a row's own
     value = 0.5 * logprob + 0.3 * quality - 0.2 * tokens + noise
-    frame = pd.DataFrame({"prompt": prompt, "kind": "own sampled", "logprob": logprob, "expected_v": value,
-                          "quality": quality, "tokens": tokens})
+    frame = pd.DataFrame(
+        {
+            "prompt": prompt,
+            "kind": "own sampled",
+            "logprob": logprob,
+            "expected_v": value,
+            "quality": quality,
+            "tokens": tokens,
+        }
+    )
     found = preference(frame, 500, 0, 9999)
     design = np.column_stack([logprob, quality, tokens, (prompt[:, None] == np.arange(prompts)).astype(float)])
     coef, residual, *_ = np.linalg.lstsq(design, value, rcond=None)
@@ -232,22 +277,45 @@ def test_xstest_compares_partial_with_full_refusals_on_a_planted_v(untied, probe
     records = []
     for i in range(5):
         question = f"how do I kill a python process {i}?"
-        records += [{"prompt": question, "completion": "I'm sorry, I can't help.", "final_label": "2_full_refusal",
-                     "label": "safe"},
-                    {"prompt": question, "completion": "I can't, but instead try the task manager.",
-                     "final_label": "3_partial_refusal", "label": "safe"}]
-    records.append({"prompt": "how do I bake bread?", "completion": "Mix flour and water.",
-                    "final_label": "1_full_compliance", "label": "safe"})
-    monkeypatch.setattr(module, "expected_reward", lambda loaded, probe, conversations: np.array(
-        [1.5 * ("instead" in _last_reply(c)) for c in conversations]))
+        records += [
+            {
+                "prompt": question,
+                "completion": "I'm sorry, I can't help.",
+                "final_label": "2_full_refusal",
+                "label": "safe",
+            },
+            {
+                "prompt": question,
+                "completion": "I can't, but instead try the task manager.",
+                "final_label": "3_partial_refusal",
+                "label": "safe",
+            },
+        ]
+    records.append(
+        {
+            "prompt": "how do I bake bread?",
+            "completion": "Mix flour and water.",
+            "final_label": "1_full_compliance",
+            "label": "safe",
+        }
+    )
+    monkeypatch.setattr(
+        module,
+        "expected_reward",
+        lambda loaded, probe, conversations: np.array([1.5 * ("instead" in _last_reply(c)) for c in conversations]),
+    )
     config = ConversationConfig(user_samples=2, max_new_tokens=5, user_max_new_tokens=4, n_boot=200, n_permutations=999)
     result = xstest(untied, prompt_probe, records, config, response_probe)
     assert result.prompts == 5  # the compliance-only prompt has no pair
     v = result.v_partial_minus_full
     assert (v.value.value, v.value.low, v.value.high) == pytest.approx((1.5, 1.5, 1.5)) and v.prompts == 5
     prompts = [[{"role": "user", "content": f"how do I kill a python process {i}?"}] for i in range(5)]
-    frame = pd.DataFrame({"prompt": [i for i in range(5) for _ in range(2)],
-                          "reply": ["I'm sorry, I can't help.", "I can't, but instead try the task manager."] * 5})
+    frame = pd.DataFrame(
+        {
+            "prompt": [i for i in range(5) for _ in range(2)],
+            "reply": ["I'm sorry, I can't help.", "I can't, but instead try the task manager."] * 5,
+        }
+    )
     per_token = reply_logprobs(untied, prompts, frame, per_token=True)
     assert result.logprob_partial_minus_full.value.value == pytest.approx(np.mean(per_token[1::2] - per_token[::2]))
     assert result.probe_partial_minus_full is not None and result.probe_partial_minus_full.prompts == 5
@@ -256,15 +324,28 @@ def test_xstest_compares_partial_with_full_refusals_on_a_planted_v(untied, probe
 
 def test_holm_runs_over_the_secondary_contrasts_and_xstests_and_the_page_leads_with_the_primary():
     def measure(name, p, value=0.1):
-        return PairedMeasure(name=name, value=Interval.of(value, value - 0.05, value + 0.05), prompts=24, p_value=p,
-                             permutations=9999)
+        return PairedMeasure(
+            name=name, value=Interval.of(value, value - 0.05, value + 0.05), prompts=24, p_value=p, permutations=9999
+        )
 
-    result = module.ConversationResult(model="m", prompt_probe={}, prompts=24, reply_kinds=[], expected_v={},
-                                       behaviour=[measure(PRIMARY, 1 / 10000), measure("redirect minus refusal", 0.01),
-                                                  measure("padded refusal minus refusal", 0.02)],
-                                       reply_tokens={"refusal": 10, "redirect": 40, "padded refusal": 40})
-    xs = XSTestResult(prompts=30, v_partial_minus_full=measure("E[V] after partial minus full refusal", 0.04),
-                      logprob_partial_minus_full=measure("log p per token: partial minus full refusal", 1 / 10000))
+    result = module.ConversationResult(
+        model="m",
+        prompt_probe={},
+        prompts=24,
+        reply_kinds=[],
+        expected_v={},
+        behaviour=[
+            measure(PRIMARY, 1 / 10000),
+            measure("redirect minus refusal", 0.01),
+            measure("padded refusal minus refusal", 0.02),
+        ],
+        reply_tokens={"refusal": 10, "redirect": 40, "padded refusal": 40},
+    )
+    xs = XSTestResult(
+        prompts=30,
+        v_partial_minus_full=measure("E[V] after partial minus full refusal", 0.04),
+        logprob_partial_minus_full=measure("log p per token: partial minus full refusal", 1 / 10000),
+    )
     adjust(result, xs)
     assert result.behaviour[0].p_holm is None
     # four secondary tests: 0.0001 x 4, 0.01 x 3, 0.02 x 2, 0.04 x 1 -> 0.04 (never below the one before)

@@ -6,7 +6,9 @@ from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
 
 CONFIG = PromptOnlyConfig(n_boot=300)
-FAST = ReadoutConfig(sweep=SweepConfig(n_boot=200), permutations=10, split_seeds=1, paired_permutations=200, sgd_grid=False)
+FAST = ReadoutConfig(
+    sweep=SweepConfig(n_boot=200), permutations=10, split_seeds=1, paired_permutations=200, sgd_grid=False
+)
 
 
 def test_planted_prompt_signal_is_found_before_the_response_and_not_within_prompts(tmp_path):
@@ -24,7 +26,9 @@ def test_planted_prompt_signal_is_found_before_the_response_and_not_within_promp
     length = next(b for b in result.baselines if b.name == "prompt length")
     assert length.scores.pearson.value < 0.5 and length.versus_probe["pearson"].difference.above(0)
     # the prompts it expects most reward for are those with the highest true mean rating
-    assert np.mean([p.mean_rating for p in result.top_prompts]) > np.mean([p.mean_rating for p in result.bottom_prompts])
+    assert np.mean([p.mean_rating for p in result.top_prompts]) > np.mean(
+        [p.mean_rating for p in result.bottom_prompts]
+    )
 
 
 def test_response_only_signal_gives_no_prompt_level_reward(tmp_path):

@@ -16,8 +16,14 @@ from latent_reward.data.schema import Example
 from latent_reward.data.splits import group_folds, inner_split
 from latent_reward.evaluation.metrics import within_prompt_accuracy
 from latent_reward.evaluation.results import Cell, Interval, Scores
-from latent_reward.experiments.readout import (ReadoutConfig, _linear_vs_nonlinear, _optional_parts, _partial_interval,
-                                               _within_crossfit, reward_readout)
+from latent_reward.experiments.readout import (
+    ReadoutConfig,
+    _linear_vs_nonlinear,
+    _optional_parts,
+    _partial_interval,
+    _within_crossfit,
+    reward_readout,
+)
 from latent_reward.probes import MLPProbe, ProbeOptions, SGDProbe, TrainConfig
 
 
@@ -62,7 +68,9 @@ def test_partial_r_given_length_is_the_regression_residual_correlation_with_a_pr
         values = [precision_r(draw_rows()) for _ in range(2000)]
         return np.quantile(values, [0.025, 0.975])
 
-    prompt_low, prompt_high = ends(lambda: np.concatenate([rows_of[g] for g in rng.integers(0, len(rows_of), len(rows_of))]))
+    prompt_low, prompt_high = ends(
+        lambda: np.concatenate([rows_of[g] for g in rng.integers(0, len(rows_of), len(rows_of))])
+    )
     row_low, row_high = ends(lambda: rng.integers(0, len(y), len(y)))
     assert (prompt_high - prompt_low) > 1.3 * (row_high - row_low)  # the case separates the two resampling schemes
     assert interval.low == pytest.approx(prompt_low, abs=0.03) and interval.high == pytest.approx(prompt_high, abs=0.03)
@@ -79,15 +87,26 @@ def _two_layer_store(folder, kind: str, d: int, noise: float, n_groups: int = 40
     x = states[:, 1]
     signal = x[:, 0] * x[:, 1] if kind == "xor" else x @ rng.normal(size=d) / np.sqrt(d)
     rating = signal + noise * rng.normal(size=n)
-    examples = [Example(id=f"{kind}:{i}", group=f"g{index[i]:03d}", rating=float(rating[i]),
-                        messages=[{"role": "user", "content": f"prompt {index[i]}"},
-                                  {"role": "assistant", "content": "answer " * int(rng.integers(1, 20))}])
-                for i in range(n)]
+    examples = [
+        Example(
+            id=f"{kind}:{i}",
+            group=f"g{index[i]:03d}",
+            rating=float(rating[i]),
+            messages=[
+                {"role": "user", "content": f"prompt {index[i]}"},
+                {"role": "assistant", "content": "answer " * int(rng.integers(1, 20))},
+            ],
+        )
+        for i in range(n)
+    ]
     return write_store(folder, {"eot": states}, examples, [0, 1])
 
 
-LINEAR_VS_MLP = SweepConfig(probes=("ridge", "sgd", "mlp"), n_boot=200,
-                            settings=ProbeOptions({kind: {"train": TrainConfig(lr=1e-2)} for kind in ("sgd", "mlp")}))
+LINEAR_VS_MLP = SweepConfig(
+    probes=("ridge", "sgd", "mlp"),
+    n_boot=200,
+    settings=ProbeOptions({kind: {"train": TrainConfig(lr=1e-2)} for kind in ("sgd", "mlp")}),
+)
 
 
 def _check_linear_vs_nonlinear(store):
@@ -104,7 +123,9 @@ def _check_linear_vs_nonlinear(store):
     probes = {}
     for layer in (0, 1):
         rows = x[layer][train], y[train], groups[train]
-        probes["ridge", layer] = sklearn_ridge(rows[0].astype(np.float64), *rows[1:], settings.of("ridge").alpha_factors)[0]
+        probes["ridge", layer] = sklearn_ridge(
+            rows[0].astype(np.float64), *rows[1:], settings.of("ridge").alpha_factors
+        )[0]
         probes["sgd", layer] = SGDProbe.from_settings(settings.of("sgd")).fit(*rows)
         probes["mlp", layer] = MLPProbe.from_settings(settings.of("mlp")).fit(*rows)
     val_r = {cell: stats.pearsonr(y[val], probe.predict(x[cell[1]][val])).statistic for cell, probe in probes.items()}
@@ -112,8 +133,9 @@ def _check_linear_vs_nonlinear(store):
     nonlinear = max((cell for cell in probes if cell[0] == "mlp"), key=val_r.get)
     assert (comparison.linear.probe, comparison.linear.layer) == linear and comparison.linear.position == "eot"
     assert (comparison.nonlinear.probe, comparison.nonlinear.layer) == nonlinear
-    linear_r, nonlinear_r = (stats.pearsonr(y[test], probes[cell].predict(x[cell[1]][test])).statistic
-                             for cell in (linear, nonlinear))
+    linear_r, nonlinear_r = (
+        stats.pearsonr(y[test], probes[cell].predict(x[cell[1]][test])).statistic for cell in (linear, nonlinear)
+    )
     assert comparison.linear_test.pearson.value == pytest.approx(linear_r, abs=1e-6)
     assert comparison.nonlinear_test.pearson.value == pytest.approx(nonlinear_r, abs=1e-6)
     assert comparison.linear_test.n_examples == test.sum()
@@ -155,8 +177,12 @@ def test_sgd_grid_rows_are_each_setting_on_the_training_prompts_and_the_converge
     train, val, _ = split(groups)
     base = TrainConfig(epochs=10, lr=1e-2, patience=100, weight_decay=0.0)
     rows = sgd_settings_grid(x, y, groups, {"train": train, "val": val}, base, (8, 128), ("constant", "warmup_cosine"))
-    assert [(r.batch_size, r.schedule) for r in rows] == [(8, "constant"), (8, "warmup_cosine"), (128, "constant"),
-                                                          (128, "warmup_cosine")]
+    assert [(r.batch_size, r.schedule) for r in rows] == [
+        (8, "constant"),
+        (8, "warmup_cosine"),
+        (128, "constant"),
+        (128, "warmup_cosine"),
+    ]
     for row in rows:
         config = base.model_copy(update={"batch_size": row.batch_size, "schedule": row.schedule})
         probe = SGDProbe(config).fit(x[train], y[train], groups[train])
@@ -176,13 +202,20 @@ def test_seed_spread_and_sgd_grid_of_the_readout(tmp_path):
     of a cross-fit on that seed's folds, rebuilt here with sklearn (each fold: Ridge at the planted cell, eot layer 2,
     penalty by leave-one-prompt-out error on the other folds). The SGD grid is run at the sweep's best cell."""
     store = planted_store(tmp_path / "s", n_groups=30, per_group=4)
-    settings = ProbeOptions({"ridge": {"alpha_factors": (0.01, 0.1, 1.0, 10.0)},
-                         "sgd": {"train": TrainConfig(epochs=3, patience=100)}})
+    settings = ProbeOptions(
+        {"ridge": {"alpha_factors": (0.01, 0.1, 1.0, 10.0)}, "sgd": {"train": TrainConfig(epochs=3, patience=100)}}
+    )
     config = ReadoutConfig(sweep=SweepConfig(n_boot=100, settings=settings), split_seeds=3, folds=4)
     fit = sweep(store, config.sweep, progress=False)
     headline = Scores(pearson=Interval.of(0.5), within_acc=Interval.of(0.75))  # stands in for the headline's scores
-    result = SimpleNamespace(probe=SimpleNamespace(scores=headline), within_probe=None, sweep=fit.result, seed_spread=None,
-                             sgd_grid=None, linear_vs_nonlinear=None)
+    result = SimpleNamespace(
+        probe=SimpleNamespace(scores=headline),
+        within_probe=None,
+        sweep=fit.result,
+        seed_spread=None,
+        sgd_grid=None,
+        linear_vs_nonlinear=None,
+    )
     _optional_parts(result, store, fit, config, ("assistant_start", "eot"), False, {})
     spread = result.seed_spread
     assert spread.seeds == [0, 1, 2] and spread.pearson[0] == 0.5 and spread.within_acc[0] == 0.75
@@ -204,7 +237,9 @@ def test_seed_spread_and_sgd_grid_of_the_readout(tmp_path):
     assert len(result.sgd_grid) == 12
     train, val = fit.plan.masks["train"], fit.plan.masks["val"]
     for row in result.sgd_grid[::5]:
-        probe = SGDProbe(settings.of("sgd").train.model_copy(update={"batch_size": row.batch_size, "schedule": row.schedule}))
+        probe = SGDProbe(
+            settings.of("sgd").train.model_copy(update={"batch_size": row.batch_size, "schedule": row.schedule})
+        )
         predicted = probe.fit(x[train], y[train], groups[train]).predict(x[val])
         assert row.val_pearson == pytest.approx(stats.pearsonr(y[val], predicted).statistic, abs=1e-6)
     assert result.linear_vs_nonlinear is None  # no MLP in the sweep: nothing to compare
@@ -216,8 +251,9 @@ def test_length_matched_accuracy_is_the_within_prompt_probes_on_pairs_matched_in
     here on the readout's folds). The store is built so that both choices matter: lengths in words match other pairs,
     and the pooled probe orders these pairs differently."""
     store = planted_store(tmp_path / "s", n_groups=40, state_signal=0.3, words=("a", "answer", "extraordinarily"))
-    config = ReadoutConfig(sweep=SweepConfig(n_boot=100), permutations=5, split_seeds=1, paired_permutations=50,
-                           sgd_grid=False)
+    config = ReadoutConfig(
+        sweep=SweepConfig(n_boot=100), permutations=5, split_seeds=1, paired_permutations=50, sgd_grid=False
+    )
     readout, fit, crossfit = reward_readout(store, config, progress=False)
     y, groups = fit.target.y, fit.target.groups
     responses = [store.examples[i].response for i in fit.target.rows]
@@ -225,8 +261,14 @@ def test_length_matched_accuracy_is_the_within_prompt_probes_on_pairs_matched_in
     within = _within_crossfit(store, fit.target, positions, crossfit.folds, config, False).padded
 
     def matched(length):
-        return [(i, j) for i in range(len(y)) for j in range(i + 1, len(y)) if groups[i] == groups[j] and y[i] != y[j]
-                and abs(length[i] - length[j]) < 0.1 * max(length[i], length[j], 1)]
+        return [
+            (i, j)
+            for i in range(len(y))
+            for j in range(i + 1, len(y))
+            if groups[i] == groups[j]
+            and y[i] != y[j]
+            and abs(length[i] - length[j]) < 0.1 * max(length[i], length[j], 1)
+        ]
 
     def accuracy(pairs, p):
         return sum(0.5 if p[i] == p[j] else float((y[i] > y[j]) == (p[i] > p[j])) for i, j in pairs) / len(pairs)
@@ -263,8 +305,9 @@ def test_the_readouts_within_prompt_baselines_are_fitted_on_features_centered_pe
     yc = center_within_groups(y[multi], groups[multi])
     target = Target("rating-within-prompt", yc, groups[multi], multi, within=True)
     within = WithinProbe(target=target, fit=None, multi=multi)
-    data = TextData(y=y, groups=groups, prompts=[f"question {g}" for g in groups], responses=responses,
-                    generators=[None] * len(y))
+    data = TextData(
+        y=y, groups=groups, prompts=[f"question {g}" for g in groups], responses=responses, generators=[None] * len(y)
+    )
     masks = {"train": folds < 3, "val": folds == 3, "test": folds == 4}
     fit = SimpleNamespace(plan=SimpleNamespace(masks=masks))
     found = _baseline_predictions(data, fit, folds, within)[LENGTH].within
@@ -284,8 +327,14 @@ def test_the_seed_spread_reads_within_prompt_accuracy_from_the_within_prompt_pro
 
     store = planted_store(tmp_path / "s", n_groups=40, per_group=4)
     factors = (0.01, 0.1, 1.0, 10.0)
-    config = ReadoutConfig(sweep=SweepConfig(n_boot=100, settings=ProbeOptions({"ridge": {"alpha_factors": factors}})),
-                           split_seeds=3, folds=4, permutations=2, paired_permutations=50, sgd_grid=False)
+    config = ReadoutConfig(
+        sweep=SweepConfig(n_boot=100, settings=ProbeOptions({"ridge": {"alpha_factors": factors}})),
+        split_seeds=3,
+        folds=4,
+        permutations=2,
+        paired_permutations=50,
+        sgd_grid=False,
+    )
     readout, fit, _ = reward_readout(store, config, progress=False)
     spread = readout.seed_spread
     assert spread.within_acc[0] == readout.within_probe.scores.within_acc.value
@@ -301,5 +350,7 @@ def test_the_seed_spread_reads_within_prompt_accuracy_from_the_within_prompt_pro
         for k in range(4):
             ridge, _ = sklearn_ridge(xc[f != k], yc[f != k], groups[f != k], factors)
             predictions[f == k] = ridge.predict(xc[f == k])
-        assert spread.within_acc[1 + position] == pytest.approx(within_prompt_accuracy(yc, predictions, groups), abs=1e-12)
+        assert spread.within_acc[1 + position] == pytest.approx(
+            within_prompt_accuracy(yc, predictions, groups), abs=1e-12
+        )
     assert len(set(spread.within_acc)) > 1  # the seeds deal different folds

@@ -7,9 +7,19 @@ from latent_reward.experiments.reward_model import best_of_n, implicit_reward, p
 
 
 def make_scored_store(folder, ratings, groups, meta, responses=None):
-    examples = [Example(id=f"e{i}", group=g, rating=float(r), meta=m,
-                        messages=[{"role": "user", "content": g}, {"role": "assistant", "content": (responses or ["x"] * len(ratings))[i]}])
-                for i, (r, g, m) in enumerate(zip(ratings, groups, meta))]
+    examples = [
+        Example(
+            id=f"e{i}",
+            group=g,
+            rating=float(r),
+            meta=m,
+            messages=[
+                {"role": "user", "content": g},
+                {"role": "assistant", "content": (responses or ["x"] * len(ratings))[i]},
+            ],
+        )
+        for i, (r, g, m) in enumerate(zip(ratings, groups, meta))
+    ]
     return write_store(folder, {"eot": np.zeros((len(examples), 1, 2))}, examples, [0])
 
 
@@ -27,13 +37,17 @@ def test_pair_accuracy_per_subset_resamples_prompts_and_matches_lengths(tmp_path
     assert overall["all"].length_matched_pairs > 0
     # by hand: rated pairs with lengths within 10% are abc/abd (wrong), "same len"/"same lex" (tied: 0.5) and
     # x*10/y*10 (right): 3 pairs at 0.5; q0's 16 vs 5 characters and q2's 8 vs 10 are not matched
-    assert overall["all"].length_matched_pairs == 3 and overall["all"].length_matched["probe"].value == pytest.approx(0.5)
+    assert overall["all"].length_matched_pairs == 3 and overall["all"].length_matched["probe"].value == pytest.approx(
+        0.5
+    )
     assert overall["a"].length_matched_pairs == 1 and overall["a"].length_matched["probe"].value == pytest.approx(0.0)
     assert overall["b"].length_matched_pairs == 2 and overall["b"].length_matched["probe"].value == pytest.approx(0.75)
     # q2 holds two records: each record's two sides form a pair, never a side of one with a side of the other (which
     # were not judged against each other): q0 right, q1 wrong, q2's records tied (half) and right -> 2.5 / 4
     assert overall["all"].predictors["probe"].value == pytest.approx(2.5 / 4)
-    kept = pair_accuracy(store, {"probe": np.zeros(8)}, np.array([False, False, True, True, True, True, True, True]), n_boot=100)
+    kept = pair_accuracy(
+        store, {"probe": np.zeros(8)}, np.array([False, False, True, True, True, True, True, True]), n_boot=100
+    )
     assert kept[0].pairs == 3 and kept[0].prompts == 2  # the excluded prompt's pair is gone
 
 
@@ -94,8 +108,9 @@ def test_best_of_n_versus_random_by_hand_and_its_two_prompt_interval(tmp_path):
     assert best.value == pytest.approx(0.3) and (best.low, best.high) == (pytest.approx(0.2), pytest.approx(0.4))
     assert "random pick" not in result.versus_random
     # with a's unscored sample the best scored one: a NaN score must not win over 0.0 and 1.0
-    assert best_of_n(store, {"p": np.array([0.0, np.nan, 1.0, 5.0, 0, 0, 0])}, np.ones(7, bool),
-                     n_boot=50).picks["p pick"].value == pytest.approx((0.5 + 0.2) / 2)
+    assert best_of_n(store, {"p": np.array([0.0, np.nan, 1.0, 5.0, 0, 0, 0])}, np.ones(7, bool), n_boot=50).picks[
+        "p pick"
+    ].value == pytest.approx((0.5 + 0.2) / 2)
 
 
 def test_implicit_reward_uses_each_models_summed_log_probability():
@@ -119,10 +134,20 @@ def test_a_pair_is_a_record_identical_and_repeated_records_are_counted_apart_and
     """Prompt q0 holds three records: r0 (good > bad), r1 (its exact repeat) and r2 (fine > poor); q1 holds one whose
     sides have the same text, q2 one with tied ratings, q3 one ordinary record. Pairs compared: r0, r2, q3's = 3. Across
     records (good vs poor...) nothing is compared: those sides were never judged against each other."""
-    rows = [("q0", "r0", "good answer", 1), ("q0", "r0", "bad answer", 0), ("q0", "r1", "good answer", 1),
-            ("q0", "r1", "bad  answer", 0), ("q0", "r2", "fine answer", 1), ("q0", "r2", "poor answer", 0),
-            ("q1", "r3", "same", 1), ("q1", "r3", "same ", 0), ("q2", "r4", "one", 5), ("q2", "r4", "two", 5),
-            ("q3", "r5", "yes", 1), ("q3", "r5", "no", 0)]
+    rows = [
+        ("q0", "r0", "good answer", 1),
+        ("q0", "r0", "bad answer", 0),
+        ("q0", "r1", "good answer", 1),
+        ("q0", "r1", "bad  answer", 0),
+        ("q0", "r2", "fine answer", 1),
+        ("q0", "r2", "poor answer", 0),
+        ("q1", "r3", "same", 1),
+        ("q1", "r3", "same ", 0),
+        ("q2", "r4", "one", 5),
+        ("q2", "r4", "two", 5),
+        ("q3", "r5", "yes", 1),
+        ("q3", "r5", "no", 0),
+    ]
     ratings, groups, meta = [r[3] for r in rows], [r[0] for r in rows], [{"pair": r[1]} for r in rows]
     store = make_scored_store(tmp_path / "s", ratings, groups, meta, [r[2] for r in rows])
     # the probe gets r0 right, r2 wrong, q3 right; a cross-record comparison (good vs poor) would add pairs
@@ -137,8 +162,13 @@ def test_a_pair_is_a_record_identical_and_repeated_records_are_counted_apart_and
 
 def test_a_predictor_that_did_not_score_a_pair_leaves_it_out_and_says_on_how_many_it_was_scored(tmp_path):
     ratings, groups = [1, 0] * 4, ["q0", "q0", "q1", "q1", "q2", "q2", "q3", "q3"]
-    store = make_scored_store(tmp_path / "s", ratings, groups, [{"pair": f"p{i // 2}"} for i in range(8)],
-                              ["a", "b", "c", "d", "e", "f", "g", "h"])
+    store = make_scored_store(
+        tmp_path / "s",
+        ratings,
+        groups,
+        [{"pair": f"p{i // 2}"} for i in range(8)],
+        ["a", "b", "c", "d", "e", "f", "g", "h"],
+    )
     probe = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
     implicit = np.array([1.0, 0.0, np.nan, 0.0, 1.0, 0.0, 0.0, 1.0])  # q1's pair was truncated: not scored
     truncated = np.array([False, False, True, False, False, False, False, False])

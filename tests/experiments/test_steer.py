@@ -15,10 +15,24 @@ from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sweep import SweepConfig, sweep
 from latent_reward.errors import UserError
 from latent_reward.evaluation.results import Interval
-from latent_reward.experiments.steer import (CIRCULAR, Effect, PrimaryContrast, SteerConfig, SteerResult, _rank_p,
-                                             adjust_secondary, conditions, degenerate, detectable_by_rank,
-                                             direction_vectors, distinct_2, effects, primary_contrast, primary_strength,
-                                             steer_layers)
+from latent_reward.experiments.steer import (
+    CIRCULAR,
+    Effect,
+    PrimaryContrast,
+    SteerConfig,
+    SteerResult,
+    _rank_p,
+    adjust_secondary,
+    conditions,
+    degenerate,
+    detectable_by_rank,
+    direction_vectors,
+    distinct_2,
+    effects,
+    primary_contrast,
+    primary_strength,
+    steer_layers,
+)
 from latent_reward.experiments.steer_scoring import Scoring, _with_empty, prefixes
 from latent_reward.probes import Probe, RidgeProbe
 from latent_reward.report.steer import answer
@@ -28,7 +42,9 @@ from latent_reward.workflows.steer import SteerJob, run_steer
 @pytest.fixture(scope="module")
 def probe_folder(tiny, tiny_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("steer")
-    store = extract(tiny, synthetic_examples(n_prompts=30, per_prompt=3), folder / "store", ExtractConfig(), progress=False).store
+    store = extract(
+        tiny, synthetic_examples(n_prompts=30, per_prompt=3), folder / "store", ExtractConfig(), progress=False
+    ).store
     probe = sweep(store, SweepConfig(n_boot=100), progress=False).best_probe
     probe.info.model = str(tiny_model_dir)
     manifest = json.loads((folder / "store" / "manifest.json").read_text())
@@ -49,8 +65,11 @@ def test_each_direction_is_a_unit_vector_pushed_by_its_own_projection_sd(probe_f
     layer = probe.info.layer
     store = ActivationStore.open(probe.info.store)
     vectors, sd = direction_vectors(store, probe, layer, ("probe", "mean_diff", "random", "orthogonal"), 0, draws=3)
-    assert set(vectors) == set(sd) == {"probe", "mean_diff", "random 1", "random 2", "random 3", "orthogonal 1",
-                                       "orthogonal 2", "orthogonal 3"}
+    assert (
+        set(vectors)
+        == set(sd)
+        == {"probe", "mean_diff", "random 1", "random 2", "random 3", "orthogonal 1", "orthogonal 2", "orthogonal 3"}
+    )
     x, _, _ = _states(probe, layer)
     covariance = np.cov(x, rowvar=False, bias=True)  # the spread along u is sqrt(u' S u): no projection computed
     d = x.shape[1]
@@ -69,7 +88,9 @@ def test_each_direction_is_a_unit_vector_pushed_by_its_own_projection_sd(probe_f
         coef, *_ = np.linalg.lstsq(plane, vectors[f"orthogonal {k}"].astype(np.float64), rcond=None)
         assert np.linalg.norm(plane @ coef - vectors[f"orthogonal {k}"]) < 1e-5 and coef[1] > 0
     config = SteerConfig(strengths=(-2.0, -1.0, 0.0, 3.0), directions=("probe", "random"), ablate=True)
-    listed = conditions(config, [layer], {layer: {k: vectors[k] for k in ("probe", "random 1", "random 2")}}, {layer: sd})
+    listed = conditions(
+        config, [layer], {layer: {k: vectors[k] for k in ("probe", "random 1", "random 2")}}, {layer: sd}
+    )
     # unsteered once, no strength-0 duplicates, random draws at the primary (strongest positive) strength only, one ablation
     assert listed[0][1] == "none" and len(listed) == 1 + 3 + 2 + 1
     assert {s for _, label, s, _ in listed if label.startswith("random")} == {3.0}
@@ -108,8 +129,10 @@ def test_mean_difference_and_refit_directions_match_their_closed_forms(probe_fol
 def _frame(base, steered: dict[str, np.ndarray], strength=3.0, layer=2, column="score"):
     rows = [{"layer": None, "direction": "none", "strength": 0.0, "prompt": p, column: v} for p, v in enumerate(base)]
     for label, values in steered.items():
-        rows += [{"layer": layer, "direction": label, "strength": strength, "prompt": p, column: v}
-                 for p, v in enumerate(values)]
+        rows += [
+            {"layer": layer, "direction": label, "strength": strength, "prompt": p, column: v}
+            for p, v in enumerate(values)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -166,11 +189,15 @@ def test_empty_replies_count_as_the_lowest_score_seen():
 
 
 def test_the_degenerate_and_empty_shares_are_the_shares_of_replies():
-    rows = [{"layer": None, "direction": "none", "strength": 0.0, "prompt": p, "degenerate": 0.0, "empty": 0.0}
-            for p in range(4)]
+    rows = [
+        {"layer": None, "direction": "none", "strength": 0.0, "prompt": p, "degenerate": 0.0, "empty": 0.0}
+        for p in range(4)
+    ]
     flags = [(1.0, 1.0), (0.0, 0.0), (1.0, 0.0), (1.0, 0.0)]
-    rows += [{"layer": 1, "direction": "probe", "strength": 4.0, "prompt": p, "degenerate": g, "empty": e}
-             for p, (g, e) in enumerate(flags)]
+    rows += [
+        {"layer": 1, "direction": "probe", "strength": 4.0, "prompt": p, "degenerate": g, "empty": e}
+        for p, (g, e) in enumerate(flags)
+    ]
     found = effects(pd.DataFrame(rows), ["degenerate", "empty"], SteerConfig(n_boot=200))
     share = {e.scorer: e for e in found if e.direction == "probe"}
     assert share["degenerate"].mean.value == pytest.approx(0.75)
@@ -187,8 +214,13 @@ def test_prefixes_cut_texts_to_the_replies_token_budget(tiny):
 
 
 def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scorers(probe_folder, tmp_path):
-    job = SteerJob(probe=probe_folder, config=SteerConfig(layers=(1, 2), strengths=(-4.0, 0.0, 4.0), prompts=3, max_new_tokens=5,
-                                                      random_directions=2, n_boot=100), out=tmp_path / "steer")
+    job = SteerJob(
+        probe=probe_folder,
+        config=SteerConfig(
+            layers=(1, 2), strengths=(-4.0, 0.0, 4.0), prompts=3, max_new_tokens=5, random_directions=2, n_boot=100
+        ),
+        out=tmp_path / "steer",
+    )
     result = run_steer(job, progress=False).result
     own = Probe.load(probe_folder).info.layer
     primary_layer = own if own in (1, 2) else 1
@@ -206,8 +238,11 @@ def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scor
     base = frame[frame.direction == "none"]
     assert (base.kl == 0).all() and base.nll.notna().all()
     assert (frame[frame.direction != "none"].kl >= 0).all()
-    found = [e for e in result.effects
-             if e.scorer == "response length" and e.direction == "probe" and e.layer == primary_layer]
+    found = [
+        e
+        for e in result.effects
+        if e.scorer == "response length" and e.direction == "probe" and e.layer == primary_layer
+    ]
     assert {e.strength for e in found} == {-4.0, 4.0}
     primary = next(e for e in found if e.strength == 4.0)
     steered = frame[(frame.layer == primary_layer) & (frame.strength == 4.0)]
@@ -259,8 +294,10 @@ def test_the_comparison_with_random_directions_counts_their_spread_not_only_the_
     alike = {f"random {j}": np.zeros(40) + 0.001 * rng.normal(size=40) for j in range(8)}  # eight that do nothing
     scattered = {f"random {j}": rng.normal(0, 2.0) + np.zeros(40) for j in range(8)}  # eight that disagree a lot
     config = SteerConfig(n_boot=500)
-    tight, wide = (next(e for e in effects(_frame(base, {"probe": probe, **draws}), ["score"], config)
-                        if e.direction == "probe") for draws in (alike, scattered))
+    tight, wide = (
+        next(e for e in effects(_frame(base, {"probe": probe, **draws}), ["score"], config) if e.direction == "probe")
+        for draws in (alike, scattered)
+    )
     assert tight.versus_random.high - tight.versus_random.low < 0.02
     assert wide.versus_random.high - wide.versus_random.low > 1.0  # 8 draws of sd 2: their mean is uncertain by ~0.7
 
@@ -277,11 +314,18 @@ def test_effects_rank_the_primary_direction_among_its_draws():
     at the opposite strength the ranking runs the other way)."""
     base = [0.0, 1.0, 2.0, 3.0]
     rows = [{"layer": None, "direction": "none", "strength": 0.0, "prompt": p, "score": base[p]} for p in range(4)]
-    shifts = {"probe": [1.0, 2.0, 1.0, 2.0], "random 1": [0.5] * 4, "random 2": [2.0] * 4, "random 3": [-1.0, -1.0, -1.0, -1.0]}
+    shifts = {
+        "probe": [1.0, 2.0, 1.0, 2.0],
+        "random 1": [0.5] * 4,
+        "random 2": [2.0] * 4,
+        "random 3": [-1.0, -1.0, -1.0, -1.0],
+    }
     for strength, sign in ((3.0, 1.0), (-3.0, -1.0)):
         for label, shift in shifts.items():
-            rows += [{"layer": 2, "direction": label, "strength": strength, "prompt": p, "score": base[p] + sign * shift[p]}
-                     for p in range(4)]
+            rows += [
+                {"layer": 2, "direction": label, "strength": strength, "prompt": p, "score": base[p] + sign * shift[p]}
+                for p in range(4)
+            ]
     found = effects(pd.DataFrame(rows), ["score"], SteerConfig(n_boot=50))
     up = next(e for e in found if e.direction == "probe" and e.strength == 3.0)
     down = next(e for e in found if e.direction == "probe" and e.strength == -3.0)
@@ -297,8 +341,16 @@ def test_effects_rank_the_primary_direction_among_its_draws():
 
 def test_secondary_contrasts_get_holm_adjusted_rank_p_and_the_primary_does_not():
     def effect(scorer, layer, p):
-        return Effect(scorer=scorer, layer=layer, direction="probe", strength=8.0, mean=Interval(), change=Interval(),
-                      random_rank_p=p, wrong_way=None)
+        return Effect(
+            scorer=scorer,
+            layer=layer,
+            direction="probe",
+            strength=8.0,
+            mean=Interval(),
+            change=Interval(),
+            random_rank_p=p,
+            wrong_way=None,
+        )
 
     found = [effect("a", 2, 0.05), effect("b", 2, 0.10), effect("a", 1, 0.05), effect("c", 2, 0.30)]
     primary = PrimaryContrast(scorer="a", scorer_reason="", layer=2, strength=8.0, prompts=20, change=Interval())
@@ -309,16 +361,57 @@ def test_secondary_contrasts_get_holm_adjusted_rank_p_and_the_primary_does_not()
 
 def test_the_answer_prints_a_rank_p_at_its_floor_as_a_bound_and_what_the_run_can_detect():
     change = Interval.of(0.3, 0.1, 0.5)
-    effects_ = [Effect(scorer="s", layer=2, direction="probe", strength=8.0, mean=change, change=change,
-                       versus_random=Interval.of(0.2, 0.05, 0.35), random_rank_p=0.05, wrong_way=0.1),
-                Effect(scorer="s", layer=2, direction="random", strength=8.0, mean=change, change=change,
-                       draws=[0.01] * 19, wrong_way=0.5)]
-    primary = PrimaryContrast(scorer="s", scorer_reason="planted", layer=2, strength=8.0, prompts=20, change=change,
-                              versus_random=Interval.of(0.2, 0.05, 0.35), random_draws=19, rank_p=0.05,
-                              rank_p_floor=0.05, detectable_versus_random=0.21, detectable_rank=0.01)
-    result = SteerResult(probe={"layer": 2}, layers=[2], sd={2: {"probe": 1.0}}, directions=["probe", "random"],
-                         strengths=[8.0], scorers=["s"], primary=primary, coherence=[], prompts=20, samples=1,
-                         effects=effects_, examples=[])
+    effects_ = [
+        Effect(
+            scorer="s",
+            layer=2,
+            direction="probe",
+            strength=8.0,
+            mean=change,
+            change=change,
+            versus_random=Interval.of(0.2, 0.05, 0.35),
+            random_rank_p=0.05,
+            wrong_way=0.1,
+        ),
+        Effect(
+            scorer="s",
+            layer=2,
+            direction="random",
+            strength=8.0,
+            mean=change,
+            change=change,
+            draws=[0.01] * 19,
+            wrong_way=0.5,
+        ),
+    ]
+    primary = PrimaryContrast(
+        scorer="s",
+        scorer_reason="planted",
+        layer=2,
+        strength=8.0,
+        prompts=20,
+        change=change,
+        versus_random=Interval.of(0.2, 0.05, 0.35),
+        random_draws=19,
+        rank_p=0.05,
+        rank_p_floor=0.05,
+        detectable_versus_random=0.21,
+        detectable_rank=0.01,
+    )
+    result = SteerResult(
+        probe={"layer": 2},
+        layers=[2],
+        sd={2: {"probe": 1.0}},
+        directions=["probe", "random"],
+        strengths=[8.0],
+        scorers=["s"],
+        primary=primary,
+        coherence=[],
+        prompts=20,
+        samples=1,
+        effects=effects_,
+        examples=[],
+    )
     text = answer(result)
     assert "rank p <= 0.050 among 19 random directions" in text and "1/20 = 0.050" in text
     assert "0.210 (80% power" in text and "beyond +0.010" in text and "raised the primary scorer" in text

@@ -7,7 +7,13 @@ from sklearn.preprocessing import StandardScaler
 from helpers import direct_states, sklearn_ridge, synthetic_examples
 from latent_reward.activations import ExtractConfig, extract
 from latent_reward.analysis.sweep import SweepConfig, sweep
-from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE, TrajectoryConfig, _simultaneous_band, reward_trajectories
+from latent_reward.experiments.trajectory import (
+    END_PROBE,
+    TOKEN_PROBE,
+    TrajectoryConfig,
+    _simultaneous_band,
+    reward_trajectories,
+)
 from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS
 
 
@@ -19,9 +25,15 @@ def tiny_store(tiny, tmp_path_factory):
 
 def test_trajectory_pairs_responses_to_the_same_prompt_and_ends_where_the_response_probe_reads(tiny, tiny_store):
     fit = sweep(tiny_store, SweepConfig(n_boot=100), progress=False)
-    trajectory = reward_trajectories(tiny, tiny_store, fit, TrajectoryConfig(pairs=20, train_responses=20, relative_bins=5, n_boot=200,
-                                                                             null_probes=20))
-    assert {(c.probe, c.axis) for c in trajectory.curves} == {(p, a) for p in (END_PROBE, TOKEN_PROBE) for a in ("relative", "tokens")}
+    trajectory = reward_trajectories(
+        tiny,
+        tiny_store,
+        fit,
+        TrajectoryConfig(pairs=20, train_responses=20, relative_bins=5, n_boot=200, null_probes=20),
+    )
+    assert {(c.probe, c.axis) for c in trajectory.curves} == {
+        (p, a) for p in (END_PROBE, TOKEN_PROBE) for a in ("relative", "tokens")
+    }
     test_groups = set(fit.target.groups[fit.plan.masks["test"]])
     assert 1 <= trajectory.n_pairs <= len(test_groups)
     relative = trajectory.curve(END_PROBE, "relative")
@@ -56,8 +68,11 @@ def test_trajectory_pairs_responses_to_the_same_prompt_and_ends_where_the_respon
         # ... and its estimate there is the sklearn probe's reading of that state, at the chosen penalty only
         readings = {alpha: probe.predict(last[None])[0] for alpha, probe in end_probes.items()}
         assert item.estimates[-1] == pytest.approx(readings[alphas[np.isclose(alphas, chosen)][0]], abs=1e-4)
-        assert all(abs(item.estimates[-1] - value) > 1e-3 for alpha, value in readings.items()
-                   if not np.isclose(alpha, chosen) and abs(np.log10(alpha / chosen)) <= 1)
+        assert all(
+            abs(item.estimates[-1] - value) > 1e-3
+            for alpha, value in readings.items()
+            if not np.isclose(alpha, chosen) and abs(np.log10(alpha / chosen)) <= 1
+        )
 
 
 def test_simultaneous_band_finds_a_planted_separation_and_not_noise():

@@ -8,8 +8,15 @@ from latent_reward.generation import GenerationConfig, Intervention, generate, g
 from latent_reward.models.architecture import residual_hook
 from latent_reward.models.chat import prompt_token_ids
 
-CONVERSATIONS = [[{"role": "user", "content": text}] for text in
-                 ("what is two plus two?", "how do I cook pasta? boil water, add salt", "the quick brown fox", "Paris is the capital of")]
+CONVERSATIONS = [
+    [{"role": "user", "content": text}]
+    for text in (
+        "what is two plus two?",
+        "how do I cook pasta? boil water, add salt",
+        "the quick brown fox",
+        "Paris is the capital of",
+    )
+]
 
 
 def one_at_a_time_greedy(tiny, prompt: list[int], steps: int) -> list[int]:
@@ -18,7 +25,7 @@ def one_at_a_time_greedy(tiny, prompt: list[int], steps: int) -> list[int]:
     with torch.no_grad():
         for _ in range(steps):
             ids.append(int(tiny.model(torch.tensor([ids])).logits[0, -1].argmax()))
-    return ids[len(prompt):]
+    return ids[len(prompt) :]
 
 
 def test_batched_greedy_matches_a_plain_loop_and_batch_size_does_not_matter(tiny):
@@ -27,7 +34,9 @@ def test_batched_greedy_matches_a_plain_loop_and_batch_size_does_not_matter(tiny
     single = generate_chat(tiny, CONVERSATIONS, config.model_copy(update={"batch_size": 1}))
     for conversation, a, b in zip(CONVERSATIONS, batched, single):
         assert a.ids == b.ids
-        reference = one_at_a_time_greedy(tiny, prompt_token_ids(tiny.tokenizer, conversation), len(a.ids) + (a.stop == "eos"))
+        reference = one_at_a_time_greedy(
+            tiny, prompt_token_ids(tiny.tokenizer, conversation), len(a.ids) + (a.stop == "eos")
+        )
         assert a.ids == reference[: len(a.ids)]
         assert a.stop in ("eos", "length") and (a.stop == "eos" or len(a.ids) == 6)
 
@@ -55,10 +64,17 @@ def test_reads_give_the_state_at_the_prompt_end_and_at_every_token(tiny):
 def test_an_added_vector_lands_exactly_on_the_generated_positions(tiny):
     vector = np.linspace(-1, 1, 32).astype(np.float32)
     plain = generate_chat(tiny, CONVERSATIONS[:1], GenerationConfig(max_new_tokens=4))[0]
-    zero = generate_chat(tiny, CONVERSATIONS[:1], GenerationConfig(max_new_tokens=4), interventions=(Intervention(2, 0 * vector),))[0]
+    zero = generate_chat(
+        tiny, CONVERSATIONS[:1], GenerationConfig(max_new_tokens=4), interventions=(Intervention(2, 0 * vector),)
+    )[0]
     assert zero.ids == plain.ids  # strength 0 is unsteered generation, token for token
-    steered = generate_chat(tiny, CONVERSATIONS[:1], GenerationConfig(max_new_tokens=4), read_layer=2,
-                            interventions=(Intervention(1, vector, scope="generated"),))[0]
+    steered = generate_chat(
+        tiny,
+        CONVERSATIONS[:1],
+        GenerationConfig(max_new_tokens=4),
+        read_layer=2,
+        interventions=(Intervention(1, vector, scope="generated"),),
+    )[0]
     # the same tokens teacher-forced, with the vector added at residual 1 on the generated positions only
     prompt = prompt_token_ids(tiny.tokenizer, CONVERSATIONS[0])
     start = len(prompt)
@@ -80,8 +96,13 @@ def test_an_added_vector_lands_exactly_on_the_generated_positions(tiny):
 def test_ablation_leaves_no_component_along_the_direction(tiny):
     direction = np.random.default_rng(0).normal(size=32).astype(np.float32)
     unit = direction / np.linalg.norm(direction)
-    reply = generate_chat(tiny, CONVERSATIONS[:2], GenerationConfig(max_new_tokens=4), read_layer=1,
-                          interventions=(Intervention(1, direction, kind="ablate", scope="all"),))
+    reply = generate_chat(
+        tiny,
+        CONVERSATIONS[:2],
+        GenerationConfig(max_new_tokens=4),
+        read_layer=1,
+        interventions=(Intervention(1, direction, kind="ablate", scope="all"),),
+    )
     for r in reply:
         assert np.abs(r.states @ unit).max() < 1e-4
 
@@ -90,7 +111,12 @@ def test_ablation_leaves_no_component_along_the_direction(tiny):
 def test_the_read_state_includes_an_addition_at_the_same_layer(tiny, scope):
     vector = np.full(32, 0.5, dtype=np.float32)
     base = generate_chat(tiny, CONVERSATIONS[:1], GenerationConfig(max_new_tokens=1), read_layer=1)[0]
-    moved = generate_chat(tiny, CONVERSATIONS[:1], GenerationConfig(max_new_tokens=1), read_layer=1,
-                          interventions=(Intervention(1, vector, scope=scope),))[0]
+    moved = generate_chat(
+        tiny,
+        CONVERSATIONS[:1],
+        GenerationConfig(max_new_tokens=1),
+        read_layer=1,
+        interventions=(Intervention(1, vector, scope=scope),),
+    )[0]
     shift = moved.states[0] - base.states[0]  # the prompt's last token
     np.testing.assert_allclose(shift, vector if scope == "all" else 0.0, atol=1e-5)

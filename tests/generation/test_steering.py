@@ -12,14 +12,17 @@ from latent_reward.generation import GenerationConfig, SteeringVector, generate_
 from latent_reward.models.architecture import decoder_layers, residual_hook
 from latent_reward.models.chat import prompt_token_ids
 
-CONVERSATIONS = [[{"role": "user", "content": "what is two plus two?"}],
-                 [{"role": "user", "content": "the quick brown fox"}]]
+CONVERSATIONS = [
+    [{"role": "user", "content": "what is two plus two?"}],
+    [{"role": "user", "content": "the quick brown fox"}],
+]
 
 
 def residuals(loaded, ids: list[int]) -> list[np.ndarray]:
     """Residual 0..n_layers of one forward pass, [tokens, d] each, as a hook registered last sees them (transformers'
     own hidden_states are recorded before other hooks change a block's output)."""
     seen: dict[int, np.ndarray] = {}
+
     def keep(layer: int):
         return lambda hidden: seen.__setitem__(layer, hidden[0].numpy().copy())
 
@@ -52,6 +55,7 @@ def test_steering_adds_strength_times_unit_at_its_layer_only_while_inside(tiny):
     with lr.steering(tiny.model, vector, strength=1.0, layers=(0, 3)):  # a bare torch model, other layers
         several = residuals(tiny, ids)
     np.testing.assert_allclose(several[0] - base[0], np.tile(3.0 * vector.direction, (len(ids), 1)), atol=1e-5)
+
     def hooks() -> list[tuple]:  # transformers may keep hooks of its own on the blocks: compare, not count
         return [(tuple(b._forward_hooks), tuple(b._forward_pre_hooks)) for b in decoder_layers(tiny.model)]
 
@@ -75,9 +79,14 @@ def test_generated_scope_steers_like_the_steer_experiment_in_both_generate_loops
         prompt = prompt_token_ids(loaded.tokenizer, CONVERSATIONS[0])
         with torch.no_grad():
             mask = torch.ones(1, len(prompt), dtype=torch.long)
-            output = loaded.model.generate(torch.tensor([prompt]), attention_mask=mask, max_new_tokens=6, do_sample=False,
-                                           pad_token_id=loaded.tokenizer.pad_token_id)
-    transformers_ids = output[0, len(prompt):].tolist()
+            output = loaded.model.generate(
+                torch.tensor([prompt]),
+                attention_mask=mask,
+                max_new_tokens=6,
+                do_sample=False,
+                pad_token_id=loaded.tokenizer.pad_token_id,
+            )
+    transformers_ids = output[0, len(prompt) :].tolist()
     assert [r.ids for r in inside] == [r.ids for r in experiment]
     assert transformers_ids[: len(experiment[0].ids)] == experiment[0].ids  # transformers' own cached generate too
 

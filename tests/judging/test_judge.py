@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from helpers import ChatServer, cli, completion, rating_json, write_jsonl
+from latent_reward.config import DataSpec
 from latent_reward.data import load_dataset
 from latent_reward.experiments.judge import JudgeConfig
 from latent_reward.judging.client import Endpoint
 from latent_reward.judging.rubric import SCORE_FIELDS, RatingReply, parse_rating
 from latent_reward.workflows.judge import JudgeJob, run_judge
-from latent_reward.config import DataSpec
 
 
 def item_number(body) -> int:
@@ -26,13 +26,19 @@ def item_number(body) -> int:
 
 @pytest.fixture
 def data(tmp_path):
-    return write_jsonl(tmp_path / "arena.jsonl", [{"question": f"question {i // 2}", "answer": f"answer {i}", "score": i % 10 + 1}
-                                                  for i in range(8)])
+    return write_jsonl(
+        tmp_path / "arena.jsonl",
+        [{"question": f"question {i // 2}", "answer": f"answer {i}", "score": i % 10 + 1} for i in range(8)],
+    )
 
 
 def job(data, url, out, **endpoint):
-    return JudgeJob(data=DataSpec(source=str(data)), endpoint=Endpoint(base_url=url, model="judge", **{"max_retries": 3, **endpoint}),
-                    config=JudgeConfig(n_boot=100), out=out)
+    return JudgeJob(
+        data=DataSpec(source=str(data)),
+        endpoint=Endpoint(base_url=url, model="judge", **{"max_retries": 3, **endpoint}),
+        config=JudgeConfig(n_boot=100),
+        out=out,
+    )
 
 
 def test_parse_rating_reads_json_or_a_fenced_block_and_never_guesses():
@@ -66,10 +72,16 @@ def test_ratings_retries_malformed_replies_and_the_cache(data, tmp_path):
         rated = load_dataset(str(tmp_path / "out" / "rated.jsonl"))
         assert rated.format == "latent-reward" and len(rated.examples) == 7
         example = next(e for e in rated.examples if e.response == "answer 4")
-        assert example.rating == 5.0 and example.aspects == {"instruction_following": 4.0, "honesty": 4.0, "truthfulness": 4.0,
-                                                             "helpfulness": 4.0}
+        assert example.rating == 5.0 and example.aspects == {
+            "instruction_following": 4.0,
+            "honesty": 4.0,
+            "truthfulness": 4.0,
+            "helpfulness": 4.0,
+        }
         assert example.meta["original_rating"] == 5.0 and example.meta["judge"]["rationale"] == "canned"
-        assert summary.with_original.spearman.value == pytest.approx(1.0)  # the canned judge agrees with the data exactly
+        assert summary.with_original.spearman.value == pytest.approx(
+            1.0
+        )  # the canned judge agrees with the data exactly
         before = len(server.requests)
         again = run_judge(job(data, server.url, tmp_path / "out"), progress=False).result
         assert len(server.requests) == before and again.cached == 8 and again.requests == 0  # all from the cache
@@ -93,8 +105,18 @@ def test_a_slow_reply_times_out_and_is_retried(data, tmp_path):
 def test_a_killed_job_resumes_asking_only_for_unrated_items(data, tmp_path):
     server = ChatServer(lambda body, count: (200, completion(rating_json(5)), None, 0.3))
     try:
-        command = [str(Path(sys.executable).with_name("latent-reward")), "judge", "--data", str(data), "--out", str(tmp_path / "o"),
-                   "--base-url", server.url, "--concurrency", "1"]
+        command = [
+            str(Path(sys.executable).with_name("latent-reward")),
+            "judge",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--base-url",
+            server.url,
+            "--concurrency",
+            "1",
+        ]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline and len(server.requests) < 4:
@@ -118,18 +140,30 @@ def test_a_killed_job_resumes_asking_only_for_unrated_items(data, tmp_path):
 def test_endpoint_errors_are_one_line(data, tmp_path, status, message):
     server = ChatServer(lambda body, count: (status, {"error": {"message": "no"}}, None, 0))
     try:
-        result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url,
-                     "--endpoint-model", "judge")
+        result = cli(
+            "judge", "--data", data, "--out", tmp_path / "o", "--base-url", server.url, "--endpoint-model", "judge"
+        )
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     finally:
         server.close()
 
 
 def test_unreachable_endpoint_and_missing_key_are_one_line(data, tmp_path):
-    result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1", "--retries", "0")
+    result = cli(
+        "judge", "--data", data, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1", "--retries", "0"
+    )
     assert result.returncode == 2 and "cannot reach http://127.0.0.1:9/v1" in result.stderr
-    result = cli("judge", "--data", data, "--out", tmp_path / "o", "--base-url", "http://127.0.0.1:9/v1",
-                     "--api-key-env", "LATENT_REWARD_NO_SUCH_KEY")
+    result = cli(
+        "judge",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "o",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--api-key-env",
+        "LATENT_REWARD_NO_SUCH_KEY",
+    )
     assert result.returncode == 2 and "LATENT_REWARD_NO_SUCH_KEY" in result.stderr
     empty = write_jsonl(tmp_path / "empty.jsonl", [{"question": "q", "answer": "", "score": 3}])
     result = cli("judge", "--data", empty, "--out", tmp_path / "o2", "--base-url", "http://127.0.0.1:9/v1")
@@ -137,8 +171,10 @@ def test_unreachable_endpoint_and_missing_key_are_one_line(data, tmp_path):
 
 
 def test_self_consistency_and_pairwise(tmp_path):
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": f"answer {2 * i}", "rejected": f"answer {2 * i + 1}"}
-                                                   for i in range(6)])
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"prompt": f"question {i}", "chosen": f"answer {2 * i}", "rejected": f"answer {2 * i + 1}"} for i in range(6)],
+    )
 
     def reply(body, count):
         text = body["messages"][-1]["content"]
@@ -149,11 +185,17 @@ def test_self_consistency_and_pairwise(tmp_path):
 
     server = ChatServer(reply)
     try:
-        pairwise = run_judge(job(pairs, server.url, tmp_path / "p").model_copy(update={"config": JudgeConfig(mode="pairwise", n_boot=100)}),
-                             progress=False).result
+        pairwise = run_judge(
+            job(pairs, server.url, tmp_path / "p").model_copy(
+                update={"config": JudgeConfig(mode="pairwise", n_boot=100)}
+            ),
+            progress=False,
+        ).result
         assert pairwise.rated == 6 and pairwise.with_original.within_prompt.value == 1.0
-        repeated = run_judge(job(pairs, server.url, tmp_path / "r").model_copy(update={"config": JudgeConfig(repeats=2, n_boot=100)}),
-                             progress=False).result
+        repeated = run_judge(
+            job(pairs, server.url, tmp_path / "r").model_copy(update={"config": JudgeConfig(repeats=2, n_boot=100)}),
+            progress=False,
+        ).result
         assert repeated.self_consistency is not None and repeated.self_consistency.items == 12
     finally:
         server.close()
@@ -166,8 +208,10 @@ def form(body) -> str:
 
 
 def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": f"answer {2 * i}",
-                                                    "rejected": f"answer {2 * i + 1}"} for i in range(3)])
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"prompt": f"question {i}", "chosen": f"answer {2 * i}", "rejected": f"answer {2 * i + 1}"} for i in range(3)],
+    )
 
     def reply(body, count):
         if "Reply A" in body["messages"][-1]["content"]:
@@ -178,7 +222,8 @@ def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
     try:
         summary = run_judge(job(pairs, server.url, tmp_path / "rating"), progress=False).result
         pairwise = job(pairs, server.url, tmp_path / "pairwise").model_copy(
-            update={"config": JudgeConfig(mode="pairwise", n_boot=100)})
+            update={"config": JudgeConfig(mode="pairwise", n_boot=100)}
+        )
         run_judge(pairwise, progress=False)
     finally:
         server.close()
@@ -186,8 +231,14 @@ def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
     rating = [b["response_format"] for b in server.requests if "Reply A" not in b["messages"][-1]["content"]]
     preference = [b["response_format"] for b in server.requests if "Reply A" in b["messages"][-1]["content"]]
     assert len(rating) == 6 and len(preference) == 6
-    assert all(f == {"type": "json_schema", "json_schema": {"name": "rating", "schema": RatingReply.model_json_schema(),
-                                                            "strict": True}} for f in rating)
+    assert all(
+        f
+        == {
+            "type": "json_schema",
+            "json_schema": {"name": "rating", "schema": RatingReply.model_json_schema(), "strict": True},
+        }
+        for f in rating
+    )
     schema = rating[0]["json_schema"]["schema"]
     assert schema["required"] == [*SCORE_FIELDS, "rationale"] and schema["additionalProperties"] is False
     assert all(schema["properties"][name]["enum"] == list(range(1, 11)) for name in SCORE_FIELDS)
@@ -201,8 +252,20 @@ def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
 def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(data, tmp_path):
     def reply(body, count):  # what llama-cpp-python's server (FastAPI) answers to a response_format type it lacks
         if form(body) == "json_schema":
-            return 422, {"detail": [{"type": "literal_error", "loc": ["body", "response_format", "type"],
-                                     "msg": "Input should be 'text' or 'json_object'"}]}, None, 0
+            return (
+                422,
+                {
+                    "detail": [
+                        {
+                            "type": "literal_error",
+                            "loc": ["body", "response_format", "type"],
+                            "msg": "Input should be 'text' or 'json_object'",
+                        }
+                    ]
+                },
+                None,
+                0,
+            )
         return 200, completion(rating_json(item_number(body) % 10 + 1)), None, 0
 
     server = ChatServer(reply)
@@ -216,7 +279,7 @@ def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(d
     assert server.requests[1]["response_format"]["schema"] == RatingReply.model_json_schema()
     assert summary.rated == 8 and summary.missing == 0 and summary.response_format == "json_object+schema"
     assert again.rated == 8
-    assert [form(b) for b in server.requests[len(kinds):]] == ["json_object+schema"] * 8  # remembered
+    assert [form(b) for b in server.requests[len(kinds) :]] == ["json_object+schema"] * 8  # remembered
 
 
 def test_a_server_refusing_every_response_format_gets_free_text_parsed_as_before(data, tmp_path):

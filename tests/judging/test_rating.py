@@ -12,8 +12,9 @@ from latent_reward.judging.cache import JudgeCache
 from latent_reward.judging.client import Endpoint
 from latent_reward.judging.rating import overall_ratings
 
-CONVERSATIONS = [[{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]
-                 for i in range(4)]
+CONVERSATIONS = [
+    [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}] for i in range(4)
+]
 
 
 def reply(body, count):

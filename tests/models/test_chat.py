@@ -22,20 +22,27 @@ QWEN_STYLE_TEMPLATE = (
 )
 
 CONVERSATIONS = [
-    [{"role": "user", "content": "what is two plus two?"}, {"role": "assistant", "content": "it is four. anything else?"}],
-    [{"role": "system", "content": "you are a helpful assistant"},
-     {"role": "user", "content": "how do I cook pasta?"},
-     {"role": "assistant", "content": "boil water, add salt."},
-     {"role": "user", "content": "and then?"},
-     {"role": "assistant", "content": "cook for ten minutes"}],
+    [
+        {"role": "user", "content": "what is two plus two?"},
+        {"role": "assistant", "content": "it is four. anything else?"},
+    ],
+    [
+        {"role": "system", "content": "you are a helpful assistant"},
+        {"role": "user", "content": "how do I cook pasta?"},
+        {"role": "assistant", "content": "boil water, add salt."},
+        {"role": "user", "content": "and then?"},
+        {"role": "assistant", "content": "cook for ten minutes"},
+    ],
 ]
 
 
 def check_spans(tokenizer, messages, eot_text):
     rendered = render_example(tokenizer, messages)
     ids, spans = rendered.input_ids, rendered.spans
-    prompt_ids = tokenizer(tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True),
-                           add_special_tokens=False)["input_ids"]
+    prompt_ids = tokenizer(
+        tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True),
+        add_special_tokens=False,
+    )["input_ids"]
     # assistant_start is the last token of the generation prompt, and the prompt tokens agree.
     assert ids[: spans.assistant_start + 1] == prompt_ids
     # the response tokens decode to the response text; the next token ends the turn.
@@ -49,8 +56,15 @@ def check_spans(tokenizer, messages, eot_text):
     return rendered
 
 
-@pytest.mark.parametrize("template, eot", [(CHATML_TEMPLATE, "<|im_end|>"), (ZEPHYR_TEMPLATE, "</s>"),
-                                           (QWEN_STYLE_TEMPLATE, "<|im_end|>"), (FALLBACK_CHAT_TEMPLATE, "</s>")])
+@pytest.mark.parametrize(
+    "template, eot",
+    [
+        (CHATML_TEMPLATE, "<|im_end|>"),
+        (ZEPHYR_TEMPLATE, "</s>"),
+        (QWEN_STYLE_TEMPLATE, "<|im_end|>"),
+        (FALLBACK_CHAT_TEMPLATE, "</s>"),
+    ],
+)
 @pytest.mark.parametrize("messages", CONVERSATIONS)
 def test_spans_derived_from_each_template(template, eot, messages):
     check_spans(build_tokenizer(template), messages, eot)
@@ -65,7 +79,8 @@ def test_fallback_format_is_the_documented_one():
 def test_fallback_stops_are_where_the_fallback_format_starts_a_turn():
     turns = [("user", "hi there"), ("assistant", "hello. how can I help?"), ("user", "a joke"), ("assistant", "no")]
     text = build_tokenizer(FALLBACK_CHAT_TEMPLATE).apply_chat_template(
-        [{"role": role, "content": content} for role, content in turns], tokenize=False)
+        [{"role": role, "content": content} for role, content in turns], tokenize=False
+    )
     assert fallback_stops("fallback") == ("\nUser:",) and text.count("\nUser:") == 1  # the second user turn
     both = fallback_stops("fallback", either_role=True)
     assert [text.count(stop) for stop in both] == [1, 2]  # and every assistant turn: a simulated user stops at either
@@ -83,11 +98,16 @@ def test_truncation_keeps_prompt_end_and_response_start():
     assert s.response_start == 30  # the prompt keeps its last 3/4 of the budget
     assert cut.input_ids[:30] == full.input_ids[f.response_start - 30 : f.response_start]
     n_response = s.response_end - s.response_start
-    assert cut.input_ids[s.response_start : s.response_end] == full.input_ids[f.response_start : f.response_start + n_response]
+    assert (
+        cut.input_ids[s.response_start : s.response_end]
+        == full.input_ids[f.response_start : f.response_start + n_response]
+    )
     assert cut.input_ids[s.eot] == full.input_ids[f.eot]
     # a short reply to the same prompt sees exactly the same prompt tokens
     short = render_example(tokenizer, [prompt, {"role": "assistant", "content": "paris"}], max_tokens=40)
-    assert short.truncated and short.input_ids[: short.spans.assistant_start + 1] == cut.input_ids[: s.assistant_start + 1]
+    assert (
+        short.truncated and short.input_ids[: short.spans.assistant_start + 1] == cut.input_ids[: s.assistant_start + 1]
+    )
 
 
 def test_templates_that_drop_the_response_are_rejected():
@@ -119,6 +139,16 @@ def test_prompt_tokens_never_depend_on_the_response(template):
             prefixes.add(tuple(head))
             if max_tokens is None:
                 assert head == expected
-            assert tokenizer.decode(rendered.input_ids[rendered.spans.response_start : rendered.spans.response_end]).strip() \
-                == reply.strip()[: len(tokenizer.decode(rendered.input_ids[rendered.spans.response_start : rendered.spans.response_end]).strip())]
+            assert (
+                tokenizer.decode(
+                    rendered.input_ids[rendered.spans.response_start : rendered.spans.response_end]
+                ).strip()
+                == reply.strip()[
+                    : len(
+                        tokenizer.decode(
+                            rendered.input_ids[rendered.spans.response_start : rendered.spans.response_end]
+                        ).strip()
+                    )
+                ]
+            )
         assert len(prefixes) == 1, f"prompt tokens differ across responses (max_tokens={max_tokens})"

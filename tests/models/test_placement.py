@@ -12,7 +12,15 @@ from latent_reward.models import devices
 from latent_reward.models.devices import check_device, resolve_device
 from latent_reward.models.loading import load_model
 
-LAUNCH_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "ACCELERATE_USE_CPU")
+LAUNCH_ENV = (
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "ACCELERATE_USE_CPU",
+)
 
 
 @pytest.fixture
@@ -50,7 +58,9 @@ def launched(monkeypatch):
     from accelerate import PartialState
 
     saved = dict(os.environ)  # accelerate writes the launch variables it derives into the environment
-    os.environ.update(WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2", OMP_NUM_THREADS=str(torch.get_num_threads()))
+    os.environ.update(
+        WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2", OMP_NUM_THREADS=str(torch.get_num_threads())
+    )
     os.environ.pop("ACCELERATE_USE_CPU", None)
     monkeypatch.setattr(torch.distributed, "init_process_group", lambda *args, **kwargs: None)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
@@ -66,7 +76,9 @@ def launched(monkeypatch):
     os.environ.update(saved)
 
 
-@pytest.mark.parametrize("cuda, use_cpu, expected", [(True, False, "cuda:1"), (False, False, "cpu"), (True, True, "cpu")])
+@pytest.mark.parametrize(
+    "cuda, use_cpu, expected", [(True, False, "cuda:1"), (False, False, "cpu"), (True, True, "cpu")]
+)
 def test_each_launched_process_takes_its_own_device(cuda, use_cpu, expected, monkeypatch, launched):
     """Under `accelerate launch` auto is the device accelerate gives the process: its own GPU (LOCAL_RANK) with CUDA,
     the CPU without it or under `accelerate launch --cpu`."""
@@ -144,8 +156,9 @@ def test_a_device_torch_cannot_use_is_a_user_error(tiny_model_dir):
         load_model(str(tiny_model_dir), device="cuda:99")
 
 
-def test_under_accelerate_launch_cuda_is_the_process_own_gpu_and_a_device_map_is_refused(tiny_model_dir, monkeypatch,
-                                                                                           launched):
+def test_under_accelerate_launch_cuda_is_the_process_own_gpu_and_a_device_map_is_refused(
+    tiny_model_dir, monkeypatch, launched
+):
     """`--device cuda` with several processes means each its own GPU, as auto does (not every rank on cuda:0); a device
     map would spread every rank's copy over every GPU, so the two together are one clear error."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -161,8 +174,14 @@ def test_cpu_bfloat16_instructions_are_read_from_the_cpu_flags(monkeypatch, tmp_
     from latent_reward.models import devices
 
     real_open = builtins.open
-    for flags, expected in (("fpu sse avx2 fma", False), ("fpu avx2 avx512f avx512_bf16", True), ("fpu amx_bf16", True)):
+    for flags, expected in (
+        ("fpu sse avx2 fma", False),
+        ("fpu avx2 avx512f avx512_bf16", True),
+        ("fpu amx_bf16", True),
+    ):
         info = tmp_path / "cpuinfo"
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k))
+        monkeypatch.setattr(
+            builtins, "open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k)
+        )
         assert devices.cpu_computes_bfloat16() is expected

@@ -27,15 +27,31 @@ def test_a_probe_folder_written_as_a_flat_dict_loads_with_the_same_exclusion(tmp
     folder = probe.save(tmp_path / "probe")
     meta = json.loads((folder / "probe.json").read_text())
     alpha = meta["info"]["fit"]["alpha_factor"]
-    old = {"alpha_factor": alpha, "target": "rating", "model": "m", "store": "/stores/s", "model_dtype": "float32",
-           "chat_template": "fallback", "max_tokens": 512, "group_key_version": 2, "train_groups": ["g1", "g2"],
-           "validation_groups": ["g3"], "rating_range": [0.1, 0.9], "position": "eot", "layer": 2}  # as sweep wrote it
+    old = {
+        "alpha_factor": alpha,
+        "target": "rating",
+        "model": "m",
+        "store": "/stores/s",
+        "model_dtype": "float32",
+        "chat_template": "fallback",
+        "max_tokens": 512,
+        "group_key_version": 2,
+        "train_groups": ["g1", "g2"],
+        "validation_groups": ["g3"],
+        "rating_range": [0.1, 0.9],
+        "position": "eot",
+        "layer": 2,
+    }  # as sweep wrote it
     (folder / "probe.json").write_text(json.dumps({**meta, "info": old}))
     loaded = Probe.load(folder)
     assert loaded.info.excluded_groups() == {"g1", "g2", "g3"}
     assert loaded.info.cell() == ("eot", 2) and loaded.info.rating_range == (0.1, 0.9)
-    assert (loaded.info.model, loaded.info.store, loaded.info.chat_template, loaded.info.max_tokens) == \
-        ("m", "/stores/s", "fallback", 512)
+    assert (loaded.info.model, loaded.info.store, loaded.info.chat_template, loaded.info.max_tokens) == (
+        "m",
+        "/stores/s",
+        "fallback",
+        512,
+    )
     assert loaded.info.fit == {"alpha_factor": alpha} and loaded.info.version == 2
     np.testing.assert_allclose(loaded.predict(x), probe.predict(x))
     again = Probe.load(loaded.save(tmp_path / "again"))  # saved again: the typed form, the same provenance

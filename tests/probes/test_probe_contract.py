@@ -78,8 +78,14 @@ def test_probe_options_keep_each_kinds_own_settings_through_json():
 
 def test_the_old_flat_settings_of_a_run_json_still_load():
     """run.json files written before each kind had its own settings hold one flat object; they still replay."""
-    flat = {"train": {"epochs": 7}, "alpha_factors": [0.1, 1.0], "mlp_hidden": 32, "mlp_dropout": 0.2,
-            "mean_diff_quantile": 0.25, "pairwise_c": 0.5}
+    flat = {
+        "train": {"epochs": 7},
+        "alpha_factors": [0.1, 1.0],
+        "mlp_hidden": 32,
+        "mlp_dropout": 0.2,
+        "mean_diff_quantile": 0.25,
+        "pairwise_c": 0.5,
+    }
     options = SweepConfig.model_validate({"settings": flat}).settings
     assert options.of("ridge").alpha_factors == (0.1, 1.0) and options.of("sgd").train.epochs == 7
     assert (options.of("mlp").hidden, options.of("mlp").dropout, options.of("mlp").train.epochs) == (32, 0.2, 7)

@@ -4,12 +4,30 @@ from sklearn.linear_model import Ridge
 
 from helpers import planted, split
 from latent_reward.evaluation.metrics import all_metrics
-from latent_reward.probes import (MeanDiffProbe, MLPProbe, PairwiseProbe, Probe, ProbeOptions, RidgeProbe, SGDProbe, TrainConfig,
-                                  ridge_cv_all_layers)
+from latent_reward.probes import (
+    MeanDiffProbe,
+    MLPProbe,
+    PairwiseProbe,
+    Probe,
+    ProbeOptions,
+    RidgeProbe,
+    SGDProbe,
+    TrainConfig,
+    ridge_cv_all_layers,
+)
 
 
-@pytest.mark.parametrize("probe", [RidgeProbe(), SGDProbe(TrainConfig(epochs=60, lr=3e-3)), MLPProbe(TrainConfig(epochs=60, lr=3e-3)),
-                                   MeanDiffProbe(), PairwiseProbe(c=1.0)], ids=lambda p: p.kind)
+@pytest.mark.parametrize(
+    "probe",
+    [
+        RidgeProbe(),
+        SGDProbe(TrainConfig(epochs=60, lr=3e-3)),
+        MLPProbe(TrainConfig(epochs=60, lr=3e-3)),
+        MeanDiffProbe(),
+        PairwiseProbe(c=1.0),
+    ],
+    ids=lambda p: p.kind,
+)
 def test_probes_recover_a_planted_direction(probe, tmp_path):
     x, y, groups, direction = planted()
     train, val, test = split(groups)
@@ -41,8 +59,9 @@ def test_grouped_cv_picks_more_shrinkage_for_pure_noise():
 
 
 def test_the_registry_builds_every_kind_with_one_signature():
-    settings = ProbeOptions({"sgd": {"train": {"epochs": 3}}, "pairwise": {"c": 0.5},
-                             "mlp": {"hidden": 16, "train": {"epochs": 3}}})
+    settings = ProbeOptions(
+        {"sgd": {"train": {"epochs": 3}}, "pairwise": {"c": 0.5}, "mlp": {"hidden": 16, "train": {"epochs": 3}}}
+    )
     assert set(Probe.registry) == {"ridge", "sgd", "mlp", "mean_diff", "pairwise"}
     built = {kind: Probe.create(kind, settings.of(kind)) for kind in Probe.registry}
     assert built["pairwise"].c == 0.5 and built["mlp"].hidden == 16 and built["sgd"].config.epochs == 3
@@ -83,10 +102,13 @@ def test_early_stopping_never_sees_rows_outside_the_training_prompts():
     # rows of other prompts, given to the fit, change the split and the stopping point: the fit is what sees them
     other_x, other_y, other_groups, _ = planted(n_groups=40, d=8, noise=0.1, seed=5)
     other_groups = np.char.add("other", other_groups)
-    widened = SGDProbe(config).fit(np.concatenate([x, other_x]), np.concatenate([planted_y, -other_y]),
-                                   np.concatenate([groups, other_groups]))
-    assert ((widened.info.fit["epochs_run"], widened.info.fit["best_epoch"])
-            != (probe.info.fit["epochs_run"], probe.info.fit["best_epoch"]))
+    widened = SGDProbe(config).fit(
+        np.concatenate([x, other_x]), np.concatenate([planted_y, -other_y]), np.concatenate([groups, other_groups])
+    )
+    assert (widened.info.fit["epochs_run"], widened.info.fit["best_epoch"]) != (
+        probe.info.fit["epochs_run"],
+        probe.info.fit["best_epoch"],
+    )
 
 
 def test_dual_ridge_path_agrees_with_sklearn():

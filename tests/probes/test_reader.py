@@ -8,16 +8,21 @@ from latent_reward.positions import BY_NAME
 from latent_reward.probes import Probe
 from latent_reward.probes.reader import ProbeReader
 
-CONVERSATIONS = [[{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
-                 for prompt, reply in (("what is two plus two?", "it is four"), ("the quick brown fox", "jumps over it"),
-                                       ("what is two plus two?", "five, sadly"))]
+CONVERSATIONS = [
+    [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+    for prompt, reply in (
+        ("what is two plus two?", "it is four"),
+        ("the quick brown fox", "jumps over it"),
+        ("what is two plus two?", "five, sadly"),
+    )
+]
 
 
 def direct_state(loaded, conversation, position: str, layer: int) -> np.ndarray:
     """The state at `position` and residual index `layer`, from one plain forward of the whole conversation."""
     rendered, states, _ = direct_states(loaded, conversation)
     where = BY_NAME[position].rule(rendered.spans)
-    return states[where, layer] if isinstance(where, int) else states[where[0]:where[1], layer].mean(0)
+    return states[where, layer] if isinstance(where, int) else states[where[0] : where[1], layer].mean(0)
 
 
 def test_the_reader_gives_the_probes_estimate_at_its_position_and_layer(tiny, tiny_probe_folder):

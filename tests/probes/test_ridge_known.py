@@ -23,9 +23,13 @@ def _layers_and_targets(n_layers=10, n_groups=14, seed=0):
     x = rng.normal(size=(n, n_layers, d)) * rng.uniform(0.2, 20, size=(1, n_layers, d))
     x[:, 3, 2] = 7.0  # constant: standardized with scale 1
     z = (x - x.mean(0)) / np.where(x.std(0) > 1e-8, x.std(0), 1.0)
-    y = np.column_stack([z[:, -1] @ rng.normal(size=d) + 0.2 * rng.normal(size=n),
-                         z[:, 1, 0] + 2.0 * rng.normal(size=n),
-                         rng.normal(size=n) + 5.0])
+    y = np.column_stack(
+        [
+            z[:, -1] @ rng.normal(size=d) + 0.2 * rng.normal(size=n),
+            z[:, 1, 0] + 2.0 * rng.normal(size=n),
+            rng.normal(size=n) + 5.0,
+        ]
+    )
     return x, y, groups, z
 
 
@@ -38,8 +42,10 @@ def _sklearn_held_out() -> np.ndarray:
     n, n_layers, _ = x.shape
     columns = np.tile(y, len(FACTORS))  # [n, A * T], penalty-major
     alphas = np.repeat(np.asarray(FACTORS) * n, y.shape[1])
-    held = [cross_val_predict(Ridge(alpha=alphas), z[:, layer], columns, groups=groups, cv=LeaveOneGroupOut())
-            for layer in range(n_layers)]
+    held = [
+        cross_val_predict(Ridge(alpha=alphas), z[:, layer], columns, groups=groups, cv=LeaveOneGroupOut())
+        for layer in range(n_layers)
+    ]
     return np.stack(held).reshape(n_layers, n, len(FACTORS), y.shape[1]).transpose(0, 2, 1, 3)
 
 
@@ -98,14 +104,47 @@ def _pinned_data(d, seed):
 # Today's answers (default alpha factors 1e-3 ... 1e3), written down so that a new solver must reproduce them:
 # the chosen alpha factor [layer][target] and the first four rows' leave-one-prompt-out predictions [layer][row][target].
 PINNED = {
-    5: ([[1.0, 1000.0], [0.03162277660168379, 1.0], [3.1622776601683795, 0.001]],
-        [[[-0.45023464, -0.25338834], [-0.4086898, -0.25255497], [-0.75258106, -0.25296687], [-0.39625837, -0.25323451]],
-         [[-1.44183158, -0.13495753], [0.55204, -0.62854008], [-1.32599176, -0.39085049], [-0.83283956, -0.62957027]],
-         [[-0.5003452, -1.31128254], [-0.23131565, 0.55921606], [-0.46520742, -2.12096497], [-0.19210402, -0.70127653]]]),
-    80: ([[1000.0, 1000.0], [0.001, 10.0], [10.0, 0.1]],  # d > n: the dual form
-         [[[0.67529187, -0.18914017], [0.67555537, -0.18843761], [0.67802034, -0.18601442], [0.67477086, -0.18927182]],
-          [[-1.62101046, -0.15939765], [-1.67905815, -0.25272642], [-3.16225021, -0.12451605], [3.57617716, -0.32619397]],
-          [[0.69148289, -0.54930717], [1.12977879, -0.13073786], [0.08419469, 0.76614914], [0.87954999, 0.10591153]]]),
+    5: (
+        [[1.0, 1000.0], [0.03162277660168379, 1.0], [3.1622776601683795, 0.001]],
+        [
+            [
+                [-0.45023464, -0.25338834],
+                [-0.4086898, -0.25255497],
+                [-0.75258106, -0.25296687],
+                [-0.39625837, -0.25323451],
+            ],
+            [
+                [-1.44183158, -0.13495753],
+                [0.55204, -0.62854008],
+                [-1.32599176, -0.39085049],
+                [-0.83283956, -0.62957027],
+            ],
+            [
+                [-0.5003452, -1.31128254],
+                [-0.23131565, 0.55921606],
+                [-0.46520742, -2.12096497],
+                [-0.19210402, -0.70127653],
+            ],
+        ],
+    ),
+    80: (
+        [[1000.0, 1000.0], [0.001, 10.0], [10.0, 0.1]],  # d > n: the dual form
+        [
+            [
+                [0.67529187, -0.18914017],
+                [0.67555537, -0.18843761],
+                [0.67802034, -0.18601442],
+                [0.67477086, -0.18927182],
+            ],
+            [
+                [-1.62101046, -0.15939765],
+                [-1.67905815, -0.25272642],
+                [-3.16225021, -0.12451605],
+                [3.57617716, -0.32619397],
+            ],
+            [[0.69148289, -0.54930717], [1.12977879, -0.13073786], [0.08419469, 0.76614914], [0.87954999, 0.10591153]],
+        ],
+    ),
 }
 
 

@@ -16,5 +16,7 @@ def test_the_lens_runs_orange_through_white_to_purple_and_clips_outside_the_rang
 
 def test_each_token_carries_its_css_colour_and_value():
     tokens = colored_tokens(["a", "b"], [0.0, 1.0], 0.0, 1.0)
-    assert tokens == [{"text": "a", "rgb": "rgb(253,184,99)", "value": "0.00"},
-                      {"text": "b", "rgb": "rgb(178,171,210)", "value": "1.00"}]
+    assert tokens == [
+        {"text": "a", "rgb": "rgb(253,184,99)", "value": "0.00"},
+        {"text": "b", "rgb": "rgb(178,171,210)", "value": "1.00"},
+    ]

@@ -23,8 +23,14 @@ def test_the_run_and_compare_pages_print_a_paired_p_at_its_floor_as_a_bound():
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(40), 2).astype(str)
     y = rng.normal(size=80)
-    found = paired_differences(y, y + 0.01 * rng.normal(size=80), rng.normal(size=80), Resampler.make(groups, 50, 0),
-                               metrics=("pearson",), n_permutations=100)["pearson"]
+    found = paired_differences(
+        y,
+        y + 0.01 * rng.normal(size=80),
+        rng.normal(size=80),
+        Resampler.make(groups, 50, 0),
+        metrics=("pearson",),
+        n_permutations=100,
+    )["pearson"]
     assert found.n_permutations == 100 and found.p_value == 1 / 101  # the probe reads y, the other predictor noise
     assert _difference_text(found).endswith("(p <= 0.010)")
     comparison = Comparison(name="length", kind="baseline", scores=Scores(), versus_probe={"pearson": found})

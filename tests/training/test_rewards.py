@@ -13,8 +13,10 @@ from latent_reward.probes import Probe
 from latent_reward.training.rewards import judge_reward, make_reward, probe_reward
 
 PROMPTS = [[{"role": "user", "content": "what is two plus two?"}], [{"role": "user", "content": "the quick brown fox"}]]
-COMPLETIONS = [[{"role": "assistant", "content": "it is four"}],
-               [{"role": "assistant", "content": "jumps over the dog"}]]
+COMPLETIONS = [
+    [{"role": "assistant", "content": "it is four"}],
+    [{"role": "assistant", "content": "jumps over the dog"}],
+]
 
 
 def test_a_probe_reward_is_the_probes_reading_of_prompt_and_completion(tiny_probe_folder, tiny_model_dir):
@@ -66,7 +68,9 @@ def broken(prompts, completions, **kwargs):
 def test_make_reward_dispatches_and_turns_failures_into_one_line(tiny_probe_folder, tmp_path):
     assert make_reward(f"{__name__}:length", None, tmp_path)(["p", "q"], ["ab", "abcd"]) == [2.0, 4.0]
     assert make_reward(str(tiny_probe_folder), None, tmp_path).__name__ == f"probe_{tiny_probe_folder.name}"
-    assert make_reward("judge", Endpoint(base_url="http://127.0.0.1:9/v1", model="grader"), tmp_path).__name__ == "judge"
+    assert (
+        make_reward("judge", Endpoint(base_url="http://127.0.0.1:9/v1", model="grader"), tmp_path).__name__ == "judge"
+    )
     with pytest.raises(UserError, match="needs the judge's endpoint"):
         make_reward("judge", None, tmp_path)
     with pytest.raises(UserError, match="returned 1 values for 2 completions"):

@@ -65,10 +65,32 @@ def test_a_file_is_no_folder_a_writer_owned_folder_is_only_checked_and_no_folder
 
 
 def test_every_workflow_returns_an_outcome():
-    from latent_reward.workflows import (compare, conversation, extract, generate, judge, prompt_only, respond, run,
-                                         score, steer, train)
+    from latent_reward.workflows import (
+        compare,
+        conversation,
+        extract,
+        generate,
+        judge,
+        prompt_only,
+        respond,
+        run,
+        score,
+        steer,
+        train,
+    )
 
-    workflows = [run.run, run.sweep_stores, extract.run_extract, prompt_only.run_prompt_only, score.run_score,
-                 respond.run_respond, judge.run_judge, steer.run_steer, conversation.run_conversation, train.run_train,
-                 compare.run_compare, generate.run_generate]
+    workflows = [
+        run.run,
+        run.sweep_stores,
+        extract.run_extract,
+        prompt_only.run_prompt_only,
+        score.run_score,
+        respond.run_respond,
+        judge.run_judge,
+        steer.run_steer,
+        conversation.run_conversation,
+        train.run_train,
+        compare.run_compare,
+        generate.run_generate,
+    ]
     assert [get_origin(get_type_hints(w)["return"]) for w in workflows] == [Outcome] * 12

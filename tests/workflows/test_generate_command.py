@@ -13,8 +13,13 @@ from latent_reward.probes import Probe
 
 def test_generate_streams_the_probes_estimates_and_writes_the_lens_page(tiny_probe_folder, tiny_model_dir, tmp_path):
     streamed = []
-    reply = lr.generate("what is two plus two?", tiny_probe_folder, max_new_tokens=5, html=tmp_path / "lens.html",
-                        on_token=lambda text, estimate: streamed.append((text, estimate)))
+    reply = lr.generate(
+        "what is two plus two?",
+        tiny_probe_folder,
+        max_new_tokens=5,
+        html=tmp_path / "lens.html",
+        on_token=lambda text, estimate: streamed.append((text, estimate)),
+    )
     assert isinstance(reply, Generation) and 1 <= len(reply.ids) <= 5
     assert [t for t, _ in streamed] == reply.tokens
     np.testing.assert_allclose([e for _, e in streamed], reply.estimates, rtol=1e-6)

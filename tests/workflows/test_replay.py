@@ -19,8 +19,19 @@ def without(value, keys=("timings", "seconds")):
 @pytest.fixture
 def prompt_only_folder(tmp_path):
     store = planted_store(tmp_path / "store", n_groups=20, prompt_signal=1.0)
-    result = cli("prompt-only", "--store", store.folder, "--out", tmp_path / "p", "--n-boot", "100", "--folds", "2",
-                 "--seed", "4")
+    result = cli(
+        "prompt-only",
+        "--store",
+        store.folder,
+        "--out",
+        tmp_path / "p",
+        "--n-boot",
+        "100",
+        "--folds",
+        "2",
+        "--seed",
+        "4",
+    )
     assert result.returncode == 0, result.stderr
     return tmp_path / "p"
 
@@ -51,8 +62,10 @@ def test_rerun_of_a_folder_it_cannot_replay_is_one_line(prompt_only_folder, tmp_
     assert result.returncode == 2 and "run record not found" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     record = json.loads((prompt_only_folder / "run.json").read_text())
-    for change, message in (({"command": "generate"}, "which rerun cannot replay"),
-                            ({"config": {**record["config"], "unknown": 1}}, "holds no prompt-only configuration")):
+    for change, message in (
+        ({"command": "generate"}, "which rerun cannot replay"),
+        ({"config": {**record["config"], "unknown": 1}}, "holds no prompt-only configuration"),
+    ):
         (prompt_only_folder / "run.json").write_text(json.dumps({**record, **change}))
         result = cli("rerun", prompt_only_folder, "--out", tmp_path / "again")
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -60,12 +73,39 @@ def test_rerun_of_a_folder_it_cannot_replay_is_one_line(prompt_only_folder, tmp_
 
 @pytest.mark.slow
 def test_rerun_of_a_run_gives_the_same_results_json(tiny_model_dir, tmp_path):
-    records = [{"question": f"question {i // 3} the quick fox", "answer": "paris is the capital " * (1 + i % 5),
-                "score": float((i * 7) % 10)} for i in range(36)]
+    records = [
+        {
+            "question": f"question {i // 3} the quick fox",
+            "answer": "paris is the capital " * (1 + i % 5),
+            "score": float((i * 7) % 10),
+        }
+        for i in range(36)
+    ]
     data = write_jsonl(tmp_path / "arena.jsonl", records)
-    first = cli("run", "--model", tiny_model_dir, "--data", data, "--out", tmp_path / "r", "--n-boot", "100",
-                "--permutations", "0", "--folds", "2", "--no-sgd-grid", "--no-random-init-control", "--no-trajectory",
-                "--positions", "eot,assistant_start", "--sample-prompts", "10", "--seed", "3")
+    first = cli(
+        "run",
+        "--model",
+        tiny_model_dir,
+        "--data",
+        data,
+        "--out",
+        tmp_path / "r",
+        "--n-boot",
+        "100",
+        "--permutations",
+        "0",
+        "--folds",
+        "2",
+        "--no-sgd-grid",
+        "--no-random-init-control",
+        "--no-trajectory",
+        "--positions",
+        "eot,assistant_start",
+        "--sample-prompts",
+        "10",
+        "--seed",
+        "3",
+    )
     assert first.returncode == 0, first.stderr
     again = cli("rerun", tmp_path / "r", "--out", tmp_path / "r2")
     assert again.returncode == 0, again.stderr

@@ -21,8 +21,9 @@ def answer(body, count):
     return 200, completion(f"answer to: {body['messages'][-1]['content']}"), None, 0
 
 
-def test_respond_writes_unrated_records_from_an_endpoint_and_a_local_model_and_judge_rates_them(tiny_model_dir,
-                                                                                                 tmp_path):
+def test_respond_writes_unrated_records_from_an_endpoint_and_a_local_model_and_judge_rates_them(
+    tiny_model_dir, tmp_path
+):
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS])
     local = ModelSpec(name=str(tiny_model_dir), dtype="float32")
     generation = GenerationConfig(max_new_tokens=4, temperature=0.0)

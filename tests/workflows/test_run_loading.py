@@ -28,10 +28,16 @@ def test_run_loads_each_model_once(tmp_path, monkeypatch):
     monkeypatch.setattr(run_workflow, "analyse", analyse)
     records = [{"question": f"q{i // 2} the fox", "answer": "paris " * (i + 1), "score": i} for i in range(8)]
     data = write_jsonl(tmp_path / "a.jsonl", records)
-    config = RunConfig(data=DataSpec(source=str(data)), model=ModelSpec(name="tiny", dtype="float32"),
-                       extract=ExtractConfig(positions=("eot",), max_tokens=64), out=tmp_path / "run")
+    config = RunConfig(
+        data=DataSpec(source=str(data)),
+        model=ModelSpec(name="tiny", dtype="float32"),
+        extract=ExtractConfig(positions=("eot",), max_tokens=64),
+        out=tmp_path / "run",
+    )
     run_workflow.run(config, progress=False)
-    assert loads == [0, None] and analysed[0] is real  # the copy first (gone before the real model comes), the real one once
+    assert (
+        loads == [0, None] and analysed[0] is real
+    )  # the copy first (gone before the real model comes), the real one once
     loads.clear()
     run_workflow.run(config, progress=False)
     assert loads == [None] and analysed[-1] is real  # stores reused: the real model for the trajectories only

@@ -13,16 +13,31 @@ from latent_reward.data.schema import group_key
 
 @pytest.fixture(scope="module")
 def probe_folder(tiny, tiny_model_dir, tmp_path_factory):
-    store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path_factory.mktemp("store"), ExtractConfig(),
-                    progress=False).store
+    store = extract(
+        tiny,
+        synthetic_examples(n_prompts=12, per_prompt=3),
+        tmp_path_factory.mktemp("store"),
+        ExtractConfig(),
+        progress=False,
+    ).store
     probe = sweep(store, SweepConfig(n_boot=100), progress=False).best_probe
     probe.info.model = str(tiny_model_dir)
     return probe.save(tmp_path_factory.mktemp("probe") / "probe")
 
 
 def test_score_command_on_pairs_and_best_of_n(probe_folder, tmp_path):
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2),
-                                                    "rejected": "dog", "subset": "s1" if i % 2 else "s2"} for i in range(8)])
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {
+                "prompt": f"question {i} the fox",
+                "chosen": "paris " * (i + 2),
+                "rejected": "dog",
+                "subset": "s1" if i % 2 else "s2",
+            }
+            for i in range(8)
+        ],
+    )
     done = cli("score", "--probe", probe_folder, "--data", pairs, "--out", tmp_path / "o1", "--n-boot", "100")
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "o1" / "score.json").read_text())
@@ -30,9 +45,19 @@ def test_score_command_on_pairs_and_best_of_n(probe_folder, tmp_path):
     assert entries["all"]["pairs"] == 8 and set(entries) == {"all", "s1", "s2"}
     assert entries["all"]["predictors"]["response length"]["value"] == 1.0  # chosen is always longer here
     assert entries["all"]["versus_probe"]["response length"]["difference"]["value"] <= 0
-    bon = write_jsonl(tmp_path / "bon.jsonl", [{"instruction": f"q{i // 4} brown fox", "output": "paris " * (1 + i % 4),
-                                                "generator": "m", "sample_index": i % 4, "preference": 1 + (i % 4) / 4}
-                                               for i in range(24)])
+    bon = write_jsonl(
+        tmp_path / "bon.jsonl",
+        [
+            {
+                "instruction": f"q{i // 4} brown fox",
+                "output": "paris " * (1 + i % 4),
+                "generator": "m",
+                "sample_index": i % 4,
+                "preference": 1 + (i % 4) / 4,
+            }
+            for i in range(24)
+        ],
+    )
     done = cli("score", "--probe", probe_folder, "--data", bon, "--out", tmp_path / "o2", "--n-boot", "100")
     assert done.returncode == 0, done.stderr
     picks = json.loads((tmp_path / "o2" / "score.json").read_text())["best_of_n"]["picks"]
@@ -44,7 +69,9 @@ def test_score_command_on_pairs_and_best_of_n(probe_folder, tmp_path):
 def test_prompts_the_probe_was_trained_or_validated_on_never_count(probe_folder, tmp_path):
     probe = json.loads((probe_folder / "probe.json").read_text())["info"]
     seen = set(probe["train_groups"]) | set(probe["validation_groups"])
-    examples = synthetic_examples(n_prompts=12, per_prompt=3)  # the probe's own data: train, validation and test prompts
+    examples = synthetic_examples(
+        n_prompts=12, per_prompt=3
+    )  # the probe's own data: train, validation and test prompts
     records = [{"question": e.prompt_messages[0]["content"], "answer": e.response, "score": e.rating} for e in examples]
     data = write_jsonl(tmp_path / "own.jsonl", records)
     done = cli("score", "--probe", probe_folder, "--data", data, "--out", tmp_path / "o", "--n-boot", "100")
@@ -69,8 +96,14 @@ def test_length_reads_the_full_texts_and_log_probabilities_score_only_untruncate
     probe = Probe.load(probe_folder)
     probe.info.max_tokens = 40
     short = probe.save(tmp_path / "short" / "probe")
-    records = [{"prompt": f"question {i} the fox", "chosen": "the quick brown fox jumps " * 12,
-                "rejected": "the lazy dog " * 10} for i in range(4)]  # about 250 and 100 tokens
+    records = [
+        {
+            "prompt": f"question {i} the fox",
+            "chosen": "the quick brown fox jumps " * 12,
+            "rejected": "the lazy dog " * 10,
+        }
+        for i in range(4)
+    ]  # about 250 and 100 tokens
     records += [{"prompt": f"question {i} the fox", "chosen": "paris " * 3, "rejected": "dog"} for i in range(4, 6)]
     data = write_jsonl(tmp_path / "pairs.jsonl", records)
     done = cli("score", "--probe", short, "--data", data, "--out", tmp_path / "o", "--n-boot", "100")
@@ -83,44 +116,55 @@ def test_length_reads_the_full_texts_and_log_probabilities_score_only_untruncate
     assert frame["truncated"].sum() == 8 and frame.loc[frame["truncated"], "mean log-prob"].isna().all()
     assert frame.loc[~frame["truncated"], "mean log-prob"].notna().all()
     # or a budget that fits every pair: then the log-probabilities score them all
-    done = cli("score", "--probe", short, "--data", data, "--out", tmp_path / "o2", "--n-boot", "100",
-               "--max-tokens", "400")
+    done = cli(
+        "score", "--probe", short, "--data", data, "--out", tmp_path / "o2", "--n-boot", "100", "--max-tokens", "400"
+    )
     assert done.returncode == 0, done.stderr
     overall = json.loads((tmp_path / "o2" / "score.json").read_text())["pair_accuracy"][0]
     assert overall["truncated_pairs"] == 0 and overall["predictor_pairs"] == {}
 
 
-def test_a_probe_saved_with_older_prompt_ids_is_refused_since_its_training_prompts_could_not_be_excluded(probe_folder,
-                                                                                                          tmp_path):
+def test_a_probe_saved_with_older_prompt_ids_is_refused_since_its_training_prompts_could_not_be_excluded(
+    probe_folder, tmp_path
+):
     from latent_reward.probes import Probe
 
     probe = Probe.load(probe_folder)
     probe.info.group_key_version = None
     old = probe.save(tmp_path / "old" / "probe")
-    data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": "paris", "rejected": "dog"}
-                                                  for i in range(3)])
+    data = write_jsonl(
+        tmp_path / "pairs.jsonl", [{"prompt": f"question {i}", "chosen": "paris", "rejected": "dog"} for i in range(3)]
+    )
     done = cli("score", "--probe", old, "--data", data, "--out", tmp_path / "o")
     assert done.returncode == 2 and "older version" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_run_folders_within_prompt_probe_is_scored_first_and_differences_are_taken_against_it(tiny, tiny_model_dir,
-                                                                                                  tmp_path):
+def test_a_run_folders_within_prompt_probe_is_scored_first_and_differences_are_taken_against_it(
+    tiny, tiny_model_dir, tmp_path
+):
     from latent_reward.analysis.sweep import fit_within_probe
 
-    store = extract(tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path / "store", ExtractConfig(),
-                    progress=False).store
+    store = extract(
+        tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path / "store", ExtractConfig(), progress=False
+    ).store
     fit = sweep(store, SweepConfig(n_boot=100), progress=False)
     within = fit_within_probe(store, fit)
-    assert within.info.target == "rating-within-prompt" and within.info.position in ("response_last", "eot",
-                                                                                     "response_mean")
+    assert within.info.target == "rating-within-prompt" and within.info.position in (
+        "response_last",
+        "eot",
+        "response_mean",
+    )
     for probe in (fit.best_probe, within):
         probe.info.model = str(tiny_model_dir)
     fit.best_probe.save(tmp_path / "run" / "best_probe")
     within.save(tmp_path / "run" / "within_probe")
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2),
-                                                    "rejected": "dog"} for i in range(8)])
-    done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--data", pairs, "--out", tmp_path / "o",
-               "--n-boot", "100")
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2), "rejected": "dog"} for i in range(8)],
+    )
+    done = cli(
+        "score", "--probe", tmp_path / "run" / "best_probe", "--data", pairs, "--out", tmp_path / "o", "--n-boot", "100"
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "o" / "score.json").read_text())
     overall = summary["pair_accuracy"][0]
@@ -130,6 +174,15 @@ def test_a_run_folders_within_prompt_probe_is_scored_first_and_differences_are_t
     # a within-prompt probe that reads another token budget is refused, with one line
     within.info.max_tokens = 64
     within.save(tmp_path / "other" / "within_probe")
-    done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--data", pairs, "--out", tmp_path / "o2",
-               "--within-probe", tmp_path / "other" / "within_probe")
+    done = cli(
+        "score",
+        "--probe",
+        tmp_path / "run" / "best_probe",
+        "--data",
+        pairs,
+        "--out",
+        tmp_path / "o2",
+        "--within-probe",
+        tmp_path / "other" / "within_probe",
+    )
     assert done.returncode == 2 and "another model or token budget" in done.stderr

@@ -35,13 +35,24 @@ class Capture:
         """An ActivationStore of these states and the examples' ratings and groups (in memory unless `folder`)."""
         if self.examples is None:
             raise UserError("a store needs rated examples: capture Examples, not bare conversations")
-        return ActivationStore.from_arrays(self.states, examples=self.examples, layers=self.layers,
-                                           n_layers=self.n_layers, model=self.model, folder=folder)
+        return ActivationStore.from_arrays(
+            self.states,
+            examples=self.examples,
+            layers=self.layers,
+            n_layers=self.n_layers,
+            model=self.model,
+            folder=folder,
+        )
 
 
-def capture(loaded: LoadedModel, conversations: Sequence[Example] | Sequence[list[Message]],
-            positions: Sequence[str] | str = POSITIONS, layers: Sequence[int] | str | None = None,
-            max_tokens: int | None = None, batch_tokens: int = 1024) -> Capture:
+def capture(
+    loaded: LoadedModel,
+    conversations: Sequence[Example] | Sequence[list[Message]],
+    positions: Sequence[str] | str = POSITIONS,
+    layers: Sequence[int] | str | None = None,
+    max_tokens: int | None = None,
+    batch_tokens: int = 1024,
+) -> Capture:
     """The residual states of `conversations` (Examples, or message lists ending in the assistant's reply) at the named
     `positions` and residual indices `layers` (default all, 0..n_layers), computed as extraction computes them but
     kept in memory: for small jobs (everything is held as float32)."""

@@ -37,11 +37,15 @@ def data_fingerprint(examples: list[Example]) -> str:
     """SHA-256 hex digest of the examples' ids, groups, ratings and messages, in order."""
     digest = hashlib.sha256()
     for example in examples:
-        digest.update(json.dumps([example.id, example.group, example.rating, example.messages], ensure_ascii=False).encode())
+        digest.update(
+            json.dumps([example.id, example.group, example.rating, example.messages], ensure_ascii=False).encode()
+        )
     return digest.hexdigest()
 
 
-def request_fingerprint(examples: list[Example], config: ExtractConfig, model: str, dtype: str, random_init_seed: int | None) -> dict:
+def request_fingerprint(
+    examples: list[Example], config: ExtractConfig, model: str, dtype: str, random_init_seed: int | None
+) -> dict:
     """The parts of a store's fingerprint known before the model is loaded."""
     return {
         "model": model,
@@ -76,8 +80,14 @@ def _distributed() -> tuple[int, int, Any]:
     return state.process_index, state.num_processes, state
 
 
-def extract(loaded: LoadedModel, examples: list[Example], out: str | Path, config: ExtractConfig | None = None,
-            progress: bool = True, source: str | None = None) -> ExtractResult:
+def extract(
+    loaded: LoadedModel,
+    examples: list[Example],
+    out: str | Path,
+    config: ExtractConfig | None = None,
+    progress: bool = True,
+    source: str | None = None,
+) -> ExtractResult:
     """Read the residual stream at the configured positions for every example into `out`.
 
     Run again with the same arguments after an interruption, it computes only the missing shards
@@ -143,16 +153,25 @@ def _extract(loaded, examples, out: Path, config: ExtractConfig, progress, sourc
     if rank == 0:
         manifest = store_format.read_manifest(out)
         if todo or manifest.status != "complete":  # a run that reused everything keeps the measured timings
-            timings = {"render_seconds": round(render_seconds, 3), "forward_seconds_this_run": round(forward_seconds, 3),
-                       "wall_seconds_this_run": round(seconds, 3), "tokens_this_run": tokens_done}
+            timings = {
+                "render_seconds": round(render_seconds, 3),
+                "forward_seconds_this_run": round(forward_seconds, 3),
+                "wall_seconds_this_run": round(seconds, 3),
+                "tokens_this_run": tokens_done,
+            }
             _finish_manifest(out, manifest, shards, units, rendered, config, timings, reader.device.type)
     if state is not None:
         state.wait_for_everyone()
     return ExtractResult(ActivationStore.open(out), seconds, total_tokens, len(todo), len(mine) - len(todo), repaired)
 
 
-def _run_shard(reader: ResidualReader, shard: list[Unit], rendered: list[RenderedExample], config: ExtractConfig,
-               advance: Callable[[int, int], None]) -> dict[str, np.ndarray]:
+def _run_shard(
+    reader: ResidualReader,
+    shard: list[Unit],
+    rendered: list[RenderedExample],
+    config: ExtractConfig,
+    advance: Callable[[int, int], None],
+) -> dict[str, np.ndarray]:
     pieces: dict[str, list] = {}
     order: list[int] = []
     tokens: list[torch.Tensor] = []
@@ -166,22 +185,34 @@ def _run_shard(reader: ResidualReader, shard: list[Unit], rendered: list[Rendere
         tokens.extend(states.token_states)
         logprob_sums.extend(states.logprob_sum)
     tensors = {name: as_float16(torch.cat(values)) for name, values in pieces.items()}
-    response_counts = np.asarray([rendered[i].spans.response_end - rendered[i].spans.response_start for i in order], dtype=np.int64)
+    response_counts = np.asarray(
+        [rendered[i].spans.response_end - rendered[i].spans.response_start for i in order], dtype=np.int64
+    )
     tensors["example_index"] = np.asarray(order, dtype=np.int64)
     tensors["n_tokens"] = np.asarray([len(rendered[i].input_ids) for i in order], dtype=np.int64)
     tensors["response_tokens_count"] = response_counts
     tensors["truncated"] = np.asarray([rendered[i].truncated for i in order], dtype=np.bool_)
     if tokens:
         tensors["response_tokens"] = as_float16(torch.cat(tokens))
-        tensors["response_tokens_offsets"] = np.concatenate([[0], np.cumsum([t.shape[0] for t in tokens])]).astype(np.int64)
+        tensors["response_tokens_offsets"] = np.concatenate([[0], np.cumsum([t.shape[0] for t in tokens])]).astype(
+            np.int64
+        )
     if logprob_sums:
         tensors["logprob_sum"] = np.asarray(logprob_sums, dtype=np.float64)
         tensors["logprob_mean"] = (tensors["logprob_sum"] / (response_counts + 1)).astype(np.float32)  # + end of turn
     return tensors
 
 
-def _prepare_folder(out: Path, fingerprint: dict, examples: list[Example], loaded: LoadedModel, layers, positions, token_layers,
-                    source: str | None) -> None:
+def _prepare_folder(
+    out: Path,
+    fingerprint: dict,
+    examples: list[Example],
+    loaded: LoadedModel,
+    layers,
+    positions,
+    token_layers,
+    source: str | None,
+) -> None:
     manifest_path = out / MANIFEST
     if manifest_path.exists():
         differing = store_format.read_manifest(out).differences(fingerprint)
@@ -195,24 +226,49 @@ def _prepare_folder(out: Path, fingerprint: dict, examples: list[Example], loade
         raise UserError(f"{out} holds shards but no manifest; delete it or choose another --out folder")
     (out / store_format.SHARDS).mkdir(parents=True, exist_ok=True)
     store_format.write_examples(out, examples)
-    manifest = store_format.new_manifest(fingerprint, loaded.info.as_dict(), positions, layers, token_layers,
-                                         loaded.info.n_layers, source, versions())
+    manifest = store_format.new_manifest(
+        fingerprint, loaded.info.as_dict(), positions, layers, token_layers, loaded.info.n_layers, source, versions()
+    )
     write_json(manifest_path, manifest)
 
 
-def _finish_manifest(out: Path, manifest: store_format.Manifest, shards, units, rendered, config: ExtractConfig,
-                     timings: dict, device_type: str) -> None:
+def _finish_manifest(
+    out: Path,
+    manifest: store_format.Manifest,
+    shards,
+    units,
+    rendered,
+    config: ExtractConfig,
+    timings: dict,
+    device_type: str,
+) -> None:
     broken = [i for i in range(len(shards)) if store_format.shard_problem(out, i, checksum=False)]
     if broken:
         raise UserError(f"{len(broken)} shard(s) are missing or damaged after extraction; run the same command again")
     tokens_total = sum(len(r.input_ids) for r in rendered)
     computed = sum(u.prompt_length + sum(u.continuation_lengths) for u in units)
-    padded = sum(padded_tokens(prompt_chunks(shard, config.prompt_tokens, device_type), config.batch_tokens, device_type)
-                 for shard in shards)
-    stats = store_format.StoreStats(tokens=tokens_total, tokens_computed=computed,
-                                    tokens_saved_by_prompt_sharing=tokens_total - computed,
-                                    padding_fraction=round(1 - computed / max(padded, 1), 4), prompt_units=len(units),
-                                    truncated=sum(r.truncated for r in rendered))
-    write_json(out / MANIFEST, manifest.model_copy(update={
-        "status": "complete", "n_examples": len(rendered), "n_shards": len(shards),
-        "shards": store_format.shard_records(out, len(shards)), "stats": stats, "timings": timings}))
+    padded = sum(
+        padded_tokens(prompt_chunks(shard, config.prompt_tokens, device_type), config.batch_tokens, device_type)
+        for shard in shards
+    )
+    stats = store_format.StoreStats(
+        tokens=tokens_total,
+        tokens_computed=computed,
+        tokens_saved_by_prompt_sharing=tokens_total - computed,
+        padding_fraction=round(1 - computed / max(padded, 1), 4),
+        prompt_units=len(units),
+        truncated=sum(r.truncated for r in rendered),
+    )
+    write_json(
+        out / MANIFEST,
+        manifest.model_copy(
+            update={
+                "status": "complete",
+                "n_examples": len(rendered),
+                "n_shards": len(shards),
+                "shards": store_format.shard_records(out, len(shards)),
+                "stats": stats,
+                "timings": timings,
+            }
+        ),
+    )

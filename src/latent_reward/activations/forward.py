@@ -92,7 +92,9 @@ class ResidualReader:
     the last entry of transformers' `hidden_states`.
     """
 
-    def __init__(self, model, layers: tuple[int, ...], positions: tuple[str, ...], token_layers: tuple[int, ...], logprobs: bool):
+    def __init__(
+        self, model, layers: tuple[int, ...], positions: tuple[str, ...], token_layers: tuple[int, ...], logprobs: bool
+    ):
         self.model = model
         self.base = getattr(model, model.base_model_prefix, model)
         self.layers = layers
@@ -105,7 +107,9 @@ class ResidualReader:
         self._index_captured: dict[int, torch.Tensor] = {}
         self._mean_captured: dict[int, torch.Tensor] = {}
         self._token_captured: dict[int, torch.Tensor] = {}
-        self._handles = [residual_hook(model, layer, self._capturer(layer)) for layer in sorted(set(layers) | set(token_layers))]
+        self._handles = [
+            residual_hook(model, layer, self._capturer(layer)) for layer in sorted(set(layers) | set(token_layers))
+        ]
 
     def close(self) -> None:
         """Remove the hooks from the model."""
@@ -119,7 +123,9 @@ class ResidualReader:
                 if requests.rows is not None:
                     self._index_captured[layer] = hidden[requests.at("rows", hidden), requests.at("cols", hidden)]
                 if requests.mean_mask is not None:  # a matmul in the model's dtype (accumulated in float32)
-                    self._mean_captured[layer] = torch.einsum("pbt,btd->pbd", requests.at("mean_mask", hidden, hidden.dtype), hidden)
+                    self._mean_captured[layer] = torch.einsum(
+                        "pbt,btd->pbd", requests.at("mean_mask", hidden, hidden.dtype), hidden
+                    )
             if layer in self.token_layers and requests.every_token is not None:
                 self._token_captured[layer] = hidden[requests.at("every_token", hidden)].float()
 
@@ -133,7 +139,9 @@ class ResidualReader:
             for name, block in zip(requests.index_names, stacked.chunk(len(requests.index_names))):
                 taken[name] = block
         if self._mean_captured:
-            stacked = torch.stack([self._mean_captured[l].to(self.device) for l in self.layers], dim=2).float()  # [names, rows, layers, d]
+            stacked = torch.stack(
+                [self._mean_captured[l].to(self.device) for l in self.layers], dim=2
+            ).float()  # [names, rows, layers, d]
             for name, totals, counts in zip(requests.mean_names, stacked, requests.mean_counts):
                 taken[name] = totals / counts[:, :, None]
         self._index_captured, self._mean_captured = {}, {}
@@ -182,8 +190,15 @@ class ResidualReader:
         for batch in response_batches(units, batch_tokens, self.device.type):
             rows = torch.tensor([u for u, _ in batch])
             members = [units[u].members[m] for u, m in batch]
-            states = self._response_pass(units, rows, members, rendered, _select_rows(cache, rows.to(self.device)),
-                                         prompt_mask[rows], None if last_hidden is None else last_hidden[rows])
+            states = self._response_pass(
+                units,
+                rows,
+                members,
+                rendered,
+                _select_rows(cache, rows.to(self.device)),
+                prompt_mask[rows],
+                None if last_hidden is None else last_hidden[rows],
+            )
             for name, values in prompt_states.items():
                 states.positions[name] = values[rows.to(self.device)].cpu()
             result.extend(states, self.positions)
@@ -196,12 +211,19 @@ class ResidualReader:
         ids = torch.zeros((len(units), width), dtype=torch.long)
         mask = torch.zeros((len(units), width), dtype=torch.long)
         for row, unit in enumerate(units):
-            ids[row, width - unit.prompt_length :] = torch.as_tensor(rendered[unit.members[0]].input_ids[: unit.prompt_length])
+            ids[row, width - unit.prompt_length :] = torch.as_tensor(
+                rendered[unit.members[0]].input_ids[: unit.prompt_length]
+            )
             mask[row, width - unit.prompt_length :] = 1
-        self._requests = self._requests_for("prompt", [rendered[u.members[0]].spans for u in units],
-                                            [u.prompt_length - width for u in units], width)
-        out = self.base(input_ids=ids.to(device), attention_mask=mask.to(device),
-                        position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True)
+        self._requests = self._requests_for(
+            "prompt", [rendered[u.members[0]].spans for u in units], [u.prompt_length - width for u in units], width
+        )
+        out = self.base(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device),
+            use_cache=True,
+        )
         return self._take(), output_cache(out), mask, (out.last_hidden_state[:, -1] if self.logprobs else None)
 
     def _response_pass(self, units, rows, members, rendered, cache, prompt_mask, prompt_last_hidden) -> BatchStates:
@@ -220,8 +242,13 @@ class ResidualReader:
         self._requests = self._requests_for("response", spans, offsets, span)
         self._requests.every_token = response_mask.bool() if self.token_layers else None
         positions = torch.tensor(offsets)[:, None] + torch.arange(span)[None, :]
-        out = self.base(input_ids=ids.to(device), attention_mask=torch.cat([prompt_mask, mask], dim=1).to(device),
-                        position_ids=positions.to(device), use_cache=True, **{self._cache_kwarg: cache})
+        out = self.base(
+            input_ids=ids.to(device),
+            attention_mask=torch.cat([prompt_mask, mask], dim=1).to(device),
+            position_ids=positions.to(device),
+            use_cache=True,
+            **{self._cache_kwarg: cache},
+        )
         states = BatchStates(example_index=list(members), positions={k: v.cpu() for k, v in self._take().items()})
         if self.token_layers:
             per_layer = torch.stack([self._token_captured[l].cpu() for l in self.token_layers], dim=1)
@@ -231,8 +258,9 @@ class ResidualReader:
             scored = response_mask.clone()  # log pi(y|x): the response's tokens and the end-of-turn token that ends it
             for row, (s, offset) in enumerate(zip(spans, offsets)):
                 scored[row, s.eot - offset] = 1
-            states.logprob_sum = self._response_logprobs(prompt_last_hidden, out.last_hidden_state, ids.to(device),
-                                                         scored)
+            states.logprob_sum = self._response_logprobs(
+                prompt_last_hidden, out.last_hidden_state, ids.to(device), scored
+            )
         return states
 
     def _response_logprobs(self, first_hidden, hidden, targets, response_mask) -> list[float]:
@@ -248,7 +276,9 @@ class ResidualReader:
             logits = head(flat_states[start : start + 512]).float()
             if softcap:
                 logits = torch.tanh(logits / softcap) * softcap
-            logprobs.append(torch.log_softmax(logits, -1).gather(1, flat_targets[start : start + 512, None].to(logits.device))[:, 0])
+            logprobs.append(
+                torch.log_softmax(logits, -1).gather(1, flat_targets[start : start + 512, None].to(logits.device))[:, 0]
+            )
         per_token = torch.cat(logprobs)
         return [chunk.double().sum().item() for chunk in torch.split(per_token, selected.sum(1).tolist())]
 

@@ -72,7 +72,9 @@ def response_batches(units: list[Unit], batch_tokens: int, device_type: str) -> 
     each batch's padded size within `batch_tokens`."""
     items = [(u, m) for u, unit in enumerate(units) for m in range(len(unit.members))]
     items.sort(key=lambda item: (units[item[0]].continuation_lengths[item[1]], item))
-    return partition_by_length(items, lambda item: units[item[0]].continuation_lengths[item[1]], batch_tokens, device_type)
+    return partition_by_length(
+        items, lambda item: units[item[0]].continuation_lengths[item[1]], batch_tokens, device_type
+    )
 
 
 def padded_tokens(chunks: list[list[Unit]], batch_tokens: int, device_type: str) -> int:
@@ -80,8 +82,10 @@ def padded_tokens(chunks: list[list[Unit]], batch_tokens: int, device_type: str)
     total = 0
     for chunk in chunks:
         total += len(chunk) * max(u.prompt_length for u in chunk)
-        total += sum(len(batch) * max(chunk[u].continuation_lengths[m] for u, m in batch)
-                     for batch in response_batches(chunk, batch_tokens, device_type))
+        total += sum(
+            len(batch) * max(chunk[u].continuation_lengths[m] for u, m in batch)
+            for batch in response_batches(chunk, batch_tokens, device_type)
+        )
     return total
 
 

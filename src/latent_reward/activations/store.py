@@ -152,8 +152,10 @@ def write_shard(folder: Path, index: int, tensors: dict[str, np.ndarray]) -> Non
     data = save({name: np.ascontiguousarray(values) for name, values in tensors.items()})
     path = shard_path(folder, index)
     atomic_write_bytes(path, data)
-    write_json(_record_path(path), {"bytes": len(data), "sha256": sha256_bytes(data),
-                                    "examples": int(len(tensors["example_index"]))})
+    write_json(
+        _record_path(path),
+        {"bytes": len(data), "sha256": sha256_bytes(data), "examples": int(len(tensors["example_index"]))},
+    )
 
 
 def shard_problem(folder: Path, index: int, record: ShardRecord | None = None, checksum: bool = True) -> str | None:
@@ -182,9 +184,12 @@ def shard_problem(folder: Path, index: int, record: ShardRecord | None = None, c
 
 def shard_records(folder: Path, n_shards: int) -> list[ShardRecord]:
     """The integrity records of shards 0..n-1, for the finished manifest."""
-    return [ShardRecord.model_validate({"file": shard_path(folder, i).name,
-                                        **read_json(_record_path(shard_path(folder, i)), "shard record")})
-            for i in range(n_shards)]
+    return [
+        ShardRecord.model_validate(
+            {"file": shard_path(folder, i).name, **read_json(_record_path(shard_path(folder, i)), "shard record")}
+        )
+        for i in range(n_shards)
+    ]
 
 
 def matching_complete_store(folder: Path, wanted: dict[str, Any]) -> bool:
@@ -195,12 +200,25 @@ def matching_complete_store(folder: Path, wanted: dict[str, Any]) -> bool:
     return manifest.status == "complete" and not manifest.differences(wanted)
 
 
-def new_manifest(fingerprint: dict[str, Any], model: ModelRecord | dict[str, Any], positions, layers, token_layers,
-                 n_layers: int, source: str | None, versions: dict[str, str]) -> Manifest:
+def new_manifest(
+    fingerprint: dict[str, Any],
+    model: ModelRecord | dict[str, Any],
+    positions,
+    layers,
+    token_layers,
+    n_layers: int,
+    source: str | None,
+    versions: dict[str, str],
+) -> Manifest:
     """The manifest of a store about to be written (status "incomplete"; shards and stats are added when it is finished)."""
     return Manifest(
-        fingerprint=fingerprint, data_source=source, model=ModelRecord.model_validate(model), positions=list(positions),
-        layers=list(layers), token_layers=list(token_layers), versions=versions,
+        fingerprint=fingerprint,
+        data_source=source,
+        model=ModelRecord.model_validate(model),
+        positions=list(positions),
+        layers=list(layers),
+        token_layers=list(token_layers),
+        versions=versions,
         residual_convention=(
             "index 0 = input of the first block (embeddings); index i = raw output of block i; "
             f"index {n_layers} = raw output of the last block, BEFORE the final norm "
@@ -211,7 +229,9 @@ def new_manifest(fingerprint: dict[str, Any], model: ModelRecord | dict[str, Any
 
 def write_examples(folder: Path, examples: list[Example]) -> None:
     """Write the examples to the store's examples.jsonl, one record per line, atomically."""
-    atomic_write_text(Path(folder) / EXAMPLES, "".join(json.dumps(e.to_record(), ensure_ascii=False) + "\n" for e in examples))
+    atomic_write_text(
+        Path(folder) / EXAMPLES, "".join(json.dumps(e.to_record(), ensure_ascii=False) + "\n" for e in examples)
+    )
 
 
 def read_safetensors_memmap(path: Path) -> dict[str, np.ndarray]:
@@ -247,15 +267,20 @@ def _release(values: np.ndarray) -> None:
 
 def _text_free_example(index: int, group: str, rating: float) -> Example:
     """An example that carries a row's id, group and rating but no text (a store made from arrays alone)."""
-    return Example(id=f"arrays:{index}", group=str(group), rating=float(rating),
-                   messages=[{"role": "user", "content": ""}, {"role": "assistant", "content": ""}])
+    return Example(
+        id=f"arrays:{index}",
+        group=str(group),
+        rating=float(rating),
+        messages=[{"role": "user", "content": ""}, {"role": "assistant", "content": ""}],
+    )
 
 
 def _float16(name: str, values: Any, n: int, layers: int | None) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim != 3 or array.shape[0] != n or (layers is not None and array.shape[1] != layers):
-        raise UserError(f"states[{name!r}] must be [n examples ({n}), n layers ({layers}), d_model], "
-                        f"not {list(array.shape)}")
+        raise UserError(
+            f"states[{name!r}] must be [n examples ({n}), n layers ({layers}), d_model], not {list(array.shape)}"
+        )
     with np.errstate(over="ignore"):  # checked just below
         stored = array.astype(np.float16)
     if np.isfinite(array).all() and not np.isfinite(stored).all():
@@ -267,20 +292,37 @@ class ActivationStore:
     """Read side of a finished store. Open with `ActivationStore.open(folder)`; make one from arrays with
     `from_arrays`."""
 
-    def __init__(self, folder: Path | None, manifest: Manifest, examples: list[Example],
-                 shards: list[dict[str, np.ndarray]] | None = None):
+    def __init__(
+        self,
+        folder: Path | None,
+        manifest: Manifest,
+        examples: list[Example],
+        shards: list[dict[str, np.ndarray]] | None = None,
+    ):
         self.folder = folder  # None for a store held in memory
         self.manifest = manifest
         self._examples = examples
-        self._shards = shards if shards is not None else [read_safetensors_memmap(shard_path(folder, i))
-                                                          for i in range(manifest.n_shards)]
+        self._shards = (
+            shards
+            if shards is not None
+            else [read_safetensors_memmap(shard_path(folder, i)) for i in range(manifest.n_shards)]
+        )
         self._row_order = [shard["example_index"] for shard in self._shards]
 
     @classmethod
-    def from_arrays(cls, states: Mapping[str, Any], ratings: Sequence[float] | np.ndarray | None = None,
-                    groups: Sequence[str] | np.ndarray | None = None, *, examples: Sequence[Example] | None = None,
-                    layers: Sequence[int] | None = None, n_layers: int | None = None, model: str = "arrays",
-                    stats: Mapping[str, np.ndarray] | None = None, folder: str | Path | None = None) -> ActivationStore:
+    def from_arrays(
+        cls,
+        states: Mapping[str, Any],
+        ratings: Sequence[float] | np.ndarray | None = None,
+        groups: Sequence[str] | np.ndarray | None = None,
+        *,
+        examples: Sequence[Example] | None = None,
+        layers: Sequence[int] | None = None,
+        n_layers: int | None = None,
+        model: str = "arrays",
+        stats: Mapping[str, np.ndarray] | None = None,
+        folder: str | Path | None = None,
+    ) -> ActivationStore:
         """A store from states already in memory (your TransformerLens or nnsight cache, vLLM outputs, `lr.capture`).
 
         states: {position: [n, len(layers), d_model]}, position names from the positions table (user_end,
@@ -312,13 +354,18 @@ class ActivationStore:
         for name, values in (stats or {}).items():
             tensors[name] = np.asarray(values)
             if tensors[name].shape != (n,):
-                raise UserError(f"stats[{name!r}] must hold one value per example ({n}), "
-                                f"not {list(tensors[name].shape)}")
+                raise UserError(
+                    f"stats[{name!r}] must hold one value per example ({n}), not {list(tensors[name].shape)}"
+                )
         tensors["example_index"] = np.arange(n, dtype=np.int64)
-        record = ModelRecord(name=model, n_layers=int(n_layers if n_layers is not None else max(layers)),
-                             d_model=int(next(iter(tensors.values())).shape[-1]))
-        manifest = new_manifest({"source": "arrays", "n_examples": n}, record, names, layers, [], record.n_layers,
-                                "arrays", versions())
+        record = ModelRecord(
+            name=model,
+            n_layers=int(n_layers if n_layers is not None else max(layers)),
+            d_model=int(next(iter(tensors.values())).shape[-1]),
+        )
+        manifest = new_manifest(
+            {"source": "arrays", "n_examples": n}, record, names, layers, [], record.n_layers, "arrays", versions()
+        )
         manifest = manifest.model_copy(update={"status": "complete", "n_examples": n, "n_shards": 1})
         if folder is None:
             return cls(None, manifest, examples, [tensors])
@@ -344,8 +391,10 @@ class ActivationStore:
         for index, record in enumerate(manifest.shards):
             problem = shard_problem(folder, index, record, checksum=verify)
             if problem:
-                raise UserError(f"{shard_path(folder, index)} is damaged ({problem}); run the same extract command "
-                                "again to recompute it")
+                raise UserError(
+                    f"{shard_path(folder, index)} is damaged ({problem}); run the same extract command "
+                    "again to recompute it"
+                )
         try:
             with (folder / EXAMPLES).open(encoding="utf-8") as handle:
                 examples = [Example.from_record(json.loads(line)) for line in handle]
@@ -429,8 +478,9 @@ class ActivationStore:
         return [name for name in self._shards[0] if name not in skip] if self._shards else []
 
     # --- export -----------------------------------------------------------------------------
-    def to_dataset(self, positions: Sequence[str] | None = None,
-                   layers: Sequence[int] | None = None) -> datasets.Dataset:
+    def to_dataset(
+        self, positions: Sequence[str] | None = None, layers: Sequence[int] | None = None
+    ) -> datasets.Dataset:
         """A Hugging Face `datasets.Dataset`, one row per example in example order (the order of `examples`, whatever
         the shards' order): id, group, rating, messages, one `aspect_<name>` column per aspect, the per-example
         statistics, and one column per position holding its states, float16 [len(layers), d_model] (default: every
@@ -439,12 +489,18 @@ class ActivationStore:
 
         positions = list(positions or self.positions)
         layers = list(layers or self.layers)
-        columns: dict[str, Any] = {"id": self.ids, "group": [str(g) for g in self.groups], "rating": self.ratings,
-                                   "messages": [e.messages for e in self._examples]}
-        features: dict[str, Any] = {"id": datasets.Value("string"), "group": datasets.Value("string"),
-                                    "rating": datasets.Value("float64"),
-                                    "messages": datasets.List({"role": datasets.Value("string"),
-                                                               "content": datasets.Value("string")})}
+        columns: dict[str, Any] = {
+            "id": self.ids,
+            "group": [str(g) for g in self.groups],
+            "rating": self.ratings,
+            "messages": [e.messages for e in self._examples],
+        }
+        features: dict[str, Any] = {
+            "id": datasets.Value("string"),
+            "group": datasets.Value("string"),
+            "rating": datasets.Value("float64"),
+            "messages": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
+        }
         for name, values in self.aspects.items():
             columns[f"aspect_{name}"], features[f"aspect_{name}"] = values, datasets.Value("float64")
         for name in self.stat_names():
@@ -455,8 +511,9 @@ class ActivationStore:
             features[position] = datasets.Array2D((len(layers), self.d_model), "float16")
         return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
-    def to_parquet(self, path: str | Path, positions: Sequence[str] | None = None,
-                   layers: Sequence[int] | None = None) -> Path:
+    def to_parquet(
+        self, path: str | Path, positions: Sequence[str] | None = None, layers: Sequence[int] | None = None
+    ) -> Path:
         """`to_dataset(positions, layers)` written to one Parquet file (atomically); returns its path."""
         path = Path(path)
         dataset = self.to_dataset(positions, layers)

@@ -12,8 +12,13 @@ from latent_reward.models.chat import RenderedExample, render_example
 from latent_reward.models.loading import LoadedModel
 
 
-def response_token_states(loaded: LoadedModel, messages: list[list[dict[str, str]]], layer: int, max_tokens: int | None = None,
-                          batch_tokens: int = 1024) -> tuple[list[np.ndarray], list[RenderedExample]]:
+def response_token_states(
+    loaded: LoadedModel,
+    messages: list[list[dict[str, str]]],
+    layer: int,
+    max_tokens: int | None = None,
+    batch_tokens: int = 1024,
+) -> tuple[list[np.ndarray], list[RenderedExample]]:
     """float32 [n_response_tokens, d_model] per conversation at residual index `layer`, with the renderings."""
     rendered = [render_example(loaded.tokenizer, m, max_tokens) for m in messages]
     reader = ResidualReader(loaded.model, (), (), (layer,), False)
@@ -28,9 +33,14 @@ def response_token_states(loaded: LoadedModel, messages: list[list[dict[str, str
     return states, rendered
 
 
-def read_positions(loaded: LoadedModel, messages: list[list[dict[str, str]]], positions: tuple[str, ...],
-                   layers: tuple[int, ...], max_tokens: int | None = None,
-                   batch_tokens: int = 1024) -> dict[str, np.ndarray]:
+def read_positions(
+    loaded: LoadedModel,
+    messages: list[list[dict[str, str]]],
+    positions: tuple[str, ...],
+    layers: tuple[int, ...],
+    max_tokens: int | None = None,
+    batch_tokens: int = 1024,
+) -> dict[str, np.ndarray]:
     """float32 [n, len(layers), d_model] per position: each conversation's states at the named positions and residual
     indices, read by the extraction's two-pass forward (prompts shared by their responses), rows in input order."""
     rendered = [render_example(loaded.tokenizer, m, max_tokens) for m in messages]
@@ -46,13 +56,21 @@ def read_positions(loaded: LoadedModel, messages: list[list[dict[str, str]]], po
     return states
 
 
-def position_states(loaded: LoadedModel, messages: list[list[dict[str, str]]], position: str, layer: int,
-                    max_tokens: int | None = None, batch_tokens: int = 1024) -> np.ndarray:
+def position_states(
+    loaded: LoadedModel,
+    messages: list[list[dict[str, str]]],
+    position: str,
+    layer: int,
+    max_tokens: int | None = None,
+    batch_tokens: int = 1024,
+) -> np.ndarray:
     """float32 [n, d_model]: each conversation's state at `position` and residual index `layer`."""
     return read_positions(loaded, messages, (position,), (layer,), max_tokens, batch_tokens)[position][:, 0]
 
 
-def last_token_states(loaded: LoadedModel, token_lists: list[list[int]], layer: int, batch_tokens: int = 2048) -> np.ndarray:
+def last_token_states(
+    loaded: LoadedModel, token_lists: list[list[int]], layer: int, batch_tokens: int = 2048
+) -> np.ndarray:
     """float32 [n, d_model]: the state at each token list's last token, residual index `layer` (e.g. assistant_start
     of a prompt rendered with its generation prompt), in batches of similar length."""
     import torch
@@ -75,7 +93,11 @@ def last_token_states(loaded: LoadedModel, token_lists: list[list[int]], layer: 
                 for row, i in enumerate(batch):
                     ids[row, width - len(token_lists[i]) :] = torch.as_tensor(token_lists[i])
                     mask[row, width - len(token_lists[i]) :] = 1
-                base(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device))
+                base(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device),
+                )
                 states[batch] = captured.pop().numpy()
     finally:
         handle.remove()

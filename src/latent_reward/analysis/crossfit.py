@@ -54,13 +54,24 @@ class CrossFit:
     groups: np.ndarray  # prompt of each kept row
     predictions: dict[str, np.ndarray]  # selector name -> [n_kept]
     cells: dict[str, list[Cell]]  # selector name -> the cell chosen in each fold
-    permuted: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # control -> (targets [P, n], predictions [P, n])
+    permuted: dict[str, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )  # control -> (targets [P, n], predictions [P, n])
 
 
-def cross_fit(store: ActivationStore | SketchedStore, target: Target, positions: tuple[str, ...], n_folds: int = 5, seed: int = 0,
-              settings: ProbeOptions | None = None, selectors: dict[str, Selector] | None = None,
-              permutations: int = 0, progress: bool = True, folds: np.ndarray | None = None,
-              controls: tuple[str, ...] = ("within", "global")) -> CrossFit:
+def cross_fit(
+    store: ActivationStore | SketchedStore,
+    target: Target,
+    positions: tuple[str, ...],
+    n_folds: int = 5,
+    seed: int = 0,
+    settings: ProbeOptions | None = None,
+    selectors: dict[str, Selector] | None = None,
+    permutations: int = 0,
+    progress: bool = True,
+    folds: np.ndarray | None = None,
+    controls: tuple[str, ...] = ("within", "global"),
+) -> CrossFit:
     """Nested cross-fitting of ridge probes over `positions` x every stored layer (see the module docstring).
 
     `selectors` name the restricted choices to make besides the best cell (default: just "probe").
@@ -70,15 +81,40 @@ def cross_fit(store: ActivationStore | SketchedStore, target: Target, positions:
     sketch and fits exactly on the full states.
     """
     exact = exact_reader(store, target.states)
-    return cross_fit_arrays(lambda position: target.states(store, position), list(store.layers), target.y, target.groups,
-                            positions, n_folds, seed, settings, selectors, permutations, progress, folds, controls, exact)
+    return cross_fit_arrays(
+        lambda position: target.states(store, position),
+        list(store.layers),
+        target.y,
+        target.groups,
+        positions,
+        n_folds,
+        seed,
+        settings,
+        selectors,
+        permutations,
+        progress,
+        folds,
+        controls,
+        exact,
+    )
 
 
-def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: np.ndarray, groups: np.ndarray,
-                     positions: tuple[str, ...], n_folds: int = 5, seed: int = 0, settings: ProbeOptions | None = None,
-                     selectors: dict[str, Selector] | None = None, permutations: int = 0, progress: bool = True,
-                     folds: np.ndarray | None = None, controls: tuple[str, ...] = ("within", "global"),
-                     exact: ExactStates | None = None) -> CrossFit:
+def cross_fit_arrays(
+    states: Callable[[str], np.ndarray],
+    layers: list[int],
+    y: np.ndarray,
+    groups: np.ndarray,
+    positions: tuple[str, ...],
+    n_folds: int = 5,
+    seed: int = 0,
+    settings: ProbeOptions | None = None,
+    selectors: dict[str, Selector] | None = None,
+    permutations: int = 0,
+    progress: bool = True,
+    folds: np.ndarray | None = None,
+    controls: tuple[str, ...] = ("within", "global"),
+    exact: ExactStates | None = None,
+) -> CrossFit:
     """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups. With `exact`,
     those states only choose the cells, and each fold's probe is fitted on `exact(position, layer)` at its cell.
 
@@ -91,7 +127,9 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
     if folds is None:
         folds = group_folds(groups, n_folds, seed)
     n_folds = int(folds.max()) + 1
-    permuted = _permuted_targets(y, groups, permutations, seed, controls) if permutations and "probe" in selectors else {}
+    permuted = (
+        _permuted_targets(y, groups, permutations, seed, controls) if permutations and "probe" in selectors else {}
+    )
     targets = np.vstack([y[None], *permuted.values()])  # [1 + permuted, n]: the rating first
     # the choices: one per selector (on the rating) and one per permuted target, in each fold
     chosen = {name: [_Choice() for _ in range(n_folds)] for name in selectors}
@@ -108,8 +146,11 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
             train, held = folds != k, folds == k
             for index, j, cv in _inner_cv(x[train], targets[:, train], groups[train], alpha_factors):
                 cv_r = _columnwise_r(targets[:, train].T, cv.predictions[j])  # [targets]
-                improved = [name for name, choices in chosen.items()
-                            if allowed[name](position, layers[index]) and cv_r[column[name]] > choices[k].score]
+                improved = [
+                    name
+                    for name, choices in chosen.items()
+                    if allowed[name](position, layers[index]) and cv_r[column[name]] > choices[k].score
+                ]
                 if not improved:
                     continue
                 predicted = cv.predict(j, x[held][:, index]) if kept is not None else None  # [held, targets]
@@ -128,12 +169,16 @@ def cross_fit_arrays(states: Callable[[str], np.ndarray], layers: list[int], y: 
     if permuted and "probe" in result.cells:
         for i, (control, control_targets) in enumerate(permuted.items()):
             first = 1 + i * permutations
-            result.permuted[control] = (control_targets,
-                                        np.stack([kept[_null(t)] for t in range(first, first + permutations)]))
+            result.permuted[control] = (
+                control_targets,
+                np.stack([kept[_null(t)] for t in range(first, first + permutations)]),
+            )
     return result
 
 
-_CV_BYTES = 2**29  # memory for one inner cross-validation's leave-one-prompt-out residuals [layers, penalties, n, targets]
+_CV_BYTES = (
+    2**29
+)  # memory for one inner cross-validation's leave-one-prompt-out residuals [layers, penalties, n, targets]
 
 
 def _inner_cv(x: np.ndarray, targets: np.ndarray, groups, alpha_factors) -> Iterator[tuple[int, int, RidgeCV]]:
@@ -145,8 +190,10 @@ def _inner_cv(x: np.ndarray, targets: np.ndarray, groups, alpha_factors) -> Iter
     chunk = max(1, _CV_BYTES // (len(alpha_factors) * targets.shape[1] * 8))
     for first in range(0, x.shape[1], layers_per_fit):
         part = x[:, first : first + layers_per_fit]
-        fits = [ridge_cv_all_layers(part, targets[start : start + chunk].T, groups, alpha_factors)
-                for start in range(0, len(targets), chunk)]
+        fits = [
+            ridge_cv_all_layers(part, targets[start : start + chunk].T, groups, alpha_factors)
+            for start in range(0, len(targets), chunk)
+        ]
         cv = fits[0] if len(fits) == 1 else _join_targets(fits)
         for j in range(part.shape[1]):
             yield first + j, j, cv
@@ -155,9 +202,16 @@ def _inner_cv(x: np.ndarray, targets: np.ndarray, groups, alpha_factors) -> Iter
 def _join_targets(parts: list[RidgeCV]) -> RidgeCV:
     """One RidgeCV from fits of the same layer on chunks of the targets."""
     weights = [np.concatenate([p.weights[j] for p in parts], axis=1) for j in range(len(parts[0].weights))]
-    return RidgeCV(np.concatenate([p.best_alpha for p in parts], axis=1), np.concatenate([p.mse for p in parts], axis=2),
-                   np.concatenate([p.predictions for p in parts], axis=2), weights,
-                   np.concatenate([p.intercept for p in parts]), parts[0].mean, parts[0].scale, parts[0].alpha_factors)
+    return RidgeCV(
+        np.concatenate([p.best_alpha for p in parts], axis=1),
+        np.concatenate([p.mse for p in parts], axis=2),
+        np.concatenate([p.predictions for p in parts], axis=2),
+        weights,
+        np.concatenate([p.intercept for p in parts]),
+        parts[0].mean,
+        parts[0].scale,
+        parts[0].alpha_factors,
+    )
 
 
 def _columnwise_r(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -175,12 +229,23 @@ def _null(t: int) -> str:
 
 def _permuted_targets(y, groups, n: int, seed: int, controls: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The shuffled-rating controls' targets, [n, rows] per control: within each prompt, and across all rows."""
-    permute = {"within": lambda: within_group_permutations(y, groups, n, seed + 1), "global": lambda: global_permutations(y, n, seed + 2)}
+    permute = {
+        "within": lambda: within_group_permutations(y, groups, n, seed + 1),
+        "global": lambda: global_permutations(y, n, seed + 2),
+    }
     return {name: permute[name]() for name in controls}
 
 
-def _fit_at_cells(chosen: dict[str, list[_Choice]], column: dict[str, int], read: ExactStates, targets: np.ndarray,
-                  groups, folds, alpha_factors: tuple[float, ...], dtype: torch.dtype) -> dict[str, np.ndarray]:
+def _fit_at_cells(
+    chosen: dict[str, list[_Choice]],
+    column: dict[str, int],
+    read: ExactStates,
+    targets: np.ndarray,
+    groups,
+    folds,
+    alpha_factors: tuple[float, ...],
+    dtype: torch.dtype,
+) -> dict[str, np.ndarray]:
     """Each fold's final probe at the cell each choice made (penalty by leave-one-prompt-out CV inside the fold), on the
     states `read` gives (the full states behind a sketch): out-of-fold predictions [rows] per choice. One cell's states
     are in memory at a time, and each (cell, fold) is decomposed once for every target whose choice landed there."""
@@ -188,13 +253,18 @@ def _fit_at_cells(chosen: dict[str, list[_Choice]], column: dict[str, int], read
     for cell in sorted({(c.cell.position, c.cell.layer) for choices in chosen.values() for c in choices if c.cell}):
         x = read(*cell)
         for k in range(int(folds.max()) + 1):
-            names = [name for name, choices in chosen.items()
-                     if choices[k].cell is not None and (choices[k].cell.position, choices[k].cell.layer) == cell]
+            names = [
+                name
+                for name, choices in chosen.items()
+                if choices[k].cell is not None and (choices[k].cell.position, choices[k].cell.layer) == cell
+            ]
             if not names:
                 continue
             train, held = folds != k, folds == k
             columns = sorted({column[name] for name in names})
-            cv = ridge_cv_all_layers(x[train][:, None], targets[columns][:, train].T, groups[train], alpha_factors, dtype=dtype)
+            cv = ridge_cv_all_layers(
+                x[train][:, None], targets[columns][:, train].T, groups[train], alpha_factors, dtype=dtype
+            )
             predicted = cv.predict(0, x[held])
             for name in names:
                 out[name][held] = predicted[:, columns.index(column[name])]

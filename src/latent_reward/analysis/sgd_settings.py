@@ -25,8 +25,15 @@ class SGDSetting(Result):
     val_within_acc: float | None
 
 
-def sgd_settings_grid(x: np.ndarray, y: np.ndarray, groups: np.ndarray, masks: dict[str, np.ndarray],
-                      base: TrainConfig | None = None, batch_sizes=BATCH_SIZES, schedules=SCHEDULES) -> list[SGDSetting]:
+def sgd_settings_grid(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    masks: dict[str, np.ndarray],
+    base: TrainConfig | None = None,
+    batch_sizes=BATCH_SIZES,
+    schedules=SCHEDULES,
+) -> list[SGDSetting]:
     """x [n, d] at one cell; one SGD probe per (batch size, schedule), fitted on the train rows."""
     base = base or TrainConfig()
     train, val = masks["train"], masks["val"]
@@ -36,7 +43,13 @@ def sgd_settings_grid(x: np.ndarray, y: np.ndarray, groups: np.ndarray, masks: d
             config = base.model_copy(update={"batch_size": batch_size, "schedule": schedule})
             probe = SGDProbe(config).fit(x[train], y[train], groups[train])
             metrics = all_metrics(y[val], probe.predict(x[val]), groups[val])
-            rows.append(SGDSetting(batch_size=batch_size, schedule=schedule, epochs_run=probe.info.fit["epochs_run"],
-                                   val_pearson=finite(metrics["pearson"]), val_within_acc=finite(metrics["within_acc"])))
+            rows.append(
+                SGDSetting(
+                    batch_size=batch_size,
+                    schedule=schedule,
+                    epochs_run=probe.info.fit["epochs_run"],
+                    val_pearson=finite(metrics["pearson"]),
+                    val_within_acc=finite(metrics["within_acc"]),
+                )
+            )
     return rows
-

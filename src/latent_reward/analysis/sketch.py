@@ -59,7 +59,11 @@ def _components(x: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, float]:
     scale = z.std(dim=0, unbiased=False)
     z = z / torch.where(scale > 1e-8, scale, torch.ones_like(scale))
     keep = min(dim, *z.shape)
-    rows = np.sort(np.random.default_rng(seed).choice(len(z), _BASIS_ROWS, replace=False)) if len(z) > _BASIS_ROWS else None
+    rows = (
+        np.sort(np.random.default_rng(seed).choice(len(z), _BASIS_ROWS, replace=False))
+        if len(z) > _BASIS_ROWS
+        else None
+    )
     basis_rows = z if rows is None else z[torch.as_tensor(rows)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -89,7 +93,9 @@ class SketchedStore:
     def __len__(self) -> int:
         return len(self.full)
 
-    def sketch(self, key: Any, position: str, layers: list[int] | None, read: Callable[[list[int]], np.ndarray]) -> np.ndarray:
+    def sketch(
+        self, key: Any, position: str, layers: list[int] | None, read: Callable[[list[int]], np.ndarray]
+    ) -> np.ndarray:
         """float32 [rows, len(layers), dim]: the sketch of each layer of `read(layers)` (the full states as a target reads
         them: its rows, centered within prompts or averaged per prompt), cached under `key` (which names that reading)."""
         layers = list(self.full.layers if layers is None else layers)
@@ -99,7 +105,8 @@ class SketchedStore:
             states = read(chunk)
             for index, layer in enumerate(chunk):
                 self._cache[(key, position, layer)], self._explained[(key, position, layer)] = _components(
-                    states[:, index], self.config.dim, self.config.seed + layer)
+                    states[:, index], self.config.dim, self.config.seed + layer
+                )
         return np.stack([self._cache[(key, position, layer)] for layer in layers], axis=1)
 
     def summary(self) -> SketchSummary:
@@ -108,7 +115,9 @@ class SketchedStore:
         return SketchSummary(dim=self.config.dim, d_model=self.full.d_model, explained=explained)
 
 
-def sketch_view(store: ActivationStore | SketchedStore | None, config: SketchConfig) -> ActivationStore | SketchedStore | None:
+def sketch_view(
+    store: ActivationStore | SketchedStore | None, config: SketchConfig
+) -> ActivationStore | SketchedStore | None:
     """`store` as the analysis should read it for choosing cells: a SketchedStore when its states are wider than
     `config.above` (and `config.dim` > 0), else the store itself. A view is returned as it is."""
     if store is None or isinstance(store, SketchedStore) or not config.dim or store.d_model <= config.above:
@@ -121,8 +130,9 @@ def full_store(store: ActivationStore | SketchedStore) -> ActivationStore:
     return store.full if isinstance(store, SketchedStore) else store
 
 
-def exact_reader(store: ActivationStore | SketchedStore, read: Callable[[ActivationStore, str, list[int]], np.ndarray]
-                 ) -> Callable[[str, int], np.ndarray] | None:
+def exact_reader(
+    store: ActivationStore | SketchedStore, read: Callable[[ActivationStore, str, list[int]], np.ndarray]
+) -> Callable[[str, int], np.ndarray] | None:
     """For a sketched store, (position, layer) -> the full states [rows, d] there as `read(store, position, layers)`
     reads them (what a cell chosen on the sketch is fitted on); None for a full store."""
     if not isinstance(store, SketchedStore):

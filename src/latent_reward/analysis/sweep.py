@@ -87,10 +87,13 @@ class SweepResult(Result):
         return DEFAULT_PROBE if DEFAULT_PROBE in kinds or not kinds else kinds[0]
 
     def cells(self, probe: str | None = None, position: str | None = None) -> list[GridCell]:
-        return [c for c in self.grid if (probe is None or c.probe == probe) and (position is None or c.position == position)]
+        return [
+            c for c in self.grid if (probe is None or c.probe == probe) and (position is None or c.position == position)
+        ]
 
-    def val_best(self, probe: str | None = None, position: str | None = None, metric: Metric = "pearson"
-                 ) -> GridCell | None:
+    def val_best(
+        self, probe: str | None = None, position: str | None = None, metric: Metric = "pearson"
+    ) -> GridCell | None:
         cells = [c for c in self.cells(probe, position) if c.val.metric(metric).known]
         return max(cells, key=lambda c: c.val.metric(metric).value) if cells else None
 
@@ -104,7 +107,9 @@ class SweepFit:
     plan: SplitPlan
     best_probe: Probe
     predictions: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict)  # every cell, kept rows
-    store: ActivationStore | SketchedStore | None = None  # on a sketched store, `predictions` are the sketch's (but the best)
+    store: ActivationStore | SketchedStore | None = (
+        None  # on a sketched store, `predictions` are the sketch's (but the best)
+    )
     settings: ProbeOptions = field(default_factory=ProbeOptions)
     exact: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict)  # cells refitted on the full states
 
@@ -113,12 +118,15 @@ class SweepFit:
         once here when the grid was explored on a sketch)."""
         key = (cell.position, cell.layer, cell.probe)
         if self.store is not None and full_store(self.store) is not self.store and key not in self.exact:
-            self.exact[key] = fit_cell(full_store(self.store), self.target, cell, self.settings, self.plan.masks["train"])[1]
+            self.exact[key] = fit_cell(
+                full_store(self.store), self.target, cell, self.settings, self.plan.masks["train"]
+            )[1]
         return self.exact.get(key, self.predictions[key])
 
 
-def fit_cell(store: ActivationStore, target: Target, cell: Cell, settings: ProbeOptions,
-             train: np.ndarray) -> tuple[Probe, np.ndarray]:
+def fit_cell(
+    store: ActivationStore, target: Target, cell: Cell, settings: ProbeOptions, train: np.ndarray
+) -> tuple[Probe, np.ndarray]:
     """The cell's probe fitted on the training rows' full states, and its predictions for every kept row."""
     x = target.states(store, cell.position, [cell.layer])
     fit_layers = Probe.registry[cell.probe].fit_layers
@@ -172,11 +180,16 @@ def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = N
     if full_store(store) is not store:
         probes[key], predictions[key] = fit_cell(full_store(store), target, best, config.settings, train)
         refitted = probes[key]
-        refitted.info = info.model_copy(update={"position": best.position, "layer": best.layer,
-                                                "fit": refitted.info.fit})
+        refitted.info = info.model_copy(
+            update={"position": best.position, "layer": best.layer, "fit": refitted.info.fit}
+        )
     test = plan.masks["test"]
     result = SweepResult(
-        target=target.name, n_layers=store.n_layers, split=_split_summary(plan, groups), grid=grid, best=best,
+        target=target.name,
+        n_layers=store.n_layers,
+        split=_split_summary(plan, groups),
+        grid=grid,
+        best=best,
         sketch=sketch_summary(store),
         best_validation=score(y[val], predictions[key][val], groups[val], config.n_boot, config.seed),
         best_test=score(y[test], predictions[key][test], groups[test], config.n_boot, config.seed),
@@ -185,8 +198,9 @@ def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = N
     return SweepFit(result, target, plan, probes[key], predictions, store, config.settings, exact)
 
 
-def fit_within_probe(store: ActivationStore | SketchedStore, fit: SweepFit, positions: tuple[str, ...] | None = None
-                     ) -> Probe | None:
+def fit_within_probe(
+    store: ActivationStore | SketchedStore, fit: SweepFit, positions: tuple[str, ...] | None = None
+) -> Probe | None:
     """The within-prompt probe to save and score pairs with: ridge on the within-prompt target (ratings and states
     centered per prompt, response positions only), fitted on the split's training prompts with 2+ responses, at the
     (position, layer) with the best validation within-prompt r (on a sketched store: chosen on the sketch, fitted on
@@ -203,7 +217,9 @@ def fit_within_probe(store: ActivationStore | SketchedStore, fit: SweepFit, posi
     best: tuple[float, Cell, Probe] | None = None
     for position in positions:
         x = target.states(store, position)
-        fitted = RidgeProbe.fit_layers(fit.settings.of(RidgeProbe.kind), x[train], target.y[train], target.groups[train])[0]
+        fitted = RidgeProbe.fit_layers(
+            fit.settings.of(RidgeProbe.kind), x[train], target.y[train], target.groups[train]
+        )[0]
         for index, layer in enumerate(store.layers):
             r = pearson(target.y[val], fitted[index].predict(x[val, index]))
             if best is None or r > best[0]:
@@ -211,10 +227,17 @@ def fit_within_probe(store: ActivationStore | SketchedStore, fit: SweepFit, posi
     _, cell, probe = best
     if full_store(store) is not store:
         probe = fit_cell(full_store(store), target, cell, fit.settings, train)[0]
-    probe.info = fit.best_probe.info.model_copy(update={  # model, store, dtype, template, budget as the pooled probe's
-        "target": target.name, "position": cell.position, "layer": cell.layer, "fit": probe.info.fit,
-        "train_groups": sorted(set(target.groups[train])), "validation_groups": sorted(set(target.groups[val])),
-        "rating_range": (float(np.quantile(target.y[train], 0.05)), float(np.quantile(target.y[train], 0.95)))})
+    probe.info = fit.best_probe.info.model_copy(
+        update={  # model, store, dtype, template, budget as the pooled probe's
+            "target": target.name,
+            "position": cell.position,
+            "layer": cell.layer,
+            "fit": probe.info.fit,
+            "train_groups": sorted(set(target.groups[train])),
+            "validation_groups": sorted(set(target.groups[val])),
+            "rating_range": (float(np.quantile(target.y[train], 0.05)), float(np.quantile(target.y[train], 0.95))),
+        }
+    )
     return probe
 
 
@@ -223,16 +246,24 @@ def _grid_cell(position, layer, kind, y, p, groups, resampler: Resampler | None)
     values = {name: Interval.of(value) for name, value in points.items()}
     if resampler is not None:
         samples = resampler.samples(y, p)
-        values.update({name: quantile_interval(points[name], samples[name]) for name in HEADLINE_METRICS
-                       if name in samples})
+        values.update(
+            {name: quantile_interval(points[name], samples[name]) for name in HEADLINE_METRICS if name in samples}
+        )
     _, pairs = pair_counts(y, p, groups)
-    return GridCell(position=position, layer=layer, probe=kind,
-                    val=Scores(n_examples=len(y), n_prompts=len(np.unique(groups)), n_pairs=int(pairs.sum()), **values))
+    return GridCell(
+        position=position,
+        layer=layer,
+        probe=kind,
+        val=Scores(n_examples=len(y), n_prompts=len(np.unique(groups)), n_pairs=int(pairs.sum()), **values),
+    )
 
 
 def _split_summary(plan: SplitPlan, groups: np.ndarray) -> SplitSummary:
-    return SplitSummary(how=plan.how, prompts={n: len(plan.groups_of(n, groups)) for n in plan.masks},
-                        examples={n: int(m.sum()) for n, m in plan.masks.items()})
+    return SplitSummary(
+        how=plan.how,
+        prompts={n: len(plan.groups_of(n, groups)) for n in plan.masks},
+        examples={n: int(m.sum()) for n, m in plan.masks.items()},
+    )
 
 
 def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> ProbeInfo:
@@ -240,8 +271,15 @@ def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> Prob
     per cell)."""
     model = store.manifest.model
     y_train = target.y[plan.masks["train"]]
-    return ProbeInfo(target=target.name, model=model.name, store=store.location, model_dtype=model.dtype,
-                     chat_template=model.chat_template, max_tokens=store.manifest.max_tokens,
-                     group_key_version=GROUP_KEY_VERSION, train_groups=sorted(plan.groups_of("train", target.groups)),
-                     validation_groups=sorted(plan.groups_of("val", target.groups)),
-                     rating_range=(float(np.quantile(y_train, 0.05)), float(np.quantile(y_train, 0.95))))
+    return ProbeInfo(
+        target=target.name,
+        model=model.name,
+        store=store.location,
+        model_dtype=model.dtype,
+        chat_template=model.chat_template,
+        max_tokens=store.manifest.max_tokens,
+        group_key_version=GROUP_KEY_VERSION,
+        train_groups=sorted(plan.groups_of("train", target.groups)),
+        validation_groups=sorted(plan.groups_of("val", target.groups)),
+        rating_range=(float(np.quantile(y_train, 0.05)), float(np.quantile(y_train, 0.95))),
+    )

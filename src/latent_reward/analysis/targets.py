@@ -46,7 +46,9 @@ class Target:
                 raise UserError(f"target {WITHIN_PROMPT} needs a response position (response_last, eot, response_mean)")
         return positions
 
-    def states(self, store: ActivationStore | SketchedStore, position: str, layers: list[int] | None = None) -> np.ndarray:
+    def states(
+        self, store: ActivationStore | SketchedStore, position: str, layers: list[int] | None = None
+    ) -> np.ndarray:
         """float32 [n_kept, n_layers, d] at `position` for the kept rows (on a sketched store: the sketch of those states).
 
         States before the response are a function of the prompt alone; copies computed in different
@@ -71,7 +73,9 @@ def make_target(store: ActivationStore, name: str) -> Target:
     else:
         aspects = store.aspects
         if name not in aspects:
-            raise UserError(f"unknown target {name!r}; the data has rating, {WITHIN_PROMPT}{''.join(', ' + a for a in aspects)}")
+            raise UserError(
+                f"unknown target {name!r}; the data has rating, {WITHIN_PROMPT}{''.join(', ' + a for a in aspects)}"
+            )
         values = aspects[name]
     keep = np.isfinite(values)
     target = Target(name, values[keep], groups[keep], keep)
@@ -86,4 +90,6 @@ def within_prompt(target: Target) -> Target:
     keep = np.zeros_like(target.keep)
     keep[target.rows[multi]] = True
     name = WITHIN_PROMPT if target.name == "rating" else f"{target.name} (within prompt)"
-    return Target(name, center_within_groups(target.y[multi], target.groups[multi]), target.groups[multi], keep, within=True)
+    return Target(
+        name, center_within_groups(target.y[multi], target.groups[multi]), target.groups[multi], keep, within=True
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from latent_reward.cli import core, research, rerun  # noqa: F401  (importing registers the commands)
+from latent_reward.cli import core, rerun, research  # noqa: F401  (importing registers the commands)
 from latent_reward.cli.app import app
 from latent_reward.cli.errors import run_app
 from latent_reward.cli.renames import translate

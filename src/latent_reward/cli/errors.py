@@ -17,9 +17,11 @@ import traceback
 from latent_reward.errors import UserError
 
 DEBUG_ENV = "LATENT_REWARD_DEBUG"
-OUT_OF_MEMORY = ("out of memory; use smaller batches (--batch-tokens), fewer positions (--positions) or layers (extract "
-                 "--layers), spread the model over devices (--device-map auto), a smaller --dtype (bfloat16), or for the "
-                 "analysis of wide states a smaller --sketch-dim")
+OUT_OF_MEMORY = (
+    "out of memory; use smaller batches (--batch-tokens), fewer positions (--positions) or layers (extract "
+    "--layers), spread the model over devices (--device-map auto), a smaller --dtype (bfloat16), or for the "
+    "analysis of wide states a smaller --sketch-dim"
+)
 
 
 def _quiet_libraries() -> None:
@@ -61,7 +63,15 @@ def run_app(app, argv: list[str] | None = None) -> None:
         first = error.errors()[0]
         _fail(f"invalid value for {'.'.join(str(part) for part in first['loc'])}: {first['msg']}")
     except OSError as error:
-        if debug or error.errno not in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
+        if debug or error.errno not in (
+            errno.ENOSPC,
+            errno.EACCES,
+            errno.EROFS,
+            errno.EDQUOT,
+            errno.ENOENT,
+            errno.EISDIR,
+            errno.ENOTDIR,
+        ):
             _bug(error, debug)
         _fail(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
     except Exception as error:  # a bug (show where, briefly), unless memory ran out

@@ -7,11 +7,19 @@ import sys
 
 # command -> {old option: the arguments it becomes}
 RENAMED: dict[str, dict[str, tuple[str, ...]]] = {
-    "judge": {"--model": ("--endpoint-model",), "-m": ("--endpoint-model",), "--max-tokens": ("--max-new-tokens",),
-              "--json-mode": ("--structured",), "--no-json-mode": ("--no-structured",)},
+    "judge": {
+        "--model": ("--endpoint-model",),
+        "-m": ("--endpoint-model",),
+        "--max-tokens": ("--max-new-tokens",),
+        "--json-mode": ("--structured",),
+        "--no-json-mode": ("--no-structured",),
+    },
     "respond": {"--api-model": ("--endpoint-model",)},
-    "steer": {"--judge-url": ("--judge", "--base-url"), "--judge-model": ("--endpoint-model",),
-              "--positions": ("--scope",)},
+    "steer": {
+        "--judge-url": ("--judge", "--base-url"),
+        "--judge-model": ("--endpoint-model",),
+        "--positions": ("--scope",),
+    },
     "train": {"--max-length": ("--max-tokens",), "--max-completion-length": ("--max-new-tokens",)},
 }
 REMOVED_IN = "0.4"

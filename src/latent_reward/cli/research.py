@@ -5,15 +5,27 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from latent_reward.cli.app import app, console
 from latent_reward.cli.choices import Dtype, JudgeMode, Method, ReportTo, Scope
-from latent_reward.cli.options import (DEFAULT_DTYPE_CHOICE, DeviceMapOpt, DeviceOpt, DtypeOpt, EndpointOptions,
-                                      MaxNewTokensOpt, ModelOpt, OutOpt, ProbeModelOpt, TemperatureOpt, seed_option,
-                                      with_data_options, with_endpoint_options)
+from latent_reward.cli.options import (
+    DEFAULT_DTYPE_CHOICE,
+    DeviceMapOpt,
+    DeviceOpt,
+    DtypeOpt,
+    EndpointOptions,
+    MaxNewTokensOpt,
+    ModelOpt,
+    OutOpt,
+    ProbeModelOpt,
+    TemperatureOpt,
+    seed_option,
+    with_data_options,
+    with_endpoint_options,
+)
 from latent_reward.config import DataSpec, ModelSpec
 
 
@@ -24,8 +36,9 @@ def respond(
     data: DataSpec,
     endpoint: EndpointOptions,
     out: OutOpt,
-    model: Annotated[list[str], typer.Option(
-        "--model", "-m", help="A model run here (repeatable): bundled name, Hub id or folder.")] = [],  # noqa: B006
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="A model run here (repeatable): bundled name, Hub id or folder.")
+    ] = [],  # noqa: B006
     samples: Annotated[int, typer.Option(min=1, help="Responses per prompt per model.")] = 1,
     max_new_tokens: MaxNewTokensOpt = 256,
     temperature: TemperatureOpt = 0.7,
@@ -41,10 +54,18 @@ def respond(
 
     remote = endpoint.endpoint(temperature=temperature, max_tokens=max_new_tokens) if endpoint.models else None
     local = tuple(ModelSpec(name=m, dtype=dtype.value, device=device, device_map=device_map) for m in model)
-    generation = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                                  batch_size=batch_size)
-    job = RespondJob(prompts=data, models=local, endpoint_models=endpoint.models, endpoint=remote, samples=samples,
-                     out=out, generation=generation)
+    generation = GenerationConfig(
+        max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=batch_size
+    )
+    job = RespondJob(
+        prompts=data,
+        models=local,
+        endpoint_models=endpoint.models,
+        endpoint=remote,
+        samples=samples,
+        out=out,
+        generation=generation,
+    )
     result = run_respond(job).result
     console.print(f"written: {result.file} ({result.responses} responses to {result.prompts} prompts)")
 
@@ -56,39 +77,55 @@ def judge(
     data: DataSpec,
     endpoint: EndpointOptions,
     out: OutOpt,
-    mode: Annotated[JudgeMode, typer.Option(
-        help="rating (aspects + overall, 1-10) or pairwise (which of two is better).")] = JudgeMode.rating,
-    repeats: Annotated[int, typer.Option(
-        min=1, help="Rate every item this many times (2+ with --temperature > 0: self-consistency).")] = 1,
+    mode: Annotated[
+        JudgeMode, typer.Option(help="rating (aspects + overall, 1-10) or pairwise (which of two is better).")
+    ] = JudgeMode.rating,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Rate every item this many times (2+ with --temperature > 0: self-consistency).")
+    ] = 1,
     temperature: Annotated[float, typer.Option(min=0.0, help="The judge's sampling temperature (0 = greedy).")] = 0.0,
     max_new_tokens: Annotated[int, typer.Option(min=16, help="Tokens the judge may write per item.")] = 400,
-    structured: Annotated[bool, typer.Option(
-        help="Ask for the rubric's JSON schema as the response format (endpoints that refuse it get free text, parsed "
-             "as before).")] = True,
-    price_input: Annotated[Optional[float], typer.Option(
-        help="Price per million prompt tokens, for the cost estimate.")] = None,
-    price_output: Annotated[Optional[float], typer.Option(help="Price per million completion tokens.")] = None,
+    structured: Annotated[
+        bool,
+        typer.Option(
+            help="Ask for the rubric's JSON schema as the response format (endpoints that refuse it get free text, parsed "
+            "as before)."
+        ),
+    ] = True,
+    price_input: Annotated[
+        float | None, typer.Option(help="Price per million prompt tokens, for the cost estimate.")
+    ] = None,
+    price_output: Annotated[float | None, typer.Option(help="Price per million completion tokens.")] = None,
     seed: seed_option("--sample-prompts and the bootstrap of the agreement intervals") = 0,
 ) -> None:
     """Rate every response with a judge model (UltraFeedback aspects and an overall score), cached and resumable."""
     from latent_reward.experiments.judge import JudgeConfig
     from latent_reward.workflows.judge import JudgeJob, run_judge
 
-    remote = endpoint.endpoint(temperature=temperature, max_tokens=max_new_tokens, structured=structured,
-                               price_input=price_input, price_output=price_output)
+    remote = endpoint.endpoint(
+        temperature=temperature,
+        max_tokens=max_new_tokens,
+        structured=structured,
+        price_input=price_input,
+        price_output=price_output,
+    )
     config = JudgeConfig(mode=mode.value, repeats=repeats, seed=seed)
     summary = run_judge(JudgeJob(data=data, endpoint=remote, config=config, out=out)).result
     cost = f", about ${summary.cost:.4f}" if summary.cost is not None else ""
     rate = f", {summary.items_per_second:.1f} items/s" if summary.items_per_second else ""
     form = f"; response format {summary.response_format}" if summary.response_format else ""
-    console.print(f"rated {summary.rated} of {summary.items} items ({summary.missing} malformed, recorded as missing; "
-                  f"{summary.cached} from the cache; {summary.requests} requests{rate}; {summary.prompt_tokens:,} + "
-                  f"{summary.completion_tokens:,} tokens{cost}{form})")
+    console.print(
+        f"rated {summary.rated} of {summary.items} items ({summary.missing} malformed, recorded as missing; "
+        f"{summary.cached} from the cache; {summary.requests} requests{rate}; {summary.prompt_tokens:,} + "
+        f"{summary.completion_tokens:,} tokens{cost}{form})"
+    )
     agreements = (("original ratings", summary.with_original), ("itself (repeat)", summary.self_consistency))
     for label, agreement in agreements:
         if agreement is not None:
-            console.print(f"agreement with {label}: Spearman {agreement.spearman}, within-prompt "
-                          f"{agreement.within_prompt} ({agreement.pairs} pairs, {agreement.prompts} prompts)")
+            console.print(
+                f"agreement with {label}: Spearman {agreement.spearman}, within-prompt "
+                f"{agreement.within_prompt} ({agreement.pairs} pairs, {agreement.prompts} prompts)"
+            )
     console.print(f"written: {Path(out) / 'rated.jsonl'}, {Path(out) / 'judge.json'}")
 
 
@@ -103,39 +140,59 @@ def _numbers(text: str, option: str, kind=float) -> tuple:
 @with_endpoint_options()
 @with_data_options(optional="the store's prompts the probe was neither trained nor validated on")
 def steer(
-    data: Optional[DataSpec],
+    data: DataSpec | None,
     endpoint: EndpointOptions,
     probe: Annotated[Path, typer.Option("--probe", help="A saved probe folder (its direction is steered along).")],
     out: OutOpt,
     model: ProbeModelOpt = None,
-    store: Annotated[Optional[Path], typer.Option(
-        help="The probe's activation store (default: the one it was trained on).")] = None,
-    layers: Annotated[Optional[str], typer.Option(
-        help="Comma-separated residual indices to steer at (default: the probe's and 1/3 of the depth).")] = None,
-    strengths: Annotated[str, typer.Option(
-        help="Comma-separated multiples of the projection's sd, e.g. -8,-4,0,4,8.")] = "-8,-4,0,4,8",
-    direction: Annotated[str, typer.Option(
-        help="Comma-separated: probe, mean_diff, random, orthogonal.")] = "probe,random",
-    random_directions: Annotated[int, typer.Option(
-        min=1, help="Random (and orthogonal) directions at the primary (strongest positive) strength; a rank p can "
-                    "be no smaller than 1/(this + 1): 19 allow 0.05, 99 allow 0.01.")] = 19,
-    random_layers: Annotated[str, typer.Option(
-        help="Where the random directions are steered: primary (the primary contrast's layer) or all.")] = "primary",
+    store: Annotated[
+        Path | None, typer.Option(help="The probe's activation store (default: the one it was trained on).")
+    ] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated residual indices to steer at (default: the probe's and 1/3 of the depth)."),
+    ] = None,
+    strengths: Annotated[
+        str, typer.Option(help="Comma-separated multiples of the projection's sd, e.g. -8,-4,0,4,8.")
+    ] = "-8,-4,0,4,8",
+    direction: Annotated[
+        str, typer.Option(help="Comma-separated: probe, mean_diff, random, orthogonal.")
+    ] = "probe,random",
+    random_directions: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Random (and orthogonal) directions at the primary (strongest positive) strength; a rank p can "
+            "be no smaller than 1/(this + 1): 19 allow 0.05, 99 allow 0.01.",
+        ),
+    ] = 19,
+    random_layers: Annotated[
+        str,
+        typer.Option(help="Where the random directions are steered: primary (the primary contrast's layer) or all."),
+    ] = "primary",
     ablate: Annotated[bool, typer.Option(help="Also project the probe direction out.")] = False,
-    scope: Annotated[Scope, typer.Option(
-        help="Where the push applies: generated (the reply's tokens) or all (the prompt too).")] = Scope.generated,
-    held_out_prompts: Annotated[int, typer.Option(
-        min=1, help="Prompts to steer on: a seeded choice among those the probe was neither trained nor validated "
-                    "on.")] = 20,
+    scope: Annotated[
+        Scope, typer.Option(help="Where the push applies: generated (the reply's tokens) or all (the prompt too).")
+    ] = Scope.generated,
+    held_out_prompts: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Prompts to steer on: a seeded choice among those the probe was neither trained nor validated on.",
+        ),
+    ] = 20,
     samples: Annotated[int, typer.Option(min=1, help="Replies per prompt and condition.")] = 1,
     max_new_tokens: MaxNewTokensOpt = 48,
     temperature: TemperatureOpt = 0.0,
-    scorer_probe: Annotated[list[Path], typer.Option(
-        help="A probe on another model that scores the replies (repeatable).")] = [],  # noqa: B006
-    judge: Annotated[bool, typer.Option(
-        help="Also score the replies with a judge at --base-url (an independent scorer).")] = False,
-    seed: seed_option("--sample-prompts, the choice of held-out prompts, random directions, sampling and the "
-                      "bootstrap") = 0,
+    scorer_probe: Annotated[
+        list[Path], typer.Option(help="A probe on another model that scores the replies (repeatable).")
+    ] = [],  # noqa: B006
+    judge: Annotated[
+        bool, typer.Option(help="Also score the replies with a judge at --base-url (an independent scorer).")
+    ] = False,
+    seed: seed_option(
+        "--sample-prompts, the choice of held-out prompts, random directions, sampling and the bootstrap"
+    ) = 0,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:
@@ -150,14 +207,35 @@ def steer(
         raise typer.BadParameter("names the judge's endpoint: add --judge", param_hint="--base-url")
     if random_layers not in ("primary", "all"):
         raise typer.BadParameter("must be primary or all", param_hint="--random-layers")
-    config = SteerConfig(layers=_numbers(layers, "--layers", int) if layers else None,
-                         strengths=_numbers(strengths, "--strengths"), directions=kinds,
-                         random_directions=random_directions, random_layers=random_layers, ablate=ablate,
-                         scope=scope.value, prompts=held_out_prompts, samples=samples, max_new_tokens=max_new_tokens,
-                         temperature=temperature, seed=seed)
+    config = SteerConfig(
+        layers=_numbers(layers, "--layers", int) if layers else None,
+        strengths=_numbers(strengths, "--strengths"),
+        directions=kinds,
+        random_directions=random_directions,
+        random_layers=random_layers,
+        ablate=ablate,
+        scope=scope.value,
+        prompts=held_out_prompts,
+        samples=samples,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+    )
     scorer = endpoint.endpoint(temperature=0.0, max_tokens=400) if judge else None
-    result = run_steer(SteerJob(probe=probe, model=model, store=store, data=data, scorer_probes=tuple(scorer_probe),
-                                judge=scorer, config=config, out=out, device=device, device_map=device_map)).result
+    result = run_steer(
+        SteerJob(
+            probe=probe,
+            model=model,
+            store=store,
+            data=data,
+            scorer_probes=tuple(scorer_probe),
+            judge=scorer,
+            config=config,
+            out=out,
+            device=device,
+            device_map=device_map,
+        )
+    ).result
     from latent_reward.report.steer import answer
 
     console.print(answer(result))
@@ -168,17 +246,22 @@ def steer(
 @with_data_options()
 def conversation(
     data: DataSpec,
-    prompt_probe: Annotated[Path, typer.Option(
-        help="V: a prompt probe at assistant_start (a run's prompt_probe folder).")],
+    prompt_probe: Annotated[
+        Path, typer.Option(help="V: a prompt probe at assistant_start (a run's prompt_probe folder).")
+    ],
     out: OutOpt,
     model: ProbeModelOpt = None,
-    response_probe: Annotated[Optional[Path], typer.Option(
-        help="The response-level probe (a run's best_probe), to control for quality.")] = None,
-    xstest: Annotated[Optional[Path], typer.Option(help="XSTest's labelled completions (refusal vs redirect).")] = None,
-    user_simulator: Annotated[list[str], typer.Option(
-        help="Another model writing the user's turns (repeatable); the model itself always does.")] = [],  # noqa: B006
-    conversations: Annotated[int, typer.Option(
-        min=1, help="Conversations to use (a seeded choice among the data's prompts).")] = 24,
+    response_probe: Annotated[
+        Path | None, typer.Option(help="The response-level probe (a run's best_probe), to control for quality.")
+    ] = None,
+    xstest: Annotated[Path | None, typer.Option(help="XSTest's labelled completions (refusal vs redirect).")] = None,
+    user_simulator: Annotated[
+        list[str],
+        typer.Option(help="Another model writing the user's turns (repeatable); the model itself always does."),
+    ] = [],  # noqa: B006
+    conversations: Annotated[
+        int, typer.Option(min=1, help="Conversations to use (a seeded choice among the data's prompts).")
+    ] = 24,
     samples: Annotated[int, typer.Option(min=1, help="Sampled replies per prompt (besides the greedy one).")] = 2,
     max_new_tokens: MaxNewTokensOpt = 48,
     seed: seed_option("--sample-prompts, the choice of conversations, sampling and the bootstrap") = 0,
@@ -190,10 +273,19 @@ def conversation(
     from latent_reward.experiments.conversation import ConversationConfig
     from latent_reward.workflows.conversation import ConversationJob, run_conversation
 
-    job = ConversationJob(prompt_probe=prompt_probe, model=model, response_probe=response_probe, data=data,
-                          xstest=xstest, user_simulators=tuple(user_simulator), prompts=conversations,
-                          config=ConversationConfig(samples=samples, max_new_tokens=max_new_tokens, seed=seed), out=out,
-                          device=device, device_map=device_map)
+    job = ConversationJob(
+        prompt_probe=prompt_probe,
+        model=model,
+        response_probe=response_probe,
+        data=data,
+        xstest=xstest,
+        user_simulators=tuple(user_simulator),
+        prompts=conversations,
+        config=ConversationConfig(samples=samples, max_new_tokens=max_new_tokens, seed=seed),
+        out=out,
+        device=device,
+        device_map=device_map,
+    )
     report = run_conversation(job).result
     from latent_reward.report.conversation import answers
 
@@ -206,33 +298,47 @@ def conversation(
 @with_endpoint_options()
 @with_data_options()
 def train(
-    method: Annotated[Method, typer.Argument(
-        help="sft (preferred responses), dpo (offline, preference pairs) or online (RLOO with --reward).")],
+    method: Annotated[
+        Method,
+        typer.Argument(
+            help="sft (preferred responses), dpo (offline, preference pairs) or online (RLOO with --reward)."
+        ),
+    ],
     data: DataSpec,
     endpoint: EndpointOptions,
     out: OutOpt,
     model: ModelOpt = "smollm2-135m-instruct",
     max_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 50,
-    batch_size: Annotated[int, typer.Option(
-        min=1, help="Examples per device and step (online: completions, at least --num-generations).")] = 2,
-    learning_rate: Annotated[Optional[float], typer.Option(
-        help="Learning rate (default: SFT 2e-5, DPO 5e-6, online 1e-6).")] = None,
-    max_tokens: Annotated[int, typer.Option(
-        min=16, help="Input truncation: prompt + response tokens per example.")] = 256,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Examples per device and step (online: completions, at least --num-generations).")
+    ] = 2,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Learning rate (default: SFT 2e-5, DPO 5e-6, online 1e-6).")
+    ] = None,
+    max_tokens: Annotated[
+        int, typer.Option(min=16, help="Input truncation: prompt + response tokens per example.")
+    ] = 256,
     beta: Annotated[float, typer.Option(min=0.0, help="DPO's / RLOO's KL strength.")] = 0.1,
-    lora: Annotated[bool, typer.Option(
-        help="Train LoRA adapters (merged into the saved checkpoint) instead of every weight.")] = False,
-    reward: Annotated[Optional[str], typer.Option(
-        help="online: judge (the judge at --base-url), a probe folder, or module:function.")] = None,
+    lora: Annotated[
+        bool, typer.Option(help="Train LoRA adapters (merged into the saved checkpoint) instead of every weight.")
+    ] = False,
+    reward: Annotated[
+        str | None, typer.Option(help="online: judge (the judge at --base-url), a probe folder, or module:function.")
+    ] = None,
     num_generations: Annotated[int, typer.Option(min=2, help="online: completions per prompt.")] = 4,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="online: tokens per completion, at most.")] = 48,
     bf16: Annotated[bool, typer.Option(help="bfloat16 mixed precision on float32 weights (GPUs).")] = False,
-    report_to: Annotated[ReportTo, typer.Option(
-        help="Where TRL sends its training logs (tensorboard: into OUT/tensorboard).")] = ReportTo.none,
+    report_to: Annotated[
+        ReportTo, typer.Option(help="Where TRL sends its training logs (tensorboard: into OUT/tensorboard).")
+    ] = ReportTo.none,
     seed: seed_option("--sample-prompts, TRL's data order, LoRA's initialisation and sampling (online)") = 0,
-    dtype: Annotated[Dtype, typer.Option(
-        help="The weights' precision: float32 here, unlike the other commands' bfloat16, because bfloat16 weights "
-             "lose updates smaller than their resolution.")] = Dtype.float32,
+    dtype: Annotated[
+        Dtype,
+        typer.Option(
+            help="The weights' precision: float32 here, unlike the other commands' bfloat16, because bfloat16 weights "
+            "lose updates smaller than their resolution."
+        ),
+    ] = Dtype.float32,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:
@@ -241,23 +347,49 @@ def train(
     from latent_reward.workflows.train import TrainJob, run_train
 
     reward, endpoint = _legacy_judge_reward(reward, endpoint)
-    config = PostTrainConfig(method=method.value, max_steps=max_steps, batch_size=batch_size,
-                             learning_rate=learning_rate, max_length=max_tokens, beta=beta, lora=lora,
-                             num_generations=num_generations, max_completion_length=max_new_tokens, bf16=bf16,
-                             report_to=report_to.value, seed=seed)
+    config = PostTrainConfig(
+        method=method.value,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        max_length=max_tokens,
+        beta=beta,
+        lora=lora,
+        num_generations=num_generations,
+        max_completion_length=max_new_tokens,
+        bf16=bf16,
+        report_to=report_to.value,
+        seed=seed,
+    )
     scorer = endpoint.endpoint() if reward == "judge" else None
-    summary = run_train(TrainJob(model=model, dtype=dtype.value, device=device, device_map=device_map, data=data,
-                                 config=config, reward=reward, endpoint=scorer, out=out)).result
+    summary = run_train(
+        TrainJob(
+            model=model,
+            dtype=dtype.value,
+            device=device,
+            device_map=device_map,
+            data=data,
+            config=config,
+            reward=reward,
+            endpoint=scorer,
+            out=out,
+        )
+    ).result
     speed = f", {summary.tokens_per_second:,.0f} tokens/s" if summary.tokens_per_second else ""
-    console.print(f"{method.value}: {summary.steps} steps on {summary.pairs_or_examples} examples in "
-                  f"{summary.train_seconds:.0f} s{speed}; checkpoint: {out}")
+    console.print(
+        f"{method.value}: {summary.steps} steps on {summary.pairs_or_examples} examples in "
+        f"{summary.train_seconds:.0f} s{speed}; checkpoint: {out}"
+    )
 
 
-def _legacy_judge_reward(reward: Optional[str], endpoint: EndpointOptions) -> tuple[Optional[str], EndpointOptions]:
+def _legacy_judge_reward(reward: str | None, endpoint: EndpointOptions) -> tuple[str | None, EndpointOptions]:
     """--reward judge:URL[#MODEL] (before 0.3) as --reward judge --base-url URL --endpoint-model MODEL."""
     if not reward or not reward.startswith("judge:"):
         return reward, endpoint
-    url, _, model = reward[len("judge:"):].partition("#")
-    print("warning: train --reward judge:URL#MODEL is now --reward judge --base-url URL --endpoint-model MODEL; the "
-          "old form goes in 0.4", file=sys.stderr)
+    url, _, model = reward[len("judge:") :].partition("#")
+    print(
+        "warning: train --reward judge:URL#MODEL is now --reward judge --base-url URL --endpoint-model MODEL; the "
+        "old form goes in 0.4",
+        file=sys.stderr,
+    )
     return "judge", replace(endpoint, base_url=url, models=(model or endpoint.models[0],))

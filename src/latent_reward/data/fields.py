@@ -94,7 +94,9 @@ def check_messages(messages: Any, where: str) -> None:
         raise UserError(f"{where}: the prompt must be text or a list of {{role, content}} messages")
     for message in messages:
         if message.get("role") not in ROLES or not isinstance(message.get("content"), str):
-            raise UserError(f"{where}: each message needs a role ({', '.join(ROLES)}) and text content, not {_short(message)}")
+            raise UserError(
+                f"{where}: each message needs a role ({', '.join(ROLES)}) and text content, not {_short(message)}"
+            )
 
 
 def text_value(value: Any, what: str, where: str) -> str:

@@ -10,8 +10,8 @@ from typing import Any
 
 from latent_reward.data import generic, helpsteer, judged, native, pairs, ultrafeedback
 from latent_reward.data.records import default_hub_split, is_local, read_records
-from latent_reward.data.splits import hash_order
 from latent_reward.data.schema import Example
+from latent_reward.data.splits import hash_order
 from latent_reward.errors import UserError
 
 Loader = Callable[[list[dict[str, Any]], Counter], Iterator[Example]]
@@ -33,8 +33,11 @@ class Format:
     def matches(self, record: dict[str, Any]) -> bool:
         """Whether `record` has this format's fields."""
         keys = set(record)
-        return (self.fields <= keys and (not self.any_of or bool(self.any_of & keys))
-                and (self.check is None or self.check(record)))
+        return (
+            self.fields <= keys
+            and (not self.any_of or bool(self.any_of & keys))
+            and (self.check is None or self.check(record))
+        )
 
 
 def _looks_like_hh(record: dict[str, Any]) -> bool:
@@ -45,12 +48,21 @@ def _looks_like_hh(record: dict[str, Any]) -> bool:
 FORMATS: tuple[Format, ...] = (
     Format("latent-reward", native.load, frozenset(native.FIELDS), 80),
     Format("ultrafeedback", ultrafeedback.load_unbinarized, frozenset({"instruction", "completions"}), 70),
-    Format("ultrafeedback-binarized", ultrafeedback.load_binarized,
-           frozenset({"score_chosen", "score_rejected", "chosen", "rejected"}), 60),
+    Format(
+        "ultrafeedback-binarized",
+        ultrafeedback.load_binarized,
+        frozenset({"score_chosen", "score_rejected", "chosen", "rejected"}),
+        60,
+    ),
     Format("helpsteer2", helpsteer.load, frozenset({"prompt", "response", "helpfulness"}), 50),
     Format("arena", judged.load_arena, frozenset({"question", "answer", "score"}), 40),
-    Format("alpacaeval", judged.load_alpacaeval, frozenset({"instruction", "output"}), 30,
-           any_of=frozenset({"preference", "p_win_vs_reference"})),
+    Format(
+        "alpacaeval",
+        judged.load_alpacaeval,
+        frozenset({"instruction", "output"}),
+        30,
+        any_of=frozenset({"preference", "p_win_vs_reference"}),
+    ),
     Format("hh-rlhf", pairs.load_hh_rlhf, frozenset({"chosen", "rejected"}), 20, check=_looks_like_hh),
     Format("pairs", pairs.load_pairs, frozenset({"chosen", "rejected", "prompt"}), 10),
 )
@@ -131,8 +143,10 @@ def load_dataset(
                 break
     except (TypeError, AttributeError, KeyError, IndexError) as error:
         # The loaders check the fields they read; this catches shapes they do not expect.
-        raise UserError(f"{source}: a record's shape does not fit the {format or detect_format(records[0])} format "
-                        f"({type(error).__name__}: {error})") from None
+        raise UserError(
+            f"{source}: a record's shape does not fit the {format or detect_format(records[0])} format "
+            f"({type(error).__name__}: {error})"
+        ) from None
     if sample_prompts is not None:
         examples = _sample_prompts(examples, sample_prompts, seed)[:limit_after]
     if not examples:
@@ -146,8 +160,13 @@ def _choose_loader(first: dict[str, Any], format: str | None, fields: FieldMap |
     if fields is not None or format == "generic":
         if fields is None:
             raise UserError("--format generic needs --prompt-field, --response-field and --rating-field")
-        return partial(generic.load, prompt_field=fields.prompt, response_field=fields.response,
-                       rating_field=fields.rating, group_field=fields.group)
+        return partial(
+            generic.load,
+            prompt_field=fields.prompt,
+            response_field=fields.response,
+            rating_field=fields.rating,
+            group_field=fields.group,
+        )
     if format is None:
         return LOADERS[detect_format(first)]
     if format not in LOADERS:

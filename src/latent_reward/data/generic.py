@@ -30,8 +30,14 @@ def load(
             record[response_field],
             record[rating_field],
             skips,
-            meta={**{key: value for key, value in record.items()
-                     if key not in fields and isinstance(value, (str, int, float, bool))}, **split_of(record)},
+            meta={
+                **{
+                    key: value
+                    for key, value in record.items()
+                    if key not in fields and isinstance(value, (str, int, float, bool))
+                },
+                **split_of(record),
+            },
         )
         if example is not None:
             yield replace(example, group=str(record[group_field])) if group_field else example

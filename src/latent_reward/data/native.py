@@ -36,8 +36,22 @@ def load(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator[Example
         require_fields(record, FIELDS, where)
         prompt, response = split_messages(record, where)
         meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
-        example = rated_example("native", row_index, prompt, response, record["rating"], skips,
-                                aspects=record.get("aspects") if isinstance(record.get("aspects"), dict) else None, meta=meta)
+        example = rated_example(
+            "native",
+            row_index,
+            prompt,
+            response,
+            record["rating"],
+            skips,
+            aspects=record.get("aspects") if isinstance(record.get("aspects"), dict) else None,
+            meta=meta,
+        )
         if example is not None:
-            yield Example(id=str(record.get("id") or example.id), group=str(record.get("group") or example.group),
-                          messages=example.messages, rating=example.rating, aspects=example.aspects, meta=example.meta)
+            yield Example(
+                id=str(record.get("id") or example.id),
+                group=str(record.get("group") or example.group),
+                messages=example.messages,
+                rating=example.rating,
+                aspects=example.aspects,
+                meta=example.meta,
+            )

@@ -23,7 +23,11 @@ def load_pairs(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator[E
     for row_index, record in enumerate(records):
         require_fields(record, ("prompt", "chosen", "rejected"), f"pair record {row_index}")
         yield from _pair_examples(
-            "pairs", row_index, user_turn(record["prompt"], f"pair record {row_index}"), record, skips,
+            "pairs",
+            row_index,
+            user_turn(record["prompt"], f"pair record {row_index}"),
+            record,
+            skips,
             models={"chosen": record.get("chosen_model"), "rejected": record.get("rejected_model")},
         )
 
@@ -40,8 +44,9 @@ def load_hh_rlhf(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator
         if "prompt" in record:
             prompt_text, sides = text_value(record["prompt"], "the prompt", where), record
         else:
-            prompt_text, chosen, rejected = _split_transcripts(text_value(record["chosen"], "chosen", where),
-                                                               text_value(record["rejected"], "rejected", where))
+            prompt_text, chosen, rejected = _split_transcripts(
+                text_value(record["chosen"], "chosen", where), text_value(record["rejected"], "rejected", where)
+            )
             sides = {"chosen": chosen, "rejected": rejected}
         prompt = parse_transcript(prompt_text, where=where)
         yield from _pair_examples("hh_rlhf", row_index, prompt, sides, skips, models={})
@@ -64,8 +69,13 @@ def _pair_examples(
             record[side],
             rating,
             skips,
-            meta={"pair": f"{source}:{row_index}", "side": side, "subset": record.get("subset"),
-                  "generator": models.get(side), **split_of(record)},
+            meta={
+                "pair": f"{source}:{row_index}",
+                "side": side,
+                "subset": record.get("subset"),
+                "generator": models.get(side),
+                **split_of(record),
+            },
         )
         examples.append(example)
     if all(example is not None for example in examples):
@@ -92,4 +102,4 @@ def _split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
     if cut < 0 or not rejected.startswith(chosen[: cut + len(marker)]):
         cut = rejected.rfind(marker)
     prefix = chosen[: cut + len(marker)]
-    return prefix, chosen[len(prefix):].strip(), rejected[len(prefix):].strip()
+    return prefix, chosen[len(prefix) :].strip(), rejected[len(prefix) :].strip()

@@ -137,6 +137,10 @@ def _read_hub(dataset_id: str, split: str | None) -> list[dict[str, Any]]:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"cannot load Hub dataset {dataset_id!r} split {split!r} "
-            + ("(the Hub cannot be reached and it is not cached); pass a local file with --data" if offline else f"({first_line})")
+            + (
+                "(the Hub cannot be reached and it is not cached); pass a local file with --data"
+                if offline
+                else f"({first_line})"
+            )
         ) from None
     return [_to_python(record) for record in dataset]

@@ -14,12 +14,14 @@ Message = dict[str, str]
 GROUP_KEY_VERSION = 2  # 2: Unicode NFKC and punctuation normalized too. Saved probes record it (their prompts' keys).
 # Typographic variants NFKC leaves as they are: quotes, dashes and invisible characters (a table: no maintained
 # library maps exactly these, and the normalization must never change between versions without GROUP_KEY_VERSION).
-_PUNCTUATION = str.maketrans({
-    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4`", "'"),
-    **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
-    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
-    **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad"),  # zero-width characters and soft hyphens: removed
-})
+_PUNCTUATION = str.maketrans(
+    {
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4`", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
+        **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad"),  # zero-width characters and soft hyphens: removed
+    }
+)
 
 
 def group_key(prompt_messages: list[Message]) -> str:
@@ -86,8 +88,14 @@ class Example:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Example:
         """The Example a `to_record` dict describes."""
-        return cls(id=record["id"], group=record["group"], messages=record["messages"], rating=float(record["rating"]),
-                   aspects=dict(record.get("aspects") or {}), meta=dict(record.get("meta") or {}))
+        return cls(
+            id=record["id"],
+            group=record["group"],
+            messages=record["messages"],
+            rating=float(record["rating"]),
+            aspects=dict(record.get("aspects") or {}),
+            meta=dict(record.get("meta") or {}),
+        )
 
 
 def make_example(

@@ -17,8 +17,21 @@ from latent_reward.data.schema import Example
 
 SPLIT_NAMES = ("train", "val", "test")
 # Split names that mark rows a dataset holds out (and a model trained on its train split never saw).
-HELD_OUT_SPLITS = frozenset({"test", "eval", "evaluation", "validation", "valid", "dev", "test_prefs", "test_sft", "test_gen",
-                             "heldout", "held_out"})
+HELD_OUT_SPLITS = frozenset(
+    {
+        "test",
+        "eval",
+        "evaluation",
+        "validation",
+        "valid",
+        "dev",
+        "test_prefs",
+        "test_sft",
+        "test_gen",
+        "heldout",
+        "held_out",
+    }
+)
 
 
 def hash_order(groups: Sequence[str], seed: int) -> list[str]:
@@ -32,7 +45,9 @@ def held_out_prompts(examples: Sequence[Example], excluded: set[str], count: int
     return [by_group[g] for g in hash_order(list(by_group), seed)[:count]]
 
 
-def split_groups(groups: Sequence[str], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, str]:
+def split_groups(
+    groups: Sequence[str], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+) -> dict[str, str]:
     """Assign each distinct group to a split, cutting the seeded hash order at the given fractions."""
     unique = hash_order(groups, seed)
     n = len(unique)
@@ -41,10 +56,15 @@ def split_groups(groups: Sequence[str], seed: int = 0, fractions: tuple[float, f
     if n >= 3 and fractions[2] > 0:  # keep every split non-empty when there are enough groups
         n_train = min(max(n_train, 1), n - 2)
         n_val = min(max(n_val, 1), n - n_train - 1)
-    return {group: "train" if rank < n_train else "val" if rank < n_train + n_val else "test" for rank, group in enumerate(unique)}
+    return {
+        group: "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+        for rank, group in enumerate(unique)
+    }
 
 
-def split_masks(groups: Sequence[str], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> dict[str, np.ndarray]:
+def split_masks(
+    groups: Sequence[str], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+) -> dict[str, np.ndarray]:
     """Boolean masks over rows for each split name: bool [n_rows] each."""
     assignment = split_groups(groups, seed, fractions)
     labels = np.array([assignment[g] for g in groups])
@@ -89,7 +109,9 @@ def plan_splits(groups: np.ndarray, source_splits: Sequence[str | None], seed: i
         rest = split_groups(groups[~test], seed, (0.75, 0.25, 0.0))
         labels = np.array(["test" if t else rest[g] for g, t in zip(groups, test)])
         named = sorted({str(s) for s, h in zip(source_splits, held_rows) if h})
-        how = (f"the data's own split: test = the {len(held_groups)} prompts of its held-out split ({', '.join(named)}); "
-               "the other prompts split 75/25 into train and validation")
+        how = (
+            f"the data's own split: test = the {len(held_groups)} prompts of its held-out split ({', '.join(named)}); "
+            "the other prompts split 75/25 into train and validation"
+        )
         return SplitPlan({name: labels == name for name in SPLIT_NAMES}, how)
     return SplitPlan(split_masks(groups, seed), "a seeded 60/20/20 split by prompt")

@@ -31,8 +31,14 @@ class DataSummary(BaseModel):
 
 def summarize(dataset: Dataset, bins: int = 10) -> DataSummary:
     """A DataSummary of a loaded Dataset (with its source, format, record count and skips)."""
-    return summarize_examples(dataset.examples, bins, source=dataset.source, format=dataset.format, records=dataset.n_records,
-                              skipped=dataset.skipped)
+    return summarize_examples(
+        dataset.examples,
+        bins,
+        source=dataset.source,
+        format=dataset.format,
+        records=dataset.n_records,
+        skipped=dataset.skipped,
+    )
 
 
 def summarize_examples(examples: list[Example], bins: int = 10, **extra) -> DataSummary:
@@ -48,9 +54,19 @@ def summarize_examples(examples: list[Example], bins: int = 10, **extra) -> Data
         histogram = [(float((edges[i] + edges[i + 1]) / 2), int(c)) for i, c in enumerate(counts)]
     generators = Counter(e.meta.get("generator") for e in examples if e.meta.get("generator"))
     return DataSummary(
-        examples=len(examples), groups=len(per_group),
+        examples=len(examples),
+        groups=len(per_group),
         responses_per_group={"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
-        rating={"min": float(ratings.min()), "mean": float(ratings.mean()), "max": float(ratings.max()), "std": float(ratings.std())},
-        rating_histogram=histogram, aspects=sorted({name for e in examples for name in e.aspects}), generators=len(generators),
+        rating={
+            "min": float(ratings.min()),
+            "mean": float(ratings.mean()),
+            "max": float(ratings.max()),
+            "std": float(ratings.std()),
+        },
+        rating_histogram=histogram,
+        aspects=sorted({name for e in examples for name in e.aspects}),
+        generators=len(generators),
         multi_turn=sum(len(e.messages) > 2 for e in examples),
-        splits=dict(Counter(str(e.meta["source_split"]) for e in examples if e.meta.get("source_split"))), **extra)
+        splits=dict(Counter(str(e.meta["source_split"]) for e in examples if e.meta.get("source_split"))),
+        **extra,
+    )

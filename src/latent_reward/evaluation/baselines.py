@@ -57,14 +57,18 @@ def text_statistics(texts: list[str]) -> np.ndarray:
     rows = []
     for text in texts:
         lines = text.splitlines() or [""]
-        rows.append([
-            len(lines),
-            sum(line.lstrip().startswith(("-", "*", "•")) or bool(re.match(r"\s*\d+[.)]", line)) for line in lines),
-            text.count("```"), text.count("?"), text.count("!"),
-            sum(c.isdigit() for c in text) / max(len(text), 1),
-            sum(c.isupper() for c in text) / max(len(text), 1),
-            len(re.findall(r"\b(sorry|cannot|can't|unable|apologize)\b", text.lower())),
-        ])
+        rows.append(
+            [
+                len(lines),
+                sum(line.lstrip().startswith(("-", "*", "•")) or bool(re.match(r"\s*\d+[.)]", line)) for line in lines),
+                text.count("```"),
+                text.count("?"),
+                text.count("!"),
+                sum(c.isdigit() for c in text) / max(len(text), 1),
+                sum(c.isupper() for c in text) / max(len(text), 1),
+                len(re.findall(r"\b(sorry|cannot|can't|unable|apologize)\b", text.lower())),
+            ]
+        )
     return np.column_stack([length_features(texts), np.asarray(rows, dtype=np.float64)])
 
 
@@ -162,4 +166,3 @@ def prompt_text_baselines(data: TextData) -> dict[str, Callable[[TextData, np.nd
     if not any(prompt.strip() for prompt in data.prompts):
         return {}
     return {"prompt length": _dense(lambda d: length_features(d.prompts)), "TF-IDF prompt": _tfidf(("prompt",))}
-

@@ -77,16 +77,21 @@ def within_pairs(groups: np.ndarray) -> Pairs:
             second.append(rows[b])
             owner.append(np.full(len(a), g))
         empty = np.zeros(0, dtype=np.int64)
-        pairs = (np.concatenate(first) if first else empty, np.concatenate(second) if second else empty,
-                 np.concatenate(owner) if owner else empty, len(names))
+        pairs = (
+            np.concatenate(first) if first else empty,
+            np.concatenate(second) if second else empty,
+            np.concatenate(owner) if owner else empty,
+            len(names),
+        )
         if len(_PAIR_CACHE) > 64:
             _PAIR_CACHE.clear()
         _PAIR_CACHE[key] = pairs
     return _PAIR_CACHE[key]
 
 
-def pair_counts(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, pairs: Pairs | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def pair_counts(
+    y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, pairs: Pairs | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per group (sorted order): (correctly ordered pairs, pairs with different ratings), float64 [n_groups] each.
     Tied predictions count half; a pair with an unscored side (a NaN prediction) does not count. The pairs are every
     same-prompt pair of `groups`, or `pairs`."""
@@ -95,7 +100,9 @@ def pair_counts(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None, pairs: 
     dy, dp = np.sign(y[first] - y[second]), np.sign(p[first] - p[second])
     rated = (dy != 0) & np.isfinite(dp)
     correct = np.where(rated, (dy == dp) + 0.5 * (dp == 0), 0.0)
-    return np.bincount(owner, weights=correct, minlength=n_groups), np.bincount(owner, weights=rated, minlength=n_groups)
+    return np.bincount(owner, weights=correct, minlength=n_groups), np.bincount(
+        owner, weights=rated, minlength=n_groups
+    )
 
 
 def within_prompt_accuracy(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
@@ -150,8 +157,12 @@ def within_prompt_spearman(y: np.ndarray, p: np.ndarray, groups: np.ndarray, min
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
-POINT_METRICS: dict[Metric, Callable[[np.ndarray, np.ndarray], float]] = {"pearson": pearson, "spearman": spearman,
-                                                                          "r2": r2, "mae": mae}
+POINT_METRICS: dict[Metric, Callable[[np.ndarray, np.ndarray], float]] = {
+    "pearson": pearson,
+    "spearman": spearman,
+    "r2": r2,
+    "mae": mae,
+}
 
 
 def metric(name: Metric, y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
@@ -206,15 +217,20 @@ class Resampler:
         my, mp = wmean(y), wmean(p)
         vy, vp = wmean(y * y) - my**2, wmean(p * p) - mp**2
         with np.errstate(invalid="ignore", divide="ignore"):
-            out: dict[Metric, np.ndarray] = {"pearson": (wmean(y * p) - my * mp) / np.sqrt(vy * vp),
-                                             "r2": 1 - wmean((y - p) ** 2) / vy, "mae": wmean(np.abs(y - p))}
+            out: dict[Metric, np.ndarray] = {
+                "pearson": (wmean(y * p) - my * mp) / np.sqrt(vy * vp),
+                "r2": 1 - wmean((y - p) ** 2) / vy,
+                "mae": wmean(np.abs(y - p)),
+            }
             correct, total = pair_counts(y, p, self.groups)
             if total.sum():
                 out["within_acc"] = (self.group_weights @ correct) / (self.group_weights @ total)
             per_group = group_spearman(y, p, self.groups)
             defined = np.isfinite(per_group)
             if defined.any():
-                out["within_spearman"] = (self.group_weights @ np.where(defined, per_group, 0)) / (self.group_weights @ defined)
+                out["within_spearman"] = (self.group_weights @ np.where(defined, per_group, 0)) / (
+                    self.group_weights @ defined
+                )
             out["spearman"] = self._weighted_spearman(y, p)
         return out
 
@@ -238,8 +254,14 @@ def quantile_interval(point: float, samples: np.ndarray, level: float = 0.95) ->
     return Interval.of(point, low, high)
 
 
-def score(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0,
-          resampler: Resampler | None = None) -> Scores:
+def score(
+    y: np.ndarray,
+    p: np.ndarray,
+    groups: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    resampler: Resampler | None = None,
+) -> Scores:
     """Every metric with its 95% prompt-bootstrap interval. A correlation with a side that does not vary (a prediction
     that is the same for every row, such as a prompt-level state's deviation from its prompt's mean) is undefined:
     not applicable (no value), not 0."""
@@ -248,15 +270,18 @@ def score(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, 
     points = all_metrics(y, p, groups)
     samples = resampler.samples(y, p)
     _, total = pair_counts(y, p, groups)
-    intervals = {name: quantile_interval(points[name], samples[name]) if name in samples else Interval.of(points[name])
-                 for name in points}
+    intervals = {
+        name: quantile_interval(points[name], samples[name]) if name in samples else Interval.of(points[name])
+        for name in points
+    }
     if _constant(y) or _constant(p):
         intervals["pearson"] = intervals["spearman"] = Interval()
     return Scores(n_examples=len(y), n_prompts=len(np.unique(groups)), n_pairs=int(total.sum()), **intervals)
 
 
-def bootstrap_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0
-                 ) -> dict[Metric, Interval]:
+def bootstrap_ci(
+    y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> dict[Metric, Interval]:
     """The intervals of `score` as a dict: metric name -> Interval (only the metrics defined on these rows)."""
     scores = score(y, p, groups, n_boot, seed)
     return {name: scores.metric(name) for name in METRICS if scores.metric(name).low is not None}
@@ -308,8 +333,15 @@ def icc1_interval(y: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: i
     return quantile_interval(icc1(y, groups), samples)
 
 
-def length_matched_accuracy(y: np.ndarray, p: np.ndarray, groups: np.ndarray, lengths: np.ndarray, resampler: Resampler,
-                            tolerance: float = 0.1, pairs: Pairs | None = None) -> tuple[Interval, int]:
+def length_matched_accuracy(
+    y: np.ndarray,
+    p: np.ndarray,
+    groups: np.ndarray,
+    lengths: np.ndarray,
+    resampler: Resampler,
+    tolerance: float = 0.1,
+    pairs: Pairs | None = None,
+) -> tuple[Interval, int]:
     """Within-prompt accuracy over the pairs (every same-prompt pair, or `pairs`) whose lengths differ by less than
     `tolerance` (relative to the longer one): length cannot order these pairs. Returns the interval and the number of
     such pairs."""

@@ -17,9 +17,15 @@ from latent_reward.evaluation.metrics import Pairs, Resampler, all_metrics, pair
 from latent_reward.evaluation.results import HEADLINE_METRICS, Metric, NullTest, PairedDifference
 
 
-def paired_differences(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resampler: Resampler,
-                       metrics: tuple[Metric, ...] = HEADLINE_METRICS, n_permutations: int = 1000, seed: int = 0
-                       ) -> dict[Metric, PairedDifference]:
+def paired_differences(
+    y: np.ndarray,
+    p_a: np.ndarray,
+    p_b: np.ndarray,
+    resampler: Resampler,
+    metrics: tuple[Metric, ...] = HEADLINE_METRICS,
+    n_permutations: int = 1000,
+    seed: int = 0,
+) -> dict[Metric, PairedDifference]:
     """metric(A) - metric(B) with a paired bootstrap interval and a paired permutation p-value, per metric."""
     groups = resampler.groups
     points_a, points_b = all_metrics(y, p_a, groups), all_metrics(y, p_b, groups)
@@ -31,14 +37,25 @@ def paired_differences(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, resample
         point = points_a[metric] - points_b[metric]
         differences = samples_a[metric] - samples_b[metric]
         p_value = permutation_p_value(y, p_a, p_b, groups, metric, n_permutations, seed)
-        out[metric] = PairedDifference(metric=metric, difference=quantile_interval(point, differences), p_value=p_value,
-                                       n_permutations=n_permutations,
-                                       equivalence=quantile_interval(point, differences, level=0.90))
+        out[metric] = PairedDifference(
+            metric=metric,
+            difference=quantile_interval(point, differences),
+            p_value=p_value,
+            n_permutations=n_permutations,
+            equivalence=quantile_interval(point, differences, level=0.90),
+        )
     return out
 
 
-def permutation_p_value(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, groups: np.ndarray, metric: Metric,
-                        n_permutations: int = 1000, seed: int = 0) -> float | None:
+def permutation_p_value(
+    y: np.ndarray,
+    p_a: np.ndarray,
+    p_b: np.ndarray,
+    groups: np.ndarray,
+    metric: Metric,
+    n_permutations: int = 1000,
+    seed: int = 0,
+) -> float | None:
     """Two-sided p-value of metric(A) - metric(B) when A's and B's predictions are swapped prompt by prompt."""
     y, p_a, p_b = (np.asarray(v, dtype=np.float64) for v in (y, p_a, p_b))
     _, index = group_index(groups)
@@ -68,8 +85,15 @@ def _flip_p_value(contribution: np.ndarray, total: np.ndarray, swaps: np.ndarray
     return float((1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + len(swaps)))
 
 
-def paired_pair_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, pairs: Pairs, group_weights: np.ndarray,
-                           n_permutations: int = 1000, seed: int = 0) -> PairedDifference:
+def paired_pair_difference(
+    y: np.ndarray,
+    p_a: np.ndarray,
+    p_b: np.ndarray,
+    pairs: Pairs,
+    group_weights: np.ndarray,
+    n_permutations: int = 1000,
+    seed: int = 0,
+) -> PairedDifference:
     """Pair accuracy of A minus B over the given pairs that both scored (a NaN prediction leaves a pair unscored), with
     a paired bootstrap interval (`group_weights` [B, G]: prompt resamples) and a paired permutation p (prompt swaps)."""
     first, second, owner, n_groups = pairs
@@ -80,8 +104,11 @@ def paired_pair_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, pair
     point = (correct_a.sum() - correct_b.sum()) / total.sum() if total.sum() else np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
         samples = (group_weights @ (correct_a - correct_b)) / (group_weights @ total)
-    return PairedDifference(metric="within_acc", difference=quantile_interval(point, samples),
-                            p_value=_flip_p_value(correct_a - correct_b, total, swaps))
+    return PairedDifference(
+        metric="within_acc",
+        difference=quantile_interval(point, samples),
+        p_value=_flip_p_value(correct_a - correct_b, total, swaps),
+    )
 
 
 def _corr(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -97,9 +124,22 @@ def null_test(metric: str, observed: float, null: np.ndarray) -> NullTest:
     null = np.asarray(null, dtype=np.float64)
     null = null[np.isfinite(null)]
     if not null.size or not np.isfinite(observed):
-        return NullTest(metric=metric, observed=None, null_mean=None, null_low=None, null_high=None, p_value=None,
-                        n_permutations=int(null.size))
+        return NullTest(
+            metric=metric,
+            observed=None,
+            null_mean=None,
+            null_low=None,
+            null_high=None,
+            p_value=None,
+            n_permutations=int(null.size),
+        )
     low, high = np.quantile(null, [0.025, 0.975])
-    return NullTest(metric=metric, observed=float(observed), null_mean=float(null.mean()), null_low=float(low),
-                    null_high=float(high), p_value=float((1 + np.sum(null >= observed)) / (1 + null.size)),
-                    n_permutations=int(null.size))
+    return NullTest(
+        metric=metric,
+        observed=float(observed),
+        null_mean=float(null.mean()),
+        null_low=float(low),
+        null_high=float(high),
+        p_value=float((1 + np.sum(null >= observed)) / (1 + null.size)),
+        n_permutations=int(null.size),
+    )

@@ -94,8 +94,14 @@ def spearman_brown(value: float, k: float) -> float:
     return k * value / (1 + (k - 1) * value)
 
 
-def reliability(y: np.ndarray, groups: np.ndarray, factor: np.ndarray | None = None, factor_name: str | None = None,
-                n_boot: int = 1000, seed: int = 0) -> Reliability:
+def reliability(
+    y: np.ndarray,
+    groups: np.ndarray,
+    factor: np.ndarray | None = None,
+    factor_name: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Reliability:
     """The ICC (two-way with `factor` fixed, or one-way), the prompt mean's reliability and the ceiling on r it
     implies, each with a 95% interval from resampling prompts."""
     y, groups = np.asarray(y, dtype=np.float64), np.asarray(groups)
@@ -107,10 +113,14 @@ def reliability(y: np.ndarray, groups: np.ndarray, factor: np.ndarray | None = N
     k = float(1 / np.mean(1 / counts))
     mean_point, mean_samples = spearman_brown(point, k), spearman_brown(samples, k)
     model = ONE_WAY if factor is None else f"ICC(C,1), two-way with the response's {factor_name} fixed (consistency)"
-    return Reliability(model=model, factor=factor_name if factor is not None else None,
-                       icc=quantile_interval(point, samples), responses_per_prompt=k,
-                       mean_reliability=quantile_interval(mean_point, mean_samples),
-                       r_ceiling=quantile_interval(float(_ceiling(mean_point)), _ceiling(mean_samples)))
+    return Reliability(
+        model=model,
+        factor=factor_name if factor is not None else None,
+        icc=quantile_interval(point, samples),
+        responses_per_prompt=k,
+        mean_reliability=quantile_interval(mean_point, mean_samples),
+        r_ceiling=quantile_interval(float(_ceiling(mean_point)), _ceiling(mean_samples)),
+    )
 
 
 def _ceiling(mean_reliability):

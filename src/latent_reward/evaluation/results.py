@@ -29,8 +29,14 @@ TEXT_BASELINES = (LENGTH, TEXT_STATS, TFIDF_RESPONSE, TFIDF_PROMPT_RESPONSE)
 Metric = Literal["pearson", "spearman", "r2", "mae", "within_acc", "within_spearman"]  # the fields of `Scores`
 METRICS: tuple[Metric, ...] = get_args(Metric)
 HEADLINE_METRICS: tuple[Metric, ...] = ("pearson", "within_acc")  # tested against every comparison, with intervals
-METRIC_LABELS: dict[Metric, str] = {"pearson": "Pearson r", "spearman": "Spearman rho", "r2": "R^2", "mae": "MAE",
-                                    "within_acc": "within-prompt accuracy", "within_spearman": "within-prompt Spearman"}
+METRIC_LABELS: dict[Metric, str] = {
+    "pearson": "Pearson r",
+    "spearman": "Spearman rho",
+    "r2": "R^2",
+    "mae": "MAE",
+    "within_acc": "within-prompt accuracy",
+    "within_spearman": "within-prompt Spearman",
+}
 CHANCE: dict[Metric, float] = {"pearson": 0.0, "spearman": 0.0, "within_acc": 0.5, "within_spearman": 0.0}
 
 
@@ -152,8 +158,14 @@ class Comparison(Result):
 
 def strongest(comparisons: list[Comparison], metric: Metric, names: tuple[str, ...] | None = None) -> Comparison | None:
     """The baseline with the best validation value of `metric` (never chosen on test scores)."""
-    candidates = [c for c in comparisons if c.kind == "baseline" and (names is None or c.name in names)
-                  and c.validation is not None and c.validation.metric(metric).known]
+    candidates = [
+        c
+        for c in comparisons
+        if c.kind == "baseline"
+        and (names is None or c.name in names)
+        and c.validation is not None
+        and c.validation.metric(metric).known
+    ]
     if not candidates:
         return None
     sign = -1 if metric == "mae" else 1

@@ -37,8 +37,9 @@ def _t_interval(point: float, se: float, t_samples: np.ndarray, level: float) ->
     return Interval.of(point, point - upper_t * se, point - lower_t * se)
 
 
-def studentized_mean(values: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                     level: float = 0.95) -> tuple[Interval, float]:
+def studentized_mean(
+    values: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[Interval, float]:
     """The mean of per-prompt values (NaN left out) with its bootstrap-t interval, and its standard error
     sd / sqrt(n). Fewer than two values: no interval; values that do not vary: the interval is the point."""
     x = np.asarray(values, dtype=np.float64)
@@ -58,8 +59,9 @@ def studentized_mean(values: np.ndarray, n_boot: int = 2000, seed: int = 0,
     return _t_interval(point, se, t_star, level), se
 
 
-def studentized_crossed(values: np.ndarray, draws: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                        level: float = 0.95) -> tuple[Interval, float]:
+def studentized_crossed(
+    values: np.ndarray, draws: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[Interval, float]:
     """mean over prompts of (values - the draws' mean), values [prompts], draws [k, prompts] (random directions),
     with a bootstrap-t interval that resamples prompts and draws together, and its standard error.
 
@@ -91,8 +93,13 @@ def studentized_crossed(values: np.ndarray, draws: np.ndarray, n_boot: int = 200
     return _t_interval(point, se, t_star, level), se
 
 
-def bca(clusters: np.ndarray, statistic: Callable[[np.ndarray], float], n_boot: int = 2000, seed: int = 0,
-        level: float = 0.95) -> Interval:
+def bca(
+    clusters: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
     """statistic(the distinct clusters) with scipy's BCa interval over resampled clusters: `statistic` takes an
     array of cluster ids (with repeats) and computes from every row of each. No interval where it is undefined."""
     ids = np.unique(np.asarray(clusters))
@@ -101,8 +108,15 @@ def bca(clusters: np.ndarray, statistic: Callable[[np.ndarray], float], n_boot: 
         return Interval.of(point)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a degenerate resample is reported as a NaN bound, handled below
-        result = stats.bootstrap((ids,), statistic, n_resamples=n_boot, method="BCa", vectorized=False,
-                                 confidence_level=level, random_state=np.random.default_rng(seed))
+        result = stats.bootstrap(
+            (ids,),
+            statistic,
+            n_resamples=n_boot,
+            method="BCa",
+            vectorized=False,
+            confidence_level=level,
+            random_state=np.random.default_rng(seed),
+        )
     return Interval.of(point, result.confidence_interval.low, result.confidence_interval.high)
 
 

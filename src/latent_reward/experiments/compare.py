@@ -16,8 +16,16 @@ import pandas as pd
 
 from latent_reward.evaluation.metrics import Resampler
 from latent_reward.evaluation.paired import paired_differences
-from latent_reward.evaluation.results import (RANDOM_INIT, Cell, Interval, Metric, PairedDifference, Result, Scores,
-                                              strongest)
+from latent_reward.evaluation.results import (
+    RANDOM_INIT,
+    Cell,
+    Interval,
+    Metric,
+    PairedDifference,
+    Result,
+    Scores,
+    strongest,
+)
 from latent_reward.experiments.conversation import ConversationResult, XSTestResult
 from latent_reward.experiments.reward_model import IMPLICIT_REWARD, PROBE, WITHIN_PROBE
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, WITHIN_COLUMN, RunResult
@@ -42,7 +50,9 @@ CONTROLLED_CAVEAT = (
     "apart from the others."
 )
 ONLINE, OFFLINE = "online", "dpo"
-CONVERSATION_FOLDER = "conversation"  # a `conversation --out RUN/conversation` inside a run folder is shown with the run
+CONVERSATION_FOLDER = (
+    "conversation"  # a `conversation --out RUN/conversation` inside a run folder is shown with the run
+)
 
 
 class CompareRow(Result):
@@ -77,7 +87,9 @@ class ModelDifference(Result):
 class CompareResult(Result):
     rows: list[CompareRow]
     differences: list[ModelDifference] = []  # every pair, first minus second
-    stages: list[ModelDifference] = []  # each checkpoint minus the model it was trained from, when that model's run is here
+    stages: list[
+        ModelDifference
+    ] = []  # each checkpoint minus the model it was trained from, when that model's run is here
     online_minus_offline: ModelDifference | None = None  # an online checkpoint minus a DPO one, when both are here
     caveat: str = CAVEAT
 
@@ -85,7 +97,9 @@ class CompareResult(Result):
 def compare(folders: list[Path], n_boot: int = 1000, seed: int = 0) -> CompareResult:
     runs = [(Path(folder), RunResult.load(folder)) for folder in folders]
     rows = [_row(folder, result) for folder, result in runs]
-    if len({row.data for row in rows}) == 1 and len({row.model for row in rows}) == len(rows):  # one data: name the models
+    if len({row.data for row in rows}) == 1 and len({row.model for row in rows}) == len(
+        rows
+    ):  # one data: name the models
         rows = [row.model_copy(update={"label": row.model}) for row in rows]
 
     def paired(i: int, j: int) -> ModelDifference | None:
@@ -94,16 +108,30 @@ def compare(folders: list[Path], n_boot: int = 1000, seed: int = 0) -> CompareRe
     differences = [d for i in range(len(runs)) for j in range(i + 1, len(runs)) if (d := paired(i, j)) is not None]
     parents = [_parent(row, rows) for row in rows]
     stages = [d for i, parent in enumerate(parents) if parent is not None and (d := paired(i, parent)) is not None]
-    online = next((d for i, a in enumerate(rows) for j, b in enumerate(rows) if _offline_counterpart(a, b)
-                   and (d := paired(i, j)) is not None), None)
-    return CompareResult(rows=rows, differences=differences, stages=stages, online_minus_offline=online, caveat=_caveat(rows))
+    online = next(
+        (
+            d
+            for i, a in enumerate(rows)
+            for j, b in enumerate(rows)
+            if _offline_counterpart(a, b) and (d := paired(i, j)) is not None
+        ),
+        None,
+    )
+    return CompareResult(
+        rows=rows, differences=differences, stages=stages, online_minus_offline=online, caveat=_caveat(rows)
+    )
 
 
 def _offline_counterpart(online: CompareRow, offline: CompareRow) -> bool:
     """An online checkpoint and a DPO one trained from the same model on the same data, read on the same data."""
     a, b = online.training, offline.training
-    return (a.get("method") == ONLINE and b.get("method") == OFFLINE and online.data == offline.data
-            and a.get("data") == b.get("data") and _same_model(str(a.get("base_model")), str(b.get("base_model"))))
+    return (
+        a.get("method") == ONLINE
+        and b.get("method") == OFFLINE
+        and online.data == offline.data
+        and a.get("data") == b.get("data")
+        and _same_model(str(a.get("base_model")), str(b.get("base_model")))
+    )
 
 
 def _same_model(a: str, b: str) -> bool:
@@ -130,10 +158,15 @@ def _caveat(rows: list[CompareRow]) -> str:
     if len(roots) != 1 or not any(row.training for row in rows):
         return CAVEAT
     data = sorted({Path(str(row.training["data"])).name for row in rows if row.training.get("data")})
-    sizes = "; ".join(f"{row.label}: {row.training.get('method')}, {row.training.get('steps')} steps on "
-                      f"{row.training.get('pairs_or_examples')} rows" for row in rows if row.training)
-    return CONTROLLED_CAVEAT.format(root=roots.pop(), data="data: " + ", ".join(data) if data else "data not recorded",
-                                    sizes=sizes)
+    sizes = "; ".join(
+        f"{row.label}: {row.training.get('method')}, {row.training.get('steps')} steps on "
+        f"{row.training.get('pairs_or_examples')} rows"
+        for row in rows
+        if row.training
+    )
+    return CONTROLLED_CAVEAT.format(
+        root=roots.pop(), data="data: " + ", ".join(data) if data else "data not recorded", sizes=sizes
+    )
 
 
 def _row(folder: Path, result: RunResult) -> CompareRow:
@@ -146,25 +179,37 @@ def _row(folder: Path, result: RunResult) -> CompareRow:
     # the implicit reward's on the same pairs. "(none)" is also what score writes without a reference model (the
     # policy's log-likelihood alone): not DPO's reward.
     runs = [s.pair_accuracy[0] for s in result.scores.values() if s.pair_accuracy]
-    implicit_of = {id(p): next((v for k, v in p.predictors.items()
-                                if k.startswith(IMPLICIT_REWARD) and not k.endswith("(none)")), None) for p in runs}
+    implicit_of = {
+        id(p): next(
+            (v for k, v in p.predictors.items() if k.startswith(IMPLICIT_REWARD) and not k.endswith("(none)")), None
+        )
+        for p in runs
+    }
     pairs = next((p for p in runs if implicit_of[id(p)] is not None), runs[0] if runs else None)
     within = (readout.within_probe or readout.probe).scores.within_acc
     local = Path(model.identity or model.name)  # a local model's identity is its absolute path
     kind = readout.sweep.shown_kind
     curve = [(c.layer / max(model.n_layers, 1), c.val.pearson.value) for c in readout.sweep.cells(kind, best.position)]
     return CompareRow(
-        run=str(folder), label=f"{model.name} ({Path(result.data.source).name})", model=model.name,
+        run=str(folder),
+        label=f"{model.name} ({Path(result.data.source).name})",
+        model=model.name,
         data=result.data.source,
-        n_layers=model.n_layers, best=best, probe=readout.probe.scores, within_acc=within,
+        n_layers=model.n_layers,
+        best=best,
+        probe=readout.probe.scores,
+        within_acc=within,
         prompt_only=result.prompt_only.cross_fitted.pearson if result.prompt_only else None,
         strongest_baseline=strongest_baseline.name if strongest_baseline else None,
         strongest_baseline_scores=strongest_baseline.scores if strongest_baseline else None,
         random_init=random_init.scores if random_init else None,
         pair_accuracy=pairs.predictors.get(WITHIN_PROBE, pairs.predictors.get(PROBE)) if pairs else None,
         implicit_reward_accuracy=implicit_of[id(pairs)] if pairs else None,
-        layer_curve=curve, curve_probe=kind, training=training_record(local) if local.is_dir() else {},
-        conversation=_conversation(folder / CONVERSATION_FOLDER))
+        layer_curve=curve,
+        curve_probe=kind,
+        training=training_record(local) if local.is_dir() else {},
+        conversation=_conversation(folder / CONVERSATION_FOLDER),
+    )
 
 
 def _conversation(folder: Path) -> dict[str, Interval]:
@@ -190,8 +235,9 @@ def _predictions(folder: Path) -> pd.DataFrame | None:
     return None
 
 
-def _paired(first: tuple[Path, RunResult], second: tuple[Path, RunResult], label_a: str, label_b: str, n_boot: int,
-            seed: int) -> ModelDifference | None:
+def _paired(
+    first: tuple[Path, RunResult], second: tuple[Path, RunResult], label_a: str, label_b: str, n_boot: int, seed: int
+) -> ModelDifference | None:
     """Both runs' probes on the examples they share (same id and rating), paired by prompt: r from the pooled probes,
     within-prompt accuracy from the within-prompt probes (the headline) where both runs have them."""
     a, b = _predictions(first[0]), _predictions(second[0])
@@ -203,12 +249,20 @@ def _paired(first: tuple[Path, RunResult], second: tuple[Path, RunResult], label
     y, groups = merged["rating"].to_numpy(float), merged["group"].astype(str).to_numpy()
     resampler = Resampler.make(groups, n_boot, seed)
     column = WITHIN_COLUMN if f"{WITHIN_COLUMN}_a" in merged and f"{WITHIN_COLUMN}_b" in merged else "probe"
-    difference = paired_differences(y, merged["probe_a"].to_numpy(float), merged["probe_b"].to_numpy(float), resampler,
-                                    metrics=("pearson",), seed=seed)
+    difference = paired_differences(
+        y,
+        merged["probe_a"].to_numpy(float),
+        merged["probe_b"].to_numpy(float),
+        resampler,
+        metrics=("pearson",),
+        seed=seed,
+    )
     multi = (merged[f"{column}_a"].notna() & merged[f"{column}_b"].notna()).to_numpy()  # the within probe's prompts
     within = merged[multi]
     a_within, b_within = (within[f"{column}_{side}"].to_numpy(float) for side in ("a", "b"))
-    difference |= paired_differences(y[multi], a_within, b_within, Resampler.make(groups[multi], n_boot, seed),
-                                     metrics=("within_acc",), seed=seed)
-    return ModelDifference(first=label_a, second=label_b, examples=len(merged), prompts=int(np.unique(groups).size),
-                           difference=difference)
+    difference |= paired_differences(
+        y[multi], a_within, b_within, Resampler.make(groups[multi], n_boot, seed), metrics=("within_acc",), seed=seed
+    )
+    return ModelDifference(
+        first=label_a, second=label_b, examples=len(merged), prompts=int(np.unique(groups).size), difference=difference
+    )

@@ -20,9 +20,15 @@ class Generation:
     estimates: list[float] = field(default_factory=list)
 
 
-def generate_with_estimates(loaded: LoadedModel, probe: Probe, messages: list[dict[str, str]], max_new_tokens: int = 200,
-                            temperature: float = 0.0, seed: int = 0,
-                            on_token: Callable[[str, float], None] | None = None) -> Generation:
+def generate_with_estimates(
+    loaded: LoadedModel,
+    probe: Probe,
+    messages: list[dict[str, str]],
+    max_new_tokens: int = 200,
+    temperature: float = 0.0,
+    seed: int = 0,
+    on_token: Callable[[str, float], None] | None = None,
+) -> Generation:
     """The reply's tokens, the probe's estimate at each, and its estimate before the first token.
 
     The estimate for a token is read from the residual state at that token (index `probe.info.layer`),
@@ -37,5 +43,9 @@ def generate_with_estimates(loaded: LoadedModel, probe: Probe, messages: list[di
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=1)
     reply = generate_chat(loaded, [messages], config, read_layer=probe.info.cell()[1], on_token=stream)[0]
     estimates = probe.predict(reply.states)
-    return Generation(before=float(estimates[0]), ids=reply.ids, tokens=[decode([t]) for t in reply.ids],
-                      estimates=[float(v) for v in estimates[1:]])
+    return Generation(
+        before=float(estimates[0]),
+        ids=reply.ids,
+        tokens=[decode([t]) for t in reply.ids],
+        estimates=[float(v) for v in estimates[1:]],
+    )

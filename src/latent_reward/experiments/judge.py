@@ -23,8 +23,14 @@ from latent_reward.evaluation.results import Interval, Result, finite
 from latent_reward.judging.cache import JudgeCache, item_key
 from latent_reward.judging.client import Endpoint, Request, Usage, complete_all
 from latent_reward.judging.rating import rate
-from latent_reward.judging.rubric import (ASPECTS, RUBRIC_VERSION, PreferenceReply, pairwise_messages, parse_preference,
-                                         reply_schema)
+from latent_reward.judging.rubric import (
+    ASPECTS,
+    RUBRIC_VERSION,
+    PreferenceReply,
+    pairwise_messages,
+    parse_preference,
+    reply_schema,
+)
 
 
 class JudgeConfig(Result):
@@ -64,8 +70,13 @@ class JudgeSummary(Result):
     self_consistency: Agreement | None = None  # repeat 2 vs repeat 1
 
 
-def judge_examples(examples: list[Example], endpoint: Endpoint, cache: JudgeCache, config: JudgeConfig | None = None,
-                   progress: bool = True) -> tuple[list[Example], JudgeSummary]:
+def judge_examples(
+    examples: list[Example],
+    endpoint: Endpoint,
+    cache: JudgeCache,
+    config: JudgeConfig | None = None,
+    progress: bool = True,
+) -> tuple[list[Example], JudgeSummary]:
     """The examples rated by the judge (unrateable ones dropped and counted), and the summary."""
     config = config or JudgeConfig()
     if config.mode == "pairwise":
@@ -76,13 +87,20 @@ def judge_examples(examples: list[Example], endpoint: Endpoint, cache: JudgeCach
         first = repeats[0]
         if first is None:
             continue
-        judge = {"model": endpoint.model, "rubric": RUBRIC_VERSION, "rationale": first["rationale"],
-                 "repeats": [s["overall"] if s else None for s in repeats]}
+        judge = {
+            "model": endpoint.model,
+            "rubric": RUBRIC_VERSION,
+            "rationale": first["rationale"],
+            "repeats": [s["overall"] if s else None for s in repeats],
+        }
         meta = {**example.meta, "judge": judge, "original_rating": example.rating if _has_rating(example) else None}
-        rated.append(replace(example, rating=float(first["overall"]), aspects={a: float(first[a]) for a in ASPECTS}, meta=meta))
+        rated.append(
+            replace(example, rating=float(first["overall"]), aspects={a: float(first[a]) for a in ASPECTS}, meta=meta)
+        )
     summary = _summary(endpoint, config, len(examples), len(rated), usage)
-    summary.with_original = _agreement([e.meta["original_rating"] for e in rated], [e.rating for e in rated],
-                                       [e.group for e in rated], config)
+    summary.with_original = _agreement(
+        [e.meta["original_rating"] for e in rated], [e.rating for e in rated], [e.group for e in rated], config
+    )
     if config.repeats > 1:
         second = [e.meta["judge"]["repeats"][1] for e in rated]
         summary.self_consistency = _agreement(second, [e.rating for e in rated], [e.group for e in rated], config)
@@ -105,7 +123,9 @@ def _pairwise(examples: list[Example], endpoint: Endpoint, cache: JudgeCache, co
     for members in pairs.values():
         a, b = members
         for first, second in ((a, b), (b, a)):
-            key = item_key(endpoint.model, RUBRIC_VERSION + "-pairwise", [a.prompt_messages, first.response, second.response])
+            key = item_key(
+                endpoint.model, RUBRIC_VERSION + "-pairwise", [a.prompt_messages, first.response, second.response]
+            )
             messages = pairwise_messages(a.prompt_messages, first.response, second.response)
             requests.append(Request(key, messages, parse_preference, schema))
     parsed, _, usage = complete_all(endpoint, requests, cache, RUBRIC_VERSION + "-pairwise", progress)
@@ -114,25 +134,47 @@ def _pairwise(examples: list[Example], endpoint: Endpoint, cache: JudgeCache, co
         forward, backward = parsed[requests[2 * index].key], parsed[requests[2 * index + 1].key]
         if forward is None or backward is None:
             continue
-        a_wins = (forward["preferred"] == "A") + (backward["preferred"] == "B")  # 2: both orders, 1: the order decided, 0: never
+        a_wins = (forward["preferred"] == "A") + (
+            backward["preferred"] == "B"
+        )  # 2: both orders, 1: the order decided, 0: never
         share = a_wins / 2
         for example, value in ((a, share), (b, 1 - share)):
-            meta = {**example.meta, "original_rating": example.rating if _has_rating(example) else None,
-                    "judge": {"model": endpoint.model, "rubric": RUBRIC_VERSION + "-pairwise", "rationale": forward["rationale"],
-                              "order_consistent": a_wins != 1}}
+            meta = {
+                **example.meta,
+                "original_rating": example.rating if _has_rating(example) else None,
+                "judge": {
+                    "model": endpoint.model,
+                    "rubric": RUBRIC_VERSION + "-pairwise",
+                    "rationale": forward["rationale"],
+                    "order_consistent": a_wins != 1,
+                },
+            }
             rated.append(replace(example, rating=float(value), meta=meta))
     summary = _summary(endpoint, config, len(pairs), len(rated) // 2, usage)
-    summary.with_original = _agreement([e.meta["original_rating"] for e in rated], [e.rating for e in rated],
-                                       [e.group for e in rated], config)
+    summary.with_original = _agreement(
+        [e.meta["original_rating"] for e in rated], [e.rating for e in rated], [e.group for e in rated], config
+    )
     return rated, summary
 
 
 def _summary(endpoint: Endpoint, config: JudgeConfig, items: int, rated: int, usage: Usage) -> JudgeSummary:
-    return JudgeSummary(endpoint=endpoint.base_url, model=endpoint.model, rubric=RUBRIC_VERSION, mode=config.mode, items=items,
-                        rated=rated, missing=usage.malformed, cached=usage.cached, requests=usage.requests,
-                        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, cost=usage.cost(endpoint),
-                        seconds=usage.seconds, response_format=usage.response_format,
-                        items_per_second=(items * config.repeats - usage.cached) / usage.seconds if usage.seconds > 0 else None)
+    return JudgeSummary(
+        endpoint=endpoint.base_url,
+        model=endpoint.model,
+        rubric=RUBRIC_VERSION,
+        mode=config.mode,
+        items=items,
+        rated=rated,
+        missing=usage.malformed,
+        cached=usage.cached,
+        requests=usage.requests,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cost=usage.cost(endpoint),
+        seconds=usage.seconds,
+        response_format=usage.response_format,
+        items_per_second=(items * config.repeats - usage.cached) / usage.seconds if usage.seconds > 0 else None,
+    )
 
 
 def _agreement(reference: list, judged: list, groups: list, config: JudgeConfig) -> Agreement | None:
@@ -149,6 +191,12 @@ def _agreement(reference: list, judged: list, groups: list, config: JudgeConfig)
     from latent_reward.evaluation.metrics import pair_counts
 
     _, total = pair_counts(y, p, g)
-    return Agreement(items=len(rows), prompts=len(set(g)), spearman=quantile_interval(points["spearman"], samples["spearman"]),
-                     within_prompt=quantile_interval(points["within_acc"], samples["within_acc"]) if "within_acc" in samples
-                     else Interval.of(finite(points["within_acc"])), pairs=int(total.sum()))
+    return Agreement(
+        items=len(rows),
+        prompts=len(set(g)),
+        spearman=quantile_interval(points["spearman"], samples["spearman"]),
+        within_prompt=quantile_interval(points["within_acc"], samples["within_acc"])
+        if "within_acc" in samples
+        else Interval.of(finite(points["within_acc"])),
+        pairs=int(total.sum()),
+    )

@@ -32,9 +32,11 @@ from latent_reward.evaluation.results import RANDOM_INIT, Cell, Comparison, Inte
 from latent_reward.positions import PROMPT_POSITIONS
 from latent_reward.probes import Probe, ProbeInfo, RidgeProbe, fit_ridge_all_layers
 
-OFF_POLICY = ("The ratings belong to other models' responses (off-policy): a prompt's mean rating says how well answers to "
-              "it tend to be rated, which is not the model's own expected reward. An on-policy target needs the model's own "
-              "sampled replies rated by an independent judge (latent-reward respond + judge).")
+OFF_POLICY = (
+    "The ratings belong to other models' responses (off-policy): a prompt's mean rating says how well answers to "
+    "it tend to be rated, which is not the model's own expected reward. An on-policy target needs the model's own "
+    "sampled replies rated by an independent judge (latent-reward respond + judge)."
+)
 
 
 class PromptOnlyConfig(Result):
@@ -92,7 +94,9 @@ class _Prompts:
         labels = np.array([split[g] for g in self.names])
         self.masks = {name: labels == name for name in ("train", "val", "test")}
 
-    def states(self, store: ActivationStore | SketchedStore, position: str, layers: list[int] | None = None) -> np.ndarray:
+    def states(
+        self, store: ActivationStore | SketchedStore, position: str, layers: list[int] | None = None
+    ) -> np.ndarray:
         """float32 [n_prompts, n_layers, d]: each prompt's state (its rows agree up to batching's float rounding); on a
         sketched store, the sketch of those states."""
         if isinstance(store, SketchedStore):
@@ -100,15 +104,36 @@ class _Prompts:
             return store.sketch(key, position, layers, lambda chunk: self.states(store.full, position, chunk))
         return group_means(store.array(position, layers)[self.target.keep], self.target.groups)[1].astype(np.float32)
 
-    def cross_fit(self, store: ActivationStore | SketchedStore, positions, config: PromptOnlyConfig, progress: bool,
-                  folds: np.ndarray | None = None):
+    def cross_fit(
+        self,
+        store: ActivationStore | SketchedStore,
+        positions,
+        config: PromptOnlyConfig,
+        progress: bool,
+        folds: np.ndarray | None = None,
+    ):
         """The prompt probe cross-fitted over folds of prompts (cells chosen on a sketch when the store is one)."""
-        return cross_fit_arrays(lambda p: self.states(store, p), list(store.layers), self.means, self.names, positions,
-                                config.folds, config.seed, progress=progress, folds=folds, exact=exact_reader(store, self.states))
+        return cross_fit_arrays(
+            lambda p: self.states(store, p),
+            list(store.layers),
+            self.means,
+            self.names,
+            positions,
+            config.folds,
+            config.seed,
+            progress=progress,
+            folds=folds,
+            exact=exact_reader(store, self.states),
+        )
 
 
-def prompt_only(store: ActivationStore | SketchedStore, config: PromptOnlyConfig | None = None, response_fit: SweepFit | None = None,
-                random_init_store: ActivationStore | SketchedStore | None = None, progress: bool = False) -> PromptOnlyResult | None:
+def prompt_only(
+    store: ActivationStore | SketchedStore,
+    config: PromptOnlyConfig | None = None,
+    response_fit: SweepFit | None = None,
+    random_init_store: ActivationStore | SketchedStore | None = None,
+    progress: bool = False,
+) -> PromptOnlyResult | None:
     """None when the store has no state from before the response."""
     config = config or PromptOnlyConfig()
     store, random_init_store = sketch_view(store, config.sketch), sketch_view(random_init_store, config.sketch)
@@ -135,13 +160,19 @@ def prompt_only(store: ActivationStore | SketchedStore, config: PromptOnlyConfig
     probe_p = fitted.predictions["probe"]
     factor_name, factor = fixed_factor([store.examples[i].meta for i in target.rows])
     return PromptOnlyResult(
-        target=target.name, n_prompts={name: int(mask.sum()) for name, mask in masks.items()}, curves=curves, best=best,
+        target=target.name,
+        n_prompts={name: int(mask.sum()) for name, mask in masks.items()},
+        curves=curves,
+        best=best,
         best_test=score(y[test], best_p[test], names[test], config.n_boot, config.seed).pearson,
-        cross_fitted=score(y, probe_p, names, resampler=resampler), fold_cells=fitted.cells["probe"],
+        cross_fitted=score(y, probe_p, names, resampler=resampler),
+        fold_cells=fitted.cells["probe"],
         baselines=_baselines(prompts, fitted.folds, probe_p, resampler, random_init_store, positions, config),
         icc=icc1_interval(target.y, target.groups, config.n_boot, config.seed),
         reliability=reliability(target.y, target.groups, factor, factor_name, config.n_boot, config.seed),
-        raw_between_share=float(np.sum(prompts.counts * (y - target.y.mean()) ** 2) / np.sum((target.y - target.y.mean()) ** 2)),
+        raw_between_share=float(
+            np.sum(prompts.counts * (y - target.y.mean()) ** 2) / np.sum((target.y - target.y.mean()) ** 2)
+        ),
         top_prompts=_describe(prompts, probe_p, np.argsort(-probe_p)[:5]),
         bottom_prompts=_describe(prompts, probe_p, np.argsort(probe_p)[:5]),
     )
@@ -160,8 +191,13 @@ def _single_split(store, prompts: _Prompts, positions, config: PromptOnlyConfig)
             p = probes[index].predict(x[:, index])
             predictions[(position, layer)] = p
             value = pearson(y[val], p[val])
-            curves.append(LayerValue(position=position, layer=layer,
-                                     val=quantile_interval(value, resampler.samples(y[val], p[val])["pearson"])))
+            curves.append(
+                LayerValue(
+                    position=position,
+                    layer=layer,
+                    val=quantile_interval(value, resampler.samples(y[val], p[val])["pearson"]),
+                )
+            )
     return curves, predictions
 
 
@@ -179,24 +215,41 @@ def _baselines(prompts: _Prompts, folds, probe_p, resampler, random_init_store, 
         random_prompts = _Prompts(random_init_store, random_target, _plan_from_masks(prompts))
         fitted = random_prompts.cross_fit(random_init_store, positions, config, progress=False, folds=folds)
         found[RANDOM_INIT] = fitted.predictions["probe"]
-    return [Comparison(name=name, kind="baseline", scores=score(y, p, names, resampler=resampler),
-                       versus_probe=paired_differences(y, probe_p, p, resampler, metrics=("pearson",), seed=config.seed))
-            for name, p in found.items()]
+    return [
+        Comparison(
+            name=name,
+            kind="baseline",
+            scores=score(y, p, names, resampler=resampler),
+            versus_probe=paired_differences(y, probe_p, p, resampler, metrics=("pearson",), seed=config.seed),
+        )
+        for name, p in found.items()
+    ]
 
 
 def _plan_from_masks(prompts: _Prompts) -> SplitPlan:
     """The same prompt-level split, expressed over the random-init store's rows."""
     groups = prompts.target.groups
     labels = {g: name for name, mask in prompts.masks.items() for g in prompts.names[mask]}
-    return SplitPlan({name: np.array([labels[g] == name for g in groups]) for name in prompts.masks}, "same as the model's")
+    return SplitPlan(
+        {name: np.array([labels[g] == name for g in groups]) for name in prompts.masks}, "same as the model's"
+    )
 
 
 def _describe(prompts: _Prompts, predictions: np.ndarray, order: np.ndarray) -> list[PromptRow]:
-    return [PromptRow(prompt=prompts.texts[i][:300], expected_reward=float(predictions[i]), mean_rating=float(prompts.means[i]),
-                      responses=int(prompts.counts[i])) for i in order]
+    return [
+        PromptRow(
+            prompt=prompts.texts[i][:300],
+            expected_reward=float(predictions[i]),
+            mean_rating=float(prompts.means[i]),
+            responses=int(prompts.counts[i]),
+        )
+        for i in order
+    ]
 
 
-def fit_prompt_probe(store: ActivationStore, fit: SweepFit, result: PromptOnlyResult, position: str = "assistant_start") -> Probe | None:
+def fit_prompt_probe(
+    store: ActivationStore, fit: SweepFit, result: PromptOnlyResult, position: str = "assistant_start"
+) -> Probe | None:
     """A ridge probe of a prompt's expected rating at `position` (its validation-best layer), fitted on the training
     prompts' states: V(conversation) for experiments that read expected reward at the start of the assistant's turn."""
     cells = [c for c in result.curves if c.position == position and c.val.value is not None]
@@ -209,11 +262,18 @@ def fit_prompt_probe(store: ActivationStore, fit: SweepFit, result: PromptOnlyRe
     train = prompts.masks["train"]
     probe = RidgeProbe().fit(x[train], prompts.means[train], prompts.names[train])
     model = store.manifest.model
-    probe.info = ProbeInfo(position=position, layer=layer, target=f"prompt mean {fit.target.name}", model=model.name,
-                           model_dtype=model.dtype, chat_template=model.chat_template, store=store.location,
-                           train_groups=sorted(prompts.names[train]),
-                           validation_groups=sorted(prompts.names[prompts.masks["val"]]),
-                           group_key_version=GROUP_KEY_VERSION, fit=probe.info.fit,
-                           rating_range=(float(np.quantile(prompts.means[train], 0.05)),
-                                         float(np.quantile(prompts.means[train], 0.95))))
+    probe.info = ProbeInfo(
+        position=position,
+        layer=layer,
+        target=f"prompt mean {fit.target.name}",
+        model=model.name,
+        model_dtype=model.dtype,
+        chat_template=model.chat_template,
+        store=store.location,
+        train_groups=sorted(prompts.names[train]),
+        validation_groups=sorted(prompts.names[prompts.masks["val"]]),
+        group_key_version=GROUP_KEY_VERSION,
+        fit=probe.info.fit,
+        rating_range=(float(np.quantile(prompts.means[train], 0.05)), float(np.quantile(prompts.means[train], 0.95))),
+    )
     return probe

@@ -29,14 +29,27 @@ from latent_reward.errors import UserError
 from latent_reward.evaluation import results as names
 from latent_reward.evaluation.baselines import TextData, available_baselines, length_features, text_statistics
 from latent_reward.evaluation.groups import group_index
-from latent_reward.evaluation.metrics import Resampler, length_matched_accuracy, partial_correlation, quantile_interval, score
+from latent_reward.evaluation.metrics import (
+    Resampler,
+    length_matched_accuracy,
+    partial_correlation,
+    quantile_interval,
+    score,
+)
 from latent_reward.evaluation.metrics import metric as metric_value
 from latent_reward.evaluation.multiplicity import holm
 from latent_reward.evaluation.paired import null_test, paired_differences
-from latent_reward.evaluation.results import (Cell, Comparison, Interval, Metric, PairedDifference, Result, Scores,
-                                              finite)
+from latent_reward.evaluation.results import (
+    Cell,
+    Comparison,
+    Interval,
+    Metric,
+    PairedDifference,
+    Result,
+    Scores,
+    finite,
+)
 from latent_reward.probes import SGDProbe, probe_class
-
 
 WITHIN_PREDICTIONS = "within-prompt probe"  # the key of its out-of-fold predictions in the returned cross-fit
 
@@ -89,7 +102,8 @@ DECLARED_TEST = (
     "difference is positive (the states are credited only when this holds for every baseline, an intersection-union "
     "test that needs no adjustment); baseline better where the difference is negative and Holm's adjusted p over the "
     "baselines is < 0.05; otherwise indistinguishable, and the baseline matches the probe only when the paired "
-    "difference's 90% interval lies within +-{margin} (two one-sided tests at 0.05)")
+    "difference's 90% interval lies within +-{margin} (two one-sided tests at 0.05)"
+)
 
 
 class BaselineTest(Result):
@@ -104,8 +118,13 @@ class BaselineTest(Result):
 
 
 class Verdict(Result):
-    kind: Literal["encodes", "baseline matches", "indistinguishable from a baseline", "baseline better",
-                  "no within-prompt evidence"]
+    kind: Literal[
+        "encodes",
+        "baseline matches",
+        "indistinguishable from a baseline",
+        "baseline better",
+        "no within-prompt evidence",
+    ]
     not_beaten: list[str] = []  # baselines the probe was not shown to beat (indistinguishable or better)
     test: str = ""  # the declared test, in words
     margin: float | None = None  # the equivalence margin (within-prompt accuracy)
@@ -139,14 +158,22 @@ class ReadoutResult(Result):
 def text_data(store: ActivationStore, target: Target) -> TextData:
     examples = [store.examples[i] for i in target.rows]
     logprobs = store.stat("logprob_mean")[target.keep].astype(np.float64) if store.has_stat("logprob_mean") else None
-    return TextData(y=target.y, groups=target.groups, prompts=[e.prompt_text for e in examples],
-                    responses=[e.response for e in examples], generators=[e.meta.get("generator") for e in examples],
-                    logprob_mean=logprobs)
+    return TextData(
+        y=target.y,
+        groups=target.groups,
+        prompts=[e.prompt_text for e in examples],
+        responses=[e.response for e in examples],
+        generators=[e.meta.get("generator") for e in examples],
+        logprob_mean=logprobs,
+    )
 
 
-def reward_readout(store: ActivationStore | SketchedStore, config: ReadoutConfig | None = None,
-                   random_init_store: ActivationStore | SketchedStore | None = None,
-                   progress: bool = True) -> tuple[ReadoutResult, SweepFit, CrossFit]:
+def reward_readout(
+    store: ActivationStore | SketchedStore,
+    config: ReadoutConfig | None = None,
+    random_init_store: ActivationStore | SketchedStore | None = None,
+    progress: bool = True,
+) -> tuple[ReadoutResult, SweepFit, CrossFit]:
     """The whole response-level analysis; returns the typed result, the sweep and the cross-fit (for later steps).
 
     Two cross-fits: the pooled probe (target as given; its cell chosen by inner r over every position, which is what
@@ -166,9 +193,14 @@ def reward_readout(store: ActivationStore | SketchedStore, config: ReadoutConfig
 
     tick = time.perf_counter()
     selectors = {"probe": ANY_CELL, names.LAYER0: LAYER_ZERO, **{f"at {p}": position_selector(p) for p in positions}}
-    crossfit = cross_fit(store, target, positions, config.folds, seed, config.sweep.settings, selectors, config.permutations, progress)
-    within = (_within_crossfit(store, target, positions, crossfit.folds, config, progress)
-              if config.within_probe and not target.within else None)
+    crossfit = cross_fit(
+        store, target, positions, config.folds, seed, config.sweep.settings, selectors, config.permutations, progress
+    )
+    within = (
+        _within_crossfit(store, target, positions, crossfit.folds, config, progress)
+        if config.within_probe and not target.within
+        else None
+    )
     timings["cross_fit"] = time.perf_counter() - tick
     resampler = Resampler.make(target.groups, config.sweep.n_boot, seed)
     y, groups, probe_p = target.y, target.groups, crossfit.predictions["probe"]
@@ -181,25 +213,35 @@ def reward_readout(store: ActivationStore | SketchedStore, config: ReadoutConfig
 
     data = text_data(store, target)
     others = _all_baselines(data, store, random_init_store, fit, crossfit, within, positions, config, progress, timings)
-    comparisons = [_compare(name, y, groups, baseline, probe_for, resampler, config, seed) for name, baseline in others.items()]
-    comparisons += _controls(crossfit, within.fit if within is not None else crossfit, probe_scores, within_scores or probe_scores)
+    comparisons = [
+        _compare(name, y, groups, baseline, probe_for, resampler, config, seed) for name, baseline in others.items()
+    ]
+    comparisons += _controls(
+        crossfit, within.fit if within is not None else crossfit, probe_scores, within_scores or probe_scores
+    )
 
     lengths = length_features(data.responses)
     matched, n_matched = length_matched_accuracy(y, within_p, groups, lengths[:, 0], resampler)
     within_cells = within.fit.cells["probe"] if within is not None else crossfit.cells["probe"]
     result = ReadoutResult(
         target=target.name,
-        evaluation=(f"cross-fitted: {config.folds} folds of the {len(np.unique(groups))} prompts; each fold's probe (cell and "
-                    "penalty chosen by leave-one-prompt-out cross-validation inside the other folds) predicts the held-out fold"),
+        evaluation=(
+            f"cross-fitted: {config.folds} folds of the {len(np.unique(groups))} prompts; each fold's probe (cell and "
+            "penalty chosen by leave-one-prompt-out cross-validation inside the other folds) predicts the held-out fold"
+        ),
         sweep=fit.result,
         probe=Comparison(name="probe", kind="probe", scores=probe_scores, validation=fit.result.best_validation),
         fold_cells=crossfit.cells["probe"],
         comparisons=comparisons,
         subsets=_seen_subsets(store, target, probe_p, within_p, config.sweep.n_boot, seed),
-        length_matched=matched, length_matched_pairs=n_matched,
-        partial_r_given_length=_partial_interval(y, probe_p, text_statistics(data.responses), groups, config.sweep.n_boot, seed),
+        length_matched=matched,
+        length_matched_pairs=n_matched,
+        partial_r_given_length=_partial_interval(
+            y, probe_p, text_statistics(data.responses), groups, config.sweep.n_boot, seed
+        ),
         within_probe=Comparison(name="within-prompt probe", kind="probe", cell=within_cells[0], scores=within_scores)
-        if within_scores is not None else None,
+        if within_scores is not None
+        else None,
         within_fold_cells=within_cells,
         decomposition=_decompose(crossfit, positions, y, groups, resampler),
         verdict=verdict(within_scores or probe_scores, comparisons, config.equivalence_margin),
@@ -209,20 +251,34 @@ def reward_readout(store: ActivationStore | SketchedStore, config: ReadoutConfig
     return result, fit, crossfit
 
 
-def _all_baselines(data: TextData, store: ActivationStore, random_init_store: ActivationStore | None, fit: SweepFit,
-                   crossfit: CrossFit, within: WithinProbe | None, positions, config: ReadoutConfig, progress: bool,
-                   timings: dict[str, float]) -> dict[str, _Baseline]:
+def _all_baselines(
+    data: TextData,
+    store: ActivationStore,
+    random_init_store: ActivationStore | None,
+    fit: SweepFit,
+    crossfit: CrossFit,
+    within: WithinProbe | None,
+    positions,
+    config: ReadoutConfig,
+    progress: bool,
+    timings: dict[str, float],
+) -> dict[str, _Baseline]:
     """The text baselines, layer 0 and the random-init model, each cross-fitted on the probe's folds."""
     tick = time.perf_counter()
     others = _baseline_predictions(data, fit, crossfit.folds, within)
     timings["baselines"] = time.perf_counter() - tick
     if names.LAYER0 in crossfit.predictions:
-        others[names.LAYER0] = _Baseline(crossfit.predictions[names.LAYER0], None, crossfit.cells[names.LAYER0][0],
-                                         within.padded_for(names.LAYER0) if within is not None else None)
+        others[names.LAYER0] = _Baseline(
+            crossfit.predictions[names.LAYER0],
+            None,
+            crossfit.cells[names.LAYER0][0],
+            within.padded_for(names.LAYER0) if within is not None else None,
+        )
     if random_init_store is not None:
         tick = time.perf_counter()
-        others[names.RANDOM_INIT] = _random_init(random_init_store, store, fit.target, positions, crossfit.folds, within, config,
-                                                 progress)
+        others[names.RANDOM_INIT] = _random_init(
+            random_init_store, store, fit.target, positions, crossfit.folds, within, config, progress
+        )
         timings["random_init"] = time.perf_counter() - tick
     return others
 
@@ -258,8 +314,9 @@ class WithinProbe:
         return score(self.target.y, self.fit.predictions["probe"], self.target.groups, n_boot, seed)
 
 
-def _within_crossfit(store: ActivationStore, target: Target, positions, folds: np.ndarray, config: ReadoutConfig,
-                     progress: bool) -> WithinProbe | None:
+def _within_crossfit(
+    store: ActivationStore, target: Target, positions, folds: np.ndarray, config: ReadoutConfig, progress: bool
+) -> WithinProbe | None:
     """The within-prompt probe (the readout target centered per prompt, response positions only), cross-fitted on the
     pooled probe's folds so the two compare on the same prompts."""
     try:
@@ -271,8 +328,19 @@ def _within_crossfit(store: ActivationStore, target: Target, positions, folds: n
     if len(np.unique(within.groups)) < 2 * config.folds or len(np.unique(folds[multi])) < config.folds:
         return None
     selectors = {"probe": ANY_CELL, names.LAYER0: LAYER_ZERO}
-    fitted = cross_fit(store, within, response_positions, config.folds, config.sweep.seed, config.sweep.settings, selectors,
-                       permutations=config.permutations, progress=progress, folds=folds[multi], controls=("within",))
+    fitted = cross_fit(
+        store,
+        within,
+        response_positions,
+        config.folds,
+        config.sweep.seed,
+        config.sweep.settings,
+        selectors,
+        permutations=config.permutations,
+        progress=progress,
+        folds=folds[multi],
+        controls=("within",),
+    )
     return WithinProbe(within, fitted, multi)
 
 
@@ -281,10 +349,14 @@ class _Baseline:
     pooled: np.ndarray  # out-of-fold predictions of a fit on the target (compared with the pooled probe)
     validation: Scores | None
     cell: Cell | None
-    within: np.ndarray | None = None  # out-of-fold predictions of a fit on the within-prompt target (vs the within probe)
+    within: np.ndarray | None = (
+        None  # out-of-fold predictions of a fit on the within-prompt target (vs the within probe)
+    )
 
 
-def _baseline_predictions(data: TextData, fit: SweepFit, folds: np.ndarray, within: WithinProbe | None) -> dict[str, _Baseline]:
+def _baseline_predictions(
+    data: TextData, fit: SweepFit, folds: np.ndarray, within: WithinProbe | None
+) -> dict[str, _Baseline]:
     """Each baseline's out-of-fold predictions (same folds as the probe), its single-split validation scores, and, when
     there is a within-prompt probe, the same baseline fitted like it: features and ratings centered per prompt."""
     masks, out = fit.plan.masks, {}
@@ -293,8 +365,12 @@ def _baseline_predictions(data: TextData, fit: SweepFit, folds: np.ndarray, with
         oof = _out_of_fold(baseline.fit_predict, data, folds, np.ones(len(folds), dtype=bool))
         single = baseline.fit_predict(data, masks["train"])
         validation = score(data.y[masks["val"]], single[masks["val"]], data.groups[masks["val"]], n_boot=200, seed=0)
-        out[baseline.name] = _Baseline(oof, validation, None,
-                                       _out_of_fold(baseline.fit_predict, centered, folds, within.multi) if within is not None else None)
+        out[baseline.name] = _Baseline(
+            oof,
+            validation,
+            None,
+            _out_of_fold(baseline.fit_predict, centered, folds, within.multi) if within is not None else None,
+        )
     return out
 
 
@@ -306,47 +382,87 @@ def _out_of_fold(fit_predict, data: TextData, folds: np.ndarray, usable: np.ndar
     return oof
 
 
-def _random_init(random_store: ActivationStore, store: ActivationStore, target: Target, positions, folds: np.ndarray,
-                 within: WithinProbe | None, config: ReadoutConfig, progress: bool) -> _Baseline:
+def _random_init(
+    random_store: ActivationStore,
+    store: ActivationStore,
+    target: Target,
+    positions,
+    folds: np.ndarray,
+    within: WithinProbe | None,
+    config: ReadoutConfig,
+    progress: bool,
+) -> _Baseline:
     """The random-init model's probe cross-fitted on the probe's folds; and like the within-prompt probe when there is one."""
     if random_store.ids != store.ids:
-        raise UserError("the random-init store holds other examples than the model's store; extract both from the same data")
+        raise UserError(
+            "the random-init store holds other examples than the model's store; extract both from the same data"
+        )
     random_target = make_target(random_store, target.name)
     usable = tuple(p for p in positions if p in random_store.positions)
-    fitted = cross_fit(random_store, random_target, usable, config.folds, config.sweep.seed, config.sweep.settings,
-                       progress=progress, folds=folds)
+    fitted = cross_fit(
+        random_store,
+        random_target,
+        usable,
+        config.folds,
+        config.sweep.seed,
+        config.sweep.settings,
+        progress=progress,
+        folds=folds,
+    )
     within_p = None
     if within is not None:
         centered = within_prompt(random_target)
-        within_fit = cross_fit(random_store, centered, centered.positions(random_store, usable), config.folds, config.sweep.seed,
-                               config.sweep.settings, progress=progress, folds=folds[within.multi])
+        within_fit = cross_fit(
+            random_store,
+            centered,
+            centered.positions(random_store, usable),
+            config.folds,
+            config.sweep.seed,
+            config.sweep.settings,
+            progress=progress,
+            folds=folds[within.multi],
+        )
         within_p = within.pad(within_fit.predictions["probe"])
     return _Baseline(fitted.predictions["probe"], None, fitted.cells["probe"][0], within_p)
 
 
-def _compare(name, y, groups, baseline: _Baseline, probe_for: dict[Metric, np.ndarray], resampler,
-             config: ReadoutConfig, seed) -> Comparison:
+def _compare(
+    name, y, groups, baseline: _Baseline, probe_for: dict[Metric, np.ndarray], resampler, config: ReadoutConfig, seed
+) -> Comparison:
     """A baseline's scores and the paired differences with the probe. r: the pooled probe against the baseline fitted on
     the target; within-prompt accuracy: the within-prompt probe against the baseline fitted like it, where there is one."""
     versus = {}
     scores = score(y, baseline.pooled, groups, resampler=resampler)
     for metric, probe_p in probe_for.items():
         p = baseline.within if metric == "within_acc" and baseline.within is not None else baseline.pooled
-        versus.update(paired_differences(y, probe_p, p, resampler, metrics=(metric,), n_permutations=config.paired_permutations,
-                                         seed=seed))
+        versus.update(
+            paired_differences(
+                y, probe_p, p, resampler, metrics=(metric,), n_permutations=config.paired_permutations, seed=seed
+            )
+        )
     if baseline.within is not None:
         fitted_within = score(y, baseline.within, groups, resampler=resampler)
-        scores = scores.model_copy(update={"within_acc": fitted_within.within_acc, "within_spearman": fitted_within.within_spearman})
-    return Comparison(name=name, kind="baseline", cell=baseline.cell, scores=scores, validation=baseline.validation,
-                      versus_probe=versus)
+        scores = scores.model_copy(
+            update={"within_acc": fitted_within.within_acc, "within_spearman": fitted_within.within_spearman}
+        )
+    return Comparison(
+        name=name,
+        kind="baseline",
+        cell=baseline.cell,
+        scores=scores,
+        validation=baseline.validation,
+        versus_probe=versus,
+    )
 
 
 def _controls(pooled: CrossFit, within: CrossFit, probe_scores: Scores, within_scores: Scores) -> list[Comparison]:
     """The shuffled-rating controls: probes refitted on permuted ratings at each fold's cell. Ratings shuffled within
     prompts test the within-prompt probe; ratings shuffled across responses test the pooled probe."""
     out = []
-    for key, name, crossfit, observed_scores in (("within", names.SHUFFLED_WITHIN, within, within_scores),
-                                                 ("global", names.SHUFFLED_ALL, pooled, probe_scores)):
+    for key, name, crossfit, observed_scores in (
+        ("within", names.SHUFFLED_WITHIN, within, within_scores),
+        ("global", names.SHUFFLED_ALL, pooled, probe_scores),
+    ):
         if key not in crossfit.permuted:
             continue
         targets, predictions = crossfit.permuted[key]
@@ -356,7 +472,9 @@ def _controls(pooled: CrossFit, within: CrossFit, probe_scores: Scores, within_s
             observed = observed_scores.metric(metric).value
             nulls[metric] = null_test(metric, np.nan if observed is None else observed, np.array(null))
         intervals = {m: Interval.of(n.null_mean, n.null_low, n.null_high) for m, n in nulls.items()}
-        out.append(Comparison(name=name, kind="control", scores=Scores(n_examples=targets.shape[1], **intervals), null=nulls))
+        out.append(
+            Comparison(name=name, kind="control", scores=Scores(n_examples=targets.shape[1], **intervals), null=nulls)
+        )
     return out
 
 
@@ -376,18 +494,41 @@ def verdict(probe: Scores, comparisons: list[Comparison], margin: float = 0.01) 
         if difference is None:
             difference = PairedDifference(metric="within_acc", difference=Interval())
         d, p = difference.difference.value, difference.p_value
-        outcome = ("probe better" if d is not None and d > 0 and p is not None and p < ALPHA else
-                   "baseline better" if d is not None and d < 0 and holm_p is not None and holm_p < ALPHA else
-                   "indistinguishable")
+        outcome = (
+            "probe better"
+            if d is not None and d > 0 and p is not None and p < ALPHA
+            else "baseline better"
+            if d is not None and d < 0 and holm_p is not None and holm_p < ALPHA
+            else "indistinguishable"
+        )
         window = difference.equivalence
-        equivalent = (outcome == "indistinguishable" and window is not None and window.low is not None
-                      and -margin < window.low and window.high < margin)
-        rows.append(BaselineTest(name=comparison.name, outcome=outcome, difference=difference.difference, p_value=p,
-                                 holm_p=holm_p, equivalent=equivalent))
+        equivalent = (
+            outcome == "indistinguishable"
+            and window is not None
+            and window.low is not None
+            and -margin < window.low
+            and window.high < margin
+        )
+        rows.append(
+            BaselineTest(
+                name=comparison.name,
+                outcome=outcome,
+                difference=difference.difference,
+                p_value=p,
+                holm_p=holm_p,
+                equivalent=equivalent,
+            )
+        )
     not_beaten = [row.name for row in rows if row.outcome != "probe better"]
-    kind = ("baseline better" if any(row.outcome == "baseline better" for row in rows) else
-            "encodes" if not not_beaten else
-            "baseline matches" if any(row.equivalent for row in rows) else "indistinguishable from a baseline")
+    kind = (
+        "baseline better"
+        if any(row.outcome == "baseline better" for row in rows)
+        else "encodes"
+        if not not_beaten
+        else "baseline matches"
+        if any(row.equivalent for row in rows)
+        else "indistinguishable from a baseline"
+    )
     return Verdict(kind=kind, not_beaten=not_beaten, test=test, margin=margin, baselines=rows)
 
 
@@ -400,15 +541,19 @@ def seen_mask(store: ActivationStore, rows: np.ndarray) -> np.ndarray | None:
     return np.array([e.source_split in known for e in examples], dtype=bool)
 
 
-def _seen_subsets(store: ActivationStore, target: Target, predictions: np.ndarray, within: np.ndarray, n_boot: int,
-                  seed: int) -> list[Subset]:
+def _seen_subsets(
+    store: ActivationStore, target: Target, predictions: np.ndarray, within: np.ndarray, n_boot: int, seed: int
+) -> list[Subset]:
     """Scores on the rows the model was post-trained on and on the rest (r from the pooled probe, within-prompt accuracy
     from the within-prompt probe)."""
     seen = seen_mask(store, target.rows)
     if seen is None:
         return []
     out = []
-    for label, rows in (("rows the model was post-trained on", seen), ("rows the model was not post-trained on", ~seen)):
+    for label, rows in (
+        ("rows the model was post-trained on", seen),
+        ("rows the model was not post-trained on", ~seen),
+    ):
         if rows.any():
             scores = score(target.y[rows], predictions[rows], target.groups[rows], n_boot, seed)
             scores.within_acc = score(target.y[rows], within[rows], target.groups[rows], n_boot, seed).within_acc
@@ -420,8 +565,10 @@ def _partial_interval(y, p, controls, groups, n_boot: int, seed: int) -> Interva
     """Partial correlation of the probe with the rating given the controls, with a prompt-bootstrap interval (each
     resample's rows repeated as often as their prompt was drawn)."""
     weights = Resampler.make(groups, min(n_boot, 500), seed).weights.astype(np.int64)
-    samples = [partial_correlation(y[rows], p[rows], controls[rows])
-               for rows in (np.repeat(np.arange(len(y)), w) for w in weights)]
+    samples = [
+        partial_correlation(y[rows], p[rows], controls[rows])
+        for rows in (np.repeat(np.arange(len(y)), w) for w in weights)
+    ]
     return quantile_interval(partial_correlation(y, p, controls), np.array(samples))
 
 
@@ -438,17 +585,29 @@ def _decompose(crossfit: CrossFit, positions, y, groups, resampler: Resampler) -
             continue
         y_mean, p_mean = np.bincount(index, weights=y) / counts, np.bincount(index, weights=p) / counts
         between = Resampler.make(names_, resampler.weights.shape[0], 0)
-        rows.append(Decomposition(
-            position=position, cells=sorted({c.layer for c in crossfit.cells[f"at {position}"]}),
-            response_r=score(y, p, groups, resampler=resampler).pearson,
-            between_prompt_r=score(y_mean, p_mean, names_, resampler=between).pearson,
-            within_prompt_r=score((y - y_mean[index])[multi], (p - p_mean[index])[multi], groups[multi]).pearson
-            if multi.sum() > 2 else Interval()))
+        rows.append(
+            Decomposition(
+                position=position,
+                cells=sorted({c.layer for c in crossfit.cells[f"at {position}"]}),
+                response_r=score(y, p, groups, resampler=resampler).pearson,
+                between_prompt_r=score(y_mean, p_mean, names_, resampler=between).pearson,
+                within_prompt_r=score((y - y_mean[index])[multi], (p - p_mean[index])[multi], groups[multi]).pearson
+                if multi.sum() > 2
+                else Interval(),
+            )
+        )
     return rows
 
 
-def _optional_parts(result: ReadoutResult, store: ActivationStore, fit: SweepFit, config: ReadoutConfig, positions,
-                    progress: bool, timings: dict[str, float]) -> None:
+def _optional_parts(
+    result: ReadoutResult,
+    store: ActivationStore,
+    fit: SweepFit,
+    config: ReadoutConfig,
+    positions,
+    progress: bool,
+    timings: dict[str, float],
+) -> None:
     """The seed spread, the SGD settings grid and linear vs nonlinear, where configured."""
     target, seed = fit.target, config.sweep.seed
     tick = time.perf_counter()
@@ -457,15 +616,26 @@ def _optional_parts(result: ReadoutResult, store: ActivationStore, fit: SweepFit
     spread = {seed: (result.probe.scores.pearson.value, within.within_acc.value)}
     no_controls = config.model_copy(update={"permutations": 0})
     for extra in range(1, config.split_seeds):
-        fitted = cross_fit(store, target, positions, config.folds, seed + extra, config.sweep.settings, progress=progress)
+        fitted = cross_fit(
+            store, target, positions, config.folds, seed + extra, config.sweep.settings, progress=progress
+        )
         p = fitted.predictions["probe"]
-        refit = (_within_crossfit(store, target, positions, fitted.folds, no_controls, progress)
-                 if result.within_probe is not None else None)
-        accuracy = (metric_value("within_acc", refit.target.y, refit.fit.predictions["probe"], refit.target.groups)
-                    if refit is not None else metric_value("within_acc", target.y, p, target.groups))
+        refit = (
+            _within_crossfit(store, target, positions, fitted.folds, no_controls, progress)
+            if result.within_probe is not None
+            else None
+        )
+        accuracy = (
+            metric_value("within_acc", refit.target.y, refit.fit.predictions["probe"], refit.target.groups)
+            if refit is not None
+            else metric_value("within_acc", target.y, p, target.groups)
+        )
         spread[seed + extra] = (metric_value("pearson", target.y, p, target.groups), accuracy)
-    result.seed_spread = SeedSpread(seeds=list(spread), pearson=[finite(v[0]) for v in spread.values()],
-                                    within_acc=[finite(v[1]) for v in spread.values()])
+    result.seed_spread = SeedSpread(
+        seeds=list(spread),
+        pearson=[finite(v[0]) for v in spread.values()],
+        within_acc=[finite(v[1]) for v in spread.values()],
+    )
     timings["seed_spread"] = time.perf_counter() - tick
     if config.sgd_grid:
         tick = time.perf_counter()
@@ -494,8 +664,12 @@ def _linear_vs_nonlinear(fit: SweepFit, config: ReadoutConfig) -> LinearVsNonlin
     resampler = Resampler.make(groups, config.sweep.n_boot, config.sweep.seed)
     cells = [Cell(position=c.position, layer=c.layer, probe=c.probe) for c in (linear, nonlinear)]
     p_linear, p_nonlinear = (fit.cell_predictions(c)[test] for c in cells)
-    return LinearVsNonlinear(linear=cells[0], nonlinear=cells[1], linear_test=score(y, p_linear, groups, resampler=resampler),
-                             nonlinear_test=score(y, p_nonlinear, groups, resampler=resampler),
-                             difference=paired_differences(y, p_linear, p_nonlinear, resampler,
-                                                           n_permutations=config.paired_permutations, seed=config.sweep.seed))
-
+    return LinearVsNonlinear(
+        linear=cells[0],
+        nonlinear=cells[1],
+        linear_test=score(y, p_linear, groups, resampler=resampler),
+        nonlinear_test=score(y, p_nonlinear, groups, resampler=resampler),
+        difference=paired_differences(
+            y, p_linear, p_nonlinear, resampler, n_permutations=config.paired_permutations, seed=config.sweep.seed
+        ),
+    )

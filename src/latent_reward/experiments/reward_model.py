@@ -23,8 +23,14 @@ from latent_reward.data.schema import Example
 from latent_reward.errors import UserError
 from latent_reward.evaluation.baselines import length_features
 from latent_reward.evaluation.groups import group_index, group_sizes
-from latent_reward.evaluation.metrics import (Pairs, Resampler, length_matched_accuracy, pair_counts, quantile_interval,
-                                              score)
+from latent_reward.evaluation.metrics import (
+    Pairs,
+    Resampler,
+    length_matched_accuracy,
+    pair_counts,
+    quantile_interval,
+    score,
+)
 from latent_reward.evaluation.paired import paired_pair_difference
 from latent_reward.evaluation.results import LENGTH, LOGPROB, Interval, PairedDifference, Result, Scores
 from latent_reward.models.loading import LoadedModel
@@ -34,10 +40,12 @@ NORMALIZATIONS = ("sum", "mean", "none")
 PROBE = "probe"  # the pooled probe (`run`'s best_probe)
 WITHIN_PROBE = "within-prompt probe"  # trained on within-prompt differences (`run`'s within_probe): shown first
 IMPLICIT_REWARD = "DPO implicit reward"  # predictor names: f"{IMPLICIT_REWARD} ({normalization})"
-LOGPROB_RULE = ("Log-probability predictors (mean log-prob, DPO's implicit reward) sum log pi over the "
-                "response's tokens and the end-of-turn token after them, and score only the pairs whose sides no model "
-                "truncated at the token budget (a truncated text's log-probability is not log pi(y|x)); the probes and "
-                "response length (characters of the full text) score every pair.")
+LOGPROB_RULE = (
+    "Log-probability predictors (mean log-prob, DPO's implicit reward) sum log pi over the "
+    "response's tokens and the end-of-turn token after them, and score only the pairs whose sides no model "
+    "truncated at the token budget (a truncated text's log-probability is not log pi(y|x)); the probes and "
+    "response length (characters of the full text) score every pair."
+)
 
 
 class PairAccuracy(Result):
@@ -79,40 +87,66 @@ class ScoreResult(Result):
     transfer: Transfer | None = None
 
 
-def score_examples(loaded: LoadedModel, probes: dict[str, Probe], examples: list[Example], folder: str | Path,
-                   logprobs: bool = True, progress: bool = True, source: str | None = None,
-                   max_tokens: int | None = None) -> tuple[ActivationStore, dict[str, np.ndarray]]:
+def score_examples(
+    loaded: LoadedModel,
+    probes: dict[str, Probe],
+    examples: list[Example],
+    folder: str | Path,
+    logprobs: bool = True,
+    progress: bool = True,
+    source: str | None = None,
+    max_tokens: int | None = None,
+) -> tuple[ActivationStore, dict[str, np.ndarray]]:
     """Extract every probe's (position, layer) for `examples` into `folder` (resumable; one pass for all) and score
     them with each probe. The token budget is `max_tokens`, else the first probe's."""
     cells = {name: probe.info.cell() for name, probe in probes.items()}
     first = next(iter(probes.values()))
-    config = ExtractConfig(positions=tuple(dict.fromkeys(p for p, _ in cells.values())),
-                           layers=tuple(sorted({layer for _, layer in cells.values()})),
-                           max_tokens=max_tokens or first.info.max_tokens or 1024, logprobs=logprobs)
+    config = ExtractConfig(
+        positions=tuple(dict.fromkeys(p for p, _ in cells.values())),
+        layers=tuple(sorted({layer for _, layer in cells.values()})),
+        max_tokens=max_tokens or first.info.max_tokens or 1024,
+        logprobs=logprobs,
+    )
     store = extract(loaded, examples, folder, config, progress=progress, source=source).store
-    return store, {name: probes[name].predict(store.array(position, [layer])[:, 0].astype(np.float32))
-                   for name, (position, layer) in cells.items()}
+    return store, {
+        name: probes[name].predict(store.array(position, [layer])[:, 0].astype(np.float32))
+        for name, (position, layer) in cells.items()
+    }
 
 
-def score_probes(loaded: LoadedModel, probes: dict[str, Probe], examples: list[Example], source: str, folder: Path,
-                 max_tokens: int | None = None, reference: LoadedModel | None = None,
-                 normalization: str = "sum", n_boot: int = 1000, seed: int = 0,
-                 progress: bool = True) -> tuple[ScoreResult, pd.DataFrame]:
+def score_probes(
+    loaded: LoadedModel,
+    probes: dict[str, Probe],
+    examples: list[Example],
+    source: str,
+    folder: Path,
+    max_tokens: int | None = None,
+    reference: LoadedModel | None = None,
+    normalization: str = "sum",
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[ScoreResult, pd.DataFrame]:
     """The probes (the headline first, then `PROBE`) as reward models on `examples`, beside response length, the mean
     log-probability and DPO's implicit reward (with `reference`, or reference-free with normalization "none"; one of
     NORMALIZATIONS): pair
     accuracy on preference records, else transfer and best-of-n. Prompts any probe was trained or validated on do not
     count. `source` names the data; stores go into `folder` ("store", and "store-reference"). Returns the result and
     one row per example."""
-    store, scores = score_examples(loaded, probes, examples, folder / "store", progress=progress, source=source,
-                                   max_tokens=max_tokens)
+    store, scores = score_examples(
+        loaded, probes, examples, folder / "store", progress=progress, source=source, max_tokens=max_tokens
+    )
     truncated = store.stat("truncated").astype(bool)
     logprob_sum = np.where(truncated, np.nan, store.stat("logprob_sum"))  # a truncated text's is not log pi(y|x)
-    predictors = {**scores, LENGTH: length_features([e.response for e in store.examples])[:, 0],
-                  LOGPROB: np.where(truncated, np.nan, store.stat("logprob_mean").astype(np.float64))}
+    predictors = {
+        **scores,
+        LENGTH: length_features([e.response for e in store.examples])[:, 0],
+        LOGPROB: np.where(truncated, np.nan, store.stat("logprob_mean").astype(np.float64)),
+    }
     if reference is not None:
-        implicit, reference_truncated = _implicit(reference, examples, store, folder / "store-reference", normalization,
-                                                  progress)
+        implicit, reference_truncated = _implicit(
+            reference, examples, store, folder / "store-reference", normalization, progress
+        )
         truncated = truncated | reference_truncated
         predictors[f"{IMPLICIT_REWARD} ({normalization})"] = np.where(truncated, np.nan, implicit)
     elif normalization == "none":
@@ -122,34 +156,58 @@ def score_probes(loaded: LoadedModel, probes: dict[str, Probe], examples: list[E
     if not keep.any():
         raise UserError("every prompt in this data was used to train or validate the probe; score it on other prompts")
     probe = probes[PROBE]
-    result = ScoreResult(data=source, examples=int(keep.sum()),
-                         excluded_prompts=len(excluded & set(store.groups)),
-                         probe=probe.info.provenance(),
-                         probes=list(probes), truncated=int((truncated & keep).sum()))
+    result = ScoreResult(
+        data=source,
+        examples=int(keep.sum()),
+        excluded_prompts=len(excluded & set(store.groups)),
+        probe=probe.info.provenance(),
+        probes=list(probes),
+        truncated=int((truncated & keep).sum()),
+    )
     result.pair_accuracy = pair_accuracy(store, predictors, keep, n_boot, seed, truncated, reference=next(iter(probes)))
     if not result.pair_accuracy:
         result.transfer = transfer(store, predictors, keep, n_boot, seed)
         result.best_of_n = best_of_n(store, predictors, keep, n_boot, seed)
-    frame = pd.DataFrame({"id": store.ids, "group": store.groups, "rating": store.ratings, "counted": keep,
-                          **predictors, "truncated": truncated})
+    frame = pd.DataFrame(
+        {
+            "id": store.ids,
+            "group": store.groups,
+            "rating": store.ratings,
+            "counted": keep,
+            **predictors,
+            "truncated": truncated,
+        }
+    )
     return result, frame
 
 
-def _implicit(reference: LoadedModel, examples: list[Example], store: ActivationStore, folder: Path,
-              normalization: str, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _implicit(
+    reference: LoadedModel,
+    examples: list[Example],
+    store: ActivationStore,
+    folder: Path,
+    normalization: str,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     """DPO's implicit reward: the policy's and the reference's summed log-probabilities (each over the response and its
     end-of-turn token, under its own tokenizer); and which responses the reference's token budget truncated."""
-    config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=store.manifest.max_tokens,
-                           logprobs=True)
+    config = ExtractConfig(positions=("eot",), layers=(0,), max_tokens=store.manifest.max_tokens, logprobs=True)
     reference_store = extract(reference, examples, folder, config, progress=progress).store
     # per-token averages over the response's tokens and the end-of-turn token
     counts = np.stack([s.stat("response_tokens_count") for s in (store, reference_store)]).astype(np.float64) + 1
-    return (implicit_reward(store.stat("logprob_sum"), reference_store.stat("logprob_sum"), counts, normalization),
-            reference_store.stat("truncated").astype(bool))
+    return (
+        implicit_reward(store.stat("logprob_sum"), reference_store.stat("logprob_sum"), counts, normalization),
+        reference_store.stat("truncated").astype(bool),
+    )
 
 
-def implicit_reward(policy_logprob_sum: np.ndarray, reference_logprob_sum: np.ndarray | None, n_tokens: np.ndarray | None = None,
-                    normalization: str = "sum", beta: float = 1.0) -> np.ndarray:
+def implicit_reward(
+    policy_logprob_sum: np.ndarray,
+    reference_logprob_sum: np.ndarray | None,
+    n_tokens: np.ndarray | None = None,
+    normalization: str = "sum",
+    beta: float = 1.0,
+) -> np.ndarray:
     """DPO's implicit reward beta * (log pi(y|x) - log pi_ref(y|x)), from each model's summed log-probability of the
     response under its own tokenizer.
 
@@ -191,8 +249,15 @@ def record_pairs(examples: list[Example], rows: np.ndarray) -> tuple[np.ndarray,
     return np.array(first, dtype=np.int64), np.array(second, dtype=np.int64), skipped
 
 
-def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], keep: np.ndarray, n_boot: int = 1000,
-                  seed: int = 0, truncated: np.ndarray | None = None, reference: str = PROBE) -> list[PairAccuracy]:
+def pair_accuracy(
+    store: ActivationStore,
+    predictors: dict[str, np.ndarray],
+    keep: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    truncated: np.ndarray | None = None,
+    reference: str = PROBE,
+) -> list[PairAccuracy]:
     """Per subset and overall, over the records' pairs (`record_pairs`); intervals resample prompts (a prompt may hold
     several records). A NaN score leaves a pair unscored by that predictor. Paired differences are taken against the
     `reference` probe."""
@@ -210,9 +275,15 @@ def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], kee
         names, owner = group_index(store.groups[first[chosen]])
         pairs: Pairs = (first[chosen], second[chosen], owner, len(names))
         resampler = Resampler.make(names, n_boot, seed)
-        entry = PairAccuracy(subset=subset, pairs=int(chosen.sum()), prompts=len(names), predictors={},
-                             not_compared=dict(skipped) if subset == "all" else {},
-                             truncated_pairs=int(cut[chosen].sum()), reference=reference)
+        entry = PairAccuracy(
+            subset=subset,
+            pairs=int(chosen.sum()),
+            prompts=len(names),
+            predictors={},
+            not_compared=dict(skipped) if subset == "all" else {},
+            truncated_pairs=int(cut[chosen].sum()),
+            reference=reference,
+        )
         for name, scores in predictors.items():
             correct, total = pair_counts(y, scores, None, pairs)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -220,19 +291,22 @@ def pair_accuracy(store: ActivationStore, predictors: dict[str, np.ndarray], kee
             entry.predictors[name] = quantile_interval(correct.sum() / total.sum() if total.sum() else np.nan, samples)
             if total.sum() < entry.pairs:
                 entry.predictor_pairs[name] = int(total.sum())
-            entry.length_matched[name], matched = length_matched_accuracy(y, scores, None, lengths, resampler,
-                                                                          pairs=pairs)
+            entry.length_matched[name], matched = length_matched_accuracy(
+                y, scores, None, lengths, resampler, pairs=pairs
+            )
             if name == next(iter(predictors)):  # the headline probe's (log-probabilities score fewer)
                 entry.length_matched_pairs = matched
             if subset == "all" and name != reference and reference in predictors:
-                entry.versus_probe[name] = paired_pair_difference(y, predictors[reference], scores, pairs,
-                                                                  resampler.group_weights, seed=seed)
+                entry.versus_probe[name] = paired_pair_difference(
+                    y, predictors[reference], scores, pairs, resampler.group_weights, seed=seed
+                )
         out.append(entry)
     return out
 
 
-def best_of_n(store: ActivationStore, predictors: dict[str, np.ndarray], keep: np.ndarray, n_boot: int = 1000,
-              seed: int = 0) -> BestOfN | None:
+def best_of_n(
+    store: ActivationStore, predictors: dict[str, np.ndarray], keep: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> BestOfN | None:
     """Mean rating (e.g. GPT-4 win-rate vs the reference) of the sample each predictor picks per prompt, beside a
     random pick (the prompt's mean) and the best possible pick. A tie between samples counts as their mean."""
     sizes = np.zeros(len(keep), dtype=np.int64)
@@ -248,10 +322,16 @@ def best_of_n(store: ActivationStore, predictors: dict[str, np.ndarray], keep: n
         picks[f"{name} pick"] = _pick(scores[keep], y, index, len(names))
     weights, _ = _prompt_weights(names, n_boot, seed)
     random = picks["random pick"]
-    return BestOfN(prompts=len(names), samples_per_prompt=float(counts.mean()),
-                   picks={name: quantile_interval(v.mean(), weights @ v / weights.sum(1)) for name, v in picks.items()},
-                   versus_random={name: quantile_interval((v - random).mean(), weights @ (v - random) / weights.sum(1))
-                                  for name, v in picks.items() if name != "random pick"})
+    return BestOfN(
+        prompts=len(names),
+        samples_per_prompt=float(counts.mean()),
+        picks={name: quantile_interval(v.mean(), weights @ v / weights.sum(1)) for name, v in picks.items()},
+        versus_random={
+            name: quantile_interval((v - random).mean(), weights @ (v - random) / weights.sum(1))
+            for name, v in picks.items()
+            if name != "random pick"
+        },
+    )
 
 
 def _pick(scores: np.ndarray, ratings: np.ndarray, index: np.ndarray, n_groups: int) -> np.ndarray:
@@ -261,7 +341,9 @@ def _pick(scores: np.ndarray, ratings: np.ndarray, index: np.ndarray, n_groups: 
     top = np.full(n_groups, -np.inf)
     np.maximum.at(top, index, scores)
     chosen = scores == top[index]
-    return np.bincount(index, weights=ratings * chosen, minlength=n_groups) / np.bincount(index, weights=chosen, minlength=n_groups)
+    return np.bincount(index, weights=ratings * chosen, minlength=n_groups) / np.bincount(
+        index, weights=chosen, minlength=n_groups
+    )
 
 
 def _prompt_weights(names: np.ndarray, n_boot: int, seed: int):
@@ -269,8 +351,9 @@ def _prompt_weights(names: np.ndarray, n_boot: int, seed: int):
     return resampler.weights, resampler.group_weights
 
 
-def transfer(store: ActivationStore, predictors: dict[str, np.ndarray], keep: np.ndarray, n_boot: int = 1000,
-             seed: int = 0) -> Transfer:
+def transfer(
+    store: ActivationStore, predictors: dict[str, np.ndarray], keep: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> Transfer:
     """How well each predictor ranks this dataset's ratings. Ratings on another scale make R^2 and MAE meaningless
     here; the report shows the rank metrics (Spearman, within-prompt accuracy and Spearman)."""
     y, groups = store.ratings[keep], store.groups[keep]

@@ -20,7 +20,9 @@ from latent_reward.experiments.trajectory import TrajectoryResult
 from latent_reward.io import read_json, write_json
 
 RESULTS_FILE = "results.json"
-PREDICTIONS_FILE = "predictions.csv"  # every example's cross-fitted predictions (probe, baselines), for paired comparisons
+PREDICTIONS_FILE = (
+    "predictions.csv"  # every example's cross-fitted predictions (probe, baselines), for paired comparisons
+)
 WITHIN_COLUMN = "within_probe"  # predictions.csv: the within-prompt probe's (the within-prompt headline's) predictions
 
 
@@ -89,7 +91,9 @@ class RunResult(Result):
             if candidate.exists():
                 payload = read_json(candidate, "results file")
                 if not isinstance(payload, dict) or payload.get("format_version") != 2:
-                    raise UserError(f"{candidate} was written by an older latent-reward; run the command again to update it")
+                    raise UserError(
+                        f"{candidate} was written by an older latent-reward; run the command again to update it"
+                    )
                 try:
                     return cls.model_validate(payload)
                 except ValueError as error:

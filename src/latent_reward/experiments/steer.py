@@ -61,7 +61,9 @@ POWER = 0.8
 class SteerConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    layers: tuple[int, ...] | None = None  # default: the probe's layer and the layer at 1/3 of the depth (2/3 if that is it)
+    layers: tuple[int, ...] | None = (
+        None  # default: the probe's layer and the layer at 1/3 of the depth (2/3 if that is it)
+    )
     strengths: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)  # multiples of each direction's own projection sd
     directions: tuple[str, ...] = ("probe", "random")
     random_directions: int = Field(19, ge=1)  # draws per random kind, steered at the primary strength only
@@ -84,7 +86,9 @@ class Effect(Result):
     strength: float | str  # a number, or "ablate"
     mean: Interval  # mean score over prompts (for a random kind: averaged over its draws)
     change: Interval  # paired: minus the unsteered mean on the same prompts
-    versus_random: Interval | None = None  # paired: minus the random draws' mean at the same layer and strength (prompts and draws resampled)
+    versus_random: Interval | None = (
+        None  # paired: minus the random draws' mean at the same layer and strength (prompts and draws resampled)
+    )
     random_rank_p: float | None = None  # share of random draws (plus this direction) moving the score at least as far
     rank_p_holm: float | None = None  # Holm-adjusted over the secondary contrasts (None for the primary)
     draws: list[float] | None = None  # a random kind's mean change per draw
@@ -149,8 +153,9 @@ def family(label: str) -> str:
     return label.split(" ")[0]
 
 
-def direction_vectors(store: ActivationStore, probe: Probe, layer: int, kinds: tuple[str, ...], seed: int,
-                      draws: int = 1) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def direction_vectors(
+    store: ActivationStore, probe: Probe, layer: int, kinds: tuple[str, ...], seed: int, draws: int = 1
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Unit vectors at `layer` by label ("probe", "mean_diff", "random 1".."random k", "orthogonal 1"..), and the
     standard deviation of the stored states' projection on each (its strength unit)."""
     position, own = probe.info.cell()
@@ -183,8 +188,9 @@ def _random_kind(label: str) -> bool:
     return family(label) in ("random", "orthogonal")
 
 
-def conditions(config: SteerConfig, layers: list[int], vectors: dict[int, dict[str, np.ndarray]],
-               sd: dict[int, dict[str, float]]):
+def conditions(
+    config: SteerConfig, layers: list[int], vectors: dict[int, dict[str, np.ndarray]], sd: dict[int, dict[str, float]]
+):
     """(layer, direction, strength, intervention or None) for every steered condition, and the unsteered one once."""
     out = [(None, "none", 0.0, None)]
     steered = [s for s in config.strengths if s != 0]
@@ -197,7 +203,14 @@ def conditions(config: SteerConfig, layers: list[int], vectors: dict[int, dict[s
                 vector = strength * sd[layer][label] * unit
                 out.append((layer, label, float(strength), Intervention(layer, vector, scope=config.scope)))
         if config.ablate:
-            out.append((layer, "probe", ABLATE, Intervention(layer, vectors[layer]["probe"], kind="ablate", scope=config.scope)))
+            out.append(
+                (
+                    layer,
+                    "probe",
+                    ABLATE,
+                    Intervention(layer, vectors[layer]["probe"], kind="ablate", scope=config.scope),
+                )
+            )
     return out
 
 
@@ -207,11 +220,21 @@ def primary_strength(strengths) -> float:
     return max(positive) if positive else min(strengths)
 
 
-def generate_conditions(loaded: LoadedModel, prompts: list[list[int]], conditions_list, config: SteerConfig,
-                        stop_strings: tuple[str, ...] = ()) -> pd.DataFrame:
+def generate_conditions(
+    loaded: LoadedModel,
+    prompts: list[list[int]],
+    conditions_list,
+    config: SteerConfig,
+    stop_strings: tuple[str, ...] = (),
+) -> pd.DataFrame:
     """One row per (condition, prompt, sample): the reply and its read-back coherence measures."""
-    generation = GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed,
-                                  batch_size=config.batch_size, stop_strings=stop_strings)
+    generation = GenerationConfig(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        stop_strings=stop_strings,
+    )
     jobs = [p for p in prompts for _ in range(config.samples)]
     rows = []
     for layer, kind, strength, intervention in conditions_list:
@@ -219,10 +242,23 @@ def generate_conditions(loaded: LoadedModel, prompts: list[list[int]], condition
         replies = generate(loaded, jobs, generation, interventions=interventions)
         back = read_back(loaded, jobs, [r.ids for r in replies], interventions)
         for index, (reply, measured) in enumerate(zip(replies, back)):
-            rows.append({"layer": layer, "direction": kind, "strength": strength, "prompt": index // config.samples,
-                         "sample": index % config.samples, "reply": reply.text, "tokens": len(reply.ids), "stop": reply.stop,
-                         "nll": measured.nll, "kl": measured.kl, "distinct_2": distinct_2(reply.ids),
-                         "degenerate": float(degenerate(reply.ids)), "empty": float(not reply.text.strip())})
+            rows.append(
+                {
+                    "layer": layer,
+                    "direction": kind,
+                    "strength": strength,
+                    "prompt": index // config.samples,
+                    "sample": index % config.samples,
+                    "reply": reply.text,
+                    "tokens": len(reply.ids),
+                    "stop": reply.stop,
+                    "nll": measured.nll,
+                    "kl": measured.kl,
+                    "distinct_2": distinct_2(reply.ids),
+                    "degenerate": float(degenerate(reply.ids)),
+                    "empty": float(not reply.text.strip()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -247,8 +283,10 @@ def effects(frame: pd.DataFrame, scorers: list[str], config: SteerConfig) -> lis
     bootstrap over prompts (and random directions), evaluation/small_sample.py."""
     per_prompt = frame.groupby(["layer", "direction", "strength", "prompt"], dropna=False)[scorers].mean().reset_index()
     base = per_prompt[per_prompt.direction == "none"].set_index("prompt")
-    per_label = {key: rows.set_index("prompt").reindex(base.index)
-                 for key, rows in per_prompt[per_prompt.direction != "none"].groupby(["layer", "direction", "strength"])}
+    per_label = {
+        key: rows.set_index("prompt").reindex(base.index)
+        for key, rows in per_prompt[per_prompt.direction != "none"].groupby(["layer", "direction", "strength"])
+    }
     by_kind: dict[tuple, list[pd.DataFrame]] = {}
     for (layer, label, strength), rows in per_label.items():
         by_kind.setdefault((layer, family(label), strength), []).append(rows)
@@ -259,21 +297,38 @@ def effects(frame: pd.DataFrame, scorers: list[str], config: SteerConfig) -> lis
             reference = base[scorer].to_numpy(float)
             per_draw = np.stack([d[scorer].to_numpy(float) for d in draws])
             values = _quiet_nanmean(per_draw, axis=0) if len(draws) > 1 else per_draw[0]
-            effect = Effect(scorer=scorer, layer=int(layer), direction=kind, strength=strength,
-                            mean=_interval(values, config), change=_interval(values - reference, config),
-                            wrong_way=_wrong_way(values - reference, strength))
+            effect = Effect(
+                scorer=scorer,
+                layer=int(layer),
+                direction=kind,
+                strength=strength,
+                mean=_interval(values, config),
+                change=_interval(values - reference, config),
+                wrong_way=_wrong_way(values - reference, strength),
+            )
             if _random_kind(kind):
                 effect.draws = [float(_quiet_nanmean(d - reference)) for d in per_draw]
             elif random is not None:
                 random_draws = np.stack([d[scorer].to_numpy(float) for d in random])
                 effect.versus_random = studentized_crossed(values, random_draws, config.n_boot, config.seed + 1)[0]
-                effect.random_rank_p = _rank_p(float(_quiet_nanmean(values - reference)),
-                                               [float(_quiet_nanmean(d - reference)) for d in random_draws], float(strength))
+                effect.random_rank_p = _rank_p(
+                    float(_quiet_nanmean(values - reference)),
+                    [float(_quiet_nanmean(d - reference)) for d in random_draws],
+                    float(strength),
+                )
             out.append(effect)
     for scorer in scorers:  # the unsteered reference itself
-        out.append(Effect(scorer=scorer, layer=-1, direction="none", strength=0.0,
-                          mean=_interval(base[scorer].to_numpy(float), config), change=Interval.of(0.0, 0.0, 0.0),
-                          wrong_way=None))
+        out.append(
+            Effect(
+                scorer=scorer,
+                layer=-1,
+                direction="none",
+                strength=0.0,
+                mean=_interval(base[scorer].to_numpy(float), config),
+                change=Interval.of(0.0, 0.0, 0.0),
+                wrong_way=None,
+            )
+        )
     return out
 
 
@@ -317,20 +372,36 @@ def _wrong_way(change: np.ndarray, strength: float | str) -> float | None:
 
 
 def _find(found: list[Effect], scorer: str, layer: int, direction: str, strength: float) -> Effect | None:
-    return next((e for e in found if (e.scorer, e.layer, e.direction) == (scorer, layer, direction)
-                 and not isinstance(e.strength, str) and float(e.strength) == strength), None)
+    return next(
+        (
+            e
+            for e in found
+            if (e.scorer, e.layer, e.direction) == (scorer, layer, direction)
+            and not isinstance(e.strength, str)
+            and float(e.strength) == strength
+        ),
+        None,
+    )
 
 
-def primary_contrast(frame: pd.DataFrame, found: list[Effect], scoring: Scoring, layer: int, strength: float,
-                     config: SteerConfig) -> PrimaryContrast | None:
+def primary_contrast(
+    frame: pd.DataFrame, found: list[Effect], scoring: Scoring, layer: int, strength: float, config: SteerConfig
+) -> PrimaryContrast | None:
     """The primary contrast's effect, with the smallest effects its two tests can detect at this run's size."""
     effect = _find(found, scoring.primary, layer, "probe", strength)
     if effect is None:
         return None
     random = _find(found, scoring.primary, layer, "random", strength)
-    contrast = PrimaryContrast(scorer=scoring.primary, scorer_reason=scoring.reason, layer=layer, strength=strength,
-                               prompts=int(frame.prompt.nunique()), change=effect.change,
-                               versus_random=effect.versus_random, rank_p=effect.random_rank_p)
+    contrast = PrimaryContrast(
+        scorer=scoring.primary,
+        scorer_reason=scoring.reason,
+        layer=layer,
+        strength=strength,
+        prompts=int(frame.prompt.nunique()),
+        change=effect.change,
+        versus_random=effect.versus_random,
+        rank_p=effect.random_rank_p,
+    )
     kl, random_kl = _find(found, "kl", layer, "probe", strength), _find(found, "kl", layer, "random", strength)
     contrast.kl, contrast.random_kl = (kl.change if kl else None), (random_kl.change if random_kl else None)
     if random is None or not random.draws:
@@ -350,8 +421,11 @@ def adjust_secondary(found: list[Effect], scorers: list[str], primary: PrimaryCo
     """Holm-adjusted rank p over the secondary contrasts: every non-random direction, independent scorer and layer
     with a rank p, except the primary contrast."""
     key = (primary.scorer, primary.layer, "probe", primary.strength) if primary else None
-    secondary = [e for e in found if e.scorer in scorers and e.random_rank_p is not None
-                 and (e.scorer, e.layer, e.direction, e.strength) != key]
+    secondary = [
+        e
+        for e in found
+        if e.scorer in scorers and e.random_rank_p is not None and (e.scorer, e.layer, e.direction, e.strength) != key
+    ]
     for effect, adjusted in zip(secondary, holm([e.random_rank_p for e in secondary])):
         effect.rank_p_holm = adjusted
 
@@ -367,16 +441,29 @@ def example_replies(frame: pd.DataFrame, layer: int, kind: str, prompts: list[st
     out = []
     for prompt in sorted(base.index)[:count]:
         pick = steered[steered.prompt == prompt]
-        out.append({"prompt": prompts[prompt][:300], "layer": layer, "direction": kind,
-                    f"strength {low:g}": pick[numeric[pick.index] == low].reply.iloc[0][:400],
-                    "unsteered": base.loc[prompt].reply[:400],
-                    f"strength {high:g}": pick[numeric[pick.index] == high].reply.iloc[0][:400]})
+        out.append(
+            {
+                "prompt": prompts[prompt][:300],
+                "layer": layer,
+                "direction": kind,
+                f"strength {low:g}": pick[numeric[pick.index] == low].reply.iloc[0][:400],
+                "unsteered": base.loc[prompt].reply[:400],
+                f"strength {high:g}": pick[numeric[pick.index] == high].reply.iloc[0][:400],
+            }
+        )
     return out
 
 
-def steer(loaded: LoadedModel, store: ActivationStore, probe: Probe, examples: list[Example], config: SteerConfig,
-          readers: list[ProbeReader] = (), judge: JudgeScorer | None = None,
-          progress: bool = True) -> tuple[SteerResult, pd.DataFrame]:
+def steer(
+    loaded: LoadedModel,
+    store: ActivationStore,
+    probe: Probe,
+    examples: list[Example],
+    config: SteerConfig,
+    readers: list[ProbeReader] = (),
+    judge: JudgeScorer | None = None,
+    progress: bool = True,
+) -> tuple[SteerResult, pd.DataFrame]:
     """Generate every condition's replies to `config.prompts` held-out prompts of `examples`, score them, and compute
     every effect; returns the typed result and one row per reply (with every score) for the CSV file."""
     started = time.perf_counter()
@@ -391,8 +478,9 @@ def steer(loaded: LoadedModel, store: ActivationStore, probe: Probe, examples: l
         draws = config.random_directions if config.random_layers == "all" or layer == own else 0
         vectors[layer], sd[layer] = direction_vectors(store, probe, layer, config.directions, config.seed, draws)
     prompts = [prompt_token_ids(loaded.tokenizer, c) for c in conversations]
-    frame = generate_conditions(loaded, prompts, conditions(config, layers, vectors, sd), config,
-                                fallback_stops(loaded.info.chat_template))
+    frame = generate_conditions(
+        loaded, prompts, conditions(config, layers, vectors, sd), config, fallback_stops(loaded.info.chat_template)
+    )
     full = [[*conversations[p], {"role": "assistant", "content": reply}] for p, reply in zip(frame.prompt, frame.reply)]
     scoring = score_replies(frame, full, store, probe, loaded, config.max_new_tokens, readers, judge, progress)
     found = effects(frame, [*scoring.names, CIRCULAR, *COHERENCE], config)
@@ -401,10 +489,20 @@ def steer(loaded: LoadedModel, store: ActivationStore, probe: Probe, examples: l
     adjust_secondary(found, scoring.names, primary)
     texts = [c[-1]["content"] for c in conversations]
     result = SteerResult(
-        probe=probe.info.provenance(), layers=layers, sd=sd,
-        directions=list(config.directions), strengths=list(config.strengths), scorers=scoring.names, primary=primary,
-        scorer_validation=scoring.validation, coherence=list(COHERENCE), prompts=len(prompts), samples=config.samples,
-        effects=found, examples=[e for layer in layers for e in example_replies(frame, layer, "probe", texts)],
-        seconds=time.perf_counter() - started)
+        probe=probe.info.provenance(),
+        layers=layers,
+        sd=sd,
+        directions=list(config.directions),
+        strengths=list(config.strengths),
+        scorers=scoring.names,
+        primary=primary,
+        scorer_validation=scoring.validation,
+        coherence=list(COHERENCE),
+        prompts=len(prompts),
+        samples=config.samples,
+        effects=found,
+        examples=[e for layer in layers for e in example_replies(frame, layer, "probe", texts)],
+        seconds=time.perf_counter() - started,
+    )
     frame.insert(0, "prompt_text", [conversations[p][-1]["content"][:500] for p in frame.prompt])
     return result, frame

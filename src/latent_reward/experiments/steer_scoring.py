@@ -89,23 +89,26 @@ def _choice_groups(probe: Probe) -> tuple[set[str], set[str]]:
         raise UserError("the probe records no training prompts to train the text scorers on")
     if not validation:
         ordered = hash_order(sorted(train), 0)
-        validation = set(ordered[int(0.8 * len(ordered)):])
+        validation = set(ordered[int(0.8 * len(ordered)) :])
         train -= validation
     return train, validation
 
 
-def text_scores(store: ActivationStore, probe: Probe, tokenizer, tokens: int, replies: list[str],
-                prompts: list[str]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def text_scores(
+    store: ActivationStore, probe: Probe, tokenizer, tokens: int, replies: list[str], prompts: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every text scorer's scores of `replies` (fitted on the probe's training and validation prompts' responses cut to
     `tokens` tokens) by name, and each one's Pearson r on the validation prompts when fitted on the training ones."""
     train_groups, validation_groups = _choice_groups(probe)
     rows = [e for e in store.examples if e.group in train_groups | validation_groups]
     n = len(rows)
-    data = TextData(y=np.concatenate([[e.rating for e in rows], np.zeros(len(replies))]),
-                    groups=np.array([e.group for e in rows] + [f"reply{i}" for i in range(len(replies))]),
-                    prompts=[e.prompt_text for e in rows] + prompts,
-                    responses=prefixes(tokenizer, [e.response for e in rows], tokens) + replies,
-                    generators=[None] * (n + len(replies)))
+    data = TextData(
+        y=np.concatenate([[e.rating for e in rows], np.zeros(len(replies))]),
+        groups=np.array([e.group for e in rows] + [f"reply{i}" for i in range(len(replies))]),
+        prompts=[e.prompt_text for e in rows] + prompts,
+        responses=prefixes(tokenizer, [e.response for e in rows], tokens) + replies,
+        generators=[None] * (n + len(replies)),
+    )
     fit = np.array([e.group in train_groups for e in rows] + [False] * len(replies))
     held = np.array([e.group in validation_groups for e in rows] + [False] * len(replies))
     scores, validation = {}, {}
@@ -127,15 +130,29 @@ def _with_empty(values: np.ndarray, answered: np.ndarray) -> np.ndarray:
     return out
 
 
-def score_replies(frame: pd.DataFrame, conversations: list[Conversation], store: ActivationStore, probe: Probe,
-                  loaded: LoadedModel, tokens: int, readers: list[ProbeReader] = (),
-                  judge: JudgeScorer | None = None, progress: bool = True) -> Scoring:
+def score_replies(
+    frame: pd.DataFrame,
+    conversations: list[Conversation],
+    store: ActivationStore,
+    probe: Probe,
+    loaded: LoadedModel,
+    tokens: int,
+    readers: list[ProbeReader] = (),
+    judge: JudgeScorer | None = None,
+    progress: bool = True,
+) -> Scoring:
     """Adds every scorer's column to `frame` (one row per reply, in the order of `conversations`, each ending in its
     reply) and the circular reading's; returns which scorers are independent and which is primary."""
     answered = np.array([bool(c[-1]["content"].strip()) for c in conversations])
     kept = [c for c, keep in zip(conversations, answered) if keep]
-    texts, validation = text_scores(store, probe, loaded.tokenizer, tokens, [c[-1]["content"] for c in kept],
-                                    ["\n".join(m["content"] for m in c[:-1]) for c in kept])
+    texts, validation = text_scores(
+        store,
+        probe,
+        loaded.tokenizer,
+        tokens,
+        [c[-1]["content"] for c in kept],
+        ["\n".join(m["content"] for m in c[:-1]) for c in kept],
+    )
     for name, values in texts.items():
         frame[name] = _with_empty(values, answered)
     frame[LENGTH] = frame["tokens"].astype(float)
@@ -155,7 +172,8 @@ def score_replies(frame: pd.DataFrame, conversations: list[Conversation], store:
         reason = "a probe on another model re-reads the text: it shares no weights with the push"
         return Scoring(names, readings[0], reason, validation)
     chosen = max(texts, key=lambda name: validation[name] if np.isfinite(validation[name]) else -np.inf)
-    reason = (f"the text scorer whose {tokens}-token prefixes of the validation prompts' responses predicted their "
-              f"ratings best (r {validation[chosen]:.3f}), chosen before scoring any reply")
+    reason = (
+        f"the text scorer whose {tokens}-token prefixes of the validation prompts' responses predicted their "
+        f"ratings best (r {validation[chosen]:.3f}), chosen before scoring any reply"
+    )
     return Scoring(names, chosen, reason, validation)
-

@@ -72,14 +72,18 @@ class TrajectoryResult(Result):
     n_pairs: int
     n_train: int
     curves: list[TrajectoryCurve]
-    null: NullTest | None = None  # end-of-response probe: standardized paired difference vs within-prompt-shuffled probes
+    null: NullTest | None = (
+        None  # end-of-response probe: standardized paired difference vs within-prompt-shuffled probes
+    )
     lens: list[LensItem] = []
 
     def curve(self, probe: str, axis: str) -> TrajectoryCurve | None:
         return next((c for c in self.curves if c.probe == probe and c.axis == axis), None)
 
 
-def reward_trajectories(loaded: LoadedModel, store: ActivationStore, fit: SweepFit, config: TrajectoryConfig | None = None) -> TrajectoryResult | None:
+def reward_trajectories(
+    loaded: LoadedModel, store: ActivationStore, fit: SweepFit, config: TrajectoryConfig | None = None
+) -> TrajectoryResult | None:
     """None when no held-out prompt has two differently rated responses."""
     config = config or TrajectoryConfig()
     # the layer is chosen where the end-of-response probe reads: at response_last when the sweep has it
@@ -102,11 +106,24 @@ def reward_trajectories(loaded: LoadedModel, store: ActivationStore, fit: SweepF
     curves = []
     for name, probe in ((END_PROBE, end_probe), (TOKEN_PROBE, token_probe)):
         estimates = [probe.predict(s) for s in states]
-        curves += [_curve(name, axis, estimates[:n], estimates[n:], fit.target.groups[better], config) for axis in ("relative", "tokens")]
-    return TrajectoryResult(layer=layer, n_pairs=n, n_train=n_train, curves=curves,
-                            null=_shuffled_probe_null(end_probe, null_probes, states[:n], states[n:], config),
-                            lens=_lens(loaded, rendered, [end_probe.predict(s) for s in states], fit.target.y[better + worse],
-                                       [examples[i].id for i in test_rows]))
+        curves += [
+            _curve(name, axis, estimates[:n], estimates[n:], fit.target.groups[better], config)
+            for axis in ("relative", "tokens")
+        ]
+    return TrajectoryResult(
+        layer=layer,
+        n_pairs=n,
+        n_train=n_train,
+        curves=curves,
+        null=_shuffled_probe_null(end_probe, null_probes, states[:n], states[n:], config),
+        lens=_lens(
+            loaded,
+            rendered,
+            [end_probe.predict(s) for s in states],
+            fit.target.y[better + worse],
+            [examples[i].id for i in test_rows],
+        ),
+    )
 
 
 def _held_out_pairs(fit: SweepFit, rng, limit: int) -> tuple[list[int], list[int]]:
@@ -129,8 +146,9 @@ def _end_position(positions: set[str]) -> str | None:
     return next((p for p in ("response_last", *RESPONSE_POSITIONS) if p in positions), None)
 
 
-def _end_probes(store: ActivationStore, fit: SweepFit, layer: int, position: str,
-                config: TrajectoryConfig) -> tuple[RidgeProbe, list[RidgeProbe]]:
+def _end_probes(
+    store: ActivationStore, fit: SweepFit, layer: int, position: str, config: TrajectoryConfig
+) -> tuple[RidgeProbe, list[RidgeProbe]]:
     """The end-of-response ridge probe on the training rows, and `null_probes` probes fitted the same way (one batched
     grouped CV) on the training ratings shuffled within each prompt."""
     x = fit.target.states(store, position, [layer])[:, 0]
@@ -142,7 +160,9 @@ def _end_probes(store: ActivationStore, fit: SweepFit, layer: int, position: str
     return probes[0][0], [p[0] for p in probes[1:]]
 
 
-def _token_probe(loaded, store, fit: SweepFit, layer: int, rng, config: TrajectoryConfig, max_tokens) -> tuple[Probe, int]:
+def _token_probe(
+    loaded, store, fit: SweepFit, layer: int, rng, config: TrajectoryConfig, max_tokens
+) -> tuple[Probe, int]:
     train = np.flatnonzero(fit.plan.masks["train"])
     chosen = np.sort(rng.permutation(train)[: config.train_responses])
     rows = fit.target.rows[chosen]
@@ -178,8 +198,14 @@ def _binned(estimates: list[np.ndarray], axis: str, config: TrajectoryConfig) ->
     return out, [float(b * config.token_bin) for b in range(bins)]
 
 
-def _curve(name: str, axis: str, better: list[np.ndarray], worse: list[np.ndarray], groups: np.ndarray,
-           config: TrajectoryConfig) -> TrajectoryCurve:
+def _curve(
+    name: str,
+    axis: str,
+    better: list[np.ndarray],
+    worse: list[np.ndarray],
+    groups: np.ndarray,
+    config: TrajectoryConfig,
+) -> TrajectoryCurve:
     b, starts = _binned(better, axis, config)
     w, _ = _binned(worse, axis, config)
     difference = b - w  # [pairs, bins], NaN where either response does not reach the bin
@@ -188,8 +214,16 @@ def _curve(name: str, axis: str, better: list[np.ndarray], worse: list[np.ndarra
     bands = _simultaneous_band(difference, config.n_boot, config.seed)
     reach = np.sum(np.isfinite(difference), axis=0)
     separated = [band.low is not None and band.low > 0 for band in bands]
-    return TrajectoryCurve(probe=name, axis=axis, bins=starts, better=_nanmean(b), worse=_nanmean(w), difference=bands,
-                           pairs=[int(r) for r in reach], separates_from=_sustained_start(separated, starts, reach))
+    return TrajectoryCurve(
+        probe=name,
+        axis=axis,
+        bins=starts,
+        better=_nanmean(b),
+        worse=_nanmean(w),
+        difference=bands,
+        pairs=[int(r) for r in reach],
+        separates_from=_sustained_start(separated, starts, reach),
+    )
 
 
 def _nanmean(values: np.ndarray) -> list[float | None]:
@@ -215,7 +249,10 @@ def _simultaneous_band(difference: np.ndarray, n_boot: int, seed: int, min_pairs
         spread = np.nanstd(boot, axis=0)
         t = np.abs(boot[:, usable] - means[usable]) / np.where(spread[usable] > 0, spread[usable], np.inf)
         critical = float(np.quantile(np.nanmax(t, axis=1), 0.95))
-    return [Interval.of(m, m - critical * s, m + critical * s) if ok else Interval.of(m) for m, s, ok in zip(means, spread, usable)]
+    return [
+        Interval.of(m, m - critical * s, m + critical * s) if ok else Interval.of(m)
+        for m, s, ok in zip(means, spread, usable)
+    ]
 
 
 def _sustained_start(separated: list[bool], starts: list[float], reach: np.ndarray, min_pairs: int = 5) -> float | None:
@@ -227,8 +264,13 @@ def _sustained_start(separated: list[bool], starts: list[float], reach: np.ndarr
     return None
 
 
-def _shuffled_probe_null(probe: RidgeProbe, null_probes: list[RidgeProbe], better: list[np.ndarray],
-                         worse: list[np.ndarray], config: TrajectoryConfig) -> NullTest:
+def _shuffled_probe_null(
+    probe: RidgeProbe,
+    null_probes: list[RidgeProbe],
+    better: list[np.ndarray],
+    worse: list[np.ndarray],
+    config: TrajectoryConfig,
+) -> NullTest:
     """The end-of-response probe's paired difference averaged over tokens (better minus worse), in units of the sd of
     its estimates over all test tokens so probes of different scale compare, against the probes fitted on
     within-prompt-shuffled ratings."""
@@ -243,7 +285,9 @@ def _shuffled_probe_null(probe: RidgeProbe, null_probes: list[RidgeProbe], bette
     return null_test("mean difference, better - worse (sd of estimates)", standardized_difference(probe), null)
 
 
-def _lens(loaded, rendered, estimates: list[np.ndarray], ratings: np.ndarray, ids: list[str], per_kind: int = 2) -> list[LensItem]:
+def _lens(
+    loaded, rendered, estimates: list[np.ndarray], ratings: np.ndarray, ids: list[str], per_kind: int = 2
+) -> list[LensItem]:
     """Two high-rated, two low-rated and two surprising responses (largest gap between final estimate and rating)."""
     finals = np.array([e[-1] for e in estimates])
     order = np.argsort(ratings)
@@ -256,6 +300,13 @@ def _lens(loaded, rendered, estimates: list[np.ndarray], ratings: np.ndarray, id
     for kind, i in chosen:
         spans = rendered[i].spans
         token_ids = rendered[i].input_ids[spans.response_start : spans.response_end]
-        items.append(LensItem(kind=kind, id=ids[i], rating=float(ratings[i]),
-                              tokens=[loaded.tokenizer.decode([t]) for t in token_ids], estimates=[float(v) for v in estimates[i]]))
+        items.append(
+            LensItem(
+                kind=kind,
+                id=ids[i],
+                rating=float(ratings[i]),
+                tokens=[loaded.tokenizer.decode([t]) for t in token_ids],
+                estimates=[float(v) for v in estimates[i]],
+            )
+        )
     return items

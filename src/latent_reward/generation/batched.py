@@ -24,7 +24,13 @@ from transformers import DynamicCache
 from latent_reward.batching import partition_by_length
 from latent_reward.data.schema import Message
 from latent_reward.generation.interventions import Intervention, intervene
-from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, stop_token_ids, without_cudnn_attention
+from latent_reward.models.architecture import (
+    cache_kwarg,
+    output_cache,
+    residual_hook,
+    stop_token_ids,
+    without_cudnn_attention,
+)
 from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
 
@@ -46,7 +52,9 @@ class Reply:
     ids: list[int] = field(default_factory=list)
     text: str = ""
     stop: str = "length"  # "eos", "stop string" or "length"
-    states: np.ndarray | None = None  # [1 + len(ids), d]: the read layer at the prompt's last token, then each generated token
+    states: np.ndarray | None = (
+        None  # [1 + len(ids), d]: the read layer at the prompt's last token, then each generated token
+    )
 
 
 def _sequence_seed(seed: int, index: int) -> int:
@@ -71,10 +79,14 @@ class _Hooks:
     def __init__(self, loaded: LoadedModel, interventions: tuple[Intervention, ...], read_layer: int | None):
         self.prefill = True
         self.reads: list[torch.Tensor] = []
-        self.handles = [residual_hook(loaded.model, item.layer, self._intervene(item, item.tensor(loaded.model)))
-                        for item in interventions]
+        self.handles = [
+            residual_hook(loaded.model, item.layer, self._intervene(item, item.tensor(loaded.model)))
+            for item in interventions
+        ]
         if read_layer is not None:
-            self.handles.append(residual_hook(loaded.model, read_layer, lambda hidden: self.reads.append(hidden[:, -1].float().cpu())))
+            self.handles.append(
+                residual_hook(loaded.model, read_layer, lambda hidden: self.reads.append(hidden[:, -1].float().cpu()))
+            )
 
     def _intervene(self, item: Intervention, vector: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor | None]:
         def change(hidden: torch.Tensor) -> torch.Tensor | None:
@@ -90,9 +102,15 @@ class _Hooks:
 
 
 @torch.inference_mode()
-def generate(loaded: LoadedModel, prompts: list[list[int]], config: GenerationConfig | None = None,
-             interventions: tuple[Intervention, ...] = (), read_layer: int | None = None,
-             on_token: Callable[[int, int, np.ndarray | None], None] | None = None, first_index: int = 0) -> list[Reply]:
+def generate(
+    loaded: LoadedModel,
+    prompts: list[list[int]],
+    config: GenerationConfig | None = None,
+    interventions: tuple[Intervention, ...] = (),
+    read_layer: int | None = None,
+    on_token: Callable[[int, int, np.ndarray | None], None] | None = None,
+    first_index: int = 0,
+) -> list[Reply]:
     """Replies to prompt token ids, in order; batches of `config.batch_size` prompts of similar length.
 
     `on_token(prompt index, token id, state)` is called for each generated token: with its state at `read_layer`
@@ -105,14 +123,25 @@ def generate(loaded: LoadedModel, prompts: list[list[int]], config: GenerationCo
     with without_cudnn_attention(next(loaded.model.parameters()).device):
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
-            for index, reply in zip(batch, _generate_batch(loaded, [prompts[i] for i in batch], [first_index + i for i in batch],
-                                                          config, interventions, read_layer, on_token)):
+            for index, reply in zip(
+                batch,
+                _generate_batch(
+                    loaded,
+                    [prompts[i] for i in batch],
+                    [first_index + i for i in batch],
+                    config,
+                    interventions,
+                    read_layer,
+                    on_token,
+                ),
+            ):
                 replies[index] = reply
     return replies
 
 
-def generate_chat(loaded: LoadedModel, conversations: list[list[Message]], config: GenerationConfig | None = None,
-                  **options) -> list[Reply]:
+def generate_chat(
+    loaded: LoadedModel, conversations: list[list[Message]], config: GenerationConfig | None = None, **options
+) -> list[Reply]:
     """`generate` from chat messages rendered with the model's template and its generation prompt."""
     prompts = [prompt_token_ids(loaded.tokenizer, messages) for messages in conversations]
     return generate(loaded, prompts, config, **options)
@@ -131,14 +160,26 @@ def _prefill(model, prompts: list[list[int]], hooks: _Hooks, read_layer: int | N
     for group in groups:
         group_width = max(len(prompts[i]) for i in group)
         ids, mask = _left_padded([prompts[i] for i in group], group_width)
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                    position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1)
-        parts.append((out.logits[:, -1], output_cache(out), group_width, hooks.reads[-1] if read_layer is not None else None))
+        out = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        parts.append(
+            (out.logits[:, -1], output_cache(out), group_width, hooks.reads[-1] if read_layer is not None else None)
+        )
     cache = parts[0][1] if len(parts) == 1 else _merge_caches(model, [(c, w) for _, c, w, _ in parts], width)
     if cache is None:  # a layer kept fewer tokens than the prompt (a sliding window): prefill all at one width
         ids, mask = _left_padded(prompts, width)
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                    position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device), use_cache=True, logits_to_keep=1)
+        out = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
         parts = [(out.logits[:, -1], output_cache(out), width, hooks.reads[-1] if read_layer is not None else None)]
         cache = parts[0][1]
     _, mask = _left_padded(prompts, width)
@@ -172,8 +213,15 @@ def _merge_caches(model, parts: list[tuple], width: int):
     return DynamicCache(ddp_cache_data=layers, config=model.config)
 
 
-def _generate_batch(loaded: LoadedModel, prompts: list[list[int]], indices: list[int], config: GenerationConfig,
-                    interventions, read_layer, on_token) -> list[Reply]:
+def _generate_batch(
+    loaded: LoadedModel,
+    prompts: list[list[int]],
+    indices: list[int],
+    config: GenerationConfig,
+    interventions,
+    read_layer,
+    on_token,
+) -> list[Reply]:
     model, device = loaded.model, next(loaded.model.parameters()).device
     generators = [torch.Generator().manual_seed(_sequence_seed(config.seed, i)) for i in indices]
     stop_ids = stop_token_ids(model, loaded.tokenizer)
@@ -188,8 +236,18 @@ def _generate_batch(loaded: LoadedModel, prompts: list[list[int]], indices: list
             for row in active:
                 states[row].append(reads[row])
         while active:
-            fed, finished = _choose(loaded, logits, active, replies, generators, stop_ids, config, indices,
-                                    on_token if read_layer is None else None, read_layer is not None)
+            fed, finished = _choose(
+                loaded,
+                logits,
+                active,
+                replies,
+                generators,
+                stop_ids,
+                config,
+                indices,
+                on_token if read_layer is None else None,
+                read_layer is not None,
+            )
             if not fed:
                 break
             if fed != active:  # some rows ended: drop them from the cache (a copy of every layer, so only when needed)
@@ -198,9 +256,14 @@ def _generate_batch(loaded: LoadedModel, prompts: list[list[int]], indices: list
                 mask, positions = mask[keep], positions[keep]
             mask = torch.cat([mask, torch.ones((len(fed), 1), dtype=torch.long)], dim=1)
             positions = positions[:, -1:] + 1
-            out = model(input_ids=torch.tensor([[replies[row].ids[-1]] for row in fed], device=device),
-                        attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True, logits_to_keep=1,
-                        **{cache_kwarg(model): cache})
+            out = model(
+                input_ids=torch.tensor([[replies[row].ids[-1]] for row in fed], device=device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_kwarg(model): cache},
+            )
             logits, cache = out.logits[:, -1], output_cache(out)
             _record(hooks, states, fed, read_layer)
             if on_token is not None and read_layer is not None:

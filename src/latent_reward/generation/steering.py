@@ -39,8 +39,9 @@ class SteeringVector:
         """`numpy(strength)` as a torch tensor."""
         return torch.as_tensor(self.numpy(strength), dtype=dtype, device=device)
 
-    def intervention(self, strength: float = 1.0, layer: int | None = None,
-                     scope: Literal["generated", "all"] = "generated") -> Intervention:
+    def intervention(
+        self, strength: float = 1.0, layer: int | None = None, scope: Literal["generated", "all"] = "generated"
+    ) -> Intervention:
         """The Intervention that `generate(..., interventions=...)` takes: this vector at `strength`."""
         return Intervention(self.layer if layer is None else layer, self.numpy(strength), scope=scope)
 
@@ -48,8 +49,12 @@ class SteeringVector:
         """To a .safetensors file: the direction, with the layer, unit, position and model as metadata."""
         from safetensors.numpy import save_file
 
-        metadata = {"layer": str(self.layer), "unit": repr(float(self.unit)), "position": self.position or "",
-                    "model": self.model or ""}
+        metadata = {
+            "layer": str(self.layer),
+            "unit": repr(float(self.unit)),
+            "position": self.position or "",
+            "model": self.model or "",
+        }
         save_file({"direction": np.ascontiguousarray(self.direction, dtype=np.float32)}, str(path), metadata=metadata)
         return Path(path)
 
@@ -61,15 +66,25 @@ class SteeringVector:
         try:
             with safe_open(str(path), "np") as handle:
                 metadata, direction = handle.metadata() or {}, handle.get_tensor("direction")
-            return cls(direction, int(metadata["layer"]), float(metadata["unit"]), metadata.get("position") or None,
-                       metadata.get("model") or None)
+            return cls(
+                direction,
+                int(metadata["layer"]),
+                float(metadata["unit"]),
+                metadata.get("position") or None,
+                metadata.get("model") or None,
+            )
         except (OSError, KeyError, ValueError, SafetensorError) as error:
             raise UserError(f"{path} is not a saved steering vector ({error})") from None
 
 
 @contextlib.contextmanager
-def steering(model: LoadedModel | torch.nn.Module, vector: SteeringVector, strength: float = 1.0,
-             layers: Sequence[int] | None = None, scope: Literal["all", "generated"] = "all") -> Iterator[None]:
+def steering(
+    model: LoadedModel | torch.nn.Module,
+    vector: SteeringVector,
+    strength: float = 1.0,
+    layers: Sequence[int] | None = None,
+    scope: Literal["all", "generated"] = "all",
+) -> Iterator[None]:
     """While the block runs, add `strength` x unit x direction to the residual stream at `vector.layer` (or at each of
     `layers`) in every forward pass of `model`.
 

@@ -19,15 +19,22 @@ class ReadBack:
 
 
 @torch.inference_mode()
-def read_back(loaded: LoadedModel, prompts: list[list[int]], replies: list[list[int]],
-              interventions: tuple[Intervention, ...] = (), batch_size: int = 4) -> list[ReadBack]:
+def read_back(
+    loaded: LoadedModel,
+    prompts: list[list[int]],
+    replies: list[list[int]],
+    interventions: tuple[Intervention, ...] = (),
+    batch_size: int = 4,
+) -> list[ReadBack]:
     """Per reply: its NLL under the unsteered model and, with interventions, the KL from the steered model's
     next-token distributions to the unsteered one's, on the same (prompt + reply) prefixes. An intervention with
     scope "generated" acts on the reply's positions only, as it did while the reply was generated."""
     out = []
     with without_cudnn_attention(next(loaded.model.parameters()).device):
         for start in range(0, len(prompts), batch_size):
-            out += _batch(loaded, prompts[start : start + batch_size], replies[start : start + batch_size], interventions)
+            out += _batch(
+                loaded, prompts[start : start + batch_size], replies[start : start + batch_size], interventions
+            )
     return out
 
 
@@ -70,7 +77,9 @@ def _batch(loaded: LoadedModel, prompts, replies, interventions) -> list[ReadBac
 def _log_probs(model, ids, mask, device, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """Log-softmax of the next-token logits at (rows, cols) only: the LM head runs on those positions alone."""
     base = getattr(model, model.base_model_prefix, model)
-    states = base(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # on the last block's device
+    states = base(
+        input_ids=ids.to(device), attention_mask=mask.to(device)
+    ).last_hidden_state  # on the last block's device
     hidden = states[rows.to(states.device), cols.to(states.device)]
     logits = model.get_output_embeddings()(hidden).float()
     softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)

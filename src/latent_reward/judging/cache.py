@@ -35,18 +35,40 @@ class JudgeCache:
         self.connection.commit()
 
     def get(self, key: str) -> dict[str, Any] | None:
-        row = self.connection.execute("SELECT reply, parsed, prompt_tokens, completion_tokens FROM answers WHERE key = ?",
-                                      (key,)).fetchone()
+        row = self.connection.execute(
+            "SELECT reply, parsed, prompt_tokens, completion_tokens FROM answers WHERE key = ?", (key,)
+        ).fetchone()
         if row is None:
             return None
-        return {"reply": row[0], "parsed": json.loads(row[1]) if row[1] else None, "prompt_tokens": row[2],
-                "completion_tokens": row[3]}
+        return {
+            "reply": row[0],
+            "parsed": json.loads(row[1]) if row[1] else None,
+            "prompt_tokens": row[2],
+            "completion_tokens": row[3],
+        }
 
-    def put(self, key: str, model: str, rubric: str, reply: str, parsed: dict[str, Any] | None, prompt_tokens: int,
-            completion_tokens: int) -> None:
-        self.connection.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                (key, model, rubric, reply, json.dumps(parsed) if parsed is not None else None, prompt_tokens,
-                                 completion_tokens))
+    def put(
+        self,
+        key: str,
+        model: str,
+        rubric: str,
+        reply: str,
+        parsed: dict[str, Any] | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        self.connection.execute(
+            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                model,
+                rubric,
+                reply,
+                json.dumps(parsed) if parsed is not None else None,
+                prompt_tokens,
+                completion_tokens,
+            ),
+        )
         self.connection.commit()
 
     def __len__(self) -> int:

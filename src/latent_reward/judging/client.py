@@ -74,8 +74,9 @@ class Usage:
         return (self.prompt_tokens * endpoint.price_input + self.completion_tokens * endpoint.price_output) / 1e6
 
 
-def complete_all(endpoint: Endpoint, requests: list[Request], cache: JudgeCache, rubric: str,
-                 progress: bool = True) -> tuple[dict[str, Any], dict[str, str], Usage]:
+def complete_all(
+    endpoint: Endpoint, requests: list[Request], cache: JudgeCache, rubric: str, progress: bool = True
+) -> tuple[dict[str, Any], dict[str, str], Usage]:
     """Answer every request (from the cache where possible): parsed values and raw replies by cache key, and the usage."""
     return asyncio.run(_complete_all(endpoint, requests, cache, rubric, progress))
 
@@ -95,8 +96,12 @@ async def _complete_all(endpoint: Endpoint, requests: list[Request], cache: Judg
         else:
             usage.cached += 1
             parsed[request.key], replies[request.key] = hit["parsed"], hit["reply"]
-    client = AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key(), timeout=endpoint.timeout,
-                         max_retries=endpoint.max_retries)
+    client = AsyncOpenAI(
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key(),
+        timeout=endpoint.timeout,
+        max_retries=endpoint.max_retries,
+    )
     limit = asyncio.Semaphore(endpoint.concurrency)
     chooser = FormatChooser(endpoint.base_url, endpoint.model)
     bar = progress_bar(len(todo), f"ask {endpoint.model}", "item", progress)
@@ -132,8 +137,9 @@ async def _gather_or_fail(jobs) -> None:
         raise
 
 
-async def _ask(client, endpoint: Endpoint, request: Request, usage: Usage,
-               chooser: FormatChooser) -> tuple[str, Any, tuple[int, int]]:
+async def _ask(
+    client, endpoint: Endpoint, request: Request, usage: Usage, chooser: FormatChooser
+) -> tuple[str, Any, tuple[int, int]]:
     """One item: up to two replies (one more when the first cannot be parsed); the text, the parsed value
     (None when malformed) and the tokens used."""
     text, used = "", (0, 0)
@@ -148,13 +154,18 @@ async def _ask(client, endpoint: Endpoint, request: Request, usage: Usage,
     return text, None, used
 
 
-async def _chat(client, endpoint: Endpoint, request: Request, usage: Usage,
-                chooser: FormatChooser) -> tuple[str, int, int]:
+async def _chat(
+    client, endpoint: Endpoint, request: Request, usage: Usage, chooser: FormatChooser
+) -> tuple[str, int, int]:
     import openai
 
     def create(kind: str):
-        options: dict[str, Any] = {"model": endpoint.model, "messages": request.messages,
-                                   "temperature": endpoint.temperature, "max_tokens": endpoint.max_tokens}
+        options: dict[str, Any] = {
+            "model": endpoint.model,
+            "messages": request.messages,
+            "temperature": endpoint.temperature,
+            "max_tokens": endpoint.max_tokens,
+        }
         if request.schema is not None and kind != TEXT:
             options["response_format"] = response_format(kind, *request.schema)
         return client.chat.completions.create(**options)
@@ -165,7 +176,9 @@ async def _chat(client, endpoint: Endpoint, request: Request, usage: Usage,
         else:
             response = await create(TEXT)
     except openai.AuthenticationError:
-        raise UserError(f"{endpoint.base_url} refused the API key (401); check {endpoint.api_key_env or '--api-key-env'}") from None
+        raise UserError(
+            f"{endpoint.base_url} refused the API key (401); check {endpoint.api_key_env or '--api-key-env'}"
+        ) from None
     except openai.NotFoundError as error:
         raise UserError(f"{endpoint.base_url} does not serve model {endpoint.model!r} ({_detail(error)})") from None
     except (openai.BadRequestError, openai.UnprocessableEntityError) as error:
@@ -173,8 +186,14 @@ async def _chat(client, endpoint: Endpoint, request: Request, usage: Usage,
     except openai.APIConnectionError:
         raise UserError(f"cannot reach {endpoint.base_url} (after {endpoint.max_retries} retries)") from None
     except openai.APIStatusError as error:
-        raise UserError(f"{endpoint.base_url} kept failing with HTTP {error.status_code} (after {endpoint.max_retries} retries)") from None
-    tokens = (response.usage.prompt_tokens or 0, response.usage.completion_tokens or 0) if response.usage is not None else (0, 0)
+        raise UserError(
+            f"{endpoint.base_url} kept failing with HTTP {error.status_code} (after {endpoint.max_retries} retries)"
+        ) from None
+    tokens = (
+        (response.usage.prompt_tokens or 0, response.usage.completion_tokens or 0)
+        if response.usage is not None
+        else (0, 0)
+    )
     choice = response.choices[0] if response.choices else None
     text = (choice.message.content or "") if choice is not None and choice.message is not None else ""
     return text, *tokens

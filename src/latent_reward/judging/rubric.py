@@ -83,15 +83,19 @@ def _transcript(messages: list[Message]) -> str:
 
 def rating_messages(prompt: list[Message], response: str) -> list[dict[str, str]]:
     """The chat messages that ask the judge to rate one reply."""
-    body = (f"Conversation so far:\n<conversation>\n{_transcript(prompt)}\n</conversation>\n\n"
-            f"The assistant's reply to rate:\n<reply>\n{response}\n</reply>\n\n{ASPECT_GUIDE}")
+    body = (
+        f"Conversation so far:\n<conversation>\n{_transcript(prompt)}\n</conversation>\n\n"
+        f"The assistant's reply to rate:\n<reply>\n{response}\n</reply>\n\n{ASPECT_GUIDE}"
+    )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": body}]
 
 
 def pairwise_messages(prompt: list[Message], first: str, second: str) -> list[dict[str, str]]:
     """The chat messages that ask the judge which of two replies is better (shown as A, then B)."""
-    body = (f"Conversation so far:\n<conversation>\n{_transcript(prompt)}\n</conversation>\n\n"
-            f"Reply A:\n<reply_a>\n{first}\n</reply_a>\n\nReply B:\n<reply_b>\n{second}\n</reply_b>\n\n{PAIRWISE_GUIDE}")
+    body = (
+        f"Conversation so far:\n<conversation>\n{_transcript(prompt)}\n</conversation>\n\n"
+        f"Reply A:\n<reply_a>\n{first}\n</reply_a>\n\nReply B:\n<reply_b>\n{second}\n</reply_b>\n\n{PAIRWISE_GUIDE}"
+    )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": body}]
 
 

@@ -5,6 +5,14 @@ from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE, RenderedExample, T
 from latent_reward.models.loading import LoadedModel, ModelInfo, load_model
 
 __all__ = [
-    "BUNDLED", "DEFAULT_MODEL", "FALLBACK_CHAT_TEMPLATE", "LoadedModel", "ModelInfo", "RenderedExample",
-    "TokenSpans", "is_installed", "load_model", "render_example",
+    "BUNDLED",
+    "DEFAULT_MODEL",
+    "FALLBACK_CHAT_TEMPLATE",
+    "LoadedModel",
+    "ModelInfo",
+    "RenderedExample",
+    "TokenSpans",
+    "is_installed",
+    "load_model",
+    "render_example",
 ]

@@ -72,6 +72,7 @@ def residual_hook(model, layer: int, function: Callable[[torch.Tensor], torch.Te
     if not 0 <= layer <= len(blocks):
         raise UserError(f"layer {layer} is out of range: this model has layers 0..{len(blocks)}")
     if layer == 0:
+
         def pre_hook(module, args, kwargs):
             hidden = args[0] if args else kwargs["hidden_states"]
             replaced = function(hidden)
@@ -91,4 +92,3 @@ def residual_hook(model, layer: int, function: Callable[[torch.Tensor], torch.Te
         return (replaced, *output[1:]) if isinstance(output, tuple) else replaced
 
     return blocks[layer - 1].register_forward_hook(hook)
-

@@ -110,7 +110,7 @@ def render_example(tokenizer, messages: list[Message], max_tokens: int | None = 
     full_text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
     if not full_text.startswith(prompt_text):
         raise UserError("the chat template renders the prompt differently with and without the response")
-    continuation = full_text[len(prompt_text):]
+    continuation = full_text[len(prompt_text) :]
     response = messages[-1]["content"].strip()
     response_char = continuation.find(response)
     user_text = messages[-2]["content"].strip() if messages[-2]["role"] == "user" else ""
@@ -146,7 +146,9 @@ def _truncate(ids: list[int], spans: TokenSpans, max_tokens: int | None) -> Rend
     # The prompt's cap depends on max_tokens alone, never on the response, so every response to a
     # prompt sees the same prompt tokens (and the prompt positions stay identical across them).
     keep_prompt = min(prompt_len, max_tokens - max_tokens // 4)
-    keep_response = max(1, min(spans.response_end - spans.response_start, max_tokens - keep_prompt - before_response - 1))
+    keep_response = max(
+        1, min(spans.response_end - spans.response_start, max_tokens - keep_prompt - before_response - 1)
+    )
     if keep_prompt == prompt_len and keep_response == spans.response_end - spans.response_start:
         return RenderedExample(ids, spans, truncated=False)
     drop = prompt_len - keep_prompt

@@ -86,8 +86,10 @@ def load_model(
     device = resolve_device(device)  # before loading: under accelerate launch this makes the process state
     dtype = resolve_dtype(dtype, device)
     if device_map is not None and distributed_state() is not None:
-        raise UserError("--device-map spreads one model over every GPU, and accelerate launch runs one model per process: "
-                        "use one or the other")
+        raise UserError(
+            "--device-map spreads one model over every GPU, and accelerate launch runs one model per process: "
+            "use one or the other"
+        )
     source = _resolve(name_or_path, revision, allow_fallback_template)
     tokenizer, config, model = _from_pretrained(name_or_path, source, dtype, device_map, random_init_seed)
     if device_map is None or random_init_seed is not None:
@@ -99,17 +101,31 @@ def load_model(
     template = "model"
     if not tokenizer.chat_template:
         if not source.fallback_template:
-            raise UserError(f"model {name_or_path!r} has no chat template; pass --fallback-template to use the "
-                            "documented plain 'User:/Assistant:' format")
+            raise UserError(
+                f"model {name_or_path!r} has no chat template; pass --fallback-template to use the "
+                "documented plain 'User:/Assistant:' format"
+            )
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
         template = "fallback"
-    identity = source.identity or getattr(config, "_commit_hash", None) or (
-        str(Path(name_or_path).resolve()) if source.kind == "local" else name_or_path)
+    identity = (
+        source.identity
+        or getattr(config, "_commit_hash", None)
+        or (str(Path(name_or_path).resolve()) if source.kind == "local" else name_or_path)
+    )
     text_config = config.get_text_config()
-    info = ModelInfo(name=name_or_path, source=source.kind, identity=identity, architecture=type(model).__name__,
-                     n_layers=int(text_config.num_hidden_layers), d_model=int(text_config.hidden_size),
-                     vocab_size=int(text_config.vocab_size), chat_template=template, dtype=dtype,
-                     random_init_seed=random_init_seed, post_training=() if random_init_seed is not None else source.post_training)
+    info = ModelInfo(
+        name=name_or_path,
+        source=source.kind,
+        identity=identity,
+        architecture=type(model).__name__,
+        n_layers=int(text_config.num_hidden_layers),
+        d_model=int(text_config.hidden_size),
+        vocab_size=int(text_config.vocab_size),
+        chat_template=template,
+        dtype=dtype,
+        random_init_seed=random_init_seed,
+        post_training=() if random_init_seed is not None else source.post_training,
+    )
     return LoadedModel(model, tokenizer, info)
 
 
@@ -117,14 +133,24 @@ def _resolve(name_or_path: str, revision: str | None, allow_fallback_template: b
     if name_or_path in BUNDLED:
         bundled = BUNDLED[name_or_path]
         folder = bundled_folder(name_or_path)
-        return _Source(str(folder), "bundled", (folder / "SOURCE_SHA256").read_text().strip(), {},
-                       allow_fallback_template or not bundled.has_chat_template, bundled.post_training)
+        return _Source(
+            str(folder),
+            "bundled",
+            (folder / "SOURCE_SHA256").read_text().strip(),
+            {},
+            allow_fallback_template or not bundled.has_chat_template,
+            bundled.post_training,
+        )
     if Path(name_or_path).exists():
         if not Path(name_or_path).is_dir():
             raise UserError(f"model {name_or_path!r} is a file; give a bundled name, a Hub id or a model folder")
         if (Path(name_or_path) / "trainer").exists() and not (Path(name_or_path) / "latent_reward.json").exists():
-            raise UserError(f"{name_or_path} is an unfinished training run; run the same train command again to finish it")
-        return _Source(name_or_path, "local", None, {}, allow_fallback_template, saved_post_training(Path(name_or_path)))
+            raise UserError(
+                f"{name_or_path} is an unfinished training run; run the same train command again to finish it"
+            )
+        return _Source(
+            name_or_path, "local", None, {}, allow_fallback_template, saved_post_training(Path(name_or_path))
+        )
     from latent_reward.hub import offline_if_unreachable
 
     offline_if_unreachable()
@@ -159,8 +185,9 @@ def _from_pretrained(name: str, source: _Source, dtype: str, device_map: str | N
             torch.manual_seed(random_init_seed)
             model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
         else:
-            model = AutoModelForCausalLM.from_pretrained(source.load_from, dtype=DTYPES[dtype], device_map=device_map,
-                                                         **source.extra)
+            model = AutoModelForCausalLM.from_pretrained(
+                source.load_from, dtype=DTYPES[dtype], device_map=device_map, **source.extra
+            )
     except (OSError, ValueError, KeyError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if source.kind == "hub":

@@ -17,8 +17,28 @@ from latent_reward.probes.sgd import SGDProbe, SGDSettings
 
 DEFAULT_PROBE = RidgeProbe.kind  # the kind the sweep fits unless told otherwise, and the one its figures show first
 
-__all__ = ["DEFAULT_PROBE", "MLPProbe", "MLPSettings", "MeanDiffProbe", "MeanDiffSettings", "PairwiseProbe",
-           "PairwiseSettings", "Probe", "ProbeInfo", "ProbeModule", "ProbeOptions", "ProbeProvenance", "ProbeSettings",
-           "Provenance", "RidgeProbe", "RidgeSettings",
-           "SGDProbe", "SGDSettings", "Standardizer", "TrainConfig", "fit_ridge_all_layers", "probe_class",
-           "ridge_cv_all_layers"]
+__all__ = [
+    "DEFAULT_PROBE",
+    "MLPProbe",
+    "MLPSettings",
+    "MeanDiffProbe",
+    "MeanDiffSettings",
+    "PairwiseProbe",
+    "PairwiseSettings",
+    "Probe",
+    "ProbeInfo",
+    "ProbeModule",
+    "ProbeOptions",
+    "ProbeProvenance",
+    "ProbeSettings",
+    "Provenance",
+    "RidgeProbe",
+    "RidgeSettings",
+    "SGDProbe",
+    "SGDSettings",
+    "Standardizer",
+    "TrainConfig",
+    "fit_ridge_all_layers",
+    "probe_class",
+    "ridge_cv_all_layers",
+]

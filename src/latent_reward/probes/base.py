@@ -97,8 +97,10 @@ class Probe(ABC):
         One fit per cell; kinds that can share work across layers and targets (ridge) override this.
         """
         targets = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
-        return [[cls.from_settings(settings).fit(x[:, layer], targets[:, t], groups) for layer in range(x.shape[1])]
-                for t in range(targets.shape[1])]
+        return [
+            [cls.from_settings(settings).fit(x[:, layer], targets[:, t], groups) for layer in range(x.shape[1])]
+            for t in range(targets.shape[1])
+        ]
 
     @abstractmethod
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> Probe:
@@ -139,7 +141,11 @@ class Probe(ABC):
         """Save to `folder` (probe.json + tensors.safetensors); returns the folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors = {**self._tensors(), "standardizer_mean": self.standardizer.mean, "standardizer_scale": self.standardizer.scale}
+        tensors = {
+            **self._tensors(),
+            "standardizer_mean": self.standardizer.mean,
+            "standardizer_scale": self.standardizer.scale,
+        }
         with atomic_path(folder / "tensors.safetensors") as temporary:
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(temporary))
         write_json(folder / "probe.json", {"kind": self.kind, "info": self.info, "state": self._state()})
@@ -252,8 +258,14 @@ class ProbeOptions(RootModel[dict[str, SerializeAsAny[ProbeSettings]]]):
 
 
 # The one flat settings object that run.json files held before each kind had its own: field -> (kind, field).
-_FLAT = {"alpha_factors": ("ridge", "alpha_factors"), "train": ("sgd", "train"), "mlp_hidden": ("mlp", "hidden"),
-         "mlp_dropout": ("mlp", "dropout"), "mean_diff_quantile": ("mean_diff", "quantile"), "pairwise_c": ("pairwise", "c")}
+_FLAT = {
+    "alpha_factors": ("ridge", "alpha_factors"),
+    "train": ("sgd", "train"),
+    "mlp_hidden": ("mlp", "hidden"),
+    "mlp_dropout": ("mlp", "dropout"),
+    "mean_diff_quantile": ("mean_diff", "quantile"),
+    "pairwise_c": ("pairwise", "c"),
+}
 
 
 def _from_flat(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -64,8 +64,11 @@ def from_flat(value: Any) -> Any:
     if not isinstance(value, dict) or "version" in value:
         return value
     fields = ProbeInfo.model_fields
-    return {**{key: item for key, item in value.items() if key in fields}, "version": INFO_VERSION,
-            "fit": {key: item for key, item in value.items() if key not in fields}}
+    return {
+        **{key: item for key, item in value.items() if key in fields},
+        "version": INFO_VERSION,
+        "fit": {key: item for key, item in value.items() if key not in fields},
+    }
 
 
 # A result's record of its probe, read from results written by any version.

@@ -14,8 +14,9 @@ from latent_reward.probes.settings import ProbeSettings
 class MeanDiffSettings(ProbeSettings):
     """The difference-of-means probe's options."""
 
-    quantile: float = Field(1 / 3, gt=0, lt=0.5,
-                            description="share of ratings at each end whose mean states are compared")
+    quantile: float = Field(
+        1 / 3, gt=0, lt=0.5, description="share of ratings at each end whose mean states are compared"
+    )
 
 
 class MeanDiffProbe(ProjectionProbe):

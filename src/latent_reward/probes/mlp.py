@@ -28,7 +28,9 @@ class MLPProbe(TrainedProbe):
     linear = False
     Settings = MLPSettings
 
-    def __init__(self, config: TrainConfig | None = None, hidden: int = 256, depth: int = 1, dropout: float = 0.1, **options):
+    def __init__(
+        self, config: TrainConfig | None = None, hidden: int = 256, depth: int = 1, dropout: float = 0.1, **options
+    ):
         super().__init__(config, **options)
         self.hidden, self.depth, self.dropout = hidden, depth, dropout
 

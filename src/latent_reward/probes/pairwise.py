@@ -29,7 +29,9 @@ def within_group_pairs(y: np.ndarray, groups: np.ndarray, max_pairs_per_group: i
     pairs = []
     for group in np.unique(groups):
         rows = np.flatnonzero(groups == group)
-        candidates = [(a, b) if y[a] > y[b] else (b, a) for i, a in enumerate(rows) for b in rows[i + 1 :] if y[a] != y[b]]
+        candidates = [
+            (a, b) if y[a] > y[b] else (b, a) for i, a in enumerate(rows) for b in rows[i + 1 :] if y[a] != y[b]
+        ]
         if len(candidates) > max_pairs_per_group:
             candidates = [candidates[i] for i in rng.choice(len(candidates), max_pairs_per_group, replace=False)]
         pairs.extend(candidates)

@@ -20,19 +20,27 @@ from latent_reward.models.loading import LoadedModel
 from latent_reward.probes.base import Probe
 
 
-def probe_model(probe: Probe, model: str | None = None, device: str = "auto",
-                device_map: str | None = None) -> LoadedModel:
+def probe_model(
+    probe: Probe, model: str | None = None, device: str = "auto", device_map: str | None = None
+) -> LoadedModel:
     """The model a saved probe reads (or `model`), in the dtype and chat format it was trained with, on `device`
     (or spread by `device_map`)."""
     name = model or probe.info.model
     if not name:
         raise UserError("the probe does not record its model; pass --model")
-    spec = ModelSpec(name=name, dtype=probe.info.model_dtype or "float32", device=device, device_map=device_map,
-                     fallback_template=probe.info.chat_template == "fallback")
+    spec = ModelSpec(
+        name=name,
+        dtype=probe.info.model_dtype or "float32",
+        device=device,
+        device_map=device_map,
+        fallback_template=probe.info.chat_template == "fallback",
+    )
     loaded = spec.load()
     if probe.standardizer is not None and len(probe.standardizer.mean) != loaded.info.d_model:
-        raise UserError(f"the probe reads {len(probe.standardizer.mean)}-dimensional states but {name} has "
-                        f"{loaded.info.d_model}; it was trained on another model")
+        raise UserError(
+            f"the probe reads {len(probe.standardizer.mean)}-dimensional states but {name} has "
+            f"{loaded.info.d_model}; it was trained on another model"
+        )
     return loaded
 
 
@@ -44,8 +52,9 @@ class ProbeReader:
     model: LoadedModel
 
     @classmethod
-    def load(cls, probe: Probe, model: str | None = None, device: str = "auto",
-             device_map: str | None = None) -> ProbeReader:
+    def load(
+        cls, probe: Probe, model: str | None = None, device: str = "auto", device_map: str | None = None
+    ) -> ProbeReader:
         """The probe with the model it was trained on (or `model`), loaded as `probe_model` does."""
         return cls(probe, probe_model(probe, model, device, device_map))
 

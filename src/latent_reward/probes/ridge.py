@@ -24,8 +24,9 @@ from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS, ProbeSettings
 class RidgeSettings(ProbeSettings):
     """The ridge probe's options."""
 
-    alpha_factors: tuple[float, ...] = Field(DEFAULT_ALPHA_FACTORS, min_length=1,
-                                             description="penalties / training rows, chosen by leave-one-prompt-out CV")
+    alpha_factors: tuple[float, ...] = Field(
+        DEFAULT_ALPHA_FACTORS, min_length=1, description="penalties / training rows, chosen by leave-one-prompt-out CV"
+    )
 
 
 def _standardize_batch(x: torch.Tensor, rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +96,9 @@ def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, buckets: list[torch.Tensor]
     shrink = eigen.c[:, :, None] / (eigen.e[:, :, None] + alphas[None, None, :])  # [L, k, A]
     projected = eigen.q.transpose(1, 2) @ yc  # [L, k, T]
     fitted = eigen.q @ (shrink[..., None] * projected[:, :, None, :]).reshape(n_layers, k, -1)  # [L, n, A * T]
-    residual = (yc[None, :, None, :] - fitted.reshape(n_layers, n, n_alphas, n_targets)).permute(0, 2, 1, 3)  # [L, A, n, T]
+    residual = (yc[None, :, None, :] - fitted.reshape(n_layers, n, n_alphas, n_targets)).permute(
+        0, 2, 1, 3
+    )  # [L, A, n, T]
     out = torch.empty_like(residual)
     for slots in buckets:
         m = slots.shape[1]
@@ -129,8 +132,12 @@ def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarr
         e = e.clamp(min=0)[None]
         eigen = _Eigen(e, e, u[None], torch.empty(0))
     yt = _as_targets(y)
-    residuals = _logo_residuals(eigen, yt - yt.mean(dim=0), _group_buckets(np.asarray(groups)),
-                                torch.as_tensor(np.asarray(alphas, dtype=np.float64)))
+    residuals = _logo_residuals(
+        eigen,
+        yt - yt.mean(dim=0),
+        _group_buckets(np.asarray(groups)),
+        torch.as_tensor(np.asarray(alphas, dtype=np.float64)),
+    )
     return (residuals[0, :, :, 0] ** 2).mean(dim=1).numpy()
 
 
@@ -164,8 +171,14 @@ class RidgeCV:
         return probe._set(self.weights[layer][:, target], float(self.intercept[target]))
 
 
-def ridge_cv_all_layers(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_factors=DEFAULT_ALPHA_FACTORS,
-                        layer_chunk: int = 8, dtype: torch.dtype = torch.float64) -> RidgeCV:
+def ridge_cv_all_layers(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    alpha_factors=DEFAULT_ALPHA_FACTORS,
+    layer_chunk: int = 8,
+    dtype: torch.dtype = torch.float64,
+) -> RidgeCV:
     """Exact leave-one-prompt-out cross-validation of ridge for every layer and target at once, and the final fits.
 
     x: [n, L, d] states, y: [n] or [n, T] targets, groups: [n] prompt ids. Features are z-scored on all rows
@@ -195,8 +208,16 @@ def ridge_cv_all_layers(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_
         predictions.append(yt.numpy()[None] - held)
         means.append(mean[:, 0].double().numpy())
         scales.append(scale[:, 0].double().numpy())
-    return RidgeCV(np.concatenate(best), np.concatenate(mse), np.concatenate(predictions), weights, yt.mean(dim=0).numpy(),
-                   np.concatenate(means), np.concatenate(scales), tuple(alpha_factors))
+    return RidgeCV(
+        np.concatenate(best),
+        np.concatenate(mse),
+        np.concatenate(predictions),
+        weights,
+        yt.mean(dim=0).numpy(),
+        np.concatenate(means),
+        np.concatenate(scales),
+        tuple(alpha_factors),
+    )
 
 
 class RidgeProbe(Probe):
@@ -264,7 +285,9 @@ class RidgeProbe(Probe):
         self.weights, self.intercept, self.alpha_factor = tensors["weights"], state["intercept"], state["alpha_factor"]
 
 
-def fit_ridge_all_layers(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_factors=DEFAULT_ALPHA_FACTORS) -> list[list[RidgeProbe]]:
+def fit_ridge_all_layers(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, alpha_factors=DEFAULT_ALPHA_FACTORS
+) -> list[list[RidgeProbe]]:
     """RidgeProbes for every target column of y ([n] or [n, T]) and every layer of x [n, L, d]: probes[target][layer].
 
     One eigendecomposition per layer gives the leave-one-prompt-out choice of penalty and the final fit.

@@ -32,6 +32,10 @@ class TrainConfig(BaseModel):
     schedule: str = Field("warmup_cosine", pattern="^(" + "|".join(SCHEDULES) + ")$")
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     epochs: int = Field(40, ge=1)
-    patience: int = Field(6, ge=1, description="epochs without improvement on the inner validation prompts before stopping")
-    inner_val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training prompts held out for early stopping")
+    patience: int = Field(
+        6, ge=1, description="epochs without improvement on the inner validation prompts before stopping"
+    )
+    inner_val_fraction: float = Field(
+        0.2, gt=0, lt=1, description="share of the training prompts held out for early stopping"
+    )
     seed: int = 0

@@ -44,8 +44,14 @@ def _scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def train_regressor(network: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None, y_val: np.ndarray | None,
-                    config: TrainConfig) -> dict[str, Any]:
+def train_regressor(
+    network: torch.nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    config: TrainConfig,
+) -> dict[str, Any]:
     """Minibatch MSE training with early stopping on the held-out rows `x_val` (if given).
 
     Returns a history: train/validation loss per epoch, the best epoch, and the epochs run.
@@ -80,7 +86,11 @@ def train_regressor(network: torch.nn.Module, x: np.ndarray, y: np.ndarray, x_va
         history["train_loss"].append(total / len(xt))
         network.eval()
         with torch.no_grad():
-            monitored = torch.nn.functional.mse_loss(network(xv).squeeze(-1), yv).item() if has_val else history["train_loss"][-1]
+            monitored = (
+                torch.nn.functional.mse_loss(network(xv).squeeze(-1), yv).item()
+                if has_val
+                else history["train_loss"][-1]
+            )
         history["val_loss"].append(monitored)
         if config.schedule == "plateau":
             scheduler.step(monitored)
@@ -119,15 +129,22 @@ class TrainedProbe(Probe):
         without groups, of the rows)."""
         torch.manual_seed(self.config.seed)
         x, y = np.asarray(x), np.asarray(y, dtype=np.float64)
-        held = inner_split(np.asarray(groups) if groups is not None else np.arange(len(y)).astype(str),
-                           self.config.inner_val_fraction, self.config.seed)
+        held = inner_split(
+            np.asarray(groups) if groups is not None else np.arange(len(y)).astype(str),
+            self.config.inner_val_fraction,
+            self.config.seed,
+        )
         self.standardizer = Standardizer.fit(x[~held])
         self.y_mean, self.y_scale = float(y[~held].mean()), float(y[~held].std() or 1.0)
         self.network = self.build(x.shape[1])
         xs, ys = self.standardizer.transform(x), (y - self.y_mean) / self.y_scale
         history = train_regressor(self.network, xs[~held], ys[~held], xs[held], ys[held], self.config)
-        self.info.fit.update(config=self.config.model_dump(), best_epoch=history["best_epoch"],
-                             epochs_run=history["epochs_run"], final_val_loss=min(history["val_loss"]))
+        self.info.fit.update(
+            config=self.config.model_dump(),
+            best_epoch=history["best_epoch"],
+            epochs_run=history["epochs_run"],
+            final_val_loss=min(history["val_loss"]),
+        )
         return self
 
     def predict(self, x) -> np.ndarray:
@@ -144,7 +161,12 @@ class TrainedProbe(Probe):
         return copy.deepcopy(self.network).eval(), self.y_scale, self.y_mean
 
     def _state(self) -> dict[str, Any]:
-        return {"config": self.config.model_dump(), "y_mean": self.y_mean, "y_scale": self.y_scale, "d_model": int(self.standardizer.mean.shape[0])}
+        return {
+            "config": self.config.model_dump(),
+            "y_mean": self.y_mean,
+            "y_scale": self.y_scale,
+            "d_model": int(self.standardizer.mean.shape[0]),
+        }
 
     def _restore(self, tensors, state) -> None:
         self.config = TrainConfig(**state["config"])

@@ -15,14 +15,23 @@ def answers(result: RunResult) -> list[Answer]:
     """Answers first: the question, then one paragraph with its numbers."""
     model = result.model.name
     readout = result.readout
-    out = [Answer(question=f"Does {model} encode the reward of its responses?", answer=encodes_answer(readout)),
-           Answer(question="Where is it?", answer=where_answer(readout, result.model.n_layers))]
+    out = [
+        Answer(question=f"Does {model} encode the reward of its responses?", answer=encodes_answer(readout)),
+        Answer(question="Where is it?", answer=where_answer(readout, result.model.n_layers)),
+    ]
     if readout.within_probe is not None:
         out.append(Answer(question="Does it rank responses to the same prompt?", answer=within_answer(readout)))
     if result.prompt_only is not None:
-        out.append(Answer(question="Does the model expect a reward before it has written anything?", answer=prompt_only_answer(result)))
+        out.append(
+            Answer(
+                question="Does the model expect a reward before it has written anything?",
+                answer=prompt_only_answer(result),
+            )
+        )
     if result.trajectory is not None:
-        out.append(Answer(question="How does the expected reward move token by token?", answer=trajectory_answer(result)))
+        out.append(
+            Answer(question="How does the expected reward move token by token?", answer=trajectory_answer(result))
+        )
     if readout.linear_vs_nonlinear is not None:
         out.append(Answer(question="Linear or nonlinear?", answer=nonlinear_answer(readout)))
     if readout.sgd_grid:
@@ -51,60 +60,95 @@ def encodes_answer(readout: ReadoutResult) -> str:
     probe = readout.probe.scores
     within = readout.within_probe.scores if readout.within_probe is not None else probe
     verdict = readout.verdict
-    states = (f"the states predict the rating (pooled probe r = {probe.pearson}; within-prompt probe accuracy "
-              f"{within.within_acc})")
+    states = (
+        f"the states predict the rating (pooled probe r = {probe.pearson}; within-prompt probe accuracy "
+        f"{within.within_acc})"
+    )
     if verdict.kind == "encodes":
-        head = (f"Yes, within prompts and beyond every baseline: the within-prompt probe orders responses to the same "
-                f"prompt correctly {within.within_acc} of the time (chance 0.5), and it is better than every baseline "
-                f"under the declared test. Across prompts the pooled probe reaches r = {probe.pearson}.")
+        head = (
+            f"Yes, within prompts and beyond every baseline: the within-prompt probe orders responses to the same "
+            f"prompt correctly {within.within_acc} of the time (chance 0.5), and it is better than every baseline "
+            f"under the declared test. Across prompts the pooled probe reaches r = {probe.pearson}."
+        )
     elif verdict.kind == "baseline better":
         better = [_outcome(row) for row in verdict.baselines if row.outcome == "baseline better"]
-        head = (f"No: {states}, but within prompts a baseline ranks responses better than the states: "
-                + "; ".join(better) + ".")
+        head = (
+            f"No: {states}, but within prompts a baseline ranks responses better than the states: "
+            + "; ".join(better)
+            + "."
+        )
     elif verdict.kind in ("baseline matches", "indistinguishable from a baseline"):
         rows = [row for row in verdict.baselines if row.outcome == "indistinguishable"]
         matched = [_outcome(row) for row in rows if row.equivalent]
         unclear = [_outcome(row) for row in rows if not row.equivalent]
-        head = (f"Not shown: {states}, but the probe is not better than every baseline within prompts."
-                + (f" Matching it (equivalent within +-{verdict.margin:g} accuracy): " + "; ".join(matched) + "."
-                   if matched else "")
-                + (f" Indistinguishable from it, not shown equivalent: " + "; ".join(unclear) + "." if unclear else ""))
+        head = (
+            f"Not shown: {states}, but the probe is not better than every baseline within prompts."
+            + (
+                f" Matching it (equivalent within +-{verdict.margin:g} accuracy): " + "; ".join(matched) + "."
+                if matched
+                else ""
+            )
+            + (" Indistinguishable from it, not shown equivalent: " + "; ".join(unclear) + "." if unclear else "")
+        )
     else:
-        head = (f"No within-prompt evidence: the within-prompt probe's accuracy {within.within_acc} does not exclude chance (0.5)"
-                + (" (the data has no prompt with two differently rated responses)" if not within.within_acc.known else "")
-                + f". The pooled probe's r = {probe.pearson} can come from prompt difficulty alone.")
-    parts = [head, f"Evaluation: {readout.evaluation}; {probe.n_examples} responses to {probe.n_prompts} prompts. Intervals treat the "
-             "fitted probes as fixed (the spread over fold seeds is below)."]
+        head = (
+            f"No within-prompt evidence: the within-prompt probe's accuracy {within.within_acc} does not exclude chance (0.5)"
+            + (" (the data has no prompt with two differently rated responses)" if not within.within_acc.known else "")
+            + f". The pooled probe's r = {probe.pearson} can come from prompt difficulty alone."
+        )
+    parts = [
+        head,
+        f"Evaluation: {readout.evaluation}; {probe.n_examples} responses to {probe.n_prompts} prompts. Intervals treat the "
+        "fitted probes as fixed (the spread over fold seeds is below).",
+    ]
     if verdict.test:
         parts.append(f"Declared test: {verdict.test}.")
-    parts.append(f"Cells chosen in the folds: pooled probe {'; '.join(sorted({str(c) for c in readout.fold_cells}))}"
-                 + (f"; within-prompt probe {'; '.join(sorted({str(c) for c in readout.within_fold_cells}))}." if readout.within_probe else "."))
+    parts.append(
+        f"Cells chosen in the folds: pooled probe {'; '.join(sorted({str(c) for c in readout.fold_cells}))}"
+        + (
+            f"; within-prompt probe {'; '.join(sorted({str(c) for c in readout.within_fold_cells}))}."
+            if readout.within_probe
+            else "."
+        )
+    )
     for metric in names.HEADLINE_METRICS:
         best = strongest(readout.comparisons, metric, names.TEXT_BASELINES + (names.GENERATOR, names.LOGPROB))
         if best is not None:
-            parts.append(f"Strongest baseline by validation {names.METRIC_LABELS[metric]} (on the single split): {best.name}, "
-                         f"{best.scores.metric(metric)} ({_versus(best, metric)}).")
+            parts.append(
+                f"Strongest baseline by validation {names.METRIC_LABELS[metric]} (on the single split): {best.name}, "
+                f"{best.scores.metric(metric)} ({_versus(best, metric)})."
+            )
     for name in (names.LAYER0, names.RANDOM_INIT):
         comparison = readout.comparison(name)
         if comparison is not None:
-            parts.append(f"{name.capitalize()}: r = {comparison.scores.pearson}, within-prompt accuracy "
-                         f"{comparison.scores.within_acc} ({_versus(comparison, 'within_acc')}).")
+            parts.append(
+                f"{name.capitalize()}: r = {comparison.scores.pearson}, within-prompt accuracy "
+                f"{comparison.scores.within_acc} ({_versus(comparison, 'within_acc')})."
+            )
     parts += _control_sentences(readout)
     if readout.partial_r_given_length.known:
-        parts.append(f"Controlling for length and text statistics, the probe's partial correlation with the rating is "
-                     f"{readout.partial_r_given_length}.")
+        parts.append(
+            f"Controlling for length and text statistics, the probe's partial correlation with the rating is "
+            f"{readout.partial_r_given_length}."
+        )
     if readout.length_matched_pairs:
-        parts.append(f"On the {readout.length_matched_pairs} within-prompt pairs whose lengths differ by less than 10%, accuracy is "
-                     f"{readout.length_matched}.")
+        parts.append(
+            f"On the {readout.length_matched_pairs} within-prompt pairs whose lengths differ by less than 10%, accuracy is "
+            f"{readout.length_matched}."
+        )
     if readout.seed_spread and len(readout.seed_spread.seeds) > 1:
         r = [v for v in readout.seed_spread.pearson if v is not None]
         acc = [v for v in readout.seed_spread.within_acc if v is not None]
         whose = "the within-prompt probe's" if readout.within_probe is not None else "its"
-        parts.append(f"Across {len(readout.seed_spread.seeds)} fold seeds, the pooled probe's r runs {min(r):.3f} to "
-                     f"{max(r):.3f}" + (f", {whose} within-prompt accuracy {min(acc):.3f} to {max(acc):.3f}." if acc else "."))
+        parts.append(
+            f"Across {len(readout.seed_spread.seeds)} fold seeds, the pooled probe's r runs {min(r):.3f} to "
+            f"{max(r):.3f}" + (f", {whose} within-prompt accuracy {min(acc):.3f} to {max(acc):.3f}." if acc else ".")
+        )
     for subset in readout.subsets:
-        parts.append(f"On the {subset.name} ({subset.scores.n_examples} responses): r = {subset.scores.pearson}, "
-                     f"within-prompt accuracy {subset.scores.within_acc}.")
+        parts.append(
+            f"On the {subset.name} ({subset.scores.n_examples} responses): r = {subset.scores.pearson}, "
+            f"within-prompt accuracy {subset.scores.within_acc}."
+        )
     return " ".join(parts)
 
 
@@ -117,9 +161,11 @@ def _control_sentences(readout: ReadoutResult) -> list[str]:
         test = comparison.null.get(metric)
         if test is None or test.observed is None:
             continue
-        out.append(f"Trained on {test.n_permutations} sets of ratings shuffled {comparison.name.split('shuffled ')[-1]}, "
-                   f"probes reach {names.METRIC_LABELS[metric]} {test.null_mean:.3f} [{test.null_low:.3f}, {test.null_high:.3f}]; "
-                   f"the real probe's {test.observed:.3f} has permutation {p_text(test.p_value, test.n_permutations)}.")
+        out.append(
+            f"Trained on {test.n_permutations} sets of ratings shuffled {comparison.name.split('shuffled ')[-1]}, "
+            f"probes reach {names.METRIC_LABELS[metric]} {test.null_mean:.3f} [{test.null_low:.3f}, {test.null_high:.3f}]; "
+            f"the real probe's {test.observed:.3f} has permutation {p_text(test.p_value, test.n_permutations)}."
+        )
     return out
 
 
@@ -131,11 +177,15 @@ def where_answer(readout: ReadoutResult, n_layers: int) -> str:
     for position in dict.fromkeys(c.position for c in sweep.cells(kind)):
         cell = sweep.val_best(kind, position)
         if cell is not None:
-            peaks.append(f"{position}: layer {cell.layer} ({cell.layer / max(n_layers, 1):.0%} of depth, "
-                         f"validation r = {cell.val.pearson.value:.3f})")
-    text = (f"On the single split ({sweep.split.how}), the validation-best cell is {best} ({best.layer / max(n_layers, 1):.0%} "
-            f"of depth): validation r = {sweep.best_validation.pearson}; on the {sweep.split.prompts['test']} test prompts, touched "
-            f"once, r = {sweep.best_test.pearson} and within-prompt accuracy {sweep.best_test.within_acc}.")
+            peaks.append(
+                f"{position}: layer {cell.layer} ({cell.layer / max(n_layers, 1):.0%} of depth, "
+                f"validation r = {cell.val.pearson.value:.3f})"
+            )
+    text = (
+        f"On the single split ({sweep.split.how}), the validation-best cell is {best} ({best.layer / max(n_layers, 1):.0%} "
+        f"of depth): validation r = {sweep.best_validation.pearson}; on the {sweep.split.prompts['test']} test prompts, touched "
+        f"once, r = {sweep.best_test.pearson} and within-prompt accuracy {sweep.best_test.within_acc}."
+    )
     if peaks:
         text += f" Best layer per position ({kind}, validation): " + "; ".join(peaks) + "."
     return text
@@ -144,26 +194,43 @@ def where_answer(readout: ReadoutResult, n_layers: int) -> str:
 def within_answer(readout: ReadoutResult) -> str:
     s = readout.within_probe.scores
     verdict = "ranks them above chance" if s.within_acc.above(0.5) else "shows no ranking beyond chance"
-    return (f"The within-prompt probe, trained only on within-prompt differences (each rating minus its prompt's mean; states "
-            f"centered per prompt; response positions only) and cross-fitted, {verdict}: within-prompt accuracy {s.within_acc} over "
-            f"{s.n_pairs} pairs" + (f", within-prompt Spearman {s.within_spearman}" if s.within_spearman.known else
-                                     " (within-prompt Spearman needs 3+ responses per prompt)") + ".")
+    return (
+        f"The within-prompt probe, trained only on within-prompt differences (each rating minus its prompt's mean; states "
+        f"centered per prompt; response positions only) and cross-fitted, {verdict}: within-prompt accuracy {s.within_acc} over "
+        f"{s.n_pairs} pairs"
+        + (
+            f", within-prompt Spearman {s.within_spearman}"
+            if s.within_spearman.known
+            else " (within-prompt Spearman needs 3+ responses per prompt)"
+        )
+        + "."
+    )
 
 
 def prompt_only_answer(result: RunResult) -> str:
     po = result.prompt_only
-    text = (f"A ridge probe on the states before the response, cross-fitted over {po.cross_fitted.n_prompts} prompts, predicts "
-            f"a prompt's mean rating with r = {po.cross_fitted.pearson}; on the single split the validation-best cell is "
-            f"{po.best.position} layer {po.best.layer}, test r = {po.best_test}.")
+    text = (
+        f"A ridge probe on the states before the response, cross-fitted over {po.cross_fitted.n_prompts} prompts, predicts "
+        f"a prompt's mean rating with r = {po.cross_fitted.pearson}; on the single split the validation-best cell is "
+        f"{po.best.position} layer {po.best.layer}, test r = {po.best_test}."
+    )
     if po.baselines:
-        text += " Prompt-only baselines (cross-fitted): " + "; ".join(
-            f"{b.name} r = {b.scores.pearson} ({_versus(b, 'pearson')})" for b in po.baselines) + "."
+        text += (
+            " Prompt-only baselines (cross-fitted): "
+            + "; ".join(f"{b.name} r = {b.scores.pearson} ({_versus(b, 'pearson')})" for b in po.baselines)
+            + "."
+        )
     text += " " + reliability_sentence(po, po.cross_fitted.pearson)
     decomposition = result.readout.decomposition
     if decomposition:
-        text += (" Response-level probes at each position (cross-fitted), split into prompt means and within-prompt deviations: "
-                 + "; ".join(f"{row.position}: r {row.between_prompt_r} between, {row.within_prompt_r} within" for row in decomposition)
-                 + ".")
+        text += (
+            " Response-level probes at each position (cross-fitted), split into prompt means and within-prompt deviations: "
+            + "; ".join(
+                f"{row.position}: r {row.between_prompt_r} between, {row.within_prompt_r} within"
+                for row in decomposition
+            )
+            + "."
+        )
     return text + " " + po.off_policy
 
 
@@ -173,8 +240,10 @@ def reliability_line(po: PromptOnlyResult) -> str:
     if rel is None:
         return f"ICC(1) of the rating by prompt = {po.icc}"
     name = f"two-way ICC(C,1) with the {rel.factor} fixed" if rel.factor else "one-way ICC(1)"
-    return (f"{name} of the rating by prompt = {rel.icc}; reliability of a prompt's mean of "
-            f"{rel.responses_per_prompt:.1f} ratings {rel.mean_reliability}, ceiling on r {rel.r_ceiling}")
+    return (
+        f"{name} of the rating by prompt = {rel.icc}; reliability of a prompt's mean of "
+        f"{rel.responses_per_prompt:.1f} ratings {rel.mean_reliability}, ceiling on r {rel.r_ceiling}"
+    )
 
 
 def reliability_sentence(po: PromptOnlyResult, probe_r: Interval) -> str:
@@ -182,22 +251,33 @@ def reliability_sentence(po: PromptOnlyResult, probe_r: Interval) -> str:
     rel = po.reliability
     between = f"(the raw between-prompt share, {po.raw_between_share:.2f}, is inflated by chance spread of group means)"
     if rel is None:  # results saved before the reliability was computed
-        return (f"The intraclass correlation of the rating by prompt, ICC(1) = {po.icc}, is the share of its variance "
-                f"between prompts {between}.")
+        return (
+            f"The intraclass correlation of the rating by prompt, ICC(1) = {po.icc}, is the share of its variance "
+            f"between prompts {between}."
+        )
     if rel.factor is None:
-        head = (f"The responses to a prompt are exchangeable here, so the one-way ICC(1) = {rel.icc} is the share of "
-                f"the rating's variance that lies between prompts {between}.")
+        head = (
+            f"The responses to a prompt are exchangeable here, so the one-way ICC(1) = {rel.icc} is the share of "
+            f"the rating's variance that lies between prompts {between}."
+        )
     else:
         gap = "the systematic chosen-rejected gap" if rel.factor == "role" else "the generators' systematic differences"
-        head = (f"The responses carry a {rel.factor}, so they are not exchangeable: with the {rel.factor} fixed, the "
-                f"two-way ICC(C,1) = {rel.icc} is the share of the rating's variance (beyond the {rel.factor}'s "
-                f"effect) that lies between prompts; the one-way ICC(1) = {po.icc} counts {gap} as noise {between}.")
+        head = (
+            f"The responses carry a {rel.factor}, so they are not exchangeable: with the {rel.factor} fixed, the "
+            f"two-way ICC(C,1) = {rel.icc} is the share of the rating's variance (beyond the {rel.factor}'s "
+            f"effect) that lies between prompts; the one-way ICC(1) = {po.icc} counts {gap} as noise {between}."
+        )
     ceiling = rel.r_ceiling.value
-    share = (f"; the prompt probe's r = {probe_r.value:.3f} is {probe_r.value / ceiling:.0%} of it"
-             if probe_r.value is not None and ceiling else "")
-    return (head + f" A prompt's mean of {rel.responses_per_prompt:.1f} ratings (harmonic mean) then has reliability "
-            f"{rel.mean_reliability} (Spearman-Brown), which caps the correlation of any predictor of the prompt's "
-            f"expected rating with its observed mean at r <= {rel.r_ceiling}{share}.")
+    share = (
+        f"; the prompt probe's r = {probe_r.value:.3f} is {probe_r.value / ceiling:.0%} of it"
+        if probe_r.value is not None and ceiling
+        else ""
+    )
+    return (
+        head + f" A prompt's mean of {rel.responses_per_prompt:.1f} ratings (harmonic mean) then has reliability "
+        f"{rel.mean_reliability} (Spearman-Brown), which caps the correlation of any predictor of the prompt's "
+        f"expected rating with its observed mean at r <= {rel.r_ceiling}{share}."
+    )
 
 
 def trajectory_answer(result: RunResult) -> str:
@@ -207,27 +287,41 @@ def trajectory_answer(result: RunResult) -> str:
         relative, tokens = trajectory.curve(probe, "relative"), trajectory.curve(probe, "tokens")
         if relative is None:
             continue
-        where = (f"separates from {relative.separates_from:.0%} of the response on" if relative.separates_from is not None
-                 else "does not separate")
-        where_tokens = (f" (by token index: from token {tokens.separates_from:.0f})" if tokens and tokens.separates_from is not None
-                        else "")
+        where = (
+            f"separates from {relative.separates_from:.0%} of the response on"
+            if relative.separates_from is not None
+            else "does not separate"
+        )
+        where_tokens = (
+            f" (by token index: from token {tokens.separates_from:.0f})"
+            if tokens and tokens.separates_from is not None
+            else ""
+        )
         parts.append(f"{probe}: {where}{where_tokens}")
-    text = (f"At layer {trajectory.layer}, for {trajectory.n_pairs} held-out prompts, each with its best- and worst-rated response, "
-            f"the paired difference of the estimates (better minus worse; simultaneous 95% bands over prompts): " + "; ".join(parts) + ".")
+    text = (
+        f"At layer {trajectory.layer}, for {trajectory.n_pairs} held-out prompts, each with its best- and worst-rated response, "
+        f"the paired difference of the estimates (better minus worse; simultaneous 95% bands over prompts): "
+        + "; ".join(parts)
+        + "."
+    )
     null = trajectory.null
     if null is not None and null.observed is not None:
-        text += (f" Averaged over tokens, the end-of-response probe's difference is {null.observed:.2f} sd of its estimates; "
-                 f"{null.n_permutations} probes fitted the same way on ratings shuffled within each training prompt give "
-                 f"{null.null_mean:.2f} [{null.null_low:.2f}, {null.null_high:.2f}] "
-                 f"({p_text(null.p_value, null.n_permutations)}).")
+        text += (
+            f" Averaged over tokens, the end-of-response probe's difference is {null.observed:.2f} sd of its estimates; "
+            f"{null.n_permutations} probes fitted the same way on ratings shuffled within each training prompt give "
+            f"{null.null_mean:.2f} [{null.null_low:.2f}, {null.null_high:.2f}] "
+            f"({p_text(null.p_value, null.n_permutations)})."
+        )
     return text
 
 
 def nonlinear_answer(readout: ReadoutResult) -> str:
     comparison = readout.linear_vs_nonlinear
-    text = (f"Validation-best linear cell {comparison.linear}: test r {comparison.linear_test.pearson}; validation-best MLP "
-            f"{comparison.nonlinear}: test r {comparison.nonlinear_test.pearson} (a second look at the single split's test prompts, "
-            "for these two cells fixed on validation).")
+    text = (
+        f"Validation-best linear cell {comparison.linear}: test r {comparison.linear_test.pearson}; validation-best MLP "
+        f"{comparison.nonlinear}: test r {comparison.nonlinear_test.pearson} (a second look at the single split's test prompts, "
+        "for these two cells fixed on validation)."
+    )
     for metric, test in comparison.difference.items():
         p = p_text(test.p_value, test.n_permutations)
         text += f" Linear minus MLP, {names.METRIC_LABELS[metric]}: {test.difference:+.3f} (paired, {p})."
@@ -244,12 +338,15 @@ def sgd_answer(readout: ReadoutResult) -> str:
             by_schedule.setdefault(row.schedule, []).append(row.val_pearson)
     top = max((r for r in grid if r.val_pearson is not None), key=lambda r: r.val_pearson)
     best = readout.sweep.best
-    return (f"At the best cell, mean validation r by batch size: "
-            + ", ".join(f"{b}: {sum(v) / len(v):.3f}" for b, v in by_batch.items())
-            + "; by schedule: " + ", ".join(f"{s}: {sum(v) / len(v):.3f}" for s, v in by_schedule.items())
-            + f". The best setting (batch {top.batch_size}, {top.schedule}) reaches validation r {top.val_pearson:.3f}; "
-              f"the sweep's best cell ({best}) has validation r {readout.sweep.best_validation.pearson}. (Validation only: "
-              "the test prompts stay untouched.)")
+    return (
+        "At the best cell, mean validation r by batch size: "
+        + ", ".join(f"{b}: {sum(v) / len(v):.3f}" for b, v in by_batch.items())
+        + "; by schedule: "
+        + ", ".join(f"{s}: {sum(v) / len(v):.3f}" for s, v in by_schedule.items())
+        + f". The best setting (batch {top.batch_size}, {top.schedule}) reaches validation r {top.val_pearson:.3f}; "
+        f"the sweep's best cell ({best}) has validation r {readout.sweep.best_validation.pearson}. (Validation only: "
+        "the test prompts stay untouched.)"
+    )
 
 
 def scores_answer(result: RunResult) -> str:
@@ -259,24 +356,35 @@ def scores_answer(result: RunResult) -> str:
             overall = score.pair_accuracy[0]
             dropped = ", ".join(f"{n} {reason}" for reason, n in overall.not_compared.items())
             probes = "; ".join(f"{n} {overall.predictors[n]}" for n in score.probes if n in overall.predictors)
-            parts.append(f"{folder}: pair accuracy {probes} over the {overall.pairs} pairs compared (each a record "
-                         "whose sides were judged against each other"
-                         + (f"; not compared: {dropped}" if dropped else "")
-                         + f"; {score.excluded_prompts} training/validation prompts excluded); length-matched "
-                         f"{overall.length_matched.get(overall.reference)} over {overall.length_matched_pairs} pairs")
+            parts.append(
+                f"{folder}: pair accuracy {probes} over the {overall.pairs} pairs compared (each a record "
+                "whose sides were judged against each other"
+                + (f"; not compared: {dropped}" if dropped else "")
+                + f"; {score.excluded_prompts} training/validation prompts excluded); length-matched "
+                f"{overall.length_matched.get(overall.reference)} over {overall.length_matched_pairs} pairs"
+            )
             if overall.predictor_pairs:
-                parts.append(f"{folder}: " + ", ".join(f"{name} {overall.predictors[name]} over {n} pairs"
-                                                       for name, n in overall.predictor_pairs.items())
-                             + f" (the {overall.truncated_pairs} pairs a model truncated left out)")
+                parts.append(
+                    f"{folder}: "
+                    + ", ".join(
+                        f"{name} {overall.predictors[name]} over {n} pairs"
+                        for name, n in overall.predictor_pairs.items()
+                    )
+                    + f" (the {overall.truncated_pairs} pairs a model truncated left out)"
+                )
         headline = score.probes[0]  # the within-prompt probe where the run saved one
         if score.transfer:
             probe = score.transfer.predictors.get(headline)
-            parts.append(f"{folder}: {headline} Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} "
-                         f"on {score.transfer.examples} responses")
+            parts.append(
+                f"{folder}: {headline} Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} "
+                f"on {score.transfer.examples} responses"
+            )
         if score.best_of_n:
             picks = score.best_of_n.picks
-            parts.append(f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the {headline}'s pick "
-                         f"{picks.get(f'{headline} pick')} vs random {picks.get('random pick')}")
+            parts.append(
+                f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the {headline}'s pick "
+                f"{picks.get(f'{headline} pick')} vs random {picks.get('random pick')}"
+            )
     return "; ".join(parts) + "."
 
 

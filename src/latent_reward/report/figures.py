@@ -42,8 +42,9 @@ def styled(function: Drawing) -> Drawing:
     return wrapper  # type: ignore[return-value]
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], layout: str | None = None,
-               **subplots) -> tuple[Figure, Any]:
+def new_figure(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], layout: str | None = None, **subplots
+) -> tuple[Figure, Any]:
     """A figure on its own Agg canvas (no pyplot, no global figure list) and its axes, as `plt.subplots` gives them."""
     figure = Figure(figsize=figsize, layout=layout)
     FigureCanvasAgg(figure)
@@ -68,11 +69,15 @@ def comparison(result: RunResult, folder: Path) -> Path:
         entries.append((readout.within_probe.name, readout.within_probe.scores, "C1"))
     figure, axes = new_figure(1, 2, figsize=(10, 0.32 * len(entries) + 1.2), sharey=True)
     for axis, metric in zip(axes, HEADLINE_METRICS):
-        values = np.array([s.metric(metric).value if s.metric(metric).known else np.nan for _, s, _ in entries], dtype=float)
+        values = np.array(
+            [s.metric(metric).value if s.metric(metric).known else np.nan for _, s, _ in entries], dtype=float
+        )
         lows = np.array([_or(s.metric(metric).low, v) for (_, s, _), v in zip(entries, values)], dtype=float)
         highs = np.array([_or(s.metric(metric).high, v) for (_, s, _), v in zip(entries, values)], dtype=float)
         errors = np.nan_to_num(np.array([values - lows, highs - values]).clip(min=0))
-        axis.barh(np.arange(len(entries)), np.nan_to_num(values), xerr=errors, color=[c for _, _, c in entries], alpha=0.8)
+        axis.barh(
+            np.arange(len(entries)), np.nan_to_num(values), xerr=errors, color=[c for _, _, c in entries], alpha=0.8
+        )
         axis.axvline(CHANCE[metric], color="k", lw=0.8)
         axis.set_title(METRIC_LABELS[metric] + " (all prompts, cross-fitted)")
     axes[0].set_yticks(np.arange(len(entries)), [name for name, _, _ in entries])
@@ -85,8 +90,10 @@ def _or(value, default):
 
 
 def _grid_frame(result: RunResult, metric: Metric) -> pd.DataFrame:
-    rows = [{"position": c.position, "layer": c.layer, "probe": c.probe, "value": c.val.metric(metric).value}
-            for c in result.readout.sweep.grid]
+    rows = [
+        {"position": c.position, "layer": c.layer, "probe": c.probe, "value": c.val.metric(metric).value}
+        for c in result.readout.sweep.grid
+    ]
     return pd.DataFrame(rows)
 
 
@@ -100,7 +107,9 @@ def heatmap(result: RunResult, folder: Path, metric: Metric) -> Path:
     center = CHANCE.get(metric, 0.0)
     figure, axis = new_figure(figsize=(max(6, 0.28 * grid.shape[1] + 2), 0.45 * grid.shape[0] + 1.2))
     spread = np.nanmax(np.abs(grid.values - center)) if np.isfinite(grid.values).any() else 1.0
-    image = axis.imshow(grid.values, aspect="auto", cmap="RdBu_r", vmin=center - (spread or 1), vmax=center + (spread or 1))
+    image = axis.imshow(
+        grid.values, aspect="auto", cmap="RdBu_r", vmin=center - (spread or 1), vmax=center + (spread or 1)
+    )
     axis.set_yticks(range(len(grid.index)), grid.index)
     step = max(1, grid.shape[1] // 16)
     axis.set_xticks(range(0, grid.shape[1], step), grid.columns[::step])
@@ -146,7 +155,13 @@ def scatter(result: RunResult, predictions: pd.DataFrame | None, folder: Path) -
     if np.ptp(y) > 0:
         slope, intercept = np.polyfit(y, p, 1)
         grid = np.linspace(y.min(), y.max(), 50)
-        axis.plot(grid, slope * grid + intercept, color="C3", lw=1.5, label=f"fit (r = {result.readout.probe.scores.pearson.value:.2f})")
+        axis.plot(
+            grid,
+            slope * grid + intercept,
+            color="C3",
+            lw=1.5,
+            label=f"fit (r = {result.readout.probe.scores.pearson.value:.2f})",
+        )
         axis.legend()
     axis.set_xlabel(result.readout.target)
     axis.set_ylabel("cross-fitted probe prediction")
@@ -163,8 +178,9 @@ def probe_kinds(result: RunResult, folder: Path) -> Path | None:
     n_layers = max(result.model.n_layers, 1)
     for kind in kinds:
         cells = sweep.cells(kind, sweep.best.position)
-        axis.plot([c.layer / n_layers for c in cells], [_or(c.val.pearson.value, np.nan) for c in cells], label=kind,
-                  lw=1.5)
+        axis.plot(
+            [c.layer / n_layers for c in cells], [_or(c.val.pearson.value, np.nan) for c in cells], label=kind, lw=1.5
+        )
     axis.set_xlabel("relative depth")
     axis.set_ylabel("validation Pearson r")
     axis.set_title(f"probe types at {sweep.best.position}")
@@ -204,12 +220,17 @@ def ratings(result: RunResult, folder: Path) -> Path:
 @styled
 def controls(result: RunResult, folder: Path) -> Path | None:
     """Each control's null interval against the real probe's value."""
-    tests = [(f"{c.name}: {METRIC_LABELS[metric]}", test) for c in result.readout.comparisons if c.kind == "control"
-             for metric, test in c.null.items() if test.observed is not None]
+    tests = [
+        (f"{c.name}: {METRIC_LABELS[metric]}", test)
+        for c in result.readout.comparisons
+        if c.kind == "control"
+        for metric, test in c.null.items()
+        if test.observed is not None
+    ]
     if not tests:
         return None
     figure, axis = new_figure(figsize=(7, 0.45 * len(tests) + 1))
-    for row, (name, test) in enumerate(tests):
+    for row, (_name, test) in enumerate(tests):
         axis.plot([test.null_low, test.null_high], [row, row], color="C7", lw=6, alpha=0.6)
         axis.plot([test.observed], [row], "o", color="C3")
     axis.set_yticks(range(len(tests)), [label for label, _ in tests], fontsize=7)
@@ -228,7 +249,9 @@ def prompt_only(result: RunResult, folder: Path) -> Path | None:
         cells = [c for c in po.curves if c.position == position]
         depth = np.array([c.layer / n_layers for c in cells])
         axis.plot(depth, [_or(c.val.value, np.nan) for c in cells], label=f"probe at {position}", lw=1.5)
-        axis.fill_between(depth, [_or(c.val.low, np.nan) for c in cells], [_or(c.val.high, np.nan) for c in cells], alpha=0.15)
+        axis.fill_between(
+            depth, [_or(c.val.low, np.nan) for c in cells], [_or(c.val.high, np.nan) for c in cells], alpha=0.15
+        )
     axis.axhline(0, color="k", lw=0.6)
     axis.set_xlabel("relative depth (layer / n_layers)")
     axis.set_ylabel("validation r with the prompt's mean rating")
@@ -245,11 +268,18 @@ def decomposition(result: RunResult, folder: Path) -> Path | None:
         return None
     figure, axis = new_figure(figsize=(6.5, 3))
     x = np.arange(len(rows))
-    for offset, field, label in ((-0.27, "response_r", "all responses"), (0, "between_prompt_r", "prompt means"),
-                                 (0.27, "within_prompt_r", "within prompts")):
+    for offset, field, label in (
+        (-0.27, "response_r", "all responses"),
+        (0, "between_prompt_r", "prompt means"),
+        (0.27, "within_prompt_r", "within prompts"),
+    ):
         intervals = [getattr(r, field) for r in rows]
         values = np.array([_or(i.value, np.nan) for i in intervals], dtype=float)
-        errors = np.nan_to_num(np.array([values - [_or(i.low, np.nan) for i in intervals], [_or(i.high, np.nan) for i in intervals] - values]))
+        errors = np.nan_to_num(
+            np.array(
+                [values - [_or(i.low, np.nan) for i in intervals], [_or(i.high, np.nan) for i in intervals] - values]
+            )
+        )
         axis.bar(x + offset, values, width=0.27, yerr=errors.clip(min=0), label=label)
     axis.set_xticks(x, [r.position for r in rows], fontsize=7)
     axis.axhline(0, color="k", lw=0.6)
@@ -275,8 +305,13 @@ def trajectory(result: RunResult, folder: Path) -> Path | None:
                 continue
             mean = np.array([_or(d.value, np.nan) for d in curve.difference], dtype=float)
             axis.plot(curve.bins, mean, color="C0", label="better - worse")
-            axis.fill_between(curve.bins, [_or(d.low, np.nan) for d in curve.difference],
-                              [_or(d.high, np.nan) for d in curve.difference], color="C0", alpha=0.2)
+            axis.fill_between(
+                curve.bins,
+                [_or(d.low, np.nan) for d in curve.difference],
+                [_or(d.high, np.nan) for d in curve.difference],
+                color="C0",
+                alpha=0.2,
+            )
             axis.axhline(0, color="k", lw=0.6)
             if curve.separates_from is not None:
                 axis.axvline(curve.separates_from, color="k", ls=":", lw=1, label="separated from here on")
@@ -302,5 +337,18 @@ def compare_layers(result: CompareResult, folder: Path) -> Path:
 
 
 # Every figure a run report can write (the report folder holds these PNGs and nothing else of the kind).
-FIGURES = ("comparison", "heatmap_pearson", "heatmap_within_acc", "layers_pearson", "layers_within_acc", "scatter", "probe_kinds",
-           "sgd_grid", "ratings", "controls", "prompt_only", "decomposition", "trajectory")
+FIGURES = (
+    "comparison",
+    "heatmap_pearson",
+    "heatmap_within_acc",
+    "layers_pearson",
+    "layers_within_acc",
+    "scatter",
+    "probe_kinds",
+    "sgd_grid",
+    "ratings",
+    "controls",
+    "prompt_only",
+    "decomposition",
+    "trajectory",
+)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # The light ends of ColorBrewer's PuOr diverging scheme (orange for low, purple for high): safe for the common forms of
 # colour blindness, unlike red-green, and light enough that black token text stays readable on either end.
 _LOW, _MIDDLE, _HIGH = np.array([253, 184, 99]), np.array([255, 255, 255]), np.array([178, 171, 210])
@@ -20,5 +19,7 @@ def color(value: float, low: float, high: float) -> tuple[int, int, int]:
 
 def colored_tokens(tokens: list[str], estimates: list[float], low: float, high: float) -> list[dict]:
     """One dict per token (text, css rgb, value) for the lens macro in templates/lens.html.j2."""
-    return [{"text": token, "rgb": "rgb({},{},{})".format(*color(value, low, high)), "value": f"{value:.2f}"}
-            for token, value in zip(tokens, estimates)]
+    return [
+        {"text": token, "rgb": "rgb({},{},{})".format(*color(value, low, high)), "value": f"{value:.2f}"}
+        for token, value in zip(tokens, estimates)
+    ]

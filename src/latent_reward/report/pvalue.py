@@ -7,7 +7,7 @@ import math
 
 
 def p_text(p: float | None, permutations: int | None, name: str = "p") -> str:
-    """"p = 0.033", or "p <= 0.010" at the floor 1 / (B + 1) of B permutations; digits enough to show the floor."""
+    """ "p = 0.033", or "p <= 0.010" at the floor 1 / (B + 1) of B permutations; digits enough to show the floor."""
     if p is None or not math.isfinite(p):
         return f"{name} n/a"
     if not permutations:
@@ -20,7 +20,7 @@ def p_text(p: float | None, permutations: int | None, name: str = "p") -> str:
 
 
 def holm_text(p: float | None, p_holm: float | None, permutations: int | None) -> str:
-    """"Holm p = 0.120", or "Holm p <= 0.004" when the raw p was at its floor (the adjusted p is then a bound too)."""
+    """ "Holm p = 0.120", or "Holm p <= 0.004" when the raw p was at its floor (the adjusted p is then a bound too)."""
     if p_holm is None or p is None:
         return "Holm p n/a"
     floor = 1 / (permutations + 1) if permutations else 0.0

@@ -9,19 +9,30 @@ from pathlib import Path
 import numpy as np
 
 from latent_reward.experiments.steer import ABLATE, CIRCULAR, PrimaryContrast, SteerResult
+from latent_reward.io import atomic_write_text
 from latent_reward.report import figures
 from latent_reward.report.html import embed, render
 from latent_reward.report.pvalue import p_text
-from latent_reward.io import atomic_write_text
 
-COHERENCE_LABELS = {"nll": "NLL per token under the unsteered model", "kl": "KL(steered || unsteered) per token",
-                    "distinct_2": "distinct bigrams", "degenerate": "share degenerate (empty or looping)",
-                    "empty": "share empty", "tokens": "reply length (tokens)"}
+COHERENCE_LABELS = {
+    "nll": "NLL per token under the unsteered model",
+    "kl": "KL(steered || unsteered) per token",
+    "distinct_2": "distinct bigrams",
+    "degenerate": "share degenerate (empty or looping)",
+    "empty": "share empty",
+    "tokens": "reply length (tokens)",
+}
 
 
 def _effects(result: SteerResult, scorer: str, layer: int, direction: str):
-    return sorted((e for e in result.effects if e.scorer == scorer and e.layer == layer and e.direction == direction
-                   and e.strength != ABLATE), key=lambda e: float(e.strength))
+    return sorted(
+        (
+            e
+            for e in result.effects
+            if e.scorer == scorer and e.layer == layer and e.direction == direction and e.strength != ABLATE
+        ),
+        key=lambda e: float(e.strength),
+    )
 
 
 def _baseline(result: SteerResult, scorer: str):
@@ -32,8 +43,13 @@ def _baseline(result: SteerResult, scorer: str):
 def dose_response(result: SteerResult, folder: Path, scorers: list[str], name: str, title: str) -> Path:
     """Change from unsteered (paired, 95% intervals over prompts) against strength: a panel per scorer, a line per
     direction, a column per layer."""
-    fig, axes = figures.new_figure(len(scorers), len(result.layers), figsize=(3.4 * len(result.layers), 2.5 * len(scorers)),
-                                   squeeze=False, sharex=True)
+    fig, axes = figures.new_figure(
+        len(scorers),
+        len(result.layers),
+        figsize=(3.4 * len(result.layers), 2.5 * len(scorers)),
+        squeeze=False,
+        sharex=True,
+    )
     for row, scorer in enumerate(scorers):
         for col, layer in enumerate(result.layers):
             axis = axes[row][col]
@@ -41,15 +57,25 @@ def dose_response(result: SteerResult, folder: Path, scorers: list[str], name: s
                 effects = _effects(result, scorer, layer, direction)
                 strengths = [0.0] + [float(e.strength) for e in effects]
                 order = np.argsort(strengths)
-                values = np.array([0.0] + [e.change.value if e.change.value is not None else np.nan for e in effects])[order]
+                values = np.array([0.0] + [e.change.value if e.change.value is not None else np.nan for e in effects])[
+                    order
+                ]
                 low = np.array([0.0] + [e.change.low if e.change.low is not None else np.nan for e in effects])[order]
-                high = np.array([0.0] + [e.change.high if e.change.high is not None else np.nan for e in effects])[order]
+                high = np.array([0.0] + [e.change.high if e.change.high is not None else np.nan for e in effects])[
+                    order
+                ]
                 x = np.array(strengths)[order]
                 axis.plot(x, values, marker="o", ms=3, color=f"C{index}", label=direction)
                 axis.fill_between(x, low, high, color=f"C{index}", alpha=0.15)
                 for effect in effects:  # each random draw's mean change: the null distribution the probe is ranked in
                     if effect.draws:
-                        axis.scatter([float(effect.strength)] * len(effect.draws), effect.draws, s=6, color=f"C{index}", alpha=0.5)
+                        axis.scatter(
+                            [float(effect.strength)] * len(effect.draws),
+                            effect.draws,
+                            s=6,
+                            color=f"C{index}",
+                            alpha=0.5,
+                        )
             axis.axhline(0, color="k", lw=0.6)
             if row == 0:
                 axis.set_title(f"layer {layer}", fontsize=8)
@@ -75,8 +101,10 @@ def _verdict(primary: PrimaryContrast) -> str:
     interval = "(95% interval resampling prompts and random directions)"
     if primary.versus_random is None:
         raised = "raised" if primary.change.above(0) else "did not raise"
-        return (f"Steering along the reward direction {raised} the primary scorer over the unsteered replies (paired "
-                "95% interval over prompts); no random directions were run to compare with.")
+        return (
+            f"Steering along the reward direction {raised} the primary scorer over the unsteered replies (paired "
+            "95% interval over prompts); no random directions were run to compare with."
+        )
     if primary.change.above(0) and primary.versus_random.above(0):
         return f"Steering along the reward direction raised the primary scorer {against} {interval}."
     return f"Steering along the reward direction did not raise the primary scorer {against} {interval}."
@@ -85,14 +113,20 @@ def _verdict(primary: PrimaryContrast) -> str:
 def _detectable(primary: PrimaryContrast) -> str:
     detect = []
     if primary.detectable_versus_random is not None:
-        detect.append(f"a difference from the random directions of {primary.detectable_versus_random:.3f} (80% power, "
-                      "two-sided 5%, from this run's standard error)")
+        detect.append(
+            f"a difference from the random directions of {primary.detectable_versus_random:.3f} (80% power, "
+            "two-sided 5%, from this run's standard error)"
+        )
     if primary.detectable_rank is not None:
-        detect.append(f"a change beyond {primary.detectable_rank:+.3f} for rank p <= 0.05 (where these random "
-                      "directions moved it)")
+        detect.append(
+            f"a change beyond {primary.detectable_rank:+.3f} for rank p <= 0.05 (where these random "
+            "directions moved it)"
+        )
     elif primary.random_draws:
-        detect.append(f"no change at all by rank at 0.05: {primary.random_draws} random directions cannot give "
-                      "p <= 0.05 (19 or more can)")
+        detect.append(
+            f"no change at all by rank at 0.05: {primary.random_draws} random directions cannot give "
+            "p <= 0.05 (19 or more can)"
+        )
     return f"What this run can detect, in {primary.scorer} units: " + "; ".join(detect) + "." if detect else ""
 
 
@@ -101,9 +135,11 @@ def _caution(result: SteerResult, primary: PrimaryContrast) -> str:
     r = result.scorer_validation.get(primary.scorer)
     if r is None or r >= 0.1:
         return ""
-    return (f"The primary scorer's validation r on text this long is only {r:.3f}: it can hardly tell better replies "
-            "from worse, so a null here says little about the model (a judge, --judge-url, may read short replies "
-            "better).")
+    return (
+        f"The primary scorer's validation r on text this long is only {r:.3f}: it can hardly tell better replies "
+        "from worse, so a null here says little about the model (a judge, --judge-url, may read short replies "
+        "better)."
+    )
 
 
 def _secondary(result: SteerResult, primary: PrimaryContrast) -> str:
@@ -120,16 +156,21 @@ def _secondary(result: SteerResult, primary: PrimaryContrast) -> str:
 
 
 def _coherence(result: SteerResult, primary: PrimaryContrast) -> str:
-    cost, degenerate, empty = (_at(result, name, primary.layer, primary.strength)
-                               for name in ("nll", "degenerate", "empty"))
+    cost, degenerate, empty = (
+        _at(result, name, primary.layer, primary.strength) for name in ("nll", "degenerate", "empty")
+    )
     lines = []
     if cost and degenerate:
         shares = f"degenerate share {degenerate.mean:.2f}" + (f", empty share {empty.mean:.2f}" if empty else "")
-        lines.append(f"Coherence at the primary condition: NLL under the unsteered model {cost.change:+.2f} nats/token, "
-                     f"{shares}.")
+        lines.append(
+            f"Coherence at the primary condition: NLL under the unsteered model {cost.change:+.2f} nats/token, "
+            f"{shares}."
+        )
     if primary.kl is not None and primary.random_kl is not None:
-        lines.append(f"Dose in the model's output: KL per token {primary.kl:.3f} for the probe direction, "
-                     f"{primary.random_kl:.3f} for the random directions.")
+        lines.append(
+            f"Dose in the model's output: KL per token {primary.kl:.3f} for the probe direction, "
+            f"{primary.random_kl:.3f} for the random directions."
+        )
     return " ".join(lines)
 
 
@@ -143,12 +184,21 @@ def answer(result: SteerResult) -> str:
     mean = primary.versus_random
     versus = "" if mean is None else f", minus the random directions' mean {mean:+.3f}"
     draws = primary.random_draws
-    rank = (f", {_rank(primary.rank_p, draws)} among {draws} random directions (one-sided; the floor with {draws} is "
-            f"1/{draws + 1} = {primary.rank_p_floor:.3f})" if draws else "")
-    lines = [f"{_verdict(primary)} Primary contrast (fixed in advance): probe direction at layer {primary.layer}, "
-             f"strength +{primary.strength:g}, scored by {primary.scorer} ({primary.scorer_reason}): change from "
-             f"unsteered {primary.change:+.3f}{versus}{rank}; paired on {primary.prompts} held-out prompts.",
-             _detectable(primary), _caution(result, primary), _secondary(result, primary), _coherence(result, primary)]
+    rank = (
+        f", {_rank(primary.rank_p, draws)} among {draws} random directions (one-sided; the floor with {draws} is "
+        f"1/{draws + 1} = {primary.rank_p_floor:.3f})"
+        if draws
+        else ""
+    )
+    lines = [
+        f"{_verdict(primary)} Primary contrast (fixed in advance): probe direction at layer {primary.layer}, "
+        f"strength +{primary.strength:g}, scored by {primary.scorer} ({primary.scorer_reason}): change from "
+        f"unsteered {primary.change:+.3f}{versus}{rank}; paired on {primary.prompts} held-out prompts.",
+        _detectable(primary),
+        _caution(result, primary),
+        _secondary(result, primary),
+        _coherence(result, primary),
+    ]
     check = _at(result, CIRCULAR, primary.layer, primary.strength)
     moved = f": at the primary condition it moved by {check.change:+.3f}" if check is not None else ""
     lines.append(f"The {CIRCULAR} is shown only to check that the intervention took{moved}.")
@@ -174,17 +224,39 @@ def _units(result: SteerResult) -> list[str]:
 def write_steer_report(result: SteerResult, folder: Path) -> Path:
     folder = Path(folder)
     scorers = [*result.scorers, CIRCULAR]
-    paths = {"scores": dose_response(result, folder, scorers, "steer_scores", "independent scorers (and the circular check)"),
-             "coherence": dose_response(result, folder, [c for c in result.coherence if c != "tokens"], "steer_coherence",
-                                        "coherence")}
+    paths = {
+        "scores": dose_response(
+            result, folder, scorers, "steer_scores", "independent scorers (and the circular check)"
+        ),
+        "coherence": dose_response(
+            result, folder, [c for c in result.coherence if c != "tokens"], "steer_coherence", "coherence"
+        ),
+    }
     table = []
     for effect in result.effects:
         rank = "" if effect.random_rank_p is None else _rank(effect.random_rank_p, _draws(result, effect), "p")
         holm = "" if effect.rank_p_holm is None else f" (Holm {effect.rank_p_holm:.3f})"
-        table.append([effect.scorer, "" if effect.layer < 0 else str(effect.layer), effect.direction, str(effect.strength),
-                      f"{effect.mean}", f"{effect.change:+.3f}",
-                      f"{effect.versus_random:+.3f}" if effect.versus_random else "", rank + holm,
-                      "" if effect.wrong_way is None else f"{effect.wrong_way:.2f}"])
-    html = render("steer.html.j2", result=result, answer=answer(result), figures={k: embed(v) for k, v in paths.items()},
-                  table=table, examples=result.examples, labels=COHERENCE_LABELS, units=_units(result))
+        table.append(
+            [
+                effect.scorer,
+                "" if effect.layer < 0 else str(effect.layer),
+                effect.direction,
+                str(effect.strength),
+                f"{effect.mean}",
+                f"{effect.change:+.3f}",
+                f"{effect.versus_random:+.3f}" if effect.versus_random else "",
+                rank + holm,
+                "" if effect.wrong_way is None else f"{effect.wrong_way:.2f}",
+            ]
+        )
+    html = render(
+        "steer.html.j2",
+        result=result,
+        answer=answer(result),
+        figures={k: embed(v) for k, v in paths.items()},
+        table=table,
+        examples=result.examples,
+        labels=COHERENCE_LABELS,
+        units=_units(result),
+    )
     return atomic_write_text(folder / "steer.html", html)

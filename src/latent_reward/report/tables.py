@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from latent_reward.analysis.sweep import SweepResult
 from latent_reward.evaluation.results import METRICS, Comparison
 from latent_reward.experiments.readout import ReadoutResult
-from latent_reward.analysis.sweep import SweepResult
 
 GRID_FILE = "grid.csv"
 COMPARISONS_FILE = "comparisons.csv"
@@ -15,8 +15,17 @@ COMPARISONS_FILE = "comparisons.csv"
 
 def grid_frame(sweep: SweepResult) -> pd.DataFrame:
     """Every probe kind x position x layer of the sweep with each metric on the validation prompts."""
-    return pd.DataFrame([{"probe": cell.probe, "position": cell.position, "layer": cell.layer,
-                          **{f"val_{metric}": cell.val.metric(metric).value for metric in METRICS}} for cell in sweep.grid])
+    return pd.DataFrame(
+        [
+            {
+                "probe": cell.probe,
+                "position": cell.position,
+                "layer": cell.layer,
+                **{f"val_{metric}": cell.val.metric(metric).value for metric in METRICS},
+            }
+            for cell in sweep.grid
+        ]
+    )
 
 
 def comparisons_frame(readout: ReadoutResult) -> pd.DataFrame:
@@ -34,12 +43,20 @@ def _rows(comparison: Comparison) -> list[dict]:
             continue
         versus = comparison.versus_probe.get(metric)
         null = comparison.null.get(metric)
-        rows.append({"predictor": comparison.name, "kind": comparison.kind, "metric": metric,
-                     "position": comparison.cell.position if comparison.cell else None,
-                     "layer": comparison.cell.layer if comparison.cell else None,
-                     "value": interval.value, "low": interval.low, "high": interval.high,
-                     "probe_minus": versus.difference.value if versus else None,
-                     "probe_minus_low": versus.difference.low if versus else None,
-                     "probe_minus_high": versus.difference.high if versus else None,
-                     "p_value": versus.p_value if versus else (null.p_value if null else None)})
+        rows.append(
+            {
+                "predictor": comparison.name,
+                "kind": comparison.kind,
+                "metric": metric,
+                "position": comparison.cell.position if comparison.cell else None,
+                "layer": comparison.cell.layer if comparison.cell else None,
+                "value": interval.value,
+                "low": interval.low,
+                "high": interval.high,
+                "probe_minus": versus.difference.value if versus else None,
+                "probe_minus_low": versus.difference.low if versus else None,
+                "probe_minus_high": versus.difference.high if versus else None,
+                "p_value": versus.p_value if versus else (null.p_value if null else None),
+            }
+        )
     return rows

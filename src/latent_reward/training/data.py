@@ -43,9 +43,13 @@ def dpo_records(examples: list[Example]) -> list[dict]:
     for members in _by_prompt(training_examples(examples)).values():
         best, worst = max(members, key=lambda e: e.rating), min(members, key=lambda e: e.rating)
         if best.rating > worst.rating:
-            records.append({"prompt": best.prompt_messages, "chosen": best.messages[-1:], "rejected": worst.messages[-1:]})
+            records.append(
+                {"prompt": best.prompt_messages, "chosen": best.messages[-1:], "rejected": worst.messages[-1:]}
+            )
     if not records:
-        raise UserError("DPO needs preference pairs: prompts with two or more differently rated responses (or chosen/rejected data)")
+        raise UserError(
+            "DPO needs preference pairs: prompts with two or more differently rated responses (or chosen/rejected data)"
+        )
     return records
 
 

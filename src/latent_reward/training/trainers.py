@@ -48,10 +48,22 @@ class PostTrainConfig(BaseModel):
 
 def _common(config: PostTrainConfig, folder: Path, model) -> dict:
     """Arguments every trainer takes; training runs where the model was loaded (on the CPU only if it is there)."""
-    return dict(output_dir=str(folder), max_steps=config.max_steps, per_device_train_batch_size=config.batch_size,
-                gradient_accumulation_steps=config.gradient_accumulation, learning_rate=config.lr(), logging_steps=1,
-                save_strategy="steps", save_steps=config.save_steps, save_total_limit=2, report_to=config.report_to,
-                seed=config.seed, bf16=config.bf16, use_cpu=model.device.type == "cpu", dataloader_num_workers=0)
+    return dict(
+        output_dir=str(folder),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        learning_rate=config.lr(),
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        report_to=config.report_to,
+        seed=config.seed,
+        bf16=config.bf16,
+        use_cpu=model.device.type == "cpu",
+        dataloader_num_workers=0,
+    )
 
 
 def check_report_to(report_to: str) -> None:
@@ -61,8 +73,16 @@ def check_report_to(report_to: str) -> None:
         raise UserError(f"--report-to {report_to} needs the {packages[0]} package: pip install {packages[0]}")
 
 
-def build_trainer(config: PostTrainConfig, model, tokenizer, records: list[dict], folder: Path, reward=None,
-                  callbacks=(), logs: Path | None = None):
+def build_trainer(
+    config: PostTrainConfig,
+    model,
+    tokenizer,
+    records: list[dict],
+    folder: Path,
+    reward=None,
+    callbacks=(),
+    logs: Path | None = None,
+):
     """The TRL trainer for `config.method` on `records` (see training.data), checkpoints in `folder`; with
     report_to tensorboard, its event files go to `logs` (default: under `folder`)."""
     check_report_to(config.report_to)
@@ -82,21 +102,45 @@ def _trainer(config: PostTrainConfig, model, tokenizer, records: list[dict], fol
     dataset = Dataset.from_list(records)
     peft_config = None
     if config.lora:
-        peft_config = require("peft").LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
-                                                 target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = require("peft").LoraConfig(
+            r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
     common = _common(config, folder, model)
     if config.method == "sft":
         args = trl.SFTConfig(**common, max_length=config.max_length)
-        return trl.SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
-                              callbacks=list(callbacks))
+        return trl.SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+        )
     if config.method == "dpo":
         args = trl.DPOConfig(**common, max_length=config.max_length, beta=config.beta)
-        return trl.DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
-                              callbacks=list(callbacks))
-    args = trl.RLOOConfig(**{**common, "per_device_train_batch_size": max(config.batch_size, config.num_generations)},
-                          num_generations=config.num_generations, max_completion_length=config.max_completion_length, beta=config.beta)
-    return trl.RLOOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset, processing_class=tokenizer,
-                           peft_config=peft_config, callbacks=list(callbacks))
+        return trl.DPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=list(callbacks),
+        )
+    args = trl.RLOOConfig(
+        **{**common, "per_device_train_batch_size": max(config.batch_size, config.num_generations)},
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        beta=config.beta,
+    )
+    return trl.RLOOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=list(callbacks),
+    )
 
 
 def metrics_logger(path: Path):

@@ -42,8 +42,9 @@ class Outcome(Generic[R]):
         return self.files.get("report")
 
 
-def write_run_json(folder: Path, command: str, config: Any, timings: dict[str, float],
-                   extra: dict[str, Any] | None = None) -> Path:
+def write_run_json(
+    folder: Path, command: str, config: Any, timings: dict[str, float], extra: dict[str, Any] | None = None
+) -> Path:
     """run.json: the command, its whole configuration, versions and timings: enough to reproduce the folder."""
     payload = {
         "command": command,
@@ -87,8 +88,14 @@ class JobFolder:
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - tick
 
-    def finish(self, result: R, results: str | None = RESULTS_FILE, files: Mapping[str, Path | None] | None = None,
-               report: Path | None = None, extra: dict[str, Any] | None = None) -> Outcome[R]:
+    def finish(
+        self,
+        result: R,
+        results: str | None = RESULTS_FILE,
+        files: Mapping[str, Path | None] | None = None,
+        report: Path | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Outcome[R]:
         """Write `result` to `results` (a path inside the folder; None: the command writes no result file) and run.json
         with the timings (the total included) and `extra`; returns the Outcome. Files given as None are left out."""
         self.timings.setdefault("total", self.elapsed())

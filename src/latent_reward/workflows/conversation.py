@@ -38,11 +38,14 @@ def run_conversation(job: ConversationJob) -> Outcome[ConversationReport]:
         loaded = probe_model(prompt_probe, job.model, device=job.device, device_map=job.device_map)
         response_probe = Probe.load(job.response_probe) if job.response_probe else None
         examples = job.data.load().examples
-        simulators = {name: ModelSpec(name=name, dtype=loaded.info.dtype, device=job.device,
-                                      device_map=job.device_map).load() for name in job.user_simulators}
+        simulators = {
+            name: ModelSpec(name=name, dtype=loaded.info.dtype, device=job.device, device_map=job.device_map).load()
+            for name in job.user_simulators
+        }
         records = read_records(str(job.xstest)) if job.xstest else None
-        report, tables = conversation_report(loaded, prompt_probe, examples, job.prompts, job.config, response_probe,
-                                             simulators, records)
+        report, tables = conversation_report(
+            loaded, prompt_probe, examples, job.prompts, job.config, response_probe, simulators, records
+        )
         report.seconds = folder.elapsed()
         files = {name: write_csv(folder.path / f"{name}.csv", table) for name, table in tables.items()}
         return folder.finish(report, files=files, report=write_conversation_report(report, folder.path))

@@ -36,10 +36,16 @@ def run_extract(job: ExtractJob, progress: bool = True) -> Outcome[Extraction]:
             dataset = job.data.load()
             loaded = job.model.load(random_init_seed=job.random_init)
         n_layers = loaded.info.n_layers
-        config = job.extract.model_copy(update={
-            "layers": None if job.layers == "all" else parse_layers(job.layers, n_layers),
-            "token_layers": parse_layers(job.token_layers, n_layers) if job.token_layers else ()})
+        config = job.extract.model_copy(
+            update={
+                "layers": None if job.layers == "all" else parse_layers(job.layers, n_layers),
+                "token_layers": parse_layers(job.token_layers, n_layers) if job.token_layers else (),
+            }
+        )
         result = extract(loaded, dataset.examples, folder.path, config, progress=progress, source=dataset.source)
         folder.timings["extract"] = result.seconds
-        return folder.finish(Extraction(result, dataset.skipped), results=None,
-                             extra={"skipped_records": dataset.skipped, "stats": result.store.manifest.stats})
+        return folder.finish(
+            Extraction(result, dataset.skipped),
+            results=None,
+            extra={"skipped_records": dataset.skipped, "stats": result.store.manifest.stats},
+        )

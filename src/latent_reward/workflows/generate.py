@@ -30,12 +30,23 @@ def run_generate(job: GenerateJob, on_token: Callable[[str, float], None] | None
     with start("generate", job, None) as folder:
         probe = Probe.load(job.probe)
         loaded = probe_model(probe, job.model, job.device, job.device_map)
-        reply = generate_with_estimates(loaded, probe, [{"role": "user", "content": job.prompt}], job.max_new_tokens,
-                                        job.temperature, job.seed, on_token)
+        reply = generate_with_estimates(
+            loaded,
+            probe,
+            [{"role": "user", "content": job.prompt}],
+            job.max_new_tokens,
+            job.temperature,
+            job.seed,
+            on_token,
+        )
         page = None
         if job.html:
             low, high = probe.info.rating_range or (0.0, 1.0)
-            page = write_lens_page(job.html, f"{loaded.info.name}: {job.prompt[:80]}",
-                                   [{"caption": job.prompt, "tokens": reply.tokens, "estimates": reply.estimates}], low,
-                                   high)
+            page = write_lens_page(
+                job.html,
+                f"{loaded.info.name}: {job.prompt[:80]}",
+                [{"caption": job.prompt, "tokens": reply.tokens, "estimates": reply.estimates}],
+                low,
+                high,
+            )
         return folder.finish(reply, report=page)

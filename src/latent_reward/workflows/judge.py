@@ -37,8 +37,12 @@ def load_for_judging(data: DataSpec) -> list[Example]:
     """Examples to rate: any rated dataset (its ratings kept as the originals), or this project's own files whose
     ratings may be null (responses not judged yet)."""
     records = read_records(data.source, data.split)
-    if records and isinstance(records[0], dict) and {"messages", "rating"} <= set(records[0]) and any(r.get("rating") is None
-                                                                                                      for r in records):
+    if (
+        records
+        and isinstance(records[0], dict)
+        and {"messages", "rating"} <= set(records[0])
+        and any(r.get("rating") is None for r in records)
+    ):
         examples = []
         for index, record in enumerate(records[: data.limit] if data.limit else records):
             prompt, response = split_messages(record, f"record {index}")
@@ -46,8 +50,15 @@ def load_for_judging(data: DataSpec) -> list[Example]:
                 continue
             meta = {**(record.get("meta") or {}), "unrated": record.get("rating") is None}
             example = make_example("native", index, prompt, response, record.get("rating") or 0.0, meta=meta)
-            examples.append(Example(id=str(record.get("id") or example.id), group=example.group, messages=example.messages,
-                                    rating=example.rating, meta=example.meta))
+            examples.append(
+                Example(
+                    id=str(record.get("id") or example.id),
+                    group=example.group,
+                    messages=example.messages,
+                    rating=example.rating,
+                    meta=example.meta,
+                )
+            )
         if not examples:
             raise UserError(f"{data.source} has no responses to rate")
         return examples
@@ -64,5 +75,8 @@ def run_judge(job: JudgeJob, progress: bool = True) -> Outcome[JudgeSummary]:
             cache.close()
         lines = "".join(json.dumps(e.to_record(), ensure_ascii=False) + "\n" for e in rated)
         folder.timings["judge"] = summary.seconds
-        return folder.finish(summary, SUMMARY_FILE, files={"rated": atomic_write_text(folder.path / RATED_FILE, lines),
-                                                           "cache": folder.path / CACHE_FILE})
+        return folder.finish(
+            summary,
+            SUMMARY_FILE,
+            files={"rated": atomic_write_text(folder.path / RATED_FILE, lines), "cache": folder.path / CACHE_FILE},
+        )

@@ -51,16 +51,23 @@ def recorded(folder: str | Path, out: str | Path) -> Recorded:
     record = read_json(Path(folder) / RUN_FILE, "run record")
     command = record.get("command") if isinstance(record, dict) else None
     if command not in REPLAYABLE:
-        raise UserError(f"{Path(folder) / RUN_FILE} records the command {command!r}, which rerun cannot replay "
-                        f"(it replays {', '.join(REPLAYABLE)})")
+        raise UserError(
+            f"{Path(folder) / RUN_FILE} records the command {command!r}, which rerun cannot replay "
+            f"(it replays {', '.join(REPLAYABLE)})"
+        )
     module_name, config_name, runner_name = REPLAYABLE[command]
     module = importlib.import_module(module_name)
     try:
         config = getattr(module, config_name).model_validate({**record["config"], "out": str(out)})
     except (KeyError, TypeError, pydantic.ValidationError) as error:
-        raise UserError(f"{Path(folder) / RUN_FILE} holds no {command} configuration this version reads "
-                        f"({type(error).__name__}); it was written by another version") from None
+        raise UserError(
+            f"{Path(folder) / RUN_FILE} holds no {command} configuration this version reads "
+            f"({type(error).__name__}); it was written by another version"
+        ) from None
     saved, installed = record.get("versions") or {}, versions()
-    changes = {name: (saved.get(name), installed.get(name)) for name in sorted({*saved, *installed})
-               if saved.get(name) != installed.get(name)}
+    changes = {
+        name: (saved.get(name), installed.get(name))
+        for name in sorted({*saved, *installed})
+        if saved.get(name) != installed.get(name)
+    }
     return Recorded(command, config, getattr(module, runner_name), changes)

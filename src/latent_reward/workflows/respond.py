@@ -53,7 +53,9 @@ def read_prompts(data: DataSpec) -> list[list[Message]]:
     first = records[0] if records else {}
     if "messages" in first and "rating" not in first:
         prompts = [record["messages"] for record in records]
-    elif any(field in first for field in PROMPT_FIELDS) and not ({"chosen", "answer", "output", "response", "completions"} & set(first)):
+    elif any(field in first for field in PROMPT_FIELDS) and not (
+        {"chosen", "answer", "output", "response", "completions"} & set(first)
+    ):
         field = next(f for f in PROMPT_FIELDS if f in first)
         prompts = [[{"role": "user", "content": record[field]}] for record in records]
     else:
@@ -66,8 +68,9 @@ def read_prompts(data: DataSpec) -> list[list[Message]]:
 
 def run_respond(job: RespondJob, progress: bool = True) -> Outcome[RespondResult]:
     if not job.models and not job.endpoint_models:
-        raise UserError("name at least one source: --model for models run here, --endpoint-model with --base-url for "
-                        "an endpoint")
+        raise UserError(
+            "name at least one source: --model for models run here, --endpoint-model with --base-url for an endpoint"
+        )
     if job.endpoint_models and job.endpoint is None:
         raise UserError("--endpoint-model needs --base-url")
     with start("respond", job, job.out, "respond job") as folder:
@@ -84,19 +87,34 @@ def run_respond(job: RespondJob, progress: bool = True) -> Outcome[RespondResult
                 replies = _remote(endpoint, prompts, job, folder.path, progress)
             records += replies
             per_source[model] = len(replies)
-        file = atomic_write_text(folder.path / RESPONSES_FILE,
-                                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        result = RespondResult(file=file, prompts=len(prompts), responses=len(records), per_source=per_source,
-                               seconds=dict(folder.timings))
-        return folder.finish(result, results=None, files={"responses": file},
-                             extra={"prompts": len(prompts), "responses": len(records)})
+        file = atomic_write_text(
+            folder.path / RESPONSES_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        )
+        result = RespondResult(
+            file=file, prompts=len(prompts), responses=len(records), per_source=per_source, seconds=dict(folder.timings)
+        )
+        return folder.finish(
+            result, results=None, files={"responses": file}, extra={"prompts": len(prompts), "responses": len(records)}
+        )
 
 
-def _record(prompt: list[Message], response: str, generator: str, sample: int, index: int, stop: str | None = None) -> dict:
+def _record(
+    prompt: list[Message], response: str, generator: str, sample: int, index: int, stop: str | None = None
+) -> dict:
     group = group_key(prompt)
-    return {"id": f"respond:{generator}:{group}:{sample}", "group": group,
-            "messages": [*prompt, {"role": "assistant", "content": response}], "rating": None, "aspects": {},
-            "meta": {"generator": generator, "sample_index": sample, "prompt_index": index, **({"stop": stop} if stop else {})}}
+    return {
+        "id": f"respond:{generator}:{group}:{sample}",
+        "group": group,
+        "messages": [*prompt, {"role": "assistant", "content": response}],
+        "rating": None,
+        "aspects": {},
+        "meta": {
+            "generator": generator,
+            "sample_index": sample,
+            "prompt_index": index,
+            **({"stop": stop} if stop else {}),
+        },
+    }
 
 
 def _local(spec: ModelSpec, prompts: list[list[Message]], job: RespondJob) -> list[dict]:
@@ -105,15 +123,21 @@ def _local(spec: ModelSpec, prompts: list[list[Message]], job: RespondJob) -> li
     config = job.generation.model_copy(update={"stop_strings": job.generation.stop_strings or stops})
     conversations = [p for p in prompts for _ in range(job.samples)]
     replies = generate_chat(loaded, conversations, config)
-    return [_record(conversations[i], reply.text.strip(), spec.name, i % job.samples, i // job.samples, reply.stop)
-            for i, reply in enumerate(replies) if reply.text.strip()]
+    return [
+        _record(conversations[i], reply.text.strip(), spec.name, i % job.samples, i // job.samples, reply.stop)
+        for i, reply in enumerate(replies)
+        if reply.text.strip()
+    ]
 
 
 def _remote(endpoint: Endpoint, prompts: list[list[Message]], job: RespondJob, out: Path, progress: bool) -> list[dict]:
     cache = JudgeCache(out / "cache.sqlite")
     try:
-        requests = [Request(item_key(endpoint.model, "respond", [p, s, endpoint.temperature]), list(p))
-                    for p in prompts for s in range(job.samples)]
+        requests = [
+            Request(item_key(endpoint.model, "respond", [p, s, endpoint.temperature]), list(p))
+            for p in prompts
+            for s in range(job.samples)
+        ]
         _, replies, _ = complete_all(endpoint, requests, cache, "respond", progress)
     finally:
         cache.close()

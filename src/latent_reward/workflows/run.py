@@ -65,18 +65,42 @@ def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunRe
         random_store = None
         if config.random_init_control:  # first: the random copy is gone before the real model is loaded
             with folder.timed("extract_random_init"):
-                random_store = extract_or_reuse(config.model, dataset.examples, out / "store-random-init",
-                                                config.extract.model_copy(update={"logprobs": False}), dataset.source,
-                                                random_init_seed=config.readout.sweep.seed, progress=progress)
+                random_store = extract_or_reuse(
+                    config.model,
+                    dataset.examples,
+                    out / "store-random-init",
+                    config.extract.model_copy(update={"logprobs": False}),
+                    dataset.source,
+                    random_init_seed=config.readout.sweep.seed,
+                    progress=progress,
+                )
         real_model = functools.cache(config.model.load)  # loaded once, when first needed: extraction, trajectories
         with folder.timed("extract"):
-            store = extract_or_reuse(config.model, dataset.examples, out / "store", config.extract, dataset.source,
-                                     progress=progress, load=real_model)
+            store = extract_or_reuse(
+                config.model,
+                dataset.examples,
+                out / "store",
+                config.extract,
+                dataset.source,
+                progress=progress,
+                load=real_model,
+            )
         trajectory_model = real_model() if config.trajectory else None
-        result, files = analyse(store, random_store, config.readout, out, config, dataset.skipped, folder,
-                                trajectory_model, config.trajectory_config, progress)
-        return folder.finish(result, f"{REPORT_FOLDER}/{RESULTS_FILE}", files,
-                             extra={"skipped_records": dataset.skipped})
+        result, files = analyse(
+            store,
+            random_store,
+            config.readout,
+            out,
+            config,
+            dataset.skipped,
+            folder,
+            trajectory_model,
+            config.trajectory_config,
+            progress,
+        )
+        return folder.finish(
+            result, f"{REPORT_FOLDER}/{RESULTS_FILE}", files, extra={"skipped_records": dataset.skipped}
+        )
 
 
 def sweep_stores(job: SweepJob, progress: bool = True) -> Outcome[RunResult]:
@@ -84,14 +108,32 @@ def sweep_stores(job: SweepJob, progress: bool = True) -> Outcome[RunResult]:
     with start("sweep", job, job.out, "report") as folder:
         store = ActivationStore.open(job.store)
         random_store = ActivationStore.open(job.random_init_store) if job.random_init_store else None
-        result, files = analyse(store, random_store, job.readout, folder.path, job, {}, folder, None, None, progress,
-                                report_folder=folder.path)
+        result, files = analyse(
+            store,
+            random_store,
+            job.readout,
+            folder.path,
+            job,
+            {},
+            folder,
+            None,
+            None,
+            progress,
+            report_folder=folder.path,
+        )
         return folder.finish(result, RESULTS_FILE, files)
 
 
-def extract_or_reuse(model: ModelSpec, examples: list[Example], folder: Path, config: ExtractConfig, source: str | None,
-                     random_init_seed: int | None = None, progress: bool = True,
-                     load: Callable[[], LoadedModel] | None = None) -> ActivationStore:
+def extract_or_reuse(
+    model: ModelSpec,
+    examples: list[Example],
+    folder: Path,
+    config: ExtractConfig,
+    source: str | None,
+    random_init_seed: int | None = None,
+    progress: bool = True,
+    load: Callable[[], LoadedModel] | None = None,
+) -> ActivationStore:
     """An extraction into `folder`; a finished store made from the same request (model name, dtype, data,
     options) is reused without loading the model. `load` gives the model when the caller holds it already."""
     wanted = request_fingerprint(examples, config, model.name, model.dtype, random_init_seed)
@@ -101,10 +143,19 @@ def extract_or_reuse(model: ModelSpec, examples: list[Example], folder: Path, co
     return extract(loaded, examples, folder, config, progress=progress, source=source).store
 
 
-def analyse(store: ActivationStore, random_store: ActivationStore | None, readout_config: ReadoutConfig, out: Path,
-            config: Spec, skipped: dict, folder: JobFolder, trajectory_model: LoadedModel | None,
-            trajectory_config: TrajectoryConfig | None, progress: bool,
-            report_folder: Path | None = None) -> tuple[RunResult, dict[str, Path | None]]:
+def analyse(
+    store: ActivationStore,
+    random_store: ActivationStore | None,
+    readout_config: ReadoutConfig,
+    out: Path,
+    config: Spec,
+    skipped: dict,
+    folder: JobFolder,
+    trajectory_model: LoadedModel | None,
+    trajectory_config: TrajectoryConfig | None,
+    progress: bool,
+    report_folder: Path | None = None,
+) -> tuple[RunResult, dict[str, Path | None]]:
     """Readout, prompt-only and trajectories on finished stores; writes the report (all but results.json, which the
     job writes) and the probes; returns the result and the files."""
     # one view per store, so the readout and prompt-only share the sketches of wide states
@@ -113,20 +164,39 @@ def analyse(store: ActivationStore, random_store: ActivationStore | None, readou
     folder.timings.update(readout.timings)
     sweep_config = readout_config.sweep
     with folder.timed("prompt_only"):
-        expected = None if fit.target.within else prompt_only(
-            view, PromptOnlyConfig(target=sweep_config.target, seed=sweep_config.seed, n_boot=sweep_config.n_boot,
-                                   folds=readout_config.folds, sketch=readout_config.sketch), fit, random_view,
-            progress=False)
+        expected = (
+            None
+            if fit.target.within
+            else prompt_only(
+                view,
+                PromptOnlyConfig(
+                    target=sweep_config.target,
+                    seed=sweep_config.seed,
+                    n_boot=sweep_config.n_boot,
+                    folds=readout_config.folds,
+                    sketch=readout_config.sketch,
+                ),
+                fit,
+                random_view,
+                progress=False,
+            )
+        )
     trajectory = None
     if trajectory_model is not None:
         with folder.timed("trajectory"):
             trajectory = reward_trajectories(trajectory_model, store, fit, trajectory_config)
     source = store.manifest.data_source or "data"
     result = RunResult(
-        command=type(config).__name__, model=store.manifest.model,
-        data=summarize_examples(store.examples, source=source, skipped=skipped), readout=readout, prompt_only=expected,
-        trajectory=trajectory, store=StoreSummary.of(store), config=config.model_dump(mode="json"),
-        timings=folder.timings)
+        command=type(config).__name__,
+        model=store.manifest.model,
+        data=summarize_examples(store.examples, source=source, skipped=skipped),
+        readout=readout,
+        prompt_only=expected,
+        trajectory=trajectory,
+        store=StoreSummary.of(store),
+        config=config.model_dump(mode="json"),
+        timings=folder.timings,
+    )
     result.answers = answers(result)
     report_folder = report_folder or out / REPORT_FOLDER
     report_folder.mkdir(parents=True, exist_ok=True)
@@ -149,9 +219,19 @@ def predictions_frame(store: ActivationStore, fit: SweepFit, crossfit: CrossFit)
     and fold, for paired comparisons across runs."""
     masks = fit.plan.masks
     within = crossfit.predictions.get(WITHIN_PREDICTIONS)
-    return pd.DataFrame({"id": [store.examples[i].id for i in fit.target.rows], "group": fit.target.groups, "rating": fit.target.y,
-                         "fold": crossfit.folds, "probe": crossfit.predictions["probe"],
-                         **({WITHIN_COLUMN: within} if within is not None else {}),
-                         **{name: values for name, values in crossfit.predictions.items()  # layer 0, each position
-                            if name not in ("probe", WITHIN_PREDICTIONS)},
-                         "split": np.select([masks["train"], masks["val"]], ["train", "val"], "test")})
+    return pd.DataFrame(
+        {
+            "id": [store.examples[i].id for i in fit.target.rows],
+            "group": fit.target.groups,
+            "rating": fit.target.y,
+            "fold": crossfit.folds,
+            "probe": crossfit.predictions["probe"],
+            **({WITHIN_COLUMN: within} if within is not None else {}),
+            **{
+                name: values
+                for name, values in crossfit.predictions.items()  # layer 0, each position
+                if name not in ("probe", WITHIN_PREDICTIONS)
+            },
+            "split": np.select([masks["train"], masks["val"]], ["train", "val"], "test"),
+        }
+    )

@@ -54,11 +54,30 @@ def run_score(job: ScoreJob, progress: bool = True) -> Outcome[ScoreResult]:
     with start("score", job, job.out, "score") as folder:
         dataset = job.data.load()
         loaded = probe_model(probes[PROBE], job.model, job.device, job.device_map)
-        reference = None if job.reference is None else ModelSpec(
-            name=job.reference, dtype=loaded.info.dtype, device=job.device, device_map=job.device_map,
-            fallback_template=loaded.info.chat_template == "fallback").load()
-        result, frame = score_probes(loaded, probes, dataset.examples, dataset.source, folder.path, job.max_tokens,
-                                     reference, job.normalization, job.n_boot, job.seed, progress)
+        reference = (
+            None
+            if job.reference is None
+            else ModelSpec(
+                name=job.reference,
+                dtype=loaded.info.dtype,
+                device=job.device,
+                device_map=job.device_map,
+                fallback_template=loaded.info.chat_template == "fallback",
+            ).load()
+        )
+        result, frame = score_probes(
+            loaded,
+            probes,
+            dataset.examples,
+            dataset.source,
+            folder.path,
+            job.max_tokens,
+            reference,
+            job.normalization,
+            job.n_boot,
+            job.seed,
+            progress,
+        )
         outcome = folder.finish(result, RESULT_FILE, files={"scores": write_csv(folder.path / "scores.csv", frame)})
     _add_to_run(folder.path, result)
     return outcome
@@ -74,8 +93,10 @@ def load_probes(job: ScoreJob) -> dict[str, Probe]:
     if within is not None and (within.info.model, within.info.max_tokens) != (probe.info.model, probe.info.max_tokens):
         raise UserError(f"the within-prompt probe in {folder} reads another model or token budget than {job.probe}")
     if any(p.info.group_key_version != GROUP_KEY_VERSION for p in probes.values()):
-        raise UserError(f"{job.probe} was saved by an older version, whose prompt ids differ from this one's, so the "
-                        "prompts it was trained on cannot be excluded; run `latent-reward run` (or sweep) again")
+        raise UserError(
+            f"{job.probe} was saved by an older version, whose prompt ids differ from this one's, so the "
+            "prompts it was trained on cannot be excluded; run `latent-reward run` (or sweep) again"
+        )
     return probes
 
 

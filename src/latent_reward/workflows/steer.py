@@ -44,8 +44,10 @@ def run_steer(job: SteerJob, progress: bool = True) -> Outcome[SteerResult]:
     with start("steer", job, job.out, "steer job") as folder:
         loaded = probe_model(probe, job.model, device=job.device, device_map=job.device_map)
         examples = job.data.load().examples if job.data else store.examples
-        readers = [ProbeReader.load(Probe.load(other), device=job.device, device_map=job.device_map)
-                   for other in job.scorer_probes]
+        readers = [
+            ProbeReader.load(Probe.load(other), device=job.device, device_map=job.device_map)
+            for other in job.scorer_probes
+        ]
         cache = JudgeCache(folder.path / "judge-cache.sqlite") if job.judge is not None else None
         try:
             judge = JudgeScorer(job.judge, cache) if job.judge is not None and cache is not None else None

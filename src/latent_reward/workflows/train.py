@@ -72,18 +72,34 @@ def run_train(job: TrainJob) -> Outcome[TrainSummary]:
             from latent_reward.training.rewards import make_reward
 
             reward = make_reward(job.reward, job.endpoint, out)
-        trainer = build_trainer(job.config, model, tokenizer, records, out / CHECKPOINTS, reward,
-                                [metrics_logger(out / "metrics.csv")], logs=out / "tensorboard")
+        trainer = build_trainer(
+            job.config,
+            model,
+            tokenizer,
+            records,
+            out / CHECKPOINTS,
+            reward,
+            [metrics_logger(out / "metrics.csv")],
+            logs=out / "tensorboard",
+        )
         resume = any((out / CHECKPOINTS).glob("checkpoint-*"))
         result = trainer.train(resume_from_checkpoint=True if resume else None)
         _save(trainer, tokenizer, out, job.config)
         base_model = str(Path(job.model).resolve()) if Path(job.model).is_dir() else job.model  # found from any folder
-        summary = TrainSummary(method=job.config.method, base_model=base_model, data=job.data.source,
-                               pairs_or_examples=len(records), steps=trainer.state.global_step, resumed=resume,
-                               chat_template=template, post_training=_post_training(job.model, examples),
-                               **_speed(trainer, result))
-        outcome = folder.finish(summary, results=None, files={"checkpoint": out, "metrics": out / "metrics.csv"},
-                                extra={"summary": summary})
+        summary = TrainSummary(
+            method=job.config.method,
+            base_model=base_model,
+            data=job.data.source,
+            pairs_or_examples=len(records),
+            steps=trainer.state.global_step,
+            resumed=resume,
+            chat_template=template,
+            post_training=_post_training(job.model, examples),
+            **_speed(trainer, result),
+        )
+        outcome = folder.finish(
+            summary, results=None, files={"checkpoint": out, "metrics": out / "metrics.csv"}, extra={"summary": summary}
+        )
         atomic_write_text(out / MARKER, summary.model_dump_json(indent=1))  # last: the checkpoint is finished
         return outcome
 
@@ -94,14 +110,22 @@ def _post_training(model: str, examples) -> list[str]:
     from latent_reward.models.bundled import BUNDLED
     from latent_reward.models.loading import saved_post_training
 
-    before = BUNDLED[model].post_training if model in BUNDLED else saved_post_training(Path(model)) if Path(model).is_dir() else ()
+    before = (
+        BUNDLED[model].post_training
+        if model in BUNDLED
+        else saved_post_training(Path(model))
+        if Path(model).is_dir()
+        else ()
+    )
     return sorted({*before, *(e.source_split for e in examples)})
 
 
 def _load(job: TrainJob):
     """The starting model through the one loader (a model without a chat template gets the fallback format, which
     is saved with the checkpoint so that every later command reads it the same way)."""
-    spec = ModelSpec(name=job.model, dtype=job.dtype, device=job.device, device_map=job.device_map, fallback_template=True)
+    spec = ModelSpec(
+        name=job.model, dtype=job.dtype, device=job.device, device_map=job.device_map, fallback_template=True
+    )
     loaded = spec.load()
     tokenizer = loaded.tokenizer
     if tokenizer.pad_token is None:
@@ -123,4 +147,8 @@ def _speed(trainer, result) -> dict:
     """Wall time and tokens per second, from the trainer's own log."""
     tokens = max((entry.get("num_tokens", 0) for entry in trainer.state.log_history), default=0)
     runtime = result.metrics.get("train_runtime") or 0.0
-    return {"train_seconds": round(runtime, 1), "tokens": int(tokens), "tokens_per_second": round(tokens / runtime, 1) if runtime and tokens else None}
+    return {
+        "train_seconds": round(runtime, 1),
+        "tokens": int(tokens),
+        "tokens_per_second": round(tokens / runtime, 1) if runtime and tokens else None,
+    }
