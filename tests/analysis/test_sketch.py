@@ -144,3 +144,26 @@ def test_the_report_says_the_grids_are_the_sketch_and_the_scored_probes_the_full
     explained = round(100 * outcome.result.readout.sweep.sketch.explained)
     assert "The 48-wide states were explored" in html and f"its top 6 principal components, {explained}%" in html
     assert "the grids show the sketch's validation numbers" in html
+
+
+def test_on_a_sketch_the_controls_reuse_each_folds_cell_unless_asked_to_reselect(tmp_path):
+    """Behind a sketch a re-chosen cell costs an exact fit per fold, so by default each permutation is fitted at its
+    fold's probe cell (exactly: a ridge on the full states' permuted training ratings); with reselect_wide it chooses
+    its own cell on the sketch, as on narrow states."""
+    store = planted_store(tmp_path / "s", n_groups=40, d=48)
+    target = make_target(store, "rating")
+    sketched = SketchedStore(store, NARROW)
+    fixed = cross_fit(sketched, target, ("assistant_start", "eot"), n_folds=3, progress=False, permutations=3)
+    targets, predictions = fixed.permuted["global"]
+    for k, cell in enumerate(fixed.cells["probe"]):
+        train, held = fixed.folds != k, fixed.folds == k
+        x = target.states(store, cell.position, [cell.layer]).astype(np.float64)
+        for t in range(3):
+            expected = (
+                ridge_cv_all_layers(x[train], targets[t, train], target.groups[train]).probe(0).predict(x[held, 0])
+            )
+            np.testing.assert_allclose(predictions[t, held], expected, rtol=1e-4, atol=1e-5 * np.std(expected))
+    moved = cross_fit(
+        sketched, target, ("assistant_start", "eot"), n_folds=3, progress=False, permutations=3, reselect_wide=True
+    )
+    assert not np.allclose(moved.permuted["global"][1], predictions)  # some permutation chose another cell

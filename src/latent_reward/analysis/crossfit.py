@@ -71,6 +71,7 @@ def cross_fit(
     progress: bool = True,
     folds: np.ndarray | None = None,
     controls: tuple[str, ...] = ("within", "global"),
+    reselect_wide: bool = False,
 ) -> CrossFit:
     """Nested cross-fitting of ridge probes over `positions` x every stored layer (see the module docstring).
 
@@ -96,6 +97,7 @@ def cross_fit(
         folds,
         controls,
         exact,
+        reselect_wide,
     )
 
 
@@ -114,6 +116,7 @@ def cross_fit_arrays(
     folds: np.ndarray | None = None,
     controls: tuple[str, ...] = ("within", "global"),
     exact: ExactStates | None = None,
+    reselect_wide: bool = False,
 ) -> CrossFit:
     """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups. With `exact`,
     those states only choose the cells, and each fold's probe is fitted on `exact(position, layer)` at its cell.
@@ -121,6 +124,8 @@ def cross_fit_arrays(
     Each permuted target (the shuffled-rating controls) chooses its own cell in each fold, by the same inner
     cross-validation on the same states as the probe, and is fitted there: the control repeats the whole procedure,
     selection included, on ratings that carry no signal. All targets share each (position, fold)'s decomposition.
+    Behind a sketch (`exact` given) each re-chosen cell costs one exact fit per fold (about 10 s at 8,000 x 4,096 on 2
+    CPU cores), so there the controls are fitted at each fold's probe cell unless `reselect_wide` is set.
     """
     alpha_factors = (settings or ProbeOptions()).of(PROBE_KIND).alpha_factors
     selectors = selectors or {"probe": ANY_CELL}
@@ -134,7 +139,9 @@ def cross_fit_arrays(
     # the choices: one per selector (on the rating) and one per permuted target, in each fold
     chosen = {name: [_Choice() for _ in range(n_folds)] for name in selectors}
     chosen.update({_null(t): [_Choice() for _ in range(n_folds)] for t in range(1, len(targets))})
+    reselect = exact is None or reselect_wide
     allowed = {**selectors, **{_null(t): ANY_CELL for t in range(1, len(targets))}}
+    choosing = targets if reselect else targets[:1]  # the targets that choose cells: every one, or the rating only
     column = {name: 0 if name in selectors else int(name[1:]) for name in chosen}
     # narrow states: each fold's final fit at a cell is the one the inner cross-validation made there (same rows, same
     # standardisation, same penalty grid), so its held-out predictions are kept as the choice improves
@@ -144,12 +151,14 @@ def cross_fit_arrays(
         x = states(position)
         for k in range(n_folds):
             train, held = folds != k, folds == k
-            for index, j, cv in _inner_cv(x[train], targets[:, train], groups[train], alpha_factors):
-                cv_r = _columnwise_r(targets[:, train].T, cv.predictions[j])  # [targets]
+            for index, j, cv in _inner_cv(x[train], choosing[:, train], groups[train], alpha_factors):
+                cv_r = _columnwise_r(choosing[:, train].T, cv.predictions[j])  # [choosing targets]
                 improved = [
                     name
                     for name, choices in chosen.items()
-                    if allowed[name](position, layers[index]) and cv_r[column[name]] > choices[k].score
+                    if column[name] < len(choosing)
+                    and allowed[name](position, layers[index])
+                    and cv_r[column[name]] > choices[k].score
                 ]
                 if not improved:
                     continue
@@ -160,6 +169,8 @@ def cross_fit_arrays(
                         kept[name][held] = predicted[:, column[name]]
             bar.update(1)
     bar.close()
+    if not reselect and "probe" in chosen:  # the controls at each fold's probe cell
+        chosen.update({name: list(chosen["probe"]) for name in chosen if name not in selectors})
     if kept is None:  # wide states (behind a sketch), in float32: half the time of float64, within 3e-5 of it
         kept = _fit_at_cells(chosen, column, exact, targets, groups, folds, alpha_factors, torch.float32)
     result = CrossFit(folds, groups, {}, {})

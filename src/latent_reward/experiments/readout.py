@@ -66,6 +66,9 @@ class ReadoutConfig(Result):
     within_probe: bool = True  # also fit the within-prompt target where prompts have 2+ responses
     sketch: SketchConfig = SketchConfig()  # wide states: cells chosen on a sketch, fits exact
     equivalence_margin: float = 0.01  # within-prompt accuracy: a baseline "matches" only inside +-margin (TOST)
+    # shuffled-rating controls re-choose their cell in each fold; on wide states (behind a sketch) only when this is
+    # set, since each re-chosen cell costs an exact fit per fold (analysis.crossfit)
+    reselect_wide_controls: bool = False
 
 
 class SeedSpread(Result):
@@ -194,7 +197,16 @@ def reward_readout(
     tick = time.perf_counter()
     selectors = {"probe": ANY_CELL, names.LAYER0: LAYER_ZERO, **{f"at {p}": position_selector(p) for p in positions}}
     crossfit = cross_fit(
-        store, target, positions, config.folds, seed, config.sweep.settings, selectors, config.permutations, progress
+        store,
+        target,
+        positions,
+        config.folds,
+        seed,
+        config.sweep.settings,
+        selectors,
+        config.permutations,
+        progress,
+        reselect_wide=config.reselect_wide_controls,
     )
     within = (
         _within_crossfit(store, target, positions, crossfit.folds, config, progress)
@@ -340,6 +352,7 @@ def _within_crossfit(
         progress=progress,
         folds=folds[multi],
         controls=("within",),
+        reselect_wide=config.reselect_wide_controls,
     )
     return WithinProbe(within, fitted, multi)
 
