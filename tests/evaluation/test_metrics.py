@@ -237,3 +237,6 @@ def test_the_verdict_is_one_declared_test_with_three_outcomes_and_says_matches_o
     assert holm.kind == "indistinguishable from a baseline"
     both = verdict(strong, [baseline(0.02, 0.03, (0.005, 0.04)), baseline(0.02, 0.04, (0.005, 0.04), LENGTH)])
     assert both.kind == "encodes"
+    # nothing to beat (no baseline scored): no claim beyond the baselines, not "encodes"
+    assert verdict(strong, []).kind == "no baseline tested"
+    assert verdict(strong, [Comparison(name=LENGTH, kind="baseline", scores=Scores())]).kind == "no baseline tested"

@@ -127,6 +127,7 @@ class Verdict(Result):
         "indistinguishable from a baseline",
         "baseline better",
         "no within-prompt evidence",
+        "no baseline tested",
     ]
     not_beaten: list[str] = []  # baselines the probe was not shown to beat (indistinguishable or better)
     test: str = ""  # the declared test, in words
@@ -469,8 +470,9 @@ def _compare(
 
 
 def _controls(pooled: CrossFit, within: CrossFit, probe_scores: Scores, within_scores: Scores) -> list[Comparison]:
-    """The shuffled-rating controls: probes refitted on permuted ratings at each fold's cell. Ratings shuffled within
-    prompts test the within-prompt probe; ratings shuffled across responses test the pooled probe."""
+    """The shuffled-rating controls: probes refitted on permuted ratings, each re-choosing its cell in each fold
+    (narrow states; on wide states at each fold's probe cell unless reselect_wide_controls, see analysis.crossfit).
+    Ratings shuffled within prompts test the within-prompt probe; ratings shuffled across responses the pooled one."""
     out = []
     for key, name, crossfit, observed_scores in (
         ("within", names.SHUFFLED_WITHIN, within, within_scores),
@@ -532,6 +534,8 @@ def verdict(probe: Scores, comparisons: list[Comparison], margin: float = 0.01) 
                 equivalent=equivalent,
             )
         )
+    if not rows:  # nothing to beat (e.g. states from arrays, no text): no claim beyond the baselines
+        return Verdict(kind="no baseline tested", test=test, margin=margin)
     not_beaten = [row.name for row in rows if row.outcome != "probe better"]
     kind = (
         "baseline better"
@@ -638,11 +642,12 @@ def _optional_parts(
             if result.within_probe is not None
             else None
         )
-        accuracy = (
-            metric_value("within_acc", refit.target.y, refit.fit.predictions["probe"], refit.target.groups)
-            if refit is not None
-            else metric_value("within_acc", target.y, p, target.groups)
-        )
+        if refit is not None:
+            accuracy = metric_value("within_acc", refit.target.y, refit.fit.predictions["probe"], refit.target.groups)
+        elif result.within_probe is not None:
+            accuracy = None  # no within-prompt probe on this seed's folds: not the pooled probe's, another measure
+        else:
+            accuracy = metric_value("within_acc", target.y, p, target.groups)
         spread[seed + extra] = (metric_value("pearson", target.y, p, target.groups), accuracy)
     result.seed_spread = SeedSpread(
         seeds=list(spread),

@@ -77,6 +77,11 @@ def encodes_answer(readout: ReadoutResult) -> str:
             + "; ".join(better)
             + "."
         )
+    elif verdict.kind == "no baseline tested":
+        head = (
+            f"Not tested against baselines: {states}, but no baseline could be scored on these rows (no text, "
+            "generator, log-probability or layer 0), so nothing says the states carry more than a simple feature would."
+        )
     elif verdict.kind in ("baseline matches", "indistinguishable from a baseline"):
         rows = [row for row in verdict.baselines if row.outcome == "indistinguishable"]
         matched = [_outcome(row) for row in rows if row.equivalent]
