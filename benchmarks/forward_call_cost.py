@@ -47,7 +47,7 @@ def plain_forwards(loaded, rows: tuple[int, ...], width: int) -> None:
             "one row padded": {"attention_mask": padded, "position_ids": (padded.cumsum(1) - 1).clamp(min=0)},
         }
         for label, options in variants.items():
-            s = seconds_per_call(lambda: base(input_ids=ids, **options), device)
+            s = seconds_per_call(lambda ids=ids, options=options: base(input_ids=ids, **options), device)
             print(
                 f"forward [{count} x {width}] {label:15s} {s * 1000:7.1f} ms  {count * width / s:10.0f} tokens/s",
                 flush=True,

@@ -19,10 +19,11 @@ for _name, _value in (
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-import pytest
+# the imports below come after the environment is set, on purpose
+import pytest  # noqa: E402
 
-from helpers import tiny_loaded
-from latent_reward.models.loading import LoadedModel
+from helpers import tiny_loaded  # noqa: E402
+from latent_reward.models.loading import LoadedModel  # noqa: E402
 
 
 @pytest.fixture(scope="session")

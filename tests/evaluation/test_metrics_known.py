@@ -213,7 +213,7 @@ def test_length_matched_accuracy_by_hand():
     values = []
     for b in range(300):
         rows, labels = _resample_rows(groups, resampler.group_weights[b])
-        c, t = _brute_accuracy(y[rows], p[rows], labels, lambda i, j: keep(rows[i], rows[j]))
+        c, t = _brute_accuracy(y[rows], p[rows], labels, lambda i, j, rows=rows: keep(rows[i], rows[j]))
         values.append(c / t if t else np.nan)
     values = np.array(values)
     low, high = np.quantile(values[np.isfinite(values)], [0.025, 0.975])

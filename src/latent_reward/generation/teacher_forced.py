@@ -61,7 +61,7 @@ def _batch(loaded: LoadedModel, prompts, replies, interventions) -> list[ReadBac
             for handle in handles:
                 handle.remove()
     results, offset = [], 0
-    for prompt, reply in zip(prompts, replies):
+    for _prompt, reply in zip(prompts, replies):
         if not reply:
             results.append(ReadBack(nll=float("nan"), kl=0.0))
             continue
