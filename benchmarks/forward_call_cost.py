@@ -66,7 +66,8 @@ def compare_call_prices(loaded, examples, rounds: int, batch_tokens: int = 8192)
             batching.call_overhead_tokens = prices[label]
             r = throughput(loaded, examples, 512, batch_tokens, 2)
             print(
-                f"round {round_} {label}: {r['forward_calls']} calls, extraction {r['extract_tokens_per_s']:.0f} tokens/s, "
+                f"round {round_} {label}: {r['forward_calls']} calls, extraction {r['extract_tokens_per_s']:.0f} "
+                "tokens/s, "
                 f"plain {r['plain_forward_tokens_per_s']:.0f}",
                 flush=True,
             )

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 DEFAULT_DATA = "HuggingFaceH4/ultrafeedback_binarized"
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_DTYPE = "auto"  # every model-loading path's default precision (the CLI's --dtype, ModelSpec, load_model):
-# bfloat16 where the device computes it natively (a GPU, a CPU with bfloat16 instructions), else float32 (models.devices)
+# bfloat16 where the device computes it natively (a GPU, a CPU with bfloat16 instructions), else float32
+# (models.devices)
 
 
 def _device(name: str) -> str:
@@ -129,7 +130,8 @@ class ExtractConfig(Spec):
 
     @property
     def prompt_tokens(self) -> int:
-        """Padded tokens per prompt pass: a chunk of similar-length prompts whose responses are then batched together."""
+        """Padded tokens per prompt pass: a chunk of similar-length prompts whose responses are then batched
+        together."""
         return 2 * self.batch_tokens
 
     def fingerprint_fields(self) -> dict:

@@ -115,7 +115,8 @@ def cross_fit_arrays(
     controls: tuple[str, ...] = ("within", "global"),
     exact: ExactStates | None = None,
 ) -> CrossFit:
-    """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups. With `exact`,
+    """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups. With
+    `exact`,
     those states only choose the cells, and each fold's probe is fitted on `exact(position, layer)` at its cell.
 
     Each permuted target (the shuffled-rating controls) chooses its own cell in each fold, by the same inner

@@ -223,9 +223,7 @@ def run(
 def prompt_only_command(
     store: Annotated[Path, typer.Option("--store", help="A store with user_end / assistant_start states.")],
     out: OutOpt,
-    random_init_store: Annotated[
-        Path | None, typer.Option(help="The random-init control's store, same data.")
-    ] = None,
+    random_init_store: Annotated[Path | None, typer.Option(help="The random-init control's store, same data.")] = None,
     target: TargetOpt = "rating",
     seed: seed_option("the split by prompt, cross-fitting folds and the bootstrap") = 0,
     n_boot: BootOpt = 1000,
@@ -304,9 +302,7 @@ def score(
         ),
     ] = None,
     model: ProbeModelOpt = None,
-    reference: Annotated[
-        str | None, typer.Option(help="Reference model for the DPO implicit reward baseline.")
-    ] = None,
+    reference: Annotated[str | None, typer.Option(help="Reference model for the DPO implicit reward baseline.")] = None,
     normalization: Annotated[
         Normalization,
         typer.Option(

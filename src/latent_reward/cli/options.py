@@ -126,8 +126,8 @@ _DATA_FIELDS = {
     "split": (
         str | None,
         typer.Option(
-            help="Hub split (default: the dataset's rated split, e.g. test_prefs); for a local file, the rows whose split "
-            "field equals it.",
+            help="Hub split (default: the dataset's rated split, e.g. test_prefs); "
+            "for a local file, the rows whose split field equals it.",
             rich_help_panel=DATA_PANEL,
         ),
     ),
@@ -291,8 +291,8 @@ def with_endpoint_options(repeatable: bool = False, timeout: float = 60.0):
         "api_key_env": (
             str | None,
             typer.Option(
-                help="Name of the environment variable holding the endpoint's API key (never the key; local servers need "
-                "none).",
+                help="Name of the environment variable holding the endpoint's API key "
+                "(never the key; local servers need none).",
                 rich_help_panel=ENDPOINT_PANEL,
             ),
             None,

@@ -88,8 +88,8 @@ def judge(
     structured: Annotated[
         bool,
         typer.Option(
-            help="Ask for the rubric's JSON schema as the response format (endpoints that refuse it get free text, parsed "
-            "as before)."
+            help="Ask for the rubric's JSON schema as the response format (endpoints that refuse it "
+            "get free text, parsed as before)."
         ),
     ] = True,
     price_input: Annotated[

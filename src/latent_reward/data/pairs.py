@@ -19,7 +19,8 @@ _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
 
 
 def load_pairs(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator[Example]:
-    """Two Examples per usable {prompt, chosen, rejected} record (chosen rated 1, rejected 0); skips counted in `skips`."""
+    """Two Examples per usable {prompt, chosen, rejected} record (chosen rated 1, rejected 0); skips counted in
+    `skips`."""
     for row_index, record in enumerate(records):
         require_fields(record, ("prompt", "chosen", "rejected"), f"pair record {row_index}")
         yield from _pair_examples(

@@ -81,7 +81,8 @@ def inner_split(groups: Sequence[str], fraction: float, seed: int = 0) -> np.nda
 
 
 def group_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> np.ndarray:
-    """Fold number (0..n_folds-1) of each row, int64 [n_rows]; groups in seeded hash order are dealt to folds in turn."""
+    """Fold number (0..n_folds-1) of each row, int64 [n_rows]; groups in seeded hash order are dealt to folds in
+    turn."""
     fold_of = {group: rank % n_folds for rank, group in enumerate(hash_order(groups, seed + 104729))}
     return np.array([fold_of[g] for g in groups], dtype=np.int64)
 

@@ -15,7 +15,8 @@ from latent_reward.models.loading import LoadedModel
 @dataclass
 class ReadBack:
     nll: float  # mean negative log-likelihood per reply token under the unsteered model (perplexity = exp(nll))
-    kl: float  # mean KL(steered || unsteered) of the next-token distributions over the reply's positions (0 without interventions)
+    # mean KL(steered || unsteered) of the next-token distributions over the reply's positions (0 without interventions)
+    kl: float
 
 
 @torch.inference_mode()
