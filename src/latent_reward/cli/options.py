@@ -63,8 +63,9 @@ DEFAULT_DTYPE_CHOICE = Dtype(DEFAULT_DTYPE)
 
 
 def seed_option(seeds: str) -> Any:
-    """--seed, with help that says what it seeds in this command (`seeds`: a phrase listing them)."""
-    return Annotated[int, typer.Option(help=f"Seed for {seeds}.")]
+    """--seed's option, with help that says what it seeds in this command (`seeds`: a phrase listing them); annotate
+    `seed: Annotated[int, seed_option(...)]`."""
+    return typer.Option(help=f"Seed for {seeds}.")
 
 
 FoldsOpt = Annotated[int, typer.Option(min=2, help="Cross-fitting folds over prompts (the headline).")]
@@ -263,6 +264,7 @@ class EndpointOptions:
 def with_endpoint_options(repeatable: bool = False, timeout: float = 60.0):
     """Give a command the endpoint options (--base-url, --endpoint-model, --api-key-env, --concurrency, --timeout,
     --retries); it receives them as one `endpoint: EndpointOptions` argument. `repeatable`: several endpoint models."""
+    model: tuple[Any, Any, Any]
     if repeatable:
         model = (
             list[str],
