@@ -67,7 +67,7 @@ class DataSpec(Spec):
             raise UserError("--prompt-field, --response-field and --rating-field go together")
         fields = (
             FieldMap(self.prompt_field, self.response_field, self.rating_field, self.group_field)
-            if all(named)
+            if self.prompt_field and self.response_field and self.rating_field
             else None
         )
         return load_dataset(

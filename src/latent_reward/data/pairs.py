@@ -79,8 +79,9 @@ def _pair_examples(
             },
         )
         examples.append(example)
-    if all(example is not None for example in examples):
-        yield from examples
+    present = [example for example in examples if example is not None]
+    if len(present) == len(examples):
+        yield from present
     elif any(example is not None for example in examples):
         skips["pair with one side unusable"] += 1
 

@@ -54,7 +54,9 @@ class PreferenceReply(BaseModel):
 
 def reply_schema(reply: type[BaseModel]) -> tuple[str, dict[str, Any]]:
     """The (name, JSON schema) a request asks the endpoint to follow."""
-    return reply.model_config["title"], reply.model_json_schema()
+    title = reply.model_config.get("title")
+    assert title is not None, "every reply model names itself (model_config title)"
+    return title, reply.model_json_schema()
 
 
 SYSTEM = """You are a careful, strict evaluator of AI assistant replies. You rate one reply to a conversation.
