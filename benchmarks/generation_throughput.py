@@ -46,7 +46,8 @@ def main() -> None:
     print(f"{describe(args, loaded)}, {len(conversations)} prompts, greedy, up to {args.max_new_tokens} new tokens")
     print(f"one sequence at a time: {one_tokens} tokens in {one_s:.1f} s = {one_tokens / one_s:.1f} tokens/s")
     print(
-        f"batch of {args.n}:         {batched_tokens} tokens in {batched_s:.1f} s = {batched_tokens / batched_s:.1f} tokens/s"
+        f"batch of {args.n}:         {batched_tokens} tokens in {batched_s:.1f} s = {batched_tokens / batched_s:.1f} "
+        "tokens/s"
     )
     print(
         f"speed-up {batched_tokens / batched_s / (one_tokens / one_s):.1f}x (target >= 5x); "

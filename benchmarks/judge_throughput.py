@@ -51,7 +51,8 @@ def main() -> None:
                 ).result
                 rates[concurrency] = summary.items_per_second
                 print(
-                    f"concurrency {concurrency:>2}: {summary.rated} items in {summary.seconds:.2f} s = {summary.items_per_second:.1f} items/s"
+                    f"concurrency {concurrency:>2}: {summary.rated} items in {summary.seconds:.2f} s = "
+                    f"{summary.items_per_second:.1f} items/s"
                 )
     finally:
         server.close()

@@ -65,7 +65,8 @@ def main() -> None:
 
     difference = np.max(np.abs(np.subtract(ours, reference)))
     print(
-        f"store {args.store}, position {args.position}: {x.shape[0]} examples ({train.sum()} train, {test.sum()} test), "
+        f"store {args.store}, position {args.position}: {x.shape[0]} examples ({train.sum()} train, {test.sum()} "
+        "test), "
         f"{x.shape[1]} layers, d_model {x.shape[2]}"
     )
     print(

@@ -13,16 +13,18 @@ for _name, _value in (
     ("TOKENIZERS_PARALLELISM", "false"),
 ):
     os.environ.setdefault(_name, _value)
-# One BLAS/OpenMP thread per process (numpy, scipy, torch read these when first imported): the tests' matrices are small,
+# One BLAS/OpenMP thread per process (numpy, scipy, torch read these when first imported): the tests' matrices are
+# small,
 # and on a 2-core machine shared with other work, threaded eigh and matmul spend most of their time waiting for each
 # other (a 320 x 320 eigh took 0.19 s threaded, 0.019 s on one thread here). Set the variables to override.
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-import pytest
+# the imports below come after the environment is set, on purpose
+import pytest  # noqa: E402
 
-from helpers import tiny_loaded
-from latent_reward.models.loading import LoadedModel
+from helpers import tiny_loaded  # noqa: E402
+from latent_reward.models.loading import LoadedModel  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,8 @@ SHARED_DATA = Path(
 
 
 def needs_shared_data():
-    """The mark for an integration test that reads ../shared/data: skipped, with the reason, where the folder is absent."""
+    """The mark for an integration test that reads ../shared/data: skipped, with the reason, where the folder is
+    absent."""
     import pytest
 
     return pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"the shared rated data is not at {SHARED_DATA}")
@@ -89,7 +90,8 @@ def build_model(tokenizer, n_layers: int = 3, d_model: int = 32, seed: int = 0, 
 
 
 def tiny_loaded(n_layers: int = 3, d_model: int = 32, seed: int = 0, tie: bool = True) -> LoadedModel:
-    """The tiny random model (with tied embeddings its greedy replies repeat the prompt's last token; untie for varied text)."""
+    """The tiny random model (with tied embeddings its greedy replies repeat the prompt's last token; untie for varied
+    text)."""
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, n_layers, d_model, seed, tie)
     info = ModelInfo(
@@ -164,14 +166,17 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    """The installed console script, as a user runs it, in a new process (for the smoke test and the kill-and-resume tests)."""
+    """The installed console script, as a user runs it, in a new process (for the smoke test and the kill-and-resume
+    tests)."""
     script = Path(sys.executable).with_name("latent-reward")
     return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True, **kwargs)
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    """The command line run in this process: the console script's main() with its one error path, its exit code (SystemExit)
-    and what it printed on stdout and stderr, in the same shape as run_cli's result. The environment is restored afterwards."""
+    """The command line run in this process: the console script's main() with its one error path, its exit code
+    (SystemExit)
+    and what it printed on stdout and stderr, in the same shape as run_cli's result. The environment is restored
+    afterwards."""
     import contextlib
     import io
 
@@ -209,7 +214,8 @@ def write_store(
     model: dict | None = None,
     stats: dict[str, np.ndarray] | None = None,
 ) -> ActivationStore:
-    """A complete one-shard store from arrays in memory (states[position]: [n, n_layers, d]), written through the store's own
+    """A complete one-shard store from arrays in memory (states[position]: [n, n_layers, d]), written through the
+    store's own
     format functions, for tests with planted signals."""
     folder = Path(folder)
     (folder / store_format.SHARDS).mkdir(parents=True, exist_ok=True)

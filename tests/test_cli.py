@@ -171,7 +171,8 @@ def test_run_reuses_matching_stores_and_redoes_changed_ones(tiny_model_dir, tmp_
 
 
 def test_the_installed_script_runs_and_fails_with_one_line(arena_file):
-    """The one test of the console script as installed (a new process); the others call the same main() in this process."""
+    """The one test of the console script as installed (a new process); the others call the same main() in this
+    process."""
     result = run_cli("data", "inspect", str(arena_file))
     assert result.returncode == 0 and "arena" in result.stdout, result.stderr
     assert_clean_error(run_cli("frobnicate"), "No such command")

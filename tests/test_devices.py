@@ -87,7 +87,8 @@ def reference(tiny) -> LoadedModel:
 @pytest.fixture(scope="module")
 def expected(reference) -> dict:
     """Per position, float64 [examples, layers, d] read by hand from one unbatched float64 forward per example; and
-    each example's response log-probability sum (end-of-turn token included) and response-token states at residual index 2."""
+    each example's response log-probability sum (end-of-turn token included) and response-token states at residual
+    index 2."""
     out: dict = {name: [] for name in (*POSITIONS, "logprob_sum", "tokens")}
     for example in synthetic_examples():
         rendered, states, forward = direct_states(reference, example.messages)

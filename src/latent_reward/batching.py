@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# A forward call costs about this many tokens' worth of time beyond its tokens (per-op overhead of a small model on a CPU).
+# A forward call costs about this many tokens' worth of time beyond its tokens (per-op overhead of a small model on a
+# CPU).
 CALL_OVERHEAD_TOKENS = 32
 
 

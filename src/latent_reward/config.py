@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 DEFAULT_DATA = "HuggingFaceH4/ultrafeedback_binarized"
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_DTYPE = "auto"  # every model-loading path's default precision (the CLI's --dtype, ModelSpec, load_model):
-# bfloat16 where the device computes it natively (a GPU, a CPU with bfloat16 instructions), else float32 (models.devices)
+# bfloat16 where the device computes it natively (a GPU, a CPU with bfloat16 instructions), else float32
+# (models.devices)
 
 
 def _device(name: str) -> str:
@@ -66,7 +67,7 @@ class DataSpec(Spec):
             raise UserError("--prompt-field, --response-field and --rating-field go together")
         fields = (
             FieldMap(self.prompt_field, self.response_field, self.rating_field, self.group_field)
-            if all(named)
+            if self.prompt_field and self.response_field and self.rating_field
             else None
         )
         return load_dataset(
@@ -129,7 +130,8 @@ class ExtractConfig(Spec):
 
     @property
     def prompt_tokens(self) -> int:
-        """Padded tokens per prompt pass: a chunk of similar-length prompts whose responses are then batched together."""
+        """Padded tokens per prompt pass: a chunk of similar-length prompts whose responses are then batched
+        together."""
         return 2 * self.batch_tokens
 
     def fingerprint_fields(self) -> dict:

@@ -33,7 +33,8 @@ def _data(seed=3, n_groups=30, per=3, d=5):
 
 
 def _inner_r(states, y, groups, train):  # y: the rating or a permuted rating
-    """Each (position, layer index)'s r of its leave-one-prompt-out predictions on the training rows, one layer at a time."""
+    """Each (position, layer index)'s r of its leave-one-prompt-out predictions on the training rows, one layer at a
+    time."""
     out = {}
     for position in POSITIONS:
         for index in range(len(LAYERS)):

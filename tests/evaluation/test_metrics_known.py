@@ -53,7 +53,8 @@ def _unbalanced(seed=0, n_groups=9):
 
 
 def _resample_rows(groups, group_weights_row):
-    """The rows of one prompt resample, materialized: each sorted group repeated by its weight, each copy its own label."""
+    """The rows of one prompt resample, materialized: each sorted group repeated by its weight, each copy its own
+    label."""
     names = np.unique(groups)
     rows, labels, copy = [], [], 0
     for g, count in enumerate(group_weights_row.astype(int)):
@@ -92,7 +93,8 @@ def test_group_spearman_is_scipy_per_sorted_group_and_nan_where_undefined():
 
 
 def test_within_prompt_spearman_by_hand():
-    """Three prompts: a perfect ordering, a partial one (rho 1) and a reversed one with a tie (rho by hand from the ranks)."""
+    """Three prompts: a perfect ordering, a partial one (rho 1) and a reversed one with a tie (rho by hand from the
+    ranks)."""
     y = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0, 2.0, 3.0])
     p = np.array([0.1, 0.2, 0.3, 0.5, 0.5, 0.1, 1.0, 3.0, 2.0])
     groups = np.array(["b", "b", "b", "a", "a", "a", "c", "c", "c"])
@@ -213,7 +215,7 @@ def test_length_matched_accuracy_by_hand():
     values = []
     for b in range(300):
         rows, labels = _resample_rows(groups, resampler.group_weights[b])
-        c, t = _brute_accuracy(y[rows], p[rows], labels, lambda i, j: keep(rows[i], rows[j]))
+        c, t = _brute_accuracy(y[rows], p[rows], labels, lambda i, j, rows=rows: keep(rows[i], rows[j]))
         values.append(c / t if t else np.nan)
     values = np.array(values)
     low, high = np.quantile(values[np.isfinite(values)], [0.025, 0.975])

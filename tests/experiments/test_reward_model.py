@@ -53,7 +53,8 @@ def test_pair_accuracy_per_subset_resamples_prompts_and_matches_lengths(tmp_path
 
 def test_pair_accuracy_versus_the_probe_is_the_paired_difference_with_an_exact_p(tmp_path):
     """Four prompts of one pair each: the probe orders all four, the other predictor q0 and q1 only. The difference is
-    1 - 1/2 = 1/2; swapping the two predictors prompt by prompt (16 ways) gives a difference at least as large in absolute
+    1 - 1/2 = 1/2; swapping the two predictors prompt by prompt (16 ways) gives a difference at least as large in
+    absolute
     value only when q2 and q3 are not swapped or both are (the q0/q1 contributions are 0): exact p = 8 / 16."""
     from itertools import product
 

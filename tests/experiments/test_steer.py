@@ -91,7 +91,8 @@ def test_each_direction_is_a_unit_vector_pushed_by_its_own_projection_sd(probe_f
     listed = conditions(
         config, [layer], {layer: {k: vectors[k] for k in ("probe", "random 1", "random 2")}}, {layer: sd}
     )
-    # unsteered once, no strength-0 duplicates, random draws at the primary (strongest positive) strength only, one ablation
+    # unsteered once, no strength-0 duplicates, random draws at the primary (strongest positive) strength only, one
+    # ablation
     assert listed[0][1] == "none" and len(listed) == 1 + 3 + 2 + 1
     assert {s for _, label, s, _ in listed if label.startswith("random")} == {3.0}
     norms = {}

@@ -1,4 +1,5 @@
-"""The judge client against a local OpenAI-compatible server: answers, retries, malformed replies, cache, resume, errors."""
+"""The judge client against a local OpenAI-compatible server: answers, retries, malformed replies, cache, resume,
+errors."""
 
 import json
 import re

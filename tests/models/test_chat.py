@@ -126,7 +126,8 @@ def test_smollm2_template_with_its_default_system_prompt(smollm2):
 
 @pytest.mark.parametrize("template", [CHATML_TEMPLATE, FALLBACK_CHAT_TEMPLATE])
 def test_prompt_tokens_never_depend_on_the_response(template):
-    """Responses that start with spaces or newlines must not merge into the prompt's last token (with and without truncation)."""
+    """Responses that start with spaces or newlines must not merge into the prompt's last token (with and without
+    truncation)."""
     tokenizer = build_tokenizer(template)
     prompt = [{"role": "user", "content": "what is two plus two? " * 6}]
     replies = ["it is four.", "  it is four.", "\n\nit is four.", " \n it is four.", "\tfour", "four " * 40]

@@ -182,6 +182,8 @@ def test_cpu_bfloat16_instructions_are_read_from_the_cpu_flags(monkeypatch, tmp_
         info = tmp_path / "cpuinfo"
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
         monkeypatch.setattr(
-            builtins, "open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k)
+            builtins,
+            "open",
+            lambda path, *a, info=info, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k),
         )
         assert devices.cpu_computes_bfloat16() is expected

@@ -77,9 +77,11 @@ def test_early_stopping_never_sees_rows_outside_the_training_prompts():
     x, y, groups, _ = planted(n_groups=50, d=8)
     probe = SGDProbe(TrainConfig(epochs=5, patience=2)).fit(x, y, groups)
     assert probe.info.fit["epochs_run"] <= 5 and np.isfinite(probe.info.fit["final_val_loss"])
-    # Planted: the prompts the inner split holds out get inverted, ten times larger ratings. Watching them (and only them), the
+    # Planted: the prompts the inner split holds out get inverted, ten times larger ratings. Watching them (and only
+    # them), the
     # validation loss rises from the first epoch, so training stops after `patience` more epochs with the first epoch's
-    # weights; watching the fitted rows instead, it would keep improving for several epochs; fitting on the held rows too
+    # weights; watching the fitted rows instead, it would keep improving for several epochs; fitting on the held rows
+    # too
     # would turn the learned direction around.
     from latent_reward.data.splits import inner_split
 

@@ -90,7 +90,8 @@ def test_chunked_and_unchunked_layers_agree_and_a_one_dimensional_target_is_one_
 
 
 def _pinned_data(d, seed):
-    """n = 60 rows in 12 prompts of 5, 3 layers of d features; target 0 reads layer 1, target 1 one feature of layer 2."""
+    """n = 60 rows in 12 prompts of 5, 3 layers of d features; target 0 reads layer 1, target 1 one feature of layer
+    2."""
     rng = np.random.default_rng(seed)
     n, layers = 60, 3
     groups = np.repeat(np.arange(12), 5).astype(str)
@@ -102,7 +103,8 @@ def _pinned_data(d, seed):
 
 
 # Today's answers (default alpha factors 1e-3 ... 1e3), written down so that a new solver must reproduce them:
-# the chosen alpha factor [layer][target] and the first four rows' leave-one-prompt-out predictions [layer][row][target].
+# the chosen alpha factor [layer][target] and the first four rows' leave-one-prompt-out predictions
+# [layer][row][target].
 PINNED = {
     5: (
         [[1.0, 1000.0], [0.03162277660168379, 1.0], [3.1622776601683795, 0.001]],

@@ -1,4 +1,5 @@
-"""Post-training on the tiny model: each trainer, reloading the checkpoint, DPO learning an easy preference, resuming."""
+"""Post-training on the tiny model: each trainer, reloading the checkpoint, DPO learning an easy preference,
+resuming."""
 
 import json
 import signal

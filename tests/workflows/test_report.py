@@ -87,7 +87,8 @@ def test_report_is_self_contained_answers_first_with_plain_figure_names(run_fold
 
 def test_the_csv_tables_hold_the_grid_every_comparison_and_every_cross_fitted_prediction(run_folder):
     """grid.csv: one row per probe kind x position x layer with its validation metrics; comparisons.csv: one row per
-    predictor and metric with its interval and the paired difference; predictions.csv: the restricted choices' out-of-fold
+    predictor and metric with its interval and the paired difference; predictions.csv: the restricted choices'
+    out-of-fold
     predictions too. Each read back against results.json."""
     folder, _ = run_folder
     result = RunResult.load(folder / "report")

@@ -1,4 +1,5 @@
-"""`latent-reward score` end to end on the tiny model: pairs, best-of-n, and the prompts a probe may not be scored on."""
+"""`latent-reward score` end to end on the tiny model: pairs, best-of-n, and the prompts a probe may not be scored
+on."""
 
 import json
 

@@ -135,11 +135,12 @@ def _extract(loaded, examples, out: Path, config: ExtractConfig, progress, sourc
         for shard_index, shard in todo:
             tick = time.perf_counter()
 
-            def advance(n_examples: int, n_tokens: int) -> None:
+            # the shard's start and the time spent before it are bound now: _run_shard calls this within the shard
+            def advance(n_examples: int, n_tokens: int, *, tick: float = tick, before: float = forward_seconds) -> None:
                 nonlocal tokens_done
                 tokens_done += n_tokens
                 bar.update(n_examples)
-                bar.set_postfix(tok_s=f"{tokens_done / max(forward_seconds + time.perf_counter() - tick, 1e-9):,.0f}")
+                bar.set_postfix(tok_s=f"{tokens_done / max(before + time.perf_counter() - tick, 1e-9):,.0f}")
 
             tensors = _run_shard(reader, shard, rendered, config, advance)
             forward_seconds += time.perf_counter() - tick

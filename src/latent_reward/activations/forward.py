@@ -135,12 +135,12 @@ class ResidualReader:
         """The states read in the last pass, per position name: float32 [rows, layers, d]."""
         requests, taken = self._requests, {}
         if self._index_captured:
-            stacked = torch.stack([self._index_captured[l].to(self.device) for l in self.layers], dim=1).float()
+            stacked = torch.stack([self._index_captured[layer].to(self.device) for layer in self.layers], dim=1).float()
             for name, block in zip(requests.index_names, stacked.chunk(len(requests.index_names))):
                 taken[name] = block
         if self._mean_captured:
             stacked = torch.stack(
-                [self._mean_captured[l].to(self.device) for l in self.layers], dim=2
+                [self._mean_captured[layer].to(self.device) for layer in self.layers], dim=2
             ).float()  # [names, rows, layers, d]
             for name, totals, counts in zip(requests.mean_names, stacked, requests.mean_counts):
                 taken[name] = totals / counts[:, :, None]
@@ -251,7 +251,7 @@ class ResidualReader:
         )
         states = BatchStates(example_index=list(members), positions={k: v.cpu() for k, v in self._take().items()})
         if self.token_layers:
-            per_layer = torch.stack([self._token_captured[l].cpu() for l in self.token_layers], dim=1)
+            per_layer = torch.stack([self._token_captured[layer].cpu() for layer in self.token_layers], dim=1)
             states.token_states = list(torch.split(per_layer, response_mask.sum(1).long().tolist()))
             self._token_captured = {}
         if self.logprobs:

@@ -33,7 +33,8 @@ class Unit:
 
 
 def make_units(rendered: list[RenderedExample], share_prompts: bool = True) -> list[Unit]:
-    """Group examples by identical prompt tokens, sorted by prompt length (so a chunk holds prompts of similar length)."""
+    """Group examples by identical prompt tokens, sorted by prompt length (so a chunk holds prompts of similar
+    length)."""
     by_prompt: dict[bytes, list[int]] = {}
     for index, example in enumerate(rendered):
         prefix = np.asarray(example.input_ids[: example.spans.prompt_length], dtype=np.int64).tobytes()

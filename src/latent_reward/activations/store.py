@@ -210,7 +210,8 @@ def new_manifest(
     source: str | None,
     versions: dict[str, str],
 ) -> Manifest:
-    """The manifest of a store about to be written (status "incomplete"; shards and stats are added when it is finished)."""
+    """The manifest of a store about to be written (status "incomplete"; shards and stats are added when it is
+    finished)."""
     return Manifest(
         fingerprint=fingerprint,
         data_source=source,

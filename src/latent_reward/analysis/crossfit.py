@@ -118,7 +118,8 @@ def cross_fit_arrays(
     exact: ExactStates | None = None,
     reselect_wide: bool = False,
 ) -> CrossFit:
-    """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups. With `exact`,
+    """`cross_fit` on any rows: `states(position)` gives x [n, len(layers), d] for the rows of y and groups. With
+    `exact`,
     those states only choose the cells, and each fold's probe is fitted on `exact(position, layer)` at its cell.
 
     Each permuted target (the shuffled-rating controls) chooses its own cell in each fold, by the same inner

@@ -9,7 +9,8 @@ Every reported fit is then made exactly, on the full states, at the cells chosen
 The sketch is fitted on the states a target reads (its rows, centered within prompts for the
 within-prompt target, averaged per prompt for prompt-only) without the ratings, so no rating reaches
 the choice that the folds make; its components come from a seeded randomized SVD (Halko et al.) on at
-most 4,096 of those rows, so the same store and seed give the same sketch. Hand-written as a view (not sklearn's PCA) because it must stand
+most 4,096 of those rows, so the same store and seed give the same sketch. Hand-written as a view (not sklearn's PCA)
+because it must stand
 in for the store everywhere a store is read, one layer at a time, and cache what it computed.
 """
 
@@ -75,7 +76,8 @@ def _components(x: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, float]:
 
 
 class SketchedStore:
-    """A store whose states are read through `sketch`: each layer's principal-component sketch (float32 [n, layers, dim])
+    """A store whose states are read through `sketch`: each layer's principal-component sketch (float32 [n, layers,
+    dim])
     of the states a target reads, computed once; everything else (examples, ratings, stats, manifest) is the full
     store's, which `full` holds."""
 
@@ -96,8 +98,10 @@ class SketchedStore:
     def sketch(
         self, key: Any, position: str, layers: list[int] | None, read: Callable[[list[int]], np.ndarray]
     ) -> np.ndarray:
-        """float32 [rows, len(layers), dim]: the sketch of each layer of `read(layers)` (the full states as a target reads
-        them: its rows, centered within prompts or averaged per prompt), cached under `key` (which names that reading)."""
+        """float32 [rows, len(layers), dim]: the sketch of each layer of `read(layers)` (the full states as a target
+        reads
+        them: its rows, centered within prompts or averaged per prompt), cached under `key` (which names that
+        reading)."""
         layers = list(self.full.layers if layers is None else layers)
         missing = [layer for layer in layers if (key, position, layer) not in self._cache]
         for start in range(0, len(missing), _LAYER_CHUNK):

@@ -114,7 +114,8 @@ class SweepFit:
     exact: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict)  # cells refitted on the full states
 
     def cell_predictions(self, cell: Cell) -> np.ndarray:
-        """The cell's predictions for every kept row, from its probe fitted on the training prompts' full states (refitted
+        """The cell's predictions for every kept row, from its probe fitted on the training prompts' full states
+        (refitted
         once here when the grid was explored on a sketch)."""
         key = (cell.position, cell.layer, cell.probe)
         if self.store is not None and full_store(self.store) is not self.store and key not in self.exact:

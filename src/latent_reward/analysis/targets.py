@@ -49,7 +49,8 @@ class Target:
     def states(
         self, store: ActivationStore | SketchedStore, position: str, layers: list[int] | None = None
     ) -> np.ndarray:
-        """float32 [n_kept, n_layers, d] at `position` for the kept rows (on a sketched store: the sketch of those states).
+        """float32 [n_kept, n_layers, d] at `position` for the kept rows (on a sketched store: the sketch of those
+        states).
 
         States before the response are a function of the prompt alone; copies computed in different
         batches differ by float rounding, which must not pose as within-prompt signal, so each
@@ -83,7 +84,8 @@ def make_target(store: ActivationStore, name: str) -> Target:
 
 
 def within_prompt(target: Target) -> Target:
-    """The target centered on each prompt's mean, on the prompts with two or more values (a subset of its rows, in order)."""
+    """The target centered on each prompt's mean, on the prompts with two or more values (a subset of its rows, in
+    order)."""
     multi = group_sizes(target.groups) >= 2
     if not multi.any():
         raise UserError(f"target {WITHIN_PROMPT} needs prompts with two or more rated responses")

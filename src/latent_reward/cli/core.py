@@ -121,6 +121,7 @@ def extract(
     extraction = run_extract(job).result
     result, store = extraction.extracted, extraction.extracted.store
     stats = store.manifest.stats
+    assert stats is not None, "a finished store records its stats"
     rate = result.tokens / result.seconds if result.computed_shards else 0.0
     repaired = f", {result.repaired_shards} damaged ones recomputed" if result.repaired_shards else ""
     console.print(
@@ -137,7 +138,7 @@ def sweep(
     out: OutOpt,
     probes: ProbesOpt = "ridge",
     target: TargetOpt = "rating",
-    seed: seed_option(READOUT_SEEDS) = 0,
+    seed: Annotated[int, seed_option(READOUT_SEEDS)] = 0,
     n_boot: BootOpt = 1000,
     folds: FoldsOpt = 5,
     permutations: PermutationsOpt = 100,
@@ -177,7 +178,7 @@ def run(
     dtype: DtypeOpt = DEFAULT_DTYPE_CHOICE,
     probes: ProbesOpt = "ridge",
     target: TargetOpt = "rating",
-    seed: seed_option(f"--sample-prompts, {READOUT_SEEDS}, and the random-init copy's weights") = 0,
+    seed: Annotated[int, seed_option(f"--sample-prompts, {READOUT_SEEDS}, and the random-init copy's weights")] = 0,
     n_boot: BootOpt = 1000,
     folds: FoldsOpt = 5,
     permutations: PermutationsOpt = 100,
@@ -225,7 +226,7 @@ def prompt_only_command(
     out: OutOpt,
     random_init_store: Annotated[Path | None, typer.Option(help="The random-init control's store, same data.")] = None,
     target: TargetOpt = "rating",
-    seed: seed_option("the split by prompt, cross-fitting folds and the bootstrap") = 0,
+    seed: Annotated[int, seed_option("the split by prompt, cross-fitting folds and the bootstrap")] = 0,
     n_boot: BootOpt = 1000,
     folds: FoldsOpt = 5,
 ) -> None:
@@ -256,7 +257,7 @@ def generate(
     model: ProbeModelOpt = None,
     max_new_tokens: MaxNewTokensOpt = 200,
     temperature: TemperatureOpt = 0.0,
-    seed: seed_option("sampling (with --temperature > 0)") = 0,
+    seed: Annotated[int, seed_option("sampling (with --temperature > 0)")] = 0,
     html: Annotated[Path | None, typer.Option(help="Also write the colored reply as an HTML page here.")] = None,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
@@ -318,7 +319,7 @@ def score(
         ),
     ] = None,
     n_boot: BootOpt = 1000,
-    seed: seed_option("--sample-prompts and the bootstrap") = 0,
+    seed: Annotated[int, seed_option("--sample-prompts and the bootstrap")] = 0,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:

@@ -9,7 +9,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -63,8 +63,9 @@ DEFAULT_DTYPE_CHOICE = Dtype(DEFAULT_DTYPE)
 
 
 def seed_option(seeds: str) -> Any:
-    """--seed, with help that says what it seeds in this command (`seeds`: a phrase listing them)."""
-    return Annotated[int, typer.Option(help=f"Seed for {seeds}.")]
+    """--seed's option, with help that says what it seeds in this command (`seeds`: a phrase listing them); annotate
+    `seed: Annotated[int, seed_option(...)]`."""
+    return typer.Option(help=f"Seed for {seeds}.")
 
 
 FoldsOpt = Annotated[int, typer.Option(min=2, help="Cross-fitting folds over prompts (the headline).")]
@@ -124,26 +125,26 @@ def with_group(group: Group):
 DATA_PANEL = "Data"
 _DATA_FIELDS = {
     "split": (
-        Optional[str],
+        str | None,
         typer.Option(
-            help="Hub split (default: the dataset's rated split, e.g. test_prefs); for a local file, the rows whose split "
-            "field equals it.",
+            help="Hub split (default: the dataset's rated split, e.g. test_prefs); "
+            "for a local file, the rows whose split field equals it.",
             rich_help_panel=DATA_PANEL,
         ),
     ),
     "format": (
-        Optional[str],
+        str | None,
         typer.Option(
             "--format", help="Force a loader instead of detecting it from the fields.", rich_help_panel=DATA_PANEL
         ),
     ),
-    "limit": (Optional[int], typer.Option(min=1, help="Use only the first N examples.", rich_help_panel=DATA_PANEL)),
+    "limit": (int | None, typer.Option(min=1, help="Use only the first N examples.", rich_help_panel=DATA_PANEL)),
     "prompts": (
-        Optional[int],
+        int | None,
         typer.Option(min=1, help="Use every response of the first N prompts only.", rich_help_panel=DATA_PANEL),
     ),
     "sample_prompts": (
-        Optional[int],
+        int | None,
         typer.Option(
             min=1,
             help="Use every response of N prompts drawn at random (seeded by --seed) from the whole file.",
@@ -151,16 +152,16 @@ _DATA_FIELDS = {
         ),
     ),
     "prompt_field": (
-        Optional[str],
+        str | None,
         typer.Option(help="Generic files: the prompt column (text or chat messages).", rich_help_panel=DATA_PANEL),
     ),
     "response_field": (
-        Optional[str],
+        str | None,
         typer.Option(help="Generic files: the response column.", rich_help_panel=DATA_PANEL),
     ),
-    "rating_field": (Optional[str], typer.Option(help="Generic files: the rating column.", rich_help_panel=DATA_PANEL)),
+    "rating_field": (str | None, typer.Option(help="Generic files: the rating column.", rich_help_panel=DATA_PANEL)),
     "group_field": (
-        Optional[str],
+        str | None,
         typer.Option(help="Generic files: a prompt-id column (default: the prompt text).", rich_help_panel=DATA_PANEL),
     ),
 }
@@ -192,7 +193,7 @@ def with_data_options(limit: int | None = None, positional: bool = False, option
                 f"(default: {optional})." if optional else f"(default: {DEFAULT_DATA}, read from the Hub)."
             )
             options["data"] = (
-                Optional[str],
+                str | None,
                 typer.Option("--data", "-d", help=help_text, rich_help_panel=DATA_PANEL),
                 None,
             )
@@ -263,6 +264,7 @@ class EndpointOptions:
 def with_endpoint_options(repeatable: bool = False, timeout: float = 60.0):
     """Give a command the endpoint options (--base-url, --endpoint-model, --api-key-env, --concurrency, --timeout,
     --retries); it receives them as one `endpoint: EndpointOptions` argument. `repeatable`: several endpoint models."""
+    model: tuple[Any, Any, Any]
     if repeatable:
         model = (
             list[str],
@@ -279,7 +281,7 @@ def with_endpoint_options(repeatable: bool = False, timeout: float = 60.0):
         )
     options: dict[str, tuple[Any, Any, Any]] = {
         "base_url": (
-            Optional[str],
+            str | None,
             typer.Option(
                 help="An OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1 (make judge-server) or "
                 "https://api.openai.com/v1.",
@@ -289,10 +291,10 @@ def with_endpoint_options(repeatable: bool = False, timeout: float = 60.0):
         ),
         "endpoint_model": model,
         "api_key_env": (
-            Optional[str],
+            str | None,
             typer.Option(
-                help="Name of the environment variable holding the endpoint's API key (never the key; local servers need "
-                "none).",
+                help="Name of the environment variable holding the endpoint's API key "
+                "(never the key; local servers need none).",
                 rich_help_panel=ENDPOINT_PANEL,
             ),
             None,

@@ -42,7 +42,7 @@ def respond(
     samples: Annotated[int, typer.Option(min=1, help="Responses per prompt per model.")] = 1,
     max_new_tokens: MaxNewTokensOpt = 256,
     temperature: TemperatureOpt = 0.7,
-    seed: seed_option("--sample-prompts and sampling (each response seeded from it and its index)") = 0,
+    seed: Annotated[int, seed_option("--sample-prompts and sampling (each response seeded from it and its index)")] = 0,
     dtype: DtypeOpt = DEFAULT_DTYPE_CHOICE,
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences generated together (models run here).")] = 16,
     device: DeviceOpt = "auto",
@@ -88,15 +88,15 @@ def judge(
     structured: Annotated[
         bool,
         typer.Option(
-            help="Ask for the rubric's JSON schema as the response format (endpoints that refuse it get free text, parsed "
-            "as before)."
+            help="Ask for the rubric's JSON schema as the response format (endpoints that refuse it "
+            "get free text, parsed as before)."
         ),
     ] = True,
     price_input: Annotated[
         float | None, typer.Option(help="Price per million prompt tokens, for the cost estimate.")
     ] = None,
     price_output: Annotated[float | None, typer.Option(help="Price per million completion tokens.")] = None,
-    seed: seed_option("--sample-prompts and the bootstrap of the agreement intervals") = 0,
+    seed: Annotated[int, seed_option("--sample-prompts and the bootstrap of the agreement intervals")] = 0,
 ) -> None:
     """Rate every response with a judge model (UltraFeedback aspects and an overall score), cached and resumable."""
     from latent_reward.experiments.judge import JudgeConfig
@@ -190,9 +190,10 @@ def steer(
     judge: Annotated[
         bool, typer.Option(help="Also score the replies with a judge at --base-url (an independent scorer).")
     ] = False,
-    seed: seed_option(
-        "--sample-prompts, the choice of held-out prompts, random directions, sampling and the bootstrap"
-    ) = 0,
+    seed: Annotated[
+        int,
+        seed_option("--sample-prompts, the choice of held-out prompts, random directions, sampling and the bootstrap"),
+    ] = 0,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:
@@ -264,7 +265,7 @@ def conversation(
     ] = 24,
     samples: Annotated[int, typer.Option(min=1, help="Sampled replies per prompt (besides the greedy one).")] = 2,
     max_new_tokens: MaxNewTokensOpt = 48,
-    seed: seed_option("--sample-prompts, the choice of conversations, sampling and the bootstrap") = 0,
+    seed: Annotated[int, seed_option("--sample-prompts, the choice of conversations, sampling and the bootstrap")] = 0,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
 ) -> None:
@@ -331,7 +332,9 @@ def train(
     report_to: Annotated[
         ReportTo, typer.Option(help="Where TRL sends its training logs (tensorboard: into OUT/tensorboard).")
     ] = ReportTo.none,
-    seed: seed_option("--sample-prompts, TRL's data order, LoRA's initialisation and sampling (online)") = 0,
+    seed: Annotated[
+        int, seed_option("--sample-prompts, TRL's data order, LoRA's initialisation and sampling (online)")
+    ] = 0,
     dtype: Annotated[
         Dtype,
         typer.Option(

@@ -74,7 +74,8 @@ def show_headline(console: Console, outcome: Outcome[RunResult]) -> None:
 
 def show_score(console: Console, result, out: Path) -> None:
     console.print(
-        f"scored {result.examples} responses from {result.data} ({result.excluded_prompts} prompts the probe was trained "
+        f"scored {result.examples} responses from {result.data} ({result.excluded_prompts} prompts the probe was "
+        "trained "
         f"or validated on excluded) with {result.probe.position} layer {result.probe.layer} of "
         f"{result.probe.model}"
     )
@@ -103,8 +104,8 @@ def show_score(console: Console, result, out: Path) -> None:
         )
     if result.best_of_n:
         console.print(
-            f"best-of-{result.best_of_n.samples_per_prompt:.1f} over {result.best_of_n.prompts} prompts, mean rating of the pick: "
-            + ", ".join(f"{k} {v}" for k, v in result.best_of_n.picks.items())
+            f"best-of-{result.best_of_n.samples_per_prompt:.1f} over {result.best_of_n.prompts} prompts, mean rating "
+            "of the pick: " + ", ".join(f"{k} {v}" for k, v in result.best_of_n.picks.items())
         )
     console.print(f"written: {out / 'scores.csv'}, {out / 'score.json'}")
 

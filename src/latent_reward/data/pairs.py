@@ -19,7 +19,8 @@ _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
 
 
 def load_pairs(records: list[dict[str, Any]], skips: Counter[str]) -> Iterator[Example]:
-    """Two Examples per usable {prompt, chosen, rejected} record (chosen rated 1, rejected 0); skips counted in `skips`."""
+    """Two Examples per usable {prompt, chosen, rejected} record (chosen rated 1, rejected 0); skips counted in
+    `skips`."""
     for row_index, record in enumerate(records):
         require_fields(record, ("prompt", "chosen", "rejected"), f"pair record {row_index}")
         yield from _pair_examples(
@@ -78,8 +79,9 @@ def _pair_examples(
             },
         )
         examples.append(example)
-    if all(example is not None for example in examples):
-        yield from examples
+    present = [example for example in examples if example is not None]
+    if len(present) == len(examples):
+        yield from present
     elif any(example is not None for example in examples):
         skips["pair with one side unusable"] += 1
 

@@ -73,7 +73,8 @@ class Example:
 
     @property
     def source_split(self) -> str:
-        """'dataset:split' (e.g. 'ultrafeedback_binarized:train'): how post-training data is named in a model's record."""
+        """'dataset:split' (e.g. 'ultrafeedback_binarized:train'): how post-training data is named in a model's
+        record."""
         return f"{self.id.split(':')[0]}:{self.meta.get('source_split')}"
 
     @property

@@ -34,7 +34,7 @@ HELD_OUT_SPLITS = frozenset(
 )
 
 
-def hash_order(groups: Sequence[str], seed: int) -> list[str]:
+def hash_order(groups: Sequence[str] | np.ndarray, seed: int) -> list[str]:
     """The distinct groups in a seeded pseudo-random order that depends only on the seed and the set of groups."""
     return sorted(set(groups), key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
 
@@ -46,7 +46,7 @@ def held_out_prompts(examples: Sequence[Example], excluded: set[str], count: int
 
 
 def split_groups(
-    groups: Sequence[str], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    groups: Sequence[str] | np.ndarray, seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
 ) -> dict[str, str]:
     """Assign each distinct group to a split, cutting the seeded hash order at the given fractions."""
     unique = hash_order(groups, seed)
@@ -63,7 +63,7 @@ def split_groups(
 
 
 def split_masks(
-    groups: Sequence[str], seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    groups: Sequence[str] | np.ndarray, seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
 ) -> dict[str, np.ndarray]:
     """Boolean masks over rows for each split name: bool [n_rows] each."""
     assignment = split_groups(groups, seed, fractions)
@@ -81,7 +81,8 @@ def inner_split(groups: Sequence[str], fraction: float, seed: int = 0) -> np.nda
 
 
 def group_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> np.ndarray:
-    """Fold number (0..n_folds-1) of each row, int64 [n_rows]; groups in seeded hash order are dealt to folds in turn."""
+    """Fold number (0..n_folds-1) of each row, int64 [n_rows]; groups in seeded hash order are dealt to folds in
+    turn."""
     fold_of = {group: rank % n_folds for rank, group in enumerate(hash_order(groups, seed + 104729))}
     return np.array([fold_of[g] for g in groups], dtype=np.int64)
 

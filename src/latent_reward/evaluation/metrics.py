@@ -132,7 +132,8 @@ def group_ranks(v: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 def group_spearman(y: np.ndarray, p: np.ndarray, groups: np.ndarray, min_size: int = 3) -> np.ndarray:
     """Per group (sorted order), float64 [n_groups]: Spearman rho of predictions with ratings, NaN where undefined
-    (fewer than `min_size` responses, or no variation in either). Pearson r of the within-group ranks, all groups at once."""
+    (fewer than `min_size` responses, or no variation in either). Pearson r of the within-group ranks, all groups at
+    once."""
     names, index = group_index(groups)
     n_groups = len(names)
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
@@ -183,7 +184,8 @@ def all_metrics(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> dict[Metric
 
 
 def bootstrap_counts(groups: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row weights [n_boot, n_rows] from resampling groups with replacement, and the group weights [n_boot, n_groups]."""
+    """Row weights [n_boot, n_rows] from resampling groups with replacement, and the group weights [n_boot,
+    n_groups]."""
     _, index = group_index(groups)
     n_groups = int(index.max()) + 1 if len(index) else 0
     draws = np.random.default_rng(seed).integers(0, n_groups, size=(n_boot, n_groups))
@@ -288,7 +290,8 @@ def bootstrap_ci(
 
 
 def partial_correlation(y: np.ndarray, p: np.ndarray, controls: np.ndarray) -> float:
-    """Correlation of p with y after regressing the controls ([n] or [n, k], e.g. length and text statistics) out of both."""
+    """Correlation of p with y after regressing the controls ([n] or [n, k], e.g. length and text statistics) out of
+    both."""
     controls = np.asarray(controls, dtype=np.float64).reshape(len(y), -1)
     design = np.column_stack([np.ones(len(y)), controls])
 

@@ -34,16 +34,20 @@ from latent_reward.probes import DEFAULT_PROBE
 
 # What a comparison of a handful of small bundled models can and cannot say, stated on every comparison page.
 CAVEAT = (
-    "These models differ in more than their post-training: size, pretraining data, tokenizer and chat format all change "
+    "These models differ in more than their post-training: size, pretraining data, tokenizer and chat format all "
+    "change "
     "together, and a base model is read through a plain fallback format it was never tuned on. A difference in probe "
-    "accuracy is therefore a difference between these checkpoints, not an effect of DPO. None of the bundled models was "
-    "trained online (RL with a reward model queried on its own samples), so this comparison cannot answer whether online "
+    "accuracy is therefore a difference between these checkpoints, not an effect of DPO. None of the bundled models "
+    "was "
+    "trained online (RL with a reward model queried on its own samples), so this comparison cannot answer whether "
+    "online "
     "training would make a model represent expected reward more strongly; checkpoints trained from one starting point "
     "(latent-reward train) can."
 )
 # Stated instead when every run's model is the same starting model or a checkpoint trained from it by latent-reward.
 CONTROLLED_CAVEAT = (
-    "Every model here is {root} or a checkpoint post-trained from it ({data}), so the checkpoints differ only in how they "
+    "Every model here is {root} or a checkpoint post-trained from it ({data}), so the checkpoints differ only in how "
+    "they "
     "were post-trained ({sizes}). Each stage is one training run (one seed): the intervals resample prompts, not "
     "training runs, so a difference belongs to these runs, and how much it would move with another seed or more steps "
     "is not measured. Each run's own report shows the rows its model was post-trained on "

@@ -211,7 +211,8 @@ def simulate_users(
 
 
 def expected_reward(loaded: LoadedModel, probe: Probe, conversations: list[list[Message]]) -> np.ndarray:
-    """V: the prompt probe's reading at the start of the assistant's turn after each conversation (ending in a user turn)."""
+    """V: the prompt probe's reading at the start of the assistant's turn after each conversation (ending in a user
+    turn)."""
     return ProbeReader(probe, loaded).read_prompts(conversations)
 
 
@@ -243,7 +244,8 @@ def follow_up_probabilities(loaded: LoadedModel, prompts: list[list[Message]], f
 
 
 def _continuations(loaded: LoadedModel, histories: list[list[Message]], additions: list[list[Message]]):
-    """Token ids of each history's rendering and of what `additions` add to it (tokenized after it, as the model reads)."""
+    """Token ids of each history's rendering and of what `additions` add to it (tokenized after it, as the model
+    reads)."""
     tokenizer = loaded.tokenizer
     prefixes, continuations = [], []
     for history, addition in zip(histories, additions):
@@ -467,7 +469,8 @@ def _measures(
 
 CAVEATS = [
     "Simulated users are not people: an assistant model writing the user's turn is a poor stand-in for a user.",
-    "V is a probe trained on off-policy ratings (other models' responses): it measures how well answers to a conversation tend "
+    "V is a probe trained on off-policy ratings (other models' responses): it measures how well answers to a "
+    "conversation tend "
     "to be rated as much as the model's own expectation.",
     "A small model may show nothing here; the same command runs unchanged on a 7B model on a GPU.",
     "The counterfactual replies and follow-ups are fixed texts written for this experiment.",
@@ -502,7 +505,8 @@ REDIRECT_MARKERS = (
 
 
 def refusal_style(text: str) -> str:
-    """A keyword heuristic (not a classifier): "compliance", "refusal" or "redirect" (a refusal that offers something)."""
+    """A keyword heuristic (not a classifier): "compliance", "refusal" or "redirect" (a refusal that offers
+    something)."""
     lowered = text.lower()
     if not any(marker in lowered for marker in REFUSAL_MARKERS):
         return "compliance"

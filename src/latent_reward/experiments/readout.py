@@ -309,7 +309,8 @@ class WithinProbe:
     multi: np.ndarray  # bool [readout rows]: the rows the within-prompt target keeps
 
     def pad(self, values: np.ndarray) -> np.ndarray:
-        """Values on the multi-response rows, spread over every readout row (0 elsewhere: those prompts have no pairs)."""
+        """Values on the multi-response rows, spread over every readout row (0 elsewhere: those prompts have no
+        pairs)."""
         padded = np.zeros(len(self.multi))
         padded[self.multi] = values
         return padded
@@ -406,7 +407,8 @@ def _random_init(
     config: ReadoutConfig,
     progress: bool,
 ) -> _Baseline:
-    """The random-init model's probe cross-fitted on the probe's folds; and like the within-prompt probe when there is one."""
+    """The random-init model's probe cross-fitted on the probe's folds; and like the within-prompt probe when there is
+    one."""
     if random_store.ids != store.ids:
         raise UserError(
             "the random-init store holds other examples than the model's store; extract both from the same data"
@@ -444,7 +446,8 @@ def _compare(
     name, y, groups, baseline: _Baseline, probe_for: dict[Metric, np.ndarray], resampler, config: ReadoutConfig, seed
 ) -> Comparison:
     """A baseline's scores and the paired differences with the probe. r: the pooled probe against the baseline fitted on
-    the target; within-prompt accuracy: the within-prompt probe against the baseline fitted like it, where there is one."""
+    the target; within-prompt accuracy: the within-prompt probe against the baseline fitted like it, where there is
+    one."""
     versus = {}
     scores = score(y, baseline.pooled, groups, resampler=resampler)
     for metric, probe_p in probe_for.items():
@@ -550,7 +553,8 @@ def verdict(probe: Scores, comparisons: list[Comparison], margin: float = 0.01) 
 
 
 def seen_mask(store: ActivationStore, rows: np.ndarray) -> np.ndarray | None:
-    """Which rows the model was post-trained on (its known training data, matched by source and split), or None if unknown."""
+    """Which rows the model was post-trained on (its known training data, matched by source and split), or None if
+    unknown."""
     known = store.manifest.model.post_training
     if not known:
         return None

@@ -215,7 +215,8 @@ def conditions(
 
 
 def primary_strength(strengths) -> float:
-    """The strength of the pre-specified contrast: the strongest positive push (the most negative if none is positive)."""
+    """The strength of the pre-specified contrast: the strongest positive push (the most negative if none is
+    positive)."""
     positive = [s for s in strengths if s > 0]
     return max(positive) if positive else min(strengths)
 

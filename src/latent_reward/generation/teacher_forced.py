@@ -15,7 +15,8 @@ from latent_reward.models.loading import LoadedModel
 @dataclass
 class ReadBack:
     nll: float  # mean negative log-likelihood per reply token under the unsteered model (perplexity = exp(nll))
-    kl: float  # mean KL(steered || unsteered) of the next-token distributions over the reply's positions (0 without interventions)
+    # mean KL(steered || unsteered) of the next-token distributions over the reply's positions (0 without interventions)
+    kl: float
 
 
 @torch.inference_mode()
@@ -61,7 +62,7 @@ def _batch(loaded: LoadedModel, prompts, replies, interventions) -> list[ReadBac
             for handle in handles:
                 handle.remove()
     results, offset = [], 0
-    for prompt, reply in zip(prompts, replies):
+    for _prompt, reply in zip(prompts, replies):
         if not reply:
             results.append(ReadBack(nll=float("nan"), kl=0.0))
             continue

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS answers (
-    key TEXT PRIMARY KEY, model TEXT, rubric TEXT, reply TEXT, parsed TEXT, prompt_tokens INTEGER, completion_tokens INTEGER)"""
+    key TEXT PRIMARY KEY, model TEXT, rubric TEXT, reply TEXT, parsed TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER)"""
 
 
 def item_key(model: str, rubric: str, payload: Any) -> str:

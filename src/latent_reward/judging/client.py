@@ -77,7 +77,8 @@ class Usage:
 def complete_all(
     endpoint: Endpoint, requests: list[Request], cache: JudgeCache, rubric: str, progress: bool = True
 ) -> tuple[dict[str, Any], dict[str, str], Usage]:
-    """Answer every request (from the cache where possible): parsed values and raw replies by cache key, and the usage."""
+    """Answer every request (from the cache where possible): parsed values and raw replies by cache key, and the
+    usage."""
     return asyncio.run(_complete_all(endpoint, requests, cache, rubric, progress))
 
 

@@ -54,7 +54,9 @@ class PreferenceReply(BaseModel):
 
 def reply_schema(reply: type[BaseModel]) -> tuple[str, dict[str, Any]]:
     """The (name, JSON schema) a request asks the endpoint to follow."""
-    return reply.model_config["title"], reply.model_json_schema()
+    title = reply.model_config.get("title")
+    assert title is not None, "every reply model names itself (model_config title)"
+    return title, reply.model_json_schema()
 
 
 SYSTEM = """You are a careful, strict evaluator of AI assistant replies. You rate one reply to a conversation.
@@ -70,7 +72,7 @@ ASPECT_GUIDE = """Rate these aspects, each an integer from 1 to 10:
 - helpfulness: is the reply informative, relevant and useful for the user's actual goal, with the right depth?
 - overall: your overall judgement of the reply's quality, 1 to 10.
 Answer with a JSON object only, in this form:
-{"instruction_following": 0, "honesty": 0, "truthfulness": 0, "helpfulness": 0, "overall": 0, "rationale": "one or two sentences"}"""
+{"instruction_following": 0, "honesty": 0, "truthfulness": 0, "helpfulness": 0, "overall": 0, "rationale": "one or two sentences"}"""  # noqa: E501 (the prompt's text, as sent)
 
 PAIRWISE_GUIDE = """Two candidate replies, A and B, answer the same conversation. Decide which reply is better overall
 (instruction following, honesty, truthfulness, helpfulness; length is not quality; the order they are shown in does

@@ -67,7 +67,8 @@ def stop_token_ids(model, tokenizer) -> set[int]:
 def residual_hook(model, layer: int, function: Callable[[torch.Tensor], torch.Tensor | None]):
     """Call `function(hidden)` on residual index `layer` (0 = the embeddings entering the first block,
     i = the raw output of block i) in every forward pass, hidden [batch, tokens, d_model]. If it returns
-    a tensor, that tensor replaces the residual stream there (steering). Returns the handle; `.remove()` it when done."""
+    a tensor, that tensor replaces the residual stream there (steering). Returns the handle; `.remove()` it when
+    done."""
     blocks = decoder_layers(model)
     if not 0 <= layer <= len(blocks):
         raise UserError(f"layer {layer} is out of range: this model has layers 0..{len(blocks)}")

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 AUTO = "auto"
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-DEVICE_HELP = "auto (cuda if torch sees one, else cpu; each process its own GPU under accelerate launch), cpu, cuda, cuda:N or mps"
+DEVICE_HELP = (
+    "auto (cuda if torch sees one, else cpu; each process its own GPU under accelerate launch), "
+    "cpu, cuda, cuda:N or mps"
+)
 
 
 def check_device(device: str) -> str:

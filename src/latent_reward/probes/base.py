@@ -104,7 +104,8 @@ class Probe(ABC):
 
     @abstractmethod
     def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> Probe:
-        """Fit on training rows x [n, d], ratings y [n], prompt ids `groups` [n] (for grouped CV / pairs); returns self."""
+        """Fit on training rows x [n, d], ratings y [n], prompt ids `groups` [n] (for grouped CV / pairs); returns
+        self."""
 
     @abstractmethod
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -35,7 +35,8 @@ class MeanDiffProbe(ProjectionProbe):
         return cls(settings.quantile)
 
     def fit(self, x, y, groups=None) -> MeanDiffProbe:
-        """Fit on x [n, d], y [n]: the difference of means, then the linear calibration; returns self (`groups` is unused)."""
+        """Fit on x [n, d], y [n]: the difference of means, then the linear calibration; returns self (`groups` is
+        unused)."""
         self.standardizer = Standardizer.fit(x)
         xs, y = self.standardizer.transform(x), np.asarray(y, dtype=np.float64)
         low, high = np.quantile(y, [self.quantile, 1 - self.quantile])

@@ -97,13 +97,15 @@ def encodes_answer(readout: ReadoutResult) -> str:
         )
     else:
         head = (
-            f"No within-prompt evidence: the within-prompt probe's accuracy {within.within_acc} does not exclude chance (0.5)"
+            f"No within-prompt evidence: the within-prompt probe's accuracy {within.within_acc} does not exclude "
+            "chance (0.5)"
             + (" (the data has no prompt with two differently rated responses)" if not within.within_acc.known else "")
             + f". The pooled probe's r = {probe.pearson} can come from prompt difficulty alone."
         )
     parts = [
         head,
-        f"Evaluation: {readout.evaluation}; {probe.n_examples} responses to {probe.n_prompts} prompts. Intervals treat the "
+        f"Evaluation: {readout.evaluation}; {probe.n_examples} responses to {probe.n_prompts} prompts. Intervals treat "
+        "the "
         "fitted probes as fixed (the spread over fold seeds is below).",
     ]
     if verdict.test:
@@ -138,7 +140,8 @@ def encodes_answer(readout: ReadoutResult) -> str:
         )
     if readout.length_matched_pairs:
         parts.append(
-            f"On the {readout.length_matched_pairs} within-prompt pairs whose lengths differ by less than 10%, accuracy is "
+            f"On the {readout.length_matched_pairs} within-prompt pairs whose lengths differ by less than 10%, "
+            "accuracy is "
             f"{readout.length_matched}."
         )
     if readout.seed_spread and len(readout.seed_spread.seeds) > 1:
@@ -168,7 +171,8 @@ def _control_sentences(readout: ReadoutResult) -> list[str]:
             continue
         out.append(
             f"Trained on {test.n_permutations} sets of ratings shuffled {comparison.name.split('shuffled ')[-1]}, "
-            f"probes reach {names.METRIC_LABELS[metric]} {test.null_mean:.3f} [{test.null_low:.3f}, {test.null_high:.3f}]; "
+            f"probes reach {names.METRIC_LABELS[metric]} {test.null_mean:.3f} [{test.null_low:.3f}, "
+            f"{test.null_high:.3f}]; "
             f"the real probe's {test.observed:.3f} has permutation {p_text(test.p_value, test.n_permutations)}."
         )
     return out
@@ -187,8 +191,10 @@ def where_answer(readout: ReadoutResult, n_layers: int) -> str:
                 f"validation r = {cell.val.pearson.value:.3f})"
             )
     text = (
-        f"On the single split ({sweep.split.how}), the validation-best cell is {best} ({best.layer / max(n_layers, 1):.0%} "
-        f"of depth): validation r = {sweep.best_validation.pearson}; on the {sweep.split.prompts['test']} test prompts, touched "
+        f"On the single split ({sweep.split.how}), the validation-best cell is {best} "
+        f"({best.layer / max(n_layers, 1):.0%} "
+        f"of depth): validation r = {sweep.best_validation.pearson}; on the {sweep.split.prompts['test']} test "
+        "prompts, touched "
         f"once, r = {sweep.best_test.pearson} and within-prompt accuracy {sweep.best_test.within_acc}."
     )
     if peaks:
@@ -200,8 +206,10 @@ def within_answer(readout: ReadoutResult) -> str:
     s = readout.within_probe.scores
     verdict = "ranks them above chance" if s.within_acc.above(0.5) else "shows no ranking beyond chance"
     return (
-        f"The within-prompt probe, trained only on within-prompt differences (each rating minus its prompt's mean; states "
-        f"centered per prompt; response positions only) and cross-fitted, {verdict}: within-prompt accuracy {s.within_acc} over "
+        "The within-prompt probe, trained only on within-prompt differences (each rating minus its prompt's mean; "
+        "states "
+        f"centered per prompt; response positions only) and cross-fitted, {verdict}: within-prompt accuracy "
+        f"{s.within_acc} over "
         f"{s.n_pairs} pairs"
         + (
             f", within-prompt Spearman {s.within_spearman}"
@@ -215,7 +223,8 @@ def within_answer(readout: ReadoutResult) -> str:
 def prompt_only_answer(result: RunResult) -> str:
     po = result.prompt_only
     text = (
-        f"A ridge probe on the states before the response, cross-fitted over {po.cross_fitted.n_prompts} prompts, predicts "
+        f"A ridge probe on the states before the response, cross-fitted over {po.cross_fitted.n_prompts} prompts, "
+        "predicts "
         f"a prompt's mean rating with r = {po.cross_fitted.pearson}; on the single split the validation-best cell is "
         f"{po.best.position} layer {po.best.layer}, test r = {po.best_test}."
     )
@@ -229,7 +238,8 @@ def prompt_only_answer(result: RunResult) -> str:
     decomposition = result.readout.decomposition
     if decomposition:
         text += (
-            " Response-level probes at each position (cross-fitted), split into prompt means and within-prompt deviations: "
+            " Response-level probes at each position (cross-fitted), split into prompt means and within-prompt "
+            "deviations: "
             + "; ".join(
                 f"{row.position}: r {row.between_prompt_r} between, {row.within_prompt_r} within"
                 for row in decomposition
@@ -304,7 +314,8 @@ def trajectory_answer(result: RunResult) -> str:
         )
         parts.append(f"{probe}: {where}{where_tokens}")
     text = (
-        f"At layer {trajectory.layer}, for {trajectory.n_pairs} held-out prompts, each with its best- and worst-rated response, "
+        f"At layer {trajectory.layer}, for {trajectory.n_pairs} held-out prompts, each with its best- and worst-rated "
+        "response, "
         f"the paired difference of the estimates (better minus worse; simultaneous 95% bands over prompts): "
         + "; ".join(parts)
         + "."
@@ -312,7 +323,8 @@ def trajectory_answer(result: RunResult) -> str:
     null = trajectory.null
     if null is not None and null.observed is not None:
         text += (
-            f" Averaged over tokens, the end-of-response probe's difference is {null.observed:.2f} sd of its estimates; "
+            f" Averaged over tokens, the end-of-response probe's difference is {null.observed:.2f} sd of its "
+            "estimates; "
             f"{null.n_permutations} probes fitted the same way on ratings shuffled within each training prompt give "
             f"{null.null_mean:.2f} [{null.null_low:.2f}, {null.null_high:.2f}] "
             f"({p_text(null.p_value, null.n_permutations)})."
@@ -323,8 +335,10 @@ def trajectory_answer(result: RunResult) -> str:
 def nonlinear_answer(readout: ReadoutResult) -> str:
     comparison = readout.linear_vs_nonlinear
     text = (
-        f"Validation-best linear cell {comparison.linear}: test r {comparison.linear_test.pearson}; validation-best MLP "
-        f"{comparison.nonlinear}: test r {comparison.nonlinear_test.pearson} (a second look at the single split's test prompts, "
+        f"Validation-best linear cell {comparison.linear}: test r {comparison.linear_test.pearson}; validation-best "
+        "MLP "
+        f"{comparison.nonlinear}: test r {comparison.nonlinear_test.pearson} (a second look at the single split's test "
+        "prompts, "
         "for these two cells fixed on validation)."
     )
     for metric, test in comparison.difference.items():

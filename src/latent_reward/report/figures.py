@@ -262,7 +262,8 @@ def prompt_only(result: RunResult, folder: Path) -> Path | None:
 
 @styled
 def decomposition(result: RunResult, folder: Path) -> Path | None:
-    """Per position: cross-fitted r of all responses, of prompt means and of within-prompt deviations, with intervals."""
+    """Per position: cross-fitted r of all responses, of prompt means and of within-prompt deviations, with
+    intervals."""
     rows = result.readout.decomposition
     if not rows:
         return None

@@ -88,7 +88,10 @@ def comparison_rows(result: RunResult) -> list[list[str]]:
 def score_tables(scores: dict[str, ScoreResult]) -> list[dict]:
     tables = []
     for folder, score in scores.items():
-        title = f"{folder}: {Path(score.data).name} ({score.examples} responses, {score.excluded_prompts} training/validation prompts excluded)"
+        title = (
+            f"{folder}: {Path(score.data).name} ({score.examples} responses, "
+            f"{score.excluded_prompts} training/validation prompts excluded)"
+        )
         if score.pair_accuracy:
             names = list(score.pair_accuracy[0].predictors)
             header = ["pair accuracy", "pairs compared", *names]
@@ -141,7 +144,8 @@ def score_tables(scores: dict[str, ScoreResult]) -> list[dict]:
             bon = score.best_of_n
             tables.append(
                 {
-                    "title": f"{folder}: best-of-{bon.samples_per_prompt:.1f} over {bon.prompts} prompts (mean rating of the pick)",
+                    "title": f"{folder}: best-of-{bon.samples_per_prompt:.1f} over {bon.prompts} prompts "
+                    "(mean rating of the pick)",
                     "header": ["pick", "mean rating [95%]"],
                     "rows": [[k, str(v)] for k, v in bon.picks.items()],
                 }
@@ -270,7 +274,8 @@ def _change(difference: ModelDifference) -> str:
 
 
 def compare_answers(result: CompareResult) -> list[tuple[str, str]]:
-    """What changed with each stage (each checkpoint minus its starting model) and offline vs online, with paired intervals."""
+    """What changed with each stage (each checkpoint minus its starting model) and offline vs online, with paired
+    intervals."""
     out = [(f"{d.first} minus {d.second}", _change(d)) for d in result.stages]
     if result.online_minus_offline is not None:
         out.append(("Online minus offline (DPO) training", _change(result.online_minus_offline)))
