@@ -25,6 +25,7 @@ from latent_reward.analysis.sgd_settings import SGDSetting, sgd_settings_grid
 from latent_reward.analysis.sketch import SketchConfig, SketchedStore, full_store, sketch_view
 from latent_reward.analysis.sweep import SweepConfig, SweepFit, SweepResult, sweep
 from latent_reward.analysis.targets import Target, make_target, within_prompt
+from latent_reward.data.splits import group_folds
 from latent_reward.errors import UserError
 from latent_reward.evaluation import results as names
 from latent_reward.evaluation.baselines import TextData, available_baselines, length_features, text_statistics
@@ -197,6 +198,13 @@ def reward_readout(
 
     tick = time.perf_counter()
     selectors = {"probe": ANY_CELL, names.LAYER0: LAYER_ZERO, **{f"at {p}": position_selector(p) for p in positions}}
+    folds = group_folds(target.groups, config.folds, seed)  # the pooled probe's folds, dealt as cross_fit deals them
+    within = (
+        _within_crossfit(store, target, positions, folds, config, progress)
+        if config.within_probe and not target.within
+        else None
+    )
+    # ratings shuffled within prompts test the within-prompt probe where there is one (its own cross-fit has them)
     crossfit = cross_fit(
         store,
         target,
@@ -207,12 +215,9 @@ def reward_readout(
         selectors,
         config.permutations,
         progress,
+        folds=folds,
+        controls=("global",) if within is not None else ("within", "global"),
         reselect_wide=config.reselect_wide_controls,
-    )
-    within = (
-        _within_crossfit(store, target, positions, crossfit.folds, config, progress)
-        if config.within_probe and not target.within
-        else None
     )
     timings["cross_fit"] = time.perf_counter() - tick
     resampler = Resampler.make(target.groups, config.sweep.n_boot, seed)
