@@ -287,3 +287,17 @@ def test_training_steps_run_on_the_accelerator_in_bfloat16(method, tiny_model_di
     assert any(not torch.equal(value.cpu(), start[name]) for name, value in trained.model.state_dict().items())
     with accelerator_plan():
         assert len(stored(trained, tmp_path / "store", logprobs=False)) == len(synthetic_examples())
+
+
+def test_auto_precision_loads_bfloat16_on_a_gpu_and_float32_on_a_cpu_without_bfloat16_instructions(tiny_model_dir):
+    """--dtype auto (every loading path's default): on a GPU the weights are bfloat16; on a CPU, bfloat16 only where the
+    CPU has bfloat16 instructions (torch's bfloat16 matmul is hundreds of times slower without them)."""
+    from latent_reward.config import ModelSpec
+    from latent_reward.models.devices import cpu_computes_bfloat16
+
+    bfloat16 = DEVICE == "cuda" or cpu_computes_bfloat16()
+    spec = ModelSpec(name=str(tiny_model_dir), device=DEVICE)
+    assert spec.dtype == ("bfloat16" if bfloat16 else "float32")
+    loaded = spec.load()
+    assert next(loaded.model.parameters()).dtype == (torch.bfloat16 if bfloat16 else torch.float32)
+    assert loaded.info.dtype == spec.dtype and next(loaded.model.parameters()).device.type == DEVICE
