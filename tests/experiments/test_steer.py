@@ -303,6 +303,24 @@ def test_the_comparison_with_random_directions_counts_their_spread_not_only_the_
     assert wide.versus_random.high - wide.versus_random.low > 1.0  # 8 draws of sd 2: their mean is uncertain by ~0.7
 
 
+def test_the_random_kinds_own_change_resamples_directions_as_well_as_prompts():
+    rng = np.random.default_rng(1)
+    base = np.zeros(40)
+    alike = {f"random {j}": 0.5 + 0.01 * rng.normal(size=40) for j in range(8)}  # agree: +0.5 each
+    scattered = {f"random {j}": rng.normal(0, 2.0) + np.zeros(40) for j in range(8)}  # disagree, no prompt noise
+    config = SteerConfig(n_boot=500)
+    tight, wide = (
+        next(e for e in effects(_frame(base, draws), ["score"], config) if e.direction == "random")
+        for draws in (alike, scattered)
+    )
+    assert tight.change.value == pytest.approx(0.5, abs=0.01) and tight.change.high - tight.change.low < 0.02
+    mean_of_draws = np.mean([v[0] for v in scattered.values()])
+    assert wide.change.value == pytest.approx(mean_of_draws)
+    assert wide.change.low < mean_of_draws < wide.change.high
+    assert wide.change.high - wide.change.low > 1.0  # prompts alone would give a zero-width interval here
+    assert wide.mean.high - wide.mean.low > 1.0
+
+
 def test_the_second_default_layer_is_a_third_of_the_depth_from_the_probes(probe_folder):
     probe = Probe.load(probe_folder)
     own = probe.info.layer
@@ -419,6 +437,30 @@ def test_the_answer_prints_a_rank_p_at_its_floor_as_a_bound_and_what_the_run_can
     assert "can hardly tell" not in text
     weak = result.model_copy(update={"scorer_validation": {"s": 0.04}})
     assert "validation r on text this long is only 0.040" in answer(weak)
+
+
+def test_the_answer_says_when_holm_over_the_secondaries_cannot_reach_005_with_this_many_draws():
+    def effect(scorer, layer, holm_p=None):
+        change = Interval.of(0.3, 0.1, 0.5)
+        return Effect(
+            scorer=scorer, layer=layer, direction="probe", strength=8.0, mean=change, change=change,
+            random_rank_p=0.05, rank_p_holm=holm_p, wrong_way=0.1,
+        )  # fmt: skip
+
+    def page(draws):
+        primary = PrimaryContrast(
+            scorer="s", scorer_reason="planted", layer=2, strength=8.0, prompts=20, change=Interval.of(0.3, 0.1, 0.5),
+            random_draws=draws, rank_p=0.05, rank_p_floor=1 / (draws + 1),
+        )  # fmt: skip
+        result = SteerResult(
+            probe={"layer": 2}, layers=[1, 2], sd={2: {"probe": 1.0}}, directions=["probe", "random"],
+            strengths=[8.0], scorers=["s", "t"], primary=primary, coherence=[], prompts=20, samples=1,
+            effects=[effect("s", 2), effect("t", 2, 0.1), effect("s", 1, 0.1)], examples=[],
+        )  # fmt: skip
+        return answer(result)
+
+    assert "smallest possible Holm-adjusted p is 0.10" in page(19)  # 2 secondaries x 1/20
+    assert "Holm-adjusted p is" not in page(99)  # 2 / 100 = 0.02 can reach 0.05
 
 
 def test_distinct_2_degenerate_and_the_primary_strength_by_hand():

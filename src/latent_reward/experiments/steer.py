@@ -298,13 +298,18 @@ def effects(frame: pd.DataFrame, scorers: list[str], config: SteerConfig) -> lis
             reference = base[scorer].to_numpy(float)
             per_draw = np.stack([d[scorer].to_numpy(float) for d in draws])
             values = _quiet_nanmean(per_draw, axis=0) if len(draws) > 1 else per_draw[0]
+            crossed = _random_kind(kind) and len(draws) > 1
             effect = Effect(
                 scorer=scorer,
                 layer=int(layer),
                 direction=kind,
                 strength=strength,
-                mean=_interval(values, config),
-                change=_interval(values - reference, config),
+                mean=_draws_interval(per_draw, np.zeros_like(reference), config)
+                if crossed
+                else _interval(values, config),
+                change=_draws_interval(per_draw, reference, config)
+                if crossed
+                else _interval(values - reference, config),
                 wrong_way=_wrong_way(values - reference, strength),
             )
             if _random_kind(kind):
@@ -335,6 +340,17 @@ def effects(frame: pd.DataFrame, scorers: list[str], config: SteerConfig) -> lis
 
 def _interval(values: np.ndarray, config: SteerConfig) -> Interval:
     return studentized_mean(values, config.n_boot, config.seed)[0]
+
+
+def _draws_interval(per_draw: np.ndarray, reference: np.ndarray, config: SteerConfig) -> Interval:
+    """mean over prompts of (the draws' mean - reference), per_draw [draws, prompts], with an interval that resamples
+    prompts and random directions together (the draws are a sample of directions, not fixed conditions)."""
+    flipped = studentized_crossed(reference, per_draw, config.n_boot, config.seed)[0]  # mean of reference - draws
+    return Interval.of(
+        None if flipped.value is None else -flipped.value,
+        None if flipped.high is None else -flipped.high,
+        None if flipped.low is None else -flipped.low,
+    )
 
 
 def _quiet_nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:

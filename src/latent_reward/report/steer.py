@@ -152,7 +152,25 @@ def _secondary(result: SteerResult, primary: PrimaryContrast) -> str:
             versus = f", minus random {effect.versus_random:+.3f}" if effect.versus_random is not None else ""
             holm = f", {p_text(effect.rank_p_holm, None, 'Holm rank p')}" if effect.rank_p_holm is not None else ""
             others.append(f"layer {layer} {name} {effect.change:+.3f}{versus}{holm}")
-    return "Secondary (rank p Holm-adjusted over these): " + "; ".join(others) + "." if others else ""
+    if not others:
+        return ""
+    return "Secondary (rank p Holm-adjusted over these): " + "; ".join(others) + "." + _holm_floor(result, primary)
+
+
+def _holm_floor(result: SteerResult, primary: PrimaryContrast) -> str:
+    """Say so when Holm over the secondaries cannot reach 0.05 with this many random draws: the smallest adjusted p
+    is (number of secondaries) / (draws + 1)."""
+    adjusted = sum(effect.rank_p_holm is not None for effect in result.effects)
+    if not adjusted or not primary.random_draws:
+        return ""
+    floor = adjusted / (primary.random_draws + 1)
+    if floor <= 0.05:
+        return ""
+    return (
+        f" With {primary.random_draws} random directions and {adjusted} secondary rank tests the smallest possible "
+        f"Holm-adjusted p is {min(floor, 1.0):.2f}, so none of them can reach 0.05 at this size "
+        "(--random-directions 99 lowers the floor)."
+    )
 
 
 def _coherence(result: SteerResult, primary: PrimaryContrast) -> str:
