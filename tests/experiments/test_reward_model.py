@@ -161,6 +161,28 @@ def test_a_pair_is_a_record_identical_and_repeated_records_are_counted_apart_and
     assert (entry.predictors["probe"].low, entry.predictors["probe"].high) == (pytest.approx(0.5), pytest.approx(1.0))
 
 
+def test_records_ordering_the_same_two_texts_both_ways_contradict_each_other_and_are_all_left_out(tmp_path):
+    """q0: r0 says good > bad, r1 (a reversed repeat) says bad > good, r2 repeats r0: all three left out (the raters
+    disagree on that pair). q1: an ordinary record, kept. Counting r0 and r1 would score any predictor 0.5 on them."""
+    rows = [
+        ("q0", "r0", "good answer", 1),
+        ("q0", "r0", "bad answer", 0),
+        ("q0", "r1", "good answer", 0),
+        ("q0", "r1", "bad answer", 1),
+        ("q0", "r2", "good answer", 1),
+        ("q0", "r2", "bad answer", 0),
+        ("q1", "r3", "yes", 1),
+        ("q1", "r3", "no", 0),
+    ]
+    ratings, groups, meta = [r[3] for r in rows], [r[0] for r in rows], [{"pair": r[1]} for r in rows]
+    store = make_scored_store(tmp_path / "s", ratings, groups, meta, [r[2] for r in rows])
+    probe = np.array([2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 1.0, 0.0])
+    entry = pair_accuracy(store, {"probe": probe}, np.ones(len(rows), bool), n_boot=100)[0]
+    assert entry.pairs == 1 and entry.prompts == 1
+    assert entry.not_compared == {"contradicting records": 3}
+    assert entry.predictors["probe"].value == pytest.approx(1.0)
+
+
 def test_a_predictor_that_did_not_score_a_pair_leaves_it_out_and_says_on_how_many_it_was_scored(tmp_path):
     ratings, groups = [1, 0] * 4, ["q0", "q0", "q1", "q1", "q2", "q2", "q3", "q3"]
     store = make_scored_store(

@@ -54,7 +54,8 @@ class PairAccuracy(Result):
     prompts: int
     predictors: dict[str, Interval]  # name -> accuracy (score(chosen) > score(rejected), ties half)
     predictor_pairs: dict[str, int] = {}  # pairs a predictor scored where fewer than `pairs` (untruncated pairs only)
-    not_compared: dict[str, int] = {}  # records left out: identical text, duplicate record, tied ratings, one side
+    # records left out, by reason: identical text, duplicate or contradicting records, tied ratings, one side only
+    not_compared: dict[str, int] = {}
     truncated_pairs: int = 0  # compared pairs with a side cut at the token budget
     length_matched: dict[str, Interval] = {}  # the same over pairs whose lengths differ by < 10%
     length_matched_pairs: int = 0
@@ -224,28 +225,34 @@ def implicit_reward(
 def record_pairs(examples: list[Example], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, Counter[str]]:
     """The pairs the preference records among `rows` hold: (better-rated rows, worse-rated rows) in record order, and
     the records not compared, by reason. A record whose sides have the same text (whitespace aside) or the same rating
-    cannot be ordered; a record repeating an earlier one's prompt and texts is counted once."""
+    cannot be ordered; a record repeating an earlier one's prompt and texts in the same order is counted once; records
+    that order the same two texts both ways contradict each other and are all left out."""
     sides: dict[str, list[int]] = {}
     for row in rows:
         sides.setdefault(examples[row].meta["pair"], []).append(int(row))
-    first, second, skipped, seen = [], [], Counter(), set()
+    orderable: dict[tuple[str, frozenset[str]], list[tuple[int, int, tuple[str, str]]]] = {}
+    skipped: Counter[str] = Counter()
     for members in sides.values():
         if len(members) != 2:
             skipped["one side only"] += 1
             continue
         a, b = sorted(members, key=lambda row: -examples[row].rating)
-        texts = tuple(" ".join(examples[row].response.split()) for row in (a, b))
-        key = (examples[a].group, *texts)
+        texts = (" ".join(examples[a].response.split()), " ".join(examples[b].response.split()))
         if texts[0] == texts[1]:
             skipped["identical text"] += 1
         elif examples[a].rating == examples[b].rating:
             skipped["tied ratings"] += 1
-        elif key in seen:
-            skipped["duplicate record"] += 1
         else:
-            seen.add(key)
-            first.append(a)
-            second.append(b)
+            orderable.setdefault((examples[a].group, frozenset(texts)), []).append((a, b, texts))
+    kept: list[tuple[int, int]] = []
+    for records in orderable.values():
+        if len({texts for _, _, texts in records}) > 1:
+            skipped["contradicting records"] += len(records)
+            continue
+        if len(records) > 1:
+            skipped["duplicate record"] += len(records) - 1
+        kept.append(records[0][:2])  # in the order of each pair's first record
+    first, second = ([pair[i] for pair in kept] for i in (0, 1))
     return np.array(first, dtype=np.int64), np.array(second, dtype=np.int64), skipped
 
 
