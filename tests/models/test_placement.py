@@ -187,3 +187,21 @@ def test_cpu_bfloat16_instructions_are_read_from_the_cpu_flags(monkeypatch, tmp_
             lambda path, *a, info=info, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k),
         )
         assert devices.cpu_computes_bfloat16() is expected
+
+
+def test_a_model_spec_resolves_its_precision_without_making_the_launch_state(monkeypatch, launched):
+    """Under `accelerate launch` a ModelSpec (built while parsing options) names its precision from the device kind
+    alone: making accelerate's state there would start the process group before the job decides to."""
+    from latent_reward.config import ModelSpec
+    from latent_reward.models import devices
+
+    def made(*args, **kwargs):
+        raise AssertionError("the accelerate state was made to resolve a precision")
+
+    monkeypatch.setattr(devices, "distributed_state", made)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ModelSpec(dtype="auto", device="auto").dtype == "bfloat16"
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    monkeypatch.setattr(devices, "cpu_computes_bfloat16", lambda: False)
+    assert ModelSpec(dtype="auto", device="cuda").dtype == "float32"  # launch --cpu: every rank on the CPU
+    assert devices.device_kind("cuda:1") == "cuda" and devices.device_kind("mps") == "mps"

@@ -78,7 +78,23 @@ def resolve_dtype(dtype: str, device: str = AUTO) -> str:
     elsewhere (a CPU without bfloat16 instructions, mps)."""
     if dtype != AUTO_DTYPE:
         return dtype
-    resolved = resolve_device(device)
-    if resolved.startswith("cuda"):
+    kind = device_kind(device)
+    if kind == "cuda":
         return "bfloat16"
-    return "bfloat16" if resolved == "cpu" and cpu_computes_bfloat16() else "float32"
+    return "bfloat16" if kind == "cpu" and cpu_computes_bfloat16() else "float32"
+
+
+def device_kind(device: str = AUTO) -> str:
+    """cuda, cpu or mps: the kind of device `resolve_device` would give, read from the environment without making
+    accelerate's process state (a config resolving its precision must not start the launch's process group early)."""
+    if check_device(device) not in (AUTO, "cuda"):
+        return device.split(":")[0]
+    import torch
+    from accelerate.utils import parse_flag_from_env
+
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if launched and parse_flag_from_env("ACCELERATE_USE_CPU"):
+        return "cpu"  # accelerate launch --cpu: every rank on the CPU whatever the device named
+    if device == "cuda" and not launched:
+        return "cuda"
+    return "cuda" if torch.cuda.is_available() else "cpu"
