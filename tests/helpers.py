@@ -187,8 +187,9 @@ def cli(*args) -> subprocess.CompletedProcess:
     out, err = io.StringIO(), io.StringIO()
     environment, saved_argv = dict(os.environ), sys.argv
     sys.argv = [str(Path(sys.executable).with_name("latent-reward")), *argv]  # what run.json records
-    color = console._color_system
+    color, width = console._color_system, console._width
     console._color_system = None  # plain text, as through a pipe, even when pytest runs in a terminal with -s
+    console.width = 400  # lines whole: a long temporary path would otherwise be folded mid-word
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -199,7 +200,7 @@ def cli(*args) -> subprocess.CompletedProcess:
                     print(exit_.code, file=sys.stderr)
                 code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:
-        console._color_system = color
+        console._color_system, console._width = color, width
         sys.argv = saved_argv
         os.environ.clear()
         os.environ.update(environment)

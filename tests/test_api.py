@@ -5,11 +5,13 @@ import dataclasses
 import importlib
 import inspect
 import json
+import shutil
 import subprocess
 import sys
 import typing
 from pathlib import Path
 
+import matplotlib
 import pytest
 from pydantic import BaseModel
 
@@ -50,6 +52,10 @@ print(json.dumps({"backend": [before[0], after_import[0], after_drawing[0]], "ch
 def test_importing_the_package_changes_no_global_state(tmp_path):
     """A user's matplotlib backend (svg here: the old report switched every importer to Agg) and rcParams survive the
     import of every public name and the drawing of a report figure."""
+    cache = Path(matplotlib.get_cachedir())
+    for fonts in cache.glob("fontlist-*.json"):  # the fresh HOME gets this user's font list, not a minutes-long rebuild
+        (tmp_path / ".cache" / "matplotlib").mkdir(parents=True, exist_ok=True)
+        shutil.copy(fonts, tmp_path / ".cache" / "matplotlib" / fonts.name)
     done = subprocess.run(
         [sys.executable, "-c", NO_GLOBAL_STATE, str(tmp_path)],
         capture_output=True,
