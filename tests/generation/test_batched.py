@@ -120,3 +120,39 @@ def test_the_read_state_includes_an_addition_at_the_same_layer(tiny, scope):
     )[0]
     shift = moved.states[0] - base.states[0]  # the prompt's last token
     np.testing.assert_allclose(shift, vector if scope == "all" else 0.0, atol=1e-5)
+
+
+def test_a_prompt_cache_shared_by_conditions_gives_the_same_replies_and_read_backs(tiny, monkeypatch):
+    """Steer's conditions share each prompt's unsteered pass: the replies, their NLL and the steered KL equal those
+    of running every prompt again, and the prompts run once however many conditions follow."""
+    from latent_reward.generation import batched
+    from latent_reward.generation.teacher_forced import read_back
+
+    prompts = [prompt_token_ids(tiny.tokenizer, c) for c in CONVERSATIONS]
+    vector = np.linspace(-2, 2, 32).astype(np.float32)
+    conditions = [(), (Intervention(1, vector, scope="generated"),), (Intervention(2, -vector, scope="generated"),)]
+    config = GenerationConfig(max_new_tokens=6, batch_size=3)
+    prefills = []
+    real_prefill = batched._prefill
+    monkeypatch.setattr(
+        batched, "_prefill", lambda model, p, reads: prefills.append(len(p)) or real_prefill(model, p, reads)
+    )
+    shared = batched.PromptCache(tiny.model)
+    for steer in conditions:
+        fresh = generate(tiny, prompts, config, interventions=steer)
+        reused = generate(tiny, prompts, config, interventions=steer, prompt_cache=shared)
+        assert [r.ids for r in reused] == [r.ids for r in fresh]
+        replies = [r.ids for r in fresh]
+        again, cached = read_back(tiny, prompts, replies, steer), read_back(tiny, prompts, replies, steer, 3, shared)
+        for a, b in zip(cached, again):
+            assert a.nll == pytest.approx(b.nll, rel=1e-5, abs=1e-6) and a.kl == pytest.approx(b.kl, rel=1e-4, abs=1e-6)
+        if steer:
+            assert (
+                max(b.kl for b in again) > 1e-3
+            )  # the vector moves the distributions: the KL comparison means something
+    # each uncached generate prefilled every prompt; the cache prefilled each prompt once for all conditions
+    assert sum(prefills) == len(prompts) * len(conditions) + len(prompts)
+    scoped_all = (Intervention(1, vector, scope="all"),)  # a steered prompt pass cannot be shared: run afresh
+    assert [r.ids for r in generate(tiny, prompts, config, interventions=scoped_all, prompt_cache=shared)] == [
+        r.ids for r in generate(tiny, prompts, config, interventions=scoped_all)
+    ]

@@ -45,6 +45,7 @@ from latent_reward.evaluation.results import Interval, Result
 from latent_reward.evaluation.small_sample import detectable_effect, studentized_crossed, studentized_mean
 from latent_reward.experiments.steer_scoring import CIRCULAR, JudgeScorer, Scoring, score_replies
 from latent_reward.generation import GenerationConfig, Intervention, generate
+from latent_reward.generation.batched import PromptCache
 from latent_reward.generation.teacher_forced import read_back
 from latent_reward.models.chat import fallback_stops, prompt_token_ids
 from latent_reward.models.loading import LoadedModel
@@ -237,11 +238,12 @@ def generate_conditions(
         stop_strings=stop_strings,
     )
     jobs = [p for p in prompts for _ in range(config.samples)]
+    shared = PromptCache(loaded.model)  # every condition generates from the same prompts: run each once
     rows = []
     for layer, kind, strength, intervention in conditions_list:
         interventions = (intervention,) if intervention is not None else ()
-        replies = generate(loaded, jobs, generation, interventions=interventions)
-        back = read_back(loaded, jobs, [r.ids for r in replies], interventions)
+        replies = generate(loaded, jobs, generation, interventions=interventions, prompt_cache=shared)
+        back = read_back(loaded, jobs, [r.ids for r in replies], interventions, batch_size=8, prompt_cache=shared)
         for index, (reply, measured) in enumerate(zip(replies, back)):
             rows.append(
                 {

@@ -110,12 +110,14 @@ def generate(
     read_layer: int | None = None,
     on_token: Callable[[int, int, np.ndarray | None], None] | None = None,
     first_index: int = 0,
+    prompt_cache: PromptCache | None = None,
 ) -> list[Reply]:
     """Replies to prompt token ids, in order; batches of `config.batch_size` prompts of similar length.
 
     `on_token(prompt index, token id, state)` is called for each generated token: with its state at `read_layer`
     once that is read, else (state None) as it is chosen. Sequence i's seed derives from
-    (config.seed, first_index + i), so splitting a job into calls keeps every sequence's tokens.
+    (config.seed, first_index + i), so splitting a job into calls keeps every sequence's tokens. `prompt_cache`:
+    the prompts' unsteered passes kept across calls (used when every intervention acts on generated tokens only).
     """
     config = config or GenerationConfig()
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
@@ -133,6 +135,7 @@ def generate(
                     interventions,
                     read_layer,
                     on_token,
+                    prompt_cache,
                 ),
             ):
                 replies[index] = reply
@@ -150,9 +153,10 @@ def generate_chat(
 PREFILL_TOKENS = 2048  # padded tokens per prefill call: prompts of very different lengths are prefilled apart
 
 
-def _prefill(model, prompts: list[list[int]], hooks: _Hooks, read_layer: int | None):
+def _prefill(model, prompts: list[list[int]], reads: list[torch.Tensor] | None):
     """Run the prompts (sorted by length) in groups of similar length and merge their KV caches, left-padded, into
-    one batch. Returns (last-position logits, cache, attention mask, position ids, reads at the last prompt token)."""
+    one batch. Returns (last-position logits, cache, attention mask, position ids, reads at the last prompt token);
+    `reads`: the list a read hook appends to, or None when nothing is read."""
     device = next(model.parameters()).device
     groups = partition_by_length(list(range(len(prompts))), lambda i: len(prompts[i]), PREFILL_TOKENS, device.type)
     width = max(len(p) for p in prompts)
@@ -167,9 +171,7 @@ def _prefill(model, prompts: list[list[int]], hooks: _Hooks, read_layer: int | N
             use_cache=True,
             logits_to_keep=1,
         )
-        parts.append(
-            (out.logits[:, -1], output_cache(out), group_width, hooks.reads[-1] if read_layer is not None else None)
-        )
+        parts.append((out.logits[:, -1], output_cache(out), group_width, reads[-1] if reads is not None else None))
     cache = parts[0][1] if len(parts) == 1 else _merge_caches(model, [(c, w) for _, c, w, _ in parts], width)
     if cache is None:  # a layer kept fewer tokens than the prompt (a sliding window): prefill all at one width
         ids, mask = _left_padded(prompts, width)
@@ -180,11 +182,11 @@ def _prefill(model, prompts: list[list[int]], hooks: _Hooks, read_layer: int | N
             use_cache=True,
             logits_to_keep=1,
         )
-        parts = [(out.logits[:, -1], output_cache(out), width, hooks.reads[-1] if read_layer is not None else None)]
+        parts = [(out.logits[:, -1], output_cache(out), width, reads[-1] if reads is not None else None)]
         cache = parts[0][1]
     _, mask = _left_padded(prompts, width)
-    reads = torch.cat([r for _, _, _, r in parts]) if read_layer is not None else None
-    return torch.cat([logits for logits, _, _, _ in parts]), cache, mask, (mask.cumsum(1) - 1).clamp(min=0), reads
+    read = torch.cat([r for _, _, _, r in parts]) if reads is not None else None
+    return torch.cat([logits for logits, _, _, _ in parts]), cache, mask, (mask.cumsum(1) - 1).clamp(min=0), read
 
 
 def _left_padded(prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,6 +215,62 @@ def _merge_caches(model, parts: list[tuple], width: int):
     return DynamicCache(ddp_cache_data=layers, config=model.config)
 
 
+def unsteered_prompts(interventions: tuple[Intervention, ...]) -> bool:
+    """Whether the prompts' own pass is the unsteered model's (every intervention acts on generated tokens only)."""
+    return all(item.scope == "generated" for item in interventions)
+
+
+class PromptCache:
+    """The unsteered model's pass over each prompt (its KV cache and the logits at its last token), kept so that
+    conditions generating from the same prompts (steer's 28 by default) and reading their replies back run each
+    prompt once. Batches are assembled from single prompts, left-padded with zeros as `_merge_caches` does; a model
+    whose cache keeps fewer positions than the prompt (a sliding window) is not cached (`batch` returns None)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._rows: dict[tuple[int, ...], tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]] = {}
+        self.cacheable = True
+
+    def batch(self, prompts: list[list[int]]):
+        """(last-position logits, cache, attention mask, position ids, None) for `prompts`, as `_prefill` returns,
+        or None where the model cannot be cached this way."""
+        missing = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in self._rows))
+        if missing and self.cacheable:
+            self._add([list(p) for p in missing])
+        if not self.cacheable:
+            return None
+        width = max(len(p) for p in prompts)
+        rows = [self._rows[tuple(p)] for p in prompts]
+        layers = []
+        for index in range(len(rows[0][1])):
+            pad = [(0, 0, width - row[1][index][0].shape[-2], 0) for row in rows]
+            keys = torch.cat([torch.nn.functional.pad(row[1][index][0], side) for row, side in zip(rows, pad)])
+            values = torch.cat([torch.nn.functional.pad(row[1][index][1], side) for row, side in zip(rows, pad)])
+            layers.append((keys, values))
+        _, mask = _left_padded(prompts, width)
+        cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        return torch.stack([row[0] for row in rows]), cache, mask, (mask.cumsum(1) - 1).clamp(min=0), None
+
+    def _add(self, prompts: list[list[int]]) -> None:
+        prompts = sorted(prompts, key=len)  # similar lengths prefilled together
+        for start in range(0, len(prompts), 16):
+            group = prompts[start : start + 16]
+            logits, cache, _, _, _ = _prefill(self.model, group, None)  # interventions skip prompts: unsteered
+            width = max(len(p) for p in group)
+            if any(layer.keys.shape[-2] != width for layer in cache.layers):
+                self.cacheable = False  # a sliding-window layer kept fewer positions
+                return
+            for row, prompt in enumerate(group):
+                kept = [
+                    (
+                        layer.keys[row : row + 1, :, width - len(prompt) :],
+                        layer.values[row : row + 1, :, width - len(prompt) :],
+                    )
+                    for layer in cache.layers
+                ]
+                self._rows[tuple(prompt)] = (logits[row], kept)
+
+
 def _generate_batch(
     loaded: LoadedModel,
     prompts: list[list[int]],
@@ -221,6 +279,7 @@ def _generate_batch(
     interventions,
     read_layer,
     on_token,
+    prompt_cache: PromptCache | None = None,
 ) -> list[Reply]:
     model, device = loaded.model, next(loaded.model.parameters()).device
     generators = [torch.Generator().manual_seed(_sequence_seed(config.seed, i)) for i in indices]
@@ -229,7 +288,11 @@ def _generate_batch(
     states: list[list[torch.Tensor]] = [[] for _ in prompts]
     hooks = _Hooks(loaded, tuple(interventions), read_layer)
     try:
-        logits, cache, mask, positions, reads = _prefill(model, prompts, hooks, read_layer)
+        shared = prompt_cache is not None and read_layer is None and unsteered_prompts(interventions)
+        prefilled = prompt_cache.batch(prompts) if shared and prompt_cache is not None else None
+        logits, cache, mask, positions, reads = prefilled or _prefill(
+            model, prompts, hooks.reads if read_layer is not None else None
+        )
         hooks.prefill = False
         active = list(range(len(prompts)))  # rows of `logits` and `cache`, in order
         if reads is not None:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from latent_reward.generation.batched import PromptCache, unsteered_prompts
 from latent_reward.generation.interventions import Intervention, intervene
-from latent_reward.models.architecture import residual_hook, without_cudnn_attention
+from latent_reward.models.architecture import cache_kwarg, residual_hook, without_cudnn_attention
 from latent_reward.models.loading import LoadedModel
 
 
@@ -26,16 +27,23 @@ def read_back(
     replies: list[list[int]],
     interventions: tuple[Intervention, ...] = (),
     batch_size: int = 4,
+    prompt_cache: PromptCache | None = None,
 ) -> list[ReadBack]:
     """Per reply: its NLL under the unsteered model and, with interventions, the KL from the steered model's
     next-token distributions to the unsteered one's, on the same (prompt + reply) prefixes. An intervention with
-    scope "generated" acts on the reply's positions only, as it did while the reply was generated."""
+    scope "generated" acts on the reply's positions only, as it did while the reply was generated. With a
+    `prompt_cache` (and interventions on generated tokens only) the prompts' unsteered pass is reused and only the
+    replies run."""
     out = []
+    reuse = prompt_cache is not None and unsteered_prompts(interventions)
     with without_cudnn_attention(next(loaded.model.parameters()).device):
         for start in range(0, len(prompts), batch_size):
-            out += _batch(
-                loaded, prompts[start : start + batch_size], replies[start : start + batch_size], interventions
-            )
+            chunk = slice(start, start + batch_size)
+            prefilled = prompt_cache.batch(prompts[chunk]) if reuse and prompt_cache is not None else None
+            if prefilled is None:
+                out += _batch(loaded, prompts[chunk], replies[chunk], interventions)
+            else:
+                out += _continued(loaded, prompt_cache, prompts[chunk], replies[chunk], interventions)
     return out
 
 
@@ -75,18 +83,83 @@ def _batch(loaded: LoadedModel, prompts, replies, interventions) -> list[ReadBac
     return results
 
 
+def _continued(loaded: LoadedModel, prompt_cache: PromptCache, prompts, replies, interventions) -> list[ReadBack]:
+    """`_batch` from the prompts' cached unsteered pass: the replies (right-padded) continue each prompt's cache. The
+    first reply token's distribution is the prompt's last logits (no intervention acts on a prompt position)."""
+    model = loaded.model
+    device = next(model.parameters()).device
+    width = max((len(r) for r in replies), default=0)
+    if width == 0:
+        return [ReadBack(nll=float("nan"), kl=0.0) for _ in replies]
+    ids = torch.zeros((len(replies), width), dtype=torch.long)
+    reply_mask = torch.zeros_like(ids)
+    for row, reply in enumerate(replies):
+        ids[row, : len(reply)] = torch.as_tensor(reply, dtype=torch.long)
+        reply_mask[row, : len(reply)] = 1
+    lengths = torch.tensor([len(p) for p in prompts])
+    # the states that predict reply tokens 1.. : reply positions 0 .. len(reply) - 2
+    rows = torch.tensor([row for row, r in enumerate(replies) for _ in r[1:]], dtype=torch.long)
+    cols = torch.tensor([t for r in replies for t in range(len(r) - 1)], dtype=torch.long)
+
+    def log_probs() -> tuple[torch.Tensor, torch.Tensor]:
+        first, cache, prompt_mask, _, _ = prompt_cache.batch(prompts)  # a fresh cache: the forward extends it
+        base = getattr(model, model.base_model_prefix, model)
+        states = base(
+            input_ids=ids.to(device),
+            attention_mask=torch.cat([prompt_mask, reply_mask], dim=1).to(device),
+            position_ids=(lengths[:, None] + torch.arange(width)[None, :]).to(device),
+            use_cache=True,
+            **{cache_kwarg(base): cache},
+        ).last_hidden_state
+        return torch.log_softmax(first.float(), dim=-1).cpu(), _head(
+            model, states[rows.to(states.device), cols.to(states.device)]
+        )
+
+    unsteered_first, unsteered = log_probs()
+    steered = unsteered
+    if interventions:
+        handles = [residual_hook(model, item.layer, _added(item, model)) for item in interventions]
+        try:
+            _, steered = log_probs()
+        finally:
+            for handle in handles:
+                handle.remove()
+    results, offset = [], 0
+    for row, reply in enumerate(replies):
+        if not reply:
+            results.append(ReadBack(nll=float("nan"), kl=0.0))
+            continue
+        base = torch.cat([unsteered_first[row : row + 1], unsteered[offset : offset + len(reply) - 1]])
+        moved = torch.cat([unsteered_first[row : row + 1], steered[offset : offset + len(reply) - 1]])
+        offset += len(reply) - 1
+        nll = -base.gather(1, torch.as_tensor(reply)[:, None])[:, 0].mean().item()
+        kl = (moved.exp() * (moved - base)).sum(-1).mean().item() if interventions else 0.0
+        results.append(ReadBack(nll=nll, kl=max(kl, 0.0)))
+    return results
+
+
+def _head(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Log-softmax of the LM head's logits on `hidden` (final logit soft-capping applied where the model has it)."""
+    logits = model.get_output_embeddings()(hidden).float()
+    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return torch.log_softmax(logits, dim=-1).cpu()
+
+
+def _added(item: Intervention, model):
+    """The intervention on every position a continued forward sees (all of them reply positions)."""
+    vector = item.tensor(model)
+    return lambda hidden: intervene(hidden, vector, item.kind)
+
+
 def _log_probs(model, ids, mask, device, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """Log-softmax of the next-token logits at (rows, cols) only: the LM head runs on those positions alone."""
     base = getattr(model, model.base_model_prefix, model)
     states = base(
         input_ids=ids.to(device), attention_mask=mask.to(device)
     ).last_hidden_state  # on the last block's device
-    hidden = states[rows.to(states.device), cols.to(states.device)]
-    logits = model.get_output_embeddings()(hidden).float()
-    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return torch.log_softmax(logits, dim=-1).cpu()
+    return _head(model, states[rows.to(states.device), cols.to(states.device)])
 
 
 def _shift(item: Intervention, starts: torch.Tensor, model):
