@@ -73,6 +73,11 @@ class Interval(Result):
         """Whether there is a point estimate."""
         return self.value is not None
 
+    @property
+    def sort_key(self) -> float:
+        """The point estimate for choosing the largest: minus infinity when there is none (it never comes first)."""
+        return self.value if self.value is not None else -math.inf
+
     def excludes(self, point: float) -> bool:
         """Whether the whole interval lies on one side of `point`."""
         return self.low is not None and self.high is not None and (self.low > point or self.high < point)
