@@ -97,7 +97,7 @@ def pair_counts(
     same-prompt pair of `groups`, or `pairs`."""
     if pairs is None:
         if groups is None:
-            raise ValueError("pair_counts needs the rows' groups or their pairs")
+            raise ValueError("the within-prompt pairs need the rows' groups (or the pairs themselves)")
         pairs = within_pairs(groups)
     first, second, owner, n_groups = pairs
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
@@ -343,7 +343,7 @@ def icc1_interval(y: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: i
 def length_matched_accuracy(
     y: np.ndarray,
     p: np.ndarray,
-    groups: np.ndarray,
+    groups: np.ndarray | None,
     lengths: np.ndarray,
     resampler: Resampler,
     tolerance: float = 0.1,
@@ -354,7 +354,7 @@ def length_matched_accuracy(
     such pairs."""
     if pairs is None:
         if groups is None:
-            raise ValueError("pair_counts needs the rows' groups or their pairs")
+            raise ValueError("the within-prompt pairs need the rows' groups (or the pairs themselves)")
         pairs = within_pairs(groups)
     first, second, owner, n_groups = pairs
     lengths = np.asarray(lengths, dtype=np.float64)
