@@ -217,6 +217,8 @@ def implicit_reward(
     if normalization == "none" or reference_logprob_sum is None:
         return beta * policy_logprob_sum
     if normalization == "mean":
+        if n_tokens is None:
+            raise ValueError("the per-token mean needs each model's token counts")
         return beta * (policy_logprob_sum / n_tokens[0] - reference_logprob_sum / n_tokens[1])
     return beta * (policy_logprob_sum - reference_logprob_sum)
 
@@ -228,7 +230,7 @@ def record_pairs(examples: list[Example], rows: np.ndarray) -> tuple[np.ndarray,
     sides: dict[str, list[int]] = {}
     for row in rows:
         sides.setdefault(examples[row].meta["pair"], []).append(int(row))
-    first, second, skipped, seen = [], [], Counter(), set()
+    first, second, skipped, seen = [], [], Counter[str](), set()
     for members in sides.values():
         if len(members) != 2:
             skipped["one side only"] += 1
