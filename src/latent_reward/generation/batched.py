@@ -136,7 +136,10 @@ def generate(
                 ),
             ):
                 replies[index] = reply
-    return replies
+    complete = [reply for reply in replies if reply is not None]
+    if len(complete) != len(replies):
+        raise RuntimeError(f"{len(replies) - len(complete)} of {len(replies)} prompts got no reply from their batch")
+    return complete
 
 
 def generate_chat(
@@ -157,6 +160,7 @@ def _prefill(model, prompts: list[list[int]], hooks: _Hooks, read_layer: int | N
     groups = partition_by_length(list(range(len(prompts))), lambda i: len(prompts[i]), PREFILL_TOKENS, device.type)
     width = max(len(p) for p in prompts)
     parts = []
+    read_parts: list[torch.Tensor] = []  # the states at `read_layer` of each part's rows, when it is read
     for group in groups:
         group_width = max(len(prompts[i]) for i in group)
         ids, mask = _left_padded([prompts[i] for i in group], group_width)
@@ -167,10 +171,9 @@ def _prefill(model, prompts: list[list[int]], hooks: _Hooks, read_layer: int | N
             use_cache=True,
             logits_to_keep=1,
         )
-        parts.append(
-            (out.logits[:, -1], output_cache(out), group_width, hooks.reads[-1] if read_layer is not None else None)
-        )
-    cache = parts[0][1] if len(parts) == 1 else _merge_caches(model, [(c, w) for _, c, w, _ in parts], width)
+        parts.append((out.logits[:, -1], output_cache(out), group_width))
+        read_parts += [hooks.reads[-1]] if read_layer is not None else []
+    cache = parts[0][1] if len(parts) == 1 else _merge_caches(model, [(c, w) for _, c, w in parts], width)
     if cache is None:  # a layer kept fewer tokens than the prompt (a sliding window): prefill all at one width
         ids, mask = _left_padded(prompts, width)
         out = model(
@@ -180,11 +183,12 @@ def _prefill(model, prompts: list[list[int]], hooks: _Hooks, read_layer: int | N
             use_cache=True,
             logits_to_keep=1,
         )
-        parts = [(out.logits[:, -1], output_cache(out), width, hooks.reads[-1] if read_layer is not None else None)]
+        parts = [(out.logits[:, -1], output_cache(out), width)]
+        read_parts = [hooks.reads[-1]] if read_layer is not None else []
         cache = parts[0][1]
     _, mask = _left_padded(prompts, width)
-    reads = torch.cat([r for _, _, _, r in parts]) if read_layer is not None else None
-    return torch.cat([logits for logits, _, _, _ in parts]), cache, mask, (mask.cumsum(1) - 1).clamp(min=0), reads
+    reads = torch.cat(read_parts) if read_layer is not None else None
+    return torch.cat([logits for logits, _, _ in parts]), cache, mask, (mask.cumsum(1) - 1).clamp(min=0), reads
 
 
 def _left_padded(prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
