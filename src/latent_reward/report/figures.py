@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import matplotlib
 import numpy as np
@@ -27,19 +27,23 @@ from latent_reward.experiments.compare import CompareResult
 from latent_reward.experiments.run_result import RunResult
 from latent_reward.io import atomic_path
 
-STYLE = {"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
-Drawing = TypeVar("Drawing", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+STYLE: dict[RcKeyType, Any] = {"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+Arguments = ParamSpec("Arguments")
+Drawn = TypeVar("Drawn")
 
 
-def styled(function: Drawing) -> Drawing:
+def styled(function: Callable[Arguments, Drawn]) -> Callable[Arguments, Drawn]:
     """`function` run inside the report's style; matplotlib's settings are restored when it returns."""
 
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Arguments.args, **kwargs: Arguments.kwargs) -> Drawn:
         with matplotlib.rc_context(STYLE):
             return function(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def new_figure(
