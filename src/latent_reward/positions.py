@@ -8,11 +8,14 @@ one entry here (plus a span field in `models.chat.TokenSpans` if it needs a new 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from latent_reward.errors import UserError
+
+if TYPE_CHECKING:
+    from latent_reward.models.chat import TokenSpans
 
 
 @dataclass(frozen=True)
@@ -22,15 +25,29 @@ class Position:
     name: str
     stage: Literal["prompt", "response"]  # the forward pass that reads it
     reduce: Literal["token", "mean", "all"]  # one token's state, the mean over a range, or every token of it
-    rule: Callable[..., int | tuple[int, int]]  # TokenSpans -> token index ("token"), or (start, end) otherwise
+    rule: Callable[[TokenSpans], int | tuple[int, int]]  # token index ("token"), or (start, end) otherwise
     description: str
 
+    def token(self, spans: TokenSpans) -> int:
+        """The index of the token a single-token position reads in `spans`."""
+        where = self.rule(spans)
+        if isinstance(where, tuple):
+            raise TypeError(f"position {self.name} reads a range of tokens, not one")
+        return where
 
-def _index(attribute: str) -> Callable[..., int]:
+    def span(self, spans: TokenSpans) -> tuple[int, int]:
+        """The (start, end) range of tokens a range position reads in `spans` (end exclusive)."""
+        where = self.rule(spans)
+        if not isinstance(where, tuple):
+            raise TypeError(f"position {self.name} reads one token, not a range")
+        return where
+
+
+def _index(attribute: str) -> Callable[[TokenSpans], int]:
     return lambda spans: getattr(spans, attribute)
 
 
-def _range(start: str, end: str) -> Callable[..., tuple[int, int]]:
+def _range(start: str, end: str) -> Callable[[TokenSpans], tuple[int, int]]:
     return lambda spans: (getattr(spans, start), getattr(spans, end))
 
 
@@ -69,7 +86,7 @@ def help_text() -> str:
     return "; ".join(f"{p.name}: {p.description}" for p in TABLE)
 
 
-def parse_positions(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def parse_positions(text: str | Sequence[str]) -> tuple[str, ...]:
     """'user_end,eot' or a list -> validated tuple in the table's order."""
     names = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
     unknown = [n for n in names if n not in BY_NAME]
@@ -78,7 +95,7 @@ def parse_positions(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p.name for p in TABLE if p.name in names)
 
 
-def parse_layers(text: str | list[int] | tuple[int, ...] | None, n_layers: int) -> tuple[int, ...]:
+def parse_layers(text: str | Sequence[int] | None, n_layers: int) -> tuple[int, ...]:
     """'all', '0,5,10' or a list -> residual-stream indices 0 (embeddings) .. n_layers."""
     if text is None or text == "all":
         return tuple(range(n_layers + 1))

@@ -41,3 +41,6 @@ def test_capture_of_bare_conversations_and_its_errors(tiny):
         lr.capture(tiny, conversations, ["response_tokens"])
     with pytest.raises(UserError, match="out of range"):
         lr.capture(tiny, conversations, ["eot"], [99])
+    examples = synthetic_examples(n_prompts=1, per_prompt=1)
+    with pytest.raises(UserError, match="not a mix"):
+        lr.capture(tiny, [*examples, *conversations], ["eot"], [1])

@@ -58,11 +58,15 @@ def capture(
     kept in memory: for small jobs (everything is held as float32)."""
     if not conversations:
         raise UserError("capture needs at least one conversation")
-    examples = list(conversations) if isinstance(conversations[0], Example) else None
-    messages = [e.messages for e in examples] if examples is not None else [list(m) for m in conversations]
+    examples = [c for c in conversations if isinstance(c, Example)]
+    messages = [list(c) for c in conversations if not isinstance(c, Example)]
+    if examples and messages:
+        raise UserError("capture takes Examples or message lists, not a mix of both")
+    if examples:
+        messages = [e.messages for e in examples]
     names = parse_positions(positions)
     if any(name not in POSITIONS for name in names):
         raise UserError(f"capture reads the positions {', '.join(POSITIONS)} (not every response token)")
     indices = parse_layers(layers if layers is not None else "all", loaded.info.n_layers)
     states = read_positions(loaded, messages, names, indices, max_tokens, batch_tokens)
-    return Capture(states, list(indices), loaded.info.n_layers, loaded.info.name, examples)
+    return Capture(states, list(indices), loaded.info.n_layers, loaded.info.name, examples or None)

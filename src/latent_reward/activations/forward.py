@@ -19,7 +19,7 @@ import torch
 
 from latent_reward.activations.plan import Unit, response_batches
 from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, without_cudnn_attention
-from latent_reward.models.chat import RenderedExample
+from latent_reward.models.chat import RenderedExample, TokenSpans
 from latent_reward.positions import BY_NAME, TOKEN_POSITION, Position
 
 
@@ -142,12 +142,14 @@ class ResidualReader:
             stacked = torch.stack(
                 [self._mean_captured[layer].to(self.device) for layer in self.layers], dim=2
             ).float()  # [names, rows, layers, d]
+            if requests.mean_counts is None:
+                raise RuntimeError("averages were captured without the token counts to divide them by")
             for name, totals, counts in zip(requests.mean_names, stacked, requests.mean_counts):
                 taken[name] = totals / counts[:, :, None]
         self._index_captured, self._mean_captured = {}, {}
         return taken
 
-    def _requests_for(self, stage: str, spans: list, offsets: list[int], width: int) -> _Requests:
+    def _requests_for(self, stage: str, spans: list[TokenSpans], offsets: list[int], width: int) -> _Requests:
         """Requests for the positions read in `stage`, for rows whose token t sits at column t - offset."""
         requests = _Requests()
         cols, masks = [], []
@@ -156,7 +158,7 @@ class ResidualReader:
                 continue
             if position.reduce == "token":
                 requests.index_names.append(position.name)
-                cols += [position.rule(s) - o for s, o in zip(spans, offsets)]
+                cols += [position.token(s) - o for s, o in zip(spans, offsets)]
             else:
                 requests.mean_names.append(position.name)
                 masks.append(self._range_mask(position, spans, offsets, width))
@@ -170,10 +172,10 @@ class ResidualReader:
         return requests
 
     @staticmethod
-    def _range_mask(position: Position, spans: list, offsets: list[int], width: int) -> torch.Tensor:
+    def _range_mask(position: Position, spans: list[TokenSpans], offsets: list[int], width: int) -> torch.Tensor:
         mask = torch.zeros((len(spans), width), dtype=torch.float32)
         for row, (s, o) in enumerate(zip(spans, offsets)):
-            start, end = position.rule(s)
+            start, end = position.span(s)
             mask[row, start - o : end - o] = 1
         return mask
 

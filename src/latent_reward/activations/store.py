@@ -303,11 +303,11 @@ class ActivationStore:
         self.folder = folder  # None for a store held in memory
         self.manifest = manifest
         self._examples = examples
-        self._shards = (
-            shards
-            if shards is not None
-            else [read_safetensors_memmap(shard_path(folder, i)) for i in range(manifest.n_shards)]
-        )
+        if shards is None:
+            if folder is None:
+                raise ValueError("a store held in memory needs its shards")
+            shards = [read_safetensors_memmap(shard_path(folder, i)) for i in range(manifest.n_shards)]
+        self._shards = shards
         self._row_order = [shard["example_index"] for shard in self._shards]
 
     @classmethod

@@ -30,7 +30,12 @@ def response_token_states(
                 states[index] = tokens[:, 0].numpy()
     finally:
         reader.close()
-    return states, rendered
+    complete = [s for s in states if s is not None]
+    if len(complete) != len(states):
+        raise RuntimeError(
+            f"{len(states) - len(complete)} of {len(states)} conversations got no states from the passes"
+        )
+    return complete, rendered
 
 
 def read_positions(

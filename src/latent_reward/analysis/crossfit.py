@@ -163,21 +163,25 @@ def cross_fit_arrays(
                 ]
                 if not improved:
                     continue
-                predicted = cv.predict(j, x[held][:, index]) if kept is not None else None  # [held, targets]
                 for name in improved:
                     chosen[name][k] = _Choice(float(cv_r[column[name]]), Cell(position=position, layer=layers[index]))
-                    if kept is not None:
+                if kept is not None:
+                    predicted = cv.predict(j, x[held][:, index])  # [held, targets]
+                    for name in improved:
                         kept[name][held] = predicted[:, column[name]]
             bar.update(1)
     bar.close()
     if not reselect and "probe" in chosen:  # the controls at each fold's probe cell
         chosen.update({name: list(chosen["probe"]) for name in chosen if name not in selectors})
     if kept is None:  # wide states (behind a sketch), in float32: half the time of float64, within 3e-5 of it
+        if exact is None:
+            raise RuntimeError("the cross-fit kept no predictions and has no exact states to fit on")
         kept = _fit_at_cells(chosen, column, exact, targets, groups, folds, alpha_factors, torch.float32)
     result = CrossFit(folds, groups, {}, {})
     for name in selectors:
-        if all(c.cell is not None for c in chosen[name]):
-            result.predictions[name], result.cells[name] = kept[name], [c.cell for c in chosen[name]]
+        cells = [c.cell for c in chosen[name] if c.cell is not None]
+        if len(cells) == len(chosen[name]):
+            result.predictions[name], result.cells[name] = kept[name], cells
     if permuted and "probe" in result.cells:
         for i, (control, control_targets) in enumerate(permuted.items()):
             first = 1 + i * permutations
@@ -268,7 +272,7 @@ def _fit_at_cells(
             names = [
                 name
                 for name, choices in chosen.items()
-                if choices[k].cell is not None and (choices[k].cell.position, choices[k].cell.layer) == cell
+                if (at := choices[k].cell) is not None and (at.position, at.layer) == cell
             ]
             if not names:
                 continue

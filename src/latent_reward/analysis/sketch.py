@@ -17,7 +17,7 @@ in for the store everywhere a store is read, one layer at a time, and cache what
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -119,6 +119,14 @@ class SketchedStore:
         return SketchSummary(dim=self.config.dim, d_model=self.full.d_model, explained=explained)
 
 
+@overload
+def sketch_view(store: ActivationStore | SketchedStore, config: SketchConfig) -> ActivationStore | SketchedStore: ...
+@overload
+def sketch_view(store: None, config: SketchConfig) -> None: ...
+@overload
+def sketch_view(
+    store: ActivationStore | SketchedStore | None, config: SketchConfig
+) -> ActivationStore | SketchedStore | None: ...
 def sketch_view(
     store: ActivationStore | SketchedStore | None, config: SketchConfig
 ) -> ActivationStore | SketchedStore | None:

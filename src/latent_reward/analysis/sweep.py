@@ -95,7 +95,7 @@ class SweepResult(Result):
         self, probe: str | None = None, position: str | None = None, metric: Metric = "pearson"
     ) -> GridCell | None:
         cells = [c for c in self.cells(probe, position) if c.val.metric(metric).known]
-        return max(cells, key=lambda c: c.val.metric(metric).value) if cells else None
+        return max(cells, key=lambda c: c.val.metric(metric).sort_key) if cells else None
 
 
 @dataclass
@@ -135,7 +135,7 @@ def fit_cell(
     return probe, probe.predict(x[:, 0])
 
 
-def plan_for(store: ActivationStore, target: Target, seed: int) -> SplitPlan:
+def plan_for(store: ActivationStore | SketchedStore, target: Target, seed: int) -> SplitPlan:
     """Splits by prompt for the target's rows, honouring a held-out split the data names."""
     source_splits = [store.examples[i].meta.get("source_split") for i in target.rows]
     plan = plan_splits(target.groups, source_splits, seed)
@@ -175,7 +175,7 @@ def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = N
                 grid.append(_grid_cell(position, layer, kind, y[val], p[val], groups[val], intervals))
                 bar.update(1)
     bar.close()
-    best_cell = max(grid, key=lambda c: c.val.pearson.value if c.val.pearson.known else -np.inf)
+    best_cell = max(grid, key=lambda c: c.val.pearson.sort_key)
     best = Cell(position=best_cell.position, layer=best_cell.layer, probe=best_cell.probe)
     key = (best.position, best.layer, best.probe)
     if full_store(store) is not store:
@@ -225,6 +225,8 @@ def fit_within_probe(
             r = pearson(target.y[val], fitted[index].predict(x[val, index]))
             if best is None or r > best[0]:
                 best = (r, Cell(position=position, layer=layer, probe=RidgeProbe.kind), fitted[index])
+    if best is None:
+        raise RuntimeError("the store has no (position, layer) to fit the within-prompt probe at")
     _, cell, probe = best
     if full_store(store) is not store:
         probe = fit_cell(full_store(store), target, cell, fit.settings, train)[0]
@@ -267,7 +269,7 @@ def _split_summary(plan: SplitPlan, groups: np.ndarray) -> SplitSummary:
     )
 
 
-def _probe_info(store: ActivationStore, target: Target, plan: SplitPlan) -> ProbeInfo:
+def _probe_info(store: ActivationStore | SketchedStore, target: Target, plan: SplitPlan) -> ProbeInfo:
     """What a saved probe records: which model, and which prompts it may not be scored on (position and layer are added
     per cell)."""
     model = store.manifest.model

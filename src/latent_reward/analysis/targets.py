@@ -34,7 +34,9 @@ class Target:
         """Store row index of each kept row."""
         return np.flatnonzero(self.keep)
 
-    def positions(self, store: ActivationStore, wanted: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    def positions(
+        self, store: ActivationStore | SketchedStore, wanted: tuple[str, ...] | None = None
+    ) -> tuple[str, ...]:
         """The store's positions this target can use (prompt positions carry no within-prompt information)."""
         positions = tuple(wanted or store.positions)
         missing = [p for p in positions if p not in store.positions]
@@ -67,7 +69,7 @@ class Target:
         return np.asarray(x, dtype=np.float32)
 
 
-def make_target(store: ActivationStore, name: str) -> Target:
+def make_target(store: ActivationStore | SketchedStore, name: str) -> Target:
     groups = store.groups
     if name in ("rating", WITHIN_PROMPT):
         values = store.ratings

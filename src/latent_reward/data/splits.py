@@ -71,7 +71,7 @@ def split_masks(
     return {name: labels == name for name in SPLIT_NAMES}
 
 
-def inner_split(groups: Sequence[str], fraction: float, seed: int = 0) -> np.ndarray:
+def inner_split(groups: Sequence[str] | np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
     """Rows of about `fraction` of the groups (at least one group when there are two or more): a held-out
     part of a training set, for early stopping. A bool mask [n_rows]."""
     unique = hash_order(groups, seed + 7919)
@@ -80,7 +80,7 @@ def inner_split(groups: Sequence[str], fraction: float, seed: int = 0) -> np.nda
     return np.array([g in held for g in groups], dtype=bool)
 
 
-def group_folds(groups: Sequence[str], n_folds: int, seed: int = 0) -> np.ndarray:
+def group_folds(groups: Sequence[str] | np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
     """Fold number (0..n_folds-1) of each row, int64 [n_rows]; groups in seeded hash order are dealt to folds in
     turn."""
     fold_of = {group: rank % n_folds for rank, group in enumerate(hash_order(groups, seed + 104729))}

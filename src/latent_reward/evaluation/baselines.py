@@ -140,6 +140,13 @@ class Baseline:
     available: Callable[[TextData], bool] = lambda data: True
 
 
+def _logprob_column(data: TextData) -> np.ndarray:
+    """The responses' mean token log-probability as one feature column [n, 1] (the baseline applies only with it)."""
+    if data.logprob_mean is None:
+        raise ValueError("the log-prob baseline needs the responses' mean log-probabilities")
+    return data.logprob_mean.reshape(-1, 1)
+
+
 def _has_text(data: TextData) -> bool:
     """Whether the responses have text (a store made from arrays alone has none, and no text baseline applies)."""
     return any(response.strip() for response in data.responses)
@@ -151,7 +158,7 @@ BASELINES: tuple[Baseline, ...] = (
     Baseline(names.GENERATOR, _dense(_one_hot_generator), lambda d: len({g or "unknown" for g in d.generators}) >= 2),
     Baseline(names.TFIDF_RESPONSE, _tfidf(("response",)), _has_text),
     Baseline(names.TFIDF_PROMPT_RESPONSE, _tfidf(("prompt", "response")), _has_text),
-    Baseline(names.LOGPROB, _dense(lambda d: d.logprob_mean.reshape(-1, 1)), lambda d: d.logprob_mean is not None),
+    Baseline(names.LOGPROB, _dense(_logprob_column), lambda d: d.logprob_mean is not None),
 )
 
 

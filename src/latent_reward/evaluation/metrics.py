@@ -95,7 +95,11 @@ def pair_counts(
     """Per group (sorted order): (correctly ordered pairs, pairs with different ratings), float64 [n_groups] each.
     Tied predictions count half; a pair with an unscored side (a NaN prediction) does not count. The pairs are every
     same-prompt pair of `groups`, or `pairs`."""
-    first, second, owner, n_groups = pairs if pairs is not None else within_pairs(groups)
+    if pairs is None:
+        if groups is None:
+            raise ValueError("the within-prompt pairs need the rows' groups (or the pairs themselves)")
+        pairs = within_pairs(groups)
+    first, second, owner, n_groups = pairs
     y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
     dy, dp = np.sign(y[first] - y[second]), np.sign(p[first] - p[second])
     rated = (dy != 0) & np.isfinite(dp)
@@ -339,7 +343,7 @@ def icc1_interval(y: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: i
 def length_matched_accuracy(
     y: np.ndarray,
     p: np.ndarray,
-    groups: np.ndarray,
+    groups: np.ndarray | None,
     lengths: np.ndarray,
     resampler: Resampler,
     tolerance: float = 0.1,
@@ -348,7 +352,11 @@ def length_matched_accuracy(
     """Within-prompt accuracy over the pairs (every same-prompt pair, or `pairs`) whose lengths differ by less than
     `tolerance` (relative to the longer one): length cannot order these pairs. Returns the interval and the number of
     such pairs."""
-    first, second, owner, n_groups = pairs if pairs is not None else within_pairs(groups)
+    if pairs is None:
+        if groups is None:
+            raise ValueError("the within-prompt pairs need the rows' groups (or the pairs themselves)")
+        pairs = within_pairs(groups)
+    first, second, owner, n_groups = pairs
     lengths = np.asarray(lengths, dtype=np.float64)
     longer = np.maximum(lengths[first], lengths[second])
     matched = np.abs(lengths[first] - lengths[second]) < tolerance * np.maximum(longer, 1)

@@ -12,11 +12,11 @@ import numpy as np
 def holm(p_values: list[float | None]) -> list[float | None]:
     """Holm-adjusted p-values, in the given order (None stays None and is not counted as a test): the i-th smallest of
     m is multiplied by m - i + 1, made non-decreasing in that order, and capped at 1."""
-    known = [i for i, p in enumerate(p_values) if p is not None and np.isfinite(p)]
+    known = {i: float(p) for i, p in enumerate(p_values) if p is not None and np.isfinite(p)}
     out: list[float | None] = [None] * len(p_values)
-    ordered = sorted(known, key=lambda i: p_values[i])
+    ordered = sorted(known, key=known.__getitem__)
     running = 0.0
     for rank, i in enumerate(ordered):
-        running = max(running, min(1.0, (len(ordered) - rank) * float(p_values[i])))
+        running = max(running, min(1.0, (len(ordered) - rank) * known[i]))
         out[i] = running
     return out

@@ -18,11 +18,16 @@ balanced table this is exactly ICC(C,1) = (MSR - MSE) / (MSR + (k - 1) MSE).
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 
 from latent_reward.evaluation.groups import group_index
 from latent_reward.evaluation.metrics import quantile_interval
 from latent_reward.evaluation.results import Interval, Result
+
+# A single value or an array of them (the resamples): the Spearman-Brown formula applies to both elementwise.
+FloatOrArray = TypeVar("FloatOrArray", float, np.ndarray)
 
 ONE_WAY = "ICC(1), one-way: the responses to a prompt are exchangeable"
 
@@ -89,7 +94,7 @@ def icc(y: np.ndarray, groups: np.ndarray, factor: np.ndarray | None = None) -> 
     return float(_icc(np.ones((1, len(sums[0]))), sums)[0])
 
 
-def spearman_brown(value: float, k: float) -> float:
+def spearman_brown(value: FloatOrArray, k: float) -> FloatOrArray:
     """Reliability of the mean of k ratings whose single-rating reliability (ICC) is `value`."""
     return k * value / (1 + (k - 1) * value)
 
@@ -109,7 +114,7 @@ def reliability(
     counts = sums[0]
     draws = np.random.default_rng(seed).integers(0, len(counts), size=(n_boot, len(counts)))
     weights = np.stack([np.bincount(d, minlength=len(counts)) for d in draws]).astype(np.float64)
-    point, samples = _icc(np.ones((1, len(counts))), sums)[0], _icc(weights, sums)
+    point, samples = float(_icc(np.ones((1, len(counts))), sums)[0]), _icc(weights, sums)
     k = float(1 / np.mean(1 / counts))
     mean_point, mean_samples = spearman_brown(point, k), spearman_brown(samples, k)
     model = ONE_WAY if factor is None else f"ICC(C,1), two-way with the response's {factor_name} fixed (consistency)"
@@ -123,7 +128,7 @@ def reliability(
     )
 
 
-def _ceiling(mean_reliability):
+def _ceiling(mean_reliability: FloatOrArray) -> np.ndarray:
     """sqrt of the reliability (a negative estimate caps r at 0)."""
     return np.sqrt(np.clip(mean_reliability, 0.0, 1.0))
 

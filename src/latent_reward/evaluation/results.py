@@ -73,6 +73,11 @@ class Interval(Result):
         """Whether there is a point estimate."""
         return self.value is not None
 
+    @property
+    def sort_key(self) -> float:
+        """The point estimate for choosing the largest: minus infinity when there is none (it never comes first)."""
+        return self.value if self.value is not None else -math.inf
+
     def excludes(self, point: float) -> bool:
         """Whether the whole interval lies on one side of `point`."""
         return self.low is not None and self.high is not None and (self.low > point or self.high < point)
@@ -158,15 +163,15 @@ class Comparison(Result):
 
 def strongest(comparisons: list[Comparison], metric: Metric, names: tuple[str, ...] | None = None) -> Comparison | None:
     """The baseline with the best validation value of `metric` (never chosen on test scores)."""
+    sign = -1 if metric == "mae" else 1
     candidates = [
-        c
+        (sign * value, c)
         for c in comparisons
         if c.kind == "baseline"
         and (names is None or c.name in names)
         and c.validation is not None
-        and c.validation.metric(metric).known
+        and (value := c.validation.metric(metric).value) is not None
     ]
     if not candidates:
         return None
-    sign = -1 if metric == "mae" else 1
-    return max(candidates, key=lambda c: sign * c.validation.metric(metric).value)
+    return max(candidates, key=lambda pair: pair[0])[1]

@@ -536,7 +536,9 @@ def xstest(
     labels: dict[str, str] = {}
     for record in records:
         if isinstance(record.get("completion"), str) and record["completion"].strip():
-            by_prompt.setdefault(record["prompt"], {}).setdefault(record.get("final_label"), record["completion"])
+            kinds = by_prompt.setdefault(record["prompt"], {})
+            if (label := record.get("final_label")) is not None:
+                kinds.setdefault(label, record["completion"])
             labels[record["prompt"]] = record.get("label") or "unknown"
     both = [p for p, kinds in by_prompt.items() if "2_full_refusal" in kinds and "3_partial_refusal" in kinds][
         :max_prompts

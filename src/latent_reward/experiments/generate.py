@@ -38,10 +38,14 @@ def generate_with_estimates(
 
     def stream(index: int, token: int, state: np.ndarray | None) -> None:
         if on_token is not None:
+            if state is None:
+                raise RuntimeError("generation streamed a token without its state at the probe's layer")
             on_token(decode([token]), float(probe.predict(state[None])[0]))
 
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=1)
     reply = generate_chat(loaded, [messages], config, read_layer=probe.info.cell()[1], on_token=stream)[0]
+    if reply.states is None:
+        raise RuntimeError("generation returned no states at the probe's layer")
     estimates = probe.predict(reply.states)
     return Generation(
         before=float(estimates[0]),

@@ -82,11 +82,11 @@ class PromptOnlyResult(Result):
 class _Prompts:
     """One row per prompt: mean rating, text, response count, state means, split label."""
 
-    def __init__(self, store: ActivationStore, target: Target, plan: SplitPlan):
+    def __init__(self, store: ActivationStore | SketchedStore, target: Target, plan: SplitPlan):
         self.store, self.target = store, target
         self.names, self.means = group_means(target.y, target.groups)
         self.counts = np.bincount(np.searchsorted(self.names, target.groups), minlength=len(self.names))
-        first = {}
+        first: dict[str, int] = {}  # prompt -> its first row in the store
         for row, group in zip(target.rows, target.groups):
             first.setdefault(group, row)
         self.texts = [store.examples[first[g]].prompt_text for g in self.names]
@@ -147,7 +147,7 @@ def prompt_only(
     prompts = _Prompts(store, target, plan)
     y, names, masks = prompts.means, prompts.names, prompts.masks
     curves, predictions = _single_split(store, prompts, positions, config)
-    best_value = max(curves, key=lambda c: c.val.value if c.val.value is not None else -np.inf)
+    best_value = max(curves, key=lambda c: c.val.sort_key)
     best = Cell(position=best_value.position, layer=best_value.layer)
     best_p = predictions[(best.position, best.layer)]
     if full_store(store) is not store:  # curves on a sketch: the best cell's probe fitted on the full states
@@ -255,7 +255,7 @@ def fit_prompt_probe(
     cells = [c for c in result.curves if c.position == position and c.val.value is not None]
     if not cells:
         return None
-    layer = max(cells, key=lambda c: c.val.value).layer
+    layer = max(cells, key=lambda c: c.val.sort_key).layer
     store = full_store(store)
     prompts = _Prompts(store, fit.target, fit.plan)
     x = prompts.states(store, position, [layer])[:, 0]

@@ -160,7 +160,7 @@ class ReadoutResult(Result):
         return next((c for c in self.comparisons if c.name == name), None)
 
 
-def text_data(store: ActivationStore, target: Target) -> TextData:
+def text_data(store: ActivationStore | SketchedStore, target: Target) -> TextData:
     examples = [store.examples[i] for i in target.rows]
     logprobs = store.stat("logprob_mean")[target.keep].astype(np.float64) if store.has_stat("logprob_mean") else None
     return TextData(
@@ -271,8 +271,8 @@ def reward_readout(
 
 def _all_baselines(
     data: TextData,
-    store: ActivationStore,
-    random_init_store: ActivationStore | None,
+    store: ActivationStore | SketchedStore,
+    random_init_store: ActivationStore | SketchedStore | None,
     fit: SweepFit,
     crossfit: CrossFit,
     within: WithinProbe | None,
@@ -334,7 +334,12 @@ class WithinProbe:
 
 
 def _within_crossfit(
-    store: ActivationStore, target: Target, positions, folds: np.ndarray, config: ReadoutConfig, progress: bool
+    store: ActivationStore | SketchedStore,
+    target: Target,
+    positions,
+    folds: np.ndarray,
+    config: ReadoutConfig,
+    progress: bool,
 ) -> WithinProbe | None:
     """The within-prompt probe (the readout target centered per prompt, response positions only), cross-fitted on the
     pooled probe's folds so the two compare on the same prompts."""
@@ -389,7 +394,9 @@ def _baseline_predictions(
             oof,
             validation,
             None,
-            _out_of_fold(baseline.fit_predict, centered, folds, within.multi) if within is not None else None,
+            _out_of_fold(baseline.fit_predict, centered, folds, within.multi)
+            if within is not None and centered is not None
+            else None,
         )
     return out
 
@@ -403,8 +410,8 @@ def _out_of_fold(fit_predict, data: TextData, folds: np.ndarray, usable: np.ndar
 
 
 def _random_init(
-    random_store: ActivationStore,
-    store: ActivationStore,
+    random_store: ActivationStore | SketchedStore,
+    store: ActivationStore | SketchedStore,
     target: Target,
     positions,
     folds: np.ndarray,
@@ -529,6 +536,7 @@ def verdict(probe: Scores, comparisons: list[Comparison], margin: float = 0.01) 
             outcome == "indistinguishable"
             and window is not None
             and window.low is not None
+            and window.high is not None
             and -margin < window.low
             and window.high < margin
         )
@@ -557,7 +565,7 @@ def verdict(probe: Scores, comparisons: list[Comparison], margin: float = 0.01) 
     return Verdict(kind=kind, not_beaten=not_beaten, test=test, margin=margin, baselines=rows)
 
 
-def seen_mask(store: ActivationStore, rows: np.ndarray) -> np.ndarray | None:
+def seen_mask(store: ActivationStore | SketchedStore, rows: np.ndarray) -> np.ndarray | None:
     """Which rows the model was post-trained on (its known training data, matched by source and split), or None if
     unknown."""
     known = store.manifest.model.post_training
@@ -568,7 +576,12 @@ def seen_mask(store: ActivationStore, rows: np.ndarray) -> np.ndarray | None:
 
 
 def _seen_subsets(
-    store: ActivationStore, target: Target, predictions: np.ndarray, within: np.ndarray, n_boot: int, seed: int
+    store: ActivationStore | SketchedStore,
+    target: Target,
+    predictions: np.ndarray,
+    within: np.ndarray,
+    n_boot: int,
+    seed: int,
 ) -> list[Subset]:
     """Scores on the rows the model was post-trained on and on the rest (r from the pooled probe, within-prompt accuracy
     from the within-prompt probe)."""
@@ -627,7 +640,7 @@ def _decompose(crossfit: CrossFit, positions, y, groups, resampler: Resampler) -
 
 def _optional_parts(
     result: ReadoutResult,
-    store: ActivationStore,
+    store: ActivationStore | SketchedStore,
     fit: SweepFit,
     config: ReadoutConfig,
     positions,
@@ -681,7 +694,7 @@ def _linear_vs_nonlinear(fit: SweepFit, config: ReadoutConfig) -> LinearVsNonlin
 
     def best_of(linear: bool):
         cells = [fit.result.val_best(kind) for kind in kinds if probe_class(kind).linear == linear]
-        return max((c for c in cells if c is not None), key=lambda c: c.val.pearson.value, default=None)
+        return max((c for c in cells if c is not None), key=lambda c: c.val.pearson.sort_key, default=None)
 
     linear, nonlinear = best_of(True), best_of(False)
     if linear is None or nonlinear is None:

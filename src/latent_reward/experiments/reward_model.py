@@ -218,6 +218,8 @@ def implicit_reward(
     if normalization == "none" or reference_logprob_sum is None:
         return beta * policy_logprob_sum
     if normalization == "mean":
+        if n_tokens is None:
+            raise ValueError("the per-token mean needs each model's token counts")
         return beta * (policy_logprob_sum / n_tokens[0] - reference_logprob_sum / n_tokens[1])
     return beta * (policy_logprob_sum - reference_logprob_sum)
 

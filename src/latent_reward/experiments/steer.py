@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -70,7 +71,7 @@ class SteerConfig(Result):
     random_directions: int = Field(19, ge=1)  # draws per random kind, steered at the primary strength only
     random_layers: Literal["primary", "all"] = "primary"  # where the random draws are steered
     ablate: bool = False
-    scope: str = Field("generated", pattern="^(generated|all)$")
+    scope: Literal["generated", "all"] = "generated"  # the positions pushed (generation.Intervention.scope)
     prompts: int = Field(20, ge=1)
     samples: int = Field(1, ge=1)
     max_new_tokens: int = Field(48, ge=1)
@@ -189,11 +190,15 @@ def _random_kind(label: str) -> bool:
     return family(label) in ("random", "orthogonal")
 
 
+# A condition: (layer, direction, strength (ABLATE for an ablation), intervention); None for the unsteered one's.
+Condition = tuple[int | None, str, float | str, Intervention | None]
+
+
 def conditions(
     config: SteerConfig, layers: list[int], vectors: dict[int, dict[str, np.ndarray]], sd: dict[int, dict[str, float]]
-):
+) -> list[Condition]:
     """(layer, direction, strength, intervention or None) for every steered condition, and the unsteered one once."""
-    out = [(None, "none", 0.0, None)]
+    out: list[Condition] = [(None, "none", 0.0, None)]
     steered = [s for s in config.strengths if s != 0]
     primary = [primary_strength(steered)] if steered else []
     for layer in layers:
@@ -225,7 +230,7 @@ def primary_strength(strengths) -> float:
 def generate_conditions(
     loaded: LoadedModel,
     prompts: list[list[int]],
-    conditions_list,
+    conditions_list: list[Condition],
     config: SteerConfig,
     stop_strings: tuple[str, ...] = (),
 ) -> pd.DataFrame:
@@ -355,6 +360,10 @@ def _draws_interval(per_draw: np.ndarray, reference: np.ndarray, config: SteerCo
     )
 
 
+@overload
+def _quiet_nanmean(values: np.ndarray, axis: None = None) -> float: ...
+@overload
+def _quiet_nanmean(values: np.ndarray, axis: int) -> np.ndarray: ...
 def _quiet_nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     """nanmean that returns NaN without a warning where a scorer has no value (e.g. an unreachable judge)."""
     with warnings.catch_warnings():
@@ -479,7 +488,7 @@ def steer(
     probe: Probe,
     examples: list[Example],
     config: SteerConfig,
-    readers: list[ProbeReader] = (),
+    readers: Sequence[ProbeReader] = (),
     judge: JudgeScorer | None = None,
     progress: bool = True,
 ) -> tuple[SteerResult, pd.DataFrame]:

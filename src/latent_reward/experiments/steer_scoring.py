@@ -20,6 +20,7 @@ answered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,7 +138,7 @@ def score_replies(
     probe: Probe,
     loaded: LoadedModel,
     tokens: int,
-    readers: list[ProbeReader] = (),
+    readers: Sequence[ProbeReader] = (),
     judge: JudgeScorer | None = None,
     progress: bool = True,
 ) -> Scoring:

@@ -88,7 +88,9 @@ def reward_trajectories(
     config = config or TrajectoryConfig()
     # the layer is chosen where the end-of-response probe reads: at response_last when the sweep has it
     position = _end_position({c.position for c in fit.result.cells(RidgeProbe.kind)})  # the kind this module refits
-    best = fit.result.val_best(RidgeProbe.kind, position) if position else None
+    if not position:
+        return None
+    best = fit.result.val_best(RidgeProbe.kind, position)
     if best is None:
         return None
     layer = best.layer

@@ -139,7 +139,10 @@ def generate(
                 ),
             ):
                 replies[index] = reply
-    return replies
+    complete = [reply for reply in replies if reply is not None]
+    if len(complete) != len(replies):
+        raise RuntimeError(f"{len(replies) - len(complete)} of {len(replies)} prompts got no reply from their batch")
+    return complete
 
 
 def generate_chat(
@@ -161,6 +164,7 @@ def _prefill(model, prompts: list[list[int]], reads: list[torch.Tensor] | None):
     groups = partition_by_length(list(range(len(prompts))), lambda i: len(prompts[i]), PREFILL_TOKENS, device.type)
     width = max(len(p) for p in prompts)
     parts = []
+    read_parts: list[torch.Tensor] = []  # the states at `read_layer` of each part's rows, when it is read
     for group in groups:
         group_width = max(len(prompts[i]) for i in group)
         ids, mask = _left_padded([prompts[i] for i in group], group_width)
@@ -171,8 +175,9 @@ def _prefill(model, prompts: list[list[int]], reads: list[torch.Tensor] | None):
             use_cache=True,
             logits_to_keep=1,
         )
-        parts.append((out.logits[:, -1], output_cache(out), group_width, reads[-1] if reads is not None else None))
-    cache = parts[0][1] if len(parts) == 1 else _merge_caches(model, [(c, w) for _, c, w, _ in parts], width)
+        parts.append((out.logits[:, -1], output_cache(out), group_width))
+        read_parts += [reads[-1]] if reads is not None else []
+    cache = parts[0][1] if len(parts) == 1 else _merge_caches(model, [(c, w) for _, c, w in parts], width)
     if cache is None:  # a layer kept fewer tokens than the prompt (a sliding window): prefill all at one width
         ids, mask = _left_padded(prompts, width)
         out = model(
@@ -182,11 +187,12 @@ def _prefill(model, prompts: list[list[int]], reads: list[torch.Tensor] | None):
             use_cache=True,
             logits_to_keep=1,
         )
-        parts = [(out.logits[:, -1], output_cache(out), width, reads[-1] if reads is not None else None)]
+        parts = [(out.logits[:, -1], output_cache(out), width)]
+        read_parts = [reads[-1]] if reads is not None else []
         cache = parts[0][1]
     _, mask = _left_padded(prompts, width)
-    read = torch.cat([r for _, _, _, r in parts]) if reads is not None else None
-    return torch.cat([logits for logits, _, _, _ in parts]), cache, mask, (mask.cumsum(1) - 1).clamp(min=0), read
+    read = torch.cat(read_parts) if reads is not None else None
+    return torch.cat([logits for logits, _, _ in parts]), cache, mask, (mask.cumsum(1) - 1).clamp(min=0), read
 
 
 def _left_padded(prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,13 +237,17 @@ class PromptCache:
         self._rows: dict[tuple[int, ...], tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]] = {}
         self.cacheable = True
 
-    def batch(self, prompts: list[list[int]]):
-        """(last-position logits, cache, attention mask, position ids, None) for `prompts`, as `_prefill` returns,
-        or None where the model cannot be cached this way."""
+    def holds(self, prompts: list[list[int]]) -> bool:
+        """Whether every prompt's pass is kept, running those not yet kept (False for a model this cannot cache)."""
         missing = list(dict.fromkeys(tuple(p) for p in prompts if tuple(p) not in self._rows))
         if missing and self.cacheable:
             self._add([list(p) for p in missing])
-        if not self.cacheable:
+        return self.cacheable
+
+    def batch(self, prompts: list[list[int]]):
+        """(last-position logits, cache, attention mask, position ids, None) for `prompts`, as `_prefill` returns,
+        or None where the model cannot be cached this way."""
+        if not self.holds(prompts):
             return None
         width = max(len(p) for p in prompts)
         rows = [self._rows[tuple(p)] for p in prompts]

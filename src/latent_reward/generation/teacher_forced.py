@@ -35,15 +35,14 @@ def read_back(
     `prompt_cache` (and interventions on generated tokens only) the prompts' unsteered pass is reused and only the
     replies run."""
     out = []
-    reuse = prompt_cache is not None and unsteered_prompts(interventions)
+    reuse = prompt_cache if prompt_cache is not None and unsteered_prompts(interventions) else None
     with without_cudnn_attention(next(loaded.model.parameters()).device):
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
-            prefilled = prompt_cache.batch(prompts[chunk]) if reuse and prompt_cache is not None else None
-            if prefilled is None:
-                out += _batch(loaded, prompts[chunk], replies[chunk], interventions)
+            if reuse is not None and reuse.holds(prompts[chunk]):
+                out += _continued(loaded, reuse, prompts[chunk], replies[chunk], interventions)
             else:
-                out += _continued(loaded, prompt_cache, prompts[chunk], replies[chunk], interventions)
+                out += _batch(loaded, prompts[chunk], replies[chunk], interventions)
     return out
 
 
@@ -102,7 +101,9 @@ def _continued(loaded: LoadedModel, prompt_cache: PromptCache, prompts, replies,
     cols = torch.tensor([t for r in replies for t in range(len(r) - 1)], dtype=torch.long)
 
     def log_probs() -> tuple[torch.Tensor, torch.Tensor]:
-        first, cache, prompt_mask, _, _ = prompt_cache.batch(prompts)  # a fresh cache: the forward extends it
+        prefilled = prompt_cache.batch(prompts)  # a fresh cache each time: the forward extends it
+        assert prefilled is not None, "read_back checked that the cache holds these prompts"
+        first, cache, prompt_mask, _, _ = prefilled
         base = getattr(model, model.base_model_prefix, model)
         states = base(
             input_ids=ids.to(device),

@@ -8,9 +8,10 @@ Every probe kind registers itself by subclassing `Probe` with a `kind` name and 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +24,15 @@ from latent_reward.io import atomic_path, read_json, write_json
 from latent_reward.probes.info import ProbeInfo, from_flat
 from latent_reward.probes.module import ProbeModule, linear_core
 from latent_reward.probes.settings import ProbeSettings
+
+T = TypeVar("T")
+
+
+def fitted(value: T | None, probe: Probe) -> T:
+    """`value`, one of the parts that fitting or loading `probe` sets; an error when the probe has had neither."""
+    if value is None:
+        raise RuntimeError(f"the {type(probe).__name__} is used before it was fitted or loaded")
+    return value
 
 
 @dataclass
@@ -77,6 +87,11 @@ class Probe(ABC):
         self.standardizer: Standardizer | None = None
         self.info = ProbeInfo()  # layer, position, target, prompts, chosen hyperparameters...
 
+    @property
+    def fitted_standardizer(self) -> Standardizer:
+        """The z-scoring of the states, which fitting or loading sets."""
+        return fitted(self.standardizer, self)
+
     @classmethod
     def create(cls, kind: str, settings: ProbeSettings | None = None) -> Probe:
         """A new, unfitted probe of a registered kind, from its own settings (default: the kind's defaults)."""
@@ -91,7 +106,9 @@ class Probe(ABC):
         """A new, unfitted probe of this kind, configured from `settings` (an instance of `cls.Settings`)."""
 
     @classmethod
-    def fit_layers(cls, settings: Any, x: np.ndarray, targets: np.ndarray, groups: np.ndarray) -> list[list[Probe]]:
+    def fit_layers(
+        cls, settings: Any, x: np.ndarray, targets: np.ndarray, groups: np.ndarray
+    ) -> Sequence[Sequence[Probe]]:
         """Probes for every target column of `targets` [n, T] and every layer of x [n, L, d]: probes[target][layer].
 
         One fit per cell; kinds that can share work across layers and targets (ridge) override this.
@@ -120,7 +137,8 @@ class Probe(ABC):
         """The fitted probe as a plain torch module: states [..., d] -> predicted ratings [...], the same function as
         `predict` (in `dtype`), to run on a model's hidden states or to export."""
         core, scale, shift = self._torch_core()
-        module = ProbeModule(self.standardizer.mean, self.standardizer.scale, core, scale, shift)
+        standardizer = self.fitted_standardizer
+        module = ProbeModule(standardizer.mean, standardizer.scale, core, scale, shift)
         return module.to(dtype).eval()
 
     @abstractmethod
@@ -144,8 +162,8 @@ class Probe(ABC):
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {
             **self._tensors(),
-            "standardizer_mean": self.standardizer.mean,
-            "standardizer_scale": self.standardizer.scale,
+            "standardizer_mean": self.fitted_standardizer.mean,
+            "standardizer_scale": self.fitted_standardizer.scale,
         }
         with atomic_path(folder / "tensors.safetensors") as temporary:
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(temporary))
@@ -192,24 +210,29 @@ class ProjectionProbe(Probe):
         self.vector: np.ndarray | None = None
         self.slope, self.intercept = 1.0, 0.0
 
+    @property
+    def fitted_vector(self) -> np.ndarray:
+        """The projection vector [d] on z-scored states, which fitting or loading sets."""
+        return fitted(self.vector, self)
+
     def _calibrate(self, xs: np.ndarray, y: np.ndarray) -> None:
-        projection = xs @ self.vector
+        projection = xs @ self.fitted_vector
         self.slope, self.intercept = np.polyfit(projection, y, 1) if projection.std() > 0 else (0.0, float(y.mean()))
 
     def predict(self, x) -> np.ndarray:
         """Predicted ratings float64 [n] for states x [n, d]."""
-        return self.slope * (self.standardizer.transform(x) @ self.vector) + self.intercept
+        return self.slope * (self.fitted_standardizer.transform(x) @ self.fitted_vector) + self.intercept
 
     @property
     def direction(self) -> np.ndarray:
         """Unit vector [d] in residual space: the projection vector with the standardization undone."""
-        return unit(self.vector / self.standardizer.scale)
+        return unit(self.fitted_vector / self.fitted_standardizer.scale)
 
     def _tensors(self) -> dict[str, np.ndarray]:
-        return {"vector": self.vector}
+        return {"vector": self.fitted_vector}
 
     def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
-        return linear_core(self.vector), float(self.slope), float(self.intercept)
+        return linear_core(self.fitted_vector), float(self.slope), float(self.intercept)
 
     def _options(self) -> dict[str, Any]:
         """Constructor options to save with the probe."""

@@ -52,10 +52,13 @@ class MLPProbe(TrainedProbe):
     @property
     def direction(self) -> np.ndarray:
         """A unit vector [d]: the average input gradient at the training mean (the MLP's best linear summary)."""
-        x = torch.zeros((1, len(self.standardizer.mean)), dtype=torch.float32, requires_grad=True)
-        self.network.eval()
-        self.network(x).sum().backward()
-        return unit(x.grad[0].numpy().astype(np.float64) / self.standardizer.scale)
+        standardizer = self.fitted_standardizer
+        x = torch.zeros((1, len(standardizer.mean)), dtype=torch.float32, requires_grad=True)
+        network = self.fitted_network.eval()
+        network(x).sum().backward()
+        if x.grad is None:
+            raise RuntimeError("the MLP's backward pass reached no input gradient")
+        return unit(x.grad[0].numpy().astype(np.float64) / standardizer.scale)
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "hidden": self.hidden, "depth": self.depth, "dropout": self.dropout}

@@ -10,6 +10,12 @@ class ProbeModule(torch.nn.Module):
     """states [..., d] -> predicted ratings [...]: z-score with the probe's standardizer, apply the kind's `core`
     (z [..., d] -> [..., 1]), then `* out_scale + out_shift` (the rating's scale)."""
 
+    # buffers (registered in __init__), declared so that reading them is typed as a tensor
+    mean: torch.Tensor
+    scale: torch.Tensor
+    out_scale: torch.Tensor
+    out_shift: torch.Tensor
+
     def __init__(self, mean: np.ndarray, scale: np.ndarray, core: torch.nn.Module, out_scale: float, out_shift: float):
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(np.asarray(mean, dtype=np.float64)))

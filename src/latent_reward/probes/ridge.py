@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 from scipy import sparse
 
-from latent_reward.probes.base import Probe, Standardizer, unit
+from latent_reward.probes.base import Probe, Standardizer, fitted, unit
 from latent_reward.probes.module import linear_core
 from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS, ProbeSettings
 
@@ -120,7 +120,7 @@ def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarr
     rows, else of the centered kernel x x^T, which a sparse x with many columns keeps small)."""
     n = x.shape[0]
     if x.shape[1] < n:
-        dense = torch.as_tensor(x.toarray() if sparse.issparse(x) else np.asarray(x), dtype=torch.float64)
+        dense = torch.as_tensor(x if isinstance(x, np.ndarray) else x.toarray(), dtype=torch.float64)
         eigen = _eigen((dense - dense.mean(dim=0))[None])
     else:
         mean = np.asarray(x.mean(axis=0)).ravel()
@@ -238,6 +238,11 @@ class RidgeProbe(Probe):
         """An unfitted RidgeProbe that chooses its penalty among `settings.alpha_factors`."""
         return cls(alpha_factors=settings.alpha_factors)
 
+    @property
+    def fitted_weights(self) -> np.ndarray:
+        """The weights [d] on z-scored states, which fitting or loading sets."""
+        return fitted(self.weights, self)
+
     @classmethod
     def fit_layers(cls, settings: RidgeSettings, x, targets, groups) -> list[list[RidgeProbe]]:
         """Every layer and target from one batched grouped CV and one batched solve."""
@@ -249,9 +254,9 @@ class RidgeProbe(Probe):
         if self.alpha_factor is None:
             if groups is None:
                 raise ValueError("ridge needs groups to choose its penalty by grouped cross-validation")
-            fitted = fit_ridge_all_layers(x[:, None, :], y, np.asarray(groups), self.alpha_factors)[0][0]
-            self.alpha_factor, self.standardizer = fitted.alpha_factor, fitted.standardizer
-            return self._set(fitted.weights, fitted.intercept)
+            chosen = fit_ridge_all_layers(x[:, None, :], y, np.asarray(groups), self.alpha_factors)[0][0]
+            self.alpha_factor, self.standardizer = chosen.alpha_factor, chosen.standardizer
+            return self._set(chosen.fitted_weights, chosen.intercept)
         self.standardizer = Standardizer.fit(x)
         xs = torch.as_tensor(self.standardizer.transform(x))[None]
         factor = torch.tensor([self.alpha_factor * len(y)], dtype=torch.float64)
@@ -265,18 +270,18 @@ class RidgeProbe(Probe):
 
     def predict(self, x) -> np.ndarray:
         """Predicted ratings float64 [n] for states x [n, d]."""
-        return self.standardizer.transform(x) @ self.weights + self.intercept
+        return self.fitted_standardizer.transform(x) @ self.fitted_weights + self.intercept
 
     @property
     def direction(self) -> np.ndarray:
         """Unit vector [d] in residual space along the weights, with the standardization undone."""
-        return unit(self.weights / self.standardizer.scale)
+        return unit(self.fitted_weights / self.fitted_standardizer.scale)
 
     def _tensors(self) -> dict[str, np.ndarray]:
-        return {"weights": self.weights}
+        return {"weights": self.fitted_weights}
 
     def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
-        return linear_core(self.weights, self.intercept), 1.0, 0.0
+        return linear_core(self.fitted_weights, self.intercept), 1.0, 0.0
 
     def _state(self) -> dict[str, Any]:
         return {"intercept": self.intercept, "alpha_factor": self.alpha_factor}

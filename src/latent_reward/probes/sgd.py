@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from latent_reward.data.splits import inner_split
-from latent_reward.probes.base import Probe, Standardizer, unit
+from latent_reward.probes.base import Probe, Standardizer, fitted, unit
 from latent_reward.probes.settings import ProbeSettings, TrainConfig
 
 
@@ -59,9 +59,12 @@ def train_regressor(
     """
     generator = torch.Generator().manual_seed(config.seed)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
-    has_val = x_val is not None and len(x_val) > 0
-    xv = torch.as_tensor(x_val, dtype=torch.float32) if has_val else None
-    yv = torch.as_tensor(y_val, dtype=torch.float32) if has_val else None
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None
+    if x_val is not None and len(x_val) > 0:
+        if y_val is None:
+            raise ValueError("the held-out rows need their targets")
+        validation = torch.as_tensor(x_val, dtype=torch.float32), torch.as_tensor(y_val, dtype=torch.float32)
+    optimizer: torch.optim.Optimizer
     if config.optimizer == "adamw":
         optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     else:
@@ -69,7 +72,8 @@ def train_regressor(
     steps_per_epoch = math.ceil(len(xt) / config.batch_size)
     scheduler = _scheduler(optimizer, config, steps_per_epoch)
     history: dict[str, Any] = {"train_loss": [], "val_loss": []}
-    best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+    best_loss, best_epoch, stale = float("inf"), 0, 0
+    best_state: dict[str, torch.Tensor] | None = None
     for epoch in range(config.epochs):
         network.train()
         order = torch.randperm(len(xt), generator=generator)
@@ -87,8 +91,8 @@ def train_regressor(
         network.eval()
         with torch.no_grad():
             monitored = (
-                torch.nn.functional.mse_loss(network(xv).squeeze(-1), yv).item()
-                if has_val
+                torch.nn.functional.mse_loss(network(validation[0]).squeeze(-1), validation[1]).item()
+                if validation is not None
                 else history["train_loss"][-1]
             )
         history["val_loss"].append(monitored)
@@ -101,6 +105,8 @@ def train_regressor(
             stale += 1
             if stale >= config.patience:
                 break
+    if best_state is None:
+        raise RuntimeError(f"the loss was not finite in any of {len(history['val_loss'])} epochs: no weights to keep")
     network.load_state_dict(best_state)
     history.update(best_epoch=best_epoch, epochs_run=len(history["train_loss"]))
     return history
@@ -115,10 +121,10 @@ class TrainedProbe(Probe):
         self.network: torch.nn.Module | None = None
         self.y_mean, self.y_scale = 0.0, 1.0
 
-    @classmethod
-    def from_settings(cls, settings: SGDSettings) -> TrainedProbe:
-        """An unfitted probe of this kind with the settings' training loop."""
-        return cls(settings.train)
+    @property
+    def fitted_network(self) -> torch.nn.Module:
+        """The trained network (on z-scored states, predicting the z-scored rating), which fitting or loading sets."""
+        return fitted(self.network, self)
 
     def build(self, d_model: int) -> torch.nn.Module:
         """The untrained network mapping [batch, d_model] to [batch, 1]; each subclass defines it."""
@@ -137,7 +143,7 @@ class TrainedProbe(Probe):
         self.standardizer = Standardizer.fit(x[~held])
         self.y_mean, self.y_scale = float(y[~held].mean()), float(y[~held].std() or 1.0)
         self.network = self.build(x.shape[1])
-        xs, ys = self.standardizer.transform(x), (y - self.y_mean) / self.y_scale
+        xs, ys = self.fitted_standardizer.transform(x), (y - self.y_mean) / self.y_scale
         history = train_regressor(self.network, xs[~held], ys[~held], xs[held], ys[held], self.config)
         self.info.fit.update(
             config=self.config.model_dump(),
@@ -149,23 +155,23 @@ class TrainedProbe(Probe):
 
     def predict(self, x) -> np.ndarray:
         """Predicted ratings float64 [n] for states x [n, d], on the rating's scale."""
-        self.network.eval()
+        network = self.fitted_network.eval()
         with torch.no_grad():
-            z = self.network(torch.as_tensor(self.standardizer.transform(x), dtype=torch.float32)).squeeze(-1).numpy()
+            z = network(torch.as_tensor(self.fitted_standardizer.transform(x), dtype=torch.float32)).squeeze(-1).numpy()
         return z.astype(np.float64) * self.y_scale + self.y_mean
 
     def _tensors(self) -> dict[str, np.ndarray]:
-        return {k: v.numpy() for k, v in self.network.state_dict().items()}
+        return {k: v.numpy() for k, v in self.fitted_network.state_dict().items()}
 
     def _torch_core(self) -> tuple[torch.nn.Module, float, float]:
-        return copy.deepcopy(self.network).eval(), self.y_scale, self.y_mean
+        return copy.deepcopy(self.fitted_network).eval(), self.y_scale, self.y_mean
 
     def _state(self) -> dict[str, Any]:
         return {
             "config": self.config.model_dump(),
             "y_mean": self.y_mean,
             "y_scale": self.y_scale,
-            "d_model": int(self.standardizer.mean.shape[0]),
+            "d_model": int(self.fitted_standardizer.mean.shape[0]),
         }
 
     def _restore(self, tensors, state) -> None:
@@ -181,6 +187,11 @@ class SGDProbe(TrainedProbe):
     kind = "sgd"
     Settings = SGDSettings
 
+    @classmethod
+    def from_settings(cls, settings: SGDSettings) -> SGDProbe:
+        """An unfitted SGDProbe with the settings' training loop."""
+        return cls(settings.train)
+
     def build(self, d_model: int) -> torch.nn.Module:
         """An untrained linear layer mapping [batch, d_model] to [batch, 1]."""
         return torch.nn.Linear(d_model, 1)
@@ -188,4 +199,7 @@ class SGDProbe(TrainedProbe):
     @property
     def direction(self) -> np.ndarray:
         """Unit vector [d] in residual space along the layer's weights, with the standardization undone."""
-        return unit(self.network.weight.detach().numpy()[0].astype(np.float64) / self.standardizer.scale)
+        layer = self.fitted_network
+        if not isinstance(layer, torch.nn.Linear):
+            raise TypeError(f"the SGD probe's network is a linear layer, not {type(layer).__name__}")
+        return unit(layer.weight.detach().numpy()[0].astype(np.float64) / self.fitted_standardizer.scale)

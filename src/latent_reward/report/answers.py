@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from latent_reward.analysis.sgd_settings import SGDSetting
 from latent_reward.evaluation import results as names
 from latent_reward.evaluation.results import Comparison, Interval, Scores, strongest
 from latent_reward.experiments.prompt_only import PromptOnlyResult
-from latent_reward.experiments.readout import ReadoutResult
+from latent_reward.experiments.readout import LinearVsNonlinear, ReadoutResult
 from latent_reward.experiments.run_result import Answer, RunResult
-from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE
+from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE, TrajectoryResult
 from latent_reward.report.pvalue import p_text
 
 
@@ -20,22 +21,27 @@ def answers(result: RunResult) -> list[Answer]:
         Answer(question="Where is it?", answer=where_answer(readout, result.model.n_layers)),
     ]
     if readout.within_probe is not None:
-        out.append(Answer(question="Does it rank responses to the same prompt?", answer=within_answer(readout)))
+        out.append(
+            Answer(question="Does it rank responses to the same prompt?", answer=within_answer(readout.within_probe))
+        )
     if result.prompt_only is not None:
         out.append(
             Answer(
                 question="Does the model expect a reward before it has written anything?",
-                answer=prompt_only_answer(result),
+                answer=prompt_only_answer(result.prompt_only, readout),
             )
         )
     if result.trajectory is not None:
         out.append(
-            Answer(question="How does the expected reward move token by token?", answer=trajectory_answer(result))
+            Answer(
+                question="How does the expected reward move token by token?",
+                answer=trajectory_answer(result.trajectory),
+            )
         )
     if readout.linear_vs_nonlinear is not None:
-        out.append(Answer(question="Linear or nonlinear?", answer=nonlinear_answer(readout)))
+        out.append(Answer(question="Linear or nonlinear?", answer=nonlinear_answer(readout.linear_vs_nonlinear)))
     if readout.sgd_grid:
-        out.append(Answer(question="What did the SGD settings change?", answer=sgd_answer(readout)))
+        out.append(Answer(question="What did the SGD settings change?", answer=sgd_answer(readout.sgd_grid, readout)))
     if result.scores:
         out.append(Answer(question="Does the probe work as a reward model?", answer=scores_answer(result)))
     return out
@@ -202,8 +208,8 @@ def where_answer(readout: ReadoutResult, n_layers: int) -> str:
     return text
 
 
-def within_answer(readout: ReadoutResult) -> str:
-    s = readout.within_probe.scores
+def within_answer(within_probe: Comparison) -> str:
+    s = within_probe.scores
     verdict = "ranks them above chance" if s.within_acc.above(0.5) else "shows no ranking beyond chance"
     return (
         "The within-prompt probe, trained only on within-prompt differences (each rating minus its prompt's mean; "
@@ -220,8 +226,7 @@ def within_answer(readout: ReadoutResult) -> str:
     )
 
 
-def prompt_only_answer(result: RunResult) -> str:
-    po = result.prompt_only
+def prompt_only_answer(po: PromptOnlyResult, readout: ReadoutResult) -> str:
     text = (
         f"A ridge probe on the states before the response, cross-fitted over {po.cross_fitted.n_prompts} prompts, "
         "predicts "
@@ -235,7 +240,7 @@ def prompt_only_answer(result: RunResult) -> str:
             + "."
         )
     text += " " + reliability_sentence(po, po.cross_fitted.pearson)
-    decomposition = result.readout.decomposition
+    decomposition = readout.decomposition
     if decomposition:
         text += (
             " Response-level probes at each position (cross-fitted), split into prompt means and within-prompt "
@@ -295,8 +300,7 @@ def reliability_sentence(po: PromptOnlyResult, probe_r: Interval) -> str:
     )
 
 
-def trajectory_answer(result: RunResult) -> str:
-    trajectory = result.trajectory
+def trajectory_answer(trajectory: TrajectoryResult) -> str:
     parts = []
     for probe in (END_PROBE, TOKEN_PROBE):
         relative, tokens = trajectory.curve(probe, "relative"), trajectory.curve(probe, "tokens")
@@ -332,8 +336,7 @@ def trajectory_answer(result: RunResult) -> str:
     return text
 
 
-def nonlinear_answer(readout: ReadoutResult) -> str:
-    comparison = readout.linear_vs_nonlinear
+def nonlinear_answer(comparison: LinearVsNonlinear) -> str:
     text = (
         f"Validation-best linear cell {comparison.linear}: test r {comparison.linear_test.pearson}; validation-best "
         "MLP "
@@ -347,15 +350,14 @@ def nonlinear_answer(readout: ReadoutResult) -> str:
     return text
 
 
-def sgd_answer(readout: ReadoutResult) -> str:
-    grid = readout.sgd_grid
+def sgd_answer(grid: list[SGDSetting], readout: ReadoutResult) -> str:
+    scored = [(row.val_pearson, row) for row in grid if row.val_pearson is not None]
     by_batch: dict[int, list[float]] = {}
     by_schedule: dict[str, list[float]] = {}
-    for row in grid:
-        if row.val_pearson is not None:
-            by_batch.setdefault(row.batch_size, []).append(row.val_pearson)
-            by_schedule.setdefault(row.schedule, []).append(row.val_pearson)
-    top = max((r for r in grid if r.val_pearson is not None), key=lambda r: r.val_pearson)
+    for value, row in scored:
+        by_batch.setdefault(row.batch_size, []).append(value)
+        by_schedule.setdefault(row.schedule, []).append(value)
+    top = max(scored, key=lambda pair: pair[0])[1]
     best = readout.sweep.best
     return (
         "At the best cell, mean validation r by batch size: "
@@ -393,7 +395,7 @@ def scores_answer(result: RunResult) -> str:
                 )
         headline = score.probes[0]  # the within-prompt probe where the run saved one
         if score.transfer:
-            probe = score.transfer.predictors.get(headline)
+            probe = score.transfer.predictors[headline]
             parts.append(
                 f"{folder}: {headline} Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} "
                 f"on {score.transfer.examples} responses"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import matplotlib
 import numpy as np
@@ -27,23 +27,32 @@ from latent_reward.experiments.compare import CompareResult
 from latent_reward.experiments.run_result import RunResult
 from latent_reward.io import atomic_path
 
-STYLE = {"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
-Drawing = TypeVar("Drawing", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+STYLE: dict[RcKeyType, Any] = {"figure.dpi": 110, "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+Arguments = ParamSpec("Arguments")
+Drawn = TypeVar("Drawn")
 
 
-def styled(function: Drawing) -> Drawing:
+def styled(function: Callable[Arguments, Drawn]) -> Callable[Arguments, Drawn]:
     """`function` run inside the report's style; matplotlib's settings are restored when it returns."""
 
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Arguments.args, **kwargs: Arguments.kwargs) -> Drawn:
         with matplotlib.rc_context(STYLE):
             return function(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def new_figure(
-    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], layout: str | None = None, **subplots
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    figsize: tuple[float, float],
+    layout: Literal["constrained", "compressed", "tight"] | None = None,
+    **subplots,
 ) -> tuple[Figure, Any]:
     """A figure on its own Agg canvas (no pyplot, no global figure list) and its axes, as `plt.subplots` gives them."""
     figure = Figure(figsize=figsize, layout=layout)
@@ -293,14 +302,15 @@ def decomposition(result: RunResult, folder: Path) -> Path | None:
 @styled
 def trajectory(result: RunResult, folder: Path) -> Path | None:
     """Paired difference (better minus worse response to the same prompt) per bin, each probe x axis."""
-    curves = result.trajectory.curves if result.trajectory else []
-    if not curves:
+    trajectory = result.trajectory
+    if trajectory is None or not trajectory.curves:
         return None
+    curves = trajectory.curves
     probes = list(dict.fromkeys(c.probe for c in curves))
     figure, axes = new_figure(len(probes), 2, figsize=(10, 3 * len(probes)), squeeze=False)
     for row, probe in enumerate(probes):
         for col, axis_name in enumerate(("tokens", "relative")):
-            curve = result.trajectory.curve(probe, axis_name)
+            curve = trajectory.curve(probe, axis_name)
             axis = axes[row][col]
             if curve is None:
                 continue
@@ -318,7 +328,7 @@ def trajectory(result: RunResult, folder: Path) -> Path | None:
                 axis.axvline(curve.separates_from, color="k", ls=":", lw=1, label="separated from here on")
             axis.set_xlabel("token index" if axis_name == "tokens" else "relative position in the response")
             axis.set_ylabel("estimate difference")
-            axis.set_title(f"{probe}, layer {result.trajectory.layer}", fontsize=8)
+            axis.set_title(f"{probe}, layer {trajectory.layer}", fontsize=8)
             axis.legend(fontsize=7)
     return save(figure, folder, "trajectory")
 

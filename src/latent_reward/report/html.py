@@ -265,7 +265,8 @@ def _training(row) -> str:
 def _change(difference: ModelDifference) -> str:
     """'r +0.012 [-0.03, +0.05], within-prompt acc. ...: no change shown' for one paired difference."""
     parts, shown = [], False
-    for metric, label in (("pearson", "r"), ("within_acc", "within-prompt acc.")):
+    labels: tuple[tuple[Metric, str], ...] = (("pearson", "r"), ("within_acc", "within-prompt acc."))
+    for metric, label in labels:
         test = difference.difference.get(metric)
         if test is not None and test.difference.known:
             parts.append(f"{label} {test.difference:+.3f}")
@@ -306,7 +307,9 @@ def write_compare(result: CompareResult, folder: str | Path) -> Path:
             str(row.probe.pearson),
             str(row.within_acc),
             str(row.prompt_only) if row.prompt_only else "n/a",
-            f"{row.strongest_baseline}: {row.strongest_baseline_scores.pearson}" if row.strongest_baseline else "n/a",
+            f"{row.strongest_baseline}: {row.strongest_baseline_scores.pearson}"
+            if row.strongest_baseline and row.strongest_baseline_scores
+            else "n/a",
             str(row.random_init.pearson) if row.random_init else "n/a",
             str(row.pair_accuracy) if row.pair_accuracy else "n/a",
             str(row.implicit_reward_accuracy) if row.implicit_reward_accuracy else "n/a",

@@ -73,6 +73,11 @@ def run_respond(job: RespondJob, progress: bool = True) -> Outcome[RespondResult
         )
     if job.endpoint_models and job.endpoint is None:
         raise UserError("--endpoint-model needs --base-url")
+    endpoints = (
+        [job.endpoint.model_copy(update={"model": model, "structured": False}) for model in job.endpoint_models]
+        if job.endpoint is not None
+        else []
+    )
     with start("respond", job, job.out, "respond job") as folder:
         prompts = read_prompts(job.prompts)
         records, per_source = [], {}
@@ -81,12 +86,11 @@ def run_respond(job: RespondJob, progress: bool = True) -> Outcome[RespondResult
                 replies = _local(spec, prompts, job)
             records += replies
             per_source[spec.name] = len(replies)
-        for model in job.endpoint_models:
-            endpoint = job.endpoint.model_copy(update={"model": model, "structured": False})
-            with folder.timed(model):
+        for endpoint in endpoints:
+            with folder.timed(endpoint.model):
                 replies = _remote(endpoint, prompts, job, folder.path, progress)
             records += replies
-            per_source[model] = len(replies)
+            per_source[endpoint.model] = len(replies)
         file = atomic_write_text(
             folder.path / RESPONSES_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         )

@@ -53,9 +53,17 @@ class TrainSummary(Result):
     tokens_per_second: float | None
 
 
-def run_train(job: TrainJob) -> Outcome[TrainSummary]:
-    if job.config.method == "online" and not job.reward:
+def _reward_spec(job: TrainJob) -> str | None:
+    """The reward that online training optimizes (an error when it is not given); None for the offline methods."""
+    if job.config.method != "online":
+        return None
+    if not job.reward:
         raise UserError("online training needs --reward (judge, a probe folder or module:function)")
+    return job.reward
+
+
+def run_train(job: TrainJob) -> Outcome[TrainSummary]:
+    reward_spec = _reward_spec(job)
     require("trl")  # before any model is loaded
     check_report_to(job.config.report_to)
     if job.config.lora:
@@ -68,10 +76,10 @@ def run_train(job: TrainJob) -> Outcome[TrainSummary]:
         records = {"sft": sft_records, "dpo": dpo_records, "online": prompt_records}[job.config.method](examples)
         model, tokenizer, template = _load(job)
         reward = None
-        if job.config.method == "online":
+        if reward_spec is not None:
             from latent_reward.training.rewards import make_reward
 
-            reward = make_reward(job.reward, job.endpoint, out)
+            reward = make_reward(reward_spec, job.endpoint, out)
         trainer = build_trainer(
             job.config,
             model,
