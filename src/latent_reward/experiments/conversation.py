@@ -40,6 +40,7 @@ from latent_reward.evaluation.multiplicity import holm
 from latent_reward.evaluation.results import Interval, Result
 from latent_reward.evaluation.small_sample import bca, sign_flip_p, studentized_mean
 from latent_reward.generation import GenerationConfig, generate
+from latent_reward.generation.batched import PromptCache
 from latent_reward.generation.teacher_forced import read_back
 from latent_reward.models.chat import fallback_stops, prompt_token_ids
 from latent_reward.models.loading import LoadedModel
@@ -224,7 +225,7 @@ def reply_logprobs(
     prefixes, continuations = _continuations(
         loaded, [prompts[p] for p in frame.prompt], [[{"role": "assistant", "content": r}] for r in frame.reply]
     )
-    back = read_back(loaded, prefixes, continuations)
+    back = read_back(loaded, prefixes, continuations, batch_size=8, prompt_cache=PromptCache(loaded.model))
     return np.array([-b.nll * (1 if per_token else len(c)) for b, c in zip(back, continuations)])
 
 
@@ -236,7 +237,7 @@ def follow_up_probabilities(loaded: LoadedModel, prompts: list[list[Message]], f
             histories.append([*prompts[p], {"role": "assistant", "content": reply}])
             additions.append([{"role": "user", "content": text}])
     prefixes, continuations = _continuations(loaded, histories, additions)
-    back = read_back(loaded, prefixes, continuations)
+    back = read_back(loaded, prefixes, continuations, batch_size=8, prompt_cache=PromptCache(loaded.model))
     totals = np.array([-b.nll * len(c) for b, c in zip(back, continuations)]).reshape(len(frame), len(FOLLOW_UPS))
     probabilities = np.exp(totals - totals.max(1, keepdims=True))
     probabilities /= probabilities.sum(1, keepdims=True)
