@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from latent_reward.errors import UserError
-from latent_reward.positions import POSITIONS
+from latent_reward.positions import POSITIONS, help_text
 
 if TYPE_CHECKING:
     from latent_reward.data.formats import Dataset
@@ -43,20 +43,24 @@ class DataSpec(Spec):
     """Where rated conversations come from, and which of them to use."""
 
     source: str = DEFAULT_DATA  # a local .jsonl/.jsonl.gz/.json/.parquet/.csv file or a Hub dataset id
-    split: str | None = (
-        None  # Hub split (default: the dataset's rated split); local files: rows with this `split` field
+    split: str | None = Field(
+        None,
+        description="Hub split (default: the dataset's rated split, e.g. test_prefs); for a local file, the rows "
+        "whose split field equals it.",
     )
-    format: str | None = None  # force a loader instead of detecting it
-    limit: int | None = Field(None, ge=1)  # the first N examples
-    prompts: int | None = Field(None, ge=1)  # every response of the first N prompts
+    format: str | None = Field(None, description="Force a loader instead of detecting it from the fields.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N examples.")
+    prompts: int | None = Field(None, ge=1, description="Use every response of the first N prompts only.")
     sample_prompts: int | None = Field(
-        None, ge=1
-    )  # every response of N prompts drawn at random (seeded) from the whole file
-    seed: int = 0
-    prompt_field: str | None = None  # generic tables: the columns to read
-    response_field: str | None = None
-    rating_field: str | None = None
-    group_field: str | None = None
+        None,
+        ge=1,
+        description="Use every response of N prompts drawn at random (seeded by --seed) from the whole file.",
+    )
+    seed: int = Field(0, description="Seed of --sample-prompts' draw.")
+    prompt_field: str | None = Field(None, description="Generic files: the prompt column (text or chat messages).")
+    response_field: str | None = Field(None, description="Generic files: the response column.")
+    rating_field: str | None = Field(None, description="Generic files: the rating column.")
+    group_field: str | None = Field(None, description="Generic files: a prompt-id column (default: the prompt text).")
 
     def load(self) -> Dataset:
         """The Dataset these settings select (loaded, filtered and limited)."""
@@ -119,14 +123,20 @@ class ModelSpec(Spec):
 class ExtractConfig(Spec):
     """What to read out of the model, and how to batch it."""
 
-    positions: tuple[str, ...] = POSITIONS
+    positions: tuple[str, ...] = Field(POSITIONS, description="Where to read: " + help_text())
     layers: tuple[int, ...] | None = None  # None: every layer 0..n_layers
     token_layers: tuple[int, ...] = ()  # layers kept for every response token (response_tokens)
-    max_tokens: int = Field(1024, ge=8)
-    batch_tokens: int = Field(1024, ge=64, description="padded tokens per forward pass of the responses")
-    shard_size: int = Field(256, ge=1, description="examples per shard (the unit of resumption)")
-    share_prompts: bool = True  # run a prompt once for all its responses (KV-cache reuse)
-    logprobs: bool = False  # the model's log-probability of each response (needs the LM head)
+    max_tokens: int = Field(
+        1024, ge=8, description="Input truncation: longer examples keep the prompt's end and the response's start."
+    )
+    batch_tokens: int = Field(
+        1024, ge=64, description="Padded tokens per forward pass (8192 suits a small model on a GPU)."
+    )
+    shard_size: int = Field(256, ge=1, description="Examples per shard (the unit of resumption).")
+    share_prompts: bool = Field(True, description="Run each prompt once for all its responses (KV-cache reuse).")
+    logprobs: bool = Field(
+        False, description="Also store the model's log-probability of each response (a baseline; needs the LM head)."
+    )
 
     @property
     def prompt_tokens(self) -> int:

@@ -267,7 +267,7 @@ def test_steer_cli_rejects_bad_strengths_and_random_layers(probe_folder, tmp_pat
     result = cli("steer", "--probe", probe_folder, "--out", tmp_path / "o", "--strengths", "1,two")
     assert result.returncode == 2 and "comma-separated numbers" in result.stderr
     result = cli("steer", "--probe", probe_folder, "--out", tmp_path / "o", "--random-layers", "some")
-    assert result.returncode == 2 and "must be primary or all" in result.stderr
+    assert result.returncode == 2 and "'some' is not one of 'primary', 'all'" in result.stderr  # the Literal's choices
 
 
 def test_random_rank_p_counts_draws_moving_at_least_as_far_in_the_strengths_direction():

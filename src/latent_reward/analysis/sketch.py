@@ -34,8 +34,13 @@ class SketchConfig(Result):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dim: int = Field(256, ge=0, description="principal components kept per layer; 0 never sketches")
-    above: int = Field(1024, ge=1, description="states wider than this are sketched; narrower ones are used whole")
+    dim: int = Field(
+        256,
+        ge=0,
+        description="States wider than 1024 choose their cells on this many principal components per "
+        "layer, then fit exactly (0: always use the full states).",
+    )
+    above: int = Field(1024, ge=1, description="States wider than this are sketched; narrower ones are used whole.")
     seed: int = 0
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchedStore, SketchSummary, full_store, sketch_summary
@@ -33,11 +33,13 @@ from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeInfo, ProbeOptions, 
 class SweepConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    probes: tuple[str, ...] = (DEFAULT_PROBE,)
-    positions: tuple[str, ...] | None = None  # None: every position in the store
-    target: str = "rating"  # rating, an aspect, or rating-within-prompt
+    probes: tuple[str, ...] = Field((DEFAULT_PROBE,), description="Probe kinds: ridge, sgd, mlp, mean_diff, pairwise.")
+    positions: tuple[str, ...] | None = Field(None, description="Positions to sweep (default: all in the store).")
+    target: str = Field(
+        "rating", description="What to predict: rating, rating-within-prompt, or an aspect the data has."
+    )
     seed: int = 0
-    n_boot: int = 1000
+    n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (prompts) for the intervals.")
     settings: ProbeOptions = ProbeOptions()  # each kind's own settings; a kind not named gets its defaults
 
     @property

@@ -1,11 +1,17 @@
-"""The typer application the command modules register on, and its own options (--version, --debug, completion)."""
+"""The typer application the command modules register on, its own options (--version, --debug, completion), and the
+app a call runs (`for_arguments`)."""
 
 from __future__ import annotations
 
+import copy
+import os
+import shlex
 from typing import Annotated
 
 import typer
+import typer.main
 from rich.console import Console
+from typer.models import CommandInfo
 
 from latent_reward import __version__
 
@@ -18,6 +24,7 @@ app = typer.Typer(
 data_app = typer.Typer(no_args_is_help=True, help="Look at rated data before using it.")
 app.add_typer(data_app, name="data")
 console = Console()
+COMPLETE = "_LATENT_REWARD_COMPLETE"  # set when a shell's completion script calls the program
 
 
 def _show_version(value: bool) -> None:
@@ -43,3 +50,41 @@ def _options(
     """Probe a chat model's residual stream for the reward it expects its responses to get."""
     # --debug is read (and removed from the arguments) by cli.errors.run_app before typer parses them; it is declared
     # here so that --help lists it.
+
+
+def for_arguments(typer_app: typer.Typer, argv: list[str]) -> typer.Typer:
+    """The app with every command but the one `argv` names standing in as its name and help alone.
+
+    typer works out the options of every command on every call, and a command's options come from configs whose
+    modules load torch (cli/fields.py): built whole, `latent-reward --help` or a shell completion would load it.
+    A stand-in lists the command in --help as the command itself would."""
+    words = argv
+    if not words and COMPLETE in os.environ:  # a shell asks for completions: the words typed so far (bash, others)
+        words = shlex.split(os.environ.get("COMP_WORDS") or os.environ.get("_TYPER_COMPLETE_ARGS") or "")[1:]
+    named = next((word for word in words if not word.startswith("-")), None)
+    return _standing_in(typer_app, keep=named)
+
+
+def _standing_in(typer_app: typer.Typer, keep: str | None) -> typer.Typer:
+    out = copy.copy(typer_app)
+    out.registered_commands = []
+    for info in typer_app.registered_commands:
+        name = info.name or typer.main.get_command_name(info.callback.__name__)  # type: ignore[union-attr]
+        out.registered_commands.append(info if name == keep else _stand_in(info))
+    out.registered_groups = []
+    for group in typer_app.registered_groups:
+        kept = copy.copy(group)
+        if group.name != keep and group.typer_instance is not None:
+            kept.typer_instance = _standing_in(group.typer_instance, keep=None)
+        out.registered_groups.append(kept)
+    return out
+
+
+def _stand_in(info: CommandInfo) -> CommandInfo:
+    def stand_in() -> None:
+        raise AssertionError("a stand-in command is never run")
+
+    stand_in.__name__, stand_in.__doc__ = info.callback.__name__, info.callback.__doc__  # type: ignore[union-attr]
+    out = copy.copy(info)
+    out.callback = stand_in
+    return out

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from latent_reward.cli.app import app, console
-from latent_reward.cli.choices import Dtype, Method, ReportTo
+from latent_reward.cli.choices import Dtype
+from latent_reward.cli.fields import same, with_config_options
 from latent_reward.cli.options import (
     DeviceMapOpt,
     DeviceOpt,
@@ -22,44 +23,40 @@ from latent_reward.cli.options import (
 )
 from latent_reward.config import DataSpec
 
+# PostTrainConfig's fields; two take the names every command uses for input truncation and generation length
+TRAINING = (
+    "method=config.method",
+    "config.max_steps",
+    "config.batch_size",
+    "config.learning_rate",
+    "max_tokens=config.max_length",
+    "config.beta",
+    "config.lora",
+    "reward",
+    "config.num_generations",
+    "max_new_tokens=config.max_completion_length",
+    "config.bf16",
+    "config.report_to",
+)
+
 
 @app.command()
 @with_endpoint_options()
 @with_data_options()
+@with_config_options(
+    "latent_reward.workflows.train:TrainJob",
+    TRAINING,
+    "settings",
+    given={**same("data", "out", "model", "device", "device_map"), "config.seed": "seed"},
+    arguments=("method",),
+    partial=True,
+)
 def train(
-    method: Annotated[
-        Method,
-        typer.Argument(
-            help="sft (preferred responses), dpo (offline, preference pairs) or online (RLOO with --reward)."
-        ),
-    ],
     data: DataSpec,
     endpoint: EndpointOptions,
     out: OutOpt,
+    settings: dict[str, Any],
     model: ModelOpt = "smollm2-135m-instruct",
-    max_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 50,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Examples per device and step (online: completions, at least --num-generations).")
-    ] = 2,
-    learning_rate: Annotated[
-        float | None, typer.Option(help="Learning rate (default: SFT 2e-5, DPO 5e-6, online 1e-6).")
-    ] = None,
-    max_tokens: Annotated[
-        int, typer.Option(min=16, help="Input truncation: prompt + response tokens per example.")
-    ] = 256,
-    beta: Annotated[float, typer.Option(min=0.0, help="DPO's / RLOO's KL strength.")] = 0.1,
-    lora: Annotated[
-        bool, typer.Option(help="Train LoRA adapters (merged into the saved checkpoint) instead of every weight.")
-    ] = False,
-    reward: Annotated[
-        str | None, typer.Option(help="online: judge (the judge at --base-url), a probe folder, or module:function.")
-    ] = None,
-    num_generations: Annotated[int, typer.Option(min=2, help="online: completions per prompt.")] = 4,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="online: tokens per completion, at most.")] = 48,
-    bf16: Annotated[bool, typer.Option(help="bfloat16 mixed precision on float32 weights (GPUs).")] = False,
-    report_to: Annotated[
-        ReportTo, typer.Option(help="Where TRL sends its training logs (tensorboard: into OUT/tensorboard).")
-    ] = ReportTo.none,
     seed: Annotated[
         int, seed_option("--sample-prompts, TRL's data order, LoRA's initialisation and sampling (online)")
     ] = 0,
@@ -74,41 +71,15 @@ def train(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Post-train a model with TRL (SFT, offline DPO or online RL); the output folder is the checkpoint."""
-    from latent_reward.training.trainers import PostTrainConfig
     from latent_reward.workflows.train import TrainJob, run_train
 
-    reward, endpoint = _legacy_judge_reward(reward, endpoint)
-    config = PostTrainConfig(
-        method=method.value,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        max_length=max_tokens,
-        beta=beta,
-        lora=lora,
-        num_generations=num_generations,
-        max_completion_length=max_new_tokens,
-        bf16=bf16,
-        report_to=report_to.value,
-        seed=seed,
-    )
+    reward, endpoint = _legacy_judge_reward(settings["reward"], endpoint)
     scorer = endpoint.endpoint() if reward == "judge" else None
-    summary = run_train(
-        TrainJob(
-            model=model,
-            dtype=dtype.value,
-            device=device,
-            device_map=device_map,
-            data=data,
-            config=config,
-            reward=reward,
-            endpoint=scorer,
-            out=out,
-        )
-    ).result
+    job = TrainJob(**{**settings, "reward": reward}, dtype=dtype.value, endpoint=scorer)
+    summary = run_train(job).result
     speed = f", {summary.tokens_per_second:,.0f} tokens/s" if summary.tokens_per_second else ""
     console.print(
-        f"{method.value}: {summary.steps} steps on {summary.pairs_or_examples} examples in "
+        f"{job.config.method}: {summary.steps} steps on {summary.pairs_or_examples} examples in "
         f"{summary.train_seconds:.0f} s{speed}; checkpoint: {out}"
     )
 

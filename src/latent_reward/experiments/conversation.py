@@ -80,9 +80,9 @@ PRIMARY = "redirect minus padded refusal"
 class ConversationConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    samples: int = Field(2, ge=1)  # sampled replies per prompt (besides the greedy one)
+    samples: int = Field(2, ge=1, description="Sampled replies per prompt (besides the greedy one).")
     user_samples: int = Field(2, ge=1)  # simulated user turns per reply and simulator
-    max_new_tokens: int = Field(48, ge=1)
+    max_new_tokens: int = Field(48, ge=1, description="Tokens generated per reply, at most.")
     user_max_new_tokens: int = Field(32, ge=1)
     temperature: float = Field(0.8, gt=0)
     batch_size: int = Field(24, ge=1)

@@ -36,8 +36,12 @@ from latent_reward.judging.rubric import (
 class JudgeConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    mode: Literal["rating", "pairwise"] = "rating"
-    repeats: int = Field(1, ge=1)  # rate every item this many times (self-consistency needs 2 and temperature > 0)
+    mode: Literal["rating", "pairwise"] = Field(
+        "rating", description="rating (aspects + overall, 1-10) or pairwise (which of two is better)."
+    )
+    repeats: int = Field(
+        1, ge=1, description="Rate every item this many times (2+ with --temperature > 0: self-consistency)."
+    )
     n_boot: int = 1000
     seed: int = 0
 

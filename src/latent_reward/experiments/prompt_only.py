@@ -13,7 +13,7 @@ sketch and are fitted exactly at the cells chosen (`analysis.sketch`).
 from __future__ import annotations
 
 import numpy as np
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.crossfit import cross_fit_arrays
@@ -42,10 +42,12 @@ OFF_POLICY = (
 class PromptOnlyConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    target: str = "rating"
+    target: str = Field(
+        "rating", description="What to predict: rating, rating-within-prompt, or an aspect the data has."
+    )
     seed: int = 0
-    n_boot: int = 1000
-    folds: int = 5
+    n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (prompts) for the intervals.")
+    folds: int = Field(5, ge=2, description="Cross-fitting folds over prompts (the headline).")
     sketch: SketchConfig = SketchConfig()
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.crossfit import ANY_CELL, LAYER_ZERO, CrossFit, cross_fit
@@ -59,11 +59,11 @@ class ReadoutConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sweep: SweepConfig = SweepConfig()
-    folds: int = 5  # cross-fitting folds over prompts
-    permutations: int = 100  # per control
+    folds: int = Field(5, ge=2, description="Cross-fitting folds over prompts (the headline).")
+    permutations: int = Field(100, ge=0, description="Shuffled-rating probes per control (null distributions).")
     split_seeds: int = 5  # fold seeds whose spread the report shows (pooled r; the within-prompt probe's accuracy)
     paired_permutations: int = 1000
-    sgd_grid: bool = True
+    sgd_grid: bool = Field(True, description="Train the SGD probe over batch sizes x schedules at the best cell.")
     within_probe: bool = True  # also fit the within-prompt target where prompts have 2+ responses
     sketch: SketchConfig = SketchConfig()  # wide states: cells chosen on a sketch, fits exact
     equivalence_margin: float = 0.01  # within-prompt accuracy: a baseline "matches" only inside +-margin (TOST)

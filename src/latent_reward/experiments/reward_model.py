@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,8 @@ from latent_reward.evaluation.results import LENGTH, LOGPROB, Interval, PairedDi
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import Probe, Provenance
 
-NORMALIZATIONS = ("sum", "mean", "none")
+Normalization = Literal["sum", "mean", "none"]  # DPO implicit reward: log-probabilities summed, averaged, or none
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
 PROBE = "probe"  # the pooled probe (`run`'s best_probe)
 WITHIN_PROBE = "within-prompt probe"  # trained on within-prompt differences (`run`'s within_probe): shown first
 IMPLICIT_REWARD = "DPO implicit reward"  # predictor names: f"{IMPLICIT_REWARD} ({normalization})"

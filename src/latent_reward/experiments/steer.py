@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Literal, overload
+from typing import Literal, get_args, overload
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,8 @@ from latent_reward.models.loading import LoadedModel
 from latent_reward.probes import MeanDiffProbe, Probe, Provenance, RidgeProbe
 from latent_reward.probes.reader import ProbeReader
 
-DIRECTIONS = ("probe", "mean_diff", "random", "orthogonal")
+Direction = Literal["probe", "mean_diff", "random", "orthogonal"]
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
 ABLATE = "ablate"
 COHERENCE = ("nll", "kl", "distinct_2", "degenerate", "empty", "tokens")
 ALPHA = 0.05  # the level the detectable effects are stated at (two-sided for the interval, one-sided for the rank)
@@ -63,19 +64,37 @@ POWER = 0.8
 class SteerConfig(Result):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    layers: tuple[int, ...] | None = (
-        None  # default: the probe's layer and the layer at 1/3 of the depth (2/3 if that is it)
+    layers: tuple[int, ...] | None = Field(
+        None,
+        description="Residual indices to steer at (default: the probe's layer and the one at 1/3 of the depth, 2/3 "
+        "if that is it).",
     )
-    strengths: tuple[float, ...] = (-8.0, -4.0, 0.0, 4.0, 8.0)  # multiples of each direction's own projection sd
-    directions: tuple[str, ...] = ("probe", "random")
-    random_directions: int = Field(19, ge=1)  # draws per random kind, steered at the primary strength only
-    random_layers: Literal["primary", "all"] = "primary"  # where the random draws are steered
-    ablate: bool = False
-    scope: Literal["generated", "all"] = "generated"  # the positions pushed (generation.Intervention.scope)
-    prompts: int = Field(20, ge=1)
-    samples: int = Field(1, ge=1)
-    max_new_tokens: int = Field(48, ge=1)
-    temperature: float = Field(0.0, ge=0)
+    strengths: tuple[float, ...] = Field(
+        (-8.0, -4.0, 0.0, 4.0, 8.0), description="Multiples of each direction's own projection sd."
+    )
+    directions: tuple[Direction, ...] = Field(("probe", "random"), description="The directions steered along.")
+    random_directions: int = Field(
+        19,
+        ge=1,
+        description="Random (and orthogonal) directions, steered at the primary (strongest positive) strength only; "
+        "a rank p can be no smaller than 1/(this + 1): 19 allow 0.05, 99 allow 0.01.",
+    )
+    random_layers: Literal["primary", "all"] = Field(
+        "primary",
+        description="Where the random directions are steered: primary (the primary contrast's layer) or all.",
+    )
+    ablate: bool = Field(False, description="Also project the probe direction out.")
+    scope: Literal["generated", "all"] = Field(
+        "generated", description="Where the push applies: generated (the reply's tokens) or all (the prompt too)."
+    )
+    prompts: int = Field(
+        20,
+        ge=1,
+        description="Prompts to steer on: a seeded choice among those the probe was neither trained nor validated on.",
+    )
+    samples: int = Field(1, ge=1, description="Replies per prompt and condition.")
+    max_new_tokens: int = Field(48, ge=1, description="Tokens generated per reply, at most.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 = greedy, > 0 samples (seeded).")
     batch_size: int = Field(24, ge=1)
     n_boot: int = 2000
     seed: int = 0

@@ -38,11 +38,11 @@ from latent_reward.models.loading import LoadedModel
 class GenerationConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_new_tokens: int = Field(200, ge=1)
-    temperature: float = Field(0.0, ge=0)  # 0: greedy
+    max_new_tokens: int = Field(200, ge=1, description="Tokens generated per reply, at most.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 = greedy, > 0 samples (seeded).")
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int = 0
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="Sequences generated together.")
     stop_strings: tuple[str, ...] = ()  # also end a reply at these (e.g. the fallback format's next "User:" turn)
 
 

@@ -31,15 +31,27 @@ class Endpoint(BaseModel):
 
     base_url: str
     model: str
-    api_key_env: str | None = None
-    concurrency: int = Field(8, ge=1)
-    timeout: float = Field(60.0, gt=0)  # seconds per request
-    max_retries: int = Field(4, ge=0)
-    temperature: float = Field(0.0, ge=0)
+    api_key_env: str | None = Field(
+        None,
+        description="Name of the environment variable holding the endpoint's API key (never the key; local servers "
+        "need none).",
+    )
+    concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
+    timeout: float = Field(60.0, ge=0.1, description="Seconds per request before it is retried.")
+    max_retries: int = Field(
+        4,
+        ge=0,
+        description="Retries per request on 429, 5xx and timeouts (exponential backoff, honouring Retry-After).",
+    )
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature (0 = greedy).")
     max_tokens: int = Field(512, ge=1)
-    structured: bool = True  # send a request's reply schema as its response format (where the endpoint takes it)
-    price_input: float | None = None  # per million prompt tokens, for the cost estimate
-    price_output: float | None = None  # per million completion tokens
+    structured: bool = Field(
+        True,
+        description="Ask for a request's reply schema (the rubric's JSON schema) as the response format; endpoints "
+        "that refuse it get free text, parsed as before.",
+    )
+    price_input: float | None = Field(None, description="Price per million prompt tokens, for the cost estimate.")
+    price_output: float | None = Field(None, description="Price per million completion tokens.")
 
     def api_key(self) -> str:
         if self.api_key_env is None:

@@ -26,20 +26,30 @@ class PostTrainConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    method: Literal["sft", "dpo", "online"]
-    max_steps: int = Field(50, ge=1)
-    learning_rate: float | None = Field(None, gt=0)  # default per method: SFT 2e-5, DPO 5e-6, online 1e-6
-    batch_size: int = Field(2, ge=1)
+    method: Literal["sft", "dpo", "online"] = Field(
+        description="sft (preferred responses), dpo (offline, preference pairs) or online (RLOO with --reward)."
+    )
+    max_steps: int = Field(50, ge=1, description="Optimizer steps.")
+    learning_rate: float | None = Field(
+        None, gt=0, description="Learning rate (default: SFT 2e-5, DPO 5e-6, online 1e-6)."
+    )
+    batch_size: int = Field(
+        2, ge=1, description="Examples per device and step (online: completions, at least --num-generations)."
+    )
     gradient_accumulation: int = Field(1, ge=1)
-    max_length: int = Field(256, ge=16)  # prompt + response tokens
-    beta: float = Field(0.1, ge=0)  # DPO's and RLOO's KL strength
-    lora: bool = False
+    max_length: int = Field(256, ge=16, description="Input truncation: prompt + response tokens per example.")
+    beta: float = Field(0.1, ge=0, description="DPO's / RLOO's KL strength.")
+    lora: bool = Field(
+        False, description="Train LoRA adapters (merged into the saved checkpoint) instead of every weight."
+    )
     lora_rank: int = Field(16, ge=1)
-    num_generations: int = Field(4, ge=2)  # online: completions per prompt (RLOO's leave-one-out baseline)
-    max_completion_length: int = Field(48, ge=1)  # online
+    num_generations: int = Field(4, ge=2, description="online: completions per prompt (RLOO's leave-one-out baseline).")
+    max_completion_length: int = Field(48, ge=1, description="online: tokens per completion, at most.")
     save_steps: int = Field(25, ge=1)  # checkpoints for resuming
-    bf16: bool = False
-    report_to: Literal["none", "tensorboard", "wandb"] = "none"  # TRL's logging integration
+    bf16: bool = Field(False, description="bfloat16 mixed precision on float32 weights (GPUs).")
+    report_to: Literal["none", "tensorboard", "wandb"] = Field(
+        "none", description="Where TRL sends its training logs (tensorboard: into OUT/tensorboard)."
+    )
     seed: int = 0
 
     def lr(self) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.data.records import read_records
 from latent_reward.errors import UserError
@@ -19,11 +21,15 @@ from latent_reward.workflows.base import Outcome, start
 class ConversationJob(Spec):
     prompt_probe: Path  # V: a prompt probe at assistant_start (a run's prompt_probe folder)
     model: str | None = None  # the model V reads (default: the one it was trained on)
-    response_probe: Path | None = None  # the response-level probe, for the quality control of the preference measure
+    response_probe: Path | None = Field(
+        None, description="The response-level probe (a run's best_probe), to control for quality."
+    )
     data: DataSpec  # conversations ending in a user turn (their responses, if any, are the "data reply")
-    xstest: Path | None = None  # XSTest's labelled completions, for refusal vs redirect
-    user_simulators: tuple[str, ...] = ()  # other models writing the user's turn (besides the model itself)
-    prompts: int = 24
+    xstest: Path | None = Field(None, description="XSTest's labelled completions (refusal vs redirect).")
+    user_simulators: tuple[str, ...] = Field(
+        (), description="Another model writing the user's turns (repeatable); the model itself always does."
+    )
+    prompts: int = Field(24, ge=1, description="Conversations to use (a seeded choice among the data's prompts).")
     config: ConversationConfig = ConversationConfig()
     out: Path
     device: Device = "auto"  # every model's (the probe's and the user simulators')

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+
 from latent_reward.activations.extract import ExtractResult, extract
 from latent_reward.config import DataSpec, ExtractConfig, ModelSpec, Spec
 from latent_reward.positions import parse_layers
@@ -15,9 +17,15 @@ class ExtractJob(Spec):
     data: DataSpec = DataSpec()
     model: ModelSpec = ModelSpec(dtype="float32")
     extract: ExtractConfig = ExtractConfig()
-    layers: str = "all"  # 'all' or comma-separated residual indices; checked against the model once it is loaded
-    token_layers: str | None = None
-    random_init: int | None = None  # a randomly initialised copy of the model with this seed (a control)
+    layers: str = Field(
+        "all", description="'all' or comma-separated residual indices (0 = embeddings)."
+    )  # checked against the model once it is loaded
+    token_layers: str | None = Field(
+        None, description="Layers kept for every response token (with response_tokens; default: the last)."
+    )
+    random_init: int | None = Field(
+        None, description="Use a randomly initialised copy of the model with this seed (a control)."
+    )
     out: Path
 
 

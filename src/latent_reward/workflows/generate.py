@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import Field
+
 from latent_reward.config import Device, Spec
 from latent_reward.experiments.generate import Generation, generate_with_estimates
 from latent_reward.probes import Probe
@@ -17,10 +19,10 @@ class GenerateJob(Spec):
     prompt: str
     probe: Path
     model: str | None = None
-    max_new_tokens: int = 200
-    temperature: float = 0.0
+    max_new_tokens: int = Field(200, ge=1, description="Tokens generated per reply, at most.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 = greedy, > 0 samples (seeded).")
     seed: int = 0
-    html: Path | None = None
+    html: Path | None = Field(None, description="Also write the colored reply as an HTML page here.")
     device: Device = "auto"
     device_map: str | None = None
 

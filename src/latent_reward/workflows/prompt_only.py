@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from latent_reward.activations.store import ActivationStore
 from latent_reward.config import Spec
 from latent_reward.errors import UserError
@@ -16,7 +18,7 @@ RESULT_FILE = "prompt_only.json"
 class PromptOnlyJob(Spec):
     store: Path
     out: Path
-    random_init_store: Path | None = None
+    random_init_store: Path | None = Field(None, description="The random-init control's store, same data.")
     config: PromptOnlyConfig = PromptOnlyConfig()
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import Field
+
 from latent_reward.config import DataSpec, ModelSpec, Spec
 from latent_reward.data.records import read_records
 from latent_reward.data.schema import Message, group_key
@@ -31,8 +33,8 @@ class RespondJob(Spec):
     models: tuple[ModelSpec, ...] = ()  # run here
     endpoint_models: tuple[str, ...] = ()  # model names behind `endpoint`
     endpoint: Endpoint | None = None  # base URL, key variable, concurrency...
-    samples: int = 1  # responses per prompt per source
-    generation: GenerationConfig = GenerationConfig(max_new_tokens=256)
+    samples: int = Field(1, ge=1, description="Responses per prompt per model.")
+    generation: GenerationConfig = GenerationConfig(max_new_tokens=256, temperature=0.7)
     out: Path
 
 

@@ -41,8 +41,10 @@ class RunConfig(Spec):
     model: ModelSpec = ModelSpec()
     extract: ExtractConfig = ExtractConfig(max_tokens=512, logprobs=True)
     readout: ReadoutConfig = ReadoutConfig()
-    random_init_control: bool = True  # also extract and probe a randomly initialised copy of the model
-    trajectory: bool = True  # reward token by token on held-out responses (runs the model again)
+    random_init_control: bool = Field(
+        True, description="Also extract and probe a randomly initialised copy of the model."
+    )
+    trajectory: bool = Field(True, description="Reward token by token on held-out responses (runs the model again).")
     trajectory_config: TrajectoryConfig = TrajectoryConfig()
     out: Path = Field(Path("runs/latest"))
 
@@ -52,7 +54,7 @@ class SweepJob(Spec):
 
     store: Path
     out: Path
-    random_init_store: Path | None = None
+    random_init_store: Path | None = Field(None, description="A store of the random-init control, same data.")
     readout: ReadoutConfig = ReadoutConfig()
 
 

@@ -16,7 +16,14 @@ from pydantic import Field
 from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.data.schema import GROUP_KEY_VERSION
 from latent_reward.errors import UserError
-from latent_reward.experiments.reward_model import NORMALIZATIONS, PROBE, WITHIN_PROBE, ScoreResult, score_probes
+from latent_reward.experiments.reward_model import (
+    NORMALIZATIONS,
+    PROBE,
+    WITHIN_PROBE,
+    Normalization,
+    ScoreResult,
+    score_probes,
+)
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RESULTS_FILE, RunResult
 from latent_reward.io import write_csv
 from latent_reward.probes import Probe
@@ -33,15 +40,25 @@ WITHIN_PROBE_FOLDER = "within_probe"  # beside best_probe in a run folder
 
 class ScoreJob(Spec):
     probe: Path
-    within_probe: Path | None = None  # default: the within_probe folder beside `probe`, when there is one
+    within_probe: Path | None = Field(
+        None,
+        description="The within-prompt probe, scored first (default: the within_probe folder beside --probe, if any).",
+    )
     data: DataSpec = DataSpec()
     out: Path
     model: str | None = None  # default: the model the probe was trained on
-    reference: str | None = None  # reference model for DPO's implicit reward
-    normalization: str = "sum"
-    max_tokens: int | None = Field(None, ge=8)  # token budget (default: the probe's); one that fits every pair spares
-    # the log-probability predictors' truncated pairs
-    n_boot: int = 1000
+    reference: str | None = Field(None, description="Reference model for the DPO implicit reward baseline.")
+    normalization: Normalization = Field(
+        "sum",
+        description="DPO implicit reward: log-probabilities summed, averaged per token, or none (reference-free).",
+    )
+    max_tokens: int | None = Field(
+        None,
+        ge=8,
+        description="Input truncation: the token budget (default: the probe's); log-probabilities score only pairs "
+        "that fit it.",
+    )  # one that fits every pair spares the log-probability predictors' truncated pairs
+    n_boot: int = Field(1000, ge=100, description="Bootstrap resamples (prompts) for the intervals.")
     seed: int = 0
     device: Device = "auto"  # both models' (the probe's and the reference)
     device_map: str | None = None

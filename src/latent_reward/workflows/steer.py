@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from latent_reward.activations.store import ActivationStore
 from latent_reward.config import DataSpec, Device, Spec
 from latent_reward.errors import UserError
@@ -23,9 +25,11 @@ from latent_reward.workflows.base import Outcome, start
 class SteerJob(Spec):
     probe: Path
     model: str | None = None  # the steered model (default: the one the probe was trained on)
-    store: Path | None = None  # the probe's activation store (default: the one it was trained on)
+    store: Path | None = Field(None, description="The probe's activation store (default: the one it was trained on).")
     data: DataSpec | None = None  # prompts to steer on (default: the store's held-out prompts)
-    scorer_probes: tuple[Path, ...] = ()  # probes on other models, re-reading the replies
+    scorer_probes: tuple[Path, ...] = Field(
+        (), description="A probe on another model that scores the replies (repeatable)."
+    )
     judge: Endpoint | None = None
     config: SteerConfig = SteerConfig()
     out: Path

@@ -11,6 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from pydantic import Field
+
 from latent_reward.config import DataSpec, Device, ModelSpec, Spec
 from latent_reward.errors import UserError
 from latent_reward.evaluation.results import Result
@@ -32,7 +34,9 @@ class TrainJob(Spec):
     device_map: str | None = None
     data: DataSpec
     config: PostTrainConfig
-    reward: str | None = None  # online: "judge" (the judge at `endpoint`), a probe folder, or module:function
+    reward: str | None = Field(
+        None, description="online: judge (the judge at --base-url), a probe folder, or module:function."
+    )
     endpoint: Endpoint | None = None  # the judge, for reward "judge"
     out: Path
 
