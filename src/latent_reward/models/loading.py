@@ -13,7 +13,7 @@ import torch
 
 from latent_reward.config import DEFAULT_DTYPE
 from latent_reward.errors import UserError
-from latent_reward.models.bundled import BUNDLED, gguf_path, sha256_file
+from latent_reward.models.bundled import BUNDLED, cache_lock, gguf_path, sha256_file
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE
 from latent_reward.models.devices import AUTO_DTYPE, distributed_state, resolve_device, resolve_dtype
 from latent_reward.paths import cache_dir
@@ -210,9 +210,17 @@ def bundled_folder(name: str) -> Path:
     gguf = gguf_path(name)
     digest = sha256_file(gguf)
     folder = cache_dir() / "models" / f"{name}-{digest[:12]}"
-    if (folder / "SOURCE_SHA256").exists():
-        _plain_config(folder)
-        return folder
+    if not (folder / "SOURCE_SHA256").exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with cache_lock(folder):  # another process converting it: wait, then read its folder
+            if not (folder / "SOURCE_SHA256").exists():
+                _convert(gguf, folder, digest)
+    _plain_config(folder)
+    return folder
+
+
+def _convert(gguf: Path, folder: Path, digest: str) -> None:
+    """Write the GGUF's dequantized weights, config and tokenizer to `folder` (through a staging folder)."""
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -232,7 +240,6 @@ def bundled_folder(name: str) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     staging.rename(folder)
-    return folder
 
 
 def _plain_config(folder: Path, architecture: str | None = None) -> None:
