@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import os
 import shlex
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 import typer.main
@@ -69,8 +70,7 @@ def _standing_in(typer_app: typer.Typer, keep: str | None) -> typer.Typer:
     out = copy.copy(typer_app)
     out.registered_commands = []
     for info in typer_app.registered_commands:
-        name = info.name or typer.main.get_command_name(info.callback.__name__)  # type: ignore[union-attr]
-        out.registered_commands.append(info if name == keep else _stand_in(info))
+        out.registered_commands.append(info if _command_name(info) == keep else _stand_in(info))
     out.registered_groups = []
     for group in typer_app.registered_groups:
         kept = copy.copy(group)
@@ -80,11 +80,21 @@ def _standing_in(typer_app: typer.Typer, keep: str | None) -> typer.Typer:
     return out
 
 
+def _callback(info: CommandInfo) -> Callable[..., Any]:
+    if info.callback is None:
+        raise TypeError(f"command {info.name!r} has no function")
+    return info.callback
+
+
+def _command_name(info: CommandInfo) -> str:
+    return info.name or typer.main.get_command_name(_callback(info).__name__)
+
+
 def _stand_in(info: CommandInfo) -> CommandInfo:
     def stand_in() -> None:
         raise AssertionError("a stand-in command is never run")
 
-    stand_in.__name__, stand_in.__doc__ = info.callback.__name__, info.callback.__doc__  # type: ignore[union-attr]
+    stand_in.__name__, stand_in.__doc__ = _callback(info).__name__, _callback(info).__doc__
     out = copy.copy(info)
     out.callback = stand_in
     return out
