@@ -49,6 +49,7 @@ print(json.dumps({"backend": [before[0], after_import[0], after_drawing[0]], "ch
 """
 
 
+@pytest.mark.slow
 def test_importing_the_package_changes_no_global_state(tmp_path):
     """A user's matplotlib backend (svg here: the old report switched every importer to Agg) and rcParams survive the
     import of every public name and the drawing of a report figure."""

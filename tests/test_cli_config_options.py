@@ -233,8 +233,8 @@ print("torch loaded:", "torch" in sys.modules, "steer's job loaded:", "latent_re
         (["--help"], None, (False, False)),
         (["--version"], None, (False, False)),
         ([], "latent-reward ste", (False, False)),  # the shell completes a command's name
-        (["steer", "--help"], None, (True, True)),
-        ([], "latent-reward steer --held", (True, True)),  # the shell completes steer's options
+        pytest.param(["steer", "--help"], None, (True, True), marks=pytest.mark.slow),  # imports torch: 10 s
+        pytest.param([], "latent-reward steer --held", (True, True), marks=pytest.mark.slow),  # completes its options
     ],
 )
 def test_only_the_command_that_runs_imports_its_configs(arguments, completing, loaded, monkeypatch):

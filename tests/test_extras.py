@@ -21,6 +21,7 @@ def test_a_missing_optional_dependency_names_its_extra(module, monkeypatch):
         require(module)
 
 
+@pytest.mark.slow
 def test_every_module_imports_without_the_extras():
     code = BLOCK.format(names=sorted(EXTRAS)) + (
         "import importlib, pkgutil, latent_reward\n"

@@ -1,6 +1,7 @@
 """Wide states: cells chosen on a principal-component sketch, every reported fit exact on the full states."""
 
 import numpy as np
+import pytest
 
 from helpers import planted_store
 from latent_reward.analysis.crossfit import cross_fit
@@ -127,6 +128,7 @@ def test_with_more_rows_than_the_basis_sample_every_row_is_projected_on_componen
     assert np.linalg.norm(outside) / np.linalg.norm(sampled) < 0.1
 
 
+@pytest.mark.slow  # end to end: the sweep workflow and its report
 def test_the_report_says_the_grids_are_the_sketch_and_the_scored_probes_the_full_states(tmp_path):
     from latent_reward.workflows.run import SweepJob, sweep_stores
 

@@ -133,6 +133,7 @@ def test_within_prompt_target_removes_prompt_level_signal(tmp_path):
     assert fit.result.best_test.within_acc.value > 0.85
 
 
+@pytest.mark.slow  # end to end: the whole workflow on the tiny model
 def test_sweep_command_saves_a_reloadable_probe(tmp_path):
     store = planted_store(tmp_path / "s")
     result = cli(

@@ -109,6 +109,7 @@ def test_icc_is_about_zero_without_a_prompt_effect_while_the_raw_share_is_not():
     assert icc1(strong, groups) == pytest.approx(0.5, abs=0.12)
 
 
+@pytest.mark.slow
 def test_prompt_bootstrap_covers_the_true_correlation_about_95_percent_of_the_time():
     """Data with prompt-level random effects: rows of a prompt are correlated, so a row bootstrap would under-cover."""
     rng = np.random.default_rng(1)
@@ -124,6 +125,7 @@ def test_prompt_bootstrap_covers_the_true_correlation_about_95_percent_of_the_ti
     assert 0.88 <= covered / trials <= 0.99, covered / trials
 
 
+@pytest.mark.slow
 def test_prompt_bootstrap_covers_the_true_within_prompt_accuracy_about_95_percent_of_the_time():
     """Ratings y = u + e (a prompt effect u, unit variances) and predictions p = e + eta (sd 1). Within a prompt,
     y_i - y_j = e_i - e_j and p_i - p_j = (e_i - e_j) + (eta_i - eta_j): bivariate normal with correlation 1 / sqrt(2),

@@ -280,6 +280,7 @@ def test_icc_equals_the_anova_formula_on_unbalanced_groups():
     assert np.isnan(icc1(np.array([1.0, 2.0]), np.array([0, 1])))  # one response per prompt: no within variance
 
 
+@pytest.mark.slow
 def test_icc_recovers_a_known_icc_and_its_interval_covers_it():
     """Prompt effects of variance 0.3 and noise of variance 0.7: known ICC 0.3; 40 prompts of 4 responses.
     The prompt-bootstrap interval covers the truth about 95% of the time (within Monte Carlo error)."""

@@ -34,6 +34,7 @@ def test_the_studentized_mean_has_the_closed_form_point_and_standard_error():
     assert not studentized_mean(np.array([np.nan]), 100, 0)[0].known
 
 
+@pytest.mark.slow
 def test_the_studentized_mean_covers_a_known_mean_at_20_prompts_where_the_percentile_interval_does_not():
     """2000 samples of 20 per-prompt values (normal, known mean 0.3): the studentized interval covers 0.3 at 0.95 within
     Monte Carlo error; the percentile interval of the same resampled means covers about 0.93, outside it."""
@@ -50,6 +51,7 @@ def test_the_studentized_mean_covers_a_known_mean_at_20_prompts_where_the_percen
     assert percentile / SIMULATIONS < 0.95 - MC_ERROR  # the simulation can tell an undercovering interval apart
 
 
+@pytest.mark.slow
 def test_the_crossed_interval_covers_the_difference_from_the_random_directions_population():
     """20 prompts, 19 random directions each with its own offset (sd 0.3), shared prompt effects: the truth is the
     steered direction minus the random directions' population mean (0.2), not minus these 19 draws' mean."""

@@ -214,6 +214,7 @@ def test_prefixes_cut_texts_to_the_replies_token_budget(tiny):
     assert cut[1] == "short"
 
 
+@pytest.mark.slow  # end to end: the whole workflow on the tiny model
 def test_steer_writes_every_reply_and_keeps_the_circular_reading_out_of_the_scorers(probe_folder, tmp_path):
     job = SteerJob(
         probe=probe_folder,

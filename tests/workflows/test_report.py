@@ -138,6 +138,7 @@ def test_results_load_back_typed_and_say_what_was_seen_in_post_training(run_fold
     assert len(predictions) == 200 and set(predictions.split) == {"train", "val", "test"}
 
 
+@pytest.mark.slow  # end to end: the whole workflow on the tiny model
 def test_compare_pairs_runs_on_shared_examples(run_folder, tmp_path):
     folder, _ = run_folder
     planted_store(
