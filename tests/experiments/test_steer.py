@@ -460,7 +460,8 @@ def test_the_answer_says_when_holm_over_the_secondaries_cannot_reach_005_with_th
         )  # fmt: skip
         return answer(result)
 
-    assert "smallest possible Holm-adjusted p is 0.10" in page(19)  # 2 secondaries x 1/20
+    assert "smallest possible Holm-adjusted p is 0.100" in page(19)  # 2 secondaries x 1/20
+    assert "--random-directions 39 would allow it" in page(19)  # 2 / (39 + 1) = 0.05
     assert "Holm-adjusted p is" not in page(99)  # 2 / 100 = 0.02 can reach 0.05
 
 

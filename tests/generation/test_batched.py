@@ -156,3 +156,19 @@ def test_a_prompt_cache_shared_by_conditions_gives_the_same_replies_and_read_bac
     assert [r.ids for r in generate(tiny, prompts, config, interventions=scoped_all, prompt_cache=shared)] == [
         r.ids for r in generate(tiny, prompts, config, interventions=scoped_all)
     ]
+
+
+def test_read_back_reads_whole_sequences_for_a_model_that_scales_its_logits(tiny, monkeypatch):
+    """The cache's first-token logits come from the model's own forward, later ones from the LM head alone: for a
+    model that scales its logits (Cohere's logit_scale, Granite's logits_scaling) the two would not match."""
+    from latent_reward.generation import batched
+    from latent_reward.generation.teacher_forced import read_back
+
+    prompts = [prompt_token_ids(tiny.tokenizer, c) for c in CONVERSATIONS[:2]]
+    shared = batched.PromptCache(tiny.model)
+    monkeypatch.setattr(tiny.model.config, "logit_scale", 0.5, raising=False)
+    read_back(tiny, prompts, [[5, 6, 7], [8, 9]], prompt_cache=shared)
+    assert not shared._rows  # never consulted
+    monkeypatch.setattr(tiny.model.config, "logit_scale", None)
+    read_back(tiny, prompts, [[5, 6, 7], [8, 9]], prompt_cache=shared)
+    assert len(shared._rows) == 2

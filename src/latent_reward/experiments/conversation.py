@@ -237,7 +237,12 @@ def follow_up_probabilities(loaded: LoadedModel, prompts: list[list[Message]], f
             histories.append([*prompts[p], {"role": "assistant", "content": reply}])
             additions.append([{"role": "user", "content": text}])
     prefixes, continuations = _continuations(loaded, histories, additions)
-    back = read_back(loaded, prefixes, continuations, batch_size=8, prompt_cache=PromptCache(loaded.model))
+    back = []
+    step = 8 * len(FOLLOW_UPS)  # a history's follow-ups are consecutive: keep 8 histories' caches at a time
+    for start in range(0, len(prefixes), step):
+        chunk = slice(start, start + step)
+        cache = PromptCache(loaded.model)
+        back += read_back(loaded, prefixes[chunk], continuations[chunk], batch_size=8, prompt_cache=cache)
     totals = np.array([-b.nll * len(c) for b, c in zip(back, continuations)]).reshape(len(frame), len(FOLLOW_UPS))
     probabilities = np.exp(totals - totals.max(1, keepdims=True))
     probabilities /= probabilities.sum(1, keepdims=True)

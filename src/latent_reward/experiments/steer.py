@@ -370,7 +370,8 @@ def _interval(values: np.ndarray, config: SteerConfig) -> Interval:
 
 def _draws_interval(per_draw: np.ndarray, reference: np.ndarray, config: SteerConfig) -> Interval:
     """mean over prompts of (the draws' mean - reference), per_draw [draws, prompts], with an interval that resamples
-    prompts and random directions together (the draws are a sample of directions, not fixed conditions)."""
+    prompts and random directions together (the draws are a sample of directions, not fixed conditions). Taken over
+    the prompts with a score in every draw (a judge that failed on one reply leaves that prompt out)."""
     flipped = studentized_crossed(reference, per_draw, config.n_boot, config.seed)[0]  # mean of reference - draws
     return Interval.of(
         None if flipped.value is None else -flipped.value,

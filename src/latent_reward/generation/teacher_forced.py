@@ -36,6 +36,8 @@ def read_back(
     replies run."""
     out = []
     reuse = prompt_cache if prompt_cache is not None and unsteered_prompts(interventions) else None
+    if _scaled_logits(loaded.model):
+        reuse = None  # the cached first-token logits carry a scale `_head` does not apply: read whole sequences
     with without_cudnn_attention(next(loaded.model.parameters()).device):
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
@@ -137,6 +139,13 @@ def _continued(loaded: LoadedModel, prompt_cache: PromptCache, prompts, replies,
         kl = (moved.exp() * (moved - base)).sum(-1).mean().item() if interventions else 0.0
         results.append(ReadBack(nll=nll, kl=max(kl, 0.0)))
     return results
+
+
+def _scaled_logits(model) -> bool:
+    """Whether the model's forward scales its logits beyond soft-capping (Cohere's logit_scale, Granite's
+    logits_scaling), which `_head` leaves out."""
+    config = model.config.get_text_config()
+    return any(getattr(config, name, None) not in (None, 1, 1.0) for name in ("logit_scale", "logits_scaling"))
 
 
 def _head(model, hidden: torch.Tensor) -> torch.Tensor:

@@ -90,11 +90,13 @@ def device_kind(device: str = AUTO) -> str:
     if check_device(device) not in (AUTO, "cuda"):
         return device.split(":")[0]
     import torch
-    from accelerate.utils import parse_flag_from_env
 
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if launched and parse_flag_from_env("ACCELERATE_USE_CPU"):
-        return "cpu"  # accelerate launch --cpu: every rank on the CPU whatever the device named
+    if launched:
+        from accelerate.utils import parse_flag_from_env
+
+        if parse_flag_from_env("ACCELERATE_USE_CPU"):
+            return "cpu"  # accelerate launch --cpu: every rank on the CPU whatever the device named
     if device == "cuda" and not launched:
         return "cuda"
     return "cuda" if torch.cuda.is_available() else "cpu"

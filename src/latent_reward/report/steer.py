@@ -168,8 +168,8 @@ def _holm_floor(result: SteerResult, primary: PrimaryContrast) -> str:
         return ""
     return (
         f" With {primary.random_draws} random directions and {adjusted} secondary rank tests the smallest possible "
-        f"Holm-adjusted p is {min(floor, 1.0):.2f}, so none of them can reach 0.05 at this size "
-        "(--random-directions 99 lowers the floor)."
+        f"Holm-adjusted p is {min(floor, 1.0):.3f}, so none of them can reach 0.05 at this size "
+        f"(--random-directions {20 * adjusted - 1} would allow it)."
     )
 
 
