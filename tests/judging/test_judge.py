@@ -250,23 +250,30 @@ def test_requests_carry_the_rubric_schema_in_the_openai_form(tmp_path):
     assert parse_rating(json.dumps(shaped))["overall"] == 6  # a reply in the schema's shape parses
 
 
-def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(data, tmp_path):
-    def reply(body, count):  # what llama-cpp-python's server (FastAPI) answers to a response_format type it lacks
+FASTAPI_REFUSAL = {
+    "detail": [
+        {
+            "type": "literal_error",
+            "loc": ["body", "response_format", "type"],
+            "msg": "Input should be 'text' or 'json_object'",
+        }
+    ]
+}
+# what llama-cpp-python 0.3.36's server sends (its route handler wraps the validation error as a 500)
+LLAMA_CPP_REFUSAL = {
+    "error": {
+        "message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+        "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}",
+        "type": "internal_server_error",
+    }
+}
+
+
+@pytest.mark.parametrize("status, refusal", [(422, FASTAPI_REFUSAL), (500, LLAMA_CPP_REFUSAL)])
+def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(data, tmp_path, status, refusal):
+    def reply(body, count):  # a server whose request model lacks the json_schema response format
         if form(body) == "json_schema":
-            return (
-                422,
-                {
-                    "detail": [
-                        {
-                            "type": "literal_error",
-                            "loc": ["body", "response_format", "type"],
-                            "msg": "Input should be 'text' or 'json_object'",
-                        }
-                    ]
-                },
-                None,
-                0,
-            )
+            return status, refusal, None, 0
         return 200, completion(rating_json(item_number(body) % 10 + 1)), None, 0
 
     server = ChatServer(reply)
@@ -276,8 +283,9 @@ def test_a_server_refusing_json_schema_is_asked_in_llama_cpp_pythons_form_once(d
         again = run_judge(job(data, server.url, tmp_path / "second"), progress=False).result  # a new cache: asked again
     finally:
         server.close()
-    assert kinds.count("json_schema") == 1 and kinds.count("json_object+schema") == 8  # once, though 8 are in flight
-    assert server.requests[1]["response_format"]["schema"] == RatingReply.model_json_schema()
+    asked = 1 if status < 500 else 1 + 3  # the client retries a 500 (max_retries 3) before it reads the refusal
+    assert kinds.count("json_schema") == asked and kinds.count("json_object+schema") == 8  # though 8 are in flight
+    assert server.requests[asked]["response_format"]["schema"] == RatingReply.model_json_schema()
     assert summary.rated == 8 and summary.missing == 0 and summary.response_format == "json_object+schema"
     assert again.rated == 8
     assert [form(b) for b in server.requests[len(kinds) :]] == ["json_object+schema"] * 8  # remembered

@@ -3,9 +3,9 @@
 The forms, tried in this order: `{"type": "json_schema", "json_schema": {name, schema, strict}}` (OpenAI, vLLM,
 SGLang, llama.cpp's own server), `{"type": "json_object", "schema": ...}` (llama-cpp-python's server, whose request
 model allows only "text" and "json_object"), then no response format (the reply is parsed from free text). An
-endpoint that refuses a form (HTTP 400 or 422 naming it) gets the next one. The form an endpoint took is remembered
-for the rest of the process, per base URL and model, and the first structured request settles it while the others
-wait, so a refused form is asked once.
+endpoint that refuses a form (HTTP 400 or 422 naming it, or llama-cpp-python's 500 naming it) gets the next one. The
+form an endpoint took is remembered for the rest of the process, per base URL and model, and the first structured
+request settles it while the others wait, so a refused form is asked once.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def response_format(kind: str, name: str, schema: dict[str, Any]) -> dict[str, A
 
 
 def refuses_format(error: BaseException) -> bool:
-    """An HTTP 400 or 422 whose message names the response format: the endpoint does not take that form."""
-    if getattr(error, "status_code", None) not in (400, 422):
+    """An HTTP 400 or 422 whose message names the response format: the endpoint does not take that form. Also a 500
+    naming it: llama-cpp-python's server (0.3.36) wraps its request-validation error as an internal error."""
+    if getattr(error, "status_code", None) not in (400, 422, 500):
         return False
     text = f"{getattr(error, 'message', '')} {getattr(error, 'body', '')}".lower()
     return "response_format" in text or "json_schema" in text
