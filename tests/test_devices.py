@@ -23,6 +23,7 @@ from latent_reward.activations.plan import forward_calls, make_units, prompt_chu
 from latent_reward.activations.tokens import response_token_states
 from latent_reward.config import DataSpec
 from latent_reward.generation import GenerationConfig, Intervention, generate_chat
+from latent_reward.generation.batched import PromptCache
 from latent_reward.generation.teacher_forced import read_back
 from latent_reward.models.chat import prompt_token_ids, render_example
 from latent_reward.models.loading import LoadedModel, load_model
@@ -223,8 +224,11 @@ def test_steering_on_the_accelerator_moves_what_it_moves_on_the_cpu(tiny, refere
     replies = [r.ids for r in cpu]
     on_cpu = read_back(tiny, prompts, replies, steer)
     on_gpu = read_back(on(tiny, DEVICE), prompts, replies, steer)
-    for a, b in zip(on_gpu, on_cpu):
+    moved = on(tiny, DEVICE)
+    cached = read_back(moved, prompts, replies, steer, prompt_cache=PromptCache(moved.model))
+    for a, b, c in zip(on_gpu, on_cpu, cached):  # the prompts' cached pass (steer's conditions share it) on the device
         assert a.nll == pytest.approx(b.nll, rel=1e-3, abs=1e-3) and a.kl == pytest.approx(b.kl, rel=1e-2, abs=1e-4)
+        assert c.nll == pytest.approx(b.nll, rel=1e-3, abs=1e-3) and c.kl == pytest.approx(b.kl, rel=1e-2, abs=1e-4)
     assert max(b.kl for b in on_cpu) > 1e-3  # the vector changes the distributions, so the comparison means something
     for prompt, reply, read in zip(prompts, gpu, on_gpu):
         # by hand on the float64 model: the vector added to the reply's positions only (scope "generated")
