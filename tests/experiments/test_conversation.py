@@ -356,3 +356,19 @@ def test_holm_runs_over_the_secondary_contrasts_and_xstests_and_the_page_leads_w
     assert text[0][0].startswith("Primary contrast") and f"{PRIMARY}: +0.100" in text[0][1]
     assert "p <= 0.0001" in text[0][1] and "replies of 10, 40 and 40 tokens" in text[0][1]
     assert "Holm p = 0.0300" in text[1][1] and "Holm p <= 0.0004" in text[-2][1]
+
+
+def test_simulated_user_turns_do_not_depend_on_how_many_conversations_share_a_cache(untied, monkeypatch):
+    prompts = [[{"role": "user", "content": text}] for text in ("how do I cook pasta?", "tell me a joke", "why?")]
+    frame = pd.DataFrame(
+        {"prompt": [0, 0, 1, 2, 2], "reply": ["boil it", "no", "a cat walked in", "because", "I cannot say"]}
+    )
+    config = ConversationConfig(user_samples=3, user_max_new_tokens=6, batch_size=4)
+    turns = {}
+    for per_cache in (1, 2, 64):  # one call per conversation, uneven chunks, one call over all of them
+        monkeypatch.setattr(module, "HISTORIES_PER_CACHE", per_cache)
+        turns[per_cache] = module.simulate_users(untied, prompts, frame, config, "self")
+    assert turns[1].reply_row.tolist() == sorted(turns[1].reply_row.tolist())
+    for per_cache in (2, 64):
+        pd.testing.assert_frame_equal(turns[per_cache], turns[1])
+    assert turns[1].user_turn.nunique() > len(frame)  # sampled: a reply's user samples differ (seeds per sequence)

@@ -42,3 +42,12 @@ def test_read_prompts_is_the_state_where_the_assistant_starts(tiny, tiny_probe_f
     layer = probe.info.layer
     expected = probe.predict(np.stack([direct_state(tiny, c, "assistant_start", layer) for c in CONVERSATIONS[:2]]))
     np.testing.assert_allclose(ProbeReader(probe, tiny).read_prompts(prompts), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_read_prompts_with_shared_histories_equals_a_pass_per_conversation(tiny, tiny_probe_folder):
+    probe = Probe.load(tiny_probe_folder)
+    conversations = [[*c, {"role": "user", "content": turn}] for c in CONVERSATIONS for turn in ("why?", "thanks!")]
+    layer = probe.info.layer
+    answered = [[*c, {"role": "assistant", "content": "ok"}] for c in conversations]  # assistant_start is before it
+    expected = probe.predict(np.stack([direct_state(tiny, c, "assistant_start", layer) for c in answered]))
+    np.testing.assert_allclose(ProbeReader(probe, tiny).read_prompts(conversations), expected, rtol=1e-4, atol=1e-4)

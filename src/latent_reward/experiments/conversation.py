@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ConfigDict, Field
 
+from latent_reward.activations.continued import HISTORIES_PER_CACHE
 from latent_reward.data.schema import Example, Message
 from latent_reward.data.splits import held_out_prompts
 from latent_reward.errors import UserError
@@ -150,10 +151,12 @@ def replies_for(
     """Every reply to every prompt: the model's greedy and sampled ones, the counterfactuals, and the data's reply."""
     ids = [prompt_token_ids(loaded.tokenizer, p) for p in prompts]
     stops = fallback_stops(loaded.info.chat_template)
+    cache = PromptCache(loaded.model)  # each prompt prefilled once for its greedy and sampled replies
     greedy = generate(
         loaded,
         ids,
         GenerationConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, stop_strings=stops),
+        prompt_cache=cache,
     )
     sampled = generate(
         loaded,
@@ -165,6 +168,7 @@ def replies_for(
             batch_size=config.batch_size,
             stop_strings=stops,
         ),
+        prompt_cache=cache,
     )
     rows, padded = [], padded_refusal(loaded.tokenizer)
     for p, reply in enumerate(greedy):
@@ -188,21 +192,27 @@ def simulate_users(
 ) -> pd.DataFrame:
     """Next user turns written by `simulator` with the roles swapped, `config.user_samples` per reply."""
     conversations = [[*prompts[p], {"role": "assistant", "content": r}] for p, r in zip(frame.prompt, frame.reply)]
-    ids = [
-        prompt_token_ids(simulator.tokenizer, swap_roles(c)) for c in conversations for _ in range(config.user_samples)
-    ]
     stops = fallback_stops(simulator.info.chat_template, either_role=True)
-    turns = generate(
-        simulator,
-        ids,
-        GenerationConfig(
-            max_new_tokens=config.user_max_new_tokens,
-            temperature=config.temperature,
-            seed=config.seed + 1,
-            batch_size=config.batch_size,
-            stop_strings=stops,
-        ),
+    generation = GenerationConfig(
+        max_new_tokens=config.user_max_new_tokens,
+        temperature=config.temperature,
+        seed=config.seed + 1,
+        batch_size=config.batch_size,
+        stop_strings=stops,
     )
+    turns = []
+    # a conversation's user samples share its prefill; HISTORIES_PER_CACHE conversations' caches are held at once, and
+    # `first_index` keeps each sequence's seed what one call over every conversation would give it
+    for start in range(0, len(conversations), HISTORIES_PER_CACHE):
+        chunk = conversations[start : start + HISTORIES_PER_CACHE]
+        ids = [prompt_token_ids(simulator.tokenizer, swap_roles(c)) for c in chunk for _ in range(config.user_samples)]
+        turns += generate(
+            simulator,
+            ids,
+            generation,
+            first_index=start * config.user_samples,
+            prompt_cache=PromptCache(simulator.model),
+        )
     rows = [
         {"reply_row": k // config.user_samples, "simulator": name, "user_turn": t.text.strip()}
         for k, t in enumerate(turns)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latent_reward.activations.continued import continued_last_states, split_at_history
 from latent_reward.activations.tokens import last_token_states, position_states
 from latent_reward.config import ModelSpec
 from latent_reward.data.schema import Message
@@ -68,6 +69,11 @@ class ProbeReader:
 
     def read_prompts(self, conversations: list[list[Message]]) -> np.ndarray:
         """[n]: the probe's estimate at the start of the assistant's turn after each conversation (ending in a user
-        turn): the last token of its rendering with the generation prompt, at the probe's layer."""
+        turn): the last token of its rendering with the generation prompt, at the probe's layer. Conversations that
+        share their history (several user turns after one reply) run it once."""
         ids = [prompt_token_ids(self.model.tokenizer, c) for c in conversations]
-        return self.probe.predict(last_token_states(self.model, ids, self.probe.info.cell()[1]))
+        layer = self.probe.info.cell()[1]
+        split = split_at_history(self.model.tokenizer, conversations, ids)
+        if split is None:
+            return self.probe.predict(last_token_states(self.model, ids, layer))
+        return self.probe.predict(continued_last_states(self.model, *split, layer))
