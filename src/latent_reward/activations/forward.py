@@ -4,7 +4,8 @@ Pass 1 runs each unit's prompt once (left-padded, a chunk of similar-length prom
 keeps the KV cache; pass 2 runs the responses (right-padded, batched by length) on their units'
 cache rows. Hooks on the decoder blocks gather only
 the needed positions (driven by `positions.TABLE`), so no layer's full sequence is kept and the LM
-head never runs (except, when log-probabilities are asked for, on the response positions alone).
+head never runs (except, when log-probabilities are asked for, on the response positions alone); blocks after the
+deepest layer read do not run at all.
 With a device map the blocks live on several devices: every hook, gather, mean and cache-row selection
 works on the device of the state it reads, and the states read are collected on the first parameter's.
 """
@@ -18,7 +19,13 @@ import numpy as np
 import torch
 
 from latent_reward.activations.plan import Unit, response_batches
-from latent_reward.models.architecture import cache_kwarg, output_cache, residual_hook, without_cudnn_attention
+from latent_reward.models.architecture import (
+    blocks_through,
+    cache_kwarg,
+    output_cache,
+    residual_hook,
+    without_cudnn_attention,
+)
 from latent_reward.models.chat import RenderedExample, TokenSpans
 from latent_reward.positions import BY_NAME, TOKEN_POSITION, Position
 
@@ -52,6 +59,9 @@ def _select_rows(cache, rows: torch.Tensor):
     placed: dict[torch.device, torch.Tensor] = {}
     for layer in cache.layers:
         clone = copy.copy(layer)
+        if not layer.is_initialized:  # a block the pass left out (`blocks_through`): nothing cached
+            selected.layers.append(clone)
+            continue
         if layer.keys.device not in placed:
             placed[layer.keys.device] = rows.to(layer.keys.device)
         here = placed[layer.keys.device]
@@ -183,7 +193,8 @@ class ResidualReader:
     def run(self, units: list[Unit], rendered: list[RenderedExample], batch_tokens: int) -> BatchStates:
         """States of every member of a chunk of units: one prompt pass, then the responses in batches of about
         `batch_tokens` padded tokens (sorted by length), each on its prompt's rows of the chunk's KV cache."""
-        with without_cudnn_attention(self.device):
+        deepest = None if self.logprobs else max((*self.layers, *self.token_layers), default=None)
+        with without_cudnn_attention(self.device), blocks_through(self.model, deepest):
             return self._run(units, rendered, batch_tokens)
 
     def _run(self, units: list[Unit], rendered: list[RenderedExample], batch_tokens: int) -> BatchStates:

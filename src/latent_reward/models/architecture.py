@@ -12,16 +12,41 @@ import torch
 from latent_reward.errors import UserError
 
 
-def decoder_layers(model) -> torch.nn.ModuleList:
-    """The list of transformer blocks, for the architectures transformers names consistently."""
+def _blocks_owner(model) -> tuple[torch.nn.Module, str]:
+    """The module holding the list of transformer blocks, and that list's attribute name."""
     base = getattr(model, model.base_model_prefix, model)
     for path in ("layers", "h", "blocks", "decoder.layers", "language_model.layers"):
-        module = base
-        for part in path.split("."):
-            module = getattr(module, part, None)
-        if isinstance(module, torch.nn.ModuleList):
-            return module
+        *parents, name = path.split(".")
+        owner = base
+        for part in parents:
+            owner = getattr(owner, part, None)
+        if isinstance(getattr(owner, name, None), torch.nn.ModuleList):
+            return owner, name
     raise UserError(f"cannot find the transformer blocks of {type(model).__name__}")
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The list of transformer blocks, for the architectures transformers names consistently."""
+    owner, name = _blocks_owner(model)
+    return getattr(owner, name)
+
+
+@contextlib.contextmanager
+def blocks_through(model, residual_index: int | None) -> Iterator[None]:
+    """Forward passes run only the blocks a read at `residual_index` needs (index i is block i's output; index 0, the
+    embeddings, is read by block 0's pre-hook, so block 0 runs); the later blocks are left out until exit and their
+    KV-cache slots stay empty. A read of the middle layers of a 70B model then costs half its forward. None, or the
+    last index: every block. Nothing after the blocks (the final norm, the LM head) is meaningful meanwhile."""
+    owner, name = _blocks_owner(model)
+    blocks = getattr(owner, name)
+    if residual_index is None or residual_index >= len(blocks):
+        yield
+        return
+    setattr(owner, name, torch.nn.ModuleList(list(blocks)[: max(residual_index, 1)]))
+    try:
+        yield
+    finally:
+        setattr(owner, name, blocks)
 
 
 @contextlib.contextmanager
