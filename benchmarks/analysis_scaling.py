@@ -133,8 +133,13 @@ def write_synthetic_store(
         "synthetic",
         {},
     )
-    manifest.update(
-        status="complete", n_examples=n, n_shards=n_shards, shards=store_format.shard_records(folder, n_shards)
+    manifest = manifest.model_copy(
+        update={
+            "status": "complete",
+            "n_examples": n,
+            "n_shards": n_shards,
+            "shards": store_format.shard_records(folder, n_shards),
+        }
     )
     write_json(folder / store_format.MANIFEST, manifest)
     return ActivationStore.open(folder)
@@ -195,7 +200,7 @@ def main() -> None:
     )
     parser.add_argument("--permutations", type=int, default=100)
     parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--split-seeds", type=int, default=2)
+    parser.add_argument("--split-seeds", type=int, default=ReadoutConfig().split_seeds)
     parser.add_argument(
         "--no-exact",
         dest="exact",

@@ -124,7 +124,10 @@ class ExtractConfig(Spec):
     """What to read out of the model, and how to batch it."""
 
     positions: tuple[str, ...] = Field(POSITIONS, description="Where to read: " + help_text())
-    layers: tuple[int, ...] | None = None  # None: every layer 0..n_layers
+    layers: tuple[int, ...] | None = None  # None: every layer 0..n_layers (or the first `depth` of them)
+    # with `layers` None: residual indices 0..ceil(depth x n_layers) only, and the forward stops there (a random-init
+    # control's signal lies in its first blocks)
+    depth: float = Field(1.0, gt=0, le=1)
     token_layers: tuple[int, ...] = ()  # layers kept for every response token (response_tokens)
     max_tokens: int = Field(
         1024, ge=8, description="Input truncation: longer examples keep the prompt's end and the response's start."
@@ -138,6 +141,12 @@ class ExtractConfig(Spec):
         False, description="Also store the model's log-probability of each response (a baseline; needs the LM head)."
     )
 
+    @model_validator(mode="after")
+    def _layers_or_depth(self) -> ExtractConfig:
+        if self.layers is not None and self.depth < 1:
+            raise ValueError("give the layers to read or a depth, not both")
+        return self
+
     @property
     def prompt_tokens(self) -> int:
         """Padded tokens per prompt pass: a chunk of similar-length prompts whose responses are then batched
@@ -146,5 +155,6 @@ class ExtractConfig(Spec):
 
     def fingerprint_fields(self) -> dict:
         """Every option: batching changes the numbers too (float rounding), and a resumed run
-        must equal an uninterrupted one exactly."""
-        return self.model_dump(mode="json")
+        must equal an uninterrupted one exactly. A depth of 1 (every layer) is left out, as stores made before the
+        option record it."""
+        return self.model_dump(mode="json", exclude={"depth"} if self.depth == 1 else None)

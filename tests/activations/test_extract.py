@@ -76,6 +76,22 @@ def test_layer_subset_reads_only_those_layers(tiny, tmp_path):
         extract(tiny, synthetic_examples(2, 2), tmp_path / "t", ExtractConfig(layers=(9,)), progress=False)
 
 
+def test_a_depth_reads_the_first_layers_as_a_full_extraction_does(tiny, tmp_path):
+    examples = synthetic_examples(3, 2)
+    full = extract(tiny, examples, tmp_path / "full", ExtractConfig(positions=("eot", "response_mean")), progress=False)
+    half = extract(
+        tiny, examples, tmp_path / "half", ExtractConfig(positions=("eot", "response_mean"), depth=0.5), progress=False
+    )
+    assert half.store.layers == [0, 1, 2]  # ceil(0.5 x 3 blocks)
+    for position in ("eot", "response_mean"):
+        np.testing.assert_allclose(
+            half.store.array(position), full.store.array(position, layers=[0, 1, 2]), rtol=1e-3, atol=1e-3
+        )
+    with pytest.raises(ValueError, match="not both"):
+        ExtractConfig(layers=(0, 1), depth=0.5)
+    assert "depth" not in ExtractConfig().fingerprint_fields()  # stores made before the option still match
+
+
 def test_refuses_a_folder_holding_another_store(tiny, tmp_path):
     examples = synthetic_examples(2, 2)
     extract(tiny, examples, tmp_path / "s", ExtractConfig(positions=("eot",)), progress=False)

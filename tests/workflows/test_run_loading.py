@@ -6,6 +6,7 @@ import dataclasses
 import latent_reward.models.loading as loading
 import latent_reward.workflows.run as run_workflow
 from helpers import tiny_loaded, write_jsonl
+from latent_reward.activations.store import ActivationStore
 from latent_reward.config import DataSpec, ExtractConfig, ModelSpec
 from latent_reward.workflows.run import RunConfig
 
@@ -38,6 +39,9 @@ def test_run_loads_each_model_once(tmp_path, monkeypatch):
     assert (
         loads == [0, None] and analysed[0] is real
     )  # the copy first (gone before the real model comes), the real one once
+    # the copy reads its first half (residual indices 0..ceil(0.5 x 3)), the real model every layer
+    assert ActivationStore.open(tmp_path / "run" / "store-random-init").layers == [0, 1, 2]
+    assert ActivationStore.open(tmp_path / "run" / "store").layers == [0, 1, 2, 3]
     loads.clear()
     run_workflow.run(config, progress=False)
     assert loads == [None] and analysed[-1] is real  # stores reused: the real model for the trajectories only

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ def extract(
 
 def _extract(loaded, examples, out: Path, config: ExtractConfig, progress, source, rank, world, state) -> ExtractResult:
     n_layers = loaded.info.n_layers
-    layers = tuple(range(n_layers + 1)) if config.layers is None else config.layers
+    layers = tuple(range(math.ceil(config.depth * n_layers) + 1)) if config.layers is None else config.layers
     positions = tuple(p for p in config.positions if p != TOKEN_POSITION)
     token_layers = config.token_layers or ((n_layers,) if TOKEN_POSITION in config.positions else ())
     if any(not 0 <= layer <= n_layers for layer in (*layers, *token_layers)):

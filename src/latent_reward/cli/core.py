@@ -144,7 +144,7 @@ def sweep(
 @with_data_options(within=RUN)
 @with_config_options(
     RUN,
-    (*EXTRACT, *READOUT, "random_init_control", "trajectory"),
+    (*EXTRACT, *READOUT, "random_init_control", "random_init_depth", "trajectory"),
     "settings",
     given={**same("data", "out"), **READOUT_SEED},
     parse={"positions": parse_positions},

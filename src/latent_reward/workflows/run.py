@@ -44,6 +44,13 @@ class RunConfig(Spec):
     random_init_control: bool = Field(
         True, description="Also extract and probe a randomly initialised copy of the model."
     )
+    random_init_depth: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="The random-init control reads residual indices 0..ceil(depth x layers) and stops its forward "
+        "there (its r peaks in the first blocks; 1 reads every layer).",
+    )
     trajectory: bool = Field(True, description="Reward token by token on held-out responses (runs the model again).")
     trajectory_config: TrajectoryConfig = TrajectoryConfig()
     out: Path = Field(Path("runs/latest"))
@@ -71,7 +78,7 @@ def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunRe
                     config.model,
                     dataset.examples,
                     out / "store-random-init",
-                    config.extract.model_copy(update={"logprobs": False}),
+                    config.extract.model_copy(update={"logprobs": False, "depth": config.random_init_depth}),
                     dataset.source,
                     random_init_seed=config.readout.sweep.seed,
                     progress=progress,
