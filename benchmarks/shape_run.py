@@ -6,7 +6,7 @@ peak should not grow with the number of examples. Prints tokens/s (tokens of eve
 prompt counted once per response, as the store's n_tokens records them), bytes of store per example, peak memory,
 then the analysis's wall time per stage and peak memory.
 
-    python benchmarks/shape_run.py --shape llama-1b --n 48,144 --max-tokens 256          # this CPU
+    python benchmarks/shape_run.py --shape llama-1b --n 32,96 --max-tokens 256          # this CPU
     python benchmarks/shape_run.py --shape mistral-7b --n 200,600 --device cuda --dtype bfloat16
 
 The shapes use SmolLM2's tokenizer and chat template (its vocabulary size): only the width, depth, heads and feed-
@@ -73,7 +73,7 @@ def extract_once(args: argparse.Namespace) -> None:
     loaded = load_model(str(args.model_folder), dtype=args.dtype, device=args.device, random_init_seed=0)
     loaded_gb = peak_gb()
     tick = time.perf_counter()
-    config = ExtractConfig(max_tokens=args.max_tokens, batch_tokens=args.batch_tokens)
+    config = ExtractConfig(max_tokens=args.max_tokens, batch_tokens=args.batch_tokens, shard_size=args.shard_size)
     store = extract(loaded, examples, args.store, config, progress=False).store
     wall = time.perf_counter() - tick
     tokens = int(np.sum(store.stat("n_tokens")))
@@ -113,10 +113,11 @@ def analyse(store_folder: Path, n_boot: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="llama-1b")
-    parser.add_argument("--n", default="48,144", help="examples for each extraction (comma list)")
+    parser.add_argument("--n", default="32,96", help="examples for each extraction (comma list)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--batch-tokens", type=int, default=1024)
+    parser.add_argument("--shard-size", type=int, default=32, help="examples per shard: several shards at each n")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--n-boot", type=int, default=200)

@@ -17,7 +17,8 @@ def test_the_analysis_benchmark_recovers_its_planted_signal():
     command += ["--permutations", "5", "--split-seeds", "2"]
     output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600).stdout
     last = output.strip().splitlines()[-1]
-    match = re.fullmatch(r"analysis total: ([\d.]+) s, peak ([\d.]+) GB, recovered r ([\d.-]+) \(exact ([\d.-]+)\)", last)
+    pattern = r"analysis total: ([\d.]+) s, peak ([\d.]+) GB, recovered r ([\d.-]+) \(exact ([\d.-]+)\)"
+    match = re.fullmatch(pattern, last)
     assert match, last
     recovered, exact = float(match.group(3)), float(match.group(4))
     assert recovered > 0.5  # the planted response-level signal caps r at 0.78

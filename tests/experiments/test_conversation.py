@@ -205,7 +205,7 @@ def test_the_measures_and_preference_recover_a_planted_v_difference(untied, prob
     prompt_probe, response_probe = probes
     padded = padded_refusal(untied.tokenizer)
 
-    def planted_v(loaded, probe, conversations):
+    def planted_v(loaded, probe, conversations, cache=None):
         values = {REDIRECT: 1.0, padded: 0.4, REFUSAL: 0.0}
         return np.array(
             [values.get(_last_reply(c), _u(_last_reply(c))) + 0.01 * len(c[0]["content"]) for c in conversations]
@@ -372,3 +372,28 @@ def test_simulated_user_turns_do_not_depend_on_how_many_conversations_share_a_ca
     for per_cache in (2, 64):
         pd.testing.assert_frame_equal(turns[per_cache], turns[1])
     assert turns[1].user_turn.nunique() > len(frame)  # sampled: a reply's user samples differ (seeds per sequence)
+
+
+def test_reads_after_replies_on_one_shared_history_cache_equal_separate_passes(untied, probes, monkeypatch):
+    prompt_probe, _ = probes
+    prompts = [[{"role": "user", "content": text}] for text in ("how do I cook pasta?", "tell me a joke")]
+    frame = pd.DataFrame(
+        {
+            "prompt": [0, 0, 1, 1, 1],
+            "kind": ["own greedy", "refusal", "redirect", "own sampled", "refusal"],
+            "reply": ["boil it", REFUSAL, REDIRECT, "a cat walked in", REFUSAL],
+        }
+    )
+    users = pd.DataFrame({"reply_row": [0, 0, 1, 2, 3, 3, 4], "user_turn": ["ok", "why?", "fine", "no", "a", "b", "c"]})
+    chosen = frame[frame.kind != "own sampled"]
+    monkeypatch.setattr(module, "HISTORIES_PER_CACHE", 2)  # three chunks of replies, one with no chosen reply
+    v, probabilities, follow_v = module._after_replies(untied, prompt_probe, prompts, frame, users, chosen)
+    separate = [
+        [*prompts[frame.prompt[r]], {"role": "assistant", "content": frame.reply[r]}, {"role": "user", "content": u}]
+        for r, u in zip(users.reply_row, users.user_turn)
+    ]
+    np.testing.assert_allclose(v, expected_reward(untied, prompt_probe, separate), rtol=1e-4, atol=1e-4)
+    expected_probabilities = follow_up_probabilities(untied, prompts, chosen).set_index(chosen.index)
+    pd.testing.assert_frame_equal(probabilities, expected_probabilities, rtol=1e-4, atol=1e-5)
+    pd.testing.assert_frame_equal(follow_v, module._follow_up_values(untied, prompt_probe, prompts, chosen), rtol=1e-4)
+    assert list(follow_v.index) == list(chosen.index)

@@ -17,15 +17,16 @@ HISTORIES_PER_CACHE = 32  # histories whose KV caches are held at once (SmolLM2:
 
 
 def split_at_history(
-    tokenizer, conversations: list[list[Message]], full: list[list[int]]
+    tokenizer, conversations: list[list[Message]], full: list[list[int]], repeated_only: bool = True
 ) -> tuple[list[list[int]], list[list[int]]] | None:
-    """(history ids, ids after them) for conversations whose histories (all but the last message) repeat, when every
-    full token list starts with its history's own tokenization and goes on past it; None where nothing would be
-    shared or the split is not exact (a template that re-renders earlier turns, a token merged across the boundary)."""
+    """(history ids, ids after them): each conversation's history is all but its last message, tokenized on its own,
+    when every full token list starts with its history's tokens and goes on past them; None where the split is not
+    exact (a template that re-renders earlier turns, a token merged across the boundary) or, with `repeated_only`,
+    where no history repeats (nothing to share)."""
     if any(len(c) < 2 for c in conversations):
         return None
     texts = [tokenizer.apply_chat_template(c[:-1], tokenize=False) for c in conversations]
-    if len(set(texts)) == len(texts):
+    if repeated_only and len(set(texts)) == len(texts):
         return None
     known: dict[str, list[int]] = {}
     histories, tails = [], []
@@ -40,24 +41,30 @@ def split_at_history(
 
 @torch.inference_mode()
 def continued_last_states(
-    loaded: LoadedModel, histories: list[list[int]], tails: list[list[int]], layer: int, batch_size: int = 8
+    loaded: LoadedModel,
+    histories: list[list[int]],
+    tails: list[list[int]],
+    layer: int,
+    batch_size: int = 8,
+    cache: PromptCache | None = None,
 ) -> np.ndarray:
     """float32 [n, d_model]: the state at residual index `layer` at the last token of each history + tail, each
-    distinct history run once. Equals `last_token_states` on the joined lists up to float rounding; falls back to it
-    for models whose cache keeps fewer positions than a history (sliding windows)."""
+    distinct history run once (kept in `cache` when given, so that other reads after the same histories share it;
+    else in caches of HISTORIES_PER_CACHE histories). Equals `last_token_states` on the joined lists up to float
+    rounding; falls back to it for models whose cache keeps fewer positions than a history (sliding windows)."""
     order = sorted(range(len(histories)), key=lambda i: (histories[i], len(tails[i])))  # a history's tails together
     states = np.zeros((len(histories), loaded.info.d_model), dtype=np.float32)
+    groups = [order] if cache is not None else _history_groups(order, histories)
     with without_cudnn_attention(next(loaded.model.parameters()).device):
-        for group in _history_groups(order, histories):
-            cache = PromptCache(loaded.model)
-            if not cache.holds([histories[i] for i in group]):
+        for group in groups:
+            held = cache if cache is not None else PromptCache(loaded.model)
+            if not held.holds([histories[i] for i in group]):
                 states[group] = last_token_states(loaded, [histories[i] + tails[i] for i in group], layer)
                 continue
             for start in range(0, len(group), batch_size):
                 batch = group[start : start + batch_size]
-                states[batch] = _continue(
-                    loaded, cache, [histories[i] for i in batch], [tails[i] for i in batch], layer
-                )
+                kept, after = [histories[i] for i in batch], [tails[i] for i in batch]
+                states[batch] = _continue(loaded, held, kept, after, layer)
     return states
 
 

@@ -221,10 +221,12 @@ def simulate_users(
     return users[users.user_turn.str.len() > 0].reset_index(drop=True)
 
 
-def expected_reward(loaded: LoadedModel, probe: Probe, conversations: list[list[Message]]) -> np.ndarray:
+def expected_reward(
+    loaded: LoadedModel, probe: Probe, conversations: list[list[Message]], cache: PromptCache | None = None
+) -> np.ndarray:
     """V: the prompt probe's reading at the start of the assistant's turn after each conversation (ending in a user
-    turn)."""
-    return ProbeReader(probe, loaded).read_prompts(conversations)
+    turn); `cache` keeps the histories for other reads after them."""
+    return ProbeReader(probe, loaded).read_prompts(conversations, cache)
 
 
 def reply_logprobs(
@@ -239,8 +241,11 @@ def reply_logprobs(
     return np.array([-b.nll * (1 if per_token else len(c)) for b, c in zip(back, continuations)])
 
 
-def follow_up_probabilities(loaded: LoadedModel, prompts: list[list[Message]], frame: pd.DataFrame) -> pd.DataFrame:
-    """The model's distribution over the fixed follow-ups after each (h, r), normalized over the candidates."""
+def follow_up_probabilities(
+    loaded: LoadedModel, prompts: list[list[Message]], frame: pd.DataFrame, cache: PromptCache | None = None
+) -> pd.DataFrame:
+    """The model's distribution over the fixed follow-ups after each (h, r), normalized over the candidates; `cache`
+    holds (or keeps) the (h, r) histories, else they are kept 8 at a time."""
     histories, additions = [], []
     for p, reply in zip(frame.prompt, frame.reply):
         for text in FOLLOW_UPS.values():
@@ -248,11 +253,11 @@ def follow_up_probabilities(loaded: LoadedModel, prompts: list[list[Message]], f
             additions.append([{"role": "user", "content": text}])
     prefixes, continuations = _continuations(loaded, histories, additions)
     back = []
-    step = 8 * len(FOLLOW_UPS)  # a history's follow-ups are consecutive: keep 8 histories' caches at a time
+    step = len(prefixes) if cache is not None else 8 * len(FOLLOW_UPS)  # a history's follow-ups are consecutive
     for start in range(0, len(prefixes), step):
         chunk = slice(start, start + step)
-        cache = PromptCache(loaded.model)
-        back += read_back(loaded, prefixes[chunk], continuations[chunk], batch_size=8, prompt_cache=cache)
+        held = cache if cache is not None else PromptCache(loaded.model)
+        back += read_back(loaded, prefixes[chunk], continuations[chunk], batch_size=8, prompt_cache=held)
     totals = np.array([-b.nll * len(c) for b, c in zip(back, continuations)]).reshape(len(frame), len(FOLLOW_UPS))
     probabilities = np.exp(totals - totals.max(1, keepdims=True))
     probabilities /= probabilities.sum(1, keepdims=True)
@@ -372,18 +377,8 @@ def conversation(
     users = pd.concat(
         [simulate_users(model, prompts, frame, config, name) for name, model in simulators.items()], ignore_index=True
     )
-    users["v"] = expected_reward(
-        loaded,
-        prompt_probe,
-        [
-            [
-                *prompts[frame.prompt[r]],
-                {"role": "assistant", "content": frame.reply[r]},
-                {"role": "user", "content": u},
-            ]
-            for r, u in zip(users.reply_row, users.user_turn)
-        ],
-    )
+    chosen = frame[frame.kind.isin(["own greedy", *COUNTERFACTUALS])]
+    users["v"], probabilities, follow_v = _after_replies(loaded, prompt_probe, prompts, frame, users, chosen)
     self_v = users[users.simulator == "self"].groupby("reply_row").v.mean()
     frame["expected_v"] = frame.index.map(self_v)
     for name in simulators:
@@ -397,21 +392,53 @@ def conversation(
     if response_probe is not None:
         conversations = [[*prompts[p], {"role": "assistant", "content": r}] for p, r in zip(frame.prompt, frame.reply)]
         frame["quality"] = ProbeReader(response_probe, loaded).read(conversations)
-    chosen = frame[frame.kind.isin(["own greedy", *COUNTERFACTUALS])]
-    probabilities = follow_up_probabilities(loaded, prompts, chosen).set_index(chosen.index)
-    follow_v = _follow_up_values(loaded, prompt_probe, prompts, chosen)
     result = _measures(frame, probabilities, follow_v, config, loaded.info.name, prompt_probe, len(prompts))
     return result, {"replies": frame, "user_turns": users, "follow_ups": probabilities.join(frame[["prompt", "kind"]])}
 
 
-def _follow_up_values(loaded: LoadedModel, probe: Probe, prompts, chosen: pd.DataFrame) -> pd.DataFrame:
+def _after_replies(
+    loaded: LoadedModel,
+    probe: Probe,
+    prompts: list[list[Message]],
+    frame: pd.DataFrame,
+    users: pd.DataFrame,
+    chosen: pd.DataFrame,
+) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """Everything read after a reply, on one KV cache of its history per chunk of HISTORIES_PER_CACHE replies (each
+    history runs once, not once per read): V after each simulated user turn, and for the chosen replies the follow-up
+    probabilities and V after each fixed follow-up."""
+    v = np.zeros(len(users))
+    probabilities, follow_v = [], []
+    for start in range(0, len(frame), HISTORIES_PER_CACHE):
+        rows = frame.index[start : start + HISTORIES_PER_CACHE]
+        cache = PromptCache(loaded.model)
+        mine = np.flatnonzero(users.reply_row.isin(rows).to_numpy())
+        conversations = [
+            [
+                *prompts[frame.prompt[r]],
+                {"role": "assistant", "content": frame.reply[r]},
+                {"role": "user", "content": u},
+            ]
+            for r, u in zip(users.reply_row.iloc[mine], users.user_turn.iloc[mine])
+        ]
+        v[mine] = expected_reward(loaded, probe, conversations, cache)
+        part = chosen[chosen.index.isin(rows)]
+        if len(part):
+            probabilities.append(follow_up_probabilities(loaded, prompts, part, cache).set_index(part.index))
+            follow_v.append(_follow_up_values(loaded, probe, prompts, part, cache))
+    return v, pd.concat(probabilities), pd.concat(follow_v)
+
+
+def _follow_up_values(
+    loaded: LoadedModel, probe: Probe, prompts, chosen: pd.DataFrame, cache: PromptCache | None = None
+) -> pd.DataFrame:
     """V after each fixed follow-up, for each chosen reply."""
     conversations = [
         [*prompts[p], {"role": "assistant", "content": r}, {"role": "user", "content": text}]
         for p, r in zip(chosen.prompt, chosen.reply)
         for text in FOLLOW_UPS.values()
     ]
-    values = expected_reward(loaded, probe, conversations).reshape(len(chosen), len(FOLLOW_UPS))
+    values = expected_reward(loaded, probe, conversations, cache).reshape(len(chosen), len(FOLLOW_UPS))
     return pd.DataFrame(values, columns=list(FOLLOW_UPS), index=chosen.index)
 
 

@@ -16,6 +16,7 @@ from latent_reward.activations.tokens import last_token_states, position_states
 from latent_reward.config import ModelSpec
 from latent_reward.data.schema import Message
 from latent_reward.errors import UserError
+from latent_reward.generation.batched import PromptCache
 from latent_reward.models.chat import prompt_token_ids
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes.base import Probe
@@ -67,13 +68,16 @@ class ProbeReader:
         info = self.probe.info
         return self.probe.predict(position_states(self.model, conversations, *info.cell(), info.max_tokens))
 
-    def read_prompts(self, conversations: list[list[Message]]) -> np.ndarray:
+    def read_prompts(self, conversations: list[list[Message]], cache: PromptCache | None = None) -> np.ndarray:
         """[n]: the probe's estimate at the start of the assistant's turn after each conversation (ending in a user
         turn): the last token of its rendering with the generation prompt, at the probe's layer. Conversations that
-        share their history (several user turns after one reply) run it once."""
+        share their history (several user turns after one reply) run it once; with a `cache` every history is kept
+        there (for other reads after the same histories)."""
+        if not conversations:
+            return np.zeros(0)
         ids = [prompt_token_ids(self.model.tokenizer, c) for c in conversations]
         layer = self.probe.info.cell()[1]
-        split = split_at_history(self.model.tokenizer, conversations, ids)
+        split = split_at_history(self.model.tokenizer, conversations, ids, repeated_only=cache is None)
         if split is None:
             return self.probe.predict(last_token_states(self.model, ids, layer))
-        return self.probe.predict(continued_last_states(self.model, *split, layer))
+        return self.probe.predict(continued_last_states(self.model, *split, layer, cache=cache))
