@@ -151,6 +151,16 @@ def test_a_device_map_goes_to_transformers_and_the_model_stays_where_it_put_it(t
     assert asked == ["auto", "auto"] and moved == []
 
 
+def test_a_random_init_copy_is_spread_by_accelerate_like_loaded_weights(tiny_model_dir):
+    whole = ModelSpec(name=str(tiny_model_dir), dtype="float32", device="cpu").load(random_init_seed=3)
+    spread = ModelSpec(name=str(tiny_model_dir), dtype="float32", device_map="auto").load(random_init_seed=3)
+    # placed by accelerate's planner and dispatch (the map it records), not moved whole to one device
+    assert not hasattr(whole.model, "hf_device_map")
+    assert set(spread.model.hf_device_map.values()) == {"cpu"}  # no GPU here: the planner's only device
+    for a, b in zip(whole.model.parameters(), spread.model.parameters()):
+        assert torch.equal(a, b)  # the same seed gives the same weights however they are placed
+
+
 def test_a_device_torch_cannot_use_is_a_user_error(tiny_model_dir):
     with pytest.raises(UserError, match="cannot move the model to 'cuda:99'"):
         load_model(str(tiny_model_dir), device="cuda:99")

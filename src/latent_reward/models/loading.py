@@ -92,7 +92,7 @@ def load_model(
         )
     source = _resolve(name_or_path, revision, allow_fallback_template)
     tokenizer, config, model = _from_pretrained(name_or_path, source, dtype, device_map, random_init_seed)
-    if device_map is None or random_init_seed is not None:
+    if device_map is None:
         try:
             model.to(device)
         except (RuntimeError, AssertionError) as error:
@@ -184,6 +184,8 @@ def _from_pretrained(name: str, source: _Source, dtype: str, device_map: str | N
         if random_init_seed is not None:
             torch.manual_seed(random_init_seed)
             model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])
+            if device_map is not None:
+                model = _spread(model, device_map)
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 source.load_from, dtype=DTYPES[dtype], device_map=device_map, **source.extra
@@ -197,6 +199,24 @@ def _from_pretrained(name: str, source: _Source, dtype: str, device_map: str | N
                 message = "the Hugging Face Hub cannot be reached and the model is not in the local cache"
         raise UserError(f"cannot load model {name!r}: {message}") from None
     return tokenizer, config, model
+
+
+def _spread(model, device_map: str):
+    """A model built in memory (random weights) spread over the devices as `from_pretrained(device_map=...)` spreads
+    loaded weights: accelerate's placement ("auto"/"balanced" balance memory over the GPUs, "sequential" fills them in
+    order, then the CPU) and its dispatch hooks; any other value is one device for the whole model."""
+    from accelerate import dispatch_model, infer_auto_device_map
+    from accelerate.utils import get_balanced_memory
+
+    if device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
+        return dispatch_model(model, {"": device_map})
+    blocks = model._no_split_modules or []
+    memory = (
+        None
+        if device_map == "sequential"
+        else get_balanced_memory(model, no_split_module_classes=blocks, low_zero=device_map == "balanced_low_0")
+    )
+    return dispatch_model(model, infer_auto_device_map(model, max_memory=memory, no_split_module_classes=blocks))
 
 
 def bundled_folder(name: str) -> Path:
