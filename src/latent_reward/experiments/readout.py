@@ -340,9 +340,11 @@ def _within_crossfit(
     folds: np.ndarray,
     config: ReadoutConfig,
     progress: bool,
+    layer_zero: bool = True,
 ) -> WithinProbe | None:
     """The within-prompt probe (the readout target centered per prompt, response positions only), cross-fitted on the
-    pooled probe's folds so the two compare on the same prompts."""
+    pooled probe's folds so the two compare on the same prompts; with `layer_zero`, also the layer-0 baseline fitted
+    like it."""
     try:
         within = within_prompt(target)
         response_positions = within.positions(store, positions)
@@ -351,7 +353,7 @@ def _within_crossfit(
     multi = within.keep[target.rows]  # the readout target's rows that the within-prompt target keeps
     if len(np.unique(within.groups)) < 2 * config.folds or len(np.unique(folds[multi])) < config.folds:
         return None
-    selectors = {"probe": ANY_CELL, names.LAYER0: LAYER_ZERO}
+    selectors = {"probe": ANY_CELL, **({names.LAYER0: LAYER_ZERO} if layer_zero else {})}
     fitted = cross_fit(
         store,
         within,
@@ -660,7 +662,7 @@ def _optional_parts(
         )
         p = fitted.predictions["probe"]
         refit = (
-            _within_crossfit(store, target, positions, fitted.folds, no_controls, progress)
+            _within_crossfit(store, target, positions, fitted.folds, no_controls, progress, layer_zero=False)
             if result.within_probe is not None
             else None
         )

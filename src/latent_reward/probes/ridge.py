@@ -53,13 +53,28 @@ class _Eigen:
     basis: torch.Tensor  # [L, d, k]
 
 
+_SCIPY_EIGH_FROM = 3072  # CPU matrices this wide decompose faster in scipy's divide-and-conquer driver
+
+
+def _eigh(matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues and vectors of a batch of symmetric matrices [L, m, m]. On the CPU from 3,072 wide, scipy's `evd`
+    driver (measured on 2 cores at 4,096: 6.5 s in float32 and 11.5 s in float64 against torch's 9.1 and 14.2; at
+    2,048 torch's was as fast or faster), else torch's."""
+    if matrices.device.type != "cpu" or matrices.shape[-1] < _SCIPY_EIGH_FROM:
+        return torch.linalg.eigh(matrices)
+    from scipy.linalg import eigh
+
+    pairs = [eigh(m.numpy(), driver="evd", check_finite=False) for m in matrices]
+    return torch.stack([torch.from_numpy(e) for e, _ in pairs]), torch.stack([torch.from_numpy(v) for _, v in pairs])
+
+
 def _eigen(xs: torch.Tensor) -> _Eigen:
     n, d = xs.shape[1], xs.shape[2]
     if n >= d:
-        e, v = torch.linalg.eigh(xs.transpose(1, 2) @ xs)
+        e, v = _eigh(xs.transpose(1, 2) @ xs)
         e = e.clamp(min=0)
         return _Eigen(e, torch.ones_like(e), xs @ v, v)
-    e, u = torch.linalg.eigh(xs @ xs.transpose(1, 2))
+    e, u = _eigh(xs @ xs.transpose(1, 2))
     e = e.clamp(min=0)
     return _Eigen(e, e, u, xs.transpose(1, 2) @ u)
 
@@ -128,9 +143,9 @@ def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarr
         gram = gram.toarray() if sparse.issparse(gram) else np.asarray(gram)
         row_means = np.asarray(x @ mean).ravel()
         kernel = torch.as_tensor(gram - row_means[:, None] - row_means[None, :] + mean @ mean, dtype=torch.float64)
-        e, u = torch.linalg.eigh(kernel)
-        e = e.clamp(min=0)[None]
-        eigen = _Eigen(e, e, u[None], torch.empty(0))
+        e, u = _eigh(kernel[None])
+        e = e.clamp(min=0)
+        eigen = _Eigen(e, e, u, torch.empty(0))
     yt = _as_targets(y)
     residuals = _logo_residuals(
         eigen,
