@@ -125,9 +125,13 @@ class ExtractConfig(Spec):
 
     positions: tuple[str, ...] = Field(POSITIONS, description="Where to read: " + help_text())
     layers: tuple[int, ...] | None = None  # None: every layer 0..n_layers (or the first `depth` of them)
-    # with `layers` None: residual indices 0..ceil(depth x n_layers) only, and the forward stops there (a random-init
-    # control's signal lies in its first blocks)
-    depth: float = Field(1.0, gt=0, le=1)
+    depth: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="With every layer asked for: read residual indices 0..ceil(depth x layers) only, and stop the "
+        "forward there.",
+    )
     token_layers: tuple[int, ...] = ()  # layers kept for every response token (response_tokens)
     max_tokens: int = Field(
         1024, ge=8, description="Input truncation: longer examples keep the prompt's end and the response's start."

@@ -92,6 +92,15 @@ def test_a_depth_reads_the_first_layers_as_a_full_extraction_does(tiny, tmp_path
     assert "depth" not in ExtractConfig().fingerprint_fields()  # stores made before the option still match
 
 
+def test_log_probabilities_with_a_layer_subset_run_every_block(tiny, tmp_path):
+    examples = synthetic_examples(3, 2)
+    every = extract(tiny, examples, tmp_path / "all", ExtractConfig(positions=("eot",), logprobs=True), progress=False)
+    early = ExtractConfig(positions=("eot",), layers=(1,), logprobs=True)  # the LM head needs the last block
+    subset = extract(tiny, examples, tmp_path / "one", early, progress=False)
+    np.testing.assert_allclose(subset.store.stat("logprob_sum"), every.store.stat("logprob_sum"), rtol=1e-5)
+    np.testing.assert_allclose(subset.store.array("eot"), every.store.array("eot", layers=[1]), rtol=1e-3, atol=1e-3)
+
+
 def test_refuses_a_folder_holding_another_store(tiny, tmp_path):
     examples = synthetic_examples(2, 2)
     extract(tiny, examples, tmp_path / "s", ExtractConfig(positions=("eot",)), progress=False)

@@ -13,6 +13,7 @@ from scipy import stats
 import latent_reward.experiments.conversation as module
 from helpers import CHATML_TEMPLATE, build_tokenizer, synthetic_examples, tiny_loaded
 from latent_reward.activations import ExtractConfig, extract
+from latent_reward.activations.tokens import last_token_states
 from latent_reward.analysis.sweep import SweepConfig, sweep
 from latent_reward.evaluation.results import Interval
 from latent_reward.experiments.conversation import (
@@ -37,6 +38,7 @@ from latent_reward.experiments.conversation import (
     xstest,
 )
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
+from latent_reward.generation.batched import PromptCache
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE, prompt_token_ids
 from latent_reward.report.conversation import answers, write_conversation_report
 
@@ -380,19 +382,26 @@ def test_reads_after_replies_on_one_shared_history_cache_equal_separate_passes(u
     frame = pd.DataFrame(
         {
             "prompt": [0, 0, 1, 1, 1],
-            "kind": ["own greedy", "refusal", "redirect", "own sampled", "refusal"],
+            "kind": ["own greedy", "refusal", "own sampled", "own sampled", "refusal"],
             "reply": ["boil it", REFUSAL, REDIRECT, "a cat walked in", REFUSAL],
         }
     )
     users = pd.DataFrame({"reply_row": [0, 0, 1, 2, 3, 3, 4], "user_turn": ["ok", "why?", "fine", "no", "a", "b", "c"]})
     chosen = frame[frame.kind != "own sampled"]
-    monkeypatch.setattr(module, "HISTORIES_PER_CACHE", 2)  # three chunks of replies, one with no chosen reply
+    monkeypatch.setattr(module, "HISTORIES_PER_CACHE", 2)  # three chunks of replies; rows 2-3 have no chosen reply
+    histories_run = []
+    original_add = PromptCache._add
+    record = lambda cache, rows: (histories_run.extend(rows), original_add(cache, rows))  # noqa: E731
+    monkeypatch.setattr(PromptCache, "_add", record)
     v, probabilities, follow_v = module._after_replies(untied, prompt_probe, prompts, frame, users, chosen)
+    assert len(histories_run) == len(frame)  # each reply's history ran once for all three reads after it
     separate = [
         [*prompts[frame.prompt[r]], {"role": "assistant", "content": frame.reply[r]}, {"role": "user", "content": u}]
         for r, u in zip(users.reply_row, users.user_turn)
     ]
-    np.testing.assert_allclose(v, expected_reward(untied, prompt_probe, separate), rtol=1e-4, atol=1e-4)
+    whole = [prompt_token_ids(untied.tokenizer, c) for c in separate]  # a plain pass over each whole conversation
+    direct = prompt_probe.predict(last_token_states(untied, whole, prompt_probe.info.cell()[1]))
+    np.testing.assert_allclose(v, direct, rtol=1e-4, atol=1e-4)
     expected_probabilities = follow_up_probabilities(untied, prompts, chosen).set_index(chosen.index)
     pd.testing.assert_frame_equal(probabilities, expected_probabilities, rtol=1e-4, atol=1e-5)
     pd.testing.assert_frame_equal(follow_v, module._follow_up_values(untied, prompt_probe, prompts, chosen), rtol=1e-4)

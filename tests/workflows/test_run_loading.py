@@ -39,9 +39,13 @@ def test_run_loads_each_model_once(tmp_path, monkeypatch):
     assert (
         loads == [0, None] and analysed[0] is real
     )  # the copy first (gone before the real model comes), the real one once
-    # the copy reads its first half (residual indices 0..ceil(0.5 x 3)), the real model every layer
-    assert ActivationStore.open(tmp_path / "run" / "store-random-init").layers == [0, 1, 2]
+    # by default the copy reads every layer, as the real model does
+    assert ActivationStore.open(tmp_path / "run" / "store-random-init").layers == [0, 1, 2, 3]
     assert ActivationStore.open(tmp_path / "run" / "store").layers == [0, 1, 2, 3]
+    half = config.model_copy(update={"random_init_depth": 0.5, "out": tmp_path / "half", "trajectory": False})
+    run_workflow.run(half, progress=False)  # residual indices 0..ceil(0.5 x 3) for the copy only
+    assert ActivationStore.open(tmp_path / "half" / "store-random-init").layers == [0, 1, 2]
+    assert ActivationStore.open(tmp_path / "half" / "store").layers == [0, 1, 2, 3]
     loads.clear()
     run_workflow.run(config, progress=False)
     assert loads == [None] and analysed[-1] is real  # stores reused: the real model for the trajectories only

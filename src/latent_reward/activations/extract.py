@@ -104,7 +104,8 @@ def extract(
 
 def _extract(loaded, examples, out: Path, config: ExtractConfig, progress, source, rank, world, state) -> ExtractResult:
     n_layers = loaded.info.n_layers
-    layers = tuple(range(math.ceil(config.depth * n_layers) + 1)) if config.layers is None else config.layers
+    deepest = math.ceil(round(config.depth * n_layers, 9))  # rounded first: 0.07 x 100 is 7.000000000000001
+    layers = tuple(range(deepest + 1)) if config.layers is None else config.layers
     positions = tuple(p for p in config.positions if p != TOKEN_POSITION)
     token_layers = config.token_layers or ((n_layers,) if TOKEN_POSITION in config.positions else ())
     if any(not 0 <= layer <= n_layers for layer in (*layers, *token_layers)):
