@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -130,10 +131,16 @@ def main() -> None:
         extract_once(args)
         return
     work = Path(tempfile.mkdtemp(prefix="shape-run-"))
+    try:
+        run_sizes(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # stores of a 7B shape take gigabytes
+
+
+def run_sizes(args: argparse.Namespace, work: Path) -> None:
+    """Each extraction in its own process, then the analysis of the last store."""
     model_folder = write_shape(work / "model", args.shape)
-    print(
-        f"{args.shape} shape, random weights, {args.dtype} on {args.device}, max_tokens {args.max_tokens}", flush=True
-    )
+    print(f"{args.shape} shape, random weights, {args.dtype} on {args.device}, max_tokens {args.max_tokens}")
     store = None
     for n in [int(v) for v in args.n.split(",")]:
         store = work / f"store-{n}"

@@ -31,7 +31,9 @@ def split_at_history(
     known: dict[str, list[int]] = {}
     histories, tails = [], []
     for text, ids in zip(texts, full):
-        before = known.setdefault(text, tokenizer(text, add_special_tokens=False)["input_ids"])
+        if text not in known:
+            known[text] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        before = known[text]
         if len(ids) <= len(before) or ids[: len(before)] != before:
             return None
         histories.append(before)
@@ -73,7 +75,8 @@ def _continue(
 ) -> np.ndarray:
     """One batch: the tails (right-padded) run on their histories' cached pass; the state at each tail's last token."""
     prefilled = cache.batch(histories)
-    assert prefilled is not None, "the cache holds every history of its group"
+    if prefilled is None:
+        raise RuntimeError("a history's cache was asked for after the model was found uncacheable")
     _, kv, history_mask, _, _ = prefilled
     width = max(len(t) for t in tails)
     ids = torch.zeros((len(tails), width), dtype=torch.long)

@@ -151,25 +151,22 @@ def replies_for(
     """Every reply to every prompt: the model's greedy and sampled ones, the counterfactuals, and the data's reply."""
     ids = [prompt_token_ids(loaded.tokenizer, p) for p in prompts]
     stops = fallback_stops(loaded.info.chat_template)
-    cache = PromptCache(loaded.model)  # each prompt prefilled once for its greedy and sampled replies
-    greedy = generate(
-        loaded,
-        ids,
-        GenerationConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, stop_strings=stops),
-        prompt_cache=cache,
+    greedy_config = GenerationConfig(
+        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, stop_strings=stops
     )
-    sampled = generate(
-        loaded,
-        [i for i in ids for _ in range(config.samples)],
-        GenerationConfig(
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            seed=config.seed,
-            batch_size=config.batch_size,
-            stop_strings=stops,
-        ),
-        prompt_cache=cache,
+    sampled_config = GenerationConfig(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        stop_strings=stops,
     )
+    greedy, sampled = [], []
+    for start in range(0, len(ids), HISTORIES_PER_CACHE):  # each prompt prefilled once for all its replies
+        chunk, cache = ids[start : start + HISTORIES_PER_CACHE], PromptCache(loaded.model)
+        greedy += generate(loaded, chunk, greedy_config, prompt_cache=cache)
+        repeated = [i for i in chunk for _ in range(config.samples)]
+        sampled += generate(loaded, repeated, sampled_config, first_index=start * config.samples, prompt_cache=cache)
     rows, padded = [], padded_refusal(loaded.tokenizer)
     for p, reply in enumerate(greedy):
         rows.append({"prompt": p, "kind": "own greedy", "reply": reply.text.strip()})

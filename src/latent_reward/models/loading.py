@@ -13,6 +13,7 @@ import torch
 
 from latent_reward.config import DEFAULT_DTYPE
 from latent_reward.errors import UserError
+from latent_reward.models.architecture import decoder_layers
 from latent_reward.models.bundled import BUNDLED, cache_lock, gguf_path, sha256_file
 from latent_reward.models.chat import FALLBACK_CHAT_TEMPLATE
 from latent_reward.models.devices import AUTO_DTYPE, distributed_state, resolve_device, resolve_dtype
@@ -210,13 +211,19 @@ def _spread(model, device_map: str):
 
     if device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
         return dispatch_model(model, {"": device_map})
-    blocks = model._no_split_modules or []
+    blocks = model._no_split_modules or [type(block).__name__ for block in decoder_layers(model)[:1]]
     memory = (
         None
         if device_map == "sequential"
         else get_balanced_memory(model, no_split_module_classes=blocks, low_zero=device_map == "balanced_low_0")
     )
-    return dispatch_model(model, infer_auto_device_map(model, max_memory=memory, no_split_module_classes=blocks))
+    placement = infer_auto_device_map(model, max_memory=memory, no_split_module_classes=blocks)
+    if "disk" in placement.values():
+        raise UserError(
+            "the random-init copy does not fit in GPU and CPU memory together; read fewer layers (--random-init-depth) "
+            "or skip it (--no-random-init-control)"
+        )
+    return dispatch_model(model, placement)
 
 
 def bundled_folder(name: str) -> Path:

@@ -53,18 +53,22 @@ class _Eigen:
     basis: torch.Tensor  # [L, d, k]
 
 
-_SCIPY_EIGH_FROM = 3072  # CPU matrices this wide decompose faster in scipy's divide-and-conquer driver
+_SCIPY_EIGH_FROM = 3072  # between the two widths timed: 2,048 (torch as fast) and 4,096 (scipy 30% faster)
 
 
 def _eigh(matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues and vectors of a batch of symmetric matrices [L, m, m]. On the CPU from 3,072 wide, scipy's `evd`
-    driver (measured on 2 cores at 4,096: 6.5 s in float32 and 11.5 s in float64 against torch's 9.1 and 14.2; at
-    2,048 torch's was as fast or faster), else torch's."""
+    """Eigenvalues and vectors of a batch of symmetric matrices [L, m, m]: on the CPU from 3,072 wide through scipy,
+    else torch. Both call LAPACK's divide-and-conquer `syevd`; what differs is the library under them (torch's wheel
+    links MKL, scipy's OpenBLAS), and on this AVX2-only AMD CPU OpenBLAS's was faster at 4,096 (6.5 s vs 9.1 s in
+    float32, 11.5 s vs 14.2 s in float64, 2 cores, two timings each). Another CPU may rank them otherwise. OpenBLAS
+    is held to torch's thread count, so processes sized for torch do not oversubscribe the cores."""
     if matrices.device.type != "cpu" or matrices.shape[-1] < _SCIPY_EIGH_FROM:
         return torch.linalg.eigh(matrices)
     from scipy.linalg import eigh
+    from threadpoolctl import threadpool_limits
 
-    pairs = [eigh(m.numpy(), driver="evd", check_finite=False) for m in matrices]
+    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
+        pairs = [eigh(m.numpy(), driver="evd", check_finite=False) for m in matrices]
     return torch.stack([torch.from_numpy(e) for e, _ in pairs]), torch.stack([torch.from_numpy(v) for _, v in pairs])
 
 

@@ -52,6 +52,7 @@ class RunConfig(Spec):
         "there: 0.5 halves its cost (on SmolLM2 its best layers were the first few), 1 chooses among every layer "
         "as the probe does.",
     )
+
     @model_validator(mode="after")
     def _depth_needs_every_layer(self) -> RunConfig:
         if self.random_init_depth < 1 and self.extract.layers is not None:
