@@ -59,7 +59,7 @@ def _select_rows(cache, rows: torch.Tensor):
     placed: dict[torch.device, torch.Tensor] = {}
     for layer in cache.layers:
         clone = copy.copy(layer)
-        if not layer.is_initialized:  # a block the pass left out (`blocks_through`): nothing cached
+        if not getattr(layer, "is_initialized", True):  # a block the pass left out (`blocks_through`): none cached
             selected.layers.append(clone)
             continue
         if layer.keys.device not in placed:
