@@ -5,6 +5,7 @@ real devices. Extraction must then read exactly what it reads from the model on 
 import types
 
 import numpy as np
+import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -65,10 +66,12 @@ class SplitDevices(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def test_extraction_reads_each_block_on_its_own_device(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("layers", [None, (0, 2)])  # every block, and a read that stops after block 2 of 3
+def test_extraction_reads_each_block_on_its_own_device(tiny, tmp_path, monkeypatch, layers):
     config = ExtractConfig(
         positions=("user_end", "assistant_start", "response_last", "eot", "response_mean", "response_tokens"),
-        token_layers=(1, 3),
+        layers=layers,
+        token_layers=(1, 3) if layers is None else (1,),
         batch_tokens=200,
         shard_size=6,
     )
