@@ -90,7 +90,9 @@ def _continue(
     handle = residual_hook(
         loaded.model,
         layer,
-        lambda hidden: captured.append(hidden[torch.arange(len(tails)), last.to(hidden.device)].float().cpu()),
+        lambda hidden: captured.append(
+            hidden[torch.arange(len(tails), device=hidden.device), last.to(hidden.device)].float().cpu()
+        ),
     )
     base = getattr(loaded.model, loaded.model.base_model_prefix, loaded.model)
     device = next(loaded.model.parameters()).device
