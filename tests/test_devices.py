@@ -260,6 +260,14 @@ def test_device_map_auto_places_the_model_on_the_accelerator_and_extracts_what_t
         )
 
 
+def test_a_random_init_copy_under_device_map_auto_lands_on_the_accelerator_with_the_same_weights(tiny_model_dir):
+    whole = load_model(str(tiny_model_dir), dtype="float32", device="cpu", random_init_seed=4)
+    spread = load_model(str(tiny_model_dir), dtype="float32", device_map="auto", random_init_seed=4)
+    assert next(spread.model.parameters()).device.type == DEVICE
+    for a, b in zip(whole.model.parameters(), spread.model.parameters()):
+        assert torch.equal(a, b.cpu())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_training_steps_run_on_the_accelerator_in_bfloat16(method, tiny_model_dir, tmp_path):
