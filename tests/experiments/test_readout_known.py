@@ -228,7 +228,9 @@ def test_seed_spread_and_sgd_grid_of_the_readout(tmp_path):
             held = folds == k
             ridge, _ = sklearn_ridge(x[~held], y[~held], groups[~held], settings.of("ridge").alpha_factors)
             predictions[held] = ridge.predict(x[held])
-        assert spread.pearson[1 + position] == pytest.approx(stats.pearsonr(y, predictions).statistic, abs=1e-9)
+        assert spread.pearson[1 + position] == pytest.approx(
+            stats.pearsonr(y, predictions).statistic, abs=1e-6
+        )  # float32
         accuracy = within_prompt_accuracy(y, predictions, groups)
         assert spread.within_acc[1 + position] == pytest.approx(accuracy, abs=1e-12)
     assert spread.pearson[1] != spread.pearson[2]  # the seeds deal different folds

@@ -25,11 +25,15 @@ from latent_reward.analysis.targets import Target
 from latent_reward.data.splits import group_folds
 from latent_reward.evaluation.controls import global_permutations, within_group_permutations
 from latent_reward.evaluation.results import Cell
+from latent_reward.heap import reuses_freed_memory
 from latent_reward.io import progress_bar
 from latent_reward.probes import ProbeOptions, RidgeProbe, ridge_cv_all_layers
 from latent_reward.probes.ridge import RidgeCV
 
 PROBE_KIND = RidgeProbe.kind  # what every fold fits: every penalty from one decomposition per layer (probes/ridge.py)
+# The fits' arithmetic: float32 takes about half of float64's time (decomposition, hat blocks, the shuffled targets'
+# residuals) and its out-of-fold predictions agree with float64's to about 1e-5 of their spread (tests pin both).
+FIT_DTYPE = torch.float32
 
 # The full states [n, d] at one (position, layer), for the exact fit at a cell chosen on a sketch.
 ExactStates = Callable[[str, int], np.ndarray]
@@ -101,6 +105,7 @@ def cross_fit(
     )
 
 
+@reuses_freed_memory
 def cross_fit_arrays(
     states: Callable[[str], np.ndarray],
     layers: list[int],
@@ -173,10 +178,10 @@ def cross_fit_arrays(
     bar.close()
     if not reselect and "probe" in chosen:  # the controls at each fold's probe cell
         chosen.update({name: list(chosen["probe"]) for name in chosen if name not in selectors})
-    if kept is None:  # wide states (behind a sketch), in float32: half the time of float64, within 3e-5 of it
+    if kept is None:  # wide states (behind a sketch)
         if exact is None:
             raise RuntimeError("the cross-fit kept no predictions and has no exact states to fit on")
-        kept = _fit_at_cells(chosen, column, exact, targets, groups, folds, alpha_factors, torch.float32)
+        kept = _fit_at_cells(chosen, column, exact, targets, groups, folds, alpha_factors)
     result = CrossFit(folds, groups, {}, {})
     for name in selectors:
         cells = [c.cell for c in chosen[name] if c.cell is not None]
@@ -207,7 +212,7 @@ def _inner_cv(x: np.ndarray, targets: np.ndarray, groups, alpha_factors) -> Iter
     for first in range(0, x.shape[1], layers_per_fit):
         part = x[:, first : first + layers_per_fit]
         fits = [
-            ridge_cv_all_layers(part, targets[start : start + chunk].T, groups, alpha_factors)
+            ridge_cv_all_layers(part, targets[start : start + chunk].T, groups, alpha_factors, dtype=FIT_DTYPE)
             for start in range(0, len(targets), chunk)
         ]
         cv = fits[0] if len(fits) == 1 else _join_targets(fits)
@@ -260,7 +265,6 @@ def _fit_at_cells(
     groups,
     folds,
     alpha_factors: tuple[float, ...],
-    dtype: torch.dtype,
 ) -> dict[str, np.ndarray]:
     """Each fold's final probe at the cell each choice made (penalty by leave-one-prompt-out CV inside the fold), on the
     states `read` gives (the full states behind a sketch): out-of-fold predictions [rows] per choice. One cell's states
@@ -279,7 +283,7 @@ def _fit_at_cells(
             train, held = folds != k, folds == k
             columns = sorted({column[name] for name in names})
             cv = ridge_cv_all_layers(
-                x[train][:, None], targets[columns][:, train].T, groups[train], alpha_factors, dtype=dtype
+                x[train][:, None], targets[columns][:, train].T, groups[train], alpha_factors, dtype=FIT_DTYPE
             )
             predicted = cv.predict(0, x[held])
             for name in names:

@@ -26,6 +26,7 @@ from latent_reward.data.splits import SplitPlan, plan_splits
 from latent_reward.errors import UserError
 from latent_reward.evaluation.metrics import Resampler, all_metrics, pair_counts, pearson, quantile_interval, score
 from latent_reward.evaluation.results import HEADLINE_METRICS, Cell, Interval, Metric, Result, Scores
+from latent_reward.heap import reuses_freed_memory
 from latent_reward.io import progress_bar
 from latent_reward.probes import DEFAULT_PROBE, Probe, ProbeInfo, ProbeOptions, RidgeProbe
 
@@ -146,6 +147,7 @@ def plan_for(store: ActivationStore | SketchedStore, target: Target, seed: int) 
     return plan
 
 
+@reuses_freed_memory
 def sweep(store: ActivationStore | SketchedStore, config: SweepConfig | None = None, progress: bool = True) -> SweepFit:
     """Fit every probe kind at every (position, layer) on the train prompts; score validation; test the best once.
     On a sketched store the best cell's probe is refitted on the full states."""

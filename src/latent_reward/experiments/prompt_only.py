@@ -29,6 +29,7 @@ from latent_reward.evaluation.metrics import Resampler, icc1_interval, pearson, 
 from latent_reward.evaluation.paired import paired_differences
 from latent_reward.evaluation.reliability import Reliability, fixed_factor, reliability
 from latent_reward.evaluation.results import RANDOM_INIT, Cell, Comparison, Interval, Result, Scores
+from latent_reward.heap import reuses_freed_memory
 from latent_reward.positions import PROMPT_POSITIONS
 from latent_reward.probes import Probe, ProbeInfo, RidgeProbe, fit_ridge_all_layers
 
@@ -129,6 +130,7 @@ class _Prompts:
         )
 
 
+@reuses_freed_memory
 def prompt_only(
     store: ActivationStore | SketchedStore,
     config: PromptOnlyConfig | None = None,

@@ -50,6 +50,7 @@ from latent_reward.evaluation.results import (
     Scores,
     finite,
 )
+from latent_reward.heap import reuses_freed_memory
 from latent_reward.probes import SGDProbe, probe_class
 
 WITHIN_PREDICTIONS = "within-prompt probe"  # the key of its out-of-fold predictions in the returned cross-fit
@@ -173,6 +174,7 @@ def text_data(store: ActivationStore | SketchedStore, target: Target) -> TextDat
     )
 
 
+@reuses_freed_memory
 def reward_readout(
     store: ActivationStore | SketchedStore,
     config: ReadoutConfig | None = None,

@@ -83,12 +83,11 @@ def _eigen(xs: torch.Tensor) -> _Eigen:
     return _Eigen(e, e, u, xs.transpose(1, 2) @ u)
 
 
-def _weights(eigen: _Eigen, yc: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-    """Ridge weights [L, A, d, T] for centered targets yc [n, T]."""
+def _chosen_weights(eigen: _Eigen, yc: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """Ridge weights [L, d, T] for centered targets yc [n, T], each layer and target at its own penalty alphas [L, T]:
+    weights = basis diag(1 / (e + a)) Q^T y."""
     projected = eigen.q.transpose(1, 2) @ yc  # [L, k, T]
-    shrink = 1.0 / (eigen.e[:, None, :, None] + alphas[None, :, None, None])  # [L, A, k, 1]
-    # einsum keeps this one batched matmul per layer (a broadcast @ would copy the basis once per penalty)
-    return torch.einsum("ldk,lakt->ladt", eigen.basis, shrink * projected[:, None])
+    return eigen.basis @ (projected / (eigen.e[:, :, None] + alphas[:, None, :]))
 
 
 def _group_buckets(groups: np.ndarray) -> list[torch.Tensor]:
@@ -105,19 +104,20 @@ _BLOCK_BYTES = 2**28  # memory for one block of the hat matrix's per-prompt prod
 
 
 def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, buckets: list[torch.Tensor], alphas: torch.Tensor) -> torch.Tensor:
-    """Leave-one-prompt-out residuals [L, A, n, T], exact, from the one decomposition.
+    """Leave-one-prompt-out residuals [L, A, n, T], exact, from the one decomposition (a strided view of a
+    [L, n, A, T] tensor).
 
     For a linear smoother with hat matrix H (the intercept included: H = J / n + Q diag(c / (e + a)) Q^T),
     the residuals of a fit that left group G out are (I - H_GG)^{-1} (y_G - fitted_G). Each group's blocks H_GG
     for every penalty come from one matrix product: its rows' pairwise products q_i * q_j times the shrinkages.
+    The small blocks are inverted once each (in float64) and applied to every target by one batched product: a
+    solve per block and target costs 10x more at 100 targets.
     """
     (n, n_targets), (n_layers, k), n_alphas = yc.shape, eigen.e.shape, len(alphas)
     shrink = eigen.c[:, :, None] / (eigen.e[:, :, None] + alphas[None, None, :])  # [L, k, A]
     projected = eigen.q.transpose(1, 2) @ yc  # [L, k, T]
     fitted = eigen.q @ (shrink[..., None] * projected[:, :, None, :]).reshape(n_layers, k, -1)  # [L, n, A * T]
-    residual = (yc[None, :, None, :] - fitted.reshape(n_layers, n, n_alphas, n_targets)).permute(
-        0, 2, 1, 3
-    )  # [L, A, n, T]
+    residual = yc[None, :, None, :] - fitted.reshape(n_layers, n, n_alphas, n_targets)  # [L, n, A, T]
     out = torch.empty_like(residual)
     for slots in buckets:
         m = slots.shape[1]
@@ -127,10 +127,12 @@ def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, buckets: list[torch.Tensor]
             qg = eigen.q[:, block]  # [L, g, m, k]
             products = (qg[:, :, :, None, :] * qg[:, :, None, :, :]).reshape(n_layers, -1, k)  # [L, g * m * m, k]
             hat = (products @ shrink).reshape(n_layers, len(block), m, m, n_alphas).permute(0, 4, 1, 2, 3) + 1.0 / n
-            # numpy's batched LAPACK solve: torch's is 10-1000x slower on many tiny systems on the CPU
-            held = np.linalg.solve((torch.eye(m, dtype=yc.dtype) - hat).numpy(), residual[:, :, block].numpy())
-            out[:, :, block.reshape(-1)] = torch.from_numpy(held).reshape(n_layers, n_alphas, -1, n_targets)
-    return out
+            # numpy's batched LAPACK inverse: torch's is 10-1000x slower on many tiny systems on the CPU
+            inverse = torch.from_numpy(np.linalg.inv(np.eye(m) - hat.double().cpu().numpy()))  # [L, A, g, m, m]
+            inverse = inverse.to(device=yc.device, dtype=yc.dtype)
+            held = inverse @ residual[:, block].permute(0, 3, 1, 2, 4)  # [L, A, g, m, T]
+            out[:, block.reshape(-1)] = held.permute(0, 2, 3, 1, 4).reshape(n_layers, -1, n_alphas, n_targets)
+    return out.permute(0, 2, 1, 3)
 
 
 def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarray, alphas: np.ndarray) -> np.ndarray:
@@ -210,21 +212,20 @@ def ridge_cv_all_layers(
     buckets = _group_buckets(np.asarray(groups))
     factors = np.asarray(alpha_factors, dtype=np.float64)
     alphas = torch.as_tensor(factors * len(yt), dtype=dtype)
-    mse, best, predictions, weights, means, scales = [], [], [], [], [], []
+    mse, best, predictions, means, scales = [], [], [], [], []
+    weights: list[np.ndarray] = []
     for start in range(0, x.shape[1], layer_chunk):
         xt = torch.as_tensor(np.ascontiguousarray(np.moveaxis(x[:, start : start + layer_chunk], 1, 0)), dtype=dtype)
         mean, scale = _standardize_batch(xt, slice(None))
         eigen = _eigen((xt - mean) / scale)
-        residuals = _logo_residuals(eigen, yc, buckets, alphas).double()  # [l, A, n, T]
-        chunk_mse = (residuals**2).mean(dim=2).numpy()  # [l, A, T]
-        chosen = chunk_mse.argmin(axis=1)  # [l, T]
-        held = np.take_along_axis(residuals.numpy(), chosen[:, None, None, :], axis=1)[:, 0]  # [l, n, T]
-        all_weights = _weights(eigen, yc, alphas).double().numpy()  # [l, A, d, T]
-        for layer in range(xt.shape[0]):
-            weights.append(np.stack([all_weights[layer, chosen[layer, t], :, t] for t in range(yt.shape[1])], axis=1))
-        mse.append(chunk_mse)
-        best.append(factors[chosen])
-        predictions.append(yt.numpy()[None] - held)
+        residuals = _logo_residuals(eigen, yc, buckets, alphas)  # [l, A, n, T]
+        chunk_mse = (residuals**2).mean(dim=2, dtype=torch.float64)  # [l, A, T]
+        chosen = chunk_mse.argmin(dim=1)  # [l, T]
+        held = residuals.gather(1, chosen[:, None, None, :].expand(-1, 1, len(yt), -1))[:, 0]  # [l, n, T]
+        weights.extend(list(_chosen_weights(eigen, yc, alphas[chosen]).double().numpy()))
+        mse.append(chunk_mse.numpy())
+        best.append(factors[chosen.numpy()])
+        predictions.append(yt.numpy()[None] - held.double().numpy())
         means.append(mean[:, 0].double().numpy())
         scales.append(scale[:, 0].double().numpy())
     return RidgeCV(
@@ -278,8 +279,8 @@ class RidgeProbe(Probe):
             return self._set(chosen.fitted_weights, chosen.intercept)
         self.standardizer = Standardizer.fit(x)
         xs = torch.as_tensor(self.standardizer.transform(x))[None]
-        factor = torch.tensor([self.alpha_factor * len(y)], dtype=torch.float64)
-        weights = _weights(_eigen(xs), _as_targets(y - y.mean()), factor)[0, 0, :, 0].numpy()
+        penalty = torch.tensor([[self.alpha_factor * len(y)]], dtype=torch.float64)
+        weights = _chosen_weights(_eigen(xs), _as_targets(y - y.mean()), penalty)[0, :, 0].numpy()
         return self._set(weights, float(y.mean()))
 
     def _set(self, weights: np.ndarray, intercept: float) -> RidgeProbe:
