@@ -8,7 +8,7 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 
-from latent_reward.probes.ridge import ridge_cv_all_layers
+from latent_reward.probes.ridge import ridge_cv_all_layers, ridge_cv_folds
 
 FACTORS = (1e-3, 0.03, 0.3, 3.0, 30.0)
 
@@ -87,6 +87,43 @@ def test_chunked_and_unchunked_layers_agree_and_a_one_dimensional_target_is_one_
     single = ridge_cv_all_layers(x, y[:, 1], groups, alpha_factors=FACTORS)
     np.testing.assert_array_equal(single.best_alpha[:, 0], whole.best_alpha[:, 1])
     np.testing.assert_allclose(single.predictions[..., 0], whole.predictions[..., 1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_fold_fits_from_one_gram_matrix_equal_fits_on_each_folds_rows(offset):
+    """ridge_cv_folds (the whole rows' Gram matrix minus each fold's held rows') gives each fold what
+    ridge_cv_all_layers gives on that fold's training rows: the same penalties, predictions, weights and z-scoring,
+    also for states far from zero (an offset 1,000 times their spread) and a constant feature."""
+    x, y, groups, _ = _layers_and_targets(n_layers=4, n_groups=40, seed=2)
+    x = x + offset
+    _, prompt = np.unique(groups, return_inverse=True)
+    folds = prompt % 4
+    shared = ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS)
+    assert len(shared) == 4
+    for k, cv in enumerate(shared):
+        train = folds != k
+        own = ridge_cv_all_layers(x[train], y[train], groups[train], alpha_factors=FACTORS)
+        np.testing.assert_array_equal(cv.best_alpha, own.best_alpha)
+        np.testing.assert_allclose(cv.mse, own.mse, rtol=1e-8)
+        np.testing.assert_allclose(cv.predictions, own.predictions, rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(cv.mean, own.mean, rtol=1e-10)
+        np.testing.assert_allclose(cv.scale, own.scale, rtol=1e-8)
+        for layer in range(4):
+            np.testing.assert_allclose(cv.weights[layer], own.weights[layer], rtol=1e-8, atol=1e-9)
+            np.testing.assert_allclose(
+                cv.predict(layer, x[~train, layer]), own.predict(layer, x[~train, layer]), rtol=1e-8, atol=1e-9
+            )
+
+
+def test_fold_fits_with_fewer_rows_than_features_are_each_folds_own():
+    x, y, groups, _ = _layers_and_targets(n_layers=4, n_groups=6, seed=3)
+    x = np.concatenate([x, x**2, np.abs(x) ** 0.5, np.cos(x)], axis=2)  # 24 features
+    folds = np.unique(groups, return_inverse=True)[1] % 3
+    assert all(np.sum(folds != k) < x.shape[2] for k in range(3))  # every fold has fewer training rows
+    for k, cv in enumerate(ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS)):
+        train = folds != k
+        own = ridge_cv_all_layers(x[train], y[train], groups[train], alpha_factors=FACTORS)
+        np.testing.assert_allclose(cv.predictions, own.predictions, rtol=1e-12)
 
 
 def _pinned_data(d, seed):

@@ -28,7 +28,7 @@ from latent_reward.evaluation.results import Cell
 from latent_reward.heap import reuses_freed_memory
 from latent_reward.io import progress_bar
 from latent_reward.probes import ProbeOptions, RidgeProbe, ridge_cv_all_layers
-from latent_reward.probes.ridge import RidgeCV
+from latent_reward.probes.ridge import RidgeCV, ridge_cv_folds
 
 PROBE_KIND = RidgeProbe.kind  # what every fold fits: every penalty from one decomposition per layer (probes/ridge.py)
 # The fits' arithmetic: float32 takes about half of float64's time (decomposition, hat blocks, the shuffled targets'
@@ -155,26 +155,25 @@ def cross_fit_arrays(
     bar = progress_bar(len(positions) * n_folds, f"cross-fit ({n_folds} folds)", "fit", progress)
     for position in positions:
         x = states(position)
-        for k in range(n_folds):
+        for k, index, j, cv in _inner_cv(x, choosing, groups, folds, alpha_factors):
             train, held = folds != k, folds == k
-            for index, j, cv in _inner_cv(x[train], choosing[:, train], groups[train], alpha_factors):
-                cv_r = _columnwise_r(choosing[:, train].T, cv.predictions[j])  # [choosing targets]
-                improved = [
-                    name
-                    for name, choices in chosen.items()
-                    if column[name] < len(choosing)
-                    and allowed[name](position, layers[index])
-                    and cv_r[column[name]] > choices[k].score
-                ]
-                if not improved:
-                    continue
+            cv_r = _columnwise_r(choosing[:, train].T, cv.predictions[j])  # [choosing targets]
+            improved = [
+                name
+                for name, choices in chosen.items()
+                if column[name] < len(choosing)
+                and allowed[name](position, layers[index])
+                and cv_r[column[name]] > choices[k].score
+            ]
+            if not improved:
+                continue
+            for name in improved:
+                chosen[name][k] = _Choice(float(cv_r[column[name]]), Cell(position=position, layer=layers[index]))
+            if kept is not None:
+                predicted = cv.predict(j, x[held][:, index])  # [held, targets]
                 for name in improved:
-                    chosen[name][k] = _Choice(float(cv_r[column[name]]), Cell(position=position, layer=layers[index]))
-                if kept is not None:
-                    predicted = cv.predict(j, x[held][:, index])  # [held, targets]
-                    for name in improved:
-                        kept[name][held] = predicted[:, column[name]]
-            bar.update(1)
+                    kept[name][held] = predicted[:, column[name]]
+        bar.update(n_folds)
     bar.close()
     if not reselect and "probe" in chosen:  # the controls at each fold's probe cell
         chosen.update({name: list(chosen["probe"]) for name in chosen if name not in selectors})
@@ -202,22 +201,26 @@ _CV_BYTES = (
 )  # memory for one inner cross-validation's leave-one-prompt-out residuals [layers, penalties, n, targets]
 
 
-def _inner_cv(x: np.ndarray, targets: np.ndarray, groups, alpha_factors) -> Iterator[tuple[int, int, RidgeCV]]:
-    """The leave-one-prompt-out ridge CV of every target [T, n] at each layer of x [n, L, d]: (layer index, its index in
-    the fit, the fit), in chunks of layers that fit `_CV_BYTES`; targets too are chunked when one layer would not (they
-    usually all share each layer's decomposition)."""
+def _inner_cv(
+    x: np.ndarray, targets: np.ndarray, groups, folds: np.ndarray, alpha_factors
+) -> Iterator[tuple[int, int, int, RidgeCV]]:
+    """The leave-one-prompt-out ridge CV, on each fold's training rows, of every target [T, n] at each layer of
+    x [n, L, d]: (fold, layer index, its index in the fit, the fit). Layers go in chunks that fit `_CV_BYTES`, each
+    chunk's Gram matrix serving every fold (`ridge_cv_folds`); for one fold the layers come in order. Targets too are
+    chunked when one layer would not fit (they usually all share each layer's decomposition)."""
     per_layer = len(alpha_factors) * targets.shape[1] * len(targets) * 8
     layers_per_fit = int(np.clip(_CV_BYTES // per_layer, 1, 8))
     chunk = max(1, _CV_BYTES // (len(alpha_factors) * targets.shape[1] * 8))
     for first in range(0, x.shape[1], layers_per_fit):
         part = x[:, first : first + layers_per_fit]
-        fits = [
-            ridge_cv_all_layers(part, targets[start : start + chunk].T, groups, alpha_factors, dtype=FIT_DTYPE)
+        by_targets = [
+            ridge_cv_folds(part, targets[start : start + chunk].T, groups, folds, alpha_factors, dtype=FIT_DTYPE)
             for start in range(0, len(targets), chunk)
         ]
-        cv = fits[0] if len(fits) == 1 else _join_targets(fits)
-        for j in range(part.shape[1]):
-            yield first + j, j, cv
+        for k, fits in enumerate(zip(*by_targets, strict=True)):
+            cv = fits[0] if len(fits) == 1 else _join_targets(list(fits))
+            for j in range(part.shape[1]):
+                yield k, first + j, j, cv
 
 
 def _join_targets(parts: list[RidgeCV]) -> RidgeCV:

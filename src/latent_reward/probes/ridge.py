@@ -192,6 +192,58 @@ class RidgeCV:
         return probe._set(self.weights[layer][:, target], float(self.intercept[target]))
 
 
+@dataclass
+class _Chunk:
+    """One chunk of layers' cross-validation, before it joins the others in a RidgeCV."""
+
+    mse: np.ndarray  # [l, A, T]
+    best: np.ndarray  # [l, T]
+    predictions: np.ndarray  # [l, n, T]
+    weights: list[np.ndarray]  # per layer [d, T]
+    mean: np.ndarray  # [l, d]
+    scale: np.ndarray  # [l, d]
+
+
+def _cv_chunk(
+    eigen: _Eigen, mean: torch.Tensor, scale: torch.Tensor, yt: torch.Tensor, groups: np.ndarray, factors: np.ndarray
+) -> _Chunk:
+    """The leave-one-prompt-out choice of penalty and the final fits of one chunk of layers, from its decomposition of
+    the z-scored states (mean and scale [l, 1, d]) and the targets yt [n, T] (float64)."""
+    dtype = eigen.q.dtype
+    yc = (yt - yt.mean(dim=0)).to(dtype)
+    alphas = torch.as_tensor(factors * len(yt), dtype=dtype)
+    residuals = _logo_residuals(eigen, yc, _group_buckets(np.asarray(groups)), alphas)  # [l, A, n, T]
+    mse = (residuals**2).mean(dim=2, dtype=torch.float64)  # [l, A, T]
+    chosen = mse.argmin(dim=1)  # [l, T]
+    held = residuals.gather(1, chosen[:, None, None, :].expand(-1, 1, len(yt), -1))[:, 0]  # [l, n, T]
+    return _Chunk(
+        mse.numpy(),
+        factors[chosen.numpy()],
+        yt.numpy()[None] - held.double().numpy(),
+        list(_chosen_weights(eigen, yc, alphas[chosen]).double().numpy()),
+        mean[:, 0].double().numpy(),
+        scale[:, 0].double().numpy(),
+    )
+
+
+def _joined(chunks: list[_Chunk], yt: torch.Tensor, alpha_factors) -> RidgeCV:
+    return RidgeCV(
+        np.concatenate([c.best for c in chunks]),
+        np.concatenate([c.mse for c in chunks]),
+        np.concatenate([c.predictions for c in chunks]),
+        [w for c in chunks for w in c.weights],
+        yt.mean(dim=0).numpy(),
+        np.concatenate([c.mean for c in chunks]),
+        np.concatenate([c.scale for c in chunks]),
+        tuple(alpha_factors),
+    )
+
+
+def _layers_first(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """States [n, l, d] as a tensor [l, n, d]."""
+    return torch.as_tensor(np.ascontiguousarray(np.moveaxis(x, 1, 0)), dtype=dtype)
+
+
 def ridge_cv_all_layers(
     x: np.ndarray,
     y: np.ndarray,
@@ -208,36 +260,58 @@ def ridge_cv_all_layers(
     the results are returned in float64 either way).
     """
     yt = _as_targets(y)
-    yc = (yt - yt.mean(dim=0)).to(dtype)
-    buckets = _group_buckets(np.asarray(groups))
     factors = np.asarray(alpha_factors, dtype=np.float64)
-    alphas = torch.as_tensor(factors * len(yt), dtype=dtype)
-    mse, best, predictions, means, scales = [], [], [], [], []
-    weights: list[np.ndarray] = []
+    chunks = []
     for start in range(0, x.shape[1], layer_chunk):
-        xt = torch.as_tensor(np.ascontiguousarray(np.moveaxis(x[:, start : start + layer_chunk], 1, 0)), dtype=dtype)
+        xt = _layers_first(x[:, start : start + layer_chunk], dtype)
         mean, scale = _standardize_batch(xt, slice(None))
-        eigen = _eigen((xt - mean) / scale)
-        residuals = _logo_residuals(eigen, yc, buckets, alphas)  # [l, A, n, T]
-        chunk_mse = (residuals**2).mean(dim=2, dtype=torch.float64)  # [l, A, T]
-        chosen = chunk_mse.argmin(dim=1)  # [l, T]
-        held = residuals.gather(1, chosen[:, None, None, :].expand(-1, 1, len(yt), -1))[:, 0]  # [l, n, T]
-        weights.extend(list(_chosen_weights(eigen, yc, alphas[chosen]).double().numpy()))
-        mse.append(chunk_mse.numpy())
-        best.append(factors[chosen.numpy()])
-        predictions.append(yt.numpy()[None] - held.double().numpy())
-        means.append(mean[:, 0].double().numpy())
-        scales.append(scale[:, 0].double().numpy())
-    return RidgeCV(
-        np.concatenate(best),
-        np.concatenate(mse),
-        np.concatenate(predictions),
-        weights,
-        yt.mean(dim=0).numpy(),
-        np.concatenate(means),
-        np.concatenate(scales),
-        tuple(alpha_factors),
-    )
+        chunks.append(_cv_chunk(_eigen((xt - mean) / scale), mean, scale, yt, groups, factors))
+    return _joined(chunks, yt, alpha_factors)
+
+
+def ridge_cv_folds(
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    folds: np.ndarray,
+    alpha_factors=DEFAULT_ALPHA_FACTORS,
+    dtype: torch.dtype = torch.float64,
+) -> list[RidgeCV]:
+    """`ridge_cv_all_layers` on each fold's training rows (those with folds != k), for k = 0, 1, ...: the same fits,
+    at lower cost when every fold trains on at least as many rows as x [n, L, d] has features. Then the whole rows'
+    Gram matrix is formed once, on states shifted by their overall mean (so that what follows loses no precision), and
+    each fold's comes from it minus its held rows': its z-scoring and its Gram matrix without a pass over its
+    training rows (one pass for the decomposition's Q = Z V stays). With fewer rows than features (the dual form)
+    each fold is fitted on its own."""
+    n_folds = int(folds.max()) + 1
+    if any(np.sum(folds != k) < x.shape[2] for k in range(n_folds)):
+        return [
+            ridge_cv_all_layers(x[folds != k], y[folds != k], groups[folds != k], alpha_factors, dtype=dtype)
+            for k in range(n_folds)
+        ]
+    factors = np.asarray(alpha_factors, dtype=np.float64)
+    yt = _as_targets(y)
+    xt = _layers_first(x, dtype)  # [L, n, d]
+    shift = xt.mean(dim=1, keepdim=True)
+    xt = xt - shift
+    gram = xt.transpose(1, 2) @ xt
+    out = []
+    for k in range(n_folds):
+        train = torch.as_tensor(folds != k)
+        held, rows = xt[:, ~train], xt[:, train]
+        n_train = rows.shape[1]
+        offset = -held.sum(dim=1, keepdim=True) / n_train  # the training rows' mean (all rows' is 0 after the shift)
+        covariance = gram - held.transpose(1, 2) @ held - n_train * offset.transpose(1, 2) @ offset
+        variance = torch.diagonal(covariance, dim1=1, dim2=2).clamp(min=0) / n_train  # [L, d]
+        scale = variance.sqrt()
+        scale = torch.where(scale > 1e-8, scale, torch.ones_like(scale))[:, None, :]  # as _standardize_batch
+        e, v = _eigh(covariance / (scale.transpose(1, 2) * scale))  # Z^T Z, Z the z-scored training rows
+        to_z = v / scale.transpose(1, 2)  # Q = Z V = (rows - offset) diag(1 / scale) V
+        eigen = _Eigen(e.clamp(min=0), torch.ones_like(e), rows @ to_z - offset @ to_z, v)
+        train_rows = folds != k
+        chunk = _cv_chunk(eigen, shift + offset, scale, yt[train_rows], groups[train_rows], factors)
+        out.append(_joined([chunk], yt[train_rows], alpha_factors))
+    return out
 
 
 class RidgeProbe(Probe):
