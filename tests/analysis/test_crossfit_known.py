@@ -15,7 +15,7 @@ FACTORS = (0.01, 0.1, 1.0, 10.0)
 SETTINGS = ProbeOptions({"ridge": RidgeSettings(alpha_factors=FACTORS)})
 LAYERS = [0, 3, 5]
 POSITIONS = ("start", "end")
-# the cross-fit's arithmetic is float32 (crossfit.FIT_DTYPE): its predictions agree with float64 references to ~1e-6
+# the cross-fit's arithmetic is float32 (crossfit.FIT_DTYPE): here its predictions agree with float64 ones to ~1e-6
 AGREE = {"rtol": 1e-4, "atol": 1e-5}
 
 
@@ -134,6 +134,13 @@ def test_given_folds_are_used_as_they_are():
     )
     assert not np.array_equal(default.folds, folds)
     assert not np.allclose(default.predictions["probe"], result.predictions["probe"])
+    # folds that split a prompt would let its other rows train the fold that tests it: refused
+    split = folds.copy()
+    split[np.flatnonzero(groups == groups[0])[0]] = (folds[0] + 1) % 3
+    with pytest.raises(ValueError, match="split a prompt"):
+        cross_fit_arrays(
+            lambda p: states[p], LAYERS, y, groups, POSITIONS, settings=SETTINGS, progress=False, folds=split
+        )
 
 
 def test_each_permutation_control_chooses_its_own_cell_and_refits_there():

@@ -5,6 +5,7 @@ import functools
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 
@@ -98,7 +99,7 @@ def test_fold_fits_from_one_gram_matrix_equal_fits_on_each_folds_rows(offset):
     x = x + offset
     _, prompt = np.unique(groups, return_inverse=True)
     folds = prompt % 4
-    shared = ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS)
+    shared = list(ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS))
     assert len(shared) == 4
     for k, cv in enumerate(shared):
         train = folds != k
@@ -115,15 +116,42 @@ def test_fold_fits_from_one_gram_matrix_equal_fits_on_each_folds_rows(offset):
             )
 
 
+def test_fold_fits_in_float32_agree_with_float64_also_for_a_constant_feature_far_from_zero():
+    """float32 arithmetic (what the cross-fit uses) against float64 per fold: a constant feature keeps scale 1 and the
+    held-out predictions agree to float32 precision, with every state offset 1,000 spreads from zero; the targets
+    in passes of 2 equal one pass."""
+    x, y, groups, _ = _layers_and_targets(n_layers=4, n_groups=40, seed=4)
+    x = x + 1e3 * x.std(axis=0, keepdims=True)
+    x[:, 1, 0] = 0.1  # constant, not exactly representable in float32
+    folds = np.unique(groups, return_inverse=True)[1] % 4
+    for k, (single, passes) in enumerate(
+        zip(
+            ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS, dtype=torch.float32),
+            ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS, dtype=torch.float32, targets_per_pass=2),
+            strict=True,
+        )
+    ):
+        train = folds != k
+        own = ridge_cv_all_layers(x[train], y[train], groups[train], alpha_factors=FACTORS)
+        assert single.scale[1, 0] == 1.0
+        for layer in range(4):
+            spread = np.std(own.predict(layer, x[~train, layer]), axis=0)
+            np.testing.assert_allclose(
+                single.predict(layer, x[~train, layer]), own.predict(layer, x[~train, layer]), atol=1e-4 * spread.max()
+            )
+        np.testing.assert_array_equal(passes.best_alpha, single.best_alpha)
+        np.testing.assert_allclose(passes.predictions, single.predictions, rtol=1e-6, atol=1e-6)
+
+
 def test_fold_fits_with_fewer_rows_than_features_are_each_folds_own():
     x, y, groups, _ = _layers_and_targets(n_layers=4, n_groups=6, seed=3)
     x = np.concatenate([x, x**2, np.abs(x) ** 0.5, np.cos(x)], axis=2)  # 24 features
     folds = np.unique(groups, return_inverse=True)[1] % 3
     assert all(np.sum(folds != k) < x.shape[2] for k in range(3))  # every fold has fewer training rows
-    for k, cv in enumerate(ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS)):
+    for k, cv in enumerate(ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS)):  # a generator
         train = folds != k
         own = ridge_cv_all_layers(x[train], y[train], groups[train], alpha_factors=FACTORS)
-        np.testing.assert_allclose(cv.predictions, own.predictions, rtol=1e-12)
+        np.testing.assert_allclose(cv.predictions, own.predictions, rtol=1e-7, atol=1e-7)
 
 
 def _pinned_data(d, seed):

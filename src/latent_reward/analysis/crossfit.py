@@ -32,7 +32,8 @@ from latent_reward.probes.ridge import RidgeCV, ridge_cv_folds
 
 PROBE_KIND = RidgeProbe.kind  # what every fold fits: every penalty from one decomposition per layer (probes/ridge.py)
 # The fits' arithmetic: float32 takes about half of float64's time (decomposition, hat blocks, the shuffled targets'
-# residuals) and its out-of-fold predictions agree with float64's to about 1e-5 of their spread (tests pin both).
+# residuals). Its out-of-fold predictions differ from float64's by 1e-6 to 1e-4 of their spread (more on strongly
+# correlated features), so where two cells or penalties nearly tie, the choice can differ from float64's.
 FIT_DTYPE = torch.float32
 
 # The full states [n, d] at one (position, layer), for the exact fit at a cell chosen on a sketch.
@@ -137,6 +138,8 @@ def cross_fit_arrays(
     selectors = selectors or {"probe": ANY_CELL}
     if folds is None:
         folds = group_folds(groups, n_folds, seed)
+    elif _splits_a_prompt(groups, folds):
+        raise ValueError("the folds split a prompt: each prompt's rows must all be in one fold")
     n_folds = int(folds.max()) + 1
     permuted = (
         _permuted_targets(y, groups, permutations, seed, controls) if permutations and "probe" in selectors else {}
@@ -205,37 +208,24 @@ def _inner_cv(
     x: np.ndarray, targets: np.ndarray, groups, folds: np.ndarray, alpha_factors
 ) -> Iterator[tuple[int, int, int, RidgeCV]]:
     """The leave-one-prompt-out ridge CV, on each fold's training rows, of every target [T, n] at each layer of
-    x [n, L, d]: (fold, layer index, its index in the fit, the fit). Layers go in chunks that fit `_CV_BYTES`, each
-    chunk's Gram matrix serving every fold (`ridge_cv_folds`); for one fold the layers come in order. Targets too are
-    chunked when one layer would not fit (they usually all share each layer's decomposition)."""
+    x [n, L, d]: (fold, layer index, its index in the fit, the fit). Layers go in chunks, each chunk's Gram matrix
+    serving every fold and each fold's decomposition every target (`ridge_cv_folds`), the targets in passes whose
+    residuals fit `_CV_BYTES`; for one fold the layers come in order."""
     per_layer = len(alpha_factors) * targets.shape[1] * len(targets) * 8
     layers_per_fit = int(np.clip(_CV_BYTES // per_layer, 1, 8))
-    chunk = max(1, _CV_BYTES // (len(alpha_factors) * targets.shape[1] * 8))
+    per_pass = max(1, _CV_BYTES // (len(alpha_factors) * targets.shape[1] * 8))
     for first in range(0, x.shape[1], layers_per_fit):
         part = x[:, first : first + layers_per_fit]
-        by_targets = [
-            ridge_cv_folds(part, targets[start : start + chunk].T, groups, folds, alpha_factors, dtype=FIT_DTYPE)
-            for start in range(0, len(targets), chunk)
-        ]
-        for k, fits in enumerate(zip(*by_targets, strict=True)):
-            cv = fits[0] if len(fits) == 1 else _join_targets(list(fits))
+        fits = ridge_cv_folds(part, targets.T, groups, folds, alpha_factors, dtype=FIT_DTYPE, targets_per_pass=per_pass)
+        for k, cv in enumerate(fits):
             for j in range(part.shape[1]):
                 yield k, first + j, j, cv
 
 
-def _join_targets(parts: list[RidgeCV]) -> RidgeCV:
-    """One RidgeCV from fits of the same layer on chunks of the targets."""
-    weights = [np.concatenate([p.weights[j] for p in parts], axis=1) for j in range(len(parts[0].weights))]
-    return RidgeCV(
-        np.concatenate([p.best_alpha for p in parts], axis=1),
-        np.concatenate([p.mse for p in parts], axis=2),
-        np.concatenate([p.predictions for p in parts], axis=2),
-        weights,
-        np.concatenate([p.intercept for p in parts]),
-        parts[0].mean,
-        parts[0].scale,
-        parts[0].alpha_factors,
-    )
+def _splits_a_prompt(groups: np.ndarray, folds: np.ndarray) -> bool:
+    """Whether some prompt has rows in more than one fold."""
+    _, prompt = np.unique(groups, return_inverse=True)
+    return len(set(zip(prompt.tolist(), np.asarray(folds).tolist(), strict=True))) > len(set(prompt.tolist()))
 
 
 def _columnwise_r(y: np.ndarray, p: np.ndarray) -> np.ndarray:

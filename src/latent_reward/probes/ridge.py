@@ -8,6 +8,7 @@ final fit, batched over layers in torch (benchmarks/probe_sweep.py measures the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +122,8 @@ def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, buckets: list[torch.Tensor]
     out = torch.empty_like(residual)
     for slots in buckets:
         m = slots.shape[1]
-        per_block = max(1, _BLOCK_BYTES // (n_layers * m * m * k * yc.element_size()))
+        # the products [L, g*m*m, k] and the float64 blocks [L, A, g, m, m] (hat, I - hat, inverse, its cast)
+        per_block = max(1, _BLOCK_BYTES // (n_layers * m * m * (k * yc.element_size() + 4 * n_alphas * 8)))
         for start in range(0, len(slots), per_block):
             block = slots[start : start + per_block]  # [g, m]
             qg = eigen.q[:, block]  # [L, g, m, k]
@@ -169,7 +171,7 @@ def _as_targets(y: np.ndarray) -> torch.Tensor:
 
 @dataclass
 class RidgeCV:
-    """The outcome of `ridge_cv_all_layers` (T = number of targets)."""
+    """The outcome of `ridge_cv_all_layers`, or of one fold of `ridge_cv_folds` (T = number of targets)."""
 
     best_alpha: np.ndarray  # [L, T] chosen alpha factor (penalty / training rows)
     mse: np.ndarray  # [L, A, T] leave-one-prompt-out mean squared error
@@ -203,6 +205,20 @@ class _Chunk:
     mean: np.ndarray  # [l, d]
     scale: np.ndarray  # [l, d]
 
+    @classmethod
+    def of_targets(cls, parts: list[_Chunk]) -> _Chunk:
+        """One chunk from chunks of the same layers fitted on consecutive slices of the targets."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            np.concatenate([p.mse for p in parts], axis=2),
+            np.concatenate([p.best for p in parts], axis=1),
+            np.concatenate([p.predictions for p in parts], axis=2),
+            [np.concatenate(layer, axis=1) for layer in zip(*(p.weights for p in parts), strict=True)],
+            parts[0].mean,
+            parts[0].scale,
+        )
+
 
 def _cv_chunk(
     eigen: _Eigen, mean: torch.Tensor, scale: torch.Tensor, yt: torch.Tensor, groups: np.ndarray, factors: np.ndarray
@@ -227,6 +243,7 @@ def _cv_chunk(
 
 
 def _joined(chunks: list[_Chunk], yt: torch.Tensor, alpha_factors) -> RidgeCV:
+    """The RidgeCV of consecutive chunks of layers, for targets yt [n, T]."""
     return RidgeCV(
         np.concatenate([c.best for c in chunks]),
         np.concatenate([c.mse for c in chunks]),
@@ -276,42 +293,47 @@ def ridge_cv_folds(
     folds: np.ndarray,
     alpha_factors=DEFAULT_ALPHA_FACTORS,
     dtype: torch.dtype = torch.float64,
-) -> list[RidgeCV]:
-    """`ridge_cv_all_layers` on each fold's training rows (those with folds != k), for k = 0, 1, ...: the same fits,
-    at lower cost when every fold trains on at least as many rows as x [n, L, d] has features. Then the whole rows'
-    Gram matrix is formed once, on states shifted by their overall mean (so that what follows loses no precision), and
-    each fold's comes from it minus its held rows': its z-scoring and its Gram matrix without a pass over its
-    training rows (one pass for the decomposition's Q = Z V stays). With fewer rows than features (the dual form)
-    each fold is fitted on its own."""
-    n_folds = int(folds.max()) + 1
-    if any(np.sum(folds != k) < x.shape[2] for k in range(n_folds)):
-        return [
-            ridge_cv_all_layers(x[folds != k], y[folds != k], groups[folds != k], alpha_factors, dtype=dtype)
-            for k in range(n_folds)
-        ]
+    targets_per_pass: int | None = None,
+) -> Iterator[RidgeCV]:
+    """`ridge_cv_all_layers` on each fold's training rows (those with folds != k), for k = 0, 1, ... in turn: the same
+    fits, at lower cost. When every fold trains on at least as many rows as x [n, L, d] has features, the whole rows'
+    Gram matrix is formed once, on states shifted by their overall mean, and each fold's is that minus its held rows'
+    and its mean's outer product; with fewer rows (the dual form) each fold decomposes its own rows. The targets (y:
+    [n] or [n, T]) share each fold's decomposition, `targets_per_pass` at a time (bounding the memory of their
+    leave-one-prompt-out residuals)."""
+    n_folds, d = int(folds.max()) + 1, x.shape[2]
+    primal = all(np.sum(folds != k) >= d for k in range(n_folds))
     factors = np.asarray(alpha_factors, dtype=np.float64)
     yt = _as_targets(y)
     xt = _layers_first(x, dtype)  # [L, n, d]
     shift = xt.mean(dim=1, keepdim=True)
     xt = xt - shift
-    gram = xt.transpose(1, 2) @ xt
-    out = []
+    gram = xt.transpose(1, 2) @ xt if primal else None
     for k in range(n_folds):
-        train = torch.as_tensor(folds != k)
-        held, rows = xt[:, ~train], xt[:, train]
-        n_train = rows.shape[1]
-        offset = -held.sum(dim=1, keepdim=True) / n_train  # the training rows' mean (all rows' is 0 after the shift)
-        covariance = gram - held.transpose(1, 2) @ held - n_train * offset.transpose(1, 2) @ offset
-        variance = torch.diagonal(covariance, dim1=1, dim2=2).clamp(min=0) / n_train  # [L, d]
-        scale = variance.sqrt()
-        scale = torch.where(scale > 1e-8, scale, torch.ones_like(scale))[:, None, :]  # as _standardize_batch
-        e, v = _eigh(covariance / (scale.transpose(1, 2) * scale))  # Z^T Z, Z the z-scored training rows
-        to_z = v / scale.transpose(1, 2)  # Q = Z V = (rows - offset) diag(1 / scale) V
-        eigen = _Eigen(e.clamp(min=0), torch.ones_like(e), rows @ to_z - offset @ to_z, v)
-        train_rows = folds != k
-        chunk = _cv_chunk(eigen, shift + offset, scale, yt[train_rows], groups[train_rows], factors)
-        out.append(_joined([chunk], yt[train_rows], alpha_factors))
-    return out
+        train = folds != k
+        rows = xt[:, torch.as_tensor(train)]
+        mean, scale = _standardize_batch(rows, slice(None))  # the fold's own z-scoring (of the shifted rows)
+        if gram is None:
+            eigen = _eigen((rows - mean) / scale)
+        else:
+            held = xt[:, torch.as_tensor(~train)]
+            covariance = gram - held.transpose(1, 2) @ held - int(train.sum()) * mean.transpose(1, 2) @ mean
+            e, v = _eigh(covariance / (scale.transpose(1, 2) * scale))  # Z^T Z, Z the z-scored training rows
+            to_z = v / scale.transpose(1, 2)  # Q = Z V = (rows - mean) diag(1 / scale) V
+            eigen = _Eigen(e.clamp(min=0), torch.ones_like(e), rows @ to_z - mean @ to_z, v)
+        passes = range(0, yt.shape[1], targets_per_pass or yt.shape[1])
+        parts = [
+            _cv_chunk(
+                eigen,
+                mean + shift,
+                scale,
+                yt[train][:, s : s + (targets_per_pass or yt.shape[1])],
+                groups[train],
+                factors,
+            )
+            for s in passes
+        ]
+        yield _joined([_Chunk.of_targets(parts)], yt[train], alpha_factors)
 
 
 class RidgeProbe(Probe):
