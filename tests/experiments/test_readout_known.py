@@ -356,3 +356,21 @@ def test_the_seed_spread_reads_within_prompt_accuracy_from_the_within_prompt_pro
             within_prompt_accuracy(yc, predictions, groups), abs=1e-12
         )
     assert len(set(spread.within_acc)) > 1  # the seeds deal different folds
+    assert spread.pearson[1:] == [None, None]  # with a within-prompt probe the other seeds re-fit only it
+
+
+def test_the_seed_spread_sentence_names_the_probe_each_seed_refits():
+    """With a within-prompt probe the sentence reports its accuracy across seeds (the pooled r exists for the first
+    seed only); without one, the pooled probe's r and within-prompt accuracy."""
+    from latent_reward.experiments.readout import SeedSpread
+    from latent_reward.report.answers import _seed_spread_sentence
+
+    within_only = SeedSpread(seeds=[0, 1, 2], pearson=[0.5, None, None], within_acc=[0.61, 0.58, None])
+    assert _seed_spread_sentence(within_only, within_probe=True) == (
+        "Across 3 fold seeds, the within-prompt probe's accuracy runs 0.580 to 0.610."
+    )
+    pooled = SeedSpread(seeds=[0, 1], pearson=[0.5, 0.42], within_acc=[0.61, 0.6])
+    assert _seed_spread_sentence(pooled, within_probe=False) == (
+        "Across 2 fold seeds, the pooled probe's r runs 0.420 to 0.500, its within-prompt accuracy 0.600 to 0.610."
+    )
+    assert _seed_spread_sentence(SeedSpread(seeds=[0, 1], pearson=[0.5, None], within_acc=[None, None]), True) is None

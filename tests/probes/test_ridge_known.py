@@ -143,6 +143,21 @@ def test_fold_fits_in_float32_agree_with_float64_also_for_a_constant_feature_far
         np.testing.assert_allclose(passes.predictions, single.predictions, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("fold_ids", [[3, 1], [2]])
+def test_chosen_folds_alone_equal_those_folds_of_a_fit_of_every_fold(fold_ids):
+    """`fold_ids` fits only those folds, in that order (two share the Gram matrix, one decomposes its own rows), each
+    equal to the same fold of a fit of every fold."""
+    x, y, groups, _ = _layers_and_targets(n_layers=4, n_groups=40, seed=5)
+    folds = np.unique(groups, return_inverse=True)[1] % 4
+    every = list(ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS))
+    chosen = list(ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS, fold_ids=fold_ids))
+    assert len(chosen) == len(fold_ids)
+    for k, cv in zip(fold_ids, chosen, strict=True):
+        np.testing.assert_array_equal(cv.best_alpha, every[k].best_alpha)
+        np.testing.assert_allclose(cv.predictions, every[k].predictions, rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(cv.predict(1, x[folds == k, 1]), every[k].predict(1, x[folds == k, 1]), rtol=1e-8)
+
+
 def test_fold_fits_with_fewer_rows_than_features_are_each_folds_own():
     x, y, groups, _ = _layers_and_targets(n_layers=4, n_groups=6, seed=3)
     x = np.concatenate([x, x**2, np.abs(x) ** 0.5, np.cos(x)], axis=2)  # 24 features

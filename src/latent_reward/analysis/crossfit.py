@@ -27,7 +27,7 @@ from latent_reward.evaluation.controls import global_permutations, within_group_
 from latent_reward.evaluation.results import Cell
 from latent_reward.heap import reuses_freed_memory
 from latent_reward.io import progress_bar
-from latent_reward.probes import ProbeOptions, RidgeProbe, ridge_cv_all_layers
+from latent_reward.probes import ProbeOptions, RidgeProbe
 from latent_reward.probes.ridge import RidgeCV, ridge_cv_folds
 
 PROBE_KIND = RidgeProbe.kind  # what every fold fits: every penalty from one decomposition per layer (probes/ridge.py)
@@ -261,24 +261,27 @@ def _fit_at_cells(
 ) -> dict[str, np.ndarray]:
     """Each fold's final probe at the cell each choice made (penalty by leave-one-prompt-out CV inside the fold), on the
     states `read` gives (the full states behind a sketch): out-of-fold predictions [rows] per choice. One cell's states
-    are in memory at a time, and each (cell, fold) is decomposed once for every target whose choice landed there."""
+    are in memory at a time; the folds that chose a cell share its Gram matrix (`ridge_cv_folds`), and each (cell,
+    fold) is decomposed once for every target whose choice landed at that cell in some fold."""
     out = {name: np.empty(targets.shape[1]) for name in chosen}
     for cell in sorted({(c.cell.position, c.cell.layer) for choices in chosen.values() for c in choices if c.cell}):
-        x = read(*cell)
-        for k in range(int(folds.max()) + 1):
-            names = [
+        names_in = {
+            k: [
                 name
                 for name, choices in chosen.items()
                 if (at := choices[k].cell) is not None and (at.position, at.layer) == cell
             ]
-            if not names:
-                continue
-            train, held = folds != k, folds == k
-            columns = sorted({column[name] for name in names})
-            cv = ridge_cv_all_layers(
-                x[train][:, None], targets[columns][:, train].T, groups[train], alpha_factors, dtype=FIT_DTYPE
-            )
+            for k in range(int(folds.max()) + 1)
+        }
+        fold_ids = [k for k, names in names_in.items() if names]
+        columns = sorted({column[name] for k in fold_ids for name in names_in[k]})
+        x = read(*cell)
+        fits = ridge_cv_folds(
+            x[:, None], targets[columns].T, groups, folds, alpha_factors, dtype=FIT_DTYPE, fold_ids=fold_ids
+        )
+        for k, cv in zip(fold_ids, fits, strict=True):
+            held = folds == k
             predicted = cv.predict(0, x[held])
-            for name in names:
+            for name in names_in[k]:
                 out[name][held] = predicted[:, columns.index(column[name])]
     return out

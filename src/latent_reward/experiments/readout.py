@@ -62,7 +62,7 @@ class ReadoutConfig(Result):
     sweep: SweepConfig = SweepConfig()
     folds: int = Field(5, ge=2, description="Cross-fitting folds over prompts (the headline).")
     permutations: int = Field(100, ge=0, description="Shuffled-rating probes per control (null distributions).")
-    split_seeds: int = 5  # fold seeds whose spread the report shows (pooled r; the within-prompt probe's accuracy)
+    split_seeds: int = 5  # fold seeds whose spread the report shows (the within-prompt probe's accuracy, else pooled r)
     paired_permutations: int = 1000
     sgd_grid: bool = Field(True, description="Train the SGD probe over batch sizes x schedules at the best cell.")
     within_probe: bool = True  # also fit the within-prompt target where prompts have 2+ responses
@@ -654,27 +654,30 @@ def _optional_parts(
     """The seed spread, the SGD settings grid and linear vs nonlinear, where configured."""
     target, seed = fit.target, config.sweep.seed
     tick = time.perf_counter()
-    # r from the pooled probe; within-prompt accuracy from the within-prompt probe, as the headline reports each
+    # The headline's spread: with a within-prompt probe each seed re-fits only it (its accuracy; the pooled r stays the
+    # first seed's alone: a second cross-fit per seed doubled this stage's cost); without one, the pooled probe's r and
+    # within-prompt accuracy.
     within = result.within_probe.scores if result.within_probe is not None else result.probe.scores
     spread = {seed: (result.probe.scores.pearson.value, within.within_acc.value)}
     no_controls = config.model_copy(update={"permutations": 0})
     for extra in range(1, config.split_seeds):
-        fitted = cross_fit(
+        if result.within_probe is not None:
+            folds = group_folds(target.groups, config.folds, seed + extra)
+            refit = _within_crossfit(store, target, positions, folds, no_controls, progress, layer_zero=False)
+            accuracy = (  # None where this seed's folds leave the within-prompt probe too few prompts
+                metric_value("within_acc", refit.target.y, refit.fit.predictions["probe"], refit.target.groups)
+                if refit is not None
+                else None
+            )
+            spread[seed + extra] = (None, accuracy)
+            continue
+        p = cross_fit(
             store, target, positions, config.folds, seed + extra, config.sweep.settings, progress=progress
+        ).predictions["probe"]
+        spread[seed + extra] = (
+            metric_value("pearson", target.y, p, target.groups),
+            metric_value("within_acc", target.y, p, target.groups),
         )
-        p = fitted.predictions["probe"]
-        refit = (
-            _within_crossfit(store, target, positions, fitted.folds, no_controls, progress, layer_zero=False)
-            if result.within_probe is not None
-            else None
-        )
-        if refit is not None:
-            accuracy = metric_value("within_acc", refit.target.y, refit.fit.predictions["probe"], refit.target.groups)
-        elif result.within_probe is not None:
-            accuracy = None  # no within-prompt probe on this seed's folds: not the pooled probe's, another measure
-        else:
-            accuracy = metric_value("within_acc", target.y, p, target.groups)
-        spread[seed + extra] = (metric_value("pearson", target.y, p, target.groups), accuracy)
     result.seed_spread = SeedSpread(
         seeds=list(spread),
         pearson=[finite(v[0]) for v in spread.values()],

@@ -8,7 +8,7 @@ final fit, batched over layers in torch (benchmarks/probe_sweep.py measures the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,22 +294,25 @@ def ridge_cv_folds(
     alpha_factors=DEFAULT_ALPHA_FACTORS,
     dtype: torch.dtype = torch.float64,
     targets_per_pass: int | None = None,
+    fold_ids: Sequence[int] | None = None,
 ) -> Iterator[RidgeCV]:
-    """`ridge_cv_all_layers` on each fold's training rows (those with folds != k), for k = 0, 1, ... in turn: the same
-    fits, at lower cost. When every fold trains on at least as many rows as x [n, L, d] has features, the whole rows'
-    Gram matrix is formed once, on states shifted by their overall mean, and each fold's is that minus its held rows'
-    and its mean's outer product; with fewer rows (the dual form) each fold decomposes its own rows. The targets (y:
-    [n] or [n, T]) share each fold's decomposition, `targets_per_pass` at a time (bounding the memory of their
-    leave-one-prompt-out residuals)."""
-    n_folds, d = int(folds.max()) + 1, x.shape[2]
-    primal = all(np.sum(folds != k) >= d for k in range(n_folds))
+    """`ridge_cv_all_layers` on each fold's training rows (those with folds != k), for k in `fold_ids` (every fold by
+    default) in turn: the same fits, at lower cost. When two or more folds are fitted and each trains on at least as
+    many rows as x [n, L, d] has features, the whole rows' Gram matrix is formed once, on states shifted by their
+    overall mean, and each fold's is that minus its held rows' and its mean's outer product; otherwise (one fold, or
+    the dual form's fewer rows than features) each fold decomposes its own rows. The targets (y: [n] or [n, T]) share
+    each fold's decomposition, `targets_per_pass` at a time (bounding the memory of their leave-one-prompt-out
+    residuals)."""
+    d = x.shape[2]
+    fold_ids = list(range(int(folds.max()) + 1)) if fold_ids is None else list(fold_ids)
+    shared = len(fold_ids) > 1 and all(np.sum(folds != k) >= d for k in fold_ids)
     factors = np.asarray(alpha_factors, dtype=np.float64)
     yt = _as_targets(y)
     xt = _layers_first(x, dtype)  # [L, n, d]
     shift = xt.mean(dim=1, keepdim=True)
     xt = xt - shift
-    gram = xt.transpose(1, 2) @ xt if primal else None
-    for k in range(n_folds):
+    gram = xt.transpose(1, 2) @ xt if shared else None
+    for k in fold_ids:
         train = folds != k
         rows = xt[:, torch.as_tensor(train)]
         mean, scale = _standardize_batch(rows, slice(None))  # the fold's own z-scoring (of the shifted rows)

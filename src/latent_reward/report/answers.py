@@ -6,7 +6,7 @@ from latent_reward.analysis.sgd_settings import SGDSetting
 from latent_reward.evaluation import results as names
 from latent_reward.evaluation.results import Comparison, Interval, Scores, strongest
 from latent_reward.experiments.prompt_only import PromptOnlyResult
-from latent_reward.experiments.readout import LinearVsNonlinear, ReadoutResult
+from latent_reward.experiments.readout import LinearVsNonlinear, ReadoutResult, SeedSpread
 from latent_reward.experiments.run_result import Answer, RunResult
 from latent_reward.experiments.trajectory import END_PROBE, TOKEN_PROBE, TrajectoryResult
 from latent_reward.report.pvalue import p_text
@@ -150,14 +150,13 @@ def encodes_answer(readout: ReadoutResult) -> str:
             "accuracy is "
             f"{readout.length_matched}."
         )
-    if readout.seed_spread and len(readout.seed_spread.seeds) > 1:
-        r = [v for v in readout.seed_spread.pearson if v is not None]
-        acc = [v for v in readout.seed_spread.within_acc if v is not None]
-        whose = "the within-prompt probe's" if readout.within_probe is not None else "its"
-        parts.append(
-            f"Across {len(readout.seed_spread.seeds)} fold seeds, the pooled probe's r runs {min(r):.3f} to "
-            f"{max(r):.3f}" + (f", {whose} within-prompt accuracy {min(acc):.3f} to {max(acc):.3f}." if acc else ".")
-        )
+    spread = readout.seed_spread
+    if (
+        spread
+        and len(spread.seeds) > 1
+        and (sentence := _seed_spread_sentence(spread, readout.within_probe is not None))
+    ):
+        parts.append(sentence)
     for subset in readout.subsets:
         parts.append(
             f"On the {subset.name} ({subset.scores.n_examples} responses): r = {subset.scores.pearson}, "
@@ -411,3 +410,17 @@ def scores_answer(result: RunResult) -> str:
 
 def headline(scores: Scores) -> str:
     return f"r = {scores.pearson}, within-prompt accuracy = {scores.within_acc}"
+
+
+def _seed_spread_sentence(spread: SeedSpread, within_probe: bool) -> str | None:
+    """How the headline moves with the fold seed: the within-prompt probe's accuracy where there is one (each seed
+    re-fits only it), else the pooled probe's r and within-prompt accuracy."""
+    r = [v for v in spread.pearson if v is not None]
+    acc = [v for v in spread.within_acc if v is not None]
+    seeds = f"Across {len(spread.seeds)} fold seeds"
+    if within_probe:
+        return f"{seeds}, the within-prompt probe's accuracy runs {min(acc):.3f} to {max(acc):.3f}." if acc else None
+    if not r:
+        return None
+    accuracy = f", its within-prompt accuracy {min(acc):.3f} to {max(acc):.3f}" if acc else ""
+    return f"{seeds}, the pooled probe's r runs {min(r):.3f} to {max(r):.3f}{accuracy}."
