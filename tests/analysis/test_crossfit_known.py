@@ -176,3 +176,20 @@ def test_each_permutation_control_chooses_its_own_cell_and_refits_there():
     assert own_cells > 0  # some permutation chose another cell than the probe: the choice was redone, not reused
     global_targets, _ = result.permuted["global"]
     assert sorted(global_targets[0]) == pytest.approx(sorted(y)) and not np.array_equal(global_targets[0], y)
+
+
+def test_a_cell_without_variation_is_never_chosen_for_its_rounding_noise():
+    """States identical in every row (a token's embedding at layer 0), centered per prompt: all zeros. The float32
+    inner cross-validation's predictions there are rounding noise correlated with the target; they count as constant
+    (inner r 0), so every fold chooses the layer that carries a weak signal, as float64 arithmetic would."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"g{i:03d}" for i in range(150)], 2)
+    signal = rng.normal(size=len(groups))
+    y = signal + 1.5 * rng.normal(size=len(groups))
+    y -= np.repeat(y.reshape(-1, 2).mean(axis=1), 2)  # the within-prompt target
+    states = np.zeros((len(groups), 2, 8), dtype=np.float32)
+    states[:, 1] = rng.normal(size=(len(groups), 8))
+    states[:, 1, 0] += signal
+    states[:, 1] -= np.repeat(states[:, 1].reshape(-1, 2, 8).mean(axis=1), 2, axis=0)
+    result = cross_fit_arrays(lambda p: states, [0, 1], y, groups, ("eot",), n_folds=5, seed=0, progress=False)
+    assert {cell.layer for cell in result.cells["probe"]} == {1}
