@@ -367,7 +367,7 @@ def test_the_seed_spread_sentence_names_the_probe_each_seed_refits():
 
     within_only = SeedSpread(seeds=[0, 1, 2], pearson=[0.5, None, None], within_acc=[0.61, 0.58, None])
     assert _seed_spread_sentence(within_only, within_probe=True) == (
-        "Across 3 fold seeds, the within-prompt probe's accuracy runs 0.580 to 0.610."
+        "Across 2 fold seeds, the within-prompt probe's accuracy runs 0.580 to 0.610."  # the seeds that have one
     )
     pooled = SeedSpread(seeds=[0, 1], pearson=[0.5, 0.42], within_acc=[0.61, 0.6])
     assert _seed_spread_sentence(pooled, within_probe=False) == (

@@ -156,6 +156,28 @@ def test_chosen_folds_alone_equal_those_folds_of_a_fit_of_every_fold(fold_ids):
         np.testing.assert_array_equal(cv.best_alpha, every[k].best_alpha)
         np.testing.assert_allclose(cv.predictions, every[k].predictions, rtol=1e-8, atol=1e-9)
         np.testing.assert_allclose(cv.predict(1, x[folds == k, 1]), every[k].predict(1, x[folds == k, 1]), rtol=1e-8)
+    for wrong in ([1, 1], [4]):  # a fold twice, a fold that does not exist
+        with pytest.raises(ValueError, match="fold_ids"):
+            next(ridge_cv_folds(x, y, groups, folds, alpha_factors=FACTORS, fold_ids=wrong))
+
+
+@pytest.mark.parametrize("within", [False, True])
+def test_states_without_variation_predict_the_leave_one_out_mean_also_in_float32(within):
+    """At a layer whose states are identical in every row (a token's embedding at layer 0; zeros once centered per
+    prompt) each prompt's leave-one-out prediction is the other rows' mean rating, in float32 as in float64: no
+    rounding noise correlated with the rating (which, scored by r, once won the cross-fit's choice of cell): float32
+    differs by the rounding of the ratings' prompt sums (under 1e-9 here), where y minus a residual differed by 4e-7."""
+    rng = np.random.default_rng(6)
+    groups = np.repeat([f"g{i:03d}" for i in range(60)], 3)
+    y = rng.normal(size=len(groups)) * 2.0 + 1.0
+    if within:
+        y -= np.repeat(y.reshape(-1, 3).mean(axis=1), 3)
+    x = np.zeros((len(groups), 2, 5), dtype=np.float32)
+    x[:, 1] = rng.normal(size=(len(groups), 5))
+    left_out = (y.sum() - np.repeat(y.reshape(-1, 3).sum(axis=1), 3)) / (len(y) - 3)  # the other prompts' mean
+    for dtype in (torch.float64, torch.float32):
+        cv = ridge_cv_all_layers(x, y, groups, alpha_factors=FACTORS, dtype=dtype)
+        np.testing.assert_allclose(cv.predictions[0, :, 0], left_out, rtol=1e-6, atol=1e-8)
 
 
 def test_fold_fits_with_fewer_rows_than_features_are_each_folds_own():

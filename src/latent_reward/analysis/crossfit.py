@@ -228,20 +228,12 @@ def _splits_a_prompt(groups: np.ndarray, folds: np.ndarray) -> bool:
     return len(set(zip(prompt.tolist(), np.asarray(folds).tolist(), strict=True))) > len(set(prompt.tolist()))
 
 
-# Below this fraction of the target's spread, inner-CV predictions count as not varying. In float32 they are the
-# target minus its leave-one-prompt-out residual, so a cell with no variation (a token identical in every row at layer
-# 0, or such states centered per prompt) still carries rounding noise of about 1e-8 of the target's spread, correlated
-# with the target: scored as is, that noise reached an inner r of 0.68 on random data and won the choice.
-_VARIES = 1e-5
-
-
 def _columnwise_r(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Pearson r of each column of p [n, T] with the same column of y [n, T]; 0 where either side does not vary (as
-    `metrics.pearson`; p counts as constant below `_VARIES` of y's spread)."""
+    `metrics.pearson`)."""
     yc, pc = y - y.mean(axis=0), p - p.mean(axis=0)
-    y_norm, p_norm = np.sqrt((yc**2).sum(axis=0)), np.sqrt((pc**2).sum(axis=0))
-    varies = (y_norm > 1e-12) & (p_norm > _VARIES * y_norm)
-    return np.divide((yc * pc).sum(axis=0), y_norm * p_norm, out=np.zeros(y.shape[1]), where=varies)
+    denominator = np.sqrt((yc**2).sum(axis=0) * (pc**2).sum(axis=0))
+    return np.divide((yc * pc).sum(axis=0), denominator, out=np.zeros(y.shape[1]), where=denominator > 1e-12)
 
 
 def _null(t: int) -> str:

@@ -74,9 +74,17 @@ class ReadoutConfig(Result):
 
 
 class SeedSpread(Result):
+    """The headline under each fold seed (the first is the headline's own)."""
+
     seeds: list[int]
-    pearson: list[float | None]
-    within_acc: list[float | None]
+    pearson: list[float | None] = Field(
+        description="The pooled probe's r per seed; None for the extra seeds where a within-prompt probe is the "
+        "headline (only it is re-fitted)."
+    )
+    within_acc: list[float | None] = Field(
+        description="Within-prompt accuracy per seed, of the within-prompt probe where there is one (None where a "
+        "seed's folds leave it too few prompts), else of the pooled probe."
+    )
 
 
 class Subset(Result):

@@ -104,22 +104,27 @@ def _group_buckets(groups: np.ndarray) -> list[torch.Tensor]:
 _BLOCK_BYTES = 2**28  # memory for one block of the hat matrix's per-prompt products
 
 
-def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, buckets: list[torch.Tensor], alphas: torch.Tensor) -> torch.Tensor:
-    """Leave-one-prompt-out residuals [L, A, n, T], exact, from the one decomposition (a strided view of a
-    [L, n, A, T] tensor).
+def _logo_predictions(
+    eigen: _Eigen, yc: torch.Tensor, buckets: list[torch.Tensor], alphas: torch.Tensor
+) -> torch.Tensor:
+    """Leave-one-prompt-out predictions [L, A, n, T] of the centered targets yc [n, T], exact, from the one
+    decomposition (a strided view of a [L, n, A, T] tensor).
 
-    For a linear smoother with hat matrix H (the intercept included: H = J / n + Q diag(c / (e + a)) Q^T),
-    the residuals of a fit that left group G out are (I - H_GG)^{-1} (y_G - fitted_G). Each group's blocks H_GG
-    for every penalty come from one matrix product: its rows' pairwise products q_i * q_j times the shrinkages.
-    The small blocks are inverted once each (in float64) and applied to every target by one batched product: a
-    solve per block and target costs 10x more at 100 targets.
+    For a linear smoother with hat matrix H (the intercept included: H = J / n + Q diag(c / (e + a)) Q^T), the
+    prediction for group G by a fit that left G out is (I - H_GG)^{-1} (fitted_G - H_GG y_G): the fit's other rows'
+    part of the fitted values, scaled up. Formed this way, not as y_G minus the residual (I - H_GG)^{-1}
+    (y_G - fitted_G), it carries no cancellation against y: in float32 a cell whose states do not vary predicts
+    exactly the leave-one-out mean, where y minus the residual left rounding noise correlated with y. Each group's
+    blocks H_GG for every penalty come from one matrix product: its rows' pairwise products q_i * q_j times the
+    shrinkages. The small blocks are inverted once each (in float64) and applied to every target by one batched
+    product: a solve per block and target costs 10x more at 100 targets.
     """
     (n, n_targets), (n_layers, k), n_alphas = yc.shape, eigen.e.shape, len(alphas)
     shrink = eigen.c[:, :, None] / (eigen.e[:, :, None] + alphas[None, None, :])  # [L, k, A]
     projected = eigen.q.transpose(1, 2) @ yc  # [L, k, T]
     fitted = eigen.q @ (shrink[..., None] * projected[:, :, None, :]).reshape(n_layers, k, -1)  # [L, n, A * T]
-    residual = yc[None, :, None, :] - fitted.reshape(n_layers, n, n_alphas, n_targets)  # [L, n, A, T]
-    out = torch.empty_like(residual)
+    fitted = fitted.reshape(n_layers, n, n_alphas, n_targets)
+    out = torch.empty_like(fitted)
     for slots in buckets:
         m = slots.shape[1]
         # the products [L, g*m*m, k] and the float64 blocks [L, A, g, m, m] (hat, I - hat, inverse, its cast)
@@ -132,9 +137,18 @@ def _logo_residuals(eigen: _Eigen, yc: torch.Tensor, buckets: list[torch.Tensor]
             # numpy's batched LAPACK inverse: torch's is 10-1000x slower on many tiny systems on the CPU
             inverse = torch.from_numpy(np.linalg.inv(np.eye(m) - hat.double().cpu().numpy()))  # [L, A, g, m, m]
             inverse = inverse.to(device=yc.device, dtype=yc.dtype)
-            held = inverse @ residual[:, block].permute(0, 3, 1, 2, 4)  # [L, A, g, m, T]
+            others = fitted[:, block].permute(0, 3, 1, 2, 4) - hat @ yc[block]  # [L, A, g, m, T]
+            held = inverse @ others
             out[:, block.reshape(-1)] = held.permute(0, 2, 3, 1, 4).reshape(n_layers, -1, n_alphas, n_targets)
     return out.permute(0, 2, 1, 3)
+
+
+def _squared_errors(yc: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
+    """Mean squared error [L, A, T] of leave-one-out predictions [L, A, n, T] of yc [n, T], accumulated in float64 one
+    penalty at a time (no second tensor of the predictions' size)."""
+    return torch.stack(
+        [((predictions[:, a] - yc) ** 2).mean(dim=1, dtype=torch.float64) for a in range(predictions.shape[1])], dim=1
+    )
 
 
 def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarray, alphas: np.ndarray) -> np.ndarray:
@@ -155,13 +169,11 @@ def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarr
         e = e.clamp(min=0)
         eigen = _Eigen(e, e, u, torch.empty(0))
     yt = _as_targets(y)
-    residuals = _logo_residuals(
-        eigen,
-        yt - yt.mean(dim=0),
-        _group_buckets(np.asarray(groups)),
-        torch.as_tensor(np.asarray(alphas, dtype=np.float64)),
+    yc = yt - yt.mean(dim=0)
+    predictions = _logo_predictions(
+        eigen, yc, _group_buckets(np.asarray(groups)), torch.as_tensor(np.asarray(alphas, dtype=np.float64))
     )
-    return (residuals[0, :, :, 0] ** 2).mean(dim=1).numpy()
+    return _squared_errors(yc, predictions)[0, :, 0].numpy()
 
 
 def _as_targets(y: np.ndarray) -> torch.Tensor:
@@ -228,14 +240,14 @@ def _cv_chunk(
     dtype = eigen.q.dtype
     yc = (yt - yt.mean(dim=0)).to(dtype)
     alphas = torch.as_tensor(factors * len(yt), dtype=dtype)
-    residuals = _logo_residuals(eigen, yc, _group_buckets(np.asarray(groups)), alphas)  # [l, A, n, T]
-    mse = (residuals**2).mean(dim=2, dtype=torch.float64)  # [l, A, T]
+    predictions = _logo_predictions(eigen, yc, _group_buckets(np.asarray(groups)), alphas)  # [l, A, n, T]
+    mse = _squared_errors(yc, predictions)  # [l, A, T]
     chosen = mse.argmin(dim=1)  # [l, T]
-    held = residuals.gather(1, chosen[:, None, None, :].expand(-1, 1, len(yt), -1))[:, 0]  # [l, n, T]
+    held = predictions.gather(1, chosen[:, None, None, :].expand(-1, 1, len(yt), -1))[:, 0]  # [l, n, T]
     return _Chunk(
         mse.numpy(),
         factors[chosen.numpy()],
-        yt.numpy()[None] - held.double().numpy(),
+        yt.mean(dim=0).numpy() + held.double().numpy(),
         list(_chosen_weights(eigen, yc, alphas[chosen]).double().numpy()),
         mean[:, 0].double().numpy(),
         scale[:, 0].double().numpy(),
@@ -304,7 +316,10 @@ def ridge_cv_folds(
     each fold's decomposition, `targets_per_pass` at a time (bounding the memory of their leave-one-prompt-out
     residuals)."""
     d = x.shape[2]
-    fold_ids = list(range(int(folds.max()) + 1)) if fold_ids is None else list(fold_ids)
+    n_folds = int(folds.max()) + 1
+    fold_ids = list(range(n_folds)) if fold_ids is None else list(fold_ids)
+    if len(set(fold_ids)) < len(fold_ids) or not all(0 <= k < n_folds for k in fold_ids):
+        raise ValueError(f"fold_ids must be distinct folds in 0..{n_folds - 1}, got {fold_ids}")
     shared = len(fold_ids) > 1 and all(np.sum(folds != k) >= d for k in fold_ids)
     factors = np.asarray(alpha_factors, dtype=np.float64)
     yt = _as_targets(y)

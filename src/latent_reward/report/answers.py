@@ -417,10 +417,14 @@ def _seed_spread_sentence(spread: SeedSpread, within_probe: bool) -> str | None:
     re-fits only it), else the pooled probe's r and within-prompt accuracy."""
     r = [v for v in spread.pearson if v is not None]
     acc = [v for v in spread.within_acc if v is not None]
-    seeds = f"Across {len(spread.seeds)} fold seeds"
     if within_probe:
-        return f"{seeds}, the within-prompt probe's accuracy runs {min(acc):.3f} to {max(acc):.3f}." if acc else None
+        if not acc:
+            return None
+        return (
+            f"Across {len(acc)} fold seeds, the within-prompt probe's accuracy runs {min(acc):.3f} to {max(acc):.3f}."
+        )
     if not r:
         return None
+    seeds = f"Across {len(r)} fold seeds"
     accuracy = f", its within-prompt accuracy {min(acc):.3f} to {max(acc):.3f}" if acc else ""
     return f"{seeds}, the pooled probe's r runs {min(r):.3f} to {max(r):.3f}{accuracy}."
