@@ -1,5 +1,6 @@
 """Known answers for evaluation/baselines.py: the TF-IDF penalty choice against sklearn's Ridge refitted on every
-leave-one-prompt-out split, and the length and text features by hand."""
+leave-one-prompt-out split, the fit at the chosen penalty against sklearn's exact Ridge, and the length and text
+features by hand."""
 
 import math
 
@@ -17,7 +18,7 @@ from latent_reward.evaluation.baselines import (
     length_features,
     text_statistics,
 )
-from latent_reward.probes.ridge import logo_errors
+from latent_reward.probes.ridge import logo_ridge
 
 
 def _sparse_design(seed, n=36, d=50):
@@ -29,7 +30,7 @@ def _sparse_design(seed, n=36, d=50):
 
 
 @pytest.mark.parametrize("n,d", [(36, 50), (60, 8)])  # more features than rows (as TF-IDF has: the kernel) and fewer
-def test_logo_errors_equal_sklearn_ridge_refitted_on_each_leave_one_prompt_out_split(n, d):
+def test_logo_ridge_errors_and_fit_equal_sklearn_ridge_refitted_on_each_leave_one_prompt_out_split(n, d):
     """The TF-IDF baselines' penalty choice: leave-one-prompt-out errors from one decomposition, against sklearn's Ridge
     (with its intercept) refitted without each prompt."""
     x, y, groups = _sparse_design(seed=n + d, n=n, d=d)
@@ -40,11 +41,17 @@ def test_logo_errors_equal_sklearn_ridge_refitted_on_each_leave_one_prompt_out_s
             np.sum((Ridge(alpha=a).fit(x[train].toarray(), y[train]).predict(x[held].toarray()) - y[held]) ** 2)
             for a in alphas
         ]
-    np.testing.assert_allclose(logo_errors(x, y, groups, alphas), expected / n, rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(logo_errors(x.toarray(), y, groups, alphas), expected / n, rtol=1e-7, atol=1e-9)
+    for features in (x, x.toarray()):
+        fit = logo_ridge(features, y, groups, alphas)
+        np.testing.assert_allclose(fit.errors, expected / n, rtol=1e-7, atol=1e-9)
+        assert fit.alpha == alphas[int(np.argmin(expected))]
+        exact = Ridge(alpha=fit.alpha, solver="svd").fit(x.toarray(), y)  # the fit at the chosen penalty
+        new_rows = sparse.random(7, d, density=0.3, random_state=1, format="csr")
+        np.testing.assert_allclose(fit.predict(new_rows), exact.predict(new_rows.toarray()), rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(fit.weights, exact.coef_, rtol=1e-7, atol=1e-9)
 
 
-def test_the_tfidf_baseline_refits_at_the_penalty_leave_one_prompt_out_chooses(monkeypatch):
+def test_the_tfidf_baseline_refits_at_the_penalty_leave_one_prompt_out_chooses():
     from latent_reward.evaluation import baselines
 
     rng = np.random.default_rng(0)
@@ -54,15 +61,11 @@ def test_the_tfidf_baseline_refits_at_the_penalty_leave_one_prompt_out_chooses(m
     groups = np.repeat(np.arange(20), 2)
     data = TextData(y=y, groups=groups, prompts=["p"] * 40, responses=responses, generators=[None] * 40)
     train = np.arange(40) < 30
-    chosen = []
-    monkeypatch.setattr(
-        baselines, "Ridge", lambda alpha, **options: chosen.append(alpha) or Ridge(alpha=alpha, **options)
-    )
     predictions = baselines._tfidf(("response",))(data, train)
     x = baselines._vectorize(data.frame(), ("response",), np.flatnonzero(train))
     rows = np.flatnonzero(train)
-    assert chosen == [float(TEXT_ALPHAS[logo_errors(x[rows], y[rows], groups[rows], TEXT_ALPHAS).argmin()])]
-    exact = Ridge(alpha=chosen[0], solver="svd").fit(x[rows].toarray(), y[rows]).predict(x.toarray())
+    chosen = float(TEXT_ALPHAS[logo_ridge(x[rows], y[rows], groups[rows], TEXT_ALPHAS).errors.argmin()])
+    exact = Ridge(alpha=chosen, solver="svd").fit(x[rows].toarray(), y[rows]).predict(x.toarray())
     np.testing.assert_allclose(predictions, exact, rtol=1e-6, atol=1e-6)
     assert np.corrcoef(predictions[~train], y[~train])[0, 1] > 0.8
 
@@ -228,6 +231,6 @@ def test_tfidf_rows_centered_per_prompt_stay_sparse_and_their_kernel_is_h_k_h():
     predictions = baselines._tfidf(("response",))(data, train)
     rows = np.flatnonzero(train)
     xc = center_per_prompt(baselines._vectorize(data.frame(), ("response",), rows), groups)
-    alpha = float(TEXT_ALPHAS[logo_errors(xc[rows], yc[rows], groups[rows], TEXT_ALPHAS).argmin()])
+    alpha = float(TEXT_ALPHAS[logo_ridge(xc[rows], yc[rows], groups[rows], TEXT_ALPHAS).errors.argmin()])
     exact = Ridge(alpha=alpha, solver="svd").fit(xc[rows].toarray(), yc[rows]).predict(xc.toarray())
     np.testing.assert_allclose(predictions, exact, rtol=1e-6, atol=1e-6)

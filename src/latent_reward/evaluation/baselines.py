@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import Ridge
 
 from latent_reward.evaluation import results as names
 from latent_reward.evaluation.groups import center_within_groups, group_index
 from latent_reward.probes import RidgeProbe
-from latent_reward.probes.ridge import logo_errors
+from latent_reward.probes.ridge import logo_ridge
 
 TEXT_ALPHAS = np.logspace(-2, 3, 11)  # TF-IDF ridge penalties (sklearn's alpha)
 
@@ -120,8 +119,7 @@ def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndar
         x = _vectorize(data.frame(), columns, rows)
         if data.center:
             x = center_per_prompt(x, data.groups)
-        errors = logo_errors(x[rows], data.y[rows], data.groups[rows], TEXT_ALPHAS)
-        return Ridge(alpha=float(TEXT_ALPHAS[errors.argmin()]), tol=1e-8).fit(x[rows], data.y[rows]).predict(x)
+        return logo_ridge(x[rows], data.y[rows], data.groups[rows], TEXT_ALPHAS).predict(x)
 
     return fit_predict
 

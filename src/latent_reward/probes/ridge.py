@@ -151,16 +151,32 @@ def _squared_errors(yc: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor
     )
 
 
-def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """Leave-one-prompt-out mean squared error [A] of ridge with an intercept on features x as given (dense or sparse,
-    not z-scored) for each penalty in `alphas`: exact, from one decomposition (of x^T x when it has fewer columns than
-    rows, else of the centered kernel x x^T, which a sparse x with many columns keeps small)."""
+@dataclass
+class LogoRidge:
+    """Ridge with an intercept on features as given, at the penalty leave-one-prompt-out cross-validation chose."""
+
+    errors: np.ndarray  # [A] leave-one-prompt-out mean squared error per penalty
+    alpha: float  # the chosen penalty (sklearn's alpha)
+    weights: np.ndarray  # [p] on the features as given
+    intercept: float
+
+    def predict(self, x: np.ndarray | sparse.spmatrix) -> np.ndarray:
+        """Predictions [n] for rows x [n, p] (dense or sparse)."""
+        return np.asarray(x @ self.weights).ravel() + self.intercept
+
+
+def logo_ridge(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarray, alphas: np.ndarray) -> LogoRidge:
+    """Ridge with an intercept on features x as given (dense or sparse, not z-scored): the leave-one-prompt-out mean
+    squared error of each penalty in `alphas` and the fit on all rows at the best one, exact, from one decomposition
+    (of x^T x when x has fewer columns than rows, else of the centered kernel x x^T, which a sparse x with many columns
+    keeps small; the fit is then the dual one, (x - mean)^T (K + alpha I)^{-1} y)."""
     n = x.shape[0]
-    if x.shape[1] < n:
+    mean = np.asarray(x.mean(axis=0)).ravel()
+    primal = x.shape[1] < n
+    if primal:
         dense = torch.as_tensor(x if isinstance(x, np.ndarray) else x.toarray(), dtype=torch.float64)
         eigen = _eigen((dense - dense.mean(dim=0))[None])
     else:
-        mean = np.asarray(x.mean(axis=0)).ravel()
         gram = x @ x.T
         gram = gram.toarray() if sparse.issparse(gram) else np.asarray(gram)
         row_means = np.asarray(x @ mean).ravel()
@@ -170,10 +186,17 @@ def logo_errors(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarr
         eigen = _Eigen(e, e, u, torch.empty(0))
     yt = _as_targets(y)
     yc = yt - yt.mean(dim=0)
-    predictions = _logo_predictions(
-        eigen, yc, _group_buckets(np.asarray(groups)), torch.as_tensor(np.asarray(alphas, dtype=np.float64))
-    )
-    return _squared_errors(yc, predictions)[0, :, 0].numpy()
+    penalties = torch.as_tensor(np.asarray(alphas, dtype=np.float64))
+    errors = _squared_errors(yc, _logo_predictions(eigen, yc, _group_buckets(np.asarray(groups)), penalties))
+    errors = errors[0, :, 0].numpy()
+    best = penalties[int(errors.argmin())]
+    if primal:
+        weights = _chosen_weights(eigen, yc, best.reshape(1, 1))[0, :, 0].numpy()
+    else:  # dual coefficients (K + alpha I)^{-1} y_c = U diag(1 / (e + alpha)) U^T y_c, then back to the features
+        u = eigen.q[0]
+        dual = (u @ ((u.T @ yc[:, 0]) / (eigen.e[0] + best))).numpy()
+        weights = np.asarray(x.T @ dual).ravel() - mean * dual.sum()
+    return LogoRidge(errors, float(best), weights, float(yt.mean()) - float(mean @ weights))
 
 
 def _as_targets(y: np.ndarray) -> torch.Tensor:
