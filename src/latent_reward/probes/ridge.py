@@ -187,8 +187,8 @@ def logo_ridge(x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarra
     yt = _as_targets(y)
     yc = yt - yt.mean(dim=0)
     penalties = torch.as_tensor(np.asarray(alphas, dtype=np.float64))
-    errors = _squared_errors(yc, _logo_predictions(eigen, yc, _group_buckets(np.asarray(groups)), penalties))
-    errors = errors[0, :, 0].numpy()
+    predictions = _logo_predictions(eigen, yc, _group_buckets(np.asarray(groups)), penalties)
+    errors = _squared_errors(yc, predictions)[0, :, 0].numpy()
     best = penalties[int(errors.argmin())]
     if primal:
         weights = _chosen_weights(eigen, yc, best.reshape(1, 1))[0, :, 0].numpy()
