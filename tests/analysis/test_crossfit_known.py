@@ -181,7 +181,7 @@ def test_each_permutation_control_chooses_its_own_cell_and_refits_there():
 def test_a_cell_without_variation_is_never_chosen_for_its_rounding_noise():
     """States identical in every row (a token's embedding at layer 0), centered per prompt: all zeros. The float32
     inner cross-validation's predictions there are rounding noise correlated with the target; they count as constant
-    (inner r 0), so every fold chooses the layer that carries a weak signal, as float64 arithmetic would."""
+    (inner r undefined), so every fold chooses the layer that carries a weak signal, as float64 arithmetic would."""
     rng = np.random.default_rng(0)
     groups = np.repeat([f"g{i:03d}" for i in range(150)], 2)
     signal = rng.normal(size=len(groups))
@@ -192,4 +192,19 @@ def test_a_cell_without_variation_is_never_chosen_for_its_rounding_noise():
     states[:, 1, 0] += signal
     states[:, 1] -= np.repeat(states[:, 1].reshape(-1, 2, 8).mean(axis=1), 2, axis=0)
     result = cross_fit_arrays(lambda p: states, [0, 1], y, groups, ("eot",), n_folds=5, seed=0, progress=False)
+    assert {cell.layer for cell in result.cells["probe"]} == {1}
+
+
+def test_a_cell_without_variation_is_not_chosen_when_every_real_cell_scores_below_zero():
+    """A cell whose states do not vary predicts a constant (inner r undefined, not 0): on a target the states do not
+    predict, where the real cell's inner r is negative in some folds, it still is the one chosen, so no fold reports
+    an intercept-only fit as a layer."""
+    rng = np.random.default_rng(3)
+    groups = np.repeat([f"g{i:03d}" for i in range(60)], 2)
+    y = rng.normal(size=len(groups))
+    y -= np.repeat(y.reshape(-1, 2).mean(axis=1), 2)
+    states = np.zeros((len(groups), 2, 8), dtype=np.float32)
+    states[:, 1] = rng.normal(size=(len(groups), 8))
+    states[:, 1] -= np.repeat(states[:, 1].reshape(-1, 2, 8).mean(axis=1), 2, axis=0)
+    result = cross_fit_arrays(lambda p: states, [0, 1], y, groups, ("eot",), n_folds=10, seed=0, progress=False)
     assert {cell.layer for cell in result.cells["probe"]} == {1}

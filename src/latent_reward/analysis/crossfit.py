@@ -229,11 +229,12 @@ def _splits_a_prompt(groups: np.ndarray, folds: np.ndarray) -> bool:
 
 
 def _columnwise_r(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Pearson r of each column of p [n, T] with the same column of y [n, T]; 0 where either side does not vary (as
-    `metrics.pearson`)."""
+    """Pearson r of each column of p [n, T] with the same column of y [n, T]; NaN where either side does not vary, so
+    that a cell whose states do not vary (an intercept-only fit, constant predictions) is never chosen: NaN compares
+    below every score."""
     yc, pc = y - y.mean(axis=0), p - p.mean(axis=0)
     denominator = np.sqrt((yc**2).sum(axis=0) * (pc**2).sum(axis=0))
-    return np.divide((yc * pc).sum(axis=0), denominator, out=np.zeros(y.shape[1]), where=denominator > 1e-12)
+    return np.divide((yc * pc).sum(axis=0), denominator, out=np.full(y.shape[1], np.nan), where=denominator > 1e-12)
 
 
 def _null(t: int) -> str:
