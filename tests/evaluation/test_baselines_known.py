@@ -62,7 +62,7 @@ def test_the_tfidf_baseline_refits_at_the_penalty_leave_one_prompt_out_chooses()
     data = TextData(y=y, groups=groups, prompts=["p"] * 40, responses=responses, generators=[None] * 40)
     train = np.arange(40) < 30
     predictions = baselines._tfidf(("response",))(data, train)
-    x = baselines._vectorize(data.frame(), ("response",), np.flatnonzero(train))
+    x = baselines._vectorize(data, ("response",), np.flatnonzero(train))
     rows = np.flatnonzero(train)
     chosen = float(TEXT_ALPHAS[logo_ridge(x[rows], y[rows], groups[rows], TEXT_ALPHAS).errors.argmin()])
     exact = Ridge(alpha=chosen, solver="svd").fit(x[rows].toarray(), y[rows]).predict(x.toarray())
@@ -91,7 +91,7 @@ def test_the_tfidf_features_are_fitted_on_the_training_texts_only():
     rows = np.flatnonzero(train)
     reference = TfidfVectorizer(max_features=20000, ngram_range=(1, 2), sublinear_tf=True, min_df=2)
     reference.fit([responses[i] for i in rows])
-    x = _vectorize(data(responses).frame(), ("response",), rows)
+    x = _vectorize(data(responses), ("response",), rows)
     np.testing.assert_allclose(x.toarray(), reference.transform(responses).toarray(), rtol=1e-12, atol=1e-12)
     predictions = _tfidf(("response",))(data(responses), train)
     shifted = [text if keep else "good good kind kind rude clear" for text, keep in zip(responses, train)]
@@ -230,7 +230,40 @@ def test_tfidf_rows_centered_per_prompt_stay_sparse_and_their_kernel_is_h_k_h():
     )
     predictions = baselines._tfidf(("response",))(data, train)
     rows = np.flatnonzero(train)
-    xc = center_per_prompt(baselines._vectorize(data.frame(), ("response",), rows), groups)
+    xc = center_per_prompt(baselines._vectorize(data, ("response",), rows), groups)
     alpha = float(TEXT_ALPHAS[logo_ridge(xc[rows], yc[rows], groups[rows], TEXT_ALPHAS).errors.argmin()])
     exact = Ridge(alpha=alpha, solver="svd").fit(xc[rows].toarray(), yc[rows]).predict(xc.toarray())
     np.testing.assert_allclose(predictions, exact, rtol=1e-6, atol=1e-6)
+
+
+def test_a_folds_tfidf_is_fitted_once_for_the_pooled_and_the_within_prompt_fits_and_both_baselines():
+    """The pooled fit, the within-prompt fit (a `dataclasses.replace` copy) and both TF-IDF baselines of one fold read
+    one vectorization per column, and give the predictions that fresh vectorizations give."""
+    import dataclasses
+
+    from latent_reward.evaluation import baselines
+
+    rng = np.random.default_rng(2)
+    words = np.array("good bad long short clear vague kind rude".split())
+    responses = [" ".join(rng.choice(words, 6)) for _ in range(40)]
+    prompts = [" ".join(rng.choice(words, 3)) for _ in range(20) for _ in range(2)]
+    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + rng.normal(size=40) * 0.1
+    groups = np.repeat(np.arange(20), 2)
+    train = np.arange(40) < 30
+
+    def data():
+        return TextData(y=y, groups=groups, prompts=prompts, responses=responses, generators=[None] * 40)
+
+    shared = data()
+    centered = dataclasses.replace(shared, y=y - np.repeat(y.reshape(-1, 2).mean(axis=1), 2), center=True)
+    fits = [
+        (baselines._tfidf(columns), copy)
+        for columns in (("response",), ("prompt", "response"))
+        for copy in (shared, centered)
+    ]
+    cached = [fit(copy, train) for fit, copy in fits]
+    assert sorted(column for column, _ in shared.tfidf_cache) == ["prompt", "response"]
+    assert centered.tfidf_cache is shared.tfidf_cache
+    fresh = [fit(dataclasses.replace(copy, tfidf_cache={}), train) for fit, copy in fits]
+    for a, b in zip(cached, fresh, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -38,10 +37,17 @@ class TextData:
     generators: list[str | None]
     logprob_mean: np.ndarray | None = None
     center: bool = False  # a within-prompt fit: every feature minus its prompt's mean (y is centered by the caller)
+    # TF-IDF of a column fitted on some rows, (column, those rows) -> [n, terms]: the pooled and within-prompt fits and
+    # the two TF-IDF baselines vectorize a fold's training rows once. `dataclasses.replace` shares it (same texts).
+    tfidf_cache: dict[tuple[str, bytes], sparse.csr_matrix] = field(default_factory=dict, repr=False, compare=False)
 
-    def frame(self) -> pd.DataFrame:
-        """A DataFrame with one row per example and columns `prompt` and `response`."""
-        return pd.DataFrame({"prompt": self.prompts, "response": self.responses})
+    def tfidf(self, column: str, fit_rows: np.ndarray) -> sparse.csr_matrix:
+        """TF-IDF of `column` ("prompt" or "response") for every row, the vocabulary and IDF weights fitted on
+        `fit_rows` only (indices), cached."""
+        key = (column, np.asarray(fit_rows, dtype=np.int64).tobytes())
+        if key not in self.tfidf_cache:
+            self.tfidf_cache[key] = _tfidf_features(getattr(self, f"{column}s"), fit_rows)
+        return self.tfidf_cache[key]
 
 
 def length_features(texts: list[str]) -> np.ndarray:
@@ -94,18 +100,19 @@ def _dense(features: Callable[[TextData], np.ndarray]) -> Callable[[TextData, np
     return fit_predict
 
 
-def _vectorize(frame: pd.DataFrame, columns: tuple[str, ...], fit_rows: np.ndarray):
-    """TF-IDF of each column, fitted on `fit_rows` only, for every row of `frame` (columns side by side)."""
-    blocks = []
-    for column in columns:
-        vectorizer = TfidfVectorizer(max_features=20000, ngram_range=(1, 2), sublinear_tf=True, min_df=2)
-        texts = frame[column].tolist()
-        try:
-            vectorizer.fit([texts[i] for i in fit_rows])
-        except ValueError:  # too few documents for min_df: keep every term
-            vectorizer.set_params(min_df=1).fit([texts[i] for i in fit_rows])
-        blocks.append(vectorizer.transform(texts))
-    return sparse.hstack(blocks).tocsr()
+def _tfidf_features(texts: list[str], fit_rows: np.ndarray) -> sparse.csr_matrix:
+    """TF-IDF of every text, the vectorizer fitted on the texts at `fit_rows` only."""
+    vectorizer = TfidfVectorizer(max_features=20000, ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+    try:
+        vectorizer.fit([texts[i] for i in fit_rows])
+    except ValueError:  # too few documents for min_df: keep every term
+        vectorizer.set_params(min_df=1).fit([texts[i] for i in fit_rows])
+    return vectorizer.transform(texts).tocsr()
+
+
+def _vectorize(data: TextData, columns: tuple[str, ...], fit_rows: np.ndarray) -> sparse.csr_matrix:
+    """TF-IDF of each column, fitted on `fit_rows` only, for every row of `data` (columns side by side)."""
+    return sparse.hstack([data.tfidf(column, fit_rows) for column in columns]).tocsr()
 
 
 def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndarray]:
@@ -116,7 +123,7 @@ def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndar
 
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(train)
-        x = _vectorize(data.frame(), columns, rows)
+        x = _vectorize(data, columns, rows)
         if data.center:
             x = center_per_prompt(x, data.groups)
         return logo_ridge(x[rows], data.y[rows], data.groups[rows], TEXT_ALPHAS).predict(x)
