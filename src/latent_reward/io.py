@@ -138,6 +138,24 @@ def versions() -> dict[str, str]:
     return found
 
 
+def source_revision() -> dict[str, str | bool] | None:
+    """The git commit of the checkout this package runs from, and whether its tracked files were modified; None when it
+    runs from an installed copy (no git work tree around it) or git is missing."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, check=True, timeout=10).stdout
+
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        modified = bool(git("status", "--porcelain", "--untracked-files=no", "--", str(here)).strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "modified": modified}
+
+
 def progress_bar(total: int, desc: str, unit: str, enabled: bool = True):
     """A tqdm bar on stderr, shown only when stderr is a terminal (logs and captured output stay clean)."""
     from tqdm.auto import tqdm

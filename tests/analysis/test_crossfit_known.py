@@ -208,3 +208,44 @@ def test_a_cell_without_variation_is_not_chosen_when_every_real_cell_scores_belo
     states[:, 1] -= np.repeat(states[:, 1].reshape(-1, 2, 8).mean(axis=1), 2, axis=0)
     result = cross_fit_arrays(lambda p: states, [0, 1], y, groups, ("eot",), n_folds=10, seed=0, progress=False)
     assert {cell.layer for cell in result.cells["probe"]} == {1}
+
+
+@pytest.mark.parametrize("per_prompt", [3, 4])
+def test_a_cell_without_variation_is_not_chosen_with_more_than_two_responses_per_prompt(per_prompt):
+    """With 3 or more responses per prompt the centered target's leave-one-out means are rounding noise (not exact
+    zeros as with pairs): they still count as constant predictions, and the real cell is chosen in every fold."""
+    rng = np.random.default_rng(4)
+    groups = np.repeat([f"g{i:03d}" for i in range(40)], per_prompt)
+    y = rng.normal(size=len(groups))
+    y -= np.repeat(y.reshape(-1, per_prompt).mean(axis=1), per_prompt)
+    states = np.zeros((len(groups), 2, 8), dtype=np.float32)
+    states[:, 1] = rng.normal(size=(len(groups), 8))
+    states[:, 1] -= np.repeat(states[:, 1].reshape(-1, per_prompt, 8).mean(axis=1), per_prompt, axis=0)
+    result = cross_fit_arrays(lambda p: states, [0, 1], y, groups, ("eot",), n_folds=10, seed=0, progress=False)
+    assert {cell.layer for cell in result.cells["probe"]} == {1}
+
+
+def test_states_that_vary_nowhere_are_a_clear_user_error():
+    """Every cell constant (a template token's embedding, centered per prompt): no probe can be fitted, and the
+    cross-fit says so in one line instead of reporting an intercept-only fit as a layer."""
+    from latent_reward.errors import UserError
+
+    groups = np.repeat([f"g{i:03d}" for i in range(30)], 2)
+    y = np.random.default_rng(5).normal(size=len(groups))
+    states = np.zeros((len(groups), 1, 4), dtype=np.float32)
+    with pytest.raises(UserError, match="no layer at assistant_start varies"):
+        cross_fit_arrays(lambda p: states, [0], y, groups, ("assistant_start",), n_folds=5, seed=0, progress=False)
+
+
+def test_a_cell_without_variation_is_not_chosen_on_the_uncentered_rating_either():
+    """On the rating itself a constant cell's inner predictions are the other prompts' means, which vary (and
+    correlate negatively with the rating): the states, not the predictions, show it is an intercept-only fit, and it
+    is never chosen, even where the real cell's states carry nothing."""
+    rng = np.random.default_rng(6)
+    groups = np.repeat([f"g{i:03d}" for i in range(12)], 2)
+    y = rng.normal(size=len(groups))
+    states = np.zeros((len(groups), 2, 30), dtype=np.float32)
+    states[:, 0] = 0.25  # a token's embedding: the same in every row
+    states[:, 1] = rng.normal(size=(len(groups), 30))
+    result = cross_fit_arrays(lambda p: states, [0, 1], y, groups, ("eot",), n_folds=6, seed=0, progress=False)
+    assert {cell.layer for cell in result.cells["probe"]} == {1}

@@ -94,3 +94,31 @@ def test_every_workflow_returns_an_outcome():
         generate.run_generate,
     ]
     assert [get_origin(get_type_hints(w)["return"]) for w in workflows] == [Outcome] * 12
+
+
+def test_run_json_records_the_source_commit_read_when_the_job_started(tmp_path, monkeypatch):
+    """From a git checkout, run.json names the commit (and whether tracked files were modified) as it was when the job
+    started, not when it finished: a long job runs the code it imported at its start."""
+    import latent_reward.workflows.base as base
+
+    states = iter([{"commit": "a" * 40, "modified": False}, {"commit": "b" * 40, "modified": True}])
+    monkeypatch.setattr(base, "source_revision", lambda: next(states))
+    job = DemoJob(out=tmp_path / "o")
+    with start("demo", job, job.out, "demo job") as folder:
+        base.source_revision()  # the checkout moves on while the job runs
+        folder.finish(Answer(value=0.5))
+    assert json.loads((job.out / "run.json").read_text())["source"] == {"commit": "a" * 40, "modified": False}
+
+
+def test_the_source_revision_is_this_checkouts_head_or_none_outside_a_checkout(tmp_path, monkeypatch):
+    import subprocess
+
+    from latent_reward import io
+
+    revision = io.source_revision()
+    package = Path(io.__file__).resolve().parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True)
+    if head.returncode == 0:  # the tests run from a checkout (CI's clean clone included)
+        assert revision is not None and revision["commit"] == head.stdout.strip()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git to call
+    assert io.source_revision() is None

@@ -23,11 +23,13 @@ from latent_reward.activations.store import ActivationStore
 from latent_reward.analysis.sketch import SketchedStore, exact_reader
 from latent_reward.analysis.targets import Target
 from latent_reward.data.splits import group_folds
+from latent_reward.errors import UserError
 from latent_reward.evaluation.controls import global_permutations, within_group_permutations
 from latent_reward.evaluation.results import Cell
 from latent_reward.heap import reuses_freed_memory
 from latent_reward.io import progress_bar
 from latent_reward.probes import ProbeOptions, RidgeProbe
+from latent_reward.probes.base import CONSTANT_STD
 from latent_reward.probes.ridge import RidgeCV, ridge_cv_folds
 
 PROBE_KIND = RidgeProbe.kind  # what every fold fits: every penalty from one decomposition per layer (probes/ridge.py)
@@ -158,13 +160,15 @@ def cross_fit_arrays(
     bar = progress_bar(len(positions) * n_folds, f"cross-fit ({n_folds} folds)", "fit", progress)
     for position in positions:
         x = states(position)
+        varies = _varying_layers(x, folds, n_folds)
         for k, index, j, cv in _inner_cv(x, choosing, groups, folds, alpha_factors):
             train, held = folds != k, folds == k
             cv_r = _columnwise_r(choosing[:, train].T, cv.predictions[j])  # [choosing targets]
             improved = [
                 name
                 for name, choices in chosen.items()
-                if column[name] < len(choosing)
+                if varies[k, index]
+                and column[name] < len(choosing)
                 and allowed[name](position, layers[index])
                 and cv_r[column[name]] > choices[k].score
             ]
@@ -184,6 +188,11 @@ def cross_fit_arrays(
         if exact is None:
             raise RuntimeError("the cross-fit kept no predictions and has no exact states to fit on")
         kept = _fit_at_cells(chosen, column, exact, targets, groups, folds, alpha_factors)
+    if "probe" in chosen and any(c.cell is None for c in chosen["probe"]):
+        raise UserError(
+            f"no layer at {', '.join(positions)} varies across a fold's training rows, so there is nothing to fit a "
+            "probe on: choose other --positions or --layers"
+        )
     result = CrossFit(folds, groups, {}, {})
     for name in selectors:
         cells = [c.cell for c in chosen[name] if c.cell is not None]
@@ -228,13 +237,34 @@ def _splits_a_prompt(groups: np.ndarray, folds: np.ndarray) -> bool:
     return len(set(zip(prompt.tolist(), np.asarray(folds).tolist(), strict=True))) > len(set(prompt.tolist()))
 
 
+def _varying_layers(x: np.ndarray, folds: np.ndarray, n_folds: int) -> np.ndarray:
+    """[folds, layers]: whether some feature of the layer (x [n, L, d]) varies across the fold's training rows by more
+    than the ridge leaves unscaled (a standard deviation of `CONSTANT_STD` at most, so a range of twice that): a layer
+    that does not is an intercept-only fit, whatever its inner r, and is never chosen. From each fold's minimum and
+    maximum: one pass over x."""
+    low = np.stack([x[folds == k].min(axis=0) for k in range(n_folds)])  # [K, L, d]
+    high = np.stack([x[folds == k].max(axis=0) for k in range(n_folds)])
+    varies = np.empty((n_folds, x.shape[1]), dtype=bool)
+    for k in range(n_folds):
+        others = np.arange(n_folds) != k
+        varies[k] = ((high[others].max(axis=0) - low[others].min(axis=0)) > 2 * CONSTANT_STD).any(axis=-1)
+    return varies
+
+
 def _columnwise_r(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Pearson r of each column of p [n, T] with the same column of y [n, T]; NaN where either side does not vary, so
-    that a cell whose states do not vary (an intercept-only fit, constant predictions) is never chosen: NaN compares
-    below every score."""
+    """Pearson r of each column of p [n, T] with the same column of y [n, T]; NaN where either side does not vary
+    (NaN compares below every score, so such a fit is never chosen). A spread of p below `_CONSTANT` of y's counts as
+    none: a fit on states the ridge leaves unscaled predicts the leave-one-out means, which on a per-prompt centered
+    target are zero up to rounding (about 1e-10 of its spread with 3 or more responses per prompt)."""
     yc, pc = y - y.mean(axis=0), p - p.mean(axis=0)
-    denominator = np.sqrt((yc**2).sum(axis=0) * (pc**2).sum(axis=0))
-    return np.divide((yc * pc).sum(axis=0), denominator, out=np.full(y.shape[1], np.nan), where=denominator > 1e-12)
+    y_norm, p_norm = np.sqrt((yc**2).sum(axis=0)), np.sqrt((pc**2).sum(axis=0))
+    defined = (y_norm > 0) & (p_norm > _CONSTANT * y_norm)
+    return np.divide((yc * pc).sum(axis=0), y_norm * p_norm, out=np.full(y.shape[1], np.nan), where=defined)
+
+
+# A relative spread of the inner predictions below which they count as constant: rounding leaves about 1e-10; the
+# largest penalty factor (1,000) shrinks a unit-variance direction's fit by about 1/1,000, far above this.
+_CONSTANT = 1e-6
 
 
 def _null(t: int) -> str:

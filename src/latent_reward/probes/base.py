@@ -27,6 +27,8 @@ from latent_reward.probes.settings import ProbeSettings
 
 T = TypeVar("T")
 
+CONSTANT_STD = 1e-8  # a feature whose standard deviation over the fit's rows is at most this is left unscaled
+
 
 def fitted(value: T | None, probe: Probe) -> T:
     """`value`, one of the parts that fitting or loading `probe` sets; an error when the probe has had neither."""
@@ -47,7 +49,7 @@ class Standardizer:
         """A Standardizer with the per-feature mean and scale of x [n, d] (scale 1 for constant features)."""
         x = np.asarray(x, dtype=np.float64)
         scale = x.std(axis=0)
-        return cls(x.mean(axis=0), np.where(scale > 1e-8, scale, 1.0))
+        return cls(x.mean(axis=0), np.where(scale > CONSTANT_STD, scale, 1.0))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """float64 [n, d]: x [n, d] z-scored with the fitted mean and scale."""

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from scipy import sparse
 
-from latent_reward.probes.base import Probe, Standardizer, fitted, unit
+from latent_reward.probes.base import CONSTANT_STD, Probe, Standardizer, fitted, unit
 from latent_reward.probes.module import linear_core
 from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS, ProbeSettings
 
@@ -35,7 +35,7 @@ def _standardize_batch(x: torch.Tensor, rows: torch.Tensor | slice) -> tuple[tor
     part = x[:, rows]
     mean = part.mean(dim=1, keepdim=True)
     scale = part.std(dim=1, keepdim=True, unbiased=False)
-    return mean, torch.where(scale > 1e-8, scale, torch.ones_like(scale))
+    return mean, torch.where(scale > CONSTANT_STD, scale, torch.ones_like(scale))
 
 
 @dataclass

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from latent_reward.io import check_output_folder, exclusive, jsonable, prepare_output_folder, versions, write_json
+from latent_reward.io import (
+    check_output_folder,
+    exclusive,
+    jsonable,
+    prepare_output_folder,
+    source_revision,
+    versions,
+    write_json,
+)
 
 R = TypeVar("R")
 RESULTS_FILE = "results.json"
@@ -43,9 +51,15 @@ class Outcome(Generic[R]):
 
 
 def write_run_json(
-    folder: Path, command: str, config: Any, timings: dict[str, float], extra: dict[str, Any] | None = None
+    folder: Path,
+    command: str,
+    config: Any,
+    timings: dict[str, float],
+    extra: dict[str, Any] | None = None,
+    source: dict[str, str | bool] | None = None,
 ) -> Path:
-    """run.json: the command, its whole configuration, versions and timings: enough to reproduce the folder."""
+    """run.json: the command, its whole configuration, versions, the source's git commit when it runs from a checkout
+    (`source`, read when the job started) and timings: enough to reproduce the folder."""
     payload = {
         "command": command,
         "argv": sys.argv,
@@ -53,6 +67,7 @@ def write_run_json(
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(),
+        "source": source,
         "python": platform.python_version(),
         "platform": platform.platform(),
         **(extra or {}),
@@ -66,6 +81,7 @@ class JobFolder:
     def __init__(self, command: str, config: Any, path: Path | None):
         self.command, self.config, self.folder = command, config, path
         self.started = time.perf_counter()
+        self.source = source_revision()  # at the start: the code a long job runs is the code it imported then
         self.timings: dict[str, float] = {}
 
     @property
@@ -104,7 +120,7 @@ class JobFolder:
             if results is not None:
                 (self.folder / results).parent.mkdir(parents=True, exist_ok=True)
                 named["results"] = write_json(self.folder / results, result)
-            named["run"] = write_run_json(self.folder, self.command, self.config, self.timings, extra)
+            named["run"] = write_run_json(self.folder, self.command, self.config, self.timings, extra, self.source)
         return Outcome(result, self.folder, named, dict(self.timings))
 
 
