@@ -267,3 +267,8 @@ def test_a_folds_tfidf_is_fitted_once_for_the_pooled_and_the_within_prompt_fits_
     fresh = [fit(dataclasses.replace(copy, tfidf_cache={}), train) for fit, copy in fits]
     for a, b in zip(cached, fresh, strict=True):
         np.testing.assert_array_equal(a, b)
+    other_texts = dataclasses.replace(shared, responses=list(reversed(responses)))  # shares the cache, not the texts
+    np.testing.assert_array_equal(
+        baselines._tfidf(("response",))(other_texts, train),
+        baselines._tfidf(("response",))(dataclasses.replace(other_texts, tfidf_cache={}), train),
+    )

@@ -37,17 +37,22 @@ class TextData:
     generators: list[str | None]
     logprob_mean: np.ndarray | None = None
     center: bool = False  # a within-prompt fit: every feature minus its prompt's mean (y is centered by the caller)
-    # TF-IDF of a column fitted on some rows, (column, those rows) -> [n, terms]: the pooled and within-prompt fits and
-    # the two TF-IDF baselines vectorize a fold's training rows once. `dataclasses.replace` shares it (same texts).
-    tfidf_cache: dict[tuple[str, bytes], sparse.csr_matrix] = field(default_factory=dict, repr=False, compare=False)
+    # TF-IDF of a column fitted on some rows, (column, those rows) -> (the texts, [n, terms]): the pooled and
+    # within-prompt fits and the two TF-IDF baselines vectorize a fold's training rows once. `dataclasses.replace`
+    # shares it; an entry counts only for the very texts it was made from, so a copy given other texts refits.
+    tfidf_cache: dict[tuple[str, bytes], tuple[list[str], sparse.csr_matrix]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def tfidf(self, column: str, fit_rows: np.ndarray) -> sparse.csr_matrix:
         """TF-IDF of `column` ("prompt" or "response") for every row, the vocabulary and IDF weights fitted on
         `fit_rows` only (indices), cached."""
+        texts = getattr(self, f"{column}s")
         key = (column, np.asarray(fit_rows, dtype=np.int64).tobytes())
-        if key not in self.tfidf_cache:
-            self.tfidf_cache[key] = _tfidf_features(getattr(self, f"{column}s"), fit_rows)
-        return self.tfidf_cache[key]
+        cached = self.tfidf_cache.get(key)
+        if cached is None or cached[0] is not texts:
+            cached = self.tfidf_cache[key] = (texts, _tfidf_features(texts, fit_rows))
+        return cached[1]
 
 
 def length_features(texts: list[str]) -> np.ndarray:

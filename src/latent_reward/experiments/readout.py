@@ -410,6 +410,7 @@ def _baseline_predictions(
             if within is not None and centered is not None
             else None,
         )
+    data.tfidf_cache.clear()  # the folds' TF-IDF matrices: not needed after the baselines
     return out
 
 
