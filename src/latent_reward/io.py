@@ -140,7 +140,8 @@ def versions() -> dict[str, str]:
 
 def source_revision() -> dict[str, str | bool] | None:
     """The git commit of the checkout this package runs from, and whether its tracked files were modified; None when it
-    runs from an installed copy (no git work tree around it) or git is missing."""
+    runs from an installed copy (its files are tracked by no git work tree: a copy installed into a virtual environment
+    inside some repository is not that repository's code) or git is missing."""
     import subprocess
 
     here = Path(__file__).resolve().parent
@@ -149,6 +150,7 @@ def source_revision() -> dict[str, str | bool] | None:
         return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, check=True, timeout=10).stdout
 
     try:
+        git("ls-files", "--error-unmatch", Path(__file__).name)  # fails unless this very file is tracked here
         commit = git("rev-parse", "HEAD").strip()
         modified = bool(git("status", "--porcelain", "--untracked-files=no", "--", str(here)).strip())
     except (OSError, subprocess.SubprocessError):

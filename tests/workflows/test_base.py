@@ -122,3 +122,36 @@ def test_the_source_revision_is_this_checkouts_head_or_none_outside_a_checkout(t
         assert revision is not None and revision["commit"] == head.stdout.strip()
     monkeypatch.setenv("PATH", str(tmp_path))  # no git to call
     assert io.source_revision() is None
+
+
+def test_a_copy_inside_some_other_repository_is_not_that_repositorys_code(tmp_path, monkeypatch):
+    """A package installed (copied) into a folder that some git repository holds but does not track, as a virtual
+    environment inside a project: its revision is unknown, not the surrounding repository's commit."""
+    import shutil
+    import subprocess
+
+    from latent_reward import io
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(tmp_path),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+        check=True,
+    )
+    copy = tmp_path / "venv" / "latent_reward"
+    copy.mkdir(parents=True)
+    shutil.copy(io.__file__, copy / "io.py")
+    monkeypatch.setattr(io, "__file__", str(copy / "io.py"))
+    assert io.source_revision() is None
