@@ -2,6 +2,7 @@
 leave-one-prompt-out split, the fit at the chosen penalty against sklearn's exact Ridge, and the length and text
 features by hand."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -181,7 +182,6 @@ def test_a_within_prompt_dense_fit_centers_its_features_per_prompt_like_the_prob
     """Fitted on ratings centered per prompt, a baseline whose features keep their prompt-level part has to spend its
     weights cancelling that part (and reads the second feature's noise); centered like the probe's states it does not.
     The centered fit is the probes' ridge on the features minus their prompt means, by hand."""
-    from latent_reward.evaluation.baselines import center_per_prompt
     from latent_reward.evaluation.groups import center_within_groups
     from latent_reward.evaluation.metrics import within_prompt_accuracy
     from latent_reward.probes import RidgeProbe
@@ -192,7 +192,7 @@ def test_a_within_prompt_dense_fit_centers_its_features_per_prompt_like_the_prob
     data = TextData(y=yc, groups=groups, prompts=[""] * len(y), responses=[""] * len(y), generators=[None] * len(y))
     centered = _dense(lambda d: x)(TextData(**{**data.__dict__, "center": True}), train)
     xc = x - np.array([x[groups == g].mean(0) for g in groups])
-    np.testing.assert_allclose(center_per_prompt(x, groups), xc, atol=1e-12)
+    np.testing.assert_allclose(center_within_groups(x, groups), xc, atol=1e-12)
     by_hand = RidgeProbe().fit(xc[train], yc[train], groups[train]).predict(xc)
     np.testing.assert_allclose(centered, by_hand, rtol=1e-9, atol=1e-9)
     uncentered = _dense(lambda d: x)(data, train)
@@ -202,18 +202,34 @@ def test_a_within_prompt_dense_fit_centers_its_features_per_prompt_like_the_prob
     assert acc_centered > acc_uncentered + 0.03  # the size of the issue's synthetic case (0.735 vs 0.664)
 
 
-def test_tfidf_rows_centered_per_prompt_stay_sparse_and_their_kernel_is_h_k_h():
-    """The centered TF-IDF rows' kernel is H K H (H: the per-prompt centering matrix), and a within-prompt TF-IDF fit is
-    sklearn's Ridge on the densely centered rows at the penalty leave-one-prompt-out chooses on them."""
-    from latent_reward.evaluation import baselines
-    from latent_reward.evaluation.baselines import center_per_prompt
+@pytest.mark.parametrize("n,d", [(36, 50), (60, 8)])  # the kernel (dual) path and the primal one
+def test_a_within_prompt_logo_ridge_equals_the_fit_on_rows_centered_per_prompt_by_hand(n, d):
+    """`within=True` centers the rows per prompt through the kernel (dual) or on the dense rows (primal): its errors,
+    penalty and predictions equal logo_ridge's on rows centered by hand, and the fit at the chosen penalty equals
+    sklearn's exact Ridge on them. Held-out rows are centered on their own prompts."""
+    from latent_reward.evaluation.groups import center_within_groups
 
-    x, _, groups = _sparse_design(seed=3, n=36, d=50)
-    centered = center_per_prompt(x, groups)
-    assert sparse.issparse(centered)
-    h = np.eye(len(groups)) - (groups[:, None] == groups[None, :]) / np.bincount(groups)[groups][None, :]
-    kernel = (x @ x.T).toarray()
-    np.testing.assert_allclose((centered @ centered.T).toarray(), h @ kernel @ h, atol=1e-10)
+    x, y, groups = _sparse_design(seed=n + d + 1, n=n, d=d)
+    yc = center_within_groups(y, groups)
+    xc = center_within_groups(x.toarray(), groups)
+    alphas = np.array([1e-3, 0.1, 1.0, 10.0, 300.0])
+    train = groups < groups.max() - 2
+    within = logo_ridge(x[train], yc[train], groups[train], alphas, within=True)
+    by_hand = logo_ridge(xc[train], yc[train], groups[train], alphas)
+    np.testing.assert_allclose(within.errors, by_hand.errors, rtol=1e-9, atol=1e-12)
+    assert within.alpha == by_hand.alpha
+    np.testing.assert_allclose(within.predict(x, groups), by_hand.predict(xc), rtol=1e-8, atol=1e-10)
+    exact = Ridge(alpha=within.alpha, solver="svd").fit(xc[train], yc[train])
+    np.testing.assert_allclose(within.predict(x, groups), exact.predict(xc), rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match="groups"):
+        within.predict(x)
+
+
+def test_a_within_prompt_tfidf_fit_is_sklearn_ridge_on_the_rows_centered_per_prompt():
+    """A within-prompt TF-IDF fit is sklearn's Ridge on the densely centered rows at the penalty leave-one-prompt-out
+    chooses on them."""
+    from latent_reward.evaluation import baselines
+    from latent_reward.evaluation.groups import center_within_groups
 
     rng = np.random.default_rng(1)
     words = np.array("good bad long short clear vague kind rude topic other".split())
@@ -230,16 +246,15 @@ def test_tfidf_rows_centered_per_prompt_stay_sparse_and_their_kernel_is_h_k_h():
     )
     predictions = baselines._tfidf(("response",))(data, train)
     rows = np.flatnonzero(train)
-    xc = center_per_prompt(baselines._vectorize(data, ("response",), rows), groups)
+    xc = center_within_groups(baselines._vectorize(data, ("response",), rows).toarray(), groups)
     alpha = float(TEXT_ALPHAS[logo_ridge(xc[rows], yc[rows], groups[rows], TEXT_ALPHAS).errors.argmin()])
-    exact = Ridge(alpha=alpha, solver="svd").fit(xc[rows].toarray(), yc[rows]).predict(xc.toarray())
+    exact = Ridge(alpha=alpha, solver="svd").fit(xc[rows], yc[rows]).predict(xc)
     np.testing.assert_allclose(predictions, exact, rtol=1e-6, atol=1e-6)
 
 
 def test_a_folds_tfidf_is_fitted_once_for_the_pooled_and_the_within_prompt_fits_and_both_baselines():
     """The pooled fit, the within-prompt fit (a `dataclasses.replace` copy) and both TF-IDF baselines of one fold read
     one vectorization per column, and give the predictions that fresh vectorizations give."""
-    import dataclasses
 
     from latent_reward.evaluation import baselines
 
@@ -264,11 +279,42 @@ def test_a_folds_tfidf_is_fitted_once_for_the_pooled_and_the_within_prompt_fits_
     cached = [fit(copy, train) for fit, copy in fits]
     assert sorted(column for column, _ in shared.tfidf_cache) == ["prompt", "response"]
     assert centered.tfidf_cache is shared.tfidf_cache
-    fresh = [fit(dataclasses.replace(copy, tfidf_cache={}), train) for fit, copy in fits]
+    fresh = [fit(dataclasses.replace(copy, tfidf_cache={}, tfidf_fits={}), train) for fit, copy in fits]
     for a, b in zip(cached, fresh, strict=True):
         np.testing.assert_array_equal(a, b)
     other_texts = dataclasses.replace(shared, responses=list(reversed(responses)))  # shares the cache, not the texts
     np.testing.assert_array_equal(
         baselines._tfidf(("response",))(other_texts, train),
-        baselines._tfidf(("response",))(dataclasses.replace(other_texts, tfidf_cache={}), train),
+        baselines._tfidf(("response",))(dataclasses.replace(other_texts, tfidf_cache={}, tfidf_fits={}), train),
+    )
+
+
+def test_a_within_prompt_fit_on_prompt_and_response_is_the_response_fit_when_each_prompt_has_one_text():
+    """Centered per prompt, one prompt text per prompt has zero features: the within-prompt prompt + response fit
+    reuses the response-only fit, and equals logo_ridge on both columns centered by hand. A prompt id whose rows carry
+    different prompt texts keeps the prompt column."""
+    from latent_reward.evaluation import baselines
+    from latent_reward.evaluation.groups import center_within_groups
+
+    rng = np.random.default_rng(4)
+    words = np.array("good bad long short clear vague kind rude".split())
+    responses = [" ".join(rng.choice(words, 6)) for _ in range(48)]
+    prompts = [text for text in (" ".join(rng.choice(words, 3)) for _ in range(16)) for _ in range(3)]
+    groups = np.repeat(np.arange(16), 3)
+    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + rng.normal(size=48) * 0.1
+    yc = center_within_groups(y, groups)
+    train = groups < 12
+    data = TextData(y=yc, groups=groups, prompts=prompts, responses=responses, generators=[None] * 48, center=True)
+    response_only = baselines._tfidf(("response",))(data, train)
+    both = baselines._tfidf(("prompt", "response"))(data, train)
+    assert both is response_only and len(data.tfidf_fits) == 1
+    rows = np.flatnonzero(train)
+    x = center_within_groups(baselines._vectorize(data, ("prompt", "response"), rows).toarray(), groups)
+    np.testing.assert_allclose(both, logo_ridge(x[rows], yc[rows], groups[rows], TEXT_ALPHAS).predict(x), atol=1e-8)
+
+    mixed = list(prompts)
+    mixed[0] = "a different wording of the first prompt"
+    assert baselines._columns_that_vary(dataclasses.replace(data, prompts=mixed), ("prompt", "response")) == (
+        "prompt",
+        "response",
     )

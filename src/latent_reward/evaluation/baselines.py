@@ -4,8 +4,8 @@ Dense features (lengths, text statistics, generator identity, log-probability) g
 ridge as the probes (penalty by leave-one-prompt-out CV on the training prompts). TF-IDF features
 get the same penalty choice, with the vectorizer fitted on the training rows only, never on held-out
 rows. A within-prompt fit (`TextData.center`) centers every feature on its prompt's mean, as the
-within-prompt probe's states are centered (`analysis.targets`): TF-IDF rows stay sparse, and their
-kernel is then H K H with H the per-prompt centering.
+within-prompt probe's states are centered (`analysis.targets`); TF-IDF rows stay sparse and are centered
+through their kernel, H K H with H the per-prompt centering (`probes.ridge.logo_ridge`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ class TextData:
     # within-prompt fits and the two TF-IDF baselines vectorize a fold's training rows once. `dataclasses.replace`
     # shares it; an entry counts only for the very texts it was made from, so a copy given other texts refits.
     tfidf_cache: dict[tuple[str, bytes], tuple[list[str], sparse.csr_matrix]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    # TF-IDF fits' predictions, (columns, training rows, center) -> (the texts, y, predictions): a within-prompt fit
+    # on prompt + response whose prompts are one text per prompt is the response-only fit (centering zeroes the
+    # prompt's features), so the second baseline reuses the first's. Valid only for the same texts and ratings.
+    tfidf_fits: dict[tuple[tuple[str, ...], bytes, bool], tuple[list[list[str]], np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -82,23 +89,11 @@ def text_statistics(texts: list[str]) -> np.ndarray:
     return np.column_stack([length_features(texts), np.asarray(rows, dtype=np.float64)])
 
 
-def center_per_prompt(x: np.ndarray | sparse.spmatrix, groups: np.ndarray) -> np.ndarray | sparse.csr_matrix:
-    """Each row minus its prompt's mean row. A sparse x stays sparse: a row's centered support is the union of its
-    prompt's rows' supports, a few times the row's own for the handful of responses a prompt has."""
-    if not sparse.issparse(x):
-        return center_within_groups(x, groups)
-    _, index = group_index(groups)
-    counts = np.bincount(index)
-    n = len(index)
-    averaging = sparse.csr_matrix((1.0 / counts[index], (index, np.arange(n))), shape=(len(counts), n))
-    return (x - (averaging @ x)[index]).tocsr()
-
-
 def _dense(features: Callable[[TextData], np.ndarray]) -> Callable[[TextData, np.ndarray], np.ndarray]:
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
         x = np.asarray(features(data), dtype=np.float64)
         if data.center:
-            x = center_per_prompt(x, data.groups)
+            x = center_within_groups(x, data.groups)
         probe = RidgeProbe().fit(x[train], data.y[train], data.groups[train])
         return probe.predict(x)
 
@@ -128,12 +123,35 @@ def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndar
 
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(train)
-        x = _vectorize(data, columns, rows)
-        if data.center:
-            x = center_per_prompt(x, data.groups)
-        return logo_ridge(x[rows], data.y[rows], data.groups[rows], TEXT_ALPHAS).predict(x)
+        used = _columns_that_vary(data, columns)
+        texts = [getattr(data, f"{column}s") for column in used]
+        key = (used, rows.tobytes(), data.center)
+        cached = data.tfidf_fits.get(key)
+        if cached is not None and all(a is b for a, b in zip(cached[0], texts)) and np.array_equal(cached[1], data.y):
+            return cached[2]
+        x = _vectorize(data, used, rows)
+        predictions = logo_ridge(x[rows], data.y[rows], data.groups[rows], TEXT_ALPHAS, within=data.center).predict(
+            x, data.groups
+        )
+        data.tfidf_fits[key] = (texts, data.y, predictions)
+        return predictions
 
     return fit_predict
+
+
+def _columns_that_vary(data: TextData, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns a fit reads: for a within-prompt fit, a column with one text per prompt is left out (centered per
+    prompt its features are zero), unless no column would be left."""
+    if not data.center:
+        return columns
+    _, index = group_index(data.groups)
+    varying = []
+    for column in columns:
+        texts = getattr(data, f"{column}s")
+        first: dict[int, str] = {}
+        if any(first.setdefault(int(g), text) != text for g, text in zip(index, texts)):
+            varying.append(column)
+    return tuple(varying) or columns
 
 
 def _one_hot_generator(data: TextData) -> np.ndarray:
