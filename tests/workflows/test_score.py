@@ -187,3 +187,41 @@ def test_a_run_folders_within_prompt_probe_is_scored_first_and_differences_are_t
         tmp_path / "other" / "within_probe",
     )
     assert done.returncode == 2 and "another model or token budget" in done.stderr
+
+
+def test_a_probe_that_reads_the_prompt_is_not_scored_on_pairs(tiny, tiny_model_dir, tmp_path):
+    """A pooled probe whose cell is before the response gives both sides of a pair the same value: it is named as
+    such and left out of pair accuracy (it would score 0.500 [0.500, 0.500] by ties alone), and the within-prompt probe
+    is the reference; with no probe that reads the response there is no reference at all."""
+    from latent_reward.analysis.sweep import fit_within_probe
+
+    store = extract(
+        tiny, synthetic_examples(n_prompts=12, per_prompt=3), tmp_path / "store", ExtractConfig(), progress=False
+    ).store
+    fit = sweep(store, SweepConfig(n_boot=100), progress=False)
+    within = fit_within_probe(store, fit)
+    pooled = fit.best_probe
+    pooled.info.position = "assistant_start"  # the same width at every position: this probe now reads the prompt
+    for probe in (pooled, within):
+        probe.info.model = str(tiny_model_dir)
+    pooled.save(tmp_path / "run" / "best_probe")
+    within.save(tmp_path / "run" / "within_probe")
+    pairs = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"prompt": f"question {i} the fox", "chosen": "paris " * (i + 2), "rejected": "dog"} for i in range(8)],
+    )
+    done = cli("score", "--probe", tmp_path / "run" / "best_probe", "--data", pairs, "--out", tmp_path / "o")
+    assert done.returncode == 0, done.stderr
+    assert "not scored on responses to the same prompt: probe (reads assistant_start" in done.stdout
+    summary = json.loads((tmp_path / "o" / "score.json").read_text())
+    overall = summary["pair_accuracy"][0]
+    assert summary["prompt_side"] == {"probe": "assistant_start"}
+    assert "probe" not in overall["predictors"] and "within-prompt probe" in overall["predictors"]
+    assert overall["reference"] == "within-prompt probe"
+
+    pooled.save(tmp_path / "alone" / "best_probe")  # no within-prompt probe beside it
+    done = cli("score", "--probe", tmp_path / "alone" / "best_probe", "--data", pairs, "--out", tmp_path / "o2")
+    assert done.returncode == 0, done.stderr
+    overall = json.loads((tmp_path / "o2" / "score.json").read_text())["pair_accuracy"][0]
+    assert overall["reference"] is None and overall["versus_probe"] == {}
+    assert list(overall["predictors"])[0] == "response length"

@@ -81,8 +81,8 @@ def text_statistics(texts: list[str]) -> np.ndarray:
                 text.count("```"),
                 text.count("?"),
                 text.count("!"),
-                sum(c.isdigit() for c in text) / max(len(text), 1),
-                sum(c.isupper() for c in text) / max(len(text), 1),
+                sum(map(str.isdigit, text)) / max(len(text), 1),
+                sum(map(str.isupper, text)) / max(len(text), 1),
                 len(re.findall(r"\b(sorry|cannot|can't|unable|apologize)\b", text.lower())),
             ]
         )

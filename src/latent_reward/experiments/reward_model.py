@@ -35,6 +35,7 @@ from latent_reward.evaluation.metrics import (
 from latent_reward.evaluation.paired import paired_pair_difference
 from latent_reward.evaluation.results import LENGTH, LOGPROB, Interval, PairedDifference, Result, Scores
 from latent_reward.models.loading import LoadedModel
+from latent_reward.positions import PROMPT_POSITIONS
 from latent_reward.probes import Probe, Provenance
 
 Normalization = Literal["sum", "mean", "none"]  # DPO implicit reward: log-probabilities summed, averaged, or none
@@ -61,7 +62,7 @@ class PairAccuracy(Result):
     truncated_pairs: int = 0  # compared pairs with a side cut at the token budget
     length_matched: dict[str, Interval] = {}  # the same over pairs whose lengths differ by < 10%
     length_matched_pairs: int = 0
-    reference: str = PROBE  # the probe the paired differences are taken against
+    reference: str | None = PROBE  # the probe the paired differences are taken against (none: no probe ranks pairs)
     versus_probe: dict[str, PairedDifference] = {}  # name -> reference probe minus this predictor (all subsets only)
 
 
@@ -84,6 +85,9 @@ class ScoreResult(Result):
     probe: Provenance
     probes: list[str] = [PROBE]  # the probes scored, the headline first
     truncated: int = 0  # counted responses cut at the token budget
+    # probes that read a position before the response (one value per prompt): not scored where responses to one
+    # prompt are compared (pairs, best-of-n), where every comparison would tie
+    prompt_side: dict[str, str] = {}  # name -> its position
     log_probability_rule: str = LOGPROB_RULE
     pair_accuracy: list[PairAccuracy] = []
     best_of_n: BestOfN | None = None
@@ -159,6 +163,8 @@ def score_probes(
     if not keep.any():
         raise UserError("every prompt in this data was used to train or validate the probe; score it on other prompts")
     probe = probes[PROBE]
+    prompt_side = {name: p.info.cell()[0] for name, p in probes.items() if p.info.cell()[0] in PROMPT_POSITIONS}
+    ranking = {name: scores for name, scores in predictors.items() if name not in prompt_side}
     result = ScoreResult(
         data=source,
         examples=int(keep.sum()),
@@ -166,11 +172,13 @@ def score_probes(
         probe=probe.info.provenance(),
         probes=list(probes),
         truncated=int((truncated & keep).sum()),
+        prompt_side=prompt_side,
     )
-    result.pair_accuracy = pair_accuracy(store, predictors, keep, n_boot, seed, truncated, reference=next(iter(probes)))
+    reference = next((name for name in probes if name not in prompt_side), None)
+    result.pair_accuracy = pair_accuracy(store, ranking, keep, n_boot, seed, truncated, reference=reference)
     if not result.pair_accuracy:
         result.transfer = transfer(store, predictors, keep, n_boot, seed)
-        result.best_of_n = best_of_n(store, predictors, keep, n_boot, seed)
+        result.best_of_n = best_of_n(store, ranking, keep, n_boot, seed)
     frame = pd.DataFrame(
         {
             "id": store.ids,
@@ -267,7 +275,7 @@ def pair_accuracy(
     n_boot: int = 1000,
     seed: int = 0,
     truncated: np.ndarray | None = None,
-    reference: str = PROBE,
+    reference: str | None = PROBE,
 ) -> list[PairAccuracy]:
     """Per subset and overall, over the records' pairs (`record_pairs`); intervals resample prompts (a prompt may hold
     several records). A NaN score leaves a pair unscored by that predictor. Paired differences are taken against the

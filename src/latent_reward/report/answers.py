@@ -380,8 +380,17 @@ def scores_answer(result: RunResult) -> str:
                 f"{folder}: pair accuracy {probes} over the {overall.pairs} pairs compared (each a record "
                 "whose sides were judged against each other"
                 + (f"; not compared: {dropped}" if dropped else "")
-                + f"; {score.excluded_prompts} training/validation prompts excluded); length-matched "
-                f"{overall.length_matched.get(overall.reference)} over {overall.length_matched_pairs} pairs"
+                + f"; {score.excluded_prompts} training/validation prompts excluded)"
+                + (
+                    f"; length-matched {overall.length_matched[overall.reference]} over "
+                    f"{overall.length_matched_pairs} pairs"
+                    if overall.reference in overall.length_matched
+                    else ""
+                )
+                + "".join(
+                    f"; the {name} reads {position}, before the response, and cannot rank a pair"
+                    for name, position in score.prompt_side.items()
+                )
             )
             if overall.predictor_pairs:
                 parts.append(
@@ -399,11 +408,12 @@ def scores_answer(result: RunResult) -> str:
                 f"{folder}: {headline} Spearman {probe.spearman}, within-prompt accuracy {probe.within_acc} "
                 f"on {score.transfer.examples} responses"
             )
-        if score.best_of_n:
+        ranker = next((name for name in score.probes if name not in score.prompt_side), None)
+        if score.best_of_n and ranker is not None:
             picks = score.best_of_n.picks
             parts.append(
-                f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the {headline}'s pick "
-                f"{picks.get(f'{headline} pick')} vs random {picks.get('random pick')}"
+                f"{folder}: best-of-{score.best_of_n.samples_per_prompt:.0f}, the {ranker}'s pick "
+                f"{picks.get(f'{ranker} pick')} vs random {picks.get('random pick')}"
             )
     return "; ".join(parts) + "."
 

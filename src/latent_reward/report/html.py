@@ -110,14 +110,20 @@ def score_tables(scores: dict[str, ScoreResult]) -> list[dict]:
                     *[str(overall.length_matched.get(n, Interval())) for n in names],
                 ]
             )
-            rows.append(
-                [
-                    f"{overall.reference} minus it (paired)",
-                    "",
-                    *[_paired(overall.versus_probe[n]) if n in overall.versus_probe else "" for n in names],
-                ]
-            )
+            if overall.reference is not None:
+                rows.append(
+                    [
+                        f"{overall.reference} minus it (paired)",
+                        "",
+                        *[_paired(overall.versus_probe[n]) if n in overall.versus_probe else "" for n in names],
+                    ]
+                )
             dropped = ", ".join(f"{n} {reason}" for reason, n in overall.not_compared.items()) or "none"
+            unranked = "".join(
+                f" The {name} reads {position}, before the response: the same for both sides of a pair, so it is not "
+                "scored on pairs."
+                for name, position in score.prompt_side.items()
+            )
             tables.append(
                 {
                     "title": title,
@@ -125,7 +131,7 @@ def score_tables(scores: dict[str, ScoreResult]) -> list[dict]:
                     "rows": rows,
                     "note": f"A pair is a record whose two sides were judged against each other; records "
                     f"not compared: {dropped}. {overall.truncated_pairs} compared pairs have a side "
-                    f"truncated at the token budget. {score.log_probability_rule}",
+                    f"truncated at the token budget.{unranked} {score.log_probability_rule}",
                 }
             )
         if score.transfer:
