@@ -90,7 +90,7 @@ def show_score(console: Console, result, out: Path) -> None:
     if result.prompt_side and (result.pair_accuracy or result.best_of_n):
         console.print(
             "not scored on responses to the same prompt: "
-            + ", ".join(f"{name} (reads {position}, before the response)" for name, position in result.prompt_side.items())
+            + ", ".join(f"{name} (reads {at}, before the response)" for name, at in result.prompt_side.items())
         )
     if result.pair_accuracy and result.pair_accuracy[0].not_compared:
         dropped = result.pair_accuracy[0].not_compared
