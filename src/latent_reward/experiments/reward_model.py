@@ -174,8 +174,8 @@ def score_probes(
         truncated=int((truncated & keep).sum()),
         prompt_side=prompt_side,
     )
-    reference = next((name for name in probes if name not in prompt_side), None)
-    result.pair_accuracy = pair_accuracy(store, ranking, keep, n_boot, seed, truncated, reference=reference)
+    first_ranker = next((name for name in probes if name not in prompt_side), None)
+    result.pair_accuracy = pair_accuracy(store, ranking, keep, n_boot, seed, truncated, reference=first_ranker)
     if not result.pair_accuracy:
         result.transfer = transfer(store, predictors, keep, n_boot, seed)
         result.best_of_n = best_of_n(store, ranking, keep, n_boot, seed)
