@@ -159,3 +159,16 @@ def test_model_overrides_the_model_a_probe_was_trained_on(command, inputs, tmp_p
     load_in(args)
     load_in([*args, "-m", "another-model"])
     assert names == [MODEL, "another-model"]
+
+
+def test_a_response_probe_that_reads_the_prompt_is_refused_before_any_model_loads(
+    inputs, placements, tmp_path, capsys
+):
+    """conversation's response probe rates replies: one that reads assistant_start would give every reply to a prompt
+    the same rating (every contrast +0.000 [+0.000, +0.000]), so it gets one line and exit 2."""
+    args = [*commands(inputs, str(tmp_path / "out"))["conversation"], "--response-probe", str(inputs["probe"])]
+    with pytest.raises(SystemExit) as exit_:
+        run_app(app, args)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and "reads assistant_start, before the response" in lines[0]
+    assert placements == [] and not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ from latent_reward.data.records import read_records
 from latent_reward.errors import UserError
 from latent_reward.experiments.conversation import ConversationConfig, ConversationReport, conversation_report
 from latent_reward.io import write_csv
+from latent_reward.positions import PROMPT_POSITIONS
 from latent_reward.probes import Probe
 from latent_reward.probes.reader import probe_model
 from latent_reward.report.conversation import write_conversation_report
@@ -40,9 +41,14 @@ def run_conversation(job: ConversationJob) -> Outcome[ConversationReport]:
     prompt_probe = Probe.load(job.prompt_probe)
     if prompt_probe.info.position != "assistant_start":
         raise UserError("--prompt-probe must read assistant_start (a run's prompt_probe folder)")
+    response_probe = Probe.load(job.response_probe) if job.response_probe else None
+    if response_probe is not None and response_probe.info.position in PROMPT_POSITIONS:
+        raise UserError(
+            f"--response-probe reads {response_probe.info.position}, before the response, so it gives every reply to a "
+            "prompt the same rating; pass a probe that reads the response (a run's within_probe folder)"
+        )
     with start("conversation", job, job.out, "conversation job") as folder:
         loaded = probe_model(prompt_probe, job.model, device=job.device, device_map=job.device_map)
-        response_probe = Probe.load(job.response_probe) if job.response_probe else None
         examples = job.data.load().examples
         simulators = {
             name: ModelSpec(name=name, dtype=loaded.info.dtype, device=job.device, device_map=job.device_map).load()
