@@ -161,9 +161,7 @@ def test_model_overrides_the_model_a_probe_was_trained_on(command, inputs, tmp_p
     assert names == [MODEL, "another-model"]
 
 
-def test_a_response_probe_that_reads_the_prompt_is_refused_before_any_model_loads(
-    inputs, placements, tmp_path, capsys
-):
+def test_a_response_probe_that_reads_the_prompt_is_refused_before_any_model_loads(inputs, placements, tmp_path, capsys):
     """conversation's response probe rates replies: one that reads assistant_start would give every reply to a prompt
     the same rating (every contrast +0.000 [+0.000, +0.000]), so it gets one line and exit 2."""
     args = [*commands(inputs, str(tmp_path / "out"))["conversation"], "--response-probe", str(inputs["probe"])]
