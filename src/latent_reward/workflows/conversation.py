@@ -23,7 +23,7 @@ class ConversationJob(Spec):
     prompt_probe: Path  # V: a prompt probe at assistant_start (a run's prompt_probe folder)
     model: str | None = None  # the model V reads (default: the one it was trained on)
     response_probe: Path | None = Field(
-        None, description="The response-level probe (a run's best_probe), to control for quality."
+        None, description="A probe that reads the response (a run's within_probe), to control for quality."
     )
     data: DataSpec  # conversations ending in a user turn (their responses, if any, are the "data reply")
     xstest: Path | None = Field(None, description="XSTest's labelled completions (refusal vs redirect).")
