@@ -318,3 +318,33 @@ def test_a_within_prompt_fit_on_prompt_and_response_is_the_response_fit_when_eac
         "prompt",
         "response",
     )
+
+
+def test_the_tfidf_fit_cache_is_keyed_on_the_prompt_ids_and_a_copy_of_the_ratings():
+    """A copy with other prompt ids (same texts, rows and ratings) or ratings changed in place refits; a within-prompt
+    fit whose training rows split a prompt is refused."""
+    from latent_reward.evaluation import baselines
+
+    rng = np.random.default_rng(5)
+    words = np.array("good bad long short clear vague kind rude".split())
+    responses = [" ".join(rng.choice(words, 6)) for _ in range(40)]
+    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + rng.normal(size=40) * 0.1
+    data = TextData(
+        y=y, groups=np.repeat(np.arange(20), 2), prompts=[""] * 40, responses=responses, generators=[None] * 40
+    )
+    train = np.arange(40) < 30
+    fit = baselines._tfidf(("response",))
+    first = fit(data, train)
+    regrouped = dataclasses.replace(data, groups=np.repeat(np.arange(10), 4), center=True)
+    paired = dataclasses.replace(data, center=True)  # the same rows, texts and ratings, prompts of two
+    assert regrouped.tfidf_fits is paired.tfidf_fits is data.tfidf_fits
+    fit(regrouped, np.arange(40) < 32)
+    fresh = dataclasses.replace(paired, tfidf_cache={}, tfidf_fits={})
+    np.testing.assert_array_equal(fit(paired, np.arange(40) < 32), fit(fresh, np.arange(40) < 32))
+    data.y[:] = rng.permutation(data.y)  # shuffled in place: the cached fit was for the old ratings
+    np.testing.assert_array_equal(
+        fit(data, train), fit(dataclasses.replace(data, tfidf_cache={}, tfidf_fits={}), train)
+    )
+    assert not np.array_equal(fit(data, train), first)
+    with pytest.raises(ValueError, match="whole prompts"):
+        fit(regrouped, np.arange(40) < 30)  # row 30 and 31 share a prompt with rows 28 and 29

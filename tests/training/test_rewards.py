@@ -81,3 +81,12 @@ def test_make_reward_dispatches_and_turns_failures_into_one_line(tiny_probe_fold
         make_reward(f"{__name__}:missing", None, tmp_path)
     with pytest.raises(UserError, match="--reward must be"):
         make_reward(str(tmp_path / "no-such-folder"), None, tmp_path)
+
+
+def test_a_probe_that_reads_the_prompt_is_refused_as_a_reward(tiny_probe_folder, tmp_path):
+    """Read at assistant_start, a probe gives every completion of a prompt the same reward: RLOO's advantages would all
+    be zero, so it is refused with one line."""
+    probe = Probe.load(tiny_probe_folder)
+    probe.info.position = "assistant_start"
+    with pytest.raises(UserError, match="reads assistant_start, before the response"):
+        probe_reward(probe.save(tmp_path / "prompt_probe"))

@@ -225,3 +225,14 @@ def test_a_probe_that_reads_the_prompt_is_not_scored_on_pairs(tiny, tiny_model_d
     overall = json.loads((tmp_path / "o2" / "score.json").read_text())["pair_accuracy"][0]
     assert overall["reference"] is None and overall["versus_probe"] == {}
     assert list(overall["predictors"])[0] == "response length"
+
+    rated = write_jsonl(  # rated responses, no pairs: transfer and best-of-n
+        tmp_path / "rated.jsonl",
+        [{"question": f"q{i // 3} the fox", "answer": "paris " * (1 + i), "score": i % 3} for i in range(18)],
+    )
+    done = cli("score", "--probe", tmp_path / "alone" / "best_probe", "--data", rated, "--out", tmp_path / "o3")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "o3" / "score.json").read_text())
+    transferred = summary["transfer"]["predictors"]["probe"]
+    assert transferred["within_acc"]["value"] is None and transferred["spearman"]["value"] is not None
+    assert "probe pick" not in summary["best_of_n"]["picks"]

@@ -44,10 +44,11 @@ class TextData:
         default_factory=dict, repr=False, compare=False
     )
 
-    # TF-IDF fits' predictions, (columns, training rows, center) -> (the texts, y, predictions): a within-prompt fit
-    # on prompt + response whose prompts are one text per prompt is the response-only fit (centering zeroes the
-    # prompt's features), so the second baseline reuses the first's. Valid only for the same texts and ratings.
-    tfidf_fits: dict[tuple[tuple[str, ...], bytes, bool], tuple[list[list[str]], np.ndarray, np.ndarray]] = field(
+    # TF-IDF fits' predictions, (columns, training rows, center) -> (the texts and prompt ids, a copy of y,
+    # predictions): a within-prompt fit on prompt + response whose prompts are one text per prompt is the
+    # response-only fit (centering zeroes the prompt's features), so the second baseline reuses the first's. Valid only
+    # for the same texts and prompt ids (the same objects) and equal ratings.
+    tfidf_fits: dict[tuple[tuple[str, ...], bytes, bool], tuple[list[object], np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -123,17 +124,19 @@ def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndar
 
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(train)
+        if data.center and np.intersect1d(data.groups[train], data.groups[~train]).size:
+            raise ValueError("a within-prompt fit trains on whole prompts (centering reads every row of a prompt)")
         used = _columns_that_vary(data, columns)
-        texts = [getattr(data, f"{column}s") for column in used]
+        inputs = [*(getattr(data, f"{column}s") for column in used), data.groups]
         key = (used, rows.tobytes(), data.center)
         cached = data.tfidf_fits.get(key)
-        if cached is not None and all(a is b for a, b in zip(cached[0], texts)) and np.array_equal(cached[1], data.y):
+        if cached is not None and all(a is b for a, b in zip(cached[0], inputs)) and np.array_equal(cached[1], data.y):
             return cached[2]
         x = _vectorize(data, used, rows)
         predictions = logo_ridge(x[rows], data.y[rows], data.groups[rows], TEXT_ALPHAS, within=data.center).predict(
             x, data.groups
         )
-        data.tfidf_fits[key] = (texts, data.y, predictions)
+        data.tfidf_fits[key] = (inputs, data.y.copy(), predictions)
         return predictions
 
     return fit_predict

@@ -178,6 +178,9 @@ def score_probes(
     result.pair_accuracy = pair_accuracy(store, ranking, keep, n_boot, seed, truncated, reference=first_ranker)
     if not result.pair_accuracy:
         result.transfer = transfer(store, predictors, keep, n_boot, seed)
+        for name in prompt_side:  # one value per prompt: its within-prompt metrics are ties, not applicable
+            result.transfer.predictors[name].within_acc = Interval()
+            result.transfer.predictors[name].within_spearman = Interval()
         result.best_of_n = best_of_n(store, ranking, keep, n_boot, seed)
     frame = pd.DataFrame(
         {

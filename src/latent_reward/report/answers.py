@@ -375,7 +375,10 @@ def scores_answer(result: RunResult) -> str:
         if score.pair_accuracy:
             overall = score.pair_accuracy[0]
             dropped = ", ".join(f"{n} {reason}" for reason, n in overall.not_compared.items())
-            probes = "; ".join(f"{n} {overall.predictors[n]}" for n in score.probes if n in overall.predictors)
+            probes = "; ".join(
+                f"{n} {overall.predictors[n]}"
+                for n in ([n for n in score.probes if n in overall.predictors] or overall.predictors)
+            )
             parts.append(
                 f"{folder}: pair accuracy {probes} over the {overall.pairs} pairs compared (each a record "
                 "whose sides were judged against each other"

@@ -32,10 +32,17 @@ def _conversation(prompt, completion) -> list[dict[str, str]]:
 
 def probe_reward(folder: str | Path) -> Reward:
     """A saved probe, read on its own model: its estimate of each completion's rating."""
+    from latent_reward.positions import PROMPT_POSITIONS
     from latent_reward.probes import Probe
     from latent_reward.probes.reader import ProbeReader
 
-    reader = ProbeReader.load(Probe.load(folder))
+    probe = Probe.load(folder)
+    if probe.info.position in PROMPT_POSITIONS:
+        raise UserError(
+            f"the reward probe {folder} reads {probe.info.position}, before the response: every completion of a prompt "
+            "would get the same reward (no advantage to learn from); use a probe that reads the response"
+        )
+    reader = ProbeReader.load(probe)
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         return [float(v) for v in reader.read([_conversation(p, c) for p, c in zip(prompts, completions)])]
