@@ -35,7 +35,6 @@ from latent_reward.evaluation.metrics import (
 from latent_reward.evaluation.paired import paired_pair_difference
 from latent_reward.evaluation.results import LENGTH, LOGPROB, Interval, PairedDifference, Result, Scores
 from latent_reward.models.loading import LoadedModel
-from latent_reward.positions import PROMPT_POSITIONS
 from latent_reward.probes import Probe, Provenance
 
 Normalization = Literal["sum", "mean", "none"]  # DPO implicit reward: log-probabilities summed, averaged, or none
@@ -163,7 +162,7 @@ def score_probes(
     if not keep.any():
         raise UserError("every prompt in this data was used to train or validate the probe; score it on other prompts")
     probe = probes[PROBE]
-    prompt_side = {name: p.info.cell()[0] for name, p in probes.items() if p.info.cell()[0] in PROMPT_POSITIONS}
+    prompt_side = {name: p.info.cell()[0] for name, p in probes.items() if p.info.reads_prompt_only}
     ranking = {name: scores for name, scores in predictors.items() if name not in prompt_side}
     result = ScoreResult(
         data=source,

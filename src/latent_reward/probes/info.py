@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from latent_reward.errors import UserError
+from latent_reward.positions import PROMPT_POSITIONS
 
 INFO_VERSION = 2  # 1: the flat dict (no "version" field), the fit's choices beside the provenance
 
@@ -41,6 +42,12 @@ class ProbeProvenance(BaseModel):
         if self.position is None or self.layer is None:
             raise UserError("the probe does not record the position and layer it reads")
         return self.position, self.layer
+
+    @property
+    def reads_prompt_only(self) -> bool:
+        """Whether the probe reads a position before the response: one value for every response to a prompt, so it
+        cannot rank responses to the same prompt (a pair, best-of-n, a reward for RL, a reply's quality)."""
+        return self.position in PROMPT_POSITIONS
 
 
 class ProbeInfo(ProbeProvenance):

@@ -32,12 +32,11 @@ def _conversation(prompt, completion) -> list[dict[str, str]]:
 
 def probe_reward(folder: str | Path) -> Reward:
     """A saved probe, read on its own model: its estimate of each completion's rating."""
-    from latent_reward.positions import PROMPT_POSITIONS
     from latent_reward.probes import Probe
     from latent_reward.probes.reader import ProbeReader
 
     probe = Probe.load(folder)
-    if probe.info.position in PROMPT_POSITIONS:
+    if probe.info.reads_prompt_only:
         raise UserError(
             f"the reward probe {folder} reads {probe.info.position}, before the response: every completion of a prompt "
             "would get the same reward (no advantage to learn from); use a probe that reads the response"

@@ -12,7 +12,6 @@ from latent_reward.data.records import read_records
 from latent_reward.errors import UserError
 from latent_reward.experiments.conversation import ConversationConfig, ConversationReport, conversation_report
 from latent_reward.io import write_csv
-from latent_reward.positions import PROMPT_POSITIONS
 from latent_reward.probes import Probe
 from latent_reward.probes.reader import probe_model
 from latent_reward.report.conversation import write_conversation_report
@@ -42,7 +41,7 @@ def run_conversation(job: ConversationJob) -> Outcome[ConversationReport]:
     if prompt_probe.info.position != "assistant_start":
         raise UserError("--prompt-probe must read assistant_start (a run's prompt_probe folder)")
     response_probe = Probe.load(job.response_probe) if job.response_probe else None
-    if response_probe is not None and response_probe.info.position in PROMPT_POSITIONS:
+    if response_probe is not None and response_probe.info.reads_prompt_only:
         raise UserError(
             f"--response-probe reads {response_probe.info.position}, before the response, so it gives every reply to a "
             "prompt the same rating; pass a probe that reads the response (a run's within_probe folder)"
