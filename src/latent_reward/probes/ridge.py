@@ -211,23 +211,31 @@ def _centered_kernel(x: np.ndarray | sparse.spmatrix, groups: np.ndarray | None)
 
 
 def logo_ridge(
-    x: np.ndarray | sparse.spmatrix, y: np.ndarray, groups: np.ndarray, alphas: np.ndarray, within: bool = False
+    x: np.ndarray | sparse.spmatrix,
+    y: np.ndarray,
+    groups: np.ndarray,
+    alphas: np.ndarray,
+    within: bool = False,
+    decompose_in: torch.dtype = torch.float64,
 ) -> LogoRidge:
     """Ridge with an intercept on features x (dense or sparse, not z-scored): the leave-one-prompt-out mean squared
     error of each penalty in `alphas` and the fit on all rows at the best one, exact, from one decomposition (of x^T x
     when x has fewer columns than rows, else of the centered kernel x x^T, which a sparse x with many columns keeps
     small; the fit is then the dual one, (x - mean)^T (K + alpha I)^{-1} y). `within`: fit on x centered per prompt
-    (`groups`, whole prompts), as the within-prompt probe's states are; y is taken as given (the caller centers it)."""
+    (`groups`, whole prompts), as the within-prompt probe's states are; y is taken as given (the caller centers it).
+    `decompose_in`: the eigendecomposition's arithmetic (the one step that grows as the cube of the rows or columns);
+    everything after it runs in float64."""
     n = x.shape[0]
     groups = np.asarray(groups)
     primal = x.shape[1] < n
     if primal:
         dense = x if isinstance(x, np.ndarray) else x.toarray()
         dense = dense - (broadcast_group_means(dense, groups) if within else dense.mean(axis=0))
-        eigen = _eigen(torch.as_tensor(dense, dtype=torch.float64)[None])
+        eigen = _eigen(torch.as_tensor(dense, dtype=decompose_in)[None])
+        eigen = _Eigen(eigen.e.double(), eigen.c.double(), eigen.q.double(), eigen.basis.double())
     else:
-        e, u = _eigh(_centered_kernel(x, groups if within else None)[None])
-        e = e.clamp(min=0)
+        e, u = _eigh(_centered_kernel(x, groups if within else None).to(decompose_in)[None])
+        e, u = e.clamp(min=0).double(), u.double()
         eigen = _Eigen(e, e, u, torch.empty(0))
     yt = _as_targets(y)
     yc = yt - yt.mean(dim=0)
