@@ -9,6 +9,7 @@ import torch
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 
+from latent_reward.probes import ridge
 from latent_reward.probes.ridge import ridge_cv_all_layers, ridge_cv_folds
 
 FACTORS = (1e-3, 0.03, 0.3, 3.0, 30.0)
@@ -50,8 +51,12 @@ def _sklearn_held_out() -> np.ndarray:
     return np.stack(held).reshape(n_layers, n, len(FACTORS), y.shape[1]).transpose(0, 2, 1, 3)
 
 
-@pytest.mark.parametrize("layer_chunk", [8, 3])
-def test_every_layer_and_target_equals_its_own_sklearn_leave_one_prompt_out_fit(layer_chunk):
+@pytest.mark.parametrize("layer_chunk,tile_bytes", [(8, None), (3, None), (8, 1)])
+def test_every_layer_and_target_equals_its_own_sklearn_leave_one_prompt_out_fit(layer_chunk, tile_bytes, monkeypatch):
+    """Prompts of 2 to 5 rows and 3 targets: the few-target systems are solved (4 or 5 rows), the others inverted (2
+    or 3); with tile_bytes 1 each hat block is formed one prompt at a time."""
+    if tile_bytes is not None:
+        monkeypatch.setattr(ridge, "_TILE_BYTES", tile_bytes)
     x, y, groups, z = _layers_and_targets()
     n, n_layers, _ = x.shape
     cv = ridge_cv_all_layers(x, y, groups, alpha_factors=FACTORS, layer_chunk=layer_chunk)

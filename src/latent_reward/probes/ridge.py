@@ -159,7 +159,7 @@ def _logo_predictions(
             if n_targets < m:
                 held = torch.from_numpy(np.linalg.solve(system, others.double().cpu().numpy()))
             else:
-                held = torch.from_numpy(np.linalg.inv(system)).to(yc.dtype) @ others.cpu()
+                held = torch.from_numpy(np.linalg.inv(system)).to(device=yc.device, dtype=yc.dtype) @ others
             held = held.to(device=yc.device, dtype=yc.dtype)
             out[:, block.reshape(-1)] = held.permute(0, 2, 3, 1, 4).reshape(n_layers, -1, n_alphas, n_targets)
     return out.permute(0, 2, 1, 3)
