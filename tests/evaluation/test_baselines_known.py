@@ -75,8 +75,30 @@ def test_a_float32_decomposition_chooses_the_float64_penalty_and_predicts_within
     exact = logo_ridge(x, y, groups, TEXT_ALPHAS, within=within)
     fast = logo_ridge(x, y, groups, TEXT_ALPHAS, within=within, decompose_in=torch.float32)
     assert fast.alpha == exact.alpha
+    assert not np.array_equal(fast.errors, exact.errors)  # the float32 decomposition did run
     np.testing.assert_allclose(fast.errors, exact.errors, rtol=1e-3)
     _within_float32_decomposition(fast.predict(x, groups), exact.predict(x, groups))
+
+
+def test_the_tfidf_baseline_decomposes_its_kernel_in_float32(monkeypatch):
+    from latent_reward.evaluation import baselines
+    from latent_reward.probes import ridge
+
+    seen = []
+    original = ridge._eigh
+    monkeypatch.setattr(ridge, "_eigh", lambda matrices: seen.append(matrices.dtype) or original(matrices))
+    rng = np.random.default_rng(2)
+    words = np.array("good bad long short clear vague kind rude".split())
+    responses = [" ".join(rng.choice(words, 6)) for _ in range(40)]
+    data = TextData(
+        y=rng.normal(size=40),
+        groups=np.repeat(np.arange(20), 2),
+        prompts=["p"] * 40,
+        responses=responses,
+        generators=[None] * 40,
+    )
+    baselines._tfidf(("response",))(data, np.arange(40) < 30)
+    assert seen == [torch.float32]
 
 
 def test_the_tfidf_baseline_refits_at_the_penalty_leave_one_prompt_out_chooses():

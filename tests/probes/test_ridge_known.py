@@ -51,10 +51,11 @@ def _sklearn_held_out() -> np.ndarray:
     return np.stack(held).reshape(n_layers, n, len(FACTORS), y.shape[1]).transpose(0, 2, 1, 3)
 
 
-@pytest.mark.parametrize("layer_chunk,tile_bytes", [(8, None), (3, None), (8, 1)])
+@pytest.mark.parametrize("layer_chunk,tile_bytes", [(8, None), (3, None), (8, 1), (8, 3600)])
 def test_every_layer_and_target_equals_its_own_sklearn_leave_one_prompt_out_fit(layer_chunk, tile_bytes, monkeypatch):
     """Prompts of 2 to 5 rows and 3 targets: the few-target systems are solved (4 or 5 rows), the others inverted (2
-    or 3); with tile_bytes 1 each hat block is formed one prompt at a time."""
+    or 3); with tile_bytes 1 each hat block is formed one prompt at a time, with 3,600 in tiles of 3 to 18 prompts (by
+    prompt size) and a shorter last tile."""
     if tile_bytes is not None:
         monkeypatch.setattr(ridge, "_TILE_BYTES", tile_bytes)
     x, y, groups, z = _layers_and_targets()

@@ -148,8 +148,10 @@ def _logo_predictions(
     out = torch.empty_like(fitted)
     for slots in buckets:
         m = slots.shape[1]
-        # the float64 blocks [L, A, g, m, m] (hat, I - hat, its inverse or factors, their casts)
-        per_block = max(1, _BLOCK_BYTES // (n_layers * m * m * 4 * n_alphas * 8))
+        # the float64 blocks [L, A, g, m, m] (hat, I - hat, its inverse or factors, their casts), and off the CPU, where
+        # a block's products are formed in one tile, those products [L, g * m * m, k]
+        products = k * yc.element_size() if yc.device.type != "cpu" else 0
+        per_block = max(1, _BLOCK_BYTES // (n_layers * m * m * (products + 4 * n_alphas * 8)))
         for start in range(0, len(slots), per_block):
             block = slots[start : start + per_block]  # [g, m]
             hat = _hat_blocks(eigen.q, block, shrink) + 1.0 / n  # [L, A, g, m, m]
@@ -223,8 +225,8 @@ def logo_ridge(
     when x has fewer columns than rows, else of the centered kernel x x^T, which a sparse x with many columns keeps
     small; the fit is then the dual one, (x - mean)^T (K + alpha I)^{-1} y). `within`: fit on x centered per prompt
     (`groups`, whole prompts), as the within-prompt probe's states are; y is taken as given (the caller centers it).
-    `decompose_in`: the eigendecomposition's arithmetic (the one step that grows as the cube of the rows or columns);
-    everything after it runs in float64."""
+    `decompose_in`: the eigendecomposition's arithmetic (the one step that grows as the cube of the rows or columns;
+    in the primal form also Q = x V); everything after it runs in float64."""
     n = x.shape[0]
     groups = np.asarray(groups)
     primal = x.shape[1] < n
