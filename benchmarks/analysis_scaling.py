@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from latent_reward.activations import store as store_format
 from latent_reward.activations.store import ActivationStore
@@ -38,6 +39,7 @@ from latent_reward.evaluation.metrics import pearson
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, prompt_only
 from latent_reward.experiments.readout import ReadoutConfig, reward_readout
 from latent_reward.io import write_json
+from latent_reward.probes.compute import analysis_device
 from latent_reward.probes.ridge import ridge_cv_all_layers
 
 POSITIONS = ("assistant_start", "eot", "response_last", "response_mean", "user_end")
@@ -174,6 +176,7 @@ def analyse(
         paired_permutations=args.n_boot,
         split_seeds=args.split_seeds,
         sketch=sketch,
+        device=args.device,
     )
     tick = time.perf_counter()
     view = sketch_view(store, sketch)
@@ -181,7 +184,8 @@ def analyse(
     stages = dict(readout.timings)
     stages["readout"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    prompt_only(view, PromptOnlyConfig(n_boot=args.n_boot, folds=config.folds, sketch=sketch), fit, progress=False)
+    with analysis_device(args.device):
+        prompt_only(view, PromptOnlyConfig(n_boot=args.n_boot, folds=config.folds, sketch=sketch), fit, progress=False)
     stages["prompt_only"] = time.perf_counter() - tick
     stages["total"] = stages["readout"] + stages["prompt_only"]
     stages["recovered_r"] = float(readout.probe.scores.pearson.value)
@@ -219,6 +223,9 @@ def main() -> None:
         help="plant the signal at the noise's scale (not a top principal component) instead of above it",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device", default="cpu", help="where the ridge fits compute: cpu (default), cuda, cuda:N or auto"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
     args = parser.parse_args()
     sizes = list(itertools.product([int(v) for v in args.n.split(",")], [int(v) for v in args.d.split(",")]))
@@ -252,6 +259,8 @@ def main() -> None:
                 "of folds"
             )
         print(f"  planted ceiling r {PLANTED_CEILING:.3f} (the rating's correlation with the response-level signal)")
+        if torch.cuda.is_available():
+            print(f"  GPU peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GB (--device {args.device})")
         print(
             f"analysis total: {stages['total']:.1f} s, peak {peak_gb():.2f} GB, recovered r "
             f"{stages['recovered_r']:.4f} "

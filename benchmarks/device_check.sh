@@ -2,7 +2,8 @@
 # The GPU checks, for a lent GPU machine that has PyTorch but no internet and no room for the bundled weights.
 #
 #   benchmarks/device_check.sh prepare   # here: fills .gpu/ (keep it out of git) with what the machine lacks
-#   benchmarks/device_check.sh run       # there: CUDA tests, then extraction and generation benchmarks in bfloat16
+#   benchmarks/device_check.sh run       # there: CUDA tests, extraction and generation benchmarks in bfloat16, and the
+#                                        # analysis with its fits on the GPU; STEPS="tests analysis_7b" runs only those
 #
 # prepare writes SmolLM2's config and tokenizer without its weights (the benchmarks give that shape random
 # weights), the two data files the extraction benchmark reads, and wheels for the Python packages the
@@ -42,29 +43,62 @@ EOF
     du -sh "$GPU"
 }
 
+# One step of `run`: runs the function of that name, unless $STEPS names others (every step by default).
+step() {
+    [[ -z "${STEPS:-}" || " $STEPS " == *" $1 "* ]] || return 0
+    echo "== $1"
+    "$1"
+}
+
+# The steps: each has its own limit, so one that hangs leaves the others their time.
+tests() {
+    timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_devices.py 2>&1 | tee "$out/tests.log" | tail -3
+}
+extract() {
+    timeout 240 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 600 --batch-tokens 8192 \
+        --repeats 3 2>&1 | tee "$out/extract_8192.log"
+}
+generation() {
+    timeout 120 $PYTHON benchmarks/generation_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 16 --max-new-tokens 64 \
+        2>&1 | tee "$out/generation.log"
+}
+call_cost() {
+    timeout 200 $PYTHON benchmarks/forward_call_cost.py "${shape[@]}" --data-dir "$GPU/data" --n 100 2>&1 | tee "$out/call_cost.log"
+}
+profile() {
+    timeout 90 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 24 --batch-tokens 8192 \
+        --profile >"$out/profile.log" 2>&1
+    local status=$?
+    grep -v '^ *$' "$out/profile.log" | head -30
+    return $status
+}
+# A 7B-shaped model (random weights, bfloat16, about 15 GB): extraction against a plain forward, fraction of the bound
+extract_7b() {
+    timeout 300 $PYTHON benchmarks/extract_throughput.py --model "$GPU/mistral-7b-shape" --random-init 0 --device cuda \
+        --dtype bfloat16 --data-dir "$GPU/data" --n 120 --batch-tokens 4096 --repeats 1 --memory-n 24 2>&1 \
+        | tee "$out/extract_7b.log"
+}
+# The analysis of a 7B-shaped store (10,000 responses, 4,096 wide, 33 layers, 2 positions) with its ridge fits on the
+# GPU: time per stage (this CPU: 743.7 s), and the recovered r beside a float64 CPU fit at the cells chosen
+analysis_7b() {
+    timeout 300 $PYTHON benchmarks/analysis_scaling.py --n 10000 --d 4096 --layers 33 --positions 2 --device cuda 2>&1 \
+        | tee "$out/analysis_7b.log"
+}
+
 run() {
-    local out=${OUT:-/tmp/device-check} status=0 shape=(--model "$GPU/smollm2-shape" --random-init 0 --device cuda --dtype bfloat16)
+    local status=0
+    out=${OUT:-/tmp/device-check}
+    shape=(--model "$GPU/smollm2-shape" --random-init 0 --device cuda --dtype bfloat16)
     mkdir -p "$out"
     $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$GPU"/whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     $PYTHON -c "import torch, transformers, trl, datasets, pyarrow; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)"
-    # Each step has its own limit (about 7 minutes in all on an H100), so one that hangs leaves the others their time.
-    timeout 150 $PYTHON -m pytest -q -p no:cacheprovider tests/test_devices.py 2>&1 | tee "$out/tests.log" | tail -3 || status=1
-    timeout 240 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 600 --batch-tokens 8192 \
-        --repeats 3 2>&1 | tee "$out/extract_8192.log" || status=1
-    timeout 120 $PYTHON benchmarks/generation_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 16 --max-new-tokens 64 \
-        2>&1 | tee "$out/generation.log" || status=1
-    timeout 200 $PYTHON benchmarks/forward_call_cost.py "${shape[@]}" --data-dir "$GPU/data" --n 100 2>&1 | tee "$out/call_cost.log" \
-        || status=1
-    timeout 90 $PYTHON benchmarks/extract_throughput.py "${shape[@]}" --data-dir "$GPU/data" --n 24 --batch-tokens 8192 \
-        --profile >"$out/profile.log" 2>&1 || status=1
-    grep -v '^ *$' "$out/profile.log" | head -30
-    # A 7B-shaped model (random weights, bfloat16, about 15 GB): extraction against a plain forward, fraction of the bound
-    timeout 300 $PYTHON benchmarks/extract_throughput.py --model "$GPU/mistral-7b-shape" --random-init 0 --device cuda \
-        --dtype bfloat16 --data-dir "$GPU/data" --n 120 --batch-tokens 4096 --repeats 1 --memory-n 24 2>&1 \
-        | tee "$out/extract_7b.log" || status=1
+    # All the steps together can take longer than one lease of the device: name the ones to run in STEPS
+    for name in tests extract generation call_cost profile extract_7b analysis_7b; do
+        step $name || status=1
+    done
     return $status
 }
 

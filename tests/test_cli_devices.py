@@ -170,3 +170,42 @@ def test_a_response_probe_that_reads_the_prompt_is_refused_before_any_model_load
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(lines) == 1 and "reads assistant_start, before the response" in lines[0]
     assert placements == [] and not (tmp_path / "out").exists()
+
+
+def test_the_analysis_fits_where_sweep_run_and_prompt_only_are_told(inputs, tmp_path, monkeypatch):
+    """--device also places the analysis's ridge fits: `sweep` and `prompt-only` compute them there; `run` hands its
+    device to them."""
+    import latent_reward.workflows.prompt_only as prompt_only_workflow
+    import latent_reward.workflows.run as workflow
+    from latent_reward.probes.compute import current_device
+
+    fitted_on, run_configs = [], []
+
+    def analyse(*args, **kwargs):
+        fitted_on.append(current_device())
+        raise Loaded
+
+    def run(config, progress=True):
+        run_configs.append(config.readout.device)
+        raise Loaded
+
+    monkeypatch.setattr(workflow, "analyse", analyse)
+    monkeypatch.setattr(prompt_only_workflow, "prompt_only", analyse)
+    monkeypatch.setattr(workflow, "run", run)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    sweep = ["sweep", "--store", str(inputs["store"]), "--out", str(tmp_path / "out")]
+    load_in(sweep)  # auto with a GPU
+    load_in([*sweep, "--device", "cpu"])
+    load_in([*sweep, "--device", "cuda:1"])
+    load_in([*sweep, "--device", "mps"])  # no float64 on mps: the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    load_in(sweep)
+    prompt_only = ["prompt-only", "--store", str(inputs["store"]), "--out", str(tmp_path / "prompt-only")]
+    load_in([*prompt_only, "--device", "cpu"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    load_in(prompt_only)
+    assert [str(device) for device in fitted_on] == ["cuda", "cpu", "cuda:1", "cpu", "cpu", "cpu", "cuda"]
+    args = commands(inputs, str(tmp_path / "out"))["run"]
+    load_in(args)
+    load_in([*args, "--device", "cuda:1"])
+    assert run_configs == ["auto", "cuda:1"]

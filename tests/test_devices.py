@@ -313,3 +313,46 @@ def test_auto_precision_loads_bfloat16_on_a_gpu_and_float32_on_a_cpu_without_bfl
     loaded = spec.load()
     assert next(loaded.model.parameters()).dtype == (torch.bfloat16 if bfloat16 else torch.float32)
     assert loaded.info.dtype == spec.dtype and next(loaded.model.parameters()).device.type == DEVICE
+
+
+def test_the_analysis_fits_on_the_accelerator_what_it_fits_on_the_cpu(tmp_path):
+    """The ridge fits on the accelerator (`ReadoutConfig.device`, `analysis_device`): each fold's leave-one-prompt-out
+    choice and fit in float64 as on the CPU, for one target (systems solved) and several (inverted once); the text
+    baselines' primal, dual and within-prompt fits; and the whole readout, cells and headline, on a planted store."""
+    from helpers import planted_store
+    from latent_reward.analysis.sweep import SweepConfig
+    from latent_reward.experiments.readout import ReadoutConfig, reward_readout
+    from latent_reward.probes.compute import analysis_device
+    from latent_reward.probes.ridge import logo_ridge, ridge_cv_folds
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3, 24))
+    y = np.column_stack([x[:, 2] @ rng.normal(size=24) + rng.normal(size=120), rng.normal(size=(120, 5))])
+    groups, folds = np.repeat(np.arange(40), 3), np.repeat(np.arange(40) % 4, 3)
+    for targets in (y[:, 0], y):
+        with analysis_device("cpu"):
+            on_cpu = list(ridge_cv_folds(x, targets, groups, folds))
+        with analysis_device(DEVICE):
+            on_device = list(ridge_cv_folds(x, targets, groups, folds))
+        for a, b in zip(on_device, on_cpu, strict=True):
+            np.testing.assert_allclose(a.mse, b.mse, rtol=1e-8)
+            np.testing.assert_array_equal(a.best_alpha, b.best_alpha)
+            np.testing.assert_allclose(a.predictions, b.predictions, rtol=1e-8, atol=1e-10)
+    alphas = np.array([0.1, 1.0, 10.0, 100.0])
+    wide = rng.normal(size=(40, 60))  # fewer rows than columns: the dual form, through the kernel
+    for features, within in ((x[:, 2], False), (wide, False), (wide, True), (x[:, 2], True)):
+        rows = len(features)
+        with analysis_device("cpu"):
+            cpu_fit = logo_ridge(features, y[:rows, 0], groups[:rows], alphas, within=within)
+        with analysis_device(DEVICE):
+            device_fit = logo_ridge(features, y[:rows, 0], groups[:rows], alphas, within=within)
+        np.testing.assert_allclose(device_fit.errors, cpu_fit.errors, rtol=1e-8)
+        np.testing.assert_allclose(device_fit.weights, cpu_fit.weights, rtol=1e-7, atol=1e-10)
+    store = planted_store(tmp_path / "store", n_groups=40)
+    config = ReadoutConfig(sweep=SweepConfig(n_boot=200), permutations=5, split_seeds=1, sgd_grid=False)
+    readouts = [
+        reward_readout(store, config.model_copy(update={"device": device}), progress=False)[0]
+        for device in ("cpu", DEVICE)
+    ]
+    assert readouts[0].fold_cells == readouts[1].fold_cells
+    assert abs(readouts[0].probe.scores.pearson.value - readouts[1].probe.scores.pearson.value) < 1e-4

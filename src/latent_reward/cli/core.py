@@ -124,7 +124,7 @@ def extract(
     "latent_reward.workflows.run:SweepJob",
     (*READOUT, "readout.sweep.positions", "random_init_store"),
     "job",
-    given={**same("store", "out"), **READOUT_SEED},
+    given={**same("store", "out"), **READOUT_SEED, "readout.device": "device"},
     parse={"positions": parse_positions},
 )
 def sweep(
@@ -132,6 +132,7 @@ def sweep(
     out: OutOpt,
     job: SweepJob,
     seed: Annotated[int, seed_option(READOUT_SEEDS)] = 0,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Fit probes at every layer x position, score baselines and controls, and write the report."""
     from latent_reward.cli.show import show_headline
@@ -146,7 +147,7 @@ def sweep(
     RUN,
     (*EXTRACT, *READOUT, "random_init_control", "random_init_depth", "trajectory"),
     "settings",
-    given={**same("data", "out"), **READOUT_SEED},
+    given={**same("data", "out"), **READOUT_SEED, "readout.device": "device"},
     parse={"positions": parse_positions},
     partial=True,
 )
@@ -180,13 +181,14 @@ def run(
     "latent_reward.workflows.prompt_only:PromptOnlyJob",
     ("random_init_store", "config.target", "config.n_boot", "config.folds"),
     "job",
-    given={**same("store", "out"), "config.seed": "seed"},
+    given={**same("store", "out"), "config.seed": "seed", "device": "device"},
 )
 def prompt_only_command(
     store: Annotated[Path, typer.Option("--store", help="A store with user_end / assistant_start states.")],
     out: OutOpt,
     job: PromptOnlyJob,
     seed: Annotated[int, seed_option("the split by prompt, cross-fitting folds and the bootstrap")] = 0,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Expected reward from the user's input alone: probes on each prompt's states predict its mean rating."""
     from latent_reward.report.answers import reliability_line

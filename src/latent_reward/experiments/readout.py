@@ -25,6 +25,7 @@ from latent_reward.analysis.sgd_settings import SGDSetting, sgd_settings_grid
 from latent_reward.analysis.sketch import SketchConfig, SketchedStore, full_store, sketch_view
 from latent_reward.analysis.sweep import SweepConfig, SweepFit, SweepResult, sweep
 from latent_reward.analysis.targets import Target, make_target, within_prompt
+from latent_reward.config import Device
 from latent_reward.data.splits import group_folds
 from latent_reward.errors import UserError
 from latent_reward.evaluation import results as names
@@ -52,6 +53,7 @@ from latent_reward.evaluation.results import (
 )
 from latent_reward.heap import reuses_freed_memory
 from latent_reward.probes import SGDProbe, probe_class
+from latent_reward.probes.compute import analysis_device
 
 WITHIN_PREDICTIONS = "within-prompt probe"  # the key of its out-of-fold predictions in the returned cross-fit
 
@@ -67,6 +69,11 @@ class ReadoutConfig(Result):
     sgd_grid: bool = Field(True, description="Train the SGD probe over batch sizes x schedules at the best cell.")
     within_probe: bool = True  # also fit the within-prompt target where prompts have 2+ responses
     sketch: SketchConfig = SketchConfig()  # wide states: cells chosen on a sketch, fits exact
+    device: Device = Field(
+        "auto",
+        description="Where the ridge fits compute: auto (cuda when torch sees one, else cpu), cpu, cuda or cuda:N "
+        "(mps computes on the CPU). The results agree to rounding.",
+    )
     equivalence_margin: float = 0.01  # within-prompt accuracy: a baseline "matches" only inside +-margin (TOST)
     # shuffled-rating controls re-choose their cell in each fold; on wide states (behind a sketch) only when this is
     # set, since each re-chosen cell costs an exact fit per fold (analysis.crossfit)
@@ -198,6 +205,17 @@ def reward_readout(
     within-prompt probe's out-of-fold predictions (`WITHIN_PREDICTIONS`; NaN on prompts with one response).
     """
     config = config or ReadoutConfig()
+    with analysis_device(config.device):
+        return _readout(store, config, random_init_store, progress)
+
+
+def _readout(
+    store: ActivationStore | SketchedStore,
+    config: ReadoutConfig,
+    random_init_store: ActivationStore | SketchedStore | None,
+    progress: bool,
+) -> tuple[ReadoutResult, SweepFit, CrossFit]:
+    """`reward_readout`'s work, on the device its fits compute on."""
     store, random_init_store = sketch_view(store, config.sketch), sketch_view(random_init_store, config.sketch)
     timings: dict[str, float] = {}
     tick = time.perf_counter()

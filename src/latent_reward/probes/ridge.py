@@ -19,6 +19,7 @@ from scipy import sparse
 
 from latent_reward.evaluation.groups import broadcast_group_means
 from latent_reward.probes.base import CONSTANT_STD, Probe, Standardizer, fitted, unit
+from latent_reward.probes.compute import current_device, host
 from latent_reward.probes.module import linear_core
 from latent_reward.probes.settings import DEFAULT_ALPHA_FACTORS, ProbeSettings
 
@@ -147,6 +148,7 @@ def _logo_predictions(
     fitted = fitted.reshape(n_layers, n, n_alphas, n_targets)
     out = torch.empty_like(fitted)
     for slots in buckets:
+        slots = slots.to(yc.device)
         m = slots.shape[1]
         # the float64 blocks [L, A, g, m, m] (hat, I - hat, its inverse or factors, their casts), and off the CPU, where
         # a block's products are formed in one tile, those products [L, g * m * m, k]
@@ -156,15 +158,32 @@ def _logo_predictions(
             block = slots[start : start + per_block]  # [g, m]
             hat = _hat_blocks(eigen.q, block, shrink) + 1.0 / n  # [L, A, g, m, m]
             others = fitted[:, block].permute(0, 3, 1, 2, 4) - hat @ yc[block]  # [L, A, g, m, T]
-            system = np.eye(m) - hat.double().cpu().numpy()
-            # numpy's batched LAPACK: torch's inverse is 10-1000x slower on many tiny systems on the CPU
-            if n_targets < m:
-                held = torch.from_numpy(np.linalg.solve(system, others.double().cpu().numpy()))
-            else:
-                held = torch.from_numpy(np.linalg.inv(system)).to(device=yc.device, dtype=yc.dtype) @ others
-            held = held.to(device=yc.device, dtype=yc.dtype)
+            held = _held_out(hat, others, few_targets=n_targets < m).to(dtype=yc.dtype)
             out[:, block.reshape(-1)] = held.permute(0, 2, 3, 1, 4).reshape(n_layers, -1, n_alphas, n_targets)
     return out.permute(0, 2, 1, 3)
+
+
+def _held_out(hat: torch.Tensor, others: torch.Tensor, few_targets: bool) -> torch.Tensor:
+    """(I - hat)^{-1} others for each block (hat [L, A, g, m, m], others [L, A, g, m, T]), the systems in float64, on
+    others' device: solved when there are fewer targets than rows (`few_targets`), else each block inverted once and
+    applied to every target. On the CPU through numpy's batched LAPACK (torch's inverse is 10-1000x slower on many
+    tiny systems there), elsewhere in torch on the device."""
+    held_out = _held_out_torch if others.device.type != "cpu" else _held_out_numpy
+    return held_out(hat, others, few_targets)
+
+
+def _held_out_numpy(hat: torch.Tensor, others: torch.Tensor, few_targets: bool) -> torch.Tensor:
+    system = np.eye(hat.shape[-1]) - hat.double().numpy()
+    if few_targets:
+        return torch.from_numpy(np.linalg.solve(system, others.double().numpy()))
+    return torch.from_numpy(np.linalg.inv(system)).to(others.dtype) @ others
+
+
+def _held_out_torch(hat: torch.Tensor, others: torch.Tensor, few_targets: bool) -> torch.Tensor:
+    system = torch.eye(hat.shape[-1], dtype=torch.float64, device=others.device) - hat.double()
+    if few_targets:
+        return torch.linalg.solve(system, others.double())
+    return torch.linalg.inv(system).to(others.dtype) @ others
 
 
 def _squared_errors(yc: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
@@ -233,23 +252,24 @@ def logo_ridge(
     if primal:
         dense = x if isinstance(x, np.ndarray) else x.toarray()
         dense = dense - (broadcast_group_means(dense, groups) if within else dense.mean(axis=0))
-        eigen = _eigen(torch.as_tensor(dense, dtype=decompose_in)[None])
+        eigen = _eigen(torch.as_tensor(dense, dtype=decompose_in, device=current_device())[None])
         eigen = _Eigen(eigen.e.double(), eigen.c.double(), eigen.q.double(), eigen.basis.double())
     else:
-        e, u = _eigh(_centered_kernel(x, groups if within else None).to(decompose_in)[None])
+        kernel = _centered_kernel(x, groups if within else None)
+        e, u = _eigh(kernel.to(device=current_device(), dtype=decompose_in)[None])
         e, u = e.clamp(min=0).double(), u.double()
         eigen = _Eigen(e, e, u, torch.empty(0))
     yt = _as_targets(y)
     yc = yt - yt.mean(dim=0)
-    penalties = torch.as_tensor(np.asarray(alphas, dtype=np.float64))
+    penalties = torch.as_tensor(np.asarray(alphas, dtype=np.float64), device=yc.device)
     predictions = _logo_predictions(eigen, yc, _group_buckets(groups), penalties)
-    errors = _squared_errors(yc, predictions)[0, :, 0].numpy()
+    errors = host(_squared_errors(yc, predictions)[0, :, 0])
     best = penalties[int(errors.argmin())]
     if primal:
-        weights = _chosen_weights(eigen, yc, best.reshape(1, 1))[0, :, 0].numpy()
+        weights = host(_chosen_weights(eigen, yc, best.reshape(1, 1))[0, :, 0])
     else:  # dual coefficients (K + alpha I)^{-1} y_c = U diag(1 / (e + alpha)) U^T y_c, then back to the features
         u = eigen.q[0]
-        dual = (u @ ((u.T @ yc[:, 0]) / (eigen.e[0] + best))).numpy()
+        dual = host(u @ ((u.T @ yc[:, 0]) / (eigen.e[0] + best)))
         # the centered rows' transpose times dual: (I - P) dual for a within fit, dual minus its mean otherwise
         dual = dual - (broadcast_group_means(dual, groups) if within else dual.mean())
         weights = np.asarray(x.T @ dual).ravel()
@@ -258,8 +278,9 @@ def logo_ridge(
 
 
 def _as_targets(y: np.ndarray) -> torch.Tensor:
+    """Targets [n] or [n, T] as a float64 tensor [n, T] on the fits' device."""
     y = np.asarray(y, dtype=np.float64)
-    return torch.as_tensor(y[:, None] if y.ndim == 1 else y)
+    return torch.as_tensor(y[:, None] if y.ndim == 1 else y, device=current_device())
 
 
 @dataclass
@@ -320,18 +341,18 @@ def _cv_chunk(
     the z-scored states (mean and scale [l, 1, d]) and the targets yt [n, T] (float64)."""
     dtype = eigen.q.dtype
     yc = (yt - yt.mean(dim=0)).to(dtype)
-    alphas = torch.as_tensor(factors * len(yt), dtype=dtype)
+    alphas = torch.as_tensor(factors * len(yt), dtype=dtype, device=yc.device)
     predictions = _logo_predictions(eigen, yc, _group_buckets(np.asarray(groups)), alphas)  # [l, A, n, T]
     mse = _squared_errors(yc, predictions)  # [l, A, T]
     chosen = mse.argmin(dim=1)  # [l, T]
     held = predictions.gather(1, chosen[:, None, None, :].expand(-1, 1, len(yt), -1))[:, 0]  # [l, n, T]
     return _Chunk(
-        mse.numpy(),
-        factors[chosen.numpy()],
-        yt.mean(dim=0).numpy() + held.double().numpy(),
-        list(_chosen_weights(eigen, yc, alphas[chosen]).double().numpy()),
-        mean[:, 0].double().numpy(),
-        scale[:, 0].double().numpy(),
+        host(mse),
+        factors[host(chosen)],
+        host(yt.mean(dim=0) + held.double()),
+        list(host(_chosen_weights(eigen, yc, alphas[chosen]).double())),
+        host(mean[:, 0].double()),
+        host(scale[:, 0].double()),
     )
 
 
@@ -342,7 +363,7 @@ def _joined(chunks: list[_Chunk], yt: torch.Tensor, alpha_factors) -> RidgeCV:
         np.concatenate([c.mse for c in chunks]),
         np.concatenate([c.predictions for c in chunks]),
         [w for c in chunks for w in c.weights],
-        yt.mean(dim=0).numpy(),
+        host(yt.mean(dim=0)),
         np.concatenate([c.mean for c in chunks]),
         np.concatenate([c.scale for c in chunks]),
         tuple(alpha_factors),
@@ -350,8 +371,8 @@ def _joined(chunks: list[_Chunk], yt: torch.Tensor, alpha_factors) -> RidgeCV:
 
 
 def _layers_first(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    """States [n, l, d] as a tensor [l, n, d]."""
-    return torch.as_tensor(np.ascontiguousarray(np.moveaxis(x, 1, 0)), dtype=dtype)
+    """States [n, l, d] as a tensor [l, n, d] on the fits' device."""
+    return torch.as_tensor(np.ascontiguousarray(np.moveaxis(x, 1, 0)), dtype=dtype, device=current_device())
 
 
 def ridge_cv_all_layers(
@@ -410,12 +431,12 @@ def ridge_cv_folds(
     gram = xt.transpose(1, 2) @ xt if shared else None
     for k in fold_ids:
         train = folds != k
-        rows = xt[:, torch.as_tensor(train)]
+        rows = xt[:, torch.as_tensor(train, device=xt.device)]
         mean, scale = _standardize_batch(rows, slice(None))  # the fold's own z-scoring (of the shifted rows)
         if gram is None:
             eigen = _eigen((rows - mean) / scale)
         else:
-            held = xt[:, torch.as_tensor(~train)]
+            held = xt[:, torch.as_tensor(~train, device=xt.device)]
             covariance = gram - held.transpose(1, 2) @ held - int(train.sum()) * mean.transpose(1, 2) @ mean
             e, v = _eigh(covariance / (scale.transpose(1, 2) * scale))  # Z^T Z, Z the z-scored training rows
             to_z = v / scale.transpose(1, 2)  # Q = Z V = (rows - mean) diag(1 / scale) V
@@ -426,13 +447,13 @@ def ridge_cv_folds(
                 eigen,
                 mean + shift,
                 scale,
-                yt[train][:, s : s + (targets_per_pass or yt.shape[1])],
+                yt[torch.as_tensor(train, device=yt.device)][:, s : s + (targets_per_pass or yt.shape[1])],
                 groups[train],
                 factors,
             )
             for s in passes
         ]
-        yield _joined([_Chunk.of_targets(parts)], yt[train], alpha_factors)
+        yield _joined([_Chunk.of_targets(parts)], yt[torch.as_tensor(train, device=yt.device)], alpha_factors)
 
 
 class RidgeProbe(Probe):
@@ -473,9 +494,9 @@ class RidgeProbe(Probe):
             self.alpha_factor, self.standardizer = chosen.alpha_factor, chosen.standardizer
             return self._set(chosen.fitted_weights, chosen.intercept)
         self.standardizer = Standardizer.fit(x)
-        xs = torch.as_tensor(self.standardizer.transform(x))[None]
-        penalty = torch.tensor([[self.alpha_factor * len(y)]], dtype=torch.float64)
-        weights = _chosen_weights(_eigen(xs), _as_targets(y - y.mean()), penalty)[0, :, 0].numpy()
+        xs = torch.as_tensor(self.standardizer.transform(x), device=current_device())[None]
+        penalty = torch.tensor([[self.alpha_factor * len(y)]], dtype=torch.float64, device=xs.device)
+        weights = host(_chosen_weights(_eigen(xs), _as_targets(y - y.mean()), penalty)[0, :, 0])
         return self._set(weights, float(y.mean()))
 
     def _set(self, weights: np.ndarray, intercept: float) -> RidgeProbe:

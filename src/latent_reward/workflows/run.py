@@ -25,6 +25,7 @@ from latent_reward.experiments.run_result import PREDICTIONS_FILE, RESULTS_FILE,
 from latent_reward.experiments.trajectory import TrajectoryConfig, reward_trajectories
 from latent_reward.io import write_csv
 from latent_reward.models.loading import LoadedModel
+from latent_reward.probes.compute import analysis_device
 from latent_reward.report.answers import answers
 from latent_reward.report.html import write_report
 from latent_reward.report.tables import COMPARISONS_FILE, GRID_FILE, comparisons_frame, grid_frame
@@ -105,18 +106,19 @@ def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunRe
                 load=real_model,
             )
         trajectory_model = real_model() if config.trajectory else None
-        result, files = analyse(
-            store,
-            random_store,
-            config.readout,
-            out,
-            config,
-            dataset.skipped,
-            folder,
-            trajectory_model,
-            config.trajectory_config,
-            progress,
-        )
+        with analysis_device(config.readout.device):
+            result, files = analyse(
+                store,
+                random_store,
+                config.readout,
+                out,
+                config,
+                dataset.skipped,
+                folder,
+                trajectory_model,
+                config.trajectory_config,
+                progress,
+            )
         return folder.finish(
             result, f"{REPORT_FOLDER}/{RESULTS_FILE}", files, extra={"skipped_records": dataset.skipped}
         )
@@ -127,19 +129,20 @@ def sweep_stores(job: SweepJob, progress: bool = True) -> Outcome[RunResult]:
     with start("sweep", job, job.out, "report") as folder:
         store = ActivationStore.open(job.store)
         random_store = ActivationStore.open(job.random_init_store) if job.random_init_store else None
-        result, files = analyse(
-            store,
-            random_store,
-            job.readout,
-            folder.path,
-            job,
-            {},
-            folder,
-            None,
-            None,
-            progress,
-            report_folder=folder.path,
-        )
+        with analysis_device(job.readout.device):
+            result, files = analyse(
+                store,
+                random_store,
+                job.readout,
+                folder.path,
+                job,
+                {},
+                folder,
+                None,
+                None,
+                progress,
+                report_folder=folder.path,
+            )
         return folder.finish(result, RESULTS_FILE, files)
 
 

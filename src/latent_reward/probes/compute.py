@@ -1,0 +1,51 @@
+"""Where the closed-form ridge fits compute: the CPU, or a GPU for the analysis of a large store.
+
+The analysis reaches the ridge fits from a dozen places (the sweep, the cross-fits and their controls, the fold-seed
+spread, prompt-only, the text baselines, trajectories), so the device is set once around it (`analysis_device`)
+instead of being passed down every path, as torch's own default-device context does for new tensors. Whatever the
+device, the fits take and return numpy arrays on the host; only their arithmetic moves. The principal-component sketch
+of wide states (`analysis.sketch`) stays on the CPU: its seeded random start would differ on a GPU, and with it the
+cells chosen on it; the fits themselves differ between devices by rounding (which can still decide between two cells
+that nearly tie).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import numpy as np
+import torch
+
+_DEVICE: ContextVar[torch.device | None] = ContextVar("analysis_device", default=None)  # None: the CPU
+
+
+def fit_device(device: str) -> torch.device:
+    """The device a --device name gives the ridge fits: a GPU when it resolves to cuda (auto: cuda when torch sees
+    one), else the CPU. mps stays on the CPU: the fits solve their small systems in float64, which mps lacks."""
+    from latent_reward.models.devices import resolve_device
+
+    resolved = resolve_device(device)
+    return torch.device(resolved) if resolved.startswith("cuda") else torch.device("cpu")
+
+
+@contextmanager
+def analysis_device(device: str) -> Iterator[torch.device]:
+    """Run the ridge fits inside on the device `device` names (`fit_device`); yields that device."""
+    chosen = fit_device(device)
+    token = _DEVICE.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _DEVICE.reset(token)
+
+
+def current_device() -> torch.device:
+    """The device the ridge fits compute on here (the CPU outside `analysis_device`)."""
+    return _DEVICE.get() or torch.device("cpu")
+
+
+def host(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a numpy array on the host (a view on the CPU, a copy from a GPU)."""
+    return tensor.detach().cpu().numpy()
