@@ -176,7 +176,7 @@ def analyse(
         paired_permutations=args.n_boot,
         split_seeds=args.split_seeds,
         sketch=sketch,
-        device=args.device,
+        device=args.analysis_device,
     )
     tick = time.perf_counter()
     view = sketch_view(store, sketch)
@@ -184,7 +184,7 @@ def analyse(
     stages = dict(readout.timings)
     stages["readout"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    with analysis_device(args.device):
+    with analysis_device(args.analysis_device):
         prompt_only(view, PromptOnlyConfig(n_boot=args.n_boot, folds=config.folds, sketch=sketch), fit, progress=False)
     stages["prompt_only"] = time.perf_counter() - tick
     stages["total"] = stages["readout"] + stages["prompt_only"]
@@ -224,7 +224,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--device", default="cpu", help="where the ridge fits compute: cpu (default), cuda, cuda:N or auto"
+        "--analysis-device", default="cpu", help="where the ridge fits compute: cpu (default), cuda, cuda:N or auto"
     )
     parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
     args = parser.parse_args()
@@ -232,6 +232,8 @@ def main() -> None:
     runs = []
     for n, d in sizes:
         folder = args.keep or Path(tempfile.mkdtemp(prefix="analysis-scaling-"))
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         try:
             tick = time.perf_counter()
             sizes_range = tuple(int(v) for v in args.responses_per_prompt.split(","))
@@ -260,7 +262,8 @@ def main() -> None:
             )
         print(f"  planted ceiling r {PLANTED_CEILING:.3f} (the rating's correlation with the response-level signal)")
         if torch.cuda.is_available():
-            print(f"  GPU peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GB (--device {args.device})")
+            gpu_peak = torch.cuda.max_memory_allocated() / 2**30
+            print(f"  GPU peak {gpu_peak:.2f} GB (--analysis-device {args.analysis_device})")
         print(
             f"analysis total: {stages['total']:.1f} s, peak {peak_gb():.2f} GB, recovered r "
             f"{stages['recovered_r']:.4f} "

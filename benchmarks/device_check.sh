@@ -43,6 +43,8 @@ EOF
     du -sh "$GPU"
 }
 
+ALL_STEPS="tests extract generation call_cost profile extract_7b analysis_7b"
+
 # One step of `run`: runs the function of that name, unless $STEPS names others (every step by default).
 step() {
     [[ -z "${STEPS:-}" || " $STEPS " == *" $1 "* ]] || return 0
@@ -81,12 +83,15 @@ extract_7b() {
 # The analysis of a 7B-shaped store (10,000 responses, 4,096 wide, 33 layers, 2 positions) with its ridge fits on the
 # GPU: time per stage (this CPU: 743.7 s), and the recovered r beside a float64 CPU fit at the cells chosen
 analysis_7b() {
-    timeout 300 $PYTHON benchmarks/analysis_scaling.py --n 10000 --d 4096 --layers 33 --positions 2 --device cuda 2>&1 \
-        | tee "$out/analysis_7b.log"
+    timeout 480 $PYTHON benchmarks/analysis_scaling.py --n 10000 --d 4096 --layers 33 --positions 2 --analysis-device cuda \
+        2>&1 | tee "$out/analysis_7b.log"
 }
 
 run() {
-    local status=0
+    local status=0 name
+    for name in ${STEPS:-}; do
+        [[ " $ALL_STEPS " == *" $name "* ]] || { echo "unknown step $name; the steps: $ALL_STEPS" >&2; exit 2; }
+    done
     out=${OUT:-/tmp/device-check}
     shape=(--model "$GPU/smollm2-shape" --random-init 0 --device cuda --dtype bfloat16)
     mkdir -p "$out"
@@ -96,8 +101,8 @@ run() {
     $PYTHON -c "import torch, transformers, trl, datasets, pyarrow; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__)"
     # All the steps together can take longer than one lease of the device: name the ones to run in STEPS
-    for name in tests extract generation call_cost profile extract_7b analysis_7b; do
-        step $name || status=1
+    for name in $ALL_STEPS; do
+        step "$name" || status=1
     done
     return $status
 }

@@ -172,6 +172,20 @@ def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True, **kwargs)
 
 
+def accelerate_two(*args) -> subprocess.CompletedProcess:
+    """`accelerate launch -m latent_reward ARGS` with two processes, one thread each. --multi_gpu starts the processes
+    (torchrun); without a GPU they share the CPU (--cpu would start only one)."""
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    options = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return subprocess.run(
+        [*launcher, *options, "-m", "latent_reward", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+
+
 def cli(*args) -> subprocess.CompletedProcess:
     """The command line run in this process: the console script's main() with its one error path, its exit code
     (SystemExit)

@@ -172,40 +172,42 @@ def test_a_response_probe_that_reads_the_prompt_is_refused_before_any_model_load
     assert placements == [] and not (tmp_path / "out").exists()
 
 
-def test_the_analysis_fits_where_sweep_run_and_prompt_only_are_told(inputs, tmp_path, monkeypatch):
-    """--device also places the analysis's ridge fits: `sweep` and `prompt-only` compute them there; `run` hands its
-    device to them."""
+def test_the_analysis_fits_where_analysis_device_says(inputs, tiny_model_dir, tmp_path, monkeypatch):
+    """--analysis-device places the analysis's ridge fits (default: the CPU, whatever --device says) in `sweep`,
+    `prompt-only` and `run`; the workflows run for real up to the analysis, which records where it would fit."""
     import latent_reward.workflows.prompt_only as prompt_only_workflow
     import latent_reward.workflows.run as workflow
     from latent_reward.probes.compute import current_device
 
-    fitted_on, run_configs = [], []
+    for name in ("WORLD_SIZE", "LOCAL_RANK", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    fitted_on = []
 
     def analyse(*args, **kwargs):
-        fitted_on.append(current_device())
-        raise Loaded
-
-    def run(config, progress=True):
-        run_configs.append(config.readout.device)
+        fitted_on.append(str(current_device()))
         raise Loaded
 
     monkeypatch.setattr(workflow, "analyse", analyse)
     monkeypatch.setattr(prompt_only_workflow, "prompt_only", analyse)
-    monkeypatch.setattr(workflow, "run", run)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    sweep = ["sweep", "--store", str(inputs["store"]), "--out", str(tmp_path / "out")]
-    load_in(sweep)  # auto with a GPU
-    load_in([*sweep, "--device", "cpu"])
-    load_in([*sweep, "--device", "cuda:1"])
-    load_in([*sweep, "--device", "mps"])  # no float64 on mps: the CPU
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    load_in(sweep)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # two GPUs to name (none computes here)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    sweep = ["sweep", "--store", str(inputs["store"]), "--out", str(tmp_path / "sweep")]
     prompt_only = ["prompt-only", "--store", str(inputs["store"]), "--out", str(tmp_path / "prompt-only")]
-    load_in([*prompt_only, "--device", "cpu"])
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    load_in(prompt_only)
-    assert [str(device) for device in fitted_on] == ["cuda", "cpu", "cuda:1", "cpu", "cpu", "cpu", "cuda"]
-    args = commands(inputs, str(tmp_path / "out"))["run"]
-    load_in(args)
-    load_in([*args, "--device", "cuda:1"])
-    assert run_configs == ["auto", "cuda:1"]
+    run = ["run", "--data", str(inputs["data"]), "--model", str(tiny_model_dir), "--out", str(tmp_path / "run")]
+    run += ["--device", "cpu", "--dtype", "float32", "--no-random-init-control", "--no-trajectory"]
+    for args in (sweep, prompt_only, run):
+        load_in(args)  # the CPU by default, for run whatever its model's --device
+        load_in([*args, "--analysis-device", "cuda:1"])
+        load_in([*args, "--analysis-device", "auto"])
+        load_in([*args, "--analysis-device", "mps"])  # no float64 on mps: the CPU
+    assert fitted_on == ["cpu", "cuda:1", "cuda", "cpu"] * 3
+
+
+def test_an_analysis_device_torch_does_not_see_is_one_line_and_exit_2(inputs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        run_app(
+            app, ["sweep", "--store", str(inputs["store"]), "--out", str(tmp_path / "out"), "--analysis-device", "cuda"]
+        )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and "torch sees 0 GPU(s)" in lines[0]

@@ -318,7 +318,12 @@ def test_auto_precision_loads_bfloat16_on_a_gpu_and_float32_on_a_cpu_without_bfl
 def test_the_analysis_fits_on_the_accelerator_what_it_fits_on_the_cpu(tmp_path):
     """The ridge fits on the accelerator (`ReadoutConfig.device`, `analysis_device`): each fold's leave-one-prompt-out
     choice and fit in float64 as on the CPU, for one target (systems solved) and several (inverted once); the text
-    baselines' primal, dual and within-prompt fits; and the whole readout, cells and headline, on a planted store."""
+    baselines' primal, dual and within-prompt fits, their errors also against sklearn's refits without each prompt
+    (what makes this able to fail on a CPU, where the two sides are the same computation); and the whole readout,
+    cells and headline, on a planted store."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+
     from helpers import planted_store
     from latent_reward.analysis.sweep import SweepConfig
     from latent_reward.experiments.readout import ReadoutConfig, reward_readout
@@ -348,11 +353,18 @@ def test_the_analysis_fits_on_the_accelerator_what_it_fits_on_the_cpu(tmp_path):
             device_fit = logo_ridge(features, y[:rows, 0], groups[:rows], alphas, within=within)
         np.testing.assert_allclose(device_fit.errors, cpu_fit.errors, rtol=1e-8)
         np.testing.assert_allclose(device_fit.weights, cpu_fit.weights, rtol=1e-7, atol=1e-10)
+        if not within:  # and both against sklearn's Ridge refitted without each prompt in turn
+            for alpha, error in zip(alphas, device_fit.errors, strict=True):
+                held_out = cross_val_predict(
+                    Ridge(alpha=alpha), features, y[:rows, 0], groups=groups[:rows], cv=LeaveOneGroupOut()
+                )
+                assert error == pytest.approx(np.mean((held_out - y[:rows, 0]) ** 2), rel=1e-7)
     store = planted_store(tmp_path / "store", n_groups=40)
     config = ReadoutConfig(sweep=SweepConfig(n_boot=200), permutations=5, split_seeds=1, sgd_grid=False)
     readouts = [
         reward_readout(store, config.model_copy(update={"device": device}), progress=False)[0]
         for device in ("cpu", DEVICE)
     ]
+    assert [readout.fit_device.split(":")[0] for readout in readouts] == ["cpu", DEVICE]
     assert readouts[0].fold_cells == readouts[1].fold_cells
     assert abs(readouts[0].probe.scores.pearson.value - readouts[1].probe.scores.pearson.value) < 1e-4

@@ -1,5 +1,4 @@
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import cli, direct_states, synthetic_examples, write_jsonl
+from helpers import accelerate_two, cli, direct_states, synthetic_examples, write_jsonl
 from latent_reward.activations import ActivationStore, ExtractConfig, extract
 from latent_reward.activations import store as store_format
 from latent_reward.errors import UserError
@@ -197,40 +196,40 @@ def test_two_accelerate_processes_write_one_store(tiny_model_dir, tmp_path):
     ]  # the tolerance below is float32's: each process batches its half differently
     single = cli("extract", *common, "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # --multi_gpu starts the processes (torchrun); without a GPU they share the CPU (--cpu would start only one)
-    launched = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "latent_reward",
-            "extract",
-            *common,
-            "--out",
-            str(tmp_path / "two"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    launched = accelerate_two("extract", *common, "--out", tmp_path / "two")
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert " ".join(launched.stdout.split()).count("(4 shards computed, 0 reused") == 2  # each process its half
     one, two = ActivationStore.open(tmp_path / "one"), ActivationStore.open(tmp_path / "two")
     assert two.manifest.n_shards == 8
     for position in ("assistant_start", "eot"):
         np.testing.assert_allclose(one.array(position), two.array(position), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.slow
+def test_two_accelerate_processes_run_the_main_job_once(tiny_model_dir, tmp_path):
+    """`accelerate launch -m latent_reward run`: both processes extract their shards of both stores (the random-init
+    control's, then the model's); the first analyses them and writes the run folder, once."""
+    records = [
+        {"question": f"q{i // 4} the quick brown fox", "answer": "paris " * (1 + i % 6) + f"{i}", "score": i % 7}
+        for i in range(48)
+    ]
+    data = write_jsonl(tmp_path / "arena.jsonl", records)
+    options = ["--data", data, "--model", tiny_model_dir, "--dtype", "float32", "--shard-size", "6", "--permutations"]
+    common = [*options, "10", "--no-trajectory", "--positions", "assistant_start,eot"]
+    single = cli("run", *common, "--out", tmp_path / "one")
+    assert single.returncode == 0, single.stderr
+    launched = accelerate_two("run", *common, "--out", tmp_path / "two")
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.stdout.count("done in") == 1  # one process reported
+    for name in ("store", "store-random-init"):
+        one, two = ActivationStore.open(tmp_path / "one" / name), ActivationStore.open(tmp_path / "two" / name)
+        assert two.manifest.n_shards == one.manifest.n_shards > 2 and two.ids == one.ids
+        # the first process computed only its share (the manifest counts its own tokens)
+        assert two.manifest.timings["tokens_this_run"] < 0.75 * one.manifest.timings["tokens_this_run"]
+        for position in ("assistant_start", "eot"):
+            np.testing.assert_allclose(one.array(position), two.array(position), rtol=2e-3, atol=2e-3)
+    results = json.loads((tmp_path / "two" / "report" / "results.json").read_text())
+    assert results["readout"]["probe"]["scores"]["pearson"]["value"] is not None
 
 
 def test_group_means_average_rows_of_each_group():

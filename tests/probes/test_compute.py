@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from latent_reward.errors import UserError
 from latent_reward.probes import ridge
 from latent_reward.probes.compute import analysis_device, current_device, fit_device
 
@@ -16,15 +17,28 @@ def single_process(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+def gpus(monkeypatch, count: int) -> None:
+    """torch sees `count` GPUs (none really: nothing here computes on them)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
 def test_device_names_resolve_as_the_models_do_and_mps_computes_on_the_cpu(monkeypatch, single_process):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    gpus(monkeypatch, 0)
     assert [str(fit_device(name)) for name in ("auto", "cpu", "mps")] == ["cpu", "cpu", "cpu"]
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    gpus(monkeypatch, 2)
     assert [str(fit_device(name)) for name in ("auto", "cuda", "cuda:1", "cpu")] == ["cuda", "cuda", "cuda:1", "cpu"]
 
 
+@pytest.mark.parametrize(("count", "name"), [(0, "cuda"), (0, "cuda:0"), (2, "cuda:2")])
+def test_a_gpu_torch_does_not_see_is_one_clear_error(monkeypatch, single_process, count, name):
+    gpus(monkeypatch, count)
+    with pytest.raises(UserError, match=f"torch sees {count} GPU"):
+        fit_device(name)
+
+
 def test_the_context_sets_the_device_and_restores_the_one_before(monkeypatch, single_process):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    gpus(monkeypatch, 2)
     assert current_device() == torch.device("cpu")
     with analysis_device("cuda:1") as outer:
         assert outer == current_device() == torch.device("cuda:1")
@@ -33,6 +47,20 @@ def test_the_context_sets_the_device_and_restores_the_one_before(monkeypatch, si
             raise RuntimeError
         assert current_device() == torch.device("cuda:1")
     assert current_device() == torch.device("cpu")
+
+
+def test_float32_products_keep_their_precision_on_a_gpu_and_the_setting_before_returns(monkeypatch, single_process):
+    gpus(monkeypatch, 1)
+    before = torch.backends.cuda.matmul.allow_tf32  # a property of torch's, not an attribute monkeypatch can set
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with analysis_device("cpu"):
+            assert torch.backends.cuda.matmul.allow_tf32  # the CPU's products: nothing to change
+        with analysis_device("cuda"):
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def _blocks(rng, dtype):

@@ -44,10 +44,11 @@ READOUT = tuple(
         ("permutations", "permutations"),
         ("sgd_grid", "sgd_grid"),
         ("sketch_dim", "sketch.dim"),
+        ("analysis_device", "device"),
     )
 )
 READOUT_SEED = {"readout.sweep.seed": "seed", "readout.sketch.seed": "seed"}
-EXTRACT = ("extract.positions", "extract.max_tokens", "extract.batch_tokens", "extract.logprobs")
+EXTRACT = ("extract.positions", "extract.max_tokens", "extract.batch_tokens", "extract.logprobs", "extract.shard_size")
 
 
 @app.command()
@@ -83,7 +84,7 @@ def data_inspect(data: DataSpec) -> None:
 @with_data_options()
 @with_config_options(
     "latent_reward.workflows.extract:ExtractJob",
-    (*EXTRACT, "layers", "token_layers", "extract.shard_size", "extract.share_prompts", "random_init"),
+    (*EXTRACT, "layers", "token_layers", "extract.share_prompts", "random_init"),
     "settings",
     parse={"positions": parse_positions},
     partial=True,
@@ -124,7 +125,7 @@ def extract(
     "latent_reward.workflows.run:SweepJob",
     (*READOUT, "readout.sweep.positions", "random_init_store"),
     "job",
-    given={**same("store", "out"), **READOUT_SEED, "readout.device": "device"},
+    given={**same("store", "out"), **READOUT_SEED},
     parse={"positions": parse_positions},
 )
 def sweep(
@@ -132,7 +133,6 @@ def sweep(
     out: OutOpt,
     job: SweepJob,
     seed: Annotated[int, seed_option(READOUT_SEEDS)] = 0,
-    device: DeviceOpt = "auto",
 ) -> None:
     """Fit probes at every layer x position, score baselines and controls, and write the report."""
     from latent_reward.cli.show import show_headline
@@ -147,7 +147,7 @@ def sweep(
     RUN,
     (*EXTRACT, *READOUT, "random_init_control", "random_init_depth", "trajectory"),
     "settings",
-    given={**same("data", "out"), **READOUT_SEED, "readout.device": "device"},
+    given={**same("data", "out"), **READOUT_SEED},
     parse={"positions": parse_positions},
     partial=True,
 )
@@ -172,6 +172,8 @@ def run(
     )
     config = RunConfig(**settings, model=spec)
     outcome = run_workflow(config)
+    if outcome is None:  # a helper process of `accelerate launch`: its shards are written, the first process reports
+        return
     console.print(f"done in {outcome.timings['total']:.0f} s")
     show_headline(console, outcome)
 
@@ -179,16 +181,15 @@ def run(
 @app.command("prompt-only")
 @with_config_options(
     "latent_reward.workflows.prompt_only:PromptOnlyJob",
-    ("random_init_store", "config.target", "config.n_boot", "config.folds"),
+    ("random_init_store", "config.target", "config.n_boot", "config.folds", "analysis_device=device"),
     "job",
-    given={**same("store", "out"), "config.seed": "seed", "device": "device"},
+    given={**same("store", "out"), "config.seed": "seed"},
 )
 def prompt_only_command(
     store: Annotated[Path, typer.Option("--store", help="A store with user_end / assistant_start states.")],
     out: OutOpt,
     job: PromptOnlyJob,
     seed: Annotated[int, seed_option("the split by prompt, cross-fitting folds and the bootstrap")] = 0,
-    device: DeviceOpt = "auto",
 ) -> None:
     """Expected reward from the user's input alone: probes on each prompt's states predict its mean rating."""
     from latent_reward.report.answers import reliability_line

@@ -20,7 +20,7 @@ DEBUG_ENV = "LATENT_REWARD_DEBUG"
 OUT_OF_MEMORY = (
     "out of memory; use smaller batches (--batch-tokens), fewer positions (--positions) or layers (extract "
     "--layers), spread the model over devices (--device-map auto), a smaller --dtype (bfloat16), or for the "
-    "analysis of wide states a smaller --sketch-dim"
+    "analysis of wide states a smaller --sketch-dim (and its fits on the CPU: --analysis-device cpu)"
 )
 
 

@@ -70,9 +70,9 @@ class ReadoutConfig(Result):
     within_probe: bool = True  # also fit the within-prompt target where prompts have 2+ responses
     sketch: SketchConfig = SketchConfig()  # wide states: cells chosen on a sketch, fits exact
     device: Device = Field(
-        "auto",
-        description="Where the ridge fits compute: auto (cuda when torch sees one, else cpu), cpu, cuda or cuda:N "
-        "(mps computes on the CPU). The results agree to rounding.",
+        "cpu",
+        description="Where the analysis's ridge fits compute: cpu, cuda, cuda:N or auto (cuda when torch sees one; mps "
+        "computes on the CPU).",
     )
     equivalence_margin: float = 0.01  # within-prompt accuracy: a baseline "matches" only inside +-margin (TOST)
     # shuffled-rating controls re-choose their cell in each fold; on wide states (behind a sketch) only when this is
@@ -171,6 +171,7 @@ class ReadoutResult(Result):
     linear_vs_nonlinear: LinearVsNonlinear | None = None
     verdict: Verdict
     timings: dict[str, float] = {}
+    fit_device: str = "cpu"  # where the ridge fits computed
 
     def comparison(self, name: str) -> Comparison | None:
         return next((c for c in self.comparisons if c.name == name), None)
@@ -205,8 +206,10 @@ def reward_readout(
     within-prompt probe's out-of-fold predictions (`WITHIN_PREDICTIONS`; NaN on prompts with one response).
     """
     config = config or ReadoutConfig()
-    with analysis_device(config.device):
-        return _readout(store, config, random_init_store, progress)
+    with analysis_device(config.device) as device:
+        readout, fit, crossfit = _readout(store, config, random_init_store, progress)
+    readout.fit_device = str(device)
+    return readout, fit, crossfit
 
 
 def _readout(

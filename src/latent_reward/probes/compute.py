@@ -18,27 +18,43 @@ from contextvars import ContextVar
 import numpy as np
 import torch
 
+from latent_reward.errors import UserError
+
 _DEVICE: ContextVar[torch.device | None] = ContextVar("analysis_device", default=None)  # None: the CPU
 
 
 def fit_device(device: str) -> torch.device:
     """The device a --device name gives the ridge fits: a GPU when it resolves to cuda (auto: cuda when torch sees
-    one), else the CPU. mps stays on the CPU: the fits solve their small systems in float64, which mps lacks."""
+    one), else the CPU; a GPU torch cannot see is a UserError. mps stays on the CPU: the fits solve their small systems
+    in float64, which mps lacks."""
     from latent_reward.models.devices import resolve_device
 
     resolved = resolve_device(device)
-    return torch.device(resolved) if resolved.startswith("cuda") else torch.device("cpu")
+    if not resolved.startswith("cuda"):
+        return torch.device("cpu")
+    chosen = torch.device(resolved)
+    if not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--analysis-device {device}: torch sees {torch.cuda.device_count()} GPU(s); choose cpu")
+    return chosen
 
 
 @contextmanager
 def analysis_device(device: str) -> Iterator[torch.device]:
-    """Run the ridge fits inside on the device `device` names (`fit_device`); yields that device."""
+    """Run the ridge fits inside on the device `device` names (`fit_device`); yields that device. On a GPU, float32
+    products keep their full precision inside (no TF32, whatever the process set), and the memory the fits cached is
+    released after."""
     chosen = fit_device(device)
     token = _DEVICE.set(chosen)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    if chosen.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
     try:
         yield chosen
     finally:
         _DEVICE.reset(token)
+        if chosen.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.cuda.empty_cache()
 
 
 def current_device() -> torch.device:

@@ -21,7 +21,7 @@ class PromptOnlyJob(Spec):
     out: Path
     random_init_store: Path | None = Field(None, description="The random-init control's store, same data.")
     config: PromptOnlyConfig = PromptOnlyConfig()
-    device: Device = Field("auto", description="Where the ridge fits compute (as in `sweep`).")
+    device: Device = Field("cpu", description="Where the ridge fits compute (as ReadoutConfig.device).")
 
 
 def run_prompt_only(job: PromptOnlyJob, progress: bool = True) -> Outcome[PromptOnlyResult]:

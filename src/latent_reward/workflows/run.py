@@ -3,8 +3,10 @@ trajectories, and the result folder (results.json, predictions.csv, report, best
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from latent_reward.analysis.crossfit import CrossFit
 from latent_reward.analysis.sketch import sketch_view
 from latent_reward.analysis.sweep import SweepFit, fit_within_probe
 from latent_reward.config import DataSpec, ExtractConfig, ModelSpec, Spec
+from latent_reward.data.formats import Dataset
 from latent_reward.data.schema import Example
 from latent_reward.data.summary import summarize_examples
 from latent_reward.experiments.prompt_only import PromptOnlyConfig, fit_prompt_probe, prompt_only
@@ -24,6 +27,7 @@ from latent_reward.experiments.readout import WITHIN_PREDICTIONS, ReadoutConfig,
 from latent_reward.experiments.run_result import PREDICTIONS_FILE, RESULTS_FILE, WITHIN_COLUMN, RunResult, StoreSummary
 from latent_reward.experiments.trajectory import TrajectoryConfig, reward_trajectories
 from latent_reward.io import write_csv
+from latent_reward.models.devices import distributed_state
 from latent_reward.models.loading import LoadedModel
 from latent_reward.probes.compute import analysis_device
 from latent_reward.report.answers import answers
@@ -74,44 +78,26 @@ class SweepJob(Spec):
     readout: ReadoutConfig = ReadoutConfig()
 
 
-def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunResult]:
-    """Everything `latent-reward run` does, from Python: `lr.run(lr.RunConfig(data=lr.DataSpec(source=...)))`."""
+def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunResult] | None:
+    """Everything `latent-reward run` does, from Python: `lr.run(lr.RunConfig(data=lr.DataSpec(source=...)))`.
+
+    Under `accelerate launch` with several processes each process extracts its share of both stores' shards; the first
+    one then analyses them and writes the run folder, and the others return None once their shards are written."""
     config = config or RunConfig()
+    state = distributed_state()
+    if state is not None and not state.is_main_process:
+        _extract_stores(config, config.data.load(), contextlib.nullcontext, progress=False)
+        return None
     with start("run", config, config.out, "run") as folder:
-        out = folder.path
         dataset = config.data.load()
-        random_store = None
-        if config.random_init_control:  # first: the random copy is gone before the real model is loaded
-            with folder.timed("extract_random_init"):
-                random_store = extract_or_reuse(
-                    config.model,
-                    dataset.examples,
-                    out / "store-random-init",
-                    ExtractConfig.model_validate(
-                        {**config.extract.model_dump(), "logprobs": False, "depth": config.random_init_depth}
-                    ),
-                    dataset.source,
-                    random_init_seed=config.readout.sweep.seed,
-                    progress=progress,
-                )
-        real_model = functools.cache(config.model.load)  # loaded once, when first needed: extraction, trajectories
-        with folder.timed("extract"):
-            store = extract_or_reuse(
-                config.model,
-                dataset.examples,
-                out / "store",
-                config.extract,
-                dataset.source,
-                progress=progress,
-                load=real_model,
-            )
+        random_store, store, real_model = _extract_stores(config, dataset, folder.timed, progress)
         trajectory_model = real_model() if config.trajectory else None
         with analysis_device(config.readout.device):
             result, files = analyse(
                 store,
                 random_store,
                 config.readout,
-                out,
+                folder.path,
                 config,
                 dataset.skipped,
                 folder,
@@ -122,6 +108,40 @@ def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunRe
         return folder.finish(
             result, f"{REPORT_FOLDER}/{RESULTS_FILE}", files, extra={"skipped_records": dataset.skipped}
         )
+
+
+def _extract_stores(
+    config: RunConfig, dataset: Dataset, timed: Callable[[str], AbstractContextManager], progress: bool
+) -> tuple[ActivationStore | None, ActivationStore, Callable[[], LoadedModel]]:
+    """The random-init control's store (first: the random copy is gone before the real model is loaded) and the
+    model's, each extracted or reused; and the real model, loaded once when first needed (extraction, trajectories).
+    `timed(stage)` times each extraction."""
+    random_store = None
+    if config.random_init_control:
+        with timed("extract_random_init"):
+            random_store = extract_or_reuse(
+                config.model,
+                dataset.examples,
+                config.out / "store-random-init",
+                ExtractConfig.model_validate(
+                    {**config.extract.model_dump(), "logprobs": False, "depth": config.random_init_depth}
+                ),
+                dataset.source,
+                random_init_seed=config.readout.sweep.seed,
+                progress=progress,
+            )
+    real_model = functools.cache(config.model.load)
+    with timed("extract"):
+        store = extract_or_reuse(
+            config.model,
+            dataset.examples,
+            config.out / "store",
+            config.extract,
+            dataset.source,
+            progress=progress,
+            load=real_model,
+        )
+    return random_store, store, real_model
 
 
 def sweep_stores(job: SweepJob, progress: bool = True) -> Outcome[RunResult]:
