@@ -81,7 +81,8 @@ extract_7b() {
         | tee "$out/extract_7b.log"
 }
 # The analysis of a 7B-shaped store (10,000 responses, 4,096 wide, 33 layers, 2 positions) with its ridge fits on the
-# GPU: time per stage (this CPU: 743.7 s), and the recovered r beside a float64 CPU fit at the cells chosen
+# GPU: time per stage (2 CPU cores: 771.6 s), and the recovered r beside a float64 CPU fit at the cells chosen. Its
+# limit is a guess (writing the store took 89 s here; the sketch, the TF-IDF kernels and that reference stay on the CPU).
 analysis_7b() {
     timeout 480 $PYTHON benchmarks/analysis_scaling.py --n 10000 --d 4096 --layers 33 --positions 2 --analysis-device cuda \
         2>&1 | tee "$out/analysis_7b.log"

@@ -173,8 +173,9 @@ def test_a_response_probe_that_reads_the_prompt_is_refused_before_any_model_load
 
 
 def test_the_analysis_fits_where_analysis_device_says(inputs, tiny_model_dir, tmp_path, monkeypatch):
-    """--analysis-device places the analysis's ridge fits (default: the CPU, whatever --device says) in `sweep`,
-    `prompt-only` and `run`; the workflows run for real up to the analysis, which records where it would fit."""
+    """--analysis-device places the analysis's ridge fits (default: the CPU) in `sweep`, `prompt-only` and `run`, apart
+    from `run`'s model (--device cpu here); the workflows run for real up to the analysis, which records where it would
+    fit."""
     import latent_reward.workflows.prompt_only as prompt_only_workflow
     import latent_reward.workflows.run as workflow
     from latent_reward.probes.compute import current_device
@@ -203,11 +204,18 @@ def test_the_analysis_fits_where_analysis_device_says(inputs, tiny_model_dir, tm
     assert fitted_on == ["cpu", "cuda:1", "cuda", "cpu"] * 3
 
 
-def test_an_analysis_device_torch_does_not_see_is_one_line_and_exit_2(inputs, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("command", ["sweep", "run"])
+def test_an_analysis_device_torch_does_not_see_is_one_line_and_exit_2_before_any_work(
+    command, inputs, tmp_path, capsys, monkeypatch, placements
+):
+    """Refused before anything is written or loaded: `run` would otherwise extract both stores first."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = {
+        "sweep": ["sweep", "--store", str(inputs["store"]), "--out", str(tmp_path / "out")],
+        "run": commands(inputs, str(tmp_path / "out"))["run"],
+    }[command]
     with pytest.raises(SystemExit) as exit_:
-        run_app(
-            app, ["sweep", "--store", str(inputs["store"]), "--out", str(tmp_path / "out"), "--analysis-device", "cuda"]
-        )
+        run_app(app, [*args, "--analysis-device", "cuda"])
     lines = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(lines) == 1 and "torch sees 0 GPU(s)" in lines[0]
+    assert exit_.value.code == 2 and len(lines) == 1 and "torch sees no GPU" in lines[0]
+    assert placements == [] and not (tmp_path / "out").exists()

@@ -230,6 +230,8 @@ def test_two_accelerate_processes_run_the_main_job_once(tiny_model_dir, tmp_path
             np.testing.assert_allclose(one.array(position), two.array(position), rtol=2e-3, atol=2e-3)
     results = json.loads((tmp_path / "two" / "report" / "results.json").read_text())
     assert results["readout"]["probe"]["scores"]["pearson"]["value"] is not None
+    again = accelerate_two("run", *common, "--out", tmp_path / "two")  # both stores complete: reused by each process
+    assert again.returncode == 0 and again.stdout.count("done in") == 1, again.stderr[-3000:]
 
 
 def test_group_means_average_rows_of_each_group():

@@ -33,7 +33,7 @@ def test_device_names_resolve_as_the_models_do_and_mps_computes_on_the_cpu(monke
 @pytest.mark.parametrize(("count", "name"), [(0, "cuda"), (0, "cuda:0"), (2, "cuda:2")])
 def test_a_gpu_torch_does_not_see_is_one_clear_error(monkeypatch, single_process, count, name):
     gpus(monkeypatch, count)
-    with pytest.raises(UserError, match=f"torch sees {count} GPU"):
+    with pytest.raises(UserError, match="torch sees no GPU" if count == 0 else f"torch sees {count} GPU"):
         fit_device(name)
 
 
@@ -49,18 +49,22 @@ def test_the_context_sets_the_device_and_restores_the_one_before(monkeypatch, si
     assert current_device() == torch.device("cpu")
 
 
-def test_float32_products_keep_their_precision_on_a_gpu_and_the_setting_before_returns(monkeypatch, single_process):
+@pytest.mark.parametrize("before", ["none", "tf32", "ieee"])
+def test_float32_products_keep_their_precision_on_a_gpu_and_the_setting_before_returns(
+    monkeypatch, single_process, before
+):
     gpus(monkeypatch, 1)
-    before = torch.backends.cuda.matmul.allow_tf32  # a property of torch's, not an attribute monkeypatch can set
-    torch.backends.cuda.matmul.allow_tf32 = True
+    matmul = torch.backends.cuda.matmul  # a property of torch's, not an attribute monkeypatch can set
+    saved = matmul.fp32_precision
+    matmul.fp32_precision = before
     try:
         with analysis_device("cpu"):
-            assert torch.backends.cuda.matmul.allow_tf32  # the CPU's products: nothing to change
+            assert matmul.fp32_precision == before  # the CPU's products: nothing to change
         with analysis_device("cuda"):
-            assert not torch.backends.cuda.matmul.allow_tf32
-        assert torch.backends.cuda.matmul.allow_tf32
+            assert matmul.fp32_precision == "ieee" and not matmul.allow_tf32
+        assert matmul.fp32_precision == before
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        matmul.fp32_precision = saved
 
 
 def _blocks(rng, dtype):

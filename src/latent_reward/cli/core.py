@@ -12,6 +12,7 @@ from latent_reward.cli.app import app, console, data_app
 from latent_reward.cli.fields import same, with_config_options
 from latent_reward.cli.options import (
     DEFAULT_DTYPE_CHOICE,
+    AnalysisDeviceOpt,
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -44,10 +45,10 @@ READOUT = tuple(
         ("permutations", "permutations"),
         ("sgd_grid", "sgd_grid"),
         ("sketch_dim", "sketch.dim"),
-        ("analysis_device", "device"),
     )
 )
 READOUT_SEED = {"readout.sweep.seed": "seed", "readout.sketch.seed": "seed"}
+ANALYSIS_DEVICE = {"readout.device": "analysis_device"}  # the --analysis-device of run and sweep
 EXTRACT = ("extract.positions", "extract.max_tokens", "extract.batch_tokens", "extract.logprobs", "extract.shard_size")
 
 
@@ -125,7 +126,7 @@ def extract(
     "latent_reward.workflows.run:SweepJob",
     (*READOUT, "readout.sweep.positions", "random_init_store"),
     "job",
-    given={**same("store", "out"), **READOUT_SEED},
+    given={**same("store", "out"), **READOUT_SEED, **ANALYSIS_DEVICE},
     parse={"positions": parse_positions},
 )
 def sweep(
@@ -133,6 +134,7 @@ def sweep(
     out: OutOpt,
     job: SweepJob,
     seed: Annotated[int, seed_option(READOUT_SEEDS)] = 0,
+    analysis_device: AnalysisDeviceOpt = "cpu",
 ) -> None:
     """Fit probes at every layer x position, score baselines and controls, and write the report."""
     from latent_reward.cli.show import show_headline
@@ -147,7 +149,7 @@ def sweep(
     RUN,
     (*EXTRACT, *READOUT, "random_init_control", "random_init_depth", "trajectory"),
     "settings",
-    given={**same("data", "out"), **READOUT_SEED},
+    given={**same("data", "out"), **READOUT_SEED, **ANALYSIS_DEVICE},
     parse={"positions": parse_positions},
     partial=True,
 )
@@ -161,6 +163,7 @@ def run(
     fallback_template: FallbackTemplateOpt = False,
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
+    analysis_device: AnalysisDeviceOpt = "cpu",
 ) -> None:
     """The main job: extract (reusing a matching store), sweep, cross-fitted readout, baselines and controls, report."""
     from latent_reward.cli.show import show_headline
@@ -181,15 +184,16 @@ def run(
 @app.command("prompt-only")
 @with_config_options(
     "latent_reward.workflows.prompt_only:PromptOnlyJob",
-    ("random_init_store", "config.target", "config.n_boot", "config.folds", "analysis_device=device"),
+    ("random_init_store", "config.target", "config.n_boot", "config.folds"),
     "job",
-    given={**same("store", "out"), "config.seed": "seed"},
+    given={**same("store", "out"), "config.seed": "seed", "device": "analysis_device"},
 )
 def prompt_only_command(
     store: Annotated[Path, typer.Option("--store", help="A store with user_end / assistant_start states.")],
     out: OutOpt,
     job: PromptOnlyJob,
     seed: Annotated[int, seed_option("the split by prompt, cross-fitting folds and the bootstrap")] = 0,
+    analysis_device: AnalysisDeviceOpt = "cpu",
 ) -> None:
     """Expected reward from the user's input alone: probes on each prompt's states predict its mean rating."""
     from latent_reward.report.answers import reliability_line

@@ -43,6 +43,15 @@ DeviceOpt = Annotated[
         rich_help_panel="Devices",
     ),
 ]
+AnalysisDeviceOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="[cpu|cuda|cuda:N|auto]",
+        help="Where the analysis's ridge fits compute: cpu, cuda, cuda:N or auto (cuda if torch sees one, else cpu; "
+        "under accelerate launch the first process's GPU). mps computes on the CPU.",
+        rich_help_panel="Devices",
+    ),
+]
 DeviceMapOpt = Annotated[
     str | None,
     typer.Option(

@@ -24,16 +24,18 @@ _DEVICE: ContextVar[torch.device | None] = ContextVar("analysis_device", default
 
 
 def fit_device(device: str) -> torch.device:
-    """The device a --device name gives the ridge fits: a GPU when it resolves to cuda (auto: cuda when torch sees
-    one), else the CPU; a GPU torch cannot see is a UserError. mps stays on the CPU: the fits solve their small systems
-    in float64, which mps lacks."""
-    from latent_reward.models.devices import resolve_device
+    """The device a --device name gives the ridge fits: a GPU when it resolves to cuda (auto: cuda when torch sees one;
+    under `accelerate launch`, the process's own), else the CPU; a GPU torch cannot see is a UserError. mps stays on
+    the CPU: the fits solve their small systems in float64, which mps lacks."""
+    from latent_reward.models.devices import check_device, resolve_device
 
+    if check_device(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--analysis-device {device}: torch sees no GPU; choose cpu or auto")
     resolved = resolve_device(device)
     if not resolved.startswith("cuda"):
         return torch.device("cpu")
     chosen = torch.device(resolved)
-    if not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count():
+    if (chosen.index or 0) >= torch.cuda.device_count():
         raise UserError(f"--analysis-device {device}: torch sees {torch.cuda.device_count()} GPU(s); choose cpu")
     return chosen
 
@@ -45,15 +47,18 @@ def analysis_device(device: str) -> Iterator[torch.device]:
     released after."""
     chosen = fit_device(device)
     token = _DEVICE.set(chosen)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
+    matmul = torch.backends.cuda.matmul
+    # torch 2.9 and later: fp32_precision ("none", "ieee", "tf32"); before, allow_tf32. Put back as it was after.
+    setting, full = ("fp32_precision", "ieee") if hasattr(matmul, "fp32_precision") else ("allow_tf32", False)
+    before = getattr(matmul, setting)
     if chosen.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
+        setattr(matmul, setting, full)
     try:
         yield chosen
     finally:
         _DEVICE.reset(token)
         if chosen.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+            setattr(matmul, setting, before)
             torch.cuda.empty_cache()
 
 

@@ -29,7 +29,7 @@ from latent_reward.experiments.trajectory import TrajectoryConfig, reward_trajec
 from latent_reward.io import write_csv
 from latent_reward.models.devices import distributed_state
 from latent_reward.models.loading import LoadedModel
-from latent_reward.probes.compute import analysis_device
+from latent_reward.probes.compute import analysis_device, fit_device
 from latent_reward.report.answers import answers
 from latent_reward.report.html import write_report
 from latent_reward.report.tables import COMPARISONS_FILE, GRID_FILE, comparisons_frame, grid_frame
@@ -84,14 +84,20 @@ def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunRe
     Under `accelerate launch` with several processes each process extracts its share of both stores' shards; the first
     one then analyses them and writes the run folder, and the others return None once their shards are written."""
     config = config or RunConfig()
+    fit_device(config.readout.device)  # a device the fits cannot use is refused now, not after the extraction
     state = distributed_state()
     if state is not None and not state.is_main_process:
+        state.wait_for_everyone()  # the first process holds the run folder (if it could not, the launch ends here)
         _extract_stores(config, config.data.load(), contextlib.nullcontext, progress=False)
         return None
     with start("run", config, config.out, "run") as folder:
+        if state is not None:
+            state.wait_for_everyone()
         dataset = config.data.load()
         random_store, store, real_model = _extract_stores(config, dataset, folder.timed, progress)
         trajectory_model = real_model() if config.trajectory else None
+        if trajectory_model is None:
+            real_model.cache_clear()  # no trajectories: the model's memory (a GPU's, maybe) is the analysis's now
         with analysis_device(config.readout.device):
             result, files = analyse(
                 store,
@@ -112,7 +118,7 @@ def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunRe
 
 def _extract_stores(
     config: RunConfig, dataset: Dataset, timed: Callable[[str], AbstractContextManager], progress: bool
-) -> tuple[ActivationStore | None, ActivationStore, Callable[[], LoadedModel]]:
+) -> tuple[ActivationStore | None, ActivationStore, functools._lru_cache_wrapper[LoadedModel]]:
     """The random-init control's store (first: the random copy is gone before the real model is loaded) and the
     model's, each extracted or reused; and the real model, loaded once when first needed (extraction, trajectories).
     `timed(stage)` times each extraction."""
@@ -146,6 +152,7 @@ def _extract_stores(
 
 def sweep_stores(job: SweepJob, progress: bool = True) -> Outcome[RunResult]:
     """`latent-reward sweep`: the readout, prompt-only and report on existing stores."""
+    fit_device(job.readout.device)  # refused before the output folder is made
     with start("sweep", job, job.out, "report") as folder:
         store = ActivationStore.open(job.store)
         random_store = ActivationStore.open(job.random_init_store) if job.random_init_store else None
