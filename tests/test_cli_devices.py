@@ -188,7 +188,7 @@ def test_the_analysis_fits_where_analysis_device_says(inputs, tiny_model_dir, tm
         fitted_on.append(str(current_device()))
         raise Loaded
 
-    monkeypatch.setattr(workflow, "analyse", analyse)
+    monkeypatch.setattr(workflow, "reward_readout", analyse)
     monkeypatch.setattr(prompt_only_workflow, "prompt_only", analyse)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # two GPUs to name (none computes here)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

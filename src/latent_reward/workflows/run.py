@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -98,26 +97,25 @@ def run(config: RunConfig | None = None, progress: bool = True) -> Outcome[RunRe
         trajectory_model = real_model() if config.trajectory else None
         if trajectory_model is None:
             real_model.cache_clear()  # no trajectories: the model's memory (a GPU's, maybe) is the analysis's now
-        with analysis_device(config.readout.device):
-            result, files = analyse(
-                store,
-                random_store,
-                config.readout,
-                folder.path,
-                config,
-                dataset.skipped,
-                folder,
-                trajectory_model,
-                config.trajectory_config,
-                progress,
-            )
+        result, files = analyse(
+            store,
+            random_store,
+            config.readout,
+            folder.path,
+            config,
+            dataset.skipped,
+            folder,
+            trajectory_model,
+            config.trajectory_config,
+            progress,
+        )
         return folder.finish(
             result, f"{REPORT_FOLDER}/{RESULTS_FILE}", files, extra={"skipped_records": dataset.skipped}
         )
 
 
 def _extract_stores(
-    config: RunConfig, dataset: Dataset, timed: Callable[[str], AbstractContextManager], progress: bool
+    config: RunConfig, dataset: Dataset, timed: Callable[[str], contextlib.AbstractContextManager], progress: bool
 ) -> tuple[ActivationStore | None, ActivationStore, functools._lru_cache_wrapper[LoadedModel]]:
     """The random-init control's store (first: the random copy is gone before the real model is loaded) and the
     model's, each extracted or reused; and the real model, loaded once when first needed (extraction, trajectories).
@@ -156,20 +154,19 @@ def sweep_stores(job: SweepJob, progress: bool = True) -> Outcome[RunResult]:
     with start("sweep", job, job.out, "report") as folder:
         store = ActivationStore.open(job.store)
         random_store = ActivationStore.open(job.random_init_store) if job.random_init_store else None
-        with analysis_device(job.readout.device):
-            result, files = analyse(
-                store,
-                random_store,
-                job.readout,
-                folder.path,
-                job,
-                {},
-                folder,
-                None,
-                None,
-                progress,
-                report_folder=folder.path,
-            )
+        result, files = analyse(
+            store,
+            random_store,
+            job.readout,
+            folder.path,
+            job,
+            {},
+            folder,
+            None,
+            None,
+            progress,
+            report_folder=folder.path,
+        )
         return folder.finish(result, RESULTS_FILE, files)
 
 
@@ -207,59 +204,60 @@ def analyse(
 ) -> tuple[RunResult, dict[str, Path | None]]:
     """Readout, prompt-only and trajectories on finished stores; writes the report (all but results.json, which the
     job writes) and the probes; returns the result and the files."""
-    # one view per store, so the readout and prompt-only share the sketches of wide states
-    view, random_view = sketch_view(store, readout_config.sketch), sketch_view(random_store, readout_config.sketch)
-    readout, fit, crossfit = reward_readout(view, readout_config, random_view, progress)
-    folder.timings.update(readout.timings)
-    sweep_config = readout_config.sweep
-    with folder.timed("prompt_only"):
-        expected = (
-            None
-            if fit.target.within
-            else prompt_only(
-                view,
-                PromptOnlyConfig(
-                    target=sweep_config.target,
-                    seed=sweep_config.seed,
-                    n_boot=sweep_config.n_boot,
-                    folds=readout_config.folds,
-                    sketch=readout_config.sketch,
-                ),
-                fit,
-                random_view,
-                progress=False,
+    with analysis_device(readout_config.device):  # the fits' device (the CPU by default)
+        # one view per store, so the readout and prompt-only share the sketches of wide states
+        view, random_view = sketch_view(store, readout_config.sketch), sketch_view(random_store, readout_config.sketch)
+        readout, fit, crossfit = reward_readout(view, readout_config, random_view, progress)
+        folder.timings.update(readout.timings)
+        sweep_config = readout_config.sweep
+        with folder.timed("prompt_only"):
+            expected = (
+                None
+                if fit.target.within
+                else prompt_only(
+                    view,
+                    PromptOnlyConfig(
+                        target=sweep_config.target,
+                        seed=sweep_config.seed,
+                        n_boot=sweep_config.n_boot,
+                        folds=readout_config.folds,
+                        sketch=readout_config.sketch,
+                    ),
+                    fit,
+                    random_view,
+                    progress=False,
+                )
             )
+        trajectory = None
+        if trajectory_model is not None:
+            with folder.timed("trajectory"):
+                trajectory = reward_trajectories(trajectory_model, store, fit, trajectory_config)
+        source = store.manifest.data_source or "data"
+        result = RunResult(
+            command=type(config).__name__,
+            model=store.manifest.model,
+            data=summarize_examples(store.examples, source=source, skipped=skipped),
+            readout=readout,
+            prompt_only=expected,
+            trajectory=trajectory,
+            store=StoreSummary.of(store),
+            config=config.model_dump(mode="json"),
+            timings=folder.timings,
         )
-    trajectory = None
-    if trajectory_model is not None:
-        with folder.timed("trajectory"):
-            trajectory = reward_trajectories(trajectory_model, store, fit, trajectory_config)
-    source = store.manifest.data_source or "data"
-    result = RunResult(
-        command=type(config).__name__,
-        model=store.manifest.model,
-        data=summarize_examples(store.examples, source=source, skipped=skipped),
-        readout=readout,
-        prompt_only=expected,
-        trajectory=trajectory,
-        store=StoreSummary.of(store),
-        config=config.model_dump(mode="json"),
-        timings=folder.timings,
-    )
-    result.answers = answers(result)
-    report_folder = report_folder or out / REPORT_FOLDER
-    report_folder.mkdir(parents=True, exist_ok=True)
-    predictions = predictions_frame(store, fit, crossfit)
-    files: dict[str, Path | None] = {"predictions": write_csv(report_folder / PREDICTIONS_FILE, predictions)}
-    files["grid"] = write_csv(report_folder / GRID_FILE, grid_frame(readout.sweep))
-    files["comparisons"] = write_csv(report_folder / COMPARISONS_FILE, comparisons_frame(readout))
-    files["report"] = write_report(result, report_folder, predictions)
-    files["best_probe"] = fit.best_probe.save(out / "best_probe")
-    within_probe = None if fit.target.within else fit_within_probe(view, fit, sweep_config.positions)
-    files[WITHIN_PROBE_FOLDER] = within_probe.save(out / WITHIN_PROBE_FOLDER) if within_probe is not None else None
-    prompt_probe = fit_prompt_probe(store, fit, expected) if expected is not None else None
-    files["prompt_probe"] = prompt_probe.save(out / "prompt_probe") if prompt_probe is not None else None
-    return result, files
+        result.answers = answers(result)
+        report_folder = report_folder or out / REPORT_FOLDER
+        report_folder.mkdir(parents=True, exist_ok=True)
+        predictions = predictions_frame(store, fit, crossfit)
+        files: dict[str, Path | None] = {"predictions": write_csv(report_folder / PREDICTIONS_FILE, predictions)}
+        files["grid"] = write_csv(report_folder / GRID_FILE, grid_frame(readout.sweep))
+        files["comparisons"] = write_csv(report_folder / COMPARISONS_FILE, comparisons_frame(readout))
+        files["report"] = write_report(result, report_folder, predictions)
+        files["best_probe"] = fit.best_probe.save(out / "best_probe")
+        within_probe = None if fit.target.within else fit_within_probe(view, fit, sweep_config.positions)
+        files[WITHIN_PROBE_FOLDER] = within_probe.save(out / WITHIN_PROBE_FOLDER) if within_probe is not None else None
+        prompt_probe = fit_prompt_probe(store, fit, expected) if expected is not None else None
+        files["prompt_probe"] = prompt_probe.save(out / "prompt_probe") if prompt_probe is not None else None
+        return result, files
 
 
 def predictions_frame(store: ActivationStore, fit: SweepFit, crossfit: CrossFit) -> pd.DataFrame:
