@@ -3,21 +3,26 @@ target and for the within-prompt target (ratings and features centered per promp
 
     python benchmarks/text_baselines.py --data ../shared/data/arena_bench_v1_gpt4_scores.jsonl.gz
 
-Prints wall time per baseline and target, the out-of-fold r (pooled) and within-prompt accuracy (within), and the
-total; no model and no store are needed.
+Prints wall time per baseline and target, the out-of-fold r (pooled) and within-prompt accuracy (within), the total
+and the peak memory; no model and no store are needed. At scale (AlpacaEval's 48,458 answers):
+
+    python benchmarks/text_baselines.py --data ../shared/data/alpacaeval2_gpt4turbo_annotations.jsonl.gz
+
+and `--tfidf-width 20000` fits TF-IDF as it was fitted before its vocabulary was capped past 4,096 training rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import resource
 import time
 
 import numpy as np
 
 from latent_reward.data.formats import load_dataset
 from latent_reward.data.splits import group_folds
-from latent_reward.evaluation.baselines import TextData, available_baselines
+from latent_reward.evaluation.baselines import TFIDF_EXACT_WIDTH, TextData, available_baselines
 from latent_reward.evaluation.groups import center_within_groups, group_sizes
 from latent_reward.evaluation.metrics import pearson, within_prompt_accuracy
 
@@ -35,6 +40,12 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/arena_bench_v1_gpt4_scores.jsonl.gz")
     parser.add_argument("--prompts", type=int, default=None, help="keep every response to the first N prompts")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--tfidf-width",
+        type=int,
+        default=TFIDF_EXACT_WIDTH,
+        help="the widest TF-IDF decomposition: past this many training rows a fit keeps this many terms",
+    )
     args = parser.parse_args()
 
     examples = load_dataset(args.data, prompts=args.prompts).examples
@@ -45,6 +56,7 @@ def main() -> None:
         prompts=[e.prompt_text for e in examples],
         responses=[e.response for e in examples],
         generators=[e.meta.get("generator") for e in examples],
+        tfidf_width=args.tfidf_width,
     )
     folds = group_folds(groups, args.folds, 0)
     multi = group_sizes(groups) > 1
@@ -62,7 +74,8 @@ def main() -> None:
             f"  {baseline.name:28s} pooled {pooled_s:6.1f} s (r {pearson(data.y, pooled):.3f})  "
             f"within {within_s:6.1f} s (accuracy {accuracy:.3f})"
         )
-    print(f"text baselines total: {time.perf_counter() - total:.1f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"text baselines total: {time.perf_counter() - total:.1f} s, peak {peak:.2f} GB")
 
 
 if __name__ == "__main__":

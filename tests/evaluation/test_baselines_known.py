@@ -326,7 +326,7 @@ def test_a_folds_tfidf_is_fitted_once_for_the_pooled_and_the_within_prompt_fits_
         for copy in (shared, centered)
     ]
     cached = [fit(copy, train) for fit, copy in fits]
-    assert sorted(column for column, _ in shared.tfidf_cache) == ["prompt", "response"]
+    assert sorted(column for column, *_ in shared.tfidf_cache) == ["prompt", "response"]
     assert centered.tfidf_cache is shared.tfidf_cache
     fresh = [fit(dataclasses.replace(copy, tfidf_cache={}, tfidf_fits={}), train) for fit, copy in fits]
     for a, b in zip(cached, fresh, strict=True):
@@ -397,3 +397,74 @@ def test_the_tfidf_fit_cache_is_keyed_on_the_prompt_ids_and_a_copy_of_the_rating
     assert not np.array_equal(fit(data, train), first)
     with pytest.raises(ValueError, match="whole prompts"):
         fit(regrouped, np.arange(40) < 30)  # row 30 and 31 share a prompt with rows 28 and 29
+
+
+def test_the_tfidf_vocabulary_is_capped_only_past_the_widest_decomposition():
+    from latent_reward.evaluation.baselines import TFIDF_EXACT_WIDTH, TFIDF_TERMS, tfidf_terms
+
+    assert (TFIDF_TERMS, TFIDF_EXACT_WIDTH) == (20000, 4096)
+    assert tfidf_terms(4096) == 20000  # the n x n kernel is at most 4,096 wide
+    assert tfidf_terms(4097) == 4096
+    assert tfidf_terms(100, width=64) == 64
+
+
+def test_past_its_width_a_tfidf_fit_keeps_the_most_frequent_training_terms_and_refits_like_sklearn():
+    """With more training rows than `tfidf_width`, each column's vocabulary is sklearn's TfidfVectorizer with that many
+    features per column, fitted on the training texts, and the fit is sklearn's Ridge on those features at the penalty
+    leave-one-prompt-out chose."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from latent_reward.evaluation import baselines
+
+    rng = np.random.default_rng(3)
+    words = np.array("good bad long short clear vague kind rude fine poor neat messy".split())
+    responses = [" ".join(rng.choice(words, 8)) for _ in range(60)]
+    prompts = [" ".join(rng.choice(words, 4)) for _ in range(30) for _ in range(2)]
+    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + rng.normal(size=60) * 0.1
+    groups = np.repeat(np.arange(30), 2)
+    train = np.arange(60) < 46
+    rows = np.flatnonzero(train)
+    data = TextData(y=y, groups=groups, prompts=prompts, responses=responses, generators=[None] * 60, tfidf_width=12)
+    for columns in (("response",), ("prompt", "response")):
+        x = baselines._vectorize(data, columns, rows)
+        reference = sparse.hstack(
+            [
+                TfidfVectorizer(max_features=12, ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+                .fit([getattr(data, f"{c}s")[i] for i in rows])
+                .transform(getattr(data, f"{c}s"))
+                for c in columns
+            ]
+        )
+        assert x.shape[1] == 12 * len(columns)
+        np.testing.assert_allclose(x.toarray(), reference.toarray(), rtol=1e-12, atol=1e-12)
+        predictions = baselines._tfidf(columns)(data, train)
+        chosen = float(TEXT_ALPHAS[logo_ridge(x[rows], y[rows], groups[rows], TEXT_ALPHAS).errors.argmin()])
+        exact = Ridge(alpha=chosen, solver="svd").fit(x[rows].toarray(), y[rows]).predict(x.toarray())
+        _within_float32_decomposition(predictions, exact)
+    uncapped = dataclasses.replace(data, tfidf_width=4096, tfidf_cache={}, tfidf_fits={})
+    assert baselines._vectorize(uncapped, ("response",), rows).shape[1] > 12
+
+
+def test_dense_features_are_computed_once_for_the_same_texts():
+    calls = []
+
+    def lengths(data):
+        calls.append(1)
+        return length_features(data.responses)
+
+    fit_predict = _dense(lengths)
+    rng = np.random.default_rng(4)
+    responses = [" ".join(["word"] * int(k)) for k in rng.integers(1, 30, size=40)]
+    y = np.array([len(r) for r in responses], dtype=np.float64) + rng.normal(size=40)
+    groups = np.repeat(np.arange(20), 2)
+    data = TextData(y=y, groups=groups, prompts=[""] * 40, responses=responses, generators=[None] * 40)
+    first = fit_predict(data, groups < 15)
+    centered = dataclasses.replace(data, y=y - np.repeat(y.reshape(-1, 2).mean(axis=1), 2), center=True)
+    fit_predict(data, groups >= 5)
+    fit_predict(centered, groups < 15)
+    assert len(calls) == 1  # three fits (two folds, one within-prompt copy), one computation
+    other = dataclasses.replace(data, responses=list(reversed(responses)))  # shares the cache, not the texts
+    assert not np.allclose(fit_predict(other, groups < 15), first)
+    assert len(calls) == 2
+    fresh = _dense(lambda d: length_features(d.responses))(dataclasses.replace(data, feature_cache={}), groups < 15)
+    np.testing.assert_array_equal(first, fresh)

@@ -51,13 +51,22 @@ def _sklearn_held_out() -> np.ndarray:
     return np.stack(held).reshape(n_layers, n, len(FACTORS), y.shape[1]).transpose(0, 2, 1, 3)
 
 
-@pytest.mark.parametrize("layer_chunk,tile_bytes", [(8, None), (3, None), (8, 1), (8, 3600)])
-def test_every_layer_and_target_equals_its_own_sklearn_leave_one_prompt_out_fit(layer_chunk, tile_bytes, monkeypatch):
+@pytest.mark.parametrize(
+    "layer_chunk,tile_bytes,products_below",
+    [(8, None, None), (3, None, None), (8, 1, None), (8, 3600, None), (8, None, 2), (8, 1, 4), (8, 3600, 4)],
+)
+def test_every_layer_and_target_equals_its_own_sklearn_leave_one_prompt_out_fit(
+    layer_chunk, tile_bytes, products_below, monkeypatch
+):
     """Prompts of 2 to 5 rows and 3 targets: the few-target systems are solved (4 or 5 rows), the others inverted (2
     or 3); with tile_bytes 1 each hat block is formed one prompt at a time, with 3,600 in tiles of 3 to 18 prompts (by
-    prompt size) and a shorter last tile."""
+    prompt size) and a shorter last tile. `products_below` 2: every hat block from scaled copies of Q_G^T (the large
+    prompts' form), 4: prompts of 2 and 3 rows from pairwise products, of 4 and 5 from scaled copies."""
     if tile_bytes is not None:
         monkeypatch.setattr(ridge, "_TILE_BYTES", tile_bytes)
+        monkeypatch.setattr(ridge, "_SCALED_TILE_BYTES", tile_bytes)
+    if products_below is not None:
+        monkeypatch.setattr(ridge, "_PRODUCTS_BELOW", products_below)
     x, y, groups, z = _layers_and_targets()
     n, n_layers, _ = x.shape
     cv = ridge_cv_all_layers(x, y, groups, alpha_factors=FACTORS, layer_chunk=layer_chunk)

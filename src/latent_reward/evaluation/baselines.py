@@ -30,6 +30,21 @@ TEXT_ALPHAS = np.logspace(-2, 3, 11)  # TF-IDF ridge penalties (sklearn's alpha)
 # stay within 1e-5 of float64's relative to their spread, the leave-one-prompt-out errors within 1e-3 (so penalties
 # that close to a tie could be chosen otherwise; tests/evaluation/test_baselines_known.py pins both).
 TEXT_DECOMPOSITION = torch.float32
+TFIDF_TERMS = 20000  # a TF-IDF column's vocabulary: the most frequent unigrams and bigrams of the training rows
+# With more training rows than this, each TF-IDF column keeps this many terms. A fit's exact leave-one-prompt-out ridge
+# decomposes a matrix min(rows, terms) on a side (the n x n kernel while the rows are fewer than the terms), so no fit
+# decomposes more than 4,096 wide per column and past that its cost grows linearly in the rows. With 20,000 terms at
+# any size, AlpacaEval's 48,458 answers meant a 20,000-wide decomposition per fit (the 6,190 answers to its first 100
+# prompts already took 318 s, 4.5x the 3,150 of its first 50). On those 6,190 answers the response's 4,096 terms scored
+# as its 20,000 do (docs/performance.md). UltraFeedback's and arena-bench's folds (at most 3,786 training rows) keep
+# 20,000. Each column keeps the same number, so prompt + response holds every feature the response alone has.
+TFIDF_EXACT_WIDTH = 4096
+
+
+def tfidf_terms(training_rows: int, width: int = TFIDF_EXACT_WIDTH) -> int:
+    """The vocabulary each column of a TF-IDF fit on `training_rows` rows keeps: `TFIDF_TERMS`, or past `width` rows
+    `width`."""
+    return TFIDF_TERMS if training_rows <= width else width
 
 
 @dataclass
@@ -43,10 +58,12 @@ class TextData:
     generators: list[str | None]
     logprob_mean: np.ndarray | None = None
     center: bool = False  # a within-prompt fit: every feature minus its prompt's mean (y is centered by the caller)
-    # TF-IDF of a column fitted on some rows, (column, those rows) -> (the texts, [n, terms]): the pooled and
-    # within-prompt fits and the two TF-IDF baselines vectorize a fold's training rows once. `dataclasses.replace`
-    # shares it; an entry counts only for the very texts it was made from, so a copy given other texts refits.
-    tfidf_cache: dict[tuple[str, bytes], tuple[list[str], sparse.csr_matrix]] = field(
+    tfidf_width: int = TFIDF_EXACT_WIDTH  # the widest TF-IDF decomposition per column (`tfidf_terms`)
+    # TF-IDF of a column fitted on some rows, (column, vocabulary size, those rows) -> (the texts, [n, terms]): the
+    # pooled and within-prompt fits and the two TF-IDF baselines vectorize a fold's training rows once.
+    # `dataclasses.replace` shares it; an entry counts only for the very texts it was made from, so a copy given other
+    # texts refits.
+    tfidf_cache: dict[tuple[str, int, bytes], tuple[list[str], sparse.csr_matrix]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -54,18 +71,31 @@ class TextData:
     # predictions): a within-prompt fit on prompt + response whose prompts are one text per prompt is the
     # response-only fit (centering zeroes the prompt's features), so the second baseline reuses the first's. Valid only
     # for the same texts and prompt ids (the same objects) and equal ratings.
-    tfidf_fits: dict[tuple[tuple[str, ...], bytes, bool], tuple[list[object], np.ndarray, np.ndarray]] = field(
+    tfidf_fits: dict[tuple[tuple[str, ...], bytes, bool, int], tuple[list[object], np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    # Dense features, (the function that made them) -> (the texts, generators and log-probabilities they were made
+    # from, [n, p]): each fold's fits read one computation (text statistics of 48,458 answers: 3.8-4.2 s).
+    feature_cache: dict[Callable[[TextData], np.ndarray], tuple[list[object], np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
-    def tfidf(self, column: str, fit_rows: np.ndarray) -> sparse.csr_matrix:
-        """TF-IDF of `column` ("prompt" or "response") for every row, the vocabulary and IDF weights fitted on
-        `fit_rows` only (indices), cached."""
+    def features(self, make: Callable[[TextData], np.ndarray]) -> np.ndarray:
+        """`make(self)` as float64 [n, p], cached for the same texts, generators and log-probabilities."""
+        inputs = [self.prompts, self.responses, self.generators, self.logprob_mean]
+        cached = self.feature_cache.get(make)
+        if cached is None or not all(a is b for a, b in zip(cached[0], inputs, strict=True)):
+            cached = self.feature_cache[make] = (inputs, np.asarray(make(self), dtype=np.float64))
+        return cached[1]
+
+    def tfidf(self, column: str, fit_rows: np.ndarray, terms: int = TFIDF_TERMS) -> sparse.csr_matrix:
+        """TF-IDF of `column` ("prompt" or "response") for every row, the vocabulary (at most `terms`) and IDF weights
+        fitted on `fit_rows` only (indices), cached."""
         texts = getattr(self, f"{column}s")
-        key = (column, np.asarray(fit_rows, dtype=np.int64).tobytes())
+        key = (column, terms, np.asarray(fit_rows, dtype=np.int64).tobytes())
         cached = self.tfidf_cache.get(key)
         if cached is None or cached[0] is not texts:
-            cached = self.tfidf_cache[key] = (texts, _tfidf_features(texts, fit_rows))
+            cached = self.tfidf_cache[key] = (texts, _tfidf_features(texts, fit_rows, terms))
         return cached[1]
 
 
@@ -98,7 +128,7 @@ def text_statistics(texts: list[str]) -> np.ndarray:
 
 def _dense(features: Callable[[TextData], np.ndarray]) -> Callable[[TextData, np.ndarray], np.ndarray]:
     def fit_predict(data: TextData, train: np.ndarray) -> np.ndarray:
-        x = np.asarray(features(data), dtype=np.float64)
+        x = data.features(features)
         if data.center:
             x = center_within_groups(x, data.groups)
         probe = RidgeProbe().fit(x[train], data.y[train], data.groups[train])
@@ -107,9 +137,9 @@ def _dense(features: Callable[[TextData], np.ndarray]) -> Callable[[TextData, np
     return fit_predict
 
 
-def _tfidf_features(texts: list[str], fit_rows: np.ndarray) -> sparse.csr_matrix:
-    """TF-IDF of every text, the vectorizer fitted on the texts at `fit_rows` only."""
-    vectorizer = TfidfVectorizer(max_features=20000, ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+def _tfidf_features(texts: list[str], fit_rows: np.ndarray, terms: int) -> sparse.csr_matrix:
+    """TF-IDF of every text on at most `terms` terms, the vectorizer fitted on the texts at `fit_rows` only."""
+    vectorizer = TfidfVectorizer(max_features=terms, ngram_range=(1, 2), sublinear_tf=True, min_df=2)
     try:
         vectorizer.fit([texts[i] for i in fit_rows])
     except ValueError:  # too few documents for min_df: keep every term
@@ -118,8 +148,10 @@ def _tfidf_features(texts: list[str], fit_rows: np.ndarray) -> sparse.csr_matrix
 
 
 def _vectorize(data: TextData, columns: tuple[str, ...], fit_rows: np.ndarray) -> sparse.csr_matrix:
-    """TF-IDF of each column, fitted on `fit_rows` only, for every row of `data` (columns side by side)."""
-    return sparse.hstack([data.tfidf(column, fit_rows) for column in columns]).tocsr()
+    """TF-IDF of each column, fitted on `fit_rows` only, for every row of `data` (columns side by side; each column's
+    vocabulary as `tfidf_terms` sizes it)."""
+    terms = tfidf_terms(len(fit_rows), data.tfidf_width)
+    return sparse.hstack([data.tfidf(column, fit_rows, terms) for column in columns]).tocsr()
 
 
 def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndarray]:
@@ -134,7 +166,7 @@ def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndar
             raise ValueError("a within-prompt fit trains on whole prompts (centering reads every row of a prompt)")
         used = _columns_that_vary(data, columns)
         inputs = [*(getattr(data, f"{column}s") for column in used), data.groups]
-        key = (used, rows.tobytes(), data.center)
+        key = (used, rows.tobytes(), data.center, data.tfidf_width)
         cached = data.tfidf_fits.get(key)
         if cached is not None and all(a is b for a, b in zip(cached[0], inputs)) and np.array_equal(cached[1], data.y):
             return cached[2]

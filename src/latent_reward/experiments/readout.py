@@ -431,8 +431,9 @@ def _baseline_predictions(
             if within is not None and centered is not None
             else None,
         )
-    data.tfidf_cache.clear()  # the folds' TF-IDF matrices and fits: not needed after the baselines
+    data.tfidf_cache.clear()  # the folds' TF-IDF matrices, fits and dense features: not needed after the baselines
     data.tfidf_fits.clear()
+    data.feature_cache.clear()
     return out
 
 
