@@ -8,7 +8,8 @@ and the peak memory; no model and no store are needed. At scale (AlpacaEval's 48
 
     python benchmarks/text_baselines.py --data ../shared/data/alpacaeval2_gpt4turbo_annotations.jsonl.gz
 
-and `--tfidf-width 20000` fits TF-IDF as it was fitted before its vocabulary was capped past 4,096 training rows.
+`--capped-terms 20000` fits TF-IDF as it was fitted before its vocabulary was capped on data past 8,192 rows, and
+`--only NAME` times some baselines alone.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from latent_reward.data.formats import load_dataset
 from latent_reward.data.splits import group_folds
-from latent_reward.evaluation.baselines import TFIDF_EXACT_WIDTH, TextData, available_baselines
+from latent_reward.evaluation.baselines import TFIDF_CAP_ROWS, TFIDF_CAPPED_TERMS, TextData, available_baselines
 from latent_reward.evaluation.groups import center_within_groups, group_sizes
 from latent_reward.evaluation.metrics import pearson, within_prompt_accuracy
 
@@ -41,11 +42,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=None, help="keep every response to the first N prompts")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument(
-        "--tfidf-width",
+        "--capped-terms",
         type=int,
-        default=TFIDF_EXACT_WIDTH,
-        help="the widest TF-IDF decomposition: past this many training rows a fit keeps this many terms",
+        default=TFIDF_CAPPED_TERMS,
+        help=f"terms per TF-IDF column on data past {TFIDF_CAP_ROWS:,} rows",
     )
+    parser.add_argument("--only", action="append", default=None, help="this baseline only (repeatable)")
     args = parser.parse_args()
 
     examples = load_dataset(args.data, prompts=args.prompts).examples
@@ -56,14 +58,14 @@ def main() -> None:
         prompts=[e.prompt_text for e in examples],
         responses=[e.response for e in examples],
         generators=[e.meta.get("generator") for e in examples],
-        tfidf_width=args.tfidf_width,
+        tfidf_capped_terms=args.capped_terms,
     )
     folds = group_folds(groups, args.folds, 0)
     multi = group_sizes(groups) > 1
     centered = dataclasses.replace(data, y=center_within_groups(data.y, groups), center=True)
     print(f"{len(examples)} responses, {len(set(groups))} prompts, {args.folds} folds")
     total = time.perf_counter()
-    for baseline in available_baselines(data):
+    for baseline in (b for b in available_baselines(data) if args.only is None or b.name in args.only):
         tick = time.perf_counter()
         pooled = out_of_fold(baseline.fit_predict, data, folds, np.ones(len(groups), dtype=bool))
         pooled_s, tick = time.perf_counter() - tick, time.perf_counter()

@@ -39,6 +39,7 @@ def test_sweep_readout_and_prompt_only_find_a_planted_signal_in_arrays_held_in_m
     assert readout.probe.scores.pearson.low > 0.7
     assert all(cell.position == "eot" and cell.layer == 8 for cell in readout.fold_cells)
     assert not {"response length", "TF-IDF response"} & {c.name for c in readout.comparisons}  # no text baselines
+    assert readout.tfidf_terms is None
     expected = lr.prompt_only(store, PromptOnlyConfig(n_boot=200), progress=False)
     assert expected.cross_fitted.pearson.low > 0.3 and expected.best.layer == 4  # the prompt term, at assistant_start
     on_disk = lr.ActivationStore.from_arrays(

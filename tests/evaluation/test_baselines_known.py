@@ -399,32 +399,38 @@ def test_the_tfidf_fit_cache_is_keyed_on_the_prompt_ids_and_a_copy_of_the_rating
         fit(regrouped, np.arange(40) < 30)  # row 30 and 31 share a prompt with rows 28 and 29
 
 
-def test_the_tfidf_vocabulary_is_capped_only_past_the_widest_decomposition():
-    from latent_reward.evaluation.baselines import TFIDF_EXACT_WIDTH, TFIDF_TERMS, tfidf_terms
+def test_the_tfidf_vocabulary_is_capped_only_past_8192_rows():
+    from latent_reward.evaluation.baselines import TFIDF_CAP_ROWS, TFIDF_CAPPED_TERMS, TFIDF_TERMS, tfidf_terms
 
-    assert (TFIDF_TERMS, TFIDF_EXACT_WIDTH) == (20000, 4096)
-    assert tfidf_terms(4096) == 20000  # the n x n kernel is at most 4,096 wide
-    assert tfidf_terms(4097) == 4096
-    assert tfidf_terms(100, width=64) == 64
+    assert (TFIDF_TERMS, TFIDF_CAP_ROWS, TFIDF_CAPPED_TERMS) == (20000, 8192, 4096)
+    assert tfidf_terms(8192) == 20000  # a fold's n x n kernel is at most 8,192 wide
+    assert tfidf_terms(8193) == 4096
+    assert tfidf_terms(8193, capped=64) == 64
 
 
-def test_past_its_width_a_tfidf_fit_keeps_the_most_frequent_training_terms_and_refits_like_sklearn():
-    """With more training rows than `tfidf_width`, each column's vocabulary is sklearn's TfidfVectorizer with that many
-    features per column, fitted on the training texts, and the fit is sklearn's Ridge on those features at the penalty
-    leave-one-prompt-out chose."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    from latent_reward.evaluation import baselines
-
+def _capped_words_data(**fields) -> TextData:
     rng = np.random.default_rng(3)
     words = np.array("good bad long short clear vague kind rude fine poor neat messy".split())
     responses = [" ".join(rng.choice(words, 8)) for _ in range(60)]
     prompts = [" ".join(rng.choice(words, 4)) for _ in range(30) for _ in range(2)]
     y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + rng.normal(size=60) * 0.1
     groups = np.repeat(np.arange(30), 2)
+    return TextData(y=y, groups=groups, prompts=prompts, responses=responses, generators=[None] * 60, **fields)
+
+
+def test_past_the_cap_every_tfidf_fit_keeps_the_most_frequent_training_terms_and_refits_like_sklearn(monkeypatch):
+    """Data of more rows than `TFIDF_CAP_ROWS` (here 50: 60 rows, a fold of 46 training rows, so the size comes from
+    all rows, not the fold's) keeps `tfidf_capped_terms` per column: sklearn's TfidfVectorizer with that many features,
+    fitted on the training texts; the fit is sklearn's Ridge on them at the penalty leave-one-prompt-out chose."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from latent_reward.evaluation import baselines
+
+    monkeypatch.setattr(baselines, "TFIDF_CAP_ROWS", 50)
+    data = _capped_words_data(tfidf_capped_terms=12)
+    y, groups = data.y, data.groups
     train = np.arange(60) < 46
     rows = np.flatnonzero(train)
-    data = TextData(y=y, groups=groups, prompts=prompts, responses=responses, generators=[None] * 60, tfidf_width=12)
     for columns in (("response",), ("prompt", "response")):
         x = baselines._vectorize(data, columns, rows)
         reference = sparse.hstack(
@@ -441,8 +447,15 @@ def test_past_its_width_a_tfidf_fit_keeps_the_most_frequent_training_terms_and_r
         chosen = float(TEXT_ALPHAS[logo_ridge(x[rows], y[rows], groups[rows], TEXT_ALPHAS).errors.argmin()])
         exact = Ridge(alpha=chosen, solver="svd").fit(x[rows].toarray(), y[rows]).predict(x.toarray())
         _within_float32_decomposition(predictions, exact)
-    uncapped = dataclasses.replace(data, tfidf_width=4096, tfidf_cache={}, tfidf_fits={})
+    # a copy with another cap shares the caches, and neither the vectorization nor the fit is taken from them
+    uncapped = dataclasses.replace(data, tfidf_capped_terms=20000)
     assert baselines._vectorize(uncapped, ("response",), rows).shape[1] > 12
+    fresh = dataclasses.replace(uncapped, tfidf_cache={}, tfidf_fits={})
+    np.testing.assert_array_equal(
+        baselines._tfidf(("response",))(uncapped, train), baselines._tfidf(("response",))(fresh, train)
+    )
+    monkeypatch.setattr(baselines, "TFIDF_CAP_ROWS", 60)  # 60 rows: not past the cap
+    assert baselines._vectorize(_capped_words_data(tfidf_capped_terms=12), ("response",), rows).shape[1] > 12
 
 
 def test_dense_features_are_computed_once_for_the_same_texts():

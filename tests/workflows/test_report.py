@@ -120,6 +120,7 @@ def test_results_load_back_typed_and_say_what_was_seen_in_post_training(run_fold
     result = RunResult.load(folder / "report")
     assert result.answers[0].question.startswith("Does planted encode")
     assert result.readout.sweep.best.layer == 2 and result.readout.verdict.kind == "encodes"
+    assert result.readout.tfidf_terms == 20000  # a few rows: every term
     names = {c.name for c in result.readout.comparisons}
     assert {
         "random-init model",

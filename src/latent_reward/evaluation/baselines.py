@@ -31,20 +31,23 @@ TEXT_ALPHAS = np.logspace(-2, 3, 11)  # TF-IDF ridge penalties (sklearn's alpha)
 # that close to a tie could be chosen otherwise; tests/evaluation/test_baselines_known.py pins both).
 TEXT_DECOMPOSITION = torch.float32
 TFIDF_TERMS = 20000  # a TF-IDF column's vocabulary: the most frequent unigrams and bigrams of the training rows
-# With more training rows than this, each TF-IDF column keeps this many terms. A fit's exact leave-one-prompt-out ridge
-# decomposes a matrix min(rows, terms) on a side (the n x n kernel while the rows are fewer than the terms), so no fit
-# decomposes more than 4,096 wide per column and past that its cost grows linearly in the rows. With 20,000 terms at
-# any size, AlpacaEval's 48,458 answers meant a 20,000-wide decomposition per fit (the 6,190 answers to its first 100
-# prompts already took 318 s, 4.5x the 3,150 of its first 50). On those 6,190 answers the response's 4,096 terms scored
-# as its 20,000 do (docs/performance.md). UltraFeedback's and arena-bench's folds (at most 3,786 training rows) keep
-# 20,000. Each column keeps the same number, so prompt + response holds every feature the response alone has.
-TFIDF_EXACT_WIDTH = 4096
+# Data of more rows than this keeps `TFIDF_CAPPED_TERMS` terms per column instead, in every fit of the analysis (the
+# folds, the validation split, the pooled and within-prompt targets: one vocabulary size per data set, from its row
+# count alone). A fit's exact leave-one-prompt-out ridge decomposes a matrix min(training rows, terms) on a side: up to
+# 8,192 rows that is the n x n kernel of its training rows; past them, 4,096 wide per column (8,192 for prompt +
+# response), and the cost grows linearly in the rows. With 20,000 terms at any size, AlpacaEval's 48,458 answers meant
+# a 20,000-wide decomposition per fit. UltraFeedback's subset (2,398 rows) and arena-bench (4,733) keep 20,000. What
+# the cap costs is measured in docs/performance.md: it can only weaken the TF-IDF baselines, so a report on capped data
+# says how many terms they kept. Each column keeps the same number, so prompt + response holds every feature the
+# response alone has.
+TFIDF_CAP_ROWS = 8192
+TFIDF_CAPPED_TERMS = 4096
 
 
-def tfidf_terms(training_rows: int, width: int = TFIDF_EXACT_WIDTH) -> int:
-    """The vocabulary each column of a TF-IDF fit on `training_rows` rows keeps: `TFIDF_TERMS`, or past `width` rows
-    `width`."""
-    return TFIDF_TERMS if training_rows <= width else width
+def tfidf_terms(rows: int, capped: int = TFIDF_CAPPED_TERMS) -> int:
+    """The vocabulary each TF-IDF column keeps in an analysis of `rows` rows: `TFIDF_TERMS`, or past `TFIDF_CAP_ROWS`
+    rows `capped`."""
+    return TFIDF_TERMS if rows <= TFIDF_CAP_ROWS else capped
 
 
 @dataclass
@@ -58,7 +61,7 @@ class TextData:
     generators: list[str | None]
     logprob_mean: np.ndarray | None = None
     center: bool = False  # a within-prompt fit: every feature minus its prompt's mean (y is centered by the caller)
-    tfidf_width: int = TFIDF_EXACT_WIDTH  # the widest TF-IDF decomposition per column (`tfidf_terms`)
+    tfidf_capped_terms: int = TFIDF_CAPPED_TERMS  # terms per TF-IDF column past `TFIDF_CAP_ROWS` rows (`tfidf_terms`)
     # TF-IDF of a column fitted on some rows, (column, vocabulary size, those rows) -> (the texts, [n, terms]): the
     # pooled and within-prompt fits and the two TF-IDF baselines vectorize a fold's training rows once.
     # `dataclasses.replace` shares it; an entry counts only for the very texts it was made from, so a copy given other
@@ -149,8 +152,8 @@ def _tfidf_features(texts: list[str], fit_rows: np.ndarray, terms: int) -> spars
 
 def _vectorize(data: TextData, columns: tuple[str, ...], fit_rows: np.ndarray) -> sparse.csr_matrix:
     """TF-IDF of each column, fitted on `fit_rows` only, for every row of `data` (columns side by side; each column's
-    vocabulary as `tfidf_terms` sizes it)."""
-    terms = tfidf_terms(len(fit_rows), data.tfidf_width)
+    vocabulary as `tfidf_terms` sizes it for all of `data`'s rows, so every fit of an analysis has the same size)."""
+    terms = tfidf_terms(len(data.y), data.tfidf_capped_terms)
     return sparse.hstack([data.tfidf(column, fit_rows, terms) for column in columns]).tocsr()
 
 
@@ -166,7 +169,7 @@ def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndar
             raise ValueError("a within-prompt fit trains on whole prompts (centering reads every row of a prompt)")
         used = _columns_that_vary(data, columns)
         inputs = [*(getattr(data, f"{column}s") for column in used), data.groups]
-        key = (used, rows.tobytes(), data.center, data.tfidf_width)
+        key = (used, rows.tobytes(), data.center, tfidf_terms(len(data.y), data.tfidf_capped_terms))
         cached = data.tfidf_fits.get(key)
         if cached is not None and all(a is b for a, b in zip(cached[0], inputs)) and np.array_equal(cached[1], data.y):
             return cached[2]
@@ -216,17 +219,17 @@ def _logprob_column(data: TextData) -> np.ndarray:
     return data.logprob_mean.reshape(-1, 1)
 
 
-def _has_text(data: TextData) -> bool:
+def has_text(data: TextData) -> bool:
     """Whether the responses have text (a store made from arrays alone has none, and no text baseline applies)."""
     return any(response.strip() for response in data.responses)
 
 
 BASELINES: tuple[Baseline, ...] = (
-    Baseline(names.LENGTH, _dense(lambda d: length_features(d.responses)), _has_text),
-    Baseline(names.TEXT_STATS, _dense(lambda d: text_statistics(d.responses)), _has_text),
+    Baseline(names.LENGTH, _dense(lambda d: length_features(d.responses)), has_text),
+    Baseline(names.TEXT_STATS, _dense(lambda d: text_statistics(d.responses)), has_text),
     Baseline(names.GENERATOR, _dense(_one_hot_generator), lambda d: len({g or "unknown" for g in d.generators}) >= 2),
-    Baseline(names.TFIDF_RESPONSE, _tfidf(("response",)), _has_text),
-    Baseline(names.TFIDF_PROMPT_RESPONSE, _tfidf(("prompt", "response")), _has_text),
+    Baseline(names.TFIDF_RESPONSE, _tfidf(("response",)), has_text),
+    Baseline(names.TFIDF_PROMPT_RESPONSE, _tfidf(("prompt", "response")), has_text),
     Baseline(names.LOGPROB, _dense(_logprob_column), lambda d: d.logprob_mean is not None),
 )
 

@@ -29,7 +29,14 @@ from latent_reward.config import Device
 from latent_reward.data.splits import group_folds
 from latent_reward.errors import UserError
 from latent_reward.evaluation import results as names
-from latent_reward.evaluation.baselines import TextData, available_baselines, length_features, text_statistics
+from latent_reward.evaluation.baselines import (
+    TextData,
+    available_baselines,
+    has_text,
+    length_features,
+    text_statistics,
+    tfidf_terms,
+)
 from latent_reward.evaluation.groups import group_index
 from latent_reward.evaluation.metrics import (
     Resampler,
@@ -172,6 +179,9 @@ class ReadoutResult(Result):
     verdict: Verdict
     timings: dict[str, float] = {}
     fit_device: str = "cpu"  # where the ridge fits computed
+    tfidf_terms: int | None = Field(
+        None, description="Terms per column the TF-IDF baselines kept (fewer than 20,000 on data past 8,192 rows)."
+    )
 
     def comparison(self, name: str) -> Comparison | None:
         return next((c for c in self.comparisons if c.name == name), None)
@@ -294,6 +304,7 @@ def _readout(
         within_fold_cells=within_cells,
         decomposition=_decompose(crossfit, positions, y, groups, resampler),
         verdict=verdict(within_scores or probe_scores, comparisons, config.equivalence_margin),
+        tfidf_terms=tfidf_terms(len(data.y), data.tfidf_capped_terms) if has_text(data) else None,
     )
     _optional_parts(result, store, fit, config, positions, progress, timings)
     result.timings = timings

@@ -134,7 +134,8 @@ def _hat_blocks(q: torch.Tensor, block: torch.Tensor, shrink: torch.Tensor) -> t
                 hat[layer, start : start + tile] = (products @ shrink[layer]).reshape(-1, m, m, n_alphas)
         return hat.permute(0, 4, 1, 2, 3)
     hat = torch.empty(n_layers, g, m, n_alphas, m, dtype=q.dtype, device=q.device)
-    tile = max(1, _SCALED_TILE_BYTES // (n_alphas * m * k * q.element_size())) if on_cpu else g
+    # a tile's scaled copies [t, k, A * m] and its products [t, m, A * m]
+    tile = max(1, _SCALED_TILE_BYTES // (n_alphas * m * max(k, m) * q.element_size())) if on_cpu else g
     for layer in range(n_layers):
         for start in range(0, g, tile):
             qg = q[layer, block[start : start + tile]]  # [t, m, k]
@@ -168,9 +169,12 @@ def _logo_predictions(
         slots = slots.to(yc.device)
         m = slots.shape[1]
         # the float64 blocks [L, A, g, m, m] (hat, I - hat, its inverse or factors, their casts), and off the CPU, where
-        # a block's products are formed in one tile, those products [L, g * m * m, k]
-        products = k * yc.element_size() if yc.device.type != "cpu" else 0
-        per_block = max(1, _BLOCK_BYTES // (n_layers * m * m * (products + 4 * n_alphas * 8)))
+        # a block's hat is formed in one tile, its intermediates per m x m cell: the pairwise products [L, g * m * m, k]
+        # of small prompts, the scaled copies [g, k, A * m] (one layer at a time) of large ones
+        products = (
+            (k if m < _PRODUCTS_BELOW else k * n_alphas / m) * yc.element_size() if yc.device.type != "cpu" else 0
+        )
+        per_block = max(1, int(_BLOCK_BYTES // (n_layers * m * m * (products + 4 * n_alphas * 8))))
         for start in range(0, len(slots), per_block):
             block = slots[start : start + per_block]  # [g, m]
             hat = _hat_blocks(eigen.q, block, shrink) + 1.0 / n  # [L, A, g, m, m]
@@ -236,8 +240,9 @@ class LogoRidge:
 def _centered_rows(x: np.ndarray | sparse.spmatrix, groups: np.ndarray, within: bool) -> np.ndarray:
     """x's rows as a dense float64 array, centered on their prompts' means (`within`) or on the column means (a
     temporary: `logo_ridge` keeps only its cast to the decomposition's dtype)."""
-    dense = np.asarray(x if isinstance(x, np.ndarray) else x.toarray(), dtype=np.float64)
-    return dense - (broadcast_group_means(dense, groups) if within else dense.mean(axis=0))
+    dense = x.astype(np.float64) if isinstance(x, np.ndarray) else x.toarray().astype(np.float64, copy=False)
+    dense -= broadcast_group_means(dense, groups) if within else dense.mean(axis=0)  # in place: a copy of x
+    return dense
 
 
 def _centered_kernel(x: np.ndarray | sparse.spmatrix, groups: np.ndarray | None) -> torch.Tensor:

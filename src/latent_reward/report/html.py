@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from latent_reward.analysis.crossfit import PROBE_KIND
+from latent_reward.evaluation.baselines import TFIDF_CAP_ROWS, TFIDF_TERMS
 from latent_reward.evaluation.results import HEADLINE_METRICS, Comparison, Interval, Metric, PairedDifference
 from latent_reward.experiments.compare import CompareResult, ModelDifference
 from latent_reward.experiments.reward_model import ScoreResult
@@ -217,6 +218,7 @@ def write_report(result: RunResult, folder: str | Path, predictions: pd.DataFram
         target=readout.target,
         split=readout.sweep.split,
         sketch=readout.sweep.sketch,
+        tfidf_note=_tfidf_note(readout.tfidf_terms),
         answers=result.answers,
         figures={name: embed(path) for name, path in paths.items()},
         comparison_rows=comparison_rows(result),
@@ -242,6 +244,16 @@ def write_report(result: RunResult, folder: str | Path, predictions: pd.DataFram
         timings=", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()),
     )
     return atomic_write_text(folder / "report.html", html)
+
+
+def _tfidf_note(terms: int | None) -> str:
+    """A sentence for data large enough that the TF-IDF baselines kept fewer terms (`baselines.tfidf_terms`)."""
+    if terms is None or terms >= TFIDF_TERMS:
+        return ""
+    return (
+        f" With more than {TFIDF_CAP_ROWS:,} responses the TF-IDF baselines kept the {terms:,} most frequent terms per "
+        f"column (not {TFIDF_TERMS:,}), which keeps their cost linear in the responses and can only weaken them."
+    )
 
 
 def _fmt(value: float | None) -> str:
