@@ -307,12 +307,7 @@ def test_a_folds_tfidf_is_fitted_once_for_the_pooled_and_the_within_prompt_fits_
 
     from latent_reward.evaluation import baselines
 
-    rng = np.random.default_rng(2)
-    words = np.array("good bad long short clear vague kind rude".split())
-    responses = [" ".join(rng.choice(words, 6)) for _ in range(40)]
-    prompts = [" ".join(rng.choice(words, 3)) for _ in range(20) for _ in range(2)]
-    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + rng.normal(size=40) * 0.1
-    groups = np.repeat(np.arange(20), 2)
+    prompts, responses, y, groups = _rated_words(2, 20, "good bad long short clear vague kind rude", 6, 3)
     train = np.arange(40) < 30
 
     def data():
@@ -408,13 +403,22 @@ def test_the_tfidf_vocabulary_is_capped_only_past_8192_rows():
     assert tfidf_terms(8193, capped=64) == 64
 
 
+def _rated_words(seed: int, n_prompts: int, vocabulary: str, response_words: int, prompt_words: int):
+    """Two responses per prompt, random words; the rating counts "good" minus "bad" (plus a little noise): prompts,
+    responses, ratings, prompt ids."""
+    rng = np.random.default_rng(seed)
+    words = np.array(vocabulary.split())
+    responses = [" ".join(rng.choice(words, response_words)) for _ in range(2 * n_prompts)]
+    prompts = [" ".join(rng.choice(words, prompt_words)) for _ in range(n_prompts) for _ in range(2)]
+    noise = rng.normal(size=len(responses)) * 0.1
+    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + noise
+    return prompts, responses, y, np.repeat(np.arange(n_prompts), 2)
+
+
 def _capped_words_data(**fields) -> TextData:
-    rng = np.random.default_rng(3)
-    words = np.array("good bad long short clear vague kind rude fine poor neat messy".split())
-    responses = [" ".join(rng.choice(words, 8)) for _ in range(60)]
-    prompts = [" ".join(rng.choice(words, 4)) for _ in range(30) for _ in range(2)]
-    y = np.array([r.count("good") - r.count("bad") for r in responses], dtype=np.float64) + rng.normal(size=60) * 0.1
-    groups = np.repeat(np.arange(30), 2)
+    prompts, responses, y, groups = _rated_words(
+        3, 30, "good bad long short clear vague kind rude fine poor neat messy", 8, 4
+    )
     return TextData(y=y, groups=groups, prompts=prompts, responses=responses, generators=[None] * 60, **fields)
 
 
