@@ -91,6 +91,11 @@ class TextData:
             cached = self.feature_cache[make] = (inputs, np.asarray(make(self), dtype=np.float64))
         return cached[1]
 
+    @property
+    def tfidf_vocabulary(self) -> int:
+        """Terms per TF-IDF column in every fit on these rows (`tfidf_terms` of all of them)."""
+        return tfidf_terms(len(self.y), self.tfidf_capped_terms)
+
     def tfidf(self, column: str, fit_rows: np.ndarray, terms: int = TFIDF_TERMS) -> sparse.csr_matrix:
         """TF-IDF of `column` ("prompt" or "response") for every row, the vocabulary (at most `terms`) and IDF weights
         fitted on `fit_rows` only (indices), cached."""
@@ -153,8 +158,7 @@ def _tfidf_features(texts: list[str], fit_rows: np.ndarray, terms: int) -> spars
 def _vectorize(data: TextData, columns: tuple[str, ...], fit_rows: np.ndarray) -> sparse.csr_matrix:
     """TF-IDF of each column, fitted on `fit_rows` only, for every row of `data` (columns side by side; each column's
     vocabulary as `tfidf_terms` sizes it for all of `data`'s rows, so every fit of an analysis has the same size)."""
-    terms = tfidf_terms(len(data.y), data.tfidf_capped_terms)
-    return sparse.hstack([data.tfidf(column, fit_rows, terms) for column in columns]).tocsr()
+    return sparse.hstack([data.tfidf(column, fit_rows, data.tfidf_vocabulary) for column in columns]).tocsr()
 
 
 def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndarray]:
@@ -169,7 +173,7 @@ def _tfidf(columns: tuple[str, ...]) -> Callable[[TextData, np.ndarray], np.ndar
             raise ValueError("a within-prompt fit trains on whole prompts (centering reads every row of a prompt)")
         used = _columns_that_vary(data, columns)
         inputs = [*(getattr(data, f"{column}s") for column in used), data.groups]
-        key = (used, rows.tobytes(), data.center, tfidf_terms(len(data.y), data.tfidf_capped_terms))
+        key = (used, rows.tobytes(), data.center, data.tfidf_vocabulary)
         cached = data.tfidf_fits.get(key)
         if cached is not None and all(a is b for a, b in zip(cached[0], inputs)) and np.array_equal(cached[1], data.y):
             return cached[2]

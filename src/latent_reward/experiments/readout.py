@@ -35,7 +35,6 @@ from latent_reward.evaluation.baselines import (
     has_text,
     length_features,
     text_statistics,
-    tfidf_terms,
 )
 from latent_reward.evaluation.groups import group_index
 from latent_reward.evaluation.metrics import (
@@ -304,7 +303,7 @@ def _readout(
         within_fold_cells=within_cells,
         decomposition=_decompose(crossfit, positions, y, groups, resampler),
         verdict=verdict(within_scores or probe_scores, comparisons, config.equivalence_margin),
-        tfidf_terms=tfidf_terms(len(data.y), data.tfidf_capped_terms) if has_text(data) else None,
+        tfidf_terms=data.tfidf_vocabulary if has_text(data) else None,
     )
     _optional_parts(result, store, fit, config, positions, progress, timings)
     result.timings = timings
