@@ -14,7 +14,8 @@ full states, which measures what choosing on the sketch costs.
     python benchmarks/analysis_scaling.py --n 2000 --d 2048 --layers 8 --compare-full --weak
 
 The last line reads `analysis total: <s> s, peak <GB> GB, recovered r <r> (exact <r>)`; with several sizes, the
-fitted exponents follow.
+fitted exponents follow. That peak is the process's resident peak, the store's memory-mapped pages included; the line
+before gives the anonymous peak (heap, arrays), what the analysis itself needs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import AnonymousPeak
 
 from latent_reward.activations import store as store_format
 from latent_reward.activations.store import ActivationStore
@@ -241,7 +243,8 @@ def main() -> None:
                 folder, n, d, args.layers, POSITIONS[: args.positions], args.seed, sizes_range, weak=args.weak
             )
             written = time.perf_counter() - tick
-            stages, cells, exact_r = analyse(store, args, SketchConfig(dim=args.sketch_dim))
+            with AnonymousPeak() as anonymous:
+                stages, cells, exact_r = analyse(store, args, SketchConfig(dim=args.sketch_dim))
             full_r, agreement = float("nan"), None
             if args.compare_full:  # every cell chosen on the full states: what choosing on the sketch costs
                 full_stages, full_cells, _ = analyse(store, args, SketchConfig(dim=0))
@@ -261,6 +264,10 @@ def main() -> None:
                 "of folds"
             )
         print(f"  planted ceiling r {PLANTED_CEILING:.3f} (the rating's correlation with the response-level signal)")
+        print(
+            f"  peak anonymous memory {anonymous.gb:.2f} GB during the analysis (the rest of the peak below is pages "
+            "of the memory-mapped store, which the kernel drops and reads again when memory is short)"
+        )
         if torch.cuda.is_available():
             gpu_peak = torch.cuda.max_memory_allocated() / 2**30
             print(f"  GPU peak {gpu_peak:.2f} GB (--analysis-device {args.analysis_device})")

@@ -4,6 +4,8 @@ shape, for a machine the weights cannot travel to), on which device, and how a r
 from __future__ import annotations
 
 import argparse
+import threading
+from pathlib import Path
 
 import torch
 
@@ -32,3 +34,45 @@ def describe(args: argparse.Namespace, loaded: LoadedModel) -> str:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     weights = "random weights" if args.random_init is not None else "trained weights"
     return f"model {args.model} ({args.dtype}, {weights}), {where}"
+
+
+class AnonymousPeak:
+    """The largest anonymous resident memory (heap, arrays, tensors) seen while the block runs, sampled every
+    `interval` seconds from /proc/self/status (Linux; elsewhere `gb` stays NaN). `ru_maxrss` also counts the pages of
+    memory-mapped files, a store's among them, which the kernel drops and reads again when memory is short, so on a
+    large store it grows with the store; this is what the process itself needs. Hand-written: psutil reads the current
+    value only, and a sampler is all that is needed (a spike shorter than `interval` can be missed)."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.gb = float("nan")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> AnonymousPeak:
+        if Path(_STATUS).exists():
+            self.gb = 0.0
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            self.gb = max(self.gb, _anonymous_gb())
+            if self._stop.wait(self.interval):
+                return
+
+
+_STATUS = "/proc/self/status"
+
+
+def _anonymous_gb() -> float:
+    with open(_STATUS) as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 2**20  # kB
+    return float("nan")
