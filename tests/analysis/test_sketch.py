@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from helpers import planted_store
+from latent_reward.analysis import sketch as sketch_module
 from latent_reward.analysis.crossfit import cross_fit
 from latent_reward.analysis.sketch import SketchConfig, SketchedStore, _components, full_store, sketch_view
 from latent_reward.analysis.sweep import SweepConfig, sweep
@@ -38,8 +39,22 @@ def test_a_target_is_sketched_as_it_reads_the_states_within_prompt_targets_cente
     sums = np.stack([np.bincount(index, weights=centered[:, j]) for j in range(6)], axis=1)
     assert np.abs(sums).max() < 1e-3 * np.abs(centered).max()  # a linear map of rows centered on their prompt
     expected, _ = _components(within.states(store, "eot", [2])[:, 0], 6, seed=NARROW.seed + 2)
-    np.testing.assert_allclose(centered, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(centered, expected, rtol=2**-11, atol=1e-7)  # the cache's float16 rounding
     assert len(within.y) == len(pooled.y) and not np.allclose(pooled.states(view, "eot", [2])[:, 0], centered, atol=0.1)
+
+
+def test_the_cache_keeps_float16_where_it_holds_every_component_and_float32_beyond(tmp_path, monkeypatch):
+    store = planted_store(tmp_path / "s", n_groups=30, d=48)
+    view = SketchedStore(store, NARROW)
+    target = make_target(view, "rating")
+    sketch = target.states(view, "eot", [1, 2])
+    assert sketch.dtype == np.float32 and {a.dtype for a in view._cache.values()} == {np.dtype(np.float16)}
+    exact, _ = _components(target.states(store, "eot", [2])[:, 0], 6, seed=NARROW.seed + 2)
+    np.testing.assert_allclose(sketch[:, 1], exact, rtol=2**-11, atol=1e-7)
+    monkeypatch.setattr(sketch_module, "_FLOAT16_BOUND", len(store) * 48)  # rows x width no longer below the bound
+    wide = SketchedStore(store, NARROW)
+    np.testing.assert_allclose(make_target(wide, "rating").states(wide, "eot", [2])[:, 0], exact, rtol=1e-5, atol=1e-6)
+    assert {a.dtype for a in wide._cache.values()} == {np.dtype(np.float32)}
 
 
 def test_the_sketch_is_the_top_principal_components_of_the_z_scored_states(tmp_path):

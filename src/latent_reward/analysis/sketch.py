@@ -27,6 +27,16 @@ from latent_reward.activations.store import ActivationStore
 from latent_reward.evaluation.results import Result
 
 _LAYER_CHUNK = 2  # layers read from disk at once (bounds memory at large width)
+# The cached sketches are the analysis's largest holding that grows with the rows (each target's [n, layers, dim] per
+# position, kept for the whole analysis). They keep the store's own precision, float16, at half of float32's memory;
+# the fits read them as float32. A z-scored row's norm is at most sqrt(rows x width), which bounds every component:
+# float16 holds it up to rows x width = 65,504^2 (about 4e9), float32 beyond.
+_FLOAT16_BOUND = float(np.finfo(np.float16).max) ** 2
+
+
+def _cached(sketch: np.ndarray, width: int) -> np.ndarray:
+    """A layer's sketch [rows, dim] as the cache keeps it (float16 where the bound above allows)."""
+    return sketch.astype(np.float16) if len(sketch) * width < _FLOAT16_BOUND else sketch
 
 
 class SketchConfig(Result):
@@ -113,10 +123,11 @@ class SketchedStore:
             chunk = missing[start : start + _LAYER_CHUNK]
             states = read(chunk)
             for index, layer in enumerate(chunk):
-                self._cache[(key, position, layer)], self._explained[(key, position, layer)] = _components(
+                sketch, self._explained[(key, position, layer)] = _components(
                     states[:, index], self.config.dim, self.config.seed + layer
                 )
-        return np.stack([self._cache[(key, position, layer)] for layer in layers], axis=1)
+                self._cache[(key, position, layer)] = _cached(sketch, states.shape[-1])
+        return np.stack([self._cache[(key, position, layer)] for layer in layers], axis=1, dtype=np.float32)
 
     def summary(self) -> SketchSummary:
         """The sketch's width, the full width and the mean share of variance kept (over the layers sketched so far)."""
