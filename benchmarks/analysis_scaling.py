@@ -14,8 +14,8 @@ full states, which measures what choosing on the sketch costs.
     python benchmarks/analysis_scaling.py --n 2000 --d 2048 --layers 8 --compare-full --weak
 
 The last line reads `analysis total: <s> s, peak <GB> GB, recovered r <r> (exact <r>)`; with several sizes, the
-fitted exponents follow. That peak is the process's resident peak, the store's memory-mapped pages included; the line
-before gives the anonymous peak (heap, arrays), what the analysis itself needs.
+fitted exponents follow. That peak is the process's resident peak over its whole life, the store's memory-mapped pages
+included; the line before gives the analysis's anonymous peak (heap, arrays), what it needs itself.
 """
 
 from __future__ import annotations
@@ -265,8 +265,9 @@ def main() -> None:
             )
         print(f"  planted ceiling r {PLANTED_CEILING:.3f} (the rating's correlation with the response-level signal)")
         print(
-            f"  peak anonymous memory {anonymous.gb:.2f} GB during the analysis (the rest of the peak below is pages "
-            "of the memory-mapped store, which the kernel drops and reads again when memory is short)"
+            f"  peak anonymous memory {anonymous.gb:.2f} GB during the analysis; the resident peak below is the "
+            "process's whole life: the memory-mapped store's pages (which the kernel drops and reads again when memory "
+            "is short), writing the store, --compare-full and earlier sizes included"
         )
         if torch.cuda.is_available():
             gpu_peak = torch.cuda.max_memory_allocated() / 2**30

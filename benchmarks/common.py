@@ -4,6 +4,7 @@ shape, for a machine the weights cannot travel to), on which device, and how a r
 from __future__ import annotations
 
 import argparse
+import math
 import threading
 from pathlib import Path
 
@@ -47,30 +48,35 @@ class AnonymousPeak:
         self.interval = interval
         self.gb = float("nan")
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> AnonymousPeak:
-        if Path(_STATUS).exists():
-            self.gb = 0.0
+        self.gb = _anonymous_gb()
+        if math.isfinite(self.gb):
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None:
+            self._stop.set()
             self._thread.join()
+            self._thread = None
+            self.gb = max(self.gb, _anonymous_gb())  # the last moments too
 
     def _sample(self) -> None:
-        while True:
+        while not self._stop.wait(self.interval):
             self.gb = max(self.gb, _anonymous_gb())
-            if self._stop.wait(self.interval):
-                return
 
 
 _STATUS = "/proc/self/status"
 
 
 def _anonymous_gb() -> float:
+    """The anonymous resident memory now, in GB; NaN where /proc does not say."""
+    if not Path(_STATUS).exists():
+        return float("nan")
     with open(_STATUS) as status:
         for line in status:
             if line.startswith("RssAnon:"):
