@@ -63,6 +63,7 @@ class SketchSummary(Result):
 
 
 _BASIS_ROWS = 4096  # rows the components are found on (all rows are projected on them)
+_ROUND_OFF = 1e-4  # a component this small against the first (float32 arithmetic) is round-off, not a direction
 
 
 def _components(x: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, float]:
@@ -83,8 +84,12 @@ def _components(x: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, float]:
     basis_rows = z if rows is None else z[torch.as_tensor(rows)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        _, _, v = torch.svd_lowrank(basis_rows, q=min(keep + 10, *basis_rows.shape), niter=2)
+        _, singular, v = torch.svd_lowrank(basis_rows, q=min(keep + 10, *basis_rows.shape), niter=2)
     sketch = z @ v[:, :keep]
+    # Components past the states' rank (centered rows, rows centered on their prompt or averaged per prompt have fewer
+    # directions than rows) are float round-off, which the fits' z-scoring would blow up into unit-variance noise;
+    # zeroed, they are constant features, which the fits leave out.
+    sketch[:, singular[:keep] <= _ROUND_OFF * singular[0]] = 0
     total = float((z * z).sum())
     explained = float((sketch * sketch).sum()) / total if total > 0 else 1.0
     return sketch.numpy(), explained
