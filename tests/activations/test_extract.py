@@ -129,7 +129,7 @@ def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_result(tiny_m
         "--data",
         str(data),
         "--shard-size",
-        "4",
+        "2",  # 20 shards: after the last kill (at 9) a busy machine can write several more before the signal lands
         "--batch-tokens",
         "128",
         "--positions",
@@ -158,7 +158,7 @@ def test_runs_killed_at_random_moments_resume_to_the_uninterrupted_result(tiny_m
         process.send_signal(signal.SIGKILL)
         process.wait()
         killed_at.append(len(list((out / "shards").glob("*.safetensors"))))
-    assert killed_at == sorted(killed_at) and killed_at[0] >= 1 and killed_at[-1] < 10, killed_at
+    assert killed_at == sorted(killed_at) and killed_at[0] >= 1 and killed_at[-1] < 20, killed_at
     assert json.loads((out / "manifest.json").read_text())["status"] == "incomplete"
     # a shard is trusted once its integrity record is written; a kill between its file and its record recomputes it
     recorded = sum(store_format.shard_problem(out, index) is None for index in range(killed_at[-1]))
