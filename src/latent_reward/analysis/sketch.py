@@ -84,12 +84,14 @@ def _components(x: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, float]:
     basis_rows = z if rows is None else z[torch.as_tensor(rows)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        _, singular, v = torch.svd_lowrank(basis_rows, q=min(keep + 10, *basis_rows.shape), niter=2)
+        _, _, v = torch.svd_lowrank(basis_rows, q=min(keep + 10, *basis_rows.shape), niter=2)
     sketch = z @ v[:, :keep]
     # Components past the states' rank (centered rows, rows centered on their prompt or averaged per prompt have fewer
     # directions than rows) are float round-off, which the fits' z-scoring would blow up into unit-variance noise;
-    # zeroed, they are constant features, which the fits leave out.
-    sketch[:, singular[:keep] <= _ROUND_OFF * singular[0]] = 0
+    # zeroed, they are constant features, which the fits leave out. Judged on the spread the fits see: the float32
+    # mean's rounding error, divided by a nearly constant feature's tiny std, can leave more than round-off's spread.
+    spread = sketch.std(dim=0)
+    sketch[:, spread <= _ROUND_OFF * spread.max()] = 0
     total = float((z * z).sum())
     explained = float((sketch * sketch).sum()) / total if total > 0 else 1.0
     return sketch.numpy(), explained
