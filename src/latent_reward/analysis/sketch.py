@@ -63,7 +63,7 @@ class SketchSummary(Result):
 
 
 _BASIS_ROWS = 4096  # rows the components are found on (all rows are projected on them)
-_ROUND_OFF = 1e-4  # a component this small against the first (float32 arithmetic) is round-off, not a direction
+_ROUND_OFF = 1e-4  # a component whose spread is this small against the largest is float32 round-off, not a direction
 
 
 def _components(x: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, float]:
